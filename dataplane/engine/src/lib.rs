@@ -1,0 +1,18 @@
+//! The fnat packet engine.
+//!
+//! Pure Rust over byte buffers: it parses, classifies and rewrites Ethernet frames and keeps
+//! per-worker state (sessions, local ports, timers, counters). It never calls DPDK, never
+//! allocates or locks per packet, and takes "now" from its caller, so it is tested, fuzzed and
+//! replayed without EAL. The driver (crate `fnatd`) moves frames between DPDK and [`Worker`].
+
+pub mod frame;
+pub mod rules;
+pub mod stats;
+pub mod verdict;
+pub mod worker;
+
+pub use frame::Frame;
+pub use rules::{PortIndex, Rules};
+pub use stats::WorkerStats;
+pub use verdict::{DropReason, Verdict};
+pub use worker::Worker;

@@ -1,0 +1,89 @@
+//! What the engine decides for each frame, and every reason a frame can be dropped.
+
+use crate::rules::PortIndex;
+
+/// The engine's decision for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the (rewritten) frame out of this port.
+    Transmit { port: PortIndex },
+    /// The frame belongs to a session owned by another worker: hand it over unchanged.
+    Redirect { worker: u16 },
+    /// Drop the frame; the reason has already been counted in the worker's stats.
+    Drop(DropReason),
+}
+
+macro_rules! drop_reasons {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, )*) => {
+        /// Why a frame was dropped. Every drop has exactly one reason and one counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum DropReason { $( $(#[doc = $doc])* $variant, )* }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[ $( DropReason::$variant, )* ];
+            /// The number of reasons (the length of a counter array).
+            pub const COUNT: usize = Self::ALL.len();
+            /// The counter's name as operators see it (snake_case, stable).
+            pub const fn name(self) -> &'static str {
+                match self { $( DropReason::$variant => $name, )* }
+            }
+            /// What the counter means, for documentation and `--help` output.
+            pub fn meaning(self) -> &'static str {
+                match self { $( DropReason::$variant => concat!($($doc),*).trim_start(), )* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Frame shorter than an Ethernet header, or an L3/L4 header cut short.
+    Truncated = "truncated",
+    /// IPv4 header invalid: version not 4, IHL < 5, total length beyond the frame or below the header.
+    BadIpHeader = "bad_ip_header",
+    /// TCP data offset out of range, or UDP length inconsistent with the IP payload.
+    BadL4Header = "bad_l4_header",
+    /// TCP flag combination no stack sends (SYN+FIN, SYN+RST, no flags at all).
+    BadTcpFlags = "bad_tcp_flags",
+    /// EtherType the dataplane does not handle (not IPv4/ARP), or a VLAN tag.
+    UnsupportedEtherType = "unsupported_ethertype",
+    /// IPv4 protocol other than TCP, UDP or ICMP.
+    UnsupportedProtocol = "unsupported_protocol",
+    /// Destination MAC or IP not owned by this appliance: never routed by accident.
+    NotForUs = "not_for_us",
+    /// IPv4 fragment (reassembly is not supported yet).
+    Fragment = "fragment",
+    /// IPv4 header with options, and the config says to drop them.
+    IpOptions = "ip_options",
+    /// TTL would reach 0 when forwarded.
+    TtlExpired = "ttl_expired",
+    /// To a VIP, but no service on that protocol and port.
+    NoService = "no_service",
+    /// A service with no real server able to take a new connection.
+    NoRealServer = "no_real_server",
+    /// Not a connection start (e.g. TCP without SYN) and no session for it.
+    NoSession = "no_session",
+    /// The worker's session table is full: new flows are refused, established ones continue.
+    SessionTableFull = "session_table_full",
+    /// Every local address of the service is out of ports for this worker.
+    LocalPortsExhausted = "local_ports_exhausted",
+    /// No route to the destination.
+    NoRoute = "no_route",
+    /// Next hop's MAC address unknown.
+    NoNeighbour = "no_neighbour",
+    /// ICMP type the dataplane does not translate or answer.
+    IcmpUnsupported = "icmp_unsupported",
+    /// ICMP error whose embedded packet is truncated or belongs to no session.
+    IcmpNoSession = "icmp_no_session",
+    /// Passthrough mode: no forwarding rule for the receiving port.
+    NoForwardRule = "no_forward_rule",
+    /// Driver: frame spans several mbuf segments (larger than one buffer).
+    MultiSegment = "multi_segment",
+    /// Driver: the TX queue did not accept the frame.
+    TxFull = "tx_full",
+    /// Driver: the ring to the owning worker was full.
+    RedirectRingFull = "redirect_ring_full",
+    /// Driver: no mbuf available to build a frame.
+    MbufExhausted = "mbuf_exhausted",
+}
