@@ -5,8 +5,13 @@
 //! allocates or locks per packet, and takes "now" from its caller, so it is tested, fuzzed and
 //! replayed without EAL. The driver (crate `fnatd`) moves frames between DPDK and [`Worker`].
 
+pub mod fnat;
 pub mod frame;
+pub mod laddr;
+pub mod packet;
 pub mod rules;
+pub mod sched;
+pub mod session;
 pub mod stats;
 pub mod verdict;
 pub mod worker;

@@ -1,0 +1,28 @@
+# The two commands a newcomer needs (as root on Debian bookworm): `make demo` and `make test`.
+# Both install what they need first (scripts/setup-debian.sh).
+
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: setup build demo test lint unit bench clean
+
+setup:
+	bash scripts/setup-debian.sh
+
+build: setup
+	cargo build --release --workspace --bins
+
+demo: build
+	bash scripts/demo.sh
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# Integration tests run the binaries as subprocesses, so build them first. nextest runs every
+# test in its own process: EAL can start only once per process.
+test: lint
+	cargo build --workspace --bins
+	cargo nextest run --workspace --no-fail-fast
+
+clean:
+	cargo clean

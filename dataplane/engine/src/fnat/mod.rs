@@ -1,0 +1,1 @@
+//! Full-NAT pipeline (in progress).

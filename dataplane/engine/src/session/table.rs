@@ -1,0 +1,424 @@
+//! The per-worker session table: a pre-sized arena of sessions indexed under two keys.
+//!
+//! Each session is found by the tuple of the packets that reach the balancer for it:
+//! the client side key (proto, client ip:port → vip:vport) and the real-server side key
+//! (proto, rs ip:port → lip:lport). Both keys live in one open-addressing index (linear probing,
+//! backward-shift deletion, so no tombstones) sized for a load factor of at most 1/2 when the
+//! arena is full. Everything is allocated at construction; when the arena is full `insert`
+//! fails while lookups and removals keep working.
+//!
+//! Memory: a [`Session`] is 64 bytes; the index costs 4 entries × 8 bytes = 32 bytes per
+//! session slot; the timer wheel adds 24 bytes per slot: 120 bytes per session in all.
+
+use std::net::Ipv4Addr;
+
+use super::tcp::ConnState;
+
+/// Index of a session in its worker's arena.
+pub type SessionId = u32;
+
+/// A packet's 5-tuple as seen on arrival (addresses in host order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Tuple {
+    pub proto: u8,
+    pub src_ip: u32,
+    pub src_port: u16,
+    pub dst_ip: u32,
+    pub dst_port: u16,
+}
+
+impl Tuple {
+    pub fn new(proto: u8, src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16) -> Self {
+        Tuple {
+            proto,
+            src_ip: u32::from(src),
+            src_port,
+            dst_ip: u32::from(dst),
+            dst_port,
+        }
+    }
+}
+
+/// Which of its two keys found a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The client side key: the packet travels client → RS.
+    Client = 0,
+    /// The real-server side key: the packet travels RS → client.
+    Real = 1,
+}
+
+/// One full-NAT session. `proto == 0` marks a free arena slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct Session {
+    pub client_ip: u32,
+    pub vip: u32,
+    pub rs_ip: u32,
+    pub lip: u32,
+    pub client_port: u16,
+    pub vport: u16,
+    pub rs_port: u16,
+    pub lport: u16,
+    /// Stable id of the service (survives rule snapshots).
+    pub service_id: u32,
+    /// Stable id of the real server.
+    pub rs_id: u32,
+    /// The worker's slot for the local address (its port pool).
+    pub lip_slot: u16,
+    /// The worker's slot for the service (its counters and scheduler).
+    pub svc_slot: u16,
+    /// Index of the real server in the service slot's real-server counters.
+    pub rs_slot: u16,
+    pub proto: u8,
+    pub state: ConnState,
+    pub packets_in: u32,
+    pub packets_out: u32,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Session {
+    /// The key of packets from the client: client → vip.
+    #[inline]
+    pub fn client_key(&self) -> Tuple {
+        Tuple {
+            proto: self.proto,
+            src_ip: self.client_ip,
+            src_port: self.client_port,
+            dst_ip: self.vip,
+            dst_port: self.vport,
+        }
+    }
+
+    /// The key of packets from the real server: rs → lip.
+    #[inline]
+    pub fn real_key(&self) -> Tuple {
+        Tuple {
+            proto: self.proto,
+            src_ip: self.rs_ip,
+            src_port: self.rs_port,
+            dst_ip: self.lip,
+            dst_port: self.lport,
+        }
+    }
+
+    #[inline]
+    pub fn key(&self, side: Side) -> Tuple {
+        match side {
+            Side::Client => self.client_key(),
+            Side::Real => self.real_key(),
+        }
+    }
+
+    #[inline]
+    pub fn is_live(&self) -> bool {
+        self.proto != 0
+    }
+}
+
+/// Why an insertion failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertError {
+    /// Every arena slot is taken.
+    Full,
+    /// One of the session's keys is already in the table.
+    Exists,
+    /// The session has protocol 0 (reserved for free slots).
+    Invalid,
+}
+
+const EMPTY: u64 = u64::MAX;
+/// Largest supported capacity (the index must stay below 2^32 entries).
+pub const MAX_CAPACITY: usize = 1 << 28;
+
+/// The session table of one worker.
+pub struct SessionTable {
+    sessions: Vec<Session>,
+    free: Vec<u32>,
+    /// Entries: high 32 bits = hash tag (also determines the home bucket), low 32 bits =
+    /// `session << 1 | side`; `EMPTY` when unused.
+    index: Vec<u64>,
+    seed: u64,
+}
+
+#[inline]
+fn hash(seed: u64, t: &Tuple) -> u32 {
+    let a = ((t.src_ip as u64) << 32) | t.dst_ip as u64;
+    let b = ((t.src_port as u64) << 32) | ((t.dst_port as u64) << 16) | t.proto as u64;
+    let mut h = (a ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h = (h.rotate_left(27) ^ b).wrapping_mul(0xd6e8_feb8_6659_fd93);
+    h ^= h >> 29;
+    h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 32) as u32
+}
+
+impl SessionTable {
+    /// A table holding up to `capacity` sessions (clamped to [`MAX_CAPACITY`]). `seed` keys the
+    /// hash (pick it at random in production so that flows cannot be crafted to collide).
+    pub fn new(capacity: usize, seed: u64) -> Self {
+        let capacity = capacity.min(MAX_CAPACITY);
+        let index_len = (capacity * 4).max(8);
+        SessionTable {
+            sessions: vec![Session::default(); capacity],
+            free: (0..capacity as u32).rev().collect(),
+            index: vec![EMPTY; index_len],
+            seed,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        ((tag as u64 * self.index.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn next_pos(&self, pos: usize) -> usize {
+        if pos + 1 == self.index.len() {
+            0
+        } else {
+            pos + 1
+        }
+    }
+
+    /// The position of `key`'s entry in the index.
+    fn find(&self, key: &Tuple) -> Option<usize> {
+        let tag = hash(self.seed, key);
+        let mut pos = self.home(tag);
+        for _ in 0..self.index.len() {
+            let e = self.index[pos];
+            if e == EMPTY {
+                return None;
+            }
+            if (e >> 32) as u32 == tag {
+                let r = e as u32;
+                let side = if r & 1 == 0 { Side::Client } else { Side::Real };
+                if let Some(s) = self.sessions.get((r >> 1) as usize) {
+                    if s.key(side) == *key {
+                        return Some(pos);
+                    }
+                }
+            }
+            pos = self.next_pos(pos);
+        }
+        None
+    }
+
+    /// The session whose client or real-server key is `key`, and which of the two matched.
+    #[inline]
+    pub fn lookup(&self, key: &Tuple) -> Option<(SessionId, Side)> {
+        let pos = self.find(key)?;
+        let r = self.index[pos] as u32;
+        Some((r >> 1, if r & 1 == 0 { Side::Client } else { Side::Real }))
+    }
+
+    pub fn get(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(id as usize).filter(|s| s.is_live())
+    }
+
+    pub fn get_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions.get_mut(id as usize).filter(|s| s.is_live())
+    }
+
+    fn index_insert(&mut self, key: &Tuple, reference: u32) {
+        let tag = hash(self.seed, key);
+        let mut pos = self.home(tag);
+        // The load factor is at most 1/2, so an empty entry exists.
+        for _ in 0..self.index.len() {
+            if self.index[pos] == EMPTY {
+                self.index[pos] = ((tag as u64) << 32) | reference as u64;
+                return;
+            }
+            pos = self.next_pos(pos);
+        }
+    }
+
+    fn index_remove_at(&mut self, mut hole: usize) {
+        let mut j = hole;
+        for _ in 0..self.index.len() {
+            j = self.next_pos(j);
+            let e = self.index[j];
+            if e == EMPTY {
+                break;
+            }
+            let home = self.home((e >> 32) as u32);
+            // The entry at j may move into the hole unless its home lies cyclically in (hole, j].
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.index[hole] = e;
+                hole = j;
+            }
+        }
+        self.index[hole] = EMPTY;
+    }
+
+    /// Adds a session under both of its keys.
+    pub fn insert(&mut self, session: Session) -> Result<SessionId, InsertError> {
+        if !session.is_live() {
+            return Err(InsertError::Invalid);
+        }
+        let (ck, rk) = (session.client_key(), session.real_key());
+        if ck == rk {
+            return Err(InsertError::Exists);
+        }
+        if self.find(&ck).is_some() || self.find(&rk).is_some() {
+            return Err(InsertError::Exists);
+        }
+        let id = self.free.pop().ok_or(InsertError::Full)?;
+        self.sessions[id as usize] = session;
+        self.index_insert(&ck, id << 1);
+        self.index_insert(&rk, (id << 1) | 1);
+        Ok(id)
+    }
+
+    /// Removes a session and both of its keys; returns it.
+    pub fn remove(&mut self, id: SessionId) -> Option<Session> {
+        let s = *self.get(id)?;
+        for side in [Side::Client, Side::Real] {
+            if let Some(pos) = self.find(&s.key(side)) {
+                self.index_remove_at(pos);
+            }
+        }
+        self.sessions[id as usize] = Session::default();
+        self.free.push(id);
+        Some(s)
+    }
+
+    /// The session in arena slot `id` if live: for sweeps over the whole arena.
+    pub fn slot(&self, id: usize) -> Option<&Session> {
+        self.sessions.get(id).filter(|s| s.is_live())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(i: u32) -> Session {
+        Session {
+            client_ip: 0x0a00_0000 + i,
+            client_port: 1000 + (i % 50000) as u16,
+            vip: 0xc0a8_0001,
+            vport: 80,
+            rs_ip: 0xac10_0000 + (i % 7),
+            rs_port: 8080,
+            lip: 0xc0a8_0101,
+            lport: (i % 60000) as u16 + 1024,
+            proto: 6,
+            state: ConnState::SynRecv,
+            ..Session::default()
+        }
+    }
+
+    #[test]
+    fn size() {
+        assert_eq!(std::mem::size_of::<Session>(), 64);
+    }
+
+    #[test]
+    fn both_keys_find_the_same_session() {
+        let mut t = SessionTable::new(16, 1);
+        let s = session(3);
+        let id = t.insert(s).unwrap();
+        assert_eq!(t.lookup(&s.client_key()), Some((id, Side::Client)));
+        assert_eq!(t.lookup(&s.real_key()), Some((id, Side::Real)));
+        assert_eq!(t.get(id), Some(&s));
+        assert_eq!(t.insert(s), Err(InsertError::Exists));
+        let mut other = session(4);
+        other.lport = s.lport; // same real-side key as s
+        other.rs_ip = s.rs_ip;
+        assert_eq!(t.insert(other), Err(InsertError::Exists));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn full_table_refuses_inserts_but_lookups_work() {
+        let cap = 100;
+        let mut t = SessionTable::new(cap, 7);
+        let ids: Vec<_> = (0..cap as u32).map(|i| t.insert(session(i)).unwrap()).collect();
+        assert!(t.is_full());
+        assert_eq!(t.insert(session(1000)), Err(InsertError::Full));
+        for (i, id) in ids.iter().enumerate() {
+            let s = session(i as u32);
+            assert_eq!(t.lookup(&s.client_key()), Some((*id, Side::Client)));
+            assert_eq!(t.lookup(&s.real_key()), Some((*id, Side::Real)));
+        }
+        assert!(t.lookup(&session(1000).client_key()).is_none());
+        // Removing one makes room for exactly one.
+        t.remove(ids[5]).unwrap();
+        assert!(t.insert(session(1000)).is_ok());
+        assert_eq!(t.insert(session(1001)), Err(InsertError::Full));
+    }
+
+    #[test]
+    fn removal_frees_both_keys() {
+        let mut t = SessionTable::new(8, 0);
+        let s = session(1);
+        let id = t.insert(s).unwrap();
+        assert_eq!(t.remove(id), Some(s));
+        assert!(t.lookup(&s.client_key()).is_none());
+        assert!(t.lookup(&s.real_key()).is_none());
+        assert!(t.get(id).is_none());
+        assert!(t.remove(id).is_none());
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn zero_capacity() {
+        let mut t = SessionTable::new(0, 0);
+        assert_eq!(t.insert(session(1)), Err(InsertError::Full));
+        assert!(t.lookup(&session(1).client_key()).is_none());
+    }
+
+    #[test]
+    fn churn_keeps_index_consistent() {
+        // Many inserts and removals in pseudo-random order against a model.
+        let cap = 512;
+        let mut t = SessionTable::new(cap, 42);
+        let mut live: Vec<(u32, SessionId)> = Vec::new();
+        let mut x: u64 = 0x1234_5678;
+        let mut next = 0u32;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (x % 3 != 0 && live.len() < cap) || live.is_empty() {
+                let s = session(next);
+                let id = t.insert(s).unwrap();
+                live.push((next, id));
+                next += 1;
+            } else {
+                let k = (x >> 8) as usize % live.len();
+                let (n, id) = live.swap_remove(k);
+                assert_eq!(t.remove(id).map(|s| s.client_ip), Some(session(n).client_ip));
+                assert!(t.lookup(&session(n).client_key()).is_none());
+            }
+        }
+        for (n, id) in &live {
+            let s = session(*n);
+            assert_eq!(t.lookup(&s.client_key()), Some((*id, Side::Client)));
+            assert_eq!(t.lookup(&s.real_key()), Some((*id, Side::Real)));
+        }
+        assert_eq!(t.len(), live.len());
+    }
+}

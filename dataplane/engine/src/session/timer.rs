@@ -1,0 +1,382 @@
+//! A timer wheel over a fixed set of entries (session ids), driven by the caller's clock.
+//!
+//! - `slots` buckets of `tick_ns` each (4096 × 1 s by default: a span of 68 minutes). Longer
+//!   timeouts are parked in the farthest bucket and re-armed when it comes round.
+//! - Every entry is in at most one bucket (intrusive doubly-linked lists over pre-sized
+//!   arrays): schedule, cancel and reschedule are O(1), nothing allocates after construction.
+//! - Refreshing is lazy: moving a deadline later only rewrites the stored deadline; when the
+//!   entry's bucket fires, the entry is re-armed at its new deadline instead of expiring.
+//! - An entry sits in the bucket of `ceil(deadline / tick)`, so it never fires before its
+//!   deadline, and fires at most one tick after it (callers wanting exact expiry compare
+//!   [`TimerWheel::deadline`] with their clock, as the worker does on its packet path).
+//! - [`TimerWheel::expire`] reports at most `budget` entries per call and bounds the re-arming
+//!   it does, so housekeeping work per call is bounded.
+
+const NIL: u32 = u32::MAX;
+const UNARMED: u64 = u64::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    deadline: u64,
+    /// Absolute tick of the bucket the entry is linked in, or `UNARMED`.
+    armed: u64,
+    next: u32,
+    prev: u32,
+}
+
+/// Default tick: one second.
+pub const DEFAULT_TICK_NS: u64 = 1_000_000_000;
+/// Default number of buckets: 4096 ticks (68 minutes at one second).
+pub const DEFAULT_SLOTS: usize = 4096;
+
+pub struct TimerWheel {
+    nodes: Vec<Node>,
+    heads: Vec<u32>,
+    mask: u64,
+    tick_ns: u64,
+    /// Next tick to process: every bucket of an earlier tick has been emptied.
+    cursor: u64,
+    started: bool,
+    len: usize,
+}
+
+impl TimerWheel {
+    /// A wheel for entries `0..capacity` with the default geometry.
+    pub fn new(capacity: usize) -> Self {
+        Self::with_geometry(capacity, DEFAULT_TICK_NS, DEFAULT_SLOTS)
+    }
+
+    /// A wheel of `slots` buckets (rounded up to a power of two, at least 2) of `tick_ns` each.
+    pub fn with_geometry(capacity: usize, tick_ns: u64, slots: usize) -> Self {
+        let slots = slots.max(2).next_power_of_two();
+        TimerWheel {
+            nodes: vec![
+                Node {
+                    deadline: 0,
+                    armed: UNARMED,
+                    next: NIL,
+                    prev: NIL,
+                };
+                capacity
+            ],
+            heads: vec![NIL; slots],
+            mask: slots as u64 - 1,
+            tick_ns: tick_ns.max(1),
+            cursor: 0,
+            started: false,
+            len: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Entries currently scheduled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn tick_ns(&self) -> u64 {
+        self.tick_ns
+    }
+
+    /// The longest delay the wheel holds without re-arming.
+    pub fn span_ns(&self) -> u64 {
+        self.tick_ns.saturating_mul(self.mask + 1)
+    }
+
+    #[inline]
+    fn start(&mut self, now_ns: u64) {
+        if !self.started {
+            self.started = true;
+            self.cursor = self.tick_of(now_ns);
+        }
+    }
+
+    /// The tick containing `ns` (clamped far below overflow).
+    #[inline]
+    fn tick_of(&self, ns: u64) -> u64 {
+        (ns / self.tick_ns).min(u64::MAX / 4)
+    }
+
+    /// The bucket tick for a deadline: its ceiling tick, kept within the wheel's window.
+    #[inline]
+    fn arm_tick(&self, deadline: u64, floor: u64) -> u64 {
+        let t = self.tick_of(deadline) + u64::from(deadline % self.tick_ns != 0);
+        t.max(floor).min(self.cursor + self.mask)
+    }
+
+    #[inline]
+    fn link(&mut self, id: u32, tick: u64) {
+        let slot = (tick & self.mask) as usize;
+        let head = self.heads[slot];
+        let n = &mut self.nodes[id as usize];
+        n.armed = tick;
+        n.prev = NIL;
+        n.next = head;
+        if head != NIL {
+            self.nodes[head as usize].prev = id;
+        }
+        self.heads[slot] = id;
+        self.len += 1;
+    }
+
+    #[inline]
+    fn unlink(&mut self, id: u32) {
+        let Node {
+            armed, next, prev, ..
+        } = self.nodes[id as usize];
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
+        } else {
+            self.heads[(armed & self.mask) as usize] = next;
+        }
+        if next != NIL {
+            self.nodes[next as usize].prev = prev;
+        }
+        let n = &mut self.nodes[id as usize];
+        n.armed = UNARMED;
+        n.next = NIL;
+        n.prev = NIL;
+        self.len -= 1;
+    }
+
+    /// Sets entry `id` to fire at `deadline_ns` (scheduling it, or moving its deadline).
+    /// Moving a deadline later is a single store. Ignores ids beyond the capacity.
+    #[inline]
+    pub fn schedule(&mut self, id: u32, now_ns: u64, deadline_ns: u64) {
+        if id as usize >= self.nodes.len() {
+            return;
+        }
+        self.start(now_ns);
+        let t = self.arm_tick(deadline_ns, self.cursor);
+        let node = &mut self.nodes[id as usize];
+        node.deadline = deadline_ns;
+        if node.armed != UNARMED {
+            if node.armed <= t {
+                return; // fires no later than needed; re-armed then
+            }
+            self.unlink(id);
+        }
+        self.link(id, t);
+    }
+
+    /// Unschedules entry `id` (no effect if it is not scheduled).
+    #[inline]
+    pub fn cancel(&mut self, id: u32) {
+        if self.is_scheduled(id) {
+            self.unlink(id);
+        }
+    }
+
+    pub fn is_scheduled(&self, id: u32) -> bool {
+        self.nodes
+            .get(id as usize)
+            .is_some_and(|n| n.armed != UNARMED)
+    }
+
+    /// The deadline of a scheduled entry.
+    #[inline]
+    pub fn deadline(&self, id: u32) -> Option<u64> {
+        self.nodes
+            .get(id as usize)
+            .filter(|n| n.armed != UNARMED)
+            .map(|n| n.deadline)
+    }
+
+    /// Unschedules and appends to `out` up to `budget` entries whose deadline is ≤ `now_ns`
+    /// (at most one tick late), never growing `out` beyond its capacity. Re-arms entries whose
+    /// deadline moved; that work is bounded too (about 4 × budget), the rest is left for the
+    /// next call. Returns how many entries were appended.
+    pub fn expire(&mut self, now_ns: u64, budget: usize, out: &mut Vec<u32>) -> usize {
+        self.start(now_ns);
+        let budget = budget.min(out.capacity() - out.len());
+        let now_tick = self.tick_of(now_ns);
+        let work_limit = budget.saturating_mul(4).saturating_add(64);
+        let mut work = 0usize;
+        let mut expired = 0usize;
+        while expired < budget && work < work_limit && self.cursor <= now_tick {
+            // After a long pause every bucket is due: skip the ticks that lap the wheel.
+            if now_tick - self.cursor > self.mask {
+                self.cursor = now_tick - self.mask;
+            }
+            let slot = (self.cursor & self.mask) as usize;
+            let id = self.heads[slot];
+            if id == NIL {
+                self.cursor += 1;
+                continue;
+            }
+            work += 1;
+            self.unlink(id);
+            let deadline = self.nodes[id as usize].deadline;
+            if deadline <= now_ns {
+                out.push(id);
+                expired += 1;
+            } else {
+                // Moved later: deadline > now, so its tick lies beyond the cursor.
+                let t = self.arm_tick(deadline, self.cursor + 1);
+                self.link(id, t);
+            }
+        }
+        expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn drain(w: &mut TimerWheel, now: u64) -> Vec<u32> {
+        let mut out = Vec::with_capacity(1024);
+        w.expire(now, 1024, &mut out);
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn fires_not_before_deadline_and_within_a_tick() {
+        let mut w = TimerWheel::new(8);
+        let t0 = 1000 * S + 123;
+        w.schedule(1, t0, t0 + 10 * S);
+        assert!(drain(&mut w, t0 + 10 * S - 1).is_empty());
+        assert_eq!(w.deadline(1), Some(t0 + 10 * S));
+        assert_eq!(drain(&mut w, t0 + 11 * S), vec![1]);
+        assert!(!w.is_scheduled(1));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn exact_on_tick_boundaries() {
+        let mut w = TimerWheel::new(4);
+        w.schedule(0, 5 * S, 15 * S);
+        assert!(drain(&mut w, 15 * S - 1).is_empty());
+        assert_eq!(drain(&mut w, 15 * S), vec![0]);
+    }
+
+    #[test]
+    fn bounded_expiry() {
+        let mut w = TimerWheel::new(100);
+        for id in 0..100 {
+            w.schedule(id, 0, S);
+        }
+        let mut out = Vec::with_capacity(100);
+        assert_eq!(w.expire(2 * S, 30, &mut out), 30);
+        assert_eq!(out.len(), 30);
+        out.clear();
+        assert_eq!(w.expire(2 * S, 30, &mut out), 30);
+        out.clear();
+        assert_eq!(w.expire(2 * S, 1000, &mut out), 40);
+        assert!(w.is_empty());
+        // Never grows the output beyond its capacity.
+        let mut w = TimerWheel::new(10);
+        for id in 0..10 {
+            w.schedule(id, 0, S);
+        }
+        let mut small = Vec::with_capacity(4);
+        assert_eq!(w.expire(5 * S, 100, &mut small), 4);
+        assert_eq!(small.capacity(), 4);
+    }
+
+    #[test]
+    fn lazy_rearm_on_refresh() {
+        let mut w = TimerWheel::new(4);
+        w.schedule(2, 0, 10 * S);
+        // Refresh at t=5 to 15 s: nothing fires at 10 s (re-armed), fires at 15 s.
+        w.schedule(2, 5 * S, 15 * S);
+        assert!(drain(&mut w, 10 * S).is_empty());
+        assert!(w.is_scheduled(2));
+        assert!(drain(&mut w, 14 * S).is_empty());
+        assert_eq!(drain(&mut w, 15 * S), vec![2]);
+        // Moving a deadline earlier relinks it.
+        w.schedule(3, 20 * S, 100 * S);
+        w.schedule(3, 20 * S, 25 * S);
+        assert_eq!(drain(&mut w, 25 * S), vec![3]);
+    }
+
+    #[test]
+    fn cancel_and_reuse() {
+        let mut w = TimerWheel::new(4);
+        w.schedule(0, 0, 3 * S);
+        w.schedule(1, 0, 3 * S);
+        w.schedule(2, 0, 3 * S);
+        w.cancel(1);
+        w.cancel(1);
+        assert_eq!(w.len(), 2);
+        assert_eq!(drain(&mut w, 3 * S), vec![0, 2]);
+        w.schedule(1, 3 * S, 4 * S);
+        assert_eq!(drain(&mut w, 4 * S), vec![1]);
+        w.schedule(99, 0, 0); // out of range: ignored
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn long_timeouts_beyond_the_span() {
+        let mut w = TimerWheel::with_geometry(2, S, 16);
+        w.schedule(0, 0, 3600 * S);
+        let mut t = 0;
+        while t < 3600 * S {
+            assert!(drain(&mut w, t).is_empty(), "fired early at {t}");
+            t += S / 2;
+        }
+        assert_eq!(drain(&mut w, 3600 * S), vec![0]);
+    }
+
+    #[test]
+    fn long_pause_and_time_going_back() {
+        let mut w = TimerWheel::with_geometry(3, S, 16);
+        w.schedule(0, 0, 5 * S);
+        w.schedule(1, 0, 1_000_000 * S);
+        w.schedule(2, 0, 9 * S);
+        assert!(drain(&mut w, 0).is_empty());
+        assert_eq!(drain(&mut w, 999_999 * S), vec![0, 2]);
+        assert!(drain(&mut w, 10 * S).is_empty()); // clock went back: nothing happens
+        assert_eq!(drain(&mut w, 1_000_001 * S), vec![1]);
+    }
+
+    #[test]
+    fn random_against_model() {
+        let mut w = TimerWheel::with_geometry(64, 100, 32);
+        let mut model: Vec<Option<u64>> = vec![None; 64];
+        let mut x: u64 = 99;
+        let mut now = 0u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = (x % 64) as u32;
+            match (x >> 8) % 4 {
+                0 | 1 => {
+                    let d = now + (x >> 16) % 10_000;
+                    w.schedule(id, now, d);
+                    model[id as usize] = Some(d);
+                }
+                2 => {
+                    w.cancel(id);
+                    model[id as usize] = None;
+                }
+                _ => {
+                    now += (x >> 20) % 300;
+                    let got = drain(&mut w, now);
+                    for &g in &got {
+                        let d = model[g as usize].take().expect("expired an unscheduled entry");
+                        assert!(d <= now, "fired early");
+                    }
+                    for (i, m) in model.iter().enumerate() {
+                        if let Some(d) = m {
+                            // not expired: must not be more than one tick overdue
+                            assert!(*d + 100 > now, "entry {i} overdue: {d} at {now}");
+                            assert_eq!(w.deadline(i as u32), Some(*d));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The TOML appliance config as written on disk: serde structs that mirror the file, nothing more.
+//! Unknown keys are errors (`deny_unknown_fields`), so a typo never silently changes behaviour.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub eal: EalSection,
+    #[serde(default)]
+    pub dataplane: DataplaneSection,
+    #[serde(rename = "port")]
+    pub ports: Vec<PortSection>,
+    /// Pass-through mode: `a = "b"` sends every frame received on port a out of port b.
+    #[serde(default)]
+    pub forward: BTreeMap<String, String>,
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceSection>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteSection>,
+    #[serde(default, rename = "neighbour")]
+    pub neighbours: Vec<NeighbourSection>,
+    #[serde(default)]
+    pub session: SessionSection,
+    #[serde(default)]
+    pub timeouts: TimeoutsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalSection {
+    /// CPU of the main (control) lcore; default 0.
+    pub main_cpu: Option<u32>,
+    /// CPUs of the worker lcores, one per worker; default: spread over the machine's CPUs.
+    pub worker_cpus: Option<Vec<u32>>,
+    /// Memory for EAL in MiB without hugepages; default 256.
+    pub memory_mb: Option<u32>,
+    /// Use hugepages (they must be reserved beforehand); default false.
+    pub hugepages: Option<bool>,
+    /// EAL `--file-prefix`; default: none, and `--no-shconf` without hugepages.
+    pub file_prefix: Option<String>,
+    /// EAL log level (`--log-level`); default "error".
+    pub log_level: Option<String>,
+    /// Extra EAL arguments appended as given.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneSection {
+    pub workers: Option<u16>,
+    pub burst: Option<u16>,
+    pub mbufs: Option<u32>,
+    pub mbuf_cache: Option<u32>,
+    pub rx_desc: Option<u16>,
+    pub tx_desc: Option<u16>,
+    /// Slots of each worker's redirect ring (rounded up to a power of two).
+    pub redirect_ring: Option<u32>,
+    /// Sessions expired at most per loop iteration (bounded housekeeping).
+    pub expire_budget: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSection {
+    pub name: String,
+    /// A PCI address (0000:03:00.0) or a DPDK virtual device (net_af_packet0,iface=veth0).
+    pub device: String,
+    /// Overrides the MAC address the port reports.
+    pub mac: Option<String>,
+    /// Addresses the port owns, as IPv4/prefix (a bare address means /32).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    pub vip: String,
+    pub port: u16,
+    pub protocol: String,
+    pub scheduler: Option<String>,
+    #[serde(default)]
+    pub local_addresses: Vec<String>,
+    #[serde(default, rename = "real")]
+    pub reals: Vec<RealSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealSection {
+    pub address: String,
+    pub port: u16,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub prefix: String,
+    pub port: String,
+    pub via: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighbourSection {
+    pub address: String,
+    pub mac: String,
+    pub port: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSection {
+    /// Sessions per worker.
+    pub capacity: Option<usize>,
+    /// Local port range, inclusive: [min, max].
+    pub local_port_range: Option<[u16; 2]>,
+    /// What to do with IPv4 options: "forward" (default) or "drop".
+    pub ip_options: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSection {
+    pub tcp_established: Option<u32>,
+    pub tcp_syn_sent: Option<u32>,
+    pub tcp_syn_recv: Option<u32>,
+    pub tcp_fin_wait: Option<u32>,
+    pub tcp_time_wait: Option<u32>,
+    pub tcp_close: Option<u32>,
+    pub tcp_close_wait: Option<u32>,
+    pub tcp_last_ack: Option<u32>,
+    pub tcp_listen: Option<u32>,
+    pub tcp_synack: Option<u32>,
+    pub udp: Option<u32>,
+    pub icmp: Option<u32>,
+}

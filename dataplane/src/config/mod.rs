@@ -1,0 +1,192 @@
+//! The appliance config: read a TOML file, validate every value, and produce the settings the
+//! driver needs plus the engine's first [`Rules`] snapshot. Errors name the file, the key and
+//! the reason; nothing half-valid gets through.
+
+mod eal_args;
+mod file;
+mod validate;
+pub mod values;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use fnat_engine::rules::{Ipv4Cidr, Rules};
+
+pub use eal_args::eal_args;
+
+/// A rejected config: which file, which key (dotted path like `port[1].device`), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based line of the offending text, when known.
+    pub line: Option<usize>,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.reason)
+        } else {
+            write!(f, ": key `{}`: {}", self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// EAL placement and memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EalSettings {
+    pub main_cpu: u32,
+    /// One CPU per worker.
+    pub worker_cpus: Vec<u32>,
+    pub memory_mb: u32,
+    pub hugepages: bool,
+    pub file_prefix: Option<String>,
+    pub log_level: String,
+    pub extra_args: Vec<String>,
+}
+
+/// Sizes of the dataplane's queues, pools and loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataplaneSettings {
+    pub workers: u16,
+    pub burst: u16,
+    pub mbufs: u32,
+    pub mbuf_cache: u32,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    pub redirect_ring: u32,
+    pub expire_budget: u32,
+}
+
+/// A port as configured: its name, the DPDK device behind it, and what it owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub name: String,
+    pub device: String,
+    pub mac: Option<[u8; 6]>,
+    pub addresses: Vec<Ipv4Cidr>,
+}
+
+impl PortSpec {
+    /// The name DPDK gives the device: the PCI address, or the vdev's name before its first comma.
+    pub fn dpdk_name(&self) -> &str {
+        self.device.split(',').next().unwrap_or(&self.device)
+    }
+}
+
+/// A validated appliance config.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub path: PathBuf,
+    pub eal: EalSettings,
+    pub dataplane: DataplaneSettings,
+    pub ports: Vec<PortSpec>,
+    /// The first rules snapshot; port MACs are filled in by the driver once ports are up.
+    pub rules: Rules,
+}
+
+impl AppConfig {
+    /// Reads and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<AppConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates config `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<AppConfig, ConfigError> {
+        let file_name = path.display().to_string();
+        let parsed: file::ConfigFile =
+            serde_path_to_error::deserialize(toml::Deserializer::new(text))
+                .map_err(|e| deserialize_error(&file_name, text, e))?;
+        validate::validate(path, parsed).map_err(|(key, reason)| ConfigError {
+            file: file_name,
+            line: None,
+            key,
+            reason,
+        })
+    }
+
+    /// Index of the port called `name`.
+    pub fn port_index(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.name == name)
+    }
+}
+
+/// A short human summary of a validated config (what `fnatd check` prints).
+pub fn describe(cfg: &AppConfig) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: ok", cfg.path.display());
+    let _ = writeln!(out, "workers: {}", cfg.dataplane.workers);
+    for p in &cfg.ports {
+        let mac = p
+            .mac
+            .map_or("from device".to_string(), |m| values::mac_to_string(&m));
+        let addrs: Vec<String> = p
+            .addresses
+            .iter()
+            .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+            .collect();
+        let _ = writeln!(
+            out,
+            "port {}: device {} mac {} addresses [{}]",
+            p.name,
+            p.device,
+            mac,
+            addrs.join(", ")
+        );
+    }
+    let _ = writeln!(out, "services: {}", cfg.rules.services.len());
+    let _ = writeln!(
+        out,
+        "eal args: {}",
+        eal_args(&cfg.eal, &cfg.ports).join(" ")
+    );
+    out
+}
+
+/// Turns a serde/TOML error into file + line + key + reason.
+fn deserialize_error(
+    file: &str,
+    text: &str,
+    err: serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let path = err.path().to_string();
+    let inner = err.inner();
+    let line = inner
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let message = inner.message().trim().to_string();
+    // serde reports a missing key at its parent table: name the key itself.
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let key = match (missing, path.as_str()) {
+        (Some(field), ".") => field.to_string(),
+        (Some(field), parent) => format!("{parent}.{field}"),
+        (None, ".") => String::new(),
+        (None, path) => path.to_string(),
+    };
+    ConfigError {
+        file: file.to_string(),
+        line,
+        key,
+        reason: message,
+    }
+}
+
+#[cfg(test)]
+mod tests;

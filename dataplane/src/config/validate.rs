@@ -1,0 +1,440 @@
+//! Checks every value of a parsed config file and builds the validated [`AppConfig`].
+//! Errors are `(key, reason)`; the caller adds the file name.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use fnat_engine::rules::{
+    Mode, Neighbour, PortIndex, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind,
+    Service, Timeouts,
+};
+
+use super::file::{ConfigFile, ServiceSection, TimeoutsSection};
+use super::values;
+use super::{AppConfig, DataplaneSettings, EalSettings, PortSpec};
+
+type Invalid = (String, String);
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
+    (key.into(), reason.into())
+}
+
+/// The most ports one appliance config may declare (DPDK's RTE_MAX_ETHPORTS is 32 here).
+const MAX_PORTS: usize = 32;
+/// The most workers: lcores beyond this make no sense on one box and would overflow u16 maths.
+const MAX_WORKERS: u16 = 128;
+
+pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Invalid> {
+    let dataplane = dataplane(&file)?;
+    let eal = eal(&file, dataplane.workers)?;
+    let ports = ports(&file)?;
+    let port_of = |key: String, name: &str| -> Result<PortIndex, Invalid> {
+        ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as PortIndex)
+            .ok_or_else(|| invalid(key, format!("no port is named '{name}'")))
+    };
+
+    let mode = if file.forward.is_empty() {
+        Mode::FullNat
+    } else {
+        if !file.services.is_empty() {
+            return Err(invalid(
+                "forward",
+                "pass-through forwarding and services are exclusive: remove [forward] or the [[service]] tables",
+            ));
+        }
+        let mut forward = vec![None; ports.len()];
+        for (from, to) in &file.forward {
+            let key = format!("forward.{from}");
+            let from_index = port_of(key.clone(), from)?;
+            forward[from_index as usize] = Some(port_of(key, to)?);
+        }
+        Mode::Passthrough { forward }
+    };
+
+    let services = services(&file.services)?;
+    let mut routes = Vec::with_capacity(file.routes.len());
+    for (i, r) in file.routes.iter().enumerate() {
+        let key = |field: &str| format!("route[{i}].{field}");
+        routes.push(Route {
+            prefix: values::ipv4_cidr(&r.prefix).map_err(|e| invalid(key("prefix"), e))?,
+            port: port_of(key("port"), &r.port)?,
+            via: match &r.via {
+                Some(via) => Some(values::ipv4(via).map_err(|e| invalid(key("via"), e))?),
+                None => None,
+            },
+        });
+    }
+    let mut neighbours = Vec::with_capacity(file.neighbours.len());
+    for (i, n) in file.neighbours.iter().enumerate() {
+        let key = |field: &str| format!("neighbour[{i}].{field}");
+        neighbours.push(Neighbour {
+            addr: values::ipv4(&n.address).map_err(|e| invalid(key("address"), e))?,
+            mac: values::mac(&n.mac).map_err(|e| invalid(key("mac"), e))?,
+            port: port_of(key("port"), &n.port)?,
+        });
+    }
+
+    let capacity = file.session.capacity.unwrap_or(1 << 20);
+    if capacity == 0 || capacity > 1 << 28 {
+        return Err(invalid(
+            "session.capacity",
+            "must be 1 to 268435456 sessions per worker",
+        ));
+    }
+    let [lport_min, lport_max] = file.session.local_port_range.unwrap_or([1024, 65535]);
+    if lport_min == 0 || lport_min > lport_max {
+        return Err(invalid(
+            "session.local_port_range",
+            format!("[{lport_min}, {lport_max}] is not a range of ports 1..=65535 with min <= max"),
+        ));
+    }
+    if u32::from(lport_max - lport_min) + 1 < u32::from(dataplane.workers) {
+        return Err(invalid(
+            "session.local_port_range",
+            format!(
+                "fewer ports than the {} workers that split them",
+                dataplane.workers
+            ),
+        ));
+    }
+    let drop_ip_options = match file.session.ip_options.as_deref() {
+        None | Some("forward") => false,
+        Some("drop") => true,
+        Some(other) => {
+            return Err(invalid(
+                "session.ip_options",
+                format!("'{other}' is not one of: forward, drop"),
+            ))
+        }
+    };
+
+    let rules = Rules {
+        generation: 1,
+        ports: ports
+            .iter()
+            .map(|p| PortRule {
+                name: p.name.clone(),
+                mac: p.mac.unwrap_or([0; 6]),
+                addresses: p.addresses.clone(),
+            })
+            .collect(),
+        mode,
+        services,
+        routes,
+        neighbours,
+        timeouts: timeouts(&file.timeouts)?,
+        session_capacity: capacity,
+        lport_min,
+        lport_max,
+        drop_ip_options,
+    };
+    Ok(AppConfig {
+        path: path.to_path_buf(),
+        eal,
+        dataplane,
+        ports,
+        rules,
+    })
+}
+
+fn dataplane(file: &ConfigFile) -> Result<DataplaneSettings, Invalid> {
+    let d = &file.dataplane;
+    let workers = d.workers.unwrap_or(1);
+    if workers == 0 || workers > MAX_WORKERS {
+        return Err(invalid(
+            "dataplane.workers",
+            format!("must be 1 to {MAX_WORKERS}"),
+        ));
+    }
+    let burst = d.burst.unwrap_or(32);
+    if burst == 0 || burst > 64 {
+        return Err(invalid("dataplane.burst", "must be 1 to 64"));
+    }
+    let rx_desc = d.rx_desc.unwrap_or(1024);
+    let tx_desc = d.tx_desc.unwrap_or(1024);
+    for (key, n) in [
+        ("dataplane.rx_desc", rx_desc),
+        ("dataplane.tx_desc", tx_desc),
+    ] {
+        if !(32..=16384).contains(&n) {
+            return Err(invalid(key, "must be 32 to 16384 descriptors"));
+        }
+    }
+    let ports = file.ports.len().max(1) as u32;
+    let workers32 = u32::from(workers);
+    // Every RX ring full, every TX ring full, each worker's bursts and redirect ring in flight.
+    let needed = ports * workers32 * (u32::from(rx_desc) + u32::from(tx_desc)) + workers32 * 512;
+    let mbufs = d.mbufs.unwrap_or(needed.max(8191));
+    if mbufs < needed.min(1024) || mbufs > 1 << 24 {
+        return Err(invalid(
+            "dataplane.mbufs",
+            format!("{mbufs} is outside 1024..=16777216 (these queues need about {needed})"),
+        ));
+    }
+    let mbuf_cache = d.mbuf_cache.unwrap_or(256);
+    if mbuf_cache > 512 || mbuf_cache > mbufs / 2 {
+        return Err(invalid(
+            "dataplane.mbuf_cache",
+            "must be at most 512 and at most half of mbufs",
+        ));
+    }
+    let redirect_ring = d.redirect_ring.unwrap_or(4096);
+    if !(64..=1 << 20).contains(&redirect_ring) {
+        return Err(invalid(
+            "dataplane.redirect_ring",
+            "must be 64 to 1048576 slots",
+        ));
+    }
+    let expire_budget = d.expire_budget.unwrap_or(256);
+    if expire_budget == 0 {
+        return Err(invalid("dataplane.expire_budget", "must be at least 1"));
+    }
+    Ok(DataplaneSettings {
+        workers,
+        burst,
+        mbufs,
+        mbuf_cache,
+        rx_desc,
+        tx_desc,
+        redirect_ring,
+        expire_budget,
+    })
+}
+
+fn eal(file: &ConfigFile, workers: u16) -> Result<EalSettings, Invalid> {
+    let e = &file.eal;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let main_cpu = e.main_cpu.unwrap_or(0);
+    // By default worker i runs on CPU (i + 1) mod cpus: off the main lcore's CPU where possible.
+    let worker_cpus = match &e.worker_cpus {
+        Some(list) if list.len() != usize::from(workers) => {
+            return Err(invalid(
+                "eal.worker_cpus",
+                format!("lists {} CPUs for {workers} workers", list.len()),
+            ))
+        }
+        Some(list) => list.clone(),
+        None => (0..u32::from(workers)).map(|i| (i + 1) % cpus).collect(),
+    };
+    let memory_mb = e.memory_mb.unwrap_or(256);
+    if !(32..=1 << 20).contains(&memory_mb) {
+        return Err(invalid("eal.memory_mb", "must be 32 to 1048576"));
+    }
+    if let Some(prefix) = &e.file_prefix {
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                "eal.file_prefix",
+                "use letters, digits, '-', '_' and '.' only",
+            ));
+        }
+    }
+    Ok(EalSettings {
+        main_cpu,
+        worker_cpus,
+        memory_mb,
+        hugepages: e.hugepages.unwrap_or(false),
+        file_prefix: e.file_prefix.clone(),
+        log_level: e.log_level.clone().unwrap_or_else(|| "error".to_string()),
+        extra_args: e.args.clone(),
+    })
+}
+
+fn ports(file: &ConfigFile) -> Result<Vec<PortSpec>, Invalid> {
+    if file.ports.is_empty() {
+        return Err(invalid("port", "at least one [[port]] is needed"));
+    }
+    if file.ports.len() > MAX_PORTS {
+        return Err(invalid("port", format!("at most {MAX_PORTS} ports")));
+    }
+    let mut names = HashSet::new();
+    let mut devices = HashSet::new();
+    let mut out = Vec::with_capacity(file.ports.len());
+    for (i, p) in file.ports.iter().enumerate() {
+        let key = |field: &str| format!("port[{i}].{field}");
+        if p.name.is_empty()
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(
+                key("name"),
+                format!("'{}': use letters, digits, '-' and '_'", p.name),
+            ));
+        }
+        if !names.insert(p.name.as_str()) {
+            return Err(invalid(
+                key("name"),
+                format!("'{}' is used by another port", p.name),
+            ));
+        }
+        if p.device.trim().is_empty() {
+            return Err(invalid(
+                key("device"),
+                "is empty: give a PCI address or a vdev such as net_ring0",
+            ));
+        }
+        let spec = PortSpec {
+            name: p.name.clone(),
+            device: p.device.clone(),
+            mac: match &p.mac {
+                Some(m) => Some(values::mac(m).map_err(|e| invalid(key("mac"), e))?),
+                None => None,
+            },
+            addresses: p
+                .addresses
+                .iter()
+                .enumerate()
+                .map(|(j, a)| {
+                    values::ipv4_cidr(a)
+                        .map_err(|e| invalid(format!("port[{i}].addresses[{j}]"), e))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if !devices.insert(spec.dpdk_name().to_string()) {
+            return Err(invalid(
+                key("device"),
+                format!("'{}' is used by another port", spec.dpdk_name()),
+            ));
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
+    let mut seen = HashSet::new();
+    let mut next_real_id = 1u32;
+    let mut out = Vec::with_capacity(sections.len());
+    for (i, s) in sections.iter().enumerate() {
+        let key = |field: &str| format!("service[{i}].{field}");
+        let vip = values::ipv4(&s.vip).map_err(|e| invalid(key("vip"), e))?;
+        let protocol = match s.protocol.as_str() {
+            "tcp" | "TCP" => Protocol::Tcp,
+            "udp" | "UDP" => Protocol::Udp,
+            other => {
+                return Err(invalid(
+                    key("protocol"),
+                    format!("'{other}' is not one of: tcp, udp"),
+                ))
+            }
+        };
+        if s.port == 0 {
+            return Err(invalid(
+                key("port"),
+                "port 0 services are not supported yet",
+            ));
+        }
+        if !seen.insert((vip, protocol, s.port)) {
+            return Err(invalid(
+                key("vip"),
+                format!("service {vip}:{} is defined twice", s.port),
+            ));
+        }
+        let scheduler = match s.scheduler.as_deref().unwrap_or("rr") {
+            "rr" => SchedulerKind::Rr,
+            "wrr" => SchedulerKind::Wrr,
+            other => {
+                return Err(invalid(
+                    key("scheduler"),
+                    format!("'{other}' is not one of: rr, wrr"),
+                ))
+            }
+        };
+        let mut local_addresses = Vec::with_capacity(s.local_addresses.len());
+        for (j, a) in s.local_addresses.iter().enumerate() {
+            let lip = values::ipv4(a)
+                .map_err(|e| invalid(format!("service[{i}].local_addresses[{j}]"), e))?;
+            if local_addresses.contains(&lip) {
+                return Err(invalid(
+                    format!("service[{i}].local_addresses[{j}]"),
+                    format!("{lip} is listed twice"),
+                ));
+            }
+            local_addresses.push(lip);
+        }
+        if local_addresses.is_empty() {
+            return Err(invalid(
+                key("local_addresses"),
+                "full-NAT needs at least one local address",
+            ));
+        }
+        let mut reals = Vec::with_capacity(s.reals.len());
+        for (j, r) in s.reals.iter().enumerate() {
+            let rkey = |field: &str| format!("service[{i}].real[{j}].{field}");
+            let addr = values::ipv4(&r.address).map_err(|e| invalid(rkey("address"), e))?;
+            if r.port == 0 {
+                return Err(invalid(rkey("port"), "must be 1 to 65535"));
+            }
+            let weight = r.weight.unwrap_or(1);
+            if weight > i32::MAX as u32 {
+                return Err(invalid(rkey("weight"), "must be 0 to 2147483647"));
+            }
+            if reals
+                .iter()
+                .any(|x: &RealServer| x.addr == addr && x.port == r.port)
+            {
+                return Err(invalid(
+                    rkey("address"),
+                    format!("{addr}:{} is listed twice", r.port),
+                ));
+            }
+            reals.push(RealServer {
+                id: next_real_id,
+                addr,
+                port: r.port,
+                weight,
+            });
+            next_real_id += 1;
+        }
+        out.push(Service {
+            id: i as u32 + 1,
+            vip,
+            protocol,
+            port: s.port,
+            scheduler,
+            reals,
+            local_addresses,
+        });
+    }
+    Ok(out)
+}
+
+fn timeouts(t: &TimeoutsSection) -> Result<Timeouts, Invalid> {
+    let d = Timeouts::default();
+    let pick = |key: &str, v: Option<u32>, default: u32| -> Result<u32, Invalid> {
+        match v {
+            Some(0) => Err(invalid(
+                format!("timeouts.{key}"),
+                "must be at least 1 second",
+            )),
+            Some(s) if s > 31 * 24 * 3600 => Err(invalid(
+                format!("timeouts.{key}"),
+                "must be at most 31 days",
+            )),
+            Some(s) => Ok(s),
+            None => Ok(default),
+        }
+    };
+    Ok(Timeouts {
+        tcp_established: pick("tcp_established", t.tcp_established, d.tcp_established)?,
+        tcp_syn_sent: pick("tcp_syn_sent", t.tcp_syn_sent, d.tcp_syn_sent)?,
+        tcp_syn_recv: pick("tcp_syn_recv", t.tcp_syn_recv, d.tcp_syn_recv)?,
+        tcp_fin_wait: pick("tcp_fin_wait", t.tcp_fin_wait, d.tcp_fin_wait)?,
+        tcp_time_wait: pick("tcp_time_wait", t.tcp_time_wait, d.tcp_time_wait)?,
+        tcp_close: pick("tcp_close", t.tcp_close, d.tcp_close)?,
+        tcp_close_wait: pick("tcp_close_wait", t.tcp_close_wait, d.tcp_close_wait)?,
+        tcp_last_ack: pick("tcp_last_ack", t.tcp_last_ack, d.tcp_last_ack)?,
+        tcp_listen: pick("tcp_listen", t.tcp_listen, d.tcp_listen)?,
+        tcp_synack: pick("tcp_synack", t.tcp_synack, d.tcp_synack)?,
+        udp: pick("udp", t.udp, d.udp)?,
+        icmp: pick("icmp", t.icmp, d.icmp)?,
+    })
+}

@@ -1,0 +1,255 @@
+//! The DPDK side of fnatd: boots EAL, brings up ports with one RX and one TX queue per worker,
+//! launches one poll loop per worker lcore, and tears everything down in order.
+
+mod clock;
+mod frame;
+pub mod replay;
+pub mod report;
+pub mod signals;
+mod worker_loop;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use dpdk_bindings::eal::Eal;
+use dpdk_bindings::lcore;
+use dpdk_bindings::mbuf::TimestampField;
+use dpdk_bindings::mempool::{Mempool, DEFAULT_DATA_ROOM};
+use dpdk_bindings::port::{Port, PortConfig};
+use dpdk_bindings::ring::MbufRing;
+use fnat_engine::{PortIndex, Rules, Worker};
+
+use crate::config::{eal_args, AppConfig};
+use clock::Clock;
+use report::Totals;
+use worker_loop::{ReplayEnd, WorkerLoop, WorkerReport};
+
+/// Whether the dataplane runs live or replays captures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// Until SIGINT/SIGTERM; "now" from the TSC.
+    Live,
+    /// Until every input is consumed; "now" from capture timestamps; TX never drops.
+    Replay,
+}
+
+/// The net_pcap PMD stores a capture's time in the mbuf timestamp field as microseconds
+/// (tv_sec * 10^6 + tv_usec); the engine counts nanoseconds.
+pub fn capture_timestamp_ns(stored: u64) -> u64 {
+    stored.saturating_mul(1_000)
+}
+
+/// Boots EAL for `cfg`, runs the dataplane, and cleans up. Returns the totals at exit.
+pub fn execute(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
+    signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
+    let args = eal_args(&cfg.eal, &cfg.ports);
+    let eal = Eal::init(&args).map_err(|e| format!("EAL init ({}): {e}", args.join(" ")))?;
+    let outcome = run_dataplane(cfg, kind);
+    let cleanup = eal.cleanup().map_err(|e| format!("EAL cleanup: {e}"));
+    let totals = outcome?;
+    cleanup?;
+    Ok(totals)
+}
+
+/// Ports that have been configured, stopped and closed in reverse on drop of the guard.
+struct PortsUp {
+    ports: Vec<Port>,
+    started: Vec<bool>,
+}
+
+impl PortsUp {
+    fn shutdown(&mut self) {
+        for (port, started) in self.ports.iter().zip(self.started.iter_mut()) {
+            if *started {
+                if let Err(e) = port.stop() {
+                    eprintln!("fnatd: stopping port {}: {e}", port.id());
+                }
+                if let Err(e) = port.close() {
+                    eprintln!("fnatd: closing port {}: {e}", port.id());
+                }
+                *started = false;
+            }
+        }
+    }
+}
+
+impl Drop for PortsUp {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
+    let d = &cfg.dataplane;
+    let workers = usize::from(d.workers);
+    let lcores = lcore::worker_lcores();
+    if lcores.len() < workers {
+        return Err(format!(
+            "EAL gave {} worker lcores for {workers} workers",
+            lcores.len()
+        ));
+    }
+    let socket = lcore::socket_of(lcore::main_lcore()).max(0);
+    let pool = Arc::new(
+        Mempool::new_pktmbuf(
+            "fnat_mbufs",
+            d.mbufs,
+            d.mbuf_cache,
+            DEFAULT_DATA_ROOM,
+            socket,
+        )
+        .map_err(|e| format!("creating the mbuf pool ({} mbufs): {e}", d.mbufs))?,
+    );
+
+    // Ports: one RX and one TX queue per worker.
+    let mut up = PortsUp {
+        ports: Vec::new(),
+        started: Vec::new(),
+    };
+    let mut rules: Rules = cfg.rules.clone();
+    for (i, spec) in cfg.ports.iter().enumerate() {
+        let port = Port::by_name(spec.dpdk_name())
+            .map_err(|e| format!("port '{}' (device {}): {e}", spec.name, spec.device))?;
+        let conf = PortConfig {
+            rx_queues: d.workers,
+            tx_queues: d.workers,
+            rx_desc: d.rx_desc,
+            tx_desc: d.tx_desc,
+            rss: workers > 1,
+            rx_timestamp: kind == RunKind::Replay,
+        };
+        port.configure(&conf, &pool, socket)
+            .map_err(|e| format!("configuring port '{}': {e}", spec.name))?;
+        up.ports.push(port);
+        up.started.push(false);
+        port.start()
+            .map_err(|e| format!("starting port '{}': {e}", spec.name))?;
+        up.started[i] = true;
+        // Virtual devices may not support promiscuous mode; the engine filters by MAC anyway.
+        let _ = port.promiscuous(true);
+        rules.ports[i].mac = match spec.mac {
+            Some(mac) => mac,
+            None => port
+                .mac()
+                .map_err(|e| format!("MAC of port '{}': {e}", spec.name))?,
+        };
+    }
+    let rules = Arc::new(rules);
+    let max_id = up
+        .ports
+        .iter()
+        .map(|p| usize::from(p.id()))
+        .max()
+        .unwrap_or(0);
+    let mut index_of_port_id = vec![PortIndex::MAX; max_id + 1];
+    for (i, p) in up.ports.iter().enumerate() {
+        index_of_port_id[usize::from(p.id())] = i as PortIndex;
+    }
+
+    // One input ring per worker: any worker may produce, only the owner consumes.
+    let rings = Arc::new(
+        (0..workers)
+            .map(|w| {
+                MbufRing::new(
+                    &format!("fnat_redir{w}"),
+                    d.redirect_ring,
+                    socket,
+                    false,
+                    true,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("creating redirect rings: {e}"))?,
+    );
+    let timestamp = match kind {
+        RunKind::Replay => TimestampField::lookup(),
+        RunKind::Live => None,
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (report_tx, report_rx) = mpsc::channel::<WorkerReport>();
+    let mut launched = Vec::with_capacity(workers);
+    for (w, &lcore_id) in lcores.iter().take(workers).enumerate() {
+        let worker_loop = WorkerLoop {
+            engine: Worker::new(w as u16, d.workers, Arc::clone(&rules)),
+            queue: w as u16,
+            ports: up.ports.clone(),
+            index_of_port_id: index_of_port_id.clone(),
+            rings: Arc::clone(&rings),
+            clock: match kind {
+                RunKind::Live => Clock::tsc(),
+                RunKind::Replay => Clock::capture(timestamp),
+            },
+            expire_budget: d.expire_budget as usize,
+            stop: Arc::clone(&stop),
+            replay: match kind {
+                RunKind::Replay => Some(ReplayEnd {
+                    pool: Arc::clone(&pool),
+                }),
+                RunKind::Live => None,
+            },
+        };
+        let report_tx = report_tx.clone();
+        let started = lcore::launch(lcore_id, move || {
+            let report = worker_loop.run();
+            let _ = report_tx.send(report);
+            0
+        });
+        match started {
+            Ok(()) => launched.push(lcore_id),
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                for l in &launched {
+                    lcore::wait(*l);
+                }
+                return Err(format!("launching worker {w} on lcore {lcore_id}: {e}"));
+            }
+        }
+    }
+    drop(report_tx);
+
+    // The main lcore waits: for a signal (live), or for the workers to finish (replay).
+    let mut reports = Vec::with_capacity(workers);
+    while reports.len() < workers {
+        if signals::stop_requested() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        match report_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(report) => {
+                reports.push(report);
+                // In replay, one worker done means its input is over; the others stop too.
+                if kind == RunKind::Replay {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for l in &launched {
+        let rc = lcore::wait(*l);
+        if rc != 0 {
+            return Err(format!("worker on lcore {l} failed (returned {rc})"));
+        }
+    }
+    if reports.len() < workers {
+        return Err(format!(
+            "only {} of {workers} workers reported",
+            reports.len()
+        ));
+    }
+    reports.sort_by_key(|r| r.worker);
+
+    let device_rx_dropped: Vec<u64> = up
+        .ports
+        .iter()
+        .map(|p| p.stats().map_or(0, |s| s.imissed + s.rx_nombuf))
+        .collect();
+    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let totals = Totals::new(&names, &reports, &device_rx_dropped);
+    up.shutdown();
+    drop(rings);
+    Ok(totals)
+}

@@ -1,0 +1,203 @@
+//! The poll loop of one worker lcore: RX bursts from every port and from its redirect ring,
+//! through the engine, out to TX queues or to the owning worker's ring. Bounded housekeeping
+//! between bursts. No locks, no allocation, no syscalls inside the loop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use dpdk_bindings::mbuf::{Burst, Mbuf};
+use dpdk_bindings::mempool::Mempool;
+use dpdk_bindings::port::Port;
+use dpdk_bindings::ring::MbufRing;
+use fnat_engine::{DropReason, PortIndex, Verdict, Worker, WorkerStats};
+
+use super::clock::Clock;
+use super::frame::MbufFrame;
+
+/// How a replay worker knows the input is over: every port's RX came back empty while every
+/// mbuf of the pool was back home (so an empty RX cannot be a pool shortage).
+pub struct ReplayEnd {
+    pub pool: Arc<Mempool>,
+}
+
+/// Everything a worker lcore owns. Built on the main lcore, moved to the worker.
+pub struct WorkerLoop {
+    pub engine: Worker,
+    /// This worker's RX and TX queue on every port.
+    pub queue: u16,
+    /// DPDK ports, indexed by the engine's `PortIndex`.
+    pub ports: Vec<Port>,
+    /// The engine's `PortIndex` of each DPDK port id (`u16::MAX`: not ours).
+    pub index_of_port_id: Vec<PortIndex>,
+    /// Input ring of every worker; `rings[w]` is where other workers hand frames to worker w.
+    pub rings: Arc<Vec<MbufRing>>,
+    pub clock: Clock,
+    pub expire_budget: usize,
+    pub stop: Arc<AtomicBool>,
+    pub replay: Option<ReplayEnd>,
+}
+
+/// What a worker reports when it stops.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerReport {
+    pub worker: u16,
+    pub engine: WorkerStats,
+    /// Frames received from each port's queue (by `PortIndex`).
+    pub port_rx: Vec<u64>,
+    /// Frames each port's TX queue accepted.
+    pub port_tx: Vec<u64>,
+    /// Frames each port's TX queue refused (counted as `tx_full` drops).
+    pub port_tx_dropped: Vec<u64>,
+}
+
+/// How often a replay retries a TX queue that refused frames before counting them as dropped.
+const REPLAY_TX_RETRIES: u32 = 1_000_000;
+
+impl WorkerLoop {
+    /// Runs until `stop` is set (live) or the input is consumed (replay). Returns the counters.
+    pub fn run(mut self) -> WorkerReport {
+        let nports = self.ports.len();
+        let workers = self.rings.len();
+        let mut report = WorkerReport {
+            worker: self.engine.id(),
+            engine: WorkerStats::default(),
+            port_rx: vec![0; nports],
+            port_tx: vec![0; nports],
+            port_tx_dropped: vec![0; nports],
+        };
+        // Staging bursts, allocated once before the loop.
+        let mut rx = Burst::new();
+        let mut tx: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
+        let mut redirect: Vec<Burst> = (0..workers).map(|_| Burst::new()).collect();
+        let me = usize::from(self.engine.id());
+
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let mut received = 0usize;
+
+            // Frames other workers handed us first: they are older than what waits in RX.
+            if self.rings[me].dequeue(&mut rx) > 0 {
+                received += rx.len();
+                self.handle(&mut rx, &mut tx, &mut redirect, None, &mut report);
+            }
+            for p in 0..nports {
+                let n = self.ports[p].rx_burst(self.queue, &mut rx);
+                if n > 0 {
+                    received += n;
+                    report.port_rx[p] += n as u64;
+                    self.handle(&mut rx, &mut tx, &mut redirect, Some(p), &mut report);
+                }
+            }
+            for p in 0..nports {
+                if !tx[p].is_empty() {
+                    self.flush_tx(p, &mut tx[p], &mut report);
+                }
+            }
+            for (w, burst) in redirect.iter_mut().enumerate() {
+                if !burst.is_empty() {
+                    self.flush_redirect(w, burst);
+                }
+            }
+            let now = self.clock.now();
+            self.engine.housekeeping(now, self.expire_budget);
+
+            if received == 0 {
+                if let Some(end) = &self.replay {
+                    if end.pool.in_use() == 0 && self.rings[me].len() == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        report.engine = self.engine.stats().clone();
+        report
+    }
+
+    /// Runs every frame of `rx` through the engine and stages it for TX or redirect.
+    fn handle(
+        &mut self,
+        rx: &mut Burst,
+        tx: &mut [Burst],
+        redirect: &mut [Burst],
+        rx_port: Option<usize>,
+        report: &mut WorkerReport,
+    ) {
+        for mut mbuf in rx.drain() {
+            let port = match rx_port {
+                Some(p) => p as PortIndex,
+                None => self.port_index(&mbuf),
+            };
+            if mbuf.nb_segs() > 1 {
+                self.engine.count_drop(DropReason::MultiSegment);
+                continue;
+            }
+            self.clock.observe(&mbuf);
+            let now = self.clock.now();
+            match self.engine.process(port, &mut MbufFrame(&mut mbuf), now) {
+                Verdict::Transmit { port } => {
+                    let p = usize::from(port);
+                    if let Err(mbuf) = tx[p].push(mbuf) {
+                        self.flush_tx(p, &mut tx[p], report);
+                        if tx[p].push(mbuf).is_err() {
+                            self.engine.tx_failed(1);
+                            report.port_tx_dropped[p] += 1;
+                        }
+                    }
+                }
+                Verdict::Redirect { worker } => {
+                    let w = usize::from(worker);
+                    match redirect.get_mut(w) {
+                        Some(burst) => {
+                            if let Err(mbuf) = burst.push(mbuf) {
+                                self.flush_redirect(w, burst);
+                                if burst.push(mbuf).is_err() {
+                                    self.engine.redirect_failed(1);
+                                }
+                            }
+                        }
+                        None => self.engine.redirect_failed(1),
+                    }
+                }
+                Verdict::Drop(_) => drop(mbuf),
+            }
+        }
+    }
+
+    fn port_index(&self, mbuf: &Mbuf) -> PortIndex {
+        self.index_of_port_id
+            .get(usize::from(mbuf.port()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sends what is staged for port `p`. Live: what the queue refuses is dropped and counted.
+    /// Replay: retried, because a replay must lose nothing.
+    fn flush_tx(&mut self, p: usize, burst: &mut Burst, report: &mut WorkerReport) {
+        let mut sent = self.ports[p].tx_burst(self.queue, burst);
+        if self.replay.is_some() {
+            let mut tries = 0;
+            while !burst.is_empty() && tries < REPLAY_TX_RETRIES {
+                sent += self.ports[p].tx_burst(self.queue, burst);
+                tries += 1;
+            }
+        }
+        report.port_tx[p] += sent as u64;
+        let refused = burst.len();
+        if refused > 0 {
+            self.engine.tx_failed(refused as u64);
+            report.port_tx_dropped[p] += refused as u64;
+            burst.clear();
+        }
+    }
+
+    fn flush_redirect(&mut self, w: usize, burst: &mut Burst) {
+        self.rings[w].enqueue(burst);
+        let refused = burst.len();
+        if refused > 0 {
+            self.engine.redirect_failed(refused as u64);
+            burst.clear();
+        }
+    }
+}
