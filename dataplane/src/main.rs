@@ -3,17 +3,13 @@
 //! `fnatd run` forwards live until SIGINT/SIGTERM; `fnatd replay` runs captures through the
 //! same dataplane and exits when they are consumed; `fnatd check` validates a config.
 
-mod config;
-mod driver;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use config::AppConfig;
-use driver::replay::PortFile;
-use driver::RunKind;
+use fnatd::config::{self, AppConfig};
+use fnatd::driver::{self, replay::PortFile, RunKind};
 
 /// The fnat full-NAT load balancer daemon (DPDK dataplane).
 #[derive(Parser)]

@@ -4,7 +4,7 @@
 //! linked as shared libraries) and the one place with FFI `unsafe`. Everything else in the
 //! workspace uses the safe API below.
 //!
-//! * [`ffi`](crate) (private): bindgen output over `shim/shim.h`, which includes the DPDK
+//! * `ffi` (private): bindgen output over `shim/shim.h`, which includes the DPDK
 //!   headers and declares `fnat_*` wrappers. DPDK's fast path is `static inline` (RX/TX burst,
 //!   mbuf alloc/free/append, ring enqueue/dequeue, `rte_lcore_id`, `rte_errno`, rdtsc) and has
 //!   no symbol, so `shim/shim.c` gives each an out-of-line body, compiled with DPDK's cflags.
@@ -20,9 +20,10 @@
 //!   closed.
 //! * Constructors refuse to run before `Eal::init` (errors, not crashes).
 //! * Every `unsafe` block carries a `// SAFETY:` comment with its local argument.
-//! * One documented caller obligation remains, for speed: each port RX/TX queue is polled by
-//!   one thread at a time, on a started port, on a configured queue (see [`port`]).
-//!   [`Eal::cleanup`](eal::Eal::cleanup) must come after every DPDK object is dropped.
+//! * Documented caller obligations that remain: each port RX/TX queue is polled by one thread
+//!   at a time when using [`Port::rx_burst`]/[`Port::tx_burst`] directly (the
+//!   [`RxQueue`]/[`TxQueue`] handles enforce it instead; see [`port`]), and
+//!   [`Eal::cleanup`](eal::Eal::cleanup) comes after every DPDK object is dropped.
 
 mod error;
 mod ffi;
@@ -38,5 +39,5 @@ pub mod time;
 pub use error::{strerror, DpdkError, Result};
 pub use mbuf::{Burst, Mbuf, TimestampField, BURST_MAX};
 pub use mempool::Mempool;
-pub use port::{Port, PortConfig, PortInfo, PortStats};
+pub use port::{Port, PortConfig, PortInfo, PortStats, RxQueue, TxQueue};
 pub use ring::MbufRing;

@@ -207,12 +207,16 @@ impl Mbuf {
     /// The RX timestamp stored by the driver, if the mbuf carries one (the dynamic flag of `f`
     /// is set in `ol_flags`).
     ///
-    /// Units are driver-defined. Checked on DPDK 22.11 `net_pcap`: the value is the pcap
-    /// record's time in **nanoseconds** since the epoch (`ts_sec * 1_000_000_000 +
-    /// ts_usec * 1000` for a microsecond pcap file; the PMD opens files with nanosecond
-    /// precision, so nanosecond pcap files give their exact ns). The PMD registers the field
-    /// when a port is created/started, so [`TimestampField::lookup`] succeeds after that even
-    /// without requesting the timestamp RX offload (net_pcap does not advertise it).
+    /// Units are driver-defined. Checked on DPDK 22.11 `net_pcap` (tests/pcap.rs):
+    /// * the value is the pcap record's time in **microseconds** since the epoch,
+    ///   `ts_sec * 1_000_000 + ts_usec`;
+    /// * a nanosecond-precision pcap file (magic `a1b23c4d`) is read at microsecond precision
+    ///   too (the sub-microsecond part is dropped);
+    /// * the PMD registers the field when the device is probed (during `Eal::init`), so
+    ///   [`TimestampField::lookup`] succeeds from then on, and every RX mbuf carries the flag,
+    ///   although net_pcap does not advertise `RTE_ETH_RX_OFFLOAD_TIMESTAMP`;
+    /// * on TX, net_pcap ignores this field: `tx_pcap` files are written with nanosecond
+    ///   precision stamped with the wall-clock send time.
     pub fn timestamp(&self, f: &TimestampField) -> Option<u64> {
         if self.ol_flags() & f.flag == 0 {
             return None;

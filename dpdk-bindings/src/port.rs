@@ -3,12 +3,21 @@
 //! # Queue ownership
 //! A [`Port`] is only an id (`Copy`, `Send`, `Sync`). DPDK's RX and TX functions are not
 //! thread-safe per queue: **a given (port, RX queue) and a given (port, TX queue) must be
-//! polled by one thread at a time**, and only between [`Port::start`] and [`Port::stop`] on a
-//! queue that [`Port::configure`] set up. The caller guarantees this (in fnat each worker lcore
-//! owns its queue ids); the wrappers do not check it, to keep the fast path free of locks.
+//! polled by one thread at a time.** [`Port::rx_burst`] / [`Port::tx_burst`] leave that to the
+//! caller (in fnat each worker lcore owns its queue ids), to keep the fast path free of locks.
+//! [`Port::rx_queue`] / [`Port::tx_queue`] instead hand out an exclusive, `Send` but not `Sync`
+//! handle per queue, which makes the rule a compile-time one; don't mix the two for one queue.
+//!
+//! Queue ids are checked against the configured count (a burst on a queue that does not exist
+//! moves nothing). Polling a port that is not started is harmless in DPDK 22.11 (its burst
+//! functions are dummies until `start` and again after `stop`).
 
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::ffi::{c_char, CStr, CString};
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 
 use crate::eal::ensure_up;
@@ -19,6 +28,18 @@ use crate::mempool::Mempool;
 
 /// Pools referenced by configured ports' RX queues, kept alive until the port is closed.
 static PORT_POOLS: Mutex<Vec<(u16, Mempool)>> = Mutex::new(Vec::new());
+
+const MAX_PORTS: usize = ffi::RTE_MAX_ETHPORTS as usize;
+
+/// Configured RX / TX queue counts per port (0 until configured, and after close).
+#[allow(clippy::declare_interior_mutable_const)] // only used as an array initialiser
+const ZERO: AtomicU16 = AtomicU16::new(0);
+static RX_QUEUES: [AtomicU16; MAX_PORTS] = [ZERO; MAX_PORTS];
+static TX_QUEUES: [AtomicU16; MAX_PORTS] = [ZERO; MAX_PORTS];
+
+/// Queues currently claimed through [`Port::rx_queue`] / [`Port::tx_queue`]:
+/// (port, is_tx, queue).
+static CLAIMED: Mutex<Option<HashSet<(u16, bool, u16)>>> = Mutex::new(None);
 
 /// An Ethernet device, by port id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -248,6 +269,8 @@ impl Port {
         if cfg.rx_timestamp && info.rx_offload_capa & ts != 0 {
             conf.rxmode.offloads |= ts;
         }
+        RX_QUEUES[id as usize].store(0, Ordering::Release);
+        TX_QUEUES[id as usize].store(0, Ordering::Release);
         // SAFETY: conf is a valid, initialised configuration that DPDK copies.
         let ret = unsafe { ffi::rte_eth_dev_configure(id, cfg.rx_queues, cfg.tx_queues, &conf) };
         DpdkError::check(|| format!("rte_eth_dev_configure(port {id})"), ret)?;
@@ -292,6 +315,8 @@ impl Port {
                 ret,
             )?;
         }
+        RX_QUEUES[id as usize].store(cfg.rx_queues, Ordering::Release);
+        TX_QUEUES[id as usize].store(cfg.tx_queues, Ordering::Release);
         Ok(())
     }
 
@@ -314,6 +339,8 @@ impl Port {
         // SAFETY: plain control call on a port id; DPDK validates it.
         let ret = unsafe { ffi::rte_eth_dev_close(self.id) };
         DpdkError::check(|| format!("rte_eth_dev_close(port {})", self.id), ret)?;
+        RX_QUEUES[self.id as usize].store(0, Ordering::Release);
+        TX_QUEUES[self.id as usize].store(0, Ordering::Release);
         let released: Vec<Mempool> = {
             let mut pools = PORT_POOLS.lock().unwrap_or_else(|e| e.into_inner());
             let (gone, kept) = pools.drain(..).partition(|(p, _)| *p == self.id);
@@ -382,15 +409,16 @@ impl Port {
     }
 
     /// Receives into the free space of `burst` on RX queue `queue`; returns how many mbufs were
-    /// added. See the module docs: one thread per queue, started port, configured queue.
+    /// added (0 for a queue that is not configured). See the module docs: **one thread per
+    /// queue at a time** is the caller's obligation.
     #[inline]
     pub fn rx_burst(&self, queue: u16, burst: &mut Burst) -> usize {
         let (ptr, room) = burst.spare_raw();
-        if room == 0 {
+        if room == 0 || queue >= RX_QUEUES[self.id as usize].load(Ordering::Relaxed) {
             return 0;
         }
         // SAFETY: ptr has `room` writable slots; the driver writes `n <= room` owned mbufs
-        // there. Queue validity and exclusive use are the caller's contract (module docs).
+        // there. The queue exists (checked above); exclusive use is the caller's contract.
         let n = unsafe { ffi::fnat_eth_rx_burst(self.id, queue, ptr, room as u16) } as usize;
         // SAFETY: the first n spare slots were just filled with mbufs that we now own.
         unsafe { burst.added(n.min(room)) };
@@ -398,20 +426,140 @@ impl Port {
     }
 
     /// Transmits from the front of `burst` on TX queue `queue`; sent mbufs leave the burst
-    /// (the driver owns them now), unsent ones stay in order. Returns how many were sent.
-    /// See the module docs: one thread per queue, started port, configured queue.
+    /// (the driver owns them now), unsent ones stay in order. Returns how many were sent (0 for
+    /// a queue that is not configured). See the module docs: **one thread per queue at a
+    /// time** is the caller's obligation.
     #[inline]
     pub fn tx_burst(&self, queue: u16, burst: &mut Burst) -> usize {
         let len = burst.len();
-        if len == 0 {
+        if len == 0 || queue >= TX_QUEUES[self.id as usize].load(Ordering::Relaxed) {
             return 0;
         }
         let ptr = burst.front_raw();
         // SAFETY: ptr points at `len` owned mbufs; the driver takes ownership of the first n
-        // it returns. Queue validity and exclusive use are the caller's contract.
+        // it returns. The queue exists (checked above); exclusive use is the caller's contract.
         let n = unsafe { ffi::fnat_eth_tx_burst(self.id, queue, ptr, len as u16) } as usize;
         // SAFETY: the driver now owns exactly the first n mbufs.
         unsafe { burst.consumed_front(n.min(len)) };
         n
+    }
+}
+
+impl Port {
+    fn claim(&self, tx: bool, queue: u16) -> Result<()> {
+        let (kind, counts) = if tx {
+            ("TX", &TX_QUEUES)
+        } else {
+            ("RX", &RX_QUEUES)
+        };
+        let what = || format!("port {} {kind} queue {queue}", self.id);
+        if queue >= counts[self.id as usize].load(Ordering::Acquire) {
+            return Err(DpdkError::new(
+                format!("{}: not configured", what()),
+                -EINVAL,
+            ));
+        }
+        let mut g = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        if !g
+            .get_or_insert_with(HashSet::new)
+            .insert((self.id, tx, queue))
+        {
+            return Err(DpdkError::new(format!("{}: already claimed", what()), -16));
+        }
+        Ok(())
+    }
+
+    fn unclaim(&self, tx: bool, queue: u16) {
+        let mut g = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = g.as_mut() {
+            set.remove(&(self.id, tx, queue));
+        }
+    }
+
+    /// Claims RX queue `queue` for the calling side: at most one [`RxQueue`] exists per
+    /// (port, queue) at a time (`EBUSY` otherwise). Fails for a queue that is not configured.
+    pub fn rx_queue(&self, queue: u16) -> Result<RxQueue> {
+        self.claim(false, queue)?;
+        Ok(RxQueue {
+            port: *self,
+            queue,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Claims TX queue `queue`, like [`Port::rx_queue`].
+    pub fn tx_queue(&self, queue: u16) -> Result<TxQueue> {
+        self.claim(true, queue)?;
+        Ok(TxQueue {
+            port: *self,
+            queue,
+            _not_sync: PhantomData,
+        })
+    }
+}
+
+/// Exclusive handle on one RX queue of a port (`Send`, not `Sync`, not `Clone`); released on
+/// drop.
+#[derive(Debug)]
+pub struct RxQueue {
+    port: Port,
+    queue: u16,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl RxQueue {
+    /// The port.
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
+    /// The queue id.
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// [`Port::rx_burst`] on this queue.
+    #[inline]
+    pub fn rx_burst(&mut self, burst: &mut Burst) -> usize {
+        self.port.rx_burst(self.queue, burst)
+    }
+}
+
+impl Drop for RxQueue {
+    fn drop(&mut self) {
+        self.port.unclaim(false, self.queue);
+    }
+}
+
+/// Exclusive handle on one TX queue of a port (`Send`, not `Sync`, not `Clone`); released on
+/// drop.
+#[derive(Debug)]
+pub struct TxQueue {
+    port: Port,
+    queue: u16,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl TxQueue {
+    /// The port.
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
+    /// The queue id.
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// [`Port::tx_burst`] on this queue.
+    #[inline]
+    pub fn tx_burst(&mut self, burst: &mut Burst) -> usize {
+        self.port.tx_burst(self.queue, burst)
+    }
+}
+
+impl Drop for TxQueue {
+    fn drop(&mut self) {
+        self.port.unclaim(true, self.queue);
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use dpdk_bindings::eal::Eal;
-use dpdk_bindings::{DpdkError, Mempool, MbufRing, Port};
+use dpdk_bindings::{DpdkError, MbufRing, Mempool, Port};
 
 #[test]
 fn eal_errors_and_error_display() {
@@ -17,7 +17,10 @@ fn eal_errors_and_error_display() {
 
     // Display format: what: strerror (code).
     let e = DpdkError::new("rte_eth_dev_configure(port 0)", -22);
-    assert_eq!(e.to_string(), "rte_eth_dev_configure(port 0): Invalid argument (-22)");
+    assert_eq!(
+        e.to_string(),
+        "rte_eth_dev_configure(port 0): Invalid argument (-22)"
+    );
     let e = DpdkError::new("x", 22);
     assert_eq!(e.code(), -22);
 

@@ -19,7 +19,10 @@ fn mbuf_ring_order_and_capacity() {
     let ring = MbufRing::new("t_ring", 100, 0, true, true).expect("ring");
     assert_eq!(ring.capacity(), 100);
     assert_eq!(ring.len(), 0);
-    assert!(MbufRing::new("t_ring", 100, 0, true, true).is_err(), "duplicate name");
+    assert!(
+        MbufRing::new("t_ring", 100, 0, true, true).is_err(),
+        "duplicate name"
+    );
 
     let mut next = 0u32;
     let mut fill = |b: &mut Burst| {
@@ -37,7 +40,11 @@ fn mbuf_ring_order_and_capacity() {
     fill(&mut b); // ids 64..128
     assert_eq!(ring.enqueue(&mut b), 36, "only 36 more fit");
     assert_eq!(b.len(), 28);
-    assert_eq!(id(b.get(0).unwrap()), 100, "unsent stay in order at the front");
+    assert_eq!(
+        id(b.get(0).unwrap()),
+        100,
+        "unsent stay in order at the front"
+    );
     assert_eq!(ring.len(), 100);
     assert_eq!(ring.free_count(), 0);
     assert_eq!(ring.enqueue(&mut b), 0);

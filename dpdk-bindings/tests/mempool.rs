@@ -81,7 +81,9 @@ fn mempool_mbuf_and_burst() {
     assert!(pool.alloc_bulk(&mut b, BURST_MAX));
     assert!(b.is_full());
     for (i, m) in b.iter_mut().enumerate() {
-        m.append(4).unwrap().copy_from_slice(&(i as u32).to_be_bytes());
+        m.append(4)
+            .unwrap()
+            .copy_from_slice(&(i as u32).to_be_bytes());
     }
     let extra = pool.alloc().unwrap();
     let extra = b.push(extra).unwrap_err(); // full: handed back

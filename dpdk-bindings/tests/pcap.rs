@@ -68,7 +68,11 @@ fn net_pcap_rx_tx() {
     write_pcap(&rx_path, 0xa1b2_c3d4, &frames);
     // A nanosecond-precision file on a second, RX-only port.
     let ns_path = dir.join("ns.pcap");
-    write_pcap(&ns_path, 0xa1b2_3c4d, &[(BASE_SEC, 123_456_789, common::frame(99))]);
+    write_pcap(
+        &ns_path,
+        0xa1b2_3c4d,
+        &[(BASE_SEC, 123_456_789, common::frame(99))],
+    );
 
     let vdev = format!(
         "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
@@ -80,7 +84,10 @@ fn net_pcap_rx_tx() {
     let port = Port::by_name(&vdev["--vdev=".len()..]).expect("by_name with devargs");
     let info = port.info().unwrap();
     eprintln!("net_pcap0 info: {info:?}");
-    eprintln!("timestamp field after EAL init: {:?}", TimestampField::lookup());
+    eprintln!(
+        "timestamp field after EAL init: {:?}",
+        TimestampField::lookup()
+    );
 
     let pool = Mempool::new_pktmbuf("pcap_pool", 511, 0, DEFAULT_DATA_ROOM, 0).unwrap();
     let cfg = PortConfig {
@@ -117,7 +124,9 @@ fn net_pcap_rx_tx() {
     }
     // Nanosecond pcap: what does the PMD store?
     let ns_port = Port::by_name("net_pcap1").unwrap();
-    ns_port.configure(&PortConfig::default(), &pool, -1).unwrap();
+    ns_port
+        .configure(&PortConfig::default(), &pool, -1)
+        .unwrap();
     ns_port.start().unwrap();
     let mut nsb = Burst::new();
     for _ in 0..50 {
@@ -126,7 +135,11 @@ fn net_pcap_rx_tx() {
     assert_eq!(nsb.len(), 1);
     let ns_ts = nsb.get(0).unwrap().timestamp(&tsf).unwrap();
     eprintln!("nanosecond pcap {BASE_SEC}.123456789 -> mbuf timestamp {ns_ts}");
-    assert_eq!(ns_ts, BASE_SEC as u64 * 1_000_000 + 123_456, "ns files are truncated to us");
+    assert_eq!(
+        ns_ts,
+        BASE_SEC as u64 * 1_000_000 + 123_456,
+        "ns files are truncated to us"
+    );
     nsb.clear();
     ns_port.stop().unwrap();
     ns_port.close().unwrap();
@@ -161,7 +174,11 @@ fn net_pcap_rx_tx() {
         "tx_pcap magic {magic:#x}; record 0 ts {}.{} (pcap ts of TX is {})",
         recs[0].0,
         recs[0].1,
-        if recs[0].0 == frames[0].0 { "the mbuf's" } else { "the send time" }
+        if recs[0].0 == frames[0].0 {
+            "the mbuf's"
+        } else {
+            "the send time"
+        }
     );
     assert_eq!(recs.len(), N as usize);
     for (i, r) in recs.iter().enumerate() {

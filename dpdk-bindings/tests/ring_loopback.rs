@@ -34,14 +34,17 @@ fn net_ring_loopback() {
     let cfg = PortConfig {
         rx_desc: 512,
         tx_desc: 512,
-        rss: true, // one queue: ignored
+        rss: true,          // one queue: ignored
         rx_timestamp: true, // not advertised by net_ring: ignored
         ..PortConfig::default()
     };
     port.configure(&cfg, &pool, -1).expect("configure");
     port.start().expect("start");
     let mac = port.mac().expect("mac");
-    eprintln!("net_ring0 mac {mac:02x?}, promiscuous(on) -> {:?}", port.promiscuous(true));
+    eprintln!(
+        "net_ring0 mac {mac:02x?}, promiscuous(on) -> {:?}",
+        port.promiscuous(true)
+    );
 
     let mut tx = Burst::new();
     for i in 0..32u32 {
@@ -68,8 +71,7 @@ fn net_ring_loopback() {
     // net_ring hands over the very mbufs TX gave it and does not set the input port: it stays
     // RTE_MBUF_PORT_INVALID from allocation. Callers must know the port they polled.
     assert_eq!(rx.get(0).unwrap().port(), u16::MAX);
-    {
-    }
+    {}
     assert_eq!(port.rx_burst(0, &mut rx), 0, "nothing more to receive");
 
     let stats = port.stats().unwrap();
@@ -86,6 +88,29 @@ fn net_ring_loopback() {
     while port.rx_burst(0, &mut back) > 0 {}
     assert_eq!(back.len(), n);
     back.clear();
+
+    // Unconfigured queues move nothing; queue handles are exclusive.
+    let mut one = Burst::new();
+    one.push(pool.alloc().unwrap()).unwrap();
+    assert_eq!(port.tx_burst(1, &mut one), 0);
+    assert_eq!(one.len(), 1);
+    assert_eq!(port.rx_burst(1, &mut back), 0);
+    assert!(port.rx_queue(1).is_err());
+    let mut rxq = port.rx_queue(0).expect("claim rx 0");
+    let mut txq = port.tx_queue(0).expect("claim tx 0");
+    let e = port.rx_queue(0).unwrap_err();
+    assert!(e.to_string().contains("already claimed"), "{e}");
+    assert_eq!(txq.tx_burst(&mut one), 1);
+    let mut got = 0;
+    for _ in 0..100 {
+        got += rxq.rx_burst(&mut back);
+    }
+    assert_eq!(got, 1);
+    assert_eq!(back.get(0).unwrap().data_len(), 0);
+    back.clear();
+    drop(rxq);
+    let rxq = port.rx_queue(0).expect("claim again after drop");
+    drop((rxq, txq));
 
     port.stop().expect("stop");
     port.close().expect("close");

@@ -1,6 +1,86 @@
 //! Per-worker counters. Each worker owns its own; readers sum them.
+//!
+//! Besides frame counters and drops by reason, a worker keeps IPVS-style counters per service
+//! and per real server (connections, packets and bytes in and out, ActiveConn/InActConn) and
+//! per local address (ports in use, exhaustion). Services and real servers are identified by
+//! their stable ids; their position in the vectors is a slot the worker keeps stable while any
+//! of its sessions refers to it. Entries whose `removed` is set have left the rules (their
+//! counters run on until their last session ends); readers normally hide them.
 
+use std::net::Ipv4Addr;
+
+use crate::rules::Protocol;
 use crate::verdict::DropReason;
+
+/// Traffic counters, as `ipvsadm --stats` shows them. "In" is client → real server, "out"
+/// is real server → client; bytes are IP bytes (header included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Connections (sessions) scheduled.
+    pub conns: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Traffic {
+    pub fn add(&mut self, o: &Traffic) {
+        self.conns += o.conns;
+        self.packets_in += o.packets_in;
+        self.packets_out += o.packets_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+    }
+}
+
+/// Counters of one real server of one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealStats {
+    pub id: u32,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub traffic: Traffic,
+    /// Sessions in ESTABLISHED (ipvsadm's ActiveConn).
+    pub active_conns: u64,
+    /// Sessions in any other state, UDP included (ipvsadm's InActConn).
+    pub inactive_conns: u64,
+    /// The real server has left the rules; its sessions continue until they end.
+    pub removed: bool,
+}
+
+/// Counters of one virtual service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStats {
+    pub id: u32,
+    pub vip: Ipv4Addr,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub traffic: Traffic,
+    pub reals: Vec<RealStats>,
+    /// The service has left the rules; its sessions are being ended.
+    pub removed: bool,
+}
+
+impl ServiceStats {
+    /// Live sessions of the service (ActiveConn + InActConn over its real servers).
+    pub fn sessions(&self) -> u64 {
+        self.reals
+            .iter()
+            .map(|r| r.active_conns + r.inactive_conns)
+            .sum()
+    }
+}
+
+/// Counters of one local address (LIP) in this worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAddrStats {
+    pub addr: Ipv4Addr,
+    /// Ports of this worker's slice held by sessions.
+    pub ports_in_use: u64,
+    /// Times a new session found this address out of ports (it then tried the next one).
+    pub exhausted: u64,
+}
 
 /// Counters of one worker. Plain integers: only the owning worker writes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +93,22 @@ pub struct WorkerStats {
     pub redirected: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
+    /// IPv4 packets with options seen (forwarded or dropped, per the rules).
+    pub ip_options: u64,
+    /// ICMP echo requests answered.
+    pub icmp_echo_replies: u64,
+    /// ICMP errors translated and forwarded.
+    pub icmp_errors_translated: u64,
+    /// Sessions live now.
+    pub sessions: u64,
+    /// Sessions created.
+    pub sessions_created: u64,
+    /// Sessions ended (timed out, or their service was removed).
+    pub sessions_ended: u64,
+    /// Per service, by slot.
+    pub services: Vec<ServiceStats>,
+    /// Per local address, by slot.
+    pub local_addrs: Vec<LocalAddrStats>,
 }
 
 impl Default for WorkerStats {
@@ -22,12 +118,20 @@ impl Default for WorkerStats {
             transmitted: 0,
             redirected: 0,
             drops: [0; DropReason::COUNT],
+            ip_options: 0,
+            icmp_echo_replies: 0,
+            icmp_errors_translated: 0,
+            sessions: 0,
+            sessions_created: 0,
+            sessions_ended: 0,
+            services: Vec::new(),
+            local_addrs: Vec::new(),
         }
     }
 }
 
 impl WorkerStats {
-    /// Counts one drop and returns its verdict, so call sites read `return self.drop(r)`.
+    /// Counts one drop.
     #[inline]
     pub fn count_drop(&mut self, reason: DropReason) {
         self.drops[reason as usize] += 1;
@@ -38,13 +142,73 @@ impl WorkerStats {
         self.drops.iter().sum()
     }
 
-    /// Adds another worker's counters to these.
+    /// The counters of the service with this id (not removed).
+    pub fn service(&self, id: u32) -> Option<&ServiceStats> {
+        self.services.iter().find(|s| s.id == id && !s.removed)
+    }
+
+    /// The counters of a real server of a service (not removed).
+    pub fn real(&self, service_id: u32, real_id: u32) -> Option<&RealStats> {
+        self.service(service_id)?
+            .reals
+            .iter()
+            .find(|r| r.id == real_id && !r.removed)
+    }
+
+    /// The counters of a local address.
+    pub fn local_addr(&self, addr: Ipv4Addr) -> Option<&LocalAddrStats> {
+        self.local_addrs.iter().find(|l| l.addr == addr)
+    }
+
+    /// Adds another worker's counters to these (services, real servers and local addresses
+    /// matched by id / address; allocates, so this is for readers, not the data path).
     pub fn add(&mut self, other: &WorkerStats) {
         self.received += other.received;
         self.transmitted += other.transmitted;
         self.redirected += other.redirected;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
+        }
+        self.ip_options += other.ip_options;
+        self.icmp_echo_replies += other.icmp_echo_replies;
+        self.icmp_errors_translated += other.icmp_errors_translated;
+        self.sessions += other.sessions;
+        self.sessions_created += other.sessions_created;
+        self.sessions_ended += other.sessions_ended;
+        for os in &other.services {
+            let pos = self
+                .services
+                .iter()
+                .position(|s| s.id == os.id && s.removed == os.removed);
+            let Some(pos) = pos else {
+                self.services.push(os.clone());
+                continue;
+            };
+            let s = &mut self.services[pos];
+            s.traffic.add(&os.traffic);
+            for orr in &os.reals {
+                match s
+                    .reals
+                    .iter_mut()
+                    .find(|r| r.id == orr.id && r.removed == orr.removed)
+                {
+                    Some(r) => {
+                        r.traffic.add(&orr.traffic);
+                        r.active_conns += orr.active_conns;
+                        r.inactive_conns += orr.inactive_conns;
+                    }
+                    None => s.reals.push(orr.clone()),
+                }
+            }
+        }
+        for ol in &other.local_addrs {
+            match self.local_addrs.iter_mut().find(|l| l.addr == ol.addr) {
+                Some(l) => {
+                    l.ports_in_use += ol.ports_in_use;
+                    l.exhausted += ol.exhausted;
+                }
+                None => self.local_addrs.push(ol.clone()),
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::fnat::FullNat;
 use crate::frame::Frame;
 use crate::rules::{Mode, PortIndex, Rules};
 use crate::stats::WorkerStats;
@@ -13,17 +14,23 @@ pub struct Worker {
     workers: u16,
     rules: Arc<Rules>,
     stats: WorkerStats,
+    fnat: FullNat,
 }
 
 impl Worker {
-    /// Worker `id` of `workers`, running `rules`.
+    /// Worker `id` of `workers`, running `rules`. Allocates everything the worker will ever
+    /// use: the session table and timer wheel (`rules.session_capacity` sessions), the port
+    /// pools of its slice of every local address, the service and address indexes.
     pub fn new(id: u16, workers: u16, rules: Arc<Rules>) -> Self {
         assert!(workers > 0 && id < workers, "worker {id} of {workers}");
+        let mut stats = WorkerStats::default();
+        let fnat = FullNat::new(id, workers, &rules, &mut stats);
         Worker {
             id,
             workers,
             rules,
-            stats: WorkerStats::default(),
+            stats,
+            fnat,
         }
     }
 
@@ -39,9 +46,18 @@ impl Worker {
         &self.rules
     }
 
-    /// Switches to a new rules snapshot (established sessions keep running).
+    /// Switches to a new rules snapshot. Established sessions keep running; sessions of a
+    /// service that left the rules are ended (during housekeeping, or when next touched);
+    /// sessions of a removed real server run until they expire (IPVS's default). Allocates
+    /// (it rebuilds the indexes): call it from the loop, not per packet.
     pub fn update_rules(&mut self, rules: Arc<Rules>) {
+        self.fnat.update(&rules, &mut self.stats);
         self.rules = rules;
+    }
+
+    /// The full-NAT state (sessions, for listings and tests).
+    pub fn fullnat(&self) -> &FullNat {
+        &self.fnat
     }
 
     pub fn stats(&self) -> &WorkerStats {
@@ -58,12 +74,14 @@ impl Worker {
     /// `transmitted` to the `TxFull` drop counter, so that received = transmitted + redirected +
     /// dropped keeps holding.
     pub fn tx_failed(&mut self, n: u64) {
+        let n = n.min(self.stats.transmitted);
         self.stats.transmitted -= n;
         self.stats.drops[DropReason::TxFull as usize] += n;
     }
 
     /// A `Redirect` verdict could not be carried out (ring full): recount it as a drop.
     pub fn redirect_failed(&mut self, n: u64) {
+        let n = n.min(self.stats.redirected);
         self.stats.redirected -= n;
         self.stats.drops[DropReason::RedirectRingFull as usize] += n;
     }
@@ -79,8 +97,8 @@ impl Worker {
                 None => Verdict::Drop(DropReason::NoForwardRule),
             },
             Mode::FullNat => {
-                let _ = (frame.data(), now_ns);
-                Verdict::Drop(DropReason::NoService)
+                self.fnat
+                    .process(rx_port, frame.data_mut(), now_ns, &mut self.stats)
             }
         };
         match verdict {
@@ -91,10 +109,11 @@ impl Worker {
         verdict
     }
 
-    /// Bounded housekeeping between bursts: expires at most `budget` sessions due by `now_ns`.
-    /// Returns how many were expired.
+    /// Bounded housekeeping between bursts: expires at most `budget` sessions due by `now_ns`
+    /// (frees both keys and the local port; a session is reported at most one second after
+    /// its deadline, while packets see the exact deadline), and ends sessions of removed
+    /// services. Returns how many sessions were ended.
     pub fn housekeeping(&mut self, now_ns: u64, budget: usize) -> usize {
-        let _ = (now_ns, budget);
-        0
+        self.fnat.housekeeping(now_ns, budget, &mut self.stats)
     }
 }

@@ -4,7 +4,7 @@ mod packet_support;
 
 use std::net::Ipv4Addr;
 
-use etherparse::{Icmpv4Type, IcmpEchoHeader};
+use etherparse::{IcmpEchoHeader, Icmpv4Type};
 use fnat_engine::packet::ether::ethertype;
 use fnat_engine::packet::ipv4::parse_ipv4;
 use fnat_engine::packet::{parse, FlowKey, FragmentKind, TcpFlags, Transport};
@@ -65,7 +65,10 @@ fn tcp_syn_with_options() {
         FlowKey::new(6, sock(C, 40000), sock(VIP, 80)),
         "flow key of the SYN"
     );
-    assert_eq!(key.reverse(), FlowKey::new(6, sock(VIP, 80), sock(C, 40000)));
+    assert_eq!(
+        key.reverse(),
+        FlowKey::new(6, sock(VIP, 80), sock(C, 40000))
+    );
     assert_eq!(key.reverse().reverse(), key);
 }
 
@@ -118,16 +121,18 @@ fn icmp_echo_key_uses_the_identifier_as_both_ports() {
     let frame = icmp_frame(&Ip::new(C, VIP, 64), echo, b"ping");
     let pkt = parse(&frame).unwrap();
     let icmp = pkt.icmp().unwrap();
-    assert_eq!((icmp.icmp_type, icmp.code, icmp.id, icmp.seq), (8, 0, 0x4242, 7));
+    assert_eq!(
+        (icmp.icmp_type, icmp.code, icmp.id, icmp.seq),
+        (8, 0, 0x4242, 7)
+    );
     assert!(icmp.is_echo() && !icmp.is_error());
     assert_eq!(pkt.ports(), None);
     assert_eq!(
         pkt.flow_key(),
         Some(FlowKey::new(1, sock(C, 0x4242), sock(VIP, 0x4242)))
     );
-    let unreachable = Icmpv4Type::DestinationUnreachable(
-        etherparse::icmpv4::DestUnreachableHeader::Port,
-    );
+    let unreachable =
+        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port);
     let frame = icmp_frame(&Ip::new(C, VIP, 64), unreachable, &[0x45; 28]);
     let pkt = parse(&frame).unwrap();
     assert!(pkt.icmp().unwrap().is_error());

@@ -41,7 +41,11 @@ fn tcp_syn_with_options_and_payload() {
         panic!("not TCP")
     };
     assert_eq!((out.source_port, out.destination_port), (1025, 8080));
-    assert_eq!(out.options.as_slice(), &SYN_OPTIONS[..], "TCP options untouched");
+    assert_eq!(
+        out.options.as_slice(),
+        &SYN_OPTIONS[..],
+        "TCP options untouched"
+    );
     assert_eq!(seen.payload, payload, "payload untouched");
 
     let expected = tcp_frame_macs(

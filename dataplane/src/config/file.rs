@@ -27,6 +27,19 @@ pub struct ConfigFile {
     pub session: SessionSection,
     #[serde(default)]
     pub timeouts: TimeoutsSection,
+    #[serde(default)]
+    pub control: ControlSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// Unix socket of the control plane; default /run/fnatd/ctl.sock.
+    pub socket: Option<String>,
+    /// Where the live rules are saved after every change (atomically), and read back at start.
+    pub state_file: Option<String>,
+    /// Largest request accepted, in bytes; default 1 MiB.
+    pub max_request_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -66,6 +66,17 @@ pub struct DataplaneSettings {
     pub expire_budget: u32,
 }
 
+/// The control plane's socket and state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    pub socket: PathBuf,
+    pub state_file: Option<PathBuf>,
+    pub max_request_bytes: usize,
+}
+
+/// Where `fnatd run` listens when neither the config nor `--socket` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/fnatd/ctl.sock";
+
 /// A port as configured: its name, the DPDK device behind it, and what it owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {
@@ -89,6 +100,7 @@ pub struct AppConfig {
     pub eal: EalSettings,
     pub dataplane: DataplaneSettings,
     pub ports: Vec<PortSpec>,
+    pub control: ControlSettings,
     /// The first rules snapshot; port MACs are filled in by the driver once ports are up.
     pub rules: Rules,
 }

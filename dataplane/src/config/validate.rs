@@ -11,7 +11,7 @@ use fnat_engine::rules::{
 
 use super::file::{ConfigFile, ServiceSection, TimeoutsSection};
 use super::values;
-use super::{AppConfig, DataplaneSettings, EalSettings, PortSpec};
+use super::{AppConfig, ControlSettings, DataplaneSettings, EalSettings, PortSpec, DEFAULT_SOCKET};
 
 type Invalid = (String, String);
 
@@ -136,6 +136,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         eal,
         dataplane,
         ports,
+        control: control(&file)?,
         rules,
     })
 }
@@ -405,6 +406,36 @@ fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
         });
     }
     Ok(out)
+}
+
+fn control(file: &ConfigFile) -> Result<ControlSettings, Invalid> {
+    let c = &file.control;
+    let socket = c
+        .socket
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SOCKET.to_string());
+    if socket.is_empty() || socket.len() > 107 {
+        return Err(invalid(
+            "control.socket",
+            "must be a path of 1 to 107 bytes (the unix socket limit)",
+        ));
+    }
+    let max_request_bytes = c.max_request_bytes.unwrap_or(1 << 20);
+    if !(1024..=64 << 20).contains(&max_request_bytes) {
+        return Err(invalid(
+            "control.max_request_bytes",
+            "must be 1024 to 67108864",
+        ));
+    }
+    Ok(ControlSettings {
+        socket: socket.into(),
+        state_file: match &c.state_file {
+            Some(p) if p.is_empty() => return Err(invalid("control.state_file", "is empty")),
+            Some(p) => Some(p.into()),
+            None => None,
+        },
+        max_request_bytes,
+    })
 }
 
 fn timeouts(t: &TimeoutsSection) -> Result<Timeouts, Invalid> {

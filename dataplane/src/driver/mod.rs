@@ -21,6 +21,7 @@ use dpdk_bindings::ring::MbufRing;
 use fnat_engine::{PortIndex, Rules, Worker};
 
 use crate::config::{eal_args, AppConfig};
+use crate::rules_store::RulesStore;
 use clock::Clock;
 use report::Totals;
 use worker_loop::{ReplayEnd, WorkerLoop, WorkerReport};
@@ -135,7 +136,8 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
                 .map_err(|e| format!("MAC of port '{}': {e}", spec.name))?,
         };
     }
-    let rules = Arc::new(rules);
+    let store = RulesStore::new(rules, workers);
+    let rules = store.current();
     let max_id = up
         .ports
         .iter()
@@ -189,6 +191,7 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
                 }),
                 RunKind::Live => None,
             },
+            store: Arc::clone(&store),
         };
         let report_tx = report_tx.clone();
         let started = lcore::launch(lcore_id, move || {
@@ -208,6 +211,7 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
         }
     }
     drop(report_tx);
+    store.set_workers_running(true);
 
     // The main lcore waits: for a signal (live), or for the workers to finish (replay).
     let mut reports = Vec::with_capacity(workers);
@@ -228,6 +232,7 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
         }
     }
     stop.store(true, Ordering::SeqCst);
+    store.set_workers_running(false);
     for l in &launched {
         let rc = lcore::wait(*l);
         if rc != 0 {

@@ -13,6 +13,7 @@ use fnat_engine::{DropReason, PortIndex, Verdict, Worker, WorkerStats};
 
 use super::clock::Clock;
 use super::frame::MbufFrame;
+use crate::rules_store::RulesStore;
 
 /// How a replay worker knows the input is over: every port's RX came back empty while every
 /// mbuf of the pool was back home (so an empty RX cannot be a pool shortage).
@@ -35,6 +36,8 @@ pub struct WorkerLoop {
     pub expire_budget: usize,
     pub stop: Arc<AtomicBool>,
     pub replay: Option<ReplayEnd>,
+    /// Where new rules snapshots appear.
+    pub store: Arc<RulesStore>,
 }
 
 /// What a worker reports when it stops.
@@ -70,10 +73,17 @@ impl WorkerLoop {
         let mut tx: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
         let mut redirect: Vec<Burst> = (0..workers).map(|_| Burst::new()).collect();
         let me = usize::from(self.engine.id());
+        let mut generation = self.engine.rules().generation;
 
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 break;
+            }
+            let published = self.store.generation();
+            if published != generation {
+                self.engine.update_rules(self.store.current());
+                generation = self.engine.rules().generation;
+                self.store.acknowledge(me, generation);
             }
             let mut received = 0usize;
 
@@ -147,6 +157,8 @@ impl WorkerLoop {
                     }
                 }
                 Verdict::Redirect { worker } => {
+                    // The owner needs the RX port, and some PMDs (net_ring) leave it unset.
+                    mbuf.set_port(self.ports[usize::from(port)].id());
                     let w = usize::from(worker);
                     match redirect.get_mut(w) {
                         Some(burst) => {
@@ -165,6 +177,7 @@ impl WorkerLoop {
         }
     }
 
+    /// The engine port of a frame that came through a redirect ring (stamped by the sender).
     fn port_index(&self, mbuf: &Mbuf) -> PortIndex {
         self.index_of_port_id
             .get(usize::from(mbuf.port()))

@@ -6,8 +6,8 @@ use super::bytes;
 use super::checksum::Delta;
 use super::flow::FlowKey;
 use super::ipv4::{
-    Ipv4Packet, CHECKSUM, DST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HEADER_LEN, SRC,
-    TTL,
+    Ipv4Packet, CHECKSUM, DST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HEADER_LEN, PROTO,
+    SRC, TTL,
 };
 use super::l4::{
     IcmpInfo, Transport, ICMP_CHECKSUM, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_HEADER_LEN,
@@ -62,18 +62,18 @@ pub fn echo_reply_in_place(frame: &mut [u8], pkt: &PacketV4, ttl: u8) -> Result<
         u16::from_be_bytes([ICMP_ECHO_REPLY, code]),
     );
     let mut new_icmp_check = icmp_delta.apply(icmp_check);
-    // RFC 1624's corner: end-around-carry arithmetic never yields +0, so an update whose data
-    // sum is zero gives checksum 0x0000 where a full computation gives 0xFFFF. Only an echo
-    // reply with id, seq and payload all zero has a zero sum; then 0xFFFF is the right value.
-    if new_icmp_check == 0 && icmp_message_is_zero(frame, ip) {
-        new_icmp_check = 0xFFFF;
-    }
 
     bytes::set_u32(frame, ip.l3 + SRC, dst).ok_or(truncated)?;
     bytes::set_u32(frame, ip.l3 + DST, src).ok_or(truncated)?;
     *bytes::array_mut::<1>(frame, ip.l3 + TTL).ok_or(truncated)? = [ttl];
     bytes::set_u16(frame, ip.l3 + CHECKSUM, ip_delta.apply(ip_check)).ok_or(truncated)?;
     *bytes::array_mut::<1>(frame, ip.l4).ok_or(truncated)? = [ICMP_ECHO_REPLY];
+    // RFC 1624's corner: end-around-carry arithmetic never yields +0, so an update whose data
+    // sum is zero gives checksum 0x0000 where a full computation gives 0xFFFF. Only a reply
+    // with code, id, seq and payload all zero sums to zero; then 0xFFFF is the right value.
+    if new_icmp_check == 0 && icmp_message_is_zero(frame, ip) {
+        new_icmp_check = 0xFFFF;
+    }
     bytes::set_u16(frame, ip.l4 + ICMP_CHECKSUM, new_icmp_check).ok_or(truncated)?;
     Ok(())
 }
@@ -149,27 +149,24 @@ pub fn parse_error(frame: &[u8], pkt: &PacketV4) -> Result<IcmpError, DropReason
     let l3 = outer.l4.checked_add(ICMP_HEADER_LEN).ok_or(no_session)?;
     let quote = frame.get(l3..outer.end).ok_or(no_session)?;
 
-    let fixed: [u8; IPV4_MIN_HEADER_LEN] = bytes::array(quote, 0).ok_or(no_session)?;
-    let [ver_ihl, _, len_hi, len_lo, _, _, frag_hi, frag_lo, _, proto, _, _, s0, s1, s2, s3, d0, d1, d2, d3] =
-        fixed;
-    let header_len = usize::from(ver_ihl & 0x0F) * 4;
-    let total_len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
-    let frag_offset = u16::from_be_bytes([frag_hi, frag_lo]) & 0x1FFF;
-    if ver_ihl >> 4 != 4
+    // A fixed-size copy: the constant indexes below are checked at compile time.
+    let h: [u8; IPV4_MIN_HEADER_LEN] = bytes::array(quote, 0).ok_or(no_session)?;
+    let header_len = usize::from(h[0] & 0x0F) * 4;
+    let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let frag_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1FFF;
+    if h[0] >> 4 != 4
         || header_len < IPV4_MIN_HEADER_LEN
         || total_len < header_len
         || frag_offset != 0
     {
         return Err(no_session);
     }
+    let proto = h[PROTO];
     let l4_bytes = quote.get(header_len..).ok_or(no_session)?;
     let [p0, p1, p2, p3, p4, p5, _, _] =
         bytes::array::<QUOTED_L4_LEN>(l4_bytes, 0).ok_or(no_session)?;
     let (sport, dport) = match proto {
-        IPPROTO_TCP | IPPROTO_UDP => (
-            u16::from_be_bytes([p0, p1]),
-            u16::from_be_bytes([p2, p3]),
-        ),
+        IPPROTO_TCP | IPPROTO_UDP => (u16::from_be_bytes([p0, p1]), u16::from_be_bytes([p2, p3])),
         IPPROTO_ICMP if p0 == ICMP_ECHO_REQUEST || p0 == ICMP_ECHO_REPLY => {
             let id = u16::from_be_bytes([p4, p5]);
             (id, id)
@@ -184,8 +181,8 @@ pub fn parse_error(frame: &[u8], pkt: &PacketV4) -> Result<IcmpError, DropReason
             l4: l3 + header_len,
             header_len,
             proto,
-            src: Ipv4Addr::new(s0, s1, s2, s3),
-            dst: Ipv4Addr::new(d0, d1, d2, d3),
+            src: Ipv4Addr::new(h[SRC], h[SRC + 1], h[SRC + 2], h[SRC + 3]),
+            dst: Ipv4Addr::new(h[DST], h[DST + 1], h[DST + 2], h[DST + 3]),
             sport,
             dport,
             l4_quoted: l4_bytes.len(),
@@ -313,7 +310,11 @@ pub fn translate_error(
         bytes::set_u16(frame, inner.l4 + at, check).ok_or(truncated)?;
     }
     // The quoted IP header's version byte is never zero, so RFC 1624's -0 corner cannot arise.
-    bytes::set_u16(frame, outer.l4 + ICMP_CHECKSUM, icmp_delta.apply(icmp_check))
-        .ok_or(truncated)?;
+    bytes::set_u16(
+        frame,
+        outer.l4 + ICMP_CHECKSUM,
+        icmp_delta.apply(icmp_check),
+    )
+    .ok_or(truncated)?;
     Ok(())
 }

@@ -15,6 +15,7 @@ pub const IPV4_MIN_HEADER_LEN: usize = 20;
 
 // Field offsets inside the IPv4 header.
 pub(crate) const TTL: usize = 8;
+pub(crate) const PROTO: usize = 9;
 pub(crate) const CHECKSUM: usize = 10;
 pub(crate) const SRC: usize = 12;
 pub(crate) const DST: usize = 16;
@@ -68,7 +69,7 @@ impl Ipv4Packet {
 
     /// Bytes of L4 header and payload.
     pub fn l4_len(&self) -> usize {
-        self.end - self.l4
+        self.end.saturating_sub(self.l4)
     }
 }
 
@@ -84,10 +85,9 @@ pub fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Packet, DropReason> {
         return Err(DropReason::UnsupportedEtherType);
     }
     let l3 = ETH_HEADER_LEN;
-    let fixed: [u8; IPV4_MIN_HEADER_LEN] =
-        bytes::array(frame, l3).ok_or(DropReason::Truncated)?;
-    let [ver_ihl, _tos, len_hi, len_lo, _id_hi, _id_lo, frag_hi, frag_lo, ttl, proto, _ck_hi, _ck_lo, s0, s1, s2, s3, d0, d1, d2, d3] =
-        fixed;
+    // A fixed-size copy: the constant indexes below are checked at compile time.
+    let h: [u8; IPV4_MIN_HEADER_LEN] = bytes::array(frame, l3).ok_or(DropReason::Truncated)?;
+    let ver_ihl = h[0];
     if ver_ihl >> 4 != 4 {
         return Err(DropReason::BadIpHeader);
     }
@@ -95,16 +95,19 @@ pub fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Packet, DropReason> {
     if header_len < IPV4_MIN_HEADER_LEN {
         return Err(DropReason::BadIpHeader);
     }
-    let available = frame.len() - l3;
+    let available = frame.len().saturating_sub(l3);
     if header_len > available {
         return Err(DropReason::Truncated);
     }
-    let total_len = u16::from_be_bytes([len_hi, len_lo]);
+    let total_len = u16::from_be_bytes([h[2], h[3]]);
     if usize::from(total_len) < header_len || usize::from(total_len) > available {
         return Err(DropReason::BadIpHeader);
     }
-    let flags_frag = u16::from_be_bytes([frag_hi, frag_lo]);
-    let frag = match (flags_frag & MORE_FRAGMENTS != 0, flags_frag & FRAG_OFFSET_MASK) {
+    let flags_frag = u16::from_be_bytes([h[6], h[7]]);
+    let frag = match (
+        flags_frag & MORE_FRAGMENTS != 0,
+        flags_frag & FRAG_OFFSET_MASK,
+    ) {
         (false, 0) => FragmentKind::Unfragmented,
         (true, 0) => FragmentKind::First,
         _ => FragmentKind::Later,
@@ -115,10 +118,10 @@ pub fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Packet, DropReason> {
         end: l3 + usize::from(total_len),
         header_len,
         total_len,
-        proto,
-        src: Ipv4Addr::new(s0, s1, s2, s3),
-        dst: Ipv4Addr::new(d0, d1, d2, d3),
-        ttl,
+        proto: h[PROTO],
+        src: Ipv4Addr::new(h[SRC], h[SRC + 1], h[SRC + 2], h[SRC + 3]),
+        dst: Ipv4Addr::new(h[DST], h[DST + 1], h[DST + 2], h[DST + 3]),
+        ttl: h[TTL],
         frag,
     })
 }

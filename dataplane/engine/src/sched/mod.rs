@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(picks(SchedulerKind::Rr, &[1, 0, 5], 4), vec![0, 2, 0, 2]);
         let mut s = Scheduler::new(SchedulerKind::Rr, &[0u32, 0][..]);
         assert_eq!(s.pick(&[0u32, 0][..]), None);
-        assert_eq!(s.pick(&[][..]), None);
+        assert_eq!(s.pick::<[u32]>(&[]), None);
     }
 
     #[test]

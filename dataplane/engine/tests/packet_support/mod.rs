@@ -48,7 +48,8 @@ impl Ip {
     }
 
     fn builder(&self, macs: ([u8; 6], [u8; 6])) -> etherparse::PacketBuilderStep<IpHeaders> {
-        PacketBuilder::ethernet2(macs.0, macs.1).ip(IpHeaders::Ipv4(self.header(), Default::default()))
+        PacketBuilder::ethernet2(macs.0, macs.1)
+            .ip(IpHeaders::Ipv4(self.header(), Default::default()))
     }
 }
 
@@ -113,7 +114,14 @@ pub fn tcp_frame_macs(ip: &Ip, tcp: &Tcp, payload: &[u8], macs: ([u8; 6], [u8; 6
 
 /// A UDP frame; `checksum: false` sends it without a checksum (field 0).
 pub fn udp_frame(ip: &Ip, sport: u16, dport: u16, payload: &[u8], checksum: bool) -> Vec<u8> {
-    udp_frame_macs(ip, sport, dport, payload, checksum, (MAC_CLIENT, MAC_GATEWAY))
+    udp_frame_macs(
+        ip,
+        sport,
+        dport,
+        payload,
+        checksum,
+        (MAC_CLIENT, MAC_GATEWAY),
+    )
 }
 
 pub fn udp_frame_macs(
@@ -179,7 +187,11 @@ pub fn check(frame: &[u8]) -> Checked {
         Some(NetHeaders::Ipv4(ip, _)) => ip,
         other => panic!("not IPv4: {other:?}"),
     };
-    assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "IPv4 header checksum");
+    assert_eq!(
+        ip.header_checksum,
+        ip.calc_header_checksum(),
+        "IPv4 header checksum"
+    );
     let payload: Vec<u8> = match headers.payload {
         PayloadSlice::Tcp(p) | PayloadSlice::Udp(p) | PayloadSlice::Icmpv4(p) => p.to_vec(),
         other => panic!("unexpected payload {other:?}"),
@@ -218,7 +230,11 @@ pub fn check(frame: &[u8]) -> Checked {
 /// returns the header and the quoted L4 bytes.
 pub fn check_quoted(quoted: &[u8]) -> (Ipv4Header, &[u8]) {
     let (ip, rest) = Ipv4Header::from_slice(quoted).expect("quoted IPv4 header");
-    assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "quoted IP checksum");
+    assert_eq!(
+        ip.header_checksum,
+        ip.calc_header_checksum(),
+        "quoted IP checksum"
+    );
     (ip, rest)
 }
 
@@ -226,7 +242,11 @@ pub fn check_quoted(quoted: &[u8]) -> (Ipv4Header, &[u8]) {
 pub fn check_quoted_udp(ip: &Ipv4Header, l4: &[u8]) -> UdpHeader {
     let (udp, payload) = UdpHeader::from_slice(l4).unwrap();
     if udp.checksum != 0 {
-        assert_eq!(udp.checksum, udp.calc_checksum_ipv4(ip, payload).unwrap(), "quoted UDP");
+        assert_eq!(
+            udp.checksum,
+            udp.calc_checksum_ipv4(ip, payload).unwrap(),
+            "quoted UDP"
+        );
     }
     udp
 }
@@ -234,7 +254,11 @@ pub fn check_quoted_udp(ip: &Ipv4Header, l4: &[u8]) -> UdpHeader {
 /// Verifies the checksum of a complete quoted TCP segment.
 pub fn check_quoted_tcp(ip: &Ipv4Header, l4: &[u8]) -> TcpHeader {
     let (tcp, payload) = TcpHeader::from_slice(l4).unwrap();
-    assert_eq!(tcp.checksum, tcp.calc_checksum_ipv4(ip, payload).unwrap(), "quoted TCP");
+    assert_eq!(
+        tcp.checksum,
+        tcp.calc_checksum_ipv4(ip, payload).unwrap(),
+        "quoted TCP"
+    );
     tcp
 }
 

@@ -1,0 +1,199 @@
+//! Where a packet leaves: longest-prefix route, egress port MAC, next-hop MAC.
+//!
+//! Built from a rules snapshot (routes, plus connected routes for the ports' own prefixes;
+//! explicit routes win at equal length) and read-only on the packet path.
+
+use crate::rules::{prefix_mask, PortIndex, Rules};
+use crate::verdict::DropReason;
+
+use super::map::FixedMap;
+
+#[derive(Debug, Clone, Copy)]
+struct RouteEntry {
+    net: u32,
+    mask: u32,
+    port: PortIndex,
+    /// Gateway, or `None` for on-link destinations.
+    via: Option<u32>,
+}
+
+/// The egress decision for one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    pub port: PortIndex,
+    /// The egress port's MAC (Ethernet source).
+    pub src_mac: [u8; 6],
+    /// The next hop's MAC (Ethernet destination).
+    pub dst_mac: [u8; 6],
+}
+
+#[derive(Debug, Clone)]
+pub struct Egress {
+    /// Longest prefix first.
+    routes: Vec<RouteEntry>,
+    port_macs: Vec<[u8; 6]>,
+    /// (port << 32 | ip) → index in `neighbour_macs`.
+    neighbours: FixedMap,
+    neighbour_macs: Vec<[u8; 6]>,
+}
+
+#[inline]
+fn neighbour_key(port: PortIndex, ip: u32) -> u64 {
+    (u64::from(port) << 32) | u64::from(ip)
+}
+
+impl Egress {
+    pub fn new(rules: &Rules) -> Self {
+        let mut routes: Vec<(u8, RouteEntry)> = rules
+            .routes
+            .iter()
+            .map(|r| {
+                let mask = prefix_mask(r.prefix.prefix_len);
+                (
+                    r.prefix.prefix_len.min(32),
+                    RouteEntry {
+                        net: u32::from(r.prefix.addr) & mask,
+                        mask,
+                        port: r.port,
+                        via: r.via.map(u32::from),
+                    },
+                )
+            })
+            .collect();
+        for (i, p) in rules.ports.iter().enumerate() {
+            for a in &p.addresses {
+                if a.prefix_len < 32 {
+                    let mask = prefix_mask(a.prefix_len);
+                    routes.push((
+                        a.prefix_len,
+                        RouteEntry {
+                            net: u32::from(a.addr) & mask,
+                            mask,
+                            port: i as PortIndex,
+                            via: None,
+                        },
+                    ));
+                }
+            }
+        }
+        // Stable: explicit routes stay ahead of connected ones of the same length.
+        routes.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut neighbours = FixedMap::with_capacity(rules.neighbours.len());
+        let mut neighbour_macs = Vec::with_capacity(rules.neighbours.len());
+        for n in &rules.neighbours {
+            neighbours.insert(neighbour_key(n.port, u32::from(n.addr)), neighbour_macs.len() as u32);
+            neighbour_macs.push(n.mac);
+        }
+        Egress {
+            routes: routes.into_iter().map(|(_, r)| r).collect(),
+            port_macs: rules.ports.iter().map(|p| p.mac).collect(),
+            neighbours,
+            neighbour_macs,
+        }
+    }
+
+    /// The MAC of a port, if it exists.
+    #[inline]
+    pub fn port_mac(&self, port: PortIndex) -> Option<[u8; 6]> {
+        self.port_macs.get(port as usize).copied()
+    }
+
+    /// Resolves the way to `dst`: `NoRoute` without a matching route (or with a route through
+    /// a port that does not exist), `NoNeighbour` when the next hop's MAC is unknown.
+    #[inline]
+    pub fn resolve(&self, dst: u32) -> Result<NextHop, DropReason> {
+        let r = self
+            .routes
+            .iter()
+            .find(|r| dst & r.mask == r.net)
+            .ok_or(DropReason::NoRoute)?;
+        let src_mac = self.port_mac(r.port).ok_or(DropReason::NoRoute)?;
+        let hop = r.via.unwrap_or(dst);
+        let i = self
+            .neighbours
+            .get(neighbour_key(r.port, hop))
+            .ok_or(DropReason::NoNeighbour)?;
+        let dst_mac = *self
+            .neighbour_macs
+            .get(i as usize)
+            .ok_or(DropReason::NoNeighbour)?;
+        Ok(NextHop {
+            port: r.port,
+            src_mac,
+            dst_mac,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{Ipv4Cidr, Neighbour, PortRule, Route};
+    use std::net::Ipv4Addr;
+
+    fn cidr(a: [u8; 4], len: u8) -> Ipv4Cidr {
+        Ipv4Cidr {
+            addr: Ipv4Addr::from(a),
+            prefix_len: len,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_and_neighbours() {
+        let mut rules = Rules::passthrough(
+            vec![
+                PortRule {
+                    name: "a".into(),
+                    mac: [2, 0, 0, 0, 0, 1],
+                    addresses: vec![cidr([10, 0, 0, 1], 24)],
+                },
+                PortRule {
+                    name: "b".into(),
+                    mac: [2, 0, 0, 0, 0, 2],
+                    addresses: vec![cidr([172, 16, 0, 1], 16)],
+                },
+            ],
+            vec![],
+        );
+        rules.routes = vec![
+            Route {
+                prefix: cidr([0, 0, 0, 0], 0),
+                port: 0,
+                via: Some(Ipv4Addr::new(10, 0, 0, 254)),
+            },
+            Route {
+                prefix: cidr([192, 168, 5, 0], 24),
+                port: 1,
+                via: Some(Ipv4Addr::new(172, 16, 0, 9)),
+            },
+        ];
+        rules.neighbours = vec![
+            Neighbour {
+                addr: Ipv4Addr::new(10, 0, 0, 254),
+                mac: [0xaa; 6],
+                port: 0,
+            },
+            Neighbour {
+                addr: Ipv4Addr::new(172, 16, 0, 9),
+                mac: [0xbb; 6],
+                port: 1,
+            },
+            Neighbour {
+                addr: Ipv4Addr::new(172, 16, 3, 3),
+                mac: [0xcc; 6],
+                port: 1,
+            },
+        ];
+        let e = Egress::new(&rules);
+        let r = |a: [u8; 4]| e.resolve(u32::from(Ipv4Addr::from(a)));
+        assert_eq!(r([8, 8, 8, 8]).unwrap().dst_mac, [0xaa; 6]);
+        assert_eq!(r([8, 8, 8, 8]).unwrap().src_mac, [2, 0, 0, 0, 0, 1]);
+        assert_eq!(r([192, 168, 5, 7]).unwrap().dst_mac, [0xbb; 6]);
+        assert_eq!(r([192, 168, 5, 7]).unwrap().port, 1);
+        assert_eq!(r([172, 16, 3, 3]).unwrap().dst_mac, [0xcc; 6]); // connected
+        assert_eq!(r([172, 16, 3, 4]), Err(DropReason::NoNeighbour));
+        rules.routes.clear();
+        let e = Egress::new(&rules);
+        assert_eq!(e.resolve(u32::from(Ipv4Addr::new(8, 8, 8, 8))), Err(DropReason::NoRoute));
+    }
+}

@@ -1,0 +1,6 @@
+//! fnatd as a library: the config, the DPDK driver, the rules store and (later) the control
+//! plane. The binary (`src/main.rs`) is a thin CLI over these.
+
+pub mod config;
+pub mod driver;
+pub mod rules_store;
