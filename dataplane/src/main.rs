@@ -3,7 +3,7 @@
 //! `fnatd run` forwards live until SIGINT/SIGTERM; `fnatd replay` runs captures through the
 //! same dataplane and exits when they are consumed; `fnatd check` validates a config.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -51,7 +51,7 @@ const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure while running (EAL, ports).
 const EXIT_RUNTIME: u8 = 1;
 
-fn load(path: &PathBuf) -> Result<AppConfig, ExitCode> {
+fn load(path: &Path) -> Result<AppConfig, ExitCode> {
     AppConfig::load(path).map_err(|e| {
         eprintln!("fnatd: config error: {e}");
         ExitCode::from(EXIT_CONFIG)

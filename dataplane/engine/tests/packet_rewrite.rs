@@ -17,7 +17,7 @@ const RS: [u8; 4] = [10, 0, 1, 7];
 const MAC_RS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x07];
 
 /// Parses and rewrites `frame` towards LIP:lport → RS:rport with new MACs.
-fn nat(frame: &mut Vec<u8>, lport: u16, rport: u16) {
+fn nat(frame: &mut [u8], lport: u16, rport: u16) {
     let pkt = parse(frame).unwrap();
     rewrite_fullnat(frame, &pkt, sock(LIP, lport), sock(RS, rport)).unwrap();
     assert!(set_macs(frame, MAC_GATEWAY, MAC_RS));

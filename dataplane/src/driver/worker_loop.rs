@@ -100,9 +100,9 @@ impl WorkerLoop {
                     self.handle(&mut rx, &mut tx, &mut redirect, Some(p), &mut report);
                 }
             }
-            for p in 0..nports {
-                if !tx[p].is_empty() {
-                    self.flush_tx(p, &mut tx[p], &mut report);
+            for (p, burst) in tx.iter_mut().enumerate() {
+                if !burst.is_empty() {
+                    self.flush_tx(p, burst, &mut report);
                 }
             }
             for (w, burst) in redirect.iter_mut().enumerate() {
@@ -115,7 +115,7 @@ impl WorkerLoop {
 
             if received == 0 {
                 if let Some(end) = &self.replay {
-                    if end.pool.in_use() == 0 && self.rings[me].len() == 0 {
+                    if end.pool.in_use() == 0 && self.rings[me].is_empty() {
                         break;
                     }
                 }
