@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Path of a workspace binary built in the same profile as this test (`cargo build --workspace`
@@ -172,7 +175,8 @@ pub fn read_pcap(path: &Path) -> Vec<CapturedFrame> {
 
 /// Writes frames to a pcap file (Ethernet, microsecond timestamps) with pcap-file.
 pub fn write_pcap(path: &Path, frames: &[CapturedFrame]) {
-    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    let file =
+        std::fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
     let header = pcap_file::pcap::PcapHeader {
         datalink: pcap_file::DataLink::ETHERNET,
         ..Default::default()
@@ -213,4 +217,88 @@ pub fn port_counts(stdout: &str, index: usize) -> (u64, u64) {
             .unwrap_or_else(|| panic!("no {label} for port {index} in:\n{stdout}"))
     };
     (number_after("RX-packets:"), number_after("TX-packets:"))
+}
+
+/// An Ethernet + IPv4 + TCP frame taken apart by etherparse (the independent oracle).
+#[derive(Debug, Clone)]
+pub struct TcpFrame {
+    pub eth: etherparse::Ethernet2Header,
+    pub ip: etherparse::Ipv4Header,
+    pub tcp: etherparse::TcpHeader,
+    pub payload: Vec<u8>,
+    /// Bytes after the IP packet (Ethernet padding).
+    pub trailer: Vec<u8>,
+}
+
+impl TcpFrame {
+    /// Parses `frame`; `None` when it is not Ethernet/IPv4/TCP.
+    pub fn parse(frame: &[u8]) -> Option<TcpFrame> {
+        let (eth, rest) = etherparse::Ethernet2Header::from_slice(frame).ok()?;
+        if eth.ether_type != etherparse::EtherType::IPV4 {
+            return None;
+        }
+        let (ip, _) = etherparse::Ipv4Header::from_slice(rest).ok()?;
+        if ip.protocol != etherparse::IpNumber::TCP {
+            return None;
+        }
+        let total = usize::from(ip.total_len);
+        let packet = rest.get(..total)?;
+        let trailer = rest.get(total..)?.to_vec();
+        let (tcp, payload) = etherparse::TcpHeader::from_slice(&packet[ip.header_len()..]).ok()?;
+        Some(TcpFrame {
+            eth,
+            ip,
+            tcp,
+            payload: payload.to_vec(),
+            trailer,
+        })
+    }
+
+    /// True when the IPv4 header checksum and the TCP checksum are both right.
+    pub fn checksums_valid(&self) -> bool {
+        self.ip.header_checksum == self.ip.calc_header_checksum()
+            && self.tcp.calc_checksum_ipv4(&self.ip, &self.payload).ok() == Some(self.tcp.checksum)
+    }
+
+    /// Serializes with freshly computed checksums (padding kept).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut ip = self.ip.clone();
+        ip.header_checksum = ip.calc_header_checksum();
+        let mut tcp = self.tcp.clone();
+        tcp.checksum = tcp
+            .calc_checksum_ipv4(&ip, &self.payload)
+            .expect("tcp checksum");
+        let mut out = Vec::new();
+        self.eth.write(&mut out).unwrap();
+        ip.write(&mut out).unwrap();
+        tcp.write(&mut out).unwrap();
+        out.extend_from_slice(&self.payload);
+        out.extend_from_slice(&self.trailer);
+        out
+    }
+}
+
+/// Runs tshark over `pcap` with checksum validation on and returns the frames it calls bad
+/// (IP or TCP/UDP checksum). A second, independent reader of the output.
+pub fn tshark_bad_checksums(pcap: &Path) -> Vec<String> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcap)
+        .args([
+            "-o", "ip.check_checksum:TRUE",
+            "-o", "tcp.check_checksum:TRUE",
+            "-o", "udp.check_checksum:TRUE",
+            "-Y", "ip.checksum.status == \"Bad\" || tcp.checksum.status == \"Bad\" || udp.checksum.status == \"Bad\"",
+        ])
+        .output()
+        .expect("tshark must be installed (apt-get install tshark; scripts/setup-debian.sh does)");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

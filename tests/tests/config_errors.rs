@@ -23,7 +23,10 @@ fn run_config(text: &str) -> (Option<i32>, String, String) {
 fn assert_rejected(text: &str, expected: &[&str]) {
     let (code, stderr, path) = run_config(text);
     assert_eq!(code, Some(2), "stderr: {stderr}");
-    assert!(stderr.contains(&path), "the message names the file: {stderr}");
+    assert!(
+        stderr.contains(&path),
+        "the message names the file: {stderr}"
+    );
     for e in expected {
         assert!(stderr.contains(e), "expected {e:?} in: {stderr}");
     }
@@ -47,23 +50,38 @@ fn bad_toml_syntax() {
 
 #[test]
 fn unknown_key() {
-    assert_rejected(&GOOD.replace("workers = 1", "workers = 1\nwrokers = 2"), &["wrokers", "unknown field"]);
+    assert_rejected(
+        &GOOD.replace("workers = 1", "workers = 1\nwrokers = 2"),
+        &["wrokers", "unknown field"],
+    );
 }
 
 #[test]
 fn missing_port_device() {
-    assert_rejected(&GOOD.replace("device = \"net_ring1\"\n", ""), &["port[1].device", "missing"]);
+    assert_rejected(
+        &GOOD.replace("device = \"net_ring1\"\n", ""),
+        &["port[1].device", "missing"],
+    );
 }
 
 #[test]
 fn invalid_address() {
-    assert_rejected(&GOOD.replace("198.18.0.1/24", "198.18.0.999/24"), &["port[0].addresses[0]", "198.18.0.999"]);
+    assert_rejected(
+        &GOOD.replace("198.18.0.1/24", "198.18.0.999/24"),
+        &["port[0].addresses[0]", "198.18.0.999"],
+    );
 }
 
 #[test]
 fn invalid_mac_and_unknown_forward_target() {
-    assert_rejected(&GOOD.replace("name = \"b\"", "name = \"b\"\nmac = \"02:00\""), &["port[1].mac"]);
-    assert_rejected(&GOOD.replace("b = \"a\"", "b = \"z\""), &["forward.b", "'z'"]);
+    assert_rejected(
+        &GOOD.replace("name = \"b\"", "name = \"b\"\nmac = \"02:00\""),
+        &["port[1].mac"],
+    );
+    assert_rejected(
+        &GOOD.replace("b = \"a\"", "b = \"z\""),
+        &["forward.b", "'z'"],
+    );
 }
 
 #[test]
@@ -72,5 +90,9 @@ fn missing_file() {
     cmd.args(["run", "--config", "/nonexistent/fnat.toml"]);
     let done = run_with_deadline(&mut cmd, Duration::from_secs(20));
     assert_eq!(done.code(), Some(2));
-    assert!(done.stderr.contains("/nonexistent/fnat.toml"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("/nonexistent/fnat.toml"),
+        "{}",
+        done.stderr
+    );
 }

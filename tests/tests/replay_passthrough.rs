@@ -8,7 +8,10 @@ use fnat_tests::*;
 
 fn replay(args: &[String]) -> Finished {
     let mut cmd = Command::new(bin("fnatd"));
-    cmd.arg("replay").arg("--config").arg(config("passthrough.toml")).args(args);
+    cmd.arg("replay")
+        .arg("--config")
+        .arg(config("passthrough.toml"))
+        .args(args);
     run_with_deadline(&mut cmd, Duration::from_secs(60))
 }
 
@@ -24,8 +27,17 @@ fn real_http_capture_passes_through_byte_identical() {
     let dir = TempDir::new("replay-http");
     let input = real_capture("http.pcap");
     let out = dir.join("out.pcap");
-    let run = replay(&[format!("--rx=a={}", input.display()), format!("--tx=b={}", out.display())]);
-    assert_eq!(run.code(), Some(0), "stderr:\n{}\nstdout:\n{}", run.stderr, run.stdout);
+    let run = replay(&[
+        format!("--rx=a={}", input.display()),
+        format!("--tx=b={}", out.display()),
+    ]);
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "stderr:\n{}\nstdout:\n{}",
+        run.stderr,
+        run.stdout
+    );
 
     let frames_in = read_pcap(&input);
     let frames_out = read_pcap(&out);
@@ -34,9 +46,12 @@ fn real_http_capture_passes_through_byte_identical() {
 
     assert_eq!(port_counts(&run.stdout, 0), (43, 0), "{}", run.stdout);
     assert_eq!(port_counts(&run.stdout, 1), (0, 43), "{}", run.stdout);
-    assert!(run.stdout.contains("Accumulated forward statistics for all ports"));
+    assert!(run
+        .stdout
+        .contains("Accumulated forward statistics for all ports"));
     assert!(
-        run.stdout.contains("accounted: RX 43 = forwarded 43 + dropped 0"),
+        run.stdout
+            .contains("accounted: RX 43 = forwarded 43 + dropped 0"),
         "{}",
         run.stdout
     );
@@ -57,7 +72,12 @@ fn both_directions_at_once_keep_their_order() {
     assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
     assert_same_frames(&read_pcap(&in_a), &read_pcap(&out_b));
     assert_same_frames(&read_pcap(&in_b), &read_pcap(&out_a));
-    assert!(run.stdout.contains("accounted: RX 105 = forwarded 105 + dropped 0"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("accounted: RX 105 = forwarded 105 + dropped 0"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// Far more frames than a burst, a descriptor ring or testpmd's 512-frame flush: none lost.
@@ -73,15 +93,26 @@ fn large_capture_loses_nothing() {
             .udp(1024 + (i % 60000) as u16, 53);
         let mut data = Vec::with_capacity(builder.size(payload.len()));
         builder.write(&mut data, &payload).unwrap();
-        frames.push(CapturedFrame { ts_ns: 1_700_000_000_000_000_000 + u128::from(i) * 1000, data });
+        frames.push(CapturedFrame {
+            ts_ns: 1_700_000_000_000_000_000 + u128::from(i) * 1000,
+            data,
+        });
     }
     let input = dir.join("in.pcap");
     write_pcap(&input, &frames);
     let out = dir.join("out.pcap");
-    let run = replay(&[format!("--rx=a={}", input.display()), format!("--tx=b={}", out.display())]);
+    let run = replay(&[
+        format!("--rx=a={}", input.display()),
+        format!("--tx=b={}", out.display()),
+    ]);
     assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
     assert_same_frames(&frames, &read_pcap(&out));
-    assert!(run.stdout.contains("accounted: RX 20000 = forwarded 20000 + dropped 0"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("accounted: RX 20000 = forwarded 20000 + dropped 0"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -96,8 +127,55 @@ fn unknown_port_or_missing_input_is_a_usage_error() {
     assert!(run.stderr.contains("missing.pcap"), "{}", run.stderr);
 
     let input = real_capture("http.pcap");
-    let run = replay(&[format!("--rx=a={}", input.display()), format!("--tx=b={}", input.display())]);
+    let run = replay(&[
+        format!("--rx=a={}", input.display()),
+        format!("--tx=b={}", input.display()),
+    ]);
     assert_eq!(run.code(), Some(2), "the input must not be overwritten");
     assert!(run.stderr.contains("also an --rx input"), "{}", run.stderr);
     assert_eq!(read_pcap(&input).len(), 43);
+}
+
+/// Two captures into one output: replay interleaves them by capture time, not a burst of one
+/// port then a burst of the other.
+#[test]
+fn ports_are_merged_in_capture_time_order() {
+    let dir = TempDir::new("replay-merge");
+    let cfg = dir.join("merge.toml");
+    std::fs::write(
+        &cfg,
+        "[[port]]\nname = \"a\"\ndevice = \"net_ring0\"\n\n[[port]]\nname = \"b\"\ndevice = \"net_ring1\"\n\n\
+         [[port]]\nname = \"c\"\ndevice = \"net_ring2\"\n\n[forward]\na = \"c\"\nb = \"c\"\n",
+    )
+    .unwrap();
+    let frame = |port: u8, i: u32| {
+        let builder =
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, port], [2, 0, 0, 0, 0, 9])
+                .ipv4([198, 18, 0, port], [198, 19, 1, 10], 64)
+                .udp(1000 + i as u16, 53);
+        let payload = i.to_be_bytes();
+        let mut data = Vec::new();
+        builder.write(&mut data, &payload).unwrap();
+        // a at even microseconds, b at odd ones.
+        CapturedFrame {
+            ts_ns: 1_000_000_000 + u128::from(i * 2 + u32::from(port)) * 1000,
+            data,
+        }
+    };
+    let a: Vec<CapturedFrame> = (0..200).map(|i| frame(0, i)).collect();
+    let b: Vec<CapturedFrame> = (0..200).map(|i| frame(1, i)).collect();
+    let (in_a, in_b, out) = (dir.join("a.pcap"), dir.join("b.pcap"), dir.join("c.pcap"));
+    write_pcap(&in_a, &a);
+    write_pcap(&in_b, &b);
+    let mut cmd = Command::new(bin("fnatd"));
+    cmd.arg("replay").arg("--config").arg(&cfg).args([
+        format!("--rx=a={}", in_a.display()),
+        format!("--rx=b={}", in_b.display()),
+        format!("--tx=c={}", out.display()),
+    ]);
+    let run = run_with_deadline(&mut cmd, Duration::from_secs(60));
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let mut expected: Vec<CapturedFrame> = a.into_iter().chain(b).collect();
+    expected.sort_by_key(|f| f.ts_ns);
+    assert_same_frames(&expected, &read_pcap(&out));
 }

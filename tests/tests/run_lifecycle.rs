@@ -20,8 +20,18 @@ fn run_then_signal(config_path: &std::path::Path, sig: i32) -> Finished {
     std::thread::sleep(Duration::from_millis(1500));
     signal(child.id(), sig);
     let done = wait_with_deadline(child, Duration::from_secs(20));
-    assert_eq!(done.code(), Some(0), "stderr:\n{}\nstdout:\n{}", done.stderr, done.stdout);
-    assert_eq!(dpdk_runtime_entries(), before, "fnatd left files in /var/run/dpdk");
+    assert_eq!(
+        done.code(),
+        Some(0),
+        "stderr:\n{}\nstdout:\n{}",
+        done.stderr,
+        done.stdout
+    );
+    assert_eq!(
+        dpdk_runtime_entries(),
+        before,
+        "fnatd left files in /var/run/dpdk"
+    );
     done
 }
 
@@ -31,10 +41,18 @@ fn two_workers_on_null_ports_forward_and_stop_on_sigterm() {
     let done = run_then_signal(&config("null.toml"), libc::SIGTERM);
     let (rx_a, tx_a) = port_counts(&done.stdout, 0);
     let (rx_b, tx_b) = port_counts(&done.stdout, 1);
-    assert!(rx_a > 1000 && rx_b > 1000, "ports received too little:\n{}", done.stdout);
+    assert!(
+        rx_a > 1000 && rx_b > 1000,
+        "ports received too little:\n{}",
+        done.stdout
+    );
     assert!(tx_a > 0 && tx_b > 0, "nothing forwarded:\n{}", done.stdout);
     assert!(done.stdout.contains("accounted: RX"), "{}", done.stdout);
-    assert!(!done.stdout.contains("!="), "accounting must balance:\n{}", done.stdout);
+    assert!(
+        !done.stdout.contains("!="),
+        "accounting must balance:\n{}",
+        done.stdout
+    );
 }
 
 /// Two workers, each with its own queue on net_ring ports (idle: nothing sends), stop on SIGINT.
@@ -50,5 +68,10 @@ fn two_workers_on_ring_ports_stop_on_sigint() {
     .unwrap();
     let done = run_then_signal(&cfg, libc::SIGINT);
     assert_eq!(port_counts(&done.stdout, 0), (0, 0), "{}", done.stdout);
-    assert!(done.stdout.contains("accounted: RX 0 = forwarded 0 + dropped 0"), "{}", done.stdout);
+    assert!(
+        done.stdout
+            .contains("accounted: RX 0 = forwarded 0 + dropped 0"),
+        "{}",
+        done.stdout
+    );
 }

@@ -39,6 +39,17 @@ impl Clock {
         }
     }
 
+    /// The capture time of `mbuf` in nanoseconds (replay), or 0 when it has none.
+    #[inline]
+    pub fn timestamp_of(&self, mbuf: &Mbuf) -> u64 {
+        match self {
+            Clock::Capture {
+                field: Some(field), ..
+            } => mbuf.timestamp(field).map_or(0, super::capture_timestamp_ns),
+            _ => 0,
+        }
+    }
+
     /// Advances the capture clock to `mbuf`'s timestamp; the live clock ignores packets.
     #[inline]
     pub fn observe(&mut self, mbuf: &Mbuf) {

@@ -60,7 +60,6 @@ impl WorkerLoop {
     /// Runs until `stop` is set (live) or the input is consumed (replay). Returns the counters.
     pub fn run(mut self) -> WorkerReport {
         let nports = self.ports.len();
-        let workers = self.rings.len();
         let mut report = WorkerReport {
             worker: self.engine.id(),
             engine: WorkerStats::default(),
@@ -69,60 +68,104 @@ impl WorkerLoop {
             port_tx_dropped: vec![0; nports],
         };
         // Staging bursts, allocated once before the loop.
-        let mut rx = Burst::new();
         let mut tx: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
-        let mut redirect: Vec<Burst> = (0..workers).map(|_| Burst::new()).collect();
+        let mut redirect: Vec<Burst> = (0..self.rings.len()).map(|_| Burst::new()).collect();
+        if self.replay.is_some() {
+            self.run_replay(&mut tx, &mut redirect, &mut report);
+        } else {
+            self.run_live(&mut tx, &mut redirect, &mut report);
+        }
+        self.flush_all(&mut tx, &mut redirect, &mut report);
+        report.engine = self.engine.stats().clone();
+        report
+    }
+
+    /// Live: poll the redirect ring and every port's queue, a burst at a time.
+    fn run_live(&mut self, tx: &mut [Burst], redirect: &mut [Burst], report: &mut WorkerReport) {
         let me = usize::from(self.engine.id());
-        let mut generation = self.engine.rules().generation;
-
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let published = self.store.generation();
-            if published != generation {
-                self.engine.update_rules(self.store.current());
-                generation = self.engine.rules().generation;
-                self.store.acknowledge(me, generation);
-            }
-            let mut received = 0usize;
-
+        let mut rx = Burst::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            self.follow_rules();
             // Frames other workers handed us first: they are older than what waits in RX.
             if self.rings[me].dequeue(&mut rx) > 0 {
-                received += rx.len();
-                self.handle(&mut rx, &mut tx, &mut redirect, None, &mut report);
+                self.handle(&mut rx, tx, redirect, None, report);
             }
-            for p in 0..nports {
+            for p in 0..self.ports.len() {
                 let n = self.ports[p].rx_burst(self.queue, &mut rx);
                 if n > 0 {
-                    received += n;
                     report.port_rx[p] += n as u64;
-                    self.handle(&mut rx, &mut tx, &mut redirect, Some(p), &mut report);
+                    self.handle(&mut rx, tx, redirect, Some(p), report);
                 }
             }
-            for (p, burst) in tx.iter_mut().enumerate() {
-                if !burst.is_empty() {
-                    self.flush_tx(p, burst, &mut report);
+            self.flush_all(tx, redirect, report);
+            let now = self.clock.now();
+            self.engine.housekeeping(now, self.expire_budget);
+        }
+    }
+
+    /// Replay: frames of all ports are taken oldest capture timestamp first (ties: lower port
+    /// first), so a capture of the client side and one of the server side interleave as they
+    /// happened, and every run processes the same frames in the same order. Housekeeping runs
+    /// after every frame, so expiry follows capture time exactly.
+    fn run_replay(&mut self, tx: &mut [Burst], redirect: &mut [Burst], report: &mut WorkerReport) {
+        let nports = self.ports.len();
+        let mut heads: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
+        let mut one = Burst::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            self.follow_rules();
+            for (p, head) in heads.iter_mut().enumerate() {
+                if head.is_empty() {
+                    report.port_rx[p] += self.ports[p].rx_burst(self.queue, head) as u64;
                 }
             }
-            for (w, burst) in redirect.iter_mut().enumerate() {
-                if !burst.is_empty() {
-                    self.flush_redirect(w, burst);
+            let oldest = (0..nports)
+                .filter_map(|p| heads[p].get(0).map(|m| (self.clock.timestamp_of(m), p)))
+                .min();
+            let Some((_, p)) = oldest else {
+                // Every RX is empty. With every mbuf back in the pool that cannot be a shortage
+                // of buffers: the captures are over.
+                self.flush_all(tx, redirect, report);
+                let done = self
+                    .replay
+                    .as_ref()
+                    .is_some_and(|end| end.pool.in_use() == 0);
+                if done {
+                    break;
+                }
+                continue;
+            };
+            if let Some(mbuf) = heads[p].take(0) {
+                if one.push(mbuf).is_ok() {
+                    self.handle(&mut one, tx, redirect, Some(p), report);
                 }
             }
             let now = self.clock.now();
             self.engine.housekeeping(now, self.expire_budget);
+        }
+    }
 
-            if received == 0 {
-                if let Some(end) = &self.replay {
-                    if end.pool.in_use() == 0 && self.rings[me].is_empty() {
-                        break;
-                    }
-                }
+    /// Switches to a newly published rules snapshot, if there is one, and says so.
+    #[inline]
+    fn follow_rules(&mut self) {
+        let published = self.store.generation();
+        if published != self.engine.rules().generation {
+            self.engine.update_rules(self.store.current());
+            let me = usize::from(self.engine.id());
+            self.store.acknowledge(me, self.engine.rules().generation);
+        }
+    }
+
+    fn flush_all(&mut self, tx: &mut [Burst], redirect: &mut [Burst], report: &mut WorkerReport) {
+        for (p, burst) in tx.iter_mut().enumerate() {
+            if !burst.is_empty() {
+                self.flush_tx(p, burst, report);
             }
         }
-        report.engine = self.engine.stats().clone();
-        report
+        for (w, burst) in redirect.iter_mut().enumerate() {
+            if !burst.is_empty() {
+                self.flush_redirect(w, burst);
+            }
+        }
     }
 
     /// Runs every frame of `rx` through the engine and stages it for TX or redirect.
