@@ -32,11 +32,12 @@ enum Command {
         /// Appliance config (TOML); every port's device is replaced by a pcap device.
         #[arg(long, short)]
         config: PathBuf,
-        /// PORT=IN.pcap: frames to receive on PORT (repeatable).
-        #[arg(long = "rx", value_name = "PORT=FILE")]
+        /// PORT[:QUEUE]=IN.pcap: frames to receive on PORT's queue (default 0); repeatable.
+        #[arg(long = "rx", value_name = "PORT[:QUEUE]=FILE")]
         rx: Vec<PortFile>,
-        /// PORT=OUT.pcap: where frames sent out of PORT are written (repeatable).
-        #[arg(long = "tx", value_name = "PORT=FILE")]
+        /// PORT[:QUEUE]=OUT.pcap: where frames sent out of PORT's queue go; repeatable.
+        /// With several workers, every TX queue writes its own file: name the queue.
+        #[arg(long = "tx", value_name = "PORT[:QUEUE]=FILE")]
         tx: Vec<PortFile>,
     },
     /// Validate a config and print what it sets up, without starting the dataplane.
@@ -80,12 +81,6 @@ fn main() -> ExitCode {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
-            if cfg.dataplane.workers > 1 {
-                eprintln!(
-                    "fnatd: replay runs 1 worker (the config asks for {}), so output keeps input order",
-                    cfg.dataplane.workers
-                );
-            }
             let _scratch = match driver::replay::prepare(&mut cfg, &rx, &tx) {
                 Ok(scratch) => scratch,
                 Err(e) => {

@@ -96,10 +96,9 @@ impl Worker {
                 Some(port) => Verdict::Transmit { port },
                 None => Verdict::Drop(DropReason::NoForwardRule),
             },
-            Mode::FullNat => {
-                self.fnat
-                    .process(rx_port, frame.data_mut(), now_ns, &mut self.stats)
-            }
+            Mode::FullNat => self
+                .fnat
+                .process(rx_port, frame.data_mut(), now_ns, &mut self.stats),
         };
         match verdict {
             Verdict::Transmit { .. } => self.stats.transmitted += 1,

@@ -24,7 +24,7 @@ use crate::config::{eal_args, AppConfig};
 use crate::rules_store::RulesStore;
 use clock::Clock;
 use report::Totals;
-use worker_loop::{ReplayEnd, WorkerLoop, WorkerReport};
+use worker_loop::{PublishedTime, ReplayEnd, WorkerLoop, WorkerReport};
 
 /// Whether the dataplane runs live or replays captures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +169,8 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
         RunKind::Live => None,
     };
 
+    let replay_heads: Arc<Vec<PublishedTime>> =
+        Arc::new((0..workers).map(|_| PublishedTime::new()).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let (report_tx, report_rx) = mpsc::channel::<WorkerReport>();
     let mut launched = Vec::with_capacity(workers);
@@ -188,6 +190,7 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
             replay: match kind {
                 RunKind::Replay => Some(ReplayEnd {
                     pool: Arc::clone(&pool),
+                    heads: Arc::clone(&replay_heads),
                 }),
                 RunKind::Live => None,
             },
@@ -220,13 +223,7 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
             stop.store(true, Ordering::SeqCst);
         }
         match report_rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(report) => {
-                reports.push(report);
-                // In replay, one worker done means its input is over; the others stop too.
-                if kind == RunKind::Replay {
-                    stop.store(true, Ordering::SeqCst);
-                }
-            }
+            Ok(report) => reports.push(report),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }

@@ -1,6 +1,8 @@
-//! `fnatd replay`: every port's device is swapped for a net_pcap device reading the capture
-//! named with `--rx` (or an empty one) and writing to the file named with `--tx` (or nowhere).
-//! Replay runs one worker, so its output order is the input order and runs are deterministic.
+//! `fnatd replay`: every port's device is swapped for a net_pcap device with one RX and one TX
+//! queue per worker. A queue named with `--rx PORT[:QUEUE]=FILE` reads that capture (the others
+//! read an empty one); a queue named with `--tx PORT[:QUEUE]=FILE` writes there (the others
+//! write nowhere). Workers process frames in one global capture-time order, so runs are
+//! deterministic whatever the number of workers.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -8,23 +10,32 @@ use std::path::{Path, PathBuf};
 
 use crate::config::AppConfig;
 
-/// `PORT=FILE` as given on the command line.
+/// `PORT[:QUEUE]=FILE` as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortFile {
     pub port: String,
+    /// The queue (= worker); none means queue 0, which is the only one with a single worker.
+    pub queue: Option<u16>,
     pub file: PathBuf,
 }
 
 impl std::str::FromStr for PortFile {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        match text.split_once('=') {
-            Some((port, file)) if !port.is_empty() && !file.is_empty() => Ok(PortFile {
-                port: port.to_string(),
-                file: PathBuf::from(file),
-            }),
-            _ => Err(format!("'{text}' is not PORT=FILE")),
+        let usage = || format!("'{text}' is not PORT=FILE or PORT:QUEUE=FILE");
+        let (target, file) = text.split_once('=').ok_or_else(usage)?;
+        let (port, queue) = match target.split_once(':') {
+            Some((port, queue)) => (port, Some(queue.parse::<u16>().map_err(|_| usage())?)),
+            None => (target, None),
+        };
+        if port.is_empty() || file.is_empty() {
+            return Err(usage());
         }
+        Ok(PortFile {
+            port: port.to_string(),
+            queue,
+            file: PathBuf::from(file),
+        })
     }
 }
 
@@ -55,38 +66,60 @@ pub fn prepare(
     rx: &[PortFile],
     tx: &[PortFile],
 ) -> Result<ReplayScratch, String> {
-    let mut rx_files = BTreeMap::new();
-    let mut tx_files = BTreeMap::new();
+    let workers = usize::from(cfg.dataplane.workers);
+    // (port, queue) → file
+    let mut rx_files: BTreeMap<(usize, usize), PathBuf> = BTreeMap::new();
+    let mut tx_files: BTreeMap<(usize, usize), PathBuf> = BTreeMap::new();
     for (flag, list, map) in [("--rx", rx, &mut rx_files), ("--tx", tx, &mut tx_files)] {
         for pf in list {
-            if cfg.port_index(&pf.port).is_none() {
+            let shown = format!(
+                "{flag} {}{}={}",
+                pf.port,
+                pf.queue.map_or(String::new(), |q| format!(":{q}")),
+                pf.file.display()
+            );
+            let Some(port) = cfg.port_index(&pf.port) else {
                 let names: Vec<&str> = cfg.ports.iter().map(|p| p.name.as_str()).collect();
                 return Err(format!(
-                    "{flag} {}={}: the config has no port '{}' (ports: {})",
-                    pf.port,
-                    pf.file.display(),
+                    "{shown}: the config has no port '{}' (ports: {})",
                     pf.port,
                     names.join(", ")
                 ));
-            }
-            if map.insert(pf.port.clone(), pf.file.clone()).is_some() {
-                return Err(format!("{flag}: port '{}' is named twice", pf.port));
+            };
+            let queue = match pf.queue {
+                Some(q) if usize::from(q) >= workers => {
+                    return Err(format!(
+                        "{shown}: queue {q} does not exist with {workers} worker(s)"
+                    ));
+                }
+                Some(q) => usize::from(q),
+                // Outputs of several queues cannot share one file: make the user say which.
+                None if flag == "--tx" && workers > 1 => {
+                    return Err(format!(
+                        "{shown}: with {workers} workers each TX queue writes its own file: use {}:QUEUE=FILE",
+                        pf.port
+                    ));
+                }
+                None => 0,
+            };
+            if map.insert((port, queue), pf.file.clone()).is_some() {
+                return Err(format!("{shown}: that port and queue are named twice"));
             }
             check_path(flag, &pf.file)?;
         }
     }
-    for (port, file) in &rx_files {
-        fs::File::open(file).map_err(|e| format!("--rx {port}={}: {e}", file.display()))?;
+    for file in rx_files.values() {
+        fs::File::open(file).map_err(|e| format!("--rx {}: {e}", file.display()))?;
     }
-    for (port, file) in &tx_files {
+    for file in tx_files.values() {
         // Checked before creating the output, which would truncate an input given twice.
         if rx_files.values().any(|f| same_file(f, file)) {
-            return Err(format!(
-                "--tx {port}={}: is also an --rx input",
-                file.display()
-            ));
+            return Err(format!("--tx {}: is also an --rx input", file.display()));
         }
-        fs::File::create(file).map_err(|e| format!("--tx {port}={}: {e}", file.display()))?;
+        if tx_files.values().filter(|f| same_file(f, file)).count() > 1 {
+            return Err(format!("--tx {}: named for two queues", file.display()));
+        }
+        fs::File::create(file).map_err(|e| format!("--tx {}: {e}", file.display()))?;
     }
 
     let dir = std::env::temp_dir().join(format!("fnatd-replay-{}", std::process::id()));
@@ -96,19 +129,19 @@ pub fn prepare(
     fs::write(&empty, EMPTY_PCAP).map_err(|e| format!("writing {}: {e}", empty.display()))?;
 
     for (i, port) in cfg.ports.iter_mut().enumerate() {
-        let rx = rx_files.get(&port.name).unwrap_or(&empty);
-        let tx = tx_files
-            .get(&port.name)
-            .map_or(Path::new("/dev/null"), |p| p.as_path());
-        port.device = format!(
-            "net_pcap{i},rx_pcap={},tx_pcap={}",
-            rx.display(),
-            tx.display()
-        );
+        let mut device = format!("net_pcap{i}");
+        for q in 0..workers {
+            let rx = rx_files.get(&(i, q)).unwrap_or(&empty);
+            device.push_str(&format!(",rx_pcap={}", rx.display()));
+        }
+        for q in 0..workers {
+            let tx = tx_files
+                .get(&(i, q))
+                .map_or(Path::new("/dev/null"), |p| p.as_path());
+            device.push_str(&format!(",tx_pcap={}", tx.display()));
+        }
+        port.device = device;
     }
-    // One worker: the single RX queue of a capture feeds one engine, in order.
-    cfg.dataplane.workers = 1;
-    cfg.eal.worker_cpus.truncate(1);
     Ok(scratch)
 }
 
@@ -150,7 +183,11 @@ mod tests {
     fn parses_port_file() {
         let pf: PortFile = "a=/tmp/x.pcap".parse().unwrap();
         assert_eq!(pf.port, "a");
+        assert_eq!(pf.queue, None);
         assert_eq!(pf.file, PathBuf::from("/tmp/x.pcap"));
+        let pf: PortFile = "lan:2=out.pcap".parse().unwrap();
+        assert_eq!((pf.port.as_str(), pf.queue), ("lan", Some(2)));
+        assert!("lan:x=out.pcap".parse::<PortFile>().is_err());
         assert!("a".parse::<PortFile>().is_err());
         assert!("=x".parse::<PortFile>().is_err());
         assert!("a=".parse::<PortFile>().is_err());

@@ -15,11 +15,37 @@ use super::clock::Clock;
 use super::frame::MbufFrame;
 use crate::rules_store::RulesStore;
 
-/// How a replay worker knows the input is over: every port's RX came back empty while every
-/// mbuf of the pool was back home (so an empty RX cannot be a pool shortage).
+/// What replay workers share to process all captures in one global time order.
+///
+/// Each worker publishes the capture time of the oldest frame waiting in its queues
+/// (`u64::MAX` once they are all consumed) and processes a frame only when it is the oldest of
+/// all workers' (ties: lower worker first). Frames redirected to a worker are handled before
+/// its own, and a worker publishes a later time only after flushing its redirects, so a frame
+/// is never overtaken by a newer one. Replay ends when every worker is consumed, every ring
+/// is empty and every mbuf is back in the pool.
 pub struct ReplayEnd {
     pub pool: Arc<Mempool>,
+    pub heads: Arc<Vec<PublishedTime>>,
 }
+
+/// A worker's published head time, on its own cache line.
+#[repr(align(64))]
+pub struct PublishedTime(pub std::sync::atomic::AtomicU64);
+
+impl PublishedTime {
+    pub fn new() -> Self {
+        PublishedTime(std::sync::atomic::AtomicU64::new(0))
+    }
+}
+
+impl Default for PublishedTime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A worker's queues are consumed.
+const CONSUMED: u64 = u64::MAX;
 
 /// Everything a worker lcore owns. Built on the main lcore, moved to the worker.
 pub struct WorkerLoop {
@@ -103,44 +129,76 @@ impl WorkerLoop {
         }
     }
 
-    /// Replay: frames of all ports are taken oldest capture timestamp first (ties: lower port
-    /// first), so a capture of the client side and one of the server side interleave as they
-    /// happened, and every run processes the same frames in the same order. Housekeeping runs
-    /// after every frame, so expiry follows capture time exactly.
+    /// Replay: frames of all ports and all workers are taken oldest capture timestamp first
+    /// (ties: lower worker, then lower port first; see [`ReplayEnd`]), so a capture of the
+    /// client side and one of the server side interleave as they happened, and every run
+    /// processes the same frames in the same order. Housekeeping runs after every frame, so
+    /// expiry follows capture time exactly.
     fn run_replay(&mut self, tx: &mut [Burst], redirect: &mut [Burst], report: &mut WorkerReport) {
+        let Some(end) = self.replay.as_ref() else {
+            return;
+        };
+        let (pool, heads) = (Arc::clone(&end.pool), Arc::clone(&end.heads));
         let nports = self.ports.len();
-        let mut heads: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
+        let me = usize::from(self.engine.id());
+        let mut queued: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
         let mut one = Burst::new();
+        let mut rx = Burst::new();
+        // An empty RX means end of capture only if it cannot be a shortage of mbufs.
+        let plenty = (nports * heads.len() * 4 * dpdk_bindings::mbuf::BURST_MAX) as u32;
         while !self.stop.load(Ordering::Relaxed) {
             self.follow_rules();
-            for (p, head) in heads.iter_mut().enumerate() {
-                if head.is_empty() {
-                    report.port_rx[p] += self.ports[p].rx_burst(self.queue, head) as u64;
+            for (p, q) in queued.iter_mut().enumerate() {
+                if q.is_empty() {
+                    report.port_rx[p] += self.ports[p].rx_burst(self.queue, q) as u64;
                 }
             }
             let oldest = (0..nports)
-                .filter_map(|p| heads[p].get(0).map(|m| (self.clock.timestamp_of(m), p)))
+                .filter_map(|p| queued[p].get(0).map(|m| (self.clock.timestamp_of(m), p)))
                 .min();
-            let Some((_, p)) = oldest else {
-                // Every RX is empty. With every mbuf back in the pool that cannot be a shortage
-                // of buffers: the captures are over.
-                self.flush_all(tx, redirect, report);
-                let done = self
-                    .replay
-                    .as_ref()
-                    .is_some_and(|end| end.pool.in_use() == 0);
-                if done {
-                    break;
-                }
-                continue;
+            let mine = match oldest {
+                Some((ts, _)) => ts,
+                None if pool.available() >= plenty => CONSUMED,
+                None => continue,
             };
-            if let Some(mbuf) = heads[p].take(0) {
-                if one.push(mbuf).is_ok() {
-                    self.handle(&mut one, tx, redirect, Some(p), report);
+            heads[me].0.store(mine, Ordering::Release);
+            // Read the others' times before draining the ring: whatever they redirected
+            // before publishing those times is then in the ring.
+            let first_other = heads
+                .iter()
+                .enumerate()
+                .filter(|(w, _)| *w != me)
+                .map(|(w, h)| (h.0.load(Ordering::Acquire), w))
+                .min()
+                .unwrap_or((CONSUMED, usize::MAX));
+            if self.rings[me].dequeue(&mut rx) > 0 {
+                self.handle(&mut rx, tx, redirect, None, report);
+                self.flush_all(tx, redirect, report);
+            }
+            match oldest {
+                Some((ts, p)) if (ts, me) < first_other => {
+                    if let Some(mbuf) = queued[p].take(0) {
+                        if one.push(mbuf).is_ok() {
+                            self.handle(&mut one, tx, redirect, Some(p), report);
+                        }
+                    }
+                    // Redirects must be in their rings before this worker publishes a later time.
+                    self.flush_all(tx, redirect, report);
+                    let now = self.clock.now();
+                    self.engine.housekeeping(now, self.expire_budget);
+                }
+                Some(_) => std::hint::spin_loop(),
+                None => {
+                    let all_consumed = heads
+                        .iter()
+                        .all(|h| h.0.load(Ordering::Acquire) == CONSUMED);
+                    if all_consumed && self.rings.iter().all(|r| r.is_empty()) && pool.in_use() == 0
+                    {
+                        break;
+                    }
+                    std::hint::spin_loop();
                 }
             }
-            let now = self.clock.now();
-            self.engine.housekeeping(now, self.expire_budget);
         }
     }
 

@@ -77,11 +77,14 @@ impl Egress {
             }
         }
         // Stable: explicit routes stay ahead of connected ones of the same length.
-        routes.sort_by(|a, b| b.0.cmp(&a.0));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0));
         let mut neighbours = FixedMap::with_capacity(rules.neighbours.len());
         let mut neighbour_macs = Vec::with_capacity(rules.neighbours.len());
         for n in &rules.neighbours {
-            neighbours.insert(neighbour_key(n.port, u32::from(n.addr)), neighbour_macs.len() as u32);
+            neighbours.insert(
+                neighbour_key(n.port, u32::from(n.addr)),
+                neighbour_macs.len() as u32,
+            );
             neighbour_macs.push(n.mac);
         }
         Egress {
@@ -194,6 +197,9 @@ mod tests {
         assert_eq!(r([172, 16, 3, 4]), Err(DropReason::NoNeighbour));
         rules.routes.clear();
         let e = Egress::new(&rules);
-        assert_eq!(e.resolve(u32::from(Ipv4Addr::new(8, 8, 8, 8))), Err(DropReason::NoRoute));
+        assert_eq!(
+            e.resolve(u32::from(Ipv4Addr::new(8, 8, 8, 8))),
+            Err(DropReason::NoRoute)
+        );
     }
 }

@@ -21,7 +21,9 @@ use crate::packet::l4::{TcpFlags, ICMP_ECHO_REQUEST};
 use crate::packet::{self, ether, icmp, PacketV4, Transport};
 use crate::rules::{PortIndex, Protocol, Rules, Timeouts};
 use crate::sched::{RealSet, Scheduler};
-use crate::session::{ConnState, Direction, Session, SessionId, SessionTable, Side, TimerWheel, Tuple};
+use crate::session::{
+    ConnState, Direction, Session, SessionId, SessionTable, Side, TimerWheel, Tuple,
+};
 use crate::stats::{LocalAddrStats, RealStats, ServiceStats, Traffic, WorkerStats};
 use crate::verdict::{DropReason, Verdict};
 
@@ -135,7 +137,11 @@ impl FullNat {
     pub fn sessions(&self) -> impl Iterator<Item = (SessionId, &Session, u64)> + '_ {
         (0..self.table.capacity()).filter_map(move |i| {
             let s = self.table.slot(i)?;
-            Some((i as SessionId, s, self.wheel.deadline(i as u32).unwrap_or(0)))
+            Some((
+                i as SessionId,
+                s,
+                self.wheel.deadline(i as u32).unwrap_or(0),
+            ))
         })
     }
 
@@ -161,9 +167,9 @@ impl FullNat {
             // The service's counter slot: its own, else a removed one without sessions.
             let slot = match stats.services.iter().position(|s| s.id == svc.id) {
                 Some(i) => i,
-                None => match (0..stats.services.len())
-                    .find(|&i| !seen[i] && stats.services[i].removed && stats.services[i].sessions() == 0)
-                {
+                None => match (0..stats.services.len()).find(|&i| {
+                    !seen[i] && stats.services[i].removed && stats.services[i].sessions() == 0
+                }) {
                     Some(i) => {
                         stats.services[i].traffic = Traffic::default();
                         stats.services[i].reals.clear();
@@ -260,7 +266,10 @@ impl FullNat {
                 Some(o) if o.sched.kind() == svc.scheduler => {
                     let mut s = o.sched.clone();
                     let changed = o.reals.len() != reals.len()
-                        || o.reals.iter().zip(&reals).any(|(a, b)| a.id != b.id || a.weight != b.weight);
+                        || o.reals
+                            .iter()
+                            .zip(&reals)
+                            .any(|(a, b)| a.id != b.id || a.weight != b.weight);
                     if changed {
                         s.update(&reals[..]);
                     }
@@ -369,8 +378,19 @@ impl FullNat {
             }
         }
         match pkt.transport {
-            Transport::Tcp(t) => self.tcp_udp(frame, &pkt, t.sport, t.dport, Some(t.flags), kind, now, stats),
-            Transport::Udp(u) => self.tcp_udp(frame, &pkt, u.sport, u.dport, None, kind, now, stats),
+            Transport::Tcp(t) => self.tcp_udp(
+                frame,
+                &pkt,
+                t.sport,
+                t.dport,
+                Some(t.flags),
+                kind,
+                now,
+                stats,
+            ),
+            Transport::Udp(u) => {
+                self.tcp_udp(frame, &pkt, u.sport, u.dport, None, kind, now, stats)
+            }
             Transport::Icmp(i) => {
                 if i.icmp_type == ICMP_ECHO_REQUEST {
                     let peer = ether::src_mac(frame).ok_or(DropReason::Truncated)?;
@@ -407,7 +427,8 @@ impl FullNat {
             dst_port: dport,
         };
         let service = if kind & ADDR_VIP != 0 {
-            self.service_index.get(service_key(key.dst_ip, key.proto, dport))
+            self.service_index
+                .get(service_key(key.dst_ip, key.proto, dport))
         } else {
             None
         };
@@ -424,7 +445,9 @@ impl FullNat {
                 return Err(DropReason::TtlExpired);
             }
             return match self.lookup_live(&key, now, stats) {
-                Some((id, Side::Real)) => self.forward(frame, pkt, id, Direction::Output, tcp, now, stats),
+                Some((id, Side::Real)) => {
+                    self.forward(frame, pkt, id, Direction::Output, tcp, now, stats)
+                }
                 _ => Err(DropReason::NoSession),
             };
         };
@@ -438,7 +461,10 @@ impl FullNat {
             };
             return self.forward(frame, pkt, id, dir, tcp, now, stats);
         }
-        let starts = tcp.map_or(true, |f| f.syn() && !f.ack());
+        let starts = match tcp {
+            Some(f) => f.syn() && !f.ack(),
+            None => true,
+        };
         if !starts {
             return Err(DropReason::NoSession);
         }
@@ -449,10 +475,15 @@ impl FullNat {
     /// Looks a session up; ends it instead when it has timed out (exactly at its deadline) or
     /// its service is gone.
     #[inline]
-    fn lookup_live(&mut self, key: &Tuple, now: u64, stats: &mut WorkerStats) -> Option<(SessionId, Side)> {
+    fn lookup_live(
+        &mut self,
+        key: &Tuple,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Option<(SessionId, Side)> {
         let (id, side) = self.table.lookup(key)?;
         let s = self.table.get(id)?;
-        let timed_out = self.wheel.deadline(id).map_or(true, |d| d <= now);
+        let timed_out = !matches!(self.wheel.deadline(id), Some(d) if d > now);
         let service_alive = stats
             .services
             .get(s.svc_slot as usize)
@@ -476,8 +507,14 @@ impl FullNat {
         if self.table.is_full() {
             return Err(DropReason::SessionTableFull);
         }
-        let svc = self.services.get_mut(service).ok_or(DropReason::NoService)?;
-        let ri = svc.sched.pick(&svc.reals[..]).ok_or(DropReason::NoRealServer)?;
+        let svc = self
+            .services
+            .get_mut(service)
+            .ok_or(DropReason::NoService)?;
+        let ri = svc
+            .sched
+            .pick(&svc.reals[..])
+            .ok_or(DropReason::NoRealServer)?;
         let real = *svc.reals.get(ri).ok_or(DropReason::NoRealServer)?;
         // Never take a port for a flow that cannot leave.
         self.egress.resolve(real.addr)?;
@@ -490,7 +527,10 @@ impl FullNat {
                 }
             })
             .ok_or(DropReason::LocalPortsExhausted)?;
-        let lip = self.laddrs.pool(lip_slot).map_or(0, |p| u32::from(p.addr()));
+        let lip = self
+            .laddrs
+            .pool(lip_slot)
+            .map_or(0, |p| u32::from(p.addr()));
         let session = Session {
             client_ip: key.src_ip,
             vip: key.dst_ip,
@@ -506,7 +546,11 @@ impl FullNat {
             svc_slot: svc.slot,
             rs_slot: real.slot,
             proto: key.proto,
-            state: if is_tcp { ConnState::None } else { ConnState::Udp },
+            state: if is_tcp {
+                ConnState::None
+            } else {
+                ConnState::Udp
+            },
             ..Session::default()
         };
         let svc_slot = svc.slot;
@@ -712,7 +756,10 @@ impl FullNat {
         }
         if let Some(mut cursor) = self.purge {
             let cap = self.table.capacity();
-            let scan_limit = budget.saturating_sub(done).saturating_mul(8).saturating_add(256);
+            let scan_limit = budget
+                .saturating_sub(done)
+                .saturating_mul(8)
+                .saturating_add(256);
             let mut scanned = 0;
             while cursor < cap && scanned < scan_limit && done < budget {
                 if let Some(s) = self.table.slot(cursor) {

@@ -59,7 +59,10 @@ impl PortPool {
     /// True when this worker owns `port` within the current range.
     #[inline]
     pub fn owns(&self, port: u16) -> bool {
-        port != 0 && port >= self.min && port <= self.max && owner_of(port, self.workers) == self.worker
+        port != 0
+            && port >= self.min
+            && port <= self.max
+            && owner_of(port, self.workers) == self.worker
     }
 
     #[inline]
@@ -119,7 +122,11 @@ impl PortPool {
             return None;
         }
         let port = self.ring[self.head];
-        self.head = if self.head + 1 == self.ring.len() { 0 } else { self.head + 1 };
+        self.head = if self.head + 1 == self.ring.len() {
+            0
+        } else {
+            self.head + 1
+        };
         self.free -= 1;
         self.set_used(port, true);
         self.used += 1;
@@ -188,8 +195,13 @@ impl LocalAddrs {
         match self.slot_of(addr) {
             Some(s) => s,
             None => {
-                self.pools
-                    .push(PortPool::new(addr, self.min, self.max, self.worker, self.workers));
+                self.pools.push(PortPool::new(
+                    addr,
+                    self.min,
+                    self.max,
+                    self.worker,
+                    self.workers,
+                ));
                 self.pools.len() - 1
             }
         }
@@ -219,10 +231,16 @@ impl LocalAddrs {
     /// Takes a port from the first of `slots` that has one; calls `exhausted(slot)` for each
     /// slot tried and found empty. Returns (slot, port).
     #[inline]
-    pub fn alloc(&mut self, slots: &[u16], mut exhausted: impl FnMut(usize)) -> Option<(usize, u16)> {
+    pub fn alloc(
+        &mut self,
+        slots: &[u16],
+        mut exhausted: impl FnMut(usize),
+    ) -> Option<(usize, u16)> {
         for &s in slots {
             let s = s as usize;
-            let Some(pool) = self.pools.get_mut(s) else { continue };
+            let Some(pool) = self.pools.get_mut(s) else {
+                continue;
+            };
             match pool.alloc() {
                 Some(port) => return Some((s, port)),
                 None => exhausted(s),
@@ -309,7 +327,10 @@ mod tests {
         );
         assert_eq!(exhausted, vec![a, a, a, a, b]);
         assert!(l.release(a, 1003));
-        assert_eq!(l.alloc(&[a as u16, b as u16], |_| panic!()), Some((a, 1003)));
+        assert_eq!(
+            l.alloc(&[a as u16, b as u16], |_| panic!()),
+            Some((a, 1003))
+        );
     }
 
     #[test]

@@ -181,7 +181,10 @@ mod tests {
 
     #[test]
     fn rr_cycles_and_skips_weight_zero() {
-        assert_eq!(picks(SchedulerKind::Rr, &[1, 1, 1], 7), vec![0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(
+            picks(SchedulerKind::Rr, &[1, 1, 1], 7),
+            vec![0, 1, 2, 0, 1, 2, 0]
+        );
         assert_eq!(picks(SchedulerKind::Rr, &[1, 0, 5], 4), vec![0, 2, 0, 2]);
         let mut s = Scheduler::new(SchedulerKind::Rr, &[0u32, 0][..]);
         assert_eq!(s.pick(&[0u32, 0][..]), None);
@@ -190,7 +193,10 @@ mod tests {
 
     #[test]
     fn wrr_sequence_like_ipvs() {
-        assert_eq!(picks(SchedulerKind::Wrr, &[3, 1], 8), vec![0, 0, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(
+            picks(SchedulerKind::Wrr, &[3, 1], 8),
+            vec![0, 0, 0, 1, 0, 0, 0, 1]
+        );
         assert_eq!(
             picks(SchedulerKind::Wrr, &[4, 3, 2], 9),
             vec![0, 0, 1, 0, 1, 2, 0, 1, 2]
@@ -199,7 +205,14 @@ mod tests {
 
     #[test]
     fn wrr_ratio_exact_over_a_cycle() {
-        for w in [&[5u32, 3, 1][..], &[2, 4, 6], &[10, 0, 5, 15], &[7], &[1, 1, 1, 1], &[100, 1]] {
+        for w in [
+            &[5u32, 3, 1][..],
+            &[2, 4, 6],
+            &[10, 0, 5, 15],
+            &[7],
+            &[1, 1, 1, 1],
+            &[100, 1],
+        ] {
             let g = w.iter().filter(|&&x| x > 0).fold(0, |a, &b| gcd(a, b));
             let cycle: u32 = w.iter().map(|x| x / g).sum();
             let mut s = Scheduler::new(SchedulerKind::Wrr, w);

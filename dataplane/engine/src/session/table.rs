@@ -355,7 +355,9 @@ mod tests {
     fn full_table_refuses_inserts_but_lookups_work() {
         let cap = 100;
         let mut t = SessionTable::new(cap, 7);
-        let ids: Vec<_> = (0..cap as u32).map(|i| t.insert(session(i)).unwrap()).collect();
+        let ids: Vec<_> = (0..cap as u32)
+            .map(|i| t.insert(session(i)).unwrap())
+            .collect();
         assert!(t.is_full());
         assert_eq!(t.insert(session(1000)), Err(InsertError::Full));
         for (i, id) in ids.iter().enumerate() {
@@ -402,7 +404,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if (x % 3 != 0 && live.len() < cap) || live.is_empty() {
+            if (x % 3 < 2 && live.len() < cap) || live.is_empty() {
                 let s = session(next);
                 let id = t.insert(s).unwrap();
                 live.push((next, id));
@@ -410,7 +412,10 @@ mod tests {
             } else {
                 let k = (x >> 8) as usize % live.len();
                 let (n, id) = live.swap_remove(k);
-                assert_eq!(t.remove(id).map(|s| s.client_ip), Some(session(n).client_ip));
+                assert_eq!(
+                    t.remove(id).map(|s| s.client_ip),
+                    Some(session(n).client_ip)
+                );
                 assert!(t.lookup(&session(n).client_key()).is_none());
             }
         }

@@ -76,27 +76,126 @@ use ConnState as S;
 /// (direction, event) column: input syn, fin, ack, rst, then output syn, fin, ack, rst.
 const NEXT: [[ConnState; 8]; 11] = [
     // NONE
-    [S::SynRecv, S::Close, S::Established, S::Close, S::SynSent, S::TimeWait, S::Established, S::Close],
+    [
+        S::SynRecv,
+        S::Close,
+        S::Established,
+        S::Close,
+        S::SynSent,
+        S::TimeWait,
+        S::Established,
+        S::Close,
+    ],
     // ESTABLISHED
-    [S::Established, S::CloseWait, S::Established, S::Close, S::Established, S::FinWait, S::Established, S::Close],
+    [
+        S::Established,
+        S::CloseWait,
+        S::Established,
+        S::Close,
+        S::Established,
+        S::FinWait,
+        S::Established,
+        S::Close,
+    ],
     // SYN_SENT
-    [S::Established, S::SynSent, S::SynSent, S::Close, S::SynSent, S::SynSent, S::SynSent, S::SynSent],
+    [
+        S::Established,
+        S::SynSent,
+        S::SynSent,
+        S::Close,
+        S::SynSent,
+        S::SynSent,
+        S::SynSent,
+        S::SynSent,
+    ],
     // SYN_RECV
-    [S::SynRecv, S::TimeWait, S::Established, S::SynRecv, S::SynRecv, S::TimeWait, S::Established, S::Close],
+    [
+        S::SynRecv,
+        S::TimeWait,
+        S::Established,
+        S::SynRecv,
+        S::SynRecv,
+        S::TimeWait,
+        S::Established,
+        S::Close,
+    ],
     // FIN_WAIT
-    [S::SynRecv, S::TimeWait, S::FinWait, S::Close, S::SynSent, S::FinWait, S::FinWait, S::Close],
+    [
+        S::SynRecv,
+        S::TimeWait,
+        S::FinWait,
+        S::Close,
+        S::SynSent,
+        S::FinWait,
+        S::FinWait,
+        S::Close,
+    ],
     // TIME_WAIT
-    [S::SynRecv, S::TimeWait, S::TimeWait, S::Close, S::SynSent, S::TimeWait, S::TimeWait, S::TimeWait],
+    [
+        S::SynRecv,
+        S::TimeWait,
+        S::TimeWait,
+        S::Close,
+        S::SynSent,
+        S::TimeWait,
+        S::TimeWait,
+        S::TimeWait,
+    ],
     // CLOSE
-    [S::SynRecv, S::Close, S::Close, S::Close, S::SynSent, S::Close, S::Close, S::Close],
+    [
+        S::SynRecv,
+        S::Close,
+        S::Close,
+        S::Close,
+        S::SynSent,
+        S::Close,
+        S::Close,
+        S::Close,
+    ],
     // CLOSE_WAIT
-    [S::SynRecv, S::CloseWait, S::CloseWait, S::Close, S::SynSent, S::TimeWait, S::CloseWait, S::Close],
+    [
+        S::SynRecv,
+        S::CloseWait,
+        S::CloseWait,
+        S::Close,
+        S::SynSent,
+        S::TimeWait,
+        S::CloseWait,
+        S::Close,
+    ],
     // LAST_ACK
-    [S::SynRecv, S::LastAck, S::Close, S::LastAck, S::SynSent, S::LastAck, S::LastAck, S::Close],
+    [
+        S::SynRecv,
+        S::LastAck,
+        S::Close,
+        S::LastAck,
+        S::SynSent,
+        S::LastAck,
+        S::LastAck,
+        S::Close,
+    ],
     // LISTEN
-    [S::SynRecv, S::Listen, S::Listen, S::Listen, S::Listen, S::Listen, S::Established, S::Close],
+    [
+        S::SynRecv,
+        S::Listen,
+        S::Listen,
+        S::Listen,
+        S::Listen,
+        S::Listen,
+        S::Established,
+        S::Close,
+    ],
     // SYNACK
-    [S::SynRecv, S::TimeWait, S::Established, S::SynRecv, S::SynRecv, S::TimeWait, S::Established, S::Close],
+    [
+        S::SynRecv,
+        S::TimeWait,
+        S::Established,
+        S::SynRecv,
+        S::SynRecv,
+        S::TimeWait,
+        S::Established,
+        S::Close,
+    ],
 ];
 
 impl ConnState {
@@ -218,29 +317,76 @@ mod tests {
         use ConnState::*;
         assert_eq!(
             states,
-            [SynRecv, SynRecv, Established, Established, Established, CloseWait, CloseWait, TimeWait, TimeWait]
+            [
+                SynRecv,
+                SynRecv,
+                Established,
+                Established,
+                Established,
+                CloseWait,
+                CloseWait,
+                TimeWait,
+                TimeWait
+            ]
         );
     }
 
     #[test]
     fn server_closes_first() {
-        let states = run(&[(I, "S"), (O, "SA"), (I, "A"), (O, "FA"), (I, "A"), (I, "FA"), (O, "A")]);
+        let states = run(&[
+            (I, "S"),
+            (O, "SA"),
+            (I, "A"),
+            (O, "FA"),
+            (I, "A"),
+            (I, "FA"),
+            (O, "A"),
+        ]);
         use ConnState::*;
-        assert_eq!(states, [SynRecv, SynRecv, Established, FinWait, FinWait, TimeWait, TimeWait]);
+        assert_eq!(
+            states,
+            [
+                SynRecv,
+                SynRecv,
+                Established,
+                FinWait,
+                FinWait,
+                TimeWait,
+                TimeWait
+            ]
+        );
     }
 
     #[test]
     fn resets() {
         use ConnState::*;
-        assert_eq!(run(&[(I, "S"), (O, "SA"), (I, "A"), (I, "RA")]).last(), Some(&Close));
-        assert_eq!(run(&[(I, "S"), (O, "SA"), (I, "A"), (O, "R")]).last(), Some(&Close));
+        assert_eq!(
+            run(&[(I, "S"), (O, "SA"), (I, "A"), (I, "RA")]).last(),
+            Some(&Close)
+        );
+        assert_eq!(
+            run(&[(I, "S"), (O, "SA"), (I, "A"), (O, "R")]).last(),
+            Some(&Close)
+        );
         // An RS refusing the connection.
         assert_eq!(run(&[(I, "S"), (O, "RA")]).last(), Some(&Close));
         // RST has priority over everything, SYN over FIN over ACK.
-        assert_eq!(TcpEvent::classify(true, true, true, true), Some(TcpEvent::Rst));
-        assert_eq!(TcpEvent::classify(true, true, true, false), Some(TcpEvent::Syn));
-        assert_eq!(TcpEvent::classify(false, true, true, false), Some(TcpEvent::Fin));
-        assert_eq!(TcpEvent::classify(false, false, true, false), Some(TcpEvent::Ack));
+        assert_eq!(
+            TcpEvent::classify(true, true, true, true),
+            Some(TcpEvent::Rst)
+        );
+        assert_eq!(
+            TcpEvent::classify(true, true, true, false),
+            Some(TcpEvent::Syn)
+        );
+        assert_eq!(
+            TcpEvent::classify(false, true, true, false),
+            Some(TcpEvent::Fin)
+        );
+        assert_eq!(
+            TcpEvent::classify(false, false, true, false),
+            Some(TcpEvent::Ack)
+        );
         assert_eq!(TcpEvent::classify(false, false, false, false), Option::None);
     }
 

@@ -107,7 +107,7 @@ impl TimerWheel {
     /// The bucket tick for a deadline: its ceiling tick, kept within the wheel's window.
     #[inline]
     fn arm_tick(&self, deadline: u64, floor: u64) -> u64 {
-        let t = self.tick_of(deadline) + u64::from(deadline % self.tick_ns != 0);
+        let t = deadline.div_ceil(self.tick_ns).min(u64::MAX / 4);
         t.max(floor).min(self.cursor + self.mask)
     }
 
@@ -365,7 +365,9 @@ mod tests {
                     now += (x >> 20) % 300;
                     let got = drain(&mut w, now);
                     for &g in &got {
-                        let d = model[g as usize].take().expect("expired an unscheduled entry");
+                        let d = model[g as usize]
+                            .take()
+                            .expect("expired an unscheduled entry");
                         assert!(d <= now, "fired early");
                     }
                     for (i, m) in model.iter().enumerate() {
