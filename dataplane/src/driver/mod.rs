@@ -250,8 +250,10 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
         .map(|p| p.stats().map_or(0, |s| s.imissed + s.rx_nombuf))
         .collect();
     let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
-    let totals = Totals::new(&names, &reports, &device_rx_dropped);
+    let mut totals = Totals::new(&names, &reports, &device_rx_dropped);
     up.shutdown();
     drop(rings);
+    // Every mbuf must be home once the ports are closed and the rings freed.
+    totals.mbufs_leaked = Some(pool.in_use());
     Ok(totals)
 }

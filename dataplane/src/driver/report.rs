@@ -24,6 +24,8 @@ pub struct PortTotals {
 pub struct Totals {
     pub ports: Vec<(String, PortTotals)>,
     pub engine: WorkerStats,
+    /// Mbufs not back in the pool after ports were closed (must be 0), when measured.
+    pub mbufs_leaked: Option<u32>,
 }
 
 impl Totals {
@@ -55,7 +57,11 @@ impl Totals {
                 t.tx_dropped += r.port_tx_dropped.get(i).copied().unwrap_or(0);
             }
         }
-        Totals { ports, engine }
+        Totals {
+            ports,
+            engine,
+            mbufs_leaked: None,
+        }
     }
 
     pub fn rx(&self) -> u64 {
@@ -112,6 +118,9 @@ impl Totals {
             "  Redirected between workers: {}",
             self.engine.redirected
         );
+        if let Some(leaked) = self.mbufs_leaked {
+            let _ = writeln!(out, "  mbufs leaked: {leaked}");
+        }
         let _ = writeln!(
             out,
             "  accounted: RX {} {} forwarded {} + dropped {}",
