@@ -2,5 +2,6 @@
 //! plane. The binary (`src/main.rs`) is a thin CLI over these.
 
 pub mod config;
+pub mod control;
 pub mod driver;
 pub mod rules_store;

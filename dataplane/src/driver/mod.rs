@@ -6,6 +6,7 @@ mod frame;
 pub mod replay;
 pub mod report;
 pub mod signals;
+pub mod view;
 mod worker_loop;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,7 @@ use crate::config::{eal_args, AppConfig};
 use crate::rules_store::RulesStore;
 use clock::Clock;
 use report::Totals;
+use view::{DriverView, WorkerShared};
 use worker_loop::{PublishedTime, ReplayEnd, WorkerLoop, WorkerReport};
 
 /// Whether the dataplane runs live or replays captures.
@@ -171,6 +173,11 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
 
     let replay_heads: Arc<Vec<PublishedTime>> =
         Arc::new((0..workers).map(|_| PublishedTime::new()).collect());
+    let shared: Vec<Arc<WorkerShared>> = (0..workers)
+        .map(|_| Arc::new(WorkerShared::default()))
+        .collect();
+    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let view = DriverView::new(&shared, names.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let (report_tx, report_rx) = mpsc::channel::<WorkerReport>();
     let mut launched = Vec::with_capacity(workers);
@@ -195,6 +202,7 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
                 RunKind::Live => None,
             },
             store: Arc::clone(&store),
+            shared: Arc::clone(&shared[w]),
         };
         let report_tx = report_tx.clone();
         let started = lcore::launch(lcore_id, move || {
@@ -215,12 +223,19 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
     }
     drop(report_tx);
     store.set_workers_running(true);
+    view.set_running(true);
 
-    // The main lcore waits: for a signal (live), or for the workers to finish (replay).
+    // The main lcore waits: for a signal (live), or for the workers to finish (replay),
+    // sampling rates for the control plane once a second.
     let mut reports = Vec::with_capacity(workers);
+    let mut next_sample = std::time::Instant::now();
     while reports.len() < workers {
         if signals::stop_requested() {
             stop.store(true, Ordering::SeqCst);
+        }
+        if std::time::Instant::now() >= next_sample {
+            view.sample_rates();
+            next_sample += Duration::from_secs(1);
         }
         match report_rx.recv_timeout(Duration::from_millis(50)) {
             Ok(report) => reports.push(report),
@@ -230,6 +245,7 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
     }
     stop.store(true, Ordering::SeqCst);
     store.set_workers_running(false);
+    view.set_running(false);
     for l in &launched {
         let rc = lcore::wait(*l);
         if rc != 0 {
@@ -249,7 +265,6 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
         .iter()
         .map(|p| p.stats().map_or(0, |s| s.imissed + s.rx_nombuf))
         .collect();
-    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
     let mut totals = Totals::new(&names, &reports, &device_rx_dropped);
     up.shutdown();
     drop(rings);

@@ -13,6 +13,7 @@ use fnat_engine::{DropReason, PortIndex, Verdict, Worker, WorkerStats};
 
 use super::clock::Clock;
 use super::frame::MbufFrame;
+use super::view::{WorkerShared, PUBLISH_INTERVAL};
 use crate::rules_store::RulesStore;
 
 /// What replay workers share to process all captures in one global time order.
@@ -64,6 +65,8 @@ pub struct WorkerLoop {
     pub replay: Option<ReplayEnd>,
     /// Where new rules snapshots appear.
     pub store: Arc<RulesStore>,
+    /// Counters and listings this worker shares with the control plane.
+    pub shared: Arc<WorkerShared>,
 }
 
 /// What a worker reports when it stops.
@@ -102,6 +105,7 @@ impl WorkerLoop {
             self.run_live(&mut tx, &mut redirect, &mut report);
         }
         self.flush_all(&mut tx, &mut redirect, &mut report);
+        self.publish(&report);
         report.engine = self.engine.stats().clone();
         report
     }
@@ -110,6 +114,8 @@ impl WorkerLoop {
     fn run_live(&mut self, tx: &mut [Burst], redirect: &mut [Burst], report: &mut WorkerReport) {
         let me = usize::from(self.engine.id());
         let mut rx = Burst::new();
+        let publish_every = PUBLISH_INTERVAL.as_nanos() as u64;
+        let mut next_publish = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
             self.follow_rules();
             // Frames other workers handed us first: they are older than what waits in RX.
@@ -126,7 +132,24 @@ impl WorkerLoop {
             self.flush_all(tx, redirect, report);
             let now = self.clock.now();
             self.engine.housekeeping(now, self.expire_budget);
+            if self.shared.has_query() {
+                self.shared.serve_query(&self.engine, now);
+            }
+            if now >= next_publish {
+                self.publish(report);
+                next_publish = now + publish_every;
+            }
         }
+    }
+
+    /// Shares this worker's counters with the control plane (off the packet path).
+    fn publish(&self, report: &WorkerReport) {
+        self.shared.publish(
+            self.engine.stats(),
+            &report.port_rx,
+            &report.port_tx,
+            &report.port_tx_dropped,
+        );
     }
 
     /// Replay: frames of all ports and all workers are taken oldest capture timestamp first

@@ -145,6 +145,13 @@ impl FullNat {
         })
     }
 
+    /// The session in arena slot `slot` with its deadline (ns), if live: lets a listing walk
+    /// the table a bounded chunk at a time between bursts.
+    pub fn session_at(&self, slot: usize) -> Option<(&Session, u64)> {
+        let s = self.table.slot(slot)?;
+        Some((s, self.wheel.deadline(slot as u32).unwrap_or(0)))
+    }
+
     /// Switches to a new rules snapshot. Sessions are kept; those of services that left the
     /// rules are ended (by the housekeeping sweep, or when a packet or timer touches them);
     /// those of removed real servers run on until they expire. Allocates (control path).

@@ -1,0 +1,956 @@
+//! ipvsadm's command line → a typed command. Accepts what ipvsadm (and DPVS's ipvsadm)
+//! accept: short options clustered (`-Ln`, `-lnc`) or with attached values (`-tVIP:80`), long
+//! options with `=` or a separate value, `-p` with an optional timeout. Errors are ipvsadm's
+//! messages; they exit with 2 as ipvsadm's `fail(2, …)` does.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::edit::{Change, ServiceAttrs};
+use crate::model::{
+    ForwardMethod, LocalAddress, Persistence, Real, SchedFlags, Scheduler, Service, ServiceAddr,
+    DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+};
+
+/// How a listing is printed (ipvsadm's FMT_* flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListFormat {
+    pub numeric: bool,
+    pub stats: bool,
+    pub rate: bool,
+    pub thresholds: bool,
+    pub persistent_conn: bool,
+    pub exact: bool,
+    pub nosort: bool,
+}
+
+/// What `-L` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListWhat {
+    Services,
+    Connections,
+    Timeout,
+}
+
+/// The options of `-E`: only those given change (as DPVS's ipvsadm does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEdit {
+    pub addr: ServiceAddr,
+    pub scheduler: Option<Scheduler>,
+    pub sched_flags: Option<SchedFlags>,
+    pub persistence: Option<Persistence>,
+    pub one_packet: bool,
+}
+
+impl ServiceEdit {
+    pub fn merge(&self, current: &Service) -> ServiceAttrs {
+        let mut attrs = ServiceAttrs::of(current);
+        if let Some(s) = self.scheduler {
+            attrs.scheduler = s;
+        }
+        if let Some(f) = self.sched_flags {
+            attrs.sched_flags = f;
+        }
+        if self.persistence.is_some() {
+            attrs.persistence = self.persistence;
+        }
+        if self.one_packet {
+            attrs.one_packet = true;
+        }
+        attrs
+    }
+}
+
+/// The options of `-e`: only those given change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealEdit {
+    pub service: ServiceAddr,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub weight: Option<u32>,
+    pub upper_threshold: Option<u32>,
+    pub lower_threshold: Option<u32>,
+    pub forward: Option<ForwardMethod>,
+}
+
+impl RealEdit {
+    pub fn merge(&self, current: &Real) -> Real {
+        Real {
+            addr: self.addr,
+            port: self.port,
+            weight: self.weight.unwrap_or(current.weight),
+            upper_threshold: self.upper_threshold.unwrap_or(current.upper_threshold),
+            lower_threshold: self.lower_threshold.unwrap_or(current.lower_threshold),
+            forward: self.forward.unwrap_or(current.forward),
+        }
+    }
+    pub fn key(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.addr, self.port)
+    }
+}
+
+/// A parsed ipvsadm command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpvsCommand {
+    /// -A -D -a -d -C --set --add-laddr --del-laddr: one change for the daemon.
+    Change(Change),
+    /// -E
+    EditService(ServiceEdit),
+    /// -e
+    EditReal(RealEdit),
+    /// -L / -l (and no arguments at all)
+    List {
+        service: Option<ServiceAddr>,
+        what: ListWhat,
+        format: ListFormat,
+    },
+    /// -S
+    Save { format: ListFormat },
+    /// -R: rules from standard input.
+    Restore,
+    /// -Z
+    Zero { service: Option<ServiceAddr> },
+    /// --get-laddr / -G
+    GetLaddr { service: Option<ServiceAddr> },
+    Help,
+    Version,
+}
+
+/// A command line ipvsadm would refuse: the message and the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+fn fail(message: impl Into<String>) -> ArgError {
+    ArgError {
+        message: message.into(),
+        exit_code: 2,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Add,
+    Edit,
+    Del,
+    Flush,
+    List,
+    AddDest,
+    DelDest,
+    EditDest,
+    Set,
+    StartDaemon,
+    StopDaemon,
+    Restore,
+    Save,
+    Zero,
+    AddLaddr,
+    DelLaddr,
+    GetLaddr,
+    Help,
+    Version,
+}
+
+impl Cmd {
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::Add => "add-service",
+            Cmd::Edit => "edit-service",
+            Cmd::Del => "delete-service",
+            Cmd::Flush => "flush",
+            Cmd::List => "list",
+            Cmd::AddDest => "add-server",
+            Cmd::DelDest => "delete-server",
+            Cmd::EditDest => "edit-server",
+            Cmd::Set => "set",
+            Cmd::StartDaemon => "start-daemon",
+            Cmd::StopDaemon => "stop-daemon",
+            Cmd::Restore => "restore",
+            Cmd::Save => "save",
+            Cmd::Zero => "zero",
+            Cmd::AddLaddr => "add-laddr",
+            Cmd::DelLaddr => "del-laddr",
+            Cmd::GetLaddr => "get-laddr",
+            Cmd::Help => "help",
+            Cmd::Version => "version",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Opt {
+    Tcp,
+    Udp,
+    Fwmark,
+    Scheduler,
+    Persistent,
+    Netmask,
+    Real,
+    Weight,
+    UThreshold,
+    LThreshold,
+    FullNat,
+    SchedFlags,
+    Masq,
+    Gatewaying,
+    Ipip,
+    Numeric,
+    Connection,
+    Stats,
+    Rate,
+    Exact,
+    Thresholds,
+    PersistentConn,
+    Sort,
+    NoSort,
+    Timeout,
+    Ops,
+    Laddr,
+    Ifname,
+    Daemon,
+    Ipv6,
+    McastInterface,
+    SyncId,
+}
+
+impl Opt {
+    /// ipvsadm's names of options in its messages.
+    fn name(self) -> &'static str {
+        match self {
+            Opt::Tcp | Opt::Udp | Opt::Fwmark => "service-address",
+            Opt::Scheduler => "scheduler",
+            Opt::Persistent => "persistent",
+            Opt::Netmask => "netmask",
+            Opt::Real => "real-server",
+            Opt::Weight => "weight",
+            Opt::UThreshold => "u-threshold",
+            Opt::LThreshold => "l-threshold",
+            Opt::FullNat | Opt::Masq | Opt::Gatewaying | Opt::Ipip => "forwarding-method",
+            Opt::SchedFlags => "sched-flags",
+            Opt::Numeric => "numeric",
+            Opt::Connection => "connection",
+            Opt::Stats => "stats",
+            Opt::Rate => "rate",
+            Opt::Exact => "exact",
+            Opt::Thresholds => "thresholds",
+            Opt::PersistentConn => "persistent-conn",
+            Opt::Sort => "sort",
+            Opt::NoSort => "nosort",
+            Opt::Timeout => "timeout",
+            Opt::Ops => "ops",
+            Opt::Laddr => "laddr",
+            Opt::Ifname => "ifname",
+            Opt::Daemon => "daemon",
+            Opt::Ipv6 => "ipv6",
+            Opt::McastInterface => "mcast-interface",
+            Opt::SyncId => "syncid",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Value {
+    None,
+    Required,
+    /// `-p [timeout]`: takes the next word only when it is a number.
+    OptionalNumber,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Cmd(Cmd),
+    Opt(Opt),
+}
+
+fn short(c: char) -> Option<(Item, Value)> {
+    use Item::{Cmd as C, Opt as O};
+    Some(match c {
+        'A' => (C(Cmd::Add), Value::None),
+        'E' => (C(Cmd::Edit), Value::None),
+        'D' => (C(Cmd::Del), Value::None),
+        'C' => (C(Cmd::Flush), Value::None),
+        'L' | 'l' => (C(Cmd::List), Value::None),
+        'a' => (C(Cmd::AddDest), Value::None),
+        'd' => (C(Cmd::DelDest), Value::None),
+        'e' => (C(Cmd::EditDest), Value::None),
+        'R' => (C(Cmd::Restore), Value::None),
+        'S' => (C(Cmd::Save), Value::None),
+        'Z' => (C(Cmd::Zero), Value::None),
+        'P' => (C(Cmd::AddLaddr), Value::None),
+        'Q' => (C(Cmd::DelLaddr), Value::None),
+        'G' => (C(Cmd::GetLaddr), Value::None),
+        'h' => (C(Cmd::Help), Value::None),
+        'v' => (C(Cmd::Version), Value::None),
+        't' => (O(Opt::Tcp), Value::Required),
+        'u' => (O(Opt::Udp), Value::Required),
+        'f' => (O(Opt::Fwmark), Value::Required),
+        's' => (O(Opt::Scheduler), Value::Required),
+        'p' => (O(Opt::Persistent), Value::OptionalNumber),
+        'M' => (O(Opt::Netmask), Value::Required),
+        'r' => (O(Opt::Real), Value::Required),
+        'w' => (O(Opt::Weight), Value::Required),
+        'x' => (O(Opt::UThreshold), Value::Required),
+        'y' => (O(Opt::LThreshold), Value::Required),
+        'b' => (O(Opt::FullNat), Value::None),
+        'm' => (O(Opt::Masq), Value::None),
+        'g' => (O(Opt::Gatewaying), Value::None),
+        'i' => (O(Opt::Ipip), Value::None),
+        'n' => (O(Opt::Numeric), Value::None),
+        'c' => (O(Opt::Connection), Value::None),
+        'X' => (O(Opt::Exact), Value::None),
+        'o' => (O(Opt::Ops), Value::None),
+        'z' => (O(Opt::Laddr), Value::Required),
+        'F' => (O(Opt::Ifname), Value::Required),
+        '6' => (O(Opt::Ipv6), Value::None),
+        _ => return None,
+    })
+}
+
+fn long(name: &str) -> Option<(Item, Value)> {
+    use Item::{Cmd as C, Opt as O};
+    Some(match name {
+        "add-service" => (C(Cmd::Add), Value::None),
+        "edit-service" => (C(Cmd::Edit), Value::None),
+        "delete-service" => (C(Cmd::Del), Value::None),
+        "clear" => (C(Cmd::Flush), Value::None),
+        "list" => (C(Cmd::List), Value::None),
+        "add-server" => (C(Cmd::AddDest), Value::None),
+        "delete-server" => (C(Cmd::DelDest), Value::None),
+        "edit-server" => (C(Cmd::EditDest), Value::None),
+        "set" => (C(Cmd::Set), Value::None),
+        "start-daemon" => (C(Cmd::StartDaemon), Value::Required),
+        "stop-daemon" => (C(Cmd::StopDaemon), Value::Required),
+        "restore" => (C(Cmd::Restore), Value::None),
+        "save" => (C(Cmd::Save), Value::None),
+        "zero" => (C(Cmd::Zero), Value::None),
+        "add-laddr" => (C(Cmd::AddLaddr), Value::None),
+        "del-laddr" => (C(Cmd::DelLaddr), Value::None),
+        "get-laddr" => (C(Cmd::GetLaddr), Value::None),
+        "help" => (C(Cmd::Help), Value::None),
+        "version" => (C(Cmd::Version), Value::None),
+        "tcp-service" => (O(Opt::Tcp), Value::Required),
+        "udp-service" => (O(Opt::Udp), Value::Required),
+        "fwmark-service" => (O(Opt::Fwmark), Value::Required),
+        "scheduler" => (O(Opt::Scheduler), Value::Required),
+        "persistent" => (O(Opt::Persistent), Value::OptionalNumber),
+        "netmask" => (O(Opt::Netmask), Value::Required),
+        "real-server" => (O(Opt::Real), Value::Required),
+        "weight" => (O(Opt::Weight), Value::Required),
+        "u-threshold" => (O(Opt::UThreshold), Value::Required),
+        "l-threshold" => (O(Opt::LThreshold), Value::Required),
+        "fullnat" => (O(Opt::FullNat), Value::None),
+        "sched-flags" => (O(Opt::SchedFlags), Value::Required),
+        "masquerading" => (O(Opt::Masq), Value::None),
+        "gatewaying" => (O(Opt::Gatewaying), Value::None),
+        "ipip" => (O(Opt::Ipip), Value::None),
+        "numeric" => (O(Opt::Numeric), Value::None),
+        "connection" => (O(Opt::Connection), Value::None),
+        "stats" => (O(Opt::Stats), Value::None),
+        "rate" => (O(Opt::Rate), Value::None),
+        "exact" => (O(Opt::Exact), Value::None),
+        "thresholds" => (O(Opt::Thresholds), Value::None),
+        "persistent-conn" => (O(Opt::PersistentConn), Value::None),
+        "sort" => (O(Opt::Sort), Value::None),
+        "nosort" => (O(Opt::NoSort), Value::None),
+        "timeout" => (O(Opt::Timeout), Value::None),
+        "ops" => (O(Opt::Ops), Value::None),
+        "laddr" => (O(Opt::Laddr), Value::Required),
+        "ifname" => (O(Opt::Ifname), Value::Required),
+        "daemon" => (O(Opt::Daemon), Value::None),
+        "mcast-interface" => (O(Opt::McastInterface), Value::Required),
+        "syncid" => (O(Opt::SyncId), Value::Required),
+        _ => return None,
+    })
+}
+
+/// Options as given, before they are checked against the command.
+#[derive(Default)]
+struct Given {
+    cmd: Option<Cmd>,
+    opts: Vec<(Opt, Option<String>)>,
+    positional: Vec<String>,
+}
+
+impl Given {
+    fn set_cmd(&mut self, cmd: Cmd) -> Result<(), ArgError> {
+        if self.cmd.is_some() {
+            return Err(fail("multiple commands specified"));
+        }
+        self.cmd = Some(cmd);
+        Ok(())
+    }
+    fn add_opt(&mut self, opt: Opt, value: Option<String>) -> Result<(), ArgError> {
+        let same_group = |o: Opt| o.name() == opt.name();
+        if self.opts.iter().any(|(o, _)| same_group(*o)) && opt != Opt::Sort {
+            return Err(fail(format!("multiple '{}' options specified", opt.name())));
+        }
+        self.opts.push((opt, value));
+        Ok(())
+    }
+    fn has(&self, opt: Opt) -> bool {
+        self.opts.iter().any(|(o, _)| *o == opt)
+    }
+    fn value(&self, opt: Opt) -> Option<&str> {
+        self.opts
+            .iter()
+            .find(|(o, _)| *o == opt)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn tokenize(args: &[String]) -> Result<Given, ArgError> {
+    let mut given = Given::default();
+    let mut i = 0;
+    let mut record = |given: &mut Given, item: Item, value: Option<String>| match item {
+        Item::Cmd(c) => given.set_cmd(c),
+        Item::Opt(o) => given.add_opt(o, value),
+    };
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if let Some(body) = arg.strip_prefix("--") {
+            if body.is_empty() {
+                given.positional.extend(args[i..].iter().cloned());
+                break;
+            }
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (body, None),
+            };
+            let (item, kind) =
+                long(name).ok_or_else(|| fail(format!("invalid option `{arg}'")))?;
+            let value = match kind {
+                Value::None => {
+                    if inline.is_some() {
+                        return Err(fail(format!("option `--{name}' takes no value")));
+                    }
+                    None
+                }
+                Value::Required => match inline {
+                    Some(v) => Some(v),
+                    None if i < args.len() => {
+                        i += 1;
+                        Some(args[i - 1].clone())
+                    }
+                    None => return Err(fail(format!("--{name}: missing argument"))),
+                },
+                Value::OptionalNumber => match inline {
+                    Some(v) => Some(v),
+                    None if i < args.len() && is_number(&args[i]) => {
+                        i += 1;
+                        Some(args[i - 1].clone())
+                    }
+                    None => None,
+                },
+            };
+            record(&mut given, item, value)?;
+        } else if arg.len() > 1 && arg.starts_with('-') {
+            let chars: Vec<char> = arg[1..].chars().collect();
+            let mut j = 0;
+            while j < chars.len() {
+                let c = chars[j];
+                j += 1;
+                let (item, kind) =
+                    short(c).ok_or_else(|| fail(format!("invalid option `-{c}'")))?;
+                let rest: String = chars[j..].iter().collect();
+                let value = match kind {
+                    Value::None => None,
+                    Value::Required => {
+                        j = chars.len();
+                        if !rest.is_empty() {
+                            Some(rest)
+                        } else if i < args.len() {
+                            i += 1;
+                            Some(args[i - 1].clone())
+                        } else {
+                            return Err(fail(format!("-{c}: missing argument")));
+                        }
+                    }
+                    Value::OptionalNumber => {
+                        if !rest.is_empty() {
+                            j = chars.len();
+                            Some(rest)
+                        } else if i < args.len() && is_number(&args[i]) {
+                            i += 1;
+                            Some(args[i - 1].clone())
+                        } else {
+                            None
+                        }
+                    }
+                };
+                record(&mut given, item, value)?;
+            }
+        } else {
+            given.positional.push(arg.clone());
+        }
+    }
+    Ok(given)
+}
+
+/// Parses `VIP[:PORT]`; `None` port when absent. Host names are not resolved.
+fn parse_addr_port(text: &str) -> Option<(Ipv4Addr, Option<u16>)> {
+    match text.rsplit_once(':') {
+        Some((addr, port)) => {
+            let addr = addr.parse().ok()?;
+            if !is_number(port) {
+                return None;
+            }
+            Some((addr, Some(port.parse().ok()?)))
+        }
+        None => Some((text.parse().ok()?, None)),
+    }
+}
+
+fn number(text: &str, max: u32, message: &str) -> Result<u32, ArgError> {
+    if !is_number(text) {
+        return Err(fail(message));
+    }
+    match text.parse::<u64>() {
+        Ok(n) if n <= u64::from(max) => Ok(n as u32),
+        _ => Err(fail(message)),
+    }
+}
+
+fn service_of(given: &Given) -> Result<Option<ServiceAddr>, ArgError> {
+    let inet = |protocol, text: &str| -> Result<ServiceAddr, ArgError> {
+        let (vip, port) = parse_addr_port(text)
+            .ok_or_else(|| fail("illegal virtual server address[:port] specified"))?;
+        Ok(ServiceAddr::Inet {
+            protocol,
+            vip,
+            port: port.unwrap_or(0),
+        })
+    };
+    if let Some(v) = given.value(Opt::Tcp) {
+        return inet(crate::model::Protocol::Tcp, v).map(Some);
+    }
+    if let Some(v) = given.value(Opt::Udp) {
+        return inet(crate::model::Protocol::Udp, v).map(Some);
+    }
+    if let Some(v) = given.value(Opt::Fwmark) {
+        return match v.parse::<u32>() {
+            Ok(m) if m > 0 => Ok(Some(ServiceAddr::Fwmark(m))),
+            _ => Err(fail(format!("invalid fwmark value `{v}' specified"))),
+        };
+    }
+    Ok(None)
+}
+
+fn forward_of(given: &Given) -> Result<Option<ForwardMethod>, ArgError> {
+    let unsupported = |switch: &str, name: &str| {
+        Err(fail(format!(
+            "forwarding mode {switch} ({name}) not supported yet: fnat forwards in full-NAT (-b) only"
+        )))
+    };
+    if given.has(Opt::Masq) {
+        return unsupported("-m", "masquerading");
+    }
+    if given.has(Opt::Gatewaying) {
+        return unsupported("-g", "gatewaying");
+    }
+    if given.has(Opt::Ipip) {
+        return unsupported("-i", "ipip");
+    }
+    Ok(given.has(Opt::FullNat).then_some(ForwardMethod::FullNat))
+}
+
+/// Which options each command accepts (beyond the ones it requires).
+fn allowed(cmd: Cmd) -> &'static [Opt] {
+    use Opt::*;
+    match cmd {
+        Cmd::Add | Cmd::Edit => &[
+            Tcp, Udp, Fwmark, Scheduler, Persistent, Netmask, SchedFlags, Ops, Ipv6,
+        ],
+        Cmd::Del => &[Tcp, Udp, Fwmark, Ipv6],
+        Cmd::AddDest | Cmd::EditDest => &[
+            Tcp, Udp, Fwmark, Real, Weight, UThreshold, LThreshold, FullNat, Masq, Gatewaying,
+            Ipip, Ipv6,
+        ],
+        Cmd::DelDest => &[Tcp, Udp, Fwmark, Real, Ipv6],
+        Cmd::List => &[
+            Tcp, Udp, Fwmark, Numeric, Connection, Stats, Rate, Exact, Thresholds,
+            PersistentConn, Sort, NoSort, Timeout, Daemon, Ipv6,
+        ],
+        Cmd::Save => &[Numeric, Sort, NoSort],
+        Cmd::Zero => &[Tcp, Udp, Fwmark, Ipv6],
+        Cmd::AddLaddr | Cmd::DelLaddr => &[Tcp, Udp, Fwmark, Laddr, Ifname, Ipv6],
+        Cmd::GetLaddr => &[Tcp, Udp, Fwmark, Numeric, Ipv6],
+        Cmd::StartDaemon | Cmd::StopDaemon => &[McastInterface, SyncId],
+        Cmd::Flush | Cmd::Set | Cmd::Restore | Cmd::Help | Cmd::Version => &[],
+    }
+}
+
+fn require(cmd: Cmd, what: &str, present: bool) -> Result<(), ArgError> {
+    if present {
+        return Ok(());
+    }
+    Err(fail(format!(
+        "You need to supply the '{what}' option for the '{}' command",
+        cmd.name()
+    )))
+}
+
+/// Parses ipvsadm's arguments (without the program name).
+pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
+    if args.is_empty() {
+        return Ok(IpvsCommand::List {
+            service: None,
+            what: ListWhat::Services,
+            format: ListFormat::default(),
+        });
+    }
+    let given = tokenize(args)?;
+    let cmd = given
+        .cmd
+        .ok_or_else(|| fail("no command specified: use one of -A -E -D -C -R -S -a -e -d -L -Z --set"))?;
+    for (opt, _) in &given.opts {
+        if !allowed(cmd).contains(opt) {
+            return Err(fail(format!(
+                "Illegal '{}' option with the '{}' command",
+                opt.name(),
+                cmd.name()
+            )));
+        }
+    }
+    if given.has(Opt::Ipv6) {
+        return Err(fail("IPv6 is not supported yet"));
+    }
+    if cmd != Cmd::Set {
+        if let Some(extra) = given.positional.first() {
+            return Err(fail(format!("unexpected argument {extra}")));
+        }
+    }
+    let service = service_of(&given)?;
+    let need_service = |cmd: Cmd| -> Result<ServiceAddr, ArgError> {
+        service.ok_or_else(|| {
+            fail(format!(
+                "You need to supply the 'service-address' option for the '{}' command",
+                cmd.name()
+            ))
+        })
+    };
+    let format = ListFormat {
+        numeric: given.has(Opt::Numeric),
+        stats: given.has(Opt::Stats),
+        rate: given.has(Opt::Rate),
+        thresholds: given.has(Opt::Thresholds),
+        persistent_conn: given.has(Opt::PersistentConn),
+        exact: given.has(Opt::Exact),
+        nosort: given.has(Opt::NoSort),
+    };
+    Ok(match cmd {
+        Cmd::Help => IpvsCommand::Help,
+        Cmd::Version => IpvsCommand::Version,
+        Cmd::StartDaemon | Cmd::StopDaemon => {
+            return Err(fail("the connection sync daemon is not supported"))
+        }
+        Cmd::Flush => IpvsCommand::Change(Change::Flush),
+        Cmd::Restore => IpvsCommand::Restore,
+        Cmd::Save => IpvsCommand::Save { format },
+        Cmd::Zero => IpvsCommand::Zero { service },
+        Cmd::GetLaddr => IpvsCommand::GetLaddr { service },
+        Cmd::Set => {
+            if given.positional.len() != 3 {
+                return Err(fail("--set option requires 3 timeout values"));
+            }
+            let t = |s: &str| number(s, MAX_TIMEOUT, &format!("invalid timeout value `{s}' specified"));
+            IpvsCommand::Change(Change::TimeoutSet {
+                tcp: t(&given.positional[0])?,
+                tcp_fin: t(&given.positional[1])?,
+                udp: t(&given.positional[2])?,
+            })
+        }
+        Cmd::List => {
+            let conflicting = (format.stats || format.rate || format.thresholds)
+                && (given.has(Opt::Connection) || given.has(Opt::Timeout) || given.has(Opt::Daemon))
+                || (given.has(Opt::Timeout) || given.has(Opt::Daemon)) && format.persistent_conn;
+            if conflicting {
+                return Err(fail("options conflicts in the list command"));
+            }
+            if given.has(Opt::Daemon) {
+                return Err(fail("the connection sync daemon is not supported"));
+            }
+            let what = if given.has(Opt::Connection) {
+                ListWhat::Connections
+            } else if given.has(Opt::Timeout) {
+                ListWhat::Timeout
+            } else {
+                ListWhat::Services
+            };
+            IpvsCommand::List {
+                service,
+                what,
+                format,
+            }
+        }
+        Cmd::Add | Cmd::Edit => {
+            let addr = need_service(cmd)?;
+            let scheduler = match given.value(Opt::Scheduler) {
+                Some(name) => Some(name.parse::<Scheduler>().map_err(|_| ArgError {
+                    message: "Scheduler or persistence engine not found".into(),
+                    exit_code: 255,
+                })?),
+                None => None,
+            };
+            let sched_flags = match given.value(Opt::SchedFlags) {
+                Some(list) => Some(SchedFlags::parse_list(list).map_err(fail)?),
+                None => None,
+            };
+            let persistence = if given.has(Opt::Persistent) {
+                let timeout = match given.value(Opt::Persistent) {
+                    Some(t) => number(t, MAX_TIMEOUT, &format!("invalid timeout value `{t}' specified"))
+                        .and_then(|t| {
+                            if t == 0 {
+                                Err(fail("invalid timeout value `0' specified"))
+                            } else {
+                                Ok(t)
+                            }
+                        })?,
+                    None => DEFAULT_PERSISTENCE,
+                };
+                let netmask = match given.value(Opt::Netmask) {
+                    Some(m) => {
+                        let mask: Ipv4Addr = m.parse().map_err(|_| {
+                            fail("illegal virtual server persistent mask specified")
+                        })?;
+                        let bits = u32::from(mask);
+                        if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                            return Err(fail("illegal virtual server persistent mask specified"));
+                        }
+                        mask
+                    }
+                    None => Ipv4Addr::BROADCAST,
+                };
+                Some(Persistence { timeout, netmask })
+            } else {
+                None
+            };
+            if cmd == Cmd::Add {
+                if let ServiceAddr::Inet { port: 0, .. } = addr {
+                    if persistence.is_none() {
+                        return Err(fail(
+                            "Zero port specified for no-match and non-persistent service",
+                        ));
+                    }
+                }
+                let mut service = Service::new(addr, scheduler.unwrap_or(DEFAULT_SCHEDULER));
+                service.sched_flags = sched_flags.unwrap_or_default();
+                service.persistence = persistence;
+                service.one_packet = given.has(Opt::Ops);
+                IpvsCommand::Change(Change::ServiceAdd { service })
+            } else {
+                IpvsCommand::EditService(ServiceEdit {
+                    addr,
+                    scheduler,
+                    sched_flags,
+                    persistence,
+                    one_packet: given.has(Opt::Ops),
+                })
+            }
+        }
+        Cmd::Del => IpvsCommand::Change(Change::ServiceDel {
+            service: need_service(cmd)?,
+        }),
+        Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
+            let svc = need_service(cmd)?;
+            let real = given.value(Opt::Real);
+            require(cmd, "real-server", real.is_some())?;
+            let (addr, port) = parse_addr_port(real.unwrap_or_default())
+                .ok_or_else(|| fail("illegal real server address[:port] specified"))?;
+            // ipvsadm: a real server without a port takes the service's.
+            let port = port.unwrap_or(svc.port());
+            let weight = given
+                .value(Opt::Weight)
+                .map(|w| number(w, MAX_WEIGHT, "illegal weight specified"))
+                .transpose()?;
+            let upper = given
+                .value(Opt::UThreshold)
+                .map(|w| number(w, MAX_THRESHOLD, "illegal u_threshold specified"))
+                .transpose()?;
+            let lower = given
+                .value(Opt::LThreshold)
+                .map(|w| number(w, MAX_THRESHOLD, "illegal l_threshold specified"))
+                .transpose()?;
+            let forward = forward_of(&given)?;
+            match cmd {
+                Cmd::AddDest => IpvsCommand::Change(Change::RealAdd {
+                    service: svc,
+                    real: Real {
+                        addr,
+                        port,
+                        weight: weight.unwrap_or(1),
+                        upper_threshold: upper.unwrap_or(0),
+                        lower_threshold: lower.unwrap_or(0),
+                        forward: forward.unwrap_or_default(),
+                    },
+                }),
+                Cmd::EditDest => IpvsCommand::EditReal(RealEdit {
+                    service: svc,
+                    addr,
+                    port,
+                    weight,
+                    upper_threshold: upper,
+                    lower_threshold: lower,
+                    forward,
+                }),
+                _ => IpvsCommand::Change(Change::RealDel {
+                    service: svc,
+                    addr,
+                    port,
+                }),
+            }
+        }
+        Cmd::AddLaddr | Cmd::DelLaddr => {
+            let svc = need_service(cmd)?;
+            let lip = given.value(Opt::Laddr);
+            require(cmd, "laddr", lip.is_some())?;
+            let addr: Ipv4Addr = lip
+                .unwrap_or_default()
+                .parse()
+                .map_err(|_| fail("illegal local address"))?;
+            if cmd == Cmd::AddLaddr {
+                IpvsCommand::Change(Change::LaddrAdd {
+                    service: svc,
+                    laddr: LocalAddress {
+                        addr,
+                        device: given.value(Opt::Ifname).map(str::to_string),
+                    },
+                })
+            } else {
+                IpvsCommand::Change(Change::LaddrDel { service: svc, addr })
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(line: &str) -> Result<IpvsCommand, ArgError> {
+        let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        parse(&args)
+    }
+
+    fn vip() -> ServiceAddr {
+        ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 1), 80)
+    }
+
+    #[test]
+    fn tutorial_commands_parse() {
+        let Ok(IpvsCommand::Change(Change::ServiceAdd { service })) =
+            p("-A -t 10.0.0.1:80 -s rr -p 60 -M 255.255.255.0")
+        else {
+            panic!()
+        };
+        assert_eq!(service.addr, vip());
+        assert_eq!(service.scheduler, Scheduler::Rr);
+        assert_eq!(
+            service.persistence,
+            Some(Persistence {
+                timeout: 60,
+                netmask: Ipv4Addr::new(255, 255, 255, 0)
+            })
+        );
+        let Ok(IpvsCommand::Change(Change::RealAdd { real, service })) =
+            p("-a -t 10.0.0.1:80 -r 192.168.1.1 -b -w 3")
+        else {
+            panic!()
+        };
+        assert_eq!((service, real.port, real.weight), (vip(), 80, 3));
+        assert_eq!(
+            p("--add-laddr -z 10.1.0.1 -t 10.0.0.1:80 -F dpdk0"),
+            Ok(IpvsCommand::Change(Change::LaddrAdd {
+                service: vip(),
+                laddr: LocalAddress {
+                    addr: Ipv4Addr::new(10, 1, 0, 1),
+                    device: Some("dpdk0".into())
+                }
+            }))
+        );
+    }
+
+    #[test]
+    fn clustered_and_long_options() {
+        let Ok(IpvsCommand::List { what, format, .. }) = p("-Lnc") else {
+            panic!()
+        };
+        assert_eq!(what, ListWhat::Connections);
+        assert!(format.numeric);
+        let Ok(IpvsCommand::List { format, .. }) = p("-L -n --stats --exact") else {
+            panic!()
+        };
+        assert!(format.stats && format.exact);
+        assert!(matches!(
+            p("--add-service --tcp-service=10.0.0.1:80 --scheduler=wrr"),
+            Ok(IpvsCommand::Change(Change::ServiceAdd { .. }))
+        ));
+        assert!(matches!(p("-p 30 -A -t10.0.0.1:80"), Ok(IpvsCommand::Change(_))));
+        let Ok(IpvsCommand::Change(Change::ServiceAdd { service })) = p("-A -t 10.0.0.1:80 -p")
+        else {
+            panic!()
+        };
+        assert_eq!(service.persistence.map(|p| p.timeout), Some(360));
+        assert_eq!(service.scheduler, Scheduler::Wlc);
+    }
+
+    #[test]
+    fn ipvsadm_errors() {
+        let msg = |line: &str| p(line).unwrap_err().message;
+        assert_eq!(msg("-A -s rr"), "You need to supply the 'service-address' option for the 'add-service' command");
+        assert_eq!(msg("-A -L"), "multiple commands specified");
+        assert_eq!(msg("-A -t 10.0.0.300:80"), "illegal virtual server address[:port] specified");
+        assert_eq!(msg("-a -t 10.0.0.1:80 -r x"), "illegal real server address[:port] specified");
+        assert_eq!(msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 70000"), "illegal weight specified");
+        assert_eq!(msg("-A -t 10.0.0.1:80 -r 1.2.3.4"), "Illegal 'real-server' option with the 'add-service' command");
+        assert_eq!(msg("-L -c --stats"), "options conflicts in the list command");
+        assert_eq!(msg("--set 1 2"), "--set option requires 3 timeout values");
+        assert_eq!(msg("-A -t 10.0.0.1:0"), "Zero port specified for no-match and non-persistent service");
+        assert_eq!(msg("-L -q"), "invalid option `-q'");
+        assert!(msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -m").contains("not supported yet"));
+        assert!(msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -g").contains("not supported yet"));
+        assert!(msg("-e -t 10.0.0.1:80 -r 1.2.3.4 -i").contains("not supported yet"));
+        assert_eq!(p("-A -t 10.0.0.1:80 -s fastest").unwrap_err().exit_code, 255);
+        assert_eq!(msg("-L foo"), "unexpected argument foo");
+    }
+
+    #[test]
+    fn set_timeouts_and_sched_flags() {
+        assert_eq!(
+            p("--set 900 120 300"),
+            Ok(IpvsCommand::Change(Change::TimeoutSet {
+                tcp: 900,
+                tcp_fin: 120,
+                udp: 300
+            }))
+        );
+        let Ok(IpvsCommand::Change(Change::ServiceAdd { service })) =
+            p("-A -t 10.0.0.1:80 -s sh --sched-flags sh-port")
+        else {
+            panic!()
+        };
+        assert_eq!(service.sched_flags, SchedFlags(SchedFlags::FLAG2));
+    }
+
+    #[test]
+    fn edits_change_only_what_is_given() {
+        let Ok(IpvsCommand::EditReal(edit)) = p("-e -t 10.0.0.1:80 -r 192.168.1.1:8080 -w 5")
+        else {
+            panic!()
+        };
+        let mut current = Real::new(Ipv4Addr::new(192, 168, 1, 1), 8080, 1);
+        current.upper_threshold = 9;
+        let merged = edit.merge(&current);
+        assert_eq!((merged.weight, merged.upper_threshold), (5, 9));
+        let Ok(IpvsCommand::EditService(edit)) = p("-E -t 10.0.0.1:80 -s wrr") else {
+            panic!()
+        };
+        let attrs = edit.merge(&Service::new(vip(), Scheduler::Rr));
+        assert_eq!(attrs.scheduler, Scheduler::Wrr);
+    }
+}

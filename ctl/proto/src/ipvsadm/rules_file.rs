@@ -1,0 +1,70 @@
+//! ipvsadm rules files: what `ipvsadm -S` writes and `ipvsadm -R` reads, one command per line
+//! (`-A …`, `-a …`), plus DPVS's local-address lines (`-P -t VIP:PORT -z LIP [-F dev]`).
+//! Blank lines and `#` comments are skipped; a leading `ipvsadm` word is allowed.
+
+use crate::edit::Change;
+use crate::ipvsadm::args::{parse, IpvsCommand};
+
+/// The changes a rules file holds, in order. Errors name the line.
+pub fn parse_rules(text: &str) -> Result<Vec<Change>, String> {
+    let mut changes = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        if words.first().map(String::as_str) == Some("ipvsadm") {
+            words.remove(0);
+        }
+        let n = i + 1;
+        match parse(&words) {
+            Ok(IpvsCommand::Change(change)) => changes.push(change),
+            Ok(_) => {
+                return Err(format!(
+                    "line {n}: only commands that change rules (-A -D -a -d -C --set -P -Q) belong in a rules file"
+                ))
+            }
+            Err(e) => return Err(format!("line {n}: {}", e.message)),
+        }
+    }
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edit::apply_all;
+    use crate::ipvsadm::args::ListFormat;
+    use crate::ipvsadm::format::save;
+    use crate::model::RuleSet;
+
+    #[test]
+    fn save_output_parses_back_to_the_same_rules() {
+        let text = "# saved\n\
+ipvsadm -A -t 10.0.0.1:80 -s rr -p 60 -M 255.255.0.0\n\
+-a -t 10.0.0.1:80 -r 192.168.1.1:80 -b -w 2 -x 100 -y 10\n\
+-a -t 10.0.0.1:80 -r 192.168.1.2:8080 -b -w 0\n\
+-P -t 10.0.0.1:80 -z 10.1.0.1 -F dpdk0\n\
+\n\
+-A -u 10.0.0.2:53 -s wrr --sched-flags flag-2 -o\n\
+-A -f 7 -s lblcr\n";
+        let mut rules = RuleSet::default();
+        apply_all(&mut rules, &parse_rules(text).unwrap()).unwrap();
+        let saved = save(&rules, &ListFormat::default());
+        let mut again = RuleSet::default();
+        apply_all(&mut again, &parse_rules(&saved).unwrap()).unwrap();
+        assert_eq!(save(&again, &ListFormat::default()), saved);
+        let mut sorted = rules.clone();
+        sorted.services.sort_by(|a, b| a.addr.ipvsadm_order(&b.addr));
+        assert_eq!(again, sorted);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse_rules("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r nowhere\n").unwrap_err();
+        assert_eq!(e, "line 2: illegal real server address[:port] specified");
+        let e = parse_rules("-L -n\n").unwrap_err();
+        assert!(e.starts_with("line 1: only commands"), "{e}");
+    }
+}

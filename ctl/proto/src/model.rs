@@ -1,0 +1,515 @@
+//! The operator's rule model: virtual services with every ipvsadm attribute, their real
+//! servers and their local addresses. The control plane owns it; the engine only ever sees
+//! what it compiles to. Keys (service address, real address:port, local address) identify
+//! things the way ipvsadm does.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Transport protocol of a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The IPv4 protocol number (ipvsadm sorts services by it).
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// How a virtual service is addressed: protocol + VIP + port, or a firewall mark.
+/// On the wire and in files it is a string: `tcp/10.0.0.1:80`, `udp/10.0.0.1:53`, `fwmark/7`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum ServiceAddr {
+    Inet {
+        protocol: Protocol,
+        vip: Ipv4Addr,
+        port: u16,
+    },
+    Fwmark(u32),
+}
+
+impl ServiceAddr {
+    pub fn tcp(vip: Ipv4Addr, port: u16) -> ServiceAddr {
+        ServiceAddr::Inet {
+            protocol: Protocol::Tcp,
+            vip,
+            port,
+        }
+    }
+    pub fn udp(vip: Ipv4Addr, port: u16) -> ServiceAddr {
+        ServiceAddr::Inet {
+            protocol: Protocol::Udp,
+            vip,
+            port,
+        }
+    }
+    /// The port real servers default to when ipvsadm's `-r` names no port (0 for fwmark).
+    pub fn port(&self) -> u16 {
+        match self {
+            ServiceAddr::Inet { port, .. } => *port,
+            ServiceAddr::Fwmark(_) => 0,
+        }
+    }
+    /// ipvsadm's listing order: fwmark, then protocol number, then address, then port
+    /// (inet services have fwmark 0, so they come before fwmark services).
+    pub fn ipvsadm_order(&self, other: &ServiceAddr) -> Ordering {
+        let key = |s: &ServiceAddr| match *s {
+            ServiceAddr::Inet {
+                protocol,
+                vip,
+                port,
+            } => (0u32, protocol.number(), u32::from(vip), port),
+            ServiceAddr::Fwmark(m) => (m, Protocol::Tcp.number(), 0, 0),
+        };
+        key(self).cmp(&key(other))
+    }
+}
+
+impl fmt::Display for ServiceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceAddr::Inet {
+                protocol,
+                vip,
+                port,
+            } => write!(f, "{}/{vip}:{port}", protocol.name()),
+            ServiceAddr::Fwmark(m) => write!(f, "fwmark/{m}"),
+        }
+    }
+}
+
+impl FromStr for ServiceAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("'{s}' is not a service address (tcp/VIP:PORT, udp/VIP:PORT or fwmark/MARK)");
+        let (kind, rest) = s.split_once('/').ok_or_else(bad)?;
+        match kind {
+            "tcp" | "udp" => {
+                let sa: SocketAddrV4 = rest.parse().map_err(|_| bad())?;
+                let protocol = if kind == "tcp" {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                };
+                Ok(ServiceAddr::Inet {
+                    protocol,
+                    vip: *sa.ip(),
+                    port: sa.port(),
+                })
+            }
+            "fwmark" => rest.parse().map(ServiceAddr::Fwmark).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl From<ServiceAddr> for String {
+    fn from(s: ServiceAddr) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for ServiceAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// The 13 IPVS scheduler names. The engine runs only some of them (see the daemon's compile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    Rr,
+    Wrr,
+    Lc,
+    Wlc,
+    Sed,
+    Nq,
+    Sh,
+    Dh,
+    Mh,
+    Fo,
+    Ovf,
+    Lblc,
+    Lblcr,
+}
+
+impl Scheduler {
+    pub const ALL: [Scheduler; 13] = [
+        Scheduler::Rr,
+        Scheduler::Wrr,
+        Scheduler::Lc,
+        Scheduler::Wlc,
+        Scheduler::Sed,
+        Scheduler::Nq,
+        Scheduler::Sh,
+        Scheduler::Dh,
+        Scheduler::Mh,
+        Scheduler::Fo,
+        Scheduler::Ovf,
+        Scheduler::Lblc,
+        Scheduler::Lblcr,
+    ];
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+            Scheduler::Sed => "sed",
+            Scheduler::Nq => "nq",
+            Scheduler::Sh => "sh",
+            Scheduler::Dh => "dh",
+            Scheduler::Mh => "mh",
+            Scheduler::Fo => "fo",
+            Scheduler::Ovf => "ovf",
+            Scheduler::Lblc => "lblc",
+            Scheduler::Lblcr => "lblcr",
+        }
+    }
+}
+
+/// ipvsadm's default scheduler.
+pub const DEFAULT_SCHEDULER: Scheduler = Scheduler::Wlc;
+
+impl fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scheduler {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Scheduler::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| format!("unknown scheduler '{s}'"))
+    }
+}
+
+/// IPVS's three scheduler flags (IP_VS_SVC_F_SCHED1..3). sh and mh name them
+/// `*-fallback` and `*-port`; every scheduler accepts `flag-1`, `flag-2`, `flag-3`.
+/// Serialized as a list of the generic names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "Vec<String>", try_from = "Vec<String>")]
+pub struct SchedFlags(pub u8);
+
+impl SchedFlags {
+    pub const FLAG1: u8 = 1;
+    pub const FLAG2: u8 = 2;
+    pub const FLAG3: u8 = 4;
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// Parses ipvsadm's comma-separated `--sched-flags` list.
+    pub fn parse_list(list: &str) -> Result<SchedFlags, String> {
+        let mut bits = 0u8;
+        for name in list.split(',').filter(|n| !n.is_empty()) {
+            bits |= match name {
+                "flag-1" | "sh-fallback" | "mh-fallback" => Self::FLAG1,
+                "flag-2" | "sh-port" | "mh-port" => Self::FLAG2,
+                "flag-3" => Self::FLAG3,
+                other => return Err(format!("invalid scheduler flag '{other}'")),
+            };
+        }
+        Ok(SchedFlags(bits))
+    }
+
+    /// The names ipvsadm prints for `scheduler`, comma-separated.
+    pub fn render(&self, scheduler: Scheduler) -> String {
+        let names: [&str; 3] = match scheduler {
+            Scheduler::Sh => ["sh-fallback", "sh-port", "flag-3"],
+            Scheduler::Mh => ["mh-fallback", "mh-port", "flag-3"],
+            _ => ["flag-1", "flag-2", "flag-3"],
+        };
+        let mut out = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            if self.0 & (1 << i) != 0 {
+                out.push(*name);
+            }
+        }
+        out.join(",")
+    }
+}
+
+impl From<SchedFlags> for Vec<String> {
+    fn from(f: SchedFlags) -> Vec<String> {
+        f.render(Scheduler::Rr)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl TryFrom<Vec<String>> for SchedFlags {
+    type Error = String;
+    fn try_from(v: Vec<String>) -> Result<Self, String> {
+        SchedFlags::parse_list(&v.join(","))
+    }
+}
+
+/// Longest persistence timeout ipvsadm accepts (31 days).
+pub const MAX_TIMEOUT: u32 = 86400 * 31;
+/// ipvsadm's `-p` without a value.
+pub const DEFAULT_PERSISTENCE: u32 = 360;
+
+/// Client affinity (`-p TIMEOUT [-M NETMASK]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Persistence {
+    pub timeout: u32,
+    #[serde(default = "full_netmask")]
+    pub netmask: Ipv4Addr,
+}
+
+fn full_netmask() -> Ipv4Addr {
+    Ipv4Addr::BROADCAST
+}
+
+/// How packets reach a real server. Only full-NAT exists so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMethod {
+    #[default]
+    FullNat,
+    Masq,
+    Route,
+    Tunnel,
+}
+
+impl ForwardMethod {
+    /// The Forward column of `ipvsadm -L` (DPVS spells full-NAT `FullNat`).
+    pub const fn ipvsadm_name(self) -> &'static str {
+        match self {
+            ForwardMethod::FullNat => "FullNat",
+            ForwardMethod::Masq => "Masq",
+            ForwardMethod::Route => "Route",
+            ForwardMethod::Tunnel => "Tunnel",
+        }
+    }
+    /// The switch `ipvsadm -S` writes.
+    pub const fn ipvsadm_switch(self) -> &'static str {
+        match self {
+            ForwardMethod::FullNat => "-b",
+            ForwardMethod::Masq => "-m",
+            ForwardMethod::Route => "-g",
+            ForwardMethod::Tunnel => "-i",
+        }
+    }
+}
+
+/// Largest weight ipvsadm accepts.
+pub const MAX_WEIGHT: u32 = 65535;
+/// Largest connection threshold ipvsadm accepts (INT_MAX).
+pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
+
+/// A real server (ipvsadm's "destination").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Real {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// `-x`: no new connections above this many (0 = no limit).
+    #[serde(default)]
+    pub upper_threshold: u32,
+    /// `-y`: accept again below this many (0 = no limit).
+    #[serde(default)]
+    pub lower_threshold: u32,
+    #[serde(default)]
+    pub forward: ForwardMethod,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl Real {
+    pub fn new(addr: Ipv4Addr, port: u16, weight: u32) -> Real {
+        Real {
+            addr,
+            port,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+            forward: ForwardMethod::FullNat,
+        }
+    }
+    pub fn key(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.addr, self.port)
+    }
+}
+
+/// A local address (LIP) used as the source toward real servers, optionally bound to a device
+/// (DPVS's `-F dev`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalAddress {
+    pub addr: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// A virtual service with everything ipvsadm can say about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub addr: ServiceAddr,
+    #[serde(default = "default_scheduler")]
+    pub scheduler: Scheduler,
+    #[serde(default, skip_serializing_if = "SchedFlags::is_empty")]
+    pub sched_flags: SchedFlags,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<Persistence>,
+    /// `-o`: one-packet scheduling (UDP).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub one_packet: bool,
+    #[serde(default)]
+    pub reals: Vec<Real>,
+    #[serde(default)]
+    pub local_addresses: Vec<LocalAddress>,
+}
+
+fn default_scheduler() -> Scheduler {
+    DEFAULT_SCHEDULER
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Service {
+    pub fn new(addr: ServiceAddr, scheduler: Scheduler) -> Service {
+        Service {
+            addr,
+            scheduler,
+            sched_flags: SchedFlags::default(),
+            persistence: None,
+            one_packet: false,
+            reals: Vec::new(),
+            local_addresses: Vec::new(),
+        }
+    }
+    pub fn real(&self, key: SocketAddrV4) -> Option<&Real> {
+        self.reals.iter().find(|r| r.key() == key)
+    }
+}
+
+/// ipvsadm's three settable timeouts (`--set tcp tcpfin udp`); `None` keeps the config's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_fin: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<u32>,
+}
+
+impl TimeoutOverrides {
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_none() && self.tcp_fin.is_none() && self.udp.is_none()
+    }
+}
+
+/// The three timeouts in force, as `ipvsadm -L --timeout` prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpvsTimeouts {
+    pub tcp: u32,
+    pub tcp_fin: u32,
+    pub udp: u32,
+}
+
+/// Everything the operator configured: what `save` writes and `restore` reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSet {
+    #[serde(default, skip_serializing_if = "TimeoutOverrides::is_empty")]
+    pub timeouts: TimeoutOverrides,
+    #[serde(default, rename = "service")]
+    pub services: Vec<Service>,
+}
+
+impl RuleSet {
+    pub fn service(&self, addr: &ServiceAddr) -> Option<&Service> {
+        self.services.iter().find(|s| s.addr == *addr)
+    }
+    pub fn service_mut(&mut self, addr: &ServiceAddr) -> Option<&mut Service> {
+        self.services.iter_mut().find(|s| s.addr == *addr)
+    }
+    pub fn real_count(&self) -> usize {
+        self.services.iter().map(|s| s.reals.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_addr_round_trips_as_text() {
+        for text in ["tcp/10.0.0.1:80", "udp/192.168.1.1:53", "fwmark/7"] {
+            let addr: ServiceAddr = text.parse().unwrap();
+            assert_eq!(addr.to_string(), text);
+        }
+        assert!("tcp/10.0.0.1".parse::<ServiceAddr>().is_err());
+        assert!("sctp/10.0.0.1:80".parse::<ServiceAddr>().is_err());
+        assert!("tcp/10.0.0.300:80".parse::<ServiceAddr>().is_err());
+        assert!("fwmark/x".parse::<ServiceAddr>().is_err());
+    }
+
+    #[test]
+    fn every_ipvs_scheduler_name_parses() {
+        for s in Scheduler::ALL {
+            assert_eq!(s.name().parse::<Scheduler>(), Ok(s));
+        }
+        assert_eq!(Scheduler::ALL.len(), 13);
+        assert!("fastest".parse::<Scheduler>().is_err());
+    }
+
+    #[test]
+    fn sched_flags_use_the_scheduler_specific_names() {
+        let f = SchedFlags::parse_list("sh-fallback,sh-port").unwrap();
+        assert_eq!(f.render(Scheduler::Sh), "sh-fallback,sh-port");
+        assert_eq!(f.render(Scheduler::Rr), "flag-1,flag-2");
+        assert!(SchedFlags::parse_list("flag-9").is_err());
+    }
+
+    #[test]
+    fn ipvsadm_order_puts_inet_before_fwmark_and_sorts_by_address() {
+        let a = ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 2), 80);
+        let b = ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 10), 80);
+        let u = ServiceAddr::udp(Ipv4Addr::new(1, 0, 0, 1), 53);
+        let f = ServiceAddr::Fwmark(1);
+        let mut v = vec![f, u, b, a];
+        v.sort_by(|x, y| x.ipvsadm_order(y));
+        assert_eq!(v, vec![a, b, u, f]);
+    }
+}

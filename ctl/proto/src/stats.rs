@@ -1,0 +1,201 @@
+//! Counters and connection entries: what the dataplane reports (keyed by the engine's stable
+//! ids) and what the control plane answers (keyed by service and real server addresses).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{IpvsTimeouts, Protocol, RuleSet, ServiceAddr};
+
+/// Traffic counters and rate estimates of a service or a real server (ipvsadm's `--stats`
+/// and `--rate` columns).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Counters {
+    pub conns: u64,
+    pub in_packets: u64,
+    pub out_packets: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    /// Connections per second.
+    pub cps: u64,
+    pub in_pps: u64,
+    pub out_pps: u64,
+    pub in_bps: u64,
+    pub out_bps: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.conns += o.conns;
+        self.in_packets += o.in_packets;
+        self.out_packets += o.out_packets;
+        self.in_bytes += o.in_bytes;
+        self.out_bytes += o.out_bytes;
+        self.cps += o.cps;
+        self.in_pps += o.in_pps;
+        self.out_pps += o.out_pps;
+        self.in_bps += o.in_bps;
+        self.out_bps += o.out_bps;
+    }
+}
+
+/// One port's frame counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortStats {
+    pub name: String,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+
+/// A service's counters as the dataplane knows it: by engine service id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ViewServiceStats {
+    pub service_id: u32,
+    pub counters: Counters,
+}
+
+/// A real server's counters and connection gauges, by engine ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ViewRealStats {
+    pub service_id: u32,
+    pub real_id: u32,
+    pub counters: Counters,
+    /// ipvsadm's ActiveConn: established TCP sessions.
+    pub active_conns: u64,
+    /// ipvsadm's InActConn: every other session (handshake, closing, UDP).
+    pub inactive_conns: u64,
+    pub persistent_conns: u64,
+}
+
+/// Everything the dataplane counts, summed over workers (what `DataplaneView::stats` returns).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ViewStats {
+    pub services: Vec<ViewServiceStats>,
+    pub reals: Vec<ViewRealStats>,
+    /// Dropped frames by reason name (the README's drop counters).
+    pub drops: BTreeMap<String, u64>,
+    pub ports: Vec<PortStats>,
+}
+
+/// A real server's counters, by address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealStats {
+    pub addr: Option<Ipv4Addr>,
+    pub port: u16,
+    #[serde(default)]
+    pub counters: Counters,
+    #[serde(default)]
+    pub active_conns: u64,
+    #[serde(default)]
+    pub inactive_conns: u64,
+    #[serde(default)]
+    pub persistent_conns: u64,
+}
+
+/// A service's counters (summed over its reals, as DPVS's ipvsadm does) and its reals'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceStats {
+    pub service: ServiceAddr,
+    #[serde(default)]
+    pub counters: Counters,
+    #[serde(default)]
+    pub reals: Vec<RealStats>,
+}
+
+/// The answer to `list`: the rules with their counters, the timeouts in force, drops, ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listing {
+    pub rules: RuleSet,
+    pub timeouts: Option<IpvsTimeouts>,
+    #[serde(default)]
+    pub stats: Vec<ServiceStats>,
+    #[serde(default)]
+    pub drops: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub ports: Vec<PortStats>,
+}
+
+impl Listing {
+    pub fn service_stats(&self, service: &ServiceAddr) -> Option<&ServiceStats> {
+        self.stats.iter().find(|s| s.service == *service)
+    }
+}
+
+/// Which connections to list; every field given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnFilter {
+    pub service: Option<ServiceAddr>,
+    pub real: Option<SocketAddrV4>,
+    pub client: Option<Ipv4Addr>,
+}
+
+impl ConnFilter {
+    /// True when `entry` passes the filter (the dataplane may use it, so may a fake).
+    pub fn matches(&self, entry: &ConnEntry) -> bool {
+        let service_ok = match self.service {
+            None => true,
+            Some(ServiceAddr::Inet {
+                protocol,
+                vip,
+                port,
+            }) => entry.protocol == protocol && entry.vip == SocketAddrV4::new(vip, port),
+            Some(ServiceAddr::Fwmark(_)) => false,
+        };
+        service_ok
+            && self.real.map_or(true, |r| r == entry.rs)
+            && self.client.map_or(true, |c| c == *entry.client.ip())
+    }
+}
+
+/// One session as `ipvsadm -Lnc` shows it (with DPVS's worker and local-address columns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnEntry {
+    pub worker: u16,
+    pub protocol: Protocol,
+    pub client: SocketAddrV4,
+    pub vip: SocketAddrV4,
+    pub lip: SocketAddrV4,
+    pub rs: SocketAddrV4,
+    /// IPVS state name: ESTABLISHED, SYN_RECV, FIN_WAIT, … (UDP: UDP).
+    pub state: String,
+    pub expires_in_s: u32,
+}
+
+/// What `status` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    pub daemon_version: String,
+    pub protocol_version: u32,
+    /// Generation of the rules snapshot the workers run.
+    pub generation: u64,
+    pub mode: String,
+    pub services: usize,
+    pub reals: usize,
+    pub local_addresses: usize,
+    pub uptime_s: u64,
+    pub socket: String,
+    pub state_file: Option<String>,
+}
+
+/// What a successful change answers: the generation now running on every worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Applied {
+    pub generation: u64,
+}

@@ -1,0 +1,276 @@
+//! Operator model → engine snapshot. The engine so far runs full-NAT with the rr and wrr
+//! schedulers, without persistence or fwmark services; everything else is refused here with
+//! a clear error, so a change the engine cannot run is never published. What the engine
+//! supports is decided in [`engine_scheduler`] and [`check_engine_support`] only.
+
+use fnat_engine::rules::{
+    Mode, Protocol as EngineProtocol, RealServer, Rules, SchedulerKind, Service as EngineService,
+    Timeouts,
+};
+use fnat_proto::model::{
+    ForwardMethod, LocalAddress, Protocol, Real, RuleSet, Scheduler, Service, ServiceAddr,
+};
+use fnat_proto::msg::{ErrorBody, ErrorKind};
+
+use super::ids::IdBook;
+
+fn unsupported(message: String) -> ErrorBody {
+    ErrorBody {
+        kind: ErrorKind::Unsupported,
+        message,
+    }
+}
+
+/// The engine's scheduler for an IPVS scheduler name, when it has one.
+pub fn engine_scheduler(s: Scheduler) -> Result<SchedulerKind, ErrorBody> {
+    match s {
+        Scheduler::Rr => Ok(SchedulerKind::Rr),
+        Scheduler::Wrr => Ok(SchedulerKind::Wrr),
+        other => Err(unsupported(format!(
+            "scheduler {other} is not supported by the engine yet (supported: rr, wrr)"
+        ))),
+    }
+}
+
+/// Everything else a service may ask for that the engine cannot do yet.
+fn check_engine_support(s: &Service) -> Result<(), ErrorBody> {
+    if let ServiceAddr::Fwmark(_) = s.addr {
+        return Err(unsupported(
+            "fwmark services are not supported by the engine yet".into(),
+        ));
+    }
+    if s.persistence.is_some() {
+        return Err(unsupported(format!(
+            "{}: persistence (-p) is not supported by the engine yet",
+            s.addr
+        )));
+    }
+    if s.one_packet {
+        return Err(unsupported(format!(
+            "{}: one-packet scheduling (-o) is not supported by the engine yet",
+            s.addr
+        )));
+    }
+    for r in &s.reals {
+        if r.forward != ForwardMethod::FullNat {
+            return Err(unsupported(format!(
+                "forwarding mode {} not supported yet: fnat forwards in full-NAT only",
+                r.forward.ipvsadm_name()
+            )));
+        }
+        if r.upper_threshold != 0 || r.lower_threshold != 0 {
+            return Err(unsupported(format!(
+                "{}: connection thresholds (-x/-y) are not supported by the engine yet",
+                s.addr
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The engine's timeouts: the config's, with ipvsadm's `--set` overrides.
+pub fn timeouts(base: &Timeouts, rules: &RuleSet) -> Timeouts {
+    let mut t = *base;
+    if let Some(v) = rules.timeouts.tcp {
+        t.tcp_established = v;
+    }
+    if let Some(v) = rules.timeouts.tcp_fin {
+        t.tcp_fin_wait = v;
+    }
+    if let Some(v) = rules.timeouts.udp {
+        t.udp = v;
+    }
+    t
+}
+
+/// Builds the snapshot for `rules`: ports, routes, neighbours and session settings from `base`
+/// (the snapshot in force), timeouts from `base_timeouts` plus overrides, ids from `ids`
+/// (which must have been assigned for `rules`).
+pub fn compile(
+    base: &Rules,
+    base_timeouts: &Timeouts,
+    rules: &RuleSet,
+    ids: &IdBook,
+) -> Result<Rules, ErrorBody> {
+    if matches!(base.mode, Mode::Passthrough { .. }) && !rules.services.is_empty() {
+        return Err(unsupported(
+            "this fnatd forwards in pass-through mode ([forward] in its config): services need a full-NAT config"
+                .into(),
+        ));
+    }
+    let mut services = Vec::with_capacity(rules.services.len());
+    for s in &rules.services {
+        check_engine_support(s)?;
+        let scheduler = engine_scheduler(s.scheduler)?;
+        let ServiceAddr::Inet {
+            protocol,
+            vip,
+            port,
+        } = s.addr
+        else {
+            continue;
+        };
+        let internal = |what: &str| ErrorBody {
+            kind: ErrorKind::Internal,
+            message: format!("no engine id for {what}"),
+        };
+        let id = ids
+            .service(&s.addr)
+            .ok_or_else(|| internal(&s.addr.to_string()))?;
+        let reals = s
+            .reals
+            .iter()
+            .map(|r| {
+                Ok(RealServer {
+                    id: ids
+                        .real(&s.addr, r.key())
+                        .ok_or_else(|| internal(&r.key().to_string()))?,
+                    addr: r.addr,
+                    port: r.port,
+                    weight: r.weight,
+                })
+            })
+            .collect::<Result<Vec<_>, ErrorBody>>()?;
+        services.push(EngineService {
+            id,
+            vip,
+            protocol: match protocol {
+                Protocol::Tcp => EngineProtocol::Tcp,
+                Protocol::Udp => EngineProtocol::Udp,
+            },
+            port,
+            scheduler,
+            reals,
+            local_addresses: s.local_addresses.iter().map(|l| l.addr).collect(),
+        });
+    }
+    Ok(Rules {
+        generation: base.generation,
+        ports: base.ports.clone(),
+        mode: base.mode.clone(),
+        services,
+        routes: base.routes.clone(),
+        neighbours: base.neighbours.clone(),
+        timeouts: timeouts(base_timeouts, rules),
+        session_capacity: base.session_capacity,
+        lport_min: base.lport_min,
+        lport_max: base.lport_max,
+        drop_ip_options: base.drop_ip_options,
+    })
+}
+
+/// The operator model of an engine snapshot (the config's services), with their ids.
+pub fn from_engine(rules: &Rules) -> (RuleSet, IdBook) {
+    let mut ids = IdBook::default();
+    let mut set = RuleSet::default();
+    for s in &rules.services {
+        let addr = ServiceAddr::Inet {
+            protocol: match s.protocol {
+                EngineProtocol::Tcp => Protocol::Tcp,
+                EngineProtocol::Udp => Protocol::Udp,
+            },
+            vip: s.vip,
+            port: s.port,
+        };
+        ids.keep_service(addr, s.id);
+        let mut service = Service::new(
+            addr,
+            match s.scheduler {
+                SchedulerKind::Rr => Scheduler::Rr,
+                SchedulerKind::Wrr => Scheduler::Wrr,
+            },
+        );
+        for r in &s.reals {
+            let real = Real::new(r.addr, r.port, r.weight);
+            ids.keep_real(addr, real.key(), r.id);
+            service.reals.push(real);
+        }
+        service.local_addresses = s
+            .local_addresses
+            .iter()
+            .map(|a| LocalAddress {
+                addr: *a,
+                device: None,
+            })
+            .collect();
+        set.services.push(service);
+    }
+    (set, ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fnat_engine::rules::PortRule;
+    use std::net::Ipv4Addr;
+
+    fn base() -> Rules {
+        let mut r = Rules::passthrough(
+            vec![PortRule {
+                name: "a".into(),
+                mac: [0; 6],
+                addresses: vec![],
+            }],
+            vec![None],
+        );
+        r.mode = Mode::FullNat;
+        r
+    }
+
+    #[test]
+    fn unsupported_schedulers_are_refused_with_their_name() {
+        let mut set = RuleSet::default();
+        set.services.push(Service::new(
+            ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 1), 80),
+            Scheduler::Lc,
+        ));
+        let mut ids = IdBook::default();
+        ids.assign(&set);
+        let e = compile(&base(), &Timeouts::default(), &set, &ids).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        assert!(e.message.starts_with("scheduler lc is not supported by the engine yet"));
+        for s in Scheduler::ALL {
+            assert_eq!(
+                engine_scheduler(s).is_ok(),
+                matches!(s, Scheduler::Rr | Scheduler::Wrr)
+            );
+        }
+    }
+
+    #[test]
+    fn compile_and_back_keep_services_and_ids() {
+        let mut set = RuleSet::default();
+        let mut s = Service::new(ServiceAddr::udp(Ipv4Addr::new(10, 0, 0, 1), 53), Scheduler::Wrr);
+        s.reals.push(Real::new(Ipv4Addr::new(192, 168, 0, 1), 53, 4));
+        s.local_addresses.push(LocalAddress {
+            addr: Ipv4Addr::new(10, 1, 0, 1),
+            device: None,
+        });
+        set.services.push(s);
+        set.timeouts.udp = Some(30);
+        let mut ids = IdBook::default();
+        ids.assign(&set);
+        let rules = compile(&base(), &Timeouts::default(), &set, &ids).unwrap();
+        assert_eq!(rules.timeouts.udp, 30);
+        assert_eq!(rules.services[0].reals[0].weight, 4);
+        let (back, back_ids) = from_engine(&rules);
+        assert_eq!(back.services, set.services);
+        assert_eq!(back_ids.service(&set.services[0].addr), ids.service(&set.services[0].addr));
+    }
+
+    #[test]
+    fn passthrough_configs_take_no_services() {
+        let mut set = RuleSet::default();
+        set.services.push(Service::new(
+            ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 1), 80),
+            Scheduler::Rr,
+        ));
+        let mut ids = IdBook::default();
+        ids.assign(&set);
+        let mut b = base();
+        b.mode = Mode::Passthrough {
+            forward: vec![None],
+        };
+        assert!(compile(&b, &Timeouts::default(), &set, &ids).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! The control plane: a unix socket server that keeps the operator's rules (every ipvsadm
+//! attribute), compiles them into engine snapshots and publishes each change to every worker
+//! before acknowledging it. Protocol and rule model live in `fnat-proto`.
+//!
+//! - [`start`] binds the socket, loads the state file, and serves on its own threads.
+//! - [`apply_rules_file`] replays an ipvsadm rules file onto a config (`--rules FILE`).
+//! - The driver reports counters and sessions through [`DataplaneView`].
+
+mod compile;
+mod ids;
+mod plane;
+mod server;
+mod state_file;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+pub use compile::engine_scheduler;
+pub use fnat_proto::stats::{ConnEntry, ConnFilter, ViewStats};
+
+use crate::config::AppConfig;
+use crate::rules_store::RulesStore;
+use plane::Plane;
+
+/// What the control plane reads from the running dataplane. Implemented by the driver; tests
+/// use a fake.
+pub trait DataplaneView: Send + Sync {
+    /// Per-service and per-real counters (by engine id), ActiveConn/InActConn per real,
+    /// drops by reason name, per-port rx/tx.
+    fn stats(&self) -> ViewStats;
+    /// Up to `limit` sessions matching `filter`.
+    fn connections(&self, filter: &ConnFilter, limit: usize) -> Vec<ConnEntry>;
+    /// Zero the counters (ipvsadm -Z).
+    fn zero(&self);
+}
+
+/// A dataplane that reports nothing (no counters, no sessions): for a control plane running
+/// before or without workers.
+pub struct NoDataplane;
+
+impl DataplaneView for NoDataplane {
+    fn stats(&self) -> ViewStats {
+        ViewStats::default()
+    }
+    fn connections(&self, _filter: &ConnFilter, _limit: usize) -> Vec<ConnEntry> {
+        Vec::new()
+    }
+    fn zero(&self) {}
+}
+
+/// The running control plane. [`ControlHandle::stop`] ends it and removes the socket.
+pub struct ControlHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    socket: PathBuf,
+}
+
+impl ControlHandle {
+    /// Stops accepting, waits for the accept thread, removes the socket file. Connection
+    /// threads still answering finish on their own (their timeouts bound them).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+            let _ = std::fs::remove_file(&self.socket);
+        }
+    }
+}
+
+impl Drop for ControlHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Binds the socket (fails if another fnatd is live there), loads the state file if any, and
+/// serves on its own thread. With a state file, its rules replace the config's services
+/// (and are published at once).
+pub fn start(
+    cfg: &AppConfig,
+    store: Arc<RulesStore>,
+    view: Arc<dyn DataplaneView>,
+) -> Result<ControlHandle, String> {
+    let current = store.current();
+    let (mut rules, mut ids) = compile::from_engine(&current);
+    let base_timeouts = cfg.rules.timeouts;
+    let state_file = cfg.control.state_file.clone();
+    if let Some(path) = &state_file {
+        if let Some(saved) = state_file::load(path)? {
+            ids.assign(&saved);
+            let snapshot = compile::compile(&current, &base_timeouts, &saved, &ids)
+                .map_err(|e| format!("state file {}: {}", path.display(), e.message))?;
+            rules = saved;
+            store
+                .publish(snapshot, std::time::Duration::from_secs(5))
+                .map_err(|e| format!("publishing the state file's rules: {e}"))?;
+        }
+    }
+    ids.assign(&rules);
+    let listener = server::bind(&cfg.control.socket)?;
+    let plane = Arc::new(Mutex::new(Plane {
+        rules,
+        ids,
+        store,
+        view,
+        base_timeouts,
+        state_file,
+        socket: cfg.control.socket.clone(),
+        started: Instant::now(),
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = server::spawn(
+        listener,
+        plane,
+        cfg.control.max_request_bytes,
+        Arc::clone(&stop),
+    )
+    .map_err(|e| format!("starting the control thread: {e}"))?;
+    Ok(ControlHandle {
+        stop,
+        thread: Some(thread),
+        socket: cfg.control.socket.clone(),
+    })
+}
+
+/// Applies an ipvsadm rules file (`-S` lines plus local-address lines) on top of cfg.rules
+/// (for `--rules FILE`). All or nothing; errors name the file and line.
+pub fn apply_rules_file(cfg: &mut AppConfig, path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("rules file {shown}: {e}"))?;
+    let changes = fnat_proto::ipvsadm::rules_file::parse_rules(&text)
+        .map_err(|e| format!("rules file {shown}: {e}"))?;
+    let (mut rules, mut ids) = compile::from_engine(&cfg.rules);
+    fnat_proto::edit::apply_all(&mut rules, &changes)
+        .map_err(|e| format!("rules file {shown}: {}", e.message))?;
+    ids.assign(&rules);
+    let compiled = compile::compile(&cfg.rules, &cfg.rules.timeouts, &rules, &ids)
+        .map_err(|e| format!("rules file {shown}: {}", e.message))?;
+    cfg.rules = compiled;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

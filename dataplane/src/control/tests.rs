@@ -1,0 +1,264 @@
+//! The control plane without EAL: a real socket, a rules store without workers, a fake
+//! dataplane view.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fnat_proto::edit::Change;
+use fnat_proto::model::{Protocol, Real, RuleSet, Scheduler, Service, ServiceAddr};
+use fnat_proto::msg::{ErrorBody, ErrorKind, Query, Request, Response};
+use fnat_proto::stats::{Applied, Counters, Listing, ViewRealStats};
+
+use super::*;
+use crate::config::AppConfig;
+
+struct FakeView;
+
+impl DataplaneView for FakeView {
+    fn stats(&self) -> ViewStats {
+        ViewStats {
+            reals: vec![ViewRealStats {
+                service_id: 1,
+                real_id: 1,
+                counters: Counters {
+                    conns: 7,
+                    ..Counters::default()
+                },
+                active_conns: 2,
+                inactive_conns: 1,
+                persistent_conns: 0,
+            }],
+            ..ViewStats::default()
+        }
+    }
+    fn connections(&self, filter: &ConnFilter, limit: usize) -> Vec<ConnEntry> {
+        let e = ConnEntry {
+            worker: 0,
+            protocol: Protocol::Tcp,
+            client: SocketAddrV4::new(Ipv4Addr::new(1, 1, 1, 1), 4000),
+            vip: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 100), 80),
+            lip: SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 10), 1025),
+            rs: SocketAddrV4::new(Ipv4Addr::new(198, 19, 1, 10), 80),
+            state: "ESTABLISHED".into(),
+            expires_in_s: 10,
+        };
+        [e].into_iter()
+            .filter(|e| filter.matches(e))
+            .take(limit)
+            .collect()
+    }
+    fn zero(&self) {}
+}
+
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "fnat-ctl-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Tmp(dir)
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(dir: &Path, state: bool) -> AppConfig {
+    let mut text = format!(
+        "[[port]]\nname = \"a\"\ndevice = \"net_null0\"\naddresses = [\"198.18.0.1/24\"]\n\n\
+         [[service]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\n\
+         local_addresses = [\"198.19.0.10\"]\nreal = [{{ address = \"198.19.1.10\", port = 80 }}]\n\n\
+         [control]\nsocket = \"{}\"\n",
+        dir.join("ctl.sock").display()
+    );
+    if state {
+        text.push_str(&format!("state_file = \"{}\"\n", dir.join("state.toml").display()));
+    }
+    AppConfig::parse(&dir.join("cfg.toml"), &text).unwrap()
+}
+
+fn start_with(cfg: &AppConfig) -> (ControlHandle, Arc<RulesStore>) {
+    let store = RulesStore::new(cfg.rules.clone(), 2);
+    let handle = start(cfg, Arc::clone(&store), Arc::new(FakeView)).unwrap();
+    (handle, store)
+}
+
+fn ask(cfg: &AppConfig, request: &Request) -> String {
+    let mut s = UnixStream::connect(&cfg.control.socket).unwrap();
+    s.write_all(request.encode().as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line
+}
+
+fn vip() -> ServiceAddr {
+    ServiceAddr::tcp(Ipv4Addr::new(198, 18, 0, 100), 80)
+}
+
+#[test]
+fn a_change_is_published_and_a_rejected_one_changes_nothing() {
+    let dir = Tmp::new("publish");
+    let cfg = config(&dir.0, false);
+    let (handle, store) = start_with(&cfg);
+    let add = Request::Change(Change::RealAdd {
+        service: vip(),
+        real: Real::new(Ipv4Addr::new(198, 19, 1, 11), 80, 5),
+    });
+    let applied: Applied = Response::decode(&ask(&cfg, &add)).unwrap();
+    let after_add = store.current();
+    assert_eq!(after_add.generation, applied.generation);
+    assert_eq!(after_add.services[0].reals.len(), 2);
+
+    // Duplicate, unsupported scheduler, bad batch: each refused, nothing moves.
+    let lc = Request::Change(Change::ServiceAdd {
+        service: Service::new(ServiceAddr::tcp(Ipv4Addr::new(198, 18, 0, 101), 80), Scheduler::Lc),
+    });
+    let batch = Request::Query(Query::Apply {
+        changes: vec![
+            Change::Flush,
+            Change::ServiceDel {
+                service: ServiceAddr::tcp(Ipv4Addr::new(9, 9, 9, 9), 1),
+            },
+        ],
+    });
+    for (request, kind) in [
+        (&add, ErrorKind::DestinationExists),
+        (&lc, ErrorKind::Unsupported),
+        (&batch, ErrorKind::NoSuchService),
+    ] {
+        let e: ErrorBody = Response::decode::<Applied>(&ask(&cfg, request)).unwrap_err();
+        assert_eq!(e.kind, kind, "{e:?}");
+        assert_eq!(*store.current(), *after_add, "a rejected change moved the rules");
+    }
+    let e = Response::decode::<Applied>(&ask(&cfg, &lc)).unwrap_err();
+    assert!(e.message.contains("scheduler lc is not supported by the engine yet"));
+    handle.stop();
+    assert!(!cfg.control.socket.exists(), "stop removes the socket");
+}
+
+#[test]
+fn ids_are_stable_across_edits() {
+    let dir = Tmp::new("ids");
+    let cfg = config(&dir.0, false);
+    let (_handle, store) = start_with(&cfg);
+    let before = store.current().services[0].clone();
+    let edit = Request::Change(Change::RealEdit {
+        service: vip(),
+        real: Real::new(Ipv4Addr::new(198, 19, 1, 10), 80, 9),
+    });
+    Response::decode::<Applied>(&ask(&cfg, &edit)).unwrap();
+    let sched = Request::Change(Change::ServiceEdit {
+        service: fnat_proto::edit::ServiceAttrs {
+            addr: vip(),
+            scheduler: Scheduler::Wrr,
+            sched_flags: Default::default(),
+            persistence: None,
+            one_packet: false,
+        },
+    });
+    Response::decode::<Applied>(&ask(&cfg, &sched)).unwrap();
+    let after = store.current().services[0].clone();
+    assert_eq!(after.id, before.id);
+    assert_eq!(after.reals[0].id, before.reals[0].id);
+    assert_eq!(after.reals[0].weight, 9);
+}
+
+#[test]
+fn listing_maps_counters_to_addresses() {
+    let dir = Tmp::new("list");
+    let cfg = config(&dir.0, false);
+    let (_handle, _store) = start_with(&cfg);
+    let listing: Listing =
+        Response::decode(&ask(&cfg, &Request::Query(Query::List { service: None }))).unwrap();
+    let st = listing.service_stats(&vip()).unwrap();
+    assert_eq!(st.counters.conns, 7, "a service sums its reals");
+    assert_eq!(st.reals[0].addr, Some(Ipv4Addr::new(198, 19, 1, 10)));
+    assert_eq!((st.reals[0].active_conns, st.reals[0].inactive_conns), (2, 1));
+    let conns: Vec<ConnEntry> = Response::decode(&ask(
+        &cfg,
+        &Request::Query(Query::Connections {
+            filter: ConnFilter {
+                client: Some(Ipv4Addr::new(2, 2, 2, 2)),
+                ..ConnFilter::default()
+            },
+            limit: None,
+        }),
+    ))
+    .unwrap();
+    assert!(conns.is_empty());
+}
+
+#[test]
+fn the_state_file_is_written_and_read_back() {
+    let dir = Tmp::new("state");
+    let cfg = config(&dir.0, true);
+    {
+        let (handle, _store) = start_with(&cfg);
+        let flush = Request::Change(Change::TimeoutSet {
+            tcp: 100,
+            tcp_fin: 0,
+            udp: 0,
+        });
+        Response::decode::<Applied>(&ask(&cfg, &flush)).unwrap();
+        let del = Request::Change(Change::ServiceDel { service: vip() });
+        Response::decode::<Applied>(&ask(&cfg, &del)).unwrap();
+        handle.stop();
+    }
+    let saved = std::fs::read_to_string(dir.0.join("state.toml")).unwrap();
+    assert!(saved.contains("tcp = 100"), "{saved}");
+    let (_handle, store) = start_with(&cfg);
+    assert!(store.current().services.is_empty(), "the state file wins over the config");
+    assert_eq!(store.current().timeouts.tcp_established, 100);
+}
+
+#[test]
+fn a_live_socket_is_refused_and_a_stale_one_replaced() {
+    let dir = Tmp::new("sock");
+    let cfg = config(&dir.0, false);
+    let (handle, _store) = start_with(&cfg);
+    let store = RulesStore::new(cfg.rules.clone(), 1);
+    let e = start(&cfg, store, Arc::new(FakeView)).err().unwrap();
+    assert!(e.contains("another fnatd"), "{e}");
+    // A socket file nobody listens on: stale.
+    drop(handle);
+    let stale = std::os::unix::net::UnixListener::bind(&cfg.control.socket).unwrap();
+    drop(stale);
+    assert!(cfg.control.socket.exists());
+    let (_h, _s) = start_with(&cfg);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cfg.control.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660);
+}
+
+#[test]
+fn a_rules_file_is_applied_on_top_of_the_config() {
+    let dir = Tmp::new("rulesfile");
+    let mut cfg = config(&dir.0, false);
+    let path = dir.0.join("rules");
+    std::fs::write(
+        &path,
+        "-A -t 198.18.0.200:443 -s wrr\n-a -t 198.18.0.200:443 -r 198.19.1.20:443 -b -w 3\n\
+         -P -t 198.18.0.200:443 -z 198.19.0.11\n",
+    )
+    .unwrap();
+    apply_rules_file(&mut cfg, &path).unwrap();
+    assert_eq!(cfg.rules.services.len(), 2);
+    assert_eq!(cfg.rules.services[1].reals[0].weight, 3);
+    std::fs::write(&path, "-A -t 198.18.0.100:80 -s rr\n").unwrap();
+    let e = apply_rules_file(&mut cfg, &path).unwrap_err();
+    assert!(e.contains("Service already exists"), "{e}");
+    let _ = RuleSet::default();
+}
