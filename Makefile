@@ -3,7 +3,7 @@
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup build demo test lint unit bench clean
+.PHONY: setup build demo test lint unit bench bench-smoke clean
 
 setup:
 	bash scripts/setup-debian.sh
@@ -23,6 +23,14 @@ lint: setup
 test: lint
 	cargo build --workspace --bins
 	cargo nextest run --workspace --no-fail-fast
+
+# Line-rate and connection-rate benchmarks, fnatd side by side with dpdk-testpmd (< 10 min):
+# writes perf/RESULTS.md (its section) and perf/results.json. bench-smoke: < 60 s, for CI.
+bench: setup
+	bash perf/run.sh
+
+bench-smoke: setup
+	bash perf/run.sh --smoke
 
 clean:
 	cargo clean

@@ -8,6 +8,8 @@ packages=(
   libdpdk-dev dpdk dpdk-dev libpcap-dev           # DPDK 22.11, PMD plugins, dpdk-testpmd
   iproute2 tshark tcpdump python3                 # labs and capture readers
   python3-dpkt                                    # ships the real captures the tests replay
+  ethtool curl socat nginx-light iputils-ping     # the namespace lab (scripts/lab/lab.sh)
+  wrk apache2-utils nftables                      # lab load tests and the kernel baseline
 )
 missing=()
 for p in "${packages[@]}"; do

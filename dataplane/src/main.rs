@@ -5,11 +5,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use fnatd::config::{self, AppConfig};
+use fnatd::control;
 use fnatd::driver::{self, replay::PortFile, RunKind};
+
+/// Large tables (sessions, indexes, timer wheels) on transparent huge pages.
+#[global_allocator]
+static ALLOC: fnatd::hugealloc::HugePageAlloc = fnatd::hugealloc::HugePageAlloc;
 
 /// The fnat full-NAT load balancer daemon (DPDK dataplane).
 #[derive(Parser)]
@@ -26,6 +32,13 @@ enum Command {
         /// Appliance config (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Control socket (overrides the config's `control.socket`).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// ipvsadm rules file (`ipvsadm -S` lines plus `-P` local-address lines) applied
+        /// after the config.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
     },
     /// Replay captures through the dataplane (testpmd-style) and print forward statistics.
     Replay {
@@ -39,6 +52,17 @@ enum Command {
         /// With several workers, every TX queue writes its own file: name the queue.
         #[arg(long = "tx", value_name = "PORT[:QUEUE]=FILE")]
         tx: Vec<PortFile>,
+        /// ipvsadm rules file applied after the config.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+    },
+    /// Benchmark run for perf/ (hidden): `run` plus prefill, generator and probes.
+    #[command(hide = true)]
+    Bench {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        opts: fnatd::bench::Options,
     },
     /// Validate a config and print what it sets up, without starting the dataplane.
     Check {
@@ -62,6 +86,10 @@ fn load(path: &Path) -> Result<AppConfig, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench { config, opts } => match load(&config) {
+            Ok(cfg) => fnatd::bench::run(&cfg, opts),
+            Err(code) => code,
+        },
         Command::Check { config } => match load(&config) {
             Ok(cfg) => {
                 print!("{}", config::describe(&cfg));
@@ -69,18 +97,52 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config } => {
-            let cfg = match load(&config) {
-                Ok(cfg) => cfg,
-                Err(code) => return code,
-            };
-            finish(driver::execute(&cfg, RunKind::Live))
-        }
-        Command::Replay { config, rx, tx } => {
+        Command::Run {
+            config,
+            socket,
+            rules,
+        } => {
             let mut cfg = match load(&config) {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
+            if let Some(socket) = socket {
+                cfg.control.socket = socket;
+            }
+            if let Err(code) = apply_rules(&mut cfg, rules.as_deref()) {
+                return code;
+            }
+            // Until the driver starts the control plane on its own rules store, it runs here
+            // on a store of its own: rule changes are validated, published and listed, but the
+            // workers do not see them yet.
+            let store = fnatd::rules_store::RulesStore::new(
+                cfg.rules.clone(),
+                usize::from(cfg.dataplane.workers),
+            );
+            let control = match control::start(&cfg, store, Arc::new(control::NoDataplane)) {
+                Ok(handle) => handle,
+                Err(e) => {
+                    eprintln!("fnatd: control plane: {e}");
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
+            };
+            let result = driver::execute(&cfg, RunKind::Live);
+            control.stop();
+            finish(result)
+        }
+        Command::Replay {
+            config,
+            rx,
+            tx,
+            rules,
+        } => {
+            let mut cfg = match load(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            if let Err(code) = apply_rules(&mut cfg, rules.as_deref()) {
+                return code;
+            }
             let _scratch = match driver::replay::prepare(&mut cfg, &rx, &tx) {
                 Ok(scratch) => scratch,
                 Err(e) => {
@@ -90,6 +152,17 @@ fn main() -> ExitCode {
             };
             finish(driver::execute(&cfg, RunKind::Replay))
         }
+    }
+}
+
+/// Applies `--rules FILE` (if given) on top of the config's services.
+fn apply_rules(cfg: &mut AppConfig, rules: Option<&std::path::Path>) -> Result<(), ExitCode> {
+    match rules {
+        Some(path) => control::apply_rules_file(cfg, path).map_err(|e| {
+            eprintln!("fnatd: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }),
+        None => Ok(()),
     }
 }
 

@@ -302,3 +302,484 @@ pub fn tshark_bad_checksums(pcap: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+// ---- Helpers for the robustness tests (robust_*.rs) ----
+
+/// A drop counter's value from the `Drops by reason:` block fnatd prints at exit.
+pub fn drop_counter(stdout: &str, reason: &str) -> u64 {
+    let block = stdout
+        .split_once("Drops by reason:")
+        .unwrap_or_else(|| panic!("no drop counters in:\n{stdout}"))
+        .1;
+    block
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(reason))
+                .then(|| words.next()?.parse().ok())
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("no counter {reason} in:\n{stdout}"))
+}
+
+/// The books fnatd prints at exit: `accounted: RX n = forwarded n + dropped n` and
+/// `mbufs leaked: n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Books {
+    pub rx: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+    /// True when the line says `=` (fnatd's own check).
+    pub balanced: bool,
+    pub mbufs_leaked: u64,
+}
+
+impl Books {
+    /// Parses the books from fnatd's exit report; panics when a line is missing.
+    pub fn parse(stdout: &str) -> Books {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("accounted:"))
+            .unwrap_or_else(|| panic!("no accounted: line in:\n{stdout}"));
+        let w: Vec<&str> = line.split_whitespace().collect();
+        // accounted: RX <n> <=|!=> forwarded <n> + dropped <n>
+        let num = |i: usize| -> u64 {
+            w.get(i)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("malformed line {line:?}"))
+        };
+        assert_eq!(
+            (w.first(), w.get(1), w.get(4), w.get(6), w.get(7)),
+            (
+                Some(&"accounted:"),
+                Some(&"RX"),
+                Some(&"forwarded"),
+                Some(&"+"),
+                Some(&"dropped")
+            ),
+            "malformed line {line:?}"
+        );
+        let leaked = stdout
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("mbufs leaked:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `mbufs leaked:` line in:\n{stdout}"));
+        Books {
+            rx: num(2),
+            forwarded: num(5),
+            dropped: num(8),
+            balanced: w.get(3) == Some(&"="),
+            mbufs_leaked: leaked,
+        }
+    }
+
+    /// Asserts what must hold after every run: the books balance exactly and nothing leaked.
+    pub fn assert_sound(&self, stdout: &str) {
+        assert!(
+            self.balanced && self.rx == self.forwarded + self.dropped,
+            "books do not balance: {self:?}\n{stdout}"
+        );
+        assert_eq!(self.mbufs_leaked, 0, "mbufs leaked\n{stdout}");
+    }
+}
+
+/// The two-port full-NAT lab the robustness tests replay through, as a config file text.
+///
+/// wan (port 0, 02:00:00:00:00:01) owns 198.18.0.1/24 and the VIP 198.18.0.100; lan (port 1,
+/// 02:00:00:00:00:02) owns 198.19.0.1/24 and the local address 198.19.0.10. Services: TCP
+/// VIP:80 and UDP VIP:53, both to the one real server 198.19.1.10 (02:00:00:00:01:10) on port
+/// 80 / 53. Clients are reached through 198.18.0.254 (02:00:00:00:00:fe). `dataplane`,
+/// `session` and `timeouts` are the bodies of those sections (may be empty); `eal` likewise.
+pub fn fnat_lab_config(eal: &str, dataplane: &str, session: &str, timeouts: &str) -> String {
+    format!(
+        r#"# written by a robustness test
+[eal]
+{eal}
+
+[dataplane]
+{dataplane}
+
+[[port]]
+name = "wan"
+device = "net_ring0"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24", "198.18.0.100"]
+
+[[port]]
+name = "lan"
+device = "net_ring1"
+mac = "02:00:00:00:00:02"
+addresses = ["198.19.0.1/24", "198.19.0.10"]
+
+[[service]]
+vip = "198.18.0.100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+local_addresses = ["198.19.0.10"]
+real = [ {{ address = "198.19.1.10", port = 80 }} ]
+
+[[service]]
+vip = "198.18.0.100"
+port = 53
+protocol = "udp"
+scheduler = "rr"
+local_addresses = ["198.19.0.10"]
+real = [ {{ address = "198.19.1.10", port = 53 }} ]
+
+[[route]]
+prefix = "198.19.1.0/24"
+port = "lan"
+
+[[route]]
+prefix = "0.0.0.0/0"
+port = "wan"
+via = "198.18.0.254"
+
+[[neighbour]]
+address = "198.19.1.10"
+mac = "02:00:00:00:01:10"
+port = "lan"
+
+[[neighbour]]
+address = "198.18.0.254"
+mac = "02:00:00:00:00:fe"
+port = "wan"
+
+[session]
+{session}
+
+[timeouts]
+{timeouts}
+"#
+    )
+}
+
+/// Addresses of [`fnat_lab_config`].
+pub mod lab {
+    use std::net::Ipv4Addr;
+    pub const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    pub const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+    pub const RS_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x10];
+    pub const WAN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+    pub const LIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
+    pub const RS: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 10);
+}
+
+/// Writes `config` into `dir` and runs `fnatd replay` with it and `args` (e.g.
+/// `--rx=wan=IN.pcap`), failing the test unless it exits 0 within `limit`.
+pub fn replay_with_config(
+    dir: &TempDir,
+    config: &str,
+    args: &[String],
+    limit: Duration,
+) -> Finished {
+    let path = dir.join("fnatd.toml");
+    std::fs::write(&path, config).expect("write config");
+    let mut cmd = Command::new(bin("fnatd"));
+    cmd.arg("replay").arg("--config").arg(&path).args(args);
+    let run = run_with_deadline(&mut cmd, limit);
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "fnatd replay failed\nstderr:\n{}\nstdout:\n{}",
+        run.stderr,
+        run.stdout
+    );
+    run
+}
+
+/// A TCP frame built by etherparse: `flags` letters S A F R P.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: (std::net::Ipv4Addr, u16),
+    dst: (std::net::Ipv4Addr, u16),
+    flags: &str,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.0.octets(), dst.0.octets(), 64)
+        .tcp(src.1, dst.1, seq, 64240);
+    for c in flags.chars() {
+        b = match c {
+            'S' => b.syn(),
+            'A' => b.ack(1),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            other => panic!("unknown TCP flag letter {other}"),
+        };
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, payload).expect("etherparse writes tcp");
+    out
+}
+
+/// Runs `cmd` with `input` on its standard input, killing it (and failing the test) after
+/// `limit`.
+pub fn run_with_input(cmd: &mut Command, input: &str, limit: Duration) -> Finished {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let done = wait_with_deadline(child, limit);
+    let _ = writer.join();
+    done
+}
+
+/// A `fnatd run` subprocess serving its control socket; stopped with SIGTERM (or killed when
+/// dropped early).
+pub struct Daemon {
+    child: Option<Child>,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `fnatd run --config CONFIG --socket SOCKET EXTRA…` and waits until the socket
+    /// answers.
+    pub fn start(config: &Path, socket: &Path, extra: &[&str]) -> Daemon {
+        let child = Command::new(bin("fnatd"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .arg("--socket")
+            .arg(socket)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn fnatd");
+        let mut daemon = Daemon {
+            child: Some(child),
+            socket: socket.to_path_buf(),
+        };
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            if let Some(Ok(Some(_))) = daemon.child.as_mut().map(|c| c.try_wait()) {
+                let done = wait_with_deadline(daemon.child.take().unwrap(), Duration::from_secs(5));
+                panic!(
+                    "fnatd exited before serving {}:\n{}",
+                    socket.display(),
+                    done.stderr
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "fnatd did not open {} in 30 s",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) -> Finished {
+        let child = self.child.take().expect("running");
+        signal(child.id(), libc::SIGTERM);
+        let done = wait_with_deadline(child, Duration::from_secs(30));
+        assert_eq!(
+            done.code(),
+            Some(0),
+            "fnatd did not stop cleanly:\n{}",
+            done.stderr
+        );
+        done
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A directory holding an `ipvsadm` symlink to fnatctl, to put first on PATH.
+pub fn ipvsadm_dir(dir: &TempDir) -> PathBuf {
+    let link_dir = dir.join("bin");
+    std::fs::create_dir_all(&link_dir).expect("create bin dir");
+    let link = link_dir.join("ipvsadm");
+    if !link.exists() {
+        std::os::unix::fs::symlink(bin("fnatctl"), &link).expect("symlink ipvsadm");
+    }
+    link_dir
+}
+
+/// Runs `ipvsadm ARGS` (the fnatctl symlink in `link_dir`) against `socket`.
+pub fn ipvsadm(link_dir: &Path, socket: &Path, args: &[&str]) -> Finished {
+    run_with_deadline(
+        Command::new(link_dir.join("ipvsadm"))
+            .args(args)
+            .env("FNAT_SOCKET", socket),
+        Duration::from_secs(30),
+    )
+}
+
+/// Runs `fnatctl --socket SOCKET ARGS`.
+pub fn fnatctl(socket: &Path, args: &[&str]) -> Finished {
+    run_with_deadline(
+        Command::new(bin("fnatctl"))
+            .arg("--socket")
+            .arg(socket)
+            .args(args),
+        Duration::from_secs(30),
+    )
+}
+
+/// Sends raw request lines on one connection and returns the reply lines.
+pub fn control_exchange(socket: &Path, lines: &[&str]) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut replies = Vec::new();
+    for line in lines {
+        stream.write_all(line.as_bytes()).expect("write");
+        stream.write_all(b"\n").expect("write");
+        let mut reply = String::new();
+        reader.read_line(&mut reply).expect("read reply");
+        replies.push(reply);
+    }
+    replies
+}
+
+/// Every number of the forward-statistics block of port `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortStats {
+    pub rx: u64,
+    pub rx_dropped: u64,
+    pub tx: u64,
+    pub tx_dropped: u64,
+}
+
+/// Parses the forward-statistics block of port `index` from fnatd's exit report.
+pub fn port_stats(stdout: &str, index: usize) -> PortStats {
+    let marker = format!("Forward statistics for port {index:<2}");
+    let block = stdout
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("no stats block for port {index} in:\n{stdout}"))
+        .1;
+    let block = block.split("Forward statistics").next().unwrap_or(block);
+    let number_after = |label: &str| -> u64 {
+        block
+            .split_once(label)
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {label} for port {index} in:\n{stdout}"))
+    };
+    PortStats {
+        rx: number_after("RX-packets:"),
+        rx_dropped: number_after("RX-dropped:"),
+        tx: number_after("TX-packets:"),
+        tx_dropped: number_after("TX-dropped:"),
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*) for generated captures: same seed, same capture.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// Captures for [`fnat_lab_config`]'s two ports, built frame by frame with etherparse.
+#[derive(Debug, Default, Clone)]
+pub struct LabCapture {
+    /// Frames arriving on wan (from clients, through the router).
+    pub wan: Vec<CapturedFrame>,
+    /// Frames arriving on lan (from the real server).
+    pub lan: Vec<CapturedFrame>,
+}
+
+impl LabCapture {
+    /// A client's TCP segment to VIP:80 (`flags` letters S A F R P).
+    pub fn client(&mut self, ts_ns: u128, src: (std::net::Ipv4Addr, u16), flags: &str, payload: &[u8]) {
+        let data = tcp_frame(lab::ROUTER_MAC, lab::WAN_MAC, src, (lab::VIP, 80), flags, 1, payload);
+        self.wan.push(CapturedFrame { ts_ns, data });
+    }
+
+    /// The real server's TCP segment from RS:80 to LIP:`lport`.
+    pub fn server(&mut self, ts_ns: u128, lport: u16, flags: &str, payload: &[u8]) {
+        let data = tcp_frame(lab::RS_MAC, lab::LAN_MAC, (lab::RS, 80), (lab::LIP, lport), flags, 1, payload);
+        self.lan.push(CapturedFrame { ts_ns, data });
+    }
+
+    /// An ICMP echo request to the VIP (answered): a harmless frame that moves the clock.
+    pub fn echo(&mut self, ts_ns: u128) {
+        let mut data = Vec::new();
+        etherparse::PacketBuilder::ethernet2(lab::ROUTER_MAC, lab::WAN_MAC)
+            .ipv4([203, 0, 113, 250], lab::VIP.octets(), 64)
+            .icmpv4_echo_request(1, 1)
+            .write(&mut data, b"tick")
+            .expect("etherparse writes icmp");
+        self.wan.push(CapturedFrame { ts_ns, data });
+    }
+
+    /// Frames in both captures.
+    pub fn len(&self) -> usize {
+        self.wan.len() + self.lan.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes both captures into `dir` and returns the `--rx`/`--tx` arguments for a
+    /// one-worker replay (outputs: `wan-out.pcap`, `lan-out.pcap` in `dir`).
+    pub fn write(&self, dir: &TempDir) -> Vec<String> {
+        let (wan_in, lan_in) = (dir.join("wan-in.pcap"), dir.join("lan-in.pcap"));
+        write_pcap(&wan_in, &self.wan);
+        write_pcap(&lan_in, &self.lan);
+        vec![
+            format!("--rx=wan={}", wan_in.display()),
+            format!("--rx=lan={}", lan_in.display()),
+            format!("--tx=wan={}", dir.join("wan-out.pcap").display()),
+            format!("--tx=lan={}", dir.join("lan-out.pcap").display()),
+        ]
+    }
+}
+
+/// TCP frames of a capture that carry `prefix` at the start of their payload, parsed.
+pub fn tcp_with_payload(frames: &[CapturedFrame], prefix: &[u8]) -> Vec<TcpFrame> {
+    frames
+        .iter()
+        .filter_map(|f| TcpFrame::parse(&f.data))
+        .filter(|t| t.payload.starts_with(prefix))
+        .collect()
+}

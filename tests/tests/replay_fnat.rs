@@ -176,8 +176,9 @@ fn client_side_of_a_real_capture_goes_out_lip_to_rs() {
     assert_eq!(drop_count(&run.stdout, "no_session"), 3, "{}", run.stdout);
     assert_eq!(drop_count(&run.stdout, "not_for_us"), 1, "{}", run.stdout);
     assert!(
-        run.stdout
-            .contains("accounted: RX 20 = forwarded 16 + dropped 4"),
+        run.stdout.contains(
+            "accounted: RX 20 + originated 0 = forwarded 16 + dropped 4 + consumed 0 + held 0"
+        ),
         "{}",
         run.stdout
     );
@@ -281,8 +282,9 @@ fn both_sides_replayed_together_translate_back_to_the_client() {
         assert_eq!(t.payload, orig.payload, "wan frame {i}: payload");
     }
     assert!(
-        run.stdout
-            .contains("accounted: RX 38 = forwarded 34 + dropped 4"),
+        run.stdout.contains(
+            "accounted: RX 38 + originated 0 = forwarded 34 + dropped 4 + consumed 0 + held 0"
+        ),
         "{}",
         run.stdout
     );

@@ -174,7 +174,7 @@ fn run_workers(workers: usize) {
     let total = FLOWS * 3;
     assert!(
         first.stdout.contains(&format!(
-            "accounted: RX {total} = forwarded {total} + dropped 0"
+            "accounted: RX {total} + originated 0 = forwarded {total} + dropped 0 + consumed 0 + held 0"
         )),
         "{}",
         first.stdout
@@ -226,7 +226,7 @@ fn run_workers(workers: usize) {
     let total = FLOWS * 6;
     assert!(
         second.stdout.contains(&format!(
-            "accounted: RX {total} = forwarded {total} + dropped 0"
+            "accounted: RX {total} + originated 0 = forwarded {total} + dropped 0 + consumed 0 + held 0"
         )),
         "{}",
         second.stdout

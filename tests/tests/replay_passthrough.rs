@@ -50,8 +50,9 @@ fn real_http_capture_passes_through_byte_identical() {
         .stdout
         .contains("Accumulated forward statistics for all ports"));
     assert!(
-        run.stdout
-            .contains("accounted: RX 43 = forwarded 43 + dropped 0"),
+        run.stdout.contains(
+            "accounted: RX 43 + originated 0 = forwarded 43 + dropped 0 + consumed 0 + held 0"
+        ),
         "{}",
         run.stdout
     );
@@ -73,8 +74,9 @@ fn both_directions_at_once_keep_their_order() {
     assert_same_frames(&read_pcap(&in_a), &read_pcap(&out_b));
     assert_same_frames(&read_pcap(&in_b), &read_pcap(&out_a));
     assert!(
-        run.stdout
-            .contains("accounted: RX 105 = forwarded 105 + dropped 0"),
+        run.stdout.contains(
+            "accounted: RX 105 + originated 0 = forwarded 105 + dropped 0 + consumed 0 + held 0"
+        ),
         "{}",
         run.stdout
     );
@@ -109,7 +111,7 @@ fn large_capture_loses_nothing() {
     assert_same_frames(&frames, &read_pcap(&out));
     assert!(
         run.stdout
-            .contains("accounted: RX 20000 = forwarded 20000 + dropped 0"),
+            .contains("accounted: RX 20000 + originated 0 = forwarded 20000 + dropped 0 + consumed 0 + held 0"),
         "{}",
         run.stdout
     );

@@ -69,8 +69,9 @@ fn two_workers_on_ring_ports_stop_on_sigint() {
     let done = run_then_signal(&cfg, libc::SIGINT);
     assert_eq!(port_counts(&done.stdout, 0), (0, 0), "{}", done.stdout);
     assert!(
-        done.stdout
-            .contains("accounted: RX 0 = forwarded 0 + dropped 0"),
+        done.stdout.contains(
+            "accounted: RX 0 + originated 0 = forwarded 0 + dropped 0 + consumed 0 + held 0"
+        ),
         "{}",
         done.stdout
     );

@@ -82,7 +82,10 @@ pub enum Change {
         laddr: LocalAddress,
     },
     /// `--del-laddr`
-    LaddrDel { service: ServiceAddr, addr: Ipv4Addr },
+    LaddrDel {
+        service: ServiceAddr,
+        addr: Ipv4Addr,
+    },
     /// `-C`: removes every service.
     Flush,
     /// `--set tcp tcpfin udp`: 0 leaves a value unchanged, as in ipvsadm.
@@ -303,9 +306,7 @@ fn check_attrs(attrs: &ServiceAttrs) -> Result<(), ErrorBody> {
         }
         let mask = u32::from(p.netmask);
         if mask.leading_ones() + mask.trailing_zeros() != 32 {
-            return Err(invalid(
-                "illegal virtual server persistent mask specified",
-            ));
+            return Err(invalid("illegal virtual server persistent mask specified"));
         }
     }
     Ok(())
@@ -463,7 +464,10 @@ mod tests {
     #[test]
     fn values_are_checked() {
         let mut rules = RuleSet::default();
-        let mut s = Service::new(ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 1), 0), Scheduler::Rr);
+        let mut s = Service::new(
+            ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 1), 0),
+            Scheduler::Rr,
+        );
         assert!(apply(&mut rules, &Change::ServiceAdd { service: s.clone() }).is_err());
         s.persistence = Some(Persistence {
             timeout: 300,

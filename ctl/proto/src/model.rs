@@ -100,7 +100,9 @@ impl fmt::Display for ServiceAddr {
 impl FromStr for ServiceAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("'{s}' is not a service address (tcp/VIP:PORT, udp/VIP:PORT or fwmark/MARK)");
+        let bad = || {
+            format!("'{s}' is not a service address (tcp/VIP:PORT, udp/VIP:PORT or fwmark/MARK)")
+        };
         let (kind, rest) = s.split_once('/').ok_or_else(bad)?;
         match kind {
             "tcp" | "udp" => {

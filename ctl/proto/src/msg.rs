@@ -114,6 +114,9 @@ fn bad(message: impl Into<String>) -> ErrorBody {
     }
 }
 
+/// Ops that take no arguments.
+const UNIT_OPS: [&str; 3] = ["status", "timeout_get", "flush"];
+
 /// Names of the ops that are single changes.
 const CHANGE_OPS: [&str; 11] = [
     "service_add",
@@ -164,8 +167,20 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ErrorBody> {
         Some(_) => return Err(bad("field `op` must be a string")),
         None => return Err(bad("missing field `op`")),
     };
-    if matches!(obj.get("args"), Some(Value::Null)) {
-        obj.remove("args");
+    // Ops without arguments take none (or an empty object); the others may leave out
+    // `args` when every argument has a default.
+    if UNIT_OPS.contains(&op.as_str()) {
+        match obj.get("args") {
+            Some(Value::Null) => {
+                obj.remove("args");
+            }
+            Some(Value::Object(m)) if m.is_empty() => {
+                obj.remove("args");
+            }
+            _ => {}
+        }
+    } else if matches!(obj.get("args"), None | Some(Value::Null)) {
+        obj.insert("args".into(), Value::Object(Map::new()));
     }
     let body = Value::Object(obj);
     if CHANGE_OPS.contains(&op.as_str()) {
@@ -236,7 +251,9 @@ impl Response {
         let resp: Response = serde_json::from_str(line.trim_end())
             .map_err(|e| bad(format!("the daemon's reply is not understood: {e}")))?;
         if !resp.ok {
-            return Err(resp.error.unwrap_or_else(|| bad("error reply without an error")));
+            return Err(resp
+                .error
+                .unwrap_or_else(|| bad("error reply without an error")));
         }
         serde_json::from_value(resp.result.unwrap_or(Value::Null))
             .map_err(|e| bad(format!("the daemon's reply is not understood: {e}")))
@@ -280,6 +297,25 @@ mod tests {
     }
 
     #[test]
+    fn args_may_be_left_out_when_they_have_defaults() {
+        assert_eq!(
+            parse_request(br#"{"version":1,"op":"list"}"#),
+            Ok(Request::Query(Query::List { service: None }))
+        );
+        assert_eq!(
+            parse_request(br#"{"version":1,"op":"status","args":{}}"#),
+            Ok(Request::Query(Query::Status))
+        );
+        assert!(parse_request(br#"{"version":1,"op":"status","args":{"x":1}}"#).is_err());
+        let e = parse_request(br#"{"version":1,"op":"service_del"}"#).unwrap_err();
+        assert!(
+            e.message.contains("missing field `service`"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn the_documented_example_parses() {
         let line = br#"{"version":1,"op":"real_add","args":{"service":"tcp/10.0.0.1:80","real":{"addr":"192.168.1.10","port":80,"weight":2}}}"#;
         let Request::Change(Change::RealAdd { real, .. }) = parse_request(line).unwrap() else {
@@ -310,14 +346,22 @@ mod tests {
         for (line, want) in cases {
             let e = parse_request(line).unwrap_err();
             assert_eq!(e.kind, ErrorKind::BadRequest);
-            assert!(e.message.contains(want), "{:?}: {}", String::from_utf8_lossy(line), e.message);
+            assert!(
+                e.message.contains(want),
+                "{:?}: {}",
+                String::from_utf8_lossy(line),
+                e.message
+            );
         }
     }
 
     #[test]
     fn replies_decode_to_results_or_errors() {
         let line = Response::ok(Applied { generation: 3 }).encode();
-        assert_eq!(Response::decode::<Applied>(&line), Ok(Applied { generation: 3 }));
+        assert_eq!(
+            Response::decode::<Applied>(&line),
+            Ok(Applied { generation: 3 })
+        );
         let err = ErrorBody {
             kind: ErrorKind::NoSuchService,
             message: "No such service".into(),

@@ -35,7 +35,10 @@ mod tests {
 
     #[test]
     fn toml_round_trip_keeps_every_attribute() {
-        let mut s = Service::new(ServiceAddr::udp(Ipv4Addr::new(10, 0, 0, 1), 53), Scheduler::Sh);
+        let mut s = Service::new(
+            ServiceAddr::udp(Ipv4Addr::new(10, 0, 0, 1), 53),
+            Scheduler::Sh,
+        );
         s.sched_flags = SchedFlags(SchedFlags::FLAG1 | SchedFlags::FLAG2);
         s.persistence = Some(Persistence {
             timeout: 600,
@@ -56,10 +59,7 @@ mod tests {
                 tcp_fin: None,
                 udp: Some(30),
             },
-            services: vec![
-                s,
-                Service::new(ServiceAddr::Fwmark(4), Scheduler::Lblcr),
-            ],
+            services: vec![s, Service::new(ServiceAddr::Fwmark(4), Scheduler::Lblcr)],
         };
         let text = to_toml(&rules).unwrap();
         assert_eq!(from_toml(&text).unwrap(), rules, "{text}");
@@ -69,7 +69,8 @@ mod tests {
     fn bad_toml_is_explained() {
         let e = from_toml("[[service]]\naddr = \"tcp/1.2.3.4:80\"\ncolour = 1\n").unwrap_err();
         assert!(e.contains("colour"), "{e}");
-        let twice = "[[service]]\naddr = \"tcp/1.2.3.4:80\"\n[[service]]\naddr = \"tcp/1.2.3.4:80\"\n";
+        let twice =
+            "[[service]]\naddr = \"tcp/1.2.3.4:80\"\n[[service]]\naddr = \"tcp/1.2.3.4:80\"\n";
         assert!(from_toml(twice).unwrap_err().contains("listed twice"));
     }
 }

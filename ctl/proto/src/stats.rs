@@ -156,8 +156,8 @@ impl ConnFilter {
             Some(ServiceAddr::Fwmark(_)) => false,
         };
         service_ok
-            && self.real.map_or(true, |r| r == entry.rs)
-            && self.client.map_or(true, |c| c == *entry.client.ip())
+            && (self.real.is_none() || self.real == Some(entry.rs))
+            && (self.client.is_none() || self.client == Some(*entry.client.ip()))
     }
 }
 

@@ -8,7 +8,9 @@
 pub mod fnat;
 pub mod frame;
 pub mod laddr;
+pub mod neigh;
 pub mod packet;
+pub mod persist;
 pub mod rules;
 pub mod sched;
 pub mod session;
@@ -17,6 +19,7 @@ pub mod verdict;
 pub mod worker;
 
 pub use frame::Frame;
+pub use neigh::{Emit, NeighTable};
 pub use rules::{PortIndex, Rules};
 pub use stats::WorkerStats;
 pub use verdict::{DropReason, Verdict};

@@ -67,25 +67,218 @@ impl Protocol {
     }
 }
 
-/// Scheduler names as ipvsadm spells them. Only `Rr` is implemented by the engine so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Scheduler names as ipvsadm spells them (`-s NAME`). `Wlc` is the default, as in ipvsadm.
+/// What each does, and where it deviates from kernel IPVS, is in `crate::sched`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SchedulerKind {
     Rr,
     Wrr,
+    Lc,
+    #[default]
+    Wlc,
+    Sed,
+    Nq,
+    Sh,
+    Dh,
+    Mh,
+    Fo,
+    Ovf,
+    Lblc,
+    Lblcr,
 }
 
-/// A virtual service: VIP + protocol + port, its real servers and its local addresses.
+impl SchedulerKind {
+    /// Every scheduler, in ipvsadm's documentation order.
+    pub const ALL: [SchedulerKind; 13] = [
+        SchedulerKind::Rr,
+        SchedulerKind::Wrr,
+        SchedulerKind::Lc,
+        SchedulerKind::Wlc,
+        SchedulerKind::Sed,
+        SchedulerKind::Nq,
+        SchedulerKind::Sh,
+        SchedulerKind::Dh,
+        SchedulerKind::Mh,
+        SchedulerKind::Fo,
+        SchedulerKind::Ovf,
+        SchedulerKind::Lblc,
+        SchedulerKind::Lblcr,
+    ];
+
+    /// The ipvsadm name (`rr`, `wlc`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            SchedulerKind::Rr => "rr",
+            SchedulerKind::Wrr => "wrr",
+            SchedulerKind::Lc => "lc",
+            SchedulerKind::Wlc => "wlc",
+            SchedulerKind::Sed => "sed",
+            SchedulerKind::Nq => "nq",
+            SchedulerKind::Sh => "sh",
+            SchedulerKind::Dh => "dh",
+            SchedulerKind::Mh => "mh",
+            SchedulerKind::Fo => "fo",
+            SchedulerKind::Ovf => "ovf",
+            SchedulerKind::Lblc => "lblc",
+            SchedulerKind::Lblcr => "lblcr",
+        }
+    }
+
+    /// The scheduler of an ipvsadm name.
+    pub fn from_name(name: &str) -> Option<SchedulerKind> {
+        SchedulerKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// IPVS's scheduler flags (`-b`, IP_VS_SVC_F_SCHED1..3). sh and mh read flag 1 as
+/// `*-fallback` (an unavailable real server's keys go to the next available one instead of
+/// being refused) and flag 2 as `*-port` (hash the source port too). Other schedulers ignore
+/// them, as in IPVS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SchedFlags(pub u8);
+
+impl SchedFlags {
+    pub const FLAG_1: u8 = 1;
+    pub const FLAG_2: u8 = 2;
+    pub const FLAG_3: u8 = 4;
+    /// sh-fallback / mh-fallback.
+    pub const FALLBACK: u8 = Self::FLAG_1;
+    /// sh-port / mh-port.
+    pub const PORT: u8 = Self::FLAG_2;
+
+    pub const fn fallback(self) -> bool {
+        self.0 & Self::FALLBACK != 0
+    }
+    pub const fn port(self) -> bool {
+        self.0 & Self::PORT != 0
+    }
+
+    /// Parses one flag name as ipvsadm spells it (`sh-fallback`, `mh-port`, `flag-3`, ...).
+    pub fn bit_of(name: &str) -> Option<u8> {
+        match name {
+            "flag-1" | "sh-fallback" | "mh-fallback" => Some(Self::FLAG_1),
+            "flag-2" | "sh-port" | "mh-port" => Some(Self::FLAG_2),
+            "flag-3" => Some(Self::FLAG_3),
+            _ => None,
+        }
+    }
+}
+
+/// Default persistence timeout (ipvsadm `-p` without a value), seconds.
+pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 360;
+
+/// Persistence (`ipvsadm -p TIMEOUT -M NETMASK`): new connections from a client (its address
+/// masked with `netmask`) go to the real server its earlier connections went to, for
+/// `timeout_secs` after the last one was scheduled and while any of them lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Persistence {
+    pub timeout_secs: u32,
+    /// Applied to the client address (255.255.255.255 = per client address).
+    pub netmask: Ipv4Addr,
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Persistence {
+            timeout_secs: DEFAULT_PERSISTENCE_TIMEOUT,
+            netmask: Ipv4Addr::BROADCAST,
+        }
+    }
+}
+
+/// One VIP:port of a port group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub vip: Ipv4Addr,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// A port group: the firewall-mark service of LVS (`ipvsadm -A -f MARK`). Its service is
+/// matched by every endpoint in `members` instead of by its own vip/protocol/port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct PortGroup {
+    /// The firewall mark (non-zero).
+    pub mark: u32,
+    pub name: String,
+    pub members: Vec<Endpoint>,
+}
+
+/// The service settings beyond address and scheduler; `Default` is an ipvsadm service
+/// added with no options (no flags, no persistence, sessions of removed RSs run on).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ServiceOptions {
+    pub sched_flags: SchedFlags,
+    /// `None`: not persistent.
+    pub persistence: Option<Persistence>,
+    /// A port-group (fwmark) service: matched by the group's endpoints. The service's own
+    /// `vip`/`protocol`/`port` are then only labels (conventionally the first member's).
+    pub port_group: Option<PortGroup>,
+    /// End a real server's sessions when it is removed from the service (IPVS's
+    /// `expire_nodest_conn`), instead of letting them run until they expire.
+    pub expire_on_removal: bool,
+}
+
+/// A virtual service: VIP + protocol + port (0 = every port of the VIP), or a port group;
+/// its real servers and its local addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     /// Stable across snapshots while the service exists.
     pub id: u32,
     pub vip: Ipv4Addr,
     pub protocol: Protocol,
+    /// 0: a port-0 service, matching every port of the VIP that no other service has.
     pub port: u16,
     pub scheduler: SchedulerKind,
     pub reals: Vec<RealServer>,
     /// Local addresses (LIPs) used as the source toward real servers, tried in order.
     pub local_addresses: Vec<Ipv4Addr>,
+    pub options: ServiceOptions,
+}
+
+impl Service {
+    /// A service with default options, no real servers and no local addresses.
+    pub fn new(
+        id: u32,
+        vip: Ipv4Addr,
+        protocol: Protocol,
+        port: u16,
+        scheduler: SchedulerKind,
+    ) -> Self {
+        Service {
+            id,
+            vip,
+            protocol,
+            port,
+            scheduler,
+            reals: Vec::new(),
+            local_addresses: Vec::new(),
+            options: ServiceOptions::default(),
+        }
+    }
+
+    /// The endpoints that select this service: the port group's members, else its own.
+    pub fn endpoints(&self) -> impl Iterator<Item = Endpoint> + '_ {
+        let own = Endpoint {
+            vip: self.vip,
+            protocol: self.protocol,
+            port: self.port,
+        };
+        let group = self.options.port_group.as_ref();
+        group
+            .into_iter()
+            .flat_map(|g| g.members.iter().copied())
+            .chain(group.is_none().then_some(own))
+    }
+}
+
+/// Connection thresholds of a real server (ipvsadm `-x` upper, `-y` lower; 0 = none). A real
+/// server whose connections (active + inactive) reach `upper` is overloaded: it gets no new
+/// sessions until they fall below `lower` (3/4 of `upper` when `lower` is 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Thresholds {
+    pub upper: u32,
+    pub lower: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +286,23 @@ pub struct RealServer {
     /// Stable across snapshots while the real server exists.
     pub id: u32,
     pub addr: Ipv4Addr,
+    /// 0: the port the client asked for (port-0 and port-group services).
     pub port: u16,
-    /// 0 drains: no new sessions, established ones continue.
+    /// 0..=2147483647; 0 drains: no new sessions, established ones continue.
     pub weight: u32,
+    pub thresholds: Thresholds,
+}
+
+impl RealServer {
+    pub fn new(id: u32, addr: Ipv4Addr, port: u16, weight: u32) -> Self {
+        RealServer {
+            id,
+            addr,
+            port,
+            weight,
+            thresholds: Thresholds::default(),
+        }
+    }
 }
 
 /// A static route: destinations in `prefix` leave through `port`, to `via` or directly.

@@ -97,6 +97,21 @@ pub struct WorkerStats {
     pub ip_options: u64,
     /// ICMP echo requests answered.
     pub icmp_echo_replies: u64,
+    /// Frames the engine built itself (ARP requests, gratuitous ARPs), sent or dropped.
+    pub originated: u64,
+    /// Frames the engine absorbed by design (ARP replies and announcements it learned from).
+    pub consumed: u64,
+    /// Frames waiting for their next hop's MAC now (a gauge).
+    pub held: u64,
+    /// Frames ever put in the hold queue, and those sent once their next hop resolved.
+    pub held_total: u64,
+    pub held_released: u64,
+    /// ARP requests for owned addresses answered; ARP requests and gratuitous ARPs sent.
+    pub arp_replies_sent: u64,
+    pub arp_requests_sent: u64,
+    pub gratuitous_arps_sent: u64,
+    /// Neighbours this worker entered into the shared table from ARP packets.
+    pub neighbours_learned: u64,
     /// ICMP errors translated and forwarded.
     pub icmp_errors_translated: u64,
     /// Sessions live now.
@@ -105,6 +120,10 @@ pub struct WorkerStats {
     pub sessions_created: u64,
     /// Sessions ended (timed out, or their service was removed).
     pub sessions_ended: u64,
+    /// Persistence templates live (as of the last housekeeping).
+    pub templates: u64,
+    /// New connections of persistent services scheduled without a template: table full.
+    pub templates_full: u64,
     /// Per service, by slot.
     pub services: Vec<ServiceStats>,
     /// Per local address, by slot.
@@ -120,10 +139,21 @@ impl Default for WorkerStats {
             drops: [0; DropReason::COUNT],
             ip_options: 0,
             icmp_echo_replies: 0,
+            originated: 0,
+            consumed: 0,
+            held: 0,
+            held_total: 0,
+            held_released: 0,
+            arp_replies_sent: 0,
+            arp_requests_sent: 0,
+            gratuitous_arps_sent: 0,
+            neighbours_learned: 0,
             icmp_errors_translated: 0,
             sessions: 0,
             sessions_created: 0,
             sessions_ended: 0,
+            templates: 0,
+            templates_full: 0,
             services: Vec::new(),
             local_addrs: Vec::new(),
         }
@@ -171,10 +201,21 @@ impl WorkerStats {
         }
         self.ip_options += other.ip_options;
         self.icmp_echo_replies += other.icmp_echo_replies;
+        self.originated += other.originated;
+        self.consumed += other.consumed;
+        self.held += other.held;
+        self.held_total += other.held_total;
+        self.held_released += other.held_released;
+        self.arp_replies_sent += other.arp_replies_sent;
+        self.arp_requests_sent += other.arp_requests_sent;
+        self.gratuitous_arps_sent += other.gratuitous_arps_sent;
+        self.neighbours_learned += other.neighbours_learned;
         self.icmp_errors_translated += other.icmp_errors_translated;
         self.sessions += other.sessions;
         self.sessions_created += other.sessions_created;
         self.sessions_ended += other.sessions_ended;
+        self.templates += other.templates;
+        self.templates_full += other.templates_full;
         for os in &other.services {
             let pos = self
                 .services

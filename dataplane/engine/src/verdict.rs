@@ -11,6 +11,10 @@ pub enum Verdict {
     Redirect { worker: u16 },
     /// Drop the frame; the reason has already been counted in the worker's stats.
     Drop(DropReason),
+    /// The engine took the frame: an ARP packet it learned from (counted as `consumed`), or
+    /// a packet copied into the hold queue until its next hop resolves (counted as `held`;
+    /// it leaves later through `Worker::drain_originated`). Free the buffer.
+    Consumed,
 }
 
 macro_rules! drop_reasons {
@@ -70,8 +74,10 @@ drop_reasons! {
     LocalPortsExhausted = "local_ports_exhausted",
     /// No route to the destination.
     NoRoute = "no_route",
-    /// Next hop's MAC address unknown.
+    /// Next hop's MAC address unknown: no ARP answer within the hold time (or no room left in the neighbour table).
     NoNeighbour = "no_neighbour",
+    /// The worker's queue of packets waiting for ARP resolution was full.
+    NeighbourQueueFull = "neighbour_queue_full",
     /// ICMP type the dataplane does not translate or answer.
     IcmpUnsupported = "icmp_unsupported",
     /// ICMP error whose embedded packet is truncated or belongs to no session.

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use crate::fnat::FullNat;
 use crate::frame::Frame;
+use crate::neigh::{Emit, NeighTable};
+use crate::packet::ether;
 use crate::rules::{Mode, PortIndex, Rules};
+use crate::sched::load::LoadBoard;
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
 
@@ -22,9 +25,16 @@ impl Worker {
     /// use: the session table and timer wheel (`rules.session_capacity` sessions), the port
     /// pools of its slice of every local address, the service and address indexes.
     pub fn new(id: u16, workers: u16, rules: Arc<Rules>) -> Self {
+        Self::with_board(id, workers, rules, Arc::new(LoadBoard::new(workers)))
+    }
+
+    /// As [`Worker::new`], sharing live connection counts with the other workers of the
+    /// dataplane through `board` (give every worker the same one); without it a worker's
+    /// connection-counting schedulers see only its own sessions.
+    pub fn with_board(id: u16, workers: u16, rules: Arc<Rules>, board: Arc<LoadBoard>) -> Self {
         assert!(workers > 0 && id < workers, "worker {id} of {workers}");
         let mut stats = WorkerStats::default();
-        let fnat = FullNat::new(id, workers, &rules, &mut stats);
+        let fnat = FullNat::with_board(id, workers, &rules, &mut stats, board);
         Worker {
             id,
             workers,
@@ -32,6 +42,39 @@ impl Worker {
             stats,
             fnat,
         }
+    }
+
+    /// Makes the worker use `table`, the neighbour table every worker of the dataplane shares
+    /// (a neighbour resolved by any worker is then resolved for all). Without it a worker has
+    /// a table of its own. Call it before the first frame.
+    pub fn share_neighbours(&mut self, table: Arc<NeighTable>) {
+        self.fnat.neighbours_mut().set_table(table);
+    }
+
+    /// Gratuitous ARP for owned addresses at start and when rules add one (worker 0 sends
+    /// them). On by default; replay turns it off so outputs hold only what inputs caused.
+    pub fn set_announce(&mut self, on: bool) {
+        self.fnat.neighbours_mut().set_announce(on);
+    }
+
+    /// Hands `emit` every frame the engine sends on its own: held frames whose next hop has
+    /// resolved, ARP requests, gratuitous ARPs; drops held frames whose hold time is over
+    /// (`no_neighbour`). `emit(port, bytes)` copies the bytes into a buffer staged for TX on
+    /// `port` and says how that went ([`Emit`]). Bounded; call it once per loop iteration.
+    pub fn drain_originated(
+        &mut self,
+        now_ns: u64,
+        mut emit: impl FnMut(PortIndex, &[u8]) -> Emit,
+    ) {
+        if let Mode::FullNat = self.rules.mode {
+            self.fnat
+                .drain_originated(now_ns, &mut self.stats, &mut emit);
+        }
+    }
+
+    /// Drops every frame still waiting for a next hop (the dataplane is stopping).
+    pub fn drop_held(&mut self) {
+        self.fnat.neighbours_mut().drop_held(&mut self.stats);
     }
 
     pub fn id(&self) -> u16 {
@@ -70,9 +113,10 @@ impl Worker {
         self.stats.count_drop(reason);
     }
 
-    /// The driver could not transmit `n` frames that got a `Transmit` verdict: moves them from
-    /// `transmitted` to the `TxFull` drop counter, so that received = transmitted + redirected +
-    /// dropped keeps holding.
+    /// The driver could not transmit `n` frames that got a `Transmit` verdict (or were handed
+    /// to `drain_originated`'s `emit`): moves them from `transmitted` to the `TxFull` drop
+    /// counter, so that received + originated = transmitted + redirected + dropped + consumed
+    /// + held keeps holding.
     pub fn tx_failed(&mut self, n: u64) {
         let n = n.min(self.stats.transmitted);
         self.stats.transmitted -= n;
@@ -96,14 +140,21 @@ impl Worker {
                 Some(port) => Verdict::Transmit { port },
                 None => Verdict::Drop(DropReason::NoForwardRule),
             },
-            Mode::FullNat => self
-                .fnat
-                .process(rx_port, frame.data_mut(), now_ns, &mut self.stats),
+            Mode::FullNat => {
+                let data = frame.data_mut();
+                if ether::ethertype(data) == Ok(ether::ETHERTYPE_ARP) {
+                    self.fnat.arp(rx_port, data, now_ns, &mut self.stats)
+                } else {
+                    self.fnat.process(rx_port, data, now_ns, &mut self.stats)
+                }
+            }
         };
         match verdict {
             Verdict::Transmit { .. } => self.stats.transmitted += 1,
             Verdict::Redirect { .. } => self.stats.redirected += 1,
             Verdict::Drop(reason) => self.stats.count_drop(reason),
+            // Counted by the engine as consumed or held.
+            Verdict::Consumed => {}
         }
         verdict
     }

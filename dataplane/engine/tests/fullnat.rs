@@ -484,9 +484,14 @@ fn no_route_and_no_neighbour() {
     let w = &mut ws[0];
     let (_, rs) = open(w, 47000, S);
     assert_eq!(rs, sa(RS1, 8080));
+    // RS2 has no static neighbour: the SYN waits for ARP (held), and is dropped as
+    // no_neighbour when nobody answers within the hold time.
     let mut f = tcp(sa(CLIENT, 47001), sa(VIP, 80), "S", b"");
-    assert_eq!(run(w, &mut f, S), Verdict::Drop(DropReason::NoNeighbour));
-    assert_eq!(w.stats().sessions, 1, "no session for an unreachable RS");
+    assert_eq!(run(w, &mut f, S), Verdict::Consumed);
+    assert_eq!(w.stats().held, 1);
+    w.drain_originated(5 * S, |_, _| fnat_engine::Emit::Sent);
+    assert_eq!(w.stats().held, 0);
+    assert_eq!(w.stats().drops[DropReason::NoNeighbour as usize], 1);
 
     r.routes.clear(); // no way back to clients
     let mut ws = workers(1, r);

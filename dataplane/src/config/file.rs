@@ -19,6 +19,9 @@ pub struct ConfigFile {
     pub forward: BTreeMap<String, String>,
     #[serde(default, rename = "service")]
     pub services: Vec<ServiceSection>,
+    /// Port groups (LVS firewall marks): services refer to them with `fwmark = MARK`.
+    #[serde(default, rename = "port_group")]
+    pub port_groups: Vec<PortGroupSection>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteSection>,
     #[serde(default, rename = "neighbour")]
@@ -93,10 +96,25 @@ pub struct PortSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSection {
-    pub vip: String,
-    pub port: u16,
-    pub protocol: String,
+    /// VIP, port (0 = every port) and protocol; or instead `fwmark`.
+    pub vip: Option<String>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+    /// The mark of a `[[port_group]]`: the service takes all of the group's VIP:ports.
+    pub fwmark: Option<u32>,
+    /// An ipvsadm scheduler name; default "wlc".
     pub scheduler: Option<String>,
+    /// Scheduler flags: sh-fallback, sh-port, mh-fallback, mh-port, flag-1..3.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// Persistence with the default timeout (360 s) when true.
+    pub persistent: Option<bool>,
+    /// Persistence timeout in seconds (implies `persistent = true`).
+    pub persistence_timeout: Option<u32>,
+    /// Netmask applied to client addresses for persistence; default 255.255.255.255.
+    pub persistence_netmask: Option<String>,
+    /// End a real server's sessions when it is removed (default: they run until they expire).
+    pub expire_on_removal: Option<bool>,
     #[serde(default)]
     pub local_addresses: Vec<String>,
     #[serde(default, rename = "real")]
@@ -107,8 +125,23 @@ pub struct ServiceSection {
 #[serde(deny_unknown_fields)]
 pub struct RealSection {
     pub address: String,
+    /// 0: the port the client asked for.
     pub port: u16,
     pub weight: Option<u32>,
+    /// Connections (active + inactive) at which the server stops getting new ones; 0 = none.
+    pub upper_threshold: Option<u32>,
+    /// Connections below which an overloaded server gets new ones again; 0 = 3/4 of upper.
+    pub lower_threshold: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortGroupSection {
+    pub name: String,
+    pub mark: u32,
+    pub protocol: String,
+    pub vip: String,
+    pub ports: Vec<u16>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -198,3 +198,152 @@ fn fnat_mistakes_are_named() {
         "service[0].local_addresses"
     );
 }
+
+const SERVICES: &str = r#"
+[[port]]
+name = "wan"
+device = "net_ring0"
+addresses = ["198.18.0.1/24", "198.18.0.100"]
+
+[[port]]
+name = "lan"
+device = "net_ring1"
+addresses = ["198.19.0.10/24"]
+
+[[port_group]]
+name = "web"
+mark = 7
+protocol = "tcp"
+vip = "198.18.0.100"
+ports = [80, 443]
+
+[[service]]
+fwmark = 7
+scheduler = "mh"
+flags = ["mh-fallback", "mh-port"]
+persistence_timeout = 600
+persistence_netmask = "255.255.255.0"
+expire_on_removal = true
+local_addresses = ["198.19.0.10"]
+real = [ { address = "198.19.1.10", port = 0, weight = 2147483647, upper_threshold = 100, lower_threshold = 50 },
+         { address = "198.19.1.11", port = 0, weight = 0 } ]
+
+[[service]]
+vip = "198.18.0.100"
+port = 0
+protocol = "udp"
+persistent = true
+local_addresses = ["198.19.0.10"]
+real = [ { address = "198.19.1.10", port = 0 } ]
+"#;
+
+#[test]
+fn services_with_port_groups_persistence_flags_and_thresholds_parse() {
+    use fnat_engine::rules::{Protocol, SchedFlags, SchedulerKind};
+    use std::net::Ipv4Addr;
+    let c = parse(SERVICES).unwrap();
+    let s = &c.rules.services[0];
+    assert_eq!(s.scheduler, SchedulerKind::Mh);
+    assert_eq!(
+        s.options.sched_flags,
+        SchedFlags(SchedFlags::FALLBACK | SchedFlags::PORT)
+    );
+    let p = s.options.persistence.unwrap();
+    assert_eq!(
+        (p.timeout_secs, p.netmask),
+        (600, Ipv4Addr::new(255, 255, 255, 0))
+    );
+    assert!(s.options.expire_on_removal);
+    let g = s.options.port_group.as_ref().unwrap();
+    assert_eq!((g.mark, g.name.as_str()), (7, "web"));
+    assert_eq!(
+        g.members.iter().map(|e| e.port).collect::<Vec<_>>(),
+        [80, 443]
+    );
+    assert_eq!((s.port, s.protocol), (80, Protocol::Tcp));
+    assert_eq!(s.reals[0].weight, 2147483647);
+    assert_eq!(
+        (s.reals[0].thresholds.upper, s.reals[0].thresholds.lower),
+        (100, 50)
+    );
+    assert_eq!(s.reals[1].port, 0);
+    let u = &c.rules.services[1];
+    assert_eq!(u.port, 0);
+    assert_eq!(u.scheduler, SchedulerKind::Wlc, "wlc is the default");
+    assert_eq!(u.options.persistence.unwrap().timeout_secs, 360);
+    assert_eq!(u.options.persistence.unwrap().netmask, Ipv4Addr::BROADCAST);
+    assert_eq!(u.options.port_group, None);
+}
+
+#[test]
+fn service_option_mistakes_are_named() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "scheduler = \"mh\"",
+            "scheduler = \"maglev\"",
+            "service[0].scheduler",
+        ),
+        ("\"mh-port\"]", "\"mh-pot\"]", "service[0].flags[1]"),
+        (
+            "persistence_timeout = 600",
+            "persistence_timeout = 0",
+            "service[0].persistence_timeout",
+        ),
+        (
+            "\"255.255.255.0\"",
+            "\"255.0.255.0\"",
+            "service[0].persistence_netmask",
+        ),
+        ("fwmark = 7", "fwmark = 8", "service[0].fwmark"),
+        ("fwmark = 7", "fwmark = 7\nport = 80", "service[0].port"),
+        (
+            "weight = 2147483647",
+            "weight = 2147483648",
+            "service[0].real[0].weight",
+        ),
+        (
+            "lower_threshold = 50",
+            "lower_threshold = 101",
+            "service[0].real[0].lower_threshold",
+        ),
+        (
+            "upper_threshold = 100",
+            "upper_threshold = 2147483648",
+            "service[0].real[0].upper_threshold",
+        ),
+        ("mark = 7", "mark = 0", "port_group[0].mark"),
+        (
+            "ports = [80, 443]",
+            "ports = [80, 80]",
+            "port_group[0].ports[1]",
+        ),
+        ("ports = [80, 443]", "ports = []", "port_group[0].ports"),
+        (
+            "protocol = \"tcp\"\nvip",
+            "protocol = \"icmp\"\nvip",
+            "port_group[0].protocol",
+        ),
+        (
+            "persistent = true",
+            "persistent = true\npersistence_netmask = \"x\"",
+            "service[1].persistence_netmask",
+        ),
+        (
+            "port = 0\nprotocol = \"udp\"",
+            "protocol = \"udp\"",
+            "service[1].port",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let text = SERVICES.replacen(from, to, 1);
+        assert_ne!(text, SERVICES, "{from}");
+        assert_eq!(&err(&text).key, key, "{from} -> {to}");
+    }
+    // A netmask without persistence, and an inet service on a grouped endpoint.
+    let no_persist = SERVICES.replace("persistent = true", "persistence_netmask = \"255.255.0.0\"");
+    assert_eq!(err(&no_persist).key, "service[1].persistence_netmask");
+    let clash = format!(
+        "{SERVICES}\n[[service]]\nvip = \"198.18.0.100\"\nport = 443\nprotocol = \"tcp\"\nlocal_addresses = [\"198.19.0.10\"]\n"
+    );
+    assert_eq!(err(&clash).key, "service[2].port");
+}

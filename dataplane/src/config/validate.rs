@@ -4,12 +4,16 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
 use fnat_engine::rules::{
-    Mode, Neighbour, PortIndex, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind,
-    Service, Timeouts,
+    Endpoint, Mode, Neighbour, Persistence, PortGroup, PortIndex, PortRule, Protocol, RealServer,
+    Route, Rules, SchedFlags, SchedulerKind, Service, ServiceOptions, Thresholds, Timeouts,
+    DEFAULT_PERSISTENCE_TIMEOUT,
 };
 
-use super::file::{ConfigFile, ServiceSection, TimeoutsSection};
+use super::file::{ConfigFile, PortGroupSection, ServiceSection, TimeoutsSection};
 use super::values;
 use super::{AppConfig, ControlSettings, DataplaneSettings, EalSettings, PortSpec, DEFAULT_SOCKET};
 
@@ -54,7 +58,8 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         Mode::Passthrough { forward }
     };
 
-    let services = services(&file.services)?;
+    let groups = port_groups(&file.port_groups)?;
+    let services = services(&file.services, &groups)?;
     let mut routes = Vec::with_capacity(file.routes.len());
     for (i, r) in file.routes.iter().enumerate() {
         let key = |field: &str| format!("route[{i}].{field}");
@@ -310,44 +315,205 @@ fn ports(file: &ConfigFile) -> Result<Vec<PortSpec>, Invalid> {
     Ok(out)
 }
 
-fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
+fn protocol(text: &str, key: String) -> Result<Protocol, Invalid> {
+    match text {
+        "tcp" | "TCP" => Ok(Protocol::Tcp),
+        "udp" | "UDP" => Ok(Protocol::Udp),
+        other => Err(invalid(key, format!("'{other}' is not one of: tcp, udp"))),
+    }
+}
+
+/// The `[[port_group]]` tables, by mark.
+fn port_groups(sections: &[PortGroupSection]) -> Result<HashMap<u32, PortGroup>, Invalid> {
+    let mut out: HashMap<u32, PortGroup> = HashMap::new();
+    let mut names = HashSet::new();
+    let mut endpoints = HashSet::new();
+    for (i, g) in sections.iter().enumerate() {
+        let key = |field: &str| format!("port_group[{i}].{field}");
+        if g.name.is_empty() {
+            return Err(invalid(key("name"), "is empty"));
+        }
+        if !names.insert(g.name.as_str()) {
+            return Err(invalid(
+                key("name"),
+                format!("'{}' is defined twice", g.name),
+            ));
+        }
+        if g.mark == 0 {
+            return Err(invalid(key("mark"), "must be 1 to 4294967295"));
+        }
+        if out.contains_key(&g.mark) {
+            return Err(invalid(
+                key("mark"),
+                format!("mark {} is used by another port group", g.mark),
+            ));
+        }
+        let protocol = protocol(&g.protocol, key("protocol"))?;
+        let vip = values::ipv4(&g.vip).map_err(|e| invalid(key("vip"), e))?;
+        if g.ports.is_empty() {
+            return Err(invalid(key("ports"), "lists no port"));
+        }
+        let mut members = Vec::with_capacity(g.ports.len());
+        for (j, &port) in g.ports.iter().enumerate() {
+            let pkey = format!("port_group[{i}].ports[{j}]");
+            if port == 0 {
+                return Err(invalid(pkey, "must be 1 to 65535"));
+            }
+            if !endpoints.insert((vip, protocol, port)) {
+                return Err(invalid(
+                    pkey,
+                    format!("{vip}:{port} is already in a port group"),
+                ));
+            }
+            members.push(Endpoint {
+                vip,
+                protocol,
+                port,
+            });
+        }
+        out.insert(
+            g.mark,
+            PortGroup {
+                mark: g.mark,
+                name: g.name.clone(),
+                members,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A netmask: contiguous ones from the top.
+fn netmask(text: &str) -> Result<Ipv4Addr, String> {
+    let m = values::ipv4(text)?;
+    let bits = u32::from(m);
+    if bits.leading_ones() + bits.trailing_zeros() != 32 {
+        return Err(format!("{m} is not a netmask"));
+    }
+    Ok(m)
+}
+
+/// Longest persistence timeout (as ipvsadm: 31 days).
+const MAX_PERSISTENCE_TIMEOUT: u32 = 31 * 24 * 3600;
+
+fn services(
+    sections: &[ServiceSection],
+    groups: &HashMap<u32, PortGroup>,
+) -> Result<Vec<Service>, Invalid> {
     let mut seen = HashSet::new();
+    let mut marks = HashSet::new();
     let mut next_real_id = 1u32;
     let mut out = Vec::with_capacity(sections.len());
+    // Endpoints of the port groups used by services, to catch clashes with inet services.
+    let mut grouped: HashSet<(Ipv4Addr, Protocol, u16)> = HashSet::new();
+    for s in sections {
+        if let Some(g) = s.fwmark.and_then(|m| groups.get(&m)) {
+            grouped.extend(g.members.iter().map(|e| (e.vip, e.protocol, e.port)));
+        }
+    }
     for (i, s) in sections.iter().enumerate() {
         let key = |field: &str| format!("service[{i}].{field}");
-        let vip = values::ipv4(&s.vip).map_err(|e| invalid(key("vip"), e))?;
-        let protocol = match s.protocol.as_str() {
-            "tcp" | "TCP" => Protocol::Tcp,
-            "udp" | "UDP" => Protocol::Udp,
-            other => {
-                return Err(invalid(
+        let (vip, protocol, port, port_group) = match s.fwmark {
+            Some(mark) => {
+                for (field, given) in [
+                    ("vip", s.vip.is_some()),
+                    ("port", s.port.is_some()),
+                    ("protocol", s.protocol.is_some()),
+                ] {
+                    if given {
+                        return Err(invalid(
+                            key(field),
+                            "a port-group service (fwmark) takes its addresses from the group",
+                        ));
+                    }
+                }
+                let group = groups.get(&mark).ok_or_else(|| {
+                    invalid(key("fwmark"), format!("no [[port_group]] has mark {mark}"))
+                })?;
+                if !marks.insert(mark) {
+                    return Err(invalid(
+                        key("fwmark"),
+                        format!("mark {mark} has another service"),
+                    ));
+                }
+                let first = group.members[0];
+                (first.vip, first.protocol, first.port, Some(group.clone()))
+            }
+            None => {
+                let missing = |field: &str| invalid(key(field), "missing (or give fwmark)");
+                let vip = values::ipv4(s.vip.as_deref().ok_or_else(|| missing("vip"))?)
+                    .map_err(|e| invalid(key("vip"), e))?;
+                let protocol = protocol(
+                    s.protocol.as_deref().ok_or_else(|| missing("protocol"))?,
                     key("protocol"),
-                    format!("'{other}' is not one of: tcp, udp"),
-                ))
+                )?;
+                let port = s.port.ok_or_else(|| missing("port"))?;
+                if !seen.insert((vip, protocol, port)) {
+                    return Err(invalid(
+                        key("vip"),
+                        format!("service {vip}:{port} is defined twice"),
+                    ));
+                }
+                if grouped.contains(&(vip, protocol, port)) {
+                    return Err(invalid(
+                        key("port"),
+                        format!("{vip}:{port} belongs to a port group that has a service"),
+                    ));
+                }
+                (vip, protocol, port, None)
             }
         };
-        if s.port == 0 {
+        let scheduler_name = s.scheduler.as_deref().unwrap_or("wlc");
+        let scheduler = SchedulerKind::from_name(scheduler_name).ok_or_else(|| {
+            let names: Vec<&str> = SchedulerKind::ALL.iter().map(|k| k.name()).collect();
+            invalid(
+                key("scheduler"),
+                format!("'{scheduler_name}' is not one of: {}", names.join(", ")),
+            )
+        })?;
+        let mut flags = SchedFlags::default();
+        for (j, f) in s.flags.iter().enumerate() {
+            let bit = SchedFlags::bit_of(f).ok_or_else(|| {
+                invalid(
+                    format!("service[{i}].flags[{j}]"),
+                    format!(
+                        "'{f}' is not one of: sh-fallback, sh-port, mh-fallback, mh-port, flag-1, flag-2, flag-3"
+                    ),
+                )
+            })?;
+            flags.0 |= bit;
+        }
+        let persistent = s.persistent.unwrap_or(false) || s.persistence_timeout.is_some();
+        if s.persistent == Some(false) && s.persistence_timeout.is_some() {
             return Err(invalid(
-                key("port"),
-                "port 0 services are not supported yet",
+                key("persistence_timeout"),
+                "given while persistent = false",
             ));
         }
-        if !seen.insert((vip, protocol, s.port)) {
-            return Err(invalid(
-                key("vip"),
-                format!("service {vip}:{} is defined twice", s.port),
-            ));
-        }
-        let scheduler = match s.scheduler.as_deref().unwrap_or("rr") {
-            "rr" => SchedulerKind::Rr,
-            "wrr" => SchedulerKind::Wrr,
-            other => {
+        let persistence = if persistent {
+            let timeout_secs = s.persistence_timeout.unwrap_or(DEFAULT_PERSISTENCE_TIMEOUT);
+            if !(1..=MAX_PERSISTENCE_TIMEOUT).contains(&timeout_secs) {
                 return Err(invalid(
-                    key("scheduler"),
-                    format!("'{other}' is not one of: rr, wrr"),
-                ))
+                    key("persistence_timeout"),
+                    format!("must be 1 to {MAX_PERSISTENCE_TIMEOUT} seconds"),
+                ));
             }
+            let netmask = match &s.persistence_netmask {
+                Some(m) => netmask(m).map_err(|e| invalid(key("persistence_netmask"), e))?,
+                None => Ipv4Addr::BROADCAST,
+            };
+            Some(Persistence {
+                timeout_secs,
+                netmask,
+            })
+        } else {
+            if s.persistence_netmask.is_some() {
+                return Err(invalid(
+                    key("persistence_netmask"),
+                    "needs persistence (persistent = true or persistence_timeout)",
+                ));
+            }
+            None
         };
         let mut local_addresses = Vec::with_capacity(s.local_addresses.len());
         for (j, a) in s.local_addresses.iter().enumerate() {
@@ -371,12 +537,23 @@ fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
         for (j, r) in s.reals.iter().enumerate() {
             let rkey = |field: &str| format!("service[{i}].real[{j}].{field}");
             let addr = values::ipv4(&r.address).map_err(|e| invalid(rkey("address"), e))?;
-            if r.port == 0 {
-                return Err(invalid(rkey("port"), "must be 1 to 65535"));
-            }
             let weight = r.weight.unwrap_or(1);
             if weight > i32::MAX as u32 {
                 return Err(invalid(rkey("weight"), "must be 0 to 2147483647"));
+            }
+            let upper = r.upper_threshold.unwrap_or(0);
+            let lower = r.lower_threshold.unwrap_or(0);
+            if upper > i32::MAX as u32 {
+                return Err(invalid(rkey("upper_threshold"), "must be 0 to 2147483647"));
+            }
+            if lower > i32::MAX as u32 {
+                return Err(invalid(rkey("lower_threshold"), "must be 0 to 2147483647"));
+            }
+            if upper != 0 && lower > upper {
+                return Err(invalid(
+                    rkey("lower_threshold"),
+                    format!("{lower} is above the upper threshold {upper}"),
+                ));
             }
             if reals
                 .iter()
@@ -387,23 +564,21 @@ fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
                     format!("{addr}:{} is listed twice", r.port),
                 ));
             }
-            reals.push(RealServer {
-                id: next_real_id,
-                addr,
-                port: r.port,
-                weight,
-            });
+            let mut real = RealServer::new(next_real_id, addr, r.port, weight);
+            real.thresholds = Thresholds { upper, lower };
+            reals.push(real);
             next_real_id += 1;
         }
-        out.push(Service {
-            id: i as u32 + 1,
-            vip,
-            protocol,
-            port: s.port,
-            scheduler,
-            reals,
-            local_addresses,
-        });
+        let mut service = Service::new(i as u32 + 1, vip, protocol, port, scheduler);
+        service.reals = reals;
+        service.local_addresses = local_addresses;
+        service.options = ServiceOptions {
+            sched_flags: flags,
+            persistence,
+            port_group,
+            expire_on_removal: s.expire_on_removal.unwrap_or(false),
+        };
+        out.push(service);
     }
     Ok(out)
 }

@@ -1,14 +1,14 @@
-//! Operator model → engine snapshot. The engine so far runs full-NAT with the rr and wrr
-//! schedulers, without persistence or fwmark services; everything else is refused here with
+//! Operator model → engine snapshot. Whatever the engine cannot run yet is refused here with
 //! a clear error, so a change the engine cannot run is never published. What the engine
 //! supports is decided in [`engine_scheduler`] and [`check_engine_support`] only.
 
 use fnat_engine::rules::{
-    Mode, Protocol as EngineProtocol, RealServer, Rules, SchedulerKind, Service as EngineService,
-    Timeouts,
+    Mode, Persistence as EnginePersistence, Protocol as EngineProtocol, RealServer, Rules,
+    SchedFlags as EngineSchedFlags, SchedulerKind, Service as EngineService, Thresholds, Timeouts,
 };
 use fnat_proto::model::{
-    ForwardMethod, LocalAddress, Protocol, Real, RuleSet, Scheduler, Service, ServiceAddr,
+    ForwardMethod, LocalAddress, Persistence, Protocol, Real, RuleSet, SchedFlags, Scheduler,
+    Service, ServiceAddr,
 };
 use fnat_proto::msg::{ErrorBody, ErrorKind};
 
@@ -23,13 +23,8 @@ fn unsupported(message: String) -> ErrorBody {
 
 /// The engine's scheduler for an IPVS scheduler name, when it has one.
 pub fn engine_scheduler(s: Scheduler) -> Result<SchedulerKind, ErrorBody> {
-    match s {
-        Scheduler::Rr => Ok(SchedulerKind::Rr),
-        Scheduler::Wrr => Ok(SchedulerKind::Wrr),
-        other => Err(unsupported(format!(
-            "scheduler {other} is not supported by the engine yet (supported: rr, wrr)"
-        ))),
-    }
+    SchedulerKind::from_name(s.name())
+        .ok_or_else(|| unsupported(format!("scheduler {s} is not supported by the engine yet")))
 }
 
 /// Everything else a service may ask for that the engine cannot do yet.
@@ -38,12 +33,6 @@ fn check_engine_support(s: &Service) -> Result<(), ErrorBody> {
         return Err(unsupported(
             "fwmark services are not supported by the engine yet".into(),
         ));
-    }
-    if s.persistence.is_some() {
-        return Err(unsupported(format!(
-            "{}: persistence (-p) is not supported by the engine yet",
-            s.addr
-        )));
     }
     if s.one_packet {
         return Err(unsupported(format!(
@@ -56,12 +45,6 @@ fn check_engine_support(s: &Service) -> Result<(), ErrorBody> {
             return Err(unsupported(format!(
                 "forwarding mode {} not supported yet: fnat forwards in full-NAT only",
                 r.forward.ipvsadm_name()
-            )));
-        }
-        if r.upper_threshold != 0 || r.lower_threshold != 0 {
-            return Err(unsupported(format!(
-                "{}: connection thresholds (-x/-y) are not supported by the engine yet",
-                s.addr
             )));
         }
     }
@@ -121,28 +104,30 @@ pub fn compile(
             .reals
             .iter()
             .map(|r| {
-                Ok(RealServer {
-                    id: ids
-                        .real(&s.addr, r.key())
-                        .ok_or_else(|| internal(&r.key().to_string()))?,
-                    addr: r.addr,
-                    port: r.port,
-                    weight: r.weight,
-                })
+                let id = ids
+                    .real(&s.addr, r.key())
+                    .ok_or_else(|| internal(&r.key().to_string()))?;
+                let mut real = RealServer::new(id, r.addr, r.port, r.weight);
+                real.thresholds = Thresholds {
+                    upper: r.upper_threshold,
+                    lower: r.lower_threshold,
+                };
+                Ok(real)
             })
             .collect::<Result<Vec<_>, ErrorBody>>()?;
-        services.push(EngineService {
-            id,
-            vip,
-            protocol: match protocol {
-                Protocol::Tcp => EngineProtocol::Tcp,
-                Protocol::Udp => EngineProtocol::Udp,
-            },
-            port,
-            scheduler,
-            reals,
-            local_addresses: s.local_addresses.iter().map(|l| l.addr).collect(),
+        let protocol = match protocol {
+            Protocol::Tcp => EngineProtocol::Tcp,
+            Protocol::Udp => EngineProtocol::Udp,
+        };
+        let mut service = EngineService::new(id, vip, protocol, port, scheduler);
+        service.reals = reals;
+        service.local_addresses = s.local_addresses.iter().map(|l| l.addr).collect();
+        service.options.sched_flags = EngineSchedFlags(s.sched_flags.0);
+        service.options.persistence = s.persistence.map(|p| EnginePersistence {
+            timeout_secs: p.timeout,
+            netmask: p.netmask,
         });
+        services.push(service);
     }
     Ok(Rules {
         generation: base.generation,
@@ -173,15 +158,17 @@ pub fn from_engine(rules: &Rules) -> (RuleSet, IdBook) {
             port: s.port,
         };
         ids.keep_service(addr, s.id);
-        let mut service = Service::new(
-            addr,
-            match s.scheduler {
-                SchedulerKind::Rr => Scheduler::Rr,
-                SchedulerKind::Wrr => Scheduler::Wrr,
-            },
-        );
+        let scheduler = s.scheduler.name().parse().unwrap_or(Scheduler::Wlc);
+        let mut service = Service::new(addr, scheduler);
+        service.sched_flags = SchedFlags(s.options.sched_flags.0);
+        service.persistence = s.options.persistence.map(|p| Persistence {
+            timeout: p.timeout_secs,
+            netmask: p.netmask,
+        });
         for r in &s.reals {
-            let real = Real::new(r.addr, r.port, r.weight);
+            let mut real = Real::new(r.addr, r.port, r.weight);
+            real.upper_threshold = r.thresholds.upper;
+            real.lower_threshold = r.thresholds.lower;
             ids.keep_real(addr, real.key(), r.id);
             service.reals.push(real);
         }
@@ -218,30 +205,48 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_schedulers_are_refused_with_their_name() {
+    fn what_the_engine_cannot_run_is_refused() {
         let mut set = RuleSet::default();
-        set.services.push(Service::new(
-            ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 1), 80),
+        let mut s = Service::new(
+            ServiceAddr::udp(Ipv4Addr::new(10, 0, 0, 1), 53),
             Scheduler::Lc,
-        ));
+        );
+        s.one_packet = true;
+        set.services.push(s);
         let mut ids = IdBook::default();
         ids.assign(&set);
         let e = compile(&base(), &Timeouts::default(), &set, &ids).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unsupported);
-        assert!(e.message.starts_with("scheduler lc is not supported by the engine yet"));
+        assert!(e
+            .message
+            .contains("one-packet scheduling (-o) is not supported by the engine yet"));
+        set.services[0] = Service::new(ServiceAddr::Fwmark(3), Scheduler::Rr);
+        ids.assign(&set);
+        let e = compile(&base(), &Timeouts::default(), &set, &ids).unwrap_err();
+        assert!(
+            e.message.contains("fwmark services are not supported"),
+            "{e:?}"
+        );
         for s in Scheduler::ALL {
-            assert_eq!(
-                engine_scheduler(s).is_ok(),
-                matches!(s, Scheduler::Rr | Scheduler::Wrr)
-            );
+            assert_eq!(engine_scheduler(s).map(|k| k.name()), Ok(s.name()));
         }
     }
 
     #[test]
     fn compile_and_back_keep_services_and_ids() {
         let mut set = RuleSet::default();
-        let mut s = Service::new(ServiceAddr::udp(Ipv4Addr::new(10, 0, 0, 1), 53), Scheduler::Wrr);
-        s.reals.push(Real::new(Ipv4Addr::new(192, 168, 0, 1), 53, 4));
+        let mut s = Service::new(
+            ServiceAddr::udp(Ipv4Addr::new(10, 0, 0, 1), 53),
+            Scheduler::Sh,
+        );
+        s.sched_flags = SchedFlags(SchedFlags::FLAG2);
+        s.persistence = Some(Persistence {
+            timeout: 60,
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+        });
+        let mut r = Real::new(Ipv4Addr::new(192, 168, 0, 1), 53, 4);
+        r.upper_threshold = 10;
+        s.reals.push(r);
         s.local_addresses.push(LocalAddress {
             addr: Ipv4Addr::new(10, 1, 0, 1),
             device: None,
@@ -255,7 +260,10 @@ mod tests {
         assert_eq!(rules.services[0].reals[0].weight, 4);
         let (back, back_ids) = from_engine(&rules);
         assert_eq!(back.services, set.services);
-        assert_eq!(back_ids.service(&set.services[0].addr), ids.service(&set.services[0].addr));
+        assert_eq!(
+            back_ids.service(&set.services[0].addr),
+            ids.service(&set.services[0].addr)
+        );
     }
 
     #[test]

@@ -89,7 +89,8 @@ mod tests {
         let b = ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 2), 80);
         let mut rules = RuleSet::default();
         let mut sa = Service::new(a, Scheduler::Rr);
-        sa.reals.push(Real::new(Ipv4Addr::new(192, 168, 0, 1), 80, 1));
+        sa.reals
+            .push(Real::new(Ipv4Addr::new(192, 168, 0, 1), 80, 1));
         rules.services.push(sa);
         rules.services.push(Service::new(b, Scheduler::Rr));
         let mut ids = IdBook::default();
@@ -105,6 +106,9 @@ mod tests {
         assert_eq!(ids.service(&b), None);
         rules.services.push(Service::new(b, Scheduler::Rr));
         ids.assign(&rules);
-        assert!(ids.service(&b).unwrap() > idb, "a re-added service gets a fresh id");
+        assert!(
+            ids.service(&b).unwrap() > idb,
+            "a re-added service gets a fresh id"
+        );
     }
 }

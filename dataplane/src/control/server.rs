@@ -30,7 +30,8 @@ const ACCEPT_POLL: Duration = Duration::from_millis(20);
 pub fn bind(path: &Path) -> Result<UnixListener, String> {
     let shown = path.display();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("control socket directory {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("control socket directory {}: {e}", dir.display()))?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
@@ -109,7 +110,9 @@ fn accept_loop(
             let mut stream = stream;
             let busy = ErrorBody {
                 kind: ErrorKind::Internal,
-                message: format!("busy: {MAX_CONNECTIONS} control connections are open; retry later"),
+                message: format!(
+                    "busy: {MAX_CONNECTIONS} control connections are open; retry later"
+                ),
             };
             let _ = stream.write_all(Response::error(busy).encode().as_bytes());
             drop(slot);

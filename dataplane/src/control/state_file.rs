@@ -22,7 +22,8 @@ pub fn load(path: &Path) -> Result<Option<RuleSet>, String> {
 /// Writes `rules` to `path` atomically.
 pub fn store(path: &Path, rules: &RuleSet) -> Result<(), String> {
     let text = to_toml(rules)?;
-    let fail = |what: &str, e: std::io::Error| format!("state file {}: {what}: {e}", path.display());
+    let fail =
+        |what: &str, e: std::io::Error| format!("state file {}: {what}: {e}", path.display());
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = Path::new(&tmp_name);

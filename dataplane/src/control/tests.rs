@@ -85,7 +85,10 @@ fn config(dir: &Path, state: bool) -> AppConfig {
         dir.join("ctl.sock").display()
     );
     if state {
-        text.push_str(&format!("state_file = \"{}\"\n", dir.join("state.toml").display()));
+        text.push_str(&format!(
+            "state_file = \"{}\"\n",
+            dir.join("state.toml").display()
+        ));
     }
     AppConfig::parse(&dir.join("cfg.toml"), &text).unwrap()
 }
@@ -123,8 +126,8 @@ fn a_change_is_published_and_a_rejected_one_changes_nothing() {
     assert_eq!(after_add.services[0].reals.len(), 2);
 
     // Duplicate, unsupported scheduler, bad batch: each refused, nothing moves.
-    let lc = Request::Change(Change::ServiceAdd {
-        service: Service::new(ServiceAddr::tcp(Ipv4Addr::new(198, 18, 0, 101), 80), Scheduler::Lc),
+    let fwmark = Request::Change(Change::ServiceAdd {
+        service: Service::new(ServiceAddr::Fwmark(5), Scheduler::Rr),
     });
     let batch = Request::Query(Query::Apply {
         changes: vec![
@@ -136,15 +139,21 @@ fn a_change_is_published_and_a_rejected_one_changes_nothing() {
     });
     for (request, kind) in [
         (&add, ErrorKind::DestinationExists),
-        (&lc, ErrorKind::Unsupported),
+        (&fwmark, ErrorKind::Unsupported),
         (&batch, ErrorKind::NoSuchService),
     ] {
         let e: ErrorBody = Response::decode::<Applied>(&ask(&cfg, request)).unwrap_err();
         assert_eq!(e.kind, kind, "{e:?}");
-        assert_eq!(*store.current(), *after_add, "a rejected change moved the rules");
+        assert_eq!(
+            *store.current(),
+            *after_add,
+            "a rejected change moved the rules"
+        );
     }
-    let e = Response::decode::<Applied>(&ask(&cfg, &lc)).unwrap_err();
-    assert!(e.message.contains("scheduler lc is not supported by the engine yet"));
+    let e = Response::decode::<Applied>(&ask(&cfg, &fwmark)).unwrap_err();
+    assert!(e
+        .message
+        .contains("fwmark services are not supported by the engine yet"));
     handle.stop();
     assert!(!cfg.control.socket.exists(), "stop removes the socket");
 }
@@ -186,7 +195,10 @@ fn listing_maps_counters_to_addresses() {
     let st = listing.service_stats(&vip()).unwrap();
     assert_eq!(st.counters.conns, 7, "a service sums its reals");
     assert_eq!(st.reals[0].addr, Some(Ipv4Addr::new(198, 19, 1, 10)));
-    assert_eq!((st.reals[0].active_conns, st.reals[0].inactive_conns), (2, 1));
+    assert_eq!(
+        (st.reals[0].active_conns, st.reals[0].inactive_conns),
+        (2, 1)
+    );
     let conns: Vec<ConnEntry> = Response::decode(&ask(
         &cfg,
         &Request::Query(Query::Connections {
@@ -220,7 +232,10 @@ fn the_state_file_is_written_and_read_back() {
     let saved = std::fs::read_to_string(dir.0.join("state.toml")).unwrap();
     assert!(saved.contains("tcp = 100"), "{saved}");
     let (_handle, store) = start_with(&cfg);
-    assert!(store.current().services.is_empty(), "the state file wins over the config");
+    assert!(
+        store.current().services.is_empty(),
+        "the state file wins over the config"
+    );
     assert_eq!(store.current().timeouts.tcp_established, 100);
 }
 
@@ -239,7 +254,10 @@ fn a_live_socket_is_refused_and_a_stale_one_replaced() {
     assert!(cfg.control.socket.exists());
     let (_h, _s) = start_with(&cfg);
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&cfg.control.socket).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&cfg.control.socket)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o660);
 }
 

@@ -19,7 +19,7 @@ use dpdk_bindings::mbuf::TimestampField;
 use dpdk_bindings::mempool::{Mempool, DEFAULT_DATA_ROOM};
 use dpdk_bindings::port::{Port, PortConfig};
 use dpdk_bindings::ring::MbufRing;
-use fnat_engine::{PortIndex, Rules, Worker};
+use fnat_engine::{NeighTable, PortIndex, Rules, Worker};
 
 use crate::config::{eal_args, AppConfig};
 use crate::rules_store::RulesStore;
@@ -181,9 +181,23 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let (report_tx, report_rx) = mpsc::channel::<WorkerReport>();
     let mut launched = Vec::with_capacity(workers);
+    // One neighbour table for all workers: an ARP reply on any queue resolves for everyone.
+    let neighbours = Arc::new(NeighTable::new(fnat_engine::neigh::DEFAULT_TABLE_CAPACITY));
+    // Live connection counts per real server, shared by the workers' schedulers.
+    let load_board = Arc::new(fnat_engine::sched::load::LoadBoard::new(d.workers));
     for (w, &lcore_id) in lcores.iter().take(workers).enumerate() {
+        let mut engine = Worker::with_board(
+            w as u16,
+            d.workers,
+            Arc::clone(&rules),
+            Arc::clone(&load_board),
+        );
+        engine.share_neighbours(Arc::clone(&neighbours));
+        // Replay outputs hold only what the captures caused: no gratuitous ARP there.
+        engine.set_announce(kind == RunKind::Live);
         let worker_loop = WorkerLoop {
-            engine: Worker::new(w as u16, d.workers, Arc::clone(&rules)),
+            engine,
+            pool: Arc::clone(&pool),
             queue: w as u16,
             ports: up.ports.clone(),
             index_of_port_id: index_of_port_id.clone(),
@@ -263,7 +277,7 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
     let device_rx_dropped: Vec<u64> = up
         .ports
         .iter()
-        .map(|p| p.stats().map_or(0, |s| s.imissed + s.rx_nombuf))
+        .map(|p| p.stats().map_or(0, |s| s.imissed + s.rx_nombuf + s.ierrors))
         .collect();
     let mut totals = Totals::new(&names, &reports, &device_rx_dropped);
     up.shutdown();

@@ -12,7 +12,7 @@ use super::worker_loop::WorkerReport;
 pub struct PortTotals {
     /// Frames the workers pulled from the port.
     pub rx_packets: u64,
-    /// Frames the device itself missed or could not store (imissed + rx_nombuf).
+    /// Frames the device itself missed or could not store (imissed + rx_nombuf + ierrors).
     pub rx_dropped: u64,
     pub tx_packets: u64,
     /// Frames the TX queue refused.
@@ -72,9 +72,12 @@ impl Totals {
         self.ports.iter().map(|(_, t)| t.tx_packets).sum()
     }
 
-    /// True when every received frame was either transmitted or dropped with a reason.
+    /// True when the books close: every frame received or originated by the engine (ARP
+    /// requests, gratuitous ARPs) was transmitted, dropped with a reason, consumed by the
+    /// engine (ARP it learned from), or is still held waiting for a neighbour.
     pub fn balanced(&self) -> bool {
-        self.rx() == self.tx() + self.engine.dropped()
+        self.rx() + self.engine.originated
+            == self.tx() + self.engine.dropped() + self.engine.consumed + self.engine.held
     }
 
     /// The text printed at exit.
@@ -121,13 +124,28 @@ impl Totals {
         if let Some(leaked) = self.mbufs_leaked {
             let _ = writeln!(out, "  mbufs leaked: {leaked}");
         }
+        let e = &self.engine;
         let _ = writeln!(
             out,
-            "  accounted: RX {} {} forwarded {} + dropped {}",
+            "  ARP: replies sent {}, requests sent {}, gratuitous sent {}, neighbours learned {}; \
+             held for a neighbour {} (released {})",
+            e.arp_replies_sent,
+            e.arp_requests_sent,
+            e.gratuitous_arps_sent,
+            e.neighbours_learned,
+            e.held_total,
+            e.held_released
+        );
+        let _ = writeln!(
+            out,
+            "  accounted: RX {} + originated {} {} forwarded {} + dropped {} + consumed {} + held {}",
             self.rx(),
+            e.originated,
             if self.balanced() { "=" } else { "!=" },
             self.tx(),
-            self.engine.dropped()
+            e.dropped(),
+            e.consumed,
+            e.held
         );
         out
     }
@@ -173,7 +191,9 @@ mod tests {
         );
         assert!(text.contains("    no_service               2\n"), "{text}");
         assert!(
-            text.contains("  accounted: RX 5 = forwarded 3 + dropped 2\n"),
+            text.contains(
+                "  accounted: RX 5 + originated 0 = forwarded 3 + dropped 2 + consumed 0 + held 0\n"
+            ),
             "{text}"
         );
         assert!(totals.balanced());
@@ -190,8 +210,8 @@ mod tests {
         };
         let totals = Totals::new(&["a".into()], &[report], &[0]);
         assert!(!totals.balanced());
-        assert!(totals
-            .render()
-            .contains("accounted: RX 5 != forwarded 4 + dropped 0"));
+        assert!(totals.render().contains(
+            "accounted: RX 5 + originated 0 != forwarded 4 + dropped 0 + consumed 0 + held 0"
+        ));
     }
 }

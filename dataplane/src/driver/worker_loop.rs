@@ -9,7 +9,7 @@ use dpdk_bindings::mbuf::{Burst, Mbuf};
 use dpdk_bindings::mempool::Mempool;
 use dpdk_bindings::port::Port;
 use dpdk_bindings::ring::MbufRing;
-use fnat_engine::{DropReason, PortIndex, Verdict, Worker, WorkerStats};
+use fnat_engine::{DropReason, Emit, PortIndex, Verdict, Worker, WorkerStats};
 
 use super::clock::Clock;
 use super::frame::MbufFrame;
@@ -51,6 +51,8 @@ const CONSUMED: u64 = u64::MAX;
 /// Everything a worker lcore owns. Built on the main lcore, moved to the worker.
 pub struct WorkerLoop {
     pub engine: Worker,
+    /// Where frames the engine originates (ARP, released held frames) get their mbufs.
+    pub pool: Arc<Mempool>,
     /// This worker's RX and TX queue on every port.
     pub queue: u16,
     /// DPDK ports, indexed by the engine's `PortIndex`.
@@ -104,7 +106,12 @@ impl WorkerLoop {
         } else {
             self.run_live(&mut tx, &mut redirect, &mut report);
         }
+        // Last chance for frames the engine still has to send, then whatever waits for a
+        // neighbour is dropped (counted as no_neighbour).
+        let now = self.clock.now();
+        self.originate(now, &mut tx, &mut report);
         self.flush_all(&mut tx, &mut redirect, &mut report);
+        self.engine.drop_held();
         self.publish(&report);
         report.engine = self.engine.stats().clone();
         report
@@ -116,6 +123,9 @@ impl WorkerLoop {
         let mut rx = Burst::new();
         let publish_every = PUBLISH_INTERVAL.as_nanos() as u64;
         let mut next_publish = 0u64;
+        // `fnatd bench` only (perf/): prefill, traffic generator, per-burst latency probe.
+        let mut bench =
+            crate::bench::WorkerBench::attach(&mut self.engine, &self.store, self.clock.now());
         while !self.stop.load(Ordering::Relaxed) {
             self.follow_rules();
             // Frames other workers handed us first: they are older than what waits in RX.
@@ -126,11 +136,16 @@ impl WorkerLoop {
                 let n = self.ports[p].rx_burst(self.queue, &mut rx);
                 if n > 0 {
                     report.port_rx[p] += n as u64;
+                    let t0 = bench.as_mut().map_or(0, |b| b.before(&mut rx));
                     self.handle(&mut rx, tx, redirect, Some(p), report);
+                    if let Some(b) = bench.as_mut() {
+                        b.after(&self.engine, t0, n);
+                    }
                 }
             }
-            self.flush_all(tx, redirect, report);
             let now = self.clock.now();
+            self.originate(now, tx, report);
+            self.flush_all(tx, redirect, report);
             self.engine.housekeeping(now, self.expire_budget);
             if self.shared.has_query() {
                 self.shared.serve_query(&self.engine, now);
@@ -139,6 +154,9 @@ impl WorkerLoop {
                 self.publish(report);
                 next_publish = now + publish_every;
             }
+        }
+        if let Some(b) = bench {
+            b.finish();
         }
     }
 
@@ -206,8 +224,9 @@ impl WorkerLoop {
                         }
                     }
                     // Redirects must be in their rings before this worker publishes a later time.
-                    self.flush_all(tx, redirect, report);
                     let now = self.clock.now();
+                    self.originate(now, tx, report);
+                    self.flush_all(tx, redirect, report);
                     self.engine.housekeeping(now, self.expire_budget);
                 }
                 Some(_) => std::hint::spin_loop(),
@@ -223,6 +242,42 @@ impl WorkerLoop {
                 }
             }
         }
+    }
+
+    /// Stages the frames the engine sends on its own (ARP requests, gratuitous ARPs, frames
+    /// that waited for their next hop) for TX: each is copied into a fresh mbuf. A full TX
+    /// staging burst is flushed once; a second refusal leaves the rest for the next call.
+    fn originate(&mut self, now: u64, tx: &mut [Burst], report: &mut WorkerReport) {
+        let pool = &self.pool;
+        let ports = &self.ports;
+        let queue = self.queue;
+        let port_tx = &mut report.port_tx;
+        self.engine.drain_originated(now, |port, bytes| {
+            let p = usize::from(port);
+            let Some(burst) = tx.get_mut(p) else {
+                return Emit::NoBuffer;
+            };
+            if burst.is_full() {
+                // Flush inline; what the queue refuses stays staged for the next try.
+                let sent = ports[p].tx_burst(queue, burst);
+                port_tx[p] += sent as u64;
+                if burst.is_full() {
+                    return Emit::Busy;
+                }
+            }
+            let Some(mut mbuf) = pool.alloc() else {
+                return Emit::NoBuffer;
+            };
+            match mbuf.append(bytes.len()) {
+                Some(room) => room.copy_from_slice(bytes),
+                None => return Emit::NoBuffer,
+            }
+            // Room was checked above; if it were not there, the frame stays with the engine.
+            match burst.push(mbuf) {
+                Ok(()) => Emit::Sent,
+                Err(_) => Emit::Busy,
+            }
+        });
     }
 
     /// Switches to a newly published rules snapshot, if there is one, and says so.
@@ -258,6 +313,8 @@ impl WorkerLoop {
         rx_port: Option<usize>,
         report: &mut WorkerReport,
     ) {
+        // Live: one clock read per burst (a TSC read and a conversion per packet cost ~8%).
+        let burst_now = self.clock.now();
         for mut mbuf in rx.drain() {
             let port = match rx_port {
                 Some(p) => p as PortIndex,
@@ -268,7 +325,7 @@ impl WorkerLoop {
                 continue;
             }
             self.clock.observe(&mbuf);
-            let now = self.clock.now();
+            let now = self.clock.now_in_burst(burst_now);
             match self.engine.process(port, &mut MbufFrame(&mut mbuf), now) {
                 Verdict::Transmit { port } => {
                     let p = usize::from(port);
@@ -296,7 +353,8 @@ impl WorkerLoop {
                         None => self.engine.redirect_failed(1),
                     }
                 }
-                Verdict::Drop(_) => drop(mbuf),
+                // Dropped (counted), or taken by the engine (ARP learned, frame held).
+                Verdict::Drop(_) | Verdict::Consumed => drop(mbuf),
             }
         }
     }

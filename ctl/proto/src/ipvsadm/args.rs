@@ -104,13 +104,19 @@ pub enum IpvsCommand {
         format: ListFormat,
     },
     /// -S
-    Save { format: ListFormat },
+    Save {
+        format: ListFormat,
+    },
     /// -R: rules from standard input.
     Restore,
     /// -Z
-    Zero { service: Option<ServiceAddr> },
+    Zero {
+        service: Option<ServiceAddr>,
+    },
     /// --get-laddr / -G
-    GetLaddr { service: Option<ServiceAddr> },
+    GetLaddr {
+        service: Option<ServiceAddr>,
+    },
     Help,
     Version,
 }
@@ -406,7 +412,7 @@ fn is_number(s: &str) -> bool {
 fn tokenize(args: &[String]) -> Result<Given, ArgError> {
     let mut given = Given::default();
     let mut i = 0;
-    let mut record = |given: &mut Given, item: Item, value: Option<String>| match item {
+    let record = |given: &mut Given, item: Item, value: Option<String>| match item {
         Item::Cmd(c) => given.set_cmd(c),
         Item::Opt(o) => given.add_opt(o, value),
     };
@@ -422,8 +428,7 @@ fn tokenize(args: &[String]) -> Result<Given, ArgError> {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (body, None),
             };
-            let (item, kind) =
-                long(name).ok_or_else(|| fail(format!("invalid option `{arg}'")))?;
+            let (item, kind) = long(name).ok_or_else(|| fail(format!("invalid option `{arg}'")))?;
             let value = match kind {
                 Value::None => {
                     if inline.is_some() {
@@ -573,8 +578,21 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
         ],
         Cmd::DelDest => &[Tcp, Udp, Fwmark, Real, Ipv6],
         Cmd::List => &[
-            Tcp, Udp, Fwmark, Numeric, Connection, Stats, Rate, Exact, Thresholds,
-            PersistentConn, Sort, NoSort, Timeout, Daemon, Ipv6,
+            Tcp,
+            Udp,
+            Fwmark,
+            Numeric,
+            Connection,
+            Stats,
+            Rate,
+            Exact,
+            Thresholds,
+            PersistentConn,
+            Sort,
+            NoSort,
+            Timeout,
+            Daemon,
+            Ipv6,
         ],
         Cmd::Save => &[Numeric, Sort, NoSort],
         Cmd::Zero => &[Tcp, Udp, Fwmark, Ipv6],
@@ -605,9 +623,9 @@ pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
         });
     }
     let given = tokenize(args)?;
-    let cmd = given
-        .cmd
-        .ok_or_else(|| fail("no command specified: use one of -A -E -D -C -R -S -a -e -d -L -Z --set"))?;
+    let cmd = given.cmd.ok_or_else(|| {
+        fail("no command specified: use one of -A -E -D -C -R -S -a -e -d -L -Z --set")
+    })?;
     for (opt, _) in &given.opts {
         if !allowed(cmd).contains(opt) {
             return Err(fail(format!(
@@ -658,7 +676,13 @@ pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
             if given.positional.len() != 3 {
                 return Err(fail("--set option requires 3 timeout values"));
             }
-            let t = |s: &str| number(s, MAX_TIMEOUT, &format!("invalid timeout value `{s}' specified"));
+            let t = |s: &str| {
+                number(
+                    s,
+                    MAX_TIMEOUT,
+                    &format!("invalid timeout value `{s}' specified"),
+                )
+            };
             IpvsCommand::Change(Change::TimeoutSet {
                 tcp: t(&given.positional[0])?,
                 tcp_fin: t(&given.positional[1])?,
@@ -667,7 +691,9 @@ pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
         }
         Cmd::List => {
             let conflicting = (format.stats || format.rate || format.thresholds)
-                && (given.has(Opt::Connection) || given.has(Opt::Timeout) || given.has(Opt::Daemon))
+                && (given.has(Opt::Connection)
+                    || given.has(Opt::Timeout)
+                    || given.has(Opt::Daemon))
                 || (given.has(Opt::Timeout) || given.has(Opt::Daemon)) && format.persistent_conn;
             if conflicting {
                 return Err(fail("options conflicts in the list command"));
@@ -703,14 +729,18 @@ pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
             };
             let persistence = if given.has(Opt::Persistent) {
                 let timeout = match given.value(Opt::Persistent) {
-                    Some(t) => number(t, MAX_TIMEOUT, &format!("invalid timeout value `{t}' specified"))
-                        .and_then(|t| {
-                            if t == 0 {
-                                Err(fail("invalid timeout value `0' specified"))
-                            } else {
-                                Ok(t)
-                            }
-                        })?,
+                    Some(t) => number(
+                        t,
+                        MAX_TIMEOUT,
+                        &format!("invalid timeout value `{t}' specified"),
+                    )
+                    .and_then(|t| {
+                        if t == 0 {
+                            Err(fail("invalid timeout value `0' specified"))
+                        } else {
+                            Ok(t)
+                        }
+                    })?,
                     None => DEFAULT_PERSISTENCE,
                 };
                 let netmask = match given.value(Opt::Netmask) {
@@ -890,7 +920,10 @@ mod tests {
             p("--add-service --tcp-service=10.0.0.1:80 --scheduler=wrr"),
             Ok(IpvsCommand::Change(Change::ServiceAdd { .. }))
         ));
-        assert!(matches!(p("-p 30 -A -t10.0.0.1:80"), Ok(IpvsCommand::Change(_))));
+        assert!(matches!(
+            p("-p 30 -A -t10.0.0.1:80"),
+            Ok(IpvsCommand::Change(_))
+        ));
         let Ok(IpvsCommand::Change(Change::ServiceAdd { service })) = p("-A -t 10.0.0.1:80 -p")
         else {
             panic!()
@@ -902,20 +935,44 @@ mod tests {
     #[test]
     fn ipvsadm_errors() {
         let msg = |line: &str| p(line).unwrap_err().message;
-        assert_eq!(msg("-A -s rr"), "You need to supply the 'service-address' option for the 'add-service' command");
+        assert_eq!(
+            msg("-A -s rr"),
+            "You need to supply the 'service-address' option for the 'add-service' command"
+        );
         assert_eq!(msg("-A -L"), "multiple commands specified");
-        assert_eq!(msg("-A -t 10.0.0.300:80"), "illegal virtual server address[:port] specified");
-        assert_eq!(msg("-a -t 10.0.0.1:80 -r x"), "illegal real server address[:port] specified");
-        assert_eq!(msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 70000"), "illegal weight specified");
-        assert_eq!(msg("-A -t 10.0.0.1:80 -r 1.2.3.4"), "Illegal 'real-server' option with the 'add-service' command");
-        assert_eq!(msg("-L -c --stats"), "options conflicts in the list command");
+        assert_eq!(
+            msg("-A -t 10.0.0.300:80"),
+            "illegal virtual server address[:port] specified"
+        );
+        assert_eq!(
+            msg("-a -t 10.0.0.1:80 -r x"),
+            "illegal real server address[:port] specified"
+        );
+        assert_eq!(
+            msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 70000"),
+            "illegal weight specified"
+        );
+        assert_eq!(
+            msg("-A -t 10.0.0.1:80 -r 1.2.3.4"),
+            "Illegal 'real-server' option with the 'add-service' command"
+        );
+        assert_eq!(
+            msg("-L -c --stats"),
+            "options conflicts in the list command"
+        );
         assert_eq!(msg("--set 1 2"), "--set option requires 3 timeout values");
-        assert_eq!(msg("-A -t 10.0.0.1:0"), "Zero port specified for no-match and non-persistent service");
+        assert_eq!(
+            msg("-A -t 10.0.0.1:0"),
+            "Zero port specified for no-match and non-persistent service"
+        );
         assert_eq!(msg("-L -q"), "invalid option `-q'");
         assert!(msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -m").contains("not supported yet"));
         assert!(msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -g").contains("not supported yet"));
         assert!(msg("-e -t 10.0.0.1:80 -r 1.2.3.4 -i").contains("not supported yet"));
-        assert_eq!(p("-A -t 10.0.0.1:80 -s fastest").unwrap_err().exit_code, 255);
+        assert_eq!(
+            p("-A -t 10.0.0.1:80 -s fastest").unwrap_err().exit_code,
+            255
+        );
         assert_eq!(msg("-L foo"), "unexpected argument foo");
     }
 

@@ -177,12 +177,22 @@ fn real_line(out: &mut String, r: &Real, st: &RealStats, format: &ListFormat) {
     let c = &st.counters;
     if format.stats {
         let _ = write!(out, "  -> {name:<28}");
-        for n in [c.conns, c.in_packets, c.out_packets, c.in_bytes, c.out_bytes] {
+        for n in [
+            c.conns,
+            c.in_packets,
+            c.out_packets,
+            c.in_bytes,
+            c.out_bytes,
+        ] {
             largenum(out, n, format.exact);
         }
         out.push('\n');
     } else if format.rate {
-        let _ = write!(out, "  -> {name:<28} {:>8} {:>8} {:>8}", c.cps, c.in_pps, c.out_pps);
+        let _ = write!(
+            out,
+            "  -> {name:<28} {:>8} {:>8} {:>8}",
+            c.cps, c.in_pps, c.out_pps
+        );
         largenum(out, c.in_bps, format.exact);
         largenum(out, c.out_bps, format.exact);
         out.push('\n');
@@ -340,7 +350,11 @@ pub fn local_addresses<'a>(services: impl Iterator<Item = &'a Service>) -> Strin
         };
         let _ = writeln!(out, "{vname:<20} {:<8} ", s.local_addresses.len());
         for l in &s.local_addresses {
-            let _ = writeln!(out, "{:<20} {:<8} {:<20} {:<10} {:<10}", "", "", l.addr, 0, 0);
+            let _ = writeln!(
+                out,
+                "{:<20} {:<8} {:<20} {:<10} {:<10}",
+                "", "", l.addr, 0, 0
+            );
         }
     }
     out
@@ -356,13 +370,18 @@ mod tests {
     fn listing() -> Listing {
         let vip = ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 1), 80);
         let mut s = Service::new(vip, Scheduler::Rr);
-        s.reals.push(Real::new(Ipv4Addr::new(192, 168, 1, 2), 80, 1));
-        s.reals.push(Real::new(Ipv4Addr::new(192, 168, 1, 1), 80, 2));
+        s.reals
+            .push(Real::new(Ipv4Addr::new(192, 168, 1, 2), 80, 1));
+        s.reals
+            .push(Real::new(Ipv4Addr::new(192, 168, 1, 1), 80, 2));
         s.local_addresses.push(LocalAddress {
             addr: Ipv4Addr::new(10, 1, 0, 1),
             device: None,
         });
-        let mut u = Service::new(ServiceAddr::udp(Ipv4Addr::new(10, 0, 0, 1), 53), Scheduler::Wrr);
+        let mut u = Service::new(
+            ServiceAddr::udp(Ipv4Addr::new(10, 0, 0, 1), 53),
+            Scheduler::Wrr,
+        );
         u.persistence = Some(Persistence {
             timeout: 360,
             netmask: Ipv4Addr::new(255, 255, 255, 0),
@@ -413,7 +432,10 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
             ..ListFormat::default()
         };
         let text = list_all(&listing(), &f);
-        let want = format!("{:<33}  123456K        5        0        0        0\n", "TCP  10.0.0.1:80");
+        let want = format!(
+            "{:<33}  123456K        5        0        0        0\n",
+            "TCP  10.0.0.1:80"
+        );
         assert!(text.contains(&want), "{text}");
         let f = ListFormat {
             stats: true,

@@ -56,7 +56,9 @@ ipvsadm -A -t 10.0.0.1:80 -s rr -p 60 -M 255.255.0.0\n\
         apply_all(&mut again, &parse_rules(&saved).unwrap()).unwrap();
         assert_eq!(save(&again, &ListFormat::default()), saved);
         let mut sorted = rules.clone();
-        sorted.services.sort_by(|a, b| a.addr.ipvsadm_order(&b.addr));
+        sorted
+            .services
+            .sort_by(|a, b| a.addr.ipvsadm_order(&b.addr));
         assert_eq!(again, sorted);
     }
 

@@ -23,8 +23,13 @@ pub struct NextHop {
     pub port: PortIndex,
     /// The egress port's MAC (Ethernet source).
     pub src_mac: [u8; 6],
-    /// The next hop's MAC (Ethernet destination).
+    /// The next hop's MAC (Ethernet destination) when `resolved`, else zeros.
     pub dst_mac: [u8; 6],
+    /// The on-link address the frame goes to: the route's gateway, or the destination.
+    pub gateway: u32,
+    /// True when `dst_mac` comes from a static neighbour; otherwise the neighbour table
+    /// (ARP) resolves `gateway` (see `crate::neigh`).
+    pub resolved: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -101,8 +106,9 @@ impl Egress {
         self.port_macs.get(port as usize).copied()
     }
 
-    /// Resolves the way to `dst`: `NoRoute` without a matching route (or with a route through
-    /// a port that does not exist), `NoNeighbour` when the next hop's MAC is unknown.
+    /// Routes `dst` (longest prefix): `NoRoute` without a matching route (or with a route
+    /// through a port that does not exist). The next hop's MAC is filled in from the static
+    /// neighbours when there is one (`resolved`); otherwise ARP resolves `gateway`.
     #[inline]
     pub fn resolve(&self, dst: u32) -> Result<NextHop, DropReason> {
         let r = self
@@ -112,19 +118,26 @@ impl Egress {
             .ok_or(DropReason::NoRoute)?;
         let src_mac = self.port_mac(r.port).ok_or(DropReason::NoRoute)?;
         let hop = r.via.unwrap_or(dst);
-        let i = self
+        let dst_mac = self
             .neighbours
             .get(neighbour_key(r.port, hop))
-            .ok_or(DropReason::NoNeighbour)?;
-        let dst_mac = *self
-            .neighbour_macs
-            .get(i as usize)
-            .ok_or(DropReason::NoNeighbour)?;
+            .and_then(|i| self.neighbour_macs.get(i as usize).copied());
         Ok(NextHop {
             port: r.port,
             src_mac,
-            dst_mac,
+            dst_mac: dst_mac.unwrap_or([0; 6]),
+            gateway: hop,
+            resolved: dst_mac.is_some(),
         })
+    }
+
+    /// The port the route to `dst` leaves by (where an owned VIP or LIP answers ARP).
+    pub fn route_port(&self, dst: u32) -> Option<PortIndex> {
+        self.routes
+            .iter()
+            .find(|r| dst & r.mask == r.net)
+            .map(|r| r.port)
+            .filter(|&p| self.port_mac(p).is_some())
     }
 }
 
@@ -194,7 +207,14 @@ mod tests {
         assert_eq!(r([192, 168, 5, 7]).unwrap().dst_mac, [0xbb; 6]);
         assert_eq!(r([192, 168, 5, 7]).unwrap().port, 1);
         assert_eq!(r([172, 16, 3, 3]).unwrap().dst_mac, [0xcc; 6]); // connected
-        assert_eq!(r([172, 16, 3, 4]), Err(DropReason::NoNeighbour));
+                                                                    // Not a static neighbour: left to ARP.
+        let h = r([172, 16, 3, 4]).unwrap();
+        assert!(!h.resolved && h.gateway == u32::from(Ipv4Addr::new(172, 16, 3, 4)));
+        assert!(r([8, 8, 8, 8]).unwrap().resolved);
+        assert_eq!(
+            e.route_port(u32::from(Ipv4Addr::new(172, 16, 9, 9))),
+            Some(1)
+        );
         rules.routes.clear();
         let e = Egress::new(&rules);
         assert_eq!(

@@ -15,12 +15,16 @@ pub mod map;
 
 use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 
 use crate::laddr::{owner_of, LocalAddrs};
+use crate::neigh::{Emit, NeighTable, Neighbours};
 use crate::packet::l4::{TcpFlags, ICMP_ECHO_REQUEST};
 use crate::packet::{self, ether, icmp, PacketV4, Transport};
+use crate::persist::{self, Templates};
 use crate::rules::{PortIndex, Protocol, Rules, Timeouts};
-use crate::sched::{RealSet, Scheduler};
+use crate::sched::load::{LoadBoard, RsLoad, PUBLISH_INTERVAL_NS};
+use crate::sched::{Flow, RealSet, Scheduler};
 use crate::session::{
     ConnState, Direction, Session, SessionId, SessionTable, Side, TimerWheel, Tuple,
 };
@@ -45,10 +49,22 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 struct RealEntry {
     id: u32,
     addr: u32,
+    /// 0: the port the client asked for.
     port: u16,
     weight: u32,
     /// Index in the service's `RealStats`.
     slot: u16,
+    /// Connection thresholds (0 = none) and the overload state they give.
+    upper: u32,
+    lower: u32,
+    overloaded: bool,
+}
+
+impl RealEntry {
+    #[inline]
+    fn ident(&self) -> u64 {
+        (u64::from(self.addr) << 16) | u64::from(self.port)
+    }
 }
 
 impl RealSet for [RealEntry] {
@@ -58,6 +74,69 @@ impl RealSet for [RealEntry] {
     fn weight(&self, i: usize) -> u32 {
         self.get(i).map_or(0, |r| r.weight)
     }
+    fn overloaded(&self, i: usize) -> bool {
+        self.get(i).is_some_and(|r| r.overloaded)
+    }
+    fn ident(&self, i: usize) -> u64 {
+        self.get(i).map_or(i as u64, |r| r.ident())
+    }
+}
+
+/// What the scheduler of a service sees: its real servers with this worker's exact live
+/// counts plus the other workers' last published ones (see `sched::load`).
+struct View<'a> {
+    reals: &'a [RealEntry],
+    own: &'a [RealStats],
+    others: &'a [(u32, u32)],
+}
+
+impl View<'_> {
+    #[inline]
+    fn counts(&self, i: usize) -> (u32, u32) {
+        let Some(r) = self.reals.get(i) else {
+            return (0, 0);
+        };
+        let (oa, oi) = self.own.get(r.slot as usize).map_or((0, 0), |s| {
+            (
+                s.active_conns.min(u64::from(u32::MAX)) as u32,
+                s.inactive_conns.min(u64::from(u32::MAX)) as u32,
+            )
+        });
+        let (xa, xi) = self.others.get(i).copied().unwrap_or((0, 0));
+        (oa.saturating_add(xa), oi.saturating_add(xi))
+    }
+}
+
+impl RealSet for View<'_> {
+    fn len(&self) -> usize {
+        self.reals.len()
+    }
+    #[inline]
+    fn weight(&self, i: usize) -> u32 {
+        self.reals.get(i).map_or(0, |r| r.weight)
+    }
+    #[inline]
+    fn active(&self, i: usize) -> u32 {
+        self.counts(i).0
+    }
+    #[inline]
+    fn inactive(&self, i: usize) -> u32 {
+        self.counts(i).1
+    }
+    #[inline]
+    fn overloaded(&self, i: usize) -> bool {
+        self.reals.get(i).is_some_and(|r| r.overloaded)
+    }
+    fn ident(&self, i: usize) -> u64 {
+        self.reals.get(i).map_or(i as u64, |r| r.ident())
+    }
+}
+
+/// Persistence of a service as the worker applies it.
+#[derive(Debug, Clone, Copy)]
+struct PersistEntry {
+    mask: u32,
+    timeout_ns: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -66,11 +145,28 @@ struct ServiceEntry {
     /// Index in `WorkerStats::services`.
     slot: u16,
     reals: Vec<RealEntry>,
+    /// Shared live counts of each real server (same order as `reals`).
+    loads: Vec<Arc<RsLoad>>,
+    /// The other workers' counts of each real server, as last read: (active, inactive).
+    others: Vec<(u32, u32)>,
+    /// Real-server id → index in `reals` (templates name real servers by id).
+    rs_index: FixedMap,
+    /// Some real server has an upper threshold.
+    thresholds: bool,
     /// Local address slots, in the order the rules list them.
     lips: Vec<u16>,
     sched: Scheduler,
-    /// `service_key(vip, proto, port)`.
-    key: u64,
+    persist: Option<PersistEntry>,
+    /// Netmask to steer client packets that find no session to the template owner: the
+    /// service is persistent, or was (its sessions then live on their owners).
+    steer_mask: Option<u32>,
+}
+
+/// Per service-counter slot: what ending a session of that slot must know.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotInfo {
+    persist_mask: Option<u32>,
+    expire_on_removal: bool,
 }
 
 #[inline]
@@ -96,17 +192,39 @@ pub struct FullNat {
     /// address → ADDR_* bits.
     addresses: FixedMap,
     egress: Egress,
+    /// ARP: owned addresses, hold queue, the shared neighbour table.
+    neigh: Neighbours,
     timeouts: Timeouts,
     drop_ip_options: bool,
     expired: Vec<u32>,
     /// Next arena slot of a sweep ending the sessions of removed services.
     purge: Option<usize>,
+    /// Live connection counts shared with the other workers.
+    board: Arc<LoadBoard>,
+    /// When the counts are next published (ns).
+    next_publish: u64,
+    /// Persistence templates (allocated once a service is persistent).
+    templates: Option<Templates>,
+    /// By service-counter slot.
+    slot_info: Vec<SlotInfo>,
 }
 
 impl FullNat {
     /// The state of worker `id` of `workers`, sized by `rules.session_capacity`; registers
     /// its services and local addresses in `stats`.
     pub fn new(id: u16, workers: u16, rules: &Rules, stats: &mut WorkerStats) -> Self {
+        Self::with_board(id, workers, rules, stats, Arc::new(LoadBoard::new(workers)))
+    }
+
+    /// As [`FullNat::new`], sharing live connection counts with the other workers through
+    /// `board` (one board per dataplane).
+    pub fn with_board(
+        id: u16,
+        workers: u16,
+        rules: &Rules,
+        stats: &mut WorkerStats,
+        board: Arc<LoadBoard>,
+    ) -> Self {
         let seed = std::collections::hash_map::RandomState::new().hash_one(id);
         let capacity = rules.session_capacity;
         let mut f = FullNat {
@@ -119,10 +237,19 @@ impl FullNat {
             service_index: FixedMap::with_capacity(0),
             addresses: FixedMap::with_capacity(0),
             egress: Egress::new(rules),
+            neigh: Neighbours::new(
+                id,
+                std::sync::Arc::new(NeighTable::new(crate::neigh::DEFAULT_TABLE_CAPACITY)),
+                crate::neigh::DEFAULT_HOLD_SLOTS,
+            ),
             timeouts: rules.timeouts,
             drop_ip_options: rules.drop_ip_options,
             expired: Vec::with_capacity(EXPIRE_CHUNK),
             purge: None,
+            board,
+            next_publish: 0,
+            templates: None,
+            slot_info: Vec::new(),
         };
         f.update(rules, stats);
         f
@@ -168,6 +295,7 @@ impl FullNat {
         self.laddrs.set_range(rules.lport_min, rules.lport_max);
 
         let old = std::mem::take(&mut self.services);
+        let mut expire_removed = false;
         let mut seen = vec![false; stats.services.len()];
         let mut services = Vec::with_capacity(rules.services.len());
         for svc in &rules.services {
@@ -247,17 +375,27 @@ impl FullNat {
                 r.addr = rs.addr;
                 r.port = rs.port;
                 r.removed = false;
+                let prev = old
+                    .iter()
+                    .find(|o| o.id == svc.id)
+                    .and_then(|o| o.reals.iter().find(|r| r.id == rs.id));
                 reals.push(RealEntry {
                     id: rs.id,
                     addr: u32::from(rs.addr),
                     port: rs.port,
-                    weight: rs.weight,
+                    weight: rs.weight.min(i32::MAX as u32),
                     slot: rslot as u16,
+                    upper: rs.thresholds.upper,
+                    lower: rs.thresholds.lower,
+                    overloaded: rs.thresholds.upper > 0 && prev.is_some_and(|p| p.overloaded),
                 });
             }
             for (i, r) in st.reals.iter_mut().enumerate() {
                 if !rs_seen[i] {
                     r.removed = true;
+                    if svc.options.expire_on_removal && r.active_conns + r.inactive_conns > 0 {
+                        expire_removed = true;
+                    }
                 }
             }
 
@@ -269,30 +407,64 @@ impl FullNat {
                 }
             }
 
-            let sched = match old.iter().find(|o| o.id == svc.id) {
-                Some(o) if o.sched.kind() == svc.scheduler => {
+            let old_entry = old.iter().find(|o| o.id == svc.id);
+            let flags = svc.options.sched_flags;
+            let sched = match old_entry {
+                Some(o) if o.sched.kind() == svc.scheduler && o.sched.flags() == flags => {
                     let mut s = o.sched.clone();
                     let changed = o.reals.len() != reals.len()
-                        || o.reals
-                            .iter()
-                            .zip(&reals)
-                            .any(|(a, b)| a.id != b.id || a.weight != b.weight);
+                        || o.reals.iter().zip(&reals).any(|(a, b)| {
+                            a.id != b.id
+                                || a.weight != b.weight
+                                || a.addr != b.addr
+                                || a.port != b.port
+                        });
                     if changed {
                         s.update(&reals[..]);
                     }
                     s
                 }
-                _ => Scheduler::new(svc.scheduler, &reals[..]),
+                _ => Scheduler::with_flags(svc.scheduler, flags, &reals[..]),
+            };
+            let persist = svc.options.persistence.map(|p| PersistEntry {
+                mask: u32::from(p.netmask),
+                timeout_ns: u64::from(p.timeout_secs.max(1)) * NS_PER_SEC,
+            });
+            let steer_mask = persist
+                .map(|p| p.mask)
+                .or(old_entry.and_then(|o| o.steer_mask));
+            let mut rs_index = FixedMap::with_capacity(reals.len());
+            for (i, r) in reals.iter().enumerate() {
+                rs_index.insert(u64::from(r.id), i as u32);
+            }
+            let loads: Vec<Arc<RsLoad>> =
+                reals.iter().map(|r| self.board.get(svc.id, r.id)).collect();
+            if slot >= self.slot_info.len() {
+                self.slot_info.resize(slot + 1, SlotInfo::default());
+            }
+            self.slot_info[slot] = SlotInfo {
+                persist_mask: persist.map(|p| p.mask),
+                expire_on_removal: svc.options.expire_on_removal,
             };
             services.push(ServiceEntry {
                 id: svc.id,
                 slot: slot as u16,
+                others: vec![(0, 0); reals.len()],
+                thresholds: reals.iter().any(|r| r.upper > 0),
                 reals,
+                loads,
+                rs_index,
                 lips,
                 sched,
-                key: service_key(u32::from(svc.vip), svc.protocol.number(), svc.port),
+                persist,
+                steer_mask,
             });
         }
+        if services.iter().any(|s| s.persist.is_some()) && self.templates.is_none() {
+            self.templates = Some(Templates::new(rules.session_capacity.max(64)));
+        }
+        // Publish and read the shared counts at the next housekeeping.
+        self.next_publish = 0;
         let mut purge = false;
         for (i, st) in stats.services.iter_mut().enumerate() {
             if !seen[i] && !st.removed {
@@ -305,7 +477,7 @@ impl FullNat {
                 purge = true;
             }
         }
-        if purge {
+        if purge || expire_removed {
             self.purge = Some(0);
         }
 
@@ -320,18 +492,31 @@ impl FullNat {
             }
         }
 
-        // Indexes.
-        let mut service_index = FixedMap::with_capacity(services.len());
-        for (i, entry) in services.iter().enumerate() {
-            service_index.insert(entry.key, i as u32);
+        // Indexes: every endpoint of a service (its VIP:port, port 0 for all ports, or the
+        // members of its port group) leads to it; the first service listed wins a clash.
+        let endpoints: usize = rules.services.iter().map(|s| s.endpoints().count()).sum();
+        let mut service_index = FixedMap::with_capacity(endpoints);
+        let mut i = 0;
+        for svc in &rules.services {
+            if services.get(i).is_some_and(|e| e.id == svc.id) {
+                for ep in svc.endpoints() {
+                    service_index.insert(
+                        service_key(u32::from(ep.vip), ep.protocol.number(), ep.port),
+                        i as u32,
+                    );
+                }
+                i += 1;
+            }
         }
         self.service_index = service_index;
 
         let own: usize = rules.ports.iter().map(|p| p.addresses.len()).sum();
-        let mut addresses = FixedMap::with_capacity(rules.services.len() + self.laddrs.len() + own);
+        let mut addresses = FixedMap::with_capacity(endpoints + self.laddrs.len() + own);
         let or = |a: u32, b: u32| a | b;
         for svc in &rules.services {
-            addresses.insert_with(u64::from(u32::from(svc.vip)), ADDR_VIP, or);
+            for ep in svc.endpoints() {
+                addresses.insert_with(u64::from(u32::from(ep.vip)), ADDR_VIP, or);
+            }
         }
         for i in 0..self.laddrs.len() {
             if let Some(p) = self.laddrs.pool(i) {
@@ -345,6 +530,40 @@ impl FullNat {
         }
         self.addresses = addresses;
         self.services = services;
+        let lips: Vec<u32> = (0..self.laddrs.len())
+            .filter_map(|i| self.laddrs.pool(i).map(|p| u32::from(p.addr())))
+            .collect();
+        self.neigh.update(rules, &self.egress, lips.into_iter());
+    }
+
+    /// The worker's neighbour state (ARP, hold queue, shared table).
+    pub fn neighbours(&self) -> &Neighbours {
+        &self.neigh
+    }
+
+    pub fn neighbours_mut(&mut self) -> &mut Neighbours {
+        &mut self.neigh
+    }
+
+    /// An ARP frame received on `rx_port` (see [`Neighbours::arp`]).
+    pub fn arp(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        now_ns: u64,
+        stats: &mut WorkerStats,
+    ) -> Verdict {
+        self.neigh.arp(rx_port, frame, now_ns, stats)
+    }
+
+    /// Frames to originate and held frames to release (see [`Neighbours::drain`]).
+    pub fn drain_originated(
+        &mut self,
+        now_ns: u64,
+        stats: &mut WorkerStats,
+        emit: &mut impl FnMut(PortIndex, &[u8]) -> Emit,
+    ) {
+        self.neigh.drain(now_ns, stats, emit)
     }
 
     /// Decides what happens to one frame (rewritten in place). Does not count the verdict:
@@ -434,8 +653,7 @@ impl FullNat {
             dst_port: dport,
         };
         let service = if kind & ADDR_VIP != 0 {
-            self.service_index
-                .get(service_key(key.dst_ip, key.proto, dport))
+            self.find_service(key.dst_ip, key.proto, dport)
         } else {
             None
         };
@@ -472,15 +690,45 @@ impl FullNat {
             Some(f) => f.syn() && !f.ack(),
             None => true,
         };
+        if let Some(owner) = self.steer(service as usize, key.src_ip, starts) {
+            return Ok(Verdict::Redirect { worker: owner });
+        }
         if !starts {
             return Err(DropReason::NoSession);
         }
-        let id = self.create(service as usize, &key, tcp.is_some(), stats)?;
+        let id = self.create(service as usize, &key, tcp.is_some(), now, stats)?;
         self.forward(frame, pkt, id, Direction::Input, tcp, now, stats)
     }
 
-    /// Looks a session up; ends it instead when it has timed out (exactly at its deadline) or
-    /// its service is gone.
+    /// The service of a packet to `vip`:`port`: an exact endpoint first, else the VIP's
+    /// port-0 service (as IPVS looks services up).
+    #[inline]
+    fn find_service(&self, vip: u32, proto: u8, port: u16) -> Option<u32> {
+        self.service_index
+            .get(service_key(vip, proto, port))
+            .or_else(|| self.service_index.get(service_key(vip, proto, 0)))
+    }
+
+    /// For a client packet of `service` that found no session here: the worker owning its
+    /// client's persistence template, when that is another worker (see `persist`). Packets
+    /// that start a connection are steered while the service is persistent; others also
+    /// after it stopped being persistent (their sessions live on the owners).
+    #[inline]
+    fn steer(&self, service: usize, client: u32, starts: bool) -> Option<u16> {
+        if self.workers <= 1 {
+            return None;
+        }
+        let svc = self.services.get(service)?;
+        let mask = svc.steer_mask?;
+        if starts && svc.persist.is_none() {
+            return None;
+        }
+        let owner = persist::owner(svc.id, client & mask, self.workers);
+        (owner != self.id).then_some(owner)
+    }
+
+    /// Looks a session up; ends it instead when it has timed out (exactly at its deadline),
+    /// its service is gone, or its real server left a service that expires its sessions.
     #[inline]
     fn lookup_live(
         &mut self,
@@ -491,11 +739,7 @@ impl FullNat {
         let (id, side) = self.table.lookup(key)?;
         let s = self.table.get(id)?;
         let timed_out = !matches!(self.wheel.deadline(id), Some(d) if d > now);
-        let service_alive = stats
-            .services
-            .get(s.svc_slot as usize)
-            .is_some_and(|st| !st.removed && st.id == s.service_id);
-        if timed_out || !service_alive {
+        if timed_out || !session_alive(stats, &self.slot_info, s) {
             self.end_session(id, stats);
             return None;
         }
@@ -509,6 +753,7 @@ impl FullNat {
         service: usize,
         key: &Tuple,
         is_tcp: bool,
+        now: u64,
         stats: &mut WorkerStats,
     ) -> Result<SessionId, DropReason> {
         if self.table.is_full() {
@@ -518,11 +763,53 @@ impl FullNat {
             .services
             .get_mut(service)
             .ok_or(DropReason::NoService)?;
-        let ri = svc
-            .sched
-            .pick(&svc.reals[..])
-            .ok_or(DropReason::NoRealServer)?;
+        let own: &[RealStats] = stats
+            .services
+            .get(svc.slot as usize)
+            .map_or(&[], |st| &st.reals[..]);
+        if svc.thresholds {
+            refresh_overload(&mut svc.reals, own, &svc.others);
+        }
+        let view = View {
+            reals: &svc.reals,
+            own,
+            others: &svc.others,
+        };
+        // A persistent client goes where its template says, while that server can take it.
+        let mut template = None;
+        let mut ri = None;
+        if let Some(p) = svc.persist {
+            let tkey = persist::key(svc.id, key.src_ip & p.mask);
+            template = Some((tkey, p.timeout_ns));
+            if let Some(t) = self.templates.as_mut().and_then(|t| t.get(tkey, now)) {
+                ri = svc
+                    .rs_index
+                    .get(u64::from(t.rs_id))
+                    .map(|i| i as usize)
+                    .filter(|&i| view.available(i));
+            }
+        }
+        let ri = match ri {
+            Some(i) => i,
+            None => {
+                let flow = Flow {
+                    src_ip: key.src_ip,
+                    src_port: key.src_port,
+                    dst_ip: key.dst_ip,
+                    dst_port: key.dst_port,
+                    now_ns: now,
+                };
+                svc.sched
+                    .pick(&view, &flow)
+                    .ok_or(DropReason::NoRealServer)?
+            }
+        };
         let real = *svc.reals.get(ri).ok_or(DropReason::NoRealServer)?;
+        let rs_port = if real.port == 0 {
+            key.dst_port
+        } else {
+            real.port
+        };
         // Never take a port for a flow that cannot leave.
         self.egress.resolve(real.addr)?;
         let local_addrs = &mut stats.local_addrs;
@@ -545,7 +832,7 @@ impl FullNat {
             lip,
             client_port: key.src_port,
             vport: key.dst_port,
-            rs_port: real.port,
+            rs_port,
             lport,
             service_id: svc.id,
             rs_id: real.id,
@@ -583,6 +870,11 @@ impl FullNat {
         }
         stats.sessions += 1;
         stats.sessions_created += 1;
+        if let (Some((tkey, timeout)), Some(t)) = (template, self.templates.as_mut()) {
+            if !t.bind(tkey, real.id, now, timeout) {
+                stats.templates_full += 1;
+            }
+        }
         Ok(id)
     }
 
@@ -605,8 +897,15 @@ impl FullNat {
             Direction::Output => (sock(s.vip, s.vport), sock(s.client_ip, s.client_port)),
         };
         let hop = self.egress.resolve(u32::from(*dst.ip()))?;
+        let dst_mac = self.neigh.next_hop_mac(&hop, now)?;
         packet::rewrite_fullnat(frame, pkt, src, dst)?;
-        ether::set_macs(frame, hop.src_mac, hop.dst_mac);
+        let verdict = match dst_mac {
+            Some(mac) => {
+                ether::set_macs(frame, hop.src_mac, mac);
+                Verdict::Transmit { port: hop.port }
+            }
+            None => self.neigh.hold(frame, &hop, now, stats),
+        };
 
         let state = match tcp {
             Some(f) => s.state.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
@@ -645,7 +944,7 @@ impl FullNat {
         }
         let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
         self.wheel.schedule(id, now, now.saturating_add(timeout));
-        Ok(Verdict::Transmit { port: hop.port })
+        Ok(verdict)
     }
 
     /// Translates an ICMP error about a session's packet (RFC 5508) and sends it to the other
@@ -683,9 +982,19 @@ impl FullNat {
         if packet::ttl_expires(pkt.ip.ttl) {
             return Err(DropReason::TtlExpired);
         }
-        let (id, side) = self
-            .lookup_live(&key, now, stats)
-            .ok_or(DropReason::IcmpNoSession)?;
+        let Some((id, side)) = self.lookup_live(&key, now, stats) else {
+            // About a packet to a client of a persistent service: its session lives on the
+            // client's template owner.
+            if kind & ADDR_VIP != 0 && key.dst_ip == outer_dst {
+                if let Some(owner) = self
+                    .find_service(key.dst_ip, key.proto, key.dst_port)
+                    .and_then(|svc| self.steer(svc as usize, key.src_ip, false))
+                {
+                    return Ok(Verdict::Redirect { worker: owner });
+                }
+            }
+            return Err(DropReason::IcmpNoSession);
+        };
         let s = *self.table.get(id).ok_or(DropReason::IcmpNoSession)?;
         let (outer_src, to, quoted_src, quoted_dst) = match side {
             Side::Real if outer_dst == s.lip => (
@@ -703,6 +1012,7 @@ impl FullNat {
             _ => return Err(DropReason::IcmpNoSession),
         };
         let hop = self.egress.resolve(to)?;
+        let dst_mac = self.neigh.next_hop_mac(&hop, now)?;
         icmp::translate_error(
             frame,
             &err,
@@ -711,9 +1021,14 @@ impl FullNat {
             quoted_src,
             quoted_dst,
         )?;
-        ether::set_macs(frame, hop.src_mac, hop.dst_mac);
         stats.icmp_errors_translated += 1;
-        Ok(Verdict::Transmit { port: hop.port })
+        Ok(match dst_mac {
+            Some(mac) => {
+                ether::set_macs(frame, hop.src_mac, mac);
+                Verdict::Transmit { port: hop.port }
+            }
+            None => self.neigh.hold(frame, &hop, now, stats),
+        })
     }
 
     /// Ends a session: frees both keys, its timer and its local port; updates the gauges.
@@ -727,6 +1042,14 @@ impl FullNat {
             if let Some(l) = stats.local_addrs.get_mut(s.lip_slot as usize) {
                 l.ports_in_use = l.ports_in_use.saturating_sub(1);
             }
+        }
+        if let (Some(mask), Some(t)) = (
+            self.slot_info
+                .get(s.svc_slot as usize)
+                .and_then(|i| i.persist_mask),
+            self.templates.as_mut(),
+        ) {
+            t.release(persist::key(s.service_id, s.client_ip & mask));
         }
         if let Some(r) = stats
             .services
@@ -770,11 +1093,7 @@ impl FullNat {
             let mut scanned = 0;
             while cursor < cap && scanned < scan_limit && done < budget {
                 if let Some(s) = self.table.slot(cursor) {
-                    let alive = stats
-                        .services
-                        .get(s.svc_slot as usize)
-                        .is_some_and(|st| !st.removed && st.id == s.service_id);
-                    if !alive {
+                    if !session_alive(stats, &self.slot_info, s) {
                         self.end_session(cursor as SessionId, stats);
                         done += 1;
                     }
@@ -784,7 +1103,89 @@ impl FullNat {
             }
             self.purge = if cursor >= cap { None } else { Some(cursor) };
         }
+        if let Some(t) = self.templates.as_mut() {
+            t.expire(now_ns, budget.max(64));
+            stats.templates = t.len() as u64;
+        }
+        if now_ns >= self.next_publish {
+            self.publish_counts(stats);
+            self.next_publish = now_ns.saturating_add(PUBLISH_INTERVAL_NS);
+        }
         done
+    }
+
+    /// Publishes this worker's live counts per real server and reads the other workers'.
+    /// O(real servers × workers); runs every `PUBLISH_INTERVAL_NS` from housekeeping.
+    fn publish_counts(&mut self, stats: &WorkerStats) {
+        let me = self.id as usize;
+        for svc in &mut self.services {
+            let own = stats.services.get(svc.slot as usize);
+            for (i, r) in svc.reals.iter().enumerate() {
+                let (a, n) = own
+                    .and_then(|st| st.reals.get(r.slot as usize))
+                    .map_or((0, 0), |x| (x.active_conns, x.inactive_conns));
+                if let (Some(load), Some(o)) = (svc.loads.get(i), svc.others.get_mut(i)) {
+                    load.publish(me, a, n);
+                    *o = load.others(me);
+                }
+            }
+        }
+    }
+
+    /// The persistence templates of this worker (for listings and tests).
+    pub fn templates(&self) -> Option<&Templates> {
+        self.templates.as_ref()
+    }
+}
+
+/// A session may go on: its service is still in the rules, and its real server too unless
+/// the service expires the sessions of removed real servers.
+#[inline]
+fn session_alive(stats: &WorkerStats, slot_info: &[SlotInfo], s: &Session) -> bool {
+    let Some(st) = stats.services.get(s.svc_slot as usize) else {
+        return false;
+    };
+    if st.removed || st.id != s.service_id {
+        return false;
+    }
+    let expire = slot_info
+        .get(s.svc_slot as usize)
+        .is_some_and(|i| i.expire_on_removal);
+    !(expire
+        && st
+            .reals
+            .get(s.rs_slot as usize)
+            .is_some_and(|r| r.removed && r.id == s.rs_id))
+}
+
+/// Applies connection thresholds as IPVS does: a server whose connections (active +
+/// inactive, all workers) reach its upper threshold is overloaded until they fall below its
+/// lower threshold (3/4 of the upper one when the lower is 0).
+fn refresh_overload(reals: &mut [RealEntry], own: &[RealStats], others: &[(u32, u32)]) {
+    for (i, r) in reals.iter_mut().enumerate() {
+        if r.upper == 0 {
+            r.overloaded = false;
+            continue;
+        }
+        let mine = own
+            .get(r.slot as usize)
+            .map_or(0, |s| s.active_conns + s.inactive_conns);
+        let theirs = others
+            .get(i)
+            .map_or(0, |&(a, n)| u64::from(a) + u64::from(n));
+        let total = mine + theirs;
+        if total >= u64::from(r.upper) {
+            r.overloaded = true;
+        } else if r.overloaded {
+            let below = if r.lower != 0 {
+                total < u64::from(r.lower)
+            } else {
+                total * 4 < u64::from(r.upper) * 3
+            };
+            if below {
+                r.overloaded = false;
+            }
+        }
     }
 }
 

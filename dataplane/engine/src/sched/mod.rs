@@ -1,23 +1,68 @@
-//! Schedulers: pick the real server of a new session.
+//! Schedulers: pick the real server of a new session, with kernel IPVS's names and semantics.
 //!
-//! Each worker keeps one [`Scheduler`] per service (its cursor is per worker: no shared
-//! state). A real server of weight 0 is never picked for a new session (it drains). The
-//! algorithms follow kernel IPVS:
+//! Each worker keeps one [`Scheduler`] per service: cursors, hash tables and locality tables
+//! are per worker, built when the rules change and never allocated per packet. A scheduler
+//! sees the real servers through [`RealSet`]: weights, live connection counts (see [`load`]
+//! for how the workers' counts combine) and whether a server is overloaded by its
+//! connection thresholds. A server is *available* when its weight is > 0 and it is not
+//! overloaded; no scheduler picks an unavailable one for a new session.
 //!
-//! - `rr`: the next real server after the last one picked, in list order, skipping weight 0.
-//! - `wrr`: IPVS's weighted round-robin: a current weight `cw` starts at the maximum weight
-//!   and falls by the gcd of the weights after each pass over the list; a pass picks, in list
-//!   order, every server whose weight is ≥ `cw`. Over one cycle of `Σw / gcd` picks each server
-//!   is picked exactly `w / gcd` times.
+//! | name | picks |
+//! |---|---|
+//! | rr | the next available server in list order |
+//! | wrr | IPVS's weighted round-robin (interleaved by a falling current weight) |
+//! | lc | least `256·active + inactive` |
+//! | wlc | least `(256·active + inactive) / weight` (the default) |
+//! | sed | least `(active + 1) / weight` |
+//! | nq | the first server without active connections, else as sed |
+//! | sh | hash of the source address (+ port with sh-port) into a weighted bucket table |
+//! | dh | hash of the destination address into a bucket table |
+//! | mh | Maglev: hash of the source address (+ port with mh-port) into a prime table |
+//! | fo | the highest-weight server |
+//! | ovf | the highest-weight server whose active connections do not exceed its weight |
+//! | lblc | per destination address, the same server while not overloaded, else wlc |
+//! | lblcr | per destination address, the least loaded of a set grown by wlc on overload |
 
-use crate::rules::SchedulerKind;
+pub mod hash;
+pub mod least;
+pub mod load;
+pub mod locality;
+pub mod rr;
 
-/// What a scheduler sees of a service's real servers.
+use crate::rules::{SchedFlags, SchedulerKind};
+
+pub use hash::{HashTable, Maglev};
+pub use locality::Locality;
+pub use rr::{RoundRobin, WeightedRoundRobin};
+
+/// What a scheduler sees of a service's real servers. Only `len` and `weight` are required;
+/// the defaults describe idle servers without thresholds.
 pub trait RealSet {
     fn len(&self) -> usize;
     fn weight(&self, i: usize) -> u32;
+    /// Established connections (ipvsadm's ActiveConn), as the scheduler should see them.
+    fn active(&self, _i: usize) -> u32 {
+        0
+    }
+    /// Other connections (InActConn).
+    fn inactive(&self, _i: usize) -> u32 {
+        0
+    }
+    /// At or above its upper connection threshold, and not yet below its lower one.
+    fn overloaded(&self, _i: usize) -> bool {
+        false
+    }
+    /// A stable identity (address and port) for tables that must not depend on list order.
+    fn ident(&self, i: usize) -> u64 {
+        i as u64
+    }
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Can take a new session: weight > 0 and not overloaded.
+    #[inline]
+    fn available(&self, i: usize) -> bool {
+        self.weight(i) > 0 && !self.overloaded(i)
     }
 }
 
@@ -30,100 +75,58 @@ impl RealSet for [u32] {
     }
 }
 
-/// Round-robin state.
+/// Real servers given as plain vectors (tests, benchmarks, tools).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoundRobin {
-    last: Option<usize>,
+pub struct StaticReals {
+    pub weights: Vec<u32>,
+    pub active: Vec<u32>,
+    pub inactive: Vec<u32>,
+    pub overloaded: Vec<bool>,
+    /// Identities; index when empty.
+    pub idents: Vec<u64>,
 }
 
-impl RoundRobin {
-    pub fn pick<R: RealSet + ?Sized>(&mut self, reals: &R) -> Option<usize> {
-        let n = reals.len();
-        if n == 0 {
-            return None;
+impl StaticReals {
+    pub fn new(weights: &[u32]) -> Self {
+        StaticReals {
+            weights: weights.to_vec(),
+            active: vec![0; weights.len()],
+            inactive: vec![0; weights.len()],
+            overloaded: vec![false; weights.len()],
+            idents: (0..weights.len() as u64).collect(),
         }
-        let start = self.last.map_or(0, |l| (l + 1) % n);
-        for k in 0..n {
-            let i = (start + k) % n;
-            if reals.weight(i) > 0 {
-                self.last = Some(i);
-                return Some(i);
-            }
-        }
-        None
     }
 }
 
-/// Weighted round-robin state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WeightedRoundRobin {
-    /// Last picked index; `None` = before the head of the list.
-    cl: Option<usize>,
-    cw: u32,
-    mw: u32,
-    di: u32,
+impl RealSet for StaticReals {
+    fn len(&self) -> usize {
+        self.weights.len()
+    }
+    fn weight(&self, i: usize) -> u32 {
+        self.weights.get(i).copied().unwrap_or(0)
+    }
+    fn active(&self, i: usize) -> u32 {
+        self.active.get(i).copied().unwrap_or(0)
+    }
+    fn inactive(&self, i: usize) -> u32 {
+        self.inactive.get(i).copied().unwrap_or(0)
+    }
+    fn overloaded(&self, i: usize) -> bool {
+        self.overloaded.get(i).copied().unwrap_or(false)
+    }
+    fn ident(&self, i: usize) -> u64 {
+        self.idents.get(i).copied().unwrap_or(i as u64)
+    }
 }
 
-fn gcd(mut a: u32, mut b: u32) -> u32 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-impl WeightedRoundRobin {
-    pub fn new<R: RealSet + ?Sized>(reals: &R) -> Self {
-        let mut s = WeightedRoundRobin::default();
-        s.update(reals);
-        s
-    }
-
-    /// Recomputes max weight and gcd after the real servers or their weights changed
-    /// (the cursor restarts at the head, as IPVS does).
-    pub fn update<R: RealSet + ?Sized>(&mut self, reals: &R) {
-        let (mut mw, mut di) = (0, 0);
-        for i in 0..reals.len() {
-            let w = reals.weight(i);
-            if w > 0 {
-                mw = mw.max(w);
-                di = gcd(di, w);
-            }
-        }
-        self.mw = mw;
-        self.di = di.max(1);
-        self.cl = None;
-        if self.cw == 0 || self.cw > mw {
-            self.cw = mw;
-        } else {
-            // Keep the pass but align it on the new gcd.
-            self.cw = (self.cw / self.di).max(1) * self.di;
-        }
-    }
-
-    pub fn pick<R: RealSet + ?Sized>(&mut self, reals: &R) -> Option<usize> {
-        let n = reals.len();
-        if n == 0 || self.mw == 0 {
-            return None;
-        }
-        let mut i = self.cl.map_or(0, |c| c + 1);
-        // Within two passes the maximum-weight server qualifies; the bound also protects
-        // against weights changed without `update`.
-        for _ in 0..2 * n + 2 {
-            if i >= n {
-                i = 0;
-                self.cw = self.cw.saturating_sub(self.di);
-                if self.cw == 0 {
-                    self.cw = self.mw;
-                }
-            }
-            if reals.weight(i) > 0 && reals.weight(i) >= self.cw {
-                self.cl = Some(i);
-                return Some(i);
-            }
-            i += 1;
-        }
-        None
-    }
+/// The new connection being scheduled (addresses in host order; time in ns).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub src_ip: u32,
+    pub src_port: u16,
+    pub dst_ip: u32,
+    pub dst_port: u16,
+    pub now_ns: u64,
 }
 
 /// A service's scheduler, dispatched by kind.
@@ -131,13 +134,45 @@ impl WeightedRoundRobin {
 pub enum Scheduler {
     Rr(RoundRobin),
     Wrr(WeightedRoundRobin),
+    Lc,
+    Wlc,
+    Sed,
+    Nq,
+    Sh(HashTable, SchedFlags),
+    Dh(HashTable),
+    Mh(Maglev, SchedFlags),
+    Fo,
+    Ovf,
+    Lblc(Locality),
+    Lblcr(Locality),
 }
 
 impl Scheduler {
+    /// A scheduler without flags (see [`Scheduler::with_flags`]).
     pub fn new<R: RealSet + ?Sized>(kind: SchedulerKind, reals: &R) -> Self {
+        Self::with_flags(kind, SchedFlags::default(), reals)
+    }
+
+    /// Builds a scheduler (and its tables) for `reals`. Allocates: control path only.
+    pub fn with_flags<R: RealSet + ?Sized>(
+        kind: SchedulerKind,
+        flags: SchedFlags,
+        reals: &R,
+    ) -> Self {
         match kind {
             SchedulerKind::Rr => Scheduler::Rr(RoundRobin::default()),
             SchedulerKind::Wrr => Scheduler::Wrr(WeightedRoundRobin::new(reals)),
+            SchedulerKind::Lc => Scheduler::Lc,
+            SchedulerKind::Wlc => Scheduler::Wlc,
+            SchedulerKind::Sed => Scheduler::Sed,
+            SchedulerKind::Nq => Scheduler::Nq,
+            SchedulerKind::Sh => Scheduler::Sh(HashTable::weighted(reals), flags),
+            SchedulerKind::Dh => Scheduler::Dh(HashTable::cyclic(reals)),
+            SchedulerKind::Mh => Scheduler::Mh(Maglev::new(reals), flags),
+            SchedulerKind::Fo => Scheduler::Fo,
+            SchedulerKind::Ovf => Scheduler::Ovf,
+            SchedulerKind::Lblc => Scheduler::Lblc(Locality::new(reals, false)),
+            SchedulerKind::Lblcr => Scheduler::Lblcr(Locality::new(reals, true)),
         }
     }
 
@@ -145,38 +180,88 @@ impl Scheduler {
         match self {
             Scheduler::Rr(_) => SchedulerKind::Rr,
             Scheduler::Wrr(_) => SchedulerKind::Wrr,
+            Scheduler::Lc => SchedulerKind::Lc,
+            Scheduler::Wlc => SchedulerKind::Wlc,
+            Scheduler::Sed => SchedulerKind::Sed,
+            Scheduler::Nq => SchedulerKind::Nq,
+            Scheduler::Sh(..) => SchedulerKind::Sh,
+            Scheduler::Dh(_) => SchedulerKind::Dh,
+            Scheduler::Mh(..) => SchedulerKind::Mh,
+            Scheduler::Fo => SchedulerKind::Fo,
+            Scheduler::Ovf => SchedulerKind::Ovf,
+            Scheduler::Lblc(_) => SchedulerKind::Lblc,
+            Scheduler::Lblcr(_) => SchedulerKind::Lblcr,
         }
     }
 
-    /// Tells the scheduler the real servers or weights changed.
+    /// The flags the scheduler was built with (those it reads).
+    pub fn flags(&self) -> SchedFlags {
+        match self {
+            Scheduler::Sh(_, f) | Scheduler::Mh(_, f) => *f,
+            _ => SchedFlags::default(),
+        }
+    }
+
+    /// Tells the scheduler the real servers or their weights changed (rebuilds hash tables;
+    /// remaps locality tables). Allocates: control path only.
     pub fn update<R: RealSet + ?Sized>(&mut self, reals: &R) {
         match self {
-            Scheduler::Rr(rr) => {
-                if rr.last.is_some_and(|l| l >= reals.len()) {
-                    rr.last = None;
-                }
-            }
+            Scheduler::Rr(rr) => rr.update(reals.len()),
             Scheduler::Wrr(wrr) => wrr.update(reals),
+            Scheduler::Sh(t, _) => *t = HashTable::weighted(reals),
+            Scheduler::Dh(t) => *t = HashTable::cyclic(reals),
+            Scheduler::Mh(t, _) => *t = Maglev::new(reals),
+            Scheduler::Lblc(l) | Scheduler::Lblcr(l) => l.update(reals),
+            Scheduler::Lc
+            | Scheduler::Wlc
+            | Scheduler::Sed
+            | Scheduler::Nq
+            | Scheduler::Fo
+            | Scheduler::Ovf => {}
         }
     }
 
-    /// The index of the real server for a new session, or `None` when none can take one.
+    /// The index of the real server for a new session of `flow`, or `None` when none can
+    /// take one. Never allocates.
     #[inline]
-    pub fn pick<R: RealSet + ?Sized>(&mut self, reals: &R) -> Option<usize> {
-        match self {
+    pub fn pick<R: RealSet + ?Sized>(&mut self, reals: &R, flow: &Flow) -> Option<usize> {
+        let i = match self {
             Scheduler::Rr(s) => s.pick(reals),
             Scheduler::Wrr(s) => s.pick(reals),
-        }
+            Scheduler::Lc => least::lc(reals),
+            Scheduler::Wlc => least::wlc(reals),
+            Scheduler::Sed => least::sed(reals),
+            Scheduler::Nq => least::nq(reals),
+            Scheduler::Sh(t, f) => t.lookup(
+                reals,
+                hash::addr_key(flow.src_ip, flow.src_port, f.port()),
+                f.fallback(),
+            ),
+            Scheduler::Dh(t) => t.lookup(reals, hash::addr_key(flow.dst_ip, 0, false), false),
+            Scheduler::Mh(t, f) => t.lookup(
+                reals,
+                hash::addr_key(flow.src_ip, flow.src_port, f.port()),
+                f.fallback(),
+            ),
+            Scheduler::Fo => least::fo(reals),
+            Scheduler::Ovf => least::ovf(reals),
+            Scheduler::Lblc(l) | Scheduler::Lblcr(l) => l.pick(reals, flow.dst_ip, flow.now_ns),
+        }?;
+        // Defensive: never hand out an index beyond the list.
+        (i < reals.len()).then_some(i)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::rr::gcd;
     use super::*;
 
     fn picks(kind: SchedulerKind, w: &[u32], n: usize) -> Vec<usize> {
         let mut s = Scheduler::new(kind, w);
-        (0..n).map(|_| s.pick(w).unwrap()).collect()
+        (0..n)
+            .map(|_| s.pick(w, &Flow::default()).unwrap())
+            .collect()
     }
 
     #[test]
@@ -187,8 +272,8 @@ mod tests {
         );
         assert_eq!(picks(SchedulerKind::Rr, &[1, 0, 5], 4), vec![0, 2, 0, 2]);
         let mut s = Scheduler::new(SchedulerKind::Rr, &[0u32, 0][..]);
-        assert_eq!(s.pick(&[0u32, 0][..]), None);
-        assert_eq!(s.pick::<[u32]>(&[]), None);
+        assert_eq!(s.pick(&[0u32, 0][..], &Flow::default()), None);
+        assert_eq!(s.pick::<[u32]>(&[], &Flow::default()), None);
     }
 
     #[test]
@@ -219,7 +304,7 @@ mod tests {
             for _round in 0..3 {
                 let mut count = vec![0u32; w.len()];
                 for _ in 0..cycle {
-                    count[s.pick(w).unwrap()] += 1;
+                    count[s.pick(w, &Flow::default()).unwrap()] += 1;
                 }
                 let expect: Vec<u32> = w.iter().map(|x| x / g).collect();
                 assert_eq!(count, expect, "weights {w:?}");
@@ -231,15 +316,15 @@ mod tests {
     fn wrr_all_zero_and_update() {
         let zero = [0u32, 0];
         let mut s = Scheduler::new(SchedulerKind::Wrr, &zero[..]);
-        assert_eq!(s.pick(&zero[..]), None);
+        assert_eq!(s.pick(&zero[..], &Flow::default()), None);
         let w = [0u32, 2];
         s.update(&w[..]);
-        assert_eq!(s.pick(&w[..]), Some(1));
-        assert_eq!(s.pick(&w[..]), Some(1));
+        assert_eq!(s.pick(&w[..], &Flow::default()), Some(1));
+        assert_eq!(s.pick(&w[..], &Flow::default()), Some(1));
         // Weights changed under it without update: still bounded, still never picks weight 0.
         let w2 = [1u32, 0, 0];
         for _ in 0..5 {
-            assert_ne!(s.pick(&w2[..]), Some(1));
+            assert_ne!(s.pick(&w2[..], &Flow::default()), Some(1));
         }
     }
 }

@@ -10,8 +10,9 @@ use etherparse::{
 };
 use fnat_engine::rules::{
     Ipv4Cidr, Mode, Neighbour, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind,
-    Service, Timeouts,
+    Service, ServiceOptions, Timeouts,
 };
+use fnat_engine::sched::load::LoadBoard;
 use fnat_engine::{Verdict, Worker};
 
 pub const S: u64 = 1_000_000_000;
@@ -78,15 +79,18 @@ pub fn rules(capacity: usize, lport_min: u16, lport_max: u16) -> Rules {
                         addr: RS1,
                         port: 8080,
                         weight: 1,
+                        thresholds: Default::default(),
                     },
                     RealServer {
                         id: 12,
                         addr: RS2,
                         port: 8080,
                         weight: 1,
+                        thresholds: Default::default(),
                     },
                 ],
                 local_addresses: vec![LIP1, LIP2],
+                options: ServiceOptions::default(),
             },
             Service {
                 id: UDP_SVC,
@@ -99,8 +103,10 @@ pub fn rules(capacity: usize, lport_min: u16, lport_max: u16) -> Rules {
                     addr: RS1,
                     port: 5353,
                     weight: 1,
+                    thresholds: Default::default(),
                 }],
                 local_addresses: vec![LIP1],
+                options: ServiceOptions::default(),
             },
         ],
         routes: vec![Route {
@@ -135,7 +141,10 @@ pub fn rules(capacity: usize, lport_min: u16, lport_max: u16) -> Rules {
 
 pub fn workers(n: u16, rules: Rules) -> Vec<Worker> {
     let rules = Arc::new(rules);
-    (0..n).map(|i| Worker::new(i, n, rules.clone())).collect()
+    let board = Arc::new(LoadBoard::new(n));
+    (0..n)
+        .map(|i| Worker::with_board(i, n, rules.clone(), board.clone()))
+        .collect()
 }
 
 pub fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {

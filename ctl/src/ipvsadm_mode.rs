@@ -1,0 +1,193 @@
+//! `fnatctl ipvsadm ARGS…` (or fnatctl called through a symlink named `ipvsadm`): ipvsadm's
+//! syntax, output and exit codes over fnatd's control socket.
+
+use std::io::Read;
+
+use fnat_proto::edit::Change;
+use fnat_proto::ipvsadm::args::{parse, IpvsCommand, ListWhat};
+use fnat_proto::ipvsadm::rules_file::parse_rules;
+use fnat_proto::ipvsadm::{format, EXIT_COMMAND_FAILED, EXIT_LIST_FAILED, EXIT_USAGE};
+use fnat_proto::model::{IpvsTimeouts, ServiceAddr};
+use fnat_proto::msg::{ErrorKind, Query, Request};
+use fnat_proto::stats::{Applied, ConnEntry, ConnFilter, Listing};
+
+use crate::client::{Client, Failure};
+
+const USAGE: &str = "\
+ipvsadm (fnatctl) — ipvsadm's commands against fnatd
+Usage:
+  ipvsadm -A|E -t|u|f service-address [-s scheduler] [-p [timeout]] [-M netmask] [--sched-flags flags] [-o]
+  ipvsadm -D -t|u|f service-address
+  ipvsadm -C
+  ipvsadm -R
+  ipvsadm -S [-n]
+  ipvsadm -a|e -t|u|f service-address -r server-address [-b] [-w weight] [-x upper-threshold] [-y lower-threshold]
+  ipvsadm -d -t|u|f service-address -r server-address
+  ipvsadm -L|l [-t|u|f service-address] [-n] [-c] [--timeout] [--stats] [--rate] [--exact] [--thresholds] [--persistent-conn] [--sort|--nosort]
+  ipvsadm -Z [-t|u|f service-address]
+  ipvsadm --set tcp tcpfin udp
+  ipvsadm --add-laddr|-P -z local-address -t|u|f service-address [-F ifname]
+  ipvsadm --del-laddr|-Q -z local-address -t|u|f service-address
+  ipvsadm --get-laddr|-G [-t|u|f service-address]
+  ipvsadm -h
+Forwarding: -b/--fullnat (full-NAT, the default). -m, -g and -i are not supported yet.
+The socket is --socket PATH (fnatctl), $FNAT_SOCKET, or /run/fnatd/ctl.sock.
+";
+
+/// An ipvsadm failure: what to print on stderr and the exit code.
+struct Exit(String, i32);
+
+fn command_failed(f: Failure) -> Exit {
+    match f {
+        Failure::Connect(m) => connect_failed(m),
+        Failure::Daemon(e) => Exit(e.message, EXIT_COMMAND_FAILED),
+    }
+}
+
+fn list_failed(f: Failure) -> Exit {
+    match f {
+        Failure::Connect(m) => connect_failed(m),
+        Failure::Daemon(e) => Exit(e.message, EXIT_LIST_FAILED),
+    }
+}
+
+fn connect_failed(m: String) -> Exit {
+    Exit(
+        format!("Can't initialize ipvs: {m}\nAre you sure that fnatd is running?"),
+        EXIT_USAGE,
+    )
+}
+
+/// Runs ipvsadm with `args` (without the program name); returns the exit code.
+pub fn run(client: &Client, args: &[String]) -> i32 {
+    match execute(client, args) {
+        Ok(out) => {
+            print!("{out}");
+            0
+        }
+        Err(Exit(message, code)) => {
+            eprintln!("{message}");
+            code
+        }
+    }
+}
+
+fn list(client: &Client, service: Option<ServiceAddr>) -> Result<Listing, Failure> {
+    client.call(&Request::Query(Query::List { service }))
+}
+
+fn change(client: &Client, change: Change) -> Result<String, Exit> {
+    client
+        .call::<Applied>(&Request::Change(change))
+        .map(|_| String::new())
+        .map_err(command_failed)
+}
+
+fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
+    let command = parse(args).map_err(|e| Exit(e.message, e.exit_code))?;
+    match command {
+        IpvsCommand::Help => Ok(USAGE.to_string()),
+        IpvsCommand::Version => Ok(format!(
+            "ipvsadm v1.2.1 (fnatctl {}, fnat control protocol {})\n",
+            env!("CARGO_PKG_VERSION"),
+            fnat_proto::PROTOCOL_VERSION
+        )),
+        IpvsCommand::Change(c) => change(client, c),
+        IpvsCommand::EditService(edit) => {
+            let listing = list(client, Some(edit.addr)).map_err(command_failed)?;
+            let current = listing
+                .rules
+                .service(&edit.addr)
+                .ok_or_else(|| Exit("No such service".into(), EXIT_COMMAND_FAILED))?;
+            change(
+                client,
+                Change::ServiceEdit {
+                    service: edit.merge(current),
+                },
+            )
+        }
+        IpvsCommand::EditReal(edit) => {
+            let listing = match list(client, Some(edit.service)) {
+                Err(Failure::Daemon(e)) if e.kind == ErrorKind::NoSuchService => {
+                    return Err(Exit("Service not defined".into(), EXIT_COMMAND_FAILED))
+                }
+                other => other.map_err(command_failed)?,
+            };
+            let current = listing
+                .rules
+                .service(&edit.service)
+                .and_then(|s| s.real(edit.key()))
+                .ok_or_else(|| Exit("No such destination".into(), EXIT_COMMAND_FAILED))?;
+            change(
+                client,
+                Change::RealEdit {
+                    service: edit.service,
+                    real: edit.merge(current),
+                },
+            )
+        }
+        IpvsCommand::List {
+            service,
+            what,
+            format: fmt,
+        } => match what {
+            ListWhat::Timeout => {
+                let t: IpvsTimeouts = client
+                    .call(&Request::Query(Query::TimeoutGet))
+                    .map_err(list_failed)?;
+                Ok(format::timeouts(&t))
+            }
+            ListWhat::Connections => {
+                let entries: Vec<ConnEntry> = client
+                    .call(&Request::Query(Query::Connections {
+                        filter: ConnFilter {
+                            service,
+                            ..ConnFilter::default()
+                        },
+                        limit: Some(1_000_000),
+                    }))
+                    .map_err(list_failed)?;
+                Ok(format::connections(&entries))
+            }
+            ListWhat::Services => {
+                let listing = list(client, service).map_err(list_failed)?;
+                match service {
+                    Some(addr) => {
+                        let s = listing
+                            .rules
+                            .service(&addr)
+                            .ok_or_else(|| Exit("No such service".into(), EXIT_LIST_FAILED))?;
+                        Ok(format::list_service(&listing, s, &fmt))
+                    }
+                    None => Ok(format::list_all(&listing, &fmt)),
+                }
+            }
+        },
+        IpvsCommand::Save { format: fmt } => {
+            let listing = list(client, None).map_err(list_failed)?;
+            Ok(format::save(&listing.rules, &fmt))
+        }
+        IpvsCommand::Restore => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| {
+                Exit(
+                    format!("reading the rules from standard input: {e}"),
+                    EXIT_USAGE,
+                )
+            })?;
+            let changes = parse_rules(&text).map_err(|e| Exit(e, EXIT_USAGE))?;
+            client
+                .call::<Applied>(&Request::Query(Query::Apply { changes }))
+                .map(|_| String::new())
+                .map_err(command_failed)
+        }
+        IpvsCommand::Zero { service } => client
+            .call::<serde_json::Value>(&Request::Query(Query::Zero { service }))
+            .map(|_| String::new())
+            .map_err(command_failed),
+        IpvsCommand::GetLaddr { service } => {
+            let listing = list(client, service).map_err(list_failed)?;
+            Ok(format::local_addresses(listing.rules.services.iter()))
+        }
+    }
+}

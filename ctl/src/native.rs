@@ -1,0 +1,516 @@
+//! fnatctl's own subcommands: service, real, laddr, stats, zero, timeout, conn, save,
+//! restore, flush, status. Human output by default (ipvsadm's layouts where one exists),
+//! `--json` prints the daemon's result as JSON.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use fnat_proto::edit::{Change, ServiceAttrs};
+use fnat_proto::ipvsadm::args::ListFormat;
+use fnat_proto::ipvsadm::format;
+use fnat_proto::model::{
+    LocalAddress, Persistence, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr,
+    DEFAULT_PERSISTENCE,
+};
+use fnat_proto::msg::{Query, Request};
+use fnat_proto::stats::{Applied, ConnEntry, ConnFilter, Listing, Status};
+use serde::Serialize;
+
+use crate::client::{Client, Failure};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Virtual services.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Real servers of a service.
+    #[command(subcommand)]
+    Real(RealCmd),
+    /// Local addresses (full-NAT source addresses) of a service.
+    #[command(subcommand)]
+    Laddr(LaddrCmd),
+    /// Counters of services and reals, drops by reason, ports.
+    Stats {
+        /// Exact numbers instead of K/M/G.
+        #[arg(long)]
+        exact: bool,
+    },
+    /// Zero the counters.
+    Zero {
+        /// Only this service (tcp/VIP:PORT, udp/VIP:PORT, fwmark/MARK).
+        service: Option<String>,
+    },
+    /// ipvsadm's timeouts (tcp, tcpfin, udp).
+    #[command(subcommand)]
+    Timeout(TimeoutCmd),
+    /// Sessions.
+    #[command(subcommand)]
+    Conn(ConnCmd),
+    /// Write the live rules as TOML (to FILE or standard output).
+    Save { file: Option<PathBuf> },
+    /// Replace the live rules with a TOML file written by `save` ('-' reads standard input).
+    Restore { file: PathBuf },
+    /// Remove every service.
+    Flush,
+    /// Daemon version, rules generation, counts.
+    Status,
+}
+
+#[derive(Args)]
+pub struct ServiceOpts {
+    /// Scheduler: rr wrr lc wlc sed nq sh dh mh fo ovf lblc lblcr.
+    #[arg(short, long)]
+    scheduler: Option<String>,
+    /// Scheduler flags, comma-separated (flag-1, sh-fallback, sh-port, mh-fallback, mh-port, …).
+    #[arg(long)]
+    sched_flags: Option<String>,
+    /// Persistence timeout in seconds (ipvsadm -p).
+    #[arg(short, long, num_args = 0..=1, default_missing_value = "360")]
+    persistent: Option<u32>,
+    /// Persistence netmask (ipvsadm -M).
+    #[arg(short = 'M', long)]
+    netmask: Option<Ipv4Addr>,
+    /// One-packet scheduling (UDP).
+    #[arg(long)]
+    ops: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ServiceCmd {
+    /// Add a service: SERVICE is tcp/VIP:PORT, udp/VIP:PORT or fwmark/MARK.
+    Add {
+        service: String,
+        #[command(flatten)]
+        opts: ServiceOpts,
+    },
+    /// Change a service's scheduler or persistence (only what is given changes).
+    Edit {
+        service: String,
+        #[command(flatten)]
+        opts: ServiceOpts,
+        /// Turn persistence off.
+        #[arg(long, conflicts_with = "persistent")]
+        no_persistence: bool,
+    },
+    /// Delete a service with its reals and local addresses.
+    Del { service: String },
+    /// List services (all, or one) as `ipvsadm -Ln` does.
+    List { service: Option<String> },
+}
+
+#[derive(Args)]
+pub struct RealOpts {
+    #[arg(short, long)]
+    weight: Option<u32>,
+    /// Upper connection threshold (ipvsadm -x).
+    #[arg(short = 'x', long)]
+    upper_threshold: Option<u32>,
+    /// Lower connection threshold (ipvsadm -y).
+    #[arg(short = 'y', long)]
+    lower_threshold: Option<u32>,
+}
+
+#[derive(Subcommand)]
+pub enum RealCmd {
+    /// Add a real server RS:PORT to SERVICE.
+    Add {
+        service: String,
+        real: SocketAddrV4,
+        #[command(flatten)]
+        opts: RealOpts,
+    },
+    /// Change a real server's weight or thresholds (only what is given changes).
+    Edit {
+        service: String,
+        real: SocketAddrV4,
+        #[command(flatten)]
+        opts: RealOpts,
+    },
+    /// Remove a real server.
+    Del { service: String, real: SocketAddrV4 },
+}
+
+#[derive(Subcommand)]
+pub enum LaddrCmd {
+    /// Add a local address to SERVICE.
+    Add {
+        service: String,
+        addr: Ipv4Addr,
+        /// Device the address belongs to (DPVS's -F).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Remove a local address.
+    Del { service: String, addr: Ipv4Addr },
+    /// List local addresses (DPVS's `ipvsadm -G` layout).
+    List { service: Option<String> },
+}
+
+#[derive(Subcommand)]
+pub enum TimeoutCmd {
+    /// Show the timeouts in force.
+    Get,
+    /// Set timeouts in seconds; those not given stay.
+    Set {
+        #[arg(long)]
+        tcp: Option<u32>,
+        #[arg(long)]
+        tcpfin: Option<u32>,
+        #[arg(long)]
+        udp: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConnCmd {
+    /// List sessions, optionally filtered.
+    List {
+        #[arg(long)]
+        service: Option<String>,
+        /// Real server RS:PORT.
+        #[arg(long)]
+        real: Option<SocketAddrV4>,
+        /// Client address.
+        #[arg(long)]
+        client: Option<Ipv4Addr>,
+        #[arg(long, default_value_t = 10000)]
+        limit: usize,
+    },
+}
+
+/// A service argument: tcp/VIP:PORT, udp/VIP:PORT, fwmark/MARK, or VIP:PORT for TCP.
+fn service_arg(text: &str) -> Result<ServiceAddr, String> {
+    if !text.contains('/') {
+        if let Ok(sa) = text.parse::<SocketAddrV4>() {
+            return Ok(ServiceAddr::tcp(*sa.ip(), sa.port()));
+        }
+    }
+    text.parse()
+}
+
+/// What a native command produced: human text and the JSON form.
+struct Output {
+    human: String,
+    json: serde_json::Value,
+}
+
+fn out(human: String, value: impl Serialize) -> Output {
+    Output {
+        human,
+        json: serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+fn fail(f: Failure) -> String {
+    f.to_string()
+}
+
+fn apply(client: &Client, change: Change) -> Result<Output, String> {
+    let applied: Applied = client.call(&Request::Change(change)).map_err(fail)?;
+    Ok(out(String::new(), applied))
+}
+
+fn listing(client: &Client, service: Option<ServiceAddr>) -> Result<Listing, String> {
+    client
+        .call(&Request::Query(Query::List { service }))
+        .map_err(fail)
+}
+
+fn persistence_of(opts: &ServiceOpts) -> Option<Persistence> {
+    opts.persistent.map(|timeout| Persistence {
+        timeout,
+        netmask: opts.netmask.unwrap_or(Ipv4Addr::BROADCAST),
+    })
+}
+
+/// Runs a native command; `Ok(text)` to print, `Err(message)` for stderr.
+pub fn run(client: &Client, command: Command, json: bool) -> Result<String, String> {
+    let output = execute(client, command)?;
+    if json {
+        Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&output.json).unwrap_or_default()
+        ))
+    } else {
+        Ok(output.human)
+    }
+}
+
+fn execute(client: &Client, command: Command) -> Result<Output, String> {
+    match command {
+        Command::Service(cmd) => service(client, cmd),
+        Command::Real(cmd) => real(client, cmd),
+        Command::Laddr(cmd) => laddr(client, cmd),
+        Command::Stats { exact } => {
+            let l = listing(client, None)?;
+            let fmt = ListFormat {
+                stats: true,
+                exact,
+                ..ListFormat::default()
+            };
+            let mut human = format::list_all(&l, &fmt);
+            human.push_str("\nDrops:\n");
+            for (reason, n) in &l.drops {
+                let _ = writeln!(human, "  {reason:<24} {n}");
+            }
+            human.push_str("\nPorts:\n");
+            for p in &l.ports {
+                let _ = writeln!(
+                    human,
+                    "  {:<8} RX-packets: {:<14} TX-packets: {:<14} RX-dropped: {:<10} TX-dropped: {}",
+                    p.name, p.rx_packets, p.tx_packets, p.rx_dropped, p.tx_dropped
+                );
+            }
+            Ok(out(human, l))
+        }
+        Command::Zero { service } => {
+            let service = service.as_deref().map(service_arg).transpose()?;
+            let v: serde_json::Value = client
+                .call(&Request::Query(Query::Zero { service }))
+                .map_err(fail)?;
+            Ok(out(String::new(), v))
+        }
+        Command::Timeout(TimeoutCmd::Get) => {
+            let t: fnat_proto::model::IpvsTimeouts = client
+                .call(&Request::Query(Query::TimeoutGet))
+                .map_err(fail)?;
+            Ok(out(format::timeouts(&t), t))
+        }
+        Command::Timeout(TimeoutCmd::Set { tcp, tcpfin, udp }) => {
+            let nonzero = |v: Option<u32>, name: &str| match v {
+                Some(0) => Err(format!("--{name} must be at least 1 second")),
+                v => Ok(v.unwrap_or(0)),
+            };
+            apply(
+                client,
+                Change::TimeoutSet {
+                    tcp: nonzero(tcp, "tcp")?,
+                    tcp_fin: nonzero(tcpfin, "tcpfin")?,
+                    udp: nonzero(udp, "udp")?,
+                },
+            )
+        }
+        Command::Conn(ConnCmd::List {
+            service,
+            real,
+            client: client_ip,
+            limit,
+        }) => {
+            let filter = ConnFilter {
+                service: service.as_deref().map(service_arg).transpose()?,
+                real,
+                client: client_ip,
+            };
+            let entries: Vec<ConnEntry> = client
+                .call(&Request::Query(Query::Connections {
+                    filter,
+                    limit: Some(limit),
+                }))
+                .map_err(fail)?;
+            Ok(out(format::connections(&entries), entries))
+        }
+        Command::Save { file } => {
+            let l = listing(client, None)?;
+            let text = fnat_proto::save::to_toml(&l.rules)?;
+            match file {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                    Ok(out(String::new(), l.rules))
+                }
+                None => Ok(out(text, l.rules)),
+            }
+        }
+        Command::Restore { file } => {
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .map_err(|e| format!("reading standard input: {e}"))?;
+                s
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| format!("reading {}: {e}", file.display()))?
+            };
+            let rules: RuleSet = fnat_proto::save::from_toml(&text)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            apply(client, Change::Replace { rules })
+        }
+        Command::Flush => apply(client, Change::Flush),
+        Command::Status => {
+            let s: Status = client.call(&Request::Query(Query::Status)).map_err(fail)?;
+            let human = format!(
+                "fnatd {} (control protocol {})\nsocket: {}\nmode: {}\nrules generation: {}\nservices: {}\nreal servers: {}\nlocal addresses: {}\nuptime: {} s\nstate file: {}\n",
+                s.daemon_version,
+                s.protocol_version,
+                s.socket,
+                s.mode,
+                s.generation,
+                s.services,
+                s.reals,
+                s.local_addresses,
+                s.uptime_s,
+                s.state_file.as_deref().unwrap_or("none")
+            );
+            Ok(out(human, s))
+        }
+    }
+}
+
+fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
+    match cmd {
+        ServiceCmd::Add { service, opts } => {
+            let addr = service_arg(&service)?;
+            let scheduler = match &opts.scheduler {
+                Some(s) => s.parse::<Scheduler>()?,
+                None => Scheduler::Wlc,
+            };
+            let mut s = Service::new(addr, scheduler);
+            if let Some(f) = &opts.sched_flags {
+                s.sched_flags = SchedFlags::parse_list(f)?;
+            }
+            s.persistence = persistence_of(&opts);
+            s.one_packet = opts.ops;
+            apply(client, Change::ServiceAdd { service: s })
+        }
+        ServiceCmd::Edit {
+            service,
+            opts,
+            no_persistence,
+        } => {
+            let addr = service_arg(&service)?;
+            let l = listing(client, Some(addr))?;
+            let current = l.rules.service(&addr).ok_or("No such service")?;
+            let mut attrs = ServiceAttrs::of(current);
+            if let Some(s) = &opts.scheduler {
+                attrs.scheduler = s.parse()?;
+            }
+            if let Some(f) = &opts.sched_flags {
+                attrs.sched_flags = SchedFlags::parse_list(f)?;
+            }
+            if let Some(p) = persistence_of(&opts) {
+                attrs.persistence = Some(p);
+            } else if let (Some(mask), Some(p)) = (opts.netmask, attrs.persistence.as_mut()) {
+                p.netmask = mask;
+            }
+            if no_persistence {
+                attrs.persistence = None;
+            }
+            if opts.ops {
+                attrs.one_packet = true;
+            }
+            let _ = DEFAULT_PERSISTENCE;
+            apply(client, Change::ServiceEdit { service: attrs })
+        }
+        ServiceCmd::Del { service } => apply(
+            client,
+            Change::ServiceDel {
+                service: service_arg(&service)?,
+            },
+        ),
+        ServiceCmd::List { service } => {
+            let addr = service.as_deref().map(service_arg).transpose()?;
+            let l = listing(client, addr)?;
+            let fmt = ListFormat::default();
+            let human = match addr.and_then(|a| l.rules.service(&a)) {
+                Some(s) => format::list_service(&l, s, &fmt),
+                None => format::list_all(&l, &fmt),
+            };
+            Ok(out(human, l.rules))
+        }
+    }
+}
+
+fn real(client: &Client, cmd: RealCmd) -> Result<Output, String> {
+    match cmd {
+        RealCmd::Add {
+            service,
+            real,
+            opts,
+        } => {
+            let mut r = Real::new(*real.ip(), real.port(), opts.weight.unwrap_or(1));
+            r.upper_threshold = opts.upper_threshold.unwrap_or(0);
+            r.lower_threshold = opts.lower_threshold.unwrap_or(0);
+            apply(
+                client,
+                Change::RealAdd {
+                    service: service_arg(&service)?,
+                    real: r,
+                },
+            )
+        }
+        RealCmd::Edit {
+            service,
+            real,
+            opts,
+        } => {
+            let addr = service_arg(&service)?;
+            let l = listing(client, Some(addr))?;
+            let mut r = *l
+                .rules
+                .service(&addr)
+                .and_then(|s| s.real(real))
+                .ok_or("No such destination")?;
+            if let Some(w) = opts.weight {
+                r.weight = w;
+            }
+            if let Some(x) = opts.upper_threshold {
+                r.upper_threshold = x;
+            }
+            if let Some(y) = opts.lower_threshold {
+                r.lower_threshold = y;
+            }
+            apply(
+                client,
+                Change::RealEdit {
+                    service: addr,
+                    real: r,
+                },
+            )
+        }
+        RealCmd::Del { service, real } => apply(
+            client,
+            Change::RealDel {
+                service: service_arg(&service)?,
+                addr: *real.ip(),
+                port: real.port(),
+            },
+        ),
+    }
+}
+
+fn laddr(client: &Client, cmd: LaddrCmd) -> Result<Output, String> {
+    match cmd {
+        LaddrCmd::Add {
+            service,
+            addr,
+            device,
+        } => apply(
+            client,
+            Change::LaddrAdd {
+                service: service_arg(&service)?,
+                laddr: LocalAddress { addr, device },
+            },
+        ),
+        LaddrCmd::Del { service, addr } => apply(
+            client,
+            Change::LaddrDel {
+                service: service_arg(&service)?,
+                addr,
+            },
+        ),
+        LaddrCmd::List { service } => {
+            let addr = service.as_deref().map(service_arg).transpose()?;
+            let l = listing(client, addr)?;
+            let human = format::local_addresses(l.rules.services.iter());
+            let json: Vec<_> = l
+                .rules
+                .services
+                .iter()
+                .map(|s| serde_json::json!({"service": s.addr, "local_addresses": s.local_addresses}))
+                .collect();
+            Ok(out(human, json))
+        }
+    }
+}

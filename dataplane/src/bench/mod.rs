@@ -1,0 +1,588 @@
+//! Benchmark instrumentation behind the hidden `fnatd bench` subcommand (used by `perf/run.sh`).
+//!
+//! `fnatd bench` runs the live dataplane exactly as `fnatd run` does, plus, in each worker:
+//!
+//! - **prefill**: before polling, the worker pushes `--flows` synthetic TCP SYNs (client
+//!   `flow_addr(k)` → the first service's VIP:port, into port 0) through its own engine on a
+//!   plain byte buffer. That creates `--flows` sessions (10 M takes seconds and needs no mbufs)
+//!   and measures the engine's connection-creation rate without any device I/O.
+//! - **stamping** (the generator): the frames come from a real device (net_pcap with
+//!   `infinite_rx=1`, the same input testpmd gets). With `--stamp`, the worker overwrites each
+//!   received frame's client address and port (fixing both checksums incrementally) before the
+//!   engine sees it: in `established` mode with flow `k`, walking all prefilled flows with a
+//!   large odd stride so that consecutive packets hit sessions spread over the whole table; in
+//!   `new` mode with a never-used `k`, so every SYN creates a session. The stamping cost is
+//!   charged to fnatd (it runs inside the measured burst).
+//! - **measurement**: after `--warmup` seconds of traffic the worker measures for `--seconds`:
+//!   packets, TSC cycles, and the TSC spent processing each RX burst into an HdrHistogram
+//!   (allocated before the loop; recording does not allocate).
+//! - **rule-publish latency**: once every worker has measured, the main thread publishes
+//!   `--publishes` unchanged snapshots through the rules store while traffic keeps flowing and
+//!   times each until every worker acknowledged it. Then fnatd stops itself (SIGTERM to itself)
+//!   and prints one `BENCH {json}` line after the usual forward statistics.
+//!
+//! Nothing here runs unless `fnatd bench` set [`Settings`]: `fnatd run` pays one `None` check
+//! per RX burst.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use dpdk_bindings::mbuf::Burst;
+use dpdk_bindings::time;
+use fnat_engine::{Verdict, Worker};
+use hdrhistogram::Histogram;
+
+use crate::config::AppConfig;
+use crate::driver::{self, RunKind};
+use crate::rules_store::RulesStore;
+
+/// What traffic the generator makes of the device's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Frames go to the engine as received (the capture's own flows).
+    Plain,
+    /// Every frame is stamped with one of the prefilled flows (ACKs to live sessions).
+    Established,
+    /// Every frame is stamped with a flow never seen before (each SYN creates a session).
+    New,
+}
+
+/// The options of `fnatd bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// How the device's frames are turned into traffic.
+    #[arg(long, value_enum, default_value = "plain")]
+    pub mode: Mode,
+    /// Sessions to create in every worker before polling (synthetic SYNs on a byte buffer).
+    #[arg(long, default_value_t = 0)]
+    pub flows: u64,
+    /// Seconds of traffic before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Rules snapshots to publish (and time) under load after measuring.
+    #[arg(long, default_value_t = 0)]
+    pub publishes: u32,
+    /// Give up (stop fnatd, exit 1) after this many seconds in all.
+    #[arg(long, default_value_t = 300.0)]
+    pub timeout: f64,
+}
+
+/// What one worker measured.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerResult {
+    pub worker: u16,
+    pub measured: bool,
+    pub prefill_sessions: u64,
+    pub prefill_secs: f64,
+    pub rss_before_prefill_kb: u64,
+    pub rss_after_prefill_kb: u64,
+    pub window_secs: f64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub sessions_created: u64,
+    pub live_sessions: u64,
+    pub bursts: u64,
+    pub window_cycles: u64,
+    pub busy_cycles: u64,
+    pub tsc_hz: u64,
+    pub p50_cycles: u64,
+    pub p99_cycles: u64,
+    pub p999_cycles: u64,
+    pub max_cycles: u64,
+}
+
+static SETTINGS: OnceLock<Options> = OnceLock::new();
+static RESULTS: Mutex<Vec<WorkerResult>> = Mutex::new(Vec::new());
+static MEASURED: AtomicUsize = AtomicUsize::new(0);
+static STORE: OnceLock<Arc<RulesStore>> = OnceLock::new();
+static FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Client address and port of synthetic flow `k`: 10.0.0.0/8 hosts, 60000 ports each.
+#[inline]
+pub fn flow_addr(k: u64) -> (u32, u16) {
+    (
+        0x0a00_0000u32.wrapping_add((k / 60_000) as u32),
+        1024 + (k % 60_000) as u16,
+    )
+}
+
+/// Offsets in the generator's frames (Ethernet, IPv4 without options, TCP).
+const IP_CSUM: usize = 24;
+const IP_SRC: usize = 26;
+const TCP_SPORT: usize = 34;
+const TCP_CSUM: usize = 50;
+const FRAME_MIN: usize = 54;
+
+/// One's-complement adjustment of a checksum for a 16-bit word changing `old` → `new` (RFC 1624).
+#[inline]
+fn csum_adjust(csum: u16, old: u16, new: u16) -> u16 {
+    let mut sum = u32::from(!csum) + u32::from(!old) + u32::from(new);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+#[inline]
+fn rd16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+fn wr16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Rewrites the client address and port of an Ethernet/IPv4/TCP frame, fixing the IP and TCP
+/// checksums incrementally. Frames too short for that are left alone.
+#[inline]
+pub fn stamp(frame: &mut [u8], addr: u32, port: u16) {
+    if frame.len() < FRAME_MIN {
+        return;
+    }
+    let (new_hi, new_lo) = ((addr >> 16) as u16, addr as u16);
+    let (old_hi, old_lo) = (rd16(frame, IP_SRC), rd16(frame, IP_SRC + 2));
+    let old_port = rd16(frame, TCP_SPORT);
+    let mut ip = rd16(frame, IP_CSUM);
+    ip = csum_adjust(ip, old_hi, new_hi);
+    ip = csum_adjust(ip, old_lo, new_lo);
+    let mut tcp = rd16(frame, TCP_CSUM);
+    tcp = csum_adjust(tcp, old_hi, new_hi);
+    tcp = csum_adjust(tcp, old_lo, new_lo);
+    tcp = csum_adjust(tcp, old_port, port);
+    wr16(frame, IP_SRC, new_hi);
+    wr16(frame, IP_SRC + 2, new_lo);
+    wr16(frame, TCP_SPORT, port);
+    wr16(frame, IP_CSUM, ip);
+    wr16(frame, TCP_CSUM, tcp);
+}
+
+/// A 64-byte TCP frame (60 bytes + FCS room) from flow `k` to `vip:vport` arriving at `mac`.
+pub fn syn_frame(mac: [u8; 6], vip: u32, vport: u16, flags: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[0..6].copy_from_slice(&mac);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0xc1, 0x01]);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    // IPv4: total length 46 (20 IP + 20 TCP + 6 payload), TTL 64, TCP.
+    f[14] = 0x45;
+    wr16(&mut f, 16, 46);
+    f[22] = 64;
+    f[23] = 6;
+    f[IP_SRC..IP_SRC + 4].copy_from_slice(&0x0a00_0000u32.to_be_bytes());
+    f[30..34].copy_from_slice(&vip.to_be_bytes());
+    let mut sum = 0u32;
+    for i in (14..34).step_by(2) {
+        sum += u32::from(rd16(&f, i));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    wr16(&mut f, IP_CSUM, !(sum as u16));
+    // TCP: sport 1024, dport vport, seq 1, data offset 5, flags, window 65535.
+    wr16(&mut f, TCP_SPORT, 1024);
+    wr16(&mut f, 36, vport);
+    f[41] = 1;
+    f[46] = 0x50;
+    f[47] = flags;
+    wr16(&mut f, 48, 0xffff);
+    let mut sum = 0u32;
+    for i in (26..34).step_by(2) {
+        sum += u32::from(rd16(&f, i));
+    }
+    sum += 6 + 26; // protocol, TCP length (20 header + 6 payload)
+    for i in (34..60).step_by(2) {
+        sum += u32::from(rd16(&f, i));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    wr16(&mut f, TCP_CSUM, !(sum as u16));
+    f
+}
+
+fn rss_kb() -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+enum Phase {
+    /// No traffic yet.
+    Idle,
+    /// Traffic flows; measuring starts at `until` (TSC).
+    Warmup {
+        until: u64,
+    },
+    Measuring {
+        start: u64,
+        end: u64,
+        tx: u64,
+        created: u64,
+        rx: u64,
+    },
+    Done,
+}
+
+/// A worker's generator and probe (see the module documentation).
+pub struct WorkerBench {
+    opts: &'static Options,
+    hz: u64,
+    phase: Phase,
+    hist: Histogram<u64>,
+    /// Established: the flow of the next packet and the stride. New: the next unused flow.
+    next: u64,
+    stride: u64,
+    flows: u64,
+    rx: u64,
+    bursts: u64,
+    busy: u64,
+    result: WorkerResult,
+}
+
+impl WorkerBench {
+    /// Called by a worker before its poll loop: `None` unless `fnatd bench` is running.
+    /// Prefills the worker's sessions (allocates; before the loop only).
+    pub fn attach(engine: &mut Worker, store: &Arc<RulesStore>, now_ns: u64) -> Option<Self> {
+        let opts = SETTINGS.get()?;
+        let _ = STORE.set(Arc::clone(store));
+        let hz = time::tsc_hz().max(1);
+        let mut result = WorkerResult {
+            worker: engine.id(),
+            tsc_hz: hz,
+            rss_before_prefill_kb: rss_kb(),
+            ..WorkerResult::default()
+        };
+        let rules = Arc::clone(engine.rules());
+        let target = rules
+            .services
+            .first()
+            .map(|s| (u32::from(s.vip), s.port))
+            .zip(rules.ports.first().map(|p| p.mac));
+        if let Some(((vip, vport), mac)) = target {
+            let template = syn_frame(mac, vip, vport, 0x02);
+            let mut frame = template.clone();
+            let started = Instant::now();
+            let before = engine.stats().sessions_created;
+            for k in 0..opts.flows {
+                frame.copy_from_slice(&template);
+                let (a, p) = flow_addr(k);
+                stamp(&mut frame, a, p);
+                if !matches!(
+                    engine.process(0, &mut frame, now_ns),
+                    Verdict::Transmit { .. }
+                ) {
+                    break;
+                }
+            }
+            result.prefill_secs = started.elapsed().as_secs_f64();
+            result.prefill_sessions = engine.stats().sessions_created - before;
+        }
+        result.rss_after_prefill_kb = rss_kb();
+        let flows = result.prefill_sessions.max(1);
+        // An odd stride near flows × (golden ratio) that shares no factor with `flows`.
+        let mut stride = ((flows as f64 * 0.618_034) as u64) | 1;
+        while gcd(stride, flows) != 1 {
+            stride += 2;
+        }
+        Some(WorkerBench {
+            opts,
+            hz,
+            phase: Phase::Idle,
+            hist: Histogram::new_with_bounds(1, 1 << 40, 3).expect("histogram bounds"),
+            next: match opts.mode {
+                Mode::New => opts.flows,
+                _ => 0,
+            },
+            stride: stride % flows,
+            flows,
+            rx: 0,
+            bursts: 0,
+            busy: 0,
+            result,
+        })
+    }
+
+    /// Before the engine sees a received burst: stamps it (the generator) and returns the TSC.
+    #[inline]
+    pub fn before(&mut self, rx: &mut Burst) -> u64 {
+        match self.opts.mode {
+            Mode::Plain => {}
+            Mode::Established => {
+                for m in rx.iter_mut() {
+                    let (a, p) = flow_addr(self.next);
+                    stamp(m.data_mut(), a, p);
+                    self.next += self.stride;
+                    if self.next >= self.flows {
+                        self.next -= self.flows;
+                    }
+                }
+            }
+            Mode::New => {
+                for m in rx.iter_mut() {
+                    let (a, p) = flow_addr(self.next);
+                    stamp(m.data_mut(), a, p);
+                    self.next += 1;
+                }
+            }
+        }
+        time::tsc()
+    }
+
+    /// After the engine processed a burst of `n` frames that started at TSC `t0`.
+    #[inline]
+    pub fn after(&mut self, engine: &Worker, t0: u64, n: usize) {
+        let t1 = time::tsc();
+        match self.phase {
+            Phase::Idle => {
+                let warm = (self.opts.warmup * self.hz as f64) as u64;
+                self.phase = Phase::Warmup { until: t1 + warm };
+            }
+            Phase::Warmup { until } if t1 >= until => {
+                let span = (self.opts.seconds * self.hz as f64) as u64;
+                let st = engine.stats();
+                self.phase = Phase::Measuring {
+                    start: t1,
+                    end: t1 + span,
+                    tx: st.transmitted,
+                    created: st.sessions_created,
+                    rx: st.received,
+                };
+            }
+            Phase::Measuring {
+                start,
+                end,
+                tx,
+                created,
+                rx,
+            } => {
+                let cycles = t1.wrapping_sub(t0);
+                self.hist.saturating_record(cycles.max(1));
+                self.busy += cycles;
+                self.rx += n as u64;
+                self.bursts += 1;
+                if t1 >= end {
+                    let st = engine.stats();
+                    let r = &mut self.result;
+                    r.measured = true;
+                    r.window_cycles = t1 - start;
+                    r.window_secs = (t1 - start) as f64 / self.hz as f64;
+                    r.rx_packets = st.received - rx;
+                    r.tx_packets = st.transmitted - tx;
+                    r.sessions_created = st.sessions_created - created;
+                    r.live_sessions = st.sessions;
+                    r.bursts = self.bursts;
+                    r.busy_cycles = self.busy;
+                    self.phase = Phase::Done;
+                    MEASURED.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// When the worker stops: hands its result to `fnatd bench`.
+    pub fn finish(mut self) {
+        let h = &self.hist;
+        self.result.p50_cycles = h.value_at_quantile(0.50);
+        self.result.p99_cycles = h.value_at_quantile(0.99);
+        self.result.p999_cycles = h.value_at_quantile(0.999);
+        self.result.max_cycles = h.max();
+        if let Ok(mut results) = RESULTS.lock() {
+            results.push(self.result);
+        }
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+fn stop_self() {
+    // SAFETY: kill(2) on our own pid with a signal whose handler only sets a flag.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGTERM);
+    }
+}
+
+/// The controller on the main thread's side: waits for every worker to measure, times rule
+/// publishes under load, then stops the dataplane. Bounded by `opts.timeout`.
+fn control(opts: &'static Options, workers: usize) -> Vec<f64> {
+    let deadline = Instant::now() + Duration::from_secs_f64(opts.timeout.max(1.0));
+    let mut publish_us = Vec::new();
+    while MEASURED.load(Ordering::SeqCst) < workers {
+        if Instant::now() >= deadline {
+            FAILED.store(true, Ordering::SeqCst);
+            eprintln!(
+                "fnatd bench: workers did not finish measuring within {} s",
+                opts.timeout
+            );
+            stop_self();
+            return publish_us;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(store) = STORE.get() {
+        for _ in 0..opts.publishes {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let rules = (*store.current()).clone();
+            let t = Instant::now();
+            match store.publish(rules, Duration::from_secs(1)) {
+                Ok(_) => publish_us.push(t.elapsed().as_secs_f64() * 1e6),
+                Err(e) => eprintln!("fnatd bench: publish: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    stop_self();
+    publish_us
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `fnatd bench`: runs the live dataplane with the generator and probes, prints the forward
+/// statistics and one `BENCH {json}` line.
+pub fn run(cfg: &AppConfig, opts: Options) -> ExitCode {
+    let workers = usize::from(cfg.dataplane.workers);
+    let opts: &'static Options = SETTINGS.get_or_init(|| opts);
+    let controller = std::thread::spawn(move || control(opts, workers));
+    let outcome = driver::execute(cfg, RunKind::Live);
+    // The dataplane may have failed before any worker measured: release the controller.
+    if outcome.is_err() {
+        MEASURED.fetch_add(workers, Ordering::SeqCst);
+    }
+    let mut publish_us = controller.join().unwrap_or_default();
+    let totals = match outcome {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("fnatd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    print!("{}", totals.render());
+    publish_us.sort_by(f64::total_cmp);
+    let mut results = RESULTS.lock().map(|r| r.clone()).unwrap_or_default();
+    results.sort_by_key(|r| r.worker);
+    let mut json = format!(
+        "{{\"mode\":\"{:?}\",\"flows\":{},\"rss_exit_kb\":{},\"publishes\":{},\
+         \"publish_p50_us\":{:.1},\"publish_max_us\":{:.1},\"workers\":[",
+        opts.mode,
+        opts.flows,
+        rss_kb(),
+        publish_us.len(),
+        quantile(&publish_us, 0.5),
+        quantile(&publish_us, 1.0),
+    );
+    for (i, r) in results.iter().enumerate() {
+        let hz = r.tsc_hz.max(1) as f64;
+        let us = |c: u64| c as f64 * 1e6 / hz;
+        let secs = r.window_secs.max(1e-9);
+        json.push_str(&format!(
+            "{}{{\"worker\":{},\"measured\":{},\"prefill_sessions\":{},\"prefill_secs\":{:.6},\
+             \"rss_before_prefill_kb\":{},\"rss_after_prefill_kb\":{},\"window_secs\":{:.3},\
+             \"rx_packets\":{},\"tx_packets\":{},\"mpps\":{:.3},\"sessions_created\":{},\
+             \"new_conns_per_sec\":{:.0},\"live_sessions\":{},\"bursts\":{},\
+             \"avg_burst\":{:.2},\"cycles_per_packet\":{:.1},\"busy_cycles_per_packet\":{:.1},\
+             \"tsc_hz\":{},\"p50_burst_us\":{:.3},\"p99_burst_us\":{:.3},\
+             \"p999_burst_us\":{:.3},\"max_burst_us\":{:.3}}}",
+            if i == 0 { "" } else { "," },
+            r.worker,
+            r.measured,
+            r.prefill_sessions,
+            r.prefill_secs,
+            r.rss_before_prefill_kb,
+            r.rss_after_prefill_kb,
+            r.window_secs,
+            r.rx_packets,
+            r.tx_packets,
+            r.tx_packets as f64 / secs / 1e6,
+            r.sessions_created,
+            r.sessions_created as f64 / secs,
+            r.live_sessions,
+            r.bursts,
+            r.rx_packets as f64 / (r.bursts.max(1) as f64),
+            r.window_cycles as f64 / (r.rx_packets.max(1) as f64),
+            r.busy_cycles as f64 / (r.rx_packets.max(1) as f64),
+            r.tsc_hz,
+            us(r.p50_cycles),
+            us(r.p99_cycles),
+            us(r.p999_cycles),
+            us(r.max_cycles),
+        ));
+    }
+    json.push_str("]}");
+    println!("BENCH {json}");
+    let all_measured = results.len() == workers && results.iter().all(|r| r.measured);
+    if FAILED.load(Ordering::SeqCst) || !all_measured {
+        eprintln!("fnatd bench: not every worker measured (no traffic?)");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 1071 checksum of `b` (even length), for checking the incremental updates.
+    fn csum(b: &[u8]) -> u16 {
+        let mut s = 0u32;
+        for i in (0..b.len()).step_by(2) {
+            s += u32::from(rd16(b, i));
+        }
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    }
+
+    fn tcp_ok(f: &[u8]) -> bool {
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&f[26..34]);
+        pseudo.extend_from_slice(&[0, 6, 0, 26]);
+        pseudo.extend_from_slice(&f[34..60]);
+        csum(&pseudo) == 0
+    }
+
+    #[test]
+    fn stamping_keeps_checksums_valid() {
+        let mut f = syn_frame([2, 0, 0, 0, 0, 1], 0xc612_0064, 80, 0x02);
+        assert_eq!(csum(&f[14..34]), 0);
+        assert!(tcp_ok(&f));
+        for k in [0u64, 1, 59_999, 60_000, 12_345_678] {
+            let (a, p) = flow_addr(k);
+            stamp(&mut f, a, p);
+            assert_eq!(u32::from_be_bytes([f[26], f[27], f[28], f[29]]), a);
+            assert_eq!(rd16(&f, 34), p);
+            assert_eq!(csum(&f[14..34]), 0, "ip checksum, flow {k}");
+            assert!(tcp_ok(&f), "tcp checksum, flow {k}");
+        }
+    }
+
+    #[test]
+    fn flows_are_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..200_000 {
+            assert!(seen.insert(flow_addr(k)));
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! End-to-end through real kernel TCP/UDP stacks: a client namespace, fnatd in the gateway
+//! namespace on af_packet, real servers (nginx or python http.server, socat echo) in theirs.
+//! No static neighbours: ARP resolves both directions by itself. Needs root and network
+//! namespaces, and fails loudly without them.
+
+mod lab_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use lab_support::*;
+
+/// rr alternation, wrr ratio, persistence, port group, data integrity, UDP echo, ICMP echo,
+/// ARP both ways: one lab, checked in order, then fnatd's books at exit.
+#[test]
+fn lab_forwarding_through_real_stacks() {
+    let lab = Lab::up(2, &[]);
+
+    // rr: answers alternate between the two real servers.
+    let answers: Vec<String> = (0..6).map(|_| lab.curl(VIP)).collect();
+    for pair in answers.windows(2) {
+        assert_ne!(pair[0], pair[1], "rr must alternate: {answers:?}");
+    }
+    let mut seen = answers.clone();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ["rs1", "rs2"], "{answers:?}");
+
+    // wrr 3:1 over 1000 new connections.
+    let counts = lab.count_answers(&format!("{VIP}:8080"), 1000);
+    assert_eq!(counts.values().sum::<u32>(), 1000, "{counts:?}");
+    assert_eq!(counts.get("rs1"), Some(&750), "wrr 3:1: {counts:?}");
+    assert_eq!(counts.get("rs2"), Some(&250), "wrr 3:1: {counts:?}");
+
+    // Persistence: the same client keeps its real server over new connections.
+    let p = lab.count_answers(&format!("{VIP}:81"), 20);
+    assert_eq!(p.len(), 1, "persistent service spread one client: {p:?}");
+
+    // Port group (fwmark): http and the https-like 8443 of VIP2 land on the same server.
+    let web = lab.curl(VIP2);
+    for _ in 0..5 {
+        assert_eq!(lab.curl(&format!("{VIP2}:8443")), web);
+        assert_eq!(lab.curl(VIP2), web);
+    }
+
+    // Data integrity: 1 MB of random bytes through the VIP to a socat echo server.
+    let dir = fnat_tests::TempDir::new("lab-integrity");
+    let sent = dir.join("random.bin");
+    let back = dir.join("back.bin");
+    let mut data = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id());
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(&sent, &data).unwrap();
+    let done = lab.run(
+        "c",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "socat -t 10 -T 20 - TCP:{VIP}:9000,shut-down < {} > {}",
+                sent.display(),
+                back.display()
+            ),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(done.status.success(), "socat: {}", done.stderr);
+    let echoed = std::fs::read(&back).unwrap();
+    assert_eq!(echoed.len(), data.len(), "echoed length");
+    assert!(echoed == data, "1 MB echoed through the VIP differs");
+
+    // UDP echo through the VIP.
+    let done = lab.run(
+        "c",
+        &[
+            "sh",
+            "-c",
+            &format!("echo fnat-udp-check | socat -t 3 - UDP4:{VIP}:9001"),
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(done.stdout.trim(), "fnat-udp-check", "{}", done.stderr);
+
+    // ICMP echo to the gateway's own addresses.
+    for addr in [GW_WAN, VIP] {
+        let done = lab.run(
+            "c",
+            &["ping", "-c", "2", "-i", "0.2", "-W", "2", addr],
+            Duration::from_secs(10),
+        );
+        assert!(done.status.success(), "ping {addr}:\n{}", done.stdout);
+    }
+
+    // ARP both ways, by itself: forget every neighbour on the client and the servers, and
+    // traffic still flows (they ask fnatd, fnatd answers on the port owning the address).
+    for role in ["c", "s1", "s2"] {
+        let done = lab.run(
+            role,
+            &["ip", "neigh", "flush", "all"],
+            Duration::from_secs(5),
+        );
+        assert!(done.status.success(), "{}", done.stderr);
+    }
+    let mut again = vec![lab.curl(VIP), lab.curl(VIP)];
+    again.sort();
+    assert_eq!(again, ["rs1", "rs2"], "after the neighbour flush");
+    let neigh = lab.run(
+        "c",
+        &["ip", "neigh", "show", GW_WAN],
+        Duration::from_secs(5),
+    );
+    assert!(
+        neigh.stdout.contains("lladdr"),
+        "the client resolved {GW_WAN}: {}",
+        neigh.stdout
+    );
+    for role in ["s1", "s2"] {
+        let neigh = lab.run(role, &["ip", "neigh", "show"], Duration::from_secs(5));
+        assert!(neigh.stdout.contains("198.19.1.1 "), "{}", neigh.stdout);
+        assert!(
+            !neigh.stdout.contains("PERMANENT"),
+            "static: {}",
+            neigh.stdout
+        );
+    }
+
+    let log = lab.down();
+    assert_clean_exit(&log);
+    assert!(report_number(&log, "replies sent") >= 1, "{log}");
+    assert!(report_number(&log, "requests sent") >= 3, "{log}");
+    assert!(report_number(&log, "gratuitous sent") >= 5, "{log}");
+    assert_eq!(report_number(&log, "not_for_us"), 0, "{log}");
+    assert_eq!(report_number(&log, "no_neighbour"), 0, "{log}");
+}
+
+/// Drain: weight 0 keeps an open keep-alive connection working while new connections go
+/// elsewhere; then removing the server sends everything to the other one.
+/// Needs the control socket to reach the workers (`fnatctl ipvsadm -e / -d`).
+#[test]
+#[ignore = "WAITING for the control plane to publish to the workers: `fnatd run` still serves fnatctl from a private rules store (see src/main.rs); run with --ignored once it does"]
+fn lab_drain_and_real_server_removal() {
+    let lab = Lab::up(2, &[]);
+    let flag = lab.state_dir().join("go");
+    let py = format!(
+        "import http.client, os, time\n\
+         k=http.client.HTTPConnection('{VIP}',80,timeout=5)\n\
+         def get(c):\n    c.request('GET','/')\n    return c.getresponse().read().decode().strip()\n\
+         print(get(k), flush=True)\n\
+         t=time.time()\n\
+         while not os.path.exists('{flag}') and time.time()-t<30: time.sleep(0.05)\n\
+         print(get(k), flush=True)\n\
+         for i in range(10):\n    c=http.client.HTTPConnection('{VIP}',80,timeout=5)\n    print(get(c), flush=True)\n    c.close()\n",
+        flag = flag.display()
+    );
+    let mut child = lab
+        .cmd("c", "/usr/bin/python3")
+        .args(["-c", &py])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let (drained, other) = if first == "rs1" {
+        ("198.19.1.11", "rs2")
+    } else {
+        ("198.19.1.12", "rs1")
+    };
+    let out = lab.ipvsadm(&[
+        "-e",
+        "-t",
+        &format!("{VIP}:80"),
+        "-r",
+        &format!("{drained}:80"),
+        "-w",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "ipvsadm -e: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::File::create(&flag).unwrap().flush().unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "keep-alive client failed: {rest:?}");
+    assert_eq!(
+        rest[0], first,
+        "the open keep-alive connection stays on its server"
+    );
+    assert!(
+        rest[1..].iter().all(|b| b == other),
+        "new connections avoid the drained server: {rest:?}"
+    );
+
+    // Removal: the drained server leaves the service; everything goes to the other.
+    let out = lab.ipvsadm(&[
+        "-d",
+        "-t",
+        &format!("{VIP}:80"),
+        "-r",
+        &format!("{drained}:80"),
+    ]);
+    assert!(
+        out.status.success(),
+        "ipvsadm -d: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = lab.count_answers(VIP, 10);
+    assert_eq!(counts.get(other), Some(&10), "{counts:?}");
+    let list = lab.ipvsadm(&["-Ln"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(drained));
+    assert_clean_exit(&lab.down());
+}
+
+/// Rule changes under load (ab, one new connection per request, bounded by count and time)
+/// complete with zero failed requests, and each change is seen to take effect.
+#[test]
+#[ignore = "WAITING for the control plane to publish to the workers: `fnatd run` still serves fnatctl from a private rules store (see src/main.rs); run with --ignored once it does"]
+fn lab_rule_changes_under_load_lose_nothing() {
+    let lab = Lab::up(2, &[]);
+    let mut ab = lab
+        .cmd("c", "ab")
+        .args([
+            "-q",
+            "-n",
+            "4000",
+            "-c",
+            "8",
+            "-s",
+            "5",
+            &format!("http://{VIP}/"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let svc = format!("{VIP}:80");
+    let changes: [&[&str]; 5] = [
+        &["-e", "-t", &svc, "-r", "198.19.1.11:80", "-w", "3"],
+        &["-E", "-t", &svc, "-s", "wrr"],
+        &["-e", "-t", &svc, "-r", "198.19.1.12:80", "-w", "0"],
+        &["-e", "-t", &svc, "-r", "198.19.1.12:80", "-w", "1"],
+        &["-E", "-t", &svc, "-s", "rr"],
+    ];
+    for (i, change) in changes.iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(300));
+        let out = lab.ipvsadm(change);
+        assert!(
+            out.status.success(),
+            "ipvsadm {change:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if i == 2 {
+            // rs2 drained: the change must reach the dataplane, not only the control socket.
+            let counts = lab.count_answers(VIP, 6);
+            assert_eq!(
+                counts.get("rs1"),
+                Some(&6),
+                "weight 0 not applied: {counts:?}"
+            );
+        }
+    }
+    let done = fnat_tests::wait_with_deadline(
+        {
+            ab.stdin.take();
+            ab
+        },
+        Duration::from_secs(120),
+    );
+    assert!(
+        done.status.success(),
+        "ab: {}\n{}",
+        done.stdout,
+        done.stderr
+    );
+    assert!(
+        done.stdout.contains("Complete requests:      4000"),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout.contains("Failed requests:        0"),
+        "{}",
+        done.stdout
+    );
+    assert!(!done.stdout.contains("Non-2xx"), "{}", done.stdout);
+    assert_clean_exit(&lab.down());
+}
