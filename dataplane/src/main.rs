@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -112,23 +111,15 @@ fn main() -> ExitCode {
             if let Err(code) = apply_rules(&mut cfg, rules.as_deref()) {
                 return code;
             }
-            // Until the driver starts the control plane on its own rules store, it runs here
-            // on a store of its own: rule changes are validated, published and listed, but the
-            // workers do not see them yet.
-            let store = fnatd::rules_store::RulesStore::new(
-                cfg.rules.clone(),
-                usize::from(cfg.dataplane.workers),
-            );
-            let control = match control::start(&cfg, store, Arc::new(control::NoDataplane)) {
-                Ok(handle) => handle,
+            // Bound before EAL starts: a second fnatd on the same socket stops here.
+            let socket = match control::bind(&cfg) {
+                Ok(socket) => socket,
                 Err(e) => {
                     eprintln!("fnatd: control plane: {e}");
                     return ExitCode::from(EXIT_RUNTIME);
                 }
             };
-            let result = driver::execute(&cfg, RunKind::Live);
-            control.stop();
-            finish(result)
+            finish(driver::execute(&cfg, RunKind::Live, Some(socket)))
         }
         Command::Replay {
             config,
@@ -150,7 +141,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            finish(driver::execute(&cfg, RunKind::Replay))
+            finish(driver::execute(&cfg, RunKind::Replay, None))
         }
     }
 }

@@ -8,7 +8,7 @@
 #                                                          LIP 198.19.0.10
 #                       bridge ${P}br joins ${P}gb and every server's ${P}bI
 #   server ns  ${P}sI : ${P}sI 198.19.1.(10+I)/24, route 198.19.0.0/24 via 198.19.1.1
-#                       http :80 and :8443 (a page naming the server), socat TCP echo :9000,
+#                       http :80 and :8443 (a page naming the server), TCP echo :9000 (echo.py),
 #                       UDP echo :9001
 #
 # No static neighbours anywhere: the client, the servers and fnatd resolve each other by ARP.
@@ -94,7 +94,7 @@ CONF
     bg "$p" "s$i" "http$i" /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 --directory "$www"
     bg "$p" "s$i" "https$i" /usr/bin/python3 -m http.server 8443 --bind 0.0.0.0 --directory "$www"
   fi
-  bg "$p" "s$i" "echo$i" socat TCP-LISTEN:9000,reuseaddr,fork PIPE
+  bg "$p" "s$i" "echo$i" /usr/bin/python3 "$here/echo.py" serve 9000
   bg "$p" "s$i" "uecho$i" socat UDP4-RECVFROM:9001,fork PIPE
 }
 
@@ -122,7 +122,7 @@ scheduler = "wrr"
 local_addresses = ["$LIP"]
 real = [ ${wreals%, } ]
 
-[[service]]    # TCP echo (socat)
+[[service]]    # TCP echo (echo.py)
 vip = "$VIP"
 port = 9000
 protocol = "tcp"

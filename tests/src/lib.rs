@@ -322,64 +322,89 @@ pub fn drop_counter(stdout: &str, reason: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {reason} in:\n{stdout}"))
 }
 
-/// The books fnatd prints at exit: `accounted: RX n = forwarded n + dropped n` and
-/// `mbufs leaked: n`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The books fnatd prints at exit: `accounted: RX n [+ originated n] = forwarded n + dropped n
+/// [+ consumed n + held n]` and `mbufs leaked: n`. Terms a version does not print are 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Books {
     pub rx: u64,
+    /// Frames the engine built itself (ARP requests, gratuitous ARPs).
+    pub originated: u64,
     pub forwarded: u64,
     pub dropped: u64,
+    /// Frames the engine absorbed by design (ARP it learned from).
+    pub consumed: u64,
+    /// Frames still waiting for a neighbour at exit.
+    pub held: u64,
     /// True when the line says `=` (fnatd's own check).
     pub balanced: bool,
     pub mbufs_leaked: u64,
 }
 
 impl Books {
-    /// Parses the books from fnatd's exit report; panics when a line is missing.
+    /// Parses the books from fnatd's exit report; panics when a line is missing or malformed.
     pub fn parse(stdout: &str) -> Books {
         let line = stdout
             .lines()
             .find(|l| l.trim_start().starts_with("accounted:"))
             .unwrap_or_else(|| panic!("no accounted: line in:\n{stdout}"));
-        let w: Vec<&str> = line.split_whitespace().collect();
-        // accounted: RX <n> <=|!=> forwarded <n> + dropped <n>
-        let num = |i: usize| -> u64 {
-            w.get(i)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("malformed line {line:?}"))
-        };
-        assert_eq!(
-            (w.first(), w.get(1), w.get(4), w.get(6), w.get(7)),
-            (
-                Some(&"accounted:"),
-                Some(&"RX"),
-                Some(&"forwarded"),
-                Some(&"+"),
-                Some(&"dropped")
-            ),
-            "malformed line {line:?}"
-        );
-        let leaked = stdout
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let mut books = Books::default();
+        let mut relation = None;
+        let mut i = 0;
+        while i < words.len() {
+            match words[i] {
+                "+" => i += 1,
+                "=" | "!=" => {
+                    relation = Some(words[i] == "=");
+                    i += 1;
+                }
+                label => {
+                    let n: u64 = words
+                        .get(i + 1)
+                        .and_then(|w| w.parse().ok())
+                        .unwrap_or_else(|| panic!("malformed line {line:?}"));
+                    let field = match label {
+                        "RX" => &mut books.rx,
+                        "originated" => &mut books.originated,
+                        "forwarded" => &mut books.forwarded,
+                        "dropped" => &mut books.dropped,
+                        "consumed" => &mut books.consumed,
+                        "held" => &mut books.held,
+                        other => panic!("unknown term {other} in {line:?}"),
+                    };
+                    *field = n;
+                    i += 2;
+                }
+            }
+        }
+        books.balanced = relation.unwrap_or_else(|| panic!("no = in {line:?}"));
+        books.mbufs_leaked = stdout
             .lines()
             .find_map(|l| l.trim_start().strip_prefix("mbufs leaked:"))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no `mbufs leaked:` line in:\n{stdout}"));
-        Books {
-            rx: num(2),
-            forwarded: num(5),
-            dropped: num(8),
-            balanced: w.get(3) == Some(&"="),
-            mbufs_leaked: leaked,
-        }
+        books
     }
 
     /// Asserts what must hold after every run: the books balance exactly and nothing leaked.
     pub fn assert_sound(&self, stdout: &str) {
         assert!(
-            self.balanced && self.rx == self.forwarded + self.dropped,
+            self.balanced
+                && self.rx + self.originated
+                    == self.forwarded + self.dropped + self.consumed + self.held,
             "books do not balance: {self:?}\n{stdout}"
         );
         assert_eq!(self.mbufs_leaked, 0, "mbufs leaked\n{stdout}");
+    }
+
+    /// Asserts that the engine neither built nor absorbed frames of its own (the robustness
+    /// labs use static neighbours only), so RX = forwarded + dropped exactly.
+    pub fn assert_no_engine_frames(&self, stdout: &str) {
+        assert_eq!(
+            (self.originated, self.consumed, self.held),
+            (0, 0, 0),
+            "originated, consumed, held\n{stdout}"
+        );
     }
 }
 
@@ -729,14 +754,36 @@ pub struct LabCapture {
 
 impl LabCapture {
     /// A client's TCP segment to VIP:80 (`flags` letters S A F R P).
-    pub fn client(&mut self, ts_ns: u128, src: (std::net::Ipv4Addr, u16), flags: &str, payload: &[u8]) {
-        let data = tcp_frame(lab::ROUTER_MAC, lab::WAN_MAC, src, (lab::VIP, 80), flags, 1, payload);
+    pub fn client(
+        &mut self,
+        ts_ns: u128,
+        src: (std::net::Ipv4Addr, u16),
+        flags: &str,
+        payload: &[u8],
+    ) {
+        let data = tcp_frame(
+            lab::ROUTER_MAC,
+            lab::WAN_MAC,
+            src,
+            (lab::VIP, 80),
+            flags,
+            1,
+            payload,
+        );
         self.wan.push(CapturedFrame { ts_ns, data });
     }
 
     /// The real server's TCP segment from RS:80 to LIP:`lport`.
     pub fn server(&mut self, ts_ns: u128, lport: u16, flags: &str, payload: &[u8]) {
-        let data = tcp_frame(lab::RS_MAC, lab::LAN_MAC, (lab::RS, 80), (lab::LIP, lport), flags, 1, payload);
+        let data = tcp_frame(
+            lab::RS_MAC,
+            lab::LAN_MAC,
+            (lab::RS, 80),
+            (lab::LIP, lport),
+            flags,
+            1,
+            payload,
+        );
         self.lan.push(CapturedFrame { ts_ns, data });
     }
 

@@ -1,5 +1,5 @@
 //! End-to-end through real kernel TCP/UDP stacks: a client namespace, fnatd in the gateway
-//! namespace on af_packet, real servers (nginx or python http.server, socat echo) in theirs.
+//! namespace on af_packet, real servers (nginx or python http.server, echo.py TCP echo, socat UDP echo) in theirs.
 //! No static neighbours: ARP resolves both directions by itself. Needs root and network
 //! namespaces, and fails loudly without them.
 
@@ -44,7 +44,7 @@ fn lab_forwarding_through_real_stacks() {
         assert_eq!(lab.curl(VIP2), web);
     }
 
-    // Data integrity: 1 MB of random bytes through the VIP to a socat echo server.
+    // Data integrity: 1 MB of random bytes through the VIP to a TCP echo server.
     let dir = fnat_tests::TempDir::new("lab-integrity");
     let sent = dir.join("random.bin");
     let back = dir.join("back.bin");
@@ -57,20 +57,24 @@ fn lab_forwarding_through_real_stacks() {
         *b = x as u8;
     }
     std::fs::write(&sent, &data).unwrap();
+    // echo.py, not socat: a single-process socat relay deadlocks on a full pipe with 1 MB
+    // in flight both ways (the kernel's nftables gateway shows the same truncation).
+    let echo = fnat_tests::root().join("scripts/lab/echo.py");
     let done = lab.run(
         "c",
         &[
-            "sh",
-            "-c",
-            &format!(
-                "socat -t 10 -T 20 - TCP:{VIP}:9000,shut-down < {} > {}",
-                sent.display(),
-                back.display()
-            ),
+            "python3",
+            &echo.display().to_string(),
+            "send",
+            VIP,
+            "9000",
+            &sent.display().to_string(),
+            &back.display().to_string(),
+            "30",
         ],
         Duration::from_secs(60),
     );
-    assert!(done.status.success(), "socat: {}", done.stderr);
+    assert!(done.status.success(), "echo client: {}", done.stderr);
     let echoed = std::fs::read(&back).unwrap();
     assert_eq!(echoed.len(), data.len(), "echoed length");
     assert!(echoed == data, "1 MB echoed through the VIP differs");
@@ -133,7 +137,9 @@ fn lab_forwarding_through_real_stacks() {
     let log = lab.down();
     assert_clean_exit(&log);
     assert!(report_number(&log, "replies sent") >= 1, "{log}");
-    assert!(report_number(&log, "requests sent") >= 3, "{log}");
+    // Whether fnatd asked or learned from the neighbours' own requests depends on timing;
+    // that it knows the client side and both servers without static entries does not.
+    assert!(report_number(&log, "neighbours learned") >= 3, "{log}");
     assert!(report_number(&log, "gratuitous sent") >= 5, "{log}");
     assert_eq!(report_number(&log, "not_for_us"), 0, "{log}");
     assert_eq!(report_number(&log, "no_neighbour"), 0, "{log}");
@@ -143,7 +149,6 @@ fn lab_forwarding_through_real_stacks() {
 /// elsewhere; then removing the server sends everything to the other one.
 /// Needs the control socket to reach the workers (`fnatctl ipvsadm -e / -d`).
 #[test]
-#[ignore = "WAITING for the control plane to publish to the workers: `fnatd run` still serves fnatctl from a private rules store (see src/main.rs); run with --ignored once it does"]
 fn lab_drain_and_real_server_removal() {
     let lab = Lab::up(2, &[]);
     let flag = lab.state_dir().join("go");
@@ -214,15 +219,22 @@ fn lab_drain_and_real_server_removal() {
     );
     let counts = lab.count_answers(VIP, 10);
     assert_eq!(counts.get(other), Some(&10), "{counts:?}");
-    let list = lab.ipvsadm(&["-Ln"]);
-    assert!(!String::from_utf8_lossy(&list.stdout).contains(drained));
+    // Only the VIP:80 service's section: the server also serves the lab's other services.
+    let list = lab.ipvsadm(&["-Ln", "-t", &format!("{VIP}:80")]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    let kept = if drained == "198.19.1.11" {
+        "198.19.1.12"
+    } else {
+        "198.19.1.11"
+    };
+    assert!(list.contains(kept), "{list}");
+    assert!(!list.contains(drained), "{list}");
     assert_clean_exit(&lab.down());
 }
 
 /// Rule changes under load (ab, one new connection per request, bounded by count and time)
 /// complete with zero failed requests, and each change is seen to take effect.
 #[test]
-#[ignore = "WAITING for the control plane to publish to the workers: `fnatd run` still serves fnatctl from a private rules store (see src/main.rs); run with --ignored once it does"]
 fn lab_rule_changes_under_load_lose_nothing() {
     let lab = Lab::up(2, &[]);
     let mut ab = lab

@@ -54,7 +54,12 @@ fn local_port_exhaustion_refuses_new_flows_keeps_old_ones_and_recovers() {
     cap.client(later + 2 * MS, flow, "AP", b"flow-1");
     cap.server(later + 3 * MS, lmin, "AP", b"flow-1");
     for k in 10..15 {
-        cap.client(later + 10 * MS + u128::from(k) * MS, new_client(k), "S", b"");
+        cap.client(
+            later + 10 * MS + u128::from(k) * MS,
+            new_client(k),
+            "S",
+            b"",
+        );
     }
     let args = cap.write(&dir);
     let run = replay_with_config(
@@ -71,6 +76,7 @@ fn local_port_exhaustion_refuses_new_flows_keeps_old_ones_and_recovers() {
     let out = &run.stdout;
     let books = Books::parse(out);
     books.assert_sound(out);
+    books.assert_no_engine_frames(out);
     // 7 refused while full, then 2 of the 5 after recovery (3 ports came back).
     assert_eq!(drop_counter(out, "local_ports_exhausted"), 9, "{out}");
     assert_eq!(books.dropped, 9, "{out}");
@@ -85,7 +91,10 @@ fn local_port_exhaustion_refuses_new_flows_keeps_old_ones_and_recovers() {
         vec![20000, 20001, 20002, 20003, 20001, 20002, 20003],
         "local ports handed out, released and handed out again"
     );
-    for (frames, side) in [(&lan_out, "lan"), (&read_pcap(&dir.join("wan-out.pcap")), "wan")] {
+    for (frames, side) in [
+        (&lan_out, "lan"),
+        (&read_pcap(&dir.join("wan-out.pcap")), "wan"),
+    ] {
         let flow_frames = tcp_with_payload(frames, b"flow-");
         assert_eq!(flow_frames.len(), 2, "{side}: the established flow's data");
         assert!(flow_frames.iter().all(TcpFrame::checksums_valid));
@@ -139,7 +148,12 @@ fn mbuf_pool_exhaustion_is_counted_leaks_nothing_and_forwarding_recovers() {
     for k in 0..50u32 {
         let p = format!("after-{k}");
         cap.client(3 * S + u128::from(k) * MS, flow, "AP", p.as_bytes());
-        cap.server(3 * S + u128::from(k) * MS + 100 * US, lport, "AP", p.as_bytes());
+        cap.server(
+            3 * S + u128::from(k) * MS + 100 * US,
+            lport,
+            "AP",
+            p.as_bytes(),
+        );
     }
     let args = cap.write(&dir);
     let run = replay_with_config(
@@ -156,6 +170,7 @@ fn mbuf_pool_exhaustion_is_counted_leaks_nothing_and_forwarding_recovers() {
     let out = &run.stdout;
     let books = Books::parse(out);
     books.assert_sound(out);
+    books.assert_no_engine_frames(out);
     let wan = port_stats(out, 0);
     let lan = port_stats(out, 1);
     assert!(
@@ -249,6 +264,7 @@ fn redirect_ring_full_is_counted_without_stalling() {
     let out = &run.stdout;
     let books = Books::parse(out);
     books.assert_sound(out);
+    books.assert_no_engine_frames(out);
     let full = drop_counter(out, "redirect_ring_full");
     assert!(
         full > 0,

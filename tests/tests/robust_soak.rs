@@ -39,12 +39,18 @@ struct Soak {
 
 impl Soak {
     fn wan(&mut self, data: Vec<u8>) {
-        self.wan.push(CapturedFrame { ts_ns: self.t, data });
+        self.wan.push(CapturedFrame {
+            ts_ns: self.t,
+            data,
+        });
     }
 
     fn lan(&mut self, data: Vec<u8>) {
         let q = self.rng.below(2) as usize;
-        self.lan[q].push(CapturedFrame { ts_ns: self.t, data });
+        self.lan[q].push(CapturedFrame {
+            ts_ns: self.t,
+            data,
+        });
     }
 
     fn client_tcp(&self, src: (Ipv4Addr, u16), flags: &str, payload: &[u8]) -> Vec<u8> {
@@ -72,7 +78,8 @@ impl Soak {
     }
 
     fn random_client(&mut self) -> (Ipv4Addr, u16) {
-        let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 0)) + self.rng.below(2000) as u32);
+        let ip =
+            Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 0)) + self.rng.below(2000) as u32);
         (ip, 1024 + self.rng.below(60000) as u16)
     }
 
@@ -266,6 +273,7 @@ fn soak_mixed_valid_malformed_and_flood_traffic() {
     // The books: exact, in total, per reason and per port.
     let books = Books::parse(out);
     books.assert_sound(out);
+    books.assert_no_engine_frames(out);
     let by_reason: u64 = DropReason::ALL
         .iter()
         .map(|r| drop_counter(out, r.name()))

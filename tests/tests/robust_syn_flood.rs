@@ -122,6 +122,7 @@ fn syn_flood_fills_the_table_established_flow_survives_and_the_table_recovers() 
     );
     let books = Books::parse(stdout);
     books.assert_sound(stdout);
+    books.assert_no_engine_frames(stdout);
     // Handshake 3, admitted SYNs, the flow's data both ways, 8 echo replies, 500 new clients.
     let forwarded = 3 + admitted + 2 * u64::from(data) + 8 + 500;
     assert_eq!(

@@ -189,7 +189,10 @@ fn every_case_has_its_verdict_and_counter_and_sessions_survive() {
         );
     }
     let s = w.stats();
-    assert_eq!(s.received, s.transmitted + s.redirected + s.dropped());
+    assert_eq!(
+        s.received + s.originated,
+        s.transmitted + s.redirected + s.dropped() + s.consumed + s.held
+    );
 }
 
 #[test]
@@ -281,7 +284,10 @@ fn corrupting_the_sessions_own_frames_never_panics_and_never_breaks_it() {
     }
     let s = w.stats();
     assert_eq!(s.received, n + 3);
-    assert_eq!(s.received, s.transmitted + s.redirected + s.dropped());
+    assert_eq!(
+        s.received + s.originated,
+        s.transmitted + s.redirected + s.dropped() + s.consumed + s.held
+    );
     // Corrupted flags may have moved the session out of ESTABLISHED: a fresh handshake-free
     // check of the rewrite only.
     let payload = b"after corruption";

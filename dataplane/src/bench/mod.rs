@@ -465,7 +465,7 @@ pub fn run(cfg: &AppConfig, opts: Options) -> ExitCode {
     let workers = usize::from(cfg.dataplane.workers);
     let opts: &'static Options = SETTINGS.get_or_init(|| opts);
     let controller = std::thread::spawn(move || control(opts, workers));
-    let outcome = driver::execute(cfg, RunKind::Live);
+    let outcome = driver::execute(cfg, RunKind::Live, None);
     // The dataplane may have failed before any worker measured: release the controller.
     if outcome.is_err() {
         MEASURED.fetch_add(workers, Ordering::SeqCst);

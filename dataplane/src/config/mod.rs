@@ -181,7 +181,11 @@ fn deserialize_error(
     let line = inner
         .span()
         .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-    let message = inner.message().trim().to_string();
+    // Some TOML syntax errors (a NUL in a comment) carry an empty message: never say nothing.
+    let message = match inner.message().trim() {
+        "" => "invalid TOML syntax".to_string(),
+        m => m.to_string(),
+    };
     // serde reports a missing key at its parent table: name the key itself.
     let missing = message
         .strip_prefix("missing field `")

@@ -82,11 +82,46 @@ impl Drop for ControlHandle {
     }
 }
 
+/// A control socket bound before the dataplane starts, so that a second fnatd is refused
+/// before it touches any port. Dropped unused, it removes its socket file.
+pub struct BoundSocket {
+    listener: Option<std::os::unix::net::UnixListener>,
+    path: PathBuf,
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        if self.listener.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Binds the config's control socket: fails if another fnatd is live there, replaces a stale
+/// socket, sets mode 0660.
+pub fn bind(cfg: &AppConfig) -> Result<BoundSocket, String> {
+    Ok(BoundSocket {
+        listener: Some(server::bind(&cfg.control.socket)?),
+        path: cfg.control.socket.clone(),
+    })
+}
+
 /// Binds the socket (fails if another fnatd is live there), loads the state file if any, and
 /// serves on its own thread. With a state file, its rules replace the config's services
 /// (and are published at once).
 pub fn start(
     cfg: &AppConfig,
+    store: Arc<RulesStore>,
+    view: Arc<dyn DataplaneView>,
+) -> Result<ControlHandle, String> {
+    serve(cfg, bind(cfg)?, store, view)
+}
+
+/// Serves an already bound socket: loads the state file if any (publishing its rules to the
+/// running workers) and answers requests on its own thread.
+pub fn serve(
+    cfg: &AppConfig,
+    mut socket: BoundSocket,
     store: Arc<RulesStore>,
     view: Arc<dyn DataplaneView>,
 ) -> Result<ControlHandle, String> {
@@ -106,7 +141,10 @@ pub fn start(
         }
     }
     ids.assign(&rules);
-    let listener = server::bind(&cfg.control.socket)?;
+    let listener = socket
+        .listener
+        .take()
+        .ok_or_else(|| "control socket already served".to_string())?;
     let plane = Arc::new(Mutex::new(Plane {
         rules,
         ids,
@@ -114,7 +152,7 @@ pub fn start(
         view,
         base_timeouts,
         state_file,
-        socket: cfg.control.socket.clone(),
+        socket: socket.path.clone(),
         started: Instant::now(),
     }));
     let stop = Arc::new(AtomicBool::new(false));
@@ -128,7 +166,7 @@ pub fn start(
     Ok(ControlHandle {
         stop,
         thread: Some(thread),
-        socket: cfg.control.socket.clone(),
+        socket: socket.path.clone(),
     })
 }
 

@@ -44,11 +44,16 @@ pub fn capture_timestamp_ns(stored: u64) -> u64 {
 }
 
 /// Boots EAL for `cfg`, runs the dataplane, and cleans up. Returns the totals at exit.
-pub fn execute(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
+/// With a bound control socket, the control plane serves it while the workers run.
+pub fn execute(
+    cfg: &AppConfig,
+    kind: RunKind,
+    control: Option<crate::control::BoundSocket>,
+) -> Result<Totals, String> {
     signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let args = eal_args(&cfg.eal, &cfg.ports);
     let eal = Eal::init(&args).map_err(|e| format!("EAL init ({}): {e}", args.join(" ")))?;
-    let outcome = run_dataplane(cfg, kind);
+    let outcome = run_dataplane(cfg, kind, control);
     let cleanup = eal.cleanup().map_err(|e| format!("EAL cleanup: {e}"));
     let totals = outcome?;
     cleanup?;
@@ -83,7 +88,11 @@ impl Drop for PortsUp {
     }
 }
 
-fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
+fn run_dataplane(
+    cfg: &AppConfig,
+    kind: RunKind,
+    control: Option<crate::control::BoundSocket>,
+) -> Result<Totals, String> {
     let d = &cfg.dataplane;
     let workers = usize::from(d.workers);
     let lcores = lcore::worker_lcores();
@@ -238,6 +247,20 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
     drop(report_tx);
     store.set_workers_running(true);
     view.set_running(true);
+    let dataplane_view: Arc<dyn crate::control::DataplaneView> = view.clone();
+    let control = match control
+        .map(|socket| crate::control::serve(cfg, socket, Arc::clone(&store), dataplane_view))
+    {
+        Some(Err(e)) => {
+            stop.store(true, Ordering::SeqCst);
+            for l in &launched {
+                lcore::wait(*l);
+            }
+            return Err(format!("control plane: {e}"));
+        }
+        Some(Ok(handle)) => Some(handle),
+        None => None,
+    };
 
     // The main lcore waits: for a signal (live), or for the workers to finish (replay),
     // sampling rates for the control plane once a second.
@@ -260,6 +283,9 @@ fn run_dataplane(cfg: &AppConfig, kind: RunKind) -> Result<Totals, String> {
     stop.store(true, Ordering::SeqCst);
     store.set_workers_running(false);
     view.set_running(false);
+    if let Some(control) = control {
+        control.stop();
+    }
     for l in &launched {
         let rc = lcore::wait(*l);
         if rc != 0 {

@@ -330,6 +330,18 @@ impl DriverView {
     }
 }
 
+impl crate::control::DataplaneView for DriverView {
+    fn stats(&self) -> ViewStats {
+        DriverView::stats(self)
+    }
+    fn connections(&self, filter: &ConnFilter, limit: usize) -> Vec<ConnEntry> {
+        DriverView::connections(self, filter, limit)
+    }
+    fn zero(&self) {
+        DriverView::zero(self)
+    }
+}
+
 fn counters(t: &fnat_engine::stats::Traffic) -> Counters {
     Counters {
         conns: t.conns,

@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             let shown = e.to_string();
-            assert!(shown.contains("/fuzz/fnatd.toml"), "error names the file: {shown}");
+            assert!(
+                shown.contains("/fuzz/fnatd.toml"),
+                "error names the file: {shown}"
+            );
             assert!(!e.reason.is_empty(), "error says why: {shown}");
         }
     }

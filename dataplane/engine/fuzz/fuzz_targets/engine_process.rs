@@ -5,7 +5,8 @@
 //! how far the clock moves before the frame, in milliseconds. Redirects are followed as the
 //! driver's steering ring would (and must never bounce a second time).
 //!
-//! After every frame: the books balance, the session gauge matches the table, every session
+//! After every frame: the books balance (received + originated = transmitted + redirected +
+//! dropped + consumed + held), the session gauge matches the table, every session
 //! holds exactly one local port. At the end, data both ways on the sessions set up first is
 //! either rewritten exactly as the worker's table says (checked with etherparse, checksums
 //! included) or, if the session is gone, dropped as `no_session`.
@@ -47,8 +48,8 @@ fn setup(t: u64) -> Vec<Worker> {
 fn check_invariants(w: &Worker) {
     let s = w.stats();
     assert_eq!(
-        s.received,
-        s.transmitted + s.redirected + s.dropped(),
+        s.received + s.originated,
+        s.transmitted + s.redirected + s.dropped() + s.consumed + s.held,
         "worker {}: books",
         w.id()
     );

@@ -228,7 +228,7 @@ mod tests {
                 made += 1;
             }
         }
-        assert!(made <= 64 && made >= 32, "{made}");
+        assert!((32..=64).contains(&made), "{made}");
         assert_eq!(t.entries().count(), made);
     }
 }
