@@ -305,3 +305,123 @@ fn lab_rule_changes_under_load_lose_nothing() {
     assert!(!done.stdout.contains("Non-2xx"), "{}", done.stdout);
     assert_clean_exit(&lab.down());
 }
+
+/// Established sessions survive every rule change that does not remove them: a keep-alive
+/// HTTP connection and a TCP echo stream stay open while services are added and deleted,
+/// reals and local addresses added, the connection's own server drained to weight 0, the
+/// scheduler and the timeouts changed. After each change both are used again and must answer
+/// from the same server, byte for byte.
+#[test]
+fn lab_established_sessions_survive_rule_changes() {
+    let lab = Lab::up(2, &[]);
+    let dir = lab.state_dir();
+    let py = format!(
+        "import http.client, os, socket, time\n\
+         k=http.client.HTTPConnection('{VIP}',80,timeout=5)\n\
+         def get():\n    k.request('GET','/')\n    return k.getresponse().read().decode().strip()\n\
+         e=socket.create_connection(('{VIP}',9000),timeout=5)\n\
+         def echo(i):\n    data=os.urandom(20000+i)\n    e.sendall(data)\n    got=b''\n    \
+         while len(got)<len(data):\n        c=e.recv(65536)\n        assert c, 'echo closed'\n        got+=c\n    \
+         return 'same' if got==data else 'differs'\n\
+         for step in range(8):\n    t=time.time()\n    \
+         while not os.path.exists('{dir}/step%d' % step) and time.time()-t<30: time.sleep(0.02)\n    \
+         print(step, get(), echo(step), flush=True)\n",
+        dir = dir.display()
+    );
+    let mut child = lab
+        .cmd("c", "/usr/bin/python3")
+        .args(["-c", &py])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let svc = format!("{VIP}:80");
+    let extra = format!("{VIP}:7070");
+    let mut server = String::new();
+    let changes: [Vec<String>; 8] = [
+        vec![],
+        vec![
+            "-A".into(),
+            "-t".into(),
+            extra.clone(),
+            "-s".into(),
+            "wlc".into(),
+        ],
+        vec![
+            "-a".into(),
+            "-t".into(),
+            extra.clone(),
+            "-r".into(),
+            "198.19.1.11:80".into(),
+            "-b".into(),
+        ],
+        vec![
+            "--add-laddr".into(),
+            "-z".into(),
+            "198.19.0.11".into(),
+            "-t".into(),
+            svc.clone(),
+        ],
+        vec![
+            "-E".into(),
+            "-t".into(),
+            svc.clone(),
+            "-s".into(),
+            "wrr".into(),
+        ],
+        vec!["--set".into(), "600".into(), "60".into(), "120".into()],
+        vec!["-D".into(), "-t".into(), extra.clone()],
+        // Drain the server the keep-alive connection is on (filled in below).
+        vec![],
+    ];
+    for (step, change) in changes.iter().enumerate() {
+        let mut change = change.clone();
+        if step == 7 {
+            let ip = if server == "rs1" {
+                "198.19.1.11:80"
+            } else {
+                "198.19.1.12:80"
+            };
+            change = vec![
+                "-e".into(),
+                "-t".into(),
+                svc.clone(),
+                "-r".into(),
+                ip.into(),
+                "-w".into(),
+                "0".into(),
+            ];
+        }
+        if !change.is_empty() {
+            let args: Vec<&str> = change.iter().map(String::as_str).collect();
+            let out = lab.ipvsadm(&args);
+            assert!(
+                out.status.success(),
+                "ipvsadm {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::write(dir.join(format!("step{step}")), b"").unwrap();
+        let line = lines.next().expect("client output").expect("client line");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.len(), 3, "client said: {line}");
+        assert_eq!(words[0], step.to_string());
+        if step == 0 {
+            server = words[1].to_string();
+        }
+        assert_eq!(
+            words[1], server,
+            "step {step}: the keep-alive connection moved or broke"
+        );
+        assert_eq!(
+            words[2], "same",
+            "step {step}: the echo stream lost or changed bytes"
+        );
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+    assert!(status.success(), "client failed: {err}");
+    assert_clean_exit(&lab.down());
+}
