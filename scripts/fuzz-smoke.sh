@@ -20,8 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ_DIR="$ROOT/dataplane/engine/fuzz"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-20}"
 SANITIZER="${FUZZ_SANITIZER:-none}"
-# TODO(issue 5): add control_proto once its target exists (see fuzz/Cargo.toml).
-ALL_TARGETS=(engine_process config_parse)
+ALL_TARGETS=(engine_process config_parse control_proto)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 fail() { echo "fuzz-smoke: FAILED: $*" >&2; exit 1; }

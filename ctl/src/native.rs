@@ -56,6 +56,9 @@ pub enum Command {
     Flush,
     /// Daemon version, rules generation, counts.
     Status,
+    /// Re-read the daemon's config file (services, local addresses, timeouts); a file that
+    /// does not validate changes nothing.
+    Reload,
 }
 
 #[derive(Args)]
@@ -338,6 +341,13 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
             apply(client, Change::Replace { rules })
         }
         Command::Flush => apply(client, Change::Flush),
+        Command::Reload => {
+            let applied: Applied = client.call(&Request::Query(Query::Reload)).map_err(fail)?;
+            Ok(out(
+                format!("reloaded: rules generation {}\n", applied.generation),
+                applied,
+            ))
+        }
         Command::Status => {
             let s: Status = client.call(&Request::Query(Query::Status)).map_err(fail)?;
             let human = format!(

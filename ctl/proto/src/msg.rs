@@ -80,6 +80,9 @@ pub enum Query {
     },
     /// Several changes, applied and published all-or-nothing as one snapshot.
     Apply { changes: Vec<Change> },
+    /// Re-read the daemon's config file and replace the services, local addresses and
+    /// timeouts with its own (as at start). A file that does not validate changes nothing.
+    Reload,
 }
 
 /// A parsed request.
@@ -115,7 +118,7 @@ fn bad(message: impl Into<String>) -> ErrorBody {
 }
 
 /// Ops that take no arguments.
-const UNIT_OPS: [&str; 3] = ["status", "timeout_get", "flush"];
+const UNIT_OPS: [&str; 4] = ["status", "timeout_get", "flush", "reload"];
 
 /// Names of the ops that are single changes.
 const CHANGE_OPS: [&str; 11] = [
@@ -131,13 +134,14 @@ const CHANGE_OPS: [&str; 11] = [
     "timeout_set",
     "replace",
 ];
-const QUERY_OPS: [&str; 6] = [
+const QUERY_OPS: [&str; 7] = [
     "status",
     "list",
     "timeout_get",
     "connections",
     "zero",
     "apply",
+    "reload",
 ];
 
 /// Parses one request line (without its newline). Every failure names what is wrong.

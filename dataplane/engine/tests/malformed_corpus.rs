@@ -304,16 +304,18 @@ fn corrupting_the_sessions_own_frames_never_panics_and_never_breaks_it() {
     assert_eq!((o.src, o.dst), (sa(VIP, 80), sa(CLIENT, CPORT)));
 }
 
-/// Regenerates the seed corpus of the `engine_process` fuzz target (dataplane/engine/fuzz) from
-/// this corpus, one record `[ctl][len u16 BE][frame]` per case (see that target's docs):
-/// `cargo test -p fnat-engine --test malformed_corpus -- --ignored write_fuzz_seeds`.
+/// The seed corpus of the `engine_process` fuzz target (dataplane/engine/fuzz) is this corpus,
+/// one record `[ctl][len u16 BE][frame]` per case followed by a frame of the live session (see
+/// that target's docs). This test fails when the committed seeds drift from the corpus;
+/// `FNAT_WRITE_FUZZ_SEEDS=1 cargo test -p fnat-engine --test malformed_corpus fuzz_seeds`
+/// rewrites them.
 #[test]
-#[ignore = "writes files: run by hand to refresh the fuzz seeds"]
-fn write_fuzz_seeds() {
+fn fuzz_seeds_match_the_corpus() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/engine_process");
-    std::fs::create_dir_all(&dir).unwrap();
+    let write = std::env::var_os("FNAT_WRITE_FUZZ_SEEDS").is_some();
     // The fuzz target's first session: CLIENT:40000 on worker 0, lport 1024, RS1:8080.
     let (_, lab) = worker_with_session(rules(256, 1024, 2047), 1_000 * S);
+    let mut expected = std::collections::BTreeMap::new();
     for case in malformed_support::cases(&lab) {
         if case.frame.len() > 4000 {
             continue; // beyond the smoke run's -max_len
@@ -326,7 +328,30 @@ fn write_fuzz_seeds() {
         seed.push(0);
         seed.extend_from_slice(&(probe.len() as u16).to_be_bytes());
         seed.extend_from_slice(&probe);
-        let name = case.name.replace('/', "-");
-        std::fs::write(dir.join(name), seed).unwrap();
+        expected.insert(case.name.replace('/', "-"), seed);
     }
+    if write {
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        for (name, seed) in &expected {
+            std::fs::write(dir.join(name), seed).unwrap();
+        }
+    }
+    let mut committed = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).expect("fuzz seed directory") {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        committed.insert(name, std::fs::read(entry.path()).unwrap());
+    }
+    let stale: Vec<&String> = committed
+        .keys()
+        .filter(|k| expected.get(*k) != committed.get(*k))
+        .chain(expected.keys().filter(|k| !committed.contains_key(*k)))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "fuzz seeds out of date ({stale:?}): rerun with FNAT_WRITE_FUZZ_SEEDS=1"
+    );
 }

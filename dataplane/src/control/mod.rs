@@ -58,9 +58,22 @@ pub struct ControlHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     socket: PathBuf,
+    plane: Arc<Mutex<Plane>>,
 }
 
 impl ControlHandle {
+    /// Re-reads the config file (what SIGHUP does): a message saying what happened.
+    pub fn reload(&self) -> Result<String, String> {
+        let mut plane = self.plane.lock();
+        match plane.reload() {
+            Ok(_) => Ok(format!(
+                "config reloaded: rules generation {}",
+                plane.store.current().generation
+            )),
+            Err(e) => Err(e.message),
+        }
+    }
+
     /// Stops accepting, waits for the accept thread, removes the socket file. Connection
     /// threads still answering finish on their own (their timeouts bound them).
     pub fn stop(mut self) {
@@ -154,11 +167,12 @@ pub fn serve(
         state_file,
         socket: socket.path.clone(),
         started: Instant::now(),
+        config_path: cfg.path.clone(),
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let thread = server::spawn(
         listener,
-        plane,
+        Arc::clone(&plane),
         cfg.control.max_request_bytes,
         Arc::clone(&stop),
     )
@@ -167,6 +181,7 @@ pub fn serve(
         stop,
         thread: Some(thread),
         socket: socket.path.clone(),
+        plane,
     })
 }
 

@@ -35,6 +35,8 @@ pub struct Plane {
     pub state_file: Option<PathBuf>,
     pub socket: PathBuf,
     pub started: Instant,
+    /// The config file the daemon started from (what `reload` re-reads).
+    pub config_path: PathBuf,
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> ErrorBody {
@@ -108,7 +110,29 @@ impl Plane {
                 Ok(Response::ok(serde_json::json!({})))
             }
             Query::Apply { .. } => Err(error(ErrorKind::Internal, "apply is a change")),
+            Query::Reload => self.reload(),
         }
+    }
+
+    /// Re-reads the config file: its services, local addresses and timeouts replace the live
+    /// ones, published like any change. A file that does not validate, or whose rules the
+    /// engine cannot run, leaves everything as it was and says why. Ports, EAL and dataplane
+    /// sizes are read only at start.
+    pub fn reload(&mut self) -> Result<Response, ErrorBody> {
+        let unchanged = "; the running rules are unchanged";
+        let cfg = crate::config::AppConfig::load(&self.config_path)
+            .map_err(|e| error(ErrorKind::Invalid, format!("config reload: {e}{unchanged}")))?;
+        let (rules, _) = super::compile::from_engine(&cfg.rules);
+        let previous = std::mem::replace(&mut self.base_timeouts, cfg.rules.timeouts);
+        let result = self.change(&[fnat_proto::edit::Change::Replace { rules }]);
+        if let Err(e) = &result {
+            self.base_timeouts = previous;
+            return Err(error(
+                e.kind,
+                format!("config reload: {}{unchanged}", e.message),
+            ));
+        }
+        result
     }
 
     fn status(&self) -> Status {

@@ -270,6 +270,13 @@ fn run_dataplane(
         if signals::stop_requested() {
             stop.store(true, Ordering::SeqCst);
         }
+        if signals::take_reload_request() {
+            match control.as_ref().map(|c| c.reload()) {
+                Some(Ok(message)) => eprintln!("fnatd: SIGHUP: {message}"),
+                Some(Err(message)) => eprintln!("fnatd: SIGHUP: {message}"),
+                None => eprintln!("fnatd: SIGHUP: no control plane in this mode; nothing reloaded"),
+            }
+        }
         if std::time::Instant::now() >= next_sample {
             view.sample_rates();
             next_sample += Duration::from_secs(1);

@@ -1,17 +1,22 @@
-//! SIGINT/SIGTERM set a flag that the main lcore and the workers poll; nothing else happens in
-//! the handler (only async-signal-safe work there).
+//! SIGINT/SIGTERM set a flag that the main lcore and the workers poll, SIGHUP one that asks
+//! for a config reload; nothing else happens in the handler (only async-signal-safe work).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+static RELOAD_REQUESTED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_signal: libc::c_int) {
-    STOP_REQUESTED.store(true, Ordering::SeqCst);
+extern "C" fn on_signal(signal: libc::c_int) {
+    if signal == libc::SIGHUP {
+        RELOAD_REQUESTED.store(true, Ordering::SeqCst);
+    } else {
+        STOP_REQUESTED.store(true, Ordering::SeqCst);
+    }
 }
 
-/// Installs the handler for SIGINT and SIGTERM.
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP.
 pub fn install() -> std::io::Result<()> {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction is a valid starting value; the handler only stores to an
         // atomic, which is async-signal-safe.
         let rc = unsafe {
@@ -30,4 +35,9 @@ pub fn install() -> std::io::Result<()> {
 /// True once SIGINT or SIGTERM has arrived.
 pub fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::Relaxed)
+}
+
+/// True once per SIGHUP received since the last call.
+pub fn take_reload_request() -> bool {
+    RELOAD_REQUESTED.swap(false, Ordering::SeqCst)
 }
