@@ -580,3 +580,91 @@ fn rules_update_keeps_sessions_of_removed_real_servers_and_ends_removed_services
     let mut f = udp(sa(CLIENT, 102), sa(VIP, 53), b"q");
     assert_eq!(run(w, &mut f, 3 * S), Verdict::Drop(DropReason::NoService));
 }
+
+/// A client that reuses the source port of a connection it closed (TIME_WAIT) sends a SYN that
+/// matches the old session: as IPVS's conn_reuse_mode, the old session ends and the SYN is
+/// scheduled afresh (here away from a drained server, on a new local port). A SYN on a session
+/// that is still open is not rescheduled.
+#[test]
+fn syn_reusing_a_closed_connections_port_is_scheduled_afresh() {
+    let mut r = rules(1024, 1024, 65535);
+    let mut ws = workers(1, r.clone());
+    let w = &mut ws[0];
+    let client = sa(CLIENT, 40000);
+    let t = 1_000 * S;
+    let (lip, rs) = open(w, 40000, t);
+    assert_eq!(rs, sa(RS1, 8080), "rr starts with RS1");
+    for (i, (from_client, flags)) in [
+        (false, "SA"),
+        (true, "A"),
+        (true, "FA"),
+        (false, "FA"),
+        (true, "A"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut f = if from_client {
+            tcp(client, sa(VIP, 80), flags, b"")
+        } else {
+            tcp(rs, lip, flags, b"")
+        };
+        run(w, &mut f, t + 1 + i as u64);
+    }
+    assert_eq!(state_of(w, 40000), ConnState::TimeWait);
+
+    // RS1 drained; the same client port opens a new connection.
+    r.services[0].reals[0].weight = 0;
+    w.update_rules(Arc::new(r.clone()));
+    let mut f = tcp(client, sa(VIP, 80), "S", b"");
+    assert_eq!(run(w, &mut f, t + 10), tx(1));
+    let o = decode(&f);
+    assert_eq!(
+        *o.dst.ip(),
+        RS2,
+        "a reused port is scheduled again, away from the drained RS1"
+    );
+    assert_ne!(
+        o.src, lip,
+        "on a new local port (the old one may still be in TIME_WAIT on RS1)"
+    );
+    assert_eq!(state_of(w, 40000), ConnState::SynRecv);
+    assert_eq!(w.stats().sessions, 1, "the old session ended");
+    assert_eq!(w.stats().service(TCP_SVC).unwrap().traffic.conns, 2);
+
+    // A SYN while that connection is open (a retransmission) stays on its session.
+    let mut f = tcp(client, sa(VIP, 80), "S", b"");
+    assert_eq!(run(w, &mut f, t + 11), tx(1));
+    assert_eq!(decode(&f).src, o.src);
+    assert_eq!(w.stats().service(TCP_SVC).unwrap().traffic.conns, 2);
+}
+
+/// A full table whose sessions are all due is not "full" for a new flow: the SYN reaps due
+/// sessions before it would be refused, even before any housekeeping has run.
+#[test]
+fn a_full_table_of_expired_sessions_takes_new_flows_at_once() {
+    let mut ws = workers(1, rules(4, 1024, 65535));
+    let w = &mut ws[0];
+    let t = 1_000 * S;
+    let mut opened = 0;
+    for cport in 40000..40100 {
+        let mut f = tcp(sa(CLIENT, cport), sa(VIP, 80), "S", b"");
+        match run(w, &mut f, t) {
+            Verdict::Transmit { .. } => opened += 1,
+            Verdict::Drop(DropReason::SessionTableFull) => break,
+            v => panic!("unexpected {v:?}"),
+        }
+    }
+    let capacity = w.fullnat().table().capacity();
+    assert_eq!(opened, capacity, "the table fills to its capacity");
+    let mut f = tcp(sa(CLIENT, 41000), sa(VIP, 80), "S", b"");
+    assert_eq!(
+        run(w, &mut f, t + 1),
+        Verdict::Drop(DropReason::SessionTableFull)
+    );
+    // Past the SYN_RECV timeout, with no housekeeping in between: a new SYN gets a session.
+    let later = t + 61 * S;
+    let mut f = tcp(sa(CLIENT, 41001), sa(VIP, 80), "S", b"");
+    assert_eq!(run(w, &mut f, later), tx(1));
+    assert_eq!(state_of(w, 41001), ConnState::SynRecv);
+}

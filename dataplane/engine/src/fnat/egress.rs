@@ -15,6 +15,8 @@ struct RouteEntry {
     port: PortIndex,
     /// Gateway, or `None` for on-link destinations.
     via: Option<u32>,
+    /// The gateway's static neighbour MAC (looked up once when the snapshot is built).
+    via_mac: Option<[u8; 6]>,
 }
 
 /// The egress decision for one destination.
@@ -30,6 +32,73 @@ pub struct NextHop {
     /// True when `dst_mac` comes from a static neighbour; otherwise the neighbour table
     /// (ARP) resolves `gateway` (see `crate::neigh`).
     pub resolved: bool,
+}
+
+/// Entries of a [`HopCache`] (a power of two).
+const HOP_CACHE_SLOTS: usize = 256;
+
+/// A small direct-mapped cache of [`Egress::resolve`] results by destination, so that the
+/// packet path does not walk the routes and the static neighbours for every packet. It holds
+/// only what the current snapshot resolves to: [`HopCache::clear`] it whenever the `Egress` it
+/// caches is replaced (a rules update). Dynamic (ARP) neighbours are not cached here: a hop
+/// with `resolved == false` is still looked up in the neighbour table on every packet.
+#[derive(Debug, Clone)]
+pub struct HopCache {
+    /// `u64::MAX`: empty; else the destination address.
+    keys: Vec<u64>,
+    hops: Vec<NextHop>,
+}
+
+impl Default for HopCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HopCache {
+    pub fn new() -> Self {
+        HopCache {
+            keys: vec![u64::MAX; HOP_CACHE_SLOTS],
+            hops: vec![
+                NextHop {
+                    port: 0,
+                    src_mac: [0; 6],
+                    dst_mac: [0; 6],
+                    gateway: 0,
+                    resolved: false,
+                };
+                HOP_CACHE_SLOTS
+            ],
+        }
+    }
+
+    /// Forgets everything (the `Egress` changed).
+    pub fn clear(&mut self) {
+        self.keys.fill(u64::MAX);
+    }
+
+    /// `egress.resolve(dst)`, from the cache when it has it.
+    #[inline(always)]
+    pub fn resolve(&mut self, egress: &Egress, dst: u32) -> Result<NextHop, DropReason> {
+        let i = (dst.wrapping_mul(0x9E37_79B1) >> 24) as usize & (HOP_CACHE_SLOTS - 1);
+        if let (Some(&k), Some(h)) = (self.keys.get(i), self.hops.get(i)) {
+            if k == u64::from(dst) {
+                return Ok(*h);
+            }
+        }
+        self.fill(egress, dst, i)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fill(&mut self, egress: &Egress, dst: u32, i: usize) -> Result<NextHop, DropReason> {
+        let hop = egress.resolve(dst)?;
+        if let (Some(k), Some(h)) = (self.keys.get_mut(i), self.hops.get_mut(i)) {
+            *k = u64::from(dst);
+            *h = hop;
+        }
+        Ok(hop)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +130,7 @@ impl Egress {
                         mask,
                         port: r.port,
                         via: r.via.map(u32::from),
+                        via_mac: None,
                     },
                 )
             })
@@ -76,6 +146,7 @@ impl Egress {
                             mask,
                             port: i as PortIndex,
                             via: None,
+                            via_mac: None,
                         },
                     ));
                 }
@@ -91,6 +162,13 @@ impl Egress {
                 neighbour_macs.len() as u32,
             );
             neighbour_macs.push(n.mac);
+        }
+        for (_, r) in &mut routes {
+            if let Some(gw) = r.via {
+                r.via_mac = neighbours
+                    .get(neighbour_key(r.port, gw))
+                    .and_then(|i| neighbour_macs.get(i as usize).copied());
+            }
         }
         Egress {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
@@ -117,11 +195,15 @@ impl Egress {
             .find(|r| dst & r.mask == r.net)
             .ok_or(DropReason::NoRoute)?;
         let src_mac = self.port_mac(r.port).ok_or(DropReason::NoRoute)?;
-        let hop = r.via.unwrap_or(dst);
-        let dst_mac = self
-            .neighbours
-            .get(neighbour_key(r.port, hop))
-            .and_then(|i| self.neighbour_macs.get(i as usize).copied());
+        let (hop, dst_mac) = match r.via {
+            Some(gw) => (gw, r.via_mac),
+            None => (
+                dst,
+                self.neighbours
+                    .get(neighbour_key(r.port, dst))
+                    .and_then(|i| self.neighbour_macs.get(i as usize).copied()),
+            ),
+        };
         Ok(NextHop {
             port: r.port,
             src_mac,

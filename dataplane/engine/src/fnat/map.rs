@@ -69,17 +69,17 @@ impl FixedMap {
         self.insert_with(key, val, |old, _| old);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, key: u64) -> Option<u32> {
-        let mask = self.keys.len() - 1;
+        let mask = self.keys.len().wrapping_sub(1);
         let mut pos = self.home(key);
         for _ in 0..self.keys.len() {
-            let k = self.keys[pos];
-            if k == key && k != EMPTY {
-                return Some(self.vals[pos]);
-            }
+            let k = *self.keys.get(pos)?;
             if k == EMPTY {
                 return None;
+            }
+            if k == key {
+                return self.vals.get(pos).copied();
             }
             pos = (pos + 1) & mask;
         }

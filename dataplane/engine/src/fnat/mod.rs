@@ -31,10 +31,12 @@ use crate::session::{
 use crate::stats::{LocalAddrStats, RealStats, ServiceStats, Traffic, WorkerStats};
 use crate::verdict::{DropReason, Verdict};
 
-use egress::Egress;
+use egress::{Egress, HopCache};
 use map::FixedMap;
 
 /// Address kinds in the address index.
+/// Due sessions reaped inline when a new flow finds the table full (bounded work).
+const FULL_TABLE_REAP: usize = 32;
 const ADDR_VIP: u32 = 1;
 const ADDR_LIP: u32 = 2;
 const ADDR_OWN: u32 = 4;
@@ -192,6 +194,12 @@ pub struct FullNat {
     /// address → ADDR_* bits.
     addresses: FixedMap,
     egress: Egress,
+    /// Next hops already resolved through `egress` (cleared when it is rebuilt).
+    hops: HopCache,
+    /// Some session may have to end because its service or real server left the rules (see
+    /// `session_alive`); false while every service counter slot is live and no real server of
+    /// an expire-on-removal service is removed, which spares the packet path the check.
+    check_alive: bool,
     /// ARP: owned addresses, hold queue, the shared neighbour table.
     neigh: Neighbours,
     timeouts: Timeouts,
@@ -237,6 +245,8 @@ impl FullNat {
             service_index: FixedMap::with_capacity(0),
             addresses: FixedMap::with_capacity(0),
             egress: Egress::new(rules),
+            hops: HopCache::new(),
+            check_alive: true,
             neigh: Neighbours::new(
                 id,
                 std::sync::Arc::new(NeighTable::new(crate::neigh::DEFAULT_TABLE_CAPACITY)),
@@ -287,6 +297,7 @@ impl FullNat {
         self.timeouts = rules.timeouts;
         self.drop_ip_options = rules.drop_ip_options;
         self.egress = Egress::new(rules);
+        self.hops.clear();
         if self.table.capacity() != rules.session_capacity && self.table.is_empty() {
             let seed = std::collections::hash_map::RandomState::new().hash_one(self.id);
             self.table = SessionTable::new(rules.session_capacity, seed);
@@ -480,6 +491,11 @@ impl FullNat {
         if purge || expire_removed {
             self.purge = Some(0);
         }
+        self.check_alive = stats.services.iter().enumerate().any(|(i, st)| {
+            st.removed
+                || (self.slot_info.get(i).is_some_and(|x| x.expire_on_removal)
+                    && st.reals.iter().any(|r| r.removed))
+        });
 
         // Local address counters, one per pool slot.
         for i in stats.local_addrs.len()..self.laddrs.len() {
@@ -566,6 +582,37 @@ impl FullNat {
         self.neigh.drain(now_ns, stats, emit)
     }
 
+    /// Burst stage 1 (a hint, changes nothing): hashes the session key of `frame` and starts
+    /// loading the index line where its lookup begins. Returns what stage 2 takes
+    /// ([`FullNat::prefetch_session`]); `u64::MAX` when the frame is not a plain TCP/UDP one.
+    #[inline]
+    pub fn prefetch_index(&self, frame: &[u8]) -> u64 {
+        let Some((proto, src_ip, src_port, dst_ip, dst_port)) = packet::peek_tuple(frame) else {
+            return u64::MAX;
+        };
+        let tag = self.table.tag(&Tuple {
+            proto,
+            src_ip,
+            src_port,
+            dst_ip,
+            dst_port,
+        });
+        self.table.prefetch_index(tag);
+        u64::from(tag)
+    }
+
+    /// Burst stage 2 (a hint, changes nothing): with the index line of stage 1 loaded by now,
+    /// starts loading the session and its timer node the frame most likely belongs to.
+    #[inline]
+    pub fn prefetch_session(&self, hint: u64) {
+        if hint > u64::from(u32::MAX) {
+            return;
+        }
+        if let Some(id) = self.table.prefetch_session(hint as u32) {
+            self.wheel.prefetch(id);
+        }
+    }
+
     /// Decides what happens to one frame (rewritten in place). Does not count the verdict:
     /// the caller does.
     pub fn process(
@@ -581,6 +628,9 @@ impl FullNat {
         }
     }
 
+    /// `packet::parse`, then [`FullNat::classify_parsed`]; the common case (plain TCP) gets
+    /// its own copy of the pipeline, specialised by the compiler for what the parse proved.
+    #[inline]
     fn classify(
         &mut self,
         rx_port: PortIndex,
@@ -588,7 +638,22 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
-        let pkt = packet::parse(frame)?;
+        if let Some(pkt) = packet::parse::parse_plain_tcp(frame) {
+            return self.classify_parsed(rx_port, frame, pkt, now, stats);
+        }
+        let pkt = packet::parse::parse_general(frame)?;
+        self.classify_parsed(rx_port, frame, pkt, now, stats)
+    }
+
+    #[inline(always)]
+    fn classify_parsed(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: PacketV4,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
         let port_mac = self.egress.port_mac(rx_port).ok_or(DropReason::NotForUs)?;
         if ether::dst_mac(frame) != Some(port_mac) {
             return Err(DropReason::NotForUs);
@@ -634,6 +699,7 @@ impl FullNat {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn tcp_udp(
         &mut self,
         frame: &mut [u8],
@@ -680,11 +746,18 @@ impl FullNat {
             return Err(DropReason::TtlExpired);
         }
         if let Some((id, side)) = self.lookup_live(&key, now, stats) {
-            let dir = match side {
-                Side::Client => Direction::Input,
-                Side::Real => Direction::Output,
-            };
-            return self.forward(frame, pkt, id, dir, tcp, now, stats);
+            if side == Side::Client && self.reused_port(id, tcp) {
+                // The client reused the port of a connection it already closed: as IPVS's
+                // conn_reuse_mode, the old session ends and the SYN is scheduled afresh, so a
+                // drained or removed real server gets no new connection this way.
+                self.end_session(id, stats);
+            } else {
+                let dir = match side {
+                    Side::Client => Direction::Input,
+                    Side::Real => Direction::Output,
+                };
+                return self.forward(frame, pkt, id, dir, tcp, now, stats);
+            }
         }
         let starts = match tcp {
             Some(f) => f.syn() && !f.ack(),
@@ -698,6 +771,17 @@ impl FullNat {
         }
         let id = self.create(service as usize, &key, tcp.is_some(), now, stats)?;
         self.forward(frame, pkt, id, Direction::Input, tcp, now, stats)
+    }
+
+    /// True for a new SYN (no ACK) on a session the connection already left (TIME_WAIT or
+    /// CLOSE): the client reused its source port for a new connection.
+    #[inline]
+    fn reused_port(&self, id: SessionId, tcp: Option<TcpFlags>) -> bool {
+        tcp.is_some_and(|f| f.syn() && !f.ack())
+            && self
+                .table
+                .get(id)
+                .is_some_and(|s| matches!(s.state, ConnState::TimeWait | ConnState::Close))
     }
 
     /// The service of a packet to `vip`:`port`: an exact endpoint first, else the VIP's
@@ -729,7 +813,7 @@ impl FullNat {
 
     /// Looks a session up; ends it instead when it has timed out (exactly at its deadline),
     /// its service is gone, or its real server left a service that expires its sessions.
-    #[inline]
+    #[inline(always)]
     fn lookup_live(
         &mut self,
         key: &Tuple,
@@ -739,7 +823,7 @@ impl FullNat {
         let (id, side) = self.table.lookup(key)?;
         let s = self.table.get(id)?;
         let timed_out = !matches!(self.wheel.deadline(id), Some(d) if d > now);
-        if timed_out || !session_alive(stats, &self.slot_info, s) {
+        if timed_out || (self.check_alive && !session_alive(stats, &self.slot_info, s)) {
             self.end_session(id, stats);
             return None;
         }
@@ -757,7 +841,12 @@ impl FullNat {
         stats: &mut WorkerStats,
     ) -> Result<SessionId, DropReason> {
         if self.table.is_full() {
-            return Err(DropReason::SessionTableFull);
+            // Sessions may be due but not reaped yet (housekeeping runs between bursts): reap
+            // a bounded few now rather than refuse a flow the table has room for.
+            self.housekeeping(now, FULL_TABLE_REAP, stats);
+            if self.table.is_full() {
+                return Err(DropReason::SessionTableFull);
+            }
         }
         let svc = self
             .services
@@ -811,7 +900,7 @@ impl FullNat {
             real.port
         };
         // Never take a port for a flow that cannot leave.
-        self.egress.resolve(real.addr)?;
+        self.hops.resolve(&self.egress, real.addr)?;
         let local_addrs = &mut stats.local_addrs;
         let (lip_slot, lport) = self
             .laddrs
@@ -879,8 +968,9 @@ impl FullNat {
     }
 
     /// Rewrites a packet of session `id` travelling in `dir`, then advances the session's
-    /// state, counters and deadline.
+    /// state, counters and deadline (in place). Nothing changes when the packet cannot leave.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn forward(
         &mut self,
         frame: &mut [u8],
@@ -891,13 +981,18 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
-        let s = *self.table.get(id).ok_or(DropReason::NoSession)?;
+        let s = self.table.get(id).ok_or(DropReason::NoSession)?;
         let (src, dst) = match dir {
             Direction::Input => (sock(s.lip, s.lport), sock(s.rs_ip, s.rs_port)),
             Direction::Output => (sock(s.vip, s.vport), sock(s.client_ip, s.client_port)),
         };
-        let hop = self.egress.resolve(u32::from(*dst.ip()))?;
-        let dst_mac = self.neigh.next_hop_mac(&hop, now)?;
+        let (old_state, svc_slot, rs_slot) = (s.state, s.svc_slot, s.rs_slot);
+        let hop = self.hops.resolve(&self.egress, u32::from(*dst.ip()))?;
+        let dst_mac = if hop.resolved {
+            Some(hop.dst_mac)
+        } else {
+            self.neigh.next_hop_mac(&hop, now)?
+        };
         packet::rewrite_fullnat(frame, pkt, src, dst)?;
         let verdict = match dst_mac {
             Some(mac) => {
@@ -908,7 +1003,7 @@ impl FullNat {
         };
 
         let state = match tcp {
-            Some(f) => s.state.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
+            Some(f) => old_state.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
             None => ConnState::Udp,
         };
         let bytes = u64::from(pkt.ip.total_len);
@@ -925,11 +1020,11 @@ impl FullNat {
                 }
             }
         }
-        if let Some(st) = stats.services.get_mut(s.svc_slot as usize) {
+        if let Some(st) = stats.services.get_mut(svc_slot as usize) {
             count(&mut st.traffic, dir, bytes);
-            if let Some(r) = st.reals.get_mut(s.rs_slot as usize) {
+            if let Some(r) = st.reals.get_mut(rs_slot as usize) {
                 count(&mut r.traffic, dir, bytes);
-                match (s.state.is_active(), state.is_active()) {
+                match (old_state.is_active(), state.is_active()) {
                     (false, true) => {
                         r.inactive_conns = r.inactive_conns.saturating_sub(1);
                         r.active_conns += 1;
@@ -1075,7 +1170,15 @@ impl FullNat {
             self.expired.clear();
             let chunk = (budget - done).min(EXPIRE_CHUNK);
             let n = self.wheel.expire(now_ns, chunk, &mut self.expired);
+            // Software pipeline over the batch: load the session 16 ahead, the index lines of
+            // its keys 8 ahead, so that removing each finds them in cache.
             for i in 0..n {
+                if let Some(&ahead) = self.expired.get(i + 16) {
+                    self.table.prefetch_slot(ahead);
+                }
+                if let Some(&ahead) = self.expired.get(i + 8) {
+                    self.table.prefetch_keys(ahead);
+                }
                 let id = self.expired[i];
                 self.end_session(id, stats);
             }

@@ -30,5 +30,5 @@ pub use flow::FlowKey;
 pub use icmp::{EmbeddedV4, IcmpError};
 pub use ipv4::{FragmentKind, Ipv4Packet, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 pub use l4::{IcmpInfo, TcpFlags, TcpInfo, Transport, UdpInfo};
-pub use parse::{parse, PacketV4};
+pub use parse::{parse, peek_tuple, PacketV4};
 pub use rewrite::{rewrite_fullnat, ttl_expires};

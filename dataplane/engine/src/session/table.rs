@@ -111,6 +111,21 @@ impl Session {
         }
     }
 
+    /// True when `key` is this session's real-server key (`real`) or client key (else).
+    #[inline]
+    fn matches(&self, real: bool, key: &Tuple) -> bool {
+        let (ip, port, dip, dport) = if real {
+            (self.rs_ip, self.rs_port, self.lip, self.lport)
+        } else {
+            (self.client_ip, self.client_port, self.vip, self.vport)
+        };
+        ip == key.src_ip
+            && dip == key.dst_ip
+            && port == key.src_port
+            && dport == key.dst_port
+            && self.proto == key.proto
+    }
+
     #[inline]
     pub fn is_live(&self) -> bool {
         self.proto != 0
@@ -142,7 +157,7 @@ pub struct SessionTable {
     seed: u64,
 }
 
-#[inline]
+#[inline(always)]
 fn hash(seed: u64, t: &Tuple) -> u32 {
     let a = ((t.src_ip as u64) << 32) | t.dst_ip as u64;
     let b = ((t.src_port as u64) << 32) | ((t.dst_port as u64) << 16) | t.proto as u64;
@@ -151,6 +166,22 @@ fn hash(seed: u64, t: &Tuple) -> u32 {
     h ^= h >> 29;
     h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (h >> 32) as u32
+}
+
+/// Asks the CPU to start loading the cache line holding `v` (no effect elsewhere than on
+/// x86-64). Never faults, changes nothing.
+#[inline(always)]
+pub fn prefetch<T>(v: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch hint reads nothing architecturally and cannot fault; `v` is a valid
+    // reference anyway. SSE is part of the x86-64 baseline.
+    #[allow(unused_unsafe)]
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((v as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
 }
 
 impl SessionTable {
@@ -198,55 +229,112 @@ impl SessionTable {
     }
 
     /// The position of `key`'s entry in the index.
+    #[inline]
     fn find(&self, key: &Tuple) -> Option<usize> {
-        let tag = hash(self.seed, key);
+        self.find_tagged(key, hash(self.seed, key))
+    }
+
+    /// [`Self::find`] with the key's hash already computed.
+    #[inline(always)]
+    fn find_tagged(&self, key: &Tuple, tag: u32) -> Option<usize> {
+        let len = self.index.len();
         let mut pos = self.home(tag);
-        for _ in 0..self.index.len() {
-            let e = self.index[pos];
+        for _ in 0..len {
+            let e = *self.index.get(pos)?;
             if e == EMPTY {
                 return None;
             }
             if (e >> 32) as u32 == tag {
                 let r = e as u32;
-                let side = if r & 1 == 0 { Side::Client } else { Side::Real };
                 if let Some(s) = self.sessions.get((r >> 1) as usize) {
-                    if s.key(side) == *key {
+                    if s.matches(r & 1 != 0, key) {
                         return Some(pos);
                     }
                 }
             }
-            pos = self.next_pos(pos);
+            pos += 1;
+            if pos == len {
+                pos = 0;
+            }
         }
         None
     }
 
-    /// The session whose client or real-server key is `key`, and which of the two matched.
+    /// The hash tag of `key` (what [`Self::prefetch_index`] and [`Self::prefetch_session`]
+    /// take).
     #[inline]
+    pub fn tag(&self, key: &Tuple) -> u32 {
+        hash(self.seed, key)
+    }
+
+    /// Starts loading the index cache line where a key with hash `tag` is looked up first.
+    /// A hint only: never faults, changes nothing.
+    #[inline]
+    pub fn prefetch_index(&self, tag: u32) {
+        if let Some(e) = self.index.get(self.home(tag)) {
+            prefetch(e);
+        }
+    }
+
+    /// Starts loading the session a key with hash `tag` most likely finds (the first index
+    /// entry from its home position with that tag, within a few entries), and returns its id.
+    /// A hint only: the lookup itself checks the whole key.
+    #[inline]
+    pub fn prefetch_session(&self, tag: u32) -> Option<SessionId> {
+        let len = self.index.len();
+        let mut pos = self.home(tag);
+        for _ in 0..4 {
+            let e = *self.index.get(pos)?;
+            if e == EMPTY {
+                return None;
+            }
+            if (e >> 32) as u32 == tag {
+                let id = (e as u32) >> 1;
+                prefetch(self.sessions.get(id as usize)?);
+                return Some(id);
+            }
+            pos += 1;
+            if pos == len {
+                pos = 0;
+            }
+        }
+        None
+    }
+
+    /// Starts loading session `id` (a hint, e.g. before ending a batch of expired sessions).
+    #[inline]
+    pub fn prefetch_slot(&self, id: SessionId) {
+        if let Some(s) = self.sessions.get(id as usize) {
+            prefetch(s);
+        }
+    }
+
+    /// Starts loading the index lines where both keys of session `id` are looked up first (a
+    /// hint: call it once the session itself is in cache, see [`Self::prefetch_slot`]).
+    #[inline]
+    pub fn prefetch_keys(&self, id: SessionId) {
+        if let Some(s) = self.sessions.get(id as usize).filter(|s| s.is_live()) {
+            self.prefetch_index(hash(self.seed, &s.client_key()));
+            self.prefetch_index(hash(self.seed, &s.real_key()));
+        }
+    }
+
+    /// The session whose client or real-server key is `key`, and which of the two matched.
+    #[inline(always)]
     pub fn lookup(&self, key: &Tuple) -> Option<(SessionId, Side)> {
-        let pos = self.find(key)?;
-        let r = self.index[pos] as u32;
+        let pos = self.find_tagged(key, hash(self.seed, key))?;
+        let r = *self.index.get(pos)? as u32;
         Some((r >> 1, if r & 1 == 0 { Side::Client } else { Side::Real }))
     }
 
+    #[inline]
     pub fn get(&self, id: SessionId) -> Option<&Session> {
         self.sessions.get(id as usize).filter(|s| s.is_live())
     }
 
+    #[inline]
     pub fn get_mut(&mut self, id: SessionId) -> Option<&mut Session> {
         self.sessions.get_mut(id as usize).filter(|s| s.is_live())
-    }
-
-    fn index_insert(&mut self, key: &Tuple, reference: u32) {
-        let tag = hash(self.seed, key);
-        let mut pos = self.home(tag);
-        // The load factor is at most 1/2, so an empty entry exists.
-        for _ in 0..self.index.len() {
-            if self.index[pos] == EMPTY {
-                self.index[pos] = ((tag as u64) << 32) | reference as u64;
-                return;
-            }
-            pos = self.next_pos(pos);
-        }
     }
 
     fn index_remove_at(&mut self, mut hole: usize) {
@@ -281,14 +369,55 @@ impl SessionTable {
         if ck == rk {
             return Err(InsertError::Exists);
         }
-        if self.find(&ck).is_some() || self.find(&rk).is_some() {
+        // One probe per key: it either meets the key (already there) or ends at the empty
+        // entry where the key goes; both keys are checked before anything is written.
+        let (ct, rt) = (hash(self.seed, &ck), hash(self.seed, &rk));
+        let Some(cpos) = self.probe_free(&ck, ct) else {
             return Err(InsertError::Exists);
-        }
+        };
+        let Some(mut rpos) = self.probe_free(&rk, rt) else {
+            return Err(InsertError::Exists);
+        };
         let id = self.free.pop().ok_or(InsertError::Full)?;
         self.sessions[id as usize] = session;
-        self.index_insert(&ck, id << 1);
-        self.index_insert(&rk, (id << 1) | 1);
+        self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
+        // The client key may have taken the entry the real key's probe ended at: the real key
+        // then goes to the next empty one, as if it had been probed after the insertion.
+        for _ in 0..self.index.len() {
+            if self.index[rpos] == EMPTY {
+                break;
+            }
+            rpos = self.next_pos(rpos);
+        }
+        self.index[rpos] = ((rt as u64) << 32) | u64::from((id << 1) | 1);
         Ok(id)
+    }
+
+    /// The empty index position where `key` (hash `tag`) would be inserted, or `None` when
+    /// the key is already in the index (or, never at load ≤ 1/2, no entry is empty).
+    #[inline]
+    fn probe_free(&self, key: &Tuple, tag: u32) -> Option<usize> {
+        let len = self.index.len();
+        let mut pos = self.home(tag);
+        for _ in 0..len {
+            let e = *self.index.get(pos)?;
+            if e == EMPTY {
+                return Some(pos);
+            }
+            if (e >> 32) as u32 == tag {
+                let r = e as u32;
+                if let Some(s) = self.sessions.get((r >> 1) as usize) {
+                    if s.matches(r & 1 != 0, key) {
+                        return None;
+                    }
+                }
+            }
+            pos += 1;
+            if pos == len {
+                pos = 0;
+            }
+        }
+        None
     }
 
     /// Removes a session and both of its keys; returns it.
@@ -390,6 +519,31 @@ mod tests {
         let mut t = SessionTable::new(0, 0);
         assert_eq!(t.insert(session(1)), Err(InsertError::Full));
         assert!(t.lookup(&session(1).client_key()).is_none());
+    }
+
+    #[test]
+    fn tiny_tables_keep_both_keys_findable() {
+        // Index of 8 entries: the two keys of a session often probe to the same empty entry.
+        for seed in 0..200u64 {
+            let mut t = SessionTable::new(2, seed);
+            let mut live: Vec<(Session, SessionId)> = Vec::new();
+            for i in 0..40u32 {
+                let s = session(i.wrapping_mul(2_654_435_761) % 100_000);
+                if live.len() == 2 {
+                    let (old, id) = live.remove((i % 2) as usize);
+                    assert_eq!(t.remove(id), Some(old));
+                }
+                match t.insert(s) {
+                    Ok(id) => live.push((s, id)),
+                    Err(e) => assert_eq!(e, InsertError::Exists),
+                }
+                for (s, id) in &live {
+                    assert_eq!(t.lookup(&s.client_key()), Some((*id, Side::Client)));
+                    assert_eq!(t.lookup(&s.real_key()), Some((*id, Side::Real)));
+                    assert_eq!(t.prefetch_session(t.tag(&s.client_key())), Some(*id));
+                }
+            }
+        }
     }
 
     #[test]

@@ -153,6 +153,14 @@ impl TimerWheel {
         if id as usize >= self.nodes.len() {
             return;
         }
+        let node = &mut self.nodes[id as usize];
+        // Moving an armed deadline later (the refresh on every packet): its bucket fires no
+        // later than needed (cursor and deadline only grew since it was armed), so this is
+        // what the general path below does too, minus the division.
+        if node.armed != UNARMED && deadline_ns >= node.deadline {
+            node.deadline = deadline_ns;
+            return;
+        }
         self.start(now_ns);
         let t = self.arm_tick(deadline_ns, self.cursor);
         let node = &mut self.nodes[id as usize];
@@ -164,6 +172,14 @@ impl TimerWheel {
             self.unlink(id);
         }
         self.link(id, t);
+    }
+
+    /// Starts loading entry `id`'s node (a hint for a burst about to refresh it).
+    #[inline]
+    pub fn prefetch(&self, id: u32) {
+        if let Some(n) = self.nodes.get(id as usize) {
+            super::table::prefetch(n);
+        }
     }
 
     /// Unschedules entry `id` (no effect if it is not scheduled).

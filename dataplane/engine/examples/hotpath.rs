@@ -1,0 +1,280 @@
+//! Per-packet cost of the engine's hot paths, for deterministic instruction counts.
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=/tmp/target-fast cargo build --release -p fnat-engine --example hotpath
+//! # wall clock (secondary: the VM is shared and noisy)
+//! /tmp/target-fast/release/examples/hotpath est 1000 2000000
+//! # instructions per packet: only `measure` (the timed loop) is collected
+//! valgrind --tool=callgrind --toggle-collect='*hotpath*measure*' \
+//!     /tmp/target-fast/release/examples/hotpath est 1000 200000
+//! ```
+//!
+//! Modes (the same rules as `perf/gen.py`'s bench config: one TCP service, 2 real servers,
+//! static neighbours, one worker):
+//! - `est FLOWS PACKETS`: FLOWS sessions are created first (SYNs, not measured); then PACKETS
+//!   ACKs from the clients, each to the next session with a large odd stride over all of
+//!   them (every packet a different session, spread over the table), are measured.
+//! - `new 0 PACKETS`: PACKETS SYNs, each a flow never seen before: each creates a session.
+//! - `churn LIVE PACKETS`: PACKETS unique SYNs at a rate that keeps about LIVE sessions with a
+//!   2 s SYN_RECV timeout, housekeeping (expiry) every 32 packets: creation plus expiry.
+//! - `copy FLOWS PACKETS`: the harness alone (copying each frame into the work buffer), to
+//!   subtract from the others.
+//! - `burst FLOWS PACKETS`: as `est`, through `Worker::process_burst` in bursts of 32.
+//!
+//! Instructions are not counted here (run it under callgrind); it prints ns/packet.
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use etherparse::PacketBuilder;
+use fnat_engine::rules::{
+    Ipv4Cidr, Mode, Neighbour, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind, Service,
+};
+use fnat_engine::{Frame, Verdict, Worker};
+
+const VIP: [u8; 4] = [198, 18, 0, 100];
+const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const FRAME_LEN: usize = 60;
+
+fn cidr(a: [u8; 4], len: u8) -> Ipv4Cidr {
+    Ipv4Cidr {
+        addr: Ipv4Addr::from(a),
+        prefix_len: len,
+    }
+}
+
+fn rules(capacity: usize) -> Rules {
+    let mut r = Rules::passthrough(
+        vec![
+            PortRule {
+                name: "wan".into(),
+                mac: PORT0_MAC,
+                addresses: vec![cidr([198, 18, 0, 1], 24), cidr(VIP, 32)],
+            },
+            PortRule {
+                name: "lan".into(),
+                mac: [2, 0, 0, 0, 0, 2],
+                addresses: vec![cidr([198, 19, 0, 1], 16)],
+            },
+        ],
+        vec![],
+    );
+    r.mode = Mode::FullNat;
+    let lips = capacity.div_ceil(64_000).max(1);
+    let mut svc = Service::new(1, Ipv4Addr::from(VIP), Protocol::Tcp, 80, SchedulerKind::Rr);
+    svc.reals = vec![
+        RealServer::new(1, Ipv4Addr::new(198, 19, 1, 10), 80, 1),
+        RealServer::new(2, Ipv4Addr::new(198, 19, 1, 11), 80, 1),
+    ];
+    svc.local_addresses = (0..lips)
+        .map(|i| Ipv4Addr::new(198, 19, 100 + (i / 250) as u8, 1 + (i % 250) as u8))
+        .collect();
+    r.services = vec![svc];
+    r.routes = vec![
+        Route {
+            prefix: cidr([198, 19, 1, 0], 24),
+            port: 1,
+            via: None,
+        },
+        Route {
+            prefix: cidr([0, 0, 0, 0], 0),
+            port: 0,
+            via: Some(Ipv4Addr::new(198, 18, 0, 254)),
+        },
+    ];
+    r.neighbours = vec![
+        Neighbour {
+            addr: Ipv4Addr::new(198, 19, 1, 10),
+            mac: [2, 0, 0, 0, 1, 0x10],
+            port: 1,
+        },
+        Neighbour {
+            addr: Ipv4Addr::new(198, 19, 1, 11),
+            mac: [2, 0, 0, 0, 1, 0x11],
+            port: 1,
+        },
+        Neighbour {
+            addr: Ipv4Addr::new(198, 18, 0, 254),
+            mac: [2, 0, 0, 0, 0, 0xfe],
+            port: 0,
+        },
+    ];
+    r.session_capacity = capacity;
+    r
+}
+
+/// Client address and port of flow `k` (as `fnatd bench`).
+fn flow_addr(k: u64) -> ([u8; 4], u16) {
+    (
+        0x0a00_0000u32
+            .wrapping_add((k / 60_000) as u32)
+            .to_be_bytes(),
+        1024 + (k % 60_000) as u16,
+    )
+}
+
+/// A 60-byte Ethernet/IPv4/TCP frame from flow `k` to the VIP.
+fn frame(k: u64, syn: bool) -> [u8; FRAME_LEN] {
+    let (ip, port) = flow_addr(k);
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0xc1, 1], PORT0_MAC)
+        .ipv4(ip, VIP, 64)
+        .tcp(port, 80, 1000, 65535);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let payload = [0u8; 6];
+    let mut v = Vec::with_capacity(FRAME_LEN);
+    b.write(&mut v, &payload).expect("frame");
+    v.resize(FRAME_LEN, 0);
+    let mut f = [0u8; FRAME_LEN];
+    f.copy_from_slice(&v);
+    f
+}
+
+struct Buf([u8; FRAME_LEN]);
+
+impl Frame for Buf {
+    fn data(&self) -> &[u8] {
+        &self.0
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+    fn set_len(&mut self, _len: usize) -> bool {
+        false
+    }
+}
+
+const NOW: u64 = 1_000_000_000_000;
+
+/// The measured loop (callgrind collects only this function).
+#[inline(never)]
+fn measure(
+    w: &mut Worker,
+    mode: &str,
+    frames: &[[u8; FRAME_LEN]],
+    packets: usize,
+    flows: u64,
+) -> u64 {
+    let mut ok = 0u64;
+    let n = frames.len();
+    match mode {
+        "copy" => {
+            let mut buf = Buf([0; FRAME_LEN]);
+            for i in 0..packets {
+                buf.0 = frames[i % n];
+                ok += u64::from(black_box(&buf).0[0]);
+            }
+        }
+        "burst" => {
+            const B: usize = 32;
+            let mut bufs: Vec<Buf> = (0..B).map(|_| Buf([0; FRAME_LEN])).collect();
+            let mut verdicts = [Verdict::Consumed; B];
+            let mut i = 0;
+            while i < packets {
+                let m = B.min(packets - i);
+                for (j, b) in bufs[..m].iter_mut().enumerate() {
+                    b.0 = frames[(i + j) % n];
+                }
+                w.process_burst(0, &mut bufs[..m], NOW, &mut verdicts[..m]);
+                ok += verdicts[..m]
+                    .iter()
+                    .filter(|v| matches!(v, Verdict::Transmit { .. }))
+                    .count() as u64;
+                i += m;
+            }
+        }
+        "churn" => {
+            // New connections at a steady rate with a 2 s SYN_RECV timeout: `flows` live
+            // sessions, housekeeping every 32 packets expires as many as are created.
+            let live = flows.max(1);
+            let step = 2_000_000_000 / live;
+            let mut buf = Buf([0; FRAME_LEN]);
+            for i in 0..packets {
+                let now = NOW + i as u64 * step;
+                buf.0 = frames[i % n];
+                if let Verdict::Transmit { .. } = w.process(0, &mut buf, now) {
+                    ok += 1;
+                }
+                if i % 32 == 31 {
+                    w.housekeeping(now, 256);
+                }
+            }
+        }
+        _ => {
+            let mut buf = Buf([0; FRAME_LEN]);
+            for i in 0..packets {
+                buf.0 = frames[i % n];
+                if let Verdict::Transmit { .. } = w.process(0, &mut buf, NOW) {
+                    ok += 1;
+                }
+            }
+        }
+    }
+    ok
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map_or("est", String::as_str).to_string();
+    let flows: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let packets: usize = args
+        .get(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+
+    let capacity = match mode.as_str() {
+        "new" => packets + 16,
+        "churn" => flows as usize * 2 + 1024,
+        _ => flows as usize + 16,
+    };
+    let mut r = rules(capacity);
+    r.timeouts.tcp_syn_recv = 2;
+    let mut w = Worker::new(0, 1, Arc::new(r));
+    let frames: Vec<[u8; FRAME_LEN]> = if mode == "new" || mode == "churn" {
+        (0..packets as u64).map(|k| frame(k, true)).collect()
+    } else {
+        // Prefill: one SYN per flow (not measured).
+        for k in 0..flows {
+            let mut b = Buf(frame(k, true));
+            let v = w.process(0, &mut b, NOW - 1_000_000);
+            assert!(matches!(v, Verdict::Transmit { .. }), "prefill {k}: {v:?}");
+        }
+        // Every packet a different session, spread over the table (stride ≈ 0.618·N, odd and
+        // coprime with N so the walk covers every flow). At most 1M distinct frames.
+        let n = flows.max(1);
+        let mut stride = ((n as f64 * 0.618) as u64) | 1;
+        while gcd(stride, n) != 1 {
+            stride += 2;
+        }
+        let count = (n as usize).min(packets).min(1 << 20);
+        let mut k = 0u64;
+        (0..count)
+            .map(|_| {
+                k = (k + stride) % n;
+                frame(k, false)
+            })
+            .collect()
+    };
+
+    let t0 = Instant::now();
+    let ok = measure(&mut w, &mode, &frames, packets, flows);
+    let dt = t0.elapsed().as_secs_f64();
+    let expect = if mode == "copy" { ok } else { packets as u64 };
+    println!(
+        "mode {mode} flows {flows} packets {packets}: {:.1} ns/packet, transmitted {ok}/{expect}, sessions {}",
+        dt * 1e9 / packets as f64,
+        w.stats().sessions
+    );
+    if mode != "copy" && ok != packets as u64 {
+        eprintln!("drops: {:?}", w.stats().drops);
+        std::process::exit(1);
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
