@@ -73,7 +73,7 @@ pub enum Query {
         #[serde(default)]
         limit: Option<usize>,
     },
-    /// Zero the counters (ipvsadm -Z). The dataplane zeroes all of them.
+    /// Zero the counters (ipvsadm -Z): of `service` and its reals, or all.
     Zero {
         #[serde(default)]
         service: Option<ServiceAddr>,

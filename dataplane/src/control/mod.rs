@@ -35,8 +35,8 @@ pub trait DataplaneView: Send + Sync {
     fn stats(&self) -> ViewStats;
     /// Up to `limit` sessions matching `filter`.
     fn connections(&self, filter: &ConnFilter, limit: usize) -> Vec<ConnEntry>;
-    /// Zero the counters (ipvsadm -Z).
-    fn zero(&self);
+    /// Zero the counters (ipvsadm -Z): of one service (by engine id) and its reals, or all.
+    fn zero(&self, service_id: Option<u32>);
 }
 
 /// A dataplane that reports nothing (no counters, no sessions): for a control plane running
@@ -50,7 +50,7 @@ impl DataplaneView for NoDataplane {
     fn connections(&self, _filter: &ConnFilter, _limit: usize) -> Vec<ConnEntry> {
         Vec::new()
     }
-    fn zero(&self) {}
+    fn zero(&self, _service_id: Option<u32>) {}
 }
 
 /// The running control plane. [`ControlHandle::stop`] ends it and removes the socket.

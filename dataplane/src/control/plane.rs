@@ -101,12 +101,18 @@ impl Plane {
                 Ok(Response::ok(self.view.connections(&filter, limit)))
             }
             Query::Zero { service } => {
-                if let Some(s) = service {
-                    if self.rules.service(&s).is_none() {
-                        return Err(error(ErrorKind::NoSuchService, "No such service"));
+                let id = match service {
+                    Some(s) => {
+                        if self.rules.service(&s).is_none() {
+                            return Err(error(ErrorKind::NoSuchService, "No such service"));
+                        }
+                        Some(self.ids.service(&s).ok_or_else(|| {
+                            error(ErrorKind::Internal, "service without an engine id")
+                        })?)
                     }
-                }
-                self.view.zero();
+                    None => None,
+                };
+                self.view.zero(id);
                 Ok(Response::ok(serde_json::json!({})))
             }
             Query::Apply { .. } => Err(error(ErrorKind::Internal, "apply is a change")),

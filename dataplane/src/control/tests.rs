@@ -50,7 +50,7 @@ impl DataplaneView for FakeView {
             .take(limit)
             .collect()
     }
-    fn zero(&self) {}
+    fn zero(&self, _service_id: Option<u32>) {}
 }
 
 struct Tmp(PathBuf);

@@ -64,9 +64,9 @@ impl WorkerShared {
     ) {
         if let Some(mut s) = self.snapshot.try_lock() {
             s.engine.clone_from(engine);
-            s.port_rx.clone_from_slice_or_copy(port_rx);
-            s.port_tx.clone_from_slice_or_copy(port_tx);
-            s.port_tx_dropped.clone_from_slice_or_copy(port_tx_dropped);
+            copy_into(&mut s.port_rx, port_rx);
+            copy_into(&mut s.port_tx, port_tx);
+            copy_into(&mut s.port_tx_dropped, port_tx_dropped);
         }
     }
 
@@ -125,15 +125,9 @@ impl WorkerShared {
 }
 
 /// Copies a counter slice into a vector, reusing its allocation.
-trait CopyInto {
-    fn clone_from_slice_or_copy(&mut self, src: &[u64]);
-}
-
-impl CopyInto for Vec<u64> {
-    fn clone_from_slice_or_copy(&mut self, src: &[u64]) {
-        self.clear();
-        self.extend_from_slice(src);
-    }
+fn copy_into(dst: &mut Vec<u64>, src: &[u64]) {
+    dst.clear();
+    dst.extend_from_slice(src);
 }
 
 /// Rate estimate state: the last sample and the rates derived from it.
@@ -284,10 +278,22 @@ impl DriverView {
         view
     }
 
-    /// ipvsadm -Z: service and real-server counters start again from zero.
-    pub fn zero(&self) {
+    /// ipvsadm -Z: service and real-server counters start again from zero, those of one
+    /// service (by engine id) or all of them.
+    pub fn zero(&self, service_id: Option<u32>) {
         let raw = self.raw();
-        *self.baseline.lock() = raw;
+        let mut base = self.baseline.lock();
+        match service_id {
+            None => *base = raw,
+            Some(id) => {
+                base.services.retain(|s| s.service_id != id);
+                base.reals.retain(|r| r.service_id != id);
+                base.services
+                    .extend(raw.services.into_iter().filter(|s| s.service_id == id));
+                base.reals
+                    .extend(raw.reals.into_iter().filter(|r| r.service_id == id));
+            }
+        }
     }
 
     /// Sessions matching `filter`, at most `limit`, gathered from every worker.
@@ -337,8 +343,8 @@ impl crate::control::DataplaneView for DriverView {
     fn connections(&self, filter: &ConnFilter, limit: usize) -> Vec<ConnEntry> {
         DriverView::connections(self, filter, limit)
     }
-    fn zero(&self) {
-        DriverView::zero(self)
+    fn zero(&self, service_id: Option<u32>) {
+        DriverView::zero(self, service_id)
     }
 }
 
@@ -485,7 +491,20 @@ mod tests {
             "limit honoured"
         );
 
-        view.zero();
+        let conns = |v: &DriverView| {
+            let st = v.stats();
+            st.services
+                .iter()
+                .find(|s| s.service_id == svc)
+                .unwrap()
+                .counters
+                .conns
+        };
+        view.zero(Some(svc + 1000));
+        assert_eq!(conns(&view), 10, "zeroing another service leaves this one");
+        view.zero(Some(svc));
+        assert_eq!(conns(&view), 0, "-Z -t zeroes that service");
+        view.zero(None);
         let zeroed = view.stats();
         assert_eq!(
             zeroed
