@@ -14,7 +14,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 
 const HUGE_PAGE: usize = 2 << 20;
 /// Allocations from this size on are advised (smaller ones would gain little).
-pub const THRESHOLD: usize = 4 * HUGE_PAGE;
+pub const THRESHOLD: usize = 2 * HUGE_PAGE;
 
 /// [`System`] plus `MADV_HUGEPAGE` on large allocations.
 pub struct HugePageAlloc;
