@@ -493,19 +493,17 @@ pub mod lab {
     pub const RS: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 10);
 }
 
-/// Writes `config` into `dir` and runs `fnatd replay` with it and `args` (e.g.
-/// `--rx=wan=IN.pcap`), failing the test unless it exits 0 within `limit`.
-pub fn replay_with_config(
-    dir: &TempDir,
-    config: &str,
-    args: &[String],
-    limit: Duration,
-) -> Finished {
-    let path = dir.join("fnatd.toml");
-    std::fs::write(&path, config).expect("write config");
+/// Runs `fnatd replay --config CONFIG ARGS…` (e.g. `--rx=wan=IN.pcap`), killing it and failing
+/// the test after `limit`.
+pub fn fnatd_replay(config: &Path, args: &[String], limit: Duration) -> Finished {
     let mut cmd = Command::new(bin("fnatd"));
-    cmd.arg("replay").arg("--config").arg(&path).args(args);
-    let run = run_with_deadline(&mut cmd, limit);
+    cmd.arg("replay").arg("--config").arg(config).args(args);
+    run_with_deadline(&mut cmd, limit)
+}
+
+/// [`fnatd_replay`], failing the test unless it exits 0.
+pub fn fnatd_replay_ok(config: &Path, args: &[String], limit: Duration) -> Finished {
+    let run = fnatd_replay(config, args, limit);
     assert_eq!(
         run.code(),
         Some(0),
@@ -514,6 +512,18 @@ pub fn replay_with_config(
         run.stdout
     );
     run
+}
+
+/// Writes `config` into `dir` and runs [`fnatd_replay_ok`] with it.
+pub fn replay_with_config(
+    dir: &TempDir,
+    config: &str,
+    args: &[String],
+    limit: Duration,
+) -> Finished {
+    let path = dir.join("fnatd.toml");
+    std::fs::write(&path, config).expect("write config");
+    fnatd_replay_ok(&path, args, limit)
 }
 
 /// A TCP frame built by etherparse: `flags` letters S A F R P.

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use fnat_tests::*;
@@ -55,20 +54,7 @@ fn client_side(capture: &[CapturedFrame]) -> Vec<CapturedFrame> {
 }
 
 fn replay(args: &[String]) -> Finished {
-    let mut cmd = Command::new(bin("fnatd"));
-    cmd.arg("replay")
-        .arg("--config")
-        .arg(config("fnat-replay.toml"))
-        .args(args);
-    let run = run_with_deadline(&mut cmd, Duration::from_secs(60));
-    assert_eq!(
-        run.code(),
-        Some(0),
-        "stderr:\n{}\nstdout:\n{}",
-        run.stderr,
-        run.stdout
-    );
-    run
+    fnatd_replay_ok(&config("fnat-replay.toml"), args, Duration::from_secs(60))
 }
 
 fn drop_count(stdout: &str, reason: &str) -> u64 {

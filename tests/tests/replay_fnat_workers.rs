@@ -4,7 +4,6 @@
 //! Frames are built and checked with etherparse.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::Duration;
 
 use fnat_tests::*;
@@ -81,17 +80,7 @@ fn write_config(dir: &TempDir, workers: usize) -> std::path::PathBuf {
 }
 
 fn replay(cfg: &std::path::Path, args: &[String]) -> Finished {
-    let mut cmd = Command::new(bin("fnatd"));
-    cmd.arg("replay").arg("--config").arg(cfg).args(args);
-    let run = run_with_deadline(&mut cmd, Duration::from_secs(60));
-    assert_eq!(
-        run.code(),
-        Some(0),
-        "stderr:\n{}\nstdout:\n{}",
-        run.stderr,
-        run.stdout
-    );
-    run
+    fnatd_replay_ok(cfg, args, Duration::from_secs(60))
 }
 
 /// Flow → (lport, real server), from the lan outputs of every queue, checking that each flow

@@ -1,18 +1,12 @@
 //! `fnatd replay` through configs/passthrough.toml: what goes in comes out, byte for byte, in
 //! order, with testpmd-style statistics and exact accounting. Frames are read with pcap-file.
 
-use std::process::Command;
 use std::time::Duration;
 
 use fnat_tests::*;
 
 fn replay(args: &[String]) -> Finished {
-    let mut cmd = Command::new(bin("fnatd"));
-    cmd.arg("replay")
-        .arg("--config")
-        .arg(config("passthrough.toml"))
-        .args(args);
-    run_with_deadline(&mut cmd, Duration::from_secs(60))
+    fnatd_replay(&config("passthrough.toml"), args, Duration::from_secs(60))
 }
 
 fn assert_same_frames(input: &[CapturedFrame], output: &[CapturedFrame]) {
@@ -169,14 +163,12 @@ fn ports_are_merged_in_capture_time_order() {
     let (in_a, in_b, out) = (dir.join("a.pcap"), dir.join("b.pcap"), dir.join("c.pcap"));
     write_pcap(&in_a, &a);
     write_pcap(&in_b, &b);
-    let mut cmd = Command::new(bin("fnatd"));
-    cmd.arg("replay").arg("--config").arg(&cfg).args([
+    let args = [
         format!("--rx=a={}", in_a.display()),
         format!("--rx=b={}", in_b.display()),
         format!("--tx=c={}", out.display()),
-    ]);
-    let run = run_with_deadline(&mut cmd, Duration::from_secs(60));
-    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    ];
+    fnatd_replay_ok(&cfg, &args, Duration::from_secs(60));
     let mut expected: Vec<CapturedFrame> = a.into_iter().chain(b).collect();
     expected.sort_by_key(|f| f.ts_ns);
     assert_same_frames(&expected, &read_pcap(&out));
