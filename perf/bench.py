@@ -94,12 +94,12 @@ class Suite:
             self.commands.append((what, text))
 
     # ---------- runners ----------
-    def fnatd(self, what, cfg, mode, flows, warmup=None, seconds=None, publishes=0):
+    def fnatd(self, what, cfg, mode, flows, warmup=None, seconds=None, publishes=0, extra=()):
         warmup = self.a.warmup if warmup is None else warmup
         seconds = self.a.seconds if seconds is None else seconds
         cmd = [self.a.fnatd, "bench", "--config", cfg, "--mode", mode, "--flows", str(flows),
                "--warmup", str(warmup), "--seconds", str(seconds), "--publishes",
-               str(publishes), "--timeout", "150"]
+               str(publishes), "--timeout", "150", *extra]
         self.record(what, cmd)
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
@@ -159,15 +159,20 @@ class Suite:
         cfg1k = self.config("est-1k", ack1k, 4096)
         cfg_imix = self.config("imix", imix, 4096)
 
-        # 1. Established flows, 64-byte TCP, side by side, alternating: fnatd, 5tswap, io.
+        # 1. Established flows, 64-byte TCP, side by side, alternating: fnatd, fnatd with every
+        # frame through the full pipeline (fast path off), 5tswap, io.
         pairs = []
         for i in range(a.runs):
-            order = ["fnatd", "5tswap", "io"] if i % 2 == 0 else ["io", "5tswap", "fnatd"]
+            order = (["fnatd", "full", "5tswap", "io"] if i % 2 == 0
+                     else ["io", "5tswap", "full", "fnatd"])
             run = {}
             for who in order:
                 if who == "fnatd":
                     run["fnatd"] = self.fnatd("established 1k flows (capture's own flows)", cfg1k,
                                               "plain", 1024, publishes=a.publishes)
+                elif who == "full":
+                    run["full"] = self.fnatd("the same, fast path off (full pipeline)", cfg1k,
+                                             "plain", 1024, extra=("--no-fast-path",))
                 else:
                     run[who] = self.testpmd(f"testpmd {who}", ack1k, who)
             run["ratio_5tswap"] = run["fnatd"]["mpps"] / run["5tswap"]["mpps"]
@@ -255,6 +260,10 @@ def summarize(res):
         "testpmd_io_mpps": med([r["io"]["mpps"] for r in est]),
         "fnat_cycles_per_packet": med([r["fnatd"]["cycles_per_packet"] for r in est]),
         "fnat_busy_cycles_per_packet": med([r["fnatd"]["busy_cycles_per_packet"] for r in est]),
+        "fnat_full_pipeline_mpps": med([r["full"]["mpps"] for r in est]),
+        "fnat_full_pipeline_cycles_per_packet": med([r["full"]["cycles_per_packet"] for r in est]),
+        "fnat_full_pipeline_busy_cycles_per_packet": med(
+            [r["full"]["busy_cycles_per_packet"] for r in est]),
         "testpmd_5tswap_cycles_per_packet": med(
             [r["fnatd"]["tsc_hz"] / (r["5tswap"]["mpps"] * 1e6) for r in est]),
         "p50_burst_latency_us": med([r["fnatd"]["p50_burst_us"] for r in est]),
@@ -325,6 +334,10 @@ def render(res, s, suite):
     L.append(fmt_table([
         ("fnatd FNAT (1 worker)", f"{s['fnat_mpps_per_worker']:.2f}",
          f"{s['fnat_cycles_per_packet']:.0f}", f"{s['fnat_busy_cycles_per_packet']:.0f}"),
+        ("fnatd, fast path off (every frame through the full pipeline)",
+         f"{s['fnat_full_pipeline_mpps']:.2f}",
+         f"{s['fnat_full_pipeline_cycles_per_packet']:.0f}",
+         f"{s['fnat_full_pipeline_busy_cycles_per_packet']:.0f}"),
         ("testpmd 5tswap", f"{s['testpmd_5tswap_mpps']:.2f}",
          f"{s['testpmd_5tswap_cycles_per_packet']:.0f}", ""),
         ("testpmd io", f"{s['testpmd_io_mpps']:.2f}", "", ""),
@@ -340,9 +353,10 @@ def render(res, s, suite):
     L.append(fmt_table([(i + 1, f"{r['fnatd']['mpps']:.2f}", f"{r['5tswap']['mpps']:.2f}",
                          f"{r['io']['mpps']:.2f}", f"{r['ratio_5tswap']:.3f}",
                          f"{r['ratio_io']:.3f}", f"{r['fnatd']['cycles_per_packet']:.0f}",
-                         f"{r['fnatd']['p999_burst_us']:.1f}") for i, r in enumerate(est)],
+                         f"{r['fnatd']['p999_burst_us']:.1f}", f"{r['full']['mpps']:.2f}")
+                        for i, r in enumerate(est)],
                        ["run", "fnatd Mpps", "5tswap Mpps", "io Mpps", "fnatd/5tswap",
-                        "fnatd/io", "fnatd cyc/pkt", "p99.9 µs"]))
+                        "fnatd/io", "fnatd cyc/pkt", "p99.9 µs", "fast path off Mpps"]))
     L.append("\n### IMIX 7:4:1 (64/594/1518 bytes), 1k flows\n")
     L.append(fmt_table([(i + 1, f"{r['fnatd']['mpps']:.2f}", f"{r['5tswap']['mpps']:.2f}",
                          f"{r['ratio_5tswap']:.3f}",

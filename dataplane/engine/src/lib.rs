@@ -18,6 +18,7 @@ pub mod stats;
 pub mod verdict;
 pub mod worker;
 
+pub use fnat::BurstHint;
 pub use frame::Frame;
 pub use neigh::{Emit, NeighTable};
 pub use rules::{PortIndex, Rules};

@@ -118,6 +118,8 @@ pub struct WorkerStats {
     pub sessions: u64,
     /// Sessions created.
     pub sessions_created: u64,
+    /// Frames of established flows forwarded by the fast path (a share of `transmitted`).
+    pub fast_path: u64,
     /// Sessions ended (timed out, or their service was removed).
     pub sessions_ended: u64,
     /// Persistence templates live (as of the last housekeeping).
@@ -151,6 +153,7 @@ impl Default for WorkerStats {
             icmp_errors_translated: 0,
             sessions: 0,
             sessions_created: 0,
+            fast_path: 0,
             sessions_ended: 0,
             templates: 0,
             templates_full: 0,
@@ -213,6 +216,7 @@ impl WorkerStats {
         self.icmp_errors_translated += other.icmp_errors_translated;
         self.sessions += other.sessions;
         self.sessions_created += other.sessions_created;
+        self.fast_path += other.fast_path;
         self.sessions_ended += other.sessions_ended;
         self.templates += other.templates;
         self.templates_full += other.templates_full;

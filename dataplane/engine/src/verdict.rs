@@ -68,6 +68,8 @@ drop_reasons! {
     NoRealServer = "no_real_server",
     /// Not a connection start (e.g. TCP without SYN) and no session for it.
     NoSession = "no_session",
+    /// A real server's reply came in by a port other than the one the route to that server leaves by (spoofed, or misrouted).
+    WrongIngress = "wrong_ingress",
     /// The worker's session table is full: new flows are refused, established ones continue.
     SessionTableFull = "session_table_full",
     /// Every local address of the service is out of ports for this worker.

@@ -67,6 +67,10 @@ pub struct Options {
     /// Rules snapshots to publish (and time) under load after measuring.
     #[arg(long, default_value_t = 0)]
     pub publishes: u32,
+    /// Every frame takes the engine's full pipeline (the established-flow fast path off), to
+    /// measure what the fast path gains.
+    #[arg(long)]
+    pub no_fast_path: bool,
     /// Give up (stop fnatd, exit 1) after this many seconds in all.
     #[arg(long, default_value_t = 300.0)]
     pub timeout: f64,
@@ -85,6 +89,8 @@ pub struct WorkerResult {
     pub rx_packets: u64,
     pub tx_packets: u64,
     pub sessions_created: u64,
+    /// Frames of the window that took the established-flow fast path.
+    pub fast_path_packets: u64,
     pub live_sessions: u64,
     pub bursts: u64,
     pub window_cycles: u64,
@@ -228,6 +234,7 @@ enum Phase {
         tx: u64,
         created: u64,
         rx: u64,
+        fast: u64,
     },
     Done,
 }
@@ -254,6 +261,7 @@ impl WorkerBench {
     pub fn attach(engine: &mut Worker, store: &Arc<RulesStore>, now_ns: u64) -> Option<Self> {
         let opts = SETTINGS.get()?;
         let _ = STORE.set(Arc::clone(store));
+        engine.set_fast_path(!opts.no_fast_path);
         let hz = time::tsc_hz().max(1);
         let mut result = WorkerResult {
             worker: engine.id(),
@@ -355,6 +363,7 @@ impl WorkerBench {
                     tx: st.transmitted,
                     created: st.sessions_created,
                     rx: st.received,
+                    fast: st.fast_path,
                 };
             }
             Phase::Measuring {
@@ -363,6 +372,7 @@ impl WorkerBench {
                 tx,
                 created,
                 rx,
+                fast,
             } => {
                 let cycles = t1.wrapping_sub(t0);
                 self.hist.saturating_record(cycles.max(1));
@@ -378,6 +388,7 @@ impl WorkerBench {
                     r.rx_packets = st.received - rx;
                     r.tx_packets = st.transmitted - tx;
                     r.sessions_created = st.sessions_created - created;
+                    r.fast_path_packets = st.fast_path - fast;
                     r.live_sessions = st.sessions;
                     r.bursts = self.bursts;
                     r.busy_cycles = self.busy;
@@ -500,7 +511,7 @@ pub fn run(cfg: &AppConfig, opts: Options) -> ExitCode {
             "{}{{\"worker\":{},\"measured\":{},\"prefill_sessions\":{},\"prefill_secs\":{:.6},\
              \"rss_before_prefill_kb\":{},\"rss_after_prefill_kb\":{},\"window_secs\":{:.3},\
              \"rx_packets\":{},\"tx_packets\":{},\"mpps\":{:.3},\"sessions_created\":{},\
-             \"new_conns_per_sec\":{:.0},\"live_sessions\":{},\"bursts\":{},\
+             \"new_conns_per_sec\":{:.0},\"fast_path_packets\":{},\"live_sessions\":{},\"bursts\":{},\
              \"avg_burst\":{:.2},\"cycles_per_packet\":{:.1},\"busy_cycles_per_packet\":{:.1},\
              \"tsc_hz\":{},\"p50_burst_us\":{:.3},\"p99_burst_us\":{:.3},\
              \"p999_burst_us\":{:.3},\"max_burst_us\":{:.3}}}",
@@ -517,6 +528,7 @@ pub fn run(cfg: &AppConfig, opts: Options) -> ExitCode {
             r.tx_packets as f64 / secs / 1e6,
             r.sessions_created,
             r.sessions_created as f64 / secs,
+            r.fast_path_packets,
             r.live_sessions,
             r.bursts,
             r.rx_packets as f64 / (r.bursts.max(1) as f64),

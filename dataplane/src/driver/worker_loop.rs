@@ -9,7 +9,7 @@ use dpdk_bindings::mbuf::{Burst, Mbuf, BURST_MAX};
 use dpdk_bindings::mempool::Mempool;
 use dpdk_bindings::port::Port;
 use dpdk_bindings::ring::MbufRing;
-use fnat_engine::{DropReason, Emit, PortIndex, Verdict, Worker, WorkerStats};
+use fnat_engine::{BurstHint, DropReason, Emit, PortIndex, Verdict, Worker, WorkerStats};
 
 use super::clock::Clock;
 use super::frame::MbufFrame;
@@ -318,14 +318,14 @@ impl WorkerLoop {
         // Prefetch (hints only, nothing changes): the session index lines of the whole burst
         // first, then the sessions and timer nodes they point to, so that the table's cache
         // misses overlap instead of stalling each packet in turn.
-        let mut hints = [u64::MAX; BURST_MAX];
+        let mut hints = [BurstHint::NONE; BURST_MAX];
         for (m, h) in rx.iter().zip(hints.iter_mut()) {
             *h = self.engine.prefetch_index(m.data());
         }
-        for &h in &hints[..rx.len().min(BURST_MAX)] {
+        for h in &mut hints[..rx.len().min(BURST_MAX)] {
             self.engine.prefetch_session(h);
         }
-        for mut mbuf in rx.drain() {
+        for (mut mbuf, &hint) in rx.drain().zip(hints.iter()) {
             let port = match rx_port {
                 Some(p) => p as PortIndex,
                 None => self.port_index(&mbuf),
@@ -336,7 +336,10 @@ impl WorkerLoop {
             }
             self.clock.observe(&mbuf);
             let now = self.clock.now_in_burst(burst_now);
-            match self.engine.process(port, &mut MbufFrame(&mut mbuf), now) {
+            match self
+                .engine
+                .process_hinted(port, &mut MbufFrame(&mut mbuf), hint, now)
+            {
                 Verdict::Transmit { port } => {
                     let p = usize::from(port);
                     if let Err(mbuf) = tx[p].push(mbuf) {

@@ -382,6 +382,19 @@ impl Neighbours {
         Ok(None)
     }
 
+    /// The destination MAC toward `hop` when nothing else is to be done for it: static, or
+    /// learned and still REACHABLE. `None` otherwise, and then [`Self::next_hop_mac`] decides
+    /// (it may queue a request). Changes nothing.
+    #[inline(always)]
+    pub fn reachable_mac(&self, hop: &NextHop, now: u64) -> Option<[u8; 6]> {
+        if hop.resolved {
+            return Some(hop.dst_mac);
+        }
+        let e = self.table.get(hop.port, hop.gateway)?;
+        let mac = e.mac?;
+        (now.saturating_sub(e.confirmed) < self.timers.reachable_ns).then_some(mac)
+    }
+
     /// Copies a frame whose next hop is unresolved into the hold queue (source MAC set).
     pub fn hold(
         &mut self,

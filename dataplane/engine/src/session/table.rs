@@ -322,7 +322,14 @@ impl SessionTable {
     /// The session whose client or real-server key is `key`, and which of the two matched.
     #[inline(always)]
     pub fn lookup(&self, key: &Tuple) -> Option<(SessionId, Side)> {
-        let pos = self.find_tagged(key, hash(self.seed, key))?;
+        self.lookup_tagged(key, hash(self.seed, key))
+    }
+
+    /// [`Self::lookup`] with the key's hash already computed by [`Self::tag`] (the burst's
+    /// prefetch stage did). The whole key is still compared, so a wrong tag only misses.
+    #[inline(always)]
+    pub fn lookup_tagged(&self, key: &Tuple, tag: u32) -> Option<(SessionId, Side)> {
+        let pos = self.find_tagged(key, tag)?;
         let r = *self.index.get(pos)? as u32;
         Some((r >> 1, if r & 1 == 0 { Side::Client } else { Side::Real }))
     }

@@ -148,12 +148,11 @@ impl TimerWheel {
 
     /// Sets entry `id` to fire at `deadline_ns` (scheduling it, or moving its deadline).
     /// Moving a deadline later is a single store. Ignores ids beyond the capacity.
-    #[inline]
+    #[inline(always)]
     pub fn schedule(&mut self, id: u32, now_ns: u64, deadline_ns: u64) {
-        if id as usize >= self.nodes.len() {
+        let Some(node) = self.nodes.get_mut(id as usize) else {
             return;
-        }
-        let node = &mut self.nodes[id as usize];
+        };
         // Moving an armed deadline later (the refresh on every packet): its bucket fires no
         // later than needed (cursor and deadline only grew since it was armed), so this is
         // what the general path below does too, minus the division.
@@ -161,6 +160,12 @@ impl TimerWheel {
             node.deadline = deadline_ns;
             return;
         }
+        self.schedule_general(id, now_ns, deadline_ns);
+    }
+
+    /// [`Self::schedule`] for a new entry or an earlier deadline (`id` within capacity).
+    #[inline(never)]
+    fn schedule_general(&mut self, id: u32, now_ns: u64, deadline_ns: u64) {
         self.start(now_ns);
         let t = self.arm_tick(deadline_ns, self.cursor);
         let node = &mut self.nodes[id as usize];
