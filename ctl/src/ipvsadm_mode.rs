@@ -4,14 +4,55 @@
 use std::io::Read;
 
 use fnat_proto::edit::Change;
-use fnat_proto::ipvsadm::args::{parse, IpvsCommand, ListWhat};
-use fnat_proto::ipvsadm::rules_file::parse_rules;
+use fnat_proto::ipvsadm::args::{parse_with, IpvsCommand, ListWhat};
+use fnat_proto::ipvsadm::format::{lookup_protocol, Names, Numeric};
+use fnat_proto::ipvsadm::rules_file::parse_rules_with;
 use fnat_proto::ipvsadm::{format, EXIT_COMMAND_FAILED, EXIT_LIST_FAILED, EXIT_USAGE};
-use fnat_proto::model::{IpvsTimeouts, ServiceAddr};
+use fnat_proto::model::{IpvsTimeouts, Service, ServiceAddr};
 use fnat_proto::msg::{ErrorKind, Query, Request};
 use fnat_proto::stats::{Applied, ConnEntry, ConnFilter, Listing};
 
 use crate::client::{Client, Failure};
+use crate::names::{Resolver, LOOKUP_BUDGET};
+
+/// Names for a listing of `services` (none with `-n`), looked up in parallel up front.
+fn service_names<'a>(numeric: bool, services: impl Iterator<Item = &'a Service>) -> Box<dyn Names> {
+    if numeric {
+        return Box::new(Numeric);
+    }
+    let (mut hosts, mut ports) = (Vec::new(), Vec::new());
+    for s in services {
+        let protocol = lookup_protocol(&s.addr);
+        if let ServiceAddr::Inet { vip, port, .. } = s.addr {
+            hosts.push(vip);
+            ports.push((port, protocol));
+        }
+        for r in &s.reals {
+            hosts.push(r.addr);
+            ports.push((r.port, protocol));
+        }
+    }
+    let resolver = Resolver::new(LOOKUP_BUDGET);
+    resolver.prefetch(hosts, ports);
+    Box::new(resolver)
+}
+
+/// Names for a connection listing (none with `-n`).
+fn connection_names(numeric: bool, entries: &[ConnEntry]) -> Box<dyn Names> {
+    if numeric {
+        return Box::new(Numeric);
+    }
+    let (mut hosts, mut ports) = (Vec::new(), Vec::new());
+    for c in entries {
+        for a in [c.client, c.vip, c.lip, c.rs] {
+            hosts.push(*a.ip());
+            ports.push((a.port(), c.protocol));
+        }
+    }
+    let resolver = Resolver::new(LOOKUP_BUDGET);
+    resolver.prefetch(hosts, ports);
+    Box::new(resolver)
+}
 
 const USAGE: &str = "\
 ipvsadm (fnatctl) — ipvsadm's commands against fnatd
@@ -23,7 +64,7 @@ Usage:
   ipvsadm -S [-n]
   ipvsadm -a|e -t|u|f service-address -r server-address [-b] [-w weight] [-x upper-threshold] [-y lower-threshold]
   ipvsadm -d -t|u|f service-address -r server-address
-  ipvsadm -L|l [-t|u|f service-address] [-n] [-c] [--timeout] [--stats] [--rate] [--exact] [--thresholds] [--persistent-conn] [--sort|--nosort]
+  ipvsadm -L|l [-t|u|f service-address] [-n] [-c] [--timeout] [--stats] [--rate] [--exact] [--thresholds] [--persistent-conn] [--sort|--nosort] [--daemon]
   ipvsadm -Z [-t|u|f service-address]
   ipvsadm --set tcp tcpfin udp
   ipvsadm --add-laddr|-P -z local-address -t|u|f service-address [-F ifname]
@@ -84,7 +125,9 @@ fn change(client: &Client, change: Change) -> Result<String, Exit> {
 }
 
 fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
-    let command = parse(args).map_err(|e| Exit(e.message, e.exit_code))?;
+    // Names on the command line (`-t www:http`) resolve as ipvsadm resolves them.
+    let command = parse_with(args, &Resolver::new(LOOKUP_BUDGET))
+        .map_err(|e| Exit(e.message, e.exit_code))?;
     match command {
         IpvsCommand::Help => Ok(USAGE.to_string()),
         IpvsCommand::Version => Ok(format!(
@@ -131,6 +174,8 @@ fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
             what,
             format: fmt,
         } => match what {
+            // ipvsadm's list_daemon prints a line per running sync daemon: fnat runs none.
+            ListWhat::Daemon => Ok(String::new()),
             ListWhat::Timeout => {
                 let t: IpvsTimeouts = client
                     .call(&Request::Query(Query::TimeoutGet))
@@ -147,25 +192,28 @@ fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
                         limit: Some(1_000_000),
                     }))
                     .map_err(list_failed)?;
-                Ok(format::connections(&entries))
+                let names = connection_names(fmt.numeric, &entries);
+                Ok(format::connections(&entries, &fmt, names.as_ref()))
             }
             ListWhat::Services => {
                 let listing = list(client, service).map_err(list_failed)?;
+                let names = service_names(fmt.numeric, listing.rules.services.iter());
                 match service {
                     Some(addr) => {
                         let s = listing
                             .rules
                             .service(&addr)
                             .ok_or_else(|| Exit("No such service".into(), EXIT_LIST_FAILED))?;
-                        Ok(format::list_service(&listing, s, &fmt))
+                        Ok(format::list_service(&listing, s, &fmt, names.as_ref()))
                     }
-                    None => Ok(format::list_all(&listing, &fmt)),
+                    None => Ok(format::list_all(&listing, &fmt, names.as_ref())),
                 }
             }
         },
         IpvsCommand::Save { format: fmt } => {
             let listing = list(client, None).map_err(list_failed)?;
-            Ok(format::save(&listing.rules, &fmt))
+            let names = service_names(fmt.numeric, listing.rules.services.iter());
+            Ok(format::save(&listing.rules, &fmt, names.as_ref()))
         }
         IpvsCommand::Restore => {
             let mut text = String::new();
@@ -175,7 +223,9 @@ fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
                     EXIT_USAGE,
                 )
             })?;
-            let changes = parse_rules(&text).map_err(|e| Exit(e, EXIT_USAGE))?;
+            // What `-S` without `-n` wrote (names) restores too.
+            let changes = parse_rules_with(&text, &Resolver::new(LOOKUP_BUDGET))
+                .map_err(|e| Exit(e, EXIT_USAGE))?;
             client
                 .call::<Applied>(&Request::Query(Query::Apply { changes }))
                 .map(|_| String::new())
@@ -187,7 +237,10 @@ fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
             .map_err(command_failed),
         IpvsCommand::GetLaddr { service } => {
             let listing = list(client, service).map_err(list_failed)?;
-            Ok(format::local_addresses(listing.rules.services.iter()))
+            Ok(format::local_addresses(
+                listing.rules.services.iter(),
+                &listing.local_addrs,
+            ))
         }
     }
 }

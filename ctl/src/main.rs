@@ -3,6 +3,7 @@
 
 mod client;
 mod ipvsadm_mode;
+mod names;
 mod native;
 
 use std::path::{Path, PathBuf};

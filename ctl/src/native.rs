@@ -253,7 +253,7 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
                 exact,
                 ..ListFormat::default()
             };
-            let mut human = format::list_all(&l, &fmt);
+            let mut human = format::list_all(&l, &fmt, &format::Numeric);
             human.push_str("\nDrops:\n");
             for (reason, n) in &l.drops {
                 let _ = writeln!(human, "  {reason:<24} {n}");
@@ -312,7 +312,10 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
                     limit: Some(limit),
                 }))
                 .map_err(fail)?;
-            Ok(out(format::connections(&entries), entries))
+            Ok(out(
+                format::connections(&entries, &ListFormat::default(), &format::Numeric),
+                entries,
+            ))
         }
         Command::Save { file } => {
             let l = listing(client, None)?;
@@ -424,8 +427,8 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             let l = listing(client, addr)?;
             let fmt = ListFormat::default();
             let human = match addr.and_then(|a| l.rules.service(&a)) {
-                Some(s) => format::list_service(&l, s, &fmt),
-                None => format::list_all(&l, &fmt),
+                Some(s) => format::list_service(&l, s, &fmt, &format::Numeric),
+                None => format::list_all(&l, &fmt, &format::Numeric),
             };
             Ok(out(human, l.rules))
         }
@@ -513,7 +516,7 @@ fn laddr(client: &Client, cmd: LaddrCmd) -> Result<Output, String> {
         LaddrCmd::List { service } => {
             let addr = service.as_deref().map(service_arg).transpose()?;
             let l = listing(client, addr)?;
-            let human = format::local_addresses(l.rules.services.iter());
+            let human = format::local_addresses(l.rules.services.iter(), &l.local_addrs);
             let json: Vec<_> = l
                 .rules
                 .services

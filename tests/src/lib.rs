@@ -840,3 +840,64 @@ pub fn tcp_with_payload(frames: &[CapturedFrame], prefix: &[u8]) -> Vec<TcpFrame
         .filter(|t| t.payload.starts_with(prefix))
         .collect()
 }
+
+/// Files that stand in for the system's name-service files in [`ipvsadm_with_etc`]: each
+/// is bind-mounted over `/etc/<name>` in a private mount namespace.
+pub const ETC_FILES: [&str; 4] = ["hosts", "services", "nsswitch.conf", "resolv.conf"];
+
+/// Writes `hosts`, `services`, `nsswitch.conf` and `resolv.conf` (in [`ETC_FILES`] order)
+/// into `dir/etc` and returns that directory, for [`ipvsadm_with_etc`].
+pub fn write_etc(dir: &TempDir, files: [&str; 4]) -> PathBuf {
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc).expect("create etc dir");
+    for (name, text) in ETC_FILES.iter().zip(files) {
+        std::fs::write(etc.join(name), text).unwrap_or_else(|e| panic!("write etc/{name}: {e}"));
+    }
+    etc
+}
+
+/// Runs `ipvsadm ARGS` (the fnatctl symlink in `link_dir`) against `socket` inside
+/// `unshare --mount`, where every file of [`ETC_FILES`] is the one in `etc` (bind mounts in
+/// the new namespace only: the machine's own files are never touched), with `input` on its
+/// standard input. The test fails loudly when the namespace or a mount cannot be made.
+pub fn ipvsadm_with_etc(
+    link_dir: &Path,
+    socket: &Path,
+    etc: &Path,
+    args: &[&str],
+    input: &str,
+) -> Finished {
+    const READY: &str = "fnat-test: /etc files mounted\n";
+    let script = format!(
+        "set -e\nfor f in {}; do mount --bind \"$ETC/$f\" \"/etc/$f\"; done\n\
+         printf '{}' >&2\nexec \"$IPVSADM\" \"$@\"\n",
+        ETC_FILES.join(" "),
+        READY.trim_end().to_owned() + "\\n"
+    );
+    let mut done = run_with_input(
+        Command::new("unshare")
+            .arg("--mount")
+            .arg("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(args)
+            .env("ETC", etc)
+            .env("IPVSADM", link_dir.join("ipvsadm"))
+            .env("FNAT_SOCKET", socket),
+        input,
+        Duration::from_secs(60),
+    );
+    match done.stderr.find(READY) {
+        Some(at) => {
+            done.stderr.replace_range(at..at + READY.len(), "");
+        }
+        None => panic!(
+            "could not run ipvsadm with private /etc files (unshare --mount and mount --bind \
+             need root): exit {:?}\n{}",
+            done.code(),
+            done.stderr
+        ),
+    }
+    done
+}

@@ -76,6 +76,21 @@ pub struct ViewRealStats {
     pub persistent_conns: u64,
 }
 
+/// One local address (LIP), summed over workers: DPVS's `ipvsadm -G` columns. fnat's port
+/// pools are per address, shared by every service that lists it, so these count all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaddrStats {
+    pub addr: Ipv4Addr,
+    /// Local ports held by sessions now (one per session): `-G`'s CONNS.
+    #[serde(default)]
+    pub ports_in_use: u64,
+    /// New sessions that found this address out of ports and tried the next one (or were
+    /// dropped as `local_ports_exhausted`): `-G`'s CONFLICTS.
+    #[serde(default)]
+    pub exhausted: u64,
+}
+
 /// Everything the dataplane counts, summed over workers (what `DataplaneView::stats` returns).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -85,6 +100,8 @@ pub struct ViewStats {
     /// Dropped frames by reason name (the README's drop counters).
     pub drops: BTreeMap<String, u64>,
     pub ports: Vec<PortStats>,
+    /// Per local address, by address.
+    pub local_addrs: Vec<LaddrStats>,
 }
 
 /// A real server's counters, by address.
@@ -126,11 +143,19 @@ pub struct Listing {
     pub drops: BTreeMap<String, u64>,
     #[serde(default)]
     pub ports: Vec<PortStats>,
+    /// Per local address (every address the dataplane has a port pool for).
+    #[serde(default)]
+    pub local_addrs: Vec<LaddrStats>,
 }
 
 impl Listing {
     pub fn service_stats(&self, service: &ServiceAddr) -> Option<&ServiceStats> {
         self.stats.iter().find(|s| s.service == *service)
+    }
+
+    /// The counters of local address `addr`, if the dataplane reported it.
+    pub fn laddr_stats(&self, addr: Ipv4Addr) -> Option<&LaddrStats> {
+        self.local_addrs.iter().find(|l| l.addr == addr)
     }
 }
 

@@ -226,6 +226,7 @@ impl Plane {
             stats,
             drops: view.drops,
             ports: view.ports,
+            local_addrs: view.local_addrs,
         })
     }
 }

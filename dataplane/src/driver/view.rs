@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use fnat_engine::{DropReason, Worker, WorkerStats};
 use fnat_proto::model::Protocol as ProtoProtocol;
 use fnat_proto::stats::{
-    ConnEntry, ConnFilter, Counters, PortStats, ViewRealStats, ViewServiceStats, ViewStats,
+    ConnEntry, ConnFilter, Counters, LaddrStats, PortStats, ViewRealStats, ViewServiceStats,
+    ViewStats,
 };
 use parking_lot::Mutex;
 
@@ -195,6 +196,15 @@ impl DriverView {
                     persistent_conns: 0,
                 });
             }
+        }
+        // Per local address (ipvsadm -G): ports held now and exhaustion, summed over workers
+        // (`WorkerStats::add` merges them by address). Neither is reset by -Z.
+        for l in &total.local_addrs {
+            view.local_addrs.push(LaddrStats {
+                addr: l.addr,
+                ports_in_use: l.ports_in_use,
+                exhausted: l.exhausted,
+            });
         }
         for reason in DropReason::ALL {
             view.drops
@@ -465,6 +475,16 @@ mod tests {
         assert_eq!(inactive, 10, "SYN_RECV sessions are InActConn");
         assert_eq!(stats.ports[0].rx_packets, 10);
         assert_eq!(stats.drops["no_service"], 0);
+        let lip = Ipv4Addr::new(198, 19, 0, 10);
+        assert_eq!(
+            stats.local_addrs,
+            vec![LaddrStats {
+                addr: lip,
+                ports_in_use: 10,
+                exhausted: 0
+            }],
+            "every session holds one port of the LIP"
+        );
 
         let all = view.connections(&ConnFilter::default(), 100);
         assert_eq!(all.len(), 10);
@@ -521,6 +541,7 @@ mod tests {
             10,
             "gauges are not zeroed"
         );
+        assert_eq!(zeroed.local_addrs[0].ports_in_use, 10, "nor ports in use");
 
         stop.store(true, Ordering::Relaxed);
         t.join().unwrap();
@@ -528,6 +549,46 @@ mod tests {
         assert!(
             view.connections(&ConnFilter::default(), 10).is_empty(),
             "no workers, no wait"
+        );
+    }
+
+    #[test]
+    fn local_address_counters_are_summed_over_workers() {
+        let mut rules = rules();
+        // Three ports in all: worker 0 owns 1024 and 1026, worker 1 owns 1025.
+        rules.lport_min = 1024;
+        rules.lport_max = 1026;
+        let rules = Arc::new(rules);
+        let mut w0 = Worker::new(0, 2, Arc::clone(&rules));
+        let mut w1 = Worker::new(1, 2, Arc::clone(&rules));
+        let mut transmitted = 0;
+        for (w, clients) in [(&mut w0, 1..=3u8), (&mut w1, 11..=13u8)] {
+            for c in clients {
+                let mut f = syn(c);
+                if matches!(
+                    w.process(0, &mut f, 1_000_000_000),
+                    fnat_engine::Verdict::Transmit { .. }
+                ) {
+                    transmitted += 1;
+                }
+            }
+        }
+        assert_eq!(transmitted, 3, "three ports, three sessions");
+        let (s0, s1) = (
+            Arc::new(WorkerShared::default()),
+            Arc::new(WorkerShared::default()),
+        );
+        s0.publish(w0.stats(), &[0, 0], &[0, 0], &[0, 0]);
+        s1.publish(w1.stats(), &[0, 0], &[0, 0], &[0, 0]);
+        let view = DriverView::new(&[s0, s1], vec!["wan".into(), "lan".into()]);
+        assert_eq!(
+            view.stats().local_addrs,
+            vec![LaddrStats {
+                addr: Ipv4Addr::new(198, 19, 0, 10),
+                ports_in_use: 3,
+                exhausted: 3,
+            }],
+            "worker 0: 2 sessions + 1 refused, worker 1: 1 session + 2 refused"
         );
     }
 }

@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::edit::{Change, ServiceAttrs};
 use crate::model::{
-    ForwardMethod, LocalAddress, Persistence, Real, SchedFlags, Scheduler, Service, ServiceAddr,
-    DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+    ForwardMethod, LocalAddress, Persistence, Protocol, Real, SchedFlags, Scheduler, Service,
+    ServiceAddr, DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
 };
 
 /// How a listing is printed (ipvsadm's FMT_* flags).
@@ -29,6 +29,8 @@ pub enum ListWhat {
     Services,
     Connections,
     Timeout,
+    /// `--daemon`: the connection sync daemons running (fnat has none).
+    Daemon,
 }
 
 /// The options of `-E`: only those given change (as DPVS's ipvsadm does).
@@ -405,6 +407,20 @@ impl Given {
     }
 }
 
+/// A comma-separated list of ipvsadm's scheduler flag names.
+fn looks_like_sched_flags(s: &str) -> bool {
+    const NAMES: [&str; 7] = [
+        "flag-1",
+        "flag-2",
+        "flag-3",
+        "sh-fallback",
+        "sh-port",
+        "mh-fallback",
+        "mh-port",
+    ];
+    !s.is_empty() && s.split(',').all(|f| NAMES.contains(&f))
+}
+
 fn is_number(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -463,6 +479,25 @@ fn tokenize(args: &[String]) -> Result<Given, ArgError> {
                 let (item, kind) =
                     short(c).ok_or_else(|| fail(format!("invalid option `-{c}'")))?;
                 let rest: String = chars[j..].iter().collect();
+                // `-b` is full-NAT in DPVS's syntax and takes nothing; in ipvsadm's it is
+                // `--sched-flags FLAGS`. A flags list right after it (`-b sh-port`,
+                // `-bsh-port`) can only mean the latter, so both syntaxes work.
+                if c == 'b' {
+                    let attached = !rest.is_empty() && looks_like_sched_flags(&rest);
+                    let next =
+                        rest.is_empty() && args.get(i).is_some_and(|a| looks_like_sched_flags(a));
+                    if attached || next {
+                        let flags = if attached {
+                            j = chars.len();
+                            rest
+                        } else {
+                            i += 1;
+                            args[i - 1].clone()
+                        };
+                        given.add_opt(Opt::SchedFlags, Some(flags))?;
+                        continue;
+                    }
+                }
                 let value = match kind {
                     Value::None => None,
                     Value::Required => {
@@ -497,18 +532,53 @@ fn tokenize(args: &[String]) -> Result<Given, ArgError> {
     Ok(given)
 }
 
-/// Parses `VIP[:PORT]`; `None` port when absent. Host names are not resolved.
-fn parse_addr_port(text: &str) -> Option<(Ipv4Addr, Option<u16>)> {
-    match text.rsplit_once(':') {
-        Some((addr, port)) => {
-            let addr = addr.parse().ok()?;
-            if !is_number(port) {
-                return None;
-            }
-            Some((addr, Some(port.parse().ok()?)))
-        }
-        None => Some((text.parse().ok()?, None)),
+/// Turns the names ipvsadm accepts on its command line into numbers: host names
+/// (`host_to_addr`, gethostbyname) and service names (`service_to_port`, getservbyname for
+/// the service's protocol). This crate resolves nothing itself; fnatctl passes the system's.
+pub trait Lookup {
+    fn host_addr(&self, name: &str) -> Option<Ipv4Addr>;
+    fn service_port(&self, name: &str, protocol: Protocol) -> Option<u16>;
+}
+
+/// Numbers only: every name is refused (what `fnatd --rules FILE` uses).
+pub struct NoLookup;
+
+impl Lookup for NoLookup {
+    fn host_addr(&self, _name: &str) -> Option<Ipv4Addr> {
+        None
     }
+    fn service_port(&self, _name: &str, _protocol: Protocol) -> Option<u16> {
+        None
+    }
+}
+
+/// Parses `ADDR[:PORT]` as ipvsadm's `parse_service` does: a dotted address or a host name,
+/// a port number or a service name of `protocol`; `None` port when absent. A bare number
+/// is no address.
+fn parse_addr_port(
+    text: &str,
+    protocol: Protocol,
+    lookup: &dyn Lookup,
+) -> Option<(Ipv4Addr, Option<u16>)> {
+    if text.is_empty() || is_number(text) {
+        return None;
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (text, None),
+    };
+    let addr = match host.parse() {
+        Ok(a) => a,
+        Err(_) if !host.is_empty() => lookup.host_addr(host)?,
+        Err(_) => return None,
+    };
+    let port = match port {
+        None => None,
+        Some(p) if is_number(p) => Some(p.parse().ok()?),
+        Some(p) if !p.is_empty() => Some(lookup.service_port(p, protocol)?),
+        Some(_) => return None,
+    };
+    Some((addr, port))
 }
 
 fn number(text: &str, max: u32, message: &str) -> Result<u32, ArgError> {
@@ -521,9 +591,9 @@ fn number(text: &str, max: u32, message: &str) -> Result<u32, ArgError> {
     }
 }
 
-fn service_of(given: &Given) -> Result<Option<ServiceAddr>, ArgError> {
+fn service_of(given: &Given, lookup: &dyn Lookup) -> Result<Option<ServiceAddr>, ArgError> {
     let inet = |protocol, text: &str| -> Result<ServiceAddr, ArgError> {
-        let (vip, port) = parse_addr_port(text)
+        let (vip, port) = parse_addr_port(text, protocol, lookup)
             .ok_or_else(|| fail("illegal virtual server address[:port] specified"))?;
         Ok(ServiceAddr::Inet {
             protocol,
@@ -532,10 +602,10 @@ fn service_of(given: &Given) -> Result<Option<ServiceAddr>, ArgError> {
         })
     };
     if let Some(v) = given.value(Opt::Tcp) {
-        return inet(crate::model::Protocol::Tcp, v).map(Some);
+        return inet(Protocol::Tcp, v).map(Some);
     }
     if let Some(v) = given.value(Opt::Udp) {
-        return inet(crate::model::Protocol::Udp, v).map(Some);
+        return inet(Protocol::Udp, v).map(Some);
     }
     if let Some(v) = given.value(Opt::Fwmark) {
         return match v.parse::<u32>() {
@@ -594,13 +664,35 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
             Daemon,
             Ipv6,
         ],
-        Cmd::Save => &[Numeric, Sort, NoSort],
+        Cmd::Save => &[Numeric],
         Cmd::Zero => &[Tcp, Udp, Fwmark, Ipv6],
         Cmd::AddLaddr | Cmd::DelLaddr => &[Tcp, Udp, Fwmark, Laddr, Ifname, Ipv6],
         Cmd::GetLaddr => &[Tcp, Udp, Fwmark, Numeric, Ipv6],
         Cmd::StartDaemon | Cmd::StopDaemon => &[McastInterface, SyncId],
         Cmd::Flush | Cmd::Set | Cmd::Restore | Cmd::Help | Cmd::Version => &[],
     }
+}
+
+/// ipvsadm's `parse_sched_flags`: comma-separated names; `sh-*` need the sh scheduler and
+/// `mh-*` the mh one (when `scheduler` is known), flag-1..3 go with any.
+fn parse_sched_flags(list: &str, scheduler: Option<Scheduler>) -> Result<SchedFlags, ArgError> {
+    let mut flags = SchedFlags::default();
+    for name in list.split(',').filter(|n| !n.is_empty()) {
+        let needs = match name {
+            "sh-fallback" | "sh-port" => Some(Scheduler::Sh),
+            "mh-fallback" | "mh-port" => Some(Scheduler::Mh),
+            _ => None,
+        };
+        let parsed = SchedFlags::parse_list(name)
+            .map_err(|_| fail(format!("invalid scheduler flag `{name}'")))?;
+        if let (Some(needs), Some(given)) = (needs, scheduler) {
+            if needs != given {
+                return Err(fail(format!("incompatible scheduler flag `{name}'")));
+            }
+        }
+        flags.0 |= parsed.0;
+    }
+    Ok(flags)
 }
 
 fn require(cmd: Cmd, what: &str, present: bool) -> Result<(), ArgError> {
@@ -613,8 +705,13 @@ fn require(cmd: Cmd, what: &str, present: bool) -> Result<(), ArgError> {
     )))
 }
 
-/// Parses ipvsadm's arguments (without the program name).
+/// Parses ipvsadm's arguments (without the program name); addresses and ports as numbers.
 pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
+    parse_with(args, &NoLookup)
+}
+
+/// [`parse`], with host and service names resolved by `lookup` as ipvsadm resolves them.
+pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, ArgError> {
     if args.is_empty() {
         return Ok(IpvsCommand::List {
             service: None,
@@ -627,7 +724,8 @@ pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
         fail("no command specified: use one of -A -E -D -C -R -S -a -e -d -L -Z --set")
     })?;
     for (opt, _) in &given.opts {
-        if !allowed(cmd).contains(opt) {
+        // `--sort` does nothing and is accepted with any command (ipvsadm sets no option).
+        if *opt != Opt::Sort && !allowed(cmd).contains(opt) {
             return Err(fail(format!(
                 "Illegal '{}' option with the '{}' command",
                 opt.name(),
@@ -643,7 +741,7 @@ pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
             return Err(fail(format!("unexpected argument {extra}")));
         }
     }
-    let service = service_of(&given)?;
+    let service = service_of(&given, lookup)?;
     let need_service = |cmd: Cmd| -> Result<ServiceAddr, ArgError> {
         service.ok_or_else(|| {
             fail(format!(
@@ -698,13 +796,12 @@ pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
             if conflicting {
                 return Err(fail("options conflicts in the list command"));
             }
-            if given.has(Opt::Daemon) {
-                return Err(fail("the connection sync daemon is not supported"));
-            }
             let what = if given.has(Opt::Connection) {
                 ListWhat::Connections
             } else if given.has(Opt::Timeout) {
                 ListWhat::Timeout
+            } else if given.has(Opt::Daemon) {
+                ListWhat::Daemon
             } else {
                 ListWhat::Services
             };
@@ -723,8 +820,15 @@ pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
                 })?),
                 None => None,
             };
+            // -A checks the flags against its scheduler (default wlc) as ipvsadm does; -E
+            // only when it names one (else the service keeps its scheduler, as in DPVS).
+            let flags_for = match (cmd, scheduler) {
+                (_, Some(s)) => Some(s),
+                (Cmd::Add, None) => Some(DEFAULT_SCHEDULER),
+                _ => None,
+            };
             let sched_flags = match given.value(Opt::SchedFlags) {
-                Some(list) => Some(SchedFlags::parse_list(list).map_err(fail)?),
+                Some(list) => Some(parse_sched_flags(list, flags_for)?),
                 None => None,
             };
             let persistence = if given.has(Opt::Persistent) {
@@ -790,7 +894,12 @@ pub fn parse(args: &[String]) -> Result<IpvsCommand, ArgError> {
             let svc = need_service(cmd)?;
             let real = given.value(Opt::Real);
             require(cmd, "real-server", real.is_some())?;
-            let (addr, port) = parse_addr_port(real.unwrap_or_default())
+            // ipvsadm looks a real's port name up with the service's protocol (TCP for -f).
+            let protocol = match svc {
+                ServiceAddr::Inet { protocol, .. } => protocol,
+                ServiceAddr::Fwmark(_) => Protocol::Tcp,
+            };
+            let (addr, port) = parse_addr_port(real.unwrap_or_default(), protocol, lookup)
                 .ok_or_else(|| fail("illegal real server address[:port] specified"))?;
             // ipvsadm: a real server without a port takes the service's.
             let port = port.unwrap_or(svc.port());
@@ -974,6 +1083,24 @@ mod tests {
             255
         );
         assert_eq!(msg("-L foo"), "unexpected argument foo");
+        assert_eq!(
+            msg("-A -t 10.0.0.1:80 -s rr --sched-flags sh-port"),
+            "incompatible scheduler flag `sh-port'"
+        );
+        assert_eq!(
+            msg("-A -t 10.0.0.1:80 --sched-flags mh-fallback"),
+            "incompatible scheduler flag `mh-fallback'",
+            "-A without -s checks against wlc"
+        );
+        assert_eq!(
+            msg("-A -t 10.0.0.1:80 -s sh --sched-flags sh-port,flag-9"),
+            "invalid scheduler flag `flag-9'"
+        );
+        assert_eq!(
+            msg("-S --nosort"),
+            "Illegal 'nosort' option with the 'save' command"
+        );
+        assert!(p("-S -n --sort").is_ok(), "--sort does nothing, anywhere");
     }
 
     #[test]
@@ -992,6 +1119,35 @@ mod tests {
             panic!()
         };
         assert_eq!(service.sched_flags, SchedFlags(SchedFlags::FLAG2));
+        // ipvsadm's own short form: -b FLAGS (DPVS's -b, full-NAT, takes no value).
+        for line in [
+            "-A -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port",
+            "-A -t 10.0.0.1:80 -s sh -bsh-fallback,sh-port",
+            "-A -b sh-port,sh-fallback -t 10.0.0.1:80 -s sh",
+        ] {
+            let Ok(IpvsCommand::Change(Change::ServiceAdd { service })) = p(line) else {
+                panic!("{line}")
+            };
+            assert_eq!(service.sched_flags, SchedFlags(3), "{line}");
+        }
+        let Ok(IpvsCommand::Change(Change::RealAdd { real, .. })) =
+            p("-a -t 10.0.0.1:80 -r 192.168.1.1 -b -w 2")
+        else {
+            panic!()
+        };
+        assert_eq!((real.forward, real.weight), (ForwardMethod::FullNat, 2));
+        assert_eq!(
+            p("-a -t 10.0.0.1:80 -r 192.168.1.1 -b flag-1")
+                .unwrap_err()
+                .message,
+            "Illegal 'sched-flags' option with the 'add-server' command"
+        );
+        assert_eq!(
+            p("-A -t 10.0.0.1:80 -s sh -b sh-port --sched-flags sh-port")
+                .unwrap_err()
+                .message,
+            "multiple 'sched-flags' options specified"
+        );
     }
 
     #[test]
@@ -1009,5 +1165,61 @@ mod tests {
         };
         let attrs = edit.merge(&Service::new(vip(), Scheduler::Rr));
         assert_eq!(attrs.scheduler, Scheduler::Wrr);
+    }
+
+    /// Names as a test's /etc/hosts and /etc/services would give them.
+    struct FakeLookup;
+
+    impl Lookup for FakeLookup {
+        fn host_addr(&self, name: &str) -> Option<Ipv4Addr> {
+            (name == "vip.test").then_some(Ipv4Addr::new(10, 0, 0, 1))
+        }
+        fn service_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+            match (name, protocol) {
+                ("http", Protocol::Tcp) => Some(80),
+                ("domain", Protocol::Udp) => Some(53),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn names_resolve_through_the_lookup_as_ipvsadm_parse_service() {
+        let words =
+            |line: &str| -> Vec<String> { line.split_whitespace().map(str::to_string).collect() };
+        let q = |line: &str| parse_with(&words(line), &FakeLookup);
+        let Ok(IpvsCommand::Change(Change::ServiceAdd { service })) =
+            q("-A -t vip.test:http -s rr")
+        else {
+            panic!()
+        };
+        assert_eq!(service.addr, vip());
+        let Ok(IpvsCommand::Change(Change::RealAdd { real, .. })) =
+            q("-a -u vip.test:domain -r vip.test:domain -b")
+        else {
+            panic!()
+        };
+        assert_eq!((real.addr, real.port), (Ipv4Addr::new(10, 0, 0, 1), 53));
+        // Service names are per protocol; a firewall-mark service looks them up as TCP.
+        assert!(q("-A -u vip.test:http").is_err());
+        let Ok(IpvsCommand::Change(Change::RealAdd { real, .. })) =
+            q("-a -f 7 -r vip.test:http -b")
+        else {
+            panic!()
+        };
+        assert_eq!(real.port, 80);
+        assert_eq!(
+            q("-A -t nowhere.test:80").unwrap_err().message,
+            "illegal virtual server address[:port] specified"
+        );
+        assert_eq!(
+            q("-a -t vip.test:80 -r vip.test:gopher")
+                .unwrap_err()
+                .message,
+            "illegal real server address[:port] specified"
+        );
+        // A bare number is no address; without a lookup, names are refused.
+        assert!(q("-A -t 80").is_err());
+        assert!(p("-A -t vip.test:80").is_err());
     }
 }

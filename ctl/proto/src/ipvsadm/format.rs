@@ -1,16 +1,86 @@
-//! ipvsadm's listings rendered from typed data, character for character: `-Ln` and its
-//! `--stats`, `--rate`, `--thresholds`, `--persistent-conn` variants, `-Lnc` (with DPVS's
-//! worker and local-address columns), `--timeout`, `-S -n` and DPVS's `--get-laddr`.
-//! Addresses are always numeric: fnat resolves no names.
+//! ipvsadm's listings rendered from typed data, character for character: `-L` and its
+//! `--stats`, `--rate`, `--thresholds`, `--persistent-conn` variants, `-Lc` (with DPVS's
+//! worker and local-address columns), `--timeout`, `-S` and DPVS's `--get-laddr`.
+//!
+//! Without `-n`, ipvsadm prints host names and service names where the system has them
+//! (`addrport_to_anyname`: gethostbyaddr's `h_name`, getservbyport's `s_name` for the
+//! service's protocol, numbers otherwise). The lookups themselves are the caller's
+//! ([`Names`]): this crate stays pure; fnatctl resolves through the C library.
 
 use std::fmt::Write;
+use std::net::Ipv4Addr;
 
 use crate::ipvsadm::args::ListFormat;
-use crate::model::{IpvsTimeouts, Protocol, Real, RuleSet, Service, ServiceAddr};
-use crate::stats::{ConnEntry, Counters, Listing, RealStats};
+use crate::model::{IpvsTimeouts, Protocol, Real, RuleSet, Scheduler, Service, ServiceAddr};
+use crate::stats::{ConnEntry, Counters, LaddrStats, Listing, RealStats};
 
 /// The version line `ipvsadm -L` starts with (IPVS 1.2.1, the kernel's default table size).
 pub const VERSION_LINE: &str = "IP Virtual Server version 1.2.1 (size=4096)\n";
+
+/// Host and service names for listings without `-n`. `None`: print the number.
+pub trait Names {
+    /// The name of `addr` (what gethostbyaddr answers as `h_name`).
+    fn host(&self, addr: Ipv4Addr) -> Option<String>;
+    /// The name of `port` for `protocol` (what getservbyport answers as `s_name`).
+    fn service(&self, port: u16, protocol: Protocol) -> Option<String>;
+}
+
+/// No names at all: every address and port as a number.
+pub struct Numeric;
+
+impl Names for Numeric {
+    fn host(&self, _addr: Ipv4Addr) -> Option<String> {
+        None
+    }
+    fn service(&self, _port: u16, _protocol: Protocol) -> Option<String> {
+        None
+    }
+}
+
+/// ipvsadm's `addrport_to_anyname` builds its text in a 60-byte buffer: at most 59 bytes.
+const ADDRPORT_MAX: usize = 59;
+
+/// Cuts `s` to at most `max` bytes (ipvsadm writes a NUL there), on a character boundary.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// `ADDR:PORT` as ipvsadm's `addrport_to_anyname` writes it: numbers with `-n`, else the
+/// host name (or the address) and the service name for `protocol` (or the port).
+pub fn addr_port(
+    names: &dyn Names,
+    numeric: bool,
+    addr: Ipv4Addr,
+    port: u16,
+    protocol: Protocol,
+) -> String {
+    let text = if numeric {
+        format!("{addr}:{port}")
+    } else {
+        let host = names.host(addr).unwrap_or_else(|| addr.to_string());
+        let service = names
+            .service(port, protocol)
+            .unwrap_or_else(|| port.to_string());
+        format!("{host}:{service}")
+    };
+    cut(text, ADDRPORT_MAX)
+}
+
+/// The protocol ipvsadm looks service names up with: the service's own, and TCP for a
+/// firewall-mark service (ipvsadm stores IPPROTO_TCP for `-f`, and lists with it).
+pub fn lookup_protocol(addr: &ServiceAddr) -> Protocol {
+    match addr {
+        ServiceAddr::Inet { protocol, .. } => *protocol,
+        ServiceAddr::Fwmark(_) => Protocol::Tcp,
+    }
+}
 
 /// ipvsadm's large-number column: 9 wide, scaled to K/M/G/T unless exact.
 pub fn largenum(out: &mut String, n: u64, exact: bool) {
@@ -29,8 +99,30 @@ pub fn largenum(out: &mut String, n: u64, exact: bool) {
     };
 }
 
-/// The service column: `TCP  10.0.0.1:80` (cut at 33 characters as ipvsadm does) or `FWM  7`.
-fn service_name(addr: &ServiceAddr) -> String {
+/// ipvsadm's `print_sched_flags`: `sh` and `mh` name only their fallback and port flags
+/// (a flag-3 on them prints nothing), the other schedulers print flag-1..flag-3.
+pub fn sched_flags(flags: crate::model::SchedFlags, scheduler: Scheduler) -> String {
+    use crate::model::SchedFlags as F;
+    let names: &[(u8, &str)] = match scheduler {
+        Scheduler::Sh => &[(F::FLAG1, "sh-fallback"), (F::FLAG2, "sh-port")],
+        Scheduler::Mh => &[(F::FLAG1, "mh-fallback"), (F::FLAG2, "mh-port")],
+        _ => &[
+            (F::FLAG1, "flag-1"),
+            (F::FLAG2, "flag-2"),
+            (F::FLAG3, "flag-3"),
+        ],
+    };
+    let set: Vec<&str> = names
+        .iter()
+        .filter(|(bit, _)| flags.0 & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    set.join(",")
+}
+
+/// The service column: `TCP  10.0.0.1:80` (`%-4s %s`, cut at 33 characters as ipvsadm
+/// does) or `FWM  7`.
+fn service_name(addr: &ServiceAddr, names: &dyn Names, numeric: bool) -> String {
     match addr {
         ServiceAddr::Inet {
             protocol,
@@ -41,35 +133,40 @@ fn service_name(addr: &ServiceAddr) -> String {
                 Protocol::Tcp => "TCP",
                 Protocol::Udp => "UDP",
             };
-            let mut name = format!("{proto}  {vip}:{port}");
-            name.truncate(33);
-            name
+            let name = format!(
+                "{proto:<4} {}",
+                addr_port(names, numeric, *vip, *port, *protocol)
+            );
+            cut(name, 33)
         }
         ServiceAddr::Fwmark(m) => format!("FWM  {m}"),
     }
 }
 
 /// The service as `-S` writes it: `-t 10.0.0.1:80` or `-f 7`.
-fn service_switch(addr: &ServiceAddr) -> String {
+fn service_switch(addr: &ServiceAddr, names: &dyn Names, numeric: bool) -> String {
     match addr {
         ServiceAddr::Inet {
-            protocol: Protocol::Tcp,
+            protocol,
             vip,
             port,
-        } => format!("-t {vip}:{port}"),
-        ServiceAddr::Inet {
-            protocol: Protocol::Udp,
-            vip,
-            port,
-        } => format!("-u {vip}:{port}"),
+        } => {
+            let switch = match protocol {
+                Protocol::Tcp => "-t",
+                Protocol::Udp => "-u",
+            };
+            format!(
+                "{switch} {}",
+                addr_port(names, numeric, *vip, *port, *protocol)
+            )
+        }
         ServiceAddr::Fwmark(m) => format!("-f {m}"),
     }
 }
 
-fn real_name(r: &Real) -> String {
-    let mut name = format!("{}:{}", r.addr, r.port);
-    name.truncate(28);
-    name
+/// A real server's `ADDR:PORT` (cut at 28 in the listings, whole in `-S`).
+fn real_name(s: &Service, r: &Real, names: &dyn Names, numeric: bool) -> String {
+    addr_port(names, numeric, r.addr, r.port, lookup_protocol(&s.addr))
 }
 
 fn title(format: &ListFormat) -> String {
@@ -113,7 +210,9 @@ fn title(format: &ListFormat) -> String {
     }
 }
 
-/// Services in ipvsadm's order (unless `--nosort`).
+/// Services in ipvsadm's order (`ipvs_cmp_services`: firewall mark, protocol, address,
+/// port), or as configured with `--nosort` (the kernel's and DPVS's unsorted order is their
+/// hash tables', which has no equivalent here).
 fn ordered<'a>(services: impl Iterator<Item = &'a Service>, nosort: bool) -> Vec<&'a Service> {
     let mut v: Vec<&Service> = services.collect();
     if !nosort {
@@ -122,17 +221,27 @@ fn ordered<'a>(services: impl Iterator<Item = &'a Service>, nosort: bool) -> Vec
     v
 }
 
-/// Reals in ipvsadm's order: by address, then port (unless `--nosort`).
+/// Reals in ipvsadm's order (`ipvs_cmp_dests`: address, then port), or with `--nosort` as
+/// the kernel and DPVS keep them: the newest first (they add each destination at the head of
+/// the service's list).
 fn ordered_reals(service: &Service, nosort: bool) -> Vec<&Real> {
     let mut v: Vec<&Real> = service.reals.iter().collect();
-    if !nosort {
+    if nosort {
+        v.reverse();
+    } else {
         v.sort_by_key(|r| (u32::from(r.addr), r.port));
     }
     v
 }
 
-fn service_line(out: &mut String, s: &Service, counters: &Counters, format: &ListFormat) {
-    let name = service_name(&s.addr);
+fn service_line(
+    out: &mut String,
+    s: &Service,
+    counters: &Counters,
+    format: &ListFormat,
+    names: &dyn Names,
+) {
+    let name = service_name(&s.addr, names, format.numeric);
     let nums = [
         [
             counters.conns,
@@ -157,11 +266,11 @@ fn service_line(out: &mut String, s: &Service, counters: &Counters, format: &Lis
     } else {
         let _ = write!(out, "{name} {}", s.scheduler);
         if !s.sched_flags.is_empty() {
-            let _ = write!(out, " ({})", s.sched_flags.render(s.scheduler));
+            let _ = write!(out, " ({})", sched_flags(s.sched_flags, s.scheduler));
         }
         if let Some(p) = s.persistence {
             let _ = write!(out, " persistent {}", p.timeout);
-            if p.netmask != std::net::Ipv4Addr::BROADCAST {
+            if p.netmask != Ipv4Addr::BROADCAST {
                 let _ = write!(out, " mask {}", p.netmask);
             }
         }
@@ -172,8 +281,15 @@ fn service_line(out: &mut String, s: &Service, counters: &Counters, format: &Lis
     out.push('\n');
 }
 
-fn real_line(out: &mut String, r: &Real, st: &RealStats, format: &ListFormat) {
-    let name = real_name(r);
+fn real_line(
+    out: &mut String,
+    s: &Service,
+    r: &Real,
+    st: &RealStats,
+    format: &ListFormat,
+    names: &dyn Names,
+) {
+    let name = cut(real_name(s, r, names, format.numeric), 28);
     let c = &st.counters;
     if format.stats {
         let _ = write!(out, "  -> {name:<28}");
@@ -221,10 +337,22 @@ fn real_line(out: &mut String, r: &Real, st: &RealStats, format: &ListFormat) {
 }
 
 /// One service block (its line and its reals' lines).
-fn service_block(out: &mut String, listing: &Listing, s: &Service, format: &ListFormat) {
+fn service_block(
+    out: &mut String,
+    listing: &Listing,
+    s: &Service,
+    format: &ListFormat,
+    names: &dyn Names,
+) {
     let stats = listing.service_stats(&s.addr);
     let zero = Counters::default();
-    service_line(out, s, stats.map_or(&zero, |st| &st.counters), format);
+    service_line(
+        out,
+        s,
+        stats.map_or(&zero, |st| &st.counters),
+        format,
+        names,
+    );
     for r in ordered_reals(s, format.nosort) {
         let rs = stats
             .and_then(|st| {
@@ -234,24 +362,29 @@ fn service_block(out: &mut String, listing: &Listing, s: &Service, format: &List
             })
             .cloned()
             .unwrap_or_default();
-        real_line(out, r, &rs, format);
+        real_line(out, s, r, &rs, format, names);
     }
 }
 
 /// `ipvsadm -L [-n] [--stats|--rate|--thresholds|--persistent-conn]`: every service.
-pub fn list_all(listing: &Listing, format: &ListFormat) -> String {
+pub fn list_all(listing: &Listing, format: &ListFormat, names: &dyn Names) -> String {
     let mut out = String::from(VERSION_LINE);
     out.push_str(&title(format));
     for s in ordered(listing.rules.services.iter(), format.nosort) {
-        service_block(&mut out, listing, s, format);
+        service_block(&mut out, listing, s, format, names);
     }
     out
 }
 
 /// `ipvsadm -L -t VIP:PORT`: the title and that service (no version line, as ipvsadm).
-pub fn list_service(listing: &Listing, service: &Service, format: &ListFormat) -> String {
+pub fn list_service(
+    listing: &Listing,
+    service: &Service,
+    format: &ListFormat,
+    names: &dyn Names,
+) -> String {
     let mut out = title(format);
-    service_block(&mut out, listing, service, format);
+    service_block(&mut out, listing, service, format, names);
     out
 }
 
@@ -263,11 +396,15 @@ pub fn timeouts(t: &IpvsTimeouts) -> String {
     )
 }
 
-/// `ipvsadm -Lnc` as DPVS prints it: `[worker]proto expire state client vip lip rs`.
-pub fn connections(entries: &[ConnEntry]) -> String {
+/// `ipvsadm -Lc` as DPVS prints it: `[worker]proto expire state client vip lip rs`, no
+/// header; without `-n` the endpoints get host and service names as everywhere else.
+pub fn connections(entries: &[ConnEntry], format: &ListFormat, names: &dyn Names) -> String {
     let mut out = String::new();
     for c in entries {
         let expire = format!("{}s", c.expires_in_s);
+        let ap = |a: &std::net::SocketAddrV4| {
+            addr_port(names, format.numeric, *a.ip(), a.port(), c.protocol)
+        };
         let _ = writeln!(
             out,
             "[{}]{:<3} {:<6} {:<11} {:<18} {:<18} {:<18} {}",
@@ -275,41 +412,44 @@ pub fn connections(entries: &[ConnEntry]) -> String {
             c.protocol.name(),
             expire,
             c.state,
-            c.client.to_string(),
-            c.vip.to_string(),
-            c.lip.to_string(),
-            c.rs
+            ap(&c.client),
+            ap(&c.vip),
+            ap(&c.lip),
+            ap(&c.rs)
         );
     }
     out
 }
 
-/// `ipvsadm -S -n`: the rules as ipvsadm commands (no header), plus one `-P` line per local
-/// address so that `-R` restores them too. Thresholds are written only when set.
-pub fn save(rules: &RuleSet, format: &ListFormat) -> String {
+/// `ipvsadm -S [-n]`: the rules as ipvsadm commands (no header), in ipvsadm's order of
+/// options (`-A SVC -s SCHED [-p T [-M MASK]] [-o] [-b FLAGS]`, `-a SVC -r RS FWD -w W`);
+/// fnat's `-b` takes a flags list as ipvsadm's does (bare, it is DPVS's full-NAT switch).
+/// Differences, so that `-R` restores everything: a flag-3 on sh/mh is written (ipvsadm
+/// writes an empty `-b `), reals add `-x`/`-y` when thresholds are set, and one `-P` line
+/// per local address follows each service.
+pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
     let mut out = String::new();
     for s in ordered(rules.services.iter(), format.nosort) {
-        let svc = service_switch(&s.addr);
+        let svc = service_switch(&s.addr, names, format.numeric);
         let _ = write!(out, "-A {svc} -s {}", s.scheduler);
-        if !s.sched_flags.is_empty() {
-            let _ = write!(out, " --sched-flags {}", s.sched_flags.render(s.scheduler));
-        }
         if let Some(p) = s.persistence {
             let _ = write!(out, " -p {}", p.timeout);
-            if p.netmask != std::net::Ipv4Addr::BROADCAST {
+            if p.netmask != Ipv4Addr::BROADCAST {
                 let _ = write!(out, " -M {}", p.netmask);
             }
         }
         if s.one_packet {
             out.push_str(" -o");
         }
+        if !s.sched_flags.is_empty() {
+            let _ = write!(out, " -b {}", s.sched_flags.render(s.scheduler));
+        }
         out.push('\n');
         for r in ordered_reals(s, format.nosort) {
             let _ = write!(
                 out,
-                "-a {svc} -r {}:{} {} -w {}",
-                r.addr,
-                r.port,
+                "-a {svc} -r {} {} -w {}",
+                real_name(s, r, names, format.numeric),
                 r.forward.ipvsadm_switch(),
                 r.weight
             );
@@ -332,9 +472,16 @@ pub fn save(rules: &RuleSet, format: &ListFormat) -> String {
     out
 }
 
-/// DPVS's `ipvsadm -G`: local addresses per service. fnat counts no per-address conflicts
-/// or connections yet, so those columns are 0.
-pub fn local_addresses<'a>(services: impl Iterator<Item = &'a Service>) -> String {
+/// DPVS's `ipvsadm -G`: local addresses per service, always numeric (DPVS lists them so).
+/// Title `%-20s %-8s %-20s %-10s %-10s`, a service row `%-20s %-8u ` (VIP:VPORT, how many
+/// local addresses), a row per address `%-20s %-8s %-20s %-10lu %-10u` with CONFLICTS (fnat:
+/// sessions that found the address out of ports) and CONNS (fnat: its ports held by
+/// sessions now), summed over workers. fnat's port pools are per address, so an address
+/// that several services share shows its totals under each of them.
+pub fn local_addresses<'a>(
+    services: impl Iterator<Item = &'a Service>,
+    stats: &[LaddrStats],
+) -> String {
     let mut out = String::new();
     for (i, s) in services.enumerate() {
         if i == 0 {
@@ -350,10 +497,15 @@ pub fn local_addresses<'a>(services: impl Iterator<Item = &'a Service>) -> Strin
         };
         let _ = writeln!(out, "{vname:<20} {:<8} ", s.local_addresses.len());
         for l in &s.local_addresses {
+            let st = stats.iter().find(|x| x.addr == l.addr);
             let _ = writeln!(
                 out,
                 "{:<20} {:<8} {:<20} {:<10} {:<10}",
-                "", "", l.addr, 0, 0
+                "",
+                "",
+                l.addr,
+                st.map_or(0, |x| x.exhausted),
+                st.map_or(0, |x| x.ports_in_use)
             );
         }
     }
@@ -366,6 +518,13 @@ mod tests {
     use crate::model::*;
     use crate::stats::ServiceStats;
     use std::net::{Ipv4Addr, SocketAddrV4};
+
+    fn numeric() -> ListFormat {
+        ListFormat {
+            numeric: true,
+            ..ListFormat::default()
+        }
+    }
 
     fn listing() -> Listing {
         let vip = ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 1), 80);
@@ -414,7 +573,7 @@ mod tests {
 
     #[test]
     fn list_numeric_matches_ipvsadm() {
-        let text = list_all(&listing(), &ListFormat::default());
+        let text = list_all(&listing(), &numeric(), &Numeric);
         let want = "IP Virtual Server version 1.2.1 (size=4096)\n\
 Prot LocalAddress:Port Scheduler Flags\n\
 \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
@@ -431,7 +590,7 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
             stats: true,
             ..ListFormat::default()
         };
-        let text = list_all(&listing(), &f);
+        let text = list_all(&listing(), &f, &Numeric);
         let want = format!(
             "{:<33}  123456K        5        0        0        0\n",
             "TCP  10.0.0.1:80"
@@ -442,7 +601,7 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
             exact: true,
             ..ListFormat::default()
         };
-        let text = list_all(&listing(), &f);
+        let text = list_all(&listing(), &f, &Numeric);
         let want = format!("{:<33} 123456789        5", "TCP  10.0.0.1:80");
         assert!(text.contains(&want), "{text}");
     }
@@ -469,7 +628,7 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
 
     #[test]
     fn save_writes_rules_and_local_addresses() {
-        let text = save(&listing().rules, &ListFormat::default());
+        let text = save(&listing().rules, &numeric(), &Numeric);
         assert_eq!(
             text,
             "-A -t 10.0.0.1:80 -s rr\n\
@@ -493,7 +652,7 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
             expires_in_s: 899,
         };
         assert_eq!(
-            connections(&[c]),
+            connections(&[c], &numeric(), &Numeric),
             "[1]tcp 899s   ESTABLISHED 1.2.3.4:5555       10.0.0.1:80        10.1.0.1:1025      192.168.1.1:80\n"
         );
         assert_eq!(
@@ -503,6 +662,290 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
                 udp: 300
             }),
             "Timeout (tcp tcpfin udp): 900 120 300\n"
+        );
+    }
+
+    /// Names as a test's /etc/hosts and /etc/services would give them.
+    struct FakeNames;
+
+    impl Names for FakeNames {
+        fn host(&self, addr: Ipv4Addr) -> Option<String> {
+            match addr.octets() {
+                [10, 0, 0, 1] => Some("vip.test".into()),
+                [192, 168, 1, 1] => Some("rs1.test".into()),
+                [192, 168, 1, 9] => Some("a-rather-long-real-server-name.example.test".into()),
+                [10, 0, 0, 9] => Some(format!("{}.test", "v".repeat(70))),
+                _ => None,
+            }
+        }
+        fn service(&self, port: u16, protocol: Protocol) -> Option<String> {
+            match (port, protocol) {
+                (80, Protocol::Tcp) => Some("http".into()),
+                (53, Protocol::Udp) => Some("domain".into()),
+                _ => None,
+            }
+        }
+    }
+
+    /// ipvsadm's `print_sched_flags`.
+    #[test]
+    fn sched_flags_print_as_ipvsadm() {
+        let f = |bits| SchedFlags(bits);
+        assert_eq!(sched_flags(f(3), Scheduler::Sh), "sh-fallback,sh-port");
+        assert_eq!(sched_flags(f(2), Scheduler::Mh), "mh-port");
+        assert_eq!(sched_flags(f(5), Scheduler::Rr), "flag-1,flag-3");
+        assert_eq!(sched_flags(f(4), Scheduler::Sh), "", "sh names no flag-3");
+        let mut s = Service::new(
+            ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 1), 80),
+            Scheduler::Sh,
+        );
+        s.sched_flags = f(4);
+        let l = Listing {
+            rules: RuleSet {
+                services: vec![s],
+                ..RuleSet::default()
+            },
+            ..Listing::default()
+        };
+        assert!(
+            list_all(&l, &numeric(), &Numeric).ends_with("TCP  10.0.0.1:80 sh ()\n"),
+            "ipvsadm prints the parentheses whenever a flag is set"
+        );
+    }
+
+    /// Without -n: `%s:%s` of host name and service name, numbers where none exist; the
+    /// service column cut at 33, the real's at 28 (`svc_name[33]`, `dname[28]`).
+    #[test]
+    fn names_replace_numbers_without_n() {
+        let mut l = listing();
+        let mut long = Service::new(
+            ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 9), 8080),
+            Scheduler::Wlc,
+        );
+        long.reals
+            .push(Real::new(Ipv4Addr::new(192, 168, 1, 9), 80, 1));
+        let mut fw = Service::new(ServiceAddr::Fwmark(3), Scheduler::Rr);
+        fw.reals
+            .push(Real::new(Ipv4Addr::new(192, 168, 1, 1), 80, 1));
+        fw.reals
+            .push(Real::new(Ipv4Addr::new(192, 168, 1, 1), 0, 1));
+        l.rules.services.push(long);
+        l.rules.services.push(fw);
+        let text = list_all(&l, &ListFormat::default(), &FakeNames);
+        let real = |name: &str, w: u32, a: u32, i: u32| {
+            format!("  -> {name:<28} {:<7} {w:<6} {a:<10} {i:<10}\n", "FullNat")
+        };
+        let long_svc = format!("TCP  {}.test:8080", "v".repeat(70));
+        let mut want = String::from(
+            "IP Virtual Server version 1.2.1 (size=4096)\n\
+             Prot LocalAddress:Port Scheduler Flags\n\
+             \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+        );
+        want.push_str("TCP  vip.test:http rr\n");
+        want.push_str(&real("rs1.test:http", 2, 3, 4));
+        want.push_str(&real("192.168.1.2:http", 1, 0, 0));
+        // addrport_to_anyname's 60-byte buffer keeps 59 bytes, then svc_name[33].
+        want.push_str(&format!("{} wlc\n", &long_svc[..33]));
+        want.push_str(&real(
+            &"a-rather-long-real-server-name.example.test:http"[..28],
+            1,
+            0,
+            0,
+        ));
+        want.push_str("UDP  vip.test:domain wrr persistent 360 mask 255.255.255.0\n");
+        // A firewall-mark service's reals are looked up as TCP (ipvsadm stores TCP for -f).
+        want.push_str("FWM  3 rr\n");
+        want.push_str(&real("rs1.test:0", 1, 0, 0));
+        want.push_str(&real("rs1.test:http", 1, 0, 0));
+        assert_eq!(text, want);
+        // -n never asks.
+        assert_eq!(
+            list_all(&l, &numeric(), &FakeNames),
+            list_all(&l, &numeric(), &Numeric)
+        );
+        // -c: every endpoint named with the connection's protocol; `%-18s` pads, never cuts.
+        let c = ConnEntry {
+            worker: 0,
+            protocol: Protocol::Udp,
+            client: SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 5555),
+            vip: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 53),
+            lip: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 1), 1025),
+            rs: SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 9), 53),
+            state: "UDP".into(),
+            expires_in_s: 300,
+        };
+        assert_eq!(
+            connections(&[c], &ListFormat::default(), &FakeNames),
+            format!(
+                "[0]{:<3} {:<6} {:<11} {:<18} {:<18} {:<18} {}\n",
+                "udp",
+                "300s",
+                "UDP",
+                "1.2.3.4:5555",
+                "vip.test:domain",
+                "10.1.0.1:1025",
+                "a-rather-long-real-server-name.example.test:domain"
+            )
+        );
+        // -S without -n writes names too (whole: no column to fit).
+        let saved = save(&l.rules, &ListFormat::default(), &FakeNames);
+        assert!(
+            saved.starts_with(
+                "-A -t vip.test:http -s rr\n-a -t vip.test:http -r rs1.test:http -b -w 2\n"
+            ),
+            "{saved}"
+        );
+        assert!(
+            saved.contains(&format!("-A -t {} -s wlc\n", "v".repeat(59))),
+            "cut at 59 bytes like addrport_to_anyname: {saved}"
+        );
+        assert!(
+            saved.contains("-a -f 3 -r rs1.test:http -b -w 1\n"),
+            "{saved}"
+        );
+    }
+
+    /// `-S`: `-A SVC -s SCHED`, then ` -p %u`, ` -M %s`, ` -o`, then the flags (ipvsadm's
+    /// order); reals `-a SVC -r RS FWD -w %d`.
+    #[test]
+    fn save_orders_options_as_ipvsadm() {
+        let mut s = Service::new(
+            ServiceAddr::udp(Ipv4Addr::new(10, 0, 0, 1), 53),
+            Scheduler::Sh,
+        );
+        s.sched_flags = SchedFlags(3);
+        s.persistence = Some(Persistence {
+            timeout: 600,
+            netmask: Ipv4Addr::new(255, 255, 0, 0),
+        });
+        s.one_packet = true;
+        let mut r = Real::new(Ipv4Addr::new(192, 168, 1, 1), 53, 4);
+        r.upper_threshold = 100;
+        s.reals.push(r);
+        let rules = RuleSet {
+            services: vec![s],
+            ..RuleSet::default()
+        };
+        assert_eq!(
+            save(&rules, &numeric(), &Numeric),
+            "-A -u 10.0.0.1:53 -s sh -p 600 -M 255.255.0.0 -o -b sh-fallback,sh-port\n\
+             -a -u 10.0.0.1:53 -r 192.168.1.1:53 -b -w 4 -x 100\n"
+        );
+    }
+
+    /// `--nosort`: services as configured, reals newest first (the kernel's and DPVS's
+    /// list order); sorted otherwise.
+    #[test]
+    fn nosort_keeps_the_dataplane_order() {
+        let f = ListFormat {
+            numeric: true,
+            nosort: true,
+            ..ListFormat::default()
+        };
+        let text = list_all(&listing(), &f, &Numeric);
+        let lines: Vec<&str> = text.lines().skip(3).collect();
+        assert_eq!(
+            lines,
+            [
+                "UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0",
+                "TCP  10.0.0.1:80 rr",
+                "  -> 192.168.1.1:80               FullNat 2      3          4         ",
+                "  -> 192.168.1.2:80               FullNat 1      0          0         ",
+            ]
+        );
+    }
+
+    /// --rate, --thresholds, --persistent-conn rows, from their printf formats.
+    #[test]
+    fn rate_thresholds_and_persistent_conn_rows() {
+        let mut l = listing();
+        l.rules.services[1].reals[1].upper_threshold = 1000;
+        l.rules.services[1].reals[1].lower_threshold = 10;
+        let st = &mut l.stats[0];
+        st.counters.cps = 12;
+        st.counters.in_bps = 2_000_000_000;
+        st.reals[0].counters = Counters {
+            cps: 7,
+            in_pps: 123_456_789,
+            out_pps: 3,
+            in_bps: 150_000_000,
+            out_bps: 5,
+            ..Counters::default()
+        };
+        st.reals[0].persistent_conns = 9;
+        let fmt = |f: fn(&mut ListFormat)| {
+            let mut x = numeric();
+            f(&mut x);
+            list_all(&l, &x, &Numeric)
+        };
+        let rate = fmt(|f| f.rate = true);
+        assert!(rate.contains(&format!(
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+        )));
+        // Service: print_largenum ×5. Real: `%8llu %8llu %8llu` (not scaled), then ×2.
+        assert!(
+            rate.contains(&format!(
+                "{:<33}{:>9}{:>9}{:>9}{:>8}M{:>9}\n",
+                "TCP  10.0.0.1:80", 12, 0, 0, 2000, 0
+            )),
+            "{rate}"
+        );
+        assert!(
+            rate.contains(&format!(
+                "  -> {:<28} {:>8} {:>8} {:>8}{:>8}K{:>9}\n",
+                "192.168.1.1:80", 7, 123_456_789, 3, 150_000, 5
+            )),
+            "{rate}"
+        );
+        let thr = fmt(|f| f.thresholds = true);
+        assert!(thr.contains(&format!(
+            "{:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        )));
+        assert!(
+            thr.contains(&format!(
+                "  -> {:<28} {:<10} {:<10} {:<10} {:<10}\n",
+                "192.168.1.1:80", 1000, 10, 3, 4
+            )),
+            "{thr}"
+        );
+        let pc = fmt(|f| f.persistent_conn = true);
+        assert!(pc.contains(&format!(
+            "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
+        )));
+        assert!(
+            pc.contains(&format!(
+                "  -> {:<28} {:<9} {:<11} {:<10} {:<10}\n",
+                "192.168.1.1:80", 2, 9, 3, 4
+            )),
+            "{pc}"
+        );
+        // Service rows of these views are the plain `%s %s` line.
+        assert!(thr.contains("\nTCP  10.0.0.1:80 rr\n") && pc.contains("\nTCP  10.0.0.1:80 rr\n"));
+    }
+
+    /// DPVS's -G: title, `%-20s %-8u ` per service, `%-20s %-8s %-20s %-10lu %-10u` per
+    /// address with its counters.
+    #[test]
+    fn local_addresses_carry_their_counters() {
+        let l = listing();
+        let stats = [LaddrStats {
+            addr: Ipv4Addr::new(10, 1, 0, 1),
+            ports_in_use: 42,
+            exhausted: 3,
+        }];
+        let text = local_addresses(ordered(l.rules.services.iter(), false).into_iter(), &stats);
+        assert_eq!(
+            text,
+            format!(
+                "{:<20} {:<8} {:<20} {:<10} {:<10}\n{:<20} {:<8} \n{:<20} {:<8} {:<20} {:<10} {:<10}\n{:<20} {:<8} \n",
+                "VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS",
+                "10.0.0.1:80", 1,
+                "", "", "10.1.0.1", 3, 42,
+                "10.0.0.1:53", 0
+            )
         );
     }
 }

@@ -3,10 +3,16 @@
 //! Blank lines and `#` comments are skipped; a leading `ipvsadm` word is allowed.
 
 use crate::edit::Change;
-use crate::ipvsadm::args::{parse, IpvsCommand};
+use crate::ipvsadm::args::{parse_with, IpvsCommand, Lookup, NoLookup};
 
-/// The changes a rules file holds, in order. Errors name the line.
+/// The changes a rules file holds, in order. Errors name the line. Numbers only.
 pub fn parse_rules(text: &str) -> Result<Vec<Change>, String> {
+    parse_rules_with(text, &NoLookup)
+}
+
+/// [`parse_rules`], with host and service names (what `ipvsadm -S` without `-n` writes)
+/// resolved by `lookup`.
+pub fn parse_rules_with(text: &str, lookup: &dyn Lookup) -> Result<Vec<Change>, String> {
     let mut changes = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -18,7 +24,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<Change>, String> {
             words.remove(0);
         }
         let n = i + 1;
-        match parse(&words) {
+        match parse_with(&words, lookup) {
             Ok(IpvsCommand::Change(change)) => changes.push(change),
             Ok(_) => {
                 return Err(format!(
@@ -36,7 +42,7 @@ mod tests {
     use super::*;
     use crate::edit::apply_all;
     use crate::ipvsadm::args::ListFormat;
-    use crate::ipvsadm::format::save;
+    use crate::ipvsadm::format::{save, Numeric};
     use crate::model::RuleSet;
 
     #[test]
@@ -51,10 +57,10 @@ ipvsadm -A -t 10.0.0.1:80 -s rr -p 60 -M 255.255.0.0\n\
 -A -f 7 -s lblcr\n";
         let mut rules = RuleSet::default();
         apply_all(&mut rules, &parse_rules(text).unwrap()).unwrap();
-        let saved = save(&rules, &ListFormat::default());
+        let saved = save(&rules, &ListFormat::default(), &Numeric);
         let mut again = RuleSet::default();
         apply_all(&mut again, &parse_rules(&saved).unwrap()).unwrap();
-        assert_eq!(save(&again, &ListFormat::default()), saved);
+        assert_eq!(save(&again, &ListFormat::default(), &Numeric), saved);
         let mut sorted = rules.clone();
         sorted
             .services
