@@ -204,9 +204,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ErrorBody> {
     }
 }
 
-/// A reply line.
+/// A reply line. Fields it does not know are ignored (a newer fnatd may add some).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Response {
     pub version: u32,
     pub ok: bool,
@@ -270,6 +269,26 @@ mod tests {
     use crate::model::{Real, Scheduler, Service};
     use crate::stats::Applied;
     use std::net::Ipv4Addr;
+
+    /// An older fnatctl reads a newer fnatd's replies: fields it does not know, at any level
+    /// of a listing, are ignored; what it knows is read as before.
+    #[test]
+    fn replies_ignore_fields_a_newer_daemon_adds() {
+        let line = r#"{"version":1,"ok":true,"since":"v2","result":{
+            "rules":{},"timeouts":null,"future":[1,2],
+            "stats":[{"service":"tcp/198.18.0.100:80",
+                      "counters":{"conns":7,"new_rate":3},"extra":true,"reals":[]}],
+            "local_addrs":[{"addr":"198.19.0.10","ports_in_use":2,"reserved":9}]}}"#;
+        let r: Response = serde_json::from_str(line).expect("reply with unknown fields");
+        assert!(r.ok);
+        let listing: crate::stats::Listing =
+            serde_json::from_value(r.result.expect("result")).expect("listing");
+        assert_eq!(listing.stats.len(), 1);
+        assert_eq!(listing.stats[0].counters.conns, 7);
+        assert_eq!(listing.local_addrs[0].ports_in_use, 2);
+        // Requests stay strict.
+        assert!(parse_request(br#"{"version":1,"op":"status","x":1}"#).is_err());
+    }
 
     #[test]
     fn requests_round_trip() {

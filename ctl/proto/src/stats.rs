@@ -1,5 +1,9 @@
 //! Counters and connection entries: what the dataplane reports (keyed by the engine's stable
 //! ids) and what the control plane answers (keyed by service and real server addresses).
+//!
+//! These are replies: they ignore fields they do not know, so that an older fnatctl keeps
+//! working against a newer fnatd that reports more. Requests (`ConnFilter`, `msg::Request`)
+//! stay strict: a misspelt option must be refused, not ignored.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -11,7 +15,7 @@ use crate::model::{IpvsTimeouts, Protocol, RuleSet, ServiceAddr};
 /// Traffic counters and rate estimates of a service or a real server (ipvsadm's `--stats`
 /// and `--rate` columns).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Counters {
     pub conns: u64,
     pub in_packets: u64,
@@ -43,7 +47,7 @@ impl Counters {
 
 /// One port's frame counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct PortStats {
     pub name: String,
     pub rx_packets: u64,
@@ -56,7 +60,7 @@ pub struct PortStats {
 
 /// A service's counters as the dataplane knows it: by engine service id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ViewServiceStats {
     pub service_id: u32,
     pub counters: Counters,
@@ -64,7 +68,7 @@ pub struct ViewServiceStats {
 
 /// A real server's counters and connection gauges, by engine ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ViewRealStats {
     pub service_id: u32,
     pub real_id: u32,
@@ -79,7 +83,6 @@ pub struct ViewRealStats {
 /// One local address (LIP), summed over workers: DPVS's `ipvsadm -G` columns. fnat's port
 /// pools are per address, shared by every service that lists it, so these count all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LaddrStats {
     pub addr: Ipv4Addr,
     /// Local ports held by sessions now (one per session): `-G`'s CONNS.
@@ -93,7 +96,7 @@ pub struct LaddrStats {
 
 /// Everything the dataplane counts, summed over workers (what `DataplaneView::stats` returns).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ViewStats {
     pub services: Vec<ViewServiceStats>,
     pub reals: Vec<ViewRealStats>,
@@ -106,7 +109,6 @@ pub struct ViewStats {
 
 /// A real server's counters, by address.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RealStats {
     pub addr: Option<Ipv4Addr>,
     pub port: u16,
@@ -122,7 +124,6 @@ pub struct RealStats {
 
 /// A service's counters (summed over its reals, as DPVS's ipvsadm does) and its reals'.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServiceStats {
     pub service: ServiceAddr,
     #[serde(default)]
@@ -133,7 +134,6 @@ pub struct ServiceStats {
 
 /// The answer to `list`: the rules with their counters, the timeouts in force, drops, ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Listing {
     pub rules: RuleSet,
     pub timeouts: Option<IpvsTimeouts>,
@@ -188,7 +188,6 @@ impl ConnFilter {
 
 /// One session as `ipvsadm -Lnc` shows it (with DPVS's worker and local-address columns).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConnEntry {
     pub worker: u16,
     pub protocol: Protocol,
@@ -203,7 +202,6 @@ pub struct ConnEntry {
 
 /// What `status` answers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Status {
     pub daemon_version: String,
     pub protocol_version: u32,
@@ -220,7 +218,6 @@ pub struct Status {
 
 /// What a successful change answers: the generation now running on every worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Applied {
     pub generation: u64,
 }
