@@ -121,6 +121,11 @@ impl Totals {
             "  Redirected between workers: {}",
             self.engine.redirected
         );
+        let _ = writeln!(
+            out,
+            "  Fast path (established flows): {} of {} transmitted frames",
+            self.engine.fast_path, self.engine.transmitted
+        );
         if let Some(leaked) = self.mbufs_leaked {
             let _ = writeln!(out, "  mbufs leaked: {leaked}");
         }
