@@ -81,11 +81,11 @@ class Suite:
             self.pcaps[key] = path
         return self.pcaps[key]
 
-    def config(self, name, pcap, capacity, syn_recv=60, memory=512):
+    def config(self, name, pcap, capacity, syn_recv=60, memory=512, passthrough=False):
         path = os.path.join(self.work, f"{name}.toml")
         subprocess.run([sys.executable, GEN, "config", path, "--pcap", pcap, "--capacity",
-                        str(capacity), "--syn-recv", str(syn_recv), "--memory", str(memory)],
-                       check=True)
+                        str(capacity), "--syn-recv", str(syn_recv), "--memory", str(memory)]
+                       + (["--passthrough"] if passthrough else []), check=True)
         return path
 
     def record(self, what, cmd):
@@ -157,19 +157,23 @@ class Suite:
         imix = self.pcap("imix", 1024)
         syn = self.pcap("syn", 1024)
         cfg1k = self.config("est-1k", ack1k, 4096)
+        cfg_pt = self.config("passthrough", ack1k, 4096, passthrough=True)
         cfg_imix = self.config("imix", imix, 4096)
 
         # 1. Established flows, 64-byte TCP, side by side, alternating: fnatd, fnatd with every
         # frame through the full pipeline (fast path off), 5tswap, io.
         pairs = []
         for i in range(a.runs):
-            order = (["fnatd", "full", "5tswap", "io"] if i % 2 == 0
-                     else ["io", "5tswap", "full", "fnatd"])
+            order = (["fnatd", "full", "pt", "5tswap", "io"] if i % 2 == 0
+                     else ["io", "5tswap", "pt", "full", "fnatd"])
             run = {}
             for who in order:
                 if who == "fnatd":
                     run["fnatd"] = self.fnatd("established 1k flows (capture's own flows)", cfg1k,
                                               "plain", 1024, publishes=a.publishes)
+                elif who == "pt":
+                    run["pt"] = self.fnatd("fnatd pass-through (same devices, no NAT)", cfg_pt,
+                                           "plain", 0)
                 elif who == "full":
                     run["full"] = self.fnatd("the same, fast path off (full pipeline)", cfg1k,
                                              "plain", 1024, extra=("--no-fast-path",))
@@ -260,6 +264,10 @@ def summarize(res):
         "testpmd_io_mpps": med([r["io"]["mpps"] for r in est]),
         "fnat_cycles_per_packet": med([r["fnatd"]["cycles_per_packet"] for r in est]),
         "fnat_busy_cycles_per_packet": med([r["fnatd"]["busy_cycles_per_packet"] for r in est]),
+        "fnat_passthrough_mpps": med([r["pt"]["mpps"] for r in est]),
+        "fnat_passthrough_cycles_per_packet": med([r["pt"]["cycles_per_packet"] for r in est]),
+        "fnat_passthrough_busy_cycles_per_packet": med(
+            [r["pt"]["busy_cycles_per_packet"] for r in est]),
         "fnat_full_pipeline_mpps": med([r["full"]["mpps"] for r in est]),
         "fnat_full_pipeline_cycles_per_packet": med([r["full"]["cycles_per_packet"] for r in est]),
         "fnat_full_pipeline_busy_cycles_per_packet": med(
@@ -338,6 +346,9 @@ def render(res, s, suite):
          f"{s['fnat_full_pipeline_mpps']:.2f}",
          f"{s['fnat_full_pipeline_cycles_per_packet']:.0f}",
          f"{s['fnat_full_pipeline_busy_cycles_per_packet']:.0f}"),
+        ("fnatd pass-through (its I/O and driver loop, no NAT)",
+         f"{s['fnat_passthrough_mpps']:.2f}", f"{s['fnat_passthrough_cycles_per_packet']:.0f}",
+         f"{s['fnat_passthrough_busy_cycles_per_packet']:.0f}"),
         ("testpmd 5tswap", f"{s['testpmd_5tswap_mpps']:.2f}",
          f"{s['testpmd_5tswap_cycles_per_packet']:.0f}", ""),
         ("testpmd io", f"{s['testpmd_io_mpps']:.2f}", "", ""),

@@ -135,13 +135,21 @@ tcp_syn_recv = {syn_recv}
 """
 
 
+def passthrough(config):
+    """The same ports, pass-through instead of full-NAT: fnatd's own I/O and driver loop with
+    an engine that only looks up the forwarding rule (the floor under its FNAT numbers)."""
+    head, rest = config.split("[[service]]", 1)
+    return head + '[forward]\nwan = "lan"\n\n[session]' + rest.split("[session]", 1)[1]
+
+
 def config_cmd(a):
     # One local address holds 64512 ports per worker: enough of them for `capacity` sessions.
     lips = a.lips or max(1, -(-a.capacity // 64000))
     lip_list = ", ".join('"198.19.%d.%d"' % (100 + i // 250, 1 + i % 250) for i in range(lips))
+    text = CONFIG.format(cpu=a.cpu, memory=a.memory, mbufs=a.mbufs, pcap=a.pcap,
+                         lips=lip_list, capacity=a.capacity, syn_recv=a.syn_recv)
     with open(a.out, "w") as f:
-        f.write(CONFIG.format(cpu=a.cpu, memory=a.memory, mbufs=a.mbufs, pcap=a.pcap,
-                              lips=lip_list, capacity=a.capacity, syn_recv=a.syn_recv))
+        f.write(passthrough(text) if a.passthrough else text)
 
 
 def main():
@@ -160,6 +168,7 @@ def main():
     cc.add_argument("--cpu", type=int, default=1)
     cc.add_argument("--memory", type=int, default=512)
     cc.add_argument("--mbufs", type=int, default=16383)
+    cc.add_argument("--passthrough", action="store_true")
     a = p.parse_args()
     pcap_cmd(a) if a.cmd == "pcap" else config_cmd(a)
 
