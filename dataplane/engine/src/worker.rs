@@ -47,6 +47,12 @@ impl Worker {
         }
     }
 
+    /// Prefetches bursts once `sessions` sessions live (see
+    /// [`crate::fnat::PREFETCH_FROM_SESSIONS`], the default).
+    pub fn set_prefetch_from(&mut self, sessions: usize) {
+        self.fnat.set_prefetch_from(sessions);
+    }
+
     /// Turns the established-flow fast path off (or back on): every frame then takes the full
     /// pipeline. For tests that check both give the same results, and for measuring the gain.
     pub fn set_fast_path(&mut self, on: bool) {
@@ -180,7 +186,7 @@ impl Worker {
         hint: BurstHint,
         now_ns: u64,
     ) -> Verdict {
-        if self.fast_path && hint != BurstHint::NONE {
+        if self.fast_path && hint.fast() {
             if let Mode::FullNat = self.rules.mode {
                 if let Some(v) =
                     self.fnat

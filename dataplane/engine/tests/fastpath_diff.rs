@@ -101,8 +101,11 @@ proptest! {
             1..160,
         ),
         changes in prop::collection::vec((0usize..160, 0usize..8), 0..4),
+        prefetch_from in prop::sample::select(vec![0usize, 3, 1 << 20]),
     ) {
         let mut fast = workers(1, variant(0)).remove(0);
+        // Prefetch stages always, once a few sessions live, or never (small tables).
+        fast.set_prefetch_from(prefetch_from);
         let mut full = workers(1, variant(0)).remove(0);
         fast.set_announce(false);
         full.set_announce(false);
@@ -187,7 +190,14 @@ proptest! {
 /// only then); a UDP flow's from its second datagram on; a FIN leaves it.
 #[test]
 fn fast_path_is_taken() {
+    for prefetch_from in [0, usize::MAX] {
+        fast_path_is_taken_with(prefetch_from);
+    }
+}
+
+fn fast_path_is_taken_with(prefetch_from: usize) {
     let mut w = workers(1, variant(0)).remove(0);
+    w.set_prefetch_from(prefetch_from);
     let client = sa(CLIENT, 40000);
     let vip = sa(VIP, 80);
     let burst = |w: &mut Worker, f: Vec<u8>| -> (Verdict, Vec<u8>) {

@@ -65,8 +65,7 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Option<Verdict> {
-        let tag = hint.tag?;
-        if self.check_alive {
+        if !hint.fast || self.check_alive {
             return None;
         }
         let frame_len = frame.len();
@@ -131,7 +130,10 @@ impl FullNat {
         });
         let (id, side) = match found {
             Some(f) => f,
-            None => self.table.lookup_tagged(&key, tag)?,
+            None => {
+                let tag = hint.tag.unwrap_or_else(|| self.table.tag(&key));
+                self.table.lookup_tagged(&key, tag)?
+            }
         };
         // A client-side packet reaches its session only through an address that is still a
         // VIP (the full pipeline drops it as not for us otherwise); a reply's LIP always is

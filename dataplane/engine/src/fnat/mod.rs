@@ -43,11 +43,11 @@ const ADDR_VIP: u32 = 1;
 const ADDR_LIP: u32 = 2;
 const ADDR_OWN: u32 = 4;
 
-/// Live sessions from which a burst's second prefetch stage pays. Below, the sessions, their
-/// index and timer nodes (120 B a session: under 1 MiB) stay in the core's L2 and the stage
-/// only costs: 1k sessions forward 15 % faster without it, 10k the same either way, and 100k
-/// 50 % faster with it (`fnatd bench`, perf/RESULTS.md).
-const PREFETCH_FROM_SESSIONS: usize = 8192;
+/// Live sessions from which a burst's prefetch stages pay. Below, the sessions, their index
+/// and timer nodes (120 B a session: under 1 MiB) stay in the core's L2 and the stages only
+/// cost: 1k sessions forward 15 % faster without the session prefetch, 10k the same either
+/// way, and 100k 50 % faster with it (`fnatd bench`, perf/RESULTS.md).
+pub const PREFETCH_FROM_SESSIONS: usize = 8192;
 /// TTL of the echo replies the balancer sends.
 pub const ECHO_REPLY_TTL: u8 = 64;
 /// Sessions expired per timer-wheel call inside housekeeping.
@@ -194,7 +194,9 @@ fn sock(ip: u32, port: u16) -> SocketAddrV4 {
 /// checks the whole key against the candidate session before trusting it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BurstHint {
-    /// The hash tag of the frame's 5-tuple; `None` when it is not a plain TCP/UDP frame.
+    /// The frame may take the fast path.
+    fast: bool,
+    /// The hash tag of the frame's 5-tuple, when the prefetch stage computed it.
     tag: Option<u32>,
     /// The session the index pointed to for that tag.
     candidate: Option<SessionId>,
@@ -203,9 +205,23 @@ pub struct BurstHint {
 impl BurstHint {
     /// No hint: the frame takes the full pipeline.
     pub const NONE: BurstHint = BurstHint {
+        fast: false,
         tag: None,
         candidate: None,
     };
+    /// Nothing prefetched (the table is small enough to stay in cache), but the frame may
+    /// take the fast path, which then hashes its key itself.
+    const UNPREFETCHED: BurstHint = BurstHint {
+        fast: true,
+        tag: None,
+        candidate: None,
+    };
+
+    /// The frame may take the fast path.
+    #[inline]
+    pub fn fast(&self) -> bool {
+        self.fast
+    }
 }
 
 /// The full-NAT state of one worker.
@@ -242,6 +258,8 @@ pub struct FullNat {
     templates: Option<Templates>,
     /// By service-counter slot.
     slot_info: Vec<SlotInfo>,
+    /// Live sessions from which bursts are prefetched ([`PREFETCH_FROM_SESSIONS`]).
+    prefetch_from: usize,
 }
 
 impl FullNat {
@@ -287,9 +305,16 @@ impl FullNat {
             next_publish: 0,
             templates: None,
             slot_info: Vec::new(),
+            prefetch_from: PREFETCH_FROM_SESSIONS,
         };
         f.update(rules, stats);
         f
+    }
+
+    /// Prefetches bursts from `sessions` live sessions on (default [`PREFETCH_FROM_SESSIONS`]):
+    /// for tests that cover both ways, and for tuning to another cache size.
+    pub fn set_prefetch_from(&mut self, sessions: usize) {
+        self.prefetch_from = sessions;
     }
 
     /// The session table (read-only: for listings and tests).
@@ -349,9 +374,13 @@ impl FullNat {
     /// Burst stage 1 (a hint, changes nothing): hashes the session key of `frame` and starts
     /// loading the index line where its lookup begins. Hand the result to
     /// [`FullNat::prefetch_session`]; [`BurstHint::NONE`] when the frame is not a plain
-    /// TCP/UDP one.
+    /// TCP/UDP one. While the table is small enough to stay in the core's own caches, where
+    /// prefetching only costs (see [`PREFETCH_FROM_SESSIONS`]), nothing is prefetched.
     #[inline]
     pub fn prefetch_index(&self, frame: &[u8]) -> BurstHint {
+        if self.table.len() < self.prefetch_from {
+            return BurstHint::UNPREFETCHED;
+        }
         let Some((proto, src_ip, src_port, dst_ip, dst_port)) = packet::peek_tuple(frame) else {
             return BurstHint::NONE;
         };
@@ -364,6 +393,7 @@ impl FullNat {
         });
         self.table.prefetch_index(tag);
         BurstHint {
+            fast: true,
             tag: Some(tag),
             candidate: None,
         }
@@ -371,16 +401,12 @@ impl FullNat {
 
     /// Burst stage 2 (a hint, changes nothing): with the index line of stage 1 loaded by now,
     /// starts loading the session and its timer node the frame most likely belongs to, and
-    /// notes that session in `hint`. Skipped while the table is small enough to stay in the
-    /// core's own caches, where it only costs (see `PREFETCH_FROM_SESSIONS`).
+    /// notes that session in `hint`.
     #[inline]
     pub fn prefetch_session(&self, hint: &mut BurstHint) {
         let Some(tag) = hint.tag else {
             return;
         };
-        if self.table.len() < PREFETCH_FROM_SESSIONS {
-            return;
-        }
         hint.candidate = self.table.prefetch_session(tag);
         if let Some(id) = hint.candidate {
             self.wheel.prefetch(id);
