@@ -3,12 +3,15 @@
 //! and acknowledges; the publisher returns only when all workers run the new snapshot.
 //!
 //! Workers pay one relaxed atomic load per loop iteration; nothing on the packet path locks.
+//! The publisher sleeps until the last worker acknowledges (each acknowledgement unparks it),
+//! rather than polling: on a core it shares with a worker, every poll would preempt the very
+//! worker it waits for.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use fnat_engine::Rules;
 
 /// A worker's acknowledged generation, on its own cache line so workers don't false-share.
@@ -22,7 +25,12 @@ pub struct RulesStore {
     seen: Vec<Seen>,
     /// Workers that stopped no longer acknowledge; publishing must not wait for them.
     workers_running: AtomicBool,
+    /// The thread waiting in `publish`, woken by acknowledgements.
+    waiter: ArcSwapOption<std::thread::Thread>,
 }
+
+/// Longest sleep between two looks at the acknowledgements (a missed wake-up costs this).
+const MAX_NAP: Duration = Duration::from_millis(1);
 
 /// Why a publish did not complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +67,7 @@ impl RulesStore {
                 .map(|_| Seen(AtomicU64::new(generation)))
                 .collect(),
             workers_running: AtomicBool::new(false),
+            waiter: ArcSwapOption::const_empty(),
         })
     }
 
@@ -73,11 +82,15 @@ impl RulesStore {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// A worker reports it now runs `generation`.
+    /// A worker reports it now runs `generation` (once per rules change: wakes the
+    /// publisher; lock-free).
     #[inline]
     pub fn acknowledge(&self, worker: usize, generation: u64) {
         if let Some(seen) = self.seen.get(worker) {
             seen.0.store(generation, Ordering::Release);
+        }
+        if let Some(t) = self.waiter.load().as_ref() {
+            t.unpark();
         }
     }
 
@@ -91,8 +104,16 @@ impl RulesStore {
     pub fn publish(&self, mut rules: Rules, wait: Duration) -> Result<u64, PublishError> {
         let generation = self.generation.load(Ordering::Acquire) + 1;
         rules.generation = generation;
+        self.waiter.store(Some(Arc::new(std::thread::current())));
         self.current.store(Arc::new(rules));
         self.generation.store(generation, Ordering::Release);
+        let acknowledged = self.wait_for(generation, wait);
+        self.waiter.store(None);
+        acknowledged
+    }
+
+    /// Sleeps until every running worker runs `generation`, or `wait` has passed.
+    fn wait_for(&self, generation: u64, wait: Duration) -> Result<u64, PublishError> {
         let deadline = Instant::now() + wait;
         loop {
             if !self.workers_running.load(Ordering::SeqCst) {
@@ -108,13 +129,14 @@ impl RulesStore {
             if waiting_for.is_empty() {
                 return Ok(generation);
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Err(PublishError::NotAcknowledged {
                     generation,
                     waiting_for,
                 });
             }
-            std::thread::sleep(Duration::from_micros(50));
+            std::thread::park_timeout((deadline - now).min(MAX_NAP));
         }
     }
 }

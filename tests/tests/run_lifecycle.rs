@@ -8,10 +8,15 @@ use fnat_tests::*;
 
 fn run_then_signal(config_path: &std::path::Path, sig: i32) -> Finished {
     let before = dpdk_runtime_entries();
+    // A control socket of its own: the default one would be shared by tests run in parallel
+    // (and by an fnatd already running on this machine), and the second would be refused.
+    let sock_dir = TempDir::new("run-sock");
     let child = Command::new(bin("fnatd"))
         .arg("run")
         .arg("--config")
         .arg(config_path)
+        .arg("--socket")
+        .arg(sock_dir.join("ctl.sock"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

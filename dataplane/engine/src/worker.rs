@@ -109,7 +109,8 @@ impl Worker {
     /// sessions of a removed real server run until they expire (IPVS's default). Allocates
     /// (it rebuilds the indexes): call it from the loop, not per packet.
     pub fn update_rules(&mut self, rules: Arc<Rules>) {
-        self.fnat.update(&rules, &mut self.stats);
+        // From the snapshot this worker runs now: what it proves unchanged is not rebuilt.
+        self.fnat.update_from(&self.rules, &rules, &mut self.stats);
         self.rules = rules;
     }
 

@@ -66,70 +66,76 @@ pub fn timeouts(base: &Timeouts, rules: &RuleSet) -> Timeouts {
     t
 }
 
-/// Builds the snapshot for `rules`: ports, routes, neighbours and session settings from `base`
-/// (the snapshot in force), timeouts from `base_timeouts` plus overrides, ids from `ids`
-/// (which must have been assigned for `rules`).
-pub fn compile(
-    base: &Rules,
-    base_timeouts: &Timeouts,
-    rules: &RuleSet,
-    ids: &IdBook,
-) -> Result<Rules, ErrorBody> {
+/// Refused when the dataplane forwards in pass-through mode and `rules` has services.
+pub fn check_mode(base: &Rules, rules: &RuleSet) -> Result<(), ErrorBody> {
     if matches!(base.mode, Mode::Passthrough { .. }) && !rules.services.is_empty() {
         return Err(unsupported(
             "this fnatd forwards in pass-through mode ([forward] in its config): services need a full-NAT config"
                 .into(),
         ));
     }
-    let mut services = Vec::with_capacity(rules.services.len());
-    for s in &rules.services {
-        check_engine_support(s)?;
-        let scheduler = engine_scheduler(s.scheduler)?;
-        let ServiceAddr::Inet {
-            protocol,
-            vip,
-            port,
-        } = s.addr
-        else {
-            continue;
-        };
-        let internal = |what: &str| ErrorBody {
-            kind: ErrorKind::Internal,
-            message: format!("no engine id for {what}"),
-        };
-        let id = ids
-            .service(&s.addr)
-            .ok_or_else(|| internal(&s.addr.to_string()))?;
-        let reals = s
-            .reals
-            .iter()
-            .map(|r| {
-                let id = ids
-                    .real(&s.addr, r.key())
-                    .ok_or_else(|| internal(&r.key().to_string()))?;
-                let mut real = RealServer::new(id, r.addr, r.port, r.weight);
-                real.thresholds = Thresholds {
-                    upper: r.upper_threshold,
-                    lower: r.lower_threshold,
-                };
-                Ok(real)
-            })
-            .collect::<Result<Vec<_>, ErrorBody>>()?;
-        let protocol = match protocol {
-            Protocol::Tcp => EngineProtocol::Tcp,
-            Protocol::Udp => EngineProtocol::Udp,
-        };
-        let mut service = EngineService::new(id, vip, protocol, port, scheduler);
-        service.reals = reals;
-        service.local_addresses = s.local_addresses.iter().map(|l| l.addr).collect();
-        service.options.sched_flags = EngineSchedFlags(s.sched_flags.0);
-        service.options.persistence = s.persistence.map(|p| EnginePersistence {
-            timeout_secs: p.timeout,
-            netmask: p.netmask,
-        });
-        services.push(service);
-    }
-    Ok(Rules {
+    Ok(())
+}
+
+/// The engine's form of one service, with the ids of `ids` (which must have been assigned
+/// for it).
+pub fn compile_service(s: &Service, ids: &IdBook) -> Result<EngineService, ErrorBody> {
+    check_engine_support(s)?;
+    let scheduler = engine_scheduler(s.scheduler)?;
+    let internal = |what: &str| ErrorBody {
+        kind: ErrorKind::Internal,
+        message: format!("no engine id for {what}"),
+    };
+    let ServiceAddr::Inet {
+        protocol,
+        vip,
+        port,
+    } = s.addr
+    else {
+        return Err(internal(&s.addr.to_string()));
+    };
+    let id = ids
+        .service(&s.addr)
+        .ok_or_else(|| internal(&s.addr.to_string()))?;
+    let reals = s
+        .reals
+        .iter()
+        .map(|r| {
+            let id = ids
+                .real(&s.addr, r.key())
+                .ok_or_else(|| internal(&r.key().to_string()))?;
+            let mut real = RealServer::new(id, r.addr, r.port, r.weight);
+            real.thresholds = Thresholds {
+                upper: r.upper_threshold,
+                lower: r.lower_threshold,
+            };
+            Ok(real)
+        })
+        .collect::<Result<Vec<_>, ErrorBody>>()?;
+    let protocol = match protocol {
+        Protocol::Tcp => EngineProtocol::Tcp,
+        Protocol::Udp => EngineProtocol::Udp,
+    };
+    let mut service = EngineService::new(id, vip, protocol, port, scheduler);
+    service.reals = reals;
+    service.local_addresses = s.local_addresses.iter().map(|l| l.addr).collect();
+    service.options.sched_flags = EngineSchedFlags(s.sched_flags.0);
+    service.options.persistence = s.persistence.map(|p| EnginePersistence {
+        timeout_secs: p.timeout,
+        netmask: p.netmask,
+    });
+    Ok(service)
+}
+
+/// A snapshot like `base` (ports, routes, neighbours and session settings) with `services`,
+/// and timeouts from `base_timeouts` plus the overrides of `rules`.
+pub fn snapshot(
+    base: &Rules,
+    base_timeouts: &Timeouts,
+    rules: &RuleSet,
+    services: Vec<EngineService>,
+) -> Rules {
+    Rules {
         generation: base.generation,
         ports: base.ports.clone(),
         mode: base.mode.clone(),
@@ -141,7 +147,26 @@ pub fn compile(
         lport_min: base.lport_min,
         lport_max: base.lport_max,
         drop_ip_options: base.drop_ip_options,
-    })
+    }
+}
+
+/// Builds the snapshot for `rules`: ports, routes, neighbours and session settings from `base`
+/// (the snapshot in force), timeouts from `base_timeouts` plus overrides, ids from `ids`
+/// (which must have been assigned for `rules`). The engine's services are `rules`' services,
+/// in the same order (the control plane relies on it to change them one at a time).
+pub fn compile(
+    base: &Rules,
+    base_timeouts: &Timeouts,
+    rules: &RuleSet,
+    ids: &IdBook,
+) -> Result<Rules, ErrorBody> {
+    check_mode(base, rules)?;
+    let services = rules
+        .services
+        .iter()
+        .map(|s| compile_service(s, ids))
+        .collect::<Result<Vec<_>, ErrorBody>>()?;
+    Ok(snapshot(base, base_timeouts, rules, services))
 }
 
 /// The operator model of an engine snapshot (the config's services), with their ids.

@@ -8,15 +8,16 @@
 
 mod compile;
 mod ids;
+mod model;
 mod plane;
 mod server;
+mod snapshots;
 mod state_file;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -85,6 +86,9 @@ impl ControlHandle {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
             let _ = std::fs::remove_file(&self.socket);
+            // A clean stop leaves the state file as one TOML (best effort: the journal keeps
+            // every change either way).
+            let _ = self.plane.lock().compact_state();
         }
     }
 }
@@ -141,34 +145,47 @@ pub fn serve(
     let current = store.current();
     let (mut rules, mut ids) = compile::from_engine(&current);
     let base_timeouts = cfg.rules.timeouts;
-    let state_file = cfg.control.state_file.clone();
-    if let Some(path) = &state_file {
-        if let Some(saved) = state_file::load(path)? {
+    let mut state = None;
+    if let Some(path) = &cfg.control.state_file {
+        let shown = path.display();
+        let (mut file, saved) = state_file::StateFile::open(path)?;
+        if let Some(saved) = saved {
+            // The TOML, then the changes journalled since, as they were applied.
+            let mut model = model::Model::new(saved.rules);
+            for batch in &saved.journal {
+                model
+                    .apply(batch)
+                    .map_err(|e| format!("state file {shown}: {}", e.message))?;
+            }
+            let saved = model.into_rules();
             ids.assign(&saved);
             let snapshot = compile::compile(&current, &base_timeouts, &saved, &ids)
-                .map_err(|e| format!("state file {}: {}", path.display(), e.message))?;
+                .map_err(|e| format!("state file {shown}: {}", e.message))?;
             rules = saved;
             store
                 .publish(snapshot, std::time::Duration::from_secs(5))
                 .map_err(|e| format!("publishing the state file's rules: {e}"))?;
+            if file.has_journal() {
+                file.compact(&rules)?;
+            }
         }
+        state = Some(file);
     }
     ids.assign(&rules);
     let listener = socket
         .listener
         .take()
         .ok_or_else(|| "control socket already served".to_string())?;
-    let plane = Arc::new(Mutex::new(Plane {
+    let plane = Arc::new(Mutex::new(Plane::new(
         rules,
         ids,
         store,
         view,
         base_timeouts,
-        state_file,
-        socket: socket.path.clone(),
-        started: Instant::now(),
-        config_path: cfg.path.clone(),
-    }));
+        state,
+        socket.path.clone(),
+        cfg.path.clone(),
+    )));
     let stop = Arc::new(AtomicBool::new(false));
     let thread = server::spawn(
         listener,
@@ -192,9 +209,14 @@ pub fn apply_rules_file(cfg: &mut AppConfig, path: &Path) -> Result<(), String> 
     let text = std::fs::read_to_string(path).map_err(|e| format!("rules file {shown}: {e}"))?;
     let changes = fnat_proto::ipvsadm::rules_file::parse_rules(&text)
         .map_err(|e| format!("rules file {shown}: {e}"))?;
-    let (mut rules, mut ids) = compile::from_engine(&cfg.rules);
-    fnat_proto::edit::apply_all(&mut rules, &changes)
+    let (rules, mut ids) = compile::from_engine(&cfg.rules);
+    // Applied in place, one change at a time: a file of 100 000 `-a` lines costs what it
+    // holds, not that times the number of services.
+    let mut model = model::Model::new(rules);
+    model
+        .apply(&changes)
         .map_err(|e| format!("rules file {shown}: {}", e.message))?;
+    let rules = model.into_rules();
     ids.assign(&rules);
     let compiled = compile::compile(&cfg.rules, &cfg.rules.timeouts, &rules, &ids)
         .map_err(|e| format!("rules file {shown}: {}", e.message))?;

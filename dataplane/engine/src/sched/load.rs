@@ -73,14 +73,28 @@ impl RsLoad {
 #[derive(Debug)]
 pub struct LoadBoard {
     workers: usize,
-    cells: Mutex<HashMap<(u32, u32), Arc<RsLoad>>>,
+    cells: Mutex<Cells>,
 }
+
+#[derive(Debug, Default)]
+struct Cells {
+    map: HashMap<(u32, u32), Arc<RsLoad>>,
+    /// The map is swept of cells no worker refers to once it holds more than this many:
+    /// twice what the last sweep kept, so sweeping costs O(1) per `get` amortised.
+    sweep_above: usize,
+}
+
+/// Cells kept at least before a sweep.
+const SWEEP_MIN: usize = 64;
 
 impl LoadBoard {
     pub fn new(workers: u16) -> Self {
         LoadBoard {
             workers: usize::from(workers.max(1)),
-            cells: Mutex::new(HashMap::new()),
+            cells: Mutex::new(Cells {
+                map: HashMap::new(),
+                sweep_above: SWEEP_MIN,
+            }),
         }
     }
 
@@ -88,19 +102,55 @@ impl LoadBoard {
         self.workers
     }
 
-    /// The counts of a real server of a service (created on first use). Control path only.
+    /// The counts of a real server of a service (created on first use). Control path only:
+    /// workers call it for the real servers a rules update brings that they did not run.
     pub fn get(&self, service: u32, real: u32) -> Arc<RsLoad> {
-        let mut m = match self.cells.lock() {
-            Ok(m) => m,
+        let mut c = match self.cells.lock() {
+            Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
         // Forget real servers no worker refers to any more.
-        if m.len() > 64 {
-            m.retain(|_, v| Arc::strong_count(v) > 1);
+        if c.map.len() > c.sweep_above {
+            c.map.retain(|_, v| Arc::strong_count(v) > 1);
+            c.sweep_above = (2 * c.map.len()).max(SWEEP_MIN);
         }
         Arc::clone(
-            m.entry((service, real))
+            c.map
+                .entry((service, real))
                 .or_insert_with(|| Arc::new(RsLoad::new(self.workers))),
         )
+    }
+
+    /// Cells held now (live and not yet swept).
+    pub fn len(&self) -> usize {
+        match self.cells.lock() {
+            Ok(c) => c.map.len(),
+            Err(poisoned) => poisoned.into_inner().map.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_shared_by_key_and_unreferenced_ones_swept() {
+        let board = LoadBoard::new(2);
+        let a = board.get(1, 1);
+        assert!(Arc::ptr_eq(&a, &board.get(1, 1)));
+        a.publish(0, 3, 4);
+        assert_eq!(board.get(1, 1).others(1), (3, 4));
+        // Many cells nobody keeps: the board stays bounded, and a kept one survives.
+        for r in 0..10_000 {
+            let _ = board.get(2, r);
+        }
+        assert!(board.len() <= 2 * SWEEP_MIN + 2, "{}", board.len());
+        assert!(Arc::ptr_eq(&a, &board.get(1, 1)));
+        assert_eq!(a.others(1), (3, 4));
     }
 }

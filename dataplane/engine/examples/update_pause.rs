@@ -1,0 +1,211 @@
+//! The worker's pause when the rules change: how long `FullNat::update` takes with many
+//! services, for one typical change at a time. This is what a worker does between two bursts
+//! when a new snapshot is published (`Worker::update_rules`), so it is the time that worker
+//! does not forward.
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=/tmp/target-publish cargo build --release -p fnat-engine --example update_pause
+//! # wall clock (secondary: the VM is shared and noisy)
+//! /tmp/target-publish/release/examples/update_pause 10000 10 400 [update|from]
+//! # instructions: only `measure` (the timed updates) is collected
+//! valgrind --tool=callgrind --toggle-collect='*update_pause*measure*' \
+//!     /tmp/target-publish/release/examples/update_pause 10000 10 40 [update|from]
+//! ```
+//!
+//! `update` (the default) times `FullNat::update(rules)`, what `Worker::update_rules` calls;
+//! `from` times `FullNat::update_from(previous, rules)`, which also skips what the previous
+//! snapshot proves unchanged.
+//!
+//! Rules: SERVICES wrr services (10.0.0.0 + i, port 80) of REALS_PER_SERVICE real servers
+//! each, one local address each, as `dataplane/examples/control_publish_latency.rs` loads.
+//! The CHANGES cycle through what that example sends: two weight edits, a real server added,
+//! the same one removed, on services spread over the table. The snapshots are built before
+//! the timed loop (the control plane builds them; here only the worker is measured).
+//!
+//! It also prints two other costs a worker pays at that scale, for comparison: housekeeping
+//! that publishes the live connection counts of every real server (every millisecond), and
+//! copying its counters for the control plane (what the driver does every 100 ms).
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fnat_engine::fnat::FullNat;
+use fnat_engine::rules::{
+    Ipv4Cidr, Mode, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind, Service,
+};
+use fnat_engine::WorkerStats;
+
+fn arg(i: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+fn base(services: usize, reals_per: usize) -> Rules {
+    let cidr = |a: [u8; 4], prefix_len| Ipv4Cidr {
+        addr: Ipv4Addr::from(a),
+        prefix_len,
+    };
+    let mut r = Rules::passthrough(
+        vec![
+            PortRule {
+                name: "wan".into(),
+                mac: [2, 0, 0, 0, 0, 1],
+                addresses: vec![cidr([198, 18, 0, 1], 24)],
+            },
+            PortRule {
+                name: "lan".into(),
+                mac: [2, 0, 0, 0, 0, 2],
+                addresses: vec![cidr([198, 19, 0, 1], 16)],
+            },
+        ],
+        vec![],
+    );
+    r.mode = Mode::FullNat;
+    r.session_capacity = 1024;
+    r.routes = vec![Route {
+        prefix: cidr([0, 0, 0, 0], 0),
+        port: 1,
+        via: Some(Ipv4Addr::new(198, 19, 0, 254)),
+    }];
+    let mut next_real = 0;
+    for i in 0..services {
+        let mut s = Service::new(
+            i as u32 + 1,
+            Ipv4Addr::from(0x0a00_0000 + i as u32),
+            Protocol::Tcp,
+            80,
+            SchedulerKind::Wrr,
+        );
+        for j in 0..reals_per {
+            next_real += 1;
+            s.reals.push(RealServer::new(
+                next_real,
+                Ipv4Addr::from(0xc0a8_0000 + (i * reals_per + j) as u32),
+                8080,
+                1,
+            ));
+        }
+        s.local_addresses.push(Ipv4Addr::new(198, 19, 0, 10));
+        r.services.push(s);
+    }
+    r
+}
+
+/// The snapshots the changes produce, in order (as the control plane would publish them).
+fn changes(mut r: Rules, n: usize, reals_per: usize) -> Vec<Arc<Rules>> {
+    let services = r.services.len();
+    let mut out = Vec::with_capacity(n);
+    let mut added = 10_000_000;
+    for k in 0..n {
+        let i = (k * 7919) % services;
+        match k % 4 {
+            0 | 1 => {
+                if let Some(rs) = r.services[i].reals.first_mut() {
+                    rs.weight = (k % 100) as u32;
+                }
+            }
+            2 => {
+                added += 1;
+                r.services[i].reals.push(RealServer::new(
+                    added,
+                    Ipv4Addr::new(172, 16, 0, 1),
+                    80,
+                    1,
+                ));
+            }
+            _ => {
+                let j = ((k - 1) * 7919) % services;
+                r.services[j].reals.truncate(reals_per);
+            }
+        }
+        r.generation += 1;
+        out.push(Arc::new(r.clone()));
+    }
+    out
+}
+
+#[inline(never)]
+fn measure(
+    f: &mut FullNat,
+    stats: &mut WorkerStats,
+    first: &Arc<Rules>,
+    snapshots: &[Arc<Rules>],
+    from: bool,
+) -> Vec<Duration> {
+    let mut took = Vec::with_capacity(snapshots.len());
+    let mut previous = first;
+    for s in snapshots {
+        let start = Instant::now();
+        if from {
+            f.update_from(previous, s, stats);
+        } else {
+            f.update(s, stats);
+        }
+        took.push(start.elapsed());
+        previous = s;
+    }
+    took
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let services = arg(1, 10_000);
+    let reals_per = arg(2, 10);
+    let n = arg(3, 200);
+    let from = std::env::args().nth(4).as_deref() == Some("from");
+    let rules = Arc::new(base(services, reals_per));
+    let snapshots = changes((*rules).clone(), n, reals_per);
+    let start = Instant::now();
+    let mut stats = WorkerStats::default();
+    let mut f = FullNat::new(0, 2, &rules, &mut stats);
+    println!(
+        "worker built with {services} services, {} reals: {:.1} ms",
+        services * reals_per,
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    let mut took = measure(&mut f, &mut stats, &rules, &snapshots, from);
+    black_box(&f);
+    // What else a worker's loop pays per real server at this scale: housekeeping publishes
+    // the live counts of every real server every millisecond (`sched::load`).
+    let mut hk = Vec::with_capacity(200);
+    for k in 1..=200u64 {
+        let start = Instant::now();
+        f.housekeeping(k * 1_000_000, 256, &mut stats);
+        hk.push(start.elapsed());
+    }
+    hk.sort();
+    // And what the driver does every 100 ms: copy the counters for the control plane.
+    let mut copy = WorkerStats::default();
+    let mut cp = Vec::with_capacity(50);
+    for _ in 0..50 {
+        let start = Instant::now();
+        copy.clone_from(&stats);
+        cp.push(start.elapsed());
+    }
+    black_box(&copy);
+    cp.sort();
+    took.sort();
+    println!(
+        "{n} updates ({}): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        if from { "update_from" } else { "update" },
+        percentile(&took, 0.5).as_secs_f64() * 1e3,
+        percentile(&took, 0.99).as_secs_f64() * 1e3,
+        took.last().unwrap().as_secs_f64() * 1e3
+    );
+    println!(
+        "housekeeping that publishes the live counts (every 1 ms): p50 {:.3} ms",
+        percentile(&hk, 0.5).as_secs_f64() * 1e3
+    );
+    println!(
+        "counters copied for the control plane (every 100 ms): p50 {:.3} ms",
+        percentile(&cp, 0.5).as_secs_f64() * 1e3
+    );
+}
