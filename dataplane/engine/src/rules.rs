@@ -377,6 +377,10 @@ pub struct Rules {
     pub lport_max: u16,
     /// Drop IPv4 packets carrying options (else forward them unchanged). Counted either way.
     pub drop_ip_options: bool,
+    /// A persistence template whose real server has weight 0 is dropped and its client
+    /// scheduled afresh (IPVS's `expire_quiescent_template` sysctl). Off, as in IPVS: a
+    /// drained server keeps its persistent clients until their templates expire.
+    pub expire_quiescent_template: bool,
 }
 
 impl Rules {
@@ -394,6 +398,7 @@ impl Rules {
             lport_min: 1024,
             lport_max: 65535,
             drop_ip_options: false,
+            expire_quiescent_template: false,
         }
     }
 }

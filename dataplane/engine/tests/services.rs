@@ -280,9 +280,44 @@ fn thresholds_stop_new_sessions_until_below_the_lower_one() {
     }
 }
 
+/// IPVS's default (`expire_quiescent_template` off): a drained server keeps the clients its
+/// templates send it, new clients go elsewhere, and the template ends as usual.
+#[test]
+fn weight_zero_keeps_persistent_clients_by_default() {
+    let mut r = persistent(360, Ipv4Addr::BROADCAST);
+    r.services[0].options.persistence = Some(Persistence {
+        timeout_secs: 360,
+        netmask: Ipv4Addr::new(255, 255, 255, 0),
+    });
+    let mut ws = workers(1, r.clone());
+    let w = &mut ws[0];
+    assert_eq!(rs_of(w, sa(CLIENT, 1), 80, S), RS1);
+    r.generation = 2;
+    r.services[0].reals[0].weight = 0;
+    w.update_rules(Arc::new(r.clone()));
+    assert_eq!(
+        rs_of(w, sa(CLIENT, 2), 80, S),
+        RS1,
+        "the persistent client stays on the drained server"
+    );
+    let stranger = Ipv4Addr::new(203, 0, 114, 9);
+    assert_eq!(
+        rs_of(w, sa(stranger, 1), 80, S),
+        RS2,
+        "a new client does not"
+    );
+    // With the sysctl's behaviour, the same client is moved at once.
+    r.generation = 3;
+    r.expire_quiescent_template = true;
+    w.update_rules(Arc::new(r));
+    assert_eq!(rs_of(w, sa(CLIENT, 3), 80, S), RS2);
+}
+
+/// With `expire_quiescent_template`: weight 0 drains persistent clients too.
 #[test]
 fn weight_zero_drains_even_persistent_clients_and_keeps_their_sessions() {
     let mut r = persistent(360, Ipv4Addr::BROADCAST);
+    r.expire_quiescent_template = true;
     let mut ws = workers(1, r.clone());
     let w = &mut ws[0];
     let (lip, rs) = syn_on(std::slice::from_mut(w), 0, sa(CLIENT, 1), 80, S)

@@ -169,6 +169,9 @@ pub struct SessionSection {
     pub local_port_range: Option<[u16; 2]>,
     /// What to do with IPv4 options: "forward" (default) or "drop".
     pub ip_options: Option<String>,
+    /// IPVS's `expire_quiescent_template`: a drained (weight 0) server loses its persistent
+    /// clients at once instead of when their templates expire. Default false.
+    pub expire_quiescent_template: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

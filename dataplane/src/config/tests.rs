@@ -242,6 +242,11 @@ fn services_with_port_groups_persistence_flags_and_thresholds_parse() {
     use fnat_engine::rules::{Protocol, SchedFlags, SchedulerKind};
     use std::net::Ipv4Addr;
     let c = parse(SERVICES).unwrap();
+    assert!(!c.rules.expire_quiescent_template, "IPVS's default");
+    let quiescent = format!("{SERVICES}\n[session]\nexpire_quiescent_template = true\n");
+    assert!(parse(&quiescent).unwrap().rules.expire_quiescent_template);
+    let bad = format!("{SERVICES}\n[session]\nexpire_quiescent_template = 1\n");
+    assert!(parse(&bad).is_err(), "not a boolean");
     let s = &c.rules.services[0];
     assert_eq!(s.scheduler, SchedulerKind::Mh);
     assert_eq!(

@@ -135,6 +135,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         lport_min,
         lport_max,
         drop_ip_options,
+        expire_quiescent_template: file.session.expire_quiescent_template.unwrap_or(false),
     };
     Ok(AppConfig {
         path: path.to_path_buf(),

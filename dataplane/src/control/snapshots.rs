@@ -90,6 +90,7 @@ fn copy_settings(next: &mut Rules, current: &Rules) {
         lport_min,
         lport_max,
         drop_ip_options,
+        expire_quiescent_template,
     } = current;
     next.generation = *generation;
     next.ports.clone_from(ports);
@@ -101,6 +102,7 @@ fn copy_settings(next: &mut Rules, current: &Rules) {
     next.lport_min = *lport_min;
     next.lport_max = *lport_max;
     next.drop_ip_options = *drop_ip_options;
+    next.expire_quiescent_template = *expire_quiescent_template;
 }
 
 #[derive(Debug, Default)]

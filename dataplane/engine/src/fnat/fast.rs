@@ -53,9 +53,9 @@ fn be32(h: &[u8; VIEW], at: usize) -> u32 {
 
 impl FullNat {
     /// The fast path for one frame received on `rx_port`, with what the burst's prefetch
-    /// stages learned about it (see the module doc). `Some(verdict)`: done, counted in the session, service and real
-    /// server (the caller counts the frame itself). `None`: nothing changed; run the full
-    /// pipeline.
+    /// stages learned about it (see the module doc). `Some(verdict)`: done, counted in the
+    /// session, service and real server (the caller counts the frame itself). `None`: nothing
+    /// changed; run the full pipeline.
     #[inline(always)]
     pub(crate) fn established(
         &mut self,

@@ -247,6 +247,8 @@ pub struct FullNat {
     neigh: Neighbours,
     timeouts: Timeouts,
     drop_ip_options: bool,
+    /// IPVS's `expire_quiescent_template` (see [`Rules::expire_quiescent_template`]).
+    expire_quiescent: bool,
     expired: Vec<u32>,
     /// Next arena slot of a sweep ending the sessions of removed services.
     purge: Option<usize>,
@@ -299,6 +301,7 @@ impl FullNat {
             ),
             timeouts: rules.timeouts,
             drop_ip_options: rules.drop_ip_options,
+            expire_quiescent: rules.expire_quiescent_template,
             expired: Vec::with_capacity(EXPIRE_CHUNK),
             purge: None,
             board,
@@ -686,7 +689,9 @@ impl FullNat {
             own,
             others: &svc.others,
         };
-        // A persistent client goes where its template says, while that server can take it.
+        // A persistent client goes where its template says while that server is in the
+        // service and not overloaded; a drained one (weight 0) keeps its persistent clients
+        // unless `expire_quiescent_template` (IPVS's default and sysctl).
         let mut template = None;
         let mut ri = None;
         if let Some(p) = svc.persist {
@@ -697,7 +702,13 @@ impl FullNat {
                     .rs_index
                     .get(u64::from(t.rs_id))
                     .map(|i| i as usize)
-                    .filter(|&i| view.available(i));
+                    .filter(|&i| {
+                        if self.expire_quiescent {
+                            view.available(i)
+                        } else {
+                            !view.overloaded(i)
+                        }
+                    });
             }
         }
         let ri = match ri {

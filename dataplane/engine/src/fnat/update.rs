@@ -297,6 +297,7 @@ impl FullNat {
     fn switch_rules(&mut self, previous: Option<&Rules>, rules: &Rules, stats: &mut WorkerStats) {
         self.timeouts = rules.timeouts;
         self.drop_ip_options = rules.drop_ip_options;
+        self.expire_quiescent = rules.expire_quiescent_template;
         let net_same = previous.is_some_and(|p| {
             p.ports == rules.ports && p.routes == rules.routes && p.neighbours == rules.neighbours
         });
@@ -679,6 +680,7 @@ mod tests {
             pub(super) fn update_reference(&mut self, rules: &Rules, stats: &mut WorkerStats) {
                 self.timeouts = rules.timeouts;
                 self.drop_ip_options = rules.drop_ip_options;
+                self.expire_quiescent = rules.expire_quiescent_template;
                 self.egress = Egress::new(rules);
                 self.hops.clear();
                 if self.table.capacity() != rules.session_capacity && self.table.is_empty() {

@@ -136,6 +136,7 @@ pub fn rules(capacity: usize, lport_min: u16, lport_max: u16) -> Rules {
         lport_min,
         lport_max,
         drop_ip_options: false,
+        expire_quiescent_template: false,
     }
 }
 
