@@ -350,3 +350,36 @@ fn udp_checksum_computing_to_zero_is_sent_as_ffff_on_both_paths() {
         "all but the first took the fast path"
     );
 }
+
+/// Removing a service turns the per-packet liveness check on only while its sessions are
+/// being ended: once none is left (here there never was one), established flows of the other
+/// services keep the fast path through that change and every later one.
+#[test]
+fn fast_path_survives_the_removal_of_another_service() {
+    let mut r = variant(0);
+    let mut w = workers(1, r.clone()).remove(0);
+    let client = sa(CLIENT, 40003);
+    let vip = sa(VIP, 80);
+    let send = |w: &mut Worker, f: Vec<u8>, now: u64| {
+        let mut fs = [f];
+        let mut v = [Verdict::Consumed];
+        w.process_burst(rx_port(&fs[0]), &mut fs, now, &mut v);
+        let [f] = fs;
+        (v[0], f)
+    };
+    let (_, syn) = send(&mut w, tcp(client, vip, "S", b""), 20 * S);
+    let o = decode(&syn);
+    send(&mut w, tcp(o.dst, o.src, "SA", b""), 20 * S);
+    send(&mut w, tcp(client, vip, "A", b""), 20 * S);
+    r.services.retain(|s| s.id != UDP_SVC);
+    r.generation = 2;
+    w.update_rules(Arc::new(r.clone()));
+    r.services[0].reals[1].weight = 3;
+    r.generation = 3;
+    w.update_rules(Arc::new(r));
+    w.housekeeping(20 * S, 64);
+    let before = w.stats().fast_path;
+    let (v, _) = send(&mut w, tcp(client, vip, "AP", b"still fast"), 21 * S);
+    assert_eq!(v, Verdict::Transmit { port: 1 });
+    assert_eq!(w.stats().fast_path, before + 1);
+}

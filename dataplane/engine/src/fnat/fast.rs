@@ -65,7 +65,7 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Option<Verdict> {
-        if !hint.fast || self.check_alive {
+        if !hint.fast || self.check_alive() {
             return None;
         }
         let frame_len = frame.len();

@@ -239,10 +239,6 @@ pub struct FullNat {
     egress: Egress,
     /// Next hops already resolved through `egress` (cleared when it is rebuilt).
     hops: HopCache,
-    /// Some session may have to end because its service or real server left the rules (see
-    /// `session_alive`); false while every service counter slot is live and no real server of
-    /// an expire-on-removal service is removed, which spares the packet path the check.
-    check_alive: bool,
     /// ARP: owned addresses, hold queue, the shared neighbour table.
     neigh: Neighbours,
     timeouts: Timeouts,
@@ -293,7 +289,6 @@ impl FullNat {
             addresses: FixedMap::with_capacity(0),
             egress: Egress::new(rules),
             hops: HopCache::new(),
-            check_alive: true,
             neigh: Neighbours::new(
                 id,
                 std::sync::Arc::new(NeighTable::new(crate::neigh::DEFAULT_TABLE_CAPACITY)),
@@ -318,6 +313,15 @@ impl FullNat {
     /// for tests that cover both ways, and for tuning to another cache size.
     pub fn set_prefetch_from(&mut self, sessions: usize) {
         self.prefetch_from = sessions;
+    }
+
+    /// Some session may have to end because its service, or its real server of a service
+    /// that expires them, left the rules (see `session_alive`). That is so exactly while the
+    /// sweep ending them runs: a rules update starts it whenever such a session exists. Until
+    /// then, and once it is done, the packet path spares itself the check.
+    #[inline]
+    fn check_alive(&self) -> bool {
+        self.purge.is_some()
     }
 
     /// The session table (read-only: for listings and tests).
@@ -648,7 +652,7 @@ impl FullNat {
         let (id, side) = self.table.lookup(key)?;
         let s = self.table.get(id)?;
         let timed_out = !matches!(self.wheel.deadline(id), Some(d) if d > now);
-        if timed_out || (self.check_alive && !session_alive(stats, &self.slot_info, s)) {
+        if timed_out || (self.check_alive() && !session_alive(stats, &self.slot_info, s)) {
             self.end_session(id, stats);
             return None;
         }
@@ -1053,14 +1057,7 @@ impl FullNat {
                 cursor += 1;
                 scanned += 1;
             }
-            self.purge = if cursor >= cap {
-                // Every session of a removed service (or of a removed real server of a
-                // service that expires them) has ended: the packet path may stop checking.
-                self.check_alive = false;
-                None
-            } else {
-                Some(cursor)
-            };
+            self.purge = if cursor >= cap { None } else { Some(cursor) };
         }
         if let Some(t) = self.templates.as_mut() {
             t.expire(now_ns, budget.max(64));
