@@ -1,4 +1,4 @@
-//! fnatctl's own subcommands: service, real, laddr, stats, zero, timeout, conn, save,
+//! fnatctl's own subcommands: service, real, laddr, mark, stats, zero, timeout, conn, save,
 //! restore, flush, status. Human output by default (ipvsadm's layouts where one exists),
 //! `--json` prints the daemon's result as JSON.
 
@@ -11,7 +11,7 @@ use fnat_proto::edit::{Change, ServiceAttrs};
 use fnat_proto::ipvsadm::args::ListFormat;
 use fnat_proto::ipvsadm::format;
 use fnat_proto::model::{
-    LocalAddress, Persistence, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr,
+    LocalAddress, Mark, Persistence, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr,
     DEFAULT_PERSISTENCE,
 };
 use fnat_proto::msg::{Query, Request};
@@ -31,6 +31,10 @@ pub enum Command {
     /// Local addresses (full-NAT source addresses) of a service.
     #[command(subcommand)]
     Laddr(LaddrCmd),
+    /// Firewall marks: the VIP:ports that lead to a `fwmark/MARK` service (what an iptables
+    /// MARK rule is to LVS).
+    #[command(subcommand)]
+    Mark(MarkCmd),
     /// Counters of services and reals, drops by reason, ports.
     Stats {
         /// Exact numbers instead of K/M/G.
@@ -52,7 +56,7 @@ pub enum Command {
     Save { file: Option<PathBuf> },
     /// Replace the live rules with a TOML file written by `save` ('-' reads standard input).
     Restore { file: PathBuf },
-    /// Remove every service.
+    /// Remove every service and every firewall mark.
     Flush,
     /// Daemon version, rules generation, counts.
     Status,
@@ -78,6 +82,9 @@ pub struct ServiceOpts {
     /// One-packet scheduling (UDP).
     #[arg(long)]
     ops: bool,
+    /// End a removed real server's sessions at once (IPVS's expire_nodest_conn).
+    #[arg(long)]
+    expire_on_removal: bool,
 }
 
 #[derive(Subcommand)]
@@ -149,6 +156,22 @@ pub enum LaddrCmd {
     Del { service: String, addr: Ipv4Addr },
     /// List local addresses (DPVS's `ipvsadm -G` layout).
     List { service: Option<String> },
+}
+
+#[derive(Subcommand)]
+pub enum MarkCmd {
+    /// Define MARK: PROTO (tcp or udp) traffic to VIP on PORTS (80,443 or 8000-8100) leads to
+    /// the service fwmark/MARK.
+    Add {
+        mark: String,
+        protocol: String,
+        vip: String,
+        ports: String,
+    },
+    /// Remove MARK (refused while a service uses it).
+    Del { mark: u32 },
+    /// List the marks.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -246,6 +269,33 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
         Command::Service(cmd) => service(client, cmd),
         Command::Real(cmd) => real(client, cmd),
         Command::Laddr(cmd) => laddr(client, cmd),
+        Command::Mark(MarkCmd::Add {
+            mark,
+            protocol,
+            vip,
+            ports,
+        }) => apply(
+            client,
+            Change::MarkAdd {
+                mark: Mark::from_words(&mark, &protocol, &vip, &ports)?,
+            },
+        ),
+        Command::Mark(MarkCmd::Del { mark }) => apply(client, Change::MarkDel { mark }),
+        Command::Mark(MarkCmd::List) => {
+            let l = listing(client, None)?;
+            let mut human = format!("{:<10} {:<5} {:<16} {}\n", "MARK", "PROTO", "VIP", "PORTS");
+            for m in &l.rules.marks {
+                let _ = writeln!(
+                    human,
+                    "{:<10} {:<5} {:<16} {}",
+                    m.mark,
+                    m.protocol.name(),
+                    m.vip,
+                    m.ports
+                );
+            }
+            Ok(out(human, &l.rules.marks))
+        }
         Command::Stats { exact } => {
             let l = listing(client, None)?;
             let fmt = ListFormat {
@@ -385,6 +435,7 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             }
             s.persistence = persistence_of(&opts);
             s.one_packet = opts.ops;
+            s.expire_on_removal = opts.expire_on_removal;
             apply(client, Change::ServiceAdd { service: s })
         }
         ServiceCmd::Edit {
@@ -412,6 +463,9 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             }
             if opts.ops {
                 attrs.one_packet = true;
+            }
+            if opts.expire_on_removal {
+                attrs.expire_on_removal = true;
             }
             let _ = DEFAULT_PERSISTENCE;
             apply(client, Change::ServiceEdit { service: attrs })

@@ -64,11 +64,20 @@ state_file = "{}"
 
 /// One real-server row of `-Ln` (ipvsadm's widths).
 fn row(name: &str, weight: u32) -> String {
-    format!("  -> {name:<28} {:<7} {weight:<6} {:<10} {:<10}\n", "FullNat", 0, 0)
+    format!(
+        "  -> {name:<28} {:<7} {weight:<6} {:<10} {:<10}\n",
+        "FullNat", 0, 0
+    )
 }
 
 fn ok(done: Finished, what: &str) -> String {
-    assert_eq!(done.code(), Some(0), "{what}: {}{}", done.stdout, done.stderr);
+    assert_eq!(
+        done.code(),
+        Some(0),
+        "{what}: {}{}",
+        done.stdout,
+        done.stderr
+    );
     done.stdout
 }
 
@@ -97,7 +106,11 @@ fn a_port_group_service_lists_reloads_edits_saves_and_restarts() {
     assert_eq!(ok(ipvsadm(&links, &socket, &["-Ln"]), "-Ln"), listed);
 
     ok(
-        ipvsadm(&links, &socket, &["-a", "-f", "7", "-r", "198.19.1.11:0", "-b"]),
+        ipvsadm(
+            &links,
+            &socket,
+            &["-a", "-f", "7", "-r", "198.19.1.11:0", "-b"],
+        ),
         "-a -f 7",
     );
     let listed = ok(ipvsadm(&links, &socket, &["-Ln"]), "-Ln");
@@ -172,5 +185,80 @@ fn the_tutorial_firewall_mark_commands_run_unchanged() {
     let listed = ok(fnatctl(&socket, &["mark", "list"]), "mark list");
     assert!(listed.contains("66"), "{listed}");
     assert!(listed.contains("80,443"), "{listed}");
+
+    // Every ipvsadm command takes -f as LVS does.
+    run_lines(
+        &links,
+        &socket,
+        "ipvsadm -E -f 66 -s wrr -p 600
+         ipvsadm -e -f 66 -r 198.19.1.20 -b -w 3
+         ipvsadm -Z -f 66
+         ipvsadm -d -f 66 -r 198.19.1.10
+         fnatctl mark add 67 udp 198.18.0.100 5000-5002",
+    );
+    // One service: ipvsadm leaves the version line out.
+    let (_, columns) = HEADER.split_once('\n').unwrap();
+    assert_eq!(
+        ok(ipvsadm(&links, &socket, &["-L", "-n", "-f", "66"]), "-L -f"),
+        format!(
+            "{columns}FWM  66 wrr persistent 600\n{}",
+            row("198.19.1.20:0", 3)
+        )
+    );
+    // -S saves the marks, so -C then -R gives everything back.
+    let saved = ok(ipvsadm(&links, &socket, &["-S", "-n"]), "-S");
+    assert!(
+        saved.starts_with(
+            "--add-mark 66 tcp 198.18.0.100 80,443\n--add-mark 67 udp 198.18.0.100 5000-5002\n"
+        ),
+        "{saved}"
+    );
+    let listed = ok(ipvsadm(&links, &socket, &["-Ln"]), "-Ln");
+    run_lines(&links, &socket, "ipvsadm -C");
+    assert_eq!(
+        ok(fnatctl(&socket, &["mark", "list"]), "mark list")
+            .lines()
+            .count(),
+        1
+    );
+    let restored = run_with_input(
+        std::process::Command::new(links.join("ipvsadm"))
+            .arg("-R")
+            .env("FNAT_SOCKET", &socket),
+        &saved,
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(restored.code(), Some(0), "{}", restored.stderr);
+    assert_eq!(ok(ipvsadm(&links, &socket, &["-Ln"]), "-Ln"), listed);
+    assert_eq!(ok(ipvsadm(&links, &socket, &["-S", "-n"]), "-S"), saved);
+
+    // A mark in use cannot go; once its service is gone, it can.
+    let refused = fnatctl(&socket, &["mark", "del", "66"]);
+    assert_ne!(refused.code(), Some(0));
+    assert!(
+        refused
+            .stderr
+            .contains("firewall mark 66 is in use by service fwmark/66"),
+        "{}",
+        refused.stderr
+    );
+    run_lines(
+        &links,
+        &socket,
+        "ipvsadm -D -f 66
+         fnatctl mark del 66",
+    );
+    let marks = ok(fnatctl(&socket, &["mark", "list"]), "mark list");
+    assert!(
+        !marks.contains("80,443") && marks.contains("5000-5002"),
+        "{marks}"
+    );
+    let undefined = ipvsadm(&links, &socket, &["-A", "-f", "66", "-s", "rr"]);
+    assert_eq!(undefined.code(), Some(255), "{}", undefined.stderr);
+    assert!(
+        undefined.stderr.contains("firewall mark 66 is not defined"),
+        "{}",
+        undefined.stderr
+    );
     daemon.stop();
 }

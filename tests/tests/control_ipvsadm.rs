@@ -252,7 +252,7 @@ fn errors_are_ipvsadm_messages_with_its_exit_codes() {
                 "-r",
                 "198.19.1.10:80",
                 "-w",
-                "65536",
+                "2147483648",
             ],
             "illegal weight specified\n",
             2,

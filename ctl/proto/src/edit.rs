@@ -1,16 +1,21 @@
-//! Changes to a [`RuleSet`] and the one function that applies them: every check ipvsadm and
-//! IPVS make (duplicates, missing services, value ranges) happens here, on the operator model,
-//! before anything is compiled for the engine. Pure: the caller applies to a copy and keeps
-//! the original when any change of a batch fails.
+//! Changes to a [`RuleSet`] and the one validator: every check ipvsadm and IPVS make
+//! (duplicates, missing services, value ranges) and fnat's own (firewall marks, their
+//! endpoints) happens here, on the operator model, before anything is compiled for the
+//! engine. The config file, the control protocol, ipvsadm's face, `restore`, the state file
+//! and `--rules` all go through it. Pure: the caller applies to a copy and keeps the original
+//! when any change of a batch fails.
+//!
+//! Limits: the kernel's where ipvsadm's parser is narrower (weights up to 2147483647), and
+//! ipvsadm's where the kernel leaves a case open (an inet port-0 service must be persistent).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    LocalAddress, Persistence, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr,
-    DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+    LocalAddress, Mark, Persistence, Protocol, Real, RuleSet, SchedFlags, Scheduler, Service,
+    ServiceAddr, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
 };
 use crate::msg::{ErrorBody, ErrorKind};
 
@@ -27,6 +32,8 @@ pub struct ServiceAttrs {
     pub persistence: Option<Persistence>,
     #[serde(default)]
     pub one_packet: bool,
+    #[serde(default)]
+    pub expire_on_removal: bool,
 }
 
 fn default_scheduler() -> Scheduler {
@@ -41,6 +48,7 @@ impl ServiceAttrs {
             sched_flags: service.sched_flags,
             persistence: service.persistence,
             one_packet: service.one_packet,
+            expire_on_removal: service.expire_on_removal,
         }
     }
     fn apply_to(&self, service: &mut Service) {
@@ -48,6 +56,7 @@ impl ServiceAttrs {
         service.sched_flags = self.sched_flags;
         service.persistence = self.persistence;
         service.one_packet = self.one_packet;
+        service.expire_on_removal = self.expire_on_removal;
     }
 }
 
@@ -86,12 +95,77 @@ pub enum Change {
         service: ServiceAddr,
         addr: Ipv4Addr,
     },
-    /// `-C`: removes every service.
+    /// `fnatctl mark add`: a firewall mark (what iptables' MARK rule is to LVS).
+    MarkAdd { mark: Mark },
+    /// `fnatctl mark del`: refused while a service uses the mark.
+    MarkDel { mark: u32 },
+    /// `-C`: removes every service and every firewall mark.
     Flush,
     /// `--set tcp tcpfin udp`: 0 leaves a value unchanged, as in ipvsadm.
     TimeoutSet { tcp: u32, tcp_fin: u32, udp: u32 },
     /// `restore`: the whole rule set at once.
     Replace { rules: RuleSet },
+}
+
+impl Change {
+    /// The one service a change is about, if it is about one.
+    pub fn target(&self) -> Option<ServiceAddr> {
+        match self {
+            Change::ServiceAdd { service } => Some(service.addr),
+            Change::ServiceEdit { service } => Some(service.addr),
+            Change::ServiceDel { service } => Some(*service),
+            Change::RealAdd { service, .. }
+            | Change::RealEdit { service, .. }
+            | Change::RealDel { service, .. }
+            | Change::LaddrAdd { service, .. }
+            | Change::LaddrDel { service, .. } => Some(*service),
+            Change::MarkAdd { .. }
+            | Change::MarkDel { .. }
+            | Change::Flush
+            | Change::TimeoutSet { .. }
+            | Change::Replace { .. } => None,
+        }
+    }
+
+    /// The services [`apply`] reads besides [`Change::target`], given the marks in force
+    /// (callers that keep services elsewhere hand `apply` just these).
+    pub fn reads(&self, marks: &[Mark]) -> Vec<ServiceAddr> {
+        match self {
+            Change::ServiceAdd { service } => match service.addr {
+                ServiceAddr::Inet {
+                    protocol,
+                    vip,
+                    port,
+                } => marks
+                    .iter()
+                    .filter(|m| m.covers(protocol, vip, port))
+                    .map(|m| ServiceAddr::Fwmark(m.mark))
+                    .collect(),
+                ServiceAddr::Fwmark(n) => marks
+                    .iter()
+                    .filter(|m| m.mark == n)
+                    .flat_map(Mark::endpoints)
+                    .collect(),
+            },
+            Change::MarkDel { mark } => vec![ServiceAddr::Fwmark(*mark)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Mark {
+    /// True when `protocol` `vip:port` is one of the mark's endpoints.
+    pub fn covers(&self, protocol: Protocol, vip: Ipv4Addr, port: u16) -> bool {
+        self.protocol == protocol && self.vip == vip && self.ports.0.contains(&port)
+    }
+    /// The mark's endpoints as inet service keys.
+    pub fn endpoints(&self) -> impl Iterator<Item = ServiceAddr> + '_ {
+        self.ports.0.iter().map(|&port| ServiceAddr::Inet {
+            protocol: self.protocol,
+            vip: self.vip,
+            port,
+        })
+    }
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> ErrorBody {
@@ -113,11 +187,12 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
             if rules.service(&service.addr).is_some() {
                 return Err(error(ErrorKind::ServiceExists, "Service already exists"));
             }
-            check_service(service)?;
+            check_service(service, &rules.marks).map_err(|(e, _)| e)?;
+            check_endpoints(rules, &service.addr).map_err(|(e, _)| e)?;
             rules.services.push(service.clone());
         }
         Change::ServiceEdit { service: attrs } => {
-            check_attrs(attrs)?;
+            check_attrs(attrs).map_err(|(e, _)| e)?;
             let service = rules
                 .service_mut(&attrs.addr)
                 .ok_or_else(|| error(ErrorKind::NoSuchService, "No such service"))?;
@@ -132,7 +207,7 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
         }
         Change::RealAdd { service, real } => {
             let svc = service_for_member(rules, service)?;
-            check_real(&svc.addr, real)?;
+            check_real(&svc.addr, real).map_err(|(e, _)| e)?;
             if svc.real(real.key()).is_some() {
                 return Err(error(
                     ErrorKind::DestinationExists,
@@ -143,7 +218,7 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
         }
         Change::RealEdit { service, real } => {
             let svc = service_for_member(rules, service)?;
-            check_real(&svc.addr, real)?;
+            check_real(&svc.addr, real).map_err(|(e, _)| e)?;
             let slot = svc
                 .reals
                 .iter_mut()
@@ -186,7 +261,34 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
                 ));
             }
         }
-        Change::Flush => rules.services.clear(),
+        Change::MarkAdd { mark } => {
+            if rules.mark(mark.mark).is_some() {
+                return Err(error(
+                    ErrorKind::MarkExists,
+                    format!("Firewall mark {} already exists", mark.mark),
+                ));
+            }
+            check_mark(mark, &endpoints_of(&rules.marks)).map_err(|(e, _)| e)?;
+            rules.marks.push(mark.clone());
+        }
+        Change::MarkDel { mark } => {
+            if rules.mark(*mark).is_none() {
+                return Err(error(
+                    ErrorKind::NoSuchMark,
+                    format!("No such firewall mark {mark}"),
+                ));
+            }
+            if rules.service(&ServiceAddr::Fwmark(*mark)).is_some() {
+                return Err(invalid(format!(
+                    "firewall mark {mark} is in use by service fwmark/{mark}: delete the service first (ipvsadm -D -f {mark})"
+                )));
+            }
+            rules.marks.retain(|m| m.mark != *mark);
+        }
+        Change::Flush => {
+            rules.services.clear();
+            rules.marks.clear();
+        }
         Change::TimeoutSet { tcp, tcp_fin, udp } => {
             for (name, v) in [("tcp", tcp), ("tcpfin", tcp_fin), ("udp", udp)] {
                 if *v > MAX_TIMEOUT {
@@ -205,7 +307,7 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
             set(&mut rules.timeouts.udp, *udp);
         }
         Change::Replace { rules: new } => {
-            check_rule_set(new)?;
+            check_rule_set(new).map_err(|r| r.error)?;
             *rules = new.clone();
         }
     }
@@ -238,20 +340,113 @@ fn service_for_member<'a>(
         .ok_or_else(|| error(ErrorKind::NoSuchService, "Service not defined"))
 }
 
-/// Every check of a whole rule set (what `restore` and the state file go through).
-pub fn check_rule_set(rules: &RuleSet) -> Result<(), ErrorBody> {
-    let mut seen = HashSet::new();
-    for s in &rules.services {
-        if !seen.insert(s.addr) {
-            return Err(error(
-                ErrorKind::ServiceExists,
-                format!("Service already exists: {} is listed twice", s.addr),
-            ));
+/// Which value of a service a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceField {
+    /// The service's key (listed twice, not a unicast VIP).
+    Addr,
+    /// An inet service's port (port 0 without persistence; an endpoint of a used mark).
+    Port,
+    /// A fwmark service's mark (not defined).
+    Mark,
+    OnePacket,
+    PersistenceTimeout,
+    PersistenceNetmask,
+}
+
+/// Which value of a real server a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RealField {
+    Addr,
+    Port,
+    Weight,
+    UpperThreshold,
+    LowerThreshold,
+}
+
+/// Which value of a firewall mark a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkField {
+    Mark,
+    Vip,
+    Ports,
+    /// The port at this position of the list.
+    Port(usize),
+}
+
+/// Where in a rule set a refusal points (positions in its lists), so that the config file can
+/// name its own key for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Timeout(&'static str),
+    Service(usize, ServiceField),
+    Real(usize, usize, RealField),
+    LocalAddress(usize, usize),
+    Mark(usize, MarkField),
+}
+
+/// A rule set the validator refused: why, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub error: ErrorBody,
+    pub place: Place,
+}
+
+/// Every check of a whole rule set (what the config file, `restore` and the state file go
+/// through).
+pub fn check_rule_set(rules: &RuleSet) -> Result<(), Refusal> {
+    let at = |place: Place| move |error: ErrorBody| Refusal { error, place };
+    let mut marks_seen = HashSet::with_capacity(rules.marks.len());
+    let mut taken = Endpoints::new();
+    for (i, m) in rules.marks.iter().enumerate() {
+        if !marks_seen.insert(m.mark) {
+            return Err(Refusal {
+                error: error(
+                    ErrorKind::MarkExists,
+                    format!("Firewall mark {} is listed twice", m.mark),
+                ),
+                place: Place::Mark(i, MarkField::Mark),
+            });
         }
-        check_service(s).map_err(|mut e| {
+        check_mark(m, &taken).map_err(|(e, f)| at(Place::Mark(i, f))(e))?;
+        taken.extend(m.ports.0.iter().map(|&p| ((m.protocol, m.vip, p), m.mark)));
+    }
+    let mut seen = HashMap::with_capacity(rules.services.len());
+    for (i, s) in rules.services.iter().enumerate() {
+        let prefix = |mut e: ErrorBody| {
             e.message = format!("{}: {}", s.addr, e.message);
             e
+        };
+        if seen.insert(s.addr, i).is_some() {
+            return Err(Refusal {
+                error: error(
+                    ErrorKind::ServiceExists,
+                    format!("Service already exists: {} is listed twice", s.addr),
+                ),
+                place: Place::Service(i, ServiceField::Addr),
+            });
+        }
+        check_service(s, &rules.marks).map_err(|(e, place)| Refusal {
+            error: prefix(e),
+            place: match place {
+                Within::Service(f) => Place::Service(i, f),
+                Within::Real(j, f) => Place::Real(i, j, f),
+                Within::LocalAddress(j) => Place::LocalAddress(i, j),
+            },
         })?;
+    }
+    // A used mark's endpoints belong to its service alone (checked once both are known).
+    for s in &rules.services {
+        if let ServiceAddr::Fwmark(n) = s.addr {
+            for e in rules.mark(n).into_iter().flat_map(Mark::endpoints) {
+                if let Some(&j) = seen.get(&e) {
+                    return Err(Refusal {
+                        error: endpoint_taken(&e, n),
+                        place: Place::Service(j, ServiceField::Port),
+                    });
+                }
+            }
+        }
     }
     for (name, v) in [
         ("tcp", rules.timeouts.tcp),
@@ -260,9 +455,47 @@ pub fn check_rule_set(rules: &RuleSet) -> Result<(), ErrorBody> {
     ] {
         if let Some(v) = v {
             if v == 0 || v > MAX_TIMEOUT {
-                return Err(invalid(format!(
-                    "timeout {name} must be 1 to {MAX_TIMEOUT} seconds"
-                )));
+                return Err(Refusal {
+                    error: invalid(format!("timeout {name} must be 1 to {MAX_TIMEOUT} seconds")),
+                    place: Place::Timeout(name),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn endpoint_taken(endpoint: &ServiceAddr, mark: u32) -> ErrorBody {
+    invalid(format!(
+        "{endpoint} belongs to firewall mark {mark}, which has a service: one endpoint, one service"
+    ))
+}
+
+/// The services at the endpoints of `addr`'s mark, or the fwmark services whose marks cover
+/// `addr`: one endpoint leads to one service.
+fn check_endpoints(rules: &RuleSet, addr: &ServiceAddr) -> Result<(), (ErrorBody, ServiceField)> {
+    match *addr {
+        ServiceAddr::Inet {
+            protocol,
+            vip,
+            port,
+        } => {
+            for m in rules.marks.iter().filter(|m| m.covers(protocol, vip, port)) {
+                if rules.service(&ServiceAddr::Fwmark(m.mark)).is_some() {
+                    return Err((endpoint_taken(addr, m.mark), ServiceField::Port));
+                }
+            }
+        }
+        ServiceAddr::Fwmark(n) => {
+            for e in rules.mark(n).into_iter().flat_map(Mark::endpoints) {
+                if rules.service(&e).is_some() {
+                    return Err((
+                        invalid(format!(
+                            "{e} is a service of its own: firewall mark {n} cannot take it"
+                        )),
+                        ServiceField::Mark,
+                    ));
+                }
             }
         }
     }
@@ -273,7 +506,64 @@ fn is_unicast(a: Ipv4Addr) -> bool {
     !(a.is_unspecified() || a.is_multicast() || a.is_broadcast())
 }
 
-fn check_attrs(attrs: &ServiceAttrs) -> Result<(), ErrorBody> {
+/// The endpoints of firewall marks, with the mark each belongs to.
+type Endpoints = HashMap<(Protocol, Ipv4Addr, u16), u32>;
+
+fn endpoints_of(marks: &[Mark]) -> Endpoints {
+    marks
+        .iter()
+        .flat_map(|m| m.ports.0.iter().map(|&p| ((m.protocol, m.vip, p), m.mark)))
+        .collect()
+}
+
+/// A mark's own values, and its endpoints against those `taken` by other marks.
+fn check_mark(mark: &Mark, taken: &Endpoints) -> Result<(), (ErrorBody, MarkField)> {
+    if mark.mark == 0 {
+        return Err((
+            invalid("invalid fwmark value `0' specified (1 to 4294967295)"),
+            MarkField::Mark,
+        ));
+    }
+    if !is_unicast(mark.vip) {
+        return Err((
+            invalid(format!("{} is not a unicast virtual address", mark.vip)),
+            MarkField::Vip,
+        ));
+    }
+    if mark.ports.0.is_empty() {
+        return Err((
+            invalid(format!("firewall mark {} lists no port", mark.mark)),
+            MarkField::Ports,
+        ));
+    }
+    let mut own = HashSet::with_capacity(mark.ports.0.len());
+    for (k, &port) in mark.ports.0.iter().enumerate() {
+        if port == 0 {
+            return Err((
+                invalid("a firewall mark's ports must be 1 to 65535"),
+                MarkField::Port(k),
+            ));
+        }
+        let holder = if !own.insert(port) {
+            Some(mark.mark)
+        } else {
+            taken.get(&(mark.protocol, mark.vip, port)).copied()
+        };
+        if let Some(other) = holder {
+            return Err((
+                invalid(format!(
+                    "{}/{}:{port} is already in firewall mark {other}",
+                    mark.protocol.name(),
+                    mark.vip
+                )),
+                MarkField::Port(k),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_attrs(attrs: &ServiceAttrs) -> Result<(), (ErrorBody, ServiceField)> {
     match attrs.addr {
         ServiceAddr::Inet {
             protocol,
@@ -281,80 +571,148 @@ fn check_attrs(attrs: &ServiceAttrs) -> Result<(), ErrorBody> {
             port,
         } => {
             if !is_unicast(vip) {
-                return Err(invalid(format!("{vip} is not a unicast virtual address")));
-            }
-            if port == 0 && attrs.persistence.is_none() {
-                return Err(invalid(
-                    "Zero port specified for no-match and non-persistent service",
+                return Err((
+                    invalid(format!("{vip} is not a unicast virtual address")),
+                    ServiceField::Addr,
                 ));
             }
-            if attrs.one_packet && protocol != crate::model::Protocol::Udp {
-                return Err(invalid(
-                    "One-Packet Scheduling is only for UDP virtual services",
+            if port == 0 && attrs.persistence.is_none() {
+                return Err((
+                    invalid("Zero port specified for no-match and non-persistent service"),
+                    ServiceField::Port,
+                ));
+            }
+            if attrs.one_packet && protocol != Protocol::Udp {
+                return Err((
+                    invalid("One-Packet Scheduling is only for UDP virtual services"),
+                    ServiceField::OnePacket,
                 ));
             }
         }
-        ServiceAddr::Fwmark(0) => return Err(invalid("invalid fwmark value `0' specified")),
+        ServiceAddr::Fwmark(0) => {
+            return Err((
+                invalid("invalid fwmark value `0' specified"),
+                ServiceField::Mark,
+            ))
+        }
         ServiceAddr::Fwmark(_) => {}
     }
     if let Some(p) = attrs.persistence {
         if p.timeout == 0 || p.timeout > MAX_TIMEOUT {
-            return Err(invalid(format!(
-                "invalid timeout value `{}' specified",
-                p.timeout
-            )));
+            return Err((
+                invalid(format!(
+                    "invalid timeout value `{}' specified (1 to {MAX_TIMEOUT} seconds)",
+                    p.timeout
+                )),
+                ServiceField::PersistenceTimeout,
+            ));
         }
         let mask = u32::from(p.netmask);
         if mask.leading_ones() + mask.trailing_zeros() != 32 {
-            return Err(invalid("illegal virtual server persistent mask specified"));
+            return Err((
+                invalid("illegal virtual server persistent mask specified"),
+                ServiceField::PersistenceNetmask,
+            ));
         }
     }
     Ok(())
 }
 
-fn check_service(service: &Service) -> Result<(), ErrorBody> {
-    check_attrs(&ServiceAttrs::of(service))?;
+/// Where inside one service a refusal points.
+enum Within {
+    Service(ServiceField),
+    Real(usize, RealField),
+    LocalAddress(usize),
+}
+
+fn check_service(service: &Service, marks: &[Mark]) -> Result<(), (ErrorBody, Within)> {
+    check_attrs(&ServiceAttrs::of(service)).map_err(|(e, f)| (e, Within::Service(f)))?;
+    if let ServiceAddr::Fwmark(n) = service.addr {
+        if !marks.iter().any(|m| m.mark == n) {
+            return Err((
+                invalid(format!(
+                    "firewall mark {n} is not defined: define it first (fnatctl mark add {n} PROTO VIP PORTS)"
+                )),
+                Within::Service(ServiceField::Mark),
+            ));
+        }
+    }
     let mut reals = HashSet::new();
-    for r in &service.reals {
-        check_real(&service.addr, r)?;
+    for (j, r) in service.reals.iter().enumerate() {
+        check_real(&service.addr, r).map_err(|(e, f)| (e, Within::Real(j, f)))?;
         if !reals.insert(r.key()) {
-            return Err(error(
-                ErrorKind::DestinationExists,
-                format!("Destination already exists: {} is listed twice", r.key()),
+            return Err((
+                error(
+                    ErrorKind::DestinationExists,
+                    format!("Destination already exists: {} is listed twice", r.key()),
+                ),
+                Within::Real(j, RealField::Addr),
             ));
         }
     }
     let mut lips = HashSet::new();
-    for l in &service.local_addresses {
-        check_laddr(l)?;
+    for (j, l) in service.local_addresses.iter().enumerate() {
+        check_laddr(l).map_err(|e| (e, Within::LocalAddress(j)))?;
         if !lips.insert(l.addr) {
-            return Err(error(
-                ErrorKind::LaddrExists,
-                format!("Local address {} already exists", l.addr),
+            return Err((
+                error(
+                    ErrorKind::LaddrExists,
+                    format!("Local address {} already exists", l.addr),
+                ),
+                Within::LocalAddress(j),
             ));
         }
     }
     Ok(())
 }
 
-fn check_real(service: &ServiceAddr, real: &Real) -> Result<(), ErrorBody> {
+fn check_real(service: &ServiceAddr, real: &Real) -> Result<(), (ErrorBody, RealField)> {
     if !is_unicast(real.addr) {
-        return Err(invalid(format!(
-            "{} is not a unicast real server address",
-            real.addr
-        )));
+        return Err((
+            invalid(format!(
+                "{} is not a unicast real server address",
+                real.addr
+            )),
+            RealField::Addr,
+        ));
     }
+    // Port 0 (the port the client asked for) only where the service has no port of its own.
     if real.port == 0 && service.port() != 0 {
-        return Err(invalid("real server port must be 1 to 65535"));
+        return Err((
+            invalid("real server port must be 1 to 65535 (0 only for port-0 and fwmark services)"),
+            RealField::Port,
+        ));
     }
     if real.weight > MAX_WEIGHT {
-        return Err(invalid("illegal weight specified"));
+        return Err((
+            invalid(format!("illegal weight specified (0 to {MAX_WEIGHT})")),
+            RealField::Weight,
+        ));
     }
     if real.upper_threshold > MAX_THRESHOLD {
-        return Err(invalid("illegal u_threshold specified"));
+        return Err((
+            invalid(format!(
+                "illegal u_threshold specified (0 to {MAX_THRESHOLD})"
+            )),
+            RealField::UpperThreshold,
+        ));
     }
     if real.lower_threshold > MAX_THRESHOLD {
-        return Err(invalid("illegal l_threshold specified"));
+        return Err((
+            invalid(format!(
+                "illegal l_threshold specified (0 to {MAX_THRESHOLD})"
+            )),
+            RealField::LowerThreshold,
+        ));
+    }
+    if real.upper_threshold != 0 && real.lower_threshold > real.upper_threshold {
+        return Err((
+            invalid(format!(
+                "lower threshold {} is above the upper threshold {}",
+                real.lower_threshold, real.upper_threshold
+            )),
+            RealField::LowerThreshold,
+        ));
     }
     Ok(())
 }
@@ -453,7 +811,7 @@ mod tests {
             },
             Change::RealAdd {
                 service: vip(),
-                real: Real::new(Ipv4Addr::new(192, 168, 1, 1), 80, 70000),
+                real: Real::new(Ipv4Addr::new(192, 168, 1, 1), 80, MAX_WEIGHT + 1),
             },
         ];
         let e = apply_all(&mut rules, &changes).unwrap_err();
@@ -491,6 +849,78 @@ mod tests {
         );
         ops.one_packet = true;
         assert!(apply(&mut rules, &Change::ServiceAdd { service: ops }).is_err());
+    }
+
+    fn mark(n: u32, ports: &str) -> Mark {
+        Mark::from_words(&n.to_string(), "tcp", "10.0.0.1", ports).unwrap()
+    }
+
+    /// One endpoint leads to one service: a mark's ports stay out of other marks, a used
+    /// mark's endpoints out of inet services (both ways), and a used mark cannot go.
+    #[test]
+    fn marks_keep_one_endpoint_one_service() {
+        let mut rules = RuleSet::default();
+        let add = |m: Mark| Change::MarkAdd { mark: m };
+        apply(&mut rules, &add(mark(7, "80,443"))).unwrap();
+        let e = apply(&mut rules, &add(mark(7, "81"))).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::MarkExists);
+        let e = apply(&mut rules, &add(mark(8, "8000-8100,443"))).unwrap_err();
+        assert!(e.message.contains("already in firewall mark 7"), "{e}");
+        assert!(apply(&mut rules, &add(mark(9, "81,81"))).is_err());
+        assert!(apply(&mut rules, &add(mark(9, "0"))).is_err());
+        assert!(apply(&mut rules, &add(mark(0, "81"))).is_err());
+        // The mark has no service yet: an inet service may take its endpoint...
+        let inet = Service::new(vip(), Scheduler::Rr);
+        apply(&mut rules, &Change::ServiceAdd { service: inet }).unwrap();
+        // ...and then the mark can have none.
+        let fw = Service::new(ServiceAddr::Fwmark(7), Scheduler::Rr);
+        let e = apply(
+            &mut rules,
+            &Change::ServiceAdd {
+                service: fw.clone(),
+            },
+        )
+        .unwrap_err();
+        assert!(e.message.contains("is a service of its own"), "{e}");
+        apply(&mut rules, &Change::ServiceDel { service: vip() }).unwrap();
+        apply(&mut rules, &Change::ServiceAdd { service: fw }).unwrap();
+        let e = apply(
+            &mut rules,
+            &Change::ServiceAdd {
+                service: Service::new(vip(), Scheduler::Rr),
+            },
+        )
+        .unwrap_err();
+        assert!(e.message.contains("belongs to firewall mark 7"), "{e}");
+        let e = apply(&mut rules, &Change::MarkDel { mark: 7 }).unwrap_err();
+        assert!(e.message.contains("in use by service fwmark/7"), "{e}");
+        assert_eq!(
+            apply(&mut rules, &Change::MarkDel { mark: 5 })
+                .unwrap_err()
+                .kind,
+            ErrorKind::NoSuchMark
+        );
+        // A whole rule set says the same, and where.
+        let mut whole = rules.clone();
+        whole.services.push(Service::new(vip(), Scheduler::Rr));
+        let r = check_rule_set(&whole).unwrap_err();
+        assert_eq!(r.place, Place::Service(1, ServiceField::Port));
+        let mut whole = rules.clone();
+        whole.marks.push(mark(8, "22,443"));
+        let r = check_rule_set(&whole).unwrap_err();
+        assert_eq!(r.place, Place::Mark(1, MarkField::Port(1)));
+        // Real servers on port 0 belong to services without a port of their own.
+        let real0 = Real::new(Ipv4Addr::new(192, 168, 1, 1), 0, MAX_WEIGHT);
+        apply(
+            &mut rules,
+            &Change::RealAdd {
+                service: ServiceAddr::Fwmark(7),
+                real: real0,
+            },
+        )
+        .unwrap();
+        apply(&mut rules, &Change::Flush).unwrap();
+        assert_eq!(rules, RuleSet::default(), "flush removes marks too");
     }
 
     #[test]

@@ -324,8 +324,10 @@ impl ForwardMethod {
     }
 }
 
-/// Largest weight ipvsadm accepts.
-pub const MAX_WEIGHT: u32 = 65535;
+/// Largest weight: the kernel's (INT_MAX). ipvsadm's own parser stops at 65535; fnat takes
+/// the kernel's range on every path (config, control protocol, ipvsadm `-w`, `-R`, state
+/// file), so that whatever one path accepts, every other one reads back.
+pub const MAX_WEIGHT: u32 = i32::MAX as u32;
 /// Largest connection threshold ipvsadm accepts (INT_MAX).
 pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
 
@@ -391,6 +393,10 @@ pub struct Service {
     /// `-o`: one-packet scheduling (UDP).
     #[serde(default, skip_serializing_if = "is_false")]
     pub one_packet: bool,
+    /// End a real server's sessions when it is removed (IPVS's `expire_nodest_conn`),
+    /// instead of letting them run until they expire.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub expire_on_removal: bool,
     #[serde(default)]
     pub reals: Vec<Real>,
     #[serde(default)]
@@ -413,6 +419,7 @@ impl Service {
             sched_flags: SchedFlags::default(),
             persistence: None,
             one_packet: false,
+            expire_on_removal: false,
             reals: Vec::new(),
             local_addresses: Vec::new(),
         }
@@ -449,17 +456,133 @@ pub struct IpvsTimeouts {
     pub udp: u32,
 }
 
+/// The ports of a firewall mark, in the order given, without repeats. Written as ipvsadm-style
+/// text: `80,443,8000-8100` (a rising run of consecutive ports is written as a range).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct PortList(pub Vec<u16>);
+
+impl fmt::Display for PortList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut i = 0;
+        let ports = &self.0;
+        while i < ports.len() {
+            let mut j = i;
+            while j + 1 < ports.len() && ports[j] != u16::MAX && ports[j + 1] == ports[j] + 1 {
+                j += 1;
+            }
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if j > i {
+                write!(f, "{}-{}", ports[i], ports[j])?;
+            } else {
+                write!(f, "{}", ports[i])?;
+            }
+            i = j + 1;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for PortList {
+    type Err = String;
+    /// `80,443,8000-8100`. Zero and repeats are left to the validator (they name the port).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            |part: &str| format!("'{part}' is not a port or a range of ports (80, 8000-8100)");
+        let mut ports = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim();
+            let number = |t: &str| t.trim().parse::<u16>().map_err(|_| bad(part));
+            match part.split_once('-') {
+                Some((lo, hi)) => {
+                    let (lo, hi) = (number(lo)?, number(hi)?);
+                    if lo > hi {
+                        return Err(bad(part));
+                    }
+                    ports.extend(lo..=hi);
+                }
+                None => ports.push(number(part)?),
+            }
+            // More can only repeat a port: refuse before a long text grows a huge list.
+            if ports.len() > usize::from(u16::MAX) {
+                return Err(format!("'{s}' lists more than {} ports", u16::MAX));
+            }
+        }
+        Ok(PortList(ports))
+    }
+}
+
+impl From<PortList> for String {
+    fn from(p: PortList) -> String {
+        p.to_string()
+    }
+}
+
+impl TryFrom<String> for PortList {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// A firewall mark: the VIP:ports of one protocol that lead to the service `fwmark/MARK`
+/// (what `iptables -t mangle … -j MARK --set-mark MARK` says to LVS). In config files a
+/// `[[port_group]]`; at run time `fnatctl mark add`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mark {
+    pub mark: u32,
+    pub protocol: Protocol,
+    pub vip: Ipv4Addr,
+    pub ports: PortList,
+    /// A label (the config's port-group name); nothing depends on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Mark {
+    /// `MARK PROTO VIP PORTS` as `fnatctl mark add` and ipvsadm's `--add-mark` take them
+    /// (`66 tcp 198.18.0.100 80,443`); value checks are the validator's.
+    pub fn from_words(mark: &str, protocol: &str, vip: &str, ports: &str) -> Result<Mark, String> {
+        let number = mark
+            .parse::<u32>()
+            .map_err(|_| format!("invalid fwmark value `{mark}' specified"))?;
+        let protocol = match protocol {
+            "tcp" | "TCP" => Protocol::Tcp,
+            "udp" | "UDP" => Protocol::Udp,
+            other => return Err(format!("'{other}' is not one of: tcp, udp")),
+        };
+        let vip = vip
+            .parse::<Ipv4Addr>()
+            .map_err(|_| format!("'{vip}' is not an IPv4 address"))?;
+        Ok(Mark {
+            mark: number,
+            protocol,
+            vip,
+            ports: ports.parse()?,
+            name: None,
+        })
+    }
+}
+
 /// Everything the operator configured: what `save` writes and `restore` reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSet {
     #[serde(default, skip_serializing_if = "TimeoutOverrides::is_empty")]
     pub timeouts: TimeoutOverrides,
+    #[serde(default, rename = "mark", skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
     #[serde(default, rename = "service")]
     pub services: Vec<Service>,
 }
 
 impl RuleSet {
+    pub fn mark(&self, mark: u32) -> Option<&Mark> {
+        self.marks.iter().find(|m| m.mark == mark)
+    }
     pub fn service(&self, addr: &ServiceAddr) -> Option<&Service> {
         self.services.iter().find(|s| s.addr == *addr)
     }
@@ -485,6 +608,24 @@ mod tests {
         assert!("sctp/10.0.0.1:80".parse::<ServiceAddr>().is_err());
         assert!("tcp/10.0.0.300:80".parse::<ServiceAddr>().is_err());
         assert!("fwmark/x".parse::<ServiceAddr>().is_err());
+    }
+
+    #[test]
+    fn port_lists_write_runs_as_ranges_and_read_back() {
+        for (text, ports) in [
+            ("80,443", vec![80, 443]),
+            ("8000-8003", vec![8000, 8001, 8002, 8003]),
+            ("443,80-81,65535", vec![443, 80, 81, 65535]),
+            ("65534-65535,1", vec![65534, 65535, 1]),
+        ] {
+            let list: PortList = text.parse().unwrap();
+            assert_eq!(list.0, ports);
+            assert_eq!(list.to_string(), text);
+        }
+        assert_eq!("80, 81".parse::<PortList>().unwrap().to_string(), "80-81");
+        for bad in ["", "x", "90-80", "70000", "1-2-3", "1-65535,1"] {
+            assert!(bad.parse::<PortList>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum ErrorKind {
     NoSuchDestination,
     LaddrExists,
     NoSuchLaddr,
+    MarkExists,
+    NoSuchMark,
     /// The daemon could not finish (publish not acknowledged, state file not written).
     Internal,
 }
@@ -121,7 +123,7 @@ fn bad(message: impl Into<String>) -> ErrorBody {
 const UNIT_OPS: [&str; 4] = ["status", "timeout_get", "flush", "reload"];
 
 /// Names of the ops that are single changes.
-const CHANGE_OPS: [&str; 11] = [
+const CHANGE_OPS: [&str; 13] = [
     "service_add",
     "service_edit",
     "service_del",
@@ -130,6 +132,8 @@ const CHANGE_OPS: [&str; 11] = [
     "real_del",
     "laddr_add",
     "laddr_del",
+    "mark_add",
+    "mark_del",
     "flush",
     "timeout_set",
     "replace",

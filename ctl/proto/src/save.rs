@@ -23,7 +23,7 @@ pub fn to_toml(rules: &RuleSet) -> Result<String, String> {
 /// Reads and checks a rule set written by [`to_toml`] (or by hand).
 pub fn from_toml(text: &str) -> Result<RuleSet, String> {
     let rules: RuleSet = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
-    check_rule_set(&rules).map_err(|e| e.message)?;
+    check_rule_set(&rules).map_err(|e| e.error.message)?;
     Ok(rules)
 }
 
@@ -45,6 +45,7 @@ mod tests {
             netmask: Ipv4Addr::new(255, 255, 255, 0),
         });
         s.one_packet = true;
+        s.expire_on_removal = true;
         let mut r = Real::new(Ipv4Addr::new(192, 168, 0, 2), 5353, 7);
         r.upper_threshold = 100;
         r.lower_threshold = 10;
@@ -59,6 +60,13 @@ mod tests {
                 tcp_fin: None,
                 udp: Some(30),
             },
+            marks: vec![Mark {
+                mark: 4,
+                protocol: Protocol::Udp,
+                vip: Ipv4Addr::new(10, 0, 0, 2),
+                ports: PortList(vec![53, 5353, 5354]),
+                name: Some("dns".into()),
+            }],
             services: vec![s, Service::new(ServiceAddr::Fwmark(4), Scheduler::Lblcr)],
         };
         let text = to_toml(&rules).unwrap();

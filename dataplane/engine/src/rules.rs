@@ -152,16 +152,6 @@ impl SchedFlags {
     pub const fn port(self) -> bool {
         self.0 & Self::PORT != 0
     }
-
-    /// Parses one flag name as ipvsadm spells it (`sh-fallback`, `mh-port`, `flag-3`, ...).
-    pub fn bit_of(name: &str) -> Option<u8> {
-        match name {
-            "flag-1" | "sh-fallback" | "mh-fallback" => Some(Self::FLAG_1),
-            "flag-2" | "sh-port" | "mh-port" => Some(Self::FLAG_2),
-            "flag-3" => Some(Self::FLAG_3),
-            _ => None,
-        }
-    }
 }
 
 /// Default persistence timeout (ipvsadm `-p` without a value), seconds.

@@ -101,8 +101,11 @@ pub struct AppConfig {
     pub dataplane: DataplaneSettings,
     pub ports: Vec<PortSpec>,
     pub control: ControlSettings,
-    /// The first rules snapshot; port MACs are filled in by the driver once ports are up.
+    /// The first rules snapshot, compiled from `rule_set`; port MACs are filled in by the
+    /// driver once ports are up.
     pub rules: Rules,
+    /// The services and firewall marks of the file, in the one rule model.
+    pub rule_set: fnat_proto::model::RuleSet,
 }
 
 impl AppConfig {

@@ -4,13 +4,13 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use fnat_engine::rules::{
-    Endpoint, Mode, Neighbour, Persistence, PortGroup, PortIndex, PortRule, Protocol, RealServer,
-    Route, Rules, SchedFlags, SchedulerKind, Service, ServiceOptions, Thresholds, Timeouts,
-    DEFAULT_PERSISTENCE_TIMEOUT,
+use fnat_engine::rules::{Mode, Neighbour, PortIndex, PortRule, Route, Rules, Timeouts};
+use fnat_proto::edit::{check_rule_set, MarkField, Place, RealField, ServiceField};
+use fnat_proto::model::{
+    LocalAddress, Mark, Persistence, PortList, Protocol, Real, RuleSet, SchedFlags, Scheduler,
+    Service, ServiceAddr, DEFAULT_PERSISTENCE,
 };
 
 use super::file::{ConfigFile, PortGroupSection, ServiceSection, TimeoutsSection};
@@ -58,8 +58,13 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         Mode::Passthrough { forward }
     };
 
-    let groups = port_groups(&file.port_groups)?;
-    let services = services(&file.services, &groups)?;
+    let rule_set = RuleSet {
+        timeouts: Default::default(),
+        marks: port_groups(&file.port_groups)?,
+        services: services(&file.services)?,
+    };
+    // The one validator every path shares; its refusals point at this file's keys.
+    check_rule_set(&rule_set).map_err(|r| invalid(key_of(&file, r.place), r.error.message))?;
     let mut routes = Vec::with_capacity(file.routes.len());
     for (i, r) in file.routes.iter().enumerate() {
         let key = |field: &str| format!("route[{i}].{field}");
@@ -116,7 +121,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         }
     };
 
-    let rules = Rules {
+    let base = Rules {
         generation: 1,
         ports: ports
             .iter()
@@ -127,7 +132,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
             })
             .collect(),
         mode,
-        services,
+        services: Vec::new(),
         routes,
         neighbours,
         timeouts: timeouts(&file.timeouts)?,
@@ -137,6 +142,8 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         drop_ip_options,
         expire_quiescent_template: file.session.expire_quiescent_template.unwrap_or(false),
     };
+    let (rules, _) = crate::control::compile_fresh(&base, &base.timeouts, &rule_set)
+        .map_err(|e| invalid("service", e.message))?;
     Ok(AppConfig {
         path: path.to_path_buf(),
         eal,
@@ -144,6 +151,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         ports,
         control: control(&file)?,
         rules,
+        rule_set,
     })
 }
 
@@ -324,11 +332,51 @@ fn protocol(text: &str, key: String) -> Result<Protocol, Invalid> {
     }
 }
 
-/// The `[[port_group]]` tables, by mark.
-fn port_groups(sections: &[PortGroupSection]) -> Result<HashMap<u32, PortGroup>, Invalid> {
-    let mut out: HashMap<u32, PortGroup> = HashMap::new();
+/// The config key a refusal of the rule validator points at.
+fn key_of(file: &ConfigFile, place: Place) -> String {
+    let service = |i: usize| format!("service[{i}]");
+    match place {
+        Place::Timeout(name) => format!("timeouts.{name}"),
+        Place::Mark(i, f) => {
+            let field = match f {
+                MarkField::Mark => "mark".to_string(),
+                MarkField::Vip => "vip".to_string(),
+                MarkField::Ports => "ports".to_string(),
+                MarkField::Port(k) => format!("ports[{k}]"),
+            };
+            format!("port_group[{i}].{field}")
+        }
+        Place::Service(i, f) => {
+            let fwmark = file.services.get(i).is_some_and(|s| s.fwmark.is_some());
+            let field = match f {
+                ServiceField::Addr | ServiceField::Port | ServiceField::Mark if fwmark => "fwmark",
+                ServiceField::Addr => "vip",
+                ServiceField::Port | ServiceField::Mark => "port",
+                ServiceField::OnePacket => "protocol",
+                ServiceField::PersistenceTimeout => "persistence_timeout",
+                ServiceField::PersistenceNetmask => "persistence_netmask",
+            };
+            format!("{}.{field}", service(i))
+        }
+        Place::Real(i, j, f) => {
+            let field = match f {
+                RealField::Addr => "address",
+                RealField::Port => "port",
+                RealField::Weight => "weight",
+                RealField::UpperThreshold => "upper_threshold",
+                RealField::LowerThreshold => "lower_threshold",
+            };
+            format!("{}.real[{j}].{field}", service(i))
+        }
+        Place::LocalAddress(i, j) => format!("{}.local_addresses[{j}]", service(i)),
+    }
+}
+
+/// The `[[port_group]]` tables as firewall marks (their values are the validator's to check;
+/// names are the config's own).
+fn port_groups(sections: &[PortGroupSection]) -> Result<Vec<Mark>, Invalid> {
     let mut names = HashSet::new();
-    let mut endpoints = HashSet::new();
+    let mut out = Vec::with_capacity(sections.len());
     for (i, g) in sections.iter().enumerate() {
         let key = |field: &str| format!("port_group[{i}].{field}");
         if g.name.is_empty() {
@@ -340,81 +388,25 @@ fn port_groups(sections: &[PortGroupSection]) -> Result<HashMap<u32, PortGroup>,
                 format!("'{}' is defined twice", g.name),
             ));
         }
-        if g.mark == 0 {
-            return Err(invalid(key("mark"), "must be 1 to 4294967295"));
-        }
-        if out.contains_key(&g.mark) {
-            return Err(invalid(
-                key("mark"),
-                format!("mark {} is used by another port group", g.mark),
-            ));
-        }
-        let protocol = protocol(&g.protocol, key("protocol"))?;
-        let vip = values::ipv4(&g.vip).map_err(|e| invalid(key("vip"), e))?;
-        if g.ports.is_empty() {
-            return Err(invalid(key("ports"), "lists no port"));
-        }
-        let mut members = Vec::with_capacity(g.ports.len());
-        for (j, &port) in g.ports.iter().enumerate() {
-            let pkey = format!("port_group[{i}].ports[{j}]");
-            if port == 0 {
-                return Err(invalid(pkey, "must be 1 to 65535"));
-            }
-            if !endpoints.insert((vip, protocol, port)) {
-                return Err(invalid(
-                    pkey,
-                    format!("{vip}:{port} is already in a port group"),
-                ));
-            }
-            members.push(Endpoint {
-                vip,
-                protocol,
-                port,
-            });
-        }
-        out.insert(
-            g.mark,
-            PortGroup {
-                mark: g.mark,
-                name: g.name.clone(),
-                members,
-            },
-        );
+        out.push(Mark {
+            mark: g.mark,
+            protocol: protocol(&g.protocol, key("protocol"))?,
+            vip: values::ipv4(&g.vip).map_err(|e| invalid(key("vip"), e))?,
+            ports: PortList(g.ports.clone()),
+            name: Some(g.name.clone()),
+        });
     }
     Ok(out)
 }
 
-/// A netmask: contiguous ones from the top.
-fn netmask(text: &str) -> Result<Ipv4Addr, String> {
-    let m = values::ipv4(text)?;
-    let bits = u32::from(m);
-    if bits.leading_ones() + bits.trailing_zeros() != 32 {
-        return Err(format!("{m} is not a netmask"));
-    }
-    Ok(m)
-}
-
-/// Longest persistence timeout (as ipvsadm: 31 days).
-const MAX_PERSISTENCE_TIMEOUT: u32 = 31 * 24 * 3600;
-
-fn services(
-    sections: &[ServiceSection],
-    groups: &HashMap<u32, PortGroup>,
-) -> Result<Vec<Service>, Invalid> {
-    let mut seen = HashSet::new();
-    let mut marks = HashSet::new();
-    let mut next_real_id = 1u32;
+/// The `[[service]]` tables in the rule model: what only a config file can get wrong (its
+/// syntax, keys that exclude each other, a service without local addresses) is refused here;
+/// values are the validator's to check.
+fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
     let mut out = Vec::with_capacity(sections.len());
-    // Endpoints of the port groups used by services, to catch clashes with inet services.
-    let mut grouped: HashSet<(Ipv4Addr, Protocol, u16)> = HashSet::new();
-    for s in sections {
-        if let Some(g) = s.fwmark.and_then(|m| groups.get(&m)) {
-            grouped.extend(g.members.iter().map(|e| (e.vip, e.protocol, e.port)));
-        }
-    }
     for (i, s) in sections.iter().enumerate() {
         let key = |field: &str| format!("service[{i}].{field}");
-        let (vip, protocol, port, port_group) = match s.fwmark {
+        let addr = match s.fwmark {
             Some(mark) => {
                 for (field, given) in [
                     ("vip", s.vip.is_some()),
@@ -428,17 +420,7 @@ fn services(
                         ));
                     }
                 }
-                let group = groups.get(&mark).ok_or_else(|| {
-                    invalid(key("fwmark"), format!("no [[port_group]] has mark {mark}"))
-                })?;
-                if !marks.insert(mark) {
-                    return Err(invalid(
-                        key("fwmark"),
-                        format!("mark {mark} has another service"),
-                    ));
-                }
-                let first = group.members[0];
-                (first.vip, first.protocol, first.port, Some(group.clone()))
+                ServiceAddr::Fwmark(mark)
             }
             None => {
                 let missing = |field: &str| invalid(key(field), "missing (or give fwmark)");
@@ -449,24 +431,16 @@ fn services(
                     key("protocol"),
                 )?;
                 let port = s.port.ok_or_else(|| missing("port"))?;
-                if !seen.insert((vip, protocol, port)) {
-                    return Err(invalid(
-                        key("vip"),
-                        format!("service {vip}:{port} is defined twice"),
-                    ));
+                ServiceAddr::Inet {
+                    protocol,
+                    vip,
+                    port,
                 }
-                if grouped.contains(&(vip, protocol, port)) {
-                    return Err(invalid(
-                        key("port"),
-                        format!("{vip}:{port} belongs to a port group that has a service"),
-                    ));
-                }
-                (vip, protocol, port, None)
             }
         };
         let scheduler_name = s.scheduler.as_deref().unwrap_or("wlc");
-        let scheduler = SchedulerKind::from_name(scheduler_name).ok_or_else(|| {
-            let names: Vec<&str> = SchedulerKind::ALL.iter().map(|k| k.name()).collect();
+        let scheduler = scheduler_name.parse::<Scheduler>().map_err(|_| {
+            let names: Vec<&str> = Scheduler::ALL.iter().map(|k| k.name()).collect();
             invalid(
                 key("scheduler"),
                 format!("'{scheduler_name}' is not one of: {}", names.join(", ")),
@@ -474,7 +448,7 @@ fn services(
         })?;
         let mut flags = SchedFlags::default();
         for (j, f) in s.flags.iter().enumerate() {
-            let bit = SchedFlags::bit_of(f).ok_or_else(|| {
+            let bits = SchedFlags::parse_list(f).ok().filter(|_| !f.is_empty() && !f.contains(',')).ok_or_else(|| {
                 invalid(
                     format!("service[{i}].flags[{j}]"),
                     format!(
@@ -482,7 +456,7 @@ fn services(
                     ),
                 )
             })?;
-            flags.0 |= bit;
+            flags.0 |= bits.0;
         }
         let persistent = s.persistent.unwrap_or(false) || s.persistence_timeout.is_some();
         if s.persistent == Some(false) && s.persistence_timeout.is_some() {
@@ -492,20 +466,14 @@ fn services(
             ));
         }
         let persistence = if persistent {
-            let timeout_secs = s.persistence_timeout.unwrap_or(DEFAULT_PERSISTENCE_TIMEOUT);
-            if !(1..=MAX_PERSISTENCE_TIMEOUT).contains(&timeout_secs) {
-                return Err(invalid(
-                    key("persistence_timeout"),
-                    format!("must be 1 to {MAX_PERSISTENCE_TIMEOUT} seconds"),
-                ));
-            }
-            let netmask = match &s.persistence_netmask {
-                Some(m) => netmask(m).map_err(|e| invalid(key("persistence_netmask"), e))?,
-                None => Ipv4Addr::BROADCAST,
-            };
             Some(Persistence {
-                timeout_secs,
-                netmask,
+                timeout: s.persistence_timeout.unwrap_or(DEFAULT_PERSISTENCE),
+                netmask: match &s.persistence_netmask {
+                    Some(m) => {
+                        values::ipv4(m).map_err(|e| invalid(key("persistence_netmask"), e))?
+                    }
+                    None => Ipv4Addr::BROADCAST,
+                },
             })
         } else {
             if s.persistence_netmask.is_some() {
@@ -518,15 +486,9 @@ fn services(
         };
         let mut local_addresses = Vec::with_capacity(s.local_addresses.len());
         for (j, a) in s.local_addresses.iter().enumerate() {
-            let lip = values::ipv4(a)
+            let addr = values::ipv4(a)
                 .map_err(|e| invalid(format!("service[{i}].local_addresses[{j}]"), e))?;
-            if local_addresses.contains(&lip) {
-                return Err(invalid(
-                    format!("service[{i}].local_addresses[{j}]"),
-                    format!("{lip} is listed twice"),
-                ));
-            }
-            local_addresses.push(lip);
+            local_addresses.push(LocalAddress { addr, device: None });
         }
         if local_addresses.is_empty() {
             return Err(invalid(
@@ -536,49 +498,19 @@ fn services(
         }
         let mut reals = Vec::with_capacity(s.reals.len());
         for (j, r) in s.reals.iter().enumerate() {
-            let rkey = |field: &str| format!("service[{i}].real[{j}].{field}");
-            let addr = values::ipv4(&r.address).map_err(|e| invalid(rkey("address"), e))?;
-            let weight = r.weight.unwrap_or(1);
-            if weight > i32::MAX as u32 {
-                return Err(invalid(rkey("weight"), "must be 0 to 2147483647"));
-            }
-            let upper = r.upper_threshold.unwrap_or(0);
-            let lower = r.lower_threshold.unwrap_or(0);
-            if upper > i32::MAX as u32 {
-                return Err(invalid(rkey("upper_threshold"), "must be 0 to 2147483647"));
-            }
-            if lower > i32::MAX as u32 {
-                return Err(invalid(rkey("lower_threshold"), "must be 0 to 2147483647"));
-            }
-            if upper != 0 && lower > upper {
-                return Err(invalid(
-                    rkey("lower_threshold"),
-                    format!("{lower} is above the upper threshold {upper}"),
-                ));
-            }
-            if reals
-                .iter()
-                .any(|x: &RealServer| x.addr == addr && x.port == r.port)
-            {
-                return Err(invalid(
-                    rkey("address"),
-                    format!("{addr}:{} is listed twice", r.port),
-                ));
-            }
-            let mut real = RealServer::new(next_real_id, addr, r.port, weight);
-            real.thresholds = Thresholds { upper, lower };
+            let addr = values::ipv4(&r.address)
+                .map_err(|e| invalid(format!("service[{i}].real[{j}].address"), e))?;
+            let mut real = Real::new(addr, r.port, r.weight.unwrap_or(1));
+            real.upper_threshold = r.upper_threshold.unwrap_or(0);
+            real.lower_threshold = r.lower_threshold.unwrap_or(0);
             reals.push(real);
-            next_real_id += 1;
         }
-        let mut service = Service::new(i as u32 + 1, vip, protocol, port, scheduler);
+        let mut service = Service::new(addr, scheduler);
+        service.sched_flags = flags;
+        service.persistence = persistence;
+        service.expire_on_removal = s.expire_on_removal.unwrap_or(false);
         service.reals = reals;
         service.local_addresses = local_addresses;
-        service.options = ServiceOptions {
-            sched_flags: flags,
-            persistence,
-            port_group,
-            expire_on_removal: s.expire_on_removal.unwrap_or(false),
-        };
         out.push(service);
     }
     Ok(out)

@@ -3,13 +3,11 @@
 //! supports is decided in [`engine_scheduler`] and [`check_engine_support`] only.
 
 use fnat_engine::rules::{
-    Mode, Persistence as EnginePersistence, Protocol as EngineProtocol, RealServer, Rules,
-    SchedFlags as EngineSchedFlags, SchedulerKind, Service as EngineService, Thresholds, Timeouts,
+    Endpoint, Mode, Persistence as EnginePersistence, PortGroup, Protocol as EngineProtocol,
+    RealServer, Rules, SchedFlags as EngineSchedFlags, SchedulerKind, Service as EngineService,
+    Thresholds, Timeouts,
 };
-use fnat_proto::model::{
-    ForwardMethod, LocalAddress, Persistence, Protocol, Real, RuleSet, SchedFlags, Scheduler,
-    Service, ServiceAddr,
-};
+use fnat_proto::model::{ForwardMethod, Mark, Protocol, RuleSet, Scheduler, Service, ServiceAddr};
 use fnat_proto::msg::{ErrorBody, ErrorKind};
 
 use super::ids::IdBook;
@@ -29,11 +27,6 @@ pub fn engine_scheduler(s: Scheduler) -> Result<SchedulerKind, ErrorBody> {
 
 /// Everything else a service may ask for that the engine cannot do yet.
 fn check_engine_support(s: &Service) -> Result<(), ErrorBody> {
-    if let ServiceAddr::Fwmark(_) = s.addr {
-        return Err(unsupported(
-            "fwmark services are not supported by the engine yet".into(),
-        ));
-    }
     if s.one_packet {
         return Err(unsupported(format!(
             "{}: one-packet scheduling (-o) is not supported by the engine yet",
@@ -77,22 +70,63 @@ pub fn check_mode(base: &Rules, rules: &RuleSet) -> Result<(), ErrorBody> {
     Ok(())
 }
 
+fn engine_protocol(p: Protocol) -> EngineProtocol {
+    match p {
+        Protocol::Tcp => EngineProtocol::Tcp,
+        Protocol::Udp => EngineProtocol::Udp,
+    }
+}
+
 /// The engine's form of one service, with the ids of `ids` (which must have been assigned
-/// for it).
-pub fn compile_service(s: &Service, ids: &IdBook) -> Result<EngineService, ErrorBody> {
+/// for it) and, for a fwmark service, the endpoints of its mark in `marks`.
+pub fn compile_service(
+    s: &Service,
+    marks: &[Mark],
+    ids: &IdBook,
+) -> Result<EngineService, ErrorBody> {
     check_engine_support(s)?;
     let scheduler = engine_scheduler(s.scheduler)?;
     let internal = |what: &str| ErrorBody {
         kind: ErrorKind::Internal,
         message: format!("no engine id for {what}"),
     };
-    let ServiceAddr::Inet {
-        protocol,
-        vip,
-        port,
-    } = s.addr
-    else {
-        return Err(internal(&s.addr.to_string()));
+    let (vip, protocol, port, port_group) = match s.addr {
+        ServiceAddr::Inet {
+            protocol,
+            vip,
+            port,
+        } => (vip, engine_protocol(protocol), port, None),
+        ServiceAddr::Fwmark(n) => {
+            let mark = marks
+                .iter()
+                .find(|m| m.mark == n)
+                .ok_or_else(|| ErrorBody {
+                    kind: ErrorKind::Internal,
+                    message: format!("fwmark/{n} without its firewall mark"),
+                })?;
+            let protocol = engine_protocol(mark.protocol);
+            let members: Vec<Endpoint> = mark
+                .ports
+                .0
+                .iter()
+                .map(|&port| Endpoint {
+                    vip: mark.vip,
+                    protocol,
+                    port,
+                })
+                .collect();
+            // The engine labels a port-group service with its first member.
+            let first = *members.first().ok_or_else(|| ErrorBody {
+                kind: ErrorKind::Internal,
+                message: format!("firewall mark {n} has no port"),
+            })?;
+            let group = PortGroup {
+                mark: n,
+                name: mark.name.clone().unwrap_or_default(),
+                members,
+            };
+            (first.vip, protocol, first.port, Some(group))
+        }
     };
     let id = ids
         .service(&s.addr)
@@ -112,10 +146,6 @@ pub fn compile_service(s: &Service, ids: &IdBook) -> Result<EngineService, Error
             Ok(real)
         })
         .collect::<Result<Vec<_>, ErrorBody>>()?;
-    let protocol = match protocol {
-        Protocol::Tcp => EngineProtocol::Tcp,
-        Protocol::Udp => EngineProtocol::Udp,
-    };
     let mut service = EngineService::new(id, vip, protocol, port, scheduler);
     service.reals = reals;
     service.local_addresses = s.local_addresses.iter().map(|l| l.addr).collect();
@@ -124,6 +154,8 @@ pub fn compile_service(s: &Service, ids: &IdBook) -> Result<EngineService, Error
         timeout_secs: p.timeout,
         netmask: p.netmask,
     });
+    service.options.port_group = port_group;
+    service.options.expire_on_removal = s.expire_on_removal;
     Ok(service)
 }
 
@@ -151,10 +183,11 @@ pub fn snapshot(
     }
 }
 
-/// Builds the snapshot for `rules`: ports, routes, neighbours and session settings from `base`
-/// (the snapshot in force), timeouts from `base_timeouts` plus overrides, ids from `ids`
-/// (which must have been assigned for `rules`). The engine's services are `rules`' services,
-/// in the same order (the control plane relies on it to change them one at a time).
+/// The one compiler from the rule model to an engine snapshot: ports, routes, neighbours and
+/// session settings from `base` (the snapshot in force), timeouts from `base_timeouts` plus
+/// overrides, ids from `ids` (which must have been assigned for `rules`). The engine's
+/// services are `rules`' services, in the same order (the control plane relies on it to
+/// change them one at a time).
 pub fn compile(
     base: &Rules,
     base_timeouts: &Timeouts,
@@ -165,56 +198,29 @@ pub fn compile(
     let services = rules
         .services
         .iter()
-        .map(|s| compile_service(s, ids))
+        .map(|s| compile_service(s, &rules.marks, ids))
         .collect::<Result<Vec<_>, ErrorBody>>()?;
     Ok(snapshot(base, base_timeouts, rules, services))
 }
 
-/// The operator model of an engine snapshot (the config's services), with their ids.
-pub fn from_engine(rules: &Rules) -> (RuleSet, IdBook) {
+/// [`compile`] with ids given afresh (a config file, `--rules` before the workers start):
+/// the same ids the control plane gives the same rules when it starts from an empty book.
+pub fn compile_fresh(
+    base: &Rules,
+    base_timeouts: &Timeouts,
+    rules: &RuleSet,
+) -> Result<(Rules, IdBook), ErrorBody> {
     let mut ids = IdBook::default();
-    let mut set = RuleSet::default();
-    for s in &rules.services {
-        let addr = ServiceAddr::Inet {
-            protocol: match s.protocol {
-                EngineProtocol::Tcp => Protocol::Tcp,
-                EngineProtocol::Udp => Protocol::Udp,
-            },
-            vip: s.vip,
-            port: s.port,
-        };
-        ids.keep_service(addr, s.id);
-        let scheduler = s.scheduler.name().parse().unwrap_or(Scheduler::Wlc);
-        let mut service = Service::new(addr, scheduler);
-        service.sched_flags = SchedFlags(s.options.sched_flags.0);
-        service.persistence = s.options.persistence.map(|p| Persistence {
-            timeout: p.timeout_secs,
-            netmask: p.netmask,
-        });
-        for r in &s.reals {
-            let mut real = Real::new(r.addr, r.port, r.weight);
-            real.upper_threshold = r.thresholds.upper;
-            real.lower_threshold = r.thresholds.lower;
-            ids.keep_real(addr, real.key(), r.id);
-            service.reals.push(real);
-        }
-        service.local_addresses = s
-            .local_addresses
-            .iter()
-            .map(|a| LocalAddress {
-                addr: *a,
-                device: None,
-            })
-            .collect();
-        set.services.push(service);
-    }
-    (set, ids)
+    ids.assign(rules);
+    let compiled = compile(base, base_timeouts, rules, &ids)?;
+    Ok((compiled, ids))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use fnat_engine::rules::PortRule;
+    use fnat_proto::model::{LocalAddress, Persistence, PortList, Real, SchedFlags};
     use std::net::Ipv4Addr;
 
     fn base() -> Rules {
@@ -239,27 +245,27 @@ mod tests {
         );
         s.one_packet = true;
         set.services.push(s);
-        let mut ids = IdBook::default();
-        ids.assign(&set);
-        let e = compile(&base(), &Timeouts::default(), &set, &ids).unwrap_err();
+        let e = compile_fresh(&base(), &Timeouts::default(), &set).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unsupported);
         assert!(e
             .message
             .contains("one-packet scheduling (-o) is not supported by the engine yet"));
-        set.services[0] = Service::new(ServiceAddr::Fwmark(3), Scheduler::Rr);
-        ids.assign(&set);
-        let e = compile(&base(), &Timeouts::default(), &set, &ids).unwrap_err();
-        assert!(
-            e.message.contains("fwmark services are not supported"),
-            "{e:?}"
-        );
+        set.services[0].one_packet = false;
+        set.services[0].reals.push(Real {
+            forward: fnat_proto::model::ForwardMethod::Route,
+            ..Real::new(Ipv4Addr::new(10, 1, 0, 1), 53, 1)
+        });
+        let e = compile_fresh(&base(), &Timeouts::default(), &set).unwrap_err();
+        assert!(e.message.contains("forwarding mode Route"), "{e:?}");
         for s in Scheduler::ALL {
             assert_eq!(engine_scheduler(s).map(|k| k.name()), Ok(s.name()));
         }
     }
 
+    /// Every attribute of the model reaches the engine: an inet service and a fwmark service
+    /// whose mark's ports become the port group's members.
     #[test]
-    fn compile_and_back_keep_services_and_ids() {
+    fn every_attribute_reaches_the_engine() {
         let mut set = RuleSet::default();
         let mut s = Service::new(
             ServiceAddr::udp(Ipv4Addr::new(10, 0, 0, 1), 53),
@@ -272,24 +278,62 @@ mod tests {
         });
         let mut r = Real::new(Ipv4Addr::new(192, 168, 0, 1), 53, 4);
         r.upper_threshold = 10;
+        r.lower_threshold = 5;
         s.reals.push(r);
         s.local_addresses.push(LocalAddress {
             addr: Ipv4Addr::new(10, 1, 0, 1),
             device: None,
         });
         set.services.push(s);
+        set.marks.push(Mark {
+            mark: 7,
+            protocol: Protocol::Tcp,
+            vip: Ipv4Addr::new(10, 0, 0, 2),
+            ports: PortList(vec![443, 80]),
+            name: Some("web".into()),
+        });
+        let mut f = Service::new(ServiceAddr::Fwmark(7), Scheduler::Rr);
+        f.expire_on_removal = true;
+        f.reals
+            .push(Real::new(Ipv4Addr::new(192, 168, 0, 2), 0, 100_000));
+        set.services.push(f);
         set.timeouts.udp = Some(30);
-        let mut ids = IdBook::default();
-        ids.assign(&set);
-        let rules = compile(&base(), &Timeouts::default(), &set, &ids).unwrap();
+        let (rules, ids) = compile_fresh(&base(), &Timeouts::default(), &set).unwrap();
         assert_eq!(rules.timeouts.udp, 30);
-        assert_eq!(rules.services[0].reals[0].weight, 4);
-        let (back, back_ids) = from_engine(&rules);
-        assert_eq!(back.services, set.services);
+        let e = &rules.services[0];
+        assert_eq!(e.id, ids.service(&set.services[0].addr).unwrap());
         assert_eq!(
-            back_ids.service(&set.services[0].addr),
-            ids.service(&set.services[0].addr)
+            (e.vip, e.port, e.protocol),
+            (Ipv4Addr::new(10, 0, 0, 1), 53, EngineProtocol::Udp)
         );
+        assert_eq!(e.scheduler, SchedulerKind::Sh);
+        assert_eq!(e.options.sched_flags, EngineSchedFlags(2));
+        assert_eq!(
+            e.options.persistence,
+            Some(EnginePersistence {
+                timeout_secs: 60,
+                netmask: Ipv4Addr::new(255, 255, 255, 0)
+            })
+        );
+        assert_eq!(e.reals[0].weight, 4);
+        assert_eq!(
+            e.reals[0].thresholds,
+            Thresholds {
+                upper: 10,
+                lower: 5
+            }
+        );
+        assert_eq!(e.local_addresses, vec![Ipv4Addr::new(10, 1, 0, 1)]);
+        assert!(!e.options.expire_on_removal);
+        let g = &rules.services[1];
+        assert!(g.options.expire_on_removal);
+        assert_eq!((g.port, g.protocol), (443, EngineProtocol::Tcp));
+        let group = g.options.port_group.as_ref().unwrap();
+        assert_eq!((group.mark, group.name.as_str()), (7, "web"));
+        let ports: Vec<u16> = group.members.iter().map(|m| m.port).collect();
+        assert_eq!(ports, [443, 80]);
+        assert_eq!(g.reals[0].port, 0);
+        assert_eq!(g.reals[0].weight, 100_000);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
-pub use compile::engine_scheduler;
+pub use compile::{compile_fresh, engine_scheduler};
 pub use fnat_proto::stats::{ConnEntry, ConnFilter, ViewStats};
 
 use crate::config::AppConfig;
@@ -143,7 +143,11 @@ pub fn serve(
     view: Arc<dyn DataplaneView>,
 ) -> Result<ControlHandle, String> {
     let current = store.current();
-    let (mut rules, mut ids) = compile::from_engine(&current);
+    // The workers run `cfg.rules`, compiled from `cfg.rule_set` with ids given afresh: the
+    // same ids an empty book gives it here.
+    let mut rules = cfg.rule_set.clone();
+    let mut ids = ids::IdBook::default();
+    ids.assign(&rules);
     let base_timeouts = cfg.rules.timeouts;
     let mut state = None;
     if let Some(path) = &cfg.control.state_file {
@@ -209,18 +213,17 @@ pub fn apply_rules_file(cfg: &mut AppConfig, path: &Path) -> Result<(), String> 
     let text = std::fs::read_to_string(path).map_err(|e| format!("rules file {shown}: {e}"))?;
     let changes = fnat_proto::ipvsadm::rules_file::parse_rules(&text)
         .map_err(|e| format!("rules file {shown}: {e}"))?;
-    let (rules, mut ids) = compile::from_engine(&cfg.rules);
     // Applied in place, one change at a time: a file of 100 000 `-a` lines costs what it
     // holds, not that times the number of services.
-    let mut model = model::Model::new(rules);
+    let mut model = model::Model::new(cfg.rule_set.clone());
     model
         .apply(&changes)
         .map_err(|e| format!("rules file {shown}: {}", e.message))?;
     let rules = model.into_rules();
-    ids.assign(&rules);
-    let compiled = compile::compile(&cfg.rules, &cfg.rules.timeouts, &rules, &ids)
+    let (compiled, _) = compile::compile_fresh(&cfg.rules, &cfg.rules.timeouts, &rules)
         .map_err(|e| format!("rules file {shown}: {}", e.message))?;
     cfg.rules = compiled;
+    cfg.rule_set = rules;
     Ok(())
 }
 

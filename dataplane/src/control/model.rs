@@ -4,13 +4,14 @@
 //! the whole rule set holds.
 //!
 //! Every check stays `fnat_proto::edit::apply`'s: a change that names one service is applied
-//! to a rule set holding only that service (what `apply` reads of it), and the result spliced
-//! back. `restore`, `flush` and `--set` work on the whole set as before.
+//! to a rule set holding that service, the firewall marks and the few services `apply` reads
+//! besides ([`Change::reads`]), and the service spliced back. Mark changes work on the marks;
+//! `restore`, `flush` and `--set` on the whole set.
 
 use std::collections::{HashMap, HashSet};
 
 use fnat_proto::edit::{apply, Change};
-use fnat_proto::model::{RuleSet, Service, ServiceAddr, TimeoutOverrides};
+use fnat_proto::model::{Mark, RuleSet, Service, ServiceAddr, TimeoutOverrides};
 use fnat_proto::msg::{ErrorBody, ErrorKind};
 
 /// A change to the list of services, as the engine's list must mirror it (same positions).
@@ -29,6 +30,7 @@ enum Undo {
     Removed { pos: usize, service: Service },
     Whole(RuleSet),
     Timeouts(TimeoutOverrides),
+    Marks(Vec<Mark>),
 }
 
 /// What a batch of changes did, and how to take it back.
@@ -57,21 +59,6 @@ pub struct Model {
     rules: RuleSet,
     /// Position of each service in `rules.services`.
     index: HashMap<ServiceAddr, usize>,
-}
-
-/// The one service a change names, if it names one.
-fn target(change: &Change) -> Option<ServiceAddr> {
-    match change {
-        Change::ServiceAdd { service } => Some(service.addr),
-        Change::ServiceEdit { service } => Some(service.addr),
-        Change::ServiceDel { service } => Some(*service),
-        Change::RealAdd { service, .. }
-        | Change::RealEdit { service, .. }
-        | Change::RealDel { service, .. }
-        | Change::LaddrAdd { service, .. }
-        | Change::LaddrDel { service, .. } => Some(*service),
-        Change::Flush | Change::TimeoutSet { .. } | Change::Replace { .. } => None,
-    }
 }
 
 fn internal(message: &str) -> ErrorBody {
@@ -130,10 +117,30 @@ impl Model {
         Ok(tx)
     }
 
+    /// Copies of the services at `addrs` that exist (what `apply` reads of them).
+    fn copies(&self, addrs: impl IntoIterator<Item = ServiceAddr>) -> Vec<Service> {
+        addrs
+            .into_iter()
+            .filter_map(|a| self.service(&a).cloned())
+            .collect()
+    }
+
     fn apply_one(&mut self, change: &Change, tx: &mut Tx) -> Result<(), ErrorBody> {
-        let Some(addr) = target(change) else {
+        if let Change::MarkAdd { .. } | Change::MarkDel { .. } = change {
             let mut work = RuleSet {
                 timeouts: self.rules.timeouts,
+                marks: self.rules.marks.clone(),
+                services: self.copies(change.reads(&self.rules.marks)),
+            };
+            apply(&mut work, change)?;
+            let before = std::mem::replace(&mut self.rules.marks, work.marks);
+            tx.undo.push(Undo::Marks(before));
+            return Ok(());
+        }
+        let Some(addr) = change.target() else {
+            let mut work = RuleSet {
+                timeouts: self.rules.timeouts,
+                marks: self.rules.marks.clone(),
                 services: Vec::new(),
             };
             apply(&mut work, change)?;
@@ -150,19 +157,33 @@ impl Model {
             return Ok(());
         };
         let pos = self.position(&addr);
+        let read = self.copies(
+            change
+                .reads(&self.rules.marks)
+                .into_iter()
+                .filter(|a| *a != addr),
+        );
+        let read_count = read.len();
         let mut work = RuleSet {
             timeouts: self.rules.timeouts,
+            marks: self.rules.marks.clone(),
             services: pos
                 .and_then(|p| self.rules.services.get(p))
                 .cloned()
                 .into_iter()
+                .chain(read)
                 .collect(),
         };
         apply(&mut work, change)?;
-        if work.services.len() > 1 || work.services.first().is_some_and(|s| s.addr != addr) {
+        let after = work
+            .services
+            .iter()
+            .position(|s| s.addr == addr)
+            .map(|i| work.services.remove(i));
+        if work.services.len() != read_count {
             return Err(internal("a change produced services it does not name"));
         }
-        match (pos, work.services.pop()) {
+        match (pos, after) {
             (Some(p), Some(s)) => {
                 let before = std::mem::replace(&mut self.rules.services[p], s);
                 tx.undo.push(Undo::Edited { pos: p, before });
@@ -214,6 +235,7 @@ impl Model {
                     self.reindex();
                 }
                 Undo::Timeouts(before) => self.rules.timeouts = before,
+                Undo::Marks(before) => self.rules.marks = before,
             }
         }
     }

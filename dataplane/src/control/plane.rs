@@ -191,7 +191,7 @@ impl Plane {
             let services = rules
                 .services
                 .iter()
-                .map(|s| compile_service(s, &self.ids))
+                .map(|s| compile_service(s, &rules.marks, &self.ids))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(snapshot(current, &self.base_timeouts, rules, services))
         };
@@ -209,7 +209,7 @@ impl Plane {
         for &i in named {
             edits.push(Edit::Set(
                 i,
-                compile_service(&rules.services[i], &self.ids)?,
+                compile_service(&rules.services[i], &rules.marks, &self.ids)?,
             ));
         }
         let mut next = self.builder.next(current, &edits);
@@ -279,7 +279,7 @@ impl Plane {
         let unchanged = "; the running rules are unchanged";
         let cfg = crate::config::AppConfig::load(&self.config_path)
             .map_err(|e| error(ErrorKind::Invalid, format!("config reload: {e}{unchanged}")))?;
-        let (rules, _) = super::compile::from_engine(&cfg.rules);
+        let rules = cfg.rule_set;
         let previous = std::mem::replace(&mut self.base_timeouts, cfg.rules.timeouts);
         let result = self.change(&[fnat_proto::edit::Change::Replace { rules }]);
         if let Err(e) = &result {
@@ -322,6 +322,7 @@ impl Plane {
         let rules = match only {
             Some(addr) => RuleSet {
                 timeouts: self.model.rules().timeouts,
+                marks: self.model.rules().marks.clone(),
                 services: vec![self
                     .model
                     .service(&addr)

@@ -125,7 +125,15 @@ fn a_change_is_published_and_a_rejected_one_changes_nothing() {
     assert_eq!(after_add.generation, applied.generation);
     assert_eq!(after_add.services[0].reals.len(), 2);
 
-    // Duplicate, unsupported scheduler, bad batch: each refused, nothing moves.
+    // Duplicate, unsupported forwarding, undefined mark, bad batch: each refused, nothing
+    // moves.
+    let route = Request::Change(Change::RealAdd {
+        service: vip(),
+        real: Real {
+            forward: fnat_proto::model::ForwardMethod::Route,
+            ..Real::new(Ipv4Addr::new(198, 19, 1, 12), 80, 1)
+        },
+    });
     let fwmark = Request::Change(Change::ServiceAdd {
         service: Service::new(ServiceAddr::Fwmark(5), Scheduler::Rr),
     });
@@ -139,7 +147,8 @@ fn a_change_is_published_and_a_rejected_one_changes_nothing() {
     });
     for (request, kind) in [
         (&add, ErrorKind::DestinationExists),
-        (&fwmark, ErrorKind::Unsupported),
+        (&route, ErrorKind::Unsupported),
+        (&fwmark, ErrorKind::Invalid),
         (&batch, ErrorKind::NoSuchService),
     ] {
         let e: ErrorBody = Response::decode::<Applied>(&ask(&cfg, request)).unwrap_err();
@@ -151,9 +160,11 @@ fn a_change_is_published_and_a_rejected_one_changes_nothing() {
         );
     }
     let e = Response::decode::<Applied>(&ask(&cfg, &fwmark)).unwrap_err();
-    assert!(e
-        .message
-        .contains("fwmark services are not supported by the engine yet"));
+    assert!(
+        e.message.contains("firewall mark 5 is not defined"),
+        "{}",
+        e.message
+    );
     handle.stop();
     assert!(!cfg.control.socket.exists(), "stop removes the socket");
 }
@@ -176,6 +187,7 @@ fn ids_are_stable_across_edits() {
             sched_flags: Default::default(),
             persistence: None,
             one_packet: false,
+            expire_on_removal: false,
         },
     });
     Response::decode::<Applied>(&ask(&cfg, &sched)).unwrap();

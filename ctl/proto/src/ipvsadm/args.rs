@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::edit::{Change, ServiceAttrs};
 use crate::model::{
-    ForwardMethod, LocalAddress, Persistence, Protocol, Real, SchedFlags, Scheduler, Service,
+    ForwardMethod, LocalAddress, Mark, Persistence, Protocol, Real, SchedFlags, Scheduler, Service,
     ServiceAddr, DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
 };
 
@@ -41,6 +41,8 @@ pub struct ServiceEdit {
     pub sched_flags: Option<SchedFlags>,
     pub persistence: Option<Persistence>,
     pub one_packet: bool,
+    /// `--expire-on-removal` (fnat): sets it; absent, the service keeps its own.
+    pub expire_on_removal: bool,
 }
 
 impl ServiceEdit {
@@ -57,6 +59,9 @@ impl ServiceEdit {
         }
         if self.one_packet {
             attrs.one_packet = true;
+        }
+        if self.expire_on_removal {
+            attrs.expire_on_removal = true;
         }
         attrs
     }
@@ -156,6 +161,8 @@ enum Cmd {
     AddLaddr,
     DelLaddr,
     GetLaddr,
+    AddMark,
+    DelMark,
     Help,
     Version,
 }
@@ -180,6 +187,8 @@ impl Cmd {
             Cmd::AddLaddr => "add-laddr",
             Cmd::DelLaddr => "del-laddr",
             Cmd::GetLaddr => "get-laddr",
+            Cmd::AddMark => "add-mark",
+            Cmd::DelMark => "del-mark",
             Cmd::Help => "help",
             Cmd::Version => "version",
         }
@@ -214,6 +223,7 @@ enum Opt {
     NoSort,
     Timeout,
     Ops,
+    ExpireOnRemoval,
     Laddr,
     Ifname,
     Daemon,
@@ -247,6 +257,7 @@ impl Opt {
             Opt::NoSort => "nosort",
             Opt::Timeout => "timeout",
             Opt::Ops => "ops",
+            Opt::ExpireOnRemoval => "expire-on-removal",
             Opt::Laddr => "laddr",
             Opt::Ifname => "ifname",
             Opt::Daemon => "daemon",
@@ -335,6 +346,8 @@ fn long(name: &str) -> Option<(Item, Value)> {
         "add-laddr" => (C(Cmd::AddLaddr), Value::None),
         "del-laddr" => (C(Cmd::DelLaddr), Value::None),
         "get-laddr" => (C(Cmd::GetLaddr), Value::None),
+        "add-mark" => (C(Cmd::AddMark), Value::None),
+        "del-mark" => (C(Cmd::DelMark), Value::None),
         "help" => (C(Cmd::Help), Value::None),
         "version" => (C(Cmd::Version), Value::None),
         "tcp-service" => (O(Opt::Tcp), Value::Required),
@@ -363,6 +376,7 @@ fn long(name: &str) -> Option<(Item, Value)> {
         "nosort" => (O(Opt::NoSort), Value::None),
         "timeout" => (O(Opt::Timeout), Value::None),
         "ops" => (O(Opt::Ops), Value::None),
+        "expire-on-removal" => (O(Opt::ExpireOnRemoval), Value::None),
         "laddr" => (O(Opt::Laddr), Value::Required),
         "ifname" => (O(Opt::Ifname), Value::Required),
         "daemon" => (O(Opt::Daemon), Value::None),
@@ -639,7 +653,16 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
     use Opt::*;
     match cmd {
         Cmd::Add | Cmd::Edit => &[
-            Tcp, Udp, Fwmark, Scheduler, Persistent, Netmask, SchedFlags, Ops, Ipv6,
+            Tcp,
+            Udp,
+            Fwmark,
+            Scheduler,
+            Persistent,
+            Netmask,
+            SchedFlags,
+            Ops,
+            ExpireOnRemoval,
+            Ipv6,
         ],
         Cmd::Del => &[Tcp, Udp, Fwmark, Ipv6],
         Cmd::AddDest | Cmd::EditDest => &[
@@ -669,7 +692,13 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
         Cmd::AddLaddr | Cmd::DelLaddr => &[Tcp, Udp, Fwmark, Laddr, Ifname, Ipv6],
         Cmd::GetLaddr => &[Tcp, Udp, Fwmark, Numeric, Ipv6],
         Cmd::StartDaemon | Cmd::StopDaemon => &[McastInterface, SyncId],
-        Cmd::Flush | Cmd::Set | Cmd::Restore | Cmd::Help | Cmd::Version => &[],
+        Cmd::Flush
+        | Cmd::Set
+        | Cmd::AddMark
+        | Cmd::DelMark
+        | Cmd::Restore
+        | Cmd::Help
+        | Cmd::Version => &[],
     }
 }
 
@@ -736,7 +765,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
     if given.has(Opt::Ipv6) {
         return Err(fail("IPv6 is not supported yet"));
     }
-    if cmd != Cmd::Set {
+    if !matches!(cmd, Cmd::Set | Cmd::AddMark | Cmd::DelMark) {
         if let Some(extra) = given.positional.first() {
             return Err(fail(format!("unexpected argument {extra}")));
         }
@@ -787,6 +816,20 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                 udp: t(&given.positional[2])?,
             })
         }
+        Cmd::AddMark => match given.positional.as_slice() {
+            [mark, protocol, vip, ports] => IpvsCommand::Change(Change::MarkAdd {
+                mark: Mark::from_words(mark, protocol, vip, ports).map_err(fail)?,
+            }),
+            _ => return Err(fail("--add-mark takes MARK PROTO VIP PORTS")),
+        },
+        Cmd::DelMark => match given.positional.as_slice() {
+            [mark] => IpvsCommand::Change(Change::MarkDel {
+                mark: mark
+                    .parse()
+                    .map_err(|_| fail(format!("invalid fwmark value `{mark}' specified")))?,
+            }),
+            _ => return Err(fail("--del-mark takes MARK")),
+        },
         Cmd::List => {
             let conflicting = (format.stats || format.rate || format.thresholds)
                 && (given.has(Opt::Connection)
@@ -876,6 +919,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                 service.sched_flags = sched_flags.unwrap_or_default();
                 service.persistence = persistence;
                 service.one_packet = given.has(Opt::Ops);
+                service.expire_on_removal = given.has(Opt::ExpireOnRemoval);
                 IpvsCommand::Change(Change::ServiceAdd { service })
             } else {
                 IpvsCommand::EditService(ServiceEdit {
@@ -884,6 +928,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                     sched_flags,
                     persistence,
                     one_packet: given.has(Opt::Ops),
+                    expire_on_removal: given.has(Opt::ExpireOnRemoval),
                 })
             }
         }
@@ -1058,7 +1103,7 @@ mod tests {
             "illegal real server address[:port] specified"
         );
         assert_eq!(
-            msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 70000"),
+            msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 2147483648"),
             "illegal weight specified"
         );
         assert_eq!(

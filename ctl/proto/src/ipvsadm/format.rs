@@ -426,9 +426,20 @@ pub fn connections(entries: &[ConnEntry], format: &ListFormat, names: &dyn Names
 /// fnat's `-b` takes a flags list as ipvsadm's does (bare, it is DPVS's full-NAT switch).
 /// Differences, so that `-R` restores everything: a flag-3 on sh/mh is written (ipvsadm
 /// writes an empty `-b `), reals add `-x`/`-y` when thresholds are set, and one `-P` line
-/// per local address follows each service.
+/// per local address follows each service. fnat's own lines: the firewall marks first
+/// (`--add-mark MARK PROTO VIP PORTS`, always numeric), and `--expire-on-removal` on `-A`.
 pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
     let mut out = String::new();
+    for m in &rules.marks {
+        let _ = writeln!(
+            out,
+            "--add-mark {} {} {} {}",
+            m.mark,
+            m.protocol.name(),
+            m.vip,
+            m.ports
+        );
+    }
     for s in ordered(rules.services.iter(), format.nosort) {
         let svc = service_switch(&s.addr, names, format.numeric);
         let _ = write!(out, "-A {svc} -s {}", s.scheduler);
@@ -440,6 +451,9 @@ pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
         }
         if s.one_packet {
             out.push_str(" -o");
+        }
+        if s.expire_on_removal {
+            out.push_str(" --expire-on-removal");
         }
         if !s.sched_flags.is_empty() {
             let _ = write!(out, " -b {}", s.sched_flags.render(s.scheduler));
@@ -548,6 +562,7 @@ mod tests {
         Listing {
             rules: RuleSet {
                 timeouts: TimeoutOverrides::default(),
+                marks: Vec::new(),
                 services: vec![u, s],
             },
             timeouts: None,

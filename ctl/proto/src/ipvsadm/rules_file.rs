@@ -48,6 +48,7 @@ mod tests {
     #[test]
     fn save_output_parses_back_to_the_same_rules() {
         let text = "# saved\n\
+--add-mark 7 tcp 10.0.0.3 80\n\
 ipvsadm -A -t 10.0.0.1:80 -s rr -p 60 -M 255.255.0.0\n\
 -a -t 10.0.0.1:80 -r 192.168.1.1:80 -b -w 2 -x 100 -y 10\n\
 -a -t 10.0.0.1:80 -r 192.168.1.2:8080 -b -w 0\n\
@@ -66,6 +67,28 @@ ipvsadm -A -t 10.0.0.1:80 -s rr -p 60 -M 255.255.0.0\n\
             .services
             .sort_by(|a, b| a.addr.ipvsadm_order(&b.addr));
         assert_eq!(again, sorted);
+    }
+
+    #[test]
+    fn marks_and_expire_on_removal_survive_save_and_restore() {
+        let text = "--add-mark 66 tcp 10.0.0.1 80,443,8000-8100\n\
+-A -f 66 -s rr -p 360 --expire-on-removal\n\
+-a -f 66 -r 192.168.0.10:0 -b -w 100000\n";
+        let mut rules = RuleSet::default();
+        apply_all(&mut rules, &parse_rules(text).unwrap()).unwrap();
+        assert_eq!(rules.marks[0].ports.0.len(), 103);
+        assert!(rules.services[0].expire_on_removal);
+        let saved = save(&rules, &ListFormat::default(), &Numeric);
+        assert_eq!(saved, text);
+        // Deleting the mark while its service lives is refused; after the service, it goes.
+        let e = apply_all(&mut rules, &parse_rules("--del-mark 66\n").unwrap()).unwrap_err();
+        assert!(e.message.contains("in use by service fwmark/66"), "{e}");
+        apply_all(
+            &mut rules,
+            &parse_rules("-D -f 66\n--del-mark 66\n").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(rules, RuleSet::default());
     }
 
     #[test]
