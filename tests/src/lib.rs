@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where the binaries and captures are, running a
 //! subprocess with a deadline, reading pcaps with an independent library (pcap-file).
 
+pub mod rule_sets;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

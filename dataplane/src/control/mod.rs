@@ -228,4 +228,6 @@ pub fn apply_rules_file(cfg: &mut AppConfig, path: &Path) -> Result<(), String> 
 }
 
 #[cfg(test)]
+mod roundtrip;
+#[cfg(test)]
 mod tests;
