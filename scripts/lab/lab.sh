@@ -8,7 +8,8 @@
 #                                                          LIP 198.19.0.10
 #                       bridge ${P}br joins ${P}gb and every server's ${P}bI
 #   server ns  ${P}sI : ${P}sI 198.19.1.(10+I)/24, route 198.19.0.0/24 via 198.19.1.1
-#                       http :80 and :8443 (a page naming the server), TCP echo :9000 (echo.py),
+#                       http :80, :443 and :8443 (a page naming the server; 443 is plain http,
+#                       the https port of the LVS tutorials), TCP echo :9000 (echo.py),
 #                       UDP echo :9001
 #
 # No static neighbours anywhere: the client, the servers and fnatd resolve each other by ARP.
@@ -86,13 +87,14 @@ http {
   access_log off;
   keepalive_requests 1000000;
   client_body_temp_path $st/nginx$i.tmp;
-  server { listen 80 reuseport; listen 8443; root $www; }
+  server { listen 80 reuseport; listen 443; listen 8443; root $www; }
 }
 CONF
     bg "$p" "s$i" "nginx$i" nginx -c "$st/nginx$i.conf"
   else
     bg "$p" "s$i" "http$i" /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 --directory "$www"
     bg "$p" "s$i" "https$i" /usr/bin/python3 -m http.server 8443 --bind 0.0.0.0 --directory "$www"
+    bg "$p" "s$i" "http443$i" /usr/bin/python3 -m http.server 443 --bind 0.0.0.0 --directory "$www"
   fi
   bg "$p" "s$i" "echo$i" /usr/bin/python3 "$here/echo.py" serve 9000
   bg "$p" "s$i" "uecho$i" socat UDP4-RECVFROM:9001,fork PIPE

@@ -425,3 +425,116 @@ fn lab_established_sessions_survive_rule_changes() {
     assert!(status.success(), "client failed: {err}");
     assert_clean_exit(&lab.down());
 }
+
+/// The LVS tutorial's firewall-mark service (http and https of one VIP scheduled as one, with
+/// persistence) defined at run time with `fnatctl mark add` and ipvsadm `-f`, carries a
+/// client's :80 and :443 to the same real server; fnatd stopped with SIGTERM starts again from
+/// its state file with the same rules (`-S`) and the mark service still does so.
+#[test]
+fn lab_mark_service_keeps_http_and_https_together_across_a_restart() {
+    let lab = Lab::up(2, &[]);
+    let fnatctl = |args: &[&str]| {
+        let out = std::process::Command::new(fnat_tests::bin("fnatctl"))
+            .arg("--socket")
+            .arg(lab.socket())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running fnatctl");
+        assert!(
+            out.status.success(),
+            "fnatctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ipvsadm = |line: &str| {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let out = lab.ipvsadm(&args);
+        assert!(
+            out.status.success(),
+            "ipvsadm {line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The lab's own port group on VIP2 gives way to the tutorial's mark 66.
+    ipvsadm("-D -f 1");
+    fnatctl(&["mark", "del", "1"]);
+    fnatctl(&["mark", "add", "66", "tcp", VIP2, "80,443"]);
+    ipvsadm("-A -f 66 -s rr -p");
+    ipvsadm("-a -f 66 -r 198.19.1.11 -b");
+    ipvsadm("-a -f 66 -r 198.19.1.12 -b");
+    ipvsadm("--add-laddr -z 198.19.0.10 -f 66");
+    let listed = ipvsadm("-Ln");
+    assert!(listed.contains("FWM  66 rr persistent 360\n"), "{listed}");
+    let together = |when: &str| {
+        let web = lab.curl(VIP2);
+        for _ in 0..4 {
+            assert_eq!(lab.curl(&format!("{VIP2}:443")), web, "{when}: :443");
+            assert_eq!(lab.curl(VIP2), web, "{when}: :80");
+        }
+    };
+    together("before the restart");
+    let saved = ipvsadm("-S -n");
+
+    // SIGTERM to the lab's fnatd (the last process lab.sh started), then the same command
+    // again: it must come back from the state file.
+    let st = lab.state_dir();
+    let pids = std::fs::read_to_string(st.join("pids")).unwrap();
+    let pid: u32 = pids.lines().last().unwrap().trim().parse().unwrap();
+    fnat_tests::signal(pid, libc::SIGTERM);
+    let t = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(t.elapsed() < Duration::from_secs(30), "fnatd did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::File::create(st.join("fnatd-restarted.log")).unwrap();
+    let mut restarted = lab
+        .cmd("g", "setsid")
+        .arg(fnat_tests::bin("fnatd"))
+        .arg("run")
+        .arg("--config")
+        .arg(st.join("fnatd.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // The lab's teardown stops it like the first one.
+    let mut pids_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(st.join("pids"))
+        .unwrap();
+    writeln!(pids_file, "{}", restarted.id()).unwrap();
+    let t = std::time::Instant::now();
+    while !lab.ipvsadm(&["-S", "-n"]).status.success() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "restarted fnatd does not answer:\n{}",
+            std::fs::read_to_string(st.join("fnatd-restarted.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ipvsadm("-S -n"), saved, "rules after the restart");
+    // Until ARP has settled, a first request may fail: wait for the VIP to answer.
+    let t = std::time::Instant::now();
+    while !lab
+        .run(
+            "c",
+            &["curl", "-s", "-m", "1", &format!("http://{VIP2}/")],
+            Duration::from_secs(5),
+        )
+        .status
+        .success()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{VIP2} does not answer after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    together("after the restart");
+    lab.down();
+    // Stopped by the teardown (its PID is in the lab's list): reap it.
+    let _ = restarted.wait();
+}
