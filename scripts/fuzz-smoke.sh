@@ -10,14 +10,14 @@
 # overflow is a crash too. For AddressSanitizer on stable: FUZZ_SANITIZER=address (this script
 # then sets RUSTC_BOOTSTRAP=1 for the -Zsanitizer flag).
 #
-# The seed corpora in dataplane/engine/fuzz/corpus/<target> are read, never written: what a run
+# The seed corpora in fuzz/corpus/<target> are read, never written: what a run
 # discovers goes to a scratch directory. A crash fails the script and leaves the input in
-# dataplane/engine/fuzz/artifacts/<target>/; reproduce it with
-#   (cd dataplane/engine/fuzz && cargo fuzz run --sanitizer none <target> <artifact>)
+# fuzz/artifacts/<target>/; reproduce it with
+#   (cd fuzz && cargo fuzz run --sanitizer none <target> <artifact>)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-FUZZ_DIR="$ROOT/dataplane/engine/fuzz"
+FUZZ_DIR="$ROOT/fuzz"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-20}"
 SANITIZER="${FUZZ_SANITIZER:-none}"
 ALL_TARGETS=(engine_process config_parse control_proto)

@@ -2,8 +2,8 @@
 //! plane. The binary (`src/main.rs`) is a thin CLI over these.
 
 pub mod bench;
-pub mod config;
-pub mod control;
 pub mod driver;
 pub mod hugealloc;
-pub mod rules_store;
+
+// The control plane and the config file live in the DPDK-free crate fnat-control.
+pub use fnat_control::{config, control, rules_store};

@@ -1,4 +1,4 @@
-//! Hostile config files found by fuzzing (dataplane/engine/fuzz, target `config_parse`): fnatd
+//! Hostile config files found by fuzzing (fuzz, target `config_parse`): fnatd
 //! must reject them with exit 2 and a message that names the file, the line and a reason.
 
 use std::process::Command;

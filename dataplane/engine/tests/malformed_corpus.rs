@@ -304,14 +304,15 @@ fn corrupting_the_sessions_own_frames_never_panics_and_never_breaks_it() {
     assert_eq!((o.src, o.dst), (sa(VIP, 80), sa(CLIENT, CPORT)));
 }
 
-/// The seed corpus of the `engine_process` fuzz target (dataplane/engine/fuzz) is this corpus,
+/// The seed corpus of the `engine_process` fuzz target (fuzz/ at the top) is this corpus,
 /// one record `[ctl][len u16 BE][frame]` per case followed by a frame of the live session (see
 /// that target's docs). This test fails when the committed seeds drift from the corpus;
 /// `FNAT_WRITE_FUZZ_SEEDS=1 cargo test -p fnat-engine --test malformed_corpus fuzz_seeds`
 /// rewrites them.
 #[test]
 fn fuzz_seeds_match_the_corpus() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/engine_process");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/engine_process");
     let write = std::env::var_os("FNAT_WRITE_FUZZ_SEEDS").is_some();
     // The fuzz target's first session: CLIENT:40000 on worker 0, lport 1024, RS1:8080.
     let (_, lab) = worker_with_session(rules(256, 1024, 2047), 1_000 * S);

@@ -1,4 +1,4 @@
-//! Arbitrary text into the config parser and validator (`fnatd::config::AppConfig::parse`).
+//! Arbitrary text into the config parser and validator (`fnat_control::config::AppConfig::parse`).
 //!
 //! It must return a config or an error naming the file and a reason, never panic; a config it
 //! accepts must describe itself and yield EAL arguments without panicking, and parse again to
@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use fnatd::config::{describe, eal_args, AppConfig};
+use fnat_control::config::{describe, eal_args, AppConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

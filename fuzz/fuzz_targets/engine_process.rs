@@ -12,7 +12,7 @@
 //! included) or, if the session is gone, dropped as `no_session`.
 #![no_main]
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../dataplane/engine/tests/common/mod.rs"]
 mod common;
 
 use common::*;
