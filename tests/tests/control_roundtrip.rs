@@ -2,7 +2,7 @@
 //! rules: `save` and `-S` as the model writes them) → a change → SIGTERM → restart from the
 //! state file (identical `-S` and `save`) → `reload` of the config it started with (back to
 //! the config's rules). Fewer cases than the model-level round trip
-//! (dataplane/src/control/roundtrip.rs): each starts fnatd twice.
+//! (control/src/control/roundtrip.rs): each starts fnatd twice.
 
 use fnat_proto::ipvsadm::args::ListFormat;
 use fnat_proto::ipvsadm::format;
