@@ -100,20 +100,28 @@ impl RulesStore {
     }
 
     /// Publishes `rules` with the next generation and waits, up to `wait`, until every running
-    /// worker runs it. Callers serialize publishes (the control plane holds its own lock).
-    pub fn publish(&self, mut rules: Rules, wait: Duration) -> Result<u64, PublishError> {
-        let generation = self.generation.load(Ordering::Acquire) + 1;
-        rules.generation = generation;
-        self.waiter.store(Some(Arc::new(std::thread::current())));
-        self.current.store(Arc::new(rules));
-        self.generation.store(generation, Ordering::Release);
-        let acknowledged = self.wait_for(generation, wait);
-        self.waiter.store(None);
-        acknowledged
+    /// worker runs it ([`RulesStore::store`] then [`RulesStore::wait_for`]).
+    pub fn publish(&self, rules: Rules, wait: Duration) -> Result<u64, PublishError> {
+        let generation = self.store(rules);
+        self.wait_for(generation, wait)
     }
 
-    /// Sleeps until every running worker runs `generation`, or `wait` has passed.
-    fn wait_for(&self, generation: u64, wait: Duration) -> Result<u64, PublishError> {
+    /// Stores `rules` with the next generation, for the workers to switch to; returns that
+    /// generation. Callers serialize stores (the control plane holds its own lock) but may
+    /// wait for the workers without it.
+    pub fn store(&self, mut rules: Rules) -> u64 {
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        rules.generation = generation;
+        self.current.store(Arc::new(rules));
+        self.generation.store(generation, Ordering::Release);
+        generation
+    }
+
+    /// Sleeps until every running worker runs `generation` (or a later one), or `wait` has
+    /// passed. Several threads may wait at once: acknowledgements wake the latest to
+    /// register, the others look again every `MAX_NAP`.
+    pub fn wait_for(&self, generation: u64, wait: Duration) -> Result<u64, PublishError> {
+        self.waiter.store(Some(Arc::new(std::thread::current())));
         let deadline = Instant::now() + wait;
         loop {
             if !self.workers_running.load(Ordering::SeqCst) {

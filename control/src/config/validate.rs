@@ -141,6 +141,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         lport_max,
         drop_ip_options,
         expire_quiescent_template: file.session.expire_quiescent_template.unwrap_or(false),
+        edits: None,
     };
     let (rules, _) = crate::control::compile_fresh(&base, &base.timeouts, &rule_set)
         .map_err(|e| invalid("service", e.message))?;

@@ -65,13 +65,17 @@ pub struct ControlHandle {
 impl ControlHandle {
     /// Re-reads the config file (what SIGHUP does): a message saying what happened.
     pub fn reload(&self) -> Result<String, String> {
-        let mut plane = self.plane.lock();
-        match plane.reload() {
-            Ok(_) => Ok(format!(
+        let answer = self.plane.lock().handle(fnat_proto::msg::Request::Query(
+            fnat_proto::msg::Query::Reload,
+        ));
+        // Waited for without the lock.
+        let reply = answer.finish();
+        match reply.error {
+            None => Ok(format!(
                 "config reloaded: rules generation {}",
-                plane.store.current().generation
+                self.plane.lock().store.current().generation
             )),
-            Err(e) => Err(e.message),
+            Some(e) => Err(e.message),
         }
     }
 

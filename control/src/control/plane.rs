@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fnat_engine::rules::{Mode, Rules, Timeouts};
+use fnat_engine::rules::{Mode, Rules, ServiceEdits, Timeouts};
 use fnat_proto::edit::Change;
 use fnat_proto::model::{IpvsTimeouts, RuleSet, ServiceAddr};
 use fnat_proto::msg::{ErrorBody, ErrorKind, Query, Request, Response};
@@ -25,13 +25,43 @@ use super::model::{Model, Structural, Tx};
 use super::snapshots::{Builder, Edit};
 use super::state_file::StateFile;
 use super::DataplaneView;
-use crate::rules_store::{PublishError, RulesStore};
+use crate::rules_store::RulesStore;
 
 /// How long a publish may wait for every worker to switch.
 const PUBLISH_WAIT: Duration = Duration::from_secs(5);
 /// Most connection entries one request returns.
 const MAX_CONNECTIONS_LISTED: usize = 1_000_000;
 const DEFAULT_CONNECTIONS_LISTED: usize = 10_000;
+
+/// What a request gets: its reply now, or once the workers run the generation stored.
+pub enum Answer {
+    Now(Response),
+    Stored {
+        generation: u64,
+        store: Arc<RulesStore>,
+    },
+}
+
+impl Answer {
+    /// The reply; for a change, after every running worker switched (or the wait ran out).
+    /// Call it without the control plane's lock.
+    pub fn finish(self) -> Response {
+        match self {
+            Answer::Now(r) => r,
+            Answer::Stored { generation, store } => {
+                finish(&store, generation).unwrap_or_else(Response::error)
+            }
+        }
+    }
+}
+
+/// Waits until every running worker runs `generation`.
+fn finish(store: &RulesStore, generation: u64) -> Result<Response, ErrorBody> {
+    store
+        .wait_for(generation, PUBLISH_WAIT)
+        .map(|generation| Response::ok(Applied { generation }))
+        .map_err(|e| error(ErrorKind::Internal, e.to_string()))
+}
 
 pub struct Plane {
     model: Model,
@@ -57,15 +87,24 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> ErrorBody {
 }
 
 impl Plane {
-    pub fn handle(&mut self, request: Request) -> Response {
-        let result = match request {
-            Request::Change(change) => self.change(std::slice::from_ref(&change)),
-            Request::Query(Query::Apply { changes }) => self.change(&changes),
-            Request::Query(q) => self.query(q),
+    /// Answers `request`. A change is validated, compiled, journalled and stored under the
+    /// caller's lock; waiting for the workers to switch is left to [`Answer::finish`], which
+    /// callers run without the lock, so that a listing never waits behind a slow publish.
+    pub fn handle(&mut self, request: Request) -> Answer {
+        let stored = match request {
+            Request::Change(change) => self.change_stored(std::slice::from_ref(&change)),
+            Request::Query(Query::Apply { changes }) => self.change_stored(&changes),
+            Request::Query(Query::Reload) => self.reload_stored(),
+            Request::Query(q) => {
+                return Answer::Now(self.query(q).unwrap_or_else(Response::error));
+            }
         };
-        match result {
-            Ok(r) => r,
-            Err(e) => Response::error(e),
+        match stored {
+            Ok(generation) => Answer::Stored {
+                generation,
+                store: Arc::clone(&self.store),
+            },
+            Err(e) => Answer::Now(Response::error(e)),
         }
     }
 
@@ -100,31 +139,32 @@ impl Plane {
         self.model.rules()
     }
 
-    /// Applies `changes` all-or-nothing and publishes the result.
+    /// Applies `changes` all-or-nothing and publishes the result, waiting for the workers
+    /// (tests; requests go through [`Plane::handle`], which waits without the lock).
+    #[cfg(test)]
     pub fn change(&mut self, changes: &[Change]) -> Result<Response, ErrorBody> {
+        let generation = self.change_stored(changes)?;
+        finish(&self.store, generation)
+    }
+
+    /// Applies `changes` all-or-nothing and stores the snapshot for the workers: the
+    /// generation they are to switch to.
+    pub fn change_stored(&mut self, changes: &[Change]) -> Result<u64, ErrorBody> {
         let tx = self.model.apply(changes)?;
-        let published = match self.commit(&tx, changes) {
-            Ok(p) => p,
+        match self.commit(&tx, changes) {
+            // Stored even when a worker is slow to acknowledge: the model follows the store.
+            Ok(generation) => Ok(generation),
             Err(e) => {
                 self.model.rollback(tx);
-                return Err(e);
+                Err(e)
             }
-        };
-        // Stored even when a worker is slow to acknowledge: the model follows the store.
-        match published {
-            Ok(generation) => Ok(Response::ok(Applied { generation })),
-            Err(e) => Err(error(ErrorKind::Internal, e.to_string())),
         }
     }
 
     /// Ids, snapshot, state file and publication for a change already applied to the model.
-    /// An `Err` means nothing was published and the ids are as they were (the caller rolls
-    /// the model back); once published, the outcome of the publication.
-    fn commit(
-        &mut self,
-        tx: &Tx,
-        changes: &[Change],
-    ) -> Result<Result<u64, PublishError>, ErrorBody> {
+    /// An `Err` means nothing was stored and the ids are as they were (the caller rolls the
+    /// model back); else the generation stored for the workers.
+    fn commit(&mut self, tx: &Tx, changes: &[Change]) -> Result<u64, ErrorBody> {
         let current = self.store.current();
         check_mode(&current, self.model.rules())?;
         // The services the change named, in list order (the order a full compile would
@@ -172,9 +212,9 @@ impl Plane {
                 return Err(e);
             }
         };
-        let published = self.store.publish(snapshot, PUBLISH_WAIT);
+        let generation = self.store.store(snapshot);
         self.builder.published(current, edits);
-        Ok(published)
+        Ok(generation)
     }
 
     /// The snapshot after `tx`: the one in force with the services at `named` (positions in
@@ -214,6 +254,14 @@ impl Plane {
         }
         let mut next = self.builder.next(current, &edits);
         next.timeouts = timeouts(&self.base_timeouts, rules);
+        // Workers running `current` apply these instead of comparing every service (only
+        // when the list kept its order: additions and removals move positions).
+        if tx.structure.is_empty() {
+            next.edits = Some(ServiceEdits {
+                from: current.generation,
+                services: named.to_vec(),
+            });
+        }
         if next.services.len() != rules.services.len() {
             // Never expected: the engine's list follows the model's position by position.
             // Recover by compiling everything.
@@ -276,12 +324,18 @@ impl Plane {
     /// engine cannot run, leaves everything as it was and says why. Ports, EAL and dataplane
     /// sizes are read only at start.
     pub fn reload(&mut self) -> Result<Response, ErrorBody> {
+        let generation = self.reload_stored()?;
+        finish(&self.store, generation)
+    }
+
+    /// [`Plane::reload`] up to storing the snapshot: the generation stored.
+    pub fn reload_stored(&mut self) -> Result<u64, ErrorBody> {
         let unchanged = "; the running rules are unchanged";
         let cfg = crate::config::AppConfig::load(&self.config_path)
             .map_err(|e| error(ErrorKind::Invalid, format!("config reload: {e}{unchanged}")))?;
         let rules = cfg.rule_set;
         let previous = std::mem::replace(&mut self.base_timeouts, cfg.rules.timeouts);
-        let result = self.change(&[fnat_proto::edit::Change::Replace { rules }]);
+        let result = self.change_stored(&[fnat_proto::edit::Change::Replace { rules }]);
         if let Err(e) = &result {
             self.base_timeouts = previous;
             return Err(error(

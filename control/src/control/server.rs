@@ -172,7 +172,11 @@ fn serve(stream: UnixStream, plane: &Mutex<Plane>, max_request_bytes: usize) {
             continue;
         }
         let reply = match parse_request(&line) {
-            Ok(request) => plane.lock().handle(request),
+            Ok(request) => {
+                // The lock is released before waiting for the workers (`finish`).
+                let answer = plane.lock().handle(request);
+                answer.finish()
+            }
             Err(e) => Response::error(e),
         };
         if writer.write_all(reply.encode().as_bytes()).is_err() {

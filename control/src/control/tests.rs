@@ -292,3 +292,90 @@ fn a_rules_file_is_applied_on_top_of_the_config() {
     assert!(e.contains("Service already exists"), "{e}");
     let _ = RuleSet::default();
 }
+
+/// A change waits for the workers without the control plane's lock: while one waits for
+/// workers that do not switch, listings and other changes are answered at once, and the
+/// waiting change is stored (the listing shows it). When the workers catch up with the latest
+/// snapshot (which names what it changed), both changes are answered as applied.
+#[test]
+fn a_listing_never_waits_behind_a_slow_publish() {
+    use std::time::{Duration, Instant};
+    let dir = Tmp::new("slowpublish");
+    let cfg = config(&dir.0, false);
+    let (handle, store) = start_with(&cfg);
+    // Two workers that poll but never switch.
+    store.set_workers_running(true);
+    let before = store.current().generation;
+    let slow = {
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            let add = Request::Change(Change::RealAdd {
+                service: vip(),
+                real: Real::new(Ipv4Addr::new(198, 19, 1, 11), 80, 5),
+            });
+            let start = Instant::now();
+            let reply = ask(&cfg, &add);
+            (reply, start.elapsed())
+        })
+    };
+    let t = Instant::now();
+    while store.current().generation == before {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the change was not stored"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let start = Instant::now();
+    let listing: Listing =
+        Response::decode(&ask(&cfg, &Request::Query(Query::List { service: None }))).unwrap();
+    assert_eq!(
+        listing.rules.services[0].reals.len(),
+        2,
+        "the stored change is listed"
+    );
+    let edit = Request::Change(Change::RealEdit {
+        service: vip(),
+        real: Real::new(Ipv4Addr::new(198, 19, 1, 10), 80, 7),
+    });
+    let stored_second = store.current().generation + 1;
+    let second = std::thread::spawn({
+        let cfg = cfg.clone();
+        move || ask(&cfg, &edit)
+    });
+    let t = Instant::now();
+    while store.current().generation != stored_second {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the second change was not stored"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "a listing and another change waited {:?} behind a publish",
+        start.elapsed()
+    );
+    // The latest snapshot names what it changed from the one before it.
+    let latest = store.current();
+    assert_eq!(
+        latest.edits,
+        Some(fnat_engine::rules::ServiceEdits {
+            from: stored_second - 1,
+            services: vec![0]
+        })
+    );
+    assert!(
+        !slow.is_finished(),
+        "the first change did not wait for the workers"
+    );
+    for w in 0..2 {
+        store.acknowledge(w, stored_second);
+    }
+    let (reply, _) = slow.join().unwrap();
+    let first: Applied = Response::decode(&reply).unwrap();
+    assert_eq!(first.generation, before + 1);
+    let second: Applied = Response::decode(&second.join().unwrap()).unwrap();
+    assert_eq!(second.generation, stored_second);
+    handle.stop();
+}

@@ -6,15 +6,17 @@
 //! ```sh
 //! CARGO_TARGET_DIR=/tmp/target-publish cargo build --release -p fnat-engine --example update_pause
 //! # wall clock (secondary: the VM is shared and noisy)
-//! /tmp/target-publish/release/examples/update_pause 10000 10 400 [update|from]
+//! /tmp/target-publish/release/examples/update_pause 10000 10 400 [update|from|edits]
 //! # instructions: only `measure` (the timed updates) is collected
 //! valgrind --tool=callgrind --toggle-collect='*update_pause*measure*' \
 //!     /tmp/target-publish/release/examples/update_pause 10000 10 40 [update|from]
 //! ```
 //!
-//! `update` (the default) times `FullNat::update(rules)`, what `Worker::update_rules` calls;
-//! `from` times `FullNat::update_from(previous, rules)`, which also skips what the previous
-//! snapshot proves unchanged.
+//! `update` (the default) times `FullNat::update(rules)`; `from` times
+//! `FullNat::update_from(previous, rules)` on snapshots that do not say what changed (it
+//! compares every service with its previous self); `edits` the same on snapshots that carry
+//! the control plane's list of the services it set (`Rules::edits`), what
+//! `Worker::update_rules` gets from fnatd's control plane for such changes.
 //!
 //! Rules: SERVICES wrr services (10.0.0.0 + i, port 80) of REALS_PER_SERVICE real servers
 //! each, one local address each, as `dataplane/examples/control_publish_latency.rs` loads.
@@ -34,6 +36,7 @@ use std::time::{Duration, Instant};
 use fnat_engine::fnat::FullNat;
 use fnat_engine::rules::{
     Ipv4Cidr, Mode, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind, Service,
+    ServiceEdits,
 };
 use fnat_engine::WorkerStats;
 
@@ -95,13 +98,19 @@ fn base(services: usize, reals_per: usize) -> Rules {
     r
 }
 
-/// The snapshots the changes produce, in order (as the control plane would publish them).
-fn changes(mut r: Rules, n: usize, reals_per: usize) -> Vec<Arc<Rules>> {
+/// The snapshots the changes produce, in order (as the control plane would publish them),
+/// each with the position of the service it changed when `edits`.
+fn changes(mut r: Rules, n: usize, reals_per: usize, edits: bool) -> Vec<Arc<Rules>> {
     let services = r.services.len();
     let mut out = Vec::with_capacity(n);
     let mut added = 10_000_000;
     for k in 0..n {
         let i = (k * 7919) % services;
+        let set = if k % 4 == 3 {
+            ((k - 1) * 7919) % services
+        } else {
+            i
+        };
         match k % 4 {
             0 | 1 => {
                 if let Some(rs) = r.services[i].reals.first_mut() {
@@ -122,6 +131,10 @@ fn changes(mut r: Rules, n: usize, reals_per: usize) -> Vec<Arc<Rules>> {
                 r.services[j].reals.truncate(reals_per);
             }
         }
+        r.edits = edits.then(|| ServiceEdits {
+            from: r.generation,
+            services: vec![set],
+        });
         r.generation += 1;
         out.push(Arc::new(r.clone()));
     }
@@ -160,9 +173,10 @@ fn main() {
     let services = arg(1, 10_000);
     let reals_per = arg(2, 10);
     let n = arg(3, 200);
-    let from = std::env::args().nth(4).as_deref() == Some("from");
+    let mode = std::env::args().nth(4).unwrap_or_default();
+    let (from, edits) = (mode == "from" || mode == "edits", mode == "edits");
     let rules = Arc::new(base(services, reals_per));
-    let snapshots = changes((*rules).clone(), n, reals_per);
+    let snapshots = changes((*rules).clone(), n, reals_per, edits);
     let start = Instant::now();
     let mut stats = WorkerStats::default();
     let mut f = FullNat::new(0, 2, &rules, &mut stats);
@@ -195,7 +209,11 @@ fn main() {
     took.sort();
     println!(
         "{n} updates ({}): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        if from { "update_from" } else { "update" },
+        match (from, edits) {
+            (_, true) => "update_from with the publisher's edits",
+            (true, _) => "update_from",
+            _ => "update",
+        },
         percentile(&took, 0.5).as_secs_f64() * 1e3,
         percentile(&took, 0.99).as_secs_f64() * 1e3,
         took.last().unwrap().as_secs_f64() * 1e3

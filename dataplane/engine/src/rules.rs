@@ -349,6 +349,16 @@ impl Default for Timeouts {
     }
 }
 
+/// What the control plane changed to make a snapshot from the one of generation `from`: the
+/// positions (in the new snapshot, ascending) of the services it set, when no service was
+/// added or removed. A worker running `from` looks at just these services instead of
+/// comparing every service with its previous self; any other worker compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEdits {
+    pub from: u64,
+    pub services: Vec<usize>,
+}
+
 /// One immutable snapshot of everything a worker needs to forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
@@ -371,6 +381,9 @@ pub struct Rules {
     /// scheduled afresh (IPVS's `expire_quiescent_template` sysctl). Off, as in IPVS: a
     /// drained server keeps its persistent clients until their templates expire.
     pub expire_quiescent_template: bool,
+    /// The services this snapshot changed from the previous one, when the publisher knows;
+    /// `None`: unknown (workers compare).
+    pub edits: Option<ServiceEdits>,
 }
 
 impl Rules {
@@ -389,6 +402,7 @@ impl Rules {
             lport_max: 65535,
             drop_ip_options: false,
             expire_quiescent_template: false,
+            edits: None,
         }
     }
 }

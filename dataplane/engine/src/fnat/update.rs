@@ -324,6 +324,15 @@ impl FullNat {
         let before = previous
             .map(|p| &p.services[..])
             .filter(|p| in_place && p.len() == rules.services.len());
+        // The publisher's word for which services it set, when it made this snapshot from
+        // the one this worker runs: the others are unchanged without comparing them.
+        let edited = previous.and_then(|p| {
+            rules
+                .edits
+                .as_ref()
+                .filter(|e| e.from == p.generation)
+                .map(|e| &e.services[..])
+        });
         let mut keep_index = in_place;
         // Every service keeps its VIP and endpoints (only known with `previous`).
         let mut vips_same = before.is_some();
@@ -332,8 +341,11 @@ impl FullNat {
             let mut endpoints = 0;
             for (i, (entry, svc)) in old.iter_mut().zip(&rules.services).enumerate() {
                 let was = before.and_then(|b| b.get(i));
-                if was == Some(svc) && slots.keep(&stats.services, usize::from(entry.slot), svc.id)
-                {
+                let unchanged = match edited {
+                    Some(set) => was.is_some() && set.binary_search(&i).is_err(),
+                    None => was == Some(svc),
+                };
+                if unchanged && slots.keep(&stats.services, usize::from(entry.slot), svc.id) {
                     // Unchanged: its entry, its counters and its endpoints are as they were.
                     let st = &stats.services[usize::from(entry.slot)];
                     pass.note_unchanged(svc, st);
@@ -660,7 +672,7 @@ mod tests {
     use super::*;
     use crate::rules::{
         Endpoint, Ipv4Cidr, Mode, Persistence, PortGroup, PortRule, Protocol, Route, SchedFlags,
-        SchedulerKind, Thresholds,
+        SchedulerKind, ServiceEdits, Thresholds,
     };
     use crate::sched::load::LoadBoard;
     use crate::sched::Flow;
@@ -1114,6 +1126,9 @@ mod tests {
             let mut sc = WorkerStats::default();
             let mut a = fullnat(&rules, &mut sa);
             let mut c = fullnat(&rules, &mut sc);
+            // `d` takes each snapshot with the publisher's list of the services it set.
+            let mut sd = WorkerStats::default();
+            let mut d = fullnat(&rules, &mut sd);
             let mut previous = rules.clone();
             let mut b = FullNat::with_board(
                 0,
@@ -1130,7 +1145,8 @@ mod tests {
             for step in 1..=400 {
                 let n = rules.services.len();
                 let i = rng.below(n);
-                match rng.below(22) {
+                let op = rng.below(22);
+                match op {
                     0..=3 if n > 0 => {
                         let s = &mut rules.services[i];
                         let k = rng.below(s.reals.len());
@@ -1265,7 +1281,7 @@ mod tests {
                         let k = rng.below(sa.services.len());
                         let j = sa.services.get(k).map_or(0, |s| rng.below(s.reals.len()));
                         let conns = rng.below(3) as u64;
-                        for st in [&mut sa, &mut sb, &mut sc] {
+                        for st in [&mut sa, &mut sb, &mut sc, &mut sd] {
                             if let Some(r) = st.services.get_mut(k).and_then(|s| s.reals.get_mut(j))
                             {
                                 r.active_conns = conns;
@@ -1317,9 +1333,25 @@ mod tests {
                 a.update(&rules, &mut sa);
                 b.update_reference(&rules, &mut sb);
                 c.update_from(&previous, &rules, &mut sc);
+                // What the publisher set: service i for the edits of one service, none for
+                // the settings and the counters; unknown when the list moved.
+                let set = match op {
+                    0..=6 | 9..=13 | 16 if n > 0 => Some(vec![i]),
+                    17 | 18 | 20 | 21 => Some(vec![]),
+                    _ => None,
+                };
+                let mut with = rules.clone();
+                if rules.services.len() == n {
+                    with.edits = set.map(|services| ServiceEdits {
+                        from: previous.generation,
+                        services,
+                    });
+                }
+                d.update_from(&previous, &with, &mut sd);
                 previous = rules.clone();
                 assert_same(step, &rules, &a, &sa, &b, &sb);
                 assert_same(step, &rules, &c, &sc, &b, &sb);
+                assert_same(step, &rules, &d, &sd, &b, &sb);
             }
         }
     }
