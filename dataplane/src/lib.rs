@@ -1,9 +1,10 @@
 //! fnatd as a library: the config, the DPDK driver, the rules store and (later) the control
 //! plane. The binary (`src/main.rs`) is a thin CLI over these.
 
+#![forbid(unsafe_code)]
+
 pub mod bench;
 pub mod config;
 pub mod control;
 pub mod driver;
-pub mod hugealloc;
 pub mod rules_store;

@@ -3,6 +3,8 @@
 //! `fnatd run` forwards live until SIGINT/SIGTERM; `fnatd replay` runs captures through the
 //! same dataplane and exits when they are consumed; `fnatd check` validates a config.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,7 +16,7 @@ use fnatd::driver::{self, replay::PortFile, RunKind};
 
 /// Large tables (sessions, indexes, timer wheels) on transparent huge pages.
 #[global_allocator]
-static ALLOC: fnatd::hugealloc::HugePageAlloc = fnatd::hugealloc::HugePageAlloc;
+static ALLOC: dpdk_bindings::hugealloc::HugePageAlloc = dpdk_bindings::hugealloc::HugePageAlloc;
 
 /// The fnat full-NAT load balancer daemon (DPDK dataplane).
 #[derive(Parser)]

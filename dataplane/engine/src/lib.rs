@@ -5,6 +5,8 @@
 //! allocates or locks per packet, and takes "now" from its caller, so it is tested, fuzzed and
 //! replayed without EAL. The driver (crate `fnatd`) moves frames between DPDK and [`Worker`].
 
+#![forbid(unsafe_code)]
+
 pub mod fnat;
 pub mod frame;
 pub mod laddr;

@@ -421,10 +421,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 }
 
 fn stop_self() {
-    // SAFETY: kill(2) on our own pid with a signal whose handler only sets a flag.
-    unsafe {
-        libc::kill(libc::getpid(), libc::SIGTERM);
-    }
+    dpdk_bindings::signals::request_stop();
 }
 
 /// The controller on the main thread's side: waits for every worker to measure, times rule

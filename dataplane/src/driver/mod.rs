@@ -5,7 +5,6 @@ mod clock;
 mod frame;
 pub mod replay;
 pub mod report;
-pub mod signals;
 pub mod view;
 mod worker_loop;
 
@@ -19,6 +18,7 @@ use dpdk_bindings::mbuf::TimestampField;
 use dpdk_bindings::mempool::{Mempool, DEFAULT_DATA_ROOM};
 use dpdk_bindings::port::{Port, PortConfig};
 use dpdk_bindings::ring::MbufRing;
+use dpdk_bindings::signals;
 use fnat_engine::{NeighTable, PortIndex, Rules, Worker};
 
 use crate::config::{eal_args, AppConfig};
@@ -194,7 +194,26 @@ fn run_dataplane(
     let neighbours = Arc::new(NeighTable::new(fnat_engine::neigh::DEFAULT_TABLE_CAPACITY));
     // Live connection counts per real server, shared by the workers' schedulers.
     let load_board = Arc::new(fnat_engine::sched::load::LoadBoard::new(d.workers));
-    for (w, &lcore_id) in lcores.iter().take(workers).enumerate() {
+    // Queue w of every port belongs to worker w: all claimed before any worker starts, each
+    // worker's handles then moved to its lcore.
+    let mut queues = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let queue = w as u16;
+        let rx = up
+            .ports
+            .iter()
+            .map(|p| p.rx_queue(queue))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("claiming RX queues of worker {w}: {e}"))?;
+        let tx = up
+            .ports
+            .iter()
+            .map(|p| p.tx_queue(queue))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("claiming TX queues of worker {w}: {e}"))?;
+        queues.push((rx, tx));
+    }
+    for ((w, &lcore_id), (rx, tx)) in lcores.iter().take(workers).enumerate().zip(queues) {
         let mut engine = Worker::with_board(
             w as u16,
             d.workers,
@@ -207,8 +226,8 @@ fn run_dataplane(
         let worker_loop = WorkerLoop {
             engine,
             pool: Arc::clone(&pool),
-            queue: w as u16,
-            ports: up.ports.clone(),
+            rx,
+            tx,
             index_of_port_id: index_of_port_id.clone(),
             rings: Arc::clone(&rings),
             clock: match kind {

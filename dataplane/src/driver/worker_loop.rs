@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dpdk_bindings::mbuf::{Burst, Mbuf, BURST_MAX};
 use dpdk_bindings::mempool::Mempool;
-use dpdk_bindings::port::Port;
+use dpdk_bindings::port::{RxQueue, TxQueue};
 use dpdk_bindings::ring::MbufRing;
 use fnat_engine::{BurstHint, DropReason, Emit, PortIndex, Verdict, Worker, WorkerStats};
 
@@ -53,10 +53,11 @@ pub struct WorkerLoop {
     pub engine: Worker,
     /// Where frames the engine originates (ARP, released held frames) get their mbufs.
     pub pool: Arc<Mempool>,
-    /// This worker's RX and TX queue on every port.
-    pub queue: u16,
-    /// DPDK ports, indexed by the engine's `PortIndex`.
-    pub ports: Vec<Port>,
+    /// This worker's RX queue on every port (claimed for it), indexed by the engine's
+    /// `PortIndex`.
+    pub rx: Vec<RxQueue>,
+    /// This worker's TX queue on every port, indexed likewise.
+    pub tx: Vec<TxQueue>,
     /// The engine's `PortIndex` of each DPDK port id (`u16::MAX`: not ours).
     pub index_of_port_id: Vec<PortIndex>,
     /// Input ring of every worker; `rings[w]` is where other workers hand frames to worker w.
@@ -90,7 +91,7 @@ const REPLAY_TX_RETRIES: u32 = 1_000_000;
 impl WorkerLoop {
     /// Runs until `stop` is set (live) or the input is consumed (replay). Returns the counters.
     pub fn run(mut self) -> WorkerReport {
-        let nports = self.ports.len();
+        let nports = self.rx.len();
         let mut report = WorkerReport {
             worker: self.engine.id(),
             engine: WorkerStats::default(),
@@ -132,8 +133,8 @@ impl WorkerLoop {
             if self.rings[me].dequeue(&mut rx) > 0 {
                 self.handle(&mut rx, tx, redirect, None, report);
             }
-            for p in 0..self.ports.len() {
-                let n = self.ports[p].rx_burst(self.queue, &mut rx);
+            for p in 0..self.rx.len() {
+                let n = self.rx[p].rx_burst(&mut rx);
                 if n > 0 {
                     report.port_rx[p] += n as u64;
                     let t0 = bench.as_mut().map_or(0, |b| b.before(&mut rx));
@@ -180,7 +181,7 @@ impl WorkerLoop {
             return;
         };
         let (pool, heads) = (Arc::clone(&end.pool), Arc::clone(&end.heads));
-        let nports = self.ports.len();
+        let nports = self.rx.len();
         let me = usize::from(self.engine.id());
         let mut queued: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
         let mut one = Burst::new();
@@ -191,7 +192,7 @@ impl WorkerLoop {
             self.follow_rules();
             for (p, q) in queued.iter_mut().enumerate() {
                 if q.is_empty() {
-                    report.port_rx[p] += self.ports[p].rx_burst(self.queue, q) as u64;
+                    report.port_rx[p] += self.rx[p].rx_burst(q) as u64;
                 }
             }
             let oldest = (0..nports)
@@ -249,8 +250,7 @@ impl WorkerLoop {
     /// staging burst is flushed once; a second refusal leaves the rest for the next call.
     fn originate(&mut self, now: u64, tx: &mut [Burst], report: &mut WorkerReport) {
         let pool = &self.pool;
-        let ports = &self.ports;
-        let queue = self.queue;
+        let queues = &mut self.tx;
         let port_tx = &mut report.port_tx;
         self.engine.drain_originated(now, |port, bytes| {
             let p = usize::from(port);
@@ -259,7 +259,7 @@ impl WorkerLoop {
             };
             if burst.is_full() {
                 // Flush inline; what the queue refuses stays staged for the next try.
-                let sent = ports[p].tx_burst(queue, burst);
+                let sent = queues[p].tx_burst(burst);
                 port_tx[p] += sent as u64;
                 if burst.is_full() {
                     return Emit::Busy;
@@ -352,7 +352,7 @@ impl WorkerLoop {
                 }
                 Verdict::Redirect { worker } => {
                     // The owner needs the RX port, and some PMDs (net_ring) leave it unset.
-                    mbuf.set_port(self.ports[usize::from(port)].id());
+                    mbuf.set_port(self.rx[usize::from(port)].port().id());
                     let w = usize::from(worker);
                     match redirect.get_mut(w) {
                         Some(burst) => {
@@ -383,11 +383,11 @@ impl WorkerLoop {
     /// Sends what is staged for port `p`. Live: what the queue refuses is dropped and counted.
     /// Replay: retried, because a replay must lose nothing.
     fn flush_tx(&mut self, p: usize, burst: &mut Burst, report: &mut WorkerReport) {
-        let mut sent = self.ports[p].tx_burst(self.queue, burst);
+        let mut sent = self.tx[p].tx_burst(burst);
         if self.replay.is_some() {
             let mut tries = 0;
             while !burst.is_empty() && tries < REPLAY_TX_RETRIES {
-                sent += self.ports[p].tx_burst(self.queue, burst);
+                sent += self.tx[p].tx_burst(burst);
                 tries += 1;
             }
         }

@@ -168,20 +168,14 @@ fn hash(seed: u64, t: &Tuple) -> u32 {
     (h >> 32) as u32
 }
 
-/// Asks the CPU to start loading the cache line holding `v` (no effect elsewhere than on
-/// x86-64). Never faults, changes nothing.
+/// Starts loading the cache line that holds `value` into the cache: a plain load whose result
+/// is discarded. The engine forbids `unsafe`, so this is not a prefetch instruction; but
+/// independent loads issued back to back overlap their cache misses all the same (out of
+/// order), which is all the burst stages need. Never faults (`value` was read from a valid
+/// reference), changes nothing.
 #[inline(always)]
-pub fn prefetch<T>(v: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch hint reads nothing architecturally and cannot fault; `v` is a valid
-    // reference anyway. SSE is part of the x86-64 baseline.
-    #[allow(unused_unsafe)]
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((v as *const T).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
+pub fn touch<T: Copy>(value: T) {
+    std::hint::black_box(value);
 }
 
 impl SessionTable {
@@ -271,8 +265,8 @@ impl SessionTable {
     /// A hint only: never faults, changes nothing.
     #[inline]
     pub fn prefetch_index(&self, tag: u32) {
-        if let Some(e) = self.index.get(self.home(tag)) {
-            prefetch(e);
+        if let Some(&e) = self.index.get(self.home(tag)) {
+            touch(e);
         }
     }
 
@@ -290,7 +284,7 @@ impl SessionTable {
             }
             if (e >> 32) as u32 == tag {
                 let id = (e as u32) >> 1;
-                prefetch(self.sessions.get(id as usize)?);
+                touch(self.sessions.get(id as usize)?.client_ip);
                 return Some(id);
             }
             pos += 1;
@@ -305,7 +299,7 @@ impl SessionTable {
     #[inline]
     pub fn prefetch_slot(&self, id: SessionId) {
         if let Some(s) = self.sessions.get(id as usize) {
-            prefetch(s);
+            touch(s.client_ip);
         }
     }
 

@@ -183,7 +183,7 @@ impl TimerWheel {
     #[inline]
     pub fn prefetch(&self, id: u32) {
         if let Some(n) = self.nodes.get(id as usize) {
-            super::table::prefetch(n);
+            super::table::touch(n.deadline);
         }
     }
 
