@@ -21,9 +21,9 @@ pub mod verdict;
 pub mod worker;
 
 pub use fnat::BurstHint;
-pub use frame::Frame;
+pub use frame::{Frame, Frames};
 pub use neigh::{Emit, NeighTable};
 pub use rules::{PortIndex, Rules};
 pub use stats::WorkerStats;
 pub use verdict::{DropReason, Verdict};
-pub use worker::Worker;
+pub use worker::{Worker, BURST_CHUNK};

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use crate::fnat::{BurstHint, FullNat};
-use crate::frame::Frame;
+use crate::frame::{Frame, Frames};
 use crate::neigh::{Emit, NeighTable};
-use crate::packet::ether;
+use crate::packet::{self, ether, PacketV4};
 use crate::rules::{Mode, PortIndex, Rules};
 use crate::sched::load::LoadBoard;
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
+
+/// Frames per prefetch chunk of [`Worker::process_burst`] (a DPDK burst).
+pub const BURST_CHUNK: usize = 32;
 
 /// The engine state owned by one worker thread. Nothing in it is shared with other workers.
 pub struct Worker {
@@ -147,8 +150,80 @@ impl Worker {
     }
 
     /// Decides what happens to one frame received on `rx_port` at time `now_ns`, rewriting it
-    /// in place. Counts the outcome.
+    /// in place, and counts the outcome: [`Worker::process_burst`] with a burst of one.
     pub fn process<F: Frame>(&mut self, rx_port: PortIndex, frame: &mut F, now_ns: u64) -> Verdict {
+        let mut verdict = [Verdict::Consumed];
+        self.process_burst(rx_port, std::slice::from_mut(frame), now_ns, &mut verdict);
+        verdict[0]
+    }
+
+    /// The one burst loop, the one production runs and every test drives: decides what
+    /// happens to each frame of `frames` received on `rx_port` (unless the burst says
+    /// otherwise per frame) at `now_ns`, rewriting it in place; the verdict of frame `i` goes
+    /// to `verdicts[i]` (only `min(frames, verdicts)` frames are processed). Counts every
+    /// outcome.
+    ///
+    /// In chunks of [`BURST_CHUNK`] frames, three stages: (1) parse each frame once, hash its
+    /// tuple and start loading the session index line it will look up; (2) start loading the
+    /// session and timer node that line points to; (3) run each frame through the pipeline,
+    /// whose first stage takes established flows, with its parse and hints. The table's
+    /// cache misses then overlap instead of stalling each frame in turn; below
+    /// [`crate::fnat::PREFETCH_FROM_SESSIONS`] live sessions nothing is prefetched.
+    pub fn process_burst<B: Frames + ?Sized>(
+        &mut self,
+        rx_port: PortIndex,
+        frames: &mut B,
+        now_ns: u64,
+        verdicts: &mut [Verdict],
+    ) {
+        let n = frames.len().min(verdicts.len());
+        let full_nat = matches!(self.rules.mode, Mode::FullNat);
+        let mut start = 0;
+        while start < n {
+            let end = n.min(start + BURST_CHUNK);
+            let mut parsed = [Err(DropReason::Truncated); BURST_CHUNK];
+            let mut hints = [BurstHint::NONE; BURST_CHUNK];
+            if full_nat {
+                for (i, (p, h)) in (start..end).zip(parsed.iter_mut().zip(hints.iter_mut())) {
+                    *p = packet::parse(frames.data(i));
+                    *h = self.fnat.prefetch_index(p.as_ref().ok());
+                    if !self.fast_path {
+                        h.no_fast_path();
+                    }
+                }
+                for h in &mut hints[..end - start] {
+                    self.fnat.prefetch_session(h);
+                }
+            }
+            for (i, (&p, &h)) in (start..end).zip(parsed.iter().zip(hints.iter())) {
+                let port = frames.rx_port(i).unwrap_or(rx_port);
+                let whole = frames.is_whole(i);
+                let verdict = match frames.frame_mut(i) {
+                    Some(mut frame) if whole => self.process_parsed(port, &mut frame, p, h, now_ns),
+                    _ => {
+                        // Not looked at: counted as the driver's drop, not as received.
+                        self.stats.count_drop(DropReason::MultiSegment);
+                        Verdict::Drop(DropReason::MultiSegment)
+                    }
+                };
+                if let Some(v) = verdicts.get_mut(i) {
+                    *v = verdict;
+                }
+            }
+            start = end;
+        }
+    }
+
+    /// Stage 3 of [`Worker::process_burst`] for one frame.
+    #[inline(always)]
+    fn process_parsed<F: Frame>(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut F,
+        parsed: Result<PacketV4, DropReason>,
+        hint: BurstHint,
+        now_ns: u64,
+    ) -> Verdict {
         self.stats.received += 1;
         let verdict = match &self.rules.mode {
             Mode::Passthrough { forward } => match forward.get(rx_port as usize).copied().flatten()
@@ -158,10 +233,15 @@ impl Worker {
             },
             Mode::FullNat => {
                 let data = frame.data_mut();
-                if ether::ethertype(data) == Ok(ether::ETHERTYPE_ARP) {
-                    self.fnat.arp(rx_port, data, now_ns, &mut self.stats)
-                } else {
-                    self.fnat.process(rx_port, data, now_ns, &mut self.stats)
+                match parsed {
+                    Err(DropReason::UnsupportedEtherType)
+                        if ether::ethertype(data) == Ok(ether::ETHERTYPE_ARP) =>
+                    {
+                        self.fnat.arp(rx_port, data, now_ns, &mut self.stats)
+                    }
+                    _ => self
+                        .fnat
+                        .process(rx_port, data, parsed, hint, now_ns, &mut self.stats),
                 }
             }
         };
@@ -173,84 +253,6 @@ impl Worker {
             Verdict::Consumed => {}
         }
         verdict
-    }
-
-    /// [`Worker::process`] for a frame whose burst went through [`Worker::prefetch_index`]
-    /// and [`Worker::prefetch_session`] (`hint` is what they gave for this frame): an
-    /// established flow takes the fast path, with the hash and session they found. Same
-    /// decisions and counters as `process`.
-    #[inline]
-    pub fn process_hinted<F: Frame>(
-        &mut self,
-        rx_port: PortIndex,
-        frame: &mut F,
-        hint: BurstHint,
-        now_ns: u64,
-    ) -> Verdict {
-        if self.fast_path && hint.fast() {
-            if let Mode::FullNat = self.rules.mode {
-                if let Some(v) =
-                    self.fnat
-                        .established(rx_port, frame.data_mut(), hint, now_ns, &mut self.stats)
-                {
-                    self.stats.received += 1;
-                    self.stats.transmitted += 1;
-                    self.stats.fast_path += 1;
-                    return v;
-                }
-            }
-        }
-        self.process(rx_port, frame, now_ns)
-    }
-
-    /// [`Worker::process`] for a burst of frames received on `rx_port` at `now_ns`: the verdict
-    /// of `frames[i]` goes to `verdicts[i]` (only `min(frames, verdicts)` frames are processed).
-    /// Same decisions and counters as calling `process` on each frame in order; in chunks of
-    /// 32 frames it first prefetches the session index lines of all of them, then their
-    /// sessions and timer nodes, so that the lookups of large tables overlap their cache
-    /// misses instead of taking them one after another.
-    pub fn process_burst<F: Frame>(
-        &mut self,
-        rx_port: PortIndex,
-        frames: &mut [F],
-        now_ns: u64,
-        verdicts: &mut [Verdict],
-    ) {
-        const CHUNK: usize = 32;
-        let n = frames.len().min(verdicts.len());
-        let mut hints = [BurstHint::NONE; CHUNK];
-        let mut start = 0;
-        while start < n {
-            let end = n.min(start + CHUNK);
-            let (fs, vs) = (&mut frames[start..end], &mut verdicts[start..end]);
-            for (f, h) in fs.iter().zip(hints.iter_mut()) {
-                *h = self.prefetch_index(f.data());
-            }
-            for h in &mut hints[..fs.len()] {
-                self.prefetch_session(h);
-            }
-            for ((f, v), &h) in fs.iter_mut().zip(vs.iter_mut()).zip(hints.iter()) {
-                *v = self.process_hinted(rx_port, f, h, now_ns);
-            }
-            start = end;
-        }
-    }
-
-    /// Burst stage 1 for one frame (see [`Worker::process_burst`]): a prefetch hint only, it
-    /// changes nothing. Hand the result to [`Worker::prefetch_session`] once every frame of
-    /// the burst went through this stage, then to [`Worker::process_hinted`].
-    #[inline]
-    pub fn prefetch_index(&self, frame: &[u8]) -> BurstHint {
-        match self.rules.mode {
-            Mode::FullNat => self.fnat.prefetch_index(frame),
-            Mode::Passthrough { .. } => BurstHint::NONE,
-        }
-    }
-
-    /// Burst stage 2 for one frame (see [`Worker::prefetch_index`]); a hint only.
-    #[inline]
-    pub fn prefetch_session(&self, hint: &mut BurstHint) {
-        self.fnat.prefetch_session(hint);
     }
 
     /// Bounded housekeeping between bursts: expires at most `budget` sessions due by `now_ns`

@@ -5,14 +5,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use dpdk_bindings::mbuf::{Burst, Mbuf, BURST_MAX};
+use dpdk_bindings::mbuf::{Burst, BURST_MAX};
 use dpdk_bindings::mempool::Mempool;
 use dpdk_bindings::port::{RxQueue, TxQueue};
 use dpdk_bindings::ring::MbufRing;
-use fnat_engine::{BurstHint, DropReason, Emit, PortIndex, Verdict, Worker, WorkerStats};
+use fnat_engine::{Emit, PortIndex, Verdict, Worker, WorkerStats};
 
 use super::clock::Clock;
-use super::frame::MbufFrame;
+use super::frame::MbufBurst;
 use super::view::{WorkerShared, PUBLISH_INTERVAL};
 use crate::rules_store::RulesStore;
 
@@ -304,7 +304,9 @@ impl WorkerLoop {
         }
     }
 
-    /// Runs every frame of `rx` through the engine and stages it for TX or redirect.
+    /// Hands the burst `rx` (from port `rx_port`, or from the redirect ring when `None`) to
+    /// the engine and carries out its verdicts: stage for TX, hand to the owning worker, or
+    /// free. Replay hands the frames one at a time, each at its own capture time.
     fn handle(
         &mut self,
         rx: &mut Burst,
@@ -313,33 +315,39 @@ impl WorkerLoop {
         rx_port: Option<usize>,
         report: &mut WorkerReport,
     ) {
-        // Live: one clock read per burst (a TSC read and a conversion per packet cost ~8%).
-        let burst_now = self.clock.now();
-        // Prefetch (hints only, nothing changes): the session index lines of the whole burst
-        // first, then the sessions and timer nodes they point to, so that the table's cache
-        // misses overlap instead of stalling each packet in turn.
-        let mut hints = [BurstHint::NONE; BURST_MAX];
-        for (m, h) in rx.iter().zip(hints.iter_mut()) {
-            *h = self.engine.prefetch_index(m.data());
-        }
-        for h in &mut hints[..rx.len().min(BURST_MAX)] {
-            self.engine.prefetch_session(h);
-        }
-        for (mut mbuf, &hint) in rx.drain().zip(hints.iter()) {
-            let port = match rx_port {
-                Some(p) => p as PortIndex,
-                None => self.port_index(&mbuf),
-            };
-            if mbuf.nb_segs() > 1 {
-                self.engine.count_drop(DropReason::MultiSegment);
-                continue;
+        let mut verdicts = [Verdict::Consumed; BURST_MAX];
+        let n = rx.len().min(BURST_MAX);
+        let index_of_port_id = match rx_port {
+            Some(_) => None,
+            None => Some(&self.index_of_port_id[..]),
+        };
+        let port = rx_port.map_or(0, |p| p as PortIndex);
+        if self.replay.is_some() {
+            for (i, v) in verdicts[..n].iter_mut().enumerate() {
+                let mbufs = &mut rx.as_mut_slice()[i..=i];
+                if let Some(m) = mbufs.first() {
+                    self.clock.observe(m);
+                }
+                let mut one = MbufBurst {
+                    mbufs,
+                    index_of_port_id,
+                };
+                let now = self.clock.now();
+                self.engine
+                    .process_burst(port, &mut one, now, std::slice::from_mut(v));
             }
-            self.clock.observe(&mbuf);
-            let now = self.clock.now_in_burst(burst_now);
-            match self
-                .engine
-                .process_hinted(port, &mut MbufFrame(&mut mbuf), hint, now)
-            {
+        } else {
+            // Live: one clock read per burst (a TSC read and a conversion per packet cost ~8%).
+            let now = self.clock.now();
+            let mut burst = MbufBurst {
+                mbufs: rx.as_mut_slice(),
+                index_of_port_id,
+            };
+            self.engine
+                .process_burst(port, &mut burst, now, &mut verdicts[..n]);
+        }
+        for (mut mbuf, verdict) in rx.drain().zip(verdicts) {
+            match verdict {
                 Verdict::Transmit { port } => {
                     let p = usize::from(port);
                     if let Err(mbuf) = tx[p].push(mbuf) {
@@ -352,7 +360,9 @@ impl WorkerLoop {
                 }
                 Verdict::Redirect { worker } => {
                     // The owner needs the RX port, and some PMDs (net_ring) leave it unset.
-                    mbuf.set_port(self.rx[usize::from(port)].port().id());
+                    if let Some(p) = rx_port {
+                        mbuf.set_port(self.rx[p].port().id());
+                    }
                     let w = usize::from(worker);
                     match redirect.get_mut(w) {
                         Some(burst) => {
@@ -370,14 +380,6 @@ impl WorkerLoop {
                 Verdict::Drop(_) | Verdict::Consumed => drop(mbuf),
             }
         }
-    }
-
-    /// The engine port of a frame that came through a redirect ring (stamped by the sender).
-    fn port_index(&self, mbuf: &Mbuf) -> PortIndex {
-        self.index_of_port_id
-            .get(usize::from(mbuf.port()))
-            .copied()
-            .unwrap_or(0)
     }
 
     /// Sends what is staged for port `p`. Live: what the queue refuses is dropped and counted.

@@ -22,14 +22,12 @@ use std::sync::Arc;
 use crate::laddr::{owner_of, LocalAddrs};
 use crate::neigh::{Emit, NeighTable, Neighbours};
 use crate::packet::l4::{TcpFlags, ICMP_ECHO_REQUEST};
-use crate::packet::{self, ether, icmp, PacketV4, Transport};
+use crate::packet::{self, ether, icmp, translate, PacketV4, Transport, Tuple};
 use crate::persist::{self, Templates};
 use crate::rules::{PortIndex, Protocol, Rules, Timeouts};
 use crate::sched::load::{LoadBoard, RsLoad, PUBLISH_INTERVAL_NS};
-use crate::sched::{Flow, RealSet, Scheduler};
-use crate::session::{
-    ConnState, Direction, Session, SessionId, SessionTable, Side, TimerWheel, Tuple,
-};
+use crate::sched::{RealSet, Scheduler};
+use crate::session::{ConnState, Direction, Session, SessionId, SessionTable, Side, TimerWheel};
 use crate::stats::{RealStats, Traffic, WorkerStats};
 use crate::verdict::{DropReason, Verdict};
 
@@ -222,6 +220,13 @@ impl BurstHint {
     pub fn fast(&self) -> bool {
         self.fast
     }
+
+    /// Keeps the prefetched hash and candidate but sends the frame through the later stages
+    /// (the established-flow stage turned off, for tests and measurements).
+    #[inline]
+    pub fn no_fast_path(&mut self) {
+        self.fast = false;
+    }
 }
 
 /// The full-NAT state of one worker.
@@ -378,26 +383,20 @@ impl FullNat {
         self.neigh.drain(now_ns, stats, emit)
     }
 
-    /// Burst stage 1 (a hint, changes nothing): hashes the session key of `frame` and starts
-    /// loading the index line where its lookup begins. Hand the result to
-    /// [`FullNat::prefetch_session`]; [`BurstHint::NONE`] when the frame is not a plain
-    /// TCP/UDP one. While the table is small enough to stay in the core's own caches, where
-    /// prefetching only costs (see [`PREFETCH_FROM_SESSIONS`]), nothing is prefetched.
+    /// Burst stage 1 (a hint, changes nothing): hashes the tuple of `pkt` (the frame's one
+    /// parse) and starts loading the index line where its lookup begins. Hand the result to
+    /// [`FullNat::prefetch_session`]; [`BurstHint::NONE`] when the frame did not parse. While
+    /// the table is small enough to stay in the core's own caches, where prefetching only
+    /// costs (see [`PREFETCH_FROM_SESSIONS`]), nothing is prefetched.
     #[inline]
-    pub fn prefetch_index(&self, frame: &[u8]) -> BurstHint {
+    pub(crate) fn prefetch_index(&self, pkt: Option<&PacketV4>) -> BurstHint {
+        let Some(key) = pkt.and_then(PacketV4::tuple) else {
+            return BurstHint::NONE;
+        };
         if self.table.len() < self.prefetch_from {
             return BurstHint::UNPREFETCHED;
         }
-        let Some((proto, src_ip, src_port, dst_ip, dst_port)) = packet::peek_tuple(frame) else {
-            return BurstHint::NONE;
-        };
-        let tag = self.table.tag(&Tuple {
-            proto,
-            src_ip,
-            src_port,
-            dst_ip,
-            dst_port,
-        });
+        let tag = self.table.tag(&key);
         self.table.prefetch_index(tag);
         BurstHint {
             fast: true,
@@ -410,7 +409,7 @@ impl FullNat {
     /// starts loading the session and its timer node the frame most likely belongs to, and
     /// notes that session in `hint`.
     #[inline]
-    pub fn prefetch_session(&self, hint: &mut BurstHint) {
+    pub(crate) fn prefetch_session(&self, hint: &mut BurstHint) {
         let Some(tag) = hint.tag else {
             return;
         };
@@ -420,36 +419,34 @@ impl FullNat {
         }
     }
 
-    /// Decides what happens to one frame (rewritten in place). Does not count the verdict:
-    /// the caller does.
+    /// Decides what happens to one frame (rewritten in place), parsed once as `parsed`, with
+    /// what the burst's prefetch stages learned in `hint`. The first stage takes established
+    /// flows ([`FullNat::established`]); the others classify, look up or create the session,
+    /// rewrite. Does not count the verdict: the caller does.
+    #[inline(always)]
     pub fn process(
         &mut self,
         rx_port: PortIndex,
         frame: &mut [u8],
+        parsed: Result<PacketV4, DropReason>,
+        hint: BurstHint,
         now_ns: u64,
         stats: &mut WorkerStats,
     ) -> Verdict {
-        match self.classify(rx_port, frame, now_ns, stats) {
+        let pkt = match parsed {
+            Ok(pkt) => pkt,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        if hint.fast {
+            if let Some(v) = self.established(rx_port, frame, &pkt, hint, now_ns, stats) {
+                stats.fast_path += 1;
+                return v;
+            }
+        }
+        match self.classify_parsed(rx_port, frame, pkt, now_ns, stats) {
             Ok(v) => v,
             Err(reason) => Verdict::Drop(reason),
         }
-    }
-
-    /// `packet::parse`, then [`FullNat::classify_parsed`]; the common case (plain TCP) gets
-    /// its own copy of the pipeline, specialised by the compiler for what the parse proved.
-    #[inline]
-    fn classify(
-        &mut self,
-        rx_port: PortIndex,
-        frame: &mut [u8],
-        now: u64,
-        stats: &mut WorkerStats,
-    ) -> Result<Verdict, DropReason> {
-        if let Some(pkt) = packet::parse::parse_plain_tcp(frame) {
-            return self.classify_parsed(rx_port, frame, pkt, now, stats);
-        }
-        let pkt = packet::parse::parse_general(frame)?;
-        self.classify_parsed(rx_port, frame, pkt, now, stats)
     }
 
     #[inline(always)]
@@ -520,13 +517,11 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
-        let key = Tuple {
-            proto: pkt.ip.proto,
-            src_ip: u32::from(pkt.ip.src),
-            src_port: sport,
-            dst_ip: u32::from(pkt.ip.dst),
-            dst_port: dport,
-        };
+        let key = Tuple::new(
+            pkt.ip.proto,
+            SocketAddrV4::new(pkt.ip.src, sport),
+            SocketAddrV4::new(pkt.ip.dst, dport),
+        );
         let service = if kind & ADDR_VIP != 0 {
             self.find_service(key.dst_ip, key.proto, dport)
         } else {
@@ -717,18 +712,10 @@ impl FullNat {
         }
         let ri = match ri {
             Some(i) => i,
-            None => {
-                let flow = Flow {
-                    src_ip: key.src_ip,
-                    src_port: key.src_port,
-                    dst_ip: key.dst_ip,
-                    dst_port: key.dst_port,
-                    now_ns: now,
-                };
-                svc.sched
-                    .pick(&view, &flow)
-                    .ok_or(DropReason::NoRealServer)?
-            }
+            None => svc
+                .sched
+                .pick(&view, key, now)
+                .ok_or(DropReason::NoRealServer)?,
         };
         let real = *svc.reals.get(ri).ok_or(DropReason::NoRealServer)?;
         let rs_port = if real.port == 0 {
@@ -835,18 +822,19 @@ impl FullNat {
             self.check_reply_ingress(rs, rx_port)?;
         }
         let s = self.table.get(id).ok_or(DropReason::NoSession)?;
-        let (src, dst) = match dir {
-            Direction::Input => (sock(s.lip, s.lport), sock(s.rs_ip, s.rs_port)),
-            Direction::Output => (sock(s.vip, s.vport), sock(s.client_ip, s.client_port)),
+        // The packet leaves with the other side's tuple, reversed.
+        let to = match dir {
+            Direction::Input => s.real_key().reverse(),
+            Direction::Output => s.client_key().reverse(),
         };
         let (old_state, svc_slot, rs_slot) = (s.state, s.svc_slot, s.rs_slot);
-        let hop = self.hops.resolve(&self.egress, u32::from(*dst.ip()))?;
+        let hop = self.hops.resolve(&self.egress, to.dst_ip)?;
         let dst_mac = if hop.resolved {
             Some(hop.dst_mac)
         } else {
             self.neigh.next_hop_mac(&hop, now)?
         };
-        packet::rewrite_fullnat(frame, pkt, src, dst)?;
+        translate(frame, pkt, &to)?;
         let verdict = match dst_mac {
             Some(mac) => {
                 ether::set_macs(frame, hop.src_mac, mac);
@@ -859,35 +847,25 @@ impl FullNat {
             Some(f) => old_state.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
             None => ConnState::Udp,
         };
-        let bytes = u64::from(pkt.ip.total_len);
         if let Some(m) = self.table.get_mut(id) {
             m.state = state;
-            match dir {
-                Direction::Input => {
-                    m.packets_in = m.packets_in.wrapping_add(1);
-                    m.bytes_in = m.bytes_in.wrapping_add(bytes);
-                }
-                Direction::Output => {
-                    m.packets_out = m.packets_out.wrapping_add(1);
-                    m.bytes_out = m.bytes_out.wrapping_add(bytes);
-                }
-            }
         }
-        if let Some(st) = stats.services.get_mut(svc_slot as usize) {
-            count(&mut st.traffic, dir, bytes);
-            if let Some(r) = st.reals.get_mut(rs_slot as usize) {
-                count(&mut r.traffic, dir, bytes);
-                match (old_state.is_active(), state.is_active()) {
-                    (false, true) => {
-                        r.inactive_conns = r.inactive_conns.saturating_sub(1);
-                        r.active_conns += 1;
-                    }
-                    (true, false) => {
-                        r.active_conns = r.active_conns.saturating_sub(1);
-                        r.inactive_conns += 1;
-                    }
-                    _ => {}
+        self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
+        if let Some(r) = stats
+            .services
+            .get_mut(usize::from(svc_slot))
+            .and_then(|st| st.reals.get_mut(usize::from(rs_slot)))
+        {
+            match (old_state.is_active(), state.is_active()) {
+                (false, true) => {
+                    r.inactive_conns = r.inactive_conns.saturating_sub(1);
+                    r.active_conns += 1;
                 }
+                (true, false) => {
+                    r.active_conns = r.active_conns.saturating_sub(1);
+                    r.inactive_conns += 1;
+                }
+                _ => {}
             }
         }
         let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
@@ -908,17 +886,10 @@ impl FullNat {
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
         let err = icmp::parse_error(frame, pkt)?;
-        let q = err.embedded.flow_key().reverse();
-        if q.proto != Protocol::Tcp.number() && q.proto != Protocol::Udp.number() {
+        let key = err.embedded.tuple().reverse();
+        if key.proto != Protocol::Tcp.number() && key.proto != Protocol::Udp.number() {
             return Err(DropReason::IcmpNoSession);
         }
-        let key = Tuple {
-            proto: q.proto,
-            src_ip: u32::from(q.src),
-            src_port: q.sport,
-            dst_ip: u32::from(q.dst),
-            dst_port: q.dport,
-        };
         let outer_dst = u32::from(pkt.ip.dst);
         // About a packet we sent from LIP:lport: only lport's owner knows the session.
         if kind & ADDR_LIP != 0 && key.dst_ip == outer_dst {
@@ -977,6 +948,40 @@ impl FullNat {
             }
             None => self.neigh.hold(frame, &hop, now, stats),
         })
+    }
+
+    /// Counts one forwarded packet of session `id` (service slot `svc_slot`, real-server slot
+    /// `rs_slot`) in the session, its service and its real server: every stage that forwards
+    /// counts through here.
+    #[inline(always)]
+    fn count_packet(
+        &mut self,
+        id: SessionId,
+        svc_slot: u16,
+        rs_slot: u16,
+        dir: Direction,
+        pkt: &PacketV4,
+        stats: &mut WorkerStats,
+    ) {
+        let bytes = u64::from(pkt.ip.total_len);
+        if let Some(m) = self.table.get_mut(id) {
+            match dir {
+                Direction::Input => {
+                    m.packets_in = m.packets_in.wrapping_add(1);
+                    m.bytes_in = m.bytes_in.wrapping_add(bytes);
+                }
+                Direction::Output => {
+                    m.packets_out = m.packets_out.wrapping_add(1);
+                    m.bytes_out = m.bytes_out.wrapping_add(bytes);
+                }
+            }
+        }
+        if let Some(st) = stats.services.get_mut(usize::from(svc_slot)) {
+            count(&mut st.traffic, dir, bytes);
+            if let Some(r) = st.reals.get_mut(usize::from(rs_slot)) {
+                count(&mut r.traffic, dir, bytes);
+            }
+        }
     }
 
     /// Ends a session: frees both keys, its timer and its local port; updates the gauges.

@@ -10,34 +10,11 @@
 //! Memory: a [`Session`] is 64 bytes; the index costs 4 entries × 8 bytes = 32 bytes per
 //! session slot; the timer wheel adds 24 bytes per slot: 120 bytes per session in all.
 
-use std::net::Ipv4Addr;
-
 use super::tcp::ConnState;
+use crate::packet::Tuple;
 
 /// Index of a session in its worker's arena.
 pub type SessionId = u32;
-
-/// A packet's 5-tuple as seen on arrival (addresses in host order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Tuple {
-    pub proto: u8,
-    pub src_ip: u32,
-    pub src_port: u16,
-    pub dst_ip: u32,
-    pub dst_port: u16,
-}
-
-impl Tuple {
-    pub fn new(proto: u8, src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16) -> Self {
-        Tuple {
-            proto,
-            src_ip: u32::from(src),
-            src_port,
-            dst_ip: u32::from(dst),
-            dst_port,
-        }
-    }
-}
 
 /// Which of its two keys found a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
