@@ -121,7 +121,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_RUNTIME);
                 }
             };
-            finish(driver::execute(&cfg, RunKind::Live, Some(socket)))
+            finish(driver::execute(&cfg, RunKind::Live, Some(socket), None))
         }
         Command::Replay {
             config,
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            finish(driver::execute(&cfg, RunKind::Replay, None))
+            finish(driver::execute(&cfg, RunKind::Replay, None, None))
         }
     }
 }

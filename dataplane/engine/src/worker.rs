@@ -23,7 +23,12 @@ pub struct Worker {
     fnat: FullNat,
     /// Established flows take the fast path (on unless a test compares the two paths).
     fast_path: bool,
+    /// Sessions [`Worker::between_bursts`] may end per call.
+    expire_budget: usize,
 }
+
+/// Default of [`Worker::set_expire_budget`].
+pub const DEFAULT_EXPIRE_BUDGET: usize = 256;
 
 impl Worker {
     /// Worker `id` of `workers`, running `rules`. Allocates everything the worker will ever
@@ -47,6 +52,7 @@ impl Worker {
             stats,
             fnat,
             fast_path: true,
+            expire_budget: DEFAULT_EXPIRE_BUDGET,
         }
     }
 
@@ -253,6 +259,19 @@ impl Worker {
             Verdict::Consumed => {}
         }
         verdict
+    }
+
+    /// Sets how many sessions [`Worker::between_bursts`] may end per call (the config's
+    /// `expire_budget`).
+    pub fn set_expire_budget(&mut self, budget: usize) {
+        self.expire_budget = budget;
+    }
+
+    /// What the engine does between two rounds of bursts (call it once per poll-loop round,
+    /// after the frames it handed out were flushed): [`Worker::housekeeping`] with the
+    /// configured budget. Returns how many sessions were ended.
+    pub fn between_bursts(&mut self, now_ns: u64) -> usize {
+        self.housekeeping(now_ns, self.expire_budget)
     }
 
     /// Bounded housekeeping between bursts: expires at most `budget` sessions due by `now_ns`

@@ -21,8 +21,9 @@
 //!   times each until every worker acknowledged it. Then fnatd stops itself (SIGTERM to itself)
 //!   and prints one `BENCH {json}` line after the usual forward statistics.
 //!
-//! Nothing here runs unless `fnatd bench` set [`Settings`]: `fnatd run` pays one `None` check
-//! per RX burst.
+//! Nothing here runs in `fnatd run`: `fnatd bench` hands the driver a [`ProbeFactory`], and
+//! only then do the workers run their live loop with a probe (`fnatd run`'s loop is compiled
+//! with none). Everything the run shares lives in one `Shared` value, not in statics.
 
 use std::process::ExitCode;
 
@@ -38,7 +39,7 @@ use fnat_engine::{Verdict, Worker};
 use hdrhistogram::Histogram;
 
 use crate::config::AppConfig;
-use crate::driver::{self, RunKind};
+use crate::driver::{self, BurstProbe, ProbeFactory, RunKind};
 use crate::rules_store::RulesStore;
 
 /// What traffic the generator makes of the device's frames.
@@ -105,11 +106,16 @@ pub struct WorkerResult {
     pub max_cycles: u64,
 }
 
-static SETTINGS: OnceLock<Options> = OnceLock::new();
-static RESULTS: Mutex<Vec<WorkerResult>> = Mutex::new(Vec::new());
-static MEASURED: AtomicUsize = AtomicUsize::new(0);
-static STORE: OnceLock<Arc<RulesStore>> = OnceLock::new();
-static FAILED: AtomicBool = AtomicBool::new(false);
+/// What `fnatd bench`'s controller and its workers' probes share (one per run, no statics).
+struct Shared {
+    opts: Options,
+    results: Mutex<Vec<WorkerResult>>,
+    /// Workers done measuring.
+    measured: AtomicUsize,
+    /// The dataplane's rules store (for timing publishes), from the first worker's attach.
+    store: OnceLock<Arc<RulesStore>>,
+    failed: AtomicBool,
+}
 
 /// Client address and port of synthetic flow `k`: 10.0.0.0/8 hosts, 60000 ports each.
 #[inline]
@@ -213,7 +219,7 @@ enum Phase {
 
 /// A worker's generator and probe (see the module documentation).
 pub struct WorkerBench {
-    opts: &'static Options,
+    shared: Arc<Shared>,
     hz: u64,
     phase: Phase,
     hist: Histogram<u64>,
@@ -228,11 +234,16 @@ pub struct WorkerBench {
 }
 
 impl WorkerBench {
-    /// Called by a worker before its poll loop: `None` unless `fnatd bench` is running.
-    /// Prefills the worker's sessions (allocates; before the loop only).
-    pub fn attach(engine: &mut Worker, store: &Arc<RulesStore>, now_ns: u64) -> Option<Self> {
-        let opts = SETTINGS.get()?;
-        let _ = STORE.set(Arc::clone(store));
+    /// Called by a worker before its poll loop: prefills the worker's sessions (allocates;
+    /// before the loop only).
+    fn attach(
+        shared: Arc<Shared>,
+        engine: &mut Worker,
+        store: &Arc<RulesStore>,
+        now_ns: u64,
+    ) -> Self {
+        let opts = &shared.opts;
+        let _ = shared.store.set(Arc::clone(store));
         engine.set_fast_path(!opts.no_fast_path);
         let hz = time::tsc_hz().max(1);
         let mut result = WorkerResult {
@@ -273,28 +284,31 @@ impl WorkerBench {
         while gcd(stride, flows) != 1 {
             stride += 2;
         }
-        Some(WorkerBench {
-            opts,
+        let next = match opts.mode {
+            Mode::New => opts.flows,
+            _ => 0,
+        };
+        WorkerBench {
+            shared,
             hz,
             phase: Phase::Idle,
             hist: Histogram::new_with_bounds(1, 1 << 40, 3).expect("histogram bounds"),
-            next: match opts.mode {
-                Mode::New => opts.flows,
-                _ => 0,
-            },
+            next,
             stride: stride % flows,
             flows,
             rx: 0,
             bursts: 0,
             busy: 0,
             result,
-        })
+        }
     }
+}
 
+impl BurstProbe for WorkerBench {
     /// Before the engine sees a received burst: stamps it (the generator) and returns the TSC.
     #[inline]
-    pub fn before(&mut self, rx: &mut Burst) -> u64 {
-        match self.opts.mode {
+    fn before(&mut self, rx: &mut Burst) -> u64 {
+        match self.shared.opts.mode {
             Mode::Plain => {}
             Mode::Established => {
                 for m in rx.iter_mut() {
@@ -319,15 +333,15 @@ impl WorkerBench {
 
     /// After the engine processed a burst of `n` frames that started at TSC `t0`.
     #[inline]
-    pub fn after(&mut self, engine: &Worker, t0: u64, n: usize) {
+    fn after(&mut self, engine: &Worker, t0: u64, n: usize) {
         let t1 = time::tsc();
         match self.phase {
             Phase::Idle => {
-                let warm = (self.opts.warmup * self.hz as f64) as u64;
+                let warm = (self.shared.opts.warmup * self.hz as f64) as u64;
                 self.phase = Phase::Warmup { until: t1 + warm };
             }
             Phase::Warmup { until } if t1 >= until => {
-                let span = (self.opts.seconds * self.hz as f64) as u64;
+                let span = (self.shared.opts.seconds * self.hz as f64) as u64;
                 let st = engine.stats();
                 self.phase = Phase::Measuring {
                     start: t1,
@@ -365,7 +379,7 @@ impl WorkerBench {
                     r.bursts = self.bursts;
                     r.busy_cycles = self.busy;
                     self.phase = Phase::Done;
-                    MEASURED.fetch_add(1, Ordering::SeqCst);
+                    self.shared.measured.fetch_add(1, Ordering::SeqCst);
                 }
             }
             _ => {}
@@ -373,14 +387,14 @@ impl WorkerBench {
     }
 
     /// When the worker stops: hands its result to `fnatd bench`.
-    pub fn finish(mut self) {
+    fn finish(&mut self) {
         let h = &self.hist;
         self.result.p50_cycles = h.value_at_quantile(0.50);
         self.result.p99_cycles = h.value_at_quantile(0.99);
         self.result.p999_cycles = h.value_at_quantile(0.999);
         self.result.max_cycles = h.max();
-        if let Ok(mut results) = RESULTS.lock() {
-            results.push(self.result);
+        if let Ok(mut results) = self.shared.results.lock() {
+            results.push(self.result.clone());
         }
     }
 }
@@ -398,12 +412,13 @@ fn stop_self() {
 
 /// The controller on the main thread's side: waits for every worker to measure, times rule
 /// publishes under load, then stops the dataplane. Bounded by `opts.timeout`.
-fn control(opts: &'static Options, workers: usize) -> Vec<f64> {
+fn control(shared: &Shared, workers: usize) -> Vec<f64> {
+    let opts = &shared.opts;
     let deadline = Instant::now() + Duration::from_secs_f64(opts.timeout.max(1.0));
     let mut publish_us = Vec::new();
-    while MEASURED.load(Ordering::SeqCst) < workers {
+    while shared.measured.load(Ordering::SeqCst) < workers {
         if Instant::now() >= deadline {
-            FAILED.store(true, Ordering::SeqCst);
+            shared.failed.store(true, Ordering::SeqCst);
             eprintln!(
                 "fnatd bench: workers did not finish measuring within {} s",
                 opts.timeout
@@ -413,7 +428,7 @@ fn control(opts: &'static Options, workers: usize) -> Vec<f64> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    if let Some(store) = STORE.get() {
+    if let Some(store) = shared.store.get() {
         for _ in 0..opts.publishes {
             if Instant::now() >= deadline {
                 break;
@@ -443,13 +458,30 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// statistics and one `BENCH {json}` line.
 pub fn run(cfg: &AppConfig, opts: Options) -> ExitCode {
     let workers = usize::from(cfg.dataplane.workers);
-    let opts: &'static Options = SETTINGS.get_or_init(|| opts);
-    let controller = std::thread::spawn(move || control(opts, workers));
-    let outcome = driver::execute(cfg, RunKind::Live, None);
+    let shared = Arc::new(Shared {
+        opts,
+        results: Mutex::new(Vec::new()),
+        measured: AtomicUsize::new(0),
+        store: OnceLock::new(),
+        failed: AtomicBool::new(false),
+    });
+    let for_controller = Arc::clone(&shared);
+    let controller = std::thread::spawn(move || control(&for_controller, workers));
+    let for_workers = Arc::clone(&shared);
+    let probe: ProbeFactory = Arc::new(move |engine: &mut Worker, store: &Arc<RulesStore>, now| {
+        Box::new(WorkerBench::attach(
+            Arc::clone(&for_workers),
+            engine,
+            store,
+            now,
+        )) as Box<dyn BurstProbe + Send>
+    });
+    let outcome = driver::execute(cfg, RunKind::Live, None, Some(probe));
     // The dataplane may have failed before any worker measured: release the controller.
     if outcome.is_err() {
-        MEASURED.fetch_add(workers, Ordering::SeqCst);
+        shared.measured.fetch_add(workers, Ordering::SeqCst);
     }
+    let opts = &shared.opts;
     let mut publish_us = controller.join().unwrap_or_default();
     let totals = match outcome {
         Ok(t) => t,
@@ -460,7 +492,7 @@ pub fn run(cfg: &AppConfig, opts: Options) -> ExitCode {
     };
     print!("{}", totals.render());
     publish_us.sort_by(f64::total_cmp);
-    let mut results = RESULTS.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut results = shared.results.lock().map(|r| r.clone()).unwrap_or_default();
     results.sort_by_key(|r| r.worker);
     let mut json = format!(
         "{{\"mode\":\"{:?}\",\"flows\":{},\"rss_exit_kb\":{},\"publishes\":{},\
@@ -513,7 +545,7 @@ pub fn run(cfg: &AppConfig, opts: Options) -> ExitCode {
     json.push_str("]}");
     println!("BENCH {json}");
     let all_measured = results.len() == workers && results.iter().all(|r| r.measured);
-    if FAILED.load(Ordering::SeqCst) || !all_measured {
+    if shared.failed.load(Ordering::SeqCst) || !all_measured {
         eprintln!("fnatd bench: not every worker measured (no traffic?)");
         return ExitCode::from(1);
     }

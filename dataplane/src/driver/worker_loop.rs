@@ -63,13 +63,44 @@ pub struct WorkerLoop {
     /// Input ring of every worker; `rings[w]` is where other workers hand frames to worker w.
     pub rings: Arc<Vec<MbufRing>>,
     pub clock: Clock,
-    pub expire_budget: usize,
     pub stop: Arc<AtomicBool>,
     pub replay: Option<ReplayEnd>,
     /// Where new rules snapshots appear.
     pub store: Arc<RulesStore>,
     /// Counters and listings this worker shares with the control plane.
     pub shared: Arc<WorkerShared>,
+    /// `fnatd bench` only: makes the probe the live loop carries.
+    pub probe: Option<ProbeFactory>,
+}
+
+/// Instrumentation a live loop can carry around each RX burst from a port (`fnatd bench`:
+/// traffic generator and latency probe). `fnatd run`'s loop carries [`NoProbe`], whose calls
+/// compile to nothing.
+pub trait BurstProbe {
+    /// Before the engine sees `rx`; returns what `after` gets back (a TSC reading).
+    fn before(&mut self, rx: &mut Burst) -> u64;
+    /// After the engine processed the `n` frames of the burst `before` saw.
+    fn after(&mut self, engine: &Worker, t0: u64, n: usize);
+    /// When the loop ends.
+    fn finish(&mut self);
+}
+
+/// Makes a worker's probe, before its loop starts (it may prefill the worker's engine).
+pub type ProbeFactory =
+    Arc<dyn Fn(&mut Worker, &Arc<RulesStore>, u64) -> Box<dyn BurstProbe + Send> + Send + Sync>;
+
+/// The live loop of `fnatd run`: no instrumentation.
+struct NoProbe;
+
+impl BurstProbe for NoProbe {
+    #[inline(always)]
+    fn before(&mut self, _rx: &mut Burst) -> u64 {
+        0
+    }
+    #[inline(always)]
+    fn after(&mut self, _engine: &Worker, _t0: u64, _n: usize) {}
+    #[inline(always)]
+    fn finish(&mut self) {}
 }
 
 /// What a worker reports when it stops.
@@ -104,8 +135,12 @@ impl WorkerLoop {
         let mut redirect: Vec<Burst> = (0..self.rings.len()).map(|_| Burst::new()).collect();
         if self.replay.is_some() {
             self.run_replay(&mut tx, &mut redirect, &mut report);
+        } else if let Some(factory) = self.probe.take() {
+            let mut probe = factory(&mut self.engine, &self.store, self.clock.now());
+            self.run_live(&mut tx, &mut redirect, &mut report, &mut *probe);
+            probe.finish();
         } else {
-            self.run_live(&mut tx, &mut redirect, &mut report);
+            self.run_live(&mut tx, &mut redirect, &mut report, &mut NoProbe);
         }
         // Last chance for frames the engine still has to send, then whatever waits for a
         // neighbour is dropped (counted as no_neighbour).
@@ -118,15 +153,18 @@ impl WorkerLoop {
         report
     }
 
-    /// Live: poll the redirect ring and every port's queue, a burst at a time.
-    fn run_live(&mut self, tx: &mut [Burst], redirect: &mut [Burst], report: &mut WorkerReport) {
+    /// Live: poll the redirect ring and every port's queue, a burst at a time; between
+    /// rounds, send what the engine originates, flush, and let the engine do its housekeeping.
+    fn run_live<P: BurstProbe + ?Sized>(
+        &mut self,
+        tx: &mut [Burst],
+        redirect: &mut [Burst],
+        report: &mut WorkerReport,
+        probe: &mut P,
+    ) {
         let me = usize::from(self.engine.id());
         let mut rx = Burst::new();
-        let publish_every = PUBLISH_INTERVAL.as_nanos() as u64;
         let mut next_publish = 0u64;
-        // `fnatd bench` only (perf/): prefill, traffic generator, per-burst latency probe.
-        let mut bench =
-            crate::bench::WorkerBench::attach(&mut self.engine, &self.store, self.clock.now());
         while !self.stop.load(Ordering::Relaxed) {
             self.follow_rules();
             // Frames other workers handed us first: they are older than what waits in RX.
@@ -137,27 +175,27 @@ impl WorkerLoop {
                 let n = self.rx[p].rx_burst(&mut rx);
                 if n > 0 {
                     report.port_rx[p] += n as u64;
-                    let t0 = bench.as_mut().map_or(0, |b| b.before(&mut rx));
+                    let t0 = probe.before(&mut rx);
                     self.handle(&mut rx, tx, redirect, Some(p), report);
-                    if let Some(b) = bench.as_mut() {
-                        b.after(&self.engine, t0, n);
-                    }
+                    probe.after(&self.engine, t0, n);
                 }
             }
             let now = self.clock.now();
             self.originate(now, tx, report);
             self.flush_all(tx, redirect, report);
-            self.engine.housekeeping(now, self.expire_budget);
-            if self.shared.has_query() {
-                self.shared.serve_query(&self.engine, now);
-            }
-            if now >= next_publish {
-                self.publish(report);
-                next_publish = now + publish_every;
-            }
+            self.engine.between_bursts(now);
+            self.serve_control(now, report, &mut next_publish);
         }
-        if let Some(b) = bench {
-            b.finish();
+    }
+
+    /// Answers a pending listing query and publishes counters every `PUBLISH_INTERVAL`.
+    fn serve_control(&mut self, now: u64, report: &WorkerReport, next_publish: &mut u64) {
+        if self.shared.has_query() {
+            self.shared.serve_query(&self.engine, now);
+        }
+        if now >= *next_publish {
+            self.publish(report);
+            *next_publish = now + PUBLISH_INTERVAL.as_nanos() as u64;
         }
     }
 
@@ -228,7 +266,7 @@ impl WorkerLoop {
                     let now = self.clock.now();
                     self.originate(now, tx, report);
                     self.flush_all(tx, redirect, report);
-                    self.engine.housekeeping(now, self.expire_budget);
+                    self.engine.between_bursts(now);
                 }
                 Some(_) => std::hint::spin_loop(),
                 None => {
