@@ -184,39 +184,76 @@ impl Worker {
     ) {
         let n = frames.len().min(verdicts.len());
         let full_nat = matches!(self.rules.mode, Mode::FullNat);
+        if n <= 1 || !(full_nat && self.fnat.prefetches()) {
+            // A table small enough to stay in cache, a single frame, or no NAT at all: nothing
+            // to overlap, so each frame is parsed right where it is processed.
+            let fast = if full_nat && self.fast_path {
+                BurstHint::UNPREFETCHED
+            } else {
+                BurstHint::NONE
+            };
+            for i in 0..n {
+                let parsed = match full_nat {
+                    true => packet::parse(frames.data(i)),
+                    false => Err(DropReason::UnsupportedEtherType),
+                };
+                let hint = if parsed.is_ok() {
+                    fast
+                } else {
+                    BurstHint::NONE
+                };
+                let verdict = self.stage_three(rx_port, frames, i, &parsed, hint, now_ns);
+                if let Some(v) = verdicts.get_mut(i) {
+                    *v = verdict;
+                }
+            }
+            return;
+        }
         let mut start = 0;
         while start < n {
             let end = n.min(start + BURST_CHUNK);
             let mut parsed = [Err(DropReason::Truncated); BURST_CHUNK];
             let mut hints = [BurstHint::NONE; BURST_CHUNK];
-            if full_nat {
-                for (i, (p, h)) in (start..end).zip(parsed.iter_mut().zip(hints.iter_mut())) {
-                    *p = packet::parse(frames.data(i));
-                    *h = self.fnat.prefetch_index(p.as_ref().ok());
-                    if !self.fast_path {
-                        h.no_fast_path();
-                    }
-                }
-                for h in &mut hints[..end - start] {
-                    self.fnat.prefetch_session(h);
+            for (i, (p, h)) in (start..end).zip(parsed.iter_mut().zip(hints.iter_mut())) {
+                *p = packet::parse(frames.data(i));
+                *h = self.fnat.prefetch_index(p.as_ref().ok());
+                if !self.fast_path {
+                    h.no_fast_path();
                 }
             }
-            for (i, (&p, &h)) in (start..end).zip(parsed.iter().zip(hints.iter())) {
-                let port = frames.rx_port(i).unwrap_or(rx_port);
-                let whole = frames.is_whole(i);
-                let verdict = match frames.frame_mut(i) {
-                    Some(mut frame) if whole => self.process_parsed(port, &mut frame, p, h, now_ns),
-                    _ => {
-                        // Not looked at: counted as the driver's drop, not as received.
-                        self.stats.count_drop(DropReason::MultiSegment);
-                        Verdict::Drop(DropReason::MultiSegment)
-                    }
-                };
+            for h in &mut hints[..end - start] {
+                self.fnat.prefetch_session(h);
+            }
+            for (i, (p, &h)) in (start..end).zip(parsed.iter().zip(hints.iter())) {
+                let verdict = self.stage_three(rx_port, frames, i, p, h, now_ns);
                 if let Some(v) = verdicts.get_mut(i) {
                     *v = verdict;
                 }
             }
             start = end;
+        }
+    }
+
+    /// Stage 3 for frame `i` of `frames`: its port, the multi-segment check, the pipeline.
+    #[inline(always)]
+    fn stage_three<B: Frames + ?Sized>(
+        &mut self,
+        rx_port: PortIndex,
+        frames: &mut B,
+        i: usize,
+        parsed: &Result<PacketV4, DropReason>,
+        hint: BurstHint,
+        now_ns: u64,
+    ) -> Verdict {
+        let port = frames.rx_port(i).unwrap_or(rx_port);
+        let whole = frames.is_whole(i);
+        match frames.frame_mut(i) {
+            Some(mut frame) if whole => self.process_parsed(port, &mut frame, parsed, hint, now_ns),
+            _ => {
+                // Not looked at: counted as the driver's drop, not as received.
+                self.stats.count_drop(DropReason::MultiSegment);
+                Verdict::Drop(DropReason::MultiSegment)
+            }
         }
     }
 
@@ -226,7 +263,7 @@ impl Worker {
         &mut self,
         rx_port: PortIndex,
         frame: &mut F,
-        parsed: Result<PacketV4, DropReason>,
+        parsed: &Result<PacketV4, DropReason>,
         hint: BurstHint,
         now_ns: u64,
     ) -> Verdict {

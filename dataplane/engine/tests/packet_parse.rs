@@ -41,7 +41,7 @@ fn tcp_syn_with_options() {
     let pkt = parse(&frame).unwrap();
     assert_eq!(pkt.ip.l3, 14);
     assert_eq!(pkt.ip.l4, 34);
-    assert_eq!(pkt.ip.end, frame.len());
+    assert_eq!(pkt.ip.end(), frame.len());
     assert_eq!(pkt.ip.src, Ipv4Addr::from(C));
     assert_eq!(pkt.ip.dst, Ipv4Addr::from(VIP));
     assert_eq!(pkt.ip.ttl, 64);

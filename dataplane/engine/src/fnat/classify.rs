@@ -19,7 +19,7 @@ impl FullNat {
         &mut self,
         rx_port: PortIndex,
         frame: &mut [u8],
-        pkt: PacketV4,
+        pkt: &PacketV4,
         now: u64,
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
@@ -41,7 +41,7 @@ impl FullNat {
             Transport::Tcp(t) => self.tcp_udp(
                 rx_port,
                 frame,
-                &pkt,
+                pkt,
                 t.sport,
                 t.dport,
                 Some(t.flags),
@@ -50,17 +50,17 @@ impl FullNat {
                 stats,
             ),
             Transport::Udp(u) => self.tcp_udp(
-                rx_port, frame, &pkt, u.sport, u.dport, None, kind, now, stats,
+                rx_port, frame, pkt, u.sport, u.dport, None, kind, now, stats,
             ),
             Transport::Icmp(i) => {
                 if i.icmp_type == ICMP_ECHO_REQUEST {
                     let peer = ether::src_mac(frame).ok_or(DropReason::Truncated)?;
-                    icmp::echo_reply_in_place(frame, &pkt, ECHO_REPLY_TTL)?;
+                    icmp::echo_reply_in_place(frame, pkt, ECHO_REPLY_TTL)?;
                     ether::set_macs(frame, port_mac, peer);
                     stats.icmp_echo_replies += 1;
                     Ok(Verdict::Transmit { port: rx_port })
                 } else if i.is_error() {
-                    self.icmp_error(frame, &pkt, kind, now, stats)
+                    self.icmp_error(frame, pkt, kind, now, stats)
                 } else {
                     Err(DropReason::IcmpUnsupported)
                 }

@@ -170,7 +170,7 @@ impl BurstHint {
     };
     /// Nothing prefetched (the table is small enough to stay in cache), but the frame may
     /// take the fast path, which then hashes its key itself.
-    const UNPREFETCHED: BurstHint = BurstHint {
+    pub(crate) const UNPREFETCHED: BurstHint = BurstHint {
         fast: true,
         tag: None,
         candidate: None,
@@ -344,6 +344,13 @@ impl FullNat {
         self.neigh.drain(now_ns, stats, emit)
     }
 
+    /// True when bursts are worth prefetching: the table holds [`PREFETCH_FROM_SESSIONS`]
+    /// (or what [`FullNat::set_prefetch_from`] set) live sessions or more.
+    #[inline]
+    pub(crate) fn prefetches(&self) -> bool {
+        self.table.len() >= self.prefetch_from
+    }
+
     /// Burst stage 1 (a hint, changes nothing): hashes the tuple of `pkt` (the frame's one
     /// parse) and starts loading the index line where its lookup begins. Hand the result to
     /// [`FullNat::prefetch_session`]; [`BurstHint::NONE`] when the frame did not parse. While
@@ -351,12 +358,15 @@ impl FullNat {
     /// costs (see [`PREFETCH_FROM_SESSIONS`]), nothing is prefetched.
     #[inline]
     pub(crate) fn prefetch_index(&self, pkt: Option<&PacketV4>) -> BurstHint {
-        let Some(key) = pkt.and_then(PacketV4::tuple) else {
+        let Some(pkt) = pkt else {
             return BurstHint::NONE;
         };
         if self.table.len() < self.prefetch_from {
             return BurstHint::UNPREFETCHED;
         }
+        let Some(key) = pkt.tuple() else {
+            return BurstHint::NONE;
+        };
         let tag = self.table.tag(&key);
         self.table.prefetch_index(tag);
         BurstHint {
@@ -389,17 +399,17 @@ impl FullNat {
         &mut self,
         rx_port: PortIndex,
         frame: &mut [u8],
-        parsed: Result<PacketV4, DropReason>,
+        parsed: &Result<PacketV4, DropReason>,
         hint: BurstHint,
         now_ns: u64,
         stats: &mut WorkerStats,
     ) -> Verdict {
         let pkt = match parsed {
             Ok(pkt) => pkt,
-            Err(reason) => return Verdict::Drop(reason),
+            Err(reason) => return Verdict::Drop(*reason),
         };
         if hint.fast {
-            if let Some(v) = self.established(rx_port, frame, &pkt, hint, now_ns, stats) {
+            if let Some(v) = self.established(rx_port, frame, pkt, hint, now_ns, stats) {
                 stats.fast_path += 1;
                 return v;
             }

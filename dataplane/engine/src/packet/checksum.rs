@@ -98,7 +98,7 @@ pub fn update32(check: u16, old: u32, new: u32) -> u16 {
 /// changes one by one bit for bit. One `Delta` can be applied to several checksums that cover
 /// the same words (e.g. the addresses in the IP header and the L4 pseudo-header).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Delta(u64);
+pub struct Delta(u32);
 
 impl Delta {
     /// No changes yet.
@@ -109,7 +109,9 @@ impl Delta {
     /// A covered 16-bit word changed `old` → `new`.
     #[inline]
     pub fn replace16(&mut self, old: u16, new: u16) {
-        self.0 += u64::from(!old) + u64::from(new);
+        // At most 0x1FFFE a change: a Delta of fewer than 32768 changes (the engine makes a
+        // dozen at most) cannot wrap; wrapping keeps it panic-free anyway.
+        self.0 = self.0.wrapping_add(u32::from(!old) + u32::from(new));
     }
 
     /// A covered 32-bit word (16-bit aligned) changed `old` → `new`.
@@ -122,13 +124,13 @@ impl Delta {
     /// The changes of `other` too.
     #[inline]
     pub fn merge(&mut self, other: Delta) {
-        self.0 += other.0;
+        self.0 = u32::from(fold(self.0)).wrapping_add(u32::from(fold(other.0)));
     }
 
     /// The checksum `check` with these changes applied.
     #[inline]
     pub fn apply(self, check: u16) -> u16 {
-        !fold64(self.0 + u64::from(!check))
+        !fold(u32::from(fold(self.0)) + u32::from(!check))
     }
 
     /// A UDP checksum with these changes applied: 0 ("none") stays 0, and a result of 0 is

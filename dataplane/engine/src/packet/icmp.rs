@@ -50,15 +50,15 @@ pub fn echo_reply_in_place(frame: &mut [u8], pkt: &PacketV4, ttl: u8) -> Result<
     }
     let ip = &pkt.ip;
     let truncated = DropReason::Truncated;
-    if ip.end > frame.len() || ip.l4 > ip.end || ip.end - ip.l4 < ICMP_HEADER_LEN {
+    if ip.end() > frame.len() || ip.l4() > ip.end() || ip.end() - ip.l4() < ICMP_HEADER_LEN {
         return Err(truncated);
     }
-    let src = bytes::u32_at(frame, ip.l3 + SRC).ok_or(truncated)?;
-    let dst = bytes::u32_at(frame, ip.l3 + DST).ok_or(truncated)?;
-    let [old_ttl, proto] = bytes::array(frame, ip.l3 + TTL).ok_or(truncated)?;
-    let ip_check = bytes::u16_at(frame, ip.l3 + CHECKSUM).ok_or(truncated)?;
-    let [old_type, code] = bytes::array(frame, ip.l4).ok_or(truncated)?;
-    let icmp_check = bytes::u16_at(frame, ip.l4 + ICMP_CHECKSUM).ok_or(truncated)?;
+    let src = bytes::u32_at(frame, ip.l3() + SRC).ok_or(truncated)?;
+    let dst = bytes::u32_at(frame, ip.l3() + DST).ok_or(truncated)?;
+    let [old_ttl, proto] = bytes::array(frame, ip.l3() + TTL).ok_or(truncated)?;
+    let ip_check = bytes::u16_at(frame, ip.l3() + CHECKSUM).ok_or(truncated)?;
+    let [old_type, code] = bytes::array(frame, ip.l4()).ok_or(truncated)?;
+    let icmp_check = bytes::u16_at(frame, ip.l4() + ICMP_CHECKSUM).ok_or(truncated)?;
 
     // Swapping the addresses leaves the header sum as it was; only the TTL word changes.
     let mut ip_delta = Delta::new();
@@ -73,24 +73,24 @@ pub fn echo_reply_in_place(frame: &mut [u8], pkt: &PacketV4, ttl: u8) -> Result<
     );
     let mut new_icmp_check = icmp_delta.apply(icmp_check);
 
-    bytes::set_u32(frame, ip.l3 + SRC, dst).ok_or(truncated)?;
-    bytes::set_u32(frame, ip.l3 + DST, src).ok_or(truncated)?;
-    *bytes::array_mut::<1>(frame, ip.l3 + TTL).ok_or(truncated)? = [ttl];
-    bytes::set_u16(frame, ip.l3 + CHECKSUM, ip_delta.apply(ip_check)).ok_or(truncated)?;
-    *bytes::array_mut::<1>(frame, ip.l4).ok_or(truncated)? = [ICMP_ECHO_REPLY];
+    bytes::set_u32(frame, ip.l3() + SRC, dst).ok_or(truncated)?;
+    bytes::set_u32(frame, ip.l3() + DST, src).ok_or(truncated)?;
+    *bytes::array_mut::<1>(frame, ip.l3() + TTL).ok_or(truncated)? = [ttl];
+    bytes::set_u16(frame, ip.l3() + CHECKSUM, ip_delta.apply(ip_check)).ok_or(truncated)?;
+    *bytes::array_mut::<1>(frame, ip.l4()).ok_or(truncated)? = [ICMP_ECHO_REPLY];
     // RFC 1624's corner: end-around-carry arithmetic never yields +0, so an update whose data
     // sum is zero gives checksum 0x0000 where a full computation gives 0xFFFF. Only a reply
     // with code, id, seq and payload all zero sums to zero; then 0xFFFF is the right value.
     if new_icmp_check == 0 && icmp_message_is_zero(frame, ip) {
         new_icmp_check = 0xFFFF;
     }
-    bytes::set_u16(frame, ip.l4 + ICMP_CHECKSUM, new_icmp_check).ok_or(truncated)?;
+    bytes::set_u16(frame, ip.l4() + ICMP_CHECKSUM, new_icmp_check).ok_or(truncated)?;
     Ok(())
 }
 
 /// True when the ICMP message, its checksum field aside, is all zero bytes.
 fn icmp_message_is_zero(frame: &[u8], ip: &Ipv4Info) -> bool {
-    let message = frame.get(ip.l4..ip.end).unwrap_or_default();
+    let message = frame.get(ip.l4()..ip.end()).unwrap_or_default();
     message
         .iter()
         .enumerate()
@@ -154,8 +154,8 @@ pub fn parse_error(frame: &[u8], pkt: &PacketV4) -> Result<IcmpError, DropReason
     let no_session = DropReason::IcmpNoSession;
     let outer = pkt.ip;
     // Everything quoted lies in the ICMP body, which ends where the outer packet ends.
-    let l3 = outer.l4.checked_add(ICMP_HEADER_LEN).ok_or(no_session)?;
-    let quote = frame.get(l3..outer.end).ok_or(no_session)?;
+    let l3 = outer.l4().checked_add(ICMP_HEADER_LEN).ok_or(no_session)?;
+    let quote = frame.get(l3..outer.end()).ok_or(no_session)?;
 
     let quoted = Ipv4Header::new_checked(quote).map_err(|_| no_session)?;
     let header_len = quoted.header_len();
@@ -216,29 +216,29 @@ pub fn translate_error(
     let (outer, inner) = (&err.outer, &err.embedded);
     // Bounds: every word touched lies inside the outer IP packet, which lies inside the frame.
     // Checked up front so that nothing is written on error and the sums below cannot overflow.
-    if outer.end > frame.len()
-        || outer.l3 > outer.l4
-        || outer.l4 > inner.l3
+    if outer.end() > frame.len()
+        || outer.l3() > outer.l4()
+        || outer.l4() > inner.l3
         || inner.l3 > inner.l4
-        || inner.l4 > outer.end
-        || outer.end - inner.l4 < QUOTED_L4_LEN
+        || inner.l4 > outer.end()
+        || outer.end() - inner.l4 < QUOTED_L4_LEN
         || inner.l4 - inner.l3 < IPV4_MIN_HEADER_LEN
     {
         return Err(truncated);
     }
     let quoted_l4_check = match inner.proto {
         IPPROTO_UDP => Some(UDP_CHECKSUM),
-        IPPROTO_TCP if outer.end - inner.l4 >= TCP_CHECKSUM + 2 => Some(TCP_CHECKSUM),
+        IPPROTO_TCP if outer.end() - inner.l4 >= TCP_CHECKSUM + 2 => Some(TCP_CHECKSUM),
         IPPROTO_ICMP => Some(ICMP_CHECKSUM),
         _ => None,
     };
 
     // Old values, all read before anything is written.
-    let o_src = bytes::u32_at(frame, outer.l3 + SRC).ok_or(truncated)?;
-    let o_dst = bytes::u32_at(frame, outer.l3 + DST).ok_or(truncated)?;
-    let [o_ttl, o_proto] = bytes::array(frame, outer.l3 + TTL).ok_or(truncated)?;
-    let o_check = bytes::u16_at(frame, outer.l3 + CHECKSUM).ok_or(truncated)?;
-    let icmp_check = bytes::u16_at(frame, outer.l4 + ICMP_CHECKSUM).ok_or(truncated)?;
+    let o_src = bytes::u32_at(frame, outer.l3() + SRC).ok_or(truncated)?;
+    let o_dst = bytes::u32_at(frame, outer.l3() + DST).ok_or(truncated)?;
+    let [o_ttl, o_proto] = bytes::array(frame, outer.l3() + TTL).ok_or(truncated)?;
+    let o_check = bytes::u16_at(frame, outer.l3() + CHECKSUM).ok_or(truncated)?;
+    let icmp_check = bytes::u16_at(frame, outer.l4() + ICMP_CHECKSUM).ok_or(truncated)?;
     let i_src = bytes::u32_at(frame, inner.l3 + SRC).ok_or(truncated)?;
     let i_dst = bytes::u32_at(frame, inner.l3 + DST).ok_or(truncated)?;
     let i_check = bytes::u16_at(frame, inner.l3 + CHECKSUM).ok_or(truncated)?;
@@ -300,10 +300,10 @@ pub fn translate_error(
         new
     });
 
-    bytes::set_u32(frame, outer.l3 + SRC, n_src).ok_or(truncated)?;
-    bytes::set_u32(frame, outer.l3 + DST, n_dst).ok_or(truncated)?;
-    *bytes::array_mut::<1>(frame, outer.l3 + TTL).ok_or(truncated)? = [o_ttl - 1];
-    bytes::set_u16(frame, outer.l3 + CHECKSUM, outer_delta.apply(o_check)).ok_or(truncated)?;
+    bytes::set_u32(frame, outer.l3() + SRC, n_src).ok_or(truncated)?;
+    bytes::set_u32(frame, outer.l3() + DST, n_dst).ok_or(truncated)?;
+    *bytes::array_mut::<1>(frame, outer.l3() + TTL).ok_or(truncated)? = [o_ttl - 1];
+    bytes::set_u16(frame, outer.l3() + CHECKSUM, outer_delta.apply(o_check)).ok_or(truncated)?;
     bytes::set_u32(frame, inner.l3 + SRC, ni_src).ok_or(truncated)?;
     bytes::set_u32(frame, inner.l3 + DST, ni_dst).ok_or(truncated)?;
     bytes::set_u16(frame, inner.l3 + CHECKSUM, ni_check).ok_or(truncated)?;
@@ -315,7 +315,7 @@ pub fn translate_error(
     // The quoted IP header's version byte is never zero, so RFC 1624's -0 corner cannot arise.
     bytes::set_u16(
         frame,
-        outer.l4 + ICMP_CHECKSUM,
+        outer.l4() + ICMP_CHECKSUM,
         icmp_delta.apply(icmp_check),
     )
     .ok_or(truncated)?;

@@ -39,13 +39,11 @@ type Fixed = [u8; IPV4_MIN_HEADER_LEN];
 #[derive(Debug)]
 pub struct Ipv4Header<T>(T);
 
-/// Version and IHL checks shared by the constructors; the header length in bytes.
-#[inline]
-fn check(buf: &[u8]) -> Result<usize, DropReason> {
-    let ver_ihl = *buf.get(field::VER_IHL).ok_or(DropReason::Truncated)?;
-    if buf.len() < IPV4_MIN_HEADER_LEN {
-        return Err(DropReason::Truncated);
-    }
+/// Version and IHL checks shared by the constructors, on the fixed header of a buffer of
+/// `available` bytes; the header length in bytes.
+#[inline(always)]
+fn check(h: &Fixed, available: usize) -> Result<usize, DropReason> {
+    let ver_ihl = h[field::VER_IHL];
     if ver_ihl >> 4 != 4 {
         return Err(DropReason::BadIpHeader);
     }
@@ -53,7 +51,7 @@ fn check(buf: &[u8]) -> Result<usize, DropReason> {
     if header_len < IPV4_MIN_HEADER_LEN {
         return Err(DropReason::BadIpHeader);
     }
-    if header_len > buf.len() {
+    if header_len > available {
         return Err(DropReason::Truncated);
     }
     Ok(header_len)
@@ -62,28 +60,39 @@ fn check(buf: &[u8]) -> Result<usize, DropReason> {
 impl<'a> Ipv4Header<&'a Fixed> {
     /// The header at the start of `buf`: `Truncated` (fewer than 20 bytes, or fewer than IHL
     /// announces), `BadIpHeader` (version not 4, IHL < 5).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buf: &'a [u8]) -> Result<Self, DropReason> {
-        check(buf)?;
-        fixed(buf).map(Ipv4Header).ok_or(DropReason::Truncated)
+        let h: &Fixed = buf
+            .get(..IPV4_MIN_HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(DropReason::Truncated)?;
+        check(h, buf.len())?;
+        Ok(Ipv4Header(h))
     }
 }
 
 impl<'a> Ipv4Header<&'a mut Fixed> {
     /// [`Ipv4Header::new_checked`], writable.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked_mut(buf: &'a mut [u8]) -> Result<Self, DropReason> {
-        check(buf)?;
+        let available = buf.len();
+        let h: &mut Fixed = buf
+            .get_mut(..IPV4_MIN_HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(DropReason::Truncated)?;
+        check(h, available)?;
+        Ok(Ipv4Header(h))
+    }
+
+    /// The fixed header at the start of `buf`, writable, without the version and IHL checks
+    /// (for a header `parse` validated already): `Truncated` only when under 20 bytes.
+    #[inline(always)]
+    pub fn new_mut(buf: &'a mut [u8]) -> Result<Self, DropReason> {
         buf.get_mut(..IPV4_MIN_HEADER_LEN)
             .and_then(|h| h.try_into().ok())
             .map(Ipv4Header)
             .ok_or(DropReason::Truncated)
     }
-}
-
-#[inline]
-fn fixed(buf: &[u8]) -> Option<&Fixed> {
-    buf.get(..IPV4_MIN_HEADER_LEN)?.try_into().ok()
 }
 
 #[inline]
@@ -196,18 +205,19 @@ impl FragmentKind {
 
 /// A validated IPv4 header: what the engine decides on, and where things are in the frame.
 ///
-/// Offsets are from the start of the frame. `end` is where the IP packet ends according to
-/// its total length; bytes beyond it (Ethernet padding of short frames) are not part of it.
+/// Offsets are from the start of the frame (`u16`: a frame is at most 64 KiB; small, so that
+/// a burst's parses stay cheap to carry). `end` is where the IP packet ends according to its
+/// total length; bytes beyond it (Ethernet padding of short frames) are not part of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Info {
     /// Offset of the IPv4 header.
-    pub l3: usize,
+    pub l3: u16,
     /// Offset of the L4 header (`l3 + header_len`).
-    pub l4: usize,
+    pub l4: u16,
     /// Offset just past the IP packet (`l3 + total_len`).
-    pub end: usize,
+    pub end: u16,
     /// IHL in bytes (20..=60).
-    pub header_len: usize,
+    pub header_len: u16,
     pub total_len: u16,
     pub proto: u8,
     pub src: Ipv4Addr,
@@ -219,7 +229,7 @@ pub struct Ipv4Info {
 impl Ipv4Info {
     /// True when the header carries options (IHL > 5).
     pub fn has_options(&self) -> bool {
-        self.header_len > IPV4_MIN_HEADER_LEN
+        usize::from(self.header_len) > IPV4_MIN_HEADER_LEN
     }
 
     /// True for any fragment (MF set or offset non-zero).
@@ -229,7 +239,25 @@ impl Ipv4Info {
 
     /// Bytes of L4 header and payload.
     pub fn l4_len(&self) -> usize {
-        self.end.saturating_sub(self.l4)
+        usize::from(self.end.saturating_sub(self.l4))
+    }
+
+    /// [`Ipv4Info::l3`] as an index.
+    #[inline]
+    pub fn l3(&self) -> usize {
+        usize::from(self.l3)
+    }
+
+    /// [`Ipv4Info::l4`] as an index.
+    #[inline]
+    pub fn l4(&self) -> usize {
+        usize::from(self.l4)
+    }
+
+    /// [`Ipv4Info::end`] as an index.
+    #[inline]
+    pub fn end(&self) -> usize {
+        usize::from(self.end)
     }
 }
 
@@ -240,7 +268,7 @@ impl Ipv4Info {
 /// header length IHL announces), `UnsupportedEtherType` (anything but untagged IPv4),
 /// `BadIpHeader` (version not 4, IHL < 5, total length below the header length or beyond the
 /// frame).
-#[inline]
+#[inline(always)]
 pub fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, DropReason> {
     if EthernetHeader::new_checked(frame)?.ethertype() != ETHERTYPE_IPV4 {
         return Err(DropReason::UnsupportedEtherType);
@@ -248,15 +276,17 @@ pub fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, DropReason> {
     let l3 = ETH_HEADER_LEN;
     let ip_bytes = frame.get(l3..).ok_or(DropReason::Truncated)?;
     let ip = Ipv4Header::new_checked(ip_bytes)?;
-    let header_len = ip.header_len();
+    let header_len = ip.header_len() as u16; // 20..=60
     let total_len = ip.total_len();
-    if usize::from(total_len) < header_len || usize::from(total_len) > ip_bytes.len() {
+    if total_len < header_len || usize::from(total_len) > ip_bytes.len() {
         return Err(DropReason::BadIpHeader);
     }
+    // Both sums fit: `ip_bytes` (at most a frame of 64 KiB) holds `total_len` bytes.
+    let l3 = l3 as u16;
     Ok(Ipv4Info {
         l3,
-        l4: l3 + header_len,
-        end: l3 + usize::from(total_len),
+        l4: l3.saturating_add(header_len),
+        end: l3.saturating_add(total_len),
         header_len,
         total_len,
         proto: ip.proto(),

@@ -57,7 +57,7 @@ pub struct TcpInfo {
     pub dport: u16,
     pub flags: TcpFlags,
     /// Data offset in bytes (20..=60), options included.
-    pub header_len: usize,
+    pub header_len: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +116,9 @@ pub enum Transport {
 /// (fewer bytes than the fixed header), `BadL4Header` (TCP data offset < 5 or past the
 /// segment; UDP length < 8 or past the IP payload), `BadTcpFlags` (see
 /// [`TcpFlags::is_invalid`]), `UnsupportedProtocol` (not TCP, UDP or ICMP).
+#[inline(always)]
 pub fn parse_l4(frame: &[u8], ip: &Ipv4Info) -> Result<Transport, DropReason> {
-    let segment = frame.get(ip.l4..ip.end).ok_or(DropReason::Truncated)?;
+    let segment = frame.get(ip.l4()..ip.end()).ok_or(DropReason::Truncated)?;
     match ip.proto {
         IPPROTO_TCP => parse_tcp(segment).map(Transport::Tcp),
         IPPROTO_UDP => parse_udp(segment).map(Transport::Udp),
@@ -126,7 +127,7 @@ pub fn parse_l4(frame: &[u8], ip: &Ipv4Info) -> Result<Transport, DropReason> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn parse_tcp(segment: &[u8]) -> Result<TcpInfo, DropReason> {
     let h = TcpHeader::new_checked(segment)?;
     let flags = h.flags();
@@ -137,11 +138,11 @@ fn parse_tcp(segment: &[u8]) -> Result<TcpInfo, DropReason> {
         sport: h.src_port(),
         dport: h.dst_port(),
         flags,
-        header_len: h.header_len(),
+        header_len: h.header_len() as u8, // 20..=60
     })
 }
 
-#[inline]
+#[inline(always)]
 fn parse_udp(segment: &[u8]) -> Result<UdpInfo, DropReason> {
     let h = UdpHeader::new_checked(segment)?;
     Ok(UdpInfo {

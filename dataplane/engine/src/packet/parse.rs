@@ -70,7 +70,7 @@ impl PacketV4 {
 /// (`Fragment`: any fragment, since later ones carry no ports; use [`parse_ipv4`] to look at
 /// one), then the L4 header ([`parse_l4`]: `Truncated`, `BadL4Header`, `BadTcpFlags`).
 /// IP options are accepted; [`Ipv4Info::has_options`] tells the caller.
-#[inline]
+#[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<PacketV4, DropReason> {
     let ip = parse_ipv4(frame)?;
     if !matches!(ip.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP) {
