@@ -109,8 +109,9 @@ impl Delta {
     /// A covered 16-bit word changed `old` → `new`.
     #[inline]
     pub fn replace16(&mut self, old: u16, new: u16) {
-        // At most 0x1FFFE a change: a Delta of fewer than 32768 changes (the engine makes a
-        // dozen at most) cannot wrap; wrapping keeps it panic-free anyway.
+        // At most 0x1FFFE a change, so a Delta of fewer than 32,767 changes (the engine makes
+        // a dozen at most) plus the checksum it is applied to stays below 2^32 and folds once
+        // at the end; wrapping keeps a misuse panic-free.
         self.0 = self.0.wrapping_add(u32::from(!old) + u32::from(new));
     }
 
@@ -124,13 +125,13 @@ impl Delta {
     /// The changes of `other` too.
     #[inline]
     pub fn merge(&mut self, other: Delta) {
-        self.0 = u32::from(fold(self.0)).wrapping_add(u32::from(fold(other.0)));
+        self.0 = self.0.wrapping_add(other.0);
     }
 
     /// The checksum `check` with these changes applied.
     #[inline]
     pub fn apply(self, check: u16) -> u16 {
-        !fold(u32::from(fold(self.0)) + u32::from(!check))
+        !fold(self.0.wrapping_add(u32::from(!check)))
     }
 
     /// A UDP checksum with these changes applied: 0 ("none") stays 0, and a result of 0 is
