@@ -26,14 +26,16 @@
 //! * The documented caller obligation that remains: [`Eal::cleanup`](eal::Eal::cleanup) comes
 //!   after every DPDK object is dropped.
 //! * Beside DPDK, the process-level FFI fnatd needs lives here too, so that every other crate
-//!   forbids `unsafe`: [`signals`] (SIGINT/SIGTERM/SIGHUP flags) and [`hugealloc`] (the
-//!   allocator that advises transparent huge pages), and [`prefetch`].
+//!   forbids `unsafe`: [`signals`] (SIGINT/SIGTERM/SIGHUP flags), [`cpu`] (the prefetch hint
+//!   the engine is handed) and [`hugealloc`] (the allocator that advises transparent huge
+//!   pages).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod error;
 mod ffi;
 
+pub mod cpu;
 pub mod eal;
 pub mod hugealloc;
 pub mod lcore;

@@ -20,7 +20,6 @@ pub mod stats;
 pub mod verdict;
 pub mod worker;
 
-pub use fnat::BurstHint;
 pub use frame::{Frame, Frames};
 pub use neigh::{Emit, NeighTable};
 pub use rules::{PortIndex, Rules};

@@ -56,6 +56,12 @@ impl Worker {
         }
     }
 
+    /// Makes the burst's prefetch stages use `prefetch` to start loading cache lines (fnatd
+    /// gives the CPU's prefetch instruction; see [`crate::session::table::Prefetch`]).
+    pub fn set_prefetch(&mut self, prefetch: crate::session::table::Prefetch) {
+        self.fnat.set_prefetch(prefetch);
+    }
+
     /// Prefetches bursts once `sessions` sessions live (see
     /// [`crate::fnat::PREFETCH_FROM_SESSIONS`], the default).
     pub fn set_prefetch_from(&mut self, sessions: usize) {
@@ -169,9 +175,10 @@ impl Worker {
     /// to `verdicts[i]` (only `min(frames, verdicts)` frames are processed). Counts every
     /// outcome.
     ///
-    /// In chunks of [`BURST_CHUNK`] frames, three stages: (1) parse each frame once, hash its
-    /// tuple and start loading the session index line it will look up; (2) start loading the
-    /// session and timer node that line points to; (3) run each frame through the pipeline,
+    /// In chunks of [`BURST_CHUNK`] frames, three stages: (1) parse each frame once and hash
+    /// its tuple, then start loading the session index lines they will look up; (2) start
+    /// loading the session and timer node each line points to; (3) run each frame through
+    /// the pipeline,
     /// whose first stage takes established flows, with its parse and hints. The table's
     /// cache misses then overlap instead of stalling each frame in turn; below
     /// [`crate::fnat::PREFETCH_FROM_SESSIONS`] live sessions nothing is prefetched.
@@ -220,6 +227,9 @@ impl Worker {
                 if !self.fast_path {
                     h.no_fast_path();
                 }
+            }
+            for h in &hints[..end - start] {
+                self.fnat.touch_index(h);
             }
             for h in &mut hints[..end - start] {
                 self.fnat.prefetch_session(h);

@@ -318,6 +318,7 @@ fn launch_workers(cfg: &AppConfig, kind: RunKind, l: Launch<'_>) -> Result<Runni
         // Replay outputs hold only what the captures caused: no gratuitous ARP there.
         engine.set_announce(kind == RunKind::Live);
         engine.set_expire_budget(d.expire_budget as usize);
+        engine.set_prefetch(dpdk_bindings::cpu::prefetch0);
         let worker_loop = WorkerLoop {
             engine,
             pool: Arc::clone(l.pool),

@@ -275,6 +275,13 @@ impl FullNat {
         f
     }
 
+    /// Uses `prefetch` for the burst's prefetch stages and housekeeping's look-ahead (see
+    /// [`crate::session::table::Prefetch`]; without it they only compute hints).
+    pub fn set_prefetch(&mut self, prefetch: crate::session::table::Prefetch) {
+        self.table.set_prefetch(prefetch);
+        self.wheel.set_prefetch(prefetch);
+    }
+
     /// Prefetches bursts from `sessions` live sessions on (default [`PREFETCH_FROM_SESSIONS`]):
     /// for tests that cover both ways, and for tuning to another cache size.
     pub fn set_prefetch_from(&mut self, sessions: usize) {
@@ -351,11 +358,10 @@ impl FullNat {
         self.table.len() >= self.prefetch_from
     }
 
-    /// Burst stage 1 (a hint, changes nothing): hashes the tuple of `pkt` (the frame's one
-    /// parse) and starts loading the index line where its lookup begins. Hand the result to
-    /// [`FullNat::prefetch_session`]; [`BurstHint::NONE`] when the frame did not parse. While
-    /// the table is small enough to stay in the core's own caches, where prefetching only
-    /// costs (see [`PREFETCH_FROM_SESSIONS`]), nothing is prefetched.
+    /// Burst stage 1 (changes nothing): the hash tag of `pkt`'s tuple (`pkt` is the frame's
+    /// one parse), for [`FullNat::touch_index`] and the lookup; [`BurstHint::NONE`] when the
+    /// frame did not parse, [`BurstHint::UNPREFETCHED`] while the table is small enough to
+    /// stay in the core's own caches (see [`PREFETCH_FROM_SESSIONS`]).
     #[inline]
     pub(crate) fn prefetch_index(&self, pkt: Option<&PacketV4>) -> BurstHint {
         let Some(pkt) = pkt else {
@@ -367,12 +373,19 @@ impl FullNat {
         let Some(key) = pkt.tuple() else {
             return BurstHint::NONE;
         };
-        let tag = self.table.tag(&key);
-        self.table.prefetch_index(tag);
         BurstHint {
             fast: true,
-            tag: Some(tag),
+            tag: Some(self.table.tag(&key)),
             candidate: None,
+        }
+    }
+
+    /// Burst stage 1b (a hint, changes nothing): starts loading the index line where the
+    /// lookup of `hint`'s tag begins. Called for the whole burst in a loop of its own.
+    #[inline]
+    pub(crate) fn touch_index(&self, hint: &BurstHint) {
+        if let Some(tag) = hint.tag {
+            self.table.prefetch_index(tag);
         }
     }
 
@@ -395,7 +408,7 @@ impl FullNat {
     /// flows ([`FullNat::established`]); the others classify, look up or create the session,
     /// rewrite. Does not count the verdict: the caller does.
     #[inline(always)]
-    pub fn process(
+    pub(crate) fn process(
         &mut self,
         rx_port: PortIndex,
         frame: &mut [u8],

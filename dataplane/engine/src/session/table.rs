@@ -132,6 +132,7 @@ pub struct SessionTable {
     /// `session << 1 | side`; `EMPTY` when unused.
     index: Vec<u64>,
     seed: u64,
+    prefetch: Prefetch,
 }
 
 #[inline(always)]
@@ -145,17 +146,22 @@ fn hash(seed: u64, t: &Tuple) -> u32 {
     (h >> 32) as u32
 }
 
-/// Starts loading the cache line that holds `value` into the cache: a plain load whose result
-/// is discarded. The engine forbids `unsafe`, so this is not a prefetch instruction; but
-/// independent loads issued back to back overlap their cache misses all the same (out of
-/// order), which is all the burst stages need. Never faults (`value` was read from a valid
-/// reference), changes nothing.
-#[inline(always)]
-pub fn touch<T: Copy>(value: T) {
-    std::hint::black_box(value);
-}
+/// How the engine asks the CPU to start loading the cache line at an address: a hint that
+/// never faults, whatever the address, and changes nothing. The engine has no `unsafe` and so
+/// no prefetch instruction of its own: fnatd hands it the CPU's
+/// (`dpdk_bindings::cpu::prefetch0`, DPDK's `rte_prefetch0`); tests and tools run without one
+/// ([`no_prefetch`]), which changes no decision, only how long lookups of large tables wait.
+pub type Prefetch = fn(*const u8);
+
+/// The [`Prefetch`] that does nothing.
+pub fn no_prefetch(_: *const u8) {}
 
 impl SessionTable {
+    /// Uses `prefetch` for the hints below (the default does nothing).
+    pub fn set_prefetch(&mut self, prefetch: Prefetch) {
+        self.prefetch = prefetch;
+    }
+
     /// A table holding up to `capacity` sessions (clamped to [`MAX_CAPACITY`]). `seed` keys the
     /// hash (pick it at random in production so that flows cannot be crafted to collide).
     pub fn new(capacity: usize, seed: u64) -> Self {
@@ -166,6 +172,7 @@ impl SessionTable {
             free: (0..capacity as u32).rev().collect(),
             index: vec![EMPTY; index_len],
             seed,
+            prefetch: no_prefetch,
         }
     }
 
@@ -242,8 +249,8 @@ impl SessionTable {
     /// A hint only: never faults, changes nothing.
     #[inline]
     pub fn prefetch_index(&self, tag: u32) {
-        if let Some(&e) = self.index.get(self.home(tag)) {
-            touch(e);
+        if let Some(e) = self.index.get(self.home(tag)) {
+            (self.prefetch)((e as *const u64).cast());
         }
     }
 
@@ -261,7 +268,8 @@ impl SessionTable {
             }
             if (e >> 32) as u32 == tag {
                 let id = (e as u32) >> 1;
-                touch(self.sessions.get(id as usize)?.client_ip);
+                let s = self.sessions.get(id as usize)?;
+                (self.prefetch)((s as *const Session).cast());
                 return Some(id);
             }
             pos += 1;
@@ -276,7 +284,7 @@ impl SessionTable {
     #[inline]
     pub fn prefetch_slot(&self, id: SessionId) {
         if let Some(s) = self.sessions.get(id as usize) {
-            touch(s.client_ip);
+            (self.prefetch)((s as *const Session).cast());
         }
     }
 
