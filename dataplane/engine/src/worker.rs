@@ -223,7 +223,7 @@ impl Worker {
             let mut hints = [BurstHint::NONE; BURST_CHUNK];
             for (i, (p, h)) in (start..end).zip(parsed.iter_mut().zip(hints.iter_mut())) {
                 *p = packet::parse(frames.data(i));
-                *h = self.fnat.prefetch_index(p.as_ref().ok());
+                *h = self.fnat.burst_hint(p.as_ref().ok());
                 if !self.fast_path {
                     h.no_fast_path();
                 }

@@ -6,7 +6,7 @@
 //! RS:rport → LIP:lport         ==>  VIP:vport → C:cport       (Direction::Output)
 //! ```
 //!
-//! The pipeline by phase, one file each: [`FullNat::process`] (here) runs the stages in order;
+//! The pipeline by phase, one file each: `FullNat::process` (here) runs the stages in order;
 //! `fast.rs` takes established flows; `classify.rs` finds the session or the service;
 //! `create.rs` schedules and creates a session; `forward.rs` rewrites, picks the next hop and
 //! counts; `icmp_error.rs` translates ICMP errors; `housekeeping.rs` ends sessions and
@@ -147,12 +147,13 @@ fn sock(ip: u32, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(ip), port)
 }
 
-/// What a burst's prefetch stages learned about one frame ([`FullNat::prefetch_index`],
-/// then [`FullNat::prefetch_session`]), for the established-flow fast path. Only a hint:
+/// What a burst's prefetch stages learned about one frame ([`FullNat::burst_hint`],
+/// [`FullNat::touch_index`], then [`FullNat::prefetch_session`]), for the established-flow
+/// stage. Only a hint:
 /// frames processed earlier in the burst may have changed the table since, so the fast path
 /// checks the whole key against the candidate session before trusting it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BurstHint {
+pub(crate) struct BurstHint {
     /// The frame may take the fast path.
     fast: bool,
     /// The hash tag of the frame's 5-tuple, when the prefetch stage computed it.
@@ -175,12 +176,6 @@ impl BurstHint {
         tag: None,
         candidate: None,
     };
-
-    /// The frame may take the fast path.
-    #[inline]
-    pub fn fast(&self) -> bool {
-        self.fast
-    }
 
     /// Keeps the prefetched hash and candidate but sends the frame through the later stages
     /// (the established-flow stage turned off, for tests and measurements).
@@ -363,7 +358,7 @@ impl FullNat {
     /// frame did not parse, [`BurstHint::UNPREFETCHED`] while the table is small enough to
     /// stay in the core's own caches (see [`PREFETCH_FROM_SESSIONS`]).
     #[inline]
-    pub(crate) fn prefetch_index(&self, pkt: Option<&PacketV4>) -> BurstHint {
+    pub(crate) fn burst_hint(&self, pkt: Option<&PacketV4>) -> BurstHint {
         let Some(pkt) = pkt else {
             return BurstHint::NONE;
         };
