@@ -1,6 +1,8 @@
 //! fnatctl: the operator CLI of fnatd. Native subcommands, or ipvsadm's syntax and formats
 //! (`fnatctl ipvsadm ARGS…`, or through a symlink named `ipvsadm`).
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod ipvsadm_mode;
 mod names;

@@ -3,6 +3,8 @@
 //! `fnatd run` forwards live until SIGINT/SIGTERM; `fnatd replay` runs captures through the
 //! same dataplane and exits when they are consumed; `fnatd check` validates a config.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,7 +16,7 @@ use fnatd::driver::{self, replay::PortFile, RunKind};
 
 /// Large tables (sessions, indexes, timer wheels) on transparent huge pages.
 #[global_allocator]
-static ALLOC: fnatd::hugealloc::HugePageAlloc = fnatd::hugealloc::HugePageAlloc;
+static ALLOC: dpdk_bindings::hugealloc::HugePageAlloc = dpdk_bindings::hugealloc::HugePageAlloc;
 
 /// The fnat full-NAT load balancer daemon (DPDK dataplane).
 #[derive(Parser)]
@@ -119,7 +121,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_RUNTIME);
                 }
             };
-            finish(driver::execute(&cfg, RunKind::Live, Some(socket)))
+            finish(driver::execute(&cfg, RunKind::Live, Some(socket), None))
         }
         Command::Replay {
             config,
@@ -141,7 +143,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            finish(driver::execute(&cfg, RunKind::Replay, None))
+            finish(driver::execute(&cfg, RunKind::Replay, None, None))
         }
     }
 }

@@ -32,12 +32,12 @@ pub fn worker_lcores() -> Vec<u32> {
     if !crate::eal::is_initialized() {
         return out;
     }
-    // SAFETY (both calls): rte_get_next_lcore only reads EAL's lcore table; starting from
-    // u32::MAX (-1) is how RTE_LCORE_FOREACH_WORKER starts.
+    // SAFETY: rte_get_next_lcore only reads EAL's lcore table; starting from u32::MAX (-1)
+    // is how RTE_LCORE_FOREACH_WORKER starts.
     let mut i = unsafe { ffi::rte_get_next_lcore(u32::MAX, 1, 0) };
     while i < ffi::RTE_MAX_LCORE {
         out.push(i);
-        // SAFETY: as above.
+        // SAFETY: as above; `i` is an lcore id the previous call returned.
         i = unsafe { ffi::rte_get_next_lcore(i, 1, 0) };
     }
     out

@@ -20,20 +20,30 @@
 //!   closed.
 //! * Constructors refuse to run before `Eal::init` (errors, not crashes).
 //! * Every `unsafe` block carries a `// SAFETY:` comment with its local argument.
-//! * Documented caller obligations that remain: each port RX/TX queue is polled by one thread
-//!   at a time when using [`Port::rx_burst`]/[`Port::tx_burst`] directly (the
-//!   [`RxQueue`]/[`TxQueue`] handles enforce it instead; see [`port`]), and
-//!   [`Eal::cleanup`](eal::Eal::cleanup) comes after every DPDK object is dropped.
+//! * A port's RX/TX queues are used only through their claimed handles ([`RxQueue`],
+//!   [`TxQueue`]: one per queue, `Send` but not `Sync`), so one thread at a time polls a queue
+//!   by construction; see [`port`].
+//! * The documented caller obligation that remains: [`Eal::cleanup`](eal::Eal::cleanup) comes
+//!   after every DPDK object is dropped.
+//! * Beside DPDK, the process-level FFI fnatd needs lives here too, so that every other crate
+//!   forbids `unsafe`: [`signals`] (SIGINT/SIGTERM/SIGHUP flags), [`cpu`] (the prefetch hint
+//!   the engine is handed) and [`hugealloc`] (the allocator that advises transparent huge
+//!   pages).
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod error;
 mod ffi;
 
+pub mod cpu;
 pub mod eal;
+pub mod hugealloc;
 pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;
 pub mod ring;
+pub mod signals;
 pub mod time;
 
 pub use error::{strerror, DpdkError, Result};

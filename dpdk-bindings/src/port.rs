@@ -3,10 +3,12 @@
 //! # Queue ownership
 //! A [`Port`] is only an id (`Copy`, `Send`, `Sync`). DPDK's RX and TX functions are not
 //! thread-safe per queue: **a given (port, RX queue) and a given (port, TX queue) must be
-//! polled by one thread at a time.** [`Port::rx_burst`] / [`Port::tx_burst`] leave that to the
-//! caller (in fnat each worker lcore owns its queue ids), to keep the fast path free of locks.
-//! [`Port::rx_queue`] / [`Port::tx_queue`] instead hand out an exclusive, `Send` but not `Sync`
-//! handle per queue, which makes the rule a compile-time one; don't mix the two for one queue.
+//! polled by one thread at a time.** So a port has no burst functions of its own:
+//! [`Port::rx_queue`] / [`Port::tx_queue`] hand out one exclusive handle per queue
+//! ([`RxQueue`], [`TxQueue`]: `Send` but not `Sync`, not `Clone`), and only those move
+//! frames. The rule is then a compile-time one, and the burst path takes no lock: the claim is
+//! checked once, when the handle is made (in fnat, on the main lcore before the workers start;
+//! each worker then owns its handles).
 //!
 //! Queue ids are checked against the configured count (a burst on a queue that does not exist
 //! moves nothing). Polling a port that is not started is harmless in DPDK 22.11 (its burst
@@ -409,16 +411,17 @@ impl Port {
     }
 
     /// Receives into the free space of `burst` on RX queue `queue`; returns how many mbufs were
-    /// added (0 for a queue that is not configured). See the module docs: **one thread per
-    /// queue at a time** is the caller's obligation.
+    /// added (0 for a queue that is not configured). Private: only [`RxQueue`], the one
+    /// claimed handle of that queue, calls it.
     #[inline]
-    pub fn rx_burst(&self, queue: u16, burst: &mut Burst) -> usize {
+    fn rx_burst(&self, queue: u16, burst: &mut Burst) -> usize {
         let (ptr, room) = burst.spare_raw();
         if room == 0 || queue >= RX_QUEUES[self.id as usize].load(Ordering::Relaxed) {
             return 0;
         }
         // SAFETY: ptr has `room` writable slots; the driver writes `n <= room` owned mbufs
-        // there. The queue exists (checked above); exclusive use is the caller's contract.
+        // there. The queue exists (checked above), and the caller is its one `RxQueue`
+        // (`&mut`, not `Sync`), so no other thread polls it.
         let n = unsafe { ffi::fnat_eth_rx_burst(self.id, queue, ptr, room as u16) } as usize;
         // SAFETY: the first n spare slots were just filled with mbufs that we now own.
         unsafe { burst.added(n.min(room)) };
@@ -427,17 +430,17 @@ impl Port {
 
     /// Transmits from the front of `burst` on TX queue `queue`; sent mbufs leave the burst
     /// (the driver owns them now), unsent ones stay in order. Returns how many were sent (0 for
-    /// a queue that is not configured). See the module docs: **one thread per queue at a
-    /// time** is the caller's obligation.
+    /// a queue that is not configured). Private: only [`TxQueue`] calls it.
     #[inline]
-    pub fn tx_burst(&self, queue: u16, burst: &mut Burst) -> usize {
+    fn tx_burst(&self, queue: u16, burst: &mut Burst) -> usize {
         let len = burst.len();
         if len == 0 || queue >= TX_QUEUES[self.id as usize].load(Ordering::Relaxed) {
             return 0;
         }
         let ptr = burst.front_raw();
         // SAFETY: ptr points at `len` owned mbufs; the driver takes ownership of the first n
-        // it returns. The queue exists (checked above); exclusive use is the caller's contract.
+        // it returns. The queue exists (checked above), and the caller is its one `TxQueue`
+        // (`&mut`, not `Sync`), so no other thread uses it.
         let n = unsafe { ffi::fnat_eth_tx_burst(self.id, queue, ptr, len as u16) } as usize;
         // SAFETY: the driver now owns exactly the first n mbufs.
         unsafe { burst.consumed_front(n.min(len)) };
@@ -518,7 +521,7 @@ impl RxQueue {
         self.queue
     }
 
-    /// [`Port::rx_burst`] on this queue.
+    /// Receives into the free space of `burst`; returns how many mbufs were added.
     #[inline]
     pub fn rx_burst(&mut self, burst: &mut Burst) -> usize {
         self.port.rx_burst(self.queue, burst)
@@ -551,7 +554,8 @@ impl TxQueue {
         self.queue
     }
 
-    /// [`Port::tx_burst`] on this queue.
+    /// Transmits from the front of `burst`; sent mbufs leave the burst (the driver owns them
+    /// now), unsent ones stay in order. Returns how many were sent.
     #[inline]
     pub fn tx_burst(&mut self, burst: &mut Burst) -> usize {
         self.port.tx_burst(self.queue, burst)

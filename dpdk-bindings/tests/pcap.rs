@@ -99,15 +99,16 @@ fn net_pcap_rx_tx() {
     let tsf = TimestampField::lookup().expect("net_pcap registers the timestamp dynfield by start");
     eprintln!("timestamp field after start: {tsf:?}");
 
+    let mut rxq = port.rx_queue(0).expect("claim rx 0");
     let mut rx = Burst::new();
     let mut empty_polls = 0;
     while empty_polls < 50 {
-        if port.rx_burst(0, &mut rx) == 0 {
+        if rxq.rx_burst(&mut rx) == 0 {
             empty_polls += 1;
         }
     }
     assert_eq!(rx.len(), N as usize, "all records, then 0 at end of file");
-    assert_eq!(port.rx_burst(0, &mut rx), 0, "still 0 at end of file");
+    assert_eq!(rxq.rx_burst(&mut rx), 0, "still 0 at end of file");
     for (i, m) in rx.iter().enumerate() {
         let (sec, usec, f) = &frames[i];
         assert_eq!(m.data(), &f[..], "frame {i} bytes/order");
@@ -129,8 +130,9 @@ fn net_pcap_rx_tx() {
         .unwrap();
     ns_port.start().unwrap();
     let mut nsb = Burst::new();
+    let mut ns_rxq = ns_port.rx_queue(0).expect("claim rx 0 of net_pcap1");
     for _ in 0..50 {
-        ns_port.rx_burst(0, &mut nsb);
+        ns_rxq.rx_burst(&mut nsb);
     }
     assert_eq!(nsb.len(), 1);
     let ns_ts = nsb.get(0).unwrap().timestamp(&tsf).unwrap();
@@ -154,9 +156,10 @@ fn net_pcap_rx_tx() {
     for m in rx.drain() {
         out.push(m).unwrap();
     }
+    let mut txq = port.tx_queue(0).expect("claim tx 0");
     let mut sent = 0;
     for _ in 0..100 {
-        sent += port.tx_burst(0, &mut out);
+        sent += txq.tx_burst(&mut out);
         if out.is_empty() {
             break;
         }

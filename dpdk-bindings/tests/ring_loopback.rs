@@ -46,6 +46,8 @@ fn net_ring_loopback() {
         port.promiscuous(true)
     );
 
+    let mut rxq = port.rx_queue(0).expect("claim rx 0");
+    let mut txq = port.tx_queue(0).expect("claim tx 0");
     let mut tx = Burst::new();
     for i in 0..32u32 {
         let mut m = pool.alloc().unwrap();
@@ -53,14 +55,14 @@ fn net_ring_loopback() {
         m.append(f.len()).unwrap().copy_from_slice(&f);
         tx.push(m).unwrap();
     }
-    let sent = port.tx_burst(0, &mut tx);
+    let sent = txq.tx_burst(&mut tx);
     assert_eq!(sent, 32);
     assert!(tx.is_empty());
 
     let mut rx = Burst::new();
     let mut polls = 0;
     while rx.len() < 32 && polls < 1000 {
-        port.rx_burst(0, &mut rx);
+        rxq.rx_burst(&mut rx);
         polls += 1;
     }
     assert_eq!(rx.len(), 32);
@@ -72,7 +74,7 @@ fn net_ring_loopback() {
     // RTE_MBUF_PORT_INVALID from allocation. Callers must know the port they polled.
     assert_eq!(rx.get(0).unwrap().port(), u16::MAX);
     {}
-    assert_eq!(port.rx_burst(0, &mut rx), 0, "nothing more to receive");
+    assert_eq!(rxq.rx_burst(&mut rx), 0, "nothing more to receive");
 
     let stats = port.stats().unwrap();
     eprintln!("net_ring0 stats: {stats:?}");
@@ -81,23 +83,22 @@ fn net_ring_loopback() {
     // net_ring (22.11) counts packets but not bytes: ibytes/obytes stay 0.
 
     // Send them around again, the burst keeps any unsent tail.
-    let n = port.tx_burst(0, &mut rx);
+    let n = txq.tx_burst(&mut rx);
     assert_eq!(n + rx.len(), 32);
     rx.clear();
     let mut back = Burst::new();
-    while port.rx_burst(0, &mut back) > 0 {}
+    while rxq.rx_burst(&mut back) > 0 {}
     assert_eq!(back.len(), n);
     back.clear();
 
-    // Unconfigured queues move nothing; queue handles are exclusive.
+    // Unconfigured queues cannot be claimed, so nothing moves on them; queue handles are
+    // exclusive.
     let mut one = Burst::new();
     one.push(pool.alloc().unwrap()).unwrap();
-    assert_eq!(port.tx_burst(1, &mut one), 0);
+    let e = port.tx_queue(1).unwrap_err();
+    assert!(e.to_string().contains("not configured"), "{e}");
     assert_eq!(one.len(), 1);
-    assert_eq!(port.rx_burst(1, &mut back), 0);
     assert!(port.rx_queue(1).is_err());
-    let mut rxq = port.rx_queue(0).expect("claim rx 0");
-    let mut txq = port.tx_queue(0).expect("claim tx 0");
     let e = port.rx_queue(0).unwrap_err();
     assert!(e.to_string().contains("already claimed"), "{e}");
     assert_eq!(txq.tx_burst(&mut one), 1);

@@ -4,6 +4,8 @@
 //!
 //! Pure Rust, no DPDK: everything here is unit-tested on its own.
 
+#![forbid(unsafe_code)]
+
 pub mod edit;
 pub mod ipvsadm;
 pub mod model;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where the binaries and captures are, running a
 //! subprocess with a deadline, reading pcaps with an independent library (pcap-file).
 
+#![forbid(unsafe_code)]
+
 pub mod rule_sets;
 
 use std::io::Read;
@@ -141,9 +143,11 @@ pub fn wait_with_deadline(mut child: Child, limit: Duration) -> Finished {
 
 /// Sends `signal` to the process `pid` (one this test started).
 pub fn signal(pid: u32, signal: i32) {
-    // SAFETY: kill(2) on a pid we spawned; no memory is shared.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
-    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+    let sig = nix::sys::signal::Signal::try_from(signal).expect("a known signal number");
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    if let Err(e) = nix::sys::signal::kill(pid, sig) {
+        panic!("kill({pid}, {signal}) failed: {e}");
+    }
 }
 
 /// A frame from a capture, with its timestamp in nanoseconds.

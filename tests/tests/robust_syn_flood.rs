@@ -47,12 +47,10 @@ fn replay(dir: &TempDir, cap: &LabCapture, session: &str) -> Outcome {
 
 /// Peak RSS (KiB) of the largest child this process has waited for.
 fn children_max_rss_kib() -> i64 {
-    // SAFETY: getrusage writes into the struct we pass; no other memory is touched.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage), 0);
-        usage.ru_maxrss
-    }
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_CHILDREN)
+        .expect("getrusage(RUSAGE_CHILDREN)")
+        .max_rss()
 }
 
 /// The flood capture: an established flow, `flood` spoofed SYNs with the flow's data every

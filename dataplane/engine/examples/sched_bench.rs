@@ -10,8 +10,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use fnat_engine::packet::Tuple;
 use fnat_engine::rules::{SchedFlags, SchedulerKind};
-use fnat_engine::sched::{Flow, Scheduler, StaticReals};
+use fnat_engine::sched::{Scheduler, StaticReals};
 
 fn bench(kind: SchedulerKind, n: usize, picks: u32) -> (f64, f64) {
     let weights: Vec<u32> = (0..n).map(|i| 1 + (i as u32 * 7) % 10).collect();
@@ -26,14 +27,14 @@ fn bench(kind: SchedulerKind, n: usize, picks: u32) -> (f64, f64) {
     for _ in 0..3 {
         let start = Instant::now();
         for k in 0..picks {
-            let flow = Flow {
+            let flow = Tuple {
+                proto: 6,
                 src_ip: 0xc633_6400 ^ k.wrapping_mul(2_654_435_761),
                 src_port: k as u16,
                 dst_ip: 0xc612_0000 | (k & 0xff),
                 dst_port: 80,
-                now_ns: u64::from(k) * 1000,
             };
-            if let Some(i) = black_box(s.pick(&reals, &flow)) {
+            if let Some(i) = black_box(s.pick(&reals, &flow, u64::from(k) * 1000)) {
                 reals.inactive[i] += 1;
                 if k % 8 == 0 {
                     let j = (k as usize / 8) % n;

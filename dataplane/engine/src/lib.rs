@@ -5,6 +5,8 @@
 //! allocates or locks per packet, and takes "now" from its caller, so it is tested, fuzzed and
 //! replayed without EAL. The driver (crate `fnatd`) moves frames between DPDK and [`Worker`].
 
+#![forbid(unsafe_code)]
+
 pub mod fnat;
 pub mod frame;
 pub mod laddr;
@@ -18,10 +20,9 @@ pub mod stats;
 pub mod verdict;
 pub mod worker;
 
-pub use fnat::BurstHint;
-pub use frame::Frame;
+pub use frame::{Frame, Frames};
 pub use neigh::{Emit, NeighTable};
 pub use rules::{PortIndex, Rules};
 pub use stats::WorkerStats;
 pub use verdict::{DropReason, Verdict};
-pub use worker::Worker;
+pub use worker::{Worker, BURST_CHUNK};

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use crate::fnat::{BurstHint, FullNat};
-use crate::frame::Frame;
+use crate::frame::{Frame, Frames};
 use crate::neigh::{Emit, NeighTable};
-use crate::packet::ether;
+use crate::packet::{self, ether, PacketV4};
 use crate::rules::{Mode, PortIndex, Rules};
 use crate::sched::load::LoadBoard;
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
+
+/// Frames per prefetch chunk of [`Worker::process_burst`] (a DPDK burst).
+pub const BURST_CHUNK: usize = 32;
 
 /// The engine state owned by one worker thread. Nothing in it is shared with other workers.
 pub struct Worker {
@@ -20,7 +23,12 @@ pub struct Worker {
     fnat: FullNat,
     /// Established flows take the fast path (on unless a test compares the two paths).
     fast_path: bool,
+    /// Sessions [`Worker::between_bursts`] may end per call.
+    expire_budget: usize,
 }
+
+/// Default of [`Worker::set_expire_budget`].
+pub const DEFAULT_EXPIRE_BUDGET: usize = 256;
 
 impl Worker {
     /// Worker `id` of `workers`, running `rules`. Allocates everything the worker will ever
@@ -44,7 +52,14 @@ impl Worker {
             stats,
             fnat,
             fast_path: true,
+            expire_budget: DEFAULT_EXPIRE_BUDGET,
         }
+    }
+
+    /// Makes the burst's prefetch stages use `prefetch` to start loading cache lines (fnatd
+    /// gives the CPU's prefetch instruction; see [`crate::session::table::Prefetch`]).
+    pub fn set_prefetch(&mut self, prefetch: crate::session::table::Prefetch) {
+        self.fnat.set_prefetch(prefetch);
     }
 
     /// Prefetches bursts once `sessions` sessions live (see
@@ -147,8 +162,121 @@ impl Worker {
     }
 
     /// Decides what happens to one frame received on `rx_port` at time `now_ns`, rewriting it
-    /// in place. Counts the outcome.
+    /// in place, and counts the outcome: [`Worker::process_burst`] with a burst of one.
     pub fn process<F: Frame>(&mut self, rx_port: PortIndex, frame: &mut F, now_ns: u64) -> Verdict {
+        let mut verdict = [Verdict::Consumed];
+        self.process_burst(rx_port, std::slice::from_mut(frame), now_ns, &mut verdict);
+        verdict[0]
+    }
+
+    /// The one burst loop, the one production runs and every test drives: decides what
+    /// happens to each frame of `frames` received on `rx_port` (unless the burst says
+    /// otherwise per frame) at `now_ns`, rewriting it in place; the verdict of frame `i` goes
+    /// to `verdicts[i]` (only `min(frames, verdicts)` frames are processed). Counts every
+    /// outcome.
+    ///
+    /// In chunks of [`BURST_CHUNK`] frames, three stages: (1) parse each frame once and hash
+    /// its tuple, then start loading the session index lines they will look up; (2) start
+    /// loading the session and timer node each line points to; (3) run each frame through
+    /// the pipeline,
+    /// whose first stage takes established flows, with its parse and hints. The table's
+    /// cache misses then overlap instead of stalling each frame in turn; below
+    /// [`crate::fnat::PREFETCH_FROM_SESSIONS`] live sessions nothing is prefetched.
+    pub fn process_burst<B: Frames + ?Sized>(
+        &mut self,
+        rx_port: PortIndex,
+        frames: &mut B,
+        now_ns: u64,
+        verdicts: &mut [Verdict],
+    ) {
+        let n = frames.len().min(verdicts.len());
+        let full_nat = matches!(self.rules.mode, Mode::FullNat);
+        if n <= 1 || !(full_nat && self.fnat.prefetches()) {
+            // A table small enough to stay in cache, a single frame, or no NAT at all: nothing
+            // to overlap, so each frame is parsed right where it is processed.
+            let fast = if full_nat && self.fast_path {
+                BurstHint::UNPREFETCHED
+            } else {
+                BurstHint::NONE
+            };
+            for i in 0..n {
+                let parsed = match full_nat {
+                    true => packet::parse(frames.data(i)),
+                    false => Err(DropReason::UnsupportedEtherType),
+                };
+                let hint = if parsed.is_ok() {
+                    fast
+                } else {
+                    BurstHint::NONE
+                };
+                let verdict = self.stage_three(rx_port, frames, i, &parsed, hint, now_ns);
+                if let Some(v) = verdicts.get_mut(i) {
+                    *v = verdict;
+                }
+            }
+            return;
+        }
+        let mut start = 0;
+        while start < n {
+            let end = n.min(start + BURST_CHUNK);
+            let mut parsed = [Err(DropReason::Truncated); BURST_CHUNK];
+            let mut hints = [BurstHint::NONE; BURST_CHUNK];
+            for (i, (p, h)) in (start..end).zip(parsed.iter_mut().zip(hints.iter_mut())) {
+                *p = packet::parse(frames.data(i));
+                *h = self.fnat.burst_hint(p.as_ref().ok());
+                if !self.fast_path {
+                    h.no_fast_path();
+                }
+            }
+            for h in &hints[..end - start] {
+                self.fnat.touch_index(h);
+            }
+            for h in &mut hints[..end - start] {
+                self.fnat.prefetch_session(h);
+            }
+            for (i, (p, &h)) in (start..end).zip(parsed.iter().zip(hints.iter())) {
+                let verdict = self.stage_three(rx_port, frames, i, p, h, now_ns);
+                if let Some(v) = verdicts.get_mut(i) {
+                    *v = verdict;
+                }
+            }
+            start = end;
+        }
+    }
+
+    /// Stage 3 for frame `i` of `frames`: its port, the multi-segment check, the pipeline.
+    #[inline(always)]
+    fn stage_three<B: Frames + ?Sized>(
+        &mut self,
+        rx_port: PortIndex,
+        frames: &mut B,
+        i: usize,
+        parsed: &Result<PacketV4, DropReason>,
+        hint: BurstHint,
+        now_ns: u64,
+    ) -> Verdict {
+        let port = frames.rx_port(i).unwrap_or(rx_port);
+        let whole = frames.is_whole(i);
+        match frames.frame_mut(i) {
+            Some(mut frame) if whole => self.process_parsed(port, &mut frame, parsed, hint, now_ns),
+            _ => {
+                // Not looked at: counted as the driver's drop, not as received.
+                self.stats.count_drop(DropReason::MultiSegment);
+                Verdict::Drop(DropReason::MultiSegment)
+            }
+        }
+    }
+
+    /// Stage 3 of [`Worker::process_burst`] for one frame.
+    #[inline(always)]
+    fn process_parsed<F: Frame>(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut F,
+        parsed: &Result<PacketV4, DropReason>,
+        hint: BurstHint,
+        now_ns: u64,
+    ) -> Verdict {
         self.stats.received += 1;
         let verdict = match &self.rules.mode {
             Mode::Passthrough { forward } => match forward.get(rx_port as usize).copied().flatten()
@@ -158,10 +286,15 @@ impl Worker {
             },
             Mode::FullNat => {
                 let data = frame.data_mut();
-                if ether::ethertype(data) == Ok(ether::ETHERTYPE_ARP) {
-                    self.fnat.arp(rx_port, data, now_ns, &mut self.stats)
-                } else {
-                    self.fnat.process(rx_port, data, now_ns, &mut self.stats)
+                match parsed {
+                    Err(DropReason::UnsupportedEtherType)
+                        if ether::ethertype(data) == Ok(ether::ETHERTYPE_ARP) =>
+                    {
+                        self.fnat.arp(rx_port, data, now_ns, &mut self.stats)
+                    }
+                    _ => self
+                        .fnat
+                        .process(rx_port, data, parsed, hint, now_ns, &mut self.stats),
                 }
             }
         };
@@ -175,82 +308,17 @@ impl Worker {
         verdict
     }
 
-    /// [`Worker::process`] for a frame whose burst went through [`Worker::prefetch_index`]
-    /// and [`Worker::prefetch_session`] (`hint` is what they gave for this frame): an
-    /// established flow takes the fast path, with the hash and session they found. Same
-    /// decisions and counters as `process`.
-    #[inline]
-    pub fn process_hinted<F: Frame>(
-        &mut self,
-        rx_port: PortIndex,
-        frame: &mut F,
-        hint: BurstHint,
-        now_ns: u64,
-    ) -> Verdict {
-        if self.fast_path && hint.fast() {
-            if let Mode::FullNat = self.rules.mode {
-                if let Some(v) =
-                    self.fnat
-                        .established(rx_port, frame.data_mut(), hint, now_ns, &mut self.stats)
-                {
-                    self.stats.received += 1;
-                    self.stats.transmitted += 1;
-                    self.stats.fast_path += 1;
-                    return v;
-                }
-            }
-        }
-        self.process(rx_port, frame, now_ns)
+    /// Sets how many sessions [`Worker::between_bursts`] may end per call (the config's
+    /// `expire_budget`).
+    pub fn set_expire_budget(&mut self, budget: usize) {
+        self.expire_budget = budget;
     }
 
-    /// [`Worker::process`] for a burst of frames received on `rx_port` at `now_ns`: the verdict
-    /// of `frames[i]` goes to `verdicts[i]` (only `min(frames, verdicts)` frames are processed).
-    /// Same decisions and counters as calling `process` on each frame in order; in chunks of
-    /// 32 frames it first prefetches the session index lines of all of them, then their
-    /// sessions and timer nodes, so that the lookups of large tables overlap their cache
-    /// misses instead of taking them one after another.
-    pub fn process_burst<F: Frame>(
-        &mut self,
-        rx_port: PortIndex,
-        frames: &mut [F],
-        now_ns: u64,
-        verdicts: &mut [Verdict],
-    ) {
-        const CHUNK: usize = 32;
-        let n = frames.len().min(verdicts.len());
-        let mut hints = [BurstHint::NONE; CHUNK];
-        let mut start = 0;
-        while start < n {
-            let end = n.min(start + CHUNK);
-            let (fs, vs) = (&mut frames[start..end], &mut verdicts[start..end]);
-            for (f, h) in fs.iter().zip(hints.iter_mut()) {
-                *h = self.prefetch_index(f.data());
-            }
-            for h in &mut hints[..fs.len()] {
-                self.prefetch_session(h);
-            }
-            for ((f, v), &h) in fs.iter_mut().zip(vs.iter_mut()).zip(hints.iter()) {
-                *v = self.process_hinted(rx_port, f, h, now_ns);
-            }
-            start = end;
-        }
-    }
-
-    /// Burst stage 1 for one frame (see [`Worker::process_burst`]): a prefetch hint only, it
-    /// changes nothing. Hand the result to [`Worker::prefetch_session`] once every frame of
-    /// the burst went through this stage, then to [`Worker::process_hinted`].
-    #[inline]
-    pub fn prefetch_index(&self, frame: &[u8]) -> BurstHint {
-        match self.rules.mode {
-            Mode::FullNat => self.fnat.prefetch_index(frame),
-            Mode::Passthrough { .. } => BurstHint::NONE,
-        }
-    }
-
-    /// Burst stage 2 for one frame (see [`Worker::prefetch_index`]); a hint only.
-    #[inline]
-    pub fn prefetch_session(&self, hint: &mut BurstHint) {
-        self.fnat.prefetch_session(hint);
+    /// What the engine does between two rounds of bursts (call it once per poll-loop round,
+    /// after the frames it handed out were flushed): [`Worker::housekeeping`] with the
+    /// configured budget. Returns how many sessions were ended.
+    pub fn between_bursts(&mut self, now_ns: u64) -> usize {
+        self.housekeeping(now_ns, self.expire_budget)
     }
 
     /// Bounded housekeeping between bursts: expires at most `budget` sessions due by `now_ns`

@@ -7,7 +7,7 @@ use etherparse::icmpv4::{DestUnreachableHeader, ParameterProblemHeader, TimeExce
 use etherparse::{IcmpEchoHeader, Icmpv4Type};
 use fnat_engine::packet::ether::swap_macs;
 use fnat_engine::packet::icmp::{echo_reply_in_place, parse_error, translate_error};
-use fnat_engine::packet::{parse, FlowKey};
+use fnat_engine::packet::{parse, Tuple};
 use fnat_engine::DropReason;
 use packet_support::*;
 use std::net::Ipv4Addr;
@@ -177,14 +177,11 @@ fn time_exceeded_quoting_tcp() {
         assert_eq!((e.src, e.sport), (Ipv4Addr::from(LIP), 1025));
         assert_eq!((e.dst, e.dport), (Ipv4Addr::from(RS), 8080));
         assert_eq!(e.l4_quoted, len - 20);
-        assert_eq!(
-            e.flow_key(),
-            FlowKey::new(6, sock(LIP, 1025), sock(RS, 8080))
-        );
+        assert_eq!(e.tuple(), Tuple::new(6, sock(LIP, 1025), sock(RS, 8080)));
         // The session is found by the key a reply from the RS would carry.
         assert_eq!(
-            e.flow_key().reverse(),
-            FlowKey::new(6, sock(RS, 8080), sock(LIP, 1025))
+            e.tuple().reverse(),
+            Tuple::new(6, sock(RS, 8080), sock(LIP, 1025))
         );
     }
 }
@@ -199,8 +196,8 @@ fn frag_needed_quoting_udp() {
         (3, 4, 1400)
     );
     assert_eq!(
-        err.embedded.flow_key(),
-        FlowKey::new(17, sock(LIP, 1026), sock(RS, 53))
+        err.embedded.tuple(),
+        Tuple::new(17, sock(LIP, 1026), sock(RS, 53))
     );
     assert_eq!(err.outer, pkt.ip);
 }
@@ -225,7 +222,7 @@ fn quoted_echo_uses_its_identifier() {
     let frame = error_frame(time_exceeded(), &sent, 28);
     let pkt = parse(&frame).unwrap();
     let e = parse_error(&frame, &pkt).unwrap().embedded;
-    assert_eq!(e.flow_key(), FlowKey::new(1, sock(LIP, 777), sock(RS, 777)));
+    assert_eq!(e.tuple(), Tuple::new(1, sock(LIP, 777), sock(RS, 777)));
 }
 
 #[test]
@@ -451,8 +448,8 @@ fn error_towards_the_real_server_side() {
     let pkt = parse(&frame).unwrap();
     let err = parse_error(&frame, &pkt).unwrap();
     assert_eq!(
-        err.embedded.flow_key().reverse(),
-        FlowKey::new(17, sock(C, 40001), sock(VIP, 53)),
+        err.embedded.tuple().reverse(),
+        Tuple::new(17, sock(C, 40001), sock(VIP, 53)),
         "the client-side session key"
     );
     translate_error(

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use etherparse::{IcmpEchoHeader, Icmpv4Type};
 use fnat_engine::packet::ether::ethertype;
 use fnat_engine::packet::ipv4::parse_ipv4;
-use fnat_engine::packet::{parse, FlowKey, FragmentKind, TcpFlags, Transport};
+use fnat_engine::packet::{parse, FragmentKind, TcpFlags, Transport, Tuple};
 use fnat_engine::DropReason;
 use packet_support::*;
 
@@ -41,7 +41,7 @@ fn tcp_syn_with_options() {
     let pkt = parse(&frame).unwrap();
     assert_eq!(pkt.ip.l3, 14);
     assert_eq!(pkt.ip.l4, 34);
-    assert_eq!(pkt.ip.end, frame.len());
+    assert_eq!(pkt.ip.end(), frame.len());
     assert_eq!(pkt.ip.src, Ipv4Addr::from(C));
     assert_eq!(pkt.ip.dst, Ipv4Addr::from(VIP));
     assert_eq!(pkt.ip.ttl, 64);
@@ -59,16 +59,13 @@ fn tcp_syn_with_options() {
     }
     assert_eq!(pkt.ports(), Some((40000, 80)));
     assert_eq!(pkt.tcp_flags(), Some(TcpFlags(TcpFlags::SYN)));
-    let key = pkt.flow_key().unwrap();
+    let key = pkt.tuple().unwrap();
     assert_eq!(
         key,
-        FlowKey::new(6, sock(C, 40000), sock(VIP, 80)),
+        Tuple::new(6, sock(C, 40000), sock(VIP, 80)),
         "flow key of the SYN"
     );
-    assert_eq!(
-        key.reverse(),
-        FlowKey::new(6, sock(VIP, 80), sock(C, 40000))
-    );
+    assert_eq!(key.reverse(), Tuple::new(6, sock(VIP, 80), sock(C, 40000)));
     assert_eq!(key.reverse().reverse(), key);
 }
 
@@ -128,15 +125,15 @@ fn icmp_echo_key_uses_the_identifier_as_both_ports() {
     assert!(icmp.is_echo() && !icmp.is_error());
     assert_eq!(pkt.ports(), None);
     assert_eq!(
-        pkt.flow_key(),
-        Some(FlowKey::new(1, sock(C, 0x4242), sock(VIP, 0x4242)))
+        pkt.tuple(),
+        Some(Tuple::new(1, sock(C, 0x4242), sock(VIP, 0x4242)))
     );
     let unreachable =
         Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port);
     let frame = icmp_frame(&Ip::new(C, VIP, 64), unreachable, &[0x45; 28]);
     let pkt = parse(&frame).unwrap();
     assert!(pkt.icmp().unwrap().is_error());
-    assert_eq!(pkt.flow_key(), None, "errors are keyed by what they quote");
+    assert_eq!(pkt.tuple(), None, "errors are keyed by what they quote");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use etherparse::{IcmpEchoHeader, Icmpv4Type};
 use fnat_engine::packet::ether::{ethertype, set_macs, swap_macs};
 use fnat_engine::packet::icmp::{echo_reply_in_place, parse_error, translate_error};
 use fnat_engine::packet::ipv4::parse_ipv4;
-use fnat_engine::packet::{parse, rewrite_fullnat, FlowKey};
+use fnat_engine::packet::{parse, translate, Tuple};
 use packet_support::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -124,7 +124,7 @@ fn pad(mut frame: Vec<u8>, padding: bool) -> Vec<u8> {
 
 fn rewrite_to(frame: &mut [u8], src: SocketAddrV4, dst: SocketAddrV4) {
     let pkt = parse(frame).expect("a built frame parses");
-    rewrite_fullnat(frame, &pkt, src, dst).expect("rewrite");
+    translate(frame, &pkt, &Tuple::new(pkt.ip.proto, src, dst)).expect("rewrite");
 }
 
 proptest! {
@@ -157,7 +157,7 @@ proptest! {
         src in endpoint(), dst in endpoint(),
     ) {
         let original = build(&ip, &l4, &payload, (MAC_CLIENT, MAC_GATEWAY));
-        let key = parse(&original).unwrap().flow_key().unwrap();
+        let key = parse(&original).unwrap().tuple().unwrap();
         let mut frame = original.clone();
         rewrite_to(&mut frame, src, dst);
         rewrite_to(&mut frame, key.src_addr(), key.dst_addr());
@@ -183,7 +183,7 @@ proptest! {
         let request = Icmpv4Type::EchoRequest(IcmpEchoHeader { id, seq });
         let mut frame = icmp_frame(&ip, request, &payload);
         let pkt = parse(&frame).unwrap();
-        prop_assert_eq!(pkt.flow_key(), Some(FlowKey::new(1, sock(ip.src, id), sock(ip.dst, id))));
+        prop_assert_eq!(pkt.tuple(), Some(Tuple::new(1, sock(ip.src, id), sock(ip.dst, id))));
         echo_reply_in_place(&mut frame, &pkt, ttl).unwrap();
         prop_assert!(swap_macs(&mut frame));
         check(&frame);
@@ -217,8 +217,8 @@ proptest! {
 
         let pkt = parse(&frame).unwrap();
         let err = parse_error(&frame, &pkt).unwrap();
-        let original = err.embedded.flow_key();
-        let sent_key = parse(&sent).unwrap().flow_key().unwrap();
+        let original = err.embedded.tuple();
+        let sent_key = parse(&sent).unwrap().tuple().unwrap();
         prop_assert_eq!(original, sent_key);
         translate_error(
             &mut frame, &err, Ipv4Addr::from(outer_src), Ipv4Addr::from(outer_dst), qsrc, qdst,
@@ -281,7 +281,7 @@ proptest! {
         exercise(&mut short, src, dst);
         // A parse of one frame used on another (a caller bug) must not panic either.
         if let Ok(pkt) = parse(&frame) {
-            let _ = rewrite_fullnat(&mut short, &pkt, src, dst);
+            let _ = translate(&mut short, &pkt, &Tuple::new(pkt.ip.proto, src, dst));
             let _ = echo_reply_in_place(&mut short, &pkt, 64);
             if let Ok(err) = parse_error(&frame, &pkt) {
                 let _ = translate_error(&mut short, &err, *src.ip(), *dst.ip(), src, dst);
@@ -295,15 +295,15 @@ fn exercise(frame: &mut [u8], src: SocketAddrV4, dst: SocketAddrV4) {
     let _ = ethertype(frame);
     let _ = parse_ipv4(frame);
     let Ok(pkt) = parse(frame) else { return };
-    let _ = pkt.flow_key();
+    let _ = pkt.tuple();
     let mut copy = frame.to_vec();
-    if rewrite_fullnat(&mut copy, &pkt, src, dst).is_ok() {
+    if translate(&mut copy, &pkt, &Tuple::new(pkt.ip.proto, src, dst)).is_ok() {
         assert!(parse(&copy).is_ok(), "a rewritten packet still parses");
     }
     let mut copy = frame.to_vec();
     let _ = echo_reply_in_place(&mut copy, &pkt, 64);
     if let Ok(err) = parse_error(frame, &pkt) {
-        let _ = err.embedded.flow_key().reverse();
+        let _ = err.embedded.tuple().reverse();
         let _ = translate_error(frame, &err, *src.ip(), *dst.ip(), src, dst);
     }
 }

@@ -6,7 +6,7 @@ mod packet_support;
 
 use etherparse::{IpNumber, Ipv4Header, TransportHeader, UdpHeader};
 use fnat_engine::packet::ether::{set_macs, swap_macs};
-use fnat_engine::packet::{parse, rewrite_fullnat, ttl_expires};
+use fnat_engine::packet::{parse, translate, ttl_expires, Tuple};
 use fnat_engine::DropReason;
 use packet_support::*;
 
@@ -19,7 +19,12 @@ const MAC_RS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x07];
 /// Parses and rewrites `frame` towards LIP:lport → RS:rport with new MACs.
 fn nat(frame: &mut [u8], lport: u16, rport: u16) {
     let pkt = parse(frame).unwrap();
-    rewrite_fullnat(frame, &pkt, sock(LIP, lport), sock(RS, rport)).unwrap();
+    translate(
+        frame,
+        &pkt,
+        &Tuple::new(pkt.ip.proto, sock(LIP, lport), sock(RS, rport)),
+    )
+    .unwrap();
     assert!(set_macs(frame, MAC_GATEWAY, MAC_RS));
 }
 
@@ -153,7 +158,12 @@ fn udp_checksum_computing_to_zero_is_sent_as_ffff() {
     assert_eq!(udp.checksum, 0xFFFF);
     // And back: from 0xFFFF to an ordinary checksum.
     let pkt = parse(&frame).unwrap();
-    rewrite_fullnat(&mut frame, &pkt, sock(VIP, 53), sock(C, 5353)).unwrap();
+    translate(
+        &mut frame,
+        &pkt,
+        &Tuple::new(pkt.ip.proto, sock(VIP, 53), sock(C, 5353)),
+    )
+    .unwrap();
     let TransportHeader::Udp(udp) = check(&frame).transport else {
         panic!()
     };
@@ -189,7 +199,11 @@ fn ttl_expiry() {
         let before = frame.clone();
         let pkt = parse(&frame).unwrap();
         assert_eq!(
-            rewrite_fullnat(&mut frame, &pkt, sock(LIP, 3), sock(RS, 4)),
+            translate(
+                &mut frame,
+                &pkt,
+                &Tuple::new(pkt.ip.proto, sock(LIP, 3), sock(RS, 4))
+            ),
             Err(DropReason::TtlExpired)
         );
         assert_eq!(frame, before, "nothing written");
@@ -205,7 +219,11 @@ fn icmp_is_not_port_rewritten() {
     let mut frame = icmp_frame(&Ip::new(C, VIP, 64), echo, b"");
     let pkt = parse(&frame).unwrap();
     assert_eq!(
-        rewrite_fullnat(&mut frame, &pkt, sock(LIP, 3), sock(RS, 4)),
+        translate(
+            &mut frame,
+            &pkt,
+            &Tuple::new(pkt.ip.proto, sock(LIP, 3), sock(RS, 4))
+        ),
         Err(DropReason::IcmpUnsupported)
     );
 }
@@ -218,7 +236,11 @@ fn a_packet_that_does_not_describe_the_frame_is_refused_without_writing() {
         let mut short = frame[..len].to_vec();
         let before = short.clone();
         assert_eq!(
-            rewrite_fullnat(&mut short, &pkt, sock(LIP, 3), sock(RS, 4)),
+            translate(
+                &mut short,
+                &pkt,
+                &Tuple::new(pkt.ip.proto, sock(LIP, 3), sock(RS, 4))
+            ),
             Err(DropReason::Truncated)
         );
         assert_eq!(short, before);
@@ -247,9 +269,19 @@ fn round_trip_restores_everything_but_the_ttl() {
     let original = tcp_frame(&Ip::new(C, VIP, 64), &tcp, b"round trip");
     let mut frame = original.clone();
     let pkt = parse(&frame).unwrap();
-    rewrite_fullnat(&mut frame, &pkt, sock(LIP, 1234), sock(RS, 8080)).unwrap();
+    translate(
+        &mut frame,
+        &pkt,
+        &Tuple::new(pkt.ip.proto, sock(LIP, 1234), sock(RS, 8080)),
+    )
+    .unwrap();
     let pkt = parse(&frame).unwrap();
-    rewrite_fullnat(&mut frame, &pkt, sock(C, 40000), sock(VIP, 80)).unwrap();
+    translate(
+        &mut frame,
+        &pkt,
+        &Tuple::new(pkt.ip.proto, sock(C, 40000), sock(VIP, 80)),
+    )
+    .unwrap();
     let expected = tcp_frame(&Ip::new(C, VIP, 62), &tcp, b"round trip");
     assert_eq!(frame, expected);
 }

@@ -1,8 +1,31 @@
 //! Scheduler semantics, one scheduler at a time, over hand-built real-server states: the
 //! choice is forced by the state, so each assertion fails if the algorithm is wrong.
 
+use fnat_engine::packet::Tuple;
 use fnat_engine::rules::{SchedFlags, SchedulerKind};
-use fnat_engine::sched::{Flow, RealSet, Scheduler, StaticReals};
+use fnat_engine::sched::{RealSet, Scheduler, StaticReals};
+
+/// A new connection as these tests describe it: its tuple's addresses and ports, and the time.
+#[derive(Debug, Clone, Copy, Default)]
+struct Flow {
+    src_ip: u32,
+    src_port: u16,
+    dst_ip: u32,
+    dst_port: u16,
+    now_ns: u64,
+}
+
+impl Flow {
+    fn tuple(&self) -> Tuple {
+        Tuple {
+            proto: 6,
+            src_ip: self.src_ip,
+            src_port: self.src_port,
+            dst_ip: self.dst_ip,
+            dst_port: self.dst_port,
+        }
+    }
+}
 
 fn flow_from(src_ip: u32, src_port: u16) -> Flow {
     Flow {
@@ -19,7 +42,7 @@ fn sched(kind: SchedulerKind, r: &StaticReals) -> Scheduler {
 }
 
 fn pick(kind: SchedulerKind, r: &StaticReals) -> Option<usize> {
-    sched(kind, r).pick(r, &flow_from(1, 1))
+    sched(kind, r).pick(r, &(flow_from(1, 1)).tuple(), (flow_from(1, 1)).now_ns)
 }
 
 fn reals(weights: &[u32], active: &[u32], inactive: &[u32]) -> StaticReals {
@@ -37,7 +60,13 @@ fn wrr_matches_weight_ratio_within_1_percent_over_100k_flows() {
     let mut count = [0u64; 6];
     let n = 100_000u64;
     for i in 0..n {
-        count[s.pick(&r, &flow_from(i as u32, 0)).unwrap()] += 1;
+        count[s
+            .pick(
+                &r,
+                &(flow_from(i as u32, 0)).tuple(),
+                (flow_from(i as u32, 0)).now_ns,
+            )
+            .unwrap()] += 1;
     }
     let total: u64 = w.iter().map(|&x| u64::from(x)).sum();
     for (i, &c) in count.iter().enumerate() {
@@ -54,7 +83,10 @@ fn rr_skips_drained_and_overloaded() {
     r.overloaded[2] = true;
     let mut s = sched(SchedulerKind::Rr, &r);
     let p: Vec<_> = (0..4)
-        .map(|_| s.pick(&r, &Flow::default()).unwrap())
+        .map(|_| {
+            s.pick(&r, &(Flow::default()).tuple(), (Flow::default()).now_ns)
+                .unwrap()
+        })
         .collect();
     assert_eq!(p, [0, 3, 0, 3]);
 }
@@ -94,7 +126,9 @@ fn wlc_balances_live_counts_to_weight_ratio() {
     let mut r = reals(&[1, 2, 3], &[0, 0, 0], &[0, 0, 0]);
     let mut s = sched(SchedulerKind::Wlc, &r);
     for _ in 0..600 {
-        let i = s.pick(&r, &Flow::default()).unwrap();
+        let i = s
+            .pick(&r, &(Flow::default()).tuple(), (Flow::default()).now_ns)
+            .unwrap();
         r.active[i] += 1;
     }
     assert_eq!(r.active, vec![100, 200, 300]);
@@ -141,7 +175,7 @@ fn ovf_fills_highest_weight_up_to_its_weight_then_overflows() {
     let mut s = sched(SchedulerKind::Ovf, &r);
     let mut order = Vec::new();
     for _ in 0..12 {
-        let Some(i) = s.pick(&r, &Flow::default()) else {
+        let Some(i) = s.pick(&r, &(Flow::default()).tuple(), (Flow::default()).now_ns) else {
             break;
         };
         r.active[i] += 1;
@@ -150,7 +184,10 @@ fn ovf_fills_highest_weight_up_to_its_weight_then_overflows() {
     // IPVS skips a server once its active connections exceed its weight: weight 5 takes 6,
     // then weight 3 takes 4, then weight 1 takes 2; then nothing is left.
     assert_eq!(order, [1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 2]);
-    assert_eq!(s.pick(&r, &Flow::default()), None);
+    assert_eq!(
+        s.pick(&r, &(Flow::default()).tuple(), (Flow::default()).now_ns),
+        None
+    );
 }
 
 #[test]
@@ -165,11 +202,11 @@ fn overloaded_servers_are_skipped_by_every_scheduler() {
                 dst_ip: k * 104_729,
                 ..Flow::default()
             };
-            assert_ne!(s.pick(&r, &f), Some(0), "{kind:?}");
+            assert_ne!(s.pick(&r, &(f).tuple(), (f).now_ns), Some(0), "{kind:?}");
         }
         r.overloaded[1] = true;
         assert_eq!(
-            s.pick(&r, &Flow::default()),
+            s.pick(&r, &(Flow::default()).tuple(), (Flow::default()).now_ns),
             None,
             "{kind:?}: all overloaded"
         );
@@ -188,14 +225,22 @@ fn weight_zero_drains_every_scheduler() {
                 dst_ip: k,
                 ..Flow::default()
             };
-            assert_eq!(s.pick(&r, &f), Some(1), "{kind:?}");
+            assert_eq!(s.pick(&r, &(f).tuple(), (f).now_ns), Some(1), "{kind:?}");
         }
         let none = StaticReals::new(&[0, 0]);
         let mut s = Scheduler::new(kind, &none);
-        assert_eq!(s.pick(&none, &Flow::default()), None, "{kind:?}");
+        assert_eq!(
+            s.pick(&none, &(Flow::default()).tuple(), (Flow::default()).now_ns),
+            None,
+            "{kind:?}"
+        );
         let empty = StaticReals::new(&[]);
         let mut s = Scheduler::new(kind, &empty);
-        assert_eq!(s.pick(&empty, &Flow::default()), None, "{kind:?}");
+        assert_eq!(
+            s.pick(&empty, &(Flow::default()).tuple(), (Flow::default()).now_ns),
+            None,
+            "{kind:?}"
+        );
     }
 }
 
@@ -210,11 +255,29 @@ fn sh_maps_a_source_to_the_same_server_and_follows_weights() {
     let mut b = sched(SchedulerKind::Sh, &r); // another worker's table
     let mut count = [0u32; 4];
     for k in keys(40_000) {
-        let x = a.pick(&r, &flow_from(k, 1000)).unwrap();
-        assert_eq!(Some(x), a.pick(&r, &flow_from(k, 2000)), "port ignored");
+        let x = a
+            .pick(
+                &r,
+                &(flow_from(k, 1000)).tuple(),
+                (flow_from(k, 1000)).now_ns,
+            )
+            .unwrap();
         assert_eq!(
             Some(x),
-            b.pick(&r, &flow_from(k, 3000)),
+            a.pick(
+                &r,
+                &(flow_from(k, 2000)).tuple(),
+                (flow_from(k, 2000)).now_ns
+            ),
+            "port ignored"
+        );
+        assert_eq!(
+            Some(x),
+            b.pick(
+                &r,
+                &(flow_from(k, 3000)).tuple(),
+                (flow_from(k, 3000)).now_ns
+            ),
             "same on every worker"
         );
         count[x] += 1;
@@ -230,7 +293,14 @@ fn sh_port_flag_hashes_the_port_and_fallback_avoids_unavailable() {
     let mut r = StaticReals::new(&[1, 1, 1, 1]);
     let mut s = Scheduler::with_flags(SchedulerKind::Sh, SchedFlags(SchedFlags::PORT), &r);
     let picks: std::collections::HashSet<_> = (0..64)
-        .map(|p| s.pick(&r, &flow_from(0x0a000001, p)).unwrap())
+        .map(|p| {
+            s.pick(
+                &r,
+                &(flow_from(0x0a000001, p)).tuple(),
+                (flow_from(0x0a000001, p)).now_ns,
+            )
+            .unwrap()
+        })
         .collect();
     assert!(picks.len() > 1, "sh-port spreads one client's ports");
 
@@ -243,8 +313,12 @@ fn sh_port_flag_hashes_the_port_and_fallback_avoids_unavailable() {
     let (mut refused, mut moved) = (0, 0);
     for k in keys(4000) {
         let f = flow_from(k, 0);
-        let home = plain.pick(&idle, &f).unwrap();
-        match (home, plain.pick(&r, &f), fb.pick(&r, &f)) {
+        let home = plain.pick(&idle, &(f).tuple(), (f).now_ns).unwrap();
+        match (
+            home,
+            plain.pick(&r, &(f).tuple(), (f).now_ns),
+            fb.pick(&r, &(f).tuple(), (f).now_ns),
+        ) {
             (2, None, Some(x)) => {
                 assert_ne!(x, 2);
                 refused += 1;
@@ -271,14 +345,18 @@ fn dh_maps_a_destination_to_the_same_server() {
             dst_ip: d,
             ..Flow::default()
         };
-        let x = a.pick(&r, &f).unwrap();
+        let x = a.pick(&r, &(f).tuple(), (f).now_ns).unwrap();
         let g = Flow {
             src_ip: 12345,
             src_port: 9,
             ..f
         };
-        assert_eq!(Some(x), a.pick(&r, &g), "source does not matter");
-        assert_eq!(Some(x), b.pick(&r, &g));
+        assert_eq!(
+            Some(x),
+            a.pick(&r, &(g).tuple(), (g).now_ns),
+            "source does not matter"
+        );
+        assert_eq!(Some(x), b.pick(&r, &(g).tuple(), (g).now_ns));
         seen[x] += 1;
     }
     assert!(seen.iter().all(|&c| c > 800), "{seen:?}");
@@ -289,7 +367,11 @@ fn mh_map(weights: &[u32], idents: &[u64], n: u32) -> Vec<u64> {
     r.idents = idents.to_vec();
     let mut s = sched(SchedulerKind::Mh, &r);
     keys(n)
-        .map(|k| idents[s.pick(&r, &flow_from(k, 0)).unwrap()])
+        .map(|k| {
+            idents[s
+                .pick(&r, &(flow_from(k, 0)).tuple(), (flow_from(k, 0)).now_ns)
+                .unwrap()]
+        })
         .collect()
 }
 
@@ -350,24 +432,33 @@ fn mh_port_and_fallback_flags() {
     let mut r = StaticReals::new(&[1, 1, 1]);
     let mut s = Scheduler::with_flags(SchedulerKind::Mh, SchedFlags(SchedFlags::PORT), &r);
     let ports: std::collections::HashSet<_> = (0..64)
-        .map(|p| s.pick(&r, &flow_from(0x0a000001, p)).unwrap())
+        .map(|p| {
+            s.pick(
+                &r,
+                &(flow_from(0x0a000001, p)).tuple(),
+                (flow_from(0x0a000001, p)).now_ns,
+            )
+            .unwrap()
+        })
         .collect();
     assert!(ports.len() > 1);
     let mut plain = sched(SchedulerKind::Mh, &r);
     let k = keys(100)
-        .find(|&k| plain.pick(&r, &flow_from(k, 0)) == Some(0))
+        .find(|&k| plain.pick(&r, &(flow_from(k, 0)).tuple(), (flow_from(k, 0)).now_ns) == Some(0))
         .unwrap();
     r.overloaded[0] = true;
     assert_eq!(
-        plain.pick(&r, &flow_from(k, 0)),
+        plain.pick(&r, &(flow_from(k, 0)).tuple(), (flow_from(k, 0)).now_ns),
         None,
         "no fallback: refused"
     );
     let mut fb = Scheduler::with_flags(SchedulerKind::Mh, SchedFlags(SchedFlags::FALLBACK), &r);
-    let x = fb.pick(&r, &flow_from(k, 0)).unwrap();
+    let x = fb
+        .pick(&r, &(flow_from(k, 0)).tuple(), (flow_from(k, 0)).now_ns)
+        .unwrap();
     assert_ne!(x, 0);
     assert_eq!(
-        fb.pick(&r, &flow_from(k, 0)),
+        fb.pick(&r, &(flow_from(k, 0)).tuple(), (flow_from(k, 0)).now_ns),
         Some(x),
         "fallback is deterministic"
     );
@@ -382,25 +473,40 @@ fn lblc_keeps_a_destination_on_one_server_until_it_is_overloaded() {
         now_ns: now,
         ..Flow::default()
     };
-    let first = s.pick(&r, &to(100, 1)).unwrap();
+    let first = s
+        .pick(&r, &(to(100, 1)).tuple(), (to(100, 1)).now_ns)
+        .unwrap();
     r.active[first] += 1;
     // Same destination → same server, even though wlc would now prefer another.
     for _ in 0..2 {
-        assert_eq!(s.pick(&r, &to(100, 2)), Some(first));
+        assert_eq!(
+            s.pick(&r, &(to(100, 2)).tuple(), (to(100, 2)).now_ns),
+            Some(first)
+        );
         r.active[first] += 1;
     }
     // Another destination is scheduled by wlc: an idle server.
-    let other = s.pick(&r, &to(200, 3)).unwrap();
+    let other = s
+        .pick(&r, &(to(200, 3)).tuple(), (to(200, 3)).now_ns)
+        .unwrap();
     assert_ne!(other, first);
     // active (3) > weight (2) while some server is less than half loaded: overloaded, the
     // destination moves (to the least loaded) and stays there.
-    let moved = s.pick(&r, &to(100, 4)).unwrap();
+    let moved = s
+        .pick(&r, &(to(100, 4)).tuple(), (to(100, 4)).now_ns)
+        .unwrap();
     assert_ne!(moved, first);
-    assert_eq!(s.pick(&r, &to(100, 5)), Some(moved));
+    assert_eq!(
+        s.pick(&r, &(to(100, 5)).tuple(), (to(100, 5)).now_ns),
+        Some(moved)
+    );
     // Entries expire after 24 h of disuse: then wlc decides afresh.
     r.active = vec![0, 0, 5];
     let day = 24 * 3600 * 1_000_000_000u64;
-    assert_eq!(s.pick(&r, &to(100, 5 + day)), Some(0));
+    assert_eq!(
+        s.pick(&r, &(to(100, 5 + day)).tuple(), (to(100, 5 + day)).now_ns),
+        Some(0)
+    );
 }
 
 #[test]
@@ -412,19 +518,19 @@ fn lblcr_grows_a_set_on_overload_and_uses_its_least_loaded_member() {
         now_ns: now,
         ..Flow::default()
     };
-    let a = s.pick(&r, &to(1)).unwrap();
+    let a = s.pick(&r, &(to(1)).tuple(), (to(1)).now_ns).unwrap();
     assert_eq!(a, 0);
     r.active[0] = 3; // overloaded (3 > 2, others idle)
-    let b = s.pick(&r, &to(2)).unwrap();
+    let b = s.pick(&r, &(to(2)).tuple(), (to(2)).now_ns).unwrap();
     assert_eq!(b, 1, "wlc adds the least loaded server to the set");
     // The set is {0, 1}: its least loaded member is used, server 2 stays outside.
     r.active = vec![3, 1, 0];
-    assert_eq!(s.pick(&r, &to(3)), Some(1));
+    assert_eq!(s.pick(&r, &(to(3)).tuple(), (to(3)).now_ns), Some(1));
     r.active = vec![1, 2, 0];
-    assert_eq!(s.pick(&r, &to(4)), Some(0));
+    assert_eq!(s.pick(&r, &(to(4)).tuple(), (to(4)).now_ns), Some(0));
     // lblc on the same history would have only one server.
     let mut l = sched(SchedulerKind::Lblc, &r);
-    assert_eq!(l.pick(&r, &to(5)), Some(2));
+    assert_eq!(l.pick(&r, &(to(5)).tuple(), (to(5)).now_ns), Some(2));
 }
 
 #[test]
@@ -436,7 +542,7 @@ fn weight_change_rebuilds_tables_without_panics() {
         s.update(&r2);
         for k in 0..100u32 {
             let f = flow_from(k, k as u16);
-            assert_eq!(s.pick(&r2, &f), Some(0), "{kind:?}");
+            assert_eq!(s.pick(&r2, &(f).tuple(), (f).now_ns), Some(0), "{kind:?}");
         }
         assert!(r2.available(0));
     }

@@ -39,16 +39,6 @@ impl Clock {
         }
     }
 
-    /// "Now" for a packet of a burst whose live time `burst_now` was read before the burst
-    /// (no TSC read per packet); the capture clock returns the last observed packet's time.
-    #[inline]
-    pub fn now_in_burst(&self, burst_now: u64) -> u64 {
-        match self {
-            Clock::Tsc { .. } => burst_now,
-            Clock::Capture { now_ns, .. } => *now_ns,
-        }
-    }
-
     /// The capture time of `mbuf` in nanoseconds (replay), or 0 when it has none.
     #[inline]
     pub fn timestamp_of(&self, mbuf: &Mbuf) -> u64 {

@@ -5,7 +5,6 @@ mod clock;
 mod frame;
 pub mod replay;
 pub mod report;
-pub mod signals;
 pub mod view;
 mod worker_loop;
 
@@ -17,8 +16,9 @@ use dpdk_bindings::eal::Eal;
 use dpdk_bindings::lcore;
 use dpdk_bindings::mbuf::TimestampField;
 use dpdk_bindings::mempool::{Mempool, DEFAULT_DATA_ROOM};
-use dpdk_bindings::port::{Port, PortConfig};
+use dpdk_bindings::port::{Port, PortConfig, RxQueue, TxQueue};
 use dpdk_bindings::ring::MbufRing;
+use dpdk_bindings::signals;
 use fnat_engine::{NeighTable, PortIndex, Rules, Worker};
 
 use crate::config::{eal_args, AppConfig};
@@ -26,6 +26,7 @@ use crate::rules_store::RulesStore;
 use clock::Clock;
 use report::Totals;
 use view::{DriverView, WorkerShared};
+pub use worker_loop::{BurstProbe, ProbeFactory};
 use worker_loop::{PublishedTime, ReplayEnd, WorkerLoop, WorkerReport};
 
 /// Whether the dataplane runs live or replays captures.
@@ -44,16 +45,18 @@ pub fn capture_timestamp_ns(stored: u64) -> u64 {
 }
 
 /// Boots EAL for `cfg`, runs the dataplane, and cleans up. Returns the totals at exit.
-/// With a bound control socket, the control plane serves it while the workers run.
+/// With a bound control socket, the control plane serves it while the workers run. With a
+/// `probe` factory (`fnatd bench` only), each live worker carries the probe it makes.
 pub fn execute(
     cfg: &AppConfig,
     kind: RunKind,
     control: Option<crate::control::BoundSocket>,
+    probe: Option<ProbeFactory>,
 ) -> Result<Totals, String> {
     signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let args = eal_args(&cfg.eal, &cfg.ports);
     let eal = Eal::init(&args).map_err(|e| format!("EAL init ({}): {e}", args.join(" ")))?;
-    let outcome = run_dataplane(cfg, kind, control);
+    let outcome = run_dataplane(cfg, kind, control, probe);
     let cleanup = eal.cleanup().map_err(|e| format!("EAL cleanup: {e}"));
     let totals = outcome?;
     cleanup?;
@@ -88,10 +91,13 @@ impl Drop for PortsUp {
     }
 }
 
+/// Set-up, run and teardown of the dataplane, phase by phase (each phase is one function
+/// below, as DPDK's l3fwd splits its `main`).
 fn run_dataplane(
     cfg: &AppConfig,
     kind: RunKind,
     control: Option<crate::control::BoundSocket>,
+    probe: Option<ProbeFactory>,
 ) -> Result<Totals, String> {
     let d = &cfg.dataplane;
     let workers = usize::from(d.workers);
@@ -113,8 +119,53 @@ fn run_dataplane(
         )
         .map_err(|e| format!("creating the mbuf pool ({} mbufs): {e}", d.mbufs))?,
     );
+    let (mut up, rules) = start_ports(cfg, kind, &pool, socket)?;
+    let store = RulesStore::new(rules, workers);
+    let queues = claim_queues(&up, workers)?;
+    let rings = create_rings(cfg, socket)?;
+    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let shared: Vec<Arc<WorkerShared>> = (0..workers)
+        .map(|_| Arc::new(WorkerShared::default()))
+        .collect();
+    let view = DriverView::new(&shared, names.clone());
+    let running = launch_workers(
+        cfg,
+        kind,
+        Launch {
+            lcores: &lcores,
+            pool: &pool,
+            up: &up,
+            queues,
+            rings: &rings,
+            store: &store,
+            shared: &shared,
+            probe,
+        },
+    )?;
+    let reports = supervise(cfg, control, &store, &view, running)?;
 
-    // Ports: one RX and one TX queue per worker.
+    let device_rx_dropped: Vec<u64> = up
+        .ports
+        .iter()
+        .map(|p| p.stats().map_or(0, |s| s.imissed + s.rx_nombuf + s.ierrors))
+        .collect();
+    let mut totals = Totals::new(&names, &reports, &device_rx_dropped);
+    up.shutdown();
+    drop(rings);
+    // Every mbuf must be home once the ports are closed and the rings freed.
+    totals.mbufs_leaked = Some(pool.in_use());
+    Ok(totals)
+}
+
+/// Configures and starts every port of `cfg` (one RX and one TX queue per worker) and fills
+/// in their MACs in the rules the workers start with.
+fn start_ports(
+    cfg: &AppConfig,
+    kind: RunKind,
+    pool: &Mempool,
+    socket: i32,
+) -> Result<(PortsUp, Rules), String> {
+    let d = &cfg.dataplane;
     let mut up = PortsUp {
         ports: Vec::new(),
         started: Vec::new(),
@@ -128,10 +179,10 @@ fn run_dataplane(
             tx_queues: d.workers,
             rx_desc: d.rx_desc,
             tx_desc: d.tx_desc,
-            rss: workers > 1,
+            rss: d.workers > 1,
             rx_timestamp: kind == RunKind::Replay,
         };
-        port.configure(&conf, &pool, socket)
+        port.configure(&conf, pool, socket)
             .map_err(|e| format!("configuring port '{}': {e}", spec.name))?;
         up.ports.push(port);
         up.started.push(false);
@@ -147,54 +198,116 @@ fn run_dataplane(
                 .map_err(|e| format!("MAC of port '{}': {e}", spec.name))?,
         };
     }
-    let store = RulesStore::new(rules, workers);
-    let rules = store.current();
-    let max_id = up
-        .ports
-        .iter()
-        .map(|p| usize::from(p.id()))
-        .max()
-        .unwrap_or(0);
+    Ok((up, rules))
+}
+
+/// A worker's RX and TX queue on every port.
+type WorkerQueues = (Vec<RxQueue>, Vec<TxQueue>);
+
+/// Queue w of every port belongs to worker w: all claimed before any worker starts, each
+/// worker's handles then moved to its lcore.
+fn claim_queues(up: &PortsUp, workers: usize) -> Result<Vec<WorkerQueues>, String> {
+    (0..workers)
+        .map(|w| {
+            let queue = w as u16;
+            let rx = up
+                .ports
+                .iter()
+                .map(|p| p.rx_queue(queue))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("claiming RX queues of worker {w}: {e}"))?;
+            let tx = up
+                .ports
+                .iter()
+                .map(|p| p.tx_queue(queue))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("claiming TX queues of worker {w}: {e}"))?;
+            Ok((rx, tx))
+        })
+        .collect()
+}
+
+/// One input ring per worker: any worker may produce, only the owner consumes.
+fn create_rings(cfg: &AppConfig, socket: i32) -> Result<Arc<Vec<MbufRing>>, String> {
+    let d = &cfg.dataplane;
+    let rings = (0..usize::from(d.workers))
+        .map(|w| {
+            MbufRing::new(
+                &format!("fnat_redir{w}"),
+                d.redirect_ring,
+                socket,
+                false,
+                true,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("creating redirect rings: {e}"))?;
+    Ok(Arc::new(rings))
+}
+
+/// What launching the workers needs from the set-up phases.
+struct Launch<'a> {
+    lcores: &'a [u32],
+    pool: &'a Arc<Mempool>,
+    up: &'a PortsUp,
+    queues: Vec<WorkerQueues>,
+    rings: &'a Arc<Vec<MbufRing>>,
+    store: &'a Arc<RulesStore>,
+    shared: &'a [Arc<WorkerShared>],
+    probe: Option<ProbeFactory>,
+}
+
+/// Workers running on their lcores.
+struct Running {
+    launched: Vec<u32>,
+    stop: Arc<AtomicBool>,
+    reports: mpsc::Receiver<WorkerReport>,
+    workers: usize,
+}
+
+impl Running {
+    /// Stops every launched worker and waits for it.
+    fn stop_and_wait(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for l in &self.launched {
+            lcore::wait(*l);
+        }
+    }
+}
+
+/// Builds each worker's engine and poll loop and launches it on its lcore.
+fn launch_workers(cfg: &AppConfig, kind: RunKind, l: Launch<'_>) -> Result<Running, String> {
+    let d = &cfg.dataplane;
+    let workers = usize::from(d.workers);
+    let rules = l.store.current();
+    let max_id =
+        l.up.ports
+            .iter()
+            .map(|p| usize::from(p.id()))
+            .max()
+            .unwrap_or(0);
     let mut index_of_port_id = vec![PortIndex::MAX; max_id + 1];
-    for (i, p) in up.ports.iter().enumerate() {
+    for (i, p) in l.up.ports.iter().enumerate() {
         index_of_port_id[usize::from(p.id())] = i as PortIndex;
     }
-
-    // One input ring per worker: any worker may produce, only the owner consumes.
-    let rings = Arc::new(
-        (0..workers)
-            .map(|w| {
-                MbufRing::new(
-                    &format!("fnat_redir{w}"),
-                    d.redirect_ring,
-                    socket,
-                    false,
-                    true,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("creating redirect rings: {e}"))?,
-    );
     let timestamp = match kind {
         RunKind::Replay => TimestampField::lookup(),
         RunKind::Live => None,
     };
-
     let replay_heads: Arc<Vec<PublishedTime>> =
         Arc::new((0..workers).map(|_| PublishedTime::new()).collect());
-    let shared: Vec<Arc<WorkerShared>> = (0..workers)
-        .map(|_| Arc::new(WorkerShared::default()))
-        .collect();
-    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
-    let view = DriverView::new(&shared, names.clone());
-    let stop = Arc::new(AtomicBool::new(false));
     let (report_tx, report_rx) = mpsc::channel::<WorkerReport>();
-    let mut launched = Vec::with_capacity(workers);
+    let mut running = Running {
+        launched: Vec::with_capacity(workers),
+        stop: Arc::new(AtomicBool::new(false)),
+        reports: report_rx,
+        workers,
+    };
     // One neighbour table for all workers: an ARP reply on any queue resolves for everyone.
     let neighbours = Arc::new(NeighTable::new(fnat_engine::neigh::DEFAULT_TABLE_CAPACITY));
     // Live connection counts per real server, shared by the workers' schedulers.
     let load_board = Arc::new(fnat_engine::sched::load::LoadBoard::new(d.workers));
-    for (w, &lcore_id) in lcores.iter().take(workers).enumerate() {
+    for ((w, &lcore_id), (rx, tx)) in l.lcores.iter().take(workers).enumerate().zip(l.queues) {
         let mut engine = Worker::with_board(
             w as u16,
             d.workers,
@@ -204,28 +317,30 @@ fn run_dataplane(
         engine.share_neighbours(Arc::clone(&neighbours));
         // Replay outputs hold only what the captures caused: no gratuitous ARP there.
         engine.set_announce(kind == RunKind::Live);
+        engine.set_expire_budget(d.expire_budget as usize);
+        engine.set_prefetch(dpdk_bindings::cpu::prefetch0);
         let worker_loop = WorkerLoop {
             engine,
-            pool: Arc::clone(&pool),
-            queue: w as u16,
-            ports: up.ports.clone(),
+            pool: Arc::clone(l.pool),
+            rx,
+            tx,
             index_of_port_id: index_of_port_id.clone(),
-            rings: Arc::clone(&rings),
+            rings: Arc::clone(l.rings),
             clock: match kind {
                 RunKind::Live => Clock::tsc(),
                 RunKind::Replay => Clock::capture(timestamp),
             },
-            expire_budget: d.expire_budget as usize,
-            stop: Arc::clone(&stop),
+            stop: Arc::clone(&running.stop),
             replay: match kind {
                 RunKind::Replay => Some(ReplayEnd {
-                    pool: Arc::clone(&pool),
+                    pool: Arc::clone(l.pool),
                     heads: Arc::clone(&replay_heads),
                 }),
                 RunKind::Live => None,
             },
-            store: Arc::clone(&store),
-            shared: Arc::clone(&shared[w]),
+            store: Arc::clone(l.store),
+            shared: Arc::clone(&l.shared[w]),
+            probe: l.probe.clone(),
         };
         let report_tx = report_tx.clone();
         let started = lcore::launch(lcore_id, move || {
@@ -234,41 +349,46 @@ fn run_dataplane(
             0
         });
         match started {
-            Ok(()) => launched.push(lcore_id),
+            Ok(()) => running.launched.push(lcore_id),
             Err(e) => {
-                stop.store(true, Ordering::SeqCst);
-                for l in &launched {
-                    lcore::wait(*l);
-                }
+                running.stop_and_wait();
                 return Err(format!("launching worker {w} on lcore {lcore_id}: {e}"));
             }
         }
     }
-    drop(report_tx);
+    Ok(running)
+}
+
+/// The main lcore while the workers run: serves the control socket, waits for a signal
+/// (live) or for the workers to finish (replay), samples rates once a second; then stops
+/// the workers and collects their reports, in worker order.
+fn supervise(
+    cfg: &AppConfig,
+    control: Option<crate::control::BoundSocket>,
+    store: &Arc<RulesStore>,
+    view: &Arc<DriverView>,
+    running: Running,
+) -> Result<Vec<WorkerReport>, String> {
+    let workers = running.workers;
     store.set_workers_running(true);
     view.set_running(true);
     let dataplane_view: Arc<dyn crate::control::DataplaneView> = view.clone();
     let control = match control
-        .map(|socket| crate::control::serve(cfg, socket, Arc::clone(&store), dataplane_view))
+        .map(|socket| crate::control::serve(cfg, socket, Arc::clone(store), dataplane_view))
     {
         Some(Err(e)) => {
-            stop.store(true, Ordering::SeqCst);
-            for l in &launched {
-                lcore::wait(*l);
-            }
+            running.stop_and_wait();
             return Err(format!("control plane: {e}"));
         }
         Some(Ok(handle)) => Some(handle),
         None => None,
     };
 
-    // The main lcore waits: for a signal (live), or for the workers to finish (replay),
-    // sampling rates for the control plane once a second.
     let mut reports = Vec::with_capacity(workers);
     let mut next_sample = std::time::Instant::now();
     while reports.len() < workers {
         if signals::stop_requested() {
-            stop.store(true, Ordering::SeqCst);
+            running.stop.store(true, Ordering::SeqCst);
         }
         if signals::take_reload_request() {
             match control.as_ref().map(|c| c.reload()) {
@@ -281,19 +401,19 @@ fn run_dataplane(
             view.sample_rates();
             next_sample += Duration::from_secs(1);
         }
-        match report_rx.recv_timeout(Duration::from_millis(50)) {
+        match running.reports.recv_timeout(Duration::from_millis(50)) {
             Ok(report) => reports.push(report),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    stop.store(true, Ordering::SeqCst);
+    running.stop.store(true, Ordering::SeqCst);
     store.set_workers_running(false);
     view.set_running(false);
     if let Some(control) = control {
         control.stop();
     }
-    for l in &launched {
+    for l in &running.launched {
         let rc = lcore::wait(*l);
         if rc != 0 {
             return Err(format!("worker on lcore {l} failed (returned {rc})"));
@@ -306,16 +426,5 @@ fn run_dataplane(
         ));
     }
     reports.sort_by_key(|r| r.worker);
-
-    let device_rx_dropped: Vec<u64> = up
-        .ports
-        .iter()
-        .map(|p| p.stats().map_or(0, |s| s.imissed + s.rx_nombuf + s.ierrors))
-        .collect();
-    let mut totals = Totals::new(&names, &reports, &device_rx_dropped);
-    up.shutdown();
-    drop(rings);
-    // Every mbuf must be home once the ports are closed and the rings freed.
-    totals.mbufs_leaked = Some(pool.in_use());
-    Ok(totals)
+    Ok(reports)
 }

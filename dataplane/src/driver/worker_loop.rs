@@ -5,14 +5,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use dpdk_bindings::mbuf::{Burst, Mbuf, BURST_MAX};
+use dpdk_bindings::mbuf::{Burst, BURST_MAX};
 use dpdk_bindings::mempool::Mempool;
-use dpdk_bindings::port::Port;
+use dpdk_bindings::port::{RxQueue, TxQueue};
 use dpdk_bindings::ring::MbufRing;
-use fnat_engine::{BurstHint, DropReason, Emit, PortIndex, Verdict, Worker, WorkerStats};
+use fnat_engine::{Emit, PortIndex, Verdict, Worker, WorkerStats};
 
 use super::clock::Clock;
-use super::frame::MbufFrame;
+use super::frame::MbufBurst;
 use super::view::{WorkerShared, PUBLISH_INTERVAL};
 use crate::rules_store::RulesStore;
 
@@ -53,22 +53,54 @@ pub struct WorkerLoop {
     pub engine: Worker,
     /// Where frames the engine originates (ARP, released held frames) get their mbufs.
     pub pool: Arc<Mempool>,
-    /// This worker's RX and TX queue on every port.
-    pub queue: u16,
-    /// DPDK ports, indexed by the engine's `PortIndex`.
-    pub ports: Vec<Port>,
+    /// This worker's RX queue on every port (claimed for it), indexed by the engine's
+    /// `PortIndex`.
+    pub rx: Vec<RxQueue>,
+    /// This worker's TX queue on every port, indexed likewise.
+    pub tx: Vec<TxQueue>,
     /// The engine's `PortIndex` of each DPDK port id (`u16::MAX`: not ours).
     pub index_of_port_id: Vec<PortIndex>,
     /// Input ring of every worker; `rings[w]` is where other workers hand frames to worker w.
     pub rings: Arc<Vec<MbufRing>>,
     pub clock: Clock,
-    pub expire_budget: usize,
     pub stop: Arc<AtomicBool>,
     pub replay: Option<ReplayEnd>,
     /// Where new rules snapshots appear.
     pub store: Arc<RulesStore>,
     /// Counters and listings this worker shares with the control plane.
     pub shared: Arc<WorkerShared>,
+    /// `fnatd bench` only: makes the probe the live loop carries.
+    pub probe: Option<ProbeFactory>,
+}
+
+/// Instrumentation a live loop can carry around each RX burst from a port (`fnatd bench`:
+/// traffic generator and latency probe). `fnatd run`'s loop carries [`NoProbe`], whose calls
+/// compile to nothing.
+pub trait BurstProbe {
+    /// Before the engine sees `rx`; returns what `after` gets back (a TSC reading).
+    fn before(&mut self, rx: &mut Burst) -> u64;
+    /// After the engine processed the `n` frames of the burst `before` saw.
+    fn after(&mut self, engine: &Worker, t0: u64, n: usize);
+    /// When the loop ends.
+    fn finish(&mut self);
+}
+
+/// Makes a worker's probe, before its loop starts (it may prefill the worker's engine).
+pub type ProbeFactory =
+    Arc<dyn Fn(&mut Worker, &Arc<RulesStore>, u64) -> Box<dyn BurstProbe + Send> + Send + Sync>;
+
+/// The live loop of `fnatd run`: no instrumentation.
+struct NoProbe;
+
+impl BurstProbe for NoProbe {
+    #[inline(always)]
+    fn before(&mut self, _rx: &mut Burst) -> u64 {
+        0
+    }
+    #[inline(always)]
+    fn after(&mut self, _engine: &Worker, _t0: u64, _n: usize) {}
+    #[inline(always)]
+    fn finish(&mut self) {}
 }
 
 /// What a worker reports when it stops.
@@ -90,7 +122,7 @@ const REPLAY_TX_RETRIES: u32 = 1_000_000;
 impl WorkerLoop {
     /// Runs until `stop` is set (live) or the input is consumed (replay). Returns the counters.
     pub fn run(mut self) -> WorkerReport {
-        let nports = self.ports.len();
+        let nports = self.rx.len();
         let mut report = WorkerReport {
             worker: self.engine.id(),
             engine: WorkerStats::default(),
@@ -103,8 +135,12 @@ impl WorkerLoop {
         let mut redirect: Vec<Burst> = (0..self.rings.len()).map(|_| Burst::new()).collect();
         if self.replay.is_some() {
             self.run_replay(&mut tx, &mut redirect, &mut report);
+        } else if let Some(factory) = self.probe.take() {
+            let mut probe = factory(&mut self.engine, &self.store, self.clock.now());
+            self.run_live(&mut tx, &mut redirect, &mut report, &mut *probe);
+            probe.finish();
         } else {
-            self.run_live(&mut tx, &mut redirect, &mut report);
+            self.run_live(&mut tx, &mut redirect, &mut report, &mut NoProbe);
         }
         // Last chance for frames the engine still has to send, then whatever waits for a
         // neighbour is dropped (counted as no_neighbour).
@@ -117,46 +153,49 @@ impl WorkerLoop {
         report
     }
 
-    /// Live: poll the redirect ring and every port's queue, a burst at a time.
-    fn run_live(&mut self, tx: &mut [Burst], redirect: &mut [Burst], report: &mut WorkerReport) {
+    /// Live: poll the redirect ring and every port's queue, a burst at a time; between
+    /// rounds, send what the engine originates, flush, and let the engine do its housekeeping.
+    fn run_live<P: BurstProbe + ?Sized>(
+        &mut self,
+        tx: &mut [Burst],
+        redirect: &mut [Burst],
+        report: &mut WorkerReport,
+        probe: &mut P,
+    ) {
         let me = usize::from(self.engine.id());
         let mut rx = Burst::new();
-        let publish_every = PUBLISH_INTERVAL.as_nanos() as u64;
         let mut next_publish = 0u64;
-        // `fnatd bench` only (perf/): prefill, traffic generator, per-burst latency probe.
-        let mut bench =
-            crate::bench::WorkerBench::attach(&mut self.engine, &self.store, self.clock.now());
         while !self.stop.load(Ordering::Relaxed) {
             self.follow_rules();
             // Frames other workers handed us first: they are older than what waits in RX.
             if self.rings[me].dequeue(&mut rx) > 0 {
                 self.handle(&mut rx, tx, redirect, None, report);
             }
-            for p in 0..self.ports.len() {
-                let n = self.ports[p].rx_burst(self.queue, &mut rx);
+            for p in 0..self.rx.len() {
+                let n = self.rx[p].rx_burst(&mut rx);
                 if n > 0 {
                     report.port_rx[p] += n as u64;
-                    let t0 = bench.as_mut().map_or(0, |b| b.before(&mut rx));
+                    let t0 = probe.before(&mut rx);
                     self.handle(&mut rx, tx, redirect, Some(p), report);
-                    if let Some(b) = bench.as_mut() {
-                        b.after(&self.engine, t0, n);
-                    }
+                    probe.after(&self.engine, t0, n);
                 }
             }
             let now = self.clock.now();
             self.originate(now, tx, report);
             self.flush_all(tx, redirect, report);
-            self.engine.housekeeping(now, self.expire_budget);
-            if self.shared.has_query() {
-                self.shared.serve_query(&self.engine, now);
-            }
-            if now >= next_publish {
-                self.publish(report);
-                next_publish = now + publish_every;
-            }
+            self.engine.between_bursts(now);
+            self.serve_control(now, report, &mut next_publish);
         }
-        if let Some(b) = bench {
-            b.finish();
+    }
+
+    /// Answers a pending listing query and publishes counters every `PUBLISH_INTERVAL`.
+    fn serve_control(&mut self, now: u64, report: &WorkerReport, next_publish: &mut u64) {
+        if self.shared.has_query() {
+            self.shared.serve_query(&self.engine, now);
+        }
+        if now >= *next_publish {
+            self.publish(report);
+            *next_publish = now + PUBLISH_INTERVAL.as_nanos() as u64;
         }
     }
 
@@ -180,7 +219,7 @@ impl WorkerLoop {
             return;
         };
         let (pool, heads) = (Arc::clone(&end.pool), Arc::clone(&end.heads));
-        let nports = self.ports.len();
+        let nports = self.rx.len();
         let me = usize::from(self.engine.id());
         let mut queued: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
         let mut one = Burst::new();
@@ -191,7 +230,7 @@ impl WorkerLoop {
             self.follow_rules();
             for (p, q) in queued.iter_mut().enumerate() {
                 if q.is_empty() {
-                    report.port_rx[p] += self.ports[p].rx_burst(self.queue, q) as u64;
+                    report.port_rx[p] += self.rx[p].rx_burst(q) as u64;
                 }
             }
             let oldest = (0..nports)
@@ -227,7 +266,7 @@ impl WorkerLoop {
                     let now = self.clock.now();
                     self.originate(now, tx, report);
                     self.flush_all(tx, redirect, report);
-                    self.engine.housekeeping(now, self.expire_budget);
+                    self.engine.between_bursts(now);
                 }
                 Some(_) => std::hint::spin_loop(),
                 None => {
@@ -249,8 +288,7 @@ impl WorkerLoop {
     /// staging burst is flushed once; a second refusal leaves the rest for the next call.
     fn originate(&mut self, now: u64, tx: &mut [Burst], report: &mut WorkerReport) {
         let pool = &self.pool;
-        let ports = &self.ports;
-        let queue = self.queue;
+        let queues = &mut self.tx;
         let port_tx = &mut report.port_tx;
         self.engine.drain_originated(now, |port, bytes| {
             let p = usize::from(port);
@@ -259,7 +297,7 @@ impl WorkerLoop {
             };
             if burst.is_full() {
                 // Flush inline; what the queue refuses stays staged for the next try.
-                let sent = ports[p].tx_burst(queue, burst);
+                let sent = queues[p].tx_burst(burst);
                 port_tx[p] += sent as u64;
                 if burst.is_full() {
                     return Emit::Busy;
@@ -304,7 +342,9 @@ impl WorkerLoop {
         }
     }
 
-    /// Runs every frame of `rx` through the engine and stages it for TX or redirect.
+    /// Hands the burst `rx` (from port `rx_port`, or from the redirect ring when `None`) to
+    /// the engine and carries out its verdicts: stage for TX, hand to the owning worker, or
+    /// free. Replay hands the frames one at a time, each at its own capture time.
     fn handle(
         &mut self,
         rx: &mut Burst,
@@ -313,33 +353,39 @@ impl WorkerLoop {
         rx_port: Option<usize>,
         report: &mut WorkerReport,
     ) {
-        // Live: one clock read per burst (a TSC read and a conversion per packet cost ~8%).
-        let burst_now = self.clock.now();
-        // Prefetch (hints only, nothing changes): the session index lines of the whole burst
-        // first, then the sessions and timer nodes they point to, so that the table's cache
-        // misses overlap instead of stalling each packet in turn.
-        let mut hints = [BurstHint::NONE; BURST_MAX];
-        for (m, h) in rx.iter().zip(hints.iter_mut()) {
-            *h = self.engine.prefetch_index(m.data());
-        }
-        for h in &mut hints[..rx.len().min(BURST_MAX)] {
-            self.engine.prefetch_session(h);
-        }
-        for (mut mbuf, &hint) in rx.drain().zip(hints.iter()) {
-            let port = match rx_port {
-                Some(p) => p as PortIndex,
-                None => self.port_index(&mbuf),
-            };
-            if mbuf.nb_segs() > 1 {
-                self.engine.count_drop(DropReason::MultiSegment);
-                continue;
+        let mut verdicts = [Verdict::Consumed; BURST_MAX];
+        let n = rx.len().min(BURST_MAX);
+        let index_of_port_id = match rx_port {
+            Some(_) => None,
+            None => Some(&self.index_of_port_id[..]),
+        };
+        let port = rx_port.map_or(0, |p| p as PortIndex);
+        if self.replay.is_some() {
+            for (i, v) in verdicts[..n].iter_mut().enumerate() {
+                let mbufs = &mut rx.as_mut_slice()[i..=i];
+                if let Some(m) = mbufs.first() {
+                    self.clock.observe(m);
+                }
+                let mut one = MbufBurst {
+                    mbufs,
+                    index_of_port_id,
+                };
+                let now = self.clock.now();
+                self.engine
+                    .process_burst(port, &mut one, now, std::slice::from_mut(v));
             }
-            self.clock.observe(&mbuf);
-            let now = self.clock.now_in_burst(burst_now);
-            match self
-                .engine
-                .process_hinted(port, &mut MbufFrame(&mut mbuf), hint, now)
-            {
+        } else {
+            // Live: one clock read per burst (a TSC read and a conversion per packet cost ~8%).
+            let now = self.clock.now();
+            let mut burst = MbufBurst {
+                mbufs: rx.as_mut_slice(),
+                index_of_port_id,
+            };
+            self.engine
+                .process_burst(port, &mut burst, now, &mut verdicts[..n]);
+        }
+        for (mut mbuf, verdict) in rx.drain().zip(verdicts) {
+            match verdict {
                 Verdict::Transmit { port } => {
                     let p = usize::from(port);
                     if let Err(mbuf) = tx[p].push(mbuf) {
@@ -352,7 +398,9 @@ impl WorkerLoop {
                 }
                 Verdict::Redirect { worker } => {
                     // The owner needs the RX port, and some PMDs (net_ring) leave it unset.
-                    mbuf.set_port(self.ports[usize::from(port)].id());
+                    if let Some(p) = rx_port {
+                        mbuf.set_port(self.rx[p].port().id());
+                    }
                     let w = usize::from(worker);
                     match redirect.get_mut(w) {
                         Some(burst) => {
@@ -372,22 +420,14 @@ impl WorkerLoop {
         }
     }
 
-    /// The engine port of a frame that came through a redirect ring (stamped by the sender).
-    fn port_index(&self, mbuf: &Mbuf) -> PortIndex {
-        self.index_of_port_id
-            .get(usize::from(mbuf.port()))
-            .copied()
-            .unwrap_or(0)
-    }
-
     /// Sends what is staged for port `p`. Live: what the queue refuses is dropped and counted.
     /// Replay: retried, because a replay must lose nothing.
     fn flush_tx(&mut self, p: usize, burst: &mut Burst, report: &mut WorkerReport) {
-        let mut sent = self.ports[p].tx_burst(self.queue, burst);
+        let mut sent = self.tx[p].tx_burst(burst);
         if self.replay.is_some() {
             let mut tries = 0;
             while !burst.is_empty() && tries < REPLAY_TX_RETRIES {
-                sent += self.ports[p].tx_burst(self.queue, burst);
+                sent += self.tx[p].tx_burst(burst);
                 tries += 1;
             }
         }

@@ -17,8 +17,7 @@ pub const GW_WAN: &str = "198.18.0.1";
 
 /// Fails the test (never skips) when the lab cannot run here.
 pub fn require_root_and_netns() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = nix::unistd::geteuid().as_raw();
     assert_eq!(
         euid, 0,
         "the lab tests need root (network namespaces, veths, DPDK): run them as root (make test)"

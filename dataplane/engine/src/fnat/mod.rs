@@ -6,12 +6,23 @@
 //! RS:rport → LIP:lport         ==>  VIP:vport → C:cport       (Direction::Output)
 //! ```
 //!
+//! The pipeline by phase, one file each: `FullNat::process` (here) runs the stages in order;
+//! `fast.rs` takes established flows; `classify.rs` finds the session or the service;
+//! `create.rs` schedules and creates a session; `forward.rs` rewrites, picks the next hop and
+//! counts; `icmp_error.rs` translates ICMP errors; `housekeeping.rs` ends sessions and
+//! publishes load between bursts; `update.rs` applies new rules.
+//!
 //! Everything here is pre-sized: the session table and timer wheel at construction, the
 //! service index, address index, routes and port pools at rules update. The packet path does
 //! no allocation, takes no lock and makes no system call.
 
+mod classify;
+mod create;
 pub mod egress;
 mod fast;
+mod forward;
+mod housekeeping;
+mod icmp_error;
 pub mod map;
 mod update;
 
@@ -19,21 +30,19 @@ use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use crate::laddr::{owner_of, LocalAddrs};
+use crate::laddr::LocalAddrs;
 use crate::neigh::{Emit, NeighTable, Neighbours};
-use crate::packet::l4::{TcpFlags, ICMP_ECHO_REQUEST};
-use crate::packet::{self, ether, icmp, PacketV4, Transport};
-use crate::persist::{self, Templates};
-use crate::rules::{PortIndex, Protocol, Rules, Timeouts};
-use crate::sched::load::{LoadBoard, RsLoad, PUBLISH_INTERVAL_NS};
-use crate::sched::{Flow, RealSet, Scheduler};
-use crate::session::{
-    ConnState, Direction, Session, SessionId, SessionTable, Side, TimerWheel, Tuple,
-};
-use crate::stats::{RealStats, Traffic, WorkerStats};
+use crate::packet::PacketV4;
+use crate::persist::Templates;
+use crate::rules::{PortIndex, Rules, Timeouts};
+use crate::sched::load::{LoadBoard, RsLoad};
+use crate::sched::{RealSet, Scheduler};
+use crate::session::{Session, SessionId, SessionTable, TimerWheel};
+use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
 
 use egress::{Egress, HopCache};
+use housekeeping::session_alive;
 use map::FixedMap;
 
 /// Address kinds in the address index.
@@ -91,56 +100,6 @@ impl RealSet for [RealEntry] {
     }
 }
 
-/// What the scheduler of a service sees: its real servers with this worker's exact live
-/// counts plus the other workers' last published ones (see `sched::load`).
-struct View<'a> {
-    reals: &'a [RealEntry],
-    own: &'a [RealStats],
-    others: &'a [(u32, u32)],
-}
-
-impl View<'_> {
-    #[inline]
-    fn counts(&self, i: usize) -> (u32, u32) {
-        let Some(r) = self.reals.get(i) else {
-            return (0, 0);
-        };
-        let (oa, oi) = self.own.get(r.slot as usize).map_or((0, 0), |s| {
-            (
-                s.active_conns.min(u64::from(u32::MAX)) as u32,
-                s.inactive_conns.min(u64::from(u32::MAX)) as u32,
-            )
-        });
-        let (xa, xi) = self.others.get(i).copied().unwrap_or((0, 0));
-        (oa.saturating_add(xa), oi.saturating_add(xi))
-    }
-}
-
-impl RealSet for View<'_> {
-    fn len(&self) -> usize {
-        self.reals.len()
-    }
-    #[inline]
-    fn weight(&self, i: usize) -> u32 {
-        self.reals.get(i).map_or(0, |r| r.weight)
-    }
-    #[inline]
-    fn active(&self, i: usize) -> u32 {
-        self.counts(i).0
-    }
-    #[inline]
-    fn inactive(&self, i: usize) -> u32 {
-        self.counts(i).1
-    }
-    #[inline]
-    fn overloaded(&self, i: usize) -> bool {
-        self.reals.get(i).is_some_and(|r| r.overloaded)
-    }
-    fn ident(&self, i: usize) -> u64 {
-        self.reals.get(i).map_or(i as u64, |r| r.ident())
-    }
-}
-
 /// Persistence of a service as the worker applies it.
 #[derive(Debug, Clone, Copy)]
 struct PersistEntry {
@@ -188,12 +147,13 @@ fn sock(ip: u32, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(ip), port)
 }
 
-/// What a burst's prefetch stages learned about one frame ([`FullNat::prefetch_index`],
-/// then [`FullNat::prefetch_session`]), for the established-flow fast path. Only a hint:
+/// What a burst's prefetch stages learned about one frame ([`FullNat::burst_hint`],
+/// [`FullNat::touch_index`], then [`FullNat::prefetch_session`]), for the established-flow
+/// stage. Only a hint:
 /// frames processed earlier in the burst may have changed the table since, so the fast path
 /// checks the whole key against the candidate session before trusting it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BurstHint {
+pub(crate) struct BurstHint {
     /// The frame may take the fast path.
     fast: bool,
     /// The hash tag of the frame's 5-tuple, when the prefetch stage computed it.
@@ -211,16 +171,17 @@ impl BurstHint {
     };
     /// Nothing prefetched (the table is small enough to stay in cache), but the frame may
     /// take the fast path, which then hashes its key itself.
-    const UNPREFETCHED: BurstHint = BurstHint {
+    pub(crate) const UNPREFETCHED: BurstHint = BurstHint {
         fast: true,
         tag: None,
         candidate: None,
     };
 
-    /// The frame may take the fast path.
+    /// Keeps the prefetched hash and candidate but sends the frame through the later stages
+    /// (the established-flow stage turned off, for tests and measurements).
     #[inline]
-    pub fn fast(&self) -> bool {
-        self.fast
+    pub fn no_fast_path(&mut self) {
+        self.fast = false;
     }
 }
 
@@ -309,6 +270,13 @@ impl FullNat {
         f
     }
 
+    /// Uses `prefetch` for the burst's prefetch stages and housekeeping's look-ahead (see
+    /// [`crate::session::table::Prefetch`]; without it they only compute hints).
+    pub fn set_prefetch(&mut self, prefetch: crate::session::table::Prefetch) {
+        self.table.set_prefetch(prefetch);
+        self.wheel.set_prefetch(prefetch);
+    }
+
     /// Prefetches bursts from `sessions` live sessions on (default [`PREFETCH_FROM_SESSIONS`]):
     /// for tests that cover both ways, and for tuning to another cache size.
     pub fn set_prefetch_from(&mut self, sessions: usize) {
@@ -378,31 +346,41 @@ impl FullNat {
         self.neigh.drain(now_ns, stats, emit)
     }
 
-    /// Burst stage 1 (a hint, changes nothing): hashes the session key of `frame` and starts
-    /// loading the index line where its lookup begins. Hand the result to
-    /// [`FullNat::prefetch_session`]; [`BurstHint::NONE`] when the frame is not a plain
-    /// TCP/UDP one. While the table is small enough to stay in the core's own caches, where
-    /// prefetching only costs (see [`PREFETCH_FROM_SESSIONS`]), nothing is prefetched.
+    /// True when bursts are worth prefetching: the table holds [`PREFETCH_FROM_SESSIONS`]
+    /// (or what [`FullNat::set_prefetch_from`] set) live sessions or more.
     #[inline]
-    pub fn prefetch_index(&self, frame: &[u8]) -> BurstHint {
+    pub(crate) fn prefetches(&self) -> bool {
+        self.table.len() >= self.prefetch_from
+    }
+
+    /// Burst stage 1 (changes nothing): the hash tag of `pkt`'s tuple (`pkt` is the frame's
+    /// one parse), for [`FullNat::touch_index`] and the lookup; [`BurstHint::NONE`] when the
+    /// frame did not parse, [`BurstHint::UNPREFETCHED`] while the table is small enough to
+    /// stay in the core's own caches (see [`PREFETCH_FROM_SESSIONS`]).
+    #[inline]
+    pub(crate) fn burst_hint(&self, pkt: Option<&PacketV4>) -> BurstHint {
+        let Some(pkt) = pkt else {
+            return BurstHint::NONE;
+        };
         if self.table.len() < self.prefetch_from {
             return BurstHint::UNPREFETCHED;
         }
-        let Some((proto, src_ip, src_port, dst_ip, dst_port)) = packet::peek_tuple(frame) else {
+        let Some(key) = pkt.tuple() else {
             return BurstHint::NONE;
         };
-        let tag = self.table.tag(&Tuple {
-            proto,
-            src_ip,
-            src_port,
-            dst_ip,
-            dst_port,
-        });
-        self.table.prefetch_index(tag);
         BurstHint {
             fast: true,
-            tag: Some(tag),
+            tag: Some(self.table.tag(&key)),
             candidate: None,
+        }
+    }
+
+    /// Burst stage 1b (a hint, changes nothing): starts loading the index line where the
+    /// lookup of `hint`'s tag begins. Called for the whole burst in a loop of its own.
+    #[inline]
+    pub(crate) fn touch_index(&self, hint: &BurstHint) {
+        if let Some(tag) = hint.tag {
+            self.table.prefetch_index(tag);
         }
     }
 
@@ -410,7 +388,7 @@ impl FullNat {
     /// starts loading the session and its timer node the frame most likely belongs to, and
     /// notes that session in `hint`.
     #[inline]
-    pub fn prefetch_session(&self, hint: &mut BurstHint) {
+    pub(crate) fn prefetch_session(&self, hint: &mut BurstHint) {
         let Some(tag) = hint.tag else {
             return;
         };
@@ -420,741 +398,38 @@ impl FullNat {
         }
     }
 
-    /// Decides what happens to one frame (rewritten in place). Does not count the verdict:
-    /// the caller does.
-    pub fn process(
+    /// Decides what happens to one frame (rewritten in place), parsed once as `parsed`, with
+    /// what the burst's prefetch stages learned in `hint`. The first stage takes established
+    /// flows ([`FullNat::established`]); the others classify, look up or create the session,
+    /// rewrite. Does not count the verdict: the caller does.
+    #[inline(always)]
+    pub(crate) fn process(
         &mut self,
         rx_port: PortIndex,
         frame: &mut [u8],
+        parsed: &Result<PacketV4, DropReason>,
+        hint: BurstHint,
         now_ns: u64,
         stats: &mut WorkerStats,
     ) -> Verdict {
-        match self.classify(rx_port, frame, now_ns, stats) {
+        let pkt = match parsed {
+            Ok(pkt) => pkt,
+            Err(reason) => return Verdict::Drop(*reason),
+        };
+        if hint.fast {
+            if let Some(v) = self.established(rx_port, frame, pkt, hint, now_ns, stats) {
+                stats.fast_path += 1;
+                return v;
+            }
+        }
+        match self.classify_parsed(rx_port, frame, pkt, now_ns, stats) {
             Ok(v) => v,
             Err(reason) => Verdict::Drop(reason),
-        }
-    }
-
-    /// `packet::parse`, then [`FullNat::classify_parsed`]; the common case (plain TCP) gets
-    /// its own copy of the pipeline, specialised by the compiler for what the parse proved.
-    #[inline]
-    fn classify(
-        &mut self,
-        rx_port: PortIndex,
-        frame: &mut [u8],
-        now: u64,
-        stats: &mut WorkerStats,
-    ) -> Result<Verdict, DropReason> {
-        if let Some(pkt) = packet::parse::parse_plain_tcp(frame) {
-            return self.classify_parsed(rx_port, frame, pkt, now, stats);
-        }
-        let pkt = packet::parse::parse_general(frame)?;
-        self.classify_parsed(rx_port, frame, pkt, now, stats)
-    }
-
-    #[inline(always)]
-    fn classify_parsed(
-        &mut self,
-        rx_port: PortIndex,
-        frame: &mut [u8],
-        pkt: PacketV4,
-        now: u64,
-        stats: &mut WorkerStats,
-    ) -> Result<Verdict, DropReason> {
-        let port_mac = self.egress.port_mac(rx_port).ok_or(DropReason::NotForUs)?;
-        if ether::dst_mac(frame) != Some(port_mac) {
-            return Err(DropReason::NotForUs);
-        }
-        let kind = self
-            .addresses
-            .get(u64::from(u32::from(pkt.ip.dst)))
-            .ok_or(DropReason::NotForUs)?;
-        if pkt.ip.has_options() {
-            stats.ip_options += 1;
-            if self.drop_ip_options {
-                return Err(DropReason::IpOptions);
-            }
-        }
-        match pkt.transport {
-            Transport::Tcp(t) => self.tcp_udp(
-                rx_port,
-                frame,
-                &pkt,
-                t.sport,
-                t.dport,
-                Some(t.flags),
-                kind,
-                now,
-                stats,
-            ),
-            Transport::Udp(u) => self.tcp_udp(
-                rx_port, frame, &pkt, u.sport, u.dport, None, kind, now, stats,
-            ),
-            Transport::Icmp(i) => {
-                if i.icmp_type == ICMP_ECHO_REQUEST {
-                    let peer = ether::src_mac(frame).ok_or(DropReason::Truncated)?;
-                    icmp::echo_reply_in_place(frame, &pkt, ECHO_REPLY_TTL)?;
-                    ether::set_macs(frame, port_mac, peer);
-                    stats.icmp_echo_replies += 1;
-                    Ok(Verdict::Transmit { port: rx_port })
-                } else if i.is_error() {
-                    self.icmp_error(frame, &pkt, kind, now, stats)
-                } else {
-                    Err(DropReason::IcmpUnsupported)
-                }
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn tcp_udp(
-        &mut self,
-        rx_port: PortIndex,
-        frame: &mut [u8],
-        pkt: &PacketV4,
-        sport: u16,
-        dport: u16,
-        tcp: Option<TcpFlags>,
-        kind: u32,
-        now: u64,
-        stats: &mut WorkerStats,
-    ) -> Result<Verdict, DropReason> {
-        let key = Tuple {
-            proto: pkt.ip.proto,
-            src_ip: u32::from(pkt.ip.src),
-            src_port: sport,
-            dst_ip: u32::from(pkt.ip.dst),
-            dst_port: dport,
-        };
-        let service = if kind & ADDR_VIP != 0 {
-            self.find_service(key.dst_ip, key.proto, dport)
-        } else {
-            None
-        };
-        let Some(service) = service else {
-            if kind & ADDR_VIP != 0 {
-                // No service at this endpoint (any more), yet a session may have come in by
-                // it (a port left its service's port group): sessions first, as IPVS looks
-                // connections up before services, so it runs on until it ends. A session of
-                // a removed service is ended by `lookup_live`.
-                if packet::ttl_expires(pkt.ip.ttl) {
-                    return Err(DropReason::TtlExpired);
-                }
-                if let Some((id, side)) = self.lookup_live(&key, now, stats) {
-                    if side == Side::Client && self.reused_port(id, tcp) {
-                        self.end_session(id, stats);
-                        return Err(DropReason::NoService);
-                    }
-                    let dir = match side {
-                        Side::Client => Direction::Input,
-                        Side::Real => Direction::Output,
-                    };
-                    return self.forward(rx_port, frame, pkt, id, dir, tcp, now, stats);
-                }
-            }
-            if kind & ADDR_LIP == 0 {
-                return Err(DropReason::NoService);
-            }
-            // A real server's reply to LIP:lport: the owner of lport has the session.
-            let owner = owner_of(dport, self.workers);
-            if owner != self.id {
-                return Ok(Verdict::Redirect { worker: owner });
-            }
-            if packet::ttl_expires(pkt.ip.ttl) {
-                return Err(DropReason::TtlExpired);
-            }
-            return match self.lookup_live(&key, now, stats) {
-                Some((id, Side::Real)) => {
-                    self.forward(rx_port, frame, pkt, id, Direction::Output, tcp, now, stats)
-                }
-                _ => Err(DropReason::NoSession),
-            };
-        };
-        if packet::ttl_expires(pkt.ip.ttl) {
-            return Err(DropReason::TtlExpired);
-        }
-        if let Some((id, side)) = self.lookup_live(&key, now, stats) {
-            if side == Side::Client && self.reused_port(id, tcp) {
-                // The client reused the port of a connection it already closed: as IPVS's
-                // conn_reuse_mode, the old session ends and the SYN is scheduled afresh, so a
-                // drained or removed real server gets no new connection this way.
-                self.end_session(id, stats);
-            } else {
-                let dir = match side {
-                    Side::Client => Direction::Input,
-                    Side::Real => Direction::Output,
-                };
-                return self.forward(rx_port, frame, pkt, id, dir, tcp, now, stats);
-            }
-        }
-        let starts = match tcp {
-            Some(f) => f.syn() && !f.ack(),
-            None => true,
-        };
-        if let Some(owner) = self.steer(service as usize, key.src_ip, starts) {
-            return Ok(Verdict::Redirect { worker: owner });
-        }
-        if !starts {
-            return Err(DropReason::NoSession);
-        }
-        let id = self.create(service as usize, &key, tcp.is_some(), now, stats)?;
-        self.forward(rx_port, frame, pkt, id, Direction::Input, tcp, now, stats)
-    }
-
-    /// True for a new SYN (no ACK) on a session the connection already left (TIME_WAIT or
-    /// CLOSE): the client reused its source port for a new connection.
-    #[inline]
-    fn reused_port(&self, id: SessionId, tcp: Option<TcpFlags>) -> bool {
-        tcp.is_some_and(|f| f.syn() && !f.ack())
-            && self
-                .table
-                .get(id)
-                .is_some_and(|s| matches!(s.state, ConnState::TimeWait | ConnState::Close))
-    }
-
-    /// The service of a packet to `vip`:`port`: an exact endpoint first, else the VIP's
-    /// port-0 service (as IPVS looks services up).
-    #[inline]
-    fn find_service(&self, vip: u32, proto: u8, port: u16) -> Option<u32> {
-        self.service_index
-            .get(service_key(vip, proto, port))
-            .or_else(|| self.service_index.get(service_key(vip, proto, 0)))
-    }
-
-    /// For a client packet of `service` that found no session here: the worker owning its
-    /// client's persistence template, when that is another worker (see `persist`). Packets
-    /// that start a connection are steered while the service is persistent; others also
-    /// after it stopped being persistent (their sessions live on the owners).
-    #[inline]
-    fn steer(&self, service: usize, client: u32, starts: bool) -> Option<u16> {
-        if self.workers <= 1 {
-            return None;
-        }
-        let svc = self.services.get(service)?;
-        let mask = svc.steer_mask?;
-        if starts && svc.persist.is_none() {
-            return None;
-        }
-        let owner = persist::owner(svc.id, client & mask, self.workers);
-        (owner != self.id).then_some(owner)
-    }
-
-    /// Looks a session up; ends it instead when it has timed out (exactly at its deadline),
-    /// its service is gone, or its real server left a service that expires its sessions.
-    #[inline(always)]
-    fn lookup_live(
-        &mut self,
-        key: &Tuple,
-        now: u64,
-        stats: &mut WorkerStats,
-    ) -> Option<(SessionId, Side)> {
-        let (id, side) = self.table.lookup(key)?;
-        let s = self.table.get(id)?;
-        let timed_out = !matches!(self.wheel.deadline(id), Some(d) if d > now);
-        if timed_out || (self.check_alive() && !session_alive(stats, &self.slot_info, s)) {
-            self.end_session(id, stats);
-            return None;
-        }
-        Some((id, side))
-    }
-
-    /// Schedules a real server and a local port and inserts the session (state NONE for TCP,
-    /// UDP for UDP); the first packet's transition follows in `forward`.
-    fn create(
-        &mut self,
-        service: usize,
-        key: &Tuple,
-        is_tcp: bool,
-        now: u64,
-        stats: &mut WorkerStats,
-    ) -> Result<SessionId, DropReason> {
-        if self.table.is_full() {
-            // Sessions may be due but not reaped yet (housekeeping runs between bursts): reap
-            // a bounded few now rather than refuse a flow the table has room for.
-            self.housekeeping(now, FULL_TABLE_REAP, stats);
-            if self.table.is_full() {
-                return Err(DropReason::SessionTableFull);
-            }
-        }
-        let svc = self
-            .services
-            .get_mut(service)
-            .ok_or(DropReason::NoService)?;
-        let own: &[RealStats] = stats
-            .services
-            .get(svc.slot as usize)
-            .map_or(&[], |st| &st.reals[..]);
-        if svc.thresholds {
-            refresh_overload(&mut svc.reals, own, &svc.others);
-        }
-        let view = View {
-            reals: &svc.reals,
-            own,
-            others: &svc.others,
-        };
-        // A persistent client goes where its template says while that server is in the
-        // service and not overloaded; a drained one (weight 0) keeps its persistent clients
-        // unless `expire_quiescent_template` (IPVS's default and sysctl).
-        let mut template = None;
-        let mut ri = None;
-        if let Some(p) = svc.persist {
-            let tkey = persist::key(svc.id, key.src_ip & p.mask);
-            template = Some((tkey, p.timeout_ns));
-            if let Some(t) = self.templates.as_mut().and_then(|t| t.get(tkey, now)) {
-                ri = svc
-                    .rs_index
-                    .get(u64::from(t.rs_id))
-                    .map(|i| i as usize)
-                    .filter(|&i| {
-                        if self.expire_quiescent {
-                            view.available(i)
-                        } else {
-                            !view.overloaded(i)
-                        }
-                    });
-            }
-        }
-        let ri = match ri {
-            Some(i) => i,
-            None => {
-                let flow = Flow {
-                    src_ip: key.src_ip,
-                    src_port: key.src_port,
-                    dst_ip: key.dst_ip,
-                    dst_port: key.dst_port,
-                    now_ns: now,
-                };
-                svc.sched
-                    .pick(&view, &flow)
-                    .ok_or(DropReason::NoRealServer)?
-            }
-        };
-        let real = *svc.reals.get(ri).ok_or(DropReason::NoRealServer)?;
-        let rs_port = if real.port == 0 {
-            key.dst_port
-        } else {
-            real.port
-        };
-        // Never take a port for a flow that cannot leave.
-        self.hops.resolve(&self.egress, real.addr)?;
-        let local_addrs = &mut stats.local_addrs;
-        let (lip_slot, lport) = self
-            .laddrs
-            .alloc(&svc.lips, |s| {
-                if let Some(l) = local_addrs.get_mut(s) {
-                    l.exhausted += 1;
-                }
-            })
-            .ok_or(DropReason::LocalPortsExhausted)?;
-        let lip = self
-            .laddrs
-            .pool(lip_slot)
-            .map_or(0, |p| u32::from(p.addr()));
-        let session = Session {
-            client_ip: key.src_ip,
-            vip: key.dst_ip,
-            rs_ip: real.addr,
-            lip,
-            client_port: key.src_port,
-            vport: key.dst_port,
-            rs_port,
-            lport,
-            service_id: svc.id,
-            rs_id: real.id,
-            lip_slot: lip_slot as u16,
-            svc_slot: svc.slot,
-            rs_slot: real.slot,
-            proto: key.proto,
-            state: if is_tcp {
-                ConnState::None
-            } else {
-                ConnState::Udp
-            },
-            ..Session::default()
-        };
-        let svc_slot = svc.slot;
-        let id = match self.table.insert(session) {
-            Ok(id) => id,
-            Err(e) => {
-                self.laddrs.release(lip_slot, lport);
-                return Err(match e {
-                    crate::session::InsertError::Full => DropReason::SessionTableFull,
-                    _ => DropReason::LocalPortsExhausted,
-                });
-            }
-        };
-        if let Some(l) = stats.local_addrs.get_mut(lip_slot) {
-            l.ports_in_use += 1;
-        }
-        if let Some(st) = stats.services.get_mut(svc_slot as usize) {
-            st.traffic.conns += 1;
-            if let Some(r) = st.reals.get_mut(real.slot as usize) {
-                r.traffic.conns += 1;
-                r.inactive_conns += 1;
-            }
-        }
-        stats.sessions += 1;
-        stats.sessions_created += 1;
-        if let (Some((tkey, timeout)), Some(t)) = (template, self.templates.as_mut()) {
-            if !t.bind(tkey, real.id, now, timeout) {
-                stats.templates_full += 1;
-            }
-        }
-        Ok(id)
-    }
-
-    /// A reply from real server `rs` must come in by the port the route to `rs` leaves by:
-    /// a frame claiming to be one from any other port (a client spoofing a server's reply
-    /// to inject into a connection, or a routing loop) is dropped as `wrong_ingress`.
-    #[inline(always)]
-    fn check_reply_ingress(&mut self, rs: u32, rx_port: PortIndex) -> Result<(), DropReason> {
-        match self.hops.resolve(&self.egress, rs) {
-            Ok(hop) if hop.port == rx_port => Ok(()),
-            _ => Err(DropReason::WrongIngress),
-        }
-    }
-
-    /// Rewrites a packet of session `id` travelling in `dir`, then advances the session's
-    /// state, counters and deadline (in place). Nothing changes when the packet cannot leave.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn forward(
-        &mut self,
-        rx_port: PortIndex,
-        frame: &mut [u8],
-        pkt: &PacketV4,
-        id: SessionId,
-        dir: Direction,
-        tcp: Option<TcpFlags>,
-        now: u64,
-        stats: &mut WorkerStats,
-    ) -> Result<Verdict, DropReason> {
-        if dir == Direction::Output {
-            let rs = self.table.get(id).ok_or(DropReason::NoSession)?.rs_ip;
-            self.check_reply_ingress(rs, rx_port)?;
-        }
-        let s = self.table.get(id).ok_or(DropReason::NoSession)?;
-        let (src, dst) = match dir {
-            Direction::Input => (sock(s.lip, s.lport), sock(s.rs_ip, s.rs_port)),
-            Direction::Output => (sock(s.vip, s.vport), sock(s.client_ip, s.client_port)),
-        };
-        let (old_state, svc_slot, rs_slot) = (s.state, s.svc_slot, s.rs_slot);
-        let hop = self.hops.resolve(&self.egress, u32::from(*dst.ip()))?;
-        let dst_mac = if hop.resolved {
-            Some(hop.dst_mac)
-        } else {
-            self.neigh.next_hop_mac(&hop, now)?
-        };
-        packet::rewrite_fullnat(frame, pkt, src, dst)?;
-        let verdict = match dst_mac {
-            Some(mac) => {
-                ether::set_macs(frame, hop.src_mac, mac);
-                Verdict::Transmit { port: hop.port }
-            }
-            None => self.neigh.hold(frame, &hop, now, stats),
-        };
-
-        let state = match tcp {
-            Some(f) => old_state.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
-            None => ConnState::Udp,
-        };
-        let bytes = u64::from(pkt.ip.total_len);
-        if let Some(m) = self.table.get_mut(id) {
-            m.state = state;
-            match dir {
-                Direction::Input => {
-                    m.packets_in = m.packets_in.wrapping_add(1);
-                    m.bytes_in = m.bytes_in.wrapping_add(bytes);
-                }
-                Direction::Output => {
-                    m.packets_out = m.packets_out.wrapping_add(1);
-                    m.bytes_out = m.bytes_out.wrapping_add(bytes);
-                }
-            }
-        }
-        if let Some(st) = stats.services.get_mut(svc_slot as usize) {
-            count(&mut st.traffic, dir, bytes);
-            if let Some(r) = st.reals.get_mut(rs_slot as usize) {
-                count(&mut r.traffic, dir, bytes);
-                match (old_state.is_active(), state.is_active()) {
-                    (false, true) => {
-                        r.inactive_conns = r.inactive_conns.saturating_sub(1);
-                        r.active_conns += 1;
-                    }
-                    (true, false) => {
-                        r.active_conns = r.active_conns.saturating_sub(1);
-                        r.inactive_conns += 1;
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
-        self.wheel.schedule(id, now, now.saturating_add(timeout));
-        Ok(verdict)
-    }
-
-    /// Translates an ICMP error about a session's packet (RFC 5508) and sends it to the other
-    /// side: errors from the real-server side (quoting LIP:lport → RS) go to the client as
-    /// VIP → client quoting client → VIP; errors from the client side (quoting VIP → client)
-    /// go to the real server as LIP → RS quoting RS → LIP.
-    fn icmp_error(
-        &mut self,
-        frame: &mut [u8],
-        pkt: &PacketV4,
-        kind: u32,
-        now: u64,
-        stats: &mut WorkerStats,
-    ) -> Result<Verdict, DropReason> {
-        let err = icmp::parse_error(frame, pkt)?;
-        let q = err.embedded.flow_key().reverse();
-        if q.proto != Protocol::Tcp.number() && q.proto != Protocol::Udp.number() {
-            return Err(DropReason::IcmpNoSession);
-        }
-        let key = Tuple {
-            proto: q.proto,
-            src_ip: u32::from(q.src),
-            src_port: q.sport,
-            dst_ip: u32::from(q.dst),
-            dst_port: q.dport,
-        };
-        let outer_dst = u32::from(pkt.ip.dst);
-        // About a packet we sent from LIP:lport: only lport's owner knows the session.
-        if kind & ADDR_LIP != 0 && key.dst_ip == outer_dst {
-            let owner = owner_of(key.dst_port, self.workers);
-            if owner != self.id {
-                return Ok(Verdict::Redirect { worker: owner });
-            }
-        }
-        if packet::ttl_expires(pkt.ip.ttl) {
-            return Err(DropReason::TtlExpired);
-        }
-        let Some((id, side)) = self.lookup_live(&key, now, stats) else {
-            // About a packet to a client of a persistent service: its session lives on the
-            // client's template owner.
-            if kind & ADDR_VIP != 0 && key.dst_ip == outer_dst {
-                if let Some(owner) = self
-                    .find_service(key.dst_ip, key.proto, key.dst_port)
-                    .and_then(|svc| self.steer(svc as usize, key.src_ip, false))
-                {
-                    return Ok(Verdict::Redirect { worker: owner });
-                }
-            }
-            return Err(DropReason::IcmpNoSession);
-        };
-        let s = *self.table.get(id).ok_or(DropReason::IcmpNoSession)?;
-        let (outer_src, to, quoted_src, quoted_dst) = match side {
-            Side::Real if outer_dst == s.lip => (
-                s.vip,
-                s.client_ip,
-                sock(s.client_ip, s.client_port),
-                sock(s.vip, s.vport),
-            ),
-            Side::Client if outer_dst == s.vip => (
-                s.lip,
-                s.rs_ip,
-                sock(s.rs_ip, s.rs_port),
-                sock(s.lip, s.lport),
-            ),
-            _ => return Err(DropReason::IcmpNoSession),
-        };
-        let hop = self.egress.resolve(to)?;
-        let dst_mac = self.neigh.next_hop_mac(&hop, now)?;
-        icmp::translate_error(
-            frame,
-            &err,
-            Ipv4Addr::from(outer_src),
-            Ipv4Addr::from(to),
-            quoted_src,
-            quoted_dst,
-        )?;
-        stats.icmp_errors_translated += 1;
-        Ok(match dst_mac {
-            Some(mac) => {
-                ether::set_macs(frame, hop.src_mac, mac);
-                Verdict::Transmit { port: hop.port }
-            }
-            None => self.neigh.hold(frame, &hop, now, stats),
-        })
-    }
-
-    /// Ends a session: frees both keys, its timer and its local port; updates the gauges.
-    fn end_session(&mut self, id: SessionId, stats: &mut WorkerStats) {
-        let Some(s) = self.table.remove(id) else {
-            self.wheel.cancel(id);
-            return;
-        };
-        self.wheel.cancel(id);
-        if self.laddrs.release(s.lip_slot as usize, s.lport) {
-            if let Some(l) = stats.local_addrs.get_mut(s.lip_slot as usize) {
-                l.ports_in_use = l.ports_in_use.saturating_sub(1);
-            }
-        }
-        if let (Some(mask), Some(t)) = (
-            self.slot_info
-                .get(s.svc_slot as usize)
-                .and_then(|i| i.persist_mask),
-            self.templates.as_mut(),
-        ) {
-            t.release(persist::key(s.service_id, s.client_ip & mask));
-        }
-        if let Some(r) = stats
-            .services
-            .get_mut(s.svc_slot as usize)
-            .and_then(|st| st.reals.get_mut(s.rs_slot as usize))
-        {
-            if s.state.is_active() {
-                r.active_conns = r.active_conns.saturating_sub(1);
-            } else {
-                r.inactive_conns = r.inactive_conns.saturating_sub(1);
-            }
-        }
-        stats.sessions = stats.sessions.saturating_sub(1);
-        stats.sessions_ended += 1;
-    }
-
-    /// Ends at most `budget` sessions: those whose deadline passed (the wheel reports them at
-    /// most one tick late; packets see the exact deadline), then sessions of removed services
-    /// (a bounded sweep). Returns how many were ended.
-    pub fn housekeeping(&mut self, now_ns: u64, budget: usize, stats: &mut WorkerStats) -> usize {
-        let mut done = 0;
-        while done < budget {
-            self.expired.clear();
-            let chunk = (budget - done).min(EXPIRE_CHUNK);
-            let n = self.wheel.expire(now_ns, chunk, &mut self.expired);
-            // Software pipeline over the batch: load the session 16 ahead, the index lines of
-            // its keys 8 ahead, so that removing each finds them in cache.
-            for i in 0..n {
-                if let Some(&ahead) = self.expired.get(i + 16) {
-                    self.table.prefetch_slot(ahead);
-                }
-                if let Some(&ahead) = self.expired.get(i + 8) {
-                    self.table.prefetch_keys(ahead);
-                }
-                let id = self.expired[i];
-                self.end_session(id, stats);
-            }
-            done += n;
-            if n < chunk {
-                break;
-            }
-        }
-        if let Some(mut cursor) = self.purge {
-            let cap = self.table.capacity();
-            let scan_limit = budget
-                .saturating_sub(done)
-                .saturating_mul(8)
-                .saturating_add(256);
-            let mut scanned = 0;
-            while cursor < cap && scanned < scan_limit && done < budget {
-                if let Some(s) = self.table.slot(cursor) {
-                    if !session_alive(stats, &self.slot_info, s) {
-                        self.end_session(cursor as SessionId, stats);
-                        done += 1;
-                    }
-                }
-                cursor += 1;
-                scanned += 1;
-            }
-            self.purge = if cursor >= cap { None } else { Some(cursor) };
-        }
-        if let Some(t) = self.templates.as_mut() {
-            t.expire(now_ns, budget.max(64));
-            stats.templates = t.len() as u64;
-        }
-        if now_ns >= self.next_publish {
-            self.publish_counts(stats);
-            self.next_publish = now_ns.saturating_add(PUBLISH_INTERVAL_NS);
-        }
-        done
-    }
-
-    /// Publishes this worker's live counts per real server and reads the other workers'.
-    /// O(real servers × workers); runs every `PUBLISH_INTERVAL_NS` from housekeeping.
-    fn publish_counts(&mut self, stats: &WorkerStats) {
-        let me = self.id as usize;
-        for svc in &mut self.services {
-            let own = stats.services.get(svc.slot as usize);
-            for (i, r) in svc.reals.iter().enumerate() {
-                let (a, n) = own
-                    .and_then(|st| st.reals.get(r.slot as usize))
-                    .map_or((0, 0), |x| (x.active_conns, x.inactive_conns));
-                if let (Some(load), Some(o)) = (svc.loads.get(i), svc.others.get_mut(i)) {
-                    load.publish(me, a, n);
-                    *o = load.others(me);
-                }
-            }
         }
     }
 
     /// The persistence templates of this worker (for listings and tests).
     pub fn templates(&self) -> Option<&Templates> {
         self.templates.as_ref()
-    }
-}
-
-/// A session may go on: its service is still in the rules, and its real server too unless
-/// the service expires the sessions of removed real servers.
-#[inline]
-fn session_alive(stats: &WorkerStats, slot_info: &[SlotInfo], s: &Session) -> bool {
-    let Some(st) = stats.services.get(s.svc_slot as usize) else {
-        return false;
-    };
-    if st.removed || st.id != s.service_id {
-        return false;
-    }
-    let expire = slot_info
-        .get(s.svc_slot as usize)
-        .is_some_and(|i| i.expire_on_removal);
-    !(expire
-        && st
-            .reals
-            .get(s.rs_slot as usize)
-            .is_some_and(|r| r.removed && r.id == s.rs_id))
-}
-
-/// Applies connection thresholds as IPVS does: a server whose connections (active +
-/// inactive, all workers) reach its upper threshold is overloaded until they fall below its
-/// lower threshold (3/4 of the upper one when the lower is 0).
-fn refresh_overload(reals: &mut [RealEntry], own: &[RealStats], others: &[(u32, u32)]) {
-    for (i, r) in reals.iter_mut().enumerate() {
-        if r.upper == 0 {
-            r.overloaded = false;
-            continue;
-        }
-        let mine = own
-            .get(r.slot as usize)
-            .map_or(0, |s| s.active_conns + s.inactive_conns);
-        let theirs = others
-            .get(i)
-            .map_or(0, |&(a, n)| u64::from(a) + u64::from(n));
-        let total = mine + theirs;
-        if total >= u64::from(r.upper) {
-            r.overloaded = true;
-        } else if r.overloaded {
-            let below = if r.lower != 0 {
-                total < u64::from(r.lower)
-            } else {
-                total * 4 < u64::from(r.upper) * 3
-            };
-            if below {
-                r.overloaded = false;
-            }
-        }
-    }
-}
-
-#[inline]
-fn count(t: &mut Traffic, dir: Direction, bytes: u64) {
-    match dir {
-        Direction::Input => {
-            t.packets_in += 1;
-            t.bytes_in += bytes;
-        }
-        Direction::Output => {
-            t.packets_out += 1;
-            t.bytes_out += bytes;
-        }
     }
 }

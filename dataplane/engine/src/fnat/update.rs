@@ -670,12 +670,12 @@ impl FullNat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::Tuple;
     use crate::rules::{
         Endpoint, Ipv4Cidr, Mode, Persistence, PortGroup, PortRule, Protocol, Route, SchedFlags,
         SchedulerKind, ServiceEdits, Thresholds,
     };
     use crate::sched::load::LoadBoard;
-    use crate::sched::Flow;
     use std::net::Ipv4Addr;
 
     /// The rules update as it was before it became incremental (rebuilding every entry and
@@ -1001,7 +1001,7 @@ mod tests {
 
     fn pick(f: &mut FullNat, service: usize) -> Option<usize> {
         let e = &mut f.services[service];
-        e.sched.pick(&e.reals[..], &Flow::default())
+        e.sched.pick(&e.reals[..], &Tuple::default(), 0)
     }
 
     /// The per-worker state of the incremental update equals what the full rebuild makes.

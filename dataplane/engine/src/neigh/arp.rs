@@ -1,7 +1,7 @@
 //! ARP for IPv4 over Ethernet (RFC 826): parse a request or reply, turn a request into its
 //! reply in place, and build requests and gratuitous announcements into a caller's buffer.
 
-use crate::packet::ether::{ETHERTYPE_ARP, ETH_HEADER_LEN};
+use crate::packet::ether::{EthernetHeader, ETHERTYPE_ARP, ETH_HEADER_LEN};
 use crate::packet::ETHERTYPE_IPV4;
 use crate::verdict::DropReason;
 
@@ -14,6 +14,22 @@ pub const OP_REPLY: u16 = 2;
 pub const BROADCAST: [u8; 6] = [0xff; 6];
 
 const HTYPE_ETHERNET: u16 = 1;
+/// Hardware and protocol address lengths of IPv4 over Ethernet.
+const HLEN_ETHERNET: u8 = 6;
+const PLEN_IPV4: u8 = 4;
+
+/// Byte offsets of the ARP packet's fields (from the end of the Ethernet header).
+mod field {
+    pub const HTYPE: usize = 0;
+    pub const PTYPE: usize = 2;
+    pub const HLEN: usize = 4;
+    pub const PLEN: usize = 5;
+    pub const OP: usize = 6;
+    pub const SHA: usize = 8;
+    pub const SPA: usize = 14;
+    pub const THA: usize = 18;
+    pub const TPA: usize = 24;
+}
 
 /// The fields of an ARP packet the dataplane acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,27 +68,31 @@ fn mac(b: &[u8], at: usize) -> Option<[u8; 6]> {
 /// Parses the ARP packet of an Ethernet frame whose EtherType is ARP. `Truncated` when cut
 /// short, `UnsupportedEtherType` for ARP other than IPv4 over Ethernet or an unknown opcode.
 pub fn parse(frame: &[u8]) -> Result<Arp, DropReason> {
-    let a = ETH_HEADER_LEN;
-    if frame.len() < a + ARP_LEN {
-        return Err(DropReason::Truncated);
-    }
+    let t = DropReason::Truncated;
+    let p: &[u8; ARP_LEN] = frame
+        .get(ETH_HEADER_LEN..ETH_HEADER_LEN + ARP_LEN)
+        .and_then(|p| p.try_into().ok())
+        .ok_or(t)?;
     let bad = DropReason::UnsupportedEtherType;
-    let htype = be16(frame, a).ok_or(DropReason::Truncated)?;
-    let ptype = be16(frame, a + 2).ok_or(DropReason::Truncated)?;
-    if htype != HTYPE_ETHERNET || ptype != ETHERTYPE_IPV4 || frame[a + 4] != 6 || frame[a + 5] != 4
+    let htype = be16(p, field::HTYPE).ok_or(t)?;
+    let ptype = be16(p, field::PTYPE).ok_or(t)?;
+    if htype != HTYPE_ETHERNET
+        || ptype != ETHERTYPE_IPV4
+        || p[field::HLEN] != HLEN_ETHERNET
+        || p[field::PLEN] != PLEN_IPV4
     {
         return Err(bad);
     }
-    let op = be16(frame, a + 6).ok_or(DropReason::Truncated)?;
+    let op = be16(p, field::OP).ok_or(t)?;
     if op != OP_REQUEST && op != OP_REPLY {
         return Err(bad);
     }
     Ok(Arp {
         op,
-        sha: mac(frame, a + 8).ok_or(DropReason::Truncated)?,
-        spa: be32(frame, a + 14).ok_or(DropReason::Truncated)?,
-        tha: mac(frame, a + 18).ok_or(DropReason::Truncated)?,
-        tpa: be32(frame, a + 24).ok_or(DropReason::Truncated)?,
+        sha: mac(p, field::SHA).ok_or(t)?,
+        spa: be32(p, field::SPA).ok_or(t)?,
+        tha: mac(p, field::THA).ok_or(t)?,
+        tpa: be32(p, field::TPA).ok_or(t)?,
     })
 }
 
@@ -81,19 +101,24 @@ fn write(buf: &mut [u8], eth_dst: [u8; 6], eth_src: [u8; 6], arp: &Arp) -> bool 
     if buf.len() < ETH_HEADER_LEN + ARP_LEN {
         return false;
     }
-    buf[0..6].copy_from_slice(&eth_dst);
-    buf[6..12].copy_from_slice(&eth_src);
-    buf[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-    let a = ETH_HEADER_LEN;
-    buf[a..a + 2].copy_from_slice(&HTYPE_ETHERNET.to_be_bytes());
-    buf[a + 2..a + 4].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    buf[a + 4] = 6;
-    buf[a + 5] = 4;
-    buf[a + 6..a + 8].copy_from_slice(&arp.op.to_be_bytes());
-    buf[a + 8..a + 14].copy_from_slice(&arp.sha);
-    buf[a + 14..a + 18].copy_from_slice(&arp.spa.to_be_bytes());
-    buf[a + 18..a + 24].copy_from_slice(&arp.tha);
-    buf[a + 24..a + 28].copy_from_slice(&arp.tpa.to_be_bytes());
+    let (eth, rest) = buf.split_at_mut(ETH_HEADER_LEN);
+    let Some(p) = rest.get_mut(..ARP_LEN) else {
+        return false;
+    };
+    let Ok(mut eth) = EthernetHeader::new_checked_mut(eth) else {
+        return false;
+    };
+    eth.set_macs(eth_src, eth_dst);
+    eth.set_ethertype(ETHERTYPE_ARP);
+    p[field::HTYPE..field::HTYPE + 2].copy_from_slice(&HTYPE_ETHERNET.to_be_bytes());
+    p[field::PTYPE..field::PTYPE + 2].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    p[field::HLEN] = HLEN_ETHERNET;
+    p[field::PLEN] = PLEN_IPV4;
+    p[field::OP..field::OP + 2].copy_from_slice(&arp.op.to_be_bytes());
+    p[field::SHA..field::SHA + 6].copy_from_slice(&arp.sha);
+    p[field::SPA..field::SPA + 4].copy_from_slice(&arp.spa.to_be_bytes());
+    p[field::THA..field::THA + 6].copy_from_slice(&arp.tha);
+    p[field::TPA..field::TPA + 4].copy_from_slice(&arp.tpa.to_be_bytes());
     true
 }
 

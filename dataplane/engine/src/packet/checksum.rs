@@ -36,11 +36,14 @@ pub fn fold(sum: u32) -> u16 {
     ((s & 0xFFFF) + (s >> 16)) as u16
 }
 
-fn fold64(mut acc: u64) -> u16 {
-    while acc > 0xFFFF {
-        acc = (acc & 0xFFFF) + (acc >> 16);
-    }
-    acc as u16
+/// Folds a 64-bit running sum to 16 bits with end-around carry (not complemented), in a
+/// fixed number of steps.
+#[inline]
+fn fold64(acc: u64) -> u16 {
+    let s = (acc & 0xFFFF_FFFF) + (acc >> 32); // < 2^33
+    let s = (s & 0xFFFF) + (s >> 16); // < 2^17 + 2^16
+    let s = (s & 0xFFFF) + (s >> 16); // ≤ 0xFFFF + 2
+    ((s & 0xFFFF) + (s >> 16)) as u16
 }
 
 /// The checksum of `data` on top of the running sum `initial` (e.g. a pseudo-header sum).
@@ -86,11 +89,14 @@ pub fn update32(check: u16, old: u32, new: u32) -> u16 {
     delta.apply(check)
 }
 
-/// Several word changes collected first and applied to a checksum at once.
+/// Several word changes collected first and applied to a checksum at once: the one
+/// incremental-checksum helper of the engine (every rewrite and translation uses it).
 ///
 /// Each change adds `~m + m'` to the sum; [`Delta::apply`] then computes `~(~HC + Σ)`, which is
-/// eqn. 3 applied to all changes together. One `Delta` can be applied to several checksums
-/// that cover the same words (e.g. the addresses in the IP header and the L4 pseudo-header).
+/// eqn. 3 applied to all changes together, folded once. The one's-complement sum is
+/// associative and a fold yields 0 only for an all-zero sum, so this equals applying the
+/// changes one by one bit for bit. One `Delta` can be applied to several checksums that cover
+/// the same words (e.g. the addresses in the IP header and the L4 pseudo-header).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Delta(u32);
 
@@ -103,7 +109,10 @@ impl Delta {
     /// A covered 16-bit word changed `old` → `new`.
     #[inline]
     pub fn replace16(&mut self, old: u16, new: u16) {
-        self.0 = u32::from(fold(self.0 + u32::from(!old) + u32::from(new)));
+        // At most 0x1FFFE a change, so a Delta of fewer than 32,767 changes (the engine makes
+        // a dozen at most) plus the checksum it is applied to stays below 2^32 and folds once
+        // at the end; wrapping keeps a misuse panic-free.
+        self.0 = self.0.wrapping_add(u32::from(!old) + u32::from(new));
     }
 
     /// A covered 32-bit word (16-bit aligned) changed `old` → `new`.
@@ -116,13 +125,13 @@ impl Delta {
     /// The changes of `other` too.
     #[inline]
     pub fn merge(&mut self, other: Delta) {
-        self.0 = u32::from(fold(self.0 + other.0));
+        self.0 = self.0.wrapping_add(other.0);
     }
 
     /// The checksum `check` with these changes applied.
     #[inline]
     pub fn apply(self, check: u16) -> u16 {
-        !fold(u32::from(!check) + self.0)
+        !fold(self.0.wrapping_add(u32::from(!check)))
     }
 
     /// A UDP checksum with these changes applied: 0 ("none") stays 0, and a result of 0 is

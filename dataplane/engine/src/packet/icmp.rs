@@ -4,23 +4,33 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::bytes;
 use super::checksum::Delta;
-use super::flow::FlowKey;
+use super::ipv4::field::{CHECKSUM, DST, SRC, TTL};
 use super::ipv4::{
-    Ipv4Packet, CHECKSUM, DST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HEADER_LEN, PROTO,
-    SRC, TTL,
+    Ipv4Header, Ipv4Info, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HEADER_LEN,
 };
-use super::l4::{
-    IcmpInfo, Transport, ICMP_CHECKSUM, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_HEADER_LEN,
-    TCP_CHECKSUM, UDP_CHECKSUM,
-};
+use super::l4::{IcmpInfo, Transport, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_HEADER_LEN};
 use super::parse::PacketV4;
 use super::rewrite::ttl_expires;
+use super::tcp::field::{CHECKSUM as TCP_CHECKSUM, DST_PORT, SRC_PORT};
+use super::tuple::Tuple;
+use super::udp::field::CHECKSUM as UDP_CHECKSUM;
 use crate::verdict::DropReason;
 
-/// Bytes of the offending packet's L4 header an ICMP error must quote (RFC 792): the ports.
+/// Byte offsets of the ICMP header's fields.
+pub mod field {
+    pub const TYPE: usize = 0;
+    pub const CODE: usize = 1;
+    pub const CHECKSUM: usize = 2;
+    /// Identifier of an echo request/reply (other types use these bytes otherwise).
+    pub const ID: usize = 4;
+    /// Sequence number of an echo request/reply.
+    pub const SEQ: usize = 6;
+}
+
+const ICMP_CHECKSUM: usize = field::CHECKSUM;
 const QUOTED_L4_LEN: usize = 8;
 /// Offset of the echo identifier in an ICMP echo header.
-const ECHO_ID: usize = 4;
+const ECHO_ID: usize = field::ID;
 
 /// Turns an ICMP echo request addressed to us into the echo reply, in place: addresses
 /// swapped, type 0, TTL set to `ttl`, checksums updated incrementally. Identifier, sequence,
@@ -40,15 +50,15 @@ pub fn echo_reply_in_place(frame: &mut [u8], pkt: &PacketV4, ttl: u8) -> Result<
     }
     let ip = &pkt.ip;
     let truncated = DropReason::Truncated;
-    if ip.end > frame.len() || ip.l4 > ip.end || ip.end - ip.l4 < ICMP_HEADER_LEN {
+    if ip.end() > frame.len() || ip.l4() > ip.end() || ip.end() - ip.l4() < ICMP_HEADER_LEN {
         return Err(truncated);
     }
-    let src = bytes::u32_at(frame, ip.l3 + SRC).ok_or(truncated)?;
-    let dst = bytes::u32_at(frame, ip.l3 + DST).ok_or(truncated)?;
-    let [old_ttl, proto] = bytes::array(frame, ip.l3 + TTL).ok_or(truncated)?;
-    let ip_check = bytes::u16_at(frame, ip.l3 + CHECKSUM).ok_or(truncated)?;
-    let [old_type, code] = bytes::array(frame, ip.l4).ok_or(truncated)?;
-    let icmp_check = bytes::u16_at(frame, ip.l4 + ICMP_CHECKSUM).ok_or(truncated)?;
+    let src = bytes::u32_at(frame, ip.l3() + SRC).ok_or(truncated)?;
+    let dst = bytes::u32_at(frame, ip.l3() + DST).ok_or(truncated)?;
+    let [old_ttl, proto] = bytes::array(frame, ip.l3() + TTL).ok_or(truncated)?;
+    let ip_check = bytes::u16_at(frame, ip.l3() + CHECKSUM).ok_or(truncated)?;
+    let [old_type, code] = bytes::array(frame, ip.l4()).ok_or(truncated)?;
+    let icmp_check = bytes::u16_at(frame, ip.l4() + ICMP_CHECKSUM).ok_or(truncated)?;
 
     // Swapping the addresses leaves the header sum as it was; only the TTL word changes.
     let mut ip_delta = Delta::new();
@@ -63,24 +73,24 @@ pub fn echo_reply_in_place(frame: &mut [u8], pkt: &PacketV4, ttl: u8) -> Result<
     );
     let mut new_icmp_check = icmp_delta.apply(icmp_check);
 
-    bytes::set_u32(frame, ip.l3 + SRC, dst).ok_or(truncated)?;
-    bytes::set_u32(frame, ip.l3 + DST, src).ok_or(truncated)?;
-    *bytes::array_mut::<1>(frame, ip.l3 + TTL).ok_or(truncated)? = [ttl];
-    bytes::set_u16(frame, ip.l3 + CHECKSUM, ip_delta.apply(ip_check)).ok_or(truncated)?;
-    *bytes::array_mut::<1>(frame, ip.l4).ok_or(truncated)? = [ICMP_ECHO_REPLY];
+    bytes::set_u32(frame, ip.l3() + SRC, dst).ok_or(truncated)?;
+    bytes::set_u32(frame, ip.l3() + DST, src).ok_or(truncated)?;
+    *bytes::array_mut::<1>(frame, ip.l3() + TTL).ok_or(truncated)? = [ttl];
+    bytes::set_u16(frame, ip.l3() + CHECKSUM, ip_delta.apply(ip_check)).ok_or(truncated)?;
+    *bytes::array_mut::<1>(frame, ip.l4()).ok_or(truncated)? = [ICMP_ECHO_REPLY];
     // RFC 1624's corner: end-around-carry arithmetic never yields +0, so an update whose data
     // sum is zero gives checksum 0x0000 where a full computation gives 0xFFFF. Only a reply
     // with code, id, seq and payload all zero sums to zero; then 0xFFFF is the right value.
     if new_icmp_check == 0 && icmp_message_is_zero(frame, ip) {
         new_icmp_check = 0xFFFF;
     }
-    bytes::set_u16(frame, ip.l4 + ICMP_CHECKSUM, new_icmp_check).ok_or(truncated)?;
+    bytes::set_u16(frame, ip.l4() + ICMP_CHECKSUM, new_icmp_check).ok_or(truncated)?;
     Ok(())
 }
 
 /// True when the ICMP message, its checksum field aside, is all zero bytes.
-fn icmp_message_is_zero(frame: &[u8], ip: &Ipv4Packet) -> bool {
-    let message = frame.get(ip.l4..ip.end).unwrap_or_default();
+fn icmp_message_is_zero(frame: &[u8], ip: &Ipv4Info) -> bool {
+    let message = frame.get(ip.l4()..ip.end()).unwrap_or_default();
     message
         .iter()
         .enumerate()
@@ -90,7 +100,7 @@ fn icmp_message_is_zero(frame: &[u8], ip: &Ipv4Packet) -> bool {
 /// The packet quoted inside an ICMP error: its IPv4 header and the first 8 bytes of its L4
 /// header. Offsets are from the start of the frame.
 ///
-/// The quoted packet travelled the opposite way to the error: [`EmbeddedV4::flow_key`] is the
+/// The quoted packet travelled the opposite way to the error: [`EmbeddedV4::tuple`] is the
 /// key of the quoted packet, and its `reverse()` is the key a packet of that flow would carry
 /// arriving the way the error did, i.e. the key to look the session up by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,14 +122,12 @@ pub struct EmbeddedV4 {
 
 impl EmbeddedV4 {
     /// The flow key of the quoted packet, as it was sent.
-    pub fn flow_key(&self) -> FlowKey {
-        FlowKey {
-            proto: self.proto,
-            src: self.src,
-            sport: self.sport,
-            dst: self.dst,
-            dport: self.dport,
-        }
+    pub fn tuple(&self) -> Tuple {
+        Tuple::new(
+            self.proto,
+            SocketAddrV4::new(self.src, self.sport),
+            SocketAddrV4::new(self.dst, self.dport),
+        )
     }
 }
 
@@ -127,7 +135,7 @@ impl EmbeddedV4 {
 /// packet it quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpError {
-    pub outer: Ipv4Packet,
+    pub outer: Ipv4Info,
     pub icmp: IcmpInfo,
     pub embedded: EmbeddedV4,
 }
@@ -146,29 +154,24 @@ pub fn parse_error(frame: &[u8], pkt: &PacketV4) -> Result<IcmpError, DropReason
     let no_session = DropReason::IcmpNoSession;
     let outer = pkt.ip;
     // Everything quoted lies in the ICMP body, which ends where the outer packet ends.
-    let l3 = outer.l4.checked_add(ICMP_HEADER_LEN).ok_or(no_session)?;
-    let quote = frame.get(l3..outer.end).ok_or(no_session)?;
+    let l3 = outer.l4().checked_add(ICMP_HEADER_LEN).ok_or(no_session)?;
+    let quote = frame.get(l3..outer.end()).ok_or(no_session)?;
 
-    // A fixed-size copy: the constant indexes below are checked at compile time.
-    let h: [u8; IPV4_MIN_HEADER_LEN] = bytes::array(quote, 0).ok_or(no_session)?;
-    let header_len = usize::from(h[0] & 0x0F) * 4;
-    let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    let frag_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1FFF;
-    if h[0] >> 4 != 4
-        || header_len < IPV4_MIN_HEADER_LEN
-        || total_len < header_len
-        || frag_offset != 0
-    {
+    let quoted = Ipv4Header::new_checked(quote).map_err(|_| no_session)?;
+    let header_len = quoted.header_len();
+    if usize::from(quoted.total_len()) < header_len || quoted.flags_frag() & 0x1FFF != 0 {
         return Err(no_session);
     }
-    let proto = h[PROTO];
+    let proto = quoted.proto();
     let l4_bytes = quote.get(header_len..).ok_or(no_session)?;
-    let [p0, p1, p2, p3, p4, p5, _, _] =
-        bytes::array::<QUOTED_L4_LEN>(l4_bytes, 0).ok_or(no_session)?;
+    let q: [u8; QUOTED_L4_LEN] = bytes::array(l4_bytes, 0).ok_or(no_session)?;
+    let word = |at: usize| u16::from_be_bytes([q[at], q[at + 1]]);
     let (sport, dport) = match proto {
-        IPPROTO_TCP | IPPROTO_UDP => (u16::from_be_bytes([p0, p1]), u16::from_be_bytes([p2, p3])),
-        IPPROTO_ICMP if p0 == ICMP_ECHO_REQUEST || p0 == ICMP_ECHO_REPLY => {
-            let id = u16::from_be_bytes([p4, p5]);
+        IPPROTO_TCP | IPPROTO_UDP => (word(SRC_PORT), word(DST_PORT)),
+        IPPROTO_ICMP
+            if q[field::TYPE] == ICMP_ECHO_REQUEST || q[field::TYPE] == ICMP_ECHO_REPLY =>
+        {
+            let id = word(field::ID);
             (id, id)
         }
         _ => return Err(no_session),
@@ -181,8 +184,8 @@ pub fn parse_error(frame: &[u8], pkt: &PacketV4) -> Result<IcmpError, DropReason
             l4: l3 + header_len,
             header_len,
             proto,
-            src: Ipv4Addr::new(h[SRC], h[SRC + 1], h[SRC + 2], h[SRC + 3]),
-            dst: Ipv4Addr::new(h[DST], h[DST + 1], h[DST + 2], h[DST + 3]),
+            src: Ipv4Addr::from(quoted.src()),
+            dst: Ipv4Addr::from(quoted.dst()),
             sport,
             dport,
             l4_quoted: l4_bytes.len(),
@@ -213,33 +216,33 @@ pub fn translate_error(
     let (outer, inner) = (&err.outer, &err.embedded);
     // Bounds: every word touched lies inside the outer IP packet, which lies inside the frame.
     // Checked up front so that nothing is written on error and the sums below cannot overflow.
-    if outer.end > frame.len()
-        || outer.l3 > outer.l4
-        || outer.l4 > inner.l3
+    if outer.end() > frame.len()
+        || outer.l3() > outer.l4()
+        || outer.l4() > inner.l3
         || inner.l3 > inner.l4
-        || inner.l4 > outer.end
-        || outer.end - inner.l4 < QUOTED_L4_LEN
+        || inner.l4 > outer.end()
+        || outer.end() - inner.l4 < QUOTED_L4_LEN
         || inner.l4 - inner.l3 < IPV4_MIN_HEADER_LEN
     {
         return Err(truncated);
     }
     let quoted_l4_check = match inner.proto {
         IPPROTO_UDP => Some(UDP_CHECKSUM),
-        IPPROTO_TCP if outer.end - inner.l4 >= TCP_CHECKSUM + 2 => Some(TCP_CHECKSUM),
+        IPPROTO_TCP if outer.end() - inner.l4 >= TCP_CHECKSUM + 2 => Some(TCP_CHECKSUM),
         IPPROTO_ICMP => Some(ICMP_CHECKSUM),
         _ => None,
     };
 
     // Old values, all read before anything is written.
-    let o_src = bytes::u32_at(frame, outer.l3 + SRC).ok_or(truncated)?;
-    let o_dst = bytes::u32_at(frame, outer.l3 + DST).ok_or(truncated)?;
-    let [o_ttl, o_proto] = bytes::array(frame, outer.l3 + TTL).ok_or(truncated)?;
-    let o_check = bytes::u16_at(frame, outer.l3 + CHECKSUM).ok_or(truncated)?;
-    let icmp_check = bytes::u16_at(frame, outer.l4 + ICMP_CHECKSUM).ok_or(truncated)?;
+    let o_src = bytes::u32_at(frame, outer.l3() + SRC).ok_or(truncated)?;
+    let o_dst = bytes::u32_at(frame, outer.l3() + DST).ok_or(truncated)?;
+    let [o_ttl, o_proto] = bytes::array(frame, outer.l3() + TTL).ok_or(truncated)?;
+    let o_check = bytes::u16_at(frame, outer.l3() + CHECKSUM).ok_or(truncated)?;
+    let icmp_check = bytes::u16_at(frame, outer.l4() + ICMP_CHECKSUM).ok_or(truncated)?;
     let i_src = bytes::u32_at(frame, inner.l3 + SRC).ok_or(truncated)?;
     let i_dst = bytes::u32_at(frame, inner.l3 + DST).ok_or(truncated)?;
     let i_check = bytes::u16_at(frame, inner.l3 + CHECKSUM).ok_or(truncated)?;
-    let i_ports = bytes::u32_at(frame, inner.l4).ok_or(truncated)?;
+    let i_ports = bytes::u32_at(frame, inner.l4 + SRC_PORT).ok_or(truncated)?;
     let i_echo_id = bytes::u16_at(frame, inner.l4 + ECHO_ID).ok_or(truncated)?;
     let i_l4_check = match quoted_l4_check {
         Some(at) => Some(bytes::u16_at(frame, inner.l4 + at).ok_or(truncated)?),
@@ -297,14 +300,14 @@ pub fn translate_error(
         new
     });
 
-    bytes::set_u32(frame, outer.l3 + SRC, n_src).ok_or(truncated)?;
-    bytes::set_u32(frame, outer.l3 + DST, n_dst).ok_or(truncated)?;
-    *bytes::array_mut::<1>(frame, outer.l3 + TTL).ok_or(truncated)? = [o_ttl - 1];
-    bytes::set_u16(frame, outer.l3 + CHECKSUM, outer_delta.apply(o_check)).ok_or(truncated)?;
+    bytes::set_u32(frame, outer.l3() + SRC, n_src).ok_or(truncated)?;
+    bytes::set_u32(frame, outer.l3() + DST, n_dst).ok_or(truncated)?;
+    *bytes::array_mut::<1>(frame, outer.l3() + TTL).ok_or(truncated)? = [o_ttl - 1];
+    bytes::set_u16(frame, outer.l3() + CHECKSUM, outer_delta.apply(o_check)).ok_or(truncated)?;
     bytes::set_u32(frame, inner.l3 + SRC, ni_src).ok_or(truncated)?;
     bytes::set_u32(frame, inner.l3 + DST, ni_dst).ok_or(truncated)?;
     bytes::set_u16(frame, inner.l3 + CHECKSUM, ni_check).ok_or(truncated)?;
-    bytes::set_u32(frame, inner.l4, ni_ports).ok_or(truncated)?;
+    bytes::set_u32(frame, inner.l4 + SRC_PORT, ni_ports).ok_or(truncated)?;
     bytes::set_u16(frame, inner.l4 + ECHO_ID, ni_echo_id).ok_or(truncated)?;
     if let (Some(at), Some(check)) = (quoted_l4_check, ni_l4_check) {
         bytes::set_u16(frame, inner.l4 + at, check).ok_or(truncated)?;
@@ -312,7 +315,7 @@ pub fn translate_error(
     // The quoted IP header's version byte is never zero, so RFC 1624's -0 corner cannot arise.
     bytes::set_u16(
         frame,
-        outer.l4 + ICMP_CHECKSUM,
+        outer.l4() + ICMP_CHECKSUM,
         icmp_delta.apply(icmp_check),
     )
     .ok_or(truncated)?;

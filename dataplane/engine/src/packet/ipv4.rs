@@ -1,9 +1,10 @@
-//! IPv4 header validation (after an untagged Ethernet header).
+//! IPv4 header: a zero-copy view ([`Ipv4Header`]), and the validation of the header after an
+//! untagged Ethernet header ([`parse_ipv4`] → [`Ipv4Info`]).
 
+use std::borrow::{Borrow, BorrowMut};
 use std::net::Ipv4Addr;
 
-use super::bytes;
-use super::ether::{self, ETHERTYPE_IPV4, ETH_HEADER_LEN};
+use super::ether::{EthernetHeader, ETHERTYPE_IPV4, ETH_HEADER_LEN};
 use crate::verdict::DropReason;
 
 pub const IPPROTO_ICMP: u8 = 1;
@@ -13,15 +14,168 @@ pub const IPPROTO_UDP: u8 = 17;
 /// Length of an IPv4 header without options.
 pub const IPV4_MIN_HEADER_LEN: usize = 20;
 
-// Field offsets inside the IPv4 header.
-pub(crate) const TTL: usize = 8;
-pub(crate) const PROTO: usize = 9;
-pub(crate) const CHECKSUM: usize = 10;
-pub(crate) const SRC: usize = 12;
-pub(crate) const DST: usize = 16;
+/// Byte offsets of the header's fields.
+pub mod field {
+    pub const VER_IHL: usize = 0;
+    pub const TOTAL_LEN: usize = 2;
+    pub const FLAGS_FRAG: usize = 6;
+    pub const TTL: usize = 8;
+    pub const PROTO: usize = 9;
+    pub const CHECKSUM: usize = 10;
+    pub const SRC: usize = 12;
+    pub const DST: usize = 16;
+}
 
 const MORE_FRAGMENTS: u16 = 0x2000;
 const FRAG_OFFSET_MASK: u16 = 0x1FFF;
+
+type Fixed = [u8; IPV4_MIN_HEADER_LEN];
+
+/// The fixed 20 bytes of an IPv4 header, read and written in place (options, when IHL
+/// announces them, follow in the buffer the view was made from and are never touched).
+///
+/// Made by a checked constructor: version 4, IHL ≥ 5 and the whole header (IHL × 4 bytes)
+/// inside the buffer; accessors then read fixed offsets ([`field`]) of a fixed-size array.
+#[derive(Debug)]
+pub struct Ipv4Header<T>(T);
+
+/// Version and IHL checks shared by the constructors, on the fixed header of a buffer of
+/// `available` bytes; the header length in bytes.
+#[inline(always)]
+fn check(h: &Fixed, available: usize) -> Result<usize, DropReason> {
+    let ver_ihl = h[field::VER_IHL];
+    if ver_ihl >> 4 != 4 {
+        return Err(DropReason::BadIpHeader);
+    }
+    let header_len = usize::from(ver_ihl & 0x0F) * 4;
+    if header_len < IPV4_MIN_HEADER_LEN {
+        return Err(DropReason::BadIpHeader);
+    }
+    if header_len > available {
+        return Err(DropReason::Truncated);
+    }
+    Ok(header_len)
+}
+
+impl<'a> Ipv4Header<&'a Fixed> {
+    /// The header at the start of `buf`: `Truncated` (fewer than 20 bytes, or fewer than IHL
+    /// announces), `BadIpHeader` (version not 4, IHL < 5).
+    #[inline(always)]
+    pub fn new_checked(buf: &'a [u8]) -> Result<Self, DropReason> {
+        let h: &Fixed = buf
+            .get(..IPV4_MIN_HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(DropReason::Truncated)?;
+        check(h, buf.len())?;
+        Ok(Ipv4Header(h))
+    }
+}
+
+impl<'a> Ipv4Header<&'a mut Fixed> {
+    /// [`Ipv4Header::new_checked`], writable.
+    #[inline(always)]
+    pub fn new_checked_mut(buf: &'a mut [u8]) -> Result<Self, DropReason> {
+        let available = buf.len();
+        let h: &mut Fixed = buf
+            .get_mut(..IPV4_MIN_HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(DropReason::Truncated)?;
+        check(h, available)?;
+        Ok(Ipv4Header(h))
+    }
+
+    /// The fixed header at the start of `buf`, writable, without the version and IHL checks
+    /// (for a header `parse` validated already): `Truncated` only when under 20 bytes.
+    #[inline(always)]
+    pub fn new_mut(buf: &'a mut [u8]) -> Result<Self, DropReason> {
+        buf.get_mut(..IPV4_MIN_HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .map(Ipv4Header)
+            .ok_or(DropReason::Truncated)
+    }
+}
+
+#[inline]
+fn be16(h: &Fixed, at: usize) -> u16 {
+    u16::from_be_bytes([h[at], h[at + 1]])
+}
+
+#[inline]
+fn be32(h: &Fixed, at: usize) -> u32 {
+    u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+}
+
+impl<T: Borrow<Fixed>> Ipv4Header<T> {
+    #[inline]
+    fn bytes(&self) -> &Fixed {
+        self.0.borrow()
+    }
+    /// IHL in bytes (20..=60).
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        usize::from(self.bytes()[field::VER_IHL] & 0x0F) * 4
+    }
+    #[inline]
+    pub fn total_len(&self) -> u16 {
+        be16(self.bytes(), field::TOTAL_LEN)
+    }
+    /// The flags and fragment offset word.
+    #[inline]
+    pub fn flags_frag(&self) -> u16 {
+        be16(self.bytes(), field::FLAGS_FRAG)
+    }
+    #[inline]
+    pub fn ttl(&self) -> u8 {
+        self.bytes()[field::TTL]
+    }
+    #[inline]
+    pub fn proto(&self) -> u8 {
+        self.bytes()[field::PROTO]
+    }
+    /// The TTL and protocol bytes as the one 16-bit word the checksum covers.
+    #[inline]
+    pub fn ttl_proto(&self) -> u16 {
+        be16(self.bytes(), field::TTL)
+    }
+    #[inline]
+    pub fn checksum(&self) -> u16 {
+        be16(self.bytes(), field::CHECKSUM)
+    }
+    /// Source address, host order.
+    #[inline]
+    pub fn src(&self) -> u32 {
+        be32(self.bytes(), field::SRC)
+    }
+    /// Destination address, host order.
+    #[inline]
+    pub fn dst(&self) -> u32 {
+        be32(self.bytes(), field::DST)
+    }
+}
+
+impl<T: BorrowMut<Fixed>> Ipv4Header<T> {
+    #[inline]
+    fn bytes_mut(&mut self) -> &mut Fixed {
+        self.0.borrow_mut()
+    }
+    #[inline]
+    pub fn set_ttl(&mut self, ttl: u8) {
+        self.bytes_mut()[field::TTL] = ttl;
+    }
+    #[inline]
+    pub fn set_checksum(&mut self, check: u16) {
+        self.bytes_mut()[field::CHECKSUM..field::CHECKSUM + 2]
+            .copy_from_slice(&check.to_be_bytes());
+    }
+    #[inline]
+    pub fn set_src(&mut self, addr: u32) {
+        self.bytes_mut()[field::SRC..field::SRC + 4].copy_from_slice(&addr.to_be_bytes());
+    }
+    #[inline]
+    pub fn set_dst(&mut self, addr: u32) {
+        self.bytes_mut()[field::DST..field::DST + 4].copy_from_slice(&addr.to_be_bytes());
+    }
+}
 
 /// Where a packet sits in a fragmented datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,20 +188,36 @@ pub enum FragmentKind {
     Later,
 }
 
-/// A validated IPv4 header and where things are in the frame.
+impl FragmentKind {
+    /// The kind of a packet with this flags/fragment-offset word.
+    #[inline]
+    pub fn of(flags_frag: u16) -> Self {
+        match (
+            flags_frag & MORE_FRAGMENTS != 0,
+            flags_frag & FRAG_OFFSET_MASK,
+        ) {
+            (false, 0) => FragmentKind::Unfragmented,
+            (true, 0) => FragmentKind::First,
+            _ => FragmentKind::Later,
+        }
+    }
+}
+
+/// A validated IPv4 header: what the engine decides on, and where things are in the frame.
 ///
-/// Offsets are from the start of the frame. `end` is where the IP packet ends according to
-/// its total length; bytes beyond it (Ethernet padding of short frames) are not part of it.
+/// Offsets are from the start of the frame (`u16`: a frame is at most 64 KiB; small, so that
+/// a burst's parses stay cheap to carry). `end` is where the IP packet ends according to its
+/// total length; bytes beyond it (Ethernet padding of short frames) are not part of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Packet {
+pub struct Ipv4Info {
     /// Offset of the IPv4 header.
-    pub l3: usize,
+    pub l3: u16,
     /// Offset of the L4 header (`l3 + header_len`).
-    pub l4: usize,
+    pub l4: u16,
     /// Offset just past the IP packet (`l3 + total_len`).
-    pub end: usize,
+    pub end: u16,
     /// IHL in bytes (20..=60).
-    pub header_len: usize,
+    pub header_len: u16,
     pub total_len: u16,
     pub proto: u8,
     pub src: Ipv4Addr,
@@ -56,10 +226,10 @@ pub struct Ipv4Packet {
     pub frag: FragmentKind,
 }
 
-impl Ipv4Packet {
+impl Ipv4Info {
     /// True when the header carries options (IHL > 5).
     pub fn has_options(&self) -> bool {
-        self.header_len > IPV4_MIN_HEADER_LEN
+        usize::from(self.header_len) > IPV4_MIN_HEADER_LEN
     }
 
     /// True for any fragment (MF set or offset non-zero).
@@ -69,59 +239,60 @@ impl Ipv4Packet {
 
     /// Bytes of L4 header and payload.
     pub fn l4_len(&self) -> usize {
-        self.end.saturating_sub(self.l4)
+        usize::from(self.end.saturating_sub(self.l4))
+    }
+
+    /// [`Ipv4Info::l3`] as an index.
+    #[inline]
+    pub fn l3(&self) -> usize {
+        usize::from(self.l3)
+    }
+
+    /// [`Ipv4Info::l4`] as an index.
+    #[inline]
+    pub fn l4(&self) -> usize {
+        usize::from(self.l4)
+    }
+
+    /// [`Ipv4Info::end`] as an index.
+    #[inline]
+    pub fn end(&self) -> usize {
+        usize::from(self.end)
     }
 }
 
 /// Validates the Ethernet and IPv4 headers of `frame`. Fragments are reported in
-/// [`Ipv4Packet::frag`], not refused: the caller decides.
+/// [`Ipv4Info::frag`], not refused: the caller decides.
 ///
 /// Errors: `Truncated` (frame shorter than the Ethernet header, 20 bytes of IPv4 header, or the
 /// header length IHL announces), `UnsupportedEtherType` (anything but untagged IPv4),
 /// `BadIpHeader` (version not 4, IHL < 5, total length below the header length or beyond the
 /// frame).
-pub fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Packet, DropReason> {
-    if ether::ethertype(frame)? != ETHERTYPE_IPV4 {
+#[inline(always)]
+pub fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, DropReason> {
+    if EthernetHeader::new_checked(frame)?.ethertype() != ETHERTYPE_IPV4 {
         return Err(DropReason::UnsupportedEtherType);
     }
     let l3 = ETH_HEADER_LEN;
-    // A fixed-size copy: the constant indexes below are checked at compile time.
-    let h: [u8; IPV4_MIN_HEADER_LEN] = bytes::array(frame, l3).ok_or(DropReason::Truncated)?;
-    let ver_ihl = h[0];
-    if ver_ihl >> 4 != 4 {
+    let ip_bytes = frame.get(l3..).ok_or(DropReason::Truncated)?;
+    let ip = Ipv4Header::new_checked(ip_bytes)?;
+    let header_len = ip.header_len() as u16; // 20..=60
+    let total_len = ip.total_len();
+    if total_len < header_len || usize::from(total_len) > ip_bytes.len() {
         return Err(DropReason::BadIpHeader);
     }
-    let header_len = usize::from(ver_ihl & 0x0F) * 4;
-    if header_len < IPV4_MIN_HEADER_LEN {
-        return Err(DropReason::BadIpHeader);
-    }
-    let available = frame.len().saturating_sub(l3);
-    if header_len > available {
-        return Err(DropReason::Truncated);
-    }
-    let total_len = u16::from_be_bytes([h[2], h[3]]);
-    if usize::from(total_len) < header_len || usize::from(total_len) > available {
-        return Err(DropReason::BadIpHeader);
-    }
-    let flags_frag = u16::from_be_bytes([h[6], h[7]]);
-    let frag = match (
-        flags_frag & MORE_FRAGMENTS != 0,
-        flags_frag & FRAG_OFFSET_MASK,
-    ) {
-        (false, 0) => FragmentKind::Unfragmented,
-        (true, 0) => FragmentKind::First,
-        _ => FragmentKind::Later,
-    };
-    Ok(Ipv4Packet {
+    // Both sums fit: `ip_bytes` (at most a frame of 64 KiB) holds `total_len` bytes.
+    let l3 = l3 as u16;
+    Ok(Ipv4Info {
         l3,
-        l4: l3 + header_len,
-        end: l3 + usize::from(total_len),
+        l4: l3.saturating_add(header_len),
+        end: l3.saturating_add(total_len),
         header_len,
         total_len,
-        proto: h[PROTO],
-        src: Ipv4Addr::new(h[SRC], h[SRC + 1], h[SRC + 2], h[SRC + 3]),
-        dst: Ipv4Addr::new(h[DST], h[DST + 1], h[DST + 2], h[DST + 3]),
-        ttl: h[TTL],
-        frag,
+        proto: ip.proto(),
+        src: Ipv4Addr::from(ip.src()),
+        dst: Ipv4Addr::from(ip.dst()),
+        ttl: ip.ttl(),
+        frag: FragmentKind::of(ip.flags_frag()),
     })
 }

@@ -1,17 +1,15 @@
 //! TCP, UDP and ICMP header validation, and the fields the session layer reads from them.
 
 use super::bytes;
-use super::ipv4::{Ipv4Packet, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use super::icmp::field as icmp_field;
+use super::ipv4::{Ipv4Info, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use super::tcp::TcpHeader;
+use super::udp::UdpHeader;
 use crate::verdict::DropReason;
 
-pub const TCP_MIN_HEADER_LEN: usize = 20;
-pub const UDP_HEADER_LEN: usize = 8;
+pub use super::tcp::TCP_MIN_HEADER_LEN;
+pub use super::udp::UDP_HEADER_LEN;
 pub const ICMP_HEADER_LEN: usize = 8;
-
-// Checksum offsets inside the L4 headers.
-pub(crate) const TCP_CHECKSUM: usize = 16;
-pub(crate) const UDP_CHECKSUM: usize = 6;
-pub(crate) const ICMP_CHECKSUM: usize = 2;
 
 /// TCP flags (the low byte of the flags field: CWR ECE URG ACK PSH RST SYN FIN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -59,7 +57,7 @@ pub struct TcpInfo {
     pub dport: u16,
     pub flags: TcpFlags,
     /// Data offset in bytes (20..=60), options included.
-    pub header_len: usize,
+    pub header_len: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,8 +116,9 @@ pub enum Transport {
 /// (fewer bytes than the fixed header), `BadL4Header` (TCP data offset < 5 or past the
 /// segment; UDP length < 8 or past the IP payload), `BadTcpFlags` (see
 /// [`TcpFlags::is_invalid`]), `UnsupportedProtocol` (not TCP, UDP or ICMP).
-pub fn parse_l4(frame: &[u8], ip: &Ipv4Packet) -> Result<Transport, DropReason> {
-    let segment = frame.get(ip.l4..ip.end).ok_or(DropReason::Truncated)?;
+#[inline(always)]
+pub fn parse_l4(frame: &[u8], ip: &Ipv4Info) -> Result<Transport, DropReason> {
+    let segment = frame.get(ip.l4()..ip.end()).ok_or(DropReason::Truncated)?;
     match ip.proto {
         IPPROTO_TCP => parse_tcp(segment).map(Transport::Tcp),
         IPPROTO_UDP => parse_udp(segment).map(Transport::Udp),
@@ -128,49 +127,39 @@ pub fn parse_l4(frame: &[u8], ip: &Ipv4Packet) -> Result<Transport, DropReason> 
     }
 }
 
+#[inline(always)]
 fn parse_tcp(segment: &[u8]) -> Result<TcpInfo, DropReason> {
-    let h: [u8; TCP_MIN_HEADER_LEN] = bytes::array(segment, 0).ok_or(DropReason::Truncated)?;
-    let [sp0, sp1, dp0, dp1, _, _, _, _, _, _, _, _, offset_byte, flags, ..] = h;
-    let header_len = usize::from(offset_byte >> 4) * 4;
-    if header_len < TCP_MIN_HEADER_LEN || header_len > segment.len() {
-        return Err(DropReason::BadL4Header);
-    }
-    let flags = TcpFlags(flags);
+    let h = TcpHeader::new_checked(segment)?;
+    let flags = h.flags();
     if flags.is_invalid() {
         return Err(DropReason::BadTcpFlags);
     }
     Ok(TcpInfo {
-        sport: u16::from_be_bytes([sp0, sp1]),
-        dport: u16::from_be_bytes([dp0, dp1]),
+        sport: h.src_port(),
+        dport: h.dst_port(),
         flags,
-        header_len,
+        header_len: h.header_len() as u8, // 20..=60
     })
 }
 
+#[inline(always)]
 fn parse_udp(segment: &[u8]) -> Result<UdpInfo, DropReason> {
-    let [sp0, sp1, dp0, dp1, l0, l1, c0, c1] =
-        bytes::array::<UDP_HEADER_LEN>(segment, 0).ok_or(DropReason::Truncated)?;
-    let length = u16::from_be_bytes([l0, l1]);
-    // Like Linux: a UDP length beyond the IP payload (or below the header) is bad; a shorter
-    // one is accepted and the trailing bytes are carried along untouched.
-    if usize::from(length) < UDP_HEADER_LEN || usize::from(length) > segment.len() {
-        return Err(DropReason::BadL4Header);
-    }
+    let h = UdpHeader::new_checked(segment)?;
     Ok(UdpInfo {
-        sport: u16::from_be_bytes([sp0, sp1]),
-        dport: u16::from_be_bytes([dp0, dp1]),
-        length,
-        checksum: u16::from_be_bytes([c0, c1]),
+        sport: h.src_port(),
+        dport: h.dst_port(),
+        length: h.length(),
+        checksum: h.checksum(),
     })
 }
 
 fn parse_icmp(segment: &[u8]) -> Result<IcmpInfo, DropReason> {
-    let [icmp_type, code, _, _, i0, i1, s0, s1] =
-        bytes::array::<ICMP_HEADER_LEN>(segment, 0).ok_or(DropReason::Truncated)?;
+    let h: [u8; ICMP_HEADER_LEN] = bytes::array(segment, 0).ok_or(DropReason::Truncated)?;
+    let word = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
     Ok(IcmpInfo {
-        icmp_type,
-        code,
-        id: u16::from_be_bytes([i0, i1]),
-        seq: u16::from_be_bytes([s0, s1]),
+        icmp_type: h[icmp_field::TYPE],
+        code: h[icmp_field::CODE],
+        id: word(icmp_field::ID),
+        seq: word(icmp_field::SEQ),
     })
 }

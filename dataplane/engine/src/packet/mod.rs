@@ -2,33 +2,43 @@
 //!
 //! Everything here works on byte slices (a [`crate::Frame`]'s `data()` / `data_mut()`), never
 //! allocates and never panics, whatever the bytes: every read goes through a length check.
-//! The flow is parse → decide (session layer) → rewrite:
+//! The shape follows smoltcp's `wire` module:
 //!
-//! - [`parse()`] validates a frame and returns a [`PacketV4`] (offsets + the fields the session
-//!   layer needs) or the [`crate::DropReason`] to count.
-//! - [`rewrite_fullnat`] rewrites a parsed TCP/UDP packet to a new 4-tuple, decrements the TTL
-//!   and updates every checksum incrementally (RFC 1624).
+//! - One zero-copy view per header ([`ether::EthernetHeader`], [`ipv4::Ipv4Header`],
+//!   [`tcp::TcpHeader`], [`udp::UdpHeader`]): a checked constructor, then accessors and
+//!   setters over a fixed-size array. Each header's field offsets live in its one
+//!   `mod field`; no other code in the engine names a byte offset.
+//! - One parser, [`parse()`]: a frame to a [`PacketV4`] (offsets + the fields decisions need)
+//!   or the [`crate::DropReason`] to count. The burst loop calls it once per frame and hands
+//!   the result to every stage.
+//! - One five-tuple, [`Tuple`]: what packets carry, sessions are keyed on, schedulers hash.
+//! - One L3/L4 rewrite, [`translate`]: the packet leaves with another tuple, TTL minus one,
+//!   checksums updated incrementally (RFC 1624) through the one helper,
+//!   [`checksum::Delta`].
 //! - [`icmp`] answers echo requests and translates ICMP errors about NATed flows (RFC 5508).
-//! - [`FlowKey`] is the 5-tuple sessions are keyed on.
 //!
 //! Checksums are never verified here: NICs do that, and an incremental update keeps a bad
 //! checksum bad, so a corrupt packet is never laundered into a valid one.
 
 pub mod checksum;
 pub mod ether;
-pub mod flow;
 pub mod icmp;
 pub mod ipv4;
 pub mod l4;
 pub mod parse;
 pub mod rewrite;
+pub mod tcp;
+pub mod tuple;
+pub mod udp;
 
 mod bytes;
 
-pub use ether::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_VLAN, ETH_HEADER_LEN};
-pub use flow::FlowKey;
+pub use ether::{EthernetHeader, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_VLAN, ETH_HEADER_LEN};
 pub use icmp::{EmbeddedV4, IcmpError};
-pub use ipv4::{FragmentKind, Ipv4Packet, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+pub use ipv4::{FragmentKind, Ipv4Header, Ipv4Info, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 pub use l4::{IcmpInfo, TcpFlags, TcpInfo, Transport, UdpInfo};
-pub use parse::{parse, peek_tuple, PacketV4};
-pub use rewrite::{rewrite_fullnat, ttl_expires};
+pub use parse::{parse, PacketV4};
+pub use rewrite::{translate, ttl_expires};
+pub use tcp::TcpHeader;
+pub use tuple::Tuple;
+pub use udp::UdpHeader;

@@ -29,6 +29,7 @@ pub mod load;
 pub mod locality;
 pub mod rr;
 
+use crate::packet::Tuple;
 use crate::rules::{SchedFlags, SchedulerKind};
 
 pub use hash::{HashTable, Maglev};
@@ -117,16 +118,6 @@ impl RealSet for StaticReals {
     fn ident(&self, i: usize) -> u64 {
         self.idents.get(i).copied().unwrap_or(i as u64)
     }
-}
-
-/// The new connection being scheduled (addresses in host order; time in ns).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Flow {
-    pub src_ip: u32,
-    pub src_port: u16,
-    pub dst_ip: u32,
-    pub dst_port: u16,
-    pub now_ns: u64,
 }
 
 /// A service's scheduler, dispatched by kind.
@@ -221,10 +212,15 @@ impl Scheduler {
         }
     }
 
-    /// The index of the real server for a new session of `flow`, or `None` when none can
-    /// take one. Never allocates.
+    /// The index of the real server for a new session of `flow` (the tuple of its first
+    /// packet) at `now_ns`, or `None` when none can take one. Never allocates.
     #[inline]
-    pub fn pick<R: RealSet + ?Sized>(&mut self, reals: &R, flow: &Flow) -> Option<usize> {
+    pub fn pick<R: RealSet + ?Sized>(
+        &mut self,
+        reals: &R,
+        flow: &Tuple,
+        now_ns: u64,
+    ) -> Option<usize> {
         let i = match self {
             Scheduler::Rr(s) => s.pick(reals),
             Scheduler::Wrr(s) => s.pick(reals),
@@ -245,7 +241,7 @@ impl Scheduler {
             ),
             Scheduler::Fo => least::fo(reals),
             Scheduler::Ovf => least::ovf(reals),
-            Scheduler::Lblc(l) | Scheduler::Lblcr(l) => l.pick(reals, flow.dst_ip, flow.now_ns),
+            Scheduler::Lblc(l) | Scheduler::Lblcr(l) => l.pick(reals, flow.dst_ip, now_ns),
         }?;
         // Defensive: never hand out an index beyond the list.
         (i < reals.len()).then_some(i)
@@ -260,7 +256,7 @@ mod tests {
     fn picks(kind: SchedulerKind, w: &[u32], n: usize) -> Vec<usize> {
         let mut s = Scheduler::new(kind, w);
         (0..n)
-            .map(|_| s.pick(w, &Flow::default()).unwrap())
+            .map(|_| s.pick(w, &Tuple::default(), 0).unwrap())
             .collect()
     }
 
@@ -272,8 +268,8 @@ mod tests {
         );
         assert_eq!(picks(SchedulerKind::Rr, &[1, 0, 5], 4), vec![0, 2, 0, 2]);
         let mut s = Scheduler::new(SchedulerKind::Rr, &[0u32, 0][..]);
-        assert_eq!(s.pick(&[0u32, 0][..], &Flow::default()), None);
-        assert_eq!(s.pick::<[u32]>(&[], &Flow::default()), None);
+        assert_eq!(s.pick(&[0u32, 0][..], &Tuple::default(), 0), None);
+        assert_eq!(s.pick::<[u32]>(&[], &Tuple::default(), 0), None);
     }
 
     #[test]
@@ -304,7 +300,7 @@ mod tests {
             for _round in 0..3 {
                 let mut count = vec![0u32; w.len()];
                 for _ in 0..cycle {
-                    count[s.pick(w, &Flow::default()).unwrap()] += 1;
+                    count[s.pick(w, &Tuple::default(), 0).unwrap()] += 1;
                 }
                 let expect: Vec<u32> = w.iter().map(|x| x / g).collect();
                 assert_eq!(count, expect, "weights {w:?}");
@@ -316,15 +312,15 @@ mod tests {
     fn wrr_all_zero_and_update() {
         let zero = [0u32, 0];
         let mut s = Scheduler::new(SchedulerKind::Wrr, &zero[..]);
-        assert_eq!(s.pick(&zero[..], &Flow::default()), None);
+        assert_eq!(s.pick(&zero[..], &Tuple::default(), 0), None);
         let w = [0u32, 2];
         s.update(&w[..]);
-        assert_eq!(s.pick(&w[..], &Flow::default()), Some(1));
-        assert_eq!(s.pick(&w[..], &Flow::default()), Some(1));
+        assert_eq!(s.pick(&w[..], &Tuple::default(), 0), Some(1));
+        assert_eq!(s.pick(&w[..], &Tuple::default(), 0), Some(1));
         // Weights changed under it without update: still bounded, still never picks weight 0.
         let w2 = [1u32, 0, 0];
         for _ in 0..5 {
-            assert_ne!(s.pick(&w2[..], &Flow::default()), Some(1));
+            assert_ne!(s.pick(&w2[..], &Tuple::default(), 0), Some(1));
         }
     }
 }

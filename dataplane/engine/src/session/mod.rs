@@ -4,6 +4,6 @@ pub mod table;
 pub mod tcp;
 pub mod timer;
 
-pub use table::{InsertError, Session, SessionId, SessionTable, Side, Tuple};
+pub use table::{InsertError, Session, SessionId, SessionTable, Side};
 pub use tcp::{ConnState, Direction, TcpEvent};
 pub use timer::TimerWheel;

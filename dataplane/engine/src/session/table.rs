@@ -10,34 +10,11 @@
 //! Memory: a [`Session`] is 64 bytes; the index costs 4 entries × 8 bytes = 32 bytes per
 //! session slot; the timer wheel adds 24 bytes per slot: 120 bytes per session in all.
 
-use std::net::Ipv4Addr;
-
 use super::tcp::ConnState;
+use crate::packet::Tuple;
 
 /// Index of a session in its worker's arena.
 pub type SessionId = u32;
-
-/// A packet's 5-tuple as seen on arrival (addresses in host order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Tuple {
-    pub proto: u8,
-    pub src_ip: u32,
-    pub src_port: u16,
-    pub dst_ip: u32,
-    pub dst_port: u16,
-}
-
-impl Tuple {
-    pub fn new(proto: u8, src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16) -> Self {
-        Tuple {
-            proto,
-            src_ip: u32::from(src),
-            src_port,
-            dst_ip: u32::from(dst),
-            dst_port,
-        }
-    }
-}
 
 /// Which of its two keys found a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,6 +132,7 @@ pub struct SessionTable {
     /// `session << 1 | side`; `EMPTY` when unused.
     index: Vec<u64>,
     seed: u64,
+    prefetch: Prefetch,
 }
 
 #[inline(always)]
@@ -168,23 +146,22 @@ fn hash(seed: u64, t: &Tuple) -> u32 {
     (h >> 32) as u32
 }
 
-/// Asks the CPU to start loading the cache line holding `v` (no effect elsewhere than on
-/// x86-64). Never faults, changes nothing.
-#[inline(always)]
-pub fn prefetch<T>(v: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch hint reads nothing architecturally and cannot fault; `v` is a valid
-    // reference anyway. SSE is part of the x86-64 baseline.
-    #[allow(unused_unsafe)]
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((v as *const T).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
-}
+/// How the engine asks the CPU to start loading the cache line at an address: a hint that
+/// never faults, whatever the address, and changes nothing. The engine has no `unsafe` and so
+/// no prefetch instruction of its own: fnatd hands it the CPU's
+/// (`dpdk_bindings::cpu::prefetch0`, DPDK's `rte_prefetch0`); tests and tools run without one
+/// ([`no_prefetch`]), which changes no decision, only how long lookups of large tables wait.
+pub type Prefetch = fn(*const u8);
+
+/// The [`Prefetch`] that does nothing.
+pub fn no_prefetch(_: *const u8) {}
 
 impl SessionTable {
+    /// Uses `prefetch` for the hints below (the default does nothing).
+    pub fn set_prefetch(&mut self, prefetch: Prefetch) {
+        self.prefetch = prefetch;
+    }
+
     /// A table holding up to `capacity` sessions (clamped to [`MAX_CAPACITY`]). `seed` keys the
     /// hash (pick it at random in production so that flows cannot be crafted to collide).
     pub fn new(capacity: usize, seed: u64) -> Self {
@@ -195,6 +172,7 @@ impl SessionTable {
             free: (0..capacity as u32).rev().collect(),
             index: vec![EMPTY; index_len],
             seed,
+            prefetch: no_prefetch,
         }
     }
 
@@ -272,7 +250,7 @@ impl SessionTable {
     #[inline]
     pub fn prefetch_index(&self, tag: u32) {
         if let Some(e) = self.index.get(self.home(tag)) {
-            prefetch(e);
+            (self.prefetch)((e as *const u64).cast());
         }
     }
 
@@ -290,7 +268,8 @@ impl SessionTable {
             }
             if (e >> 32) as u32 == tag {
                 let id = (e as u32) >> 1;
-                prefetch(self.sessions.get(id as usize)?);
+                let s = self.sessions.get(id as usize)?;
+                (self.prefetch)((s as *const Session).cast());
                 return Some(id);
             }
             pos += 1;
@@ -305,7 +284,7 @@ impl SessionTable {
     #[inline]
     pub fn prefetch_slot(&self, id: SessionId) {
         if let Some(s) = self.sessions.get(id as usize) {
-            prefetch(s);
+            (self.prefetch)((s as *const Session).cast());
         }
     }
 

@@ -38,6 +38,7 @@ pub struct TimerWheel {
     cursor: u64,
     started: bool,
     len: usize,
+    prefetch: super::table::Prefetch,
 }
 
 impl TimerWheel {
@@ -65,6 +66,7 @@ impl TimerWheel {
             cursor: 0,
             started: false,
             len: 0,
+            prefetch: super::table::no_prefetch,
         }
     }
 
@@ -179,11 +181,16 @@ impl TimerWheel {
         self.link(id, t);
     }
 
+    /// Uses `prefetch` for [`TimerWheel::prefetch`] (the default does nothing).
+    pub fn set_prefetch(&mut self, prefetch: super::table::Prefetch) {
+        self.prefetch = prefetch;
+    }
+
     /// Starts loading entry `id`'s node (a hint for a burst about to refresh it).
     #[inline]
     pub fn prefetch(&self, id: u32) {
         if let Some(n) = self.nodes.get(id as usize) {
-            super::table::prefetch(n);
+            (self.prefetch)((n as *const Node).cast());
         }
     }
 

@@ -41,3 +41,9 @@ pub fn stop_requested() -> bool {
 pub fn take_reload_request() -> bool {
     RELOAD_REQUESTED.swap(false, Ordering::SeqCst)
 }
+
+/// Asks the process to stop, as SIGTERM would (for a part of fnatd that decides to end the
+/// run itself, such as `fnatd bench` when its measurement is over).
+pub fn request_stop() {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+}

@@ -1,0 +1,221 @@
+//! Classification: which kind of packet this is (to a service, a reply to a local address, ICMP) and
+//! which session it belongs to; sessions first, as IPVS looks connections up before services.
+
+use std::net::SocketAddrV4;
+
+use super::*;
+use crate::laddr::owner_of;
+use crate::packet::l4::{TcpFlags, ICMP_ECHO_REQUEST};
+use crate::packet::{self, ether, icmp, PacketV4, Transport, Tuple};
+use crate::persist;
+use crate::rules::PortIndex;
+use crate::session::{ConnState, Direction, SessionId, Side};
+use crate::stats::WorkerStats;
+use crate::verdict::{DropReason, Verdict};
+
+impl FullNat {
+    #[inline(always)]
+    pub(super) fn classify_parsed(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
+        let port_mac = self.egress.port_mac(rx_port).ok_or(DropReason::NotForUs)?;
+        if ether::dst_mac(frame) != Some(port_mac) {
+            return Err(DropReason::NotForUs);
+        }
+        let kind = self
+            .addresses
+            .get(u64::from(u32::from(pkt.ip.dst)))
+            .ok_or(DropReason::NotForUs)?;
+        if pkt.ip.has_options() {
+            stats.ip_options += 1;
+            if self.drop_ip_options {
+                return Err(DropReason::IpOptions);
+            }
+        }
+        match pkt.transport {
+            Transport::Tcp(t) => self.tcp_udp(
+                rx_port,
+                frame,
+                pkt,
+                t.sport,
+                t.dport,
+                Some(t.flags),
+                kind,
+                now,
+                stats,
+            ),
+            Transport::Udp(u) => self.tcp_udp(
+                rx_port, frame, pkt, u.sport, u.dport, None, kind, now, stats,
+            ),
+            Transport::Icmp(i) => {
+                if i.icmp_type == ICMP_ECHO_REQUEST {
+                    let peer = ether::src_mac(frame).ok_or(DropReason::Truncated)?;
+                    icmp::echo_reply_in_place(frame, pkt, ECHO_REPLY_TTL)?;
+                    ether::set_macs(frame, port_mac, peer);
+                    stats.icmp_echo_replies += 1;
+                    Ok(Verdict::Transmit { port: rx_port })
+                } else if i.is_error() {
+                    self.icmp_error(frame, pkt, kind, now, stats)
+                } else {
+                    Err(DropReason::IcmpUnsupported)
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn tcp_udp(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        sport: u16,
+        dport: u16,
+        tcp: Option<TcpFlags>,
+        kind: u32,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
+        let key = Tuple::new(
+            pkt.ip.proto,
+            SocketAddrV4::new(pkt.ip.src, sport),
+            SocketAddrV4::new(pkt.ip.dst, dport),
+        );
+        let service = if kind & ADDR_VIP != 0 {
+            self.find_service(key.dst_ip, key.proto, dport)
+        } else {
+            None
+        };
+        let Some(service) = service else {
+            if kind & ADDR_VIP != 0 {
+                // No service at this endpoint (any more), yet a session may have come in by
+                // it (a port left its service's port group): sessions first, as IPVS looks
+                // connections up before services, so it runs on until it ends. A session of
+                // a removed service is ended by `lookup_live`.
+                if packet::ttl_expires(pkt.ip.ttl) {
+                    return Err(DropReason::TtlExpired);
+                }
+                if let Some((id, side)) = self.lookup_live(&key, now, stats) {
+                    if side == Side::Client && self.reused_port(id, tcp) {
+                        self.end_session(id, stats);
+                        return Err(DropReason::NoService);
+                    }
+                    let dir = match side {
+                        Side::Client => Direction::Input,
+                        Side::Real => Direction::Output,
+                    };
+                    return self.forward(rx_port, frame, pkt, id, dir, tcp, now, stats);
+                }
+            }
+            if kind & ADDR_LIP == 0 {
+                return Err(DropReason::NoService);
+            }
+            // A real server's reply to LIP:lport: the owner of lport has the session.
+            let owner = owner_of(dport, self.workers);
+            if owner != self.id {
+                return Ok(Verdict::Redirect { worker: owner });
+            }
+            if packet::ttl_expires(pkt.ip.ttl) {
+                return Err(DropReason::TtlExpired);
+            }
+            return match self.lookup_live(&key, now, stats) {
+                Some((id, Side::Real)) => {
+                    self.forward(rx_port, frame, pkt, id, Direction::Output, tcp, now, stats)
+                }
+                _ => Err(DropReason::NoSession),
+            };
+        };
+        if packet::ttl_expires(pkt.ip.ttl) {
+            return Err(DropReason::TtlExpired);
+        }
+        if let Some((id, side)) = self.lookup_live(&key, now, stats) {
+            if side == Side::Client && self.reused_port(id, tcp) {
+                // The client reused the port of a connection it already closed: as IPVS's
+                // conn_reuse_mode, the old session ends and the SYN is scheduled afresh, so a
+                // drained or removed real server gets no new connection this way.
+                self.end_session(id, stats);
+            } else {
+                let dir = match side {
+                    Side::Client => Direction::Input,
+                    Side::Real => Direction::Output,
+                };
+                return self.forward(rx_port, frame, pkt, id, dir, tcp, now, stats);
+            }
+        }
+        let starts = match tcp {
+            Some(f) => f.syn() && !f.ack(),
+            None => true,
+        };
+        if let Some(owner) = self.steer(service as usize, key.src_ip, starts) {
+            return Ok(Verdict::Redirect { worker: owner });
+        }
+        if !starts {
+            return Err(DropReason::NoSession);
+        }
+        let id = self.create(service as usize, &key, tcp.is_some(), now, stats)?;
+        self.forward(rx_port, frame, pkt, id, Direction::Input, tcp, now, stats)
+    }
+
+    /// True for a new SYN (no ACK) on a session the connection already left (TIME_WAIT or
+    /// CLOSE): the client reused its source port for a new connection.
+    #[inline]
+    pub(super) fn reused_port(&self, id: SessionId, tcp: Option<TcpFlags>) -> bool {
+        tcp.is_some_and(|f| f.syn() && !f.ack())
+            && self
+                .table
+                .get(id)
+                .is_some_and(|s| matches!(s.state, ConnState::TimeWait | ConnState::Close))
+    }
+
+    /// The service of a packet to `vip`:`port`: an exact endpoint first, else the VIP's
+    /// port-0 service (as IPVS looks services up).
+    #[inline]
+    pub(super) fn find_service(&self, vip: u32, proto: u8, port: u16) -> Option<u32> {
+        self.service_index
+            .get(service_key(vip, proto, port))
+            .or_else(|| self.service_index.get(service_key(vip, proto, 0)))
+    }
+
+    /// For a client packet of `service` that found no session here: the worker owning its
+    /// client's persistence template, when that is another worker (see `persist`). Packets
+    /// that start a connection are steered while the service is persistent; others also
+    /// after it stopped being persistent (their sessions live on the owners).
+    #[inline]
+    pub(super) fn steer(&self, service: usize, client: u32, starts: bool) -> Option<u16> {
+        if self.workers <= 1 {
+            return None;
+        }
+        let svc = self.services.get(service)?;
+        let mask = svc.steer_mask?;
+        if starts && svc.persist.is_none() {
+            return None;
+        }
+        let owner = persist::owner(svc.id, client & mask, self.workers);
+        (owner != self.id).then_some(owner)
+    }
+
+    /// Looks a session up; ends it instead when it has timed out (exactly at its deadline),
+    /// its service is gone, or its real server left a service that expires its sessions.
+    #[inline(always)]
+    pub(super) fn lookup_live(
+        &mut self,
+        key: &Tuple,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Option<(SessionId, Side)> {
+        let (id, side) = self.table.lookup(key)?;
+        let s = self.table.get(id)?;
+        let timed_out = !matches!(self.wheel.deadline(id), Some(d) if d > now);
+        if timed_out || (self.check_alive() && !session_alive(stats, &self.slot_info, s)) {
+            self.end_session(id, stats);
+            return None;
+        }
+        Some((id, side))
+    }
+}

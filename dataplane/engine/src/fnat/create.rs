@@ -1,0 +1,230 @@
+//! Connection creation: persistence template or scheduler, local address and port, the new
+//! session under both keys.
+
+use super::*;
+use crate::packet::Tuple;
+use crate::persist;
+use crate::sched::RealSet;
+use crate::session::{ConnState, Session, SessionId};
+use crate::stats::{RealStats, WorkerStats};
+use crate::verdict::DropReason;
+
+impl FullNat {
+    /// Schedules a real server and a local port and inserts the session (state NONE for TCP,
+    /// UDP for UDP); the first packet's transition follows in `forward`.
+    pub(super) fn create(
+        &mut self,
+        service: usize,
+        key: &Tuple,
+        is_tcp: bool,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<SessionId, DropReason> {
+        if self.table.is_full() {
+            // Sessions may be due but not reaped yet (housekeeping runs between bursts): reap
+            // a bounded few now rather than refuse a flow the table has room for.
+            self.housekeeping(now, FULL_TABLE_REAP, stats);
+            if self.table.is_full() {
+                return Err(DropReason::SessionTableFull);
+            }
+        }
+        let svc = self
+            .services
+            .get_mut(service)
+            .ok_or(DropReason::NoService)?;
+        let own: &[RealStats] = stats
+            .services
+            .get(svc.slot as usize)
+            .map_or(&[], |st| &st.reals[..]);
+        if svc.thresholds {
+            refresh_overload(&mut svc.reals, own, &svc.others);
+        }
+        let view = View {
+            reals: &svc.reals,
+            own,
+            others: &svc.others,
+        };
+        // A persistent client goes where its template says while that server is in the
+        // service and not overloaded; a drained one (weight 0) keeps its persistent clients
+        // unless `expire_quiescent_template` (IPVS's default and sysctl).
+        let mut template = None;
+        let mut ri = None;
+        if let Some(p) = svc.persist {
+            let tkey = persist::key(svc.id, key.src_ip & p.mask);
+            template = Some((tkey, p.timeout_ns));
+            if let Some(t) = self.templates.as_mut().and_then(|t| t.get(tkey, now)) {
+                ri = svc
+                    .rs_index
+                    .get(u64::from(t.rs_id))
+                    .map(|i| i as usize)
+                    .filter(|&i| {
+                        if self.expire_quiescent {
+                            view.available(i)
+                        } else {
+                            !view.overloaded(i)
+                        }
+                    });
+            }
+        }
+        let ri = match ri {
+            Some(i) => i,
+            None => svc
+                .sched
+                .pick(&view, key, now)
+                .ok_or(DropReason::NoRealServer)?,
+        };
+        let real = *svc.reals.get(ri).ok_or(DropReason::NoRealServer)?;
+        let rs_port = if real.port == 0 {
+            key.dst_port
+        } else {
+            real.port
+        };
+        // Never take a port for a flow that cannot leave.
+        self.hops.resolve(&self.egress, real.addr)?;
+        let local_addrs = &mut stats.local_addrs;
+        let (lip_slot, lport) = self
+            .laddrs
+            .alloc(&svc.lips, |s| {
+                if let Some(l) = local_addrs.get_mut(s) {
+                    l.exhausted += 1;
+                }
+            })
+            .ok_or(DropReason::LocalPortsExhausted)?;
+        let lip = self
+            .laddrs
+            .pool(lip_slot)
+            .map_or(0, |p| u32::from(p.addr()));
+        let session = Session {
+            client_ip: key.src_ip,
+            vip: key.dst_ip,
+            rs_ip: real.addr,
+            lip,
+            client_port: key.src_port,
+            vport: key.dst_port,
+            rs_port,
+            lport,
+            service_id: svc.id,
+            rs_id: real.id,
+            lip_slot: lip_slot as u16,
+            svc_slot: svc.slot,
+            rs_slot: real.slot,
+            proto: key.proto,
+            state: if is_tcp {
+                ConnState::None
+            } else {
+                ConnState::Udp
+            },
+            ..Session::default()
+        };
+        let svc_slot = svc.slot;
+        let id = match self.table.insert(session) {
+            Ok(id) => id,
+            Err(e) => {
+                self.laddrs.release(lip_slot, lport);
+                return Err(match e {
+                    crate::session::InsertError::Full => DropReason::SessionTableFull,
+                    _ => DropReason::LocalPortsExhausted,
+                });
+            }
+        };
+        if let Some(l) = stats.local_addrs.get_mut(lip_slot) {
+            l.ports_in_use += 1;
+        }
+        if let Some(st) = stats.services.get_mut(svc_slot as usize) {
+            st.traffic.conns += 1;
+            if let Some(r) = st.reals.get_mut(real.slot as usize) {
+                r.traffic.conns += 1;
+                r.inactive_conns += 1;
+            }
+        }
+        stats.sessions += 1;
+        stats.sessions_created += 1;
+        if let (Some((tkey, timeout)), Some(t)) = (template, self.templates.as_mut()) {
+            if !t.bind(tkey, real.id, now, timeout) {
+                stats.templates_full += 1;
+            }
+        }
+        Ok(id)
+    }
+}
+
+/// Applies connection thresholds as IPVS does: a server whose connections (active +
+/// inactive, all workers) reach its upper threshold is overloaded until they fall below its
+/// lower threshold (3/4 of the upper one when the lower is 0).
+pub(super) fn refresh_overload(reals: &mut [RealEntry], own: &[RealStats], others: &[(u32, u32)]) {
+    for (i, r) in reals.iter_mut().enumerate() {
+        if r.upper == 0 {
+            r.overloaded = false;
+            continue;
+        }
+        let mine = own
+            .get(r.slot as usize)
+            .map_or(0, |s| s.active_conns + s.inactive_conns);
+        let theirs = others
+            .get(i)
+            .map_or(0, |&(a, n)| u64::from(a) + u64::from(n));
+        let total = mine + theirs;
+        if total >= u64::from(r.upper) {
+            r.overloaded = true;
+        } else if r.overloaded {
+            let below = if r.lower != 0 {
+                total < u64::from(r.lower)
+            } else {
+                total * 4 < u64::from(r.upper) * 3
+            };
+            if below {
+                r.overloaded = false;
+            }
+        }
+    }
+}
+
+/// What the scheduler of a service sees: its real servers with this worker's exact live
+/// counts plus the other workers' last published ones (see `sched::load`).
+pub(super) struct View<'a> {
+    reals: &'a [RealEntry],
+    own: &'a [RealStats],
+    others: &'a [(u32, u32)],
+}
+
+impl View<'_> {
+    #[inline]
+    fn counts(&self, i: usize) -> (u32, u32) {
+        let Some(r) = self.reals.get(i) else {
+            return (0, 0);
+        };
+        let (oa, oi) = self.own.get(r.slot as usize).map_or((0, 0), |s| {
+            (
+                s.active_conns.min(u64::from(u32::MAX)) as u32,
+                s.inactive_conns.min(u64::from(u32::MAX)) as u32,
+            )
+        });
+        let (xa, xi) = self.others.get(i).copied().unwrap_or((0, 0));
+        (oa.saturating_add(xa), oi.saturating_add(xi))
+    }
+}
+
+impl RealSet for View<'_> {
+    fn len(&self) -> usize {
+        self.reals.len()
+    }
+    #[inline]
+    fn weight(&self, i: usize) -> u32 {
+        self.reals.get(i).map_or(0, |r| r.weight)
+    }
+    #[inline]
+    fn active(&self, i: usize) -> u32 {
+        self.counts(i).0
+    }
+    #[inline]
+    fn inactive(&self, i: usize) -> u32 {
+        self.counts(i).1
+    }
+    #[inline]
+    fn overloaded(&self, i: usize) -> bool {
+        self.reals.get(i).is_some_and(|r| r.overloaded)
+    }
+    fn ident(&self, i: usize) -> u64 {
+        self.reals.get(i).map_or(i as u64, |r| r.ident())
+    }
+}

@@ -1,0 +1,146 @@
+//! Forwarding a packet of a session: the reply-ingress check, the rewrite, the next hop, the
+//! state machine and the counters.
+
+use super::*;
+use crate::packet::l4::TcpFlags;
+use crate::packet::{ether, translate, PacketV4};
+use crate::rules::PortIndex;
+use crate::session::{ConnState, Direction, SessionId};
+use crate::stats::{Traffic, WorkerStats};
+use crate::verdict::{DropReason, Verdict};
+
+impl FullNat {
+    /// A reply from real server `rs` must come in by the port the route to `rs` leaves by:
+    /// a frame claiming to be one from any other port (a client spoofing a server's reply
+    /// to inject into a connection, or a routing loop) is dropped as `wrong_ingress`.
+    #[inline(always)]
+    pub(super) fn check_reply_ingress(
+        &mut self,
+        rs: u32,
+        rx_port: PortIndex,
+    ) -> Result<(), DropReason> {
+        match self.hops.resolve(&self.egress, rs) {
+            Ok(hop) if hop.port == rx_port => Ok(()),
+            _ => Err(DropReason::WrongIngress),
+        }
+    }
+
+    /// Rewrites a packet of session `id` travelling in `dir`, then advances the session's
+    /// state, counters and deadline (in place). Nothing changes when the packet cannot leave.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn forward(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        id: SessionId,
+        dir: Direction,
+        tcp: Option<TcpFlags>,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
+        if dir == Direction::Output {
+            let rs = self.table.get(id).ok_or(DropReason::NoSession)?.rs_ip;
+            self.check_reply_ingress(rs, rx_port)?;
+        }
+        let s = self.table.get(id).ok_or(DropReason::NoSession)?;
+        // The packet leaves with the other side's tuple, reversed.
+        let to = match dir {
+            Direction::Input => s.real_key().reverse(),
+            Direction::Output => s.client_key().reverse(),
+        };
+        let (old_state, svc_slot, rs_slot) = (s.state, s.svc_slot, s.rs_slot);
+        let hop = self.hops.resolve(&self.egress, to.dst_ip)?;
+        let dst_mac = if hop.resolved {
+            Some(hop.dst_mac)
+        } else {
+            self.neigh.next_hop_mac(&hop, now)?
+        };
+        translate(frame, pkt, &to)?;
+        let verdict = match dst_mac {
+            Some(mac) => {
+                ether::set_macs(frame, hop.src_mac, mac);
+                Verdict::Transmit { port: hop.port }
+            }
+            None => self.neigh.hold(frame, &hop, now, stats),
+        };
+
+        let state = match tcp {
+            Some(f) => old_state.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
+            None => ConnState::Udp,
+        };
+        if let Some(m) = self.table.get_mut(id) {
+            m.state = state;
+        }
+        self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
+        if let Some(r) = stats
+            .services
+            .get_mut(usize::from(svc_slot))
+            .and_then(|st| st.reals.get_mut(usize::from(rs_slot)))
+        {
+            match (old_state.is_active(), state.is_active()) {
+                (false, true) => {
+                    r.inactive_conns = r.inactive_conns.saturating_sub(1);
+                    r.active_conns += 1;
+                }
+                (true, false) => {
+                    r.active_conns = r.active_conns.saturating_sub(1);
+                    r.inactive_conns += 1;
+                }
+                _ => {}
+            }
+        }
+        let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
+        self.wheel.schedule(id, now, now.saturating_add(timeout));
+        Ok(verdict)
+    }
+
+    /// Counts one forwarded packet of session `id` (service slot `svc_slot`, real-server slot
+    /// `rs_slot`) in the session, its service and its real server: every stage that forwards
+    /// counts through here.
+    #[inline(always)]
+    pub(super) fn count_packet(
+        &mut self,
+        id: SessionId,
+        svc_slot: u16,
+        rs_slot: u16,
+        dir: Direction,
+        pkt: &PacketV4,
+        stats: &mut WorkerStats,
+    ) {
+        let bytes = u64::from(pkt.ip.total_len);
+        if let Some(m) = self.table.get_mut(id) {
+            match dir {
+                Direction::Input => {
+                    m.packets_in = m.packets_in.wrapping_add(1);
+                    m.bytes_in = m.bytes_in.wrapping_add(bytes);
+                }
+                Direction::Output => {
+                    m.packets_out = m.packets_out.wrapping_add(1);
+                    m.bytes_out = m.bytes_out.wrapping_add(bytes);
+                }
+            }
+        }
+        if let Some(st) = stats.services.get_mut(usize::from(svc_slot)) {
+            count(&mut st.traffic, dir, bytes);
+            if let Some(r) = st.reals.get_mut(usize::from(rs_slot)) {
+                count(&mut r.traffic, dir, bytes);
+            }
+        }
+    }
+}
+
+#[inline]
+pub(super) fn count(t: &mut Traffic, dir: Direction, bytes: u64) {
+    match dir {
+        Direction::Input => {
+            t.packets_in += 1;
+            t.bytes_in += bytes;
+        }
+        Direction::Output => {
+            t.packets_out += 1;
+            t.bytes_out += bytes;
+        }
+    }
+}

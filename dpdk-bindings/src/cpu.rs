@@ -1,0 +1,17 @@
+//! CPU hints the packet path uses.
+
+/// Asks the CPU to start loading the cache line at `addr` into every cache level (DPDK's
+/// `rte_prefetch0`). A hint: it never faults, whatever `addr` is (null, dangling, unmapped),
+/// reads nothing the program can observe and changes nothing, so it is a safe function.
+#[inline(always)]
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // a prefetch never dereferences `addr`
+pub fn prefetch0(addr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint: it does not fault on any address and has no architectural
+    // effect; SSE (which provides it) is part of the x86-64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
