@@ -6,4 +6,5 @@ pub mod config;
 pub mod control;
 pub mod driver;
 pub mod hugealloc;
+pub mod metrics;
 pub mod rules_store;

@@ -74,6 +74,12 @@ pub struct ControlSettings {
     pub max_request_bytes: usize,
 }
 
+/// The Prometheus endpoint, when the config asks for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsSettings {
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// Where `fnatd run` listens when neither the config nor `--socket` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/fnatd/ctl.sock";
 
@@ -101,6 +107,7 @@ pub struct AppConfig {
     pub dataplane: DataplaneSettings,
     pub ports: Vec<PortSpec>,
     pub control: ControlSettings,
+    pub metrics: MetricsSettings,
     /// The first rules snapshot; port MACs are filled in by the driver once ports are up.
     pub rules: Rules,
 }

@@ -3,6 +3,7 @@
 
 mod clock;
 mod frame;
+mod metrics_source;
 pub mod replay;
 pub mod report;
 pub mod signals;
@@ -261,6 +262,29 @@ fn run_dataplane(
         Some(Ok(handle)) => Some(handle),
         None => None,
     };
+    // The Prometheus endpoint reads what the control plane and the workers already publish.
+    let metrics = match (cfg.metrics.listen, control.as_ref()) {
+        (Some(listen), Some(control)) => {
+            let source = metrics_source::DriverMetrics {
+                control: control.querier(),
+                workers: shared.clone(),
+                rings: Arc::clone(&rings),
+                pool: Arc::clone(&pool),
+                store: Arc::clone(&store),
+            };
+            match crate::metrics::start(listen, Arc::new(source)) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    stop.store(true, Ordering::SeqCst);
+                    for l in &launched {
+                        lcore::wait(*l);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
 
     // The main lcore waits: for a signal (live), or for the workers to finish (replay),
     // sampling rates for the control plane once a second.
@@ -290,6 +314,7 @@ fn run_dataplane(
     stop.store(true, Ordering::SeqCst);
     store.set_workers_running(false);
     view.set_running(false);
+    drop(metrics);
     if let Some(control) = control {
         control.stop();
     }
