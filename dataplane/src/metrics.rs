@@ -277,8 +277,10 @@ fn one<V>(value: V) -> [(Labels, V); 1] {
     [(Vec::new(), value)]
 }
 
-/// The traffic counters every backend (and the totals) carry: name, help, field.
-const TRAFFIC: [(&str, &str, fn(&Counters) -> u64); 5] = [
+/// A traffic counter every backend (and the totals) carry: name, help, field.
+type Traffic = (&'static str, &'static str, fn(&Counters) -> u64);
+
+const TRAFFIC: [Traffic; 5] = [
     ("connections", "Connections scheduled", |c| c.conns),
     (
         "incoming_packets",

@@ -88,10 +88,6 @@ fn syns(path: &Path, net: u8, clients: u8) {
     write_pcap(path, &frames);
 }
 
-fn http_get(url: &str) -> String {
-    try_http_get(url).unwrap_or_else(|e| panic!("curl {url}: {e}"))
-}
-
 fn try_http_get(url: &str) -> Result<String, String> {
     let done = run_with_deadline(
         Command::new("curl").args(["-sS", "--max-time", "5", "-g", url]),
