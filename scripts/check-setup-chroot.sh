@@ -27,6 +27,10 @@ mount --rbind /sys "$root/sys"
 mount --bind /dev "$root/dev"
 mount --bind /dev/pts "$root/dev/pts"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A machine behind an intercepting proxy trusts a local CA: so must the chroot (ca-certificates,
+# installed by setup, picks these up).
+mkdir -p "$root/usr/local/share/ca-certificates"
+cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
 mkdir -p "$root/src"
 git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 cp --parents -t "$root/src")
 in_root() { chroot "$root" env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb "$@"; }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use fnatd::config::{self, AppConfig};
 use fnatd::control;
@@ -68,6 +68,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Write man pages and shell completions into DIR (hidden: for the Debian package).
+    #[command(hide = true)]
+    GenDocs { dir: PathBuf },
 }
 
 /// Exit code for a rejected config or command line (as clap uses for usage errors).
@@ -88,6 +91,13 @@ fn main() -> ExitCode {
         Command::Bench { config, opts } => match load(&config) {
             Ok(cfg) => fnatd::bench::run(&cfg, opts),
             Err(code) => code,
+        },
+        Command::GenDocs { dir } => match fnat_proto::cli_docs::write(Cli::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fnatd: writing docs into {}: {e}", dir.display());
+                ExitCode::from(EXIT_RUNTIME)
+            }
         },
         Command::Check { config } => match load(&config) {
             Ok(cfg) => {
