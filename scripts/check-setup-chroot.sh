@@ -2,9 +2,9 @@
 # Checks scripts/setup-debian.sh on a fresh bookworm (debootstrap minbase chroot, as root; not
 # part of `make test`: it downloads ~1 GB of packages and builds the workspace, ~15 min).
 #   1. no Rust, and apt offers no rustc-web (pinned away, as on a bookworm older than the point
-#      release that added it): setup must refuse and name bookworm-updates;
+#      release that added it): setup must refuse and name bookworm-security;
 #   2. Debian's rustc/cargo 1.63 installed: setup must refuse and name rustc-web/cargo-web;
-#   3. 1.63 removed, bookworm-updates enabled: setup installs rustc-web/cargo-web and
+#   3. 1.63 removed, bookworm-updates and -security enabled: setup installs rustc-web 1.96 and
 #      cargo-nextest, and `cargo build --workspace --bins` succeeds in the chroot.
 # Usage: scripts/check-setup-chroot.sh [MIRROR [SECURITY_MIRROR]]   (default: deb.debian.org)
 set -euo pipefail
@@ -41,7 +41,7 @@ printf 'Package: rustc-web cargo-web\nPin: release *\nPin-Priority: -1\n' \
   >"$root/etc/apt/preferences.d/no-rustc-web"
 if in_root bash /src/scripts/setup-debian.sh >"$root/out1" 2>&1; then fail "setup succeeded without a toolchain"; fi
 tail -5 "$root/out1"
-grep -q "bookworm-updates" "$root/out1" || fail "refusal does not name bookworm-updates"
+grep -q "bookworm-security" "$root/out1" || fail "refusal does not name bookworm-security"
 
 echo "== 2: Debian's rustc 1.63"
 in_root apt-get install -y -q rustc cargo >/dev/null

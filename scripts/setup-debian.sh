@@ -27,8 +27,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The workspace's rust-version: bookworm's own rustc (1.63) is older, so a machine without Rust gets
-# Debian's rustc-web/cargo-web (bookworm point releases and bookworm-updates), which install as
-# /usr/bin/rustc and cargo.
+# Debian's rustc-web/cargo-web (1.85 in bookworm since a point release, 1.96 in
+# bookworm-security), which install as /usr/bin/rustc and cargo.
 need_rust=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$(dirname "$0")/../Cargo.toml")
 rust_web=(rustc-web cargo-web rustfmt-web rust-web-clippy)
 version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
@@ -41,9 +41,9 @@ if ! command -v cargo >/dev/null 2>&1 && ! command -v rustc >/dev/null 2>&1; the
   candidate=$(apt-cache policy rustc-web 2>/dev/null | sed -n 's/^ *Candidate: *//p')
   if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then
     echo "setup: no Rust toolchain, and apt offers no rustc-web (bookworm's rustc 1.63 is older" >&2
-    echo "  than the workspace's rust-version $need_rust). Enable bookworm-updates (or a current" >&2
-    echo "  bookworm point release), e.g. add" >&2
-    echo "  'deb http://deb.debian.org/debian bookworm-updates main' to /etc/apt/sources.list," >&2
+    echo "  than the workspace's rust-version $need_rust). Update to a current bookworm point release" >&2
+    echo "  and enable bookworm-updates and bookworm-security, e.g. add" >&2
+    echo "  'deb http://deb.debian.org/debian-security bookworm-security main' to /etc/apt/sources.list," >&2
     echo "  then run this again; or install Rust >= $need_rust with rustup." >&2
     exit 1
   fi
@@ -53,12 +53,12 @@ fi
 found=$(rustc --version 2>/dev/null | awk '{print $2}')
 if [ -z "$found" ] || ! command -v cargo >/dev/null 2>&1; then
   echo "setup: found ${found:+rustc $found but }no working rustc and cargo pair; install" >&2
-  echo "  ${rust_web[*]} (bookworm-updates) or Rust >= $need_rust with rustup" >&2
+  echo "  ${rust_web[*]} (bookworm) or Rust >= $need_rust with rustup" >&2
   exit 1
 fi
 if ! version_at_least "${found%%-*}" "$need_rust"; then
   echo "setup: rustc $found ($(command -v rustc)) is older than the workspace's rust-version $need_rust." >&2
-  echo "  On bookworm: apt-get install ${rust_web[*]} (from bookworm-updates; it replaces" >&2
+  echo "  On bookworm: apt-get install ${rust_web[*]} (bookworm, bookworm-security; it replaces" >&2
   echo "  Debian's rustc/cargo 1.63), or rustup update if this toolchain came from rustup." >&2
   exit 1
 fi

@@ -7,4 +7,5 @@ pub mod control;
 pub mod driver;
 pub mod hugealloc;
 pub mod metrics;
+pub mod notify;
 pub mod rules_store;

@@ -13,7 +13,7 @@ pub fn write(cmd: Command, dir: &Path) -> std::io::Result<()> {
     cmd.build();
     let man = dir.join("man");
     std::fs::create_dir_all(&man)?;
-    page(&cmd, &cmd.get_name().to_string(), &man)?;
+    page(&cmd, cmd.get_name(), &man)?;
     let completions = dir.join("completions");
     std::fs::create_dir_all(&completions)?;
     let name = cmd.get_name().to_string();

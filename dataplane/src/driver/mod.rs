@@ -285,6 +285,12 @@ fn run_dataplane(
         }
         _ => None,
     };
+    // systemd (Type=notify): ready once every port is up and the control socket answers.
+    if control.is_some() {
+        if let Err(e) = crate::notify::ready(&cfg.control.socket) {
+            eprintln!("fnatd: readiness: {e}");
+        }
+    }
 
     // The main lcore waits: for a signal (live), or for the workers to finish (replay),
     // sampling rates for the control plane once a second.
@@ -312,6 +318,7 @@ fn run_dataplane(
         }
     }
     stop.store(true, Ordering::SeqCst);
+    let _ = crate::notify::notify("STOPPING=1");
     store.set_workers_running(false);
     view.set_running(false);
     drop(metrics);
