@@ -8,4 +8,5 @@ pub mod driver;
 pub mod hugealloc;
 pub mod metrics;
 pub mod notify;
+pub mod preflight;
 pub mod rules_store;

@@ -68,6 +68,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// What this machine lacks for the config (huge pages, vfio-pci, IOMMU, isolated CPUs,
+    /// PMDs, socket directory), each with the command that fixes it. Exit 0 when nothing.
+    Preflight {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Write man pages and shell completions into DIR (hidden: for the Debian package).
     #[command(hide = true)]
     GenDocs { dir: PathBuf },
@@ -98,6 +104,18 @@ fn main() -> ExitCode {
                 eprintln!("fnatd: writing docs into {}: {e}", dir.display());
                 ExitCode::from(EXIT_RUNTIME)
             }
+        },
+        Command::Preflight { config } => match load(&config) {
+            Ok(cfg) => {
+                let findings = fnatd::preflight::check(&cfg, &fnatd::preflight::Host::real());
+                print!("{}", fnatd::preflight::render(&config, &findings));
+                if findings.iter().all(|f| f.ok) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+            Err(code) => code,
         },
         Command::Check { config } => match load(&config) {
             Ok(cfg) => {
