@@ -4,6 +4,8 @@
 
 mod eal_args;
 mod file;
+#[cfg(test)]
+mod keys;
 mod validate;
 pub mod values;
 
