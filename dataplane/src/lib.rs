@@ -9,4 +9,5 @@ pub mod hugealloc;
 pub mod metrics;
 pub mod notify;
 pub mod preflight;
+pub mod progress;
 pub mod rules_store;

@@ -54,6 +54,9 @@ enum Command {
         /// ipvsadm rules file applied after the config.
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
+        /// A progress bar on the terminal (frames, rate, ETA); nothing when stderr is not one.
+        #[arg(long)]
+        progress: bool,
     },
     /// Benchmark run for perf/ (hidden): `run` plus prefill, generator and probes.
     #[command(hide = true)]
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
             rx,
             tx,
             rules,
+            progress,
         } => {
             let mut cfg = match load(&config) {
                 Ok(cfg) => cfg,
@@ -169,7 +173,24 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            finish(driver::execute(&cfg, RunKind::Replay, None))
+            if !progress {
+                return finish(driver::execute(&cfg, RunKind::Replay, None));
+            }
+            let mut total = 0;
+            for pf in &rx {
+                match fnatd::progress::count_frames(&pf.file) {
+                    Ok(n) => total += n,
+                    Err(e) => {
+                        eprintln!("fnatd: replay: --rx {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                }
+            }
+            let bar = fnatd::progress::ReplayProgress::new(total);
+            let mut report = |frames: u64| bar.set(frames);
+            let result = driver::execute_observed(&cfg, RunKind::Replay, None, Some(&mut report));
+            bar.finish();
+            finish(result)
         }
     }
 }

@@ -51,10 +51,21 @@ pub fn execute(
     kind: RunKind,
     control: Option<crate::control::BoundSocket>,
 ) -> Result<Totals, String> {
+    execute_observed(cfg, kind, control, None)
+}
+
+/// [`execute`], calling `progress` with the frames the ports have read so far (the main lcore
+/// samples the devices' RX counters while it waits; `fnatd replay --progress`).
+pub fn execute_observed(
+    cfg: &AppConfig,
+    kind: RunKind,
+    control: Option<crate::control::BoundSocket>,
+    progress: Option<&mut dyn FnMut(u64)>,
+) -> Result<Totals, String> {
     signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let args = eal_args(&cfg.eal, &cfg.ports);
     let eal = Eal::init(&args).map_err(|e| format!("EAL init ({}): {e}", args.join(" ")))?;
-    let outcome = run_dataplane(cfg, kind, control);
+    let outcome = run_dataplane(cfg, kind, control, progress);
     let cleanup = eal.cleanup().map_err(|e| format!("EAL cleanup: {e}"));
     let totals = outcome?;
     cleanup?;
@@ -93,6 +104,7 @@ fn run_dataplane(
     cfg: &AppConfig,
     kind: RunKind,
     control: Option<crate::control::BoundSocket>,
+    mut progress: Option<&mut dyn FnMut(u64)>,
 ) -> Result<Totals, String> {
     let d = &cfg.dataplane;
     let workers = usize::from(d.workers);
@@ -310,6 +322,15 @@ fn run_dataplane(
         if std::time::Instant::now() >= next_sample {
             view.sample_rates();
             next_sample += Duration::from_secs(1);
+        }
+        if let Some(report_progress) = progress.as_mut() {
+            let read: u64 = up
+                .ports
+                .iter()
+                .filter_map(|p| p.stats().ok())
+                .map(|s| s.ipackets)
+                .sum();
+            report_progress(read);
         }
         match report_rx.recv_timeout(Duration::from_millis(50)) {
             Ok(report) => reports.push(report),
