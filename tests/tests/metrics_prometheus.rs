@@ -99,15 +99,18 @@ fn try_http_get(url: &str) -> Result<String, String> {
     }
 }
 
-/// The value of the single series `query` returns in Prometheus's query API, if any yet.
-fn query(prom_port: u16, query: &str) -> Option<f64> {
-    let encoded: String = query
-        .bytes()
+fn percent_encode(text: &str) -> String {
+    text.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
-        .collect();
+        .collect()
+}
+
+/// The value of the single series `query` returns in Prometheus's query API, if any yet.
+fn query(prom_port: u16, query: &str) -> Option<f64> {
+    let encoded = percent_encode(query);
     // None until Prometheus listens.
     let body = try_http_get(&format!(
         "http://127.0.0.1:{prom_port}/api/v1/query?query={encoded}"
@@ -277,6 +280,44 @@ fn prometheus_scrapes_fnatd() {
         ("fnat_publish_last_duration_seconds > 0".into(), 1.0),
     ];
     await_series(prom_port, &dir, &want);
+
+    // The Grafana dashboard's queries: Prometheus accepts each, every series name it uses is
+    // one fnatd exports, and the per-service and per-server ones return data.
+    let text = try_http_get(&endpoint).expect("scrape");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("packaging/grafana/fnat-dashboard.json"))
+            .expect("packaging/grafana/fnat-dashboard.json"),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 6);
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("fnat_"))
+            {
+                assert!(
+                    text.lines().any(|l| l.starts_with(name)),
+                    "dashboard panel {:?} uses {name}, which fnatd does not export",
+                    panel["title"]
+                );
+            }
+            let promql = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*");
+            let encoded = percent_encode(&promql);
+            let body = try_http_get(&format!(
+                "http://127.0.0.1:{prom_port}/api/v1/query?query={encoded}"
+            ))
+            .expect("query API");
+            assert!(
+                body.contains("\"status\":\"success\""),
+                "dashboard query {promql:?} refused: {body}"
+            );
+        }
+    }
     daemon.stop();
 }
 
