@@ -31,8 +31,9 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 # installed by setup, picks these up).
 mkdir -p "$root/usr/local/share/ca-certificates"
 cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
+# The committed tree (HEAD), not the working tree: what a fresh clone holds.
 mkdir -p "$root/src"
-git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 cp --parents -t "$root/src")
+git -C "$repo" archive HEAD | tar -x -C "$root/src"
 in_root() { chroot "$root" env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb "$@"; }
 
 echo "== 1: no Rust, no rustc-web offered"
