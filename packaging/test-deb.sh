@@ -5,7 +5,8 @@
 # With systemd as PID 1 the unit is started by systemctl; otherwise (containers, CI runners)
 # the unit's ExecStartPre/ExecStart run the way systemd runs them: /run/fnatd created
 # (RuntimeDirectory), NOTIFY_SOCKET set to a socket this script reads (Type=notify: the start
-# counts only once READY=1 arrives), ExecReload's SIGHUP, SIGTERM to stop.
+# counts only once READY=1 arrives), part of the unit's hardening (mount namespace with
+# ProtectSystem=full, ProtectHome, PrivateTmp; no_new_privs), ExecReload's SIGHUP, SIGTERM.
 #   packaging/test-deb.sh [--profile debug|release]   (binaries must be built)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +25,7 @@ cleanup() {
   [ -n "$fake_ipvsadm" ] && rm -f /usr/sbin/ipvsadm
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   [ -n "$listener" ] && kill "$listener" 2>/dev/null || true
+  rm -f "/run/fnat-test-deb.$$.notify"
   if dpkg-query -W -f='${Status}' fnat 2>/dev/null | grep -q installed; then
     dpkg --purge fnat >/dev/null 2>&1 || true
   fi
@@ -57,7 +59,8 @@ if [ "$(ps -p 1 -o comm=)" = systemd ]; then
 else
   echo "== PID 1 is $(ps -p 1 -o comm=), not systemd: running the unit's commands as systemd would"
   mkdir -p -m 0750 /run/fnatd
-  notify="$work/notify.sock"
+  # In /run, as systemd's: the hardened namespace below hides /tmp and /var/tmp.
+  notify=/run/fnat-test-deb.$$.notify
   python3 -u -c '
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -69,8 +72,25 @@ while True:
   for _ in $(seq 50); do [ -S "$notify" ] && break; sleep 0.1; done
   # shellcheck disable=SC2046
   $(unit_cmd ExecStartPre) >/dev/null || fail "ExecStartPre (fnatd check) failed"
+  # Part of the unit's hardening, as systemd applies it, around ExecStart: a private mount
+  # namespace with /usr, /boot and /etc read-only (ProtectSystem=full), empty /home, /root and
+  # /run/user (ProtectHome=yes), a private /tmp (PrivateTmp=yes), and no_new_privs
+  # (NoNewPrivileges=yes). The other options need systemd itself.
+  for opt in "ProtectSystem=full" "ProtectHome=yes" "PrivateTmp=yes" "NoNewPrivileges=yes"; do
+    grep -qx "$opt" "$unit" || fail "the unit lost $opt (this test emulates it)"
+  done
+  # shellcheck disable=SC2016
+  hardened='set -e
+    for d in /usr /boot /etc; do
+      if [ -d "$d" ]; then mount --bind "$d" "$d"; mount -o remount,bind,ro "$d"; fi
+    done
+    for d in /home /root /run/user /tmp /var/tmp; do
+      if [ -d "$d" ]; then mount -t tmpfs -o mode=0755 tmpfs "$d"; fi
+    done
+    exec setpriv --no-new-privs "$@"'
   # shellcheck disable=SC2046
-  NOTIFY_SOCKET="$notify" $(unit_cmd ExecStart) >"$work/fnatd.out" 2>"$work/fnatd.err" &
+  NOTIFY_SOCKET="$notify" unshare --mount --propagation private \
+    sh -c "$hardened" hardened $(unit_cmd ExecStart) >"$work/fnatd.out" 2>"$work/fnatd.err" &
   pid=$!
   timeout=$(unit_cmd TimeoutStartSec)
   for _ in $(seq $((${timeout%s} * 10))); do
@@ -80,6 +100,12 @@ while True:
   done
   grep -q "READY=1" "$work/notify.log" || fail "no READY=1 within TimeoutStartSec"
   echo "   notified: $(head -n1 "$work/notify.log")"
+  [ "$(awk '/^NoNewPrivs:/ {print $2}' "/proc/$pid/status")" = 1 ] || fail "fnatd runs without no_new_privs"
+  for d in /usr /etc; do
+    awk -v d="$d" '$5 == d {print $6}' "/proc/$pid/mountinfo" | tail -n1 | grep -q '^ro' \
+      || fail "$d is writable for fnatd (ProtectSystem=full not in effect)"
+  done
+  echo "   hardened: no_new_privs, /usr and /etc read-only, private /tmp, /home, /root"
 fi
 
 echo "== ipvsadm -Ln"
