@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the fnat package on this machine, starts fnatd.service with the shipped config (two
-# net_null ports), drives it with `ipvsadm -Ln` (the alternative) and Prometheus's endpoint,
+# net_null ports), drives it with `ipvsadm -Ln` (the alternative), has Debian's Prometheus
+# scrape its metrics endpoint,
 # reloads and stops it, purges the package and checks nothing is left behind. As root.
 # With systemd as PID 1 the unit is started by systemctl; otherwise (containers, CI runners)
 # the unit's ExecStartPre/ExecStart run the way systemd runs them: /run/fnatd created
@@ -21,7 +22,9 @@ work=$(mktemp -d /var/tmp/fnat-test-deb.XXXXXX)
 pid=""
 listener=""
 fake_ipvsadm=""
+prom=""
 cleanup() {
+  [ -n "$prom" ] && kill "$prom" 2>/dev/null || true
   [ -n "$fake_ipvsadm" ] && rm -f /usr/sbin/ipvsadm
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   [ -n "$listener" ] && kill "$listener" 2>/dev/null || true
@@ -117,6 +120,24 @@ echo "== metrics"
 curl -sS --max-time 5 http://127.0.0.1:9417/metrics >"$work/metrics"
 grep -q '^fnat_up 1$' "$work/metrics" || fail "fnat_up 1 not in the metrics"
 promtool check metrics <"$work/metrics" || fail "promtool"
+# Debian's Prometheus scrapes the service's endpoint; its query API must see fnatd up and the
+# frames net_null feeds it (zero-filled, all dropped) counted.
+prom_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: fnatd\n    static_configs:\n      - targets: [127.0.0.1:9417]\n' \
+  >"$work/prometheus.yml"
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
+  --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
+prom=$!
+scraped=""
+for _ in $(seq 60); do
+  answer=$(curl -sS --max-time 2 -g "http://127.0.0.1:$prom_port/api/v1/query?query=sum(fnat_drops_total)*on()fnat_up" 2>/dev/null || true)
+  if echo "$answer" | grep -q '"value":\[[0-9.]*,"[1-9]'; then scraped=1; break; fi
+  sleep 1
+done
+kill "$prom"; wait "$prom" 2>/dev/null || true
+prom=""
+[ -n "$scraped" ] || fail "Prometheus did not scrape fnatd (last answer: ${answer:-none})"
+echo "   prometheus: $answer"
 
 echo "== reload (ExecReload: $(unit_cmd ExecReload))"
 if [ -z "$listener" ]; then
