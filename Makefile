@@ -3,7 +3,7 @@
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup build demo test lint unit bench bench-smoke clean
+.PHONY: setup build demo test lint unit bench bench-smoke deb clean
 
 setup:
 	bash scripts/setup-debian.sh
@@ -31,6 +31,11 @@ bench: setup
 
 bench-smoke: setup
 	bash perf/run.sh --smoke
+
+# The Debian package (fnatd, fnatctl, ipvsadm alternative, fnatd.service, man pages,
+# completions) from a release build: target/deb/fnat_VERSION_ARCH.deb.
+deb: setup
+	bash packaging/build-deb.sh
 
 clean:
 	cargo clean

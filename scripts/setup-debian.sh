@@ -5,8 +5,10 @@ set -euo pipefail
 
 packages=(
   build-essential pkg-config libclang-dev clang   # bindgen and the C shim
+  ca-certificates                                 # cargo fetches crates over https
   libdpdk-dev dpdk dpdk-dev libpcap-dev           # DPDK 22.11, PMD plugins, dpdk-testpmd
   iproute2 tshark tcpdump python3                 # labs and capture readers
+  prometheus                                      # a real scraper for the metrics test
   python3-dpkt                                    # ships the real captures the tests replay
   ethtool curl socat nginx-light iputils-ping     # the namespace lab (scripts/lab/lab.sh)
   wrk apache2-utils nftables                      # lab load tests and the kernel baseline
@@ -24,15 +26,47 @@ if [ ${#missing[@]} -gt 0 ]; then
   TMPDIR=/var/tmp apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-  if [ -x "$HOME/.cargo/bin/cargo" ]; then
-    export PATH="$HOME/.cargo/bin:$PATH"
-  else
-    echo "setup: installing Rust (Debian's rustc/cargo)"
-    TMPDIR=/var/tmp apt-get install -y -q cargo rustc
+# The workspace's rust-version: bookworm's own rustc (1.63) is older, so a machine without Rust gets
+# Debian's rustc-web/cargo-web (1.85 in bookworm since a point release, 1.96 in
+# bookworm-security), which install as /usr/bin/rustc and cargo.
+need_rust=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$(dirname "$0")/../Cargo.toml")
+rust_web=(rustc-web cargo-web rustfmt-web rust-web-clippy)
+version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1 && ! command -v rustc >/dev/null 2>&1; then
+  TMPDIR=/var/tmp apt-get update -q
+  candidate=$(apt-cache policy rustc-web 2>/dev/null | sed -n 's/^ *Candidate: *//p')
+  if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then
+    echo "setup: no Rust toolchain, and apt offers no rustc-web (bookworm's rustc 1.63 is older" >&2
+    echo "  than the workspace's rust-version $need_rust). Update to a current bookworm point release" >&2
+    echo "  and enable bookworm-updates and bookworm-security, e.g. add" >&2
+    echo "  'deb http://deb.debian.org/debian-security bookworm-security main' to /etc/apt/sources.list," >&2
+    echo "  then run this again; or install Rust >= $need_rust with rustup." >&2
+    exit 1
   fi
+  echo "setup: installing Rust $candidate (Debian's ${rust_web[*]})"
+  TMPDIR=/var/tmp DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${rust_web[@]}"
+fi
+found=$(rustc --version 2>/dev/null | awk '{print $2}')
+if [ -z "$found" ] || ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: found ${found:+rustc $found but }no working rustc and cargo pair; install" >&2
+  echo "  ${rust_web[*]} (bookworm) or Rust >= $need_rust with rustup" >&2
+  exit 1
+fi
+if ! version_at_least "${found%%-*}" "$need_rust"; then
+  echo "setup: rustc $found ($(command -v rustc)) is older than the workspace's rust-version $need_rust." >&2
+  echo "  On bookworm: apt-get install ${rust_web[*]} (bookworm, bookworm-security; it replaces" >&2
+  echo "  Debian's rustc/cargo 1.63), or rustup update if this toolchain came from rustup." >&2
+  exit 1
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
-  echo "setup: installing cargo-nextest"
-  cargo install --locked cargo-nextest
+  # The newest cargo-nextest needs Rust 1.91; 0.9.100 builds with 1.85 (bookworm's rustc-web
+  # without bookworm-security).
+  nextest_version=()
+  version_at_least "${found%%-*}" 1.91 || nextest_version=(--version 0.9.100)
+  echo "setup: installing cargo-nextest ${nextest_version[*]}"
+  cargo install --locked cargo-nextest "${nextest_version[@]}"
 fi

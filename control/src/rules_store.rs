@@ -27,6 +27,18 @@ pub struct RulesStore {
     workers_running: AtomicBool,
     /// The thread waiting in `publish`, woken by acknowledgements.
     waiter: ArcSwapOption<std::thread::Thread>,
+    /// Publishes done, their summed and their last duration in ns (for the metrics endpoint).
+    publishes: AtomicU64,
+    publish_ns_total: AtomicU64,
+    publish_ns_last: AtomicU64,
+}
+
+/// What publishing has cost so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishTimes {
+    pub publishes: u64,
+    pub total: Duration,
+    pub last: Duration,
 }
 
 /// Longest sleep between two looks at the acknowledgements (a missed wake-up costs this).
@@ -68,6 +80,9 @@ impl RulesStore {
                 .collect(),
             workers_running: AtomicBool::new(false),
             waiter: ArcSwapOption::const_empty(),
+            publishes: AtomicU64::new(0),
+            publish_ns_total: AtomicU64::new(0),
+            publish_ns_last: AtomicU64::new(0),
         })
     }
 
@@ -117,10 +132,30 @@ impl RulesStore {
         generation
     }
 
+    /// How many publishes there were and what they took.
+    pub fn publish_times(&self) -> PublishTimes {
+        PublishTimes {
+            publishes: self.publishes.load(Ordering::Relaxed),
+            total: Duration::from_nanos(self.publish_ns_total.load(Ordering::Relaxed)),
+            last: Duration::from_nanos(self.publish_ns_last.load(Ordering::Relaxed)),
+        }
+    }
+
     /// Sleeps until every running worker runs `generation` (or a later one), or `wait` has
-    /// passed. Several threads may wait at once: acknowledgements wake the latest to
-    /// register, the others look again every `MAX_NAP`.
+    /// passed, and records how long that took (the publish latency the metrics report).
     pub fn wait_for(&self, generation: u64, wait: Duration) -> Result<u64, PublishError> {
+        let started = Instant::now();
+        let acknowledged = self.wait_for_acks(generation, wait);
+        let took = started.elapsed().as_nanos() as u64;
+        self.publishes.fetch_add(1, Ordering::Relaxed);
+        self.publish_ns_total.fetch_add(took, Ordering::Relaxed);
+        self.publish_ns_last.store(took, Ordering::Relaxed);
+        acknowledged
+    }
+
+    /// Several threads may wait at once: acknowledgements wake the latest to register, the
+    /// others look again every `MAX_NAP`.
+    fn wait_for_acks(&self, generation: u64, wait: Duration) -> Result<u64, PublishError> {
         self.waiter.store(Some(Arc::new(std::thread::current())));
         let deadline = Instant::now() + wait;
         loop {

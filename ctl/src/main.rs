@@ -11,7 +11,7 @@ mod native;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use client::{socket_path, Client};
 
@@ -38,6 +38,9 @@ enum Top {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Write man pages and shell completions into DIR (hidden: for the Debian package).
+    #[command(hide = true)]
+    GenDocs { dir: PathBuf },
 }
 
 /// Exit code of a failed native command (clap uses 2 for usage errors).
@@ -87,6 +90,13 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.command {
+        Top::GenDocs { dir } => match fnat_proto::cli_docs::write(Cli::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fnatctl: writing docs into {}: {e}", dir.display());
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
         Top::Ipvsadm { args } => {
             let (socket, args) = split_socket_flag(&args);
             let client = Client {

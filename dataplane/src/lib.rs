@@ -5,6 +5,10 @@
 
 pub mod bench;
 pub mod driver;
+pub mod metrics;
+pub mod notify;
+pub mod preflight;
+pub mod progress;
 
 // The control plane and the config file live in the DPDK-free crate fnat-control.
 pub use fnat_control::{config, control, rules_store};

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use fnatd::config::{self, AppConfig};
 use fnatd::control;
@@ -56,6 +56,9 @@ enum Command {
         /// ipvsadm rules file applied after the config.
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
+        /// A progress bar on the terminal (frames, rate, ETA); nothing when stderr is not one.
+        #[arg(long)]
+        progress: bool,
     },
     /// Benchmark run for perf/ (hidden): `run` plus prefill, generator and probes.
     #[command(hide = true)]
@@ -70,6 +73,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// What this machine lacks for the config (huge pages, vfio-pci, IOMMU, isolated CPUs,
+    /// PMDs, socket directory), each with the command that fixes it. Exit 0 when nothing.
+    Preflight {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write man pages and shell completions into DIR (hidden: for the Debian package).
+    #[command(hide = true)]
+    GenDocs { dir: PathBuf },
 }
 
 /// Exit code for a rejected config or command line (as clap uses for usage errors).
@@ -89,6 +101,25 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Bench { config, opts } => match load(&config) {
             Ok(cfg) => fnatd::bench::run(&cfg, opts),
+            Err(code) => code,
+        },
+        Command::GenDocs { dir } => match fnat_proto::cli_docs::write(Cli::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fnatd: writing docs into {}: {e}", dir.display());
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        },
+        Command::Preflight { config } => match load(&config) {
+            Ok(cfg) => {
+                let findings = fnatd::preflight::check(&cfg, &fnatd::preflight::Host::real());
+                print!("{}", fnatd::preflight::render(&config, &findings));
+                if findings.iter().all(|f| f.ok) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
             Err(code) => code,
         },
         Command::Check { config } => match load(&config) {
@@ -128,6 +159,7 @@ fn main() -> ExitCode {
             rx,
             tx,
             rules,
+            progress,
         } => {
             let mut cfg = match load(&config) {
                 Ok(cfg) => cfg,
@@ -143,7 +175,25 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            finish(driver::execute(&cfg, RunKind::Replay, None, None))
+            if !progress {
+                return finish(driver::execute(&cfg, RunKind::Replay, None, None));
+            }
+            let mut total = 0;
+            for pf in &rx {
+                match fnatd::progress::count_frames(&pf.file) {
+                    Ok(n) => total += n,
+                    Err(e) => {
+                        eprintln!("fnatd: replay: --rx {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                }
+            }
+            let bar = fnatd::progress::ReplayProgress::new(total);
+            let mut report = |frames: u64| bar.set(frames);
+            let result =
+                driver::execute_observed(&cfg, RunKind::Replay, None, None, Some(&mut report));
+            bar.finish();
+            finish(result)
         }
     }
 }

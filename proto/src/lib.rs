@@ -15,3 +15,6 @@ pub mod stats;
 
 /// The protocol version every request and reply carries.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+#[cfg(feature = "cli-docs")]
+pub mod cli_docs;

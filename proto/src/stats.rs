@@ -100,7 +100,7 @@ pub struct LaddrStats {
 pub struct ViewStats {
     pub services: Vec<ViewServiceStats>,
     pub reals: Vec<ViewRealStats>,
-    /// Dropped frames by reason name (the README's drop counters).
+    /// Dropped frames by reason name (docs/drop-counters.md).
     pub drops: BTreeMap<String, u64>,
     pub ports: Vec<PortStats>,
     /// Per local address, by address.

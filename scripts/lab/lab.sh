@@ -25,7 +25,8 @@
 # LAB_PMD (af_packet | af_xdp | tap; default af_packet), LAB_GATEWAY (fnatd | nft),
 # FNATD (the fnatd binary), LAB_FNATD_ARGS (extra arguments to `fnatd run`, e.g. --socket),
 # LAB_SERVICES (a TOML file of [[service]] tables replacing the default ones),
-# LAB_HTTP (nginx | python; default nginx when installed), LAB_WORKER_CPU (1).
+# LAB_HTTP (nginx | python; default nginx when installed), LAB_WORKER_CPU (1),
+# LAB_METRICS (ADDRESS:PORT of fnatd's Prometheus endpoint, inside the gateway namespace).
 # Addresses are only from 198.18.0.0/15 (RFC 2544), only inside the lab's namespaces.
 set -euo pipefail
 
@@ -202,6 +203,7 @@ socket = "$st/ctl.sock"
 state_file = "$st/rules.state"
 
 TOML
+  if [ -n "${LAB_METRICS:-}" ]; then printf '[metrics]\nlisten = "%s"\n\n' "$LAB_METRICS"; fi
   if [ -n "${LAB_SERVICES:-}" ]; then cat "$LAB_SERVICES"; else default_services "$n"; fi
 }
 

@@ -3,7 +3,7 @@
 //! corpus expects, the books must balance with the exact numbers, no mbuf may leak, and the
 //! session set up first must keep forwarding correctly between the cases.
 //!
-//! Also: README.md must explain every drop counter the engine has.
+//! Also: docs/drop-counters.md must explain every drop counter the engine has.
 
 #[path = "../../dataplane/engine/tests/malformed_support/mod.rs"]
 mod corpus;
@@ -180,11 +180,12 @@ fn the_corpus_through_fnatd_replay_counts_every_drop_exactly() {
 }
 
 #[test]
-fn readme_explains_every_drop_counter() {
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+fn docs_explain_every_drop_counter() {
+    let readme = std::fs::read_to_string(root().join("docs/drop-counters.md"))
+        .expect("docs/drop-counters.md");
     let section = readme
         .split_once("## Drop counters")
-        .expect("README has a `## Drop counters` section")
+        .expect("docs/drop-counters.md has a `## Drop counters` section")
         .1;
     let section = section.split("\n## ").next().unwrap_or(section);
     for reason in DropReason::ALL {
@@ -192,11 +193,11 @@ fn readme_explains_every_drop_counter() {
         let line = section
             .lines()
             .find(|l| l.starts_with(&row))
-            .unwrap_or_else(|| panic!("README's drop counter table has no row `{row}`"));
+            .unwrap_or_else(|| panic!("the drop counter table has no row `{row}`"));
         let meaning = line[row.len()..].trim().trim_end_matches('|').trim();
         assert!(
             meaning.len() >= 10,
-            "README explains `{}` too briefly: {line:?}",
+            "docs/drop-counters.md explains `{}` too briefly: {line:?}",
             reason.name()
         );
     }

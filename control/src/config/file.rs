@@ -32,6 +32,15 @@ pub struct ConfigFile {
     pub timeouts: TimeoutsSection,
     #[serde(default)]
     pub control: ControlSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address:port of the Prometheus endpoint (`GET /metrics`); default: no endpoint.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

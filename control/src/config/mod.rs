@@ -4,6 +4,8 @@
 
 mod eal_args;
 mod file;
+#[cfg(test)]
+mod keys;
 mod validate;
 pub mod values;
 
@@ -74,6 +76,12 @@ pub struct ControlSettings {
     pub max_request_bytes: usize,
 }
 
+/// The Prometheus endpoint, when the config asks for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsSettings {
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// Where `fnatd run` listens when neither the config nor `--socket` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/fnatd/ctl.sock";
 
@@ -101,6 +109,7 @@ pub struct AppConfig {
     pub dataplane: DataplaneSettings,
     pub ports: Vec<PortSpec>,
     pub control: ControlSettings,
+    pub metrics: MetricsSettings,
     /// The first rules snapshot, compiled from `rule_set`; port MACs are filled in by the
     /// driver once ports are up.
     pub rules: Rules,

@@ -15,7 +15,10 @@ use fnat_proto::model::{
 
 use super::file::{ConfigFile, PortGroupSection, ServiceSection, TimeoutsSection};
 use super::values;
-use super::{AppConfig, ControlSettings, DataplaneSettings, EalSettings, PortSpec, DEFAULT_SOCKET};
+use super::{
+    AppConfig, ControlSettings, DataplaneSettings, EalSettings, MetricsSettings, PortSpec,
+    DEFAULT_SOCKET,
+};
 
 type Invalid = (String, String);
 
@@ -151,6 +154,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         dataplane,
         ports,
         control: control(&file)?,
+        metrics: metrics(&file)?,
         rules,
         rule_set,
     })
@@ -545,6 +549,19 @@ fn control(file: &ConfigFile) -> Result<ControlSettings, Invalid> {
         },
         max_request_bytes,
     })
+}
+
+fn metrics(file: &ConfigFile) -> Result<MetricsSettings, Invalid> {
+    let listen = match &file.metrics.listen {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            invalid(
+                "metrics.listen",
+                format!("`{text}` is not an address:port (e.g. 127.0.0.1:9417)"),
+            )
+        })?),
+    };
+    Ok(MetricsSettings { listen })
 }
 
 fn timeouts(t: &TimeoutsSection) -> Result<Timeouts, Invalid> {

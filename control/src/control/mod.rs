@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 
 pub use compile::{compile_fresh, engine_scheduler};
+use fnat_proto::msg::Response;
 pub use fnat_proto::stats::{ConnEntry, ConnFilter, ViewStats};
 
 use crate::config::AppConfig;
@@ -62,7 +63,28 @@ pub struct ControlHandle {
     plane: Arc<Mutex<Plane>>,
 }
 
+/// Answers queries in process, exactly as the socket does (the metrics exporter reads the
+/// rules and counters through it).
+#[derive(Clone)]
+pub struct Querier(Arc<Mutex<Plane>>);
+
+impl Querier {
+    /// The answer to `query`, decoded as `T`, or the daemon's error message.
+    pub fn query<T: serde::de::DeserializeOwned>(
+        &self,
+        query: fnat_proto::msg::Query,
+    ) -> Result<T, String> {
+        let answer = self.0.lock().handle(fnat_proto::msg::Request::Query(query));
+        Response::decode(&answer.finish().encode()).map_err(|e| e.message)
+    }
+}
+
 impl ControlHandle {
+    /// A handle that answers queries in process (for the metrics endpoint).
+    pub fn querier(&self) -> Querier {
+        Querier(Arc::clone(&self.plane))
+    }
+
     /// Re-reads the config file (what SIGHUP does): a message saying what happened.
     pub fn reload(&self) -> Result<String, String> {
         let answer = self.plane.lock().handle(fnat_proto::msg::Request::Query(

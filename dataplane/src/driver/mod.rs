@@ -3,6 +3,7 @@
 
 mod clock;
 mod frame;
+mod metrics_source;
 pub mod replay;
 pub mod report;
 pub mod view;
@@ -53,10 +54,22 @@ pub fn execute(
     control: Option<crate::control::BoundSocket>,
     probe: Option<ProbeFactory>,
 ) -> Result<Totals, String> {
+    execute_observed(cfg, kind, control, probe, None)
+}
+
+/// [`execute`], calling `progress` with the frames the ports have read so far (the main lcore
+/// samples the devices' RX counters while it waits; `fnatd replay --progress`).
+pub fn execute_observed(
+    cfg: &AppConfig,
+    kind: RunKind,
+    control: Option<crate::control::BoundSocket>,
+    probe: Option<ProbeFactory>,
+    progress: Option<&mut dyn FnMut(u64)>,
+) -> Result<Totals, String> {
     signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let args = eal_args(&cfg.eal, &cfg.ports);
     let eal = Eal::init(&args).map_err(|e| format!("EAL init ({}): {e}", args.join(" ")))?;
-    let outcome = run_dataplane(cfg, kind, control, probe);
+    let outcome = run_dataplane(cfg, kind, control, probe, progress);
     let cleanup = eal.cleanup().map_err(|e| format!("EAL cleanup: {e}"));
     let totals = outcome?;
     cleanup?;
@@ -98,6 +111,7 @@ fn run_dataplane(
     kind: RunKind,
     control: Option<crate::control::BoundSocket>,
     probe: Option<ProbeFactory>,
+    progress: Option<&mut dyn FnMut(u64)>,
 ) -> Result<Totals, String> {
     let d = &cfg.dataplane;
     let workers = usize::from(d.workers);
@@ -142,7 +156,14 @@ fn run_dataplane(
             probe,
         },
     )?;
-    let reports = supervise(cfg, control, &store, &view, running)?;
+    let supervised = Supervised {
+        up: &up,
+        pool: &pool,
+        rings: &rings,
+        shared: &shared,
+        progress,
+    };
+    let reports = supervise(cfg, control, &store, &view, running, supervised)?;
 
     let device_rx_dropped: Vec<u64> = up
         .ports
@@ -257,6 +278,16 @@ struct Launch<'a> {
     probe: Option<ProbeFactory>,
 }
 
+/// What the main lcore watches besides the workers: the ports (replay progress) and what the
+/// metrics endpoint reads.
+struct Supervised<'a, 'p> {
+    up: &'a PortsUp,
+    pool: &'a Arc<Mempool>,
+    rings: &'a Arc<Vec<MbufRing>>,
+    shared: &'a [Arc<WorkerShared>],
+    progress: Option<&'p mut dyn FnMut(u64)>,
+}
+
 /// Workers running on their lcores.
 struct Running {
     launched: Vec<u32>,
@@ -368,6 +399,7 @@ fn supervise(
     store: &Arc<RulesStore>,
     view: &Arc<DriverView>,
     running: Running,
+    mut sup: Supervised<'_, '_>,
 ) -> Result<Vec<WorkerReport>, String> {
     let workers = running.workers;
     store.set_workers_running(true);
@@ -383,6 +415,32 @@ fn supervise(
         Some(Ok(handle)) => Some(handle),
         None => None,
     };
+    // The Prometheus endpoint reads what the control plane and the workers already publish.
+    let metrics = match (cfg.metrics.listen, control.as_ref()) {
+        (Some(listen), Some(control)) => {
+            let source = metrics_source::DriverMetrics {
+                control: control.querier(),
+                workers: sup.shared.to_vec(),
+                rings: Arc::clone(sup.rings),
+                pool: Arc::clone(sup.pool),
+                store: Arc::clone(store),
+            };
+            match crate::metrics::start(listen, Arc::new(source)) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    running.stop_and_wait();
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+    // systemd (Type=notify): ready once every port is up and the control socket answers.
+    if control.is_some() {
+        if let Err(e) = crate::notify::ready(&cfg.control.socket) {
+            eprintln!("fnatd: readiness: {e}");
+        }
+    }
 
     let mut reports = Vec::with_capacity(workers);
     let mut next_sample = std::time::Instant::now();
@@ -401,6 +459,16 @@ fn supervise(
             view.sample_rates();
             next_sample += Duration::from_secs(1);
         }
+        if let Some(report_progress) = sup.progress.as_mut() {
+            let read: u64 = sup
+                .up
+                .ports
+                .iter()
+                .filter_map(|p| p.stats().ok())
+                .map(|s| s.ipackets)
+                .sum();
+            report_progress(read);
+        }
         match running.reports.recv_timeout(Duration::from_millis(50)) {
             Ok(report) => reports.push(report),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -408,8 +476,10 @@ fn supervise(
         }
     }
     running.stop.store(true, Ordering::SeqCst);
+    let _ = crate::notify::notify("STOPPING=1");
     store.set_workers_running(false);
     view.set_running(false);
+    drop(metrics);
     if let Some(control) = control {
         control.stop();
     }

@@ -71,6 +71,11 @@ impl WorkerShared {
         }
     }
 
+    /// The counters this worker last published (for the metrics endpoint).
+    pub fn engine_stats(&self) -> WorkerStats {
+        self.snapshot.lock().engine.clone()
+    }
+
     /// Worker side: true when a listing waits (one relaxed load per loop iteration).
     #[inline]
     pub fn has_query(&self) -> bool {
