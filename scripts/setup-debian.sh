@@ -12,6 +12,7 @@ packages=(
   python3-dpkt                                    # ships the real captures the tests replay
   ethtool curl socat nginx-light iputils-ping     # the namespace lab (scripts/lab/lab.sh)
   wrk apache2-utils nftables                      # lab load tests and the kernel baseline
+  keepalived                                      # its doc/samples: the keepalived.conf reader's corpus
 )
 missing=()
 for p in "${packages[@]}"; do
