@@ -40,6 +40,10 @@ enum Command {
         /// after the config.
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
+        /// keepalived.conf whose virtual servers are added to the config's (keepalived 2.x's
+        /// LVS grammar; `reload` re-reads it with the config).
+        #[arg(long, value_name = "FILE")]
+        keepalived: Option<PathBuf>,
     },
     /// Replay captures through the dataplane (testpmd-style) and print forward statistics.
     Replay {
@@ -56,6 +60,10 @@ enum Command {
         /// ipvsadm rules file applied after the config.
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
+        /// keepalived.conf whose virtual servers are added to the config's (keepalived 2.x's
+        /// LVS grammar; `reload` re-reads it with the config).
+        #[arg(long, value_name = "FILE")]
+        keepalived: Option<PathBuf>,
         /// A progress bar on the terminal (frames, rate, ETA); nothing when stderr is not one.
         #[arg(long)]
         progress: bool,
@@ -72,6 +80,10 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// keepalived.conf whose virtual servers are added to the config's (keepalived 2.x's
+        /// LVS grammar; `reload` re-reads it with the config).
+        #[arg(long, value_name = "FILE")]
+        keepalived: Option<PathBuf>,
     },
     /// What this machine lacks for the config (huge pages, vfio-pci, IOMMU, isolated CPUs,
     /// PMDs, socket directory), each with the command that fixes it. Exit 0 when nothing.
@@ -90,10 +102,24 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_RUNTIME: u8 = 1;
 
 fn load(path: &Path) -> Result<AppConfig, ExitCode> {
-    AppConfig::load(path).map_err(|e| {
-        eprintln!("fnatd: config error: {e}");
-        ExitCode::from(EXIT_CONFIG)
-    })
+    load_with(path, None)
+}
+
+/// The config and, when given, the keepalived.conf's virtual servers; keepalived's warnings
+/// are logged as keepalived logs them, and carry on.
+fn load_with(path: &Path, keepalived: Option<&Path>) -> Result<AppConfig, ExitCode> {
+    match AppConfig::load_with_keepalived(path, keepalived) {
+        Ok((cfg, warnings)) => {
+            for w in warnings {
+                eprintln!("fnatd: keepalived: {w}");
+            }
+            Ok(cfg)
+        }
+        Err(e) => {
+            eprintln!("fnatd: config error: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -122,7 +148,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Check { config } => match load(&config) {
+        Command::Check { config, keepalived } => match load_with(&config, keepalived.as_deref()) {
             Ok(cfg) => {
                 print!("{}", config::describe(&cfg));
                 ExitCode::SUCCESS
@@ -133,8 +159,9 @@ fn main() -> ExitCode {
             config,
             socket,
             rules,
+            keepalived,
         } => {
-            let mut cfg = match load(&config) {
+            let mut cfg = match load_with(&config, keepalived.as_deref()) {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
@@ -159,9 +186,10 @@ fn main() -> ExitCode {
             rx,
             tx,
             rules,
+            keepalived,
             progress,
         } => {
-            let mut cfg = match load(&config) {
+            let mut cfg = match load_with(&config, keepalived.as_deref()) {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };

@@ -183,6 +183,23 @@ pub enum CheckerKind {
     Other(String),
 }
 
+impl CheckerKind {
+    /// The keyword that declares this checker in keepalived.conf.
+    pub fn keyword(&self) -> &str {
+        match self {
+            CheckerKind::Tcp => "TCP_CHECK",
+            CheckerKind::Http { tls: false, .. } => "HTTP_GET",
+            CheckerKind::Http { tls: true, .. } => "SSL_GET",
+            CheckerKind::Misc { .. } => "MISC_CHECK",
+            CheckerKind::Udp { .. } => "UDP_CHECK",
+            CheckerKind::Dns { .. } => "DNS_CHECK",
+            CheckerKind::Ping => "PING_CHECK",
+            CheckerKind::Smtp { .. } => "SMTP_CHECK",
+            CheckerKind::Other(keyword) => keyword,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Url {
     pub path: String,

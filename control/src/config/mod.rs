@@ -4,6 +4,7 @@
 
 mod eal_args;
 mod file;
+mod keepalived;
 #[cfg(test)]
 mod keys;
 mod validate;
@@ -115,6 +116,9 @@ pub struct AppConfig {
     pub rules: Rules,
     /// The services and firewall marks of the file, in the one rule model.
     pub rule_set: fnat_proto::model::RuleSet,
+    /// The keepalived.conf whose virtual servers were added (`--keepalived`), re-read by
+    /// `reload` with the config.
+    pub keepalived: Option<PathBuf>,
 }
 
 impl AppConfig {
@@ -127,6 +131,33 @@ impl AppConfig {
             reason: format!("cannot read: {e}"),
         })?;
         Self::parse(path, &text)
+    }
+
+    /// Reads the config at `path` and adds the virtual servers of the keepalived.conf at
+    /// `keepalived` (when given): one rule set, validated and compiled as a whole. Also
+    /// returns keepalived's warnings (unknown keywords, what is read but not run yet), for
+    /// the caller to log as keepalived does.
+    pub fn load_with_keepalived(
+        path: &Path,
+        keepalived: Option<&Path>,
+    ) -> Result<(AppConfig, Vec<fnat_keepalived::Diagnostic>), ConfigError> {
+        let mut cfg = Self::load(path)?;
+        let Some(ka) = keepalived else {
+            return Ok((cfg, Vec::new()));
+        };
+        let warnings = keepalived::add_services(ka, &mut cfg.rule_set)?;
+        let (rules, _) =
+            crate::control::compile_fresh(&cfg.rules, &cfg.rules.timeouts, &cfg.rule_set).map_err(
+                |e| ConfigError {
+                    file: ka.display().to_string(),
+                    line: None,
+                    key: "virtual_server".into(),
+                    reason: e.message,
+                },
+            )?;
+        cfg.rules = rules;
+        cfg.keepalived = Some(ka.to_path_buf());
+        Ok((cfg, warnings))
     }
 
     /// Validates config `text` as if read from `path`.

@@ -157,6 +157,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         metrics: metrics(&file)?,
         rules,
         rule_set,
+        keepalived: None,
     })
 }
 

@@ -206,7 +206,7 @@ pub fn serve(
         .listener
         .take()
         .ok_or_else(|| "control socket already served".to_string())?;
-    let plane = Arc::new(Mutex::new(Plane::new(
+    let mut plane = Plane::new(
         rules,
         ids,
         store,
@@ -215,7 +215,9 @@ pub fn serve(
         state,
         socket.path.clone(),
         cfg.path.clone(),
-    )));
+    );
+    plane.keepalived_path = cfg.keepalived.clone();
+    let plane = Arc::new(Mutex::new(plane));
     let stop = Arc::new(AtomicBool::new(false));
     let thread = server::spawn(
         listener,

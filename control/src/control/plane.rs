@@ -77,6 +77,8 @@ pub struct Plane {
     pub started: Instant,
     /// The config file the daemon started from (what `reload` re-reads).
     pub config_path: PathBuf,
+    /// The keepalived.conf it started with, re-read with the config.
+    pub keepalived_path: Option<PathBuf>,
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> ErrorBody {
@@ -130,6 +132,7 @@ impl Plane {
             socket,
             started: Instant::now(),
             config_path,
+            keepalived_path: None,
         }
     }
 
@@ -331,8 +334,14 @@ impl Plane {
     /// [`Plane::reload`] up to storing the snapshot: the generation stored.
     pub fn reload_stored(&mut self) -> Result<u64, ErrorBody> {
         let unchanged = "; the running rules are unchanged";
-        let cfg = crate::config::AppConfig::load(&self.config_path)
-            .map_err(|e| error(ErrorKind::Invalid, format!("config reload: {e}{unchanged}")))?;
+        let (cfg, warnings) = crate::config::AppConfig::load_with_keepalived(
+            &self.config_path,
+            self.keepalived_path.as_deref(),
+        )
+        .map_err(|e| error(ErrorKind::Invalid, format!("config reload: {e}{unchanged}")))?;
+        for w in warnings {
+            eprintln!("fnatd: reload: {w}");
+        }
         let rules = cfg.rule_set;
         let previous = std::mem::replace(&mut self.base_timeouts, cfg.rules.timeouts);
         let result = self.change_stored(&[fnat_proto::edit::Change::Replace { rules }]);
