@@ -48,7 +48,10 @@ impl FullNat {
             Transport::Udp(_) => {}
             Transport::Icmp(_) => return None,
         }
-        if self.egress.port_mac(rx_port)? != EthernetHeader::new_checked(frame).ok()?.dst_mac() {
+        if !EthernetHeader::new_checked(frame)
+            .ok()?
+            .is_to(&self.egress.port_mac(rx_port)?)
+        {
             return None;
         }
         let key = pkt.tuple()?;
