@@ -6,7 +6,7 @@ use std::net::SocketAddrV4;
 use super::*;
 use crate::laddr::owner_of;
 use crate::packet::l4::{TcpFlags, ICMP_ECHO_REQUEST};
-use crate::packet::{self, ether, icmp, PacketV4, Transport, Tuple};
+use crate::packet::{self, ether, icmp, EthernetHeader, PacketV4, Transport, Tuple};
 use crate::persist;
 use crate::rules::PortIndex;
 use crate::session::{ConnState, Direction, SessionId, Side};
@@ -24,7 +24,7 @@ impl FullNat {
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
         let port_mac = self.egress.port_mac(rx_port).ok_or(DropReason::NotForUs)?;
-        if ether::dst_mac(frame) != Some(port_mac) {
+        if !EthernetHeader::new_checked(frame).is_ok_and(|h| h.is_to(&port_mac)) {
             return Err(DropReason::NotForUs);
         }
         let kind = self

@@ -77,27 +77,26 @@ impl HopCache {
         self.keys.fill(u64::MAX);
     }
 
-    /// `egress.resolve(dst)`, from the cache when it has it.
+    /// `egress.resolve(dst)`, from the cache when it has it. By reference: callers that only
+    /// check it (session creation, the reply-ingress check) copy nothing out.
     #[inline(always)]
-    pub fn resolve(&mut self, egress: &Egress, dst: u32) -> Result<NextHop, DropReason> {
+    pub fn resolve(&mut self, egress: &Egress, dst: u32) -> Result<&NextHop, DropReason> {
         let i = (dst.wrapping_mul(0x9E37_79B1) >> 24) as usize & (HOP_CACHE_SLOTS - 1);
-        if let (Some(&k), Some(h)) = (self.keys.get(i), self.hops.get(i)) {
-            if k == u64::from(dst) {
-                return Ok(*h);
-            }
+        if self.keys.get(i) != Some(&u64::from(dst)) {
+            self.fill(egress, dst, i)?;
         }
-        self.fill(egress, dst, i)
+        self.hops.get(i).ok_or(DropReason::NoRoute)
     }
 
     #[cold]
     #[inline(never)]
-    fn fill(&mut self, egress: &Egress, dst: u32, i: usize) -> Result<NextHop, DropReason> {
+    fn fill(&mut self, egress: &Egress, dst: u32, i: usize) -> Result<(), DropReason> {
         let hop = egress.resolve(dst)?;
         if let (Some(k), Some(h)) = (self.keys.get_mut(i), self.hops.get_mut(i)) {
             *k = u64::from(dst);
             *h = hop;
         }
-        Ok(hop)
+        Ok(())
     }
 }
 

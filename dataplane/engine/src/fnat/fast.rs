@@ -48,7 +48,10 @@ impl FullNat {
             Transport::Udp(_) => {}
             Transport::Icmp(_) => return None,
         }
-        if self.egress.port_mac(rx_port)? != EthernetHeader::new_checked(frame).ok()?.dst_mac() {
+        if !EthernetHeader::new_checked(frame)
+            .ok()?
+            .is_to(&self.egress.port_mac(rx_port)?)
+        {
             return None;
         }
         let key = pkt.tuple()?;
@@ -93,7 +96,7 @@ impl FullNat {
         if side == Side::Real && self.hops.resolve(&self.egress, rs_ip).ok()?.port != rx_port {
             return None;
         }
-        let hop = self.hops.resolve(&self.egress, to.dst_ip).ok()?;
+        let hop = *self.hops.resolve(&self.egress, to.dst_ip).ok()?;
         let dst_mac = self.neigh.reachable_mac(&hop, now)?;
         translate(frame, pkt, &to).ok()?;
         EthernetHeader::new_checked_mut(frame)

@@ -51,7 +51,7 @@ impl FullNat {
             Direction::Output => s.client_key().reverse(),
         };
         let (old_state, svc_slot, rs_slot) = (s.state, s.svc_slot, s.rs_slot);
-        let hop = self.hops.resolve(&self.egress, to.dst_ip)?;
+        let hop = *self.hops.resolve(&self.egress, to.dst_ip)?;
         let dst_mac = if hop.resolved {
             Some(hop.dst_mac)
         } else {

@@ -60,6 +60,12 @@ impl<T: Borrow<[u8; ETH_HEADER_LEN]>> EthernetHeader<T> {
         mac(self.bytes(), field::DST_MAC.start)
     }
 
+    /// True when the frame is addressed to `mac` (compared in place, nothing copied).
+    #[inline]
+    pub fn is_to(&self, mac: &[u8; 6]) -> bool {
+        self.bytes()[field::DST_MAC] == mac[..]
+    }
+
     #[inline]
     pub fn src_mac(&self) -> [u8; 6] {
         mac(self.bytes(), field::SRC_MAC.start)

@@ -44,6 +44,10 @@ pub struct Ipv4Header<T>(T);
 #[inline(always)]
 fn check(h: &Fixed, available: usize) -> Result<usize, DropReason> {
     let ver_ihl = h[field::VER_IHL];
+    // Nearly every packet: version 4 without options, and `h` is the whole of it.
+    if ver_ihl == 0x45 {
+        return Ok(IPV4_MIN_HEADER_LEN);
+    }
     if ver_ihl >> 4 != 4 {
         return Err(DropReason::BadIpHeader);
     }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddrV4;
 
-use super::ipv4::{parse_ipv4, Ipv4Info, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use super::ipv4::{parse_ipv4, FragmentKind, Ipv4Info, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use super::l4::{parse_l4, IcmpInfo, TcpFlags, Transport};
 use super::tuple::Tuple;
 use crate::verdict::DropReason;
@@ -80,5 +80,10 @@ pub fn parse(frame: &[u8]) -> Result<PacketV4, DropReason> {
         return Err(DropReason::Fragment);
     }
     let transport = parse_l4(frame, &ip)?;
+    // Known here; said so, the compiler drops computing it from the header again.
+    let ip = Ipv4Info {
+        frag: FragmentKind::Unfragmented,
+        ..ip
+    };
     Ok(PacketV4 { ip, transport })
 }

@@ -39,13 +39,12 @@ pub fn translate(frame: &mut [u8], pkt: &PacketV4, to: &Tuple) -> Result<(), Dro
     };
     let truncated = DropReason::Truncated;
     let (l3, l4, end) = (pkt.ip.l3(), pkt.ip.l4(), pkt.ip.end());
-    if end > frame.len() || l3 > l4 || l4 > end {
-        return Err(truncated);
-    }
     // Both headers borrowed once, each through its view; every check before any write.
-    let (head, tail) = frame.split_at_mut(l4);
-    let mut ip = Ipv4Header::new_mut(head.get_mut(l3..).ok_or(truncated)?)?;
-    let segment = tail.get_mut(..end - l4).ok_or(truncated)?;
+    let packet = frame.get_mut(l3..end).ok_or(truncated)?;
+    let (head, segment) = packet
+        .split_at_mut_checked(l4.wrapping_sub(l3))
+        .ok_or(truncated)?;
+    let mut ip = Ipv4Header::new_mut(head)?;
     let ttl = ip.ttl();
     let mut l4_header = if is_udp {
         L4Header::Udp(UdpHeader::new_mut(segment)?)
