@@ -15,9 +15,18 @@ profile=${2:-debug}
 [ "${1:-}" = --profile ] || profile=debug
 fail() { echo "test-deb: FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "needs root"
+# Present while this test has fnat installed: a package found with it is the leftover of an
+# interrupted run (purged here); one found without it is someone's, and never touched.
+marker=/var/lib/fnat-test-deb.installed
 if dpkg-query -W -f='${Status}' fnat 2>/dev/null | grep -q installed; then
-  fail "fnat is already installed here: purge it first (dpkg --purge fnat)"
+  if [ -f "$marker" ]; then
+    echo "== purging fnat left installed by an interrupted run of this test ($marker)"
+    dpkg --purge fnat >/dev/null || fail "could not purge the leftover fnat package"
+  else
+    fail "a fnat package this test did not install is installed here; remove it with 'dpkg --purge fnat' (or 'apt-get purge fnat') and run the test again"
+  fi
 fi
+rm -f "$marker"
 work=$(mktemp -d /var/tmp/fnat-test-deb.XXXXXX)
 pid=""
 listener=""
@@ -32,6 +41,7 @@ cleanup() {
   if dpkg-query -W -f='${Status}' fnat 2>/dev/null | grep -q installed; then
     dpkg --purge fnat >/dev/null 2>&1 || true
   fi
+  dpkg-query -W -f='${Status}' fnat 2>/dev/null | grep -q installed || rm -f "$marker"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -39,6 +49,7 @@ trap cleanup EXIT
 deb=$(bash "$repo/packaging/build-deb.sh" --profile "$profile" --out "$work")
 ipvsadm_before=$(stat -c '%F' /usr/sbin/ipvsadm 2>/dev/null || echo absent)
 echo "== install $(basename "$deb") (ipvsadm before: $ipvsadm_before)"
+touch "$marker"
 dpkg -i "$deb" >"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "dpkg -i"; }
 dpkg -L fnat >"$work/files"
 if [ "$ipvsadm_before" = absent ]; then

@@ -48,7 +48,8 @@ echo "== 2: Debian's rustc 1.63"
 in_root apt-get install -y -q rustc cargo >/dev/null
 if in_root bash /src/scripts/setup-debian.sh >"$root/out2" 2>&1; then fail "setup accepted rustc 1.63"; fi
 tail -4 "$root/out2"
-grep -q "older than the workspace's rust-version 1.75" "$root/out2" || fail "no rust-version refusal"
+need_rust=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$repo/Cargo.toml")
+grep -q "older than the workspace's rust-version $need_rust" "$root/out2" || fail "no rust-version refusal"
 grep -q "rustc-web cargo-web" "$root/out2" || fail "refusal does not name rustc-web/cargo-web"
 
 echo "== 3: the suites a fresh install has (updates, security): setup installs the toolchain"

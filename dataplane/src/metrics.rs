@@ -4,7 +4,7 @@
 //!
 //! Names follow node_exporter's IPVS family under `fnat_` (totals, and per backend the
 //! `connections_active`/`_inactive`/`weight` gauges with the same six labels), then what only
-//! fnatd knows: drops by reason, per-worker packets and sessions, redirect-ring and mbuf-pool
+//! fnatd knows: drops by reason, per-worker packets, busy cycles and sessions, redirect-ring and mbuf-pool
 //! occupancy, local-port use per local address, publish generation and latency. The text is
 //! written by `prometheus-client` (Prometheus text format 0.0.4).
 
@@ -34,6 +34,8 @@ pub struct WorkerSample {
     /// Frames waiting in this worker's redirect ring, and its size.
     pub redirect_ring_used: u32,
     pub redirect_ring_capacity: u32,
+    /// TSC cycles of the worker's loop iterations that did work.
+    pub busy_cycles: u64,
 }
 
 /// Everything one scrape reports.
@@ -44,6 +46,8 @@ pub struct Sample {
     pub workers: Vec<WorkerSample>,
     pub mbufs_in_use: u32,
     pub mbufs_capacity: u32,
+    /// TSC cycles per second, to turn busy cycles into a load.
+    pub tsc_hz: u64,
     /// Generation of the rules snapshot every worker runs.
     pub generation: u64,
     pub publishes: u64,
@@ -445,6 +449,18 @@ fn encode_sample(e: &mut DescriptorEncoder, s: &Sample) -> Result<(), std::fmt::
         "Frames of established flows a worker forwarded on the fast path",
         per_worker(|x| x.fast_path),
     )?;
+    counter(
+        e,
+        "worker_busy_cycles",
+        "TSC cycles of a worker's poll-loop iterations that did work (load: rate over fnat_worker_tsc_hz)",
+        per_worker(|x| x.busy_cycles),
+    )?;
+    gauge(
+        e,
+        "worker_tsc_hz",
+        "TSC cycles per second of the workers' clock",
+        one(s.tsc_hz),
+    )?;
     gauge(
         e,
         "sessions",
@@ -582,11 +598,13 @@ mod tests {
             listing,
             workers: vec![WorkerSample {
                 received: 134,
+                busy_cycles: 123_456,
                 sessions: 7,
                 redirect_ring_capacity: 4096,
                 ..WorkerSample::default()
             }],
             mbufs_capacity: 8191,
+            tsc_hz: 2_000_000_000,
             generation: 3,
             ..Sample::default()
         }
@@ -619,6 +637,8 @@ mod tests {
             format!("fnat_backend_incoming_bytes_total{{{labels}}} 7000"),
             "fnat_drops_total{reason=\"no_service\"} 4".to_string(),
             "fnat_worker_received_packets_total{worker=\"0\"} 134".to_string(),
+            "fnat_worker_busy_cycles_total{worker=\"0\"} 123456".to_string(),
+            "fnat_worker_tsc_hz 2000000000".to_string(),
             "fnat_sessions{worker=\"0\"} 7".to_string(),
             "fnat_redirect_ring_capacity{worker=\"0\"} 4096".to_string(),
             "fnat_mbufs_capacity 8191".to_string(),

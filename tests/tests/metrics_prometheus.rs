@@ -3,6 +3,8 @@
 //! drops are known exactly, as in control_ipvsadm_traffic), Prometheus scrapes it every
 //! second on 127.0.0.1, and its query API must return the series with those values.
 //! `promtool check metrics` must accept the endpoint's text without a complaint.
+//! The busy-cycles counter is checked on its own: near all cycles with endless traffic
+//! (net_null), near none without any (empty captures).
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
@@ -237,6 +239,8 @@ fn prometheus_scrapes_fnatd() {
         ("fnat_sessions{worker=\"1\"}".into(), 5.0),
         ("sum(fnat_sessions_created_total)".into(), 13.0),
         ("sum(fnat_worker_received_packets_total)".into(), 15.0),
+        ("sum(fnat_worker_busy_cycles_total) > 0".into(), 1.0),
+        ("fnat_worker_tsc_hz > 0".into(), 1.0),
         (
             "fnat_local_ports_in_use{local_address=\"198.19.0.10\"}".into(),
             8.0,
@@ -349,5 +353,104 @@ fn await_series(prom_port: u16, dir: &TempDir, want: &[(String, f64)]) {
         "Prometheus's query API after 60 s:\n{}\nprometheus.log:\n{}",
         missing.join("\n"),
         std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+    );
+}
+
+/// A one-worker config whose two ports are `devices`, with the metrics endpoint on.
+fn load_config(devices: [&str; 2], metrics_port: u16) -> String {
+    format!(
+        r#"
+[dataplane]
+workers = 1
+rx_desc = 512
+tx_desc = 512
+
+[[port]]
+name = "wan"
+device = "{}"
+addresses = ["198.18.0.1/24"]
+
+[[port]]
+name = "lan"
+device = "{}"
+addresses = ["198.19.0.1/24"]
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+"#,
+        devices[0], devices[1]
+    )
+}
+
+/// The value of the unlabelled or single-worker series `name` in an exposition text.
+fn exposed(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Worker 0's share of cycles spent busy over `window`, from two scrapes of its endpoint,
+/// and its busy-cycles counter at the end.
+fn busy_share(devices: [&str; 2], tag: &str, window: Duration) -> (f64, f64) {
+    let dir = TempDir::new(tag);
+    let metrics_port = free_port();
+    let cfg = dir.join("fnatd.toml");
+    std::fs::write(&cfg, load_config(devices, metrics_port)).expect("write config");
+    let daemon = Daemon::start(&cfg, &dir.join("ctl.sock"), &[]);
+    let endpoint = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let busy = "fnat_worker_busy_cycles_total{worker=\"0\"}";
+    let scrape = || -> Option<(Instant, f64, f64)> {
+        let text = try_http_get(&endpoint).ok()?;
+        Some((
+            Instant::now(),
+            exposed(&text, busy)?,
+            exposed(&text, "fnat_worker_tsc_hz")?,
+        ))
+    };
+    let start = Instant::now();
+    let first = loop {
+        if let Some(s) = scrape() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no {busy} from {endpoint}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(window);
+    let last = scrape().expect("second scrape");
+    daemon.stop();
+    let (t0, busy0, hz) = first;
+    let (t1, busy1, _) = last;
+    assert!(hz > 1e8, "fnat_worker_tsc_hz {hz}");
+    let share = (busy1 - busy0) / (hz * (t1 - t0).as_secs_f64());
+    (share, busy1)
+}
+
+#[test]
+fn busy_cycles_count_work_not_idle_polls() {
+    let window = Duration::from_secs(2);
+    // Endless frames from net_null on both ports: nearly every iteration received something
+    // (counted even while the machine's other work preempts the worker mid-iteration).
+    let (loaded, loaded_total) = busy_share(["net_null0", "net_null1"], "busy-load", window);
+    assert!(loaded_total > 0.0);
+    assert!(
+        loaded > 0.5,
+        "busy share {loaded:.3} with endless traffic (want > 0.5)"
+    );
+    // Empty captures: the worker polls as fast, but nothing arrives, so nothing counts.
+    let dir = TempDir::new("busy-idle-pcap");
+    write_pcap(&dir.join("empty.pcap"), &[]);
+    let empty = |n: u8| {
+        format!(
+            "net_pcap{n},rx_pcap={},tx_pcap=/dev/null",
+            dir.join("empty.pcap").display()
+        )
+    };
+    let (idle, _) = busy_share([&empty(0), &empty(1)], "busy-idle", window);
+    eprintln!("busy share: {loaded:.3} loaded, {idle:.5} idle");
+    assert!(
+        idle < 0.02,
+        "busy share {idle:.4} with no traffic at all (want < 0.02)"
     );
 }

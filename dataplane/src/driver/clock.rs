@@ -30,9 +30,16 @@ impl Clock {
     /// "Now" for a whole burst (live clock); the capture clock returns the last packet's time.
     #[inline]
     pub fn now(&self) -> u64 {
+        self.at_tsc(time::tsc())
+    }
+
+    /// "Now" at the TSC reading `tsc` (live clock), so a loop that needs the raw reading too
+    /// reads the TSC once; the capture clock returns the last packet's time.
+    #[inline]
+    pub fn at_tsc(&self, tsc: u64) -> u64 {
         match self {
             Clock::Tsc { start, hz } => {
-                let ticks = time::tsc().wrapping_sub(*start);
+                let ticks = tsc.wrapping_sub(*start);
                 (u128::from(ticks) * 1_000_000_000 / u128::from(*hz)) as u64
             }
             Clock::Capture { now_ns, .. } => *now_ns,

@@ -43,6 +43,7 @@ impl Source for DriverMetrics {
                     sessions_created: e.sessions_created,
                     redirect_ring_used: ring.map_or(0, |r| r.len()),
                     redirect_ring_capacity: ring.map_or(0, |r| r.capacity()),
+                    busy_cycles: shared.busy_cycles(),
                 }
             })
             .collect();
@@ -53,6 +54,7 @@ impl Source for DriverMetrics {
             workers,
             mbufs_in_use: in_use,
             mbufs_capacity: in_use + self.pool.available(),
+            tsc_hz: dpdk_bindings::time::tsc_hz(),
             generation: status.generation,
             publishes: times.publishes,
             publish_seconds_total: times.total.as_secs_f64(),

@@ -187,6 +187,7 @@ mod tests {
             port_rx: vec![5, 0],
             port_tx: vec![0, 3],
             port_tx_dropped: vec![0, 0],
+            busy_cycles: 0,
         };
         let totals = Totals::new(&["a".into(), "b".into()], &[report], &[0, 0]);
         let text = totals.render();
@@ -212,6 +213,7 @@ mod tests {
             port_rx: vec![5],
             port_tx: vec![4],
             port_tx_dropped: vec![0],
+            busy_cycles: 0,
         };
         let totals = Totals::new(&["a".into()], &[report], &[0]);
         assert!(!totals.balanced());

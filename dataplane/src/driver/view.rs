@@ -34,6 +34,8 @@ pub struct WorkerSnapshot {
     pub port_rx: Vec<u64>,
     pub port_tx: Vec<u64>,
     pub port_tx_dropped: Vec<u64>,
+    /// TSC cycles of loop iterations that did work (see `WorkerReport::busy_cycles`).
+    pub busy_cycles: u64,
 }
 
 /// A listing request being served by one worker.
@@ -62,9 +64,11 @@ impl WorkerShared {
         port_rx: &[u64],
         port_tx: &[u64],
         port_tx_dropped: &[u64],
+        busy_cycles: u64,
     ) {
         if let Some(mut s) = self.snapshot.try_lock() {
             s.engine.clone_from(engine);
+            s.busy_cycles = busy_cycles;
             copy_into(&mut s.port_rx, port_rx);
             copy_into(&mut s.port_tx, port_tx);
             copy_into(&mut s.port_tx_dropped, port_tx_dropped);
@@ -74,6 +78,11 @@ impl WorkerShared {
     /// The counters this worker last published (for the metrics endpoint).
     pub fn engine_stats(&self) -> WorkerStats {
         self.snapshot.lock().engine.clone()
+    }
+
+    /// The busy cycles this worker last published (for the metrics endpoint).
+    pub fn busy_cycles(&self) -> u64 {
+        self.snapshot.lock().busy_cycles
     }
 
     /// Worker side: true when a listing waits (one relaxed load per loop iteration).
@@ -440,7 +449,7 @@ mod tests {
                 if shared.has_query() {
                     shared.serve_query(&worker, 1_000_000_000);
                 }
-                shared.publish(worker.stats(), &[10, 0], &[0, 10], &[0, 0]);
+                shared.publish(worker.stats(), &[10, 0], &[0, 10], &[0, 0], 0);
                 std::thread::sleep(Duration::from_micros(100));
             }
         })
@@ -583,8 +592,8 @@ mod tests {
             Arc::new(WorkerShared::default()),
             Arc::new(WorkerShared::default()),
         );
-        s0.publish(w0.stats(), &[0, 0], &[0, 0], &[0, 0]);
-        s1.publish(w1.stats(), &[0, 0], &[0, 0], &[0, 0]);
+        s0.publish(w0.stats(), &[0, 0], &[0, 0], &[0, 0], 0);
+        s1.publish(w1.stats(), &[0, 0], &[0, 0], &[0, 0], 0);
         let view = DriverView::new(&[s0, s1], vec!["wan".into(), "lan".into()]);
         assert_eq!(
             view.stats().local_addrs,

@@ -9,6 +9,7 @@ use dpdk_bindings::mbuf::{Burst, BURST_MAX};
 use dpdk_bindings::mempool::Mempool;
 use dpdk_bindings::port::{RxQueue, TxQueue};
 use dpdk_bindings::ring::MbufRing;
+use dpdk_bindings::time;
 use fnat_engine::{Emit, PortIndex, Verdict, Worker, WorkerStats};
 
 use super::clock::Clock;
@@ -114,6 +115,10 @@ pub struct WorkerReport {
     pub port_tx: Vec<u64>,
     /// Frames each port's TX queue refused (counted as `tx_full` drops).
     pub port_tx_dropped: Vec<u64>,
+    /// Live loop: TSC cycles spent in loop iterations that did work (received, sent or
+    /// originated frames, ended sessions, served a listing). Iterations that found nothing
+    /// do not count, so busy cycles over elapsed cycles is the worker's load (0 in replay).
+    pub busy_cycles: u64,
 }
 
 /// How often a replay retries a TX queue that refused frames before counting them as dropped.
@@ -129,6 +134,7 @@ impl WorkerLoop {
             port_rx: vec![0; nports],
             port_tx: vec![0; nports],
             port_tx_dropped: vec![0; nports],
+            busy_cycles: 0,
         };
         // Staging bursts, allocated once before the loop.
         let mut tx: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
@@ -165,38 +171,52 @@ impl WorkerLoop {
         let me = usize::from(self.engine.id());
         let mut rx = Burst::new();
         let mut next_publish = 0u64;
+        // Busy accounting: one TSC read per iteration; the span since the previous read is
+        // busy when anything in it did work (the previous iteration's tail, this one's RX).
+        let mut last_tsc = time::tsc();
+        let mut worked = false;
         while !self.stop.load(Ordering::Relaxed) {
             self.follow_rules();
             // Frames other workers handed us first: they are older than what waits in RX.
             if self.rings[me].dequeue(&mut rx) > 0 {
+                worked = true;
                 self.handle(&mut rx, tx, redirect, None, report);
             }
             for p in 0..self.rx.len() {
                 let n = self.rx[p].rx_burst(&mut rx);
                 if n > 0 {
+                    worked = true;
                     report.port_rx[p] += n as u64;
                     let t0 = probe.before(&mut rx);
                     self.handle(&mut rx, tx, redirect, Some(p), report);
                     probe.after(&self.engine, t0, n);
                 }
             }
-            let now = self.clock.now();
-            self.originate(now, tx, report);
+            let tsc = time::tsc();
+            if worked {
+                report.busy_cycles += tsc.wrapping_sub(last_tsc);
+            }
+            last_tsc = tsc;
+            let now = self.clock.at_tsc(tsc);
+            worked = self.originate(now, tx, report) > 0;
             self.flush_all(tx, redirect, report);
-            self.engine.between_bursts(now);
-            self.serve_control(now, report, &mut next_publish);
+            worked |= self.engine.between_bursts(now) > 0;
+            worked |= self.serve_control(now, report, &mut next_publish);
         }
     }
 
     /// Answers a pending listing query and publishes counters every `PUBLISH_INTERVAL`.
-    fn serve_control(&mut self, now: u64, report: &WorkerReport, next_publish: &mut u64) {
-        if self.shared.has_query() {
+    /// Returns whether a listing was served (work; publishing is too small to count).
+    fn serve_control(&mut self, now: u64, report: &WorkerReport, next_publish: &mut u64) -> bool {
+        let serving = self.shared.has_query();
+        if serving {
             self.shared.serve_query(&self.engine, now);
         }
         if now >= *next_publish {
             self.publish(report);
             *next_publish = now + PUBLISH_INTERVAL.as_nanos() as u64;
         }
+        serving
     }
 
     /// Shares this worker's counters with the control plane (off the packet path).
@@ -206,6 +226,7 @@ impl WorkerLoop {
             &report.port_rx,
             &report.port_tx,
             &report.port_tx_dropped,
+            report.busy_cycles,
         );
     }
 
@@ -286,7 +307,9 @@ impl WorkerLoop {
     /// Stages the frames the engine sends on its own (ARP requests, gratuitous ARPs, frames
     /// that waited for their next hop) for TX: each is copied into a fresh mbuf. A full TX
     /// staging burst is flushed once; a second refusal leaves the rest for the next call.
-    fn originate(&mut self, now: u64, tx: &mut [Burst], report: &mut WorkerReport) {
+    /// Returns how many frames were staged.
+    fn originate(&mut self, now: u64, tx: &mut [Burst], report: &mut WorkerReport) -> usize {
+        let mut staged = 0;
         let pool = &self.pool;
         let queues = &mut self.tx;
         let port_tx = &mut report.port_tx;
@@ -312,10 +335,14 @@ impl WorkerLoop {
             }
             // Room was checked above; if it were not there, the frame stays with the engine.
             match burst.push(mbuf) {
-                Ok(()) => Emit::Sent,
+                Ok(()) => {
+                    staged += 1;
+                    Emit::Sent
+                }
                 Err(_) => Emit::Busy,
             }
         });
+        staged
     }
 
     /// Switches to a newly published rules snapshot, if there is one, and says so.
