@@ -3,15 +3,15 @@
 //! and acknowledges; the publisher returns only when all workers run the new snapshot.
 //!
 //! Workers pay one relaxed atomic load per loop iteration; nothing on the packet path locks.
-//! The publisher sleeps until the last worker acknowledges (each acknowledgement unparks it),
-//! rather than polling: on a core it shares with a worker, every poll would preempt the very
-//! worker it waits for.
+//! Publishers sleep until the last worker acknowledges (each acknowledgement unparks every
+//! waiting publisher), rather than polling: on a core it shares with a worker, every poll
+//! would preempt the very worker it waits for.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use fnat_engine::Rules;
 
 /// A worker's acknowledged generation, on its own cache line so workers don't false-share.
@@ -25,8 +25,9 @@ pub struct RulesStore {
     seen: Vec<Seen>,
     /// Workers that stopped no longer acknowledge; publishing must not wait for them.
     workers_running: AtomicBool,
-    /// The thread waiting in `publish`, woken by acknowledgements.
-    waiter: ArcSwapOption<std::thread::Thread>,
+    /// The threads waiting for acknowledgements (`wait_for`), each woken by every one.
+    /// Replaced whole when a waiter comes or goes, so that a worker only loads it.
+    waiters: ArcSwap<Vec<std::thread::Thread>>,
     /// Publishes done, their summed and their last duration in ns (for the metrics endpoint).
     publishes: AtomicU64,
     publish_ns_total: AtomicU64,
@@ -40,9 +41,6 @@ pub struct PublishTimes {
     pub total: Duration,
     pub last: Duration,
 }
-
-/// Longest sleep between two looks at the acknowledgements (a missed wake-up costs this).
-const MAX_NAP: Duration = Duration::from_millis(1);
 
 /// Why a publish did not complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +77,7 @@ impl RulesStore {
                 .map(|_| Seen(AtomicU64::new(generation)))
                 .collect(),
             workers_running: AtomicBool::new(false),
-            waiter: ArcSwapOption::const_empty(),
+            waiters: ArcSwap::from_pointee(Vec::new()),
             publishes: AtomicU64::new(0),
             publish_ns_total: AtomicU64::new(0),
             publish_ns_last: AtomicU64::new(0),
@@ -97,14 +95,14 @@ impl RulesStore {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// A worker reports it now runs `generation` (once per rules change: wakes the
-    /// publisher; lock-free).
+    /// A worker reports it now runs `generation` (once per rules change: wakes every
+    /// waiting publisher; lock-free, no allocation).
     #[inline]
     pub fn acknowledge(&self, worker: usize, generation: u64) {
         if let Some(seen) = self.seen.get(worker) {
             seen.0.store(generation, Ordering::Release);
         }
-        if let Some(t) = self.waiter.load().as_ref() {
+        for t in self.waiters.load().iter() {
             t.unpark();
         }
     }
@@ -153,10 +151,11 @@ impl RulesStore {
         acknowledged
     }
 
-    /// Several threads may wait at once: acknowledgements wake the latest to register, the
-    /// others look again every `MAX_NAP`.
+    /// Several threads may wait at once: each registers before it first looks, so an
+    /// acknowledgement after that look unparks it (a park token is kept if it has not
+    /// parked yet); it sleeps otherwise until the deadline.
     fn wait_for_acks(&self, generation: u64, wait: Duration) -> Result<u64, PublishError> {
-        self.waiter.store(Some(Arc::new(std::thread::current())));
+        let _registered = Waiting::register(&self.waiters);
         let deadline = Instant::now() + wait;
         loop {
             if !self.workers_running.load(Ordering::SeqCst) {
@@ -179,8 +178,43 @@ impl RulesStore {
                     waiting_for,
                 });
             }
-            std::thread::park_timeout((deadline - now).min(MAX_NAP));
+            std::thread::park_timeout(deadline - now);
         }
+    }
+
+    /// How many threads wait for acknowledgements now.
+    pub fn waiting(&self) -> usize {
+        self.waiters.load().len()
+    }
+}
+
+/// This thread among a store's waiters, until dropped.
+struct Waiting<'a> {
+    waiters: &'a ArcSwap<Vec<std::thread::Thread>>,
+    id: std::thread::ThreadId,
+}
+
+impl<'a> Waiting<'a> {
+    fn register(waiters: &'a ArcSwap<Vec<std::thread::Thread>>) -> Waiting<'a> {
+        let me = std::thread::current();
+        let id = me.id();
+        waiters.rcu(|w| {
+            let mut w = Vec::clone(w);
+            w.push(me.clone());
+            w
+        });
+        Waiting { waiters, id }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.waiters.rcu(|w| {
+            w.iter()
+                .filter(|t| t.id() != self.id)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
     }
 }
 
@@ -247,5 +281,72 @@ mod tests {
     fn publish_without_running_workers_returns_at_once() {
         let store = RulesStore::new(rules(), 3);
         assert_eq!(store.publish(rules(), Duration::from_secs(5)), Ok(2));
+    }
+
+    /// Every waiting publisher is woken by the acknowledgements, not only the latest to
+    /// wait: with a deadline of a minute and no polling, a waiter left unwoken would hold
+    /// the test far past its bound.
+    #[test]
+    fn every_waiter_is_woken_by_the_acknowledgements() {
+        let store = RulesStore::new(rules(), 2);
+        store.set_workers_running(true);
+        let first = store.store(rules());
+        let second = store.store(rules());
+        let waiters: Vec<_> = [first, second, first, second]
+            .into_iter()
+            .map(|generation| {
+                let s = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let start = Instant::now();
+                    let r = s.wait_for(generation, Duration::from_secs(60));
+                    (r, start.elapsed())
+                })
+            })
+            .collect();
+        let t = Instant::now();
+        while store.waiting() < 4 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "waiters never waited"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let woken = Instant::now();
+        store.acknowledge(0, second);
+        store.acknowledge(1, second);
+        for (w, generation) in waiters.into_iter().zip([first, second, first, second]) {
+            let (r, _) = w.join().unwrap();
+            assert_eq!(r, Ok(generation));
+        }
+        assert!(
+            woken.elapsed() < Duration::from_secs(10),
+            "a waiter was not woken: {:?}",
+            woken.elapsed()
+        );
+        assert_eq!(store.waiting(), 0, "waiters left their place");
+    }
+
+    /// An acknowledgement that lands between a waiter's registration and its sleep is not
+    /// lost, and a waiter for a generation not yet acknowledged by every worker sleeps on
+    /// (it is woken, looks, and waits again) until the last one.
+    #[test]
+    fn a_waiter_sleeps_until_the_last_worker_acknowledges() {
+        let store = RulesStore::new(rules(), 2);
+        store.set_workers_running(true);
+        let generation = store.store(rules());
+        let s = Arc::clone(&store);
+        let waiter = std::thread::spawn(move || s.wait_for(generation, Duration::from_secs(60)));
+        let t = Instant::now();
+        while store.waiting() < 1 {
+            assert!(t.elapsed() < Duration::from_secs(10), "never waited");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        store.acknowledge(0, generation);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "returned before worker 1 switched");
+        let woken = Instant::now();
+        store.acknowledge(1, generation);
+        assert_eq!(waiter.join().unwrap(), Ok(generation));
+        assert!(woken.elapsed() < Duration::from_secs(10));
     }
 }

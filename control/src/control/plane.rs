@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fnat_engine::rules::{Mode, Rules, ServiceEdits, Timeouts};
+use fnat_engine::rules::{EditStep, Mode, Rules, ServiceEdits, Timeouts};
 use fnat_proto::edit::Change;
 use fnat_proto::model::{IpvsTimeouts, RuleSet, ServiceAddr};
 use fnat_proto::msg::{ErrorBody, ErrorKind, Query, Request, Response};
@@ -79,6 +79,21 @@ pub struct Plane {
     pub config_path: PathBuf,
     /// The keepalived.conf it started with, re-read with the config.
     pub keepalived_path: Option<PathBuf>,
+}
+
+/// The edits of the snapshot made from `current` by setting the services `set` (ids): those
+/// that made `current`, then this step.
+fn edits_after(current: &Rules, mut set: Vec<u32>) -> ServiceEdits {
+    set.sort_unstable();
+    set.dedup();
+    let step = EditStep {
+        from: current.generation,
+        services: set.into(),
+    };
+    match &current.edits {
+        Some(e) => e.then(step),
+        None => ServiceEdits::default().then(step),
+    }
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> ErrorBody {
@@ -239,7 +254,19 @@ impl Plane {
             Ok(snapshot(current, &self.base_timeouts, rules, services))
         };
         if tx.whole {
-            return Ok((compile_all()?, None));
+            // Replaced whole (reload, restore): the one comparison is made here, once, so
+            // that workers are handed the services that differ instead of each comparing.
+            let mut next = compile_all()?;
+            let before: HashMap<u32, &fnat_engine::rules::Service> =
+                current.services.iter().map(|s| (s.id, s)).collect();
+            let set = next
+                .services
+                .iter()
+                .filter(|s| before.get(&s.id) != Some(s))
+                .map(|s| s.id)
+                .collect();
+            next.edits = Some(edits_after(current, set));
+            return Ok((next, None));
         }
         let mut edits: Vec<Edit> = tx
             .structure
@@ -257,14 +284,13 @@ impl Plane {
         }
         let mut next = self.builder.next(current, &edits);
         next.timeouts = timeouts(&self.base_timeouts, rules);
-        // Workers running `current` apply these instead of comparing every service (only
-        // when the list kept its order: additions and removals move positions).
-        if tx.structure.is_empty() {
-            next.edits = Some(ServiceEdits {
-                from: current.generation,
-                services: named.to_vec(),
-            });
-        }
+        // Workers running `current` (or an earlier generation the edits reach back to) set
+        // just these services, added ones included; removed ones are gone from the list.
+        let set = named
+            .iter()
+            .filter_map(|&i| next.services.get(i).map(|s| s.id))
+            .collect();
+        next.edits = Some(edits_after(current, set));
         if next.services.len() != rules.services.len() {
             // Never expected: the engine's list follows the model's position by position.
             // Recover by compiling everything.

@@ -356,15 +356,17 @@ fn a_listing_never_waits_behind_a_slow_publish() {
         "a listing and another change waited {:?} behind a publish",
         start.elapsed()
     );
-    // The latest snapshot names what it changed from the one before it.
+    // The latest snapshot names what it changed from the one before it, and what that one
+    // changed (for a worker that skipped it).
     let latest = store.current();
-    assert_eq!(
-        latest.edits,
-        Some(fnat_engine::rules::ServiceEdits {
-            from: stored_second - 1,
-            services: vec![0]
-        })
-    );
+    let id = latest.services[0].id;
+    let steps = &latest.edits.as_ref().expect("edits").steps;
+    let step = |from: u64| fnat_engine::rules::EditStep {
+        from,
+        services: vec![id].into(),
+    };
+    assert_eq!(steps.last(), Some(&step(stored_second - 1)));
+    assert_eq!(steps.get(steps.len() - 2), Some(&step(stored_second - 2)));
     assert!(
         !slow.is_finished(),
         "the first change did not wait for the workers"
@@ -377,5 +379,77 @@ fn a_listing_never_waits_behind_a_slow_publish() {
     assert_eq!(first.generation, before + 1);
     let second: Applied = Response::decode(&second.join().unwrap()).unwrap();
     assert_eq!(second.generation, stored_second);
+    handle.stop();
+}
+
+/// Adding and removing services, and a reload that adds and removes, hand the workers edits
+/// (the ids set, generation after generation): a worker that skipped every one of them
+/// applies them without comparing every service.
+#[test]
+fn adding_and_removing_services_are_handed_to_workers_as_edits() {
+    use fnat_engine::rules::EditStep;
+    let dir = Tmp::new("structedits");
+    let cfg = config(&dir.0, false);
+    let (handle, store) = start_with(&cfg);
+    let first = store.current();
+    let mut stats = fnat_engine::WorkerStats::default();
+    let mut worker = fnat_engine::fnat::FullNat::new(0, 2, &first, &mut stats);
+    let other = ServiceAddr::tcp(Ipv4Addr::new(198, 18, 0, 101), 80);
+    let third = ServiceAddr::tcp(Ipv4Addr::new(198, 18, 0, 102), 443);
+    for service in [&other, &third] {
+        let add = Request::Change(Change::ServiceAdd {
+            service: Service::new(service.clone(), Scheduler::Rr),
+        });
+        Response::decode::<Applied>(&ask(&cfg, &add)).unwrap();
+    }
+    let del = Request::Change(Change::ServiceDel { service: vip() });
+    Response::decode::<Applied>(&ask(&cfg, &del)).unwrap();
+    let latest = store.current();
+    assert_eq!(latest.generation, first.generation + 3);
+    let ids: Vec<u32> = latest.services.iter().map(|s| s.id).collect();
+    assert_eq!(ids.len(), 2);
+    let steps = &latest.edits.as_ref().expect("edits").steps;
+    let step = |from: u64, services: Vec<u32>| EditStep {
+        from,
+        services: services.into(),
+    };
+    assert_eq!(
+        steps[steps.len() - 3..],
+        [
+            step(first.generation, vec![ids[0]]),
+            step(first.generation + 1, vec![ids[1]]),
+            step(first.generation + 2, vec![]),
+        ]
+    );
+    worker.update_from(&first, &latest, &mut stats);
+    assert_eq!(worker.full_compares(), 0, "the skipping worker compared");
+
+    // Reload of the file (its one service): the other two go, the file's comes back.
+    let path = dir.0.join("cfg.toml");
+    let file = format!(
+        "[[port]]\nname = \"a\"\ndevice = \"net_null0\"\naddresses = [\"198.18.0.1/24\"]\n\n\
+         [[service]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\n\
+         local_addresses = [\"198.19.0.10\"]\nreal = [{{ address = \"198.19.1.10\", port = 80 }}]\n\n\
+         [control]\nsocket = \"{}\"\n",
+        cfg.control.socket.display()
+    );
+    std::fs::write(&path, file).unwrap();
+    handle.reload().unwrap();
+    let reloaded = store.current();
+    assert_eq!(reloaded.services.len(), 1);
+    let steps = &reloaded.edits.as_ref().expect("edits").steps;
+    assert_eq!(
+        steps.last(),
+        Some(&step(latest.generation, vec![reloaded.services[0].id]))
+    );
+    worker.update_from(&latest, &reloaded, &mut stats);
+    assert_eq!(worker.full_compares(), 0, "the reloaded worker compared");
+    // A snapshot whose edits do not reach back to the worker's generation is compared (and
+    // counted).
+    let mut unknown = (*reloaded).clone();
+    unknown.edits = None;
+    unknown.generation += 1;
+    worker.update_from(&reloaded, &unknown, &mut stats);
+    assert_eq!(worker.full_compares(), 1);
     handle.stop();
 }

@@ -6,7 +6,7 @@
 //! ```sh
 //! CARGO_TARGET_DIR=/tmp/target-publish cargo build --release -p fnat-engine --example update_pause
 //! # wall clock (secondary: the VM is shared and noisy)
-//! /tmp/target-publish/release/examples/update_pause 10000 10 400 [update|from|edits]
+//! /tmp/target-publish/release/examples/update_pause 10000 10 400 [update|from|edits] [services]
 //! # instructions: only `measure` (the timed updates) is collected
 //! valgrind --tool=callgrind --toggle-collect='*update_pause*measure*' \
 //!     /tmp/target-publish/release/examples/update_pause 10000 10 40 [update|from]
@@ -21,7 +21,8 @@
 //! Rules: SERVICES wrr services (10.0.0.0 + i, port 80) of REALS_PER_SERVICE real servers
 //! each, one local address each, as `dataplane/examples/control_publish_latency.rs` loads.
 //! The CHANGES cycle through what that example sends: two weight edits, a real server added,
-//! the same one removed, on services spread over the table. The snapshots are built before
+//! the same one removed, on services spread over the table; with `services`, a service added
+//! (`ipvsadm -A`) and one removed from the middle (`-D`) in turn. The snapshots are built before
 //! the timed loop (the control plane builds them; here only the worker is measured).
 //!
 //! It also prints two other costs a worker pays at that scale, for comparison: housekeeping
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use fnat_engine::fnat::FullNat;
 use fnat_engine::rules::{
-    Ipv4Cidr, Mode, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind, Service,
+    EditStep, Ipv4Cidr, Mode, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind, Service,
     ServiceEdits,
 };
 use fnat_engine::WorkerStats;
@@ -99,42 +100,67 @@ fn base(services: usize, reals_per: usize) -> Rules {
 }
 
 /// The snapshots the changes produce, in order (as the control plane would publish them),
-/// each with the position of the service it changed when `edits`.
-fn changes(mut r: Rules, n: usize, reals_per: usize, edits: bool) -> Vec<Arc<Rules>> {
-    let services = r.services.len();
+/// each with the ids of the services set by every generation so far when `edits` (as the
+/// control plane hands them on). `services` changes add and remove services instead of
+/// editing real servers.
+fn changes(
+    mut r: Rules,
+    n: usize,
+    reals_per: usize,
+    edits: bool,
+    services_change: bool,
+) -> Vec<Arc<Rules>> {
     let mut out = Vec::with_capacity(n);
     let mut added = 10_000_000;
+    let mut next_service = r.services.iter().map(|s| s.id).max().unwrap_or(0);
+    let mut history = ServiceEdits::default();
     for k in 0..n {
+        let services = r.services.len();
         let i = (k * 7919) % services;
-        let set = if k % 4 == 3 {
-            ((k - 1) * 7919) % services
+        let set = if services_change {
+            if k % 2 == 0 {
+                // Added at the end, as the control plane adds (`ipvsadm -A`).
+                next_service += 1;
+                let mut s = r.services[i].clone();
+                s.id = next_service;
+                s.vip = Ipv4Addr::from(0x0b00_0000 + next_service);
+                r.services.push(s);
+                vec![next_service]
+            } else {
+                // Removed from the middle (`ipvsadm -D`): the services after it move.
+                r.services.remove(i);
+                vec![]
+            }
         } else {
-            i
-        };
-        match k % 4 {
-            0 | 1 => {
-                if let Some(rs) = r.services[i].reals.first_mut() {
-                    rs.weight = (k % 100) as u32;
+            match k % 4 {
+                0 | 1 => {
+                    if let Some(rs) = r.services[i].reals.first_mut() {
+                        rs.weight = (k % 100) as u32;
+                    }
+                    vec![r.services[i].id]
+                }
+                2 => {
+                    added += 1;
+                    r.services[i].reals.push(RealServer::new(
+                        added,
+                        Ipv4Addr::new(172, 16, 0, 1),
+                        80,
+                        1,
+                    ));
+                    vec![r.services[i].id]
+                }
+                _ => {
+                    let j = ((k - 1) * 7919) % services;
+                    r.services[j].reals.truncate(reals_per);
+                    vec![r.services[j].id]
                 }
             }
-            2 => {
-                added += 1;
-                r.services[i].reals.push(RealServer::new(
-                    added,
-                    Ipv4Addr::new(172, 16, 0, 1),
-                    80,
-                    1,
-                ));
-            }
-            _ => {
-                let j = ((k - 1) * 7919) % services;
-                r.services[j].reals.truncate(reals_per);
-            }
-        }
-        r.edits = edits.then(|| ServiceEdits {
+        };
+        history = history.then(EditStep {
             from: r.generation,
-            services: vec![set],
+            services: set.into(),
         });
+        r.edits = edits.then(|| history.clone());
         r.generation += 1;
         out.push(Arc::new(r.clone()));
     }
@@ -176,7 +202,8 @@ fn main() {
     let mode = std::env::args().nth(4).unwrap_or_default();
     let (from, edits) = (mode == "from" || mode == "edits", mode == "edits");
     let rules = Arc::new(base(services, reals_per));
-    let snapshots = changes((*rules).clone(), n, reals_per, edits);
+    let services_change = std::env::args().nth(5).as_deref() == Some("services");
+    let snapshots = changes((*rules).clone(), n, reals_per, edits, services_change);
     let start = Instant::now();
     let mut stats = WorkerStats::default();
     let mut f = FullNat::new(0, 2, &rules, &mut stats);

@@ -5,6 +5,7 @@
 //! Services and real servers carry stable ids so that sessions survive snapshot changes.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// Index of a port in [`Rules::ports`] (config order), not a DPDK port id.
 pub type PortIndex = u16;
@@ -349,14 +350,63 @@ impl Default for Timeouts {
     }
 }
 
-/// What the control plane changed to make a snapshot from the one of generation `from`: the
-/// positions (in the new snapshot, ascending) of the services it set, when no service was
-/// added or removed. A worker running `from` looks at just these services instead of
-/// comparing every service with its previous self; any other worker compares.
+/// How many generations of edits a snapshot carries: a worker that skipped more than this
+/// many snapshots compares every service instead (counted: `FullNat::full_compares`).
+pub const EDIT_HISTORY: usize = 64;
+
+/// What the control plane set to make the snapshot of generation `from + 1` from the one of
+/// generation `from`: the ids (ascending) of the services it compiled anew or added. Services
+/// it removed are simply absent from the new snapshot; every other service is equal to its
+/// previous self.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceEdits {
+pub struct EditStep {
     pub from: u64,
-    pub services: Vec<usize>,
+    pub services: Arc<[u32]>,
+}
+
+/// The edits that made a snapshot, one step per generation, oldest first and consecutive,
+/// the last made from the generation just before this snapshot's (at most [`EDIT_HISTORY`]).
+/// A worker running any generation a step starts from applies the ids of that step and every
+/// later one instead of comparing every service with its previous self; a worker older than
+/// the history compares.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceEdits {
+    pub steps: Vec<EditStep>,
+}
+
+impl ServiceEdits {
+    /// These edits followed by `step` (made from the snapshot these edits made), keeping the
+    /// latest [`EDIT_HISTORY`] steps. Steps are shared, not copied.
+    pub fn then(&self, step: EditStep) -> ServiceEdits {
+        let consecutive = self.steps.last().is_some_and(|s| s.from + 1 == step.from);
+        let mut steps = if consecutive {
+            let skip = (self.steps.len() + 1).saturating_sub(EDIT_HISTORY);
+            self.steps[skip..].to_vec()
+        } else {
+            Vec::with_capacity(1)
+        };
+        steps.push(step);
+        ServiceEdits { steps }
+    }
+
+    /// The ids set since `generation` (ascending, once each) when these edits reach back to
+    /// it and lead to `to` (the snapshot's generation); `None` when they do not.
+    pub fn since(&self, generation: u64, to: u64) -> Option<Vec<u32>> {
+        let first = self.steps.iter().position(|s| s.from == generation)?;
+        let steps = &self.steps[first..];
+        if to.checked_sub(generation) != Some(steps.len() as u64) {
+            return None;
+        }
+        let mut ids: Vec<u32> = Vec::with_capacity(steps.iter().map(|s| s.services.len()).sum());
+        for s in steps {
+            ids.extend_from_slice(&s.services);
+        }
+        if steps.len() > 1 {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        Some(ids)
+    }
 }
 
 /// One immutable snapshot of everything a worker needs to forward.
@@ -381,8 +431,8 @@ pub struct Rules {
     /// scheduled afresh (IPVS's `expire_quiescent_template` sysctl). Off, as in IPVS: a
     /// drained server keeps its persistent clients until their templates expire.
     pub expire_quiescent_template: bool,
-    /// The services this snapshot changed from the previous one, when the publisher knows;
-    /// `None`: unknown (workers compare).
+    /// The services set by the generations leading to this snapshot, when the publisher
+    /// knows; `None`: unknown (workers compare).
     pub edits: Option<ServiceEdits>,
 }
 

@@ -219,6 +219,9 @@ pub struct FullNat {
     slot_info: Vec<SlotInfo>,
     /// Live sessions from which bursts are prefetched ([`PREFETCH_FROM_SESSIONS`]).
     prefetch_from: usize,
+    /// Updates from a previous snapshot whose edits did not reach back to it (so every
+    /// service was compared with its previous self).
+    full_compares: u64,
 }
 
 impl FullNat {
@@ -265,9 +268,17 @@ impl FullNat {
             templates: None,
             slot_info: Vec::new(),
             prefetch_from: PREFETCH_FROM_SESSIONS,
+            full_compares: 0,
         };
         f.update(rules, stats);
         f
+    }
+
+    /// How many updates from a previous snapshot compared every service because the new
+    /// snapshot's edits did not reach back to it (unknown edits, or more generations skipped
+    /// than [`crate::rules::EDIT_HISTORY`]).
+    pub fn full_compares(&self) -> u64 {
+        self.full_compares
     }
 
     /// Uses `prefetch` for the burst's prefetch stages and housekeeping's look-ahead (see

@@ -324,14 +324,17 @@ impl FullNat {
         let before = previous
             .map(|p| &p.services[..])
             .filter(|p| in_place && p.len() == rules.services.len());
-        // The publisher's word for which services it set, when it made this snapshot from
-        // the one this worker runs: the others are unchanged without comparing them.
+        // The publisher's word for which services it set (by id) in the generations since
+        // the one this worker runs: every other service is unchanged without comparing it.
         let edited = previous.and_then(|p| {
-            rules
+            let ids = rules
                 .edits
                 .as_ref()
-                .filter(|e| e.from == p.generation)
-                .map(|e| &e.services[..])
+                .and_then(|e| e.since(p.generation, rules.generation));
+            if ids.is_none() {
+                self.full_compares += 1;
+            }
+            ids
         });
         let mut keep_index = in_place;
         // Every service keeps its VIP and endpoints (only known with `previous`).
@@ -341,8 +344,8 @@ impl FullNat {
             let mut endpoints = 0;
             for (i, (entry, svc)) in old.iter_mut().zip(&rules.services).enumerate() {
                 let was = before.and_then(|b| b.get(i));
-                let unchanged = match edited {
-                    Some(set) => was.is_some() && set.binary_search(&i).is_err(),
+                let unchanged = match &edited {
+                    Some(set) => was.is_some() && set.binary_search(&svc.id).is_err(),
                     None => was == Some(svc),
                 };
                 if unchanged && slots.keep(&stats.services, usize::from(entry.slot), svc.id) {
@@ -391,6 +394,18 @@ impl FullNat {
                     .and_then(Option::take);
                 let fresh = prev.is_none();
                 let mut entry = prev.unwrap_or_else(|| fresh_entry(svc));
+                // Added or removed services moved the others: those the edits do not name
+                // are as they were under the same id.
+                let unchanged = !fresh
+                    && edited
+                        .as_ref()
+                        .is_some_and(|set| set.binary_search(&svc.id).is_err());
+                if unchanged && slots.keep(&stats.services, usize::from(entry.slot), svc.id) {
+                    let st = &stats.services[usize::from(entry.slot)];
+                    pass.note_unchanged(svc, st);
+                    services.push(entry);
+                    continue;
+                }
                 if self.sync_service(&mut entry, svc, fresh, stats, &mut slots, &mut pass) {
                     services.push(entry);
                 }
@@ -672,8 +687,8 @@ mod tests {
     use super::*;
     use crate::packet::Tuple;
     use crate::rules::{
-        Endpoint, Ipv4Cidr, Mode, Persistence, PortGroup, PortRule, Protocol, Route, SchedFlags,
-        SchedulerKind, ServiceEdits, Thresholds,
+        EditStep, Endpoint, Ipv4Cidr, Mode, Persistence, PortGroup, PortRule, Protocol, Route,
+        SchedFlags, SchedulerKind, ServiceEdits, Thresholds,
     };
     use crate::sched::load::LoadBoard;
     use std::net::Ipv4Addr;
@@ -1126,10 +1141,19 @@ mod tests {
             let mut sc = WorkerStats::default();
             let mut a = fullnat(&rules, &mut sa);
             let mut c = fullnat(&rules, &mut sc);
-            // `d` takes each snapshot with the publisher's list of the services it set.
+            // `d` takes each snapshot with the publisher's edits (the ids it set, every
+            // generation, additions, removals and moves included); `e` does too but skips
+            // generations (a long run beyond the history once), `g` rebuilds fully on the
+            // same schedule as `e`.
             let mut sd = WorkerStats::default();
             let mut d = fullnat(&rules, &mut sd);
+            let (mut se, mut sg) = (WorkerStats::default(), WorkerStats::default());
+            let mut e = fullnat(&rules, &mut se);
+            let mut g = fullnat(&rules, &mut sg);
+            let mut history = ServiceEdits::default();
             let mut previous = rules.clone();
+            let mut e_runs = rules.clone();
+            let mut skips = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
             let mut b = FullNat::with_board(
                 0,
                 2,
@@ -1281,7 +1305,7 @@ mod tests {
                         let k = rng.below(sa.services.len());
                         let j = sa.services.get(k).map_or(0, |s| rng.below(s.reals.len()));
                         let conns = rng.below(3) as u64;
-                        for st in [&mut sa, &mut sb, &mut sc, &mut sd] {
+                        for st in [&mut sa, &mut sb, &mut sc, &mut sd, &mut se, &mut sg] {
                             if let Some(r) = st.services.get_mut(k).and_then(|s| s.reals.get_mut(j))
                             {
                                 r.active_conns = conns;
@@ -1333,26 +1357,40 @@ mod tests {
                 a.update(&rules, &mut sa);
                 b.update_reference(&rules, &mut sb);
                 c.update_from(&previous, &rules, &mut sc);
-                // What the publisher set: service i for the edits of one service, none for
-                // the settings and the counters; unknown when the list moved.
-                let set = match op {
-                    0..=6 | 9..=13 | 16 if n > 0 => Some(vec![i]),
-                    17 | 18 | 20 | 21 => Some(vec![]),
-                    _ => None,
-                };
+                // What the publisher set: the ids of the services new or not equal to the
+                // one of that id before (removed ones are just gone).
+                let mut set: Vec<u32> = rules
+                    .services
+                    .iter()
+                    .filter(|s| previous.services.iter().find(|p| p.id == s.id) != Some(*s))
+                    .map(|s| s.id)
+                    .collect();
+                set.sort_unstable();
+                set.dedup();
+                history = history.then(EditStep {
+                    from: previous.generation,
+                    services: set.into(),
+                });
                 let mut with = rules.clone();
-                if rules.services.len() == n {
-                    with.edits = set.map(|services| ServiceEdits {
-                        from: previous.generation,
-                        services,
-                    });
-                }
+                with.edits = Some(history.clone());
                 d.update_from(&previous, &with, &mut sd);
                 previous = rules.clone();
                 assert_same(step, &rules, &a, &sa, &b, &sb);
                 assert_same(step, &rules, &c, &sc, &b, &sb);
                 assert_same(step, &rules, &d, &sd, &b, &sb);
+                let skipping = step % (1 + skips.below(6)) != 0 || (200..=290).contains(&step);
+                if !skipping {
+                    e.update_from(&e_runs, &with, &mut se);
+                    g.update(&rules, &mut sg);
+                    e_runs = with;
+                    assert_same(step, &rules, &e, &se, &g, &sg);
+                }
             }
+            // Every worker given edits applied them; the one that skipped past the history
+            // compared once; without edits, every update compares.
+            assert_eq!(d.full_compares(), 0, "seed {seed}");
+            assert_eq!(e.full_compares(), 1, "seed {seed}");
+            assert_eq!(c.full_compares(), 400, "seed {seed}");
         }
     }
 
