@@ -398,7 +398,7 @@ fn adding_and_removing_services_are_handed_to_workers_as_edits() {
     let third = ServiceAddr::tcp(Ipv4Addr::new(198, 18, 0, 102), 443);
     for service in [&other, &third] {
         let add = Request::Change(Change::ServiceAdd {
-            service: Service::new(service.clone(), Scheduler::Rr),
+            service: Service::new(*service, Scheduler::Rr),
         });
         Response::decode::<Applied>(&ask(&cfg, &add)).unwrap();
     }
