@@ -21,6 +21,9 @@
 //!   subtract from the others.
 //! - `burst FLOWS PACKETS`: as `est`, through `Worker::process_burst` in bursts of 32.
 //!
+//! - `steer FLOWS PACKETS` (with `METHOD=nat`): worker 0 of 2 gets ACKs of FLOWS clients whose
+//!   NAT owner is worker 1: the cost of deciding to redirect (NAT's return steering).
+//!
 //! `METHOD=nat|dr|tun|gue|gre` (default `fnat`) forwards by that method instead of full NAT
 //! (frames sit in a buffer with an mbuf's 128 bytes of headroom, for TUN's outer header).
 //!
@@ -243,6 +246,17 @@ fn measure(
                 }
             }
         }
+        "steer" => {
+            // The non-owner's half of NAT's return steering: each frame found to belong to
+            // the other worker (Redirect), as a worker does for packets RSS gave it.
+            let mut buf = Buf::new();
+            for i in 0..packets {
+                buf.load(&frames[i % n]);
+                if let Verdict::Redirect { .. } = w.process(0, &mut buf, NOW) {
+                    ok += 1;
+                }
+            }
+        }
         _ => {
             let mut buf = Buf::new();
             for i in 0..packets {
@@ -293,8 +307,19 @@ fn main() {
     for rs in &mut r.services[0].reals {
         rs.method = method;
     }
-    let mut w = Worker::new(0, 1, Arc::new(r));
-    let frames: Vec<[u8; FRAME_LEN]> = if mode == "new" || mode == "churn" {
+    let workers = if mode == "steer" { 2 } else { 1 };
+    let mut w = Worker::new(0, workers, Arc::new(r));
+    let frames: Vec<[u8; FRAME_LEN]> = if mode == "steer" {
+        // One flow per client address (flow k's address is 10.0.0.0 + k / 60000).
+        (0..)
+            .map(|i: u64| frame(i * 60_000, false))
+            .filter(|f| {
+                let client = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
+                fnat_engine::fnat::nat_owner(client, 2) == 1
+            })
+            .take(flows as usize)
+            .collect()
+    } else if mode == "new" || mode == "churn" {
         (0..packets as u64).map(|k| frame(k, true)).collect()
     } else {
         // Prefill: one SYN per flow (not measured).
