@@ -198,6 +198,11 @@ pub struct ConnEntry {
     /// IPVS state name: ESTABLISHED, SYN_RECV, FIN_WAIT, … (UDP: UDP).
     pub state: String,
     pub expires_in_s: u32,
+    /// How the session's packets reach its real server. `lip` is the local address of a
+    /// full-NAT session; a NAT session's is its client's own address, a TUN session's the
+    /// outer source address and GUE port, a DR session's 0.0.0.0:0.
+    #[serde(default)]
+    pub forward: crate::model::ForwardMethod,
 }
 
 /// What `status` answers.

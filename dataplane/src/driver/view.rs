@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fnat_engine::rules::Method;
 use fnat_engine::{DropReason, Worker, WorkerStats};
-use fnat_proto::model::Protocol as ProtoProtocol;
+use fnat_proto::model::{ForwardMethod, Protocol as ProtoProtocol};
 use fnat_proto::stats::{
     ConnEntry, ConnFilter, Counters, LaddrStats, PortStats, ViewRealStats, ViewServiceStats,
     ViewStats,
@@ -125,6 +126,12 @@ impl WorkerShared {
                     rs: SocketAddrV4::new(Ipv4Addr::from(s.rs_ip), s.rs_port),
                     state: s.state.name().to_string(),
                     expires_in_s: (deadline.saturating_sub(now) / 1_000_000_000) as u32,
+                    forward: match s.method() {
+                        Method::FullNat => ForwardMethod::FullNat,
+                        Method::Nat => ForwardMethod::Masq,
+                        Method::Dr => ForwardMethod::Route,
+                        Method::Tun(_) => ForwardMethod::Tunnel,
+                    },
                 };
                 if q.filter.matches(&entry) {
                     q.results.push(entry);

@@ -712,6 +712,7 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
             rs: SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 1), 80),
             state: "ESTABLISHED".into(),
             expires_in_s: 899,
+            forward: Default::default(),
         };
         assert_eq!(
             connections(&[c], &numeric(), &Numeric),
@@ -835,6 +836,7 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
             rs: SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 9), 53),
             state: "UDP".into(),
             expires_in_s: 300,
+            forward: Default::default(),
         };
         assert_eq!(
             connections(&[c], &ListFormat::default(), &FakeNames),
