@@ -100,6 +100,8 @@ pub struct PortSection {
     /// Addresses the port owns, as IPv4/prefix (a bare address means /32).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// The name of the port's kernel twin interface (the exception path); none by default.
+    pub kernel_interface: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

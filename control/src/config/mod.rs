@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use fnat_engine::rules::{Ipv4Cidr, Rules};
 
-pub use eal_args::eal_args;
+pub use eal_args::{eal_args, twin_device};
 
 /// A rejected config: which file, which key (dotted path like `port[1].device`), and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +93,10 @@ pub struct PortSpec {
     pub device: String,
     pub mac: Option<[u8; 6]>,
     pub addresses: Vec<Ipv4Cidr>,
+    /// The kernel twin interface (a TAP device carrying the port's MAC and addresses) that
+    /// gets the frames for the port's own addresses the dataplane does not consume, and
+    /// whose frames leave by the port: `[[port]] kernel_interface`. `None`: no twin.
+    pub kernel_interface: Option<String>,
 }
 
 impl PortSpec {

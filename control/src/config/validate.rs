@@ -276,6 +276,7 @@ fn ports(file: &ConfigFile) -> Result<Vec<PortSpec>, Invalid> {
     }
     let mut names = HashSet::new();
     let mut devices = HashSet::new();
+    let mut twins = HashSet::new();
     let mut out = Vec::with_capacity(file.ports.len());
     for (i, p) in file.ports.iter().enumerate() {
         let key = |field: &str| format!("port[{i}].{field}");
@@ -318,7 +319,22 @@ fn ports(file: &ConfigFile) -> Result<Vec<PortSpec>, Invalid> {
                         .map_err(|e| invalid(format!("port[{i}].addresses[{j}]"), e))
                 })
                 .collect::<Result<_, _>>()?,
+            kernel_interface: match &p.kernel_interface {
+                Some(name) => Some(
+                    values::interface_name(name)
+                        .map_err(|e| invalid(key("kernel_interface"), e))?,
+                ),
+                None => None,
+            },
         };
+        if let Some(name) = &spec.kernel_interface {
+            if !twins.insert(name.clone()) {
+                return Err(invalid(
+                    key("kernel_interface"),
+                    format!("'{name}' is the twin of another port"),
+                ));
+            }
+        }
         if !devices.insert(spec.dpdk_name().to_string()) {
             return Err(invalid(
                 key("device"),

@@ -110,3 +110,23 @@ mod tests {
         assert!(!is_pci_address("net_pcap0,rx_pcap=a:b.pcap"));
     }
 }
+
+/// A Linux interface name for a kernel twin: 1 to 15 bytes (IFNAMSIZ less the NUL) of
+/// letters, digits, '-', '_' and '.', not "." or "..".
+pub fn interface_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!(
+            "'{name}': an interface name has 1 to 15 characters"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("'{name}' is not an interface name"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!("'{name}': use letters, digits, '-', '_' and '.'"));
+    }
+    Ok(name.to_string())
+}
