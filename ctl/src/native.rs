@@ -54,6 +54,11 @@ pub enum Command {
     Conn(ConnCmd),
     /// Write the live rules as TOML (to FILE or standard output).
     Save { file: Option<PathBuf> },
+    /// Write the live rules as a keepalived.conf (to FILE or standard output) that
+    /// `fnatd --keepalived` reads back as the same services; refuses, naming the rule and
+    /// the setting, what keepalived.conf cannot express (firewall marks stay in fnatd's
+    /// config as [[port_group]]).
+    ExportKeepalived { file: Option<PathBuf> },
     /// Replace the live rules with a TOML file written by `save` ('-' reads standard input).
     Restore { file: PathBuf },
     /// Remove every service and every firewall mark.
@@ -370,6 +375,18 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
         Command::Save { file } => {
             let l = listing(client, None)?;
             let text = fnat_proto::save::to_toml(&l.rules)?;
+            match file {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                    Ok(out(String::new(), l.rules))
+                }
+                None => Ok(out(text, l.rules)),
+            }
+        }
+        Command::ExportKeepalived { file } => {
+            let l = listing(client, None)?;
+            let text = fnat_keepalived::write::write(&l.rules).map_err(|e| e.to_string())?;
             match file {
                 Some(path) => {
                     std::fs::write(&path, &text)

@@ -251,3 +251,194 @@ fn service(
     }
     Ok(service)
 }
+
+#[cfg(test)]
+mod roundtrip {
+    //! `fnatctl export-keepalived` writes what this reader reads back as the same services.
+
+    use std::net::Ipv4Addr;
+
+    use fnat_proto::model::{Mark, PortList, TimeoutOverrides};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Firewall marks 1..=3 (they live in fnatd's config; the export refers to them).
+    fn marks() -> Vec<Mark> {
+        (1..=3u32)
+            .map(|m| Mark {
+                mark: m,
+                protocol: Protocol::Tcp,
+                vip: Ipv4Addr::new(198, 18, 1, m as u8),
+                ports: PortList(vec![80, 443]),
+                name: None,
+            })
+            .collect()
+    }
+
+    fn addr() -> impl Strategy<Value = ServiceAddr> {
+        prop_oneof![
+            (
+                any::<bool>(),
+                1u8..=12,
+                prop::sample::select(vec![0u16, 80, 443, 8080])
+            )
+                .prop_map(|(udp, host, port)| ServiceAddr::Inet {
+                    protocol: if udp { Protocol::Udp } else { Protocol::Tcp },
+                    vip: Ipv4Addr::new(198, 18, 0, host),
+                    port,
+                }),
+            (1u32..=3).prop_map(ServiceAddr::Fwmark),
+        ]
+    }
+
+    fn real() -> impl Strategy<Value = Real> {
+        (
+            1u8..=30,
+            prop::sample::select(vec![0u16, 80, 8080]),
+            prop_oneof![0..=10u32, Just(MAX_WEIGHT), 0..=MAX_WEIGHT],
+            0u32..=50,
+            0u32..=50,
+        )
+            .prop_map(|(host, port, weight, a, b)| {
+                let mut r = Real::new(Ipv4Addr::new(198, 19, 1, host), port, weight);
+                r.upper_threshold = a.max(b);
+                r.lower_threshold = a.min(b);
+                r
+            })
+    }
+
+    fn service() -> impl Strategy<Value = Service> {
+        (
+            addr(),
+            prop::sample::select(Scheduler::ALL.to_vec()),
+            0u8..8,
+            prop::option::of((
+                1u32..=86_400,
+                prop::sample::select(vec![
+                    Ipv4Addr::BROADCAST,
+                    Ipv4Addr::new(255, 255, 255, 0),
+                    Ipv4Addr::new(255, 255, 0, 0),
+                ]),
+            )),
+            any::<bool>(),
+            prop::collection::vec(real(), 0..4),
+            prop::collection::vec(
+                (
+                    1u8..=20,
+                    prop::option::of(prop::sample::select(vec!["wan", "lan"])),
+                ),
+                0..3,
+            ),
+        )
+            .prop_map(
+                |(addr, scheduler, flags, persistence, ops, reals, laddrs)| {
+                    let mut s = Service::new(addr, scheduler);
+                    s.sched_flags = SchedFlags(flags);
+                    s.persistence =
+                        persistence.map(|(timeout, netmask)| Persistence { timeout, netmask });
+                    s.one_packet = ops
+                        && matches!(
+                            addr,
+                            ServiceAddr::Inet {
+                                protocol: Protocol::Udp,
+                                ..
+                            }
+                        );
+                    let mut seen = std::collections::HashSet::new();
+                    s.reals = reals.into_iter().filter(|r| seen.insert(r.key())).collect();
+                    let mut seen = std::collections::HashSet::new();
+                    s.local_addresses = laddrs
+                        .into_iter()
+                        .filter(|(h, _)| seen.insert(*h))
+                        .map(|(h, dev)| LocalAddress {
+                            addr: Ipv4Addr::new(198, 19, 0, h),
+                            device: dev.map(str::to_string),
+                        })
+                        .collect();
+                    s
+                },
+            )
+    }
+
+    fn rule_set() -> impl Strategy<Value = RuleSet> {
+        prop::collection::vec(service(), 0..6).prop_map(|services| {
+            let mut seen = std::collections::HashSet::new();
+            RuleSet {
+                marks: marks(),
+                services: services
+                    .into_iter()
+                    .filter(|s| seen.insert(s.addr))
+                    .collect(),
+                ..RuleSet::default()
+            }
+        })
+    }
+
+    /// Writes `rules` as keepalived.conf and reads it back into a rule set holding only the
+    /// marks (as fnatd's config would).
+    fn round_trip(rules: &RuleSet) -> RuleSet {
+        let text = fnat_keepalived::write::write(rules).expect("writable");
+        let dir = std::env::temp_dir().join(format!(
+            "fnat-ka-export-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keepalived.conf");
+        std::fs::write(&path, &text).unwrap();
+        let mut back = RuleSet {
+            marks: marks(),
+            ..RuleSet::default()
+        };
+        let warnings =
+            add_services(&path, &mut back).unwrap_or_else(|e| panic!("{e:?}\nin:\n{text}"));
+        assert!(warnings.is_empty(), "{warnings:?}\n{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+        back
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn exported_rules_import_back_identically(rules in rule_set()) {
+            prop_assume!(check_rule_set(&rules).is_ok());
+            let back = round_trip(&rules);
+            prop_assert_eq!(back, rules);
+        }
+    }
+
+    #[test]
+    fn what_keepalived_conf_cannot_say_is_refused_by_name() {
+        let mut rules = RuleSet::default();
+        let mut s = Service::new(
+            ServiceAddr::Inet {
+                protocol: Protocol::Tcp,
+                vip: Ipv4Addr::new(198, 18, 0, 100),
+                port: 80,
+            },
+            Scheduler::Rr,
+        );
+        s.expire_on_removal = true;
+        rules.services.push(s.clone());
+        let e = fnat_keepalived::write::write(&rules).unwrap_err();
+        assert_eq!(e.setting, "expire_on_removal");
+        assert_eq!(e.rule, "tcp/198.18.0.100:80");
+        rules.services[0].expire_on_removal = false;
+        rules.services[0].local_addresses.push(LocalAddress {
+            addr: Ipv4Addr::new(198, 19, 0, 10),
+            device: Some("two words".into()),
+        });
+        let e = fnat_keepalived::write::write(&rules).unwrap_err();
+        assert_eq!(e.setting, "local address device");
+        rules.services[0].local_addresses.clear();
+        rules.timeouts = TimeoutOverrides {
+            tcp: Some(100),
+            ..TimeoutOverrides::default()
+        };
+        let e = fnat_keepalived::write::write(&rules).unwrap_err();
+        assert_eq!(e.rule, "timeouts");
+        rules.timeouts = TimeoutOverrides::default();
+        assert!(fnat_keepalived::write::write(&rules).is_ok());
+    }
+}
