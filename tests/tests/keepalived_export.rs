@@ -1,0 +1,109 @@
+//! `fnatctl export-keepalived`: the live rules written as a keepalived.conf that fnatd reads
+//! back as the same services (interfaces in it name fnatd ports); what keepalived.conf
+//! cannot say is refused naming the rule and the setting.
+
+use std::time::Duration;
+
+use fnat_tests::*;
+
+/// keepalived.conf exercising what the export writes: TCP and UDP, port 0, persistence with
+/// granularity, scheduler flags, weights and thresholds, DPVS's
+/// local_address_group with fnatd port names.
+const KEEPALIVED: &str = r#"
+local_address_group lips {
+    198.19.0.10 lan
+    198.19.0.11 lan
+}
+virtual_server 198.18.0.100 80 {
+    lb_algo wrr
+    lb_kind FNAT
+    protocol TCP
+    persistence_timeout 60
+    persistence_granularity 255.255.255.0
+    laddr_group_name lips
+    real_server 198.19.1.10 8080 {
+        weight 3
+        uthreshold 100
+        lthreshold 50
+    }
+    real_server 198.19.1.11 8080 {
+        weight 0
+    }
+}
+virtual_server 198.18.0.100 53 {
+    lb_algo sh
+    sh-port
+    lb_kind FNAT
+    protocol UDP
+    laddr_group_name lips
+    real_server 198.19.1.10 53 {
+        weight 1
+    }
+}
+virtual_server 198.18.0.101 0 {
+    lb_algo rr
+    lb_kind FNAT
+    persistence_timeout 300
+    protocol TCP
+    laddr_group_name lips
+    real_server 198.19.1.12 0 {
+        weight 2
+    }
+}
+"#;
+
+fn saved(socket: &std::path::Path) -> String {
+    let done = fnatctl(socket, &["save"]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    done.stdout
+}
+
+#[test]
+fn exported_keepalived_conf_reads_back_as_the_same_rules() {
+    let dir = TempDir::new("ka-export");
+    let socket = dir.join("ctl.sock");
+    let original = dir.join("keepalived.conf");
+    std::fs::write(&original, KEEPALIVED).unwrap();
+    let exported = dir.join("exported.conf");
+
+    let daemon = Daemon::start(
+        &config("null-keepalived.toml"),
+        &socket,
+        &["--keepalived", original.to_str().unwrap()],
+    );
+    let before = saved(&socket);
+    assert!(before.contains("198.19.1.12"), "{before}");
+    let done = fnatctl(&socket, &["export-keepalived", exported.to_str().unwrap()]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    // Standard output gets the same text.
+    let shown = fnatctl(&socket, &["export-keepalived"]);
+    assert_eq!(shown.stdout, std::fs::read_to_string(&exported).unwrap());
+    daemon.stop();
+
+    let daemon = Daemon::start(
+        &config("null-keepalived.toml"),
+        &socket,
+        &["--keepalived", exported.to_str().unwrap()],
+    );
+    assert_eq!(saved(&socket), before, "exported:\n{}", shown.stdout);
+
+    // Something keepalived.conf cannot carry: refused, naming it; nothing written.
+    let done = fnatctl(&socket, &["timeout", "set", "--tcp", "100"]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    let refused = dir.join("refused.conf");
+    let done = run_with_deadline(
+        std::process::Command::new(bin("fnatctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["export-keepalived", refused.to_str().unwrap()]),
+        Duration::from_secs(30),
+    );
+    assert_ne!(done.code(), Some(0));
+    assert!(
+        done.stderr.contains("timeouts") && done.stderr.contains("cannot be written"),
+        "{}",
+        done.stderr
+    );
+    assert!(!refused.exists());
+    daemon.stop();
+}
