@@ -107,3 +107,34 @@ fn exported_keepalived_conf_reads_back_as_the_same_rules() {
     assert!(!refused.exists());
     daemon.stop();
 }
+
+/// What the engine cannot run yet (here one-packet scheduling) is refused with the
+/// keepalived.conf line of its virtual server, exit 2, like every other config error.
+#[test]
+fn engine_refusals_name_the_keepalived_line() {
+    let dir = TempDir::new("ka-engine-refusal");
+    let path = dir.join("ops.conf");
+    std::fs::write(
+        &path,
+        "virtual_server 198.18.0.100 53 {\n    lb_algo rr\n    lb_kind FNAT\n    protocol UDP\n    ops\n    real_server 198.19.1.10 53 {\n        weight 1\n    }\n}\n",
+    )
+    .unwrap();
+    let done = run_with_deadline(
+        std::process::Command::new(bin("fnatd"))
+            .arg("check")
+            .arg("--config")
+            .arg(config("null-keepalived.toml"))
+            .arg("--keepalived")
+            .arg(&path),
+        Duration::from_secs(20),
+    );
+    assert_eq!(done.code(), Some(2), "{}", done.stderr);
+    assert!(
+        done.stderr.contains(&format!(
+            "{}:1: key `virtual_server`: udp/198.18.0.100:53: one-packet scheduling",
+            path.display()
+        )),
+        "{}",
+        done.stderr
+    );
+}

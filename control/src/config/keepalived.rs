@@ -63,6 +63,12 @@ pub fn add_services(path: &Path, rules: &mut RuleSet) -> Result<Vec<Diagnostic>,
             },
         );
     }
+    // What the engine cannot run yet (a scheduler, one-packet scheduling, a forwarding
+    // method) is refused here too, where each service's line is known.
+    for (service, at) in rules.services[first_added..].iter().zip(&origin) {
+        crate::control::check_service_support(service)
+            .map_err(|e| located(at, "virtual_server", e.message))?;
+    }
     warnings.retain(|d| d.level == Level::Warning);
     Ok(warnings)
 }
