@@ -678,6 +678,30 @@ mod tests {
     }
 
     #[test]
+    fn kernel_twins_have_their_families() {
+        let mut sample = sample();
+        sample.kernel.push(KernelSample {
+            interface: "fkw".into(),
+            to_kernel: 5,
+            from_kernel: 9,
+            twin_tx_full: 1,
+            ring_full: 2,
+            ring_used: 3,
+        });
+        let server = start("127.0.0.1:0".parse().unwrap(), Arc::new(Fake(Ok(sample)))).unwrap();
+        let out = scrape(&server, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        for line in [
+            "fnat_kernel_delivered_packets_total{interface=\"fkw\"} 5",
+            "fnat_kernel_sent_packets_total{interface=\"fkw\"} 9",
+            "fnat_kernel_dropped_packets_total{interface=\"fkw\",reason=\"kernel_tx_full\"} 1",
+            "fnat_kernel_dropped_packets_total{interface=\"fkw\",reason=\"from_kernel_ring_full\"} 2",
+            "fnat_kernel_ring_used{interface=\"fkw\"} 3",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing:\n{out}");
+        }
+    }
+
+    #[test]
     fn node_exporter_names_and_labels() {
         let server = start("127.0.0.1:0".parse().unwrap(), Arc::new(Fake(Ok(sample())))).unwrap();
         let out = scrape(&server, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
