@@ -54,7 +54,7 @@ measure() {
   local ping rtt_avg rtt_max tcp idle="n/a"
   ping=$(ip netns exec "${p}g" ping -c 500 -i 0.002 -q $RS)
   rtt_avg=$(awk -F'[/ ]' '/rtt/ {print $8}' <<<"$ping")
-  rtt_max=$(awk -F'[/ ]' '/rtt/ {print $10}' <<<"$ping")
+  rtt_max=$(awk -F'[/ ]' '/rtt/ {print $9}' <<<"$ping")
   tcp=$(tcp_stream "${p}g")
   if [ "$label" = twin ]; then
     local pid tid t0 t1 hz
