@@ -352,3 +352,31 @@ fn service_option_mistakes_are_named() {
     );
     assert_eq!(err(&clash).key, "service[2].port");
 }
+
+#[test]
+fn kernel_twins_are_off_by_default_and_checked() {
+    let cfg = parse(GOOD).unwrap();
+    assert!(cfg.ports.iter().all(|p| p.kernel_interface.is_none()));
+    assert!(!eal_args(&cfg.eal, &cfg.ports)
+        .iter()
+        .any(|a| a.contains("net_tap")));
+    let twin = GOOD.replace(
+        "device = \"net_ring0\"",
+        "device = \"net_ring0\"\nkernel_interface = \"fnat-a\"",
+    );
+    let cfg = parse(&twin).unwrap();
+    assert_eq!(cfg.ports[0].kernel_interface.as_deref(), Some("fnat-a"));
+    assert!(
+        eal_args(&cfg.eal, &cfg.ports).contains(&"--vdev=net_tap_twin0,iface=fnat-a".to_string())
+    );
+    let e = err(&twin.replace("fnat-a", "a name"));
+    assert_eq!(e.key, "port[0].kernel_interface");
+    assert!(e.reason.contains("'a name'"), "{}", e.reason);
+    let both = twin.replace(
+        "device = \"net_ring1\"",
+        "device = \"net_ring1\"\nkernel_interface = \"fnat-a\"",
+    );
+    let e = err(&both);
+    assert_eq!(e.key, "port[1].kernel_interface");
+    assert!(e.reason.contains("twin of another port"), "{}", e.reason);
+}
