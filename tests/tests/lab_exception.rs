@@ -12,6 +12,18 @@ use std::time::Duration;
 use lab_support::*;
 
 const RS1: &str = "198.19.1.11";
+/// fnatd's Prometheus endpoint, inside the gateway namespace.
+const METRICS: &str = "127.0.0.1:9155";
+
+/// The value of the sample `name{interface="dev"}` in a scrape.
+fn kernel_metric(scrape: &str, name: &str, dev: &str) -> u64 {
+    let prefix = format!("{name}{{interface=\"{dev}\"}} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{scrape}"))
+}
 
 fn exception_path(workers: u32) {
     let lab = Lab::up(
@@ -19,6 +31,7 @@ fn exception_path(workers: u32) {
         &[
             ("LAB_KERNEL_TWIN", "1".to_string()),
             ("LAB_WORKERS", workers.to_string()),
+            ("LAB_METRICS", METRICS.to_string()),
         ],
     );
     let p = lab.prefix.clone();
@@ -103,6 +116,24 @@ fn exception_path(workers: u32) {
         "hello twin",
         "socat session to the port address"
     );
+
+    // Prometheus sees the exception path's traffic.
+    let scrape = lab.run(
+        "g",
+        &[
+            "curl",
+            "-sS",
+            "-m",
+            "5",
+            &format!("http://{METRICS}/metrics"),
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(scrape.status.success(), "scrape: {}", scrape.stderr);
+    for dev in [&kw, &kl] {
+        assert!(kernel_metric(&scrape.stdout, "fnat_kernel_delivered_packets_total", dev) > 0);
+        assert!(kernel_metric(&scrape.stdout, "fnat_kernel_sent_packets_total", dev) > 0);
+    }
 
     // The load balancer is unaffected.
     let answers: Vec<String> = (0..4).map(|_| lab.curl(VIP)).collect();
