@@ -4,8 +4,8 @@
 //!
 //! What keepalived.conf cannot say is refused with a named reason ([`Refusal`]) rather than
 //! written half: per-service `expire_on_removal` (IPVS's `expire_nodest_conn` is a sysctl, not
-//! a keepalived keyword), ipvsadm's timeouts (`fnatctl timeout set`), local-address devices
-//! that are not one word. Firewall marks are not rules of keepalived's grammar (keepalived
+//! a keepalived keyword), local-address devices that are not one word. ipvsadm's timeouts
+//! (`fnatctl timeout set`) are keepalived's `global_defs { lvs_timeouts … }`. Firewall marks are not rules of keepalived's grammar (keepalived
 //! leaves them to iptables): `virtual_server fwmark N` is written, and the mark's
 //! definition stays where the reader takes it from, fnatd's config (`[[port_group]]`); the
 //! file lists them in a comment. Health checkers are not part of the rule model, so none are
@@ -67,15 +67,6 @@ fn is_word(text: &str) -> bool {
 
 /// Checks that every rule of `rules` can be written; the first that cannot is refused.
 pub fn check(rules: &RuleSet) -> Result<(), Refusal> {
-    if !rules.timeouts.is_empty() {
-        return Err(Refusal {
-            rule: "timeouts".into(),
-            setting: "tcp/tcpfin/udp timeouts",
-            reason: "keepalived.conf carries no IPVS timeouts; clear them (fnatctl timeout) or \
-                     keep them in fnatd's config"
-                .into(),
-        });
-    }
     for s in &rules.services {
         if s.expire_on_removal {
             return Err(Refusal {
@@ -116,6 +107,16 @@ pub fn write(rules: &RuleSet) -> Result<String, Refusal> {
         "# keepalived.conf written by fnatctl export-keepalived from fnatd's live rules.\n\
          # fnatd reads it back with --keepalived (interfaces name fnatd ports)."
     );
+    let t = &rules.timeouts;
+    if !t.is_empty() {
+        let mut line = String::from("    lvs_timeouts");
+        for (name, v) in [("tcp", t.tcp), ("tcpfin", t.tcp_fin), ("udp", t.udp)] {
+            if let Some(v) = v {
+                let _ = write!(line, " {name} {v}");
+            }
+        }
+        let _ = writeln!(out, "\nglobal_defs {{\n{line}\n}}");
+    }
     if !rules.marks.is_empty() {
         let _ = writeln!(
             out,

@@ -8,7 +8,7 @@ use fnat_tests::*;
 
 /// keepalived.conf exercising what the export writes: TCP and UDP, port 0, persistence with
 /// granularity, scheduler flags, weights and thresholds, DPVS's
-/// local_address_group with fnatd port names.
+/// local_address_group with fnatd port names; ipvsadm timeouts set at run time.
 const KEEPALIVED: &str = r#"
 local_address_group lips {
     198.19.0.10 lan
@@ -71,6 +71,9 @@ fn exported_keepalived_conf_reads_back_as_the_same_rules() {
         &socket,
         &["--keepalived", original.to_str().unwrap()],
     );
+    // ipvsadm's timeouts set at run time are keepalived's lvs_timeouts.
+    let done = fnatctl(&socket, &["timeout", "set", "--tcp", "100", "--udp", "30"]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
     let before = saved(&socket);
     assert!(before.contains("198.19.1.12"), "{before}");
     let done = fnatctl(&socket, &["export-keepalived", exported.to_str().unwrap()]);
@@ -78,6 +81,11 @@ fn exported_keepalived_conf_reads_back_as_the_same_rules() {
     // Standard output gets the same text.
     let shown = fnatctl(&socket, &["export-keepalived"]);
     assert_eq!(shown.stdout, std::fs::read_to_string(&exported).unwrap());
+    assert!(
+        shown.stdout.contains("lvs_timeouts tcp 100 udp 30"),
+        "{}",
+        shown.stdout
+    );
     daemon.stop();
 
     let daemon = Daemon::start(
@@ -88,7 +96,15 @@ fn exported_keepalived_conf_reads_back_as_the_same_rules() {
     assert_eq!(saved(&socket), before, "exported:\n{}", shown.stdout);
 
     // Something keepalived.conf cannot carry: refused, naming it; nothing written.
-    let done = fnatctl(&socket, &["timeout", "set", "--tcp", "100"]);
+    let done = fnatctl(
+        &socket,
+        &[
+            "service",
+            "edit",
+            "tcp/198.18.0.100:80",
+            "--expire-on-removal",
+        ],
+    );
     assert_eq!(done.code(), Some(0), "{}", done.stderr);
     let refused = dir.join("refused.conf");
     let done = run_with_deadline(
@@ -100,7 +116,8 @@ fn exported_keepalived_conf_reads_back_as_the_same_rules() {
     );
     assert_ne!(done.code(), Some(0));
     assert!(
-        done.stderr.contains("timeouts") && done.stderr.contains("cannot be written"),
+        done.stderr
+            .contains("tcp/198.18.0.100:80: expire_on_removal cannot be written"),
         "{}",
         done.stderr
     );
@@ -137,4 +154,46 @@ fn engine_refusals_name_the_keepalived_line() {
         "{}",
         done.stderr
     );
+}
+
+/// `global_defs { lvs_timeouts … }` mistakes name the file and line, exit 2.
+#[test]
+fn lvs_timeouts_mistakes_name_the_line() {
+    let dir = TempDir::new("ka-lvs-timeouts");
+    for (i, (line, expected)) in [
+        (
+            "lvs_timeouts tcp 0",
+            ":2: key `lvs_timeouts`: timeout tcp must be 1 to",
+        ),
+        (
+            "lvs_timeouts tcp soon",
+            ":2: key `lvs_timeouts`: 'soon' is not a number",
+        ),
+        (
+            "lvs_timeouts sctp 5",
+            ":2: key `lvs_timeouts`: 'sctp' is not tcp, tcpfin or udp",
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.join(&format!("t{i}.conf"));
+        std::fs::write(&path, format!("global_defs {{\n    {line}\n}}\n")).unwrap();
+        let done = run_with_deadline(
+            std::process::Command::new(bin("fnatd"))
+                .arg("check")
+                .arg("--config")
+                .arg(config("null-keepalived.toml"))
+                .arg("--keepalived")
+                .arg(&path),
+            Duration::from_secs(20),
+        );
+        assert_eq!(done.code(), Some(2), "{line}: {}", done.stderr);
+        assert!(
+            done.stderr
+                .contains(&format!("{}{expected}", path.display())),
+            "{line}: {}",
+            done.stderr
+        );
+    }
 }

@@ -32,6 +32,18 @@ pub fn add_services(path: &Path, rules: &mut RuleSet) -> Result<Vec<Diagnostic>,
         return Err(from_diagnostic(e));
     }
     let mut warnings: Vec<Diagnostic> = conf.diagnostics.clone();
+    if let Some((_, t)) = &conf.lvs_timeouts {
+        // keepalived sets them as `ipvsadm --set` does: the run-time overrides.
+        for (slot, v) in [
+            (&mut rules.timeouts.tcp, t.tcp),
+            (&mut rules.timeouts.tcp_fin, t.tcpfin),
+            (&mut rules.timeouts.udp, t.udp),
+        ] {
+            if v.is_some() {
+                *slot = v;
+            }
+        }
+    }
     let first_added = rules.services.len();
     // Where each added service came from, to point the validator's refusals at its line.
     let mut origin: Vec<Location> = Vec::new();
@@ -44,6 +56,9 @@ pub fn add_services(path: &Path, rules: &mut RuleSet) -> Result<Vec<Diagnostic>,
         }
     }
     if let Err(refusal) = check_rule_set(rules) {
+        if let (Place::Timeout(_), Some((at, _))) = (&refusal.place, &conf.lvs_timeouts) {
+            return Err(located(at, "lvs_timeouts", refusal.error.message));
+        }
         let index = match refusal.place {
             Place::Service(i, _) | Place::Real(i, _, _) | Place::LocalAddress(i, _) => Some(i),
             _ => None,
@@ -443,13 +458,6 @@ mod roundtrip {
         let e = fnat_keepalived::write::write(&rules).unwrap_err();
         assert_eq!(e.setting, "local address device");
         rules.services[0].local_addresses.clear();
-        rules.timeouts = TimeoutOverrides {
-            tcp: Some(100),
-            ..TimeoutOverrides::default()
-        };
-        let e = fnat_keepalived::write::write(&rules).unwrap_err();
-        assert_eq!(e.rule, "timeouts");
-        rules.timeouts = TimeoutOverrides::default();
         assert!(fnat_keepalived::write::write(&rules).is_ok());
     }
 }
