@@ -382,18 +382,31 @@ mod roundtrip {
             )
     }
 
+    fn timeout() -> impl Strategy<Value = Option<u32>> {
+        prop::option::of(prop_oneof![
+            1u32..=900,
+            Just(fnat_proto::model::MAX_TIMEOUT)
+        ])
+    }
+
     fn rule_set() -> impl Strategy<Value = RuleSet> {
-        prop::collection::vec(service(), 0..6).prop_map(|services| {
-            let mut seen = std::collections::HashSet::new();
-            RuleSet {
-                marks: marks(),
-                services: services
-                    .into_iter()
-                    .filter(|s| seen.insert(s.addr))
-                    .collect(),
-                ..RuleSet::default()
-            }
-        })
+        (
+            prop::collection::vec(service(), 0..6),
+            timeout(),
+            timeout(),
+            timeout(),
+        )
+            .prop_map(|(services, tcp, tcp_fin, udp)| {
+                let mut seen = std::collections::HashSet::new();
+                RuleSet {
+                    marks: marks(),
+                    services: services
+                        .into_iter()
+                        .filter(|s| seen.insert(s.addr))
+                        .collect(),
+                    timeouts: TimeoutOverrides { tcp, tcp_fin, udp },
+                }
+            })
     }
 
     /// Writes `rules` as keepalived.conf and reads it back into a rule set holding only the
