@@ -197,3 +197,31 @@ fn lvs_timeouts_mistakes_name_the_line() {
         );
     }
 }
+
+/// A refusal about one real server names that real server's line.
+#[test]
+fn real_server_refusals_name_the_real_servers_line() {
+    let dir = TempDir::new("ka-real-line");
+    let path = dir.join("dup.conf");
+    std::fs::write(
+        &path,
+        "virtual_server 198.18.0.100 80 {\n    lb_algo rr\n    lb_kind FNAT\n    real_server 198.19.1.10 80 {\n        weight 1\n    }\n    real_server 198.19.1.10 80 {\n        weight 2\n    }\n}\n",
+    )
+    .unwrap();
+    let done = run_with_deadline(
+        std::process::Command::new(bin("fnatd"))
+            .arg("check")
+            .arg("--config")
+            .arg(config("null-keepalived.toml"))
+            .arg("--keepalived")
+            .arg(&path),
+        Duration::from_secs(20),
+    );
+    assert_eq!(done.code(), Some(2), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains(&format!("{}:7: key `real_server`:", path.display())),
+        "{}",
+        done.stderr
+    );
+}

@@ -47,17 +47,30 @@ pub fn add_services(path: &Path, rules: &mut RuleSet) -> Result<Vec<Diagnostic>,
     let first_added = rules.services.len();
     // Where each added service came from, to point the validator's refusals at its line.
     let mut origin: Vec<Location> = Vec::new();
+    // And the virtual server itself, whose real servers have lines of their own.
+    let mut origin_vs: Vec<&VirtualServer> = Vec::new();
     for vs in &conf.virtual_servers {
         let keys = service_keys(vs, &conf)?;
         for addr in keys {
             let service = service(vs, addr, &conf, &mut warnings)?;
             rules.services.push(service);
             origin.push(vs.at.clone());
+            origin_vs.push(vs);
         }
     }
     if let Err(refusal) = check_rule_set(rules) {
         if let (Place::Timeout(_), Some((at, _))) = (&refusal.place, &conf.lvs_timeouts) {
             return Err(located(at, "lvs_timeouts", refusal.error.message));
+        }
+        // A refusal about a real server names the real server's line.
+        if let Place::Real(i, j, _) = refusal.place {
+            let rs = i
+                .checked_sub(first_added)
+                .and_then(|i| origin_vs.get(i))
+                .and_then(|vs| vs.reals.get(j));
+            if let Some(rs) = rs {
+                return Err(located(&rs.at, "real_server", refusal.error.message));
+            }
         }
         let index = match refusal.place {
             Place::Service(i, _) | Place::Real(i, _, _) | Place::LocalAddress(i, _) => Some(i),
