@@ -421,7 +421,7 @@ impl WorkerLoop {
     /// Worker 0: sends what the kernel twins sent out of their ports, unchanged (a burst per
     /// twin and round). Returns how many frames were taken.
     fn send_from_kernel(&mut self, report: &mut WorkerReport) -> usize {
-        if !self.kernel_sender {
+        if !self.kernel_sender || self.kernel.is_empty() {
             return 0;
         }
         let mut taken = 0;
