@@ -85,6 +85,8 @@ pub enum Query {
     /// Re-read the daemon's config file and replace the services, local addresses and
     /// timeouts with its own (as at start). A file that does not validate changes nothing.
     Reload,
+    /// Every health checker with its state, and each checked service's quorum.
+    Health,
 }
 
 /// A parsed request.
