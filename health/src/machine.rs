@@ -201,10 +201,10 @@ impl ServiceMachine {
             }
         }
         o.sorry = match &self.spec.sorry {
-            Some(s) if sorry => Some(s.clone()),
+            Some(s) if sorry => Some(*s),
             Some(s) if self.spec.sorry_inhibit => Some(Real {
                 weight: 0,
-                ..s.clone()
+                ..*s
             }),
             _ => None,
         };

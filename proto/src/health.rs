@@ -38,7 +38,7 @@ impl ServiceOverlay {
         if let Some(sorry) = &self.sorry {
             match s.reals.iter_mut().find(|r| r.key() == sorry.key()) {
                 Some(r) => r.weight = sorry.weight,
-                None => s.reals.push(sorry.clone()),
+                None => s.reals.push(*sorry),
             }
         }
         s
