@@ -202,10 +202,7 @@ impl ServiceMachine {
         }
         o.sorry = match &self.spec.sorry {
             Some(s) if sorry => Some(*s),
-            Some(s) if self.spec.sorry_inhibit => Some(Real {
-                weight: 0,
-                ..*s
-            }),
+            Some(s) if self.spec.sorry_inhibit => Some(Real { weight: 0, ..*s }),
             _ => None,
         };
         o

@@ -451,7 +451,8 @@ fn misc(path: &str, timeout: Duration, dynamic: bool) -> Outcome {
 pub fn payload_bytes(text: &str) -> Vec<u8> {
     let hex: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let hex = hex.strip_prefix("0x").unwrap_or(&hex);
-    if !hex.is_empty() && hex.len().is_multiple_of(2) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !hex.is_empty() && hex.len().is_multiple_of(2) && hex.chars().all(|c| c.is_ascii_hexdigit())
+    {
         (0..hex.len())
             .step_by(2)
             .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())

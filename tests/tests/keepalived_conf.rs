@@ -26,7 +26,8 @@ fn the_tutorial_keepalived_conf_runs_and_ipvsadm_lists_it() {
     let dir = TempDir::new("ka-seed");
     let socket = dir.join("ctl.sock");
     let seed = config(SEED);
-    let daemon = Daemon::start(
+    // Its own network namespace: the seed's real servers are probed, and nothing leaves.
+    let daemon = Daemon::start_isolated(
         &config("null-keepalived.toml"),
         &socket,
         &["--keepalived", seed.to_str().unwrap()],
@@ -53,6 +54,39 @@ fn the_tutorial_keepalived_conf_runs_and_ipvsadm_lists_it() {
         "{}",
         done.stdout
     );
+    // Both real servers are checked with the seed's TCP_CHECK (nothing answers in this
+    // namespace: the first probe fails, and retry 3 keeps them in until the fourth).
+    let start = std::time::Instant::now();
+    let checkers = loop {
+        let done = fnatctl(&socket, &["--json", "health"]);
+        assert_eq!(done.code(), Some(0), "{}", done.stderr);
+        let v: serde_json::Value = serde_json::from_str(&done.stdout).unwrap();
+        let checkers = v["checkers"].as_array().cloned().unwrap_or_default();
+        if checkers.len() == 2 && checkers.iter().all(|c| c["last_result"] == "failure") {
+            break checkers;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "both checkers ran: {}",
+            done.stdout
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let reals: Vec<&str> = checkers
+        .iter()
+        .map(|c| c["real"].as_str().unwrap())
+        .collect();
+    assert_eq!(reals, ["198.19.1.10:80", "198.19.1.11:80"]);
+    for c in &checkers {
+        assert_eq!(c["checker"], "TCP_CHECK");
+        assert_eq!(c["state"], "up", "retry 3: still up after one failure: {c}");
+        assert_eq!(c["consecutive_failures"], 1, "{c}");
+    }
+    let human = fnatctl(&socket, &["health"]).stdout;
+    assert!(
+        human.contains("198.19.1.11:80") && human.contains("TCP_CHECK"),
+        "{human}"
+    );
     let stopped = daemon.stop();
     // keepalived's own habit: what is read but not applied is said, with file and line.
     let stderr = stopped.stderr;
@@ -62,10 +96,8 @@ fn the_tutorial_keepalived_conf_runs_and_ipvsadm_lists_it() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!(
-            "{shown}:46: warning: TCP_CHECK: health checks are not run yet"
-        )),
-        "{stderr}"
+        stderr.contains("fnatd: health: TCP connection to [198.19.1.10]:tcp:80 failed."),
+        "keepalived's wording on standard error:\n{stderr}"
     );
 }
 
@@ -118,7 +150,7 @@ fn reload_rereads_the_keepalived_conf_all_or_nothing() {
     let ka = dir.join("keepalived.conf");
     let seed = std::fs::read_to_string(config(SEED)).unwrap();
     std::fs::write(&ka, &seed).unwrap();
-    let _daemon = Daemon::start(
+    let _daemon = Daemon::start_isolated(
         &config("null-keepalived.toml"),
         &socket,
         &["--keepalived", ka.to_str().unwrap()],

@@ -8,10 +8,15 @@
 //! force with those services replaced (see `snapshots`). `restore`, `flush` and `reload`
 //! replace everything and compile everything, as one change.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+use fnat_proto::health::ServiceOverlay;
+use fnat_proto::model::Service;
+use parking_lot::Mutex;
 
 use fnat_engine::rules::{EditStep, Mode, Rules, ServiceEdits, Timeouts};
 use fnat_proto::edit::Change;
@@ -79,6 +84,73 @@ pub struct Plane {
     pub config_path: PathBuf,
     /// The keepalived.conf it started with, re-read with the config.
     pub keepalived_path: Option<PathBuf>,
+    /// What health checking does to the live table, per service: applied on top of the
+    /// operator's rules when compiling, never written into them (nor the state file).
+    overlay: HashMap<ServiceAddr, ServiceOverlay>,
+    /// The health checker, and the epoch its overlays must carry (a reload starts another).
+    health: Option<fnat_health::Monitor>,
+    health_epoch: u64,
+    /// This plane, for the health checker's sink.
+    me: Weak<Mutex<Plane>>,
+}
+
+/// The live form of `s`: with what health checking did to it.
+fn live<'a>(overlay: &HashMap<ServiceAddr, ServiceOverlay>, s: &'a Service) -> Cow<'a, Service> {
+    match overlay.get(&s.addr) {
+        Some(o) => Cow::Owned(o.apply(s)),
+        None => Cow::Borrowed(s),
+    }
+}
+
+/// The live table: every service in its live form.
+fn live_rules<'a>(
+    overlay: &HashMap<ServiceAddr, ServiceOverlay>,
+    rules: &'a RuleSet,
+) -> Cow<'a, RuleSet> {
+    if overlay.is_empty() {
+        return Cow::Borrowed(rules);
+    }
+    Cow::Owned(RuleSet {
+        timeouts: rules.timeouts,
+        marks: rules.marks.clone(),
+        services: rules
+            .services
+            .iter()
+            .map(|s| live(overlay, s).into_owned())
+            .collect(),
+    })
+}
+
+/// The health checker's way into the plane: each overlay is a change through
+/// [`Plane::set_health`], published like any other and waited for without the lock.
+struct PlaneSink(Weak<Mutex<Plane>>);
+
+impl fnat_health::Sink for PlaneSink {
+    fn apply(
+        &self,
+        epoch: u64,
+        service: ServiceAddr,
+        overlay: ServiceOverlay,
+    ) -> Result<(), String> {
+        let Some(plane) = self.0.upgrade() else {
+            return Err("the control plane has stopped".into());
+        };
+        let answer = {
+            let mut p = plane.lock();
+            match p.set_health(epoch, service, overlay) {
+                Ok(Some(generation)) => Answer::Stored {
+                    generation,
+                    store: Arc::clone(&p.store),
+                },
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e.message),
+            }
+        };
+        match answer.finish().error {
+            None => Ok(()),
+            Some(e) => Err(e.message),
+        }
+    }
 }
 
 /// The edits of the snapshot made from `current` by setting the services `set` (ids): those
@@ -148,6 +220,79 @@ impl Plane {
             started: Instant::now(),
             config_path,
             keepalived_path: None,
+            overlay: HashMap::new(),
+            health: None,
+            health_epoch: 0,
+            me: Weak::new(),
+        }
+    }
+
+    /// Gives the plane its own handle (for the health checker) and starts checking `config`.
+    pub fn start_health(plane: &Arc<Mutex<Plane>>, config: fnat_health::HealthConfig) {
+        let mut p = plane.lock();
+        p.me = Arc::downgrade(plane);
+        p.restart_health(config);
+    }
+
+    /// Replaces the health checker by one checking `config` (checkers it had keep their
+    /// state); overlays of services no longer checked are dropped by the caller.
+    fn restart_health(&mut self, config: fnat_health::HealthConfig) {
+        let previous = self.health.take();
+        self.health_epoch += 1;
+        if !config.is_empty() {
+            let sink: Arc<dyn fnat_health::Sink> = Arc::new(PlaneSink(self.me.clone()));
+            let checkers = config.checker_count();
+            match fnat_health::Monitor::start(config, sink, self.health_epoch, previous.as_ref()) {
+                Ok(m) => {
+                    eprintln!("fnatd: health: checking {checkers} checkers");
+                    self.health = Some(m);
+                }
+                Err(e) => eprintln!("fnatd: health: cannot start the checker: {e}"),
+            }
+        }
+        if let Some(p) = previous {
+            p.stop();
+        }
+    }
+
+    /// Takes the health checker out (to stop it without the plane's lock).
+    pub fn take_health(&mut self) -> Option<fnat_health::Monitor> {
+        self.health_epoch += 1;
+        self.health.take()
+    }
+
+    /// Puts the health checker's `overlay` of `addr` in force: the service is compiled in its
+    /// live form and published like any change; the operator's rules and the state file are
+    /// untouched. `Ok(None)`: nothing to publish (an old checker, or a service not in the
+    /// rules, whose overlay is kept for when it comes back).
+    pub fn set_health(
+        &mut self,
+        epoch: u64,
+        addr: ServiceAddr,
+        overlay: ServiceOverlay,
+    ) -> Result<Option<u64>, ErrorBody> {
+        if epoch != self.health_epoch {
+            return Ok(None);
+        }
+        let before = if overlay.is_empty() {
+            self.overlay.remove(&addr)
+        } else {
+            self.overlay.insert(addr, overlay)
+        };
+        if self.model.position(&addr).is_none() {
+            return Ok(None);
+        }
+        let mut tx = Tx::default();
+        tx.touched.push(addr);
+        match self.commit(&tx, &[]) {
+            Ok(generation) => Ok(Some(generation)),
+            Err(e) => {
+                match before {
+                    Some(o) => self.overlay.insert(addr, o),
+                    None => self.overlay.remove(&addr),
+                };
+                Err(e)
+            }
         }
     }
 
@@ -192,7 +337,8 @@ impl Plane {
         let mut named: Vec<usize> = Vec::new();
         if tx.whole {
             whole_ids = Some(self.ids.clone());
-            self.ids.assign(self.model.rules());
+            self.ids
+                .assign(&live_rules(&self.overlay, self.model.rules()));
         } else {
             for addr in &tx.touched {
                 match self.model.position(addr) {
@@ -202,13 +348,16 @@ impl Plane {
             }
             named.sort_unstable();
             for &i in &named {
-                undo.push(self.ids.assign_service(&self.model.rules().services[i]));
+                let service = live(&self.overlay, &self.model.rules().services[i]);
+                undo.push(self.ids.assign_service(&service));
             }
         }
         let built = self
             .build(&current, tx, &named)
             .and_then(|(snapshot, edits)| {
-                if let Some(state) = self.state.as_mut() {
+                // The state file keeps the operator's rules: health changes are not journalled.
+                let operator_change = tx.whole || !changes.is_empty();
+                if let Some(state) = self.state.as_mut().filter(|_| operator_change) {
                     state
                         .record(self.model.rules(), changes, tx.whole)
                         .map_err(|e| error(ErrorKind::Internal, e))?;
@@ -249,7 +398,7 @@ impl Plane {
             let services = rules
                 .services
                 .iter()
-                .map(|s| compile_service(s, &rules.marks, &self.ids))
+                .map(|s| compile_service(&live(&self.overlay, s), &rules.marks, &self.ids))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(snapshot(current, &self.base_timeouts, rules, services))
         };
@@ -279,7 +428,11 @@ impl Plane {
         for &i in named {
             edits.push(Edit::Set(
                 i,
-                compile_service(&rules.services[i], &rules.marks, &self.ids)?,
+                compile_service(
+                    &live(&self.overlay, &rules.services[i]),
+                    &rules.marks,
+                    &self.ids,
+                )?,
             ));
         }
         let mut next = self.builder.next(current, &edits);
@@ -343,6 +496,12 @@ impl Plane {
                 self.view.zero(id);
                 Ok(Response::ok(serde_json::json!({})))
             }
+            Query::Health => Ok(Response::ok(
+                self.health
+                    .as_ref()
+                    .map(|m| m.listing())
+                    .unwrap_or_default(),
+            )),
             Query::Apply { .. } => Err(error(ErrorKind::Internal, "apply is a change")),
             Query::Reload => self.reload(),
         }
@@ -370,14 +529,21 @@ impl Plane {
         }
         let rules = cfg.rule_set;
         let previous = std::mem::replace(&mut self.base_timeouts, cfg.rules.timeouts);
+        // Services no longer checked lose their overlay; the others keep theirs until the
+        // new checker (which keeps unchanged checkers' state) says otherwise.
+        let overlay_before = self.overlay.clone();
+        self.overlay
+            .retain(|addr, _| cfg.health.services.iter().any(|s| s.addr == *addr));
         let result = self.change_stored(&[fnat_proto::edit::Change::Replace { rules }]);
         if let Err(e) = &result {
             self.base_timeouts = previous;
+            self.overlay = overlay_before;
             return Err(error(
                 e.kind,
                 format!("config reload: {}{unchanged}", e.message),
             ));
         }
+        self.restart_health(cfg.health);
         result
     }
 
@@ -408,7 +574,7 @@ impl Plane {
 
     /// The rules (or one service) with the dataplane's counters mapped from ids to keys.
     fn listing(&self, only: Option<ServiceAddr>) -> Result<Listing, ErrorBody> {
-        let rules = match only {
+        let configured = match only {
             Some(addr) => RuleSet {
                 timeouts: self.model.rules().timeouts,
                 marks: self.model.rules().marks.clone(),
@@ -420,6 +586,9 @@ impl Plane {
             },
             None => self.model.rules().clone(),
         };
+        // The live table (what ipvsadm -L shows), and the operator's rules when they differ.
+        let rules = live_rules(&self.overlay, &configured).into_owned();
+        let configured = (rules != configured).then_some(configured);
         let view = self.view.stats();
         let (service_of, real_of) = self.ids.reverse();
         let mut by_service: HashMap<ServiceAddr, ServiceStats> = HashMap::new();
@@ -464,6 +633,7 @@ impl Plane {
             .collect();
         Ok(Listing {
             rules,
+            configured,
             timeouts: Some(self.effective_timeouts()),
             stats,
             drops: view.drops,
