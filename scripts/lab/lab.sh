@@ -26,7 +26,9 @@
 # FNATD (the fnatd binary), LAB_FNATD_ARGS (extra arguments to `fnatd run`, e.g. --socket),
 # LAB_SERVICES (a TOML file of [[service]] tables replacing the default ones),
 # LAB_HTTP (nginx | python; default nginx when installed), LAB_WORKER_CPU (1),
-# LAB_METRICS (ADDRESS:PORT of fnatd's Prometheus endpoint, inside the gateway namespace).
+# LAB_METRICS (ADDRESS:PORT of fnatd's Prometheus endpoint, inside the gateway namespace),
+# LAB_GW_KERNEL_ADDR (an ADDRESS/PREFIX for the gateway namespace's own kernel on the real
+# servers' bridge: where fnatd's health checks leave from until its ports have kernel twins).
 # Addresses are only from 198.18.0.0/15 (RFC 2544), only inside the lab's namespaces.
 set -euo pipefail
 
@@ -287,6 +289,9 @@ up() {
         quiet_if "$p" g "${p}gl"; quiet_if "$p" g "${p}gb"
         nsx "$p" g ip link set "${p}gb" master "${p}br" ;;
     esac
+    if [ -n "${LAB_GW_KERNEL_ADDR:-}" ]; then
+      nsx "$p" g ip addr add "$LAB_GW_KERNEL_ADDR" dev "${p}br"
+    fi
     fnatd_config "$p" "$n" "$pmd" > "$st/fnatd.toml"
     # shellcheck disable=SC2086
     bg "$p" g fnatd "$fnatd" run --config "$st/fnatd.toml" ${LAB_FNATD_ARGS:-}
