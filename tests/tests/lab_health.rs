@@ -408,10 +408,9 @@ fn health_checks_drive_the_table_through_real_stacks() {
 
 /// The checkers of :8085 once each has run at least twice (retry 0: a failure is final).
 fn wait_for_kinds(lab: &Lab) -> Vec<serde_json::Value> {
-    let mut last = Vec::new();
     let start = Instant::now();
     loop {
-        last = health(lab)["checkers"]
+        let last: Vec<serde_json::Value> = health(lab)["checkers"]
             .as_array()
             .unwrap()
             .iter()
