@@ -210,6 +210,12 @@ pub fn describe(cfg: &AppConfig) -> String {
     let _ = writeln!(out, "services: {}", cfg.rules.services.len());
     let _ = writeln!(
         out,
+        "health checks: {} checkers on {} services",
+        cfg.health.checker_count(),
+        cfg.health.services.len()
+    );
+    let _ = writeln!(
+        out,
         "eal args: {}",
         eal_args(&cfg.eal, &cfg.ports).join(" ")
     );

@@ -823,4 +823,99 @@ mod tests {
             plane.builder.copied
         );
     }
+
+    /// Health overlays change the published table, never the operator's rules or the state
+    /// file; an old checker's overlay is ignored; the listing shows both.
+    #[test]
+    fn health_overlays_change_the_live_table_only() {
+        let dir = std::env::temp_dir().join(format!("fnat-plane-health-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let state_path = dir.join("state.toml");
+        let (state, _) = StateFile::open(&state_path).unwrap();
+        let addr = ServiceAddr::tcp(Ipv4Addr::new(198, 18, 0, 100), 80);
+        let mut s = Service::new(addr, Scheduler::Rr);
+        s.local_addresses = vec![LocalAddress {
+            addr: Ipv4Addr::new(198, 19, 0, 10),
+            device: None,
+        }];
+        s.reals = vec![
+            Real::new(Ipv4Addr::new(198, 19, 1, 10), 80, 3),
+            Real::new(Ipv4Addr::new(198, 19, 1, 11), 80, 3),
+        ];
+        let rules = RuleSet {
+            services: vec![s.clone()],
+            ..RuleSet::default()
+        };
+        let mut ids = IdBook::default();
+        ids.assign(&rules);
+        let store = RulesStore::new(
+            compile(&base(), &Timeouts::default(), &rules, &ids).unwrap(),
+            0,
+        );
+        let mut plane = Plane::new(
+            rules.clone(),
+            ids,
+            Arc::clone(&store),
+            Arc::new(NoDataplane),
+            Timeouts::default(),
+            Some(state),
+            PathBuf::from("/nonexistent/ctl.sock"),
+            PathBuf::from("/nonexistent/fnat.toml"),
+        );
+        plane.health_epoch = 1;
+        let state_before = std::fs::read_to_string(&state_path).unwrap_or_default();
+        let overlay = ServiceOverlay {
+            removed: vec![s.reals[0].key()],
+            weights: vec![],
+            sorry: Some(Real::new(Ipv4Addr::new(198, 19, 1, 99), 80, 1)),
+        };
+        let generation = plane.set_health(1, addr, overlay.clone()).unwrap();
+        assert!(generation.is_some());
+        let live: Vec<(String, u32)> = store.current().services[0]
+            .reals
+            .iter()
+            .map(|r| (format!("{}:{}", r.addr, r.port), r.weight))
+            .collect();
+        assert_eq!(
+            live,
+            [
+                ("198.19.1.11:80".to_string(), 3),
+                ("198.19.1.99:80".to_string(), 1)
+            ]
+        );
+        assert_eq!(plane.rules(), &rules, "the operator's rules are untouched");
+        assert_eq!(
+            std::fs::read_to_string(&state_path).unwrap_or_default(),
+            state_before
+        );
+        let listing = plane.listing(None).unwrap();
+        assert_eq!(listing.configured.as_ref(), Some(&rules));
+        assert_eq!(listing.rules.services[0], overlay.apply(&s));
+        // An old checker (epoch 0) is ignored; a service not in the rules is kept for later.
+        assert_eq!(
+            plane.set_health(0, addr, ServiceOverlay::default()),
+            Ok(None)
+        );
+        assert_eq!(store.current().services[0].reals.len(), 2);
+        let other = ServiceAddr::tcp(Ipv4Addr::new(198, 18, 0, 101), 80);
+        assert_eq!(plane.set_health(1, other, overlay.clone()), Ok(None));
+        // An operator change keeps the overlay; clearing it restores the configured table.
+        plane
+            .change(&[Change::RealEdit {
+                service: addr,
+                real: Real::new(Ipv4Addr::new(198, 19, 1, 11), 80, 7),
+            }])
+            .unwrap();
+        assert_eq!(store.current().services[0].reals.len(), 2);
+        assert_eq!(store.current().services[0].reals[0].weight, 7);
+        assert_eq!(plane.rules().services[0].reals.len(), 2);
+        plane
+            .set_health(1, addr, ServiceOverlay::default())
+            .unwrap();
+        assert!(plane.listing(None).unwrap().configured.is_none());
+        assert_eq!(store.current().services[0].reals.len(), 2);
+        assert_eq!(store.current().services[0].reals[0].weight, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
