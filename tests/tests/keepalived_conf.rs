@@ -257,7 +257,7 @@ fn keepalived_samples_load_or_are_refused_with_a_named_reason() {
                     let named = done
                         .stderr
                         .lines()
-                        .any(|l| l.contains(&format!("{shown}")) && l.contains("key `"));
+                        .any(|l| l.contains(shown.as_str()) && l.contains("key `"));
                     assert!(
                         named,
                         "{shown}: refused without file and keyword:\n{}",
