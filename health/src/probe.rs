@@ -30,6 +30,8 @@ fn io_reason(e: &std::io::Error) -> String {
         ErrorKind::TimedOut | ErrorKind::WouldBlock => "connect timeout".into(),
         ErrorKind::ConnectionRefused => "connection refused".into(),
         ErrorKind::ConnectionReset => "connection reset".into(),
+        ErrorKind::NetworkUnreachable => "network unreachable".into(),
+        ErrorKind::HostUnreachable => "host unreachable".into(),
         _ => e.to_string(),
     }
 }
