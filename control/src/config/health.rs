@@ -92,11 +92,11 @@ fn word(key: &str, value: &str) -> Result<String, (String, String)> {
     if value.is_empty()
         || value
             .chars()
-            .any(|c| matches!(c, '"' | '{' | '}' | '\n' | '\r' | '#' | '!'))
+            .any(|c| matches!(c, '"' | '{' | '}' | '\n' | '\r' | '#' | '!' | '\\'))
     {
         return Err((
             key.to_string(),
-            format!("'{value}' is empty or holds one of \" {{ }} # ! or a line break"),
+            format!("'{value}' is empty or holds one of \" {{ }} # ! \\ or a line break"),
         ));
     }
     Ok(if value.contains(char::is_whitespace) {
