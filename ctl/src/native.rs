@@ -624,9 +624,9 @@ fn health_text(h: &fnat_proto::health::HealthListing) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let since = c
-            .last_transition
-            .map_or("-".to_string(), |t| format!("{}s ago", now.saturating_sub(t)));
+        let since = c.last_transition.map_or("-".to_string(), |t| {
+            format!("{}s ago", now.saturating_sub(t))
+        });
         let weight = c.live_weight.map_or("out".to_string(), |w| w.to_string());
         let _ = writeln!(
             t,

@@ -110,7 +110,10 @@ fn main() {
     let hz = 100.0; // USER_HZ on Linux
     let (t0, c0) = (Instant::now(), thread_ticks("fnat-"));
     std::thread::sleep(Duration::from_secs(seconds));
-    let (wall, cpu) = (t0.elapsed().as_secs_f64(), (thread_ticks("fnat-") - c0) as f64 / hz);
+    let (wall, cpu) = (
+        t0.elapsed().as_secs_f64(),
+        (thread_ticks("fnat-") - c0) as f64 / hz,
+    );
     let listing = monitor.listing();
     let up = listing.checkers.iter().filter(|c| c.state == "up").count();
     println!(

@@ -180,6 +180,15 @@ impl Monitor {
         })
     }
 
+    /// Each service's overlay as the checker sees it now (at start: `alpha` servers out, a
+    /// quorum lost from the outset), for the plane to apply before the first probe.
+    pub fn overlays(&self) -> Vec<(ServiceAddr, ServiceOverlay)> {
+        self.machines
+            .lock()
+            .map(|ms| ms.iter().map(|m| (m.spec.addr, m.overlay())).collect())
+            .unwrap_or_default()
+    }
+
     /// Every checker's state and every service's quorum.
     pub fn listing(&self) -> HealthListing {
         let Ok(machines) = self.machines.lock() else {

@@ -245,7 +245,16 @@ impl Plane {
             match fnat_health::Monitor::start(config, sink, self.health_epoch, previous.as_ref()) {
                 Ok(m) => {
                     eprintln!("fnatd: health: checking {checkers} checkers");
+                    // What the checker holds from the start (alpha servers out, a quorum
+                    // already lost) is in force before its first probe; its thread hands the
+                    // same overlays over again once this lock is free (a no-op publish).
+                    let initial = m.overlays();
                     self.health = Some(m);
+                    for (addr, overlay) in initial {
+                        if let Err(e) = self.set_health(self.health_epoch, addr, overlay) {
+                            eprintln!("fnatd: health: {addr}: {}", e.message);
+                        }
+                    }
                 }
                 Err(e) => eprintln!("fnatd: health: cannot start the checker: {e}"),
             }
@@ -272,6 +281,13 @@ impl Plane {
         overlay: ServiceOverlay,
     ) -> Result<Option<u64>, ErrorBody> {
         if epoch != self.health_epoch {
+            return Ok(None);
+        }
+        let unchanged = match self.overlay.get(&addr) {
+            Some(current) => *current == overlay,
+            None => overlay.is_empty(),
+        };
+        if unchanged {
             return Ok(None);
         }
         let before = if overlay.is_empty() {
