@@ -25,6 +25,12 @@ fn keepalived_conf(dir: &std::path::Path, md5_rs2: &str) -> String {
     std::fs::write(&w, format!("exit $(cat {})\n", dir.join("w11").display())).unwrap();
     std::fs::write(dir.join("w11"), "0\n").unwrap();
     let timing = "delay_loop 1\n    connect_timeout 1\n    retry 1\n    delay_before_retry 1";
+    let notify = dir.join("notify.sh");
+    std::fs::write(
+        &notify,
+        format!("echo \"$1\" >> {}\n", dir.join("notified").display()),
+    )
+    .unwrap();
     let http = "HTTP_GET {\n      url {\n        path /index.html\n        status_code 200\n      }\n    }";
     let mut t = String::new();
     t.push_str("local_address_group lan {\n  198.19.0.10 lan\n}\n");
@@ -40,7 +46,15 @@ fn keepalived_conf(dir: &std::path::Path, md5_rs2: &str) -> String {
         (8082, "quorum 2\n  sorry_server 198.19.1.12 8090\n  "),
     ] {
         t.push_str(&format!(
-            "virtual_server 198.18.10.100 {port} {{\n  lb_algo rr\n  lb_kind FNAT\n  laddr_group_name lan\n  {extra}{timing}\n  real_server 198.19.1.11 8080 {{\n    {http}\n  }}\n  real_server 198.19.1.12 8080 {{\n    {http}\n  }}\n}}\n"
+            "virtual_server 198.18.10.100 {port} {{\n  lb_algo rr\n  lb_kind FNAT\n  laddr_group_name lan\n  {extra}{timing}\n  real_server 198.19.1.11 8080 {{\n    {notes}{http}\n  }}\n  real_server 198.19.1.12 8080 {{\n    {http}\n  }}\n}}\n",
+            notes = if port == 8080 {
+                format!(
+                    "notify_down \"/bin/sh {n} down-{port}\"\n    notify_up \"/bin/sh {n} up-{port}\"\n    ",
+                    n = notify.display()
+                )
+            } else {
+                String::new()
+            }
         ));
     }
     t.push_str(&format!(
@@ -362,6 +376,26 @@ fn health_checks_drive_the_table_through_real_stacks() {
         table(&lab, 8082) == [("198.19.1.12:8090".to_string(), 1)]
     });
     assert_eq!(lab.curl(&format!("{VIP}:8082")), "sorry");
+    // notify_down ran; a reload keeps what the checks found (the server stays out).
+    wait_for("notify_down ran", Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("notified")).is_ok_and(|t| t.contains("down-8080"))
+    });
+    let reload = std::process::Command::new(fnat_tests::bin("fnatctl"))
+        .arg("--socket")
+        .arg(lab.socket())
+        .arg("reload")
+        .output()
+        .unwrap();
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    assert_eq!(
+        table(&lab, 8080),
+        [("198.19.1.12:8080".to_string(), 1)],
+        "a reload keeps the stopped server out"
+    );
     // save keeps the operator's rules, not the health-adjusted table.
     let saved = std::process::Command::new(fnat_tests::bin("fnatctl"))
         .arg("--socket")
@@ -380,6 +414,9 @@ fn health_checks_drive_the_table_through_real_stacks() {
         table(&lab, 8080).len() == 2
             && table(&lab, 8081).iter().all(|(_, w)| *w == 1)
             && table(&lab, 8082).len() == 2
+    });
+    wait_for("notify_up ran", Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("notified")).is_ok_and(|t| t.contains("up-8080"))
     });
     let both = lab.count_answers(&format!("{VIP}:8082"), 10);
     assert_eq!(both.get("rs1"), Some(&5), "{both:?}");
