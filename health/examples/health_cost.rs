@@ -99,6 +99,7 @@ fn main() {
     let monitor = Monitor::start(
         HealthConfig {
             services: vec![spec],
+            notify_fifo: None,
         },
         sink.clone(),
         1,

@@ -42,6 +42,8 @@ pub enum Event {
     Log(String),
     /// A notify script to run (`notify_up`, `notify_down`, `quorum_up`, `quorum_down`).
     Run(String),
+    /// A line for keepalived's notify FIFO (`RS [rs]:tcp:80 [vs]:tcp:80 DOWN`).
+    Fifo(String),
 }
 
 /// One checker's state.
@@ -275,6 +277,10 @@ impl ServiceMachine {
         let rs = endpoint(real.addr, service_proto);
         let vs = vs_name(&self.spec.addr);
         let sorry = self.sorry_in_use();
+        if was_up != is_up {
+            let state = if is_up { "UP" } else { "DOWN" };
+            events.push(Event::Fifo(format!("RS {rs} {vs} {state}")));
+        }
         if was_up && !is_up {
             if !sorry {
                 let verb = if real.inhibit {
@@ -341,6 +347,7 @@ impl ServiceMachine {
                     "Removing alive servers from the pool for VS {vs}"
                 )));
             }
+            events.push(Event::Fifo(format!("VS {vs} DOWN")));
             if let Some(script) = &self.spec.quorum_down {
                 events.push(Event::Run(script.clone()));
             }
@@ -364,6 +371,7 @@ impl ServiceMachine {
                     "Adding alive servers to the pool for VS {vs}"
                 )));
             }
+            events.push(Event::Fifo(format!("VS {vs} UP")));
             if let Some(script) = &self.spec.quorum_up {
                 events.push(Event::Run(script.clone()));
             }

@@ -11,6 +11,9 @@ use fnat_proto::model::{Real, ServiceAddr};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthConfig {
     pub services: Vec<ServiceSpec>,
+    /// keepalived's `lvs_notify_fifo`: a FIFO (or file) that gets one line per change of
+    /// state (`RS <rs> <vs> UP|DOWN`, `VS <vs> UP|DOWN`).
+    pub notify_fifo: Option<std::path::PathBuf>,
 }
 
 impl HealthConfig {

@@ -16,6 +16,9 @@ use crate::tree::{build, Node};
 #[derive(Debug, Default)]
 pub struct Config {
     pub router_id: Option<String>,
+    /// `global_defs { lvs_notify_fifo PATH }` (else `notify_fifo PATH`): where the checker
+    /// writes its `VS …`/`RS …` state lines.
+    pub lvs_notify_fifo: Option<String>,
     pub groups: Vec<VirtualServerGroup>,
     pub virtual_servers: Vec<VirtualServer>,
     /// `local_address_group` blocks (DPVS's keepalived).
@@ -261,6 +264,10 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
             for n in children(node) {
                 match n.keyword.as_str() {
                     "router_id" => config.router_id = n.args.first().cloned(),
+                    "lvs_notify_fifo" => config.lvs_notify_fifo = n.args.first().cloned(),
+                    "notify_fifo" if config.lvs_notify_fifo.is_none() => {
+                        config.lvs_notify_fifo = n.args.first().cloned()
+                    }
                     "lvs_sync_daemon" => config.vrrp.push(n.clone()),
                     // Mail, SNMP, D-Bus and process settings concern keepalived's own daemon.
                     _ => {}

@@ -33,6 +33,10 @@ fn keepalived_conf(dir: &std::path::Path, md5_rs2: &str) -> String {
     .unwrap();
     let http = "HTTP_GET {\n      url {\n        path /index.html\n        status_code 200\n      }\n    }";
     let mut t = String::new();
+    t.push_str(&format!(
+        "global_defs {{\n  lvs_notify_fifo {}\n}}\n",
+        dir.join("fifo.log").display()
+    ));
     t.push_str("local_address_group lan {\n  198.19.0.10 lan\n}\n");
     // :80, what the lab's readiness check uses.
     t.push_str(&format!(
@@ -376,6 +380,13 @@ fn health_checks_drive_the_table_through_real_stacks() {
         table(&lab, 8082) == [("198.19.1.12:8090".to_string(), 1)]
     });
     assert_eq!(lab.curl(&format!("{VIP}:8082")), "sorry");
+    // keepalived's notify FIFO lines (here a plain file).
+    wait_for("notify FIFO lines", Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("fifo.log")).is_ok_and(|t| {
+            t.contains("RS [198.19.1.11]:tcp:8080 [198.18.10.100]:tcp:8080 DOWN\n")
+                && t.contains("VS [198.18.10.100]:tcp:8082 DOWN\n")
+        })
+    });
     // notify_down ran; a reload keeps what the checks found (the server stays out).
     wait_for("notify_down ran", Duration::from_secs(5), || {
         std::fs::read_to_string(dir.join("notified")).is_ok_and(|t| t.contains("down-8080"))

@@ -37,6 +37,9 @@ pub fn add_services(
         return Err(from_diagnostic(e));
     }
     let mut warnings: Vec<Diagnostic> = conf.diagnostics.clone();
+    if let Some(fifo) = &conf.lvs_notify_fifo {
+        health.notify_fifo = Some(fifo.into());
+    }
     let first_added = rules.services.len();
     // Where each added service came from, to point the validator's refusals at its line.
     let mut origin: Vec<Location> = Vec::new();

@@ -71,7 +71,17 @@ fn logs(events: &[Event]) -> Vec<&str> {
         .iter()
         .filter_map(|e| match e {
             Event::Log(l) => Some(l.as_str()),
-            Event::Run(_) => None,
+            Event::Run(_) | Event::Fifo(_) => None,
+        })
+        .collect()
+}
+
+fn fifo(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Fifo(l) => Some(l.as_str()),
+            _ => None,
         })
         .collect()
 }
@@ -81,7 +91,7 @@ fn runs(events: &[Event]) -> Vec<&str> {
         .iter()
         .filter_map(|e| match e {
             Event::Run(s) => Some(s.as_str()),
-            Event::Log(_) => None,
+            Event::Log(_) | Event::Fifo(_) => None,
         })
         .collect()
 }
@@ -130,6 +140,10 @@ fn retry_plus_one_failures_take_a_server_out_one_success_brings_it_back() {
         ]
     );
     assert_eq!(runs(&e), ["/bin/down 11"]);
+    assert_eq!(
+        fifo(&e),
+        ["RS [198.19.1.11]:tcp:80 [198.18.10.100]:tcp:80 DOWN"]
+    );
     assert!(!m.real_up(0));
     assert_eq!(
         m.states[0][0].last_transition,
@@ -290,6 +304,13 @@ fn quorum_loss_swaps_in_the_sorry_server_with_hysteresis() {
         ]
     );
     assert!(runs(&e).contains(&"/bin/qdown"));
+    assert_eq!(
+        fifo(&e),
+        [
+            "RS [198.19.1.12]:tcp:80 [198.18.10.100]:tcp:80 DOWN",
+            "VS [198.18.10.100]:tcp:80 DOWN"
+        ]
+    );
     let o = m.overlay();
     assert_eq!(o.removed, [key(11), key(12)]);
     assert_eq!(
