@@ -5,7 +5,7 @@
 //! inheritance and refusals are the same whichever file they come from.
 
 use std::fmt::Write;
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::IpAddr;
 
 use fnat_health::{RealSpec, ServiceSpec};
 use fnat_keepalived::lvs::{CheckerKind, VirtualServer};
@@ -311,10 +311,4 @@ fn real_block(
     }
     text.push_str(" }\n");
     Ok(())
-}
-
-/// Real servers' keys, for tests.
-#[allow(dead_code)]
-pub fn keys(spec: &ServiceSpec) -> Vec<SocketAddrV4> {
-    spec.reals.iter().map(|r| r.addr).collect()
 }
