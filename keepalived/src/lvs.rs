@@ -16,6 +16,9 @@ use crate::tree::{build, Node};
 #[derive(Debug, Default)]
 pub struct Config {
     pub router_id: Option<String>,
+    /// `global_defs { lvs_notify_fifo PATH }` (else `notify_fifo PATH`): where the checker
+    /// writes its `VS …`/`RS …` state lines.
+    pub lvs_notify_fifo: Option<String>,
     pub groups: Vec<VirtualServerGroup>,
     pub virtual_servers: Vec<VirtualServer>,
     /// `local_address_group` blocks (DPVS's keepalived).
@@ -276,6 +279,10 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
                         if let Some(t) = lvs_timeouts(n, diags) {
                             config.lvs_timeouts = Some((n.at.clone(), t));
                         }
+                    }
+                    "lvs_notify_fifo" => config.lvs_notify_fifo = n.args.first().cloned(),
+                    "notify_fifo" if config.lvs_notify_fifo.is_none() => {
+                        config.lvs_notify_fifo = n.args.first().cloned()
                     }
                     "lvs_sync_daemon" => config.vrrp.push(n.clone()),
                     // Mail, SNMP, D-Bus and process settings concern keepalived's own daemon.

@@ -30,6 +30,8 @@
 # LAB_WORKERS (fnatd workers, 1; af_packet then opens as many queue pairs),
 # LAB_KERNEL_TWIN (1: each fnatd port gets a kernel twin, ${P}kw for wan and ${P}kl for lan,
 # in the gateway namespace: the exception path, docs/exception-path.md).
+# LAB_GW_KERNEL_ADDR (an ADDRESS/PREFIX for the gateway namespace's own kernel on the real
+# servers' bridge: where fnatd's health checks leave from until its ports have kernel twins).
 # Addresses are only from 198.18.0.0/15 (RFC 2544), only inside the lab's namespaces.
 set -euo pipefail
 
@@ -310,6 +312,9 @@ table netdev fnatlab_hide {
   chain lan { type filter hook ingress device "${p}gl" priority 0; policy drop; }
 }
 NFT
+    fi
+    if [ -n "${LAB_GW_KERNEL_ADDR:-}" ]; then
+      nsx "$p" g ip addr add "$LAB_GW_KERNEL_ADDR" dev "${p}br"
     fi
     fnatd_config "$p" "$n" "$pmd" > "$st/fnatd.toml"
     # shellcheck disable=SC2086

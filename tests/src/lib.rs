@@ -598,7 +598,19 @@ impl Daemon {
     /// Starts `fnatd run --config CONFIG --socket SOCKET EXTRA…` and waits until the socket
     /// answers.
     pub fn start(config: &Path, socket: &Path, extra: &[&str]) -> Daemon {
-        let child = Command::new(bin("fnatd"))
+        Self::start_from(Command::new(bin("fnatd")), config, socket, extra)
+    }
+
+    /// As [`Daemon::start`], in a network namespace of its own with no interface up (needs
+    /// root): its health checks, if any, reach nothing outside (no probe leaves the machine).
+    pub fn start_isolated(config: &Path, socket: &Path, extra: &[&str]) -> Daemon {
+        let mut c = Command::new("unshare");
+        c.arg("--net").arg("--").arg(bin("fnatd"));
+        Self::start_from(c, config, socket, extra)
+    }
+
+    fn start_from(mut command: Command, config: &Path, socket: &Path, extra: &[&str]) -> Daemon {
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(config)

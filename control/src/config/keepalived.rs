@@ -4,7 +4,8 @@
 //!
 //! What fnat cannot do yet is refused by the one road with keepalived's line attached
 //! (a forwarding method other than full-NAT, IPv6, SCTP) or, where keepalived would carry on,
-//! reported as a warning (health checkers are read but not run yet, sorry servers, quorum).
+//! reported as a warning. Checkers, quorum and sorry servers become the services' health
+//! specs (`fnat-health` runs them).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -26,7 +27,11 @@ const MAX_GROUP_SERVICES: u64 = 65_536;
 
 /// Adds the virtual servers of the keepalived.conf at `path` to `rules` (the fnatd config's).
 /// Returns keepalived's warnings (to be logged); the first error refuses the whole file.
-pub fn add_services(path: &Path, rules: &mut RuleSet) -> Result<Vec<Diagnostic>, ConfigError> {
+pub fn add_services(
+    path: &Path,
+    rules: &mut RuleSet,
+    health: &mut fnat_health::HealthConfig,
+) -> Result<Vec<Diagnostic>, ConfigError> {
     let conf = fnat_keepalived::read_file(path);
     if let Some(e) = conf.errors().next() {
         return Err(from_diagnostic(e));
@@ -44,6 +49,9 @@ pub fn add_services(path: &Path, rules: &mut RuleSet) -> Result<Vec<Diagnostic>,
             }
         }
     }
+    if let Some(fifo) = &conf.lvs_notify_fifo {
+        health.notify_fifo = Some(fifo.into());
+    }
     let first_added = rules.services.len();
     // Where each added service came from, to point the validator's refusals at its line.
     let mut origin: Vec<Location> = Vec::new();
@@ -52,7 +60,12 @@ pub fn add_services(path: &Path, rules: &mut RuleSet) -> Result<Vec<Diagnostic>,
     for vs in &conf.virtual_servers {
         let keys = service_keys(vs, &conf)?;
         for addr in keys {
-            let service = service(vs, addr, &conf, &mut warnings)?;
+            let service = service(vs, addr, &conf)?;
+            if let Some(spec) = super::health::spec_of(vs, &service, &mut warnings)
+                .map_err(|(at, keyword, reason)| located(&at, &keyword, reason))?
+            {
+                health.services.push(spec);
+            }
             rules.services.push(service);
             origin.push(vs.at.clone());
             origin_vs.push(vs);
@@ -193,7 +206,6 @@ fn service(
     vs: &VirtualServer,
     addr: ServiceAddr,
     conf: &fnat_keepalived::Config,
-    warnings: &mut Vec<Diagnostic>,
 ) -> Result<Service, ConfigError> {
     let scheduler: Scheduler = vs
         .scheduler
@@ -238,22 +250,6 @@ fn service(
             });
         }
     }
-    let warn = |warnings: &mut Vec<Diagnostic>, at: &Location, keyword: &str, message: &str| {
-        warnings.push(Diagnostic {
-            level: Level::Warning,
-            at: at.clone(),
-            keyword: keyword.into(),
-            message: message.into(),
-        });
-    };
-    if vs.sorry_server.is_some() {
-        warn(
-            warnings,
-            &vs.at,
-            "sorry_server",
-            "not used until health checks run: ignored",
-        );
-    }
     let vport = match addr {
         ServiceAddr::Inet { port, .. } => port,
         ServiceAddr::Fwmark(_) => 0,
@@ -278,10 +274,6 @@ fn service(
         real.lower_threshold = rs.lthreshold;
         real.forward = forward(&rs.method);
         service.reals.push(real);
-        for checker in &rs.checkers {
-            let message = "health checks are not run yet: the real server counts as up";
-            warn(warnings, &checker.at, checker.kind.keyword(), message);
-        }
     }
     Ok(service)
 }
@@ -438,8 +430,10 @@ mod roundtrip {
             marks: marks(),
             ..RuleSet::default()
         };
-        let warnings =
-            add_services(&path, &mut back).unwrap_or_else(|e| panic!("{e:?}\nin:\n{text}"));
+        let mut health = fnat_health::HealthConfig::default();
+        let warnings = add_services(&path, &mut back, &mut health)
+            .unwrap_or_else(|e| panic!("{e:?}\nin:\n{text}"));
+        assert!(health.services.is_empty(), "{health:?}\n{text}");
         assert!(warnings.is_empty(), "{warnings:?}\n{text}");
         let _ = std::fs::remove_dir_all(&dir);
         back

@@ -4,6 +4,7 @@
 
 mod eal_args;
 mod file;
+mod health;
 mod keepalived;
 #[cfg(test)]
 mod keys;
@@ -123,6 +124,8 @@ pub struct AppConfig {
     /// The keepalived.conf whose virtual servers were added (`--keepalived`), re-read by
     /// `reload` with the config.
     pub keepalived: Option<PathBuf>,
+    /// Health checks of the services (the TOML's and the keepalived.conf's).
+    pub health: fnat_health::HealthConfig,
 }
 
 impl AppConfig {
@@ -149,7 +152,7 @@ impl AppConfig {
         let Some(ka) = keepalived else {
             return Ok((cfg, Vec::new()));
         };
-        let warnings = keepalived::add_services(ka, &mut cfg.rule_set)?;
+        let warnings = keepalived::add_services(ka, &mut cfg.rule_set, &mut cfg.health)?;
         let (rules, _) =
             crate::control::compile_fresh(&cfg.rules, &cfg.rules.timeouts, &cfg.rule_set).map_err(
                 |e| ConfigError {
@@ -209,6 +212,12 @@ pub fn describe(cfg: &AppConfig) -> String {
         );
     }
     let _ = writeln!(out, "services: {}", cfg.rules.services.len());
+    let _ = writeln!(
+        out,
+        "health checks: {} checkers on {} services",
+        cfg.health.checker_count(),
+        cfg.health.services.len()
+    );
     let _ = writeln!(
         out,
         "eal args: {}",
