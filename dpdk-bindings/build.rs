@@ -93,6 +93,7 @@ fn main() {
         "rte_eth_dev_close",
         "rte_eth_dev_socket_id",
         "rte_eth_macaddr_get",
+        "rte_eth_dev_default_mac_addr_set",
         "rte_eth_promiscuous_enable",
         "rte_eth_promiscuous_disable",
         "rte_eth_stats_get",

@@ -5,6 +5,9 @@
 # how to look at it with fnatctl / ipvsadm, until Ctrl-C (everything is removed on the way out).
 #
 #   DEMO_ONCE=1   run the curl sequence, print it, tear everything down and exit 0
+#   DEMO_HEALTH=1 the services come from the tutorial's keepalived.conf (configs/keepalived-seed.conf,
+#                 its addresses mapped onto the lab's) with its TCP_CHECKs: a real server is
+#                 stopped mid-demo, leaves the table, and comes back when it answers again
 #   FNATD=...     the fnatd binary (default target/release/fnatd, built by `make build`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +32,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+health=${DEMO_HEALTH:-0}
+if [ "$health" = 1 ]; then
+  # The tutorial's keepalived.conf on the lab's addresses: VIP .10.100, real servers .11 and .12.
+  kdir=$(mktemp -d /tmp/fnat-demo-ka.XXXXXX)
+  sed -e 's/198\.19\.1\.11/198.19.1.12/; s/198\.19\.1\.10 /198.19.1.11 /; s/198\.18\.0\.100/198.18.10.100/' \
+    configs/keepalived-seed.conf > "$kdir/keepalived.conf"
+  : > "$kdir/services.toml"
+  export LAB_HTTP=python LAB_SERVICES="$kdir/services.toml" LAB_GW_KERNEL_ADDR=198.19.1.254/24
+  export LAB_FNATD_ARGS="--keepalived $kdir/keepalived.conf"
+  trap 'cleanup; rm -rf "$kdir"' EXIT
+fi
 echo "== building the lab $p: client ─ fnatd (gateway) ─ rs1, rs2   (scripts/lab/lab.sh)"
 scripts/lab/lab.sh up >/dev/null
 st=/tmp/fnat-lab-$p
@@ -41,6 +55,46 @@ EOT
 for i in 1 2 3 4 5 6 7 8; do
   printf '$ curl http://%s/   ->  %s\n' "$VIP" "$(ip netns exec "${p}c" curl -s -m 3 "http://$VIP/")"
 done
+
+table() { "$fnatctl" --socket "$st/ctl.sock" ipvsadm -Ln; }
+if [ "$health" = 1 ]; then
+  echo
+  echo "== health checks: the tutorial's keepalived.conf ($kdir/keepalived.conf), TCP_CHECK on port 80"
+  echo "\$ fnatctl health"; "$fnatctl" --socket "$st/ctl.sock" health
+  echo "\$ ipvsadm -Ln"; table
+  # rs1's http server: a process the lab started in rs1's namespace.
+  pid=$(for q in $(ip netns pids "${p}s1"); do
+          if tr '\0' ' ' < "/proc/$q/cmdline" 2>/dev/null | grep -q "http.server 80 "; then echo "$q"; fi
+        done | head -n1 || true)
+  [ -n "$pid" ] || { echo "demo: rs1's web server not found"; exit 1; }
+  echo
+  echo "== stopping rs1's web server (pid $pid) at $(date +%T): keepalived's bound is"
+  echo "   delay_loop + (retry+1)·(delay_before_retry + connect_timeout) = 6 + 4·(3 + 10) = 58 s"
+  kill "$pid"
+  t0=$(date +%s)
+  while table | grep -q 198.19.1.11 && [ $(( $(date +%s) - t0 )) -lt 70 ]; do sleep 0.5; done
+  echo "== rs1 left the table after $(( $(date +%s) - t0 )) s"
+  echo "\$ ipvsadm -Ln"; table
+  echo "\$ fnatctl health"; "$fnatctl" --socket "$st/ctl.sock" health
+  for i in 1 2 3 4; do
+    printf '$ curl http://%s/   ->  %s\n' "$VIP" "$(ip netns exec "${p}c" curl -s -m 3 "http://$VIP/")"
+  done
+  echo "== fnatd's log (keepalived's wording):"
+  grep 'fnatd: health:' "$st/fnatd.log" | grep -v 'TCP connection' || true
+  echo
+  echo "== starting rs1's web server again"
+  ip netns exec "${p}s1" setsid /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 \
+    --directory "$st/www1" >/dev/null 2>&1 < /dev/null &
+  echo $! >> "$st/pids"
+  t0=$(date +%s)
+  until table | grep -q 198.19.1.11 || [ $(( $(date +%s) - t0 )) -ge 30 ]; do sleep 0.5; done
+  echo "== rs1 back in the table after $(( $(date +%s) - t0 )) s"
+  echo "\$ ipvsadm -Ln"; table
+  echo "\$ fnatctl save   # the operator's rules, whatever the checks did"
+  "$fnatctl" --socket "$st/ctl.sock" save | grep -E '198\.19\.1\.' || true
+  echo "== fnatd's log since:"
+  grep 'fnatd: health:' "$st/fnatd.log" | grep -v 'TCP connection' | tail -n 2 || true
+fi
 
 if [ "${DEMO_ONCE:-0}" = 1 ]; then
   exit 0

@@ -13,6 +13,7 @@ packages=(
   ethtool curl socat nginx-light iputils-ping     # the namespace lab (scripts/lab/lab.sh)
   wrk apache2-utils nftables                      # lab load tests and the kernel baseline
   keepalived                                      # its doc/samples: the keepalived.conf reader's corpus
+  dnsmasq-base openssl                            # health-check lab: a DNS_CHECK target, an SSL_GET certificate
 )
 missing=()
 for p in "${packages[@]}"; do

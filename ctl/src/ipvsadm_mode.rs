@@ -141,8 +141,9 @@ fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
         IpvsCommand::Change(c) => change(client, c),
         IpvsCommand::EditService(edit) => {
             let listing = list(client, Some(edit.addr)).map_err(command_failed)?;
+            // Edits start from the operator's rules, not from what health checking made of them.
             let current = listing
-                .rules
+                .configured_rules()
                 .service(&edit.addr)
                 .ok_or_else(|| Exit("No such service".into(), EXIT_COMMAND_FAILED))?;
             change(
@@ -160,7 +161,7 @@ fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
                 other => other.map_err(command_failed)?,
             };
             let current = listing
-                .rules
+                .configured_rules()
                 .service(&edit.service)
                 .and_then(|s| s.real(edit.key()))
                 .ok_or_else(|| Exit("No such destination".into(), EXIT_COMMAND_FAILED))?;
@@ -215,8 +216,10 @@ fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
         },
         IpvsCommand::Save { format: fmt } => {
             let listing = list(client, None).map_err(list_failed)?;
-            let names = service_names(fmt.numeric, listing.rules.services.iter());
-            Ok(format::save(&listing.rules, &fmt, names.as_ref()))
+            // The operator's rules: a saved file restores what was configured.
+            let rules = listing.configured_rules();
+            let names = service_names(fmt.numeric, rules.services.iter());
+            Ok(format::save(rules, &fmt, names.as_ref()))
         }
         IpvsCommand::Restore => {
             let mut text = String::new();

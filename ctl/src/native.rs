@@ -1,5 +1,5 @@
 //! fnatctl's own subcommands: service, real, laddr, mark, stats, zero, timeout, conn, save,
-//! restore, flush, status. Human output by default (ipvsadm's layouts where one exists),
+//! restore, flush, status, reload, health. Human output by default (ipvsadm's layouts where one exists),
 //! `--json` prints the daemon's result as JSON.
 
 use std::fmt::Write as _;
@@ -52,8 +52,14 @@ pub enum Command {
     /// Sessions.
     #[command(subcommand)]
     Conn(ConnCmd),
-    /// Write the live rules as TOML (to FILE or standard output).
+    /// Write the operator's rules as TOML (to FILE or standard output): as configured, not
+    /// as health checking changed them.
     Save { file: Option<PathBuf> },
+    /// Write the live rules as a keepalived.conf (to FILE or standard output) that
+    /// `fnatd --keepalived` reads back as the same services; refuses, naming the rule and
+    /// the setting, what keepalived.conf cannot express (firewall marks stay in fnatd's
+    /// config as [[port_group]]).
+    ExportKeepalived { file: Option<PathBuf> },
     /// Replace the live rules with a TOML file written by `save` ('-' reads standard input).
     Restore { file: PathBuf },
     /// Remove every service and every firewall mark.
@@ -63,6 +69,9 @@ pub enum Command {
     /// Re-read the daemon's config file (services, local addresses, timeouts); a file that
     /// does not validate changes nothing.
     Reload,
+    /// Health checkers (keepalived's TCP_CHECK, HTTP_GET, ...): each one's state, last
+    /// result, reason, consecutive failures and last change; each checked service's quorum.
+    Health,
 }
 
 #[derive(Args)]
@@ -407,7 +416,20 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
         }
         Command::Save { file } => {
             let l = listing(client, None)?;
-            let text = fnat_proto::save::to_toml(&l.rules)?;
+            let rules = l.configured_rules();
+            let text = fnat_proto::save::to_toml(rules)?;
+            match file {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                    Ok(out(String::new(), rules))
+                }
+                None => Ok(out(text, rules)),
+            }
+        }
+        Command::ExportKeepalived { file } => {
+            let l = listing(client, None)?;
+            let text = fnat_keepalived::write::write(&l.rules).map_err(|e| e.to_string())?;
             match file {
                 Some(path) => {
                     std::fs::write(&path, &text)
@@ -438,6 +460,11 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
                 format!("reloaded: rules generation {}\n", applied.generation),
                 applied,
             ))
+        }
+        Command::Health => {
+            let h: fnat_proto::health::HealthListing =
+                client.call(&Request::Query(Query::Health)).map_err(fail)?;
+            Ok(out(health_text(&h), h))
         }
         Command::Status => {
             let s: Status = client.call(&Request::Query(Query::Status)).map_err(fail)?;
@@ -620,4 +647,58 @@ fn laddr(client: &Client, cmd: LaddrCmd) -> Result<Output, String> {
             Ok(out(human, json))
         }
     }
+}
+
+/// `fnatctl health` as a table: the services' quorum, then one line per checker.
+fn health_text(h: &fnat_proto::health::HealthListing) -> String {
+    let mut t = String::new();
+    if h.checkers.is_empty() && h.services.is_empty() {
+        return "no health checks configured\n".into();
+    }
+    let _ = writeln!(
+        t,
+        "{:<24} {:<7} {:>6} {:>10} {:>8}",
+        "SERVICE", "QUORUM", "NEEDED", "ALIVE", "SORRY"
+    );
+    for s in &h.services {
+        let _ = writeln!(
+            t,
+            "{:<24} {:<7} {:>6} {:>10} {:>8}",
+            s.service,
+            if s.quorum_up { "up" } else { "lost" },
+            s.quorum,
+            s.alive_weight,
+            if s.sorry_in_use { "in use" } else { "-" }
+        );
+    }
+    t.push('\n');
+    let _ = writeln!(
+        t,
+        "{:<24} {:<21} {:<10} {:<21} {:<5} {:<7} {:>5} {:>6} {:<10} REASON",
+        "SERVICE", "REAL", "CHECKER", "TARGET", "STATE", "LAST", "FAILS", "WEIGHT", "SINCE"
+    );
+    for c in &h.checkers {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let since = c.last_transition.map_or("-".to_string(), |t| {
+            format!("{}s ago", now.saturating_sub(t))
+        });
+        let weight = c.live_weight.map_or("out".to_string(), |w| w.to_string());
+        let _ = writeln!(
+            t,
+            "{:<24} {:<21} {:<10} {:<21} {:<5} {:<7} {:>5} {:>6} {:<10} {}",
+            c.service,
+            c.real,
+            c.checker,
+            c.target,
+            c.state,
+            c.last_result,
+            c.consecutive_failures,
+            weight,
+            since,
+            c.reason
+        );
+    }
+    t
 }

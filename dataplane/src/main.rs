@@ -41,7 +41,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
         /// keepalived.conf whose virtual servers are added to the config's (keepalived 2.x's
-        /// LVS grammar; `reload` re-reads it with the config).
+        /// LVS grammar; its checkers run; `reload` re-reads it with the config).
         #[arg(long, value_name = "FILE")]
         keepalived: Option<PathBuf>,
     },
@@ -61,7 +61,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
         /// keepalived.conf whose virtual servers are added to the config's (keepalived 2.x's
-        /// LVS grammar; `reload` re-reads it with the config).
+        /// LVS grammar; its checkers run; `reload` re-reads it with the config).
         #[arg(long, value_name = "FILE")]
         keepalived: Option<PathBuf>,
         /// A progress bar on the terminal (frames, rate, ETA); nothing when stderr is not one.
@@ -81,7 +81,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// keepalived.conf whose virtual servers are added to the config's (keepalived 2.x's
-        /// LVS grammar; `reload` re-reads it with the config).
+        /// LVS grammar; its checkers run; `reload` re-reads it with the config).
         #[arg(long, value_name = "FILE")]
         keepalived: Option<PathBuf>,
     },

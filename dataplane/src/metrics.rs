@@ -38,12 +38,29 @@ pub struct WorkerSample {
     pub busy_cycles: u64,
 }
 
+/// One kernel twin's traffic, as the kernel-path thread counts it (the exception path).
+#[derive(Debug, Clone, Default)]
+pub struct KernelSample {
+    /// The twin interface's name.
+    pub interface: String,
+    /// Frames delivered to the kernel, and sent by it.
+    pub to_kernel: u64,
+    pub from_kernel: u64,
+    /// Frames the twin refused, and frames from it the ring toward the workers had no room for.
+    pub twin_tx_full: u64,
+    pub ring_full: u64,
+    /// Frames waiting in the twin's two rings now.
+    pub ring_used: u32,
+}
+
 /// Everything one scrape reports.
 #[derive(Debug, Clone, Default)]
 pub struct Sample {
     /// The rules with their counters, as `fnatctl list` gets them.
     pub listing: Listing,
     pub workers: Vec<WorkerSample>,
+    /// Per kernel twin (empty without).
+    pub kernel: Vec<KernelSample>,
     pub mbufs_in_use: u32,
     pub mbufs_capacity: u32,
     /// TSC cycles per second, to turn busy cycles into a load.
@@ -418,6 +435,48 @@ fn encode_sample(e: &mut DescriptorEncoder, s: &Sample) -> Result<(), std::fmt::
         l.ports.iter().map(|p| (port(&p.name), p.tx_dropped)),
     )?;
 
+    let twin = |k: &KernelSample| vec![("interface", k.interface.clone())];
+    counter(
+        e,
+        "kernel_delivered_packets",
+        "Frames the exception path delivered to a port's kernel twin",
+        s.kernel.iter().map(|k| (twin(k), k.to_kernel)),
+    )?;
+    counter(
+        e,
+        "kernel_sent_packets",
+        "Frames a kernel twin sent, taken to go out of its port",
+        s.kernel.iter().map(|k| (twin(k), k.from_kernel)),
+    )?;
+    counter(
+        e,
+        "kernel_dropped_packets",
+        "Frames the kernel-path thread dropped: the twin refused them (kernel_tx_full) or the ring toward the workers was full (from_kernel_ring_full)",
+        s.kernel.iter().flat_map(|k| {
+            [
+                (
+                    vec![
+                        ("interface", k.interface.clone()),
+                        ("reason", "kernel_tx_full".to_string()),
+                    ],
+                    k.twin_tx_full,
+                ),
+                (
+                    vec![
+                        ("interface", k.interface.clone()),
+                        ("reason", "from_kernel_ring_full".to_string()),
+                    ],
+                    k.ring_full,
+                ),
+            ]
+        }),
+    )?;
+    gauge(
+        e,
+        "kernel_ring_used",
+        "Frames waiting in the rings between the workers and a kernel twin",
+        s.kernel.iter().map(|k| (twin(k), k.ring_used)),
+    )?;
     let worker = |w: usize| vec![("worker", w.to_string())];
     let per_worker = |f: fn(&WorkerSample) -> u64| {
         s.workers
@@ -616,6 +675,30 @@ mod tests {
         let mut out = String::new();
         std::io::Read::read_to_string(&mut s, &mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn kernel_twins_have_their_families() {
+        let mut sample = sample();
+        sample.kernel.push(KernelSample {
+            interface: "fkw".into(),
+            to_kernel: 5,
+            from_kernel: 9,
+            twin_tx_full: 1,
+            ring_full: 2,
+            ring_used: 3,
+        });
+        let server = start("127.0.0.1:0".parse().unwrap(), Arc::new(Fake(Ok(sample)))).unwrap();
+        let out = scrape(&server, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        for line in [
+            "fnat_kernel_delivered_packets_total{interface=\"fkw\"} 5",
+            "fnat_kernel_sent_packets_total{interface=\"fkw\"} 9",
+            "fnat_kernel_dropped_packets_total{interface=\"fkw\",reason=\"kernel_tx_full\"} 1",
+            "fnat_kernel_dropped_packets_total{interface=\"fkw\",reason=\"from_kernel_ring_full\"} 2",
+            "fnat_kernel_ring_used{interface=\"fkw\"} 3",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing:\n{out}");
+        }
     }
 
     #[test]

@@ -362,6 +362,20 @@ impl Port {
         Ok(a.addr_bytes)
     }
 
+    /// Sets the port's MAC address (`rte_eth_dev_default_mac_addr_set`): a kernel twin made by
+    /// `net_tap` takes its port's MAC this way, so that ARP stays consistent between the two.
+    pub fn set_mac(&self, mac: [u8; 6]) -> Result<()> {
+        let mut a = ffi::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: `a` is a valid, initialised address that DPDK only reads during the call
+        // (the pointer is not kept); the port id is validated by DPDK.
+        let ret = unsafe { ffi::rte_eth_dev_default_mac_addr_set(self.id, &mut a) };
+        DpdkError::check(
+            || format!("rte_eth_dev_default_mac_addr_set(port {})", self.id),
+            ret,
+        )
+        .map(|_| ())
+    }
+
     /// Turns promiscuous mode on or off.
     pub fn promiscuous(&self, on: bool) -> Result<()> {
         // SAFETY: plain control calls on a port id; DPDK validates it.

@@ -6,7 +6,7 @@
 //! driver's steering ring would (and must never bounce a second time).
 //!
 //! After every frame: the books balance (received + originated = transmitted + redirected +
-//! dropped + consumed + held), the session gauge matches the table, every session
+//! dropped + consumed + held + to_kernel; port 1 has a kernel twin), the session gauge matches the table, every session
 //! holds exactly one local port. At the end, data both ways on the sessions set up first is
 //! either rewritten exactly as the worker's table says (checked with etherparse, checksums
 //! included) or, if the session is gone, dropped as `no_session`.
@@ -42,6 +42,11 @@ fn setup(t: u64) -> Vec<Worker> {
     let mut f = udp(sa(CLIENT, 50000), sa(VIP, 53), b"q");
     let (_, v) = run_steered(&mut ws, 0, &mut f, t + 3);
     assert_eq!(v, Verdict::Transmit { port: 1 });
+    // The real servers' port has a kernel twin (the exception path), the clients' has none:
+    // both ways of treating frames for the ports' own addresses are fuzzed.
+    for w in ws.iter_mut() {
+        w.set_kernel_twins(&[1]);
+    }
     ws
 }
 
@@ -49,7 +54,7 @@ fn check_invariants(w: &Worker) {
     let s = w.stats();
     assert_eq!(
         s.received + s.originated,
-        s.transmitted + s.redirected + s.dropped() + s.consumed + s.held,
+        s.transmitted + s.redirected + s.dropped() + s.consumed + s.held + s.to_kernel,
         "worker {}: books",
         w.id()
     );

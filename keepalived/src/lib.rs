@@ -7,6 +7,8 @@
 //! - [`lvs`]: the tree to keepalived's LVS configuration (virtual servers, groups, real
 //!   servers, checkers) with keepalived's defaults and VS → RS → checker inheritance applied.
 //!
+//! And back: [`write`] writes the live rules (the one rule model) as keepalived.conf.
+//!
 //! Every problem is a [`Diagnostic`] naming file, line and keyword. Errors make the file
 //! unusable; warnings (unknown keywords, blocks kept for later) are what keepalived logs and
 //! carries on after. Nothing here panics on any input.
@@ -16,6 +18,7 @@ pub mod diag;
 pub mod lvs;
 pub mod source;
 pub mod tree;
+pub mod write;
 
 pub use diag::{Diagnostic, Level, Location};
 pub use lvs::{read_file, read_str, Config};

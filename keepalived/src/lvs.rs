@@ -16,10 +16,15 @@ use crate::tree::{build, Node};
 #[derive(Debug, Default)]
 pub struct Config {
     pub router_id: Option<String>,
+    /// `global_defs { lvs_notify_fifo PATH }` (else `notify_fifo PATH`): where the checker
+    /// writes its `VS …`/`RS …` state lines.
+    pub lvs_notify_fifo: Option<String>,
     pub groups: Vec<VirtualServerGroup>,
     pub virtual_servers: Vec<VirtualServer>,
     /// `local_address_group` blocks (DPVS's keepalived).
     pub local_address_groups: Vec<LocalAddressGroup>,
+    /// `global_defs { lvs_timeouts … }`: IPVS's timeouts, with where they were set.
+    pub lvs_timeouts: Option<(Location, LvsTimeouts)>,
     /// `vrrp_*` blocks and `lvs_sync_daemon`, untouched, for the HA work.
     pub vrrp: Vec<Node>,
     pub diagnostics: Vec<Diagnostic>,
@@ -29,6 +34,15 @@ impl Config {
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
         self.diagnostics.iter().filter(|d| d.level == Level::Error)
     }
+}
+
+/// keepalived's `lvs_timeouts [tcp N] [tcpfin N] [udp N]` (seconds): what `ipvsadm --set`
+/// sets; each one not given stays as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LvsTimeouts {
+    pub tcp: Option<u32>,
+    pub tcpfin: Option<u32>,
+    pub udp: Option<u32>,
 }
 
 /// DPVS's `local_address_group NAME { IP PORTNAME … }`: full-NAT's local addresses.
@@ -261,6 +275,15 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
             for n in children(node) {
                 match n.keyword.as_str() {
                     "router_id" => config.router_id = n.args.first().cloned(),
+                    "lvs_timeouts" => {
+                        if let Some(t) = lvs_timeouts(n, diags) {
+                            config.lvs_timeouts = Some((n.at.clone(), t));
+                        }
+                    }
+                    "lvs_notify_fifo" => config.lvs_notify_fifo = n.args.first().cloned(),
+                    "notify_fifo" if config.lvs_notify_fifo.is_none() => {
+                        config.lvs_notify_fifo = n.args.first().cloned()
+                    }
                     "lvs_sync_daemon" => config.vrrp.push(n.clone()),
                     // Mail, SNMP, D-Bus and process settings concern keepalived's own daemon.
                     _ => {}
@@ -320,6 +343,47 @@ fn one_arg(node: &Node, diags: &mut Diagnostics) -> Option<String> {
             None
         }
     }
+}
+
+/// `lvs_timeouts [tcp N] [tcpfin N] [udp N]`, in any order.
+fn lvs_timeouts(node: &Node, diags: &mut Diagnostics) -> Option<LvsTimeouts> {
+    let mut t = LvsTimeouts::default();
+    let mut args = node.args.iter();
+    while let Some(name) = args.next() {
+        let slot = match name.as_str() {
+            "tcp" => &mut t.tcp,
+            "tcpfin" => &mut t.tcpfin,
+            "udp" => &mut t.udp,
+            other => {
+                diags.error(
+                    &node.at,
+                    &node.keyword,
+                    format!("'{other}' is not tcp, tcpfin or udp"),
+                );
+                return None;
+            }
+        };
+        match args.next().map(|v| (v, v.parse::<u32>())) {
+            Some((_, Ok(v))) => *slot = Some(v),
+            Some((v, Err(_))) => {
+                diags.error(
+                    &node.at,
+                    &node.keyword,
+                    format!("'{v}' is not a number of seconds for {name}"),
+                );
+                return None;
+            }
+            None => {
+                diags.error(
+                    &node.at,
+                    &node.keyword,
+                    format!("{name} needs a number of seconds"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(t)
 }
 
 fn number<T: std::str::FromStr>(node: &Node, diags: &mut Diagnostics) -> Option<T> {

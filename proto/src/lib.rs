@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod edit;
+pub mod health;
 pub mod ipvsadm;
 pub mod model;
 pub mod msg;

@@ -85,6 +85,8 @@ pub enum Query {
     /// Re-read the daemon's config file and replace the services, local addresses and
     /// timeouts with its own (as at start). A file that does not validate changes nothing.
     Reload,
+    /// Every health checker with its state, and each checked service's quorum.
+    Health,
 }
 
 /// A parsed request.
@@ -120,7 +122,7 @@ fn bad(message: impl Into<String>) -> ErrorBody {
 }
 
 /// Ops that take no arguments.
-const UNIT_OPS: [&str; 4] = ["status", "timeout_get", "flush", "reload"];
+const UNIT_OPS: [&str; 5] = ["status", "timeout_get", "flush", "reload", "health"];
 
 /// Names of the ops that are single changes.
 const CHANGE_OPS: [&str; 13] = [
@@ -138,7 +140,7 @@ const CHANGE_OPS: [&str; 13] = [
     "timeout_set",
     "replace",
 ];
-const QUERY_OPS: [&str; 7] = [
+const QUERY_OPS: [&str; 8] = [
     "status",
     "list",
     "timeout_get",
@@ -146,6 +148,7 @@ const QUERY_OPS: [&str; 7] = [
     "zero",
     "apply",
     "reload",
+    "health",
 ];
 
 /// Parses one request line (without its newline). Every failure names what is wrong.

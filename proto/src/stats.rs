@@ -135,7 +135,12 @@ pub struct ServiceStats {
 /// The answer to `list`: the rules with their counters, the timeouts in force, drops, ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listing {
+    /// The live table: the operator's rules with what health checking did to them.
     pub rules: RuleSet,
+    /// The operator's rules when health checking changed the live table (what `save`
+    /// writes); absent when they are the live table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured: Option<RuleSet>,
     pub timeouts: Option<IpvsTimeouts>,
     #[serde(default)]
     pub stats: Vec<ServiceStats>,
@@ -149,6 +154,11 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// The operator's rules (what `save` writes), whatever health checking did.
+    pub fn configured_rules(&self) -> &RuleSet {
+        self.configured.as_ref().unwrap_or(&self.rules)
+    }
+
     pub fn service_stats(&self, service: &ServiceAddr) -> Option<&ServiceStats> {
         self.stats.iter().find(|s| s.service == *service)
     }

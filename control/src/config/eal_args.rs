@@ -43,7 +43,17 @@ pub fn eal_args(eal: &EalSettings, ports: &[PortSpec]) -> Vec<String> {
             args.push(format!("--vdev={}", port.device));
         }
     }
+    for (i, port) in ports.iter().enumerate() {
+        if let Some(name) = &port.kernel_interface {
+            args.push(format!("--vdev={},iface={name}", twin_device(i)));
+        }
+    }
     args.push(format!("--log-level={}", eal.log_level));
     args.extend(eal.extra_args.iter().cloned());
     args
+}
+
+/// The DPDK device name of port `index`'s kernel twin (a `net_tap` vdev).
+pub fn twin_device(index: usize) -> String {
+    format!("net_tap_twin{index}")
 }

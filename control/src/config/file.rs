@@ -100,6 +100,8 @@ pub struct PortSection {
     /// Addresses the port owns, as IPv4/prefix (a bare address means /32).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// The name of the port's kernel twin interface (the exception path); none by default.
+    pub kernel_interface: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +130,16 @@ pub struct ServiceSection {
     pub local_addresses: Vec<String>,
     #[serde(default, rename = "real")]
     pub reals: Vec<RealSection>,
+    /// Health checking (keepalived's): the least sum of live weights (default 1).
+    pub quorum: Option<u32>,
+    pub hysteresis: Option<u32>,
+    /// Scripts run when the quorum is gained or lost.
+    pub quorum_up: Option<String>,
+    pub quorum_down: Option<String>,
+    /// "IP:PORT" put in the pool while the quorum is lost.
+    pub sorry_server: Option<String>,
+    /// The sorry server stays in the table at weight 0 when not in use.
+    pub sorry_server_inhibit: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +161,56 @@ pub struct RealSection {
     pub tunnel_port: Option<u16>,
     /// With tunnel_type "gue" or "gre": checksum the tunnel (default false).
     pub tunnel_csum: Option<bool>,
+    /// Health checks (keepalived's checkers, `[[service.real.check]]`).
+    #[serde(default)]
+    pub check: Vec<CheckSection>,
+    /// Down means weight 0, not removal.
+    pub inhibit_on_failure: Option<bool>,
+    pub notify_up: Option<String>,
+    pub notify_down: Option<String>,
+}
+
+/// One health checker, keepalived's keywords and defaults (docs/health-checks.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSection {
+    /// tcp, http, ssl, misc, udp, dns, ping or smtp (or keepalived's TCP_CHECK, HTTP_GET, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub connect_ip: Option<String>,
+    pub connect_port: Option<u16>,
+    pub bindto: Option<String>,
+    pub bind_port: Option<u16>,
+    /// Seconds (fractions allowed), as keepalived's timers.
+    pub connect_timeout: Option<f64>,
+    pub retry: Option<u32>,
+    pub delay_before_retry: Option<f64>,
+    pub delay_loop: Option<f64>,
+    pub warmup: Option<f64>,
+    pub alpha: Option<bool>,
+    #[serde(default)]
+    pub url: Vec<UrlSection>,
+    pub http_protocol: Option<String>,
+    pub virtualhost: Option<String>,
+    pub misc_path: Option<String>,
+    pub misc_timeout: Option<f64>,
+    pub misc_dynamic: Option<bool>,
+    pub payload: Option<String>,
+    pub require_reply: Option<String>,
+    pub dns_type: Option<String>,
+    pub dns_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlSection {
+    pub path: String,
+    /// Codes or ranges ("200", "200-299"); default 200-299.
+    #[serde(default)]
+    pub status_code: Vec<String>,
+    /// MD5 of the body, in hex.
+    pub digest: Option<String>,
+    pub virtualhost: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 
 mod eal_args;
 mod file;
+mod health;
 mod keepalived;
 #[cfg(test)]
 mod keys;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use fnat_engine::rules::{Ipv4Cidr, Rules};
 
-pub use eal_args::eal_args;
+pub use eal_args::{eal_args, twin_device};
 
 /// A rejected config: which file, which key (dotted path like `port[1].device`), and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +94,10 @@ pub struct PortSpec {
     pub device: String,
     pub mac: Option<[u8; 6]>,
     pub addresses: Vec<Ipv4Cidr>,
+    /// The kernel twin interface (a TAP device carrying the port's MAC and addresses) that
+    /// gets the frames for the port's own addresses the dataplane does not consume, and
+    /// whose frames leave by the port: `[[port]] kernel_interface`. `None`: no twin.
+    pub kernel_interface: Option<String>,
 }
 
 impl PortSpec {
@@ -119,6 +124,8 @@ pub struct AppConfig {
     /// The keepalived.conf whose virtual servers were added (`--keepalived`), re-read by
     /// `reload` with the config.
     pub keepalived: Option<PathBuf>,
+    /// Health checks of the services (the TOML's and the keepalived.conf's).
+    pub health: fnat_health::HealthConfig,
 }
 
 impl AppConfig {
@@ -151,7 +158,8 @@ impl AppConfig {
             .iter()
             .flat_map(|p| p.addresses.iter().copied())
             .collect();
-        let warnings = keepalived::add_services(ka, &mut cfg.rule_set, &addresses)?;
+        let warnings =
+            keepalived::add_services(ka, &mut cfg.rule_set, &mut cfg.health, &addresses)?;
         let (rules, _) =
             crate::control::compile_fresh(&cfg.rules, &cfg.rules.timeouts, &cfg.rule_set).map_err(
                 |e| ConfigError {
@@ -211,6 +219,12 @@ pub fn describe(cfg: &AppConfig) -> String {
         );
     }
     let _ = writeln!(out, "services: {}", cfg.rules.services.len());
+    let _ = writeln!(
+        out,
+        "health checks: {} checkers on {} services",
+        cfg.health.checker_count(),
+        cfg.health.services.len()
+    );
     let _ = writeln!(
         out,
         "eal args: {}",

@@ -353,6 +353,124 @@ fn service_option_mistakes_are_named() {
     assert_eq!(err(&clash).key, "service[2].port");
 }
 
+#[test]
+fn kernel_twins_are_off_by_default_and_checked() {
+    let cfg = parse(GOOD).unwrap();
+    assert!(cfg.ports.iter().all(|p| p.kernel_interface.is_none()));
+    assert!(!eal_args(&cfg.eal, &cfg.ports)
+        .iter()
+        .any(|a| a.contains("net_tap")));
+    let twin = GOOD.replace(
+        "device = \"net_ring0\"",
+        "device = \"net_ring0\"\nkernel_interface = \"fnat-a\"",
+    );
+    let cfg = parse(&twin).unwrap();
+    assert_eq!(cfg.ports[0].kernel_interface.as_deref(), Some("fnat-a"));
+    assert!(
+        eal_args(&cfg.eal, &cfg.ports).contains(&"--vdev=net_tap_twin0,iface=fnat-a".to_string())
+    );
+    let e = err(&twin.replace("fnat-a", "a name"));
+    assert_eq!(e.key, "port[0].kernel_interface");
+    assert!(e.reason.contains("'a name'"), "{}", e.reason);
+    let both = twin.replace(
+        "device = \"net_ring1\"",
+        "device = \"net_ring1\"\nkernel_interface = \"fnat-a\"",
+    );
+    let e = err(&both);
+    assert_eq!(e.key, "port[1].kernel_interface");
+    assert!(e.reason.contains("twin of another port"), "{}", e.reason);
+}
+
+const CHECKED: &str = r#"
+[[port]]
+name = "a"
+device = "net_null0"
+addresses = ["198.18.0.1/24"]
+
+[[service]]
+vip = "198.18.0.100"
+port = 80
+protocol = "tcp"
+local_addresses = ["198.19.0.10"]
+quorum = 2
+sorry_server = "198.19.1.99:8080"
+
+[[service.real]]
+address = "198.19.1.10"
+port = 80
+weight = 3
+inhibit_on_failure = true
+
+[[service.real.check]]
+type = "http"
+connect_timeout = 2.5
+url = [{ path = "/health", status_code = ["200", "300-302"] }]
+
+[[service.real.check]]
+type = "MISC_CHECK"
+misc_path = "/usr/local/bin/check web"
+misc_dynamic = true
+
+[[service.real]]
+address = "198.19.1.11"
+port = 80
+"#;
+
+/// `[[service.real.check]]` is keepalived's checker, read by keepalived's reader: the same
+/// defaults (HTTP's 3 s before a retry, MISC_CHECK's 0 retries) and the same refusals.
+#[test]
+fn toml_checks_read_with_keepalived_defaults() {
+    use fnat_keepalived::lvs::CheckerKind;
+    use std::time::Duration;
+    let cfg = parse(CHECKED).unwrap();
+    let [spec] = cfg.health.services.as_slice() else {
+        panic!("{:?}", cfg.health)
+    };
+    assert_eq!(
+        (spec.quorum, spec.sorry.map(|s| s.key().to_string())),
+        (2, Some("198.19.1.99:8080".into()))
+    );
+    let real = &spec.reals[0];
+    assert_eq!((real.weight, real.inhibit), (3, true));
+    let [http, misc] = real.checkers.as_slice() else {
+        panic!("{:?}", real.checkers)
+    };
+    assert_eq!(http.timing.connect_timeout, Duration::from_millis(2500));
+    assert_eq!(http.timing.delay_before_retry, Duration::from_secs(3));
+    assert_eq!(http.timing.retry, 1);
+    assert_eq!(http.timing.delay_loop, Duration::from_secs(60));
+    let CheckerKind::Http { urls, .. } = &http.kind else {
+        panic!()
+    };
+    assert_eq!(urls[0].status_codes, [(200, 200), (300, 302)]);
+    assert_eq!(misc.timing.retry, 0);
+    assert_eq!(
+        misc.kind,
+        CheckerKind::Misc {
+            path: "/usr/local/bin/check web".into(),
+            timeout: None,
+            dynamic: true
+        }
+    );
+    assert!(spec.reals[1].checkers.is_empty());
+
+    let e = err(&CHECKED.replace("type = \"http\"", "type = \"gopher\""));
+    assert_eq!(e.key, "service[0].real[0].check[0].type", "{e}");
+    let e = err(&CHECKED.replace("\"300-302\"", "\"302-300\""));
+    assert_eq!(e.key, "service[0]", "{e}");
+    assert!(e.reason.contains("status_code"), "{e}");
+    let e = err(&CHECKED.replace("misc_path = \"/usr", "misc_path = \"{/usr"));
+    assert_eq!(e.key, "service[0].real[0].check[1].misc_path", "{e}");
+    let e = err(&CHECKED.replace(
+        "[[service.real.check]]\ntype = \"MISC_CHECK\"",
+        "[[service.real.check]]\ntype = \"MISC_CHECK\"\ncolour = 1",
+    ));
+    assert!(
+        e.key.contains("colour") || e.reason.contains("colour"),
+        "{e}"
+    );
+}
+
 /// A service mixing every method (no local address needed: no real server is full-NAT);
 /// the DR real server is on wan's own network.
 const METHODS: &str = r#"

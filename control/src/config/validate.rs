@@ -61,10 +61,11 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         Mode::Passthrough { forward }
     };
 
+    let (services, health) = services(&file.services)?;
     let rule_set = RuleSet {
         timeouts: Default::default(),
         marks: port_groups(&file.port_groups)?,
-        services: services(&file.services)?,
+        services,
     };
     // The one validator every path shares; its refusals point at this file's keys.
     check_rule_set(&rule_set).map_err(|r| invalid(key_of(&file, r.place), r.error.message))?;
@@ -169,6 +170,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         rules,
         rule_set,
         keepalived: None,
+        health,
     })
 }
 
@@ -287,6 +289,7 @@ fn ports(file: &ConfigFile) -> Result<Vec<PortSpec>, Invalid> {
     }
     let mut names = HashSet::new();
     let mut devices = HashSet::new();
+    let mut twins = HashSet::new();
     let mut out = Vec::with_capacity(file.ports.len());
     for (i, p) in file.ports.iter().enumerate() {
         let key = |field: &str| format!("port[{i}].{field}");
@@ -329,7 +332,22 @@ fn ports(file: &ConfigFile) -> Result<Vec<PortSpec>, Invalid> {
                         .map_err(|e| invalid(format!("port[{i}].addresses[{j}]"), e))
                 })
                 .collect::<Result<_, _>>()?,
+            kernel_interface: match &p.kernel_interface {
+                Some(name) => Some(
+                    values::interface_name(name)
+                        .map_err(|e| invalid(key("kernel_interface"), e))?,
+                ),
+                None => None,
+            },
         };
+        if let Some(name) = &spec.kernel_interface {
+            if !twins.insert(name.clone()) {
+                return Err(invalid(
+                    key("kernel_interface"),
+                    format!("'{name}' is the twin of another port"),
+                ));
+            }
+        }
         if !devices.insert(spec.dpdk_name().to_string()) {
             return Err(invalid(
                 key("device"),
@@ -422,8 +440,11 @@ fn port_groups(sections: &[PortGroupSection]) -> Result<Vec<Mark>, Invalid> {
 /// The `[[service]]` tables in the rule model: what only a config file can get wrong (its
 /// syntax, keys that exclude each other, a service without local addresses) is refused here;
 /// values are the validator's to check.
-fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
+fn services(
+    sections: &[ServiceSection],
+) -> Result<(Vec<Service>, fnat_health::HealthConfig), Invalid> {
     let mut out = Vec::with_capacity(sections.len());
+    let mut health = fnat_health::HealthConfig::default();
     for (i, s) in sections.iter().enumerate() {
         let key = |field: &str| format!("service[{i}].{field}");
         let addr = match s.fwmark {
@@ -564,9 +585,12 @@ fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
         service.expire_on_removal = s.expire_on_removal.unwrap_or(false);
         service.reals = reals;
         service.local_addresses = local_addresses;
+        if let Some(spec) = super::health::from_toml(i, s, &service)? {
+            health.services.push(spec);
+        }
         out.push(service);
     }
-    Ok(out)
+    Ok((out, health))
 }
 
 fn control(file: &ConfigFile) -> Result<ControlSettings, Invalid> {

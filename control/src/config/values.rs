@@ -76,9 +76,38 @@ pub fn is_pci_address(device: &str) -> bool {
     }
 }
 
+/// A Linux interface name for a kernel twin: 1 to 15 bytes (IFNAMSIZ less the NUL) of
+/// letters, digits, '-', '_' and '.', not "." or "..".
+pub fn interface_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!(
+            "'{name}': an interface name has 1 to 15 characters"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("'{name}' is not an interface name"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!("'{name}': use letters, digits, '-', '_' and '.'"));
+    }
+    Ok(name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interface_names_are_checked() {
+        assert_eq!(interface_name("fkw0").unwrap(), "fkw0");
+        assert!(interface_name("").is_err());
+        assert!(interface_name("a-name-that-is-too-long").is_err());
+        assert!(interface_name("tap 0").is_err());
+        assert!(interface_name("..").is_err());
+    }
 
     #[test]
     fn parses_prefixes_and_rejects_bad_ones() {

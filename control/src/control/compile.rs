@@ -27,6 +27,14 @@ pub fn engine_scheduler(s: Scheduler) -> Result<SchedulerKind, ErrorBody> {
         .ok_or_else(|| unsupported(format!("scheduler {s} is not supported by the engine yet")))
 }
 
+/// Whether the engine can run service `s` at all (its scheduler and everything else it asks
+/// for): lets a source that knows where each service came from (keepalived.conf) name the
+/// line of a refusal before compiling.
+pub fn check_service_support(s: &Service) -> Result<(), ErrorBody> {
+    engine_scheduler(s.scheduler)?;
+    check_engine_support(s)
+}
+
 /// Everything else a service may ask for that the engine cannot do yet.
 fn check_engine_support(s: &Service) -> Result<(), ErrorBody> {
     if s.one_packet {

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
-pub use compile::{check_direct_route, compile_fresh, engine_scheduler};
+pub use compile::{check_direct_route, check_service_support, compile_fresh, engine_scheduler};
 use fnat_proto::msg::Response;
 pub use fnat_proto::stats::{ConnEntry, ConnFilter, ViewStats};
 
@@ -110,6 +110,11 @@ impl ControlHandle {
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            // The health checker first, waited for without the plane's lock (its sink takes it).
+            let monitor = self.plane.lock().take_health();
+            if let Some(m) = monitor {
+                m.stop_and_wait();
+            }
             let _ = t.join();
             let _ = std::fs::remove_file(&self.socket);
             // A clean stop leaves the state file as one TOML (best effort: the journal keeps
@@ -218,6 +223,7 @@ pub fn serve(
     );
     plane.keepalived_path = cfg.keepalived.clone();
     let plane = Arc::new(Mutex::new(plane));
+    Plane::start_health(&plane, cfg.health.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let thread = server::spawn(
         listener,

@@ -8,10 +8,15 @@
 //! force with those services replaced (see `snapshots`). `restore`, `flush` and `reload`
 //! replace everything and compile everything, as one change.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+use fnat_proto::health::ServiceOverlay;
+use fnat_proto::model::Service;
+use parking_lot::Mutex;
 
 use fnat_engine::rules::{EditStep, Mode, Rules, ServiceEdits, Timeouts};
 use fnat_proto::edit::Change;
@@ -79,6 +84,73 @@ pub struct Plane {
     pub config_path: PathBuf,
     /// The keepalived.conf it started with, re-read with the config.
     pub keepalived_path: Option<PathBuf>,
+    /// What health checking does to the live table, per service: applied on top of the
+    /// operator's rules when compiling, never written into them (nor the state file).
+    overlay: HashMap<ServiceAddr, ServiceOverlay>,
+    /// The health checker, and the epoch its overlays must carry (a reload starts another).
+    health: Option<fnat_health::Monitor>,
+    health_epoch: u64,
+    /// This plane, for the health checker's sink.
+    me: Weak<Mutex<Plane>>,
+}
+
+/// The live form of `s`: with what health checking did to it.
+fn live<'a>(overlay: &HashMap<ServiceAddr, ServiceOverlay>, s: &'a Service) -> Cow<'a, Service> {
+    match overlay.get(&s.addr) {
+        Some(o) => Cow::Owned(o.apply(s)),
+        None => Cow::Borrowed(s),
+    }
+}
+
+/// The live table: every service in its live form.
+fn live_rules<'a>(
+    overlay: &HashMap<ServiceAddr, ServiceOverlay>,
+    rules: &'a RuleSet,
+) -> Cow<'a, RuleSet> {
+    if overlay.is_empty() {
+        return Cow::Borrowed(rules);
+    }
+    Cow::Owned(RuleSet {
+        timeouts: rules.timeouts,
+        marks: rules.marks.clone(),
+        services: rules
+            .services
+            .iter()
+            .map(|s| live(overlay, s).into_owned())
+            .collect(),
+    })
+}
+
+/// The health checker's way into the plane: each overlay is a change through
+/// [`Plane::set_health`], published like any other and waited for without the lock.
+struct PlaneSink(Weak<Mutex<Plane>>);
+
+impl fnat_health::Sink for PlaneSink {
+    fn apply(
+        &self,
+        epoch: u64,
+        service: ServiceAddr,
+        overlay: ServiceOverlay,
+    ) -> Result<(), String> {
+        let Some(plane) = self.0.upgrade() else {
+            return Err("the control plane has stopped".into());
+        };
+        let answer = {
+            let mut p = plane.lock();
+            match p.set_health(epoch, service, overlay) {
+                Ok(Some(generation)) => Answer::Stored {
+                    generation,
+                    store: Arc::clone(&p.store),
+                },
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e.message),
+            }
+        };
+        match answer.finish().error {
+            None => Ok(()),
+            Some(e) => Err(e.message),
+        }
+    }
 }
 
 /// The edits of the snapshot made from `current` by setting the services `set` (ids): those
@@ -148,6 +220,95 @@ impl Plane {
             started: Instant::now(),
             config_path,
             keepalived_path: None,
+            overlay: HashMap::new(),
+            health: None,
+            health_epoch: 0,
+            me: Weak::new(),
+        }
+    }
+
+    /// Gives the plane its own handle (for the health checker) and starts checking `config`.
+    pub fn start_health(plane: &Arc<Mutex<Plane>>, config: fnat_health::HealthConfig) {
+        let mut p = plane.lock();
+        p.me = Arc::downgrade(plane);
+        p.restart_health(config);
+    }
+
+    /// Replaces the health checker by one checking `config` (checkers it had keep their
+    /// state); overlays of services no longer checked are dropped by the caller.
+    fn restart_health(&mut self, config: fnat_health::HealthConfig) {
+        let previous = self.health.take();
+        self.health_epoch += 1;
+        if !config.is_empty() {
+            let sink: Arc<dyn fnat_health::Sink> = Arc::new(PlaneSink(self.me.clone()));
+            let checkers = config.checker_count();
+            match fnat_health::Monitor::start(config, sink, self.health_epoch, previous.as_ref()) {
+                Ok(m) => {
+                    eprintln!("fnatd: health: checking {checkers} checkers");
+                    // What the checker holds from the start (alpha servers out, a quorum
+                    // already lost) is in force before its first probe; its thread hands the
+                    // same overlays over again once this lock is free (a no-op publish).
+                    let initial = m.overlays();
+                    self.health = Some(m);
+                    for (addr, overlay) in initial {
+                        if let Err(e) = self.set_health(self.health_epoch, addr, overlay) {
+                            eprintln!("fnatd: health: {addr}: {}", e.message);
+                        }
+                    }
+                }
+                Err(e) => eprintln!("fnatd: health: cannot start the checker: {e}"),
+            }
+        }
+        if let Some(p) = previous {
+            p.stop();
+        }
+    }
+
+    /// Takes the health checker out (to stop it without the plane's lock).
+    pub fn take_health(&mut self) -> Option<fnat_health::Monitor> {
+        self.health_epoch += 1;
+        self.health.take()
+    }
+
+    /// Puts the health checker's `overlay` of `addr` in force: the service is compiled in its
+    /// live form and published like any change; the operator's rules and the state file are
+    /// untouched. `Ok(None)`: nothing to publish (an old checker, or a service not in the
+    /// rules, whose overlay is kept for when it comes back).
+    pub fn set_health(
+        &mut self,
+        epoch: u64,
+        addr: ServiceAddr,
+        overlay: ServiceOverlay,
+    ) -> Result<Option<u64>, ErrorBody> {
+        if epoch != self.health_epoch {
+            return Ok(None);
+        }
+        let unchanged = match self.overlay.get(&addr) {
+            Some(current) => *current == overlay,
+            None => overlay.is_empty(),
+        };
+        if unchanged {
+            return Ok(None);
+        }
+        let before = if overlay.is_empty() {
+            self.overlay.remove(&addr)
+        } else {
+            self.overlay.insert(addr, overlay)
+        };
+        if self.model.position(&addr).is_none() {
+            return Ok(None);
+        }
+        let mut tx = Tx::default();
+        tx.touched.push(addr);
+        match self.commit(&tx, &[]) {
+            Ok(generation) => Ok(Some(generation)),
+            Err(e) => {
+                match before {
+                    Some(o) => self.overlay.insert(addr, o),
+                    None => self.overlay.remove(&addr),
+                };
+                Err(e)
+            }
         }
     }
 
@@ -192,7 +353,8 @@ impl Plane {
         let mut named: Vec<usize> = Vec::new();
         if tx.whole {
             whole_ids = Some(self.ids.clone());
-            self.ids.assign(self.model.rules());
+            self.ids
+                .assign(&live_rules(&self.overlay, self.model.rules()));
         } else {
             for addr in &tx.touched {
                 match self.model.position(addr) {
@@ -202,13 +364,16 @@ impl Plane {
             }
             named.sort_unstable();
             for &i in &named {
-                undo.push(self.ids.assign_service(&self.model.rules().services[i]));
+                let service = live(&self.overlay, &self.model.rules().services[i]);
+                undo.push(self.ids.assign_service(&service));
             }
         }
         let built = self
             .build(&current, tx, &named)
             .and_then(|(snapshot, edits)| {
-                if let Some(state) = self.state.as_mut() {
+                // The state file keeps the operator's rules: health changes are not journalled.
+                let operator_change = tx.whole || !changes.is_empty();
+                if let Some(state) = self.state.as_mut().filter(|_| operator_change) {
                     state
                         .record(self.model.rules(), changes, tx.whole)
                         .map_err(|e| error(ErrorKind::Internal, e))?;
@@ -249,7 +414,14 @@ impl Plane {
             let services = rules
                 .services
                 .iter()
-                .map(|s| compile_service(s, &rules.marks, &self.ids, &current.ports))
+                .map(|s| {
+                    compile_service(
+                        &live(&self.overlay, s),
+                        &rules.marks,
+                        &self.ids,
+                        &current.ports,
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(snapshot(current, &self.base_timeouts, rules, services))
         };
@@ -279,7 +451,12 @@ impl Plane {
         for &i in named {
             edits.push(Edit::Set(
                 i,
-                compile_service(&rules.services[i], &rules.marks, &self.ids, &current.ports)?,
+                compile_service(
+                    &live(&self.overlay, &rules.services[i]),
+                    &rules.marks,
+                    &self.ids,
+                    &current.ports,
+                )?,
             ));
         }
         let mut next = self.builder.next(current, &edits);
@@ -343,6 +520,12 @@ impl Plane {
                 self.view.zero(id);
                 Ok(Response::ok(serde_json::json!({})))
             }
+            Query::Health => Ok(Response::ok(
+                self.health
+                    .as_ref()
+                    .map(|m| m.listing())
+                    .unwrap_or_default(),
+            )),
             Query::Apply { .. } => Err(error(ErrorKind::Internal, "apply is a change")),
             Query::Reload => self.reload(),
         }
@@ -370,14 +553,21 @@ impl Plane {
         }
         let rules = cfg.rule_set;
         let previous = std::mem::replace(&mut self.base_timeouts, cfg.rules.timeouts);
+        // Services no longer checked lose their overlay; the others keep theirs until the
+        // new checker (which keeps unchanged checkers' state) says otherwise.
+        let overlay_before = self.overlay.clone();
+        self.overlay
+            .retain(|addr, _| cfg.health.services.iter().any(|s| s.addr == *addr));
         let result = self.change_stored(&[fnat_proto::edit::Change::Replace { rules }]);
         if let Err(e) = &result {
             self.base_timeouts = previous;
+            self.overlay = overlay_before;
             return Err(error(
                 e.kind,
                 format!("config reload: {}{unchanged}", e.message),
             ));
         }
+        self.restart_health(cfg.health);
         result
     }
 
@@ -408,7 +598,7 @@ impl Plane {
 
     /// The rules (or one service) with the dataplane's counters mapped from ids to keys.
     fn listing(&self, only: Option<ServiceAddr>) -> Result<Listing, ErrorBody> {
-        let rules = match only {
+        let configured = match only {
             Some(addr) => RuleSet {
                 timeouts: self.model.rules().timeouts,
                 marks: self.model.rules().marks.clone(),
@@ -420,6 +610,9 @@ impl Plane {
             },
             None => self.model.rules().clone(),
         };
+        // The live table (what ipvsadm -L shows), and the operator's rules when they differ.
+        let rules = live_rules(&self.overlay, &configured).into_owned();
+        let configured = (rules != configured).then_some(configured);
         let view = self.view.stats();
         let (service_of, real_of) = self.ids.reverse();
         let mut by_service: HashMap<ServiceAddr, ServiceStats> = HashMap::new();
@@ -464,6 +657,7 @@ impl Plane {
             .collect();
         Ok(Listing {
             rules,
+            configured,
             timeouts: Some(self.effective_timeouts()),
             stats,
             drops: view.drops,
@@ -652,5 +846,100 @@ mod tests {
             plane.builder.recycled,
             plane.builder.copied
         );
+    }
+
+    /// Health overlays change the published table, never the operator's rules or the state
+    /// file; an old checker's overlay is ignored; the listing shows both.
+    #[test]
+    fn health_overlays_change_the_live_table_only() {
+        let dir = std::env::temp_dir().join(format!("fnat-plane-health-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let state_path = dir.join("state.toml");
+        let (state, _) = StateFile::open(&state_path).unwrap();
+        let addr = ServiceAddr::tcp(Ipv4Addr::new(198, 18, 0, 100), 80);
+        let mut s = Service::new(addr, Scheduler::Rr);
+        s.local_addresses = vec![LocalAddress {
+            addr: Ipv4Addr::new(198, 19, 0, 10),
+            device: None,
+        }];
+        s.reals = vec![
+            Real::new(Ipv4Addr::new(198, 19, 1, 10), 80, 3),
+            Real::new(Ipv4Addr::new(198, 19, 1, 11), 80, 3),
+        ];
+        let rules = RuleSet {
+            services: vec![s.clone()],
+            ..RuleSet::default()
+        };
+        let mut ids = IdBook::default();
+        ids.assign(&rules);
+        let store = RulesStore::new(
+            compile(&base(), &Timeouts::default(), &rules, &ids).unwrap(),
+            0,
+        );
+        let mut plane = Plane::new(
+            rules.clone(),
+            ids,
+            Arc::clone(&store),
+            Arc::new(NoDataplane),
+            Timeouts::default(),
+            Some(state),
+            PathBuf::from("/nonexistent/ctl.sock"),
+            PathBuf::from("/nonexistent/fnat.toml"),
+        );
+        plane.health_epoch = 1;
+        let state_before = std::fs::read_to_string(&state_path).unwrap_or_default();
+        let overlay = ServiceOverlay {
+            removed: vec![s.reals[0].key()],
+            weights: vec![],
+            sorry: Some(Real::new(Ipv4Addr::new(198, 19, 1, 99), 80, 1)),
+        };
+        let generation = plane.set_health(1, addr, overlay.clone()).unwrap();
+        assert!(generation.is_some());
+        let live: Vec<(String, u32)> = store.current().services[0]
+            .reals
+            .iter()
+            .map(|r| (format!("{}:{}", r.addr, r.port), r.weight))
+            .collect();
+        assert_eq!(
+            live,
+            [
+                ("198.19.1.11:80".to_string(), 3),
+                ("198.19.1.99:80".to_string(), 1)
+            ]
+        );
+        assert_eq!(plane.rules(), &rules, "the operator's rules are untouched");
+        assert_eq!(
+            std::fs::read_to_string(&state_path).unwrap_or_default(),
+            state_before
+        );
+        let listing = plane.listing(None).unwrap();
+        assert_eq!(listing.configured.as_ref(), Some(&rules));
+        assert_eq!(listing.rules.services[0], overlay.apply(&s));
+        // An old checker (epoch 0) is ignored; a service not in the rules is kept for later.
+        assert_eq!(
+            plane.set_health(0, addr, ServiceOverlay::default()),
+            Ok(None)
+        );
+        assert_eq!(store.current().services[0].reals.len(), 2);
+        let other = ServiceAddr::tcp(Ipv4Addr::new(198, 18, 0, 101), 80);
+        assert_eq!(plane.set_health(1, other, overlay.clone()), Ok(None));
+        // An operator change keeps the overlay; clearing it restores the configured table.
+        plane
+            .change(&[Change::RealEdit {
+                service: addr,
+                real: Real::new(Ipv4Addr::new(198, 19, 1, 11), 80, 7),
+            }])
+            .unwrap();
+        assert_eq!(store.current().services[0].reals.len(), 2);
+        assert_eq!(store.current().services[0].reals[0].weight, 7);
+        assert_eq!(plane.rules().services[0].reals.len(), 2);
+        plane
+            .set_health(1, addr, ServiceOverlay::default())
+            .unwrap();
+        assert!(plane.listing(None).unwrap().configured.is_none());
+        assert_eq!(store.current().services[0].reals.len(), 2);
+        assert_eq!(store.current().services[0].reals[0].weight, 3);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -91,6 +91,12 @@ pub struct WorkerStats {
     pub transmitted: u64,
     /// Frames handed to another worker.
     pub redirected: u64,
+    /// Frames given a `ToKernel` verdict (the exception path) that the driver queued for the
+    /// kernel twin.
+    pub to_kernel: u64,
+    /// Frames the kernel twin sent that the driver took from the kernel path to transmit on
+    /// their port (sent or counted as `kernel_port_tx_full`).
+    pub from_kernel: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
     /// IPv4 packets with options seen (forwarded or dropped, per the rules).
@@ -140,6 +146,8 @@ impl Default for WorkerStats {
             received: 0,
             transmitted: 0,
             redirected: 0,
+            to_kernel: 0,
+            from_kernel: 0,
             drops: [0; DropReason::COUNT],
             ip_options: 0,
             icmp_echo_replies: 0,
@@ -202,6 +210,8 @@ impl WorkerStats {
         self.received += other.received;
         self.transmitted += other.transmitted;
         self.redirected += other.redirected;
+        self.to_kernel += other.to_kernel;
+        self.from_kernel += other.from_kernel;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

@@ -9,6 +9,11 @@ pub enum Verdict {
     Transmit { port: PortIndex },
     /// The frame belongs to a session owned by another worker: hand it over unchanged.
     Redirect { worker: u16 },
+    /// Hand the frame, unchanged, to the kernel twin interface of `port` (the exception
+    /// path): traffic for the port's own addresses that the dataplane does not consume
+    /// (TCP/UDP to the port address, ICMP other than echo requests, ARP replies to the
+    /// kernel's requests). Only for ports with a twin (see `Worker::set_kernel_twins`).
+    ToKernel { port: PortIndex },
     /// Drop the frame; the reason has already been counted in the worker's stats.
     Drop(DropReason),
     /// The engine took the frame: an ARP packet it learned from (counted as `consumed`), or
@@ -94,6 +99,10 @@ drop_reasons! {
     RedirectRingFull = "redirect_ring_full",
     /// Driver: no mbuf available to build a frame.
     MbufExhausted = "mbuf_exhausted",
+    /// Exception path: the ring from the workers to the kernel-path thread was full.
+    KernelRingFull = "kernel_ring_full",
+    /// Exception path: the port's TX queue did not accept a frame the kernel twin sent.
+    KernelPortTxFull = "kernel_port_tx_full",
     /// A tunnelled (TUN) packet without DF that would exceed the port MTU once wrapped: fnatd
     /// does not fragment (DF packets get ICMP fragmentation needed instead).
     TooBig = "too_big",

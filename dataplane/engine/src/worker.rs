@@ -147,11 +147,35 @@ impl Worker {
     /// The driver could not transmit `n` frames that got a `Transmit` verdict (or were handed
     /// to `drain_originated`'s `emit`): moves them from `transmitted` to the `TxFull` drop
     /// counter, so that received + originated = transmitted + redirected + dropped + consumed
-    /// + held keeps holding.
+    /// + held + to_kernel keeps holding.
     pub fn tx_failed(&mut self, n: u64) {
         let n = n.min(self.stats.transmitted);
         self.stats.transmitted -= n;
         self.stats.drops[DropReason::TxFull as usize] += n;
+    }
+
+    /// `n` frames with a `ToKernel` verdict could not be queued for the kernel-path thread
+    /// (its ring was full): recounts them as `kernel_ring_full` drops.
+    pub fn kernel_failed(&mut self, n: u64) {
+        let n = n.min(self.stats.to_kernel);
+        self.stats.to_kernel -= n;
+        self.stats.drops[DropReason::KernelRingFull as usize] += n;
+    }
+
+    /// The driver took `n` frames the kernel twin sent, to transmit them unchanged on their
+    /// port, and the TX queue refused `refused` of them (counted as `kernel_port_tx_full`):
+    /// received + originated + from_kernel = transmitted + ... keeps holding at the ports.
+    pub fn from_kernel(&mut self, n: u64, refused: u64) {
+        self.stats.from_kernel += n;
+        self.stats.drops[DropReason::KernelPortTxFull as usize] += refused.min(n);
+    }
+
+    /// Marks the ports (by `PortIndex`) that have a kernel twin interface: frames for their
+    /// own addresses that the dataplane does not consume get a [`Verdict::ToKernel`]
+    /// verdict instead of a drop. Off for every port by default. Call it before the first
+    /// frame (it allocates).
+    pub fn set_kernel_twins(&mut self, ports: &[PortIndex]) {
+        self.fnat.set_kernel_twins(ports);
     }
 
     /// A `Redirect` verdict could not be carried out (ring full): recount it as a drop.
@@ -299,6 +323,7 @@ impl Worker {
         match verdict {
             Verdict::Transmit { .. } => self.stats.transmitted += 1,
             Verdict::Redirect { .. } => self.stats.redirected += 1,
+            Verdict::ToKernel { .. } => self.stats.to_kernel += 1,
             Verdict::Drop(reason) => self.stats.count_drop(reason),
             // Counted by the engine as consumed or held.
             Verdict::Consumed => {}

@@ -21,6 +21,8 @@ pub struct DriverMetrics {
     pub rings: Arc<Vec<MbufRing>>,
     pub pool: Arc<Mempool>,
     pub store: Arc<RulesStore>,
+    /// The exception path's links (ports with a kernel twin).
+    pub kernel: Vec<Arc<super::kernel::TwinLink>>,
 }
 
 impl Source for DriverMetrics {
@@ -47,11 +49,27 @@ impl Source for DriverMetrics {
                 }
             })
             .collect();
+        let kernel = self
+            .kernel
+            .iter()
+            .map(|l| {
+                let t = l.counters.totals();
+                crate::metrics::KernelSample {
+                    interface: l.name.clone(),
+                    to_kernel: t.to_twin,
+                    from_kernel: t.from_twin,
+                    twin_tx_full: t.twin_tx_full,
+                    ring_full: t.ring_full,
+                    ring_used: l.to_kernel.len() + l.from_kernel.len(),
+                }
+            })
+            .collect();
         let times = self.store.publish_times();
         let in_use = self.pool.in_use();
         Ok(Sample {
             listing,
             workers,
+            kernel,
             mbufs_in_use: in_use,
             mbufs_capacity: in_use + self.pool.available(),
             tsc_hz: dpdk_bindings::time::tsc_hz(),

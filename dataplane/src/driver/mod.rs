@@ -3,6 +3,7 @@
 
 mod clock;
 mod frame;
+pub mod kernel;
 mod metrics_source;
 pub mod replay;
 pub mod report;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use dpdk_bindings::eal::Eal;
 use dpdk_bindings::lcore;
-use dpdk_bindings::mbuf::TimestampField;
+use dpdk_bindings::mbuf::{Burst, TimestampField};
 use dpdk_bindings::mempool::{Mempool, DEFAULT_DATA_ROOM};
 use dpdk_bindings::port::{Port, PortConfig, RxQueue, TxQueue};
 use dpdk_bindings::ring::MbufRing;
@@ -67,7 +68,14 @@ pub fn execute_observed(
     progress: Option<&mut dyn FnMut(u64)>,
 ) -> Result<Totals, String> {
     signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
-    let args = eal_args(&cfg.eal, &cfg.ports);
+    // Kernel twins are for live traffic: a replay makes none.
+    let mut ports = cfg.ports.clone();
+    if kind == RunKind::Replay {
+        for p in &mut ports {
+            p.kernel_interface = None;
+        }
+    }
+    let args = eal_args(&cfg.eal, &ports);
     let eal = Eal::init(&args).map_err(|e| format!("EAL init ({}): {e}", args.join(" ")))?;
     let outcome = run_dataplane(cfg, kind, control, probe, progress);
     let cleanup = eal.cleanup().map_err(|e| format!("EAL cleanup: {e}"));
@@ -77,6 +85,7 @@ pub fn execute_observed(
 }
 
 /// Ports that have been configured, stopped and closed in reverse on drop of the guard.
+#[derive(Default)]
 struct PortsUp {
     ports: Vec<Port>,
     started: Vec<bool>,
@@ -134,6 +143,14 @@ fn run_dataplane(
         .map_err(|e| format!("creating the mbuf pool ({} mbufs): {e}", d.mbufs))?,
     );
     let (mut up, rules) = start_ports(cfg, kind, &pool, socket)?;
+    let (mut twins_up, links, twin_queues) = match kind {
+        RunKind::Live => start_twins(cfg, &rules, &pool, socket)?,
+        RunKind::Replay => (PortsUp::default(), Vec::new(), Vec::new()),
+    };
+    let kernel_thread = match twin_queues.is_empty() {
+        true => None,
+        false => Some(kernel::KernelThread::spawn(twin_queues)?),
+    };
     let store = RulesStore::new(rules, workers);
     let queues = claim_queues(&up, workers)?;
     let rings = create_rings(cfg, socket)?;
@@ -154,6 +171,7 @@ fn run_dataplane(
             store: &store,
             shared: &shared,
             probe,
+            kernel: &links,
         },
     )?;
     let supervised = Supervised {
@@ -162,8 +180,13 @@ fn run_dataplane(
         rings: &rings,
         shared: &shared,
         progress,
+        kernel: &links,
     };
     let reports = supervise(cfg, control, &store, &view, running, supervised)?;
+    // The workers have stopped: the kernel-path thread empties their rings and stops.
+    if let Some(thread) = kernel_thread {
+        thread.stop();
+    }
 
     let device_rx_dropped: Vec<u64> = up
         .ports
@@ -171,7 +194,18 @@ fn run_dataplane(
         .map(|p| p.stats().map_or(0, |s| s.imissed + s.rx_nombuf + s.ierrors))
         .collect();
     let mut totals = Totals::new(&names, &reports, &device_rx_dropped);
+    if !links.iter().all(Option::is_none) {
+        totals.kernel = Some(
+            links
+                .iter()
+                .flatten()
+                .map(|l| (l.name.clone(), l.counters.totals()))
+                .collect(),
+        );
+    }
+    twins_up.shutdown();
     up.shutdown();
+    drop(links);
     drop(rings);
     // Every mbuf must be home once the ports are closed and the rings freed.
     totals.mbufs_leaked = Some(pool.in_use());
@@ -221,6 +255,84 @@ fn start_ports(
     }
     Ok((up, rules))
 }
+
+/// The exception path's set-up: for every port with `kernel_interface`, its `net_tap` twin
+/// (one queue each way), given the port's MAC and addresses, and the rings between it and the
+/// workers. Returns the twin ports, the links by `PortIndex` (empty without twins), and the
+/// twins' queues for the kernel-path thread.
+fn start_twins(
+    cfg: &AppConfig,
+    rules: &Rules,
+    pool: &Mempool,
+    socket: i32,
+) -> Result<(PortsUp, KernelLinks, Vec<kernel::TwinQueues>), String> {
+    let mut up = PortsUp::default();
+    let mut links: KernelLinks = Vec::new();
+    let mut queues = Vec::new();
+    if cfg.ports.iter().all(|p| p.kernel_interface.is_none()) {
+        return Ok((up, links, queues));
+    }
+    let d = &cfg.dataplane;
+    for (i, spec) in cfg.ports.iter().enumerate() {
+        let Some(name) = &spec.kernel_interface else {
+            links.push(None);
+            continue;
+        };
+        let what = |e: String| format!("kernel twin '{name}' of port '{}': {e}", spec.name);
+        let tap = Port::by_name(&crate::config::twin_device(i)).map_err(|e| what(e.to_string()))?;
+        let conf = PortConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: d.rx_desc,
+            tx_desc: d.tx_desc,
+            rss: false,
+            rx_timestamp: false,
+        };
+        tap.configure(&conf, pool, socket)
+            .map_err(|e| what(e.to_string()))?;
+        up.ports.push(tap);
+        up.started.push(false);
+        // The port's MAC: the peers' ARP caches hold one MAC for the port and its twin.
+        tap.set_mac(rules.ports[i].mac)
+            .map_err(|e| what(e.to_string()))?;
+        tap.start().map_err(|e| what(e.to_string()))?;
+        if let Some(s) = up.started.last_mut() {
+            *s = true;
+        }
+        for a in &spec.addresses {
+            let cidr = format!("{}/{}", a.addr, a.prefix_len);
+            ip_command(&["addr", "replace", &cidr, "dev", name]).map_err(what)?;
+        }
+        ip_command(&["link", "set", name, "up"]).map_err(what)?;
+        let link = Arc::new(kernel::TwinLink::new(i as PortIndex, name, socket)?);
+        queues.push(kernel::TwinQueues {
+            link: Arc::clone(&link),
+            rx: tap.rx_queue(0).map_err(|e| what(e.to_string()))?,
+            tx: tap.tx_queue(0).map_err(|e| what(e.to_string()))?,
+        });
+        links.push(Some(link));
+    }
+    Ok((up, links, queues))
+}
+
+/// Runs `ip ARGS` (iproute2) at set-up, on the main thread: gives a twin its addresses.
+fn ip_command(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("running `ip {}`: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The exception path's link of each port (by `PortIndex`), `None` for ports without a twin.
+type KernelLinks = Vec<Option<Arc<kernel::TwinLink>>>;
 
 /// A worker's RX and TX queue on every port.
 type WorkerQueues = (Vec<RxQueue>, Vec<TxQueue>);
@@ -276,6 +388,7 @@ struct Launch<'a> {
     store: &'a Arc<RulesStore>,
     shared: &'a [Arc<WorkerShared>],
     probe: Option<ProbeFactory>,
+    kernel: &'a KernelLinks,
 }
 
 /// What the main lcore watches besides the workers: the ports (replay progress) and what the
@@ -286,6 +399,7 @@ struct Supervised<'a, 'p> {
     rings: &'a Arc<Vec<MbufRing>>,
     shared: &'a [Arc<WorkerShared>],
     progress: Option<&'p mut dyn FnMut(u64)>,
+    kernel: &'a KernelLinks,
 }
 
 /// Workers running on their lcores.
@@ -350,6 +464,14 @@ fn launch_workers(cfg: &AppConfig, kind: RunKind, l: Launch<'_>) -> Result<Runni
         engine.set_announce(kind == RunKind::Live);
         engine.set_expire_budget(d.expire_budget as usize);
         engine.set_prefetch(dpdk_bindings::cpu::prefetch0);
+        let twins: Vec<PortIndex> = l
+            .kernel
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.is_some())
+            .map(|(p, _)| p as PortIndex)
+            .collect();
+        engine.set_kernel_twins(&twins);
         let worker_loop = WorkerLoop {
             engine,
             pool: Arc::clone(l.pool),
@@ -372,6 +494,9 @@ fn launch_workers(cfg: &AppConfig, kind: RunKind, l: Launch<'_>) -> Result<Runni
             store: Arc::clone(l.store),
             shared: Arc::clone(&l.shared[w]),
             probe: l.probe.clone(),
+            kernel: l.kernel.clone(),
+            kernel_stage: l.kernel.iter().map(|_| Burst::new()).collect(),
+            kernel_sender: w == 0,
         };
         let report_tx = report_tx.clone();
         let started = lcore::launch(lcore_id, move || {
@@ -424,6 +549,7 @@ fn supervise(
                 rings: Arc::clone(sup.rings),
                 pool: Arc::clone(sup.pool),
                 store: Arc::clone(store),
+                kernel: sup.kernel.iter().flatten().cloned().collect(),
             };
             match crate::metrics::start(listen, Arc::new(source)) {
                 Ok(server) => Some(server),

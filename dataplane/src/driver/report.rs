@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use fnat_engine::{DropReason, WorkerStats};
 
+use super::kernel::TwinTotals;
 use super::worker_loop::WorkerReport;
 
 /// Per-port numbers the way testpmd shows them.
@@ -26,6 +27,9 @@ pub struct Totals {
     pub engine: WorkerStats,
     /// Mbufs not back in the pool after ports were closed (must be 0), when measured.
     pub mbufs_leaked: Option<u32>,
+    /// The exception path, when some port has a kernel twin: what the kernel-path thread
+    /// counted for each twin (by interface name).
+    pub kernel: Option<Vec<(String, TwinTotals)>>,
 }
 
 impl Totals {
@@ -61,6 +65,7 @@ impl Totals {
             ports,
             engine,
             mbufs_leaked: None,
+            kernel: None,
         }
     }
 
@@ -72,12 +77,23 @@ impl Totals {
         self.ports.iter().map(|(_, t)| t.tx_packets).sum()
     }
 
-    /// True when the books close: every frame received or originated by the engine (ARP
-    /// requests, gratuitous ARPs) was transmitted, dropped with a reason, consumed by the
-    /// engine (ARP it learned from), or is still held waiting for a neighbour.
+    /// True when the books close: every frame received, originated by the engine (ARP
+    /// requests, gratuitous ARPs) or sent by a kernel twin was transmitted, handed to a
+    /// kernel twin, dropped with a reason, consumed by the engine (ARP it learned from), or
+    /// is still held waiting for a neighbour; and the kernel-path thread's own books close
+    /// (what the workers handed it reached the twin or was dropped, and back).
     pub fn balanced(&self) -> bool {
-        self.rx() + self.engine.originated
-            == self.tx() + self.engine.dropped() + self.engine.consumed + self.engine.held
+        let e = &self.engine;
+        let workers = self.rx() + e.originated + e.from_kernel
+            == self.tx() + e.to_kernel + e.dropped() + e.consumed + e.held;
+        let kernel = self.kernel.as_ref().is_none_or(|twins| {
+            let from_workers: u64 = twins.iter().map(|(_, t)| t.from_workers).sum();
+            let to_workers: u64 = twins.iter().map(|(_, t)| t.to_workers).sum();
+            twins.iter().all(|(_, t)| t.balanced())
+                && from_workers == e.to_kernel
+                && to_workers == e.from_kernel
+        });
+        workers && kernel
     }
 
     /// The text printed at exit.
@@ -141,17 +157,47 @@ impl Totals {
             e.held_total,
             e.held_released
         );
-        let _ = writeln!(
-            out,
-            "  accounted: RX {} + originated {} {} forwarded {} + dropped {} + consumed {} + held {}",
-            self.rx(),
-            e.originated,
-            if self.balanced() { "=" } else { "!=" },
-            self.tx(),
-            e.dropped(),
-            e.consumed,
-            e.held
-        );
+        if let Some(twins) = &self.kernel {
+            for (name, t) in twins {
+                let _ = writeln!(
+                    out,
+                    "  Kernel twin {name}: from workers {} = to kernel {} + kernel_tx_full {}; \
+                     from kernel {} = to workers {} + from_kernel_ring_full {} + kernel_stopped {}",
+                    t.from_workers,
+                    t.to_twin,
+                    t.twin_tx_full,
+                    t.from_twin,
+                    t.to_workers,
+                    t.ring_full,
+                    t.stopped
+                );
+            }
+        }
+        let relation = if self.balanced() { "=" } else { "!=" };
+        let _ = match self.kernel {
+            None => writeln!(
+                out,
+                "  accounted: RX {} + originated {} {relation} forwarded {} + dropped {} + consumed {} + held {}",
+                self.rx(),
+                e.originated,
+                self.tx(),
+                e.dropped(),
+                e.consumed,
+                e.held
+            ),
+            Some(_) => writeln!(
+                out,
+                "  accounted: RX {} + originated {} + from_kernel {} {relation} forwarded {} + to_kernel {} + dropped {} + consumed {} + held {}",
+                self.rx(),
+                e.originated,
+                e.from_kernel,
+                self.tx(),
+                e.to_kernel,
+                e.dropped(),
+                e.consumed,
+                e.held
+            ),
+        };
         out
     }
 }
@@ -220,5 +266,49 @@ mod tests {
         assert!(totals.render().contains(
             "accounted: RX 5 + originated 0 != forwarded 4 + dropped 0 + consumed 0 + held 0"
         ));
+    }
+
+    #[test]
+    fn with_a_kernel_twin_the_books_include_the_kernel_path() {
+        let mut engine = WorkerStats {
+            to_kernel: 4,
+            from_kernel: 6,
+            ..WorkerStats::default()
+        };
+        engine.drops[DropReason::KernelPortTxFull as usize] = 1;
+        let report = WorkerReport {
+            worker: 0,
+            engine,
+            port_rx: vec![10],
+            port_tx: vec![11],
+            port_tx_dropped: vec![1],
+            busy_cycles: 0,
+        };
+        let mut totals = Totals::new(&["wan".into()], &[report], &[0]);
+        let twin = TwinTotals {
+            from_workers: 4,
+            to_twin: 3,
+            twin_tx_full: 1,
+            from_twin: 7,
+            to_workers: 6,
+            ring_full: 1,
+            stopped: 0,
+        };
+        totals.kernel = Some(vec![("fkw".into(), twin)]);
+        let text = totals.render();
+        assert!(
+            text.contains(
+                "  accounted: RX 10 + originated 0 + from_kernel 6 = forwarded 11 + to_kernel 4 \
+                 + dropped 1 + consumed 0 + held 0\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Kernel twin fkw: from workers 4 = to kernel 3 + kernel_tx_full 1; from kernel 7 = to workers 6 + from_kernel_ring_full 1 + kernel_stopped 0"), "{text}");
+        // The thread's books must match the workers'.
+        let mut off = twin;
+        off.to_workers = 5;
+        off.ring_full = 2;
+        totals.kernel = Some(vec![("fkw".into(), off)]);
+        assert!(!totals.balanced());
     }
 }

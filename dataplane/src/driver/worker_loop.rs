@@ -14,6 +14,7 @@ use fnat_engine::{Emit, PortIndex, Verdict, Worker, WorkerStats};
 
 use super::clock::Clock;
 use super::frame::MbufBurst;
+use super::kernel::TwinLink;
 use super::view::{WorkerShared, PUBLISH_INTERVAL};
 use crate::rules_store::RulesStore;
 
@@ -72,6 +73,13 @@ pub struct WorkerLoop {
     pub shared: Arc<WorkerShared>,
     /// `fnatd bench` only: makes the probe the live loop carries.
     pub probe: Option<ProbeFactory>,
+    /// The exception path, by `PortIndex`: the link to the port's kernel twin, if it has one
+    /// (empty: no twins).
+    pub kernel: Vec<Option<Arc<TwinLink>>>,
+    /// Frames staged for each port's kernel ring (by `PortIndex`, like `kernel`).
+    pub kernel_stage: Vec<Burst>,
+    /// This worker sends what the kernel twins send (worker 0 does).
+    pub kernel_sender: bool,
 }
 
 /// Instrumentation a live loop can carry around each RX burst from a port (`fnatd bench`:
@@ -153,6 +161,7 @@ impl WorkerLoop {
         let now = self.clock.now();
         self.originate(now, &mut tx, &mut report);
         self.flush_all(&mut tx, &mut redirect, &mut report);
+        self.send_from_kernel(&mut report);
         self.engine.drop_held();
         self.publish(&report);
         report.engine = self.engine.stats().clone();
@@ -200,6 +209,7 @@ impl WorkerLoop {
             let now = self.clock.at_tsc(tsc);
             worked = self.originate(now, tx, report) > 0;
             self.flush_all(tx, redirect, report);
+            worked |= self.send_from_kernel(report) > 0;
             worked |= self.engine.between_bursts(now) > 0;
             worked |= self.serve_control(now, report, &mut next_publish);
         }
@@ -367,6 +377,72 @@ impl WorkerLoop {
                 self.flush_redirect(w, burst);
             }
         }
+        for p in 0..self.kernel_stage.len() {
+            self.flush_kernel(p);
+        }
+    }
+
+    /// Hands the frames staged for port `p`'s kernel twin to the kernel-path thread's ring;
+    /// what the ring refuses is dropped and counted (`kernel_ring_full`).
+    fn flush_kernel(&mut self, p: usize) {
+        let Some(stage) = self.kernel_stage.get_mut(p) else {
+            return;
+        };
+        if stage.is_empty() {
+            return;
+        }
+        if let Some(Some(link)) = self.kernel.get(p) {
+            link.to_kernel.enqueue(stage);
+        }
+        let refused = stage.len();
+        if refused > 0 {
+            self.engine.kernel_failed(refused as u64);
+            stage.clear();
+        }
+    }
+
+    /// Stages a frame with a `ToKernel` verdict for port `p`'s twin.
+    fn stage_for_kernel(&mut self, p: usize, mbuf: dpdk_bindings::mbuf::Mbuf) {
+        let Some(stage) = self.kernel_stage.get_mut(p) else {
+            // No twin (the engine only says ToKernel for ports with one).
+            self.engine.kernel_failed(1);
+            return;
+        };
+        if let Err(mbuf) = stage.push(mbuf) {
+            self.flush_kernel(p);
+            if let Some(stage) = self.kernel_stage.get_mut(p) {
+                if stage.push(mbuf).is_err() {
+                    self.engine.kernel_failed(1);
+                }
+            }
+        }
+    }
+
+    /// Worker 0: sends what the kernel twins sent out of their ports, unchanged (a burst per
+    /// twin and round). Returns how many frames were taken.
+    fn send_from_kernel(&mut self, report: &mut WorkerReport) -> usize {
+        if !self.kernel_sender || self.kernel.is_empty() {
+            return 0;
+        }
+        let mut taken = 0;
+        let mut burst = Burst::new();
+        for p in 0..self.kernel.len() {
+            let Some(Some(link)) = self.kernel.get(p) else {
+                continue;
+            };
+            let n = link.from_kernel.dequeue(&mut burst);
+            if n == 0 {
+                continue;
+            }
+            let sent = self.tx[p].tx_burst(&mut burst);
+            let refused = burst.len();
+            burst.clear();
+            report.port_tx[p] += sent as u64;
+            report.port_tx_dropped[p] += refused as u64;
+            self.engine.from_kernel(n as u64, refused as u64);
+            taken += n;
+        }
+        taken
     }
 
     /// Hands the burst `rx` (from port `rx_port`, or from the redirect ring when `None`) to
@@ -441,6 +517,7 @@ impl WorkerLoop {
                         None => self.engine.redirect_failed(1),
                     }
                 }
+                Verdict::ToKernel { port } => self.stage_for_kernel(usize::from(port), mbuf),
                 // Dropped (counted), or taken by the engine (ARP learned, frame held).
                 Verdict::Drop(_) | Verdict::Consumed => drop(mbuf),
             }

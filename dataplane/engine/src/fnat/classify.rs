@@ -62,9 +62,17 @@ impl FullNat {
                     stats.icmp_echo_replies += 1;
                     Ok(Verdict::Transmit { port: rx_port })
                 } else if i.is_error() {
-                    self.icmp_error(frame, pkt, kind, now, stats)
+                    match self.icmp_error(frame, pkt, kind, now, stats) {
+                        // Not about a session: about something the kernel sent.
+                        Err(DropReason::IcmpNoSession) => self
+                            .to_kernel(rx_port, kind)
+                            .ok_or(DropReason::IcmpNoSession),
+                        other => other,
+                    }
                 } else {
-                    Err(DropReason::IcmpUnsupported)
+                    // Echo replies and the like: answers to what the kernel sent.
+                    self.to_kernel(rx_port, kind)
+                        .ok_or(DropReason::IcmpUnsupported)
                 }
             }
         }
@@ -116,7 +124,8 @@ impl FullNat {
                 }
             }
             if kind & ADDR_LIP == 0 {
-                return Err(DropReason::NoService);
+                // The port's own address (or a VIP's port without a service): the kernel's.
+                return self.to_kernel(rx_port, kind).ok_or(DropReason::NoService);
             }
             // A real server's reply to LIP:lport: the owner of lport has the session.
             let owner = owner_of(dport, self.workers);
@@ -129,6 +138,11 @@ impl FullNat {
             return match self.lookup_live(&key, now, stats) {
                 Some((id, Side::Real)) => {
                     self.forward(rx_port, frame, pkt, id, Direction::Output, tcp, now, stats)
+                }
+                // An address both local (LIP) and the port's own: outside the local port
+                // range, a reply to a connection of the kernel's.
+                _ if !self.laddrs.in_range(dport) => {
+                    self.to_kernel(rx_port, kind).ok_or(DropReason::NoSession)
                 }
                 _ => Err(DropReason::NoSession),
             };

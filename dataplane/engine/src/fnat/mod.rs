@@ -228,6 +228,8 @@ pub struct FullNat {
     /// Updates from a previous snapshot whose edits did not reach back to it (so every
     /// service was compared with its previous self).
     full_compares: u64,
+    /// By `PortIndex`: the port has a kernel twin (the exception path).
+    twins: Vec<bool>,
     /// Some service has (or had) a NAT real server: packets to addresses that are not ours
     /// may be replies of NAT sessions (sticky: sessions outlive their rules).
     nat_replies: bool,
@@ -297,6 +299,7 @@ impl FullNat {
             slot_info: Vec::new(),
             prefetch_from: PREFETCH_FROM_SESSIONS,
             full_compares: 0,
+            twins: Vec::new(),
             nat_replies: false,
             encap: None,
             ip_id: id.wrapping_mul(0x1000),
@@ -332,6 +335,25 @@ impl FullNat {
     #[inline]
     fn check_alive(&self) -> bool {
         self.purge.is_some()
+    }
+
+    /// Marks the ports with a kernel twin (see `Worker::set_kernel_twins`).
+    pub fn set_kernel_twins(&mut self, ports: &[PortIndex]) {
+        let len = ports.iter().map(|&p| usize::from(p) + 1).max().unwrap_or(0);
+        self.twins = vec![false; len];
+        for &p in ports {
+            self.twins[usize::from(p)] = true;
+        }
+        self.neigh.set_kernel_twins(&self.twins);
+    }
+
+    /// The exception-path verdict for a frame received on `rx_port` to an address of kind
+    /// `kind` that the dataplane does not consume: to the port's twin when the address is
+    /// one of the ports' own and the port has a twin; `None` otherwise.
+    #[inline]
+    pub(super) fn to_kernel(&self, rx_port: PortIndex, kind: u32) -> Option<Verdict> {
+        (kind & ADDR_OWN != 0 && self.twins.get(usize::from(rx_port)) == Some(&true))
+            .then_some(Verdict::ToKernel { port: rx_port })
     }
 
     /// The session table (read-only: for listings and tests).

@@ -207,6 +207,12 @@ impl LocalAddrs {
         }
     }
 
+    /// True when `port` lies in the local port range (whichever worker owns it).
+    #[inline]
+    pub fn in_range(&self, port: u16) -> bool {
+        (self.min..=self.max).contains(&port)
+    }
+
     /// Changes every pool's range.
     pub fn set_range(&mut self, min: u16, max: u16) {
         self.min = min;

@@ -157,6 +157,8 @@ pub struct Neighbours {
     port_nets: Vec<Vec<(u32, u32, u32)>>,
     port_fallback: Vec<u32>,
     garps: Vec<(PortIndex, u32)>,
+    /// By `PortIndex`: the port has a kernel twin, which gets the ARP replies for it.
+    twins: Vec<bool>,
     outbox: Vec<(PortIndex, u32)>,
     hold: HoldQueue,
 }
@@ -174,6 +176,7 @@ impl Neighbours {
             port_macs: Vec::new(),
             port_nets: Vec::new(),
             port_fallback: Vec::new(),
+            twins: Vec::new(),
             garps: Vec::new(),
             outbox: Vec::with_capacity(OUTBOX),
             hold: HoldQueue::new(hold_slots),
@@ -346,8 +349,19 @@ impl Neighbours {
             stats.arp_replies_sent += 1;
             return Verdict::Transmit { port: rx_port };
         }
+        if self.twins.get(usize::from(rx_port)) == Some(&true) {
+            // Learned, and the kernel twin learns it too: a reply to its own request looks
+            // the same as one to ours (both carry the port's MAC and addresses).
+            return Verdict::ToKernel { port: rx_port };
+        }
         stats.consumed += 1;
         Verdict::Consumed
+    }
+
+    /// Marks the ports with a kernel twin (by `PortIndex`): ARP replies to their addresses
+    /// go to the twin after the engine learned from them.
+    pub fn set_kernel_twins(&mut self, twins: &[bool]) {
+        self.twins = twins.to_vec();
     }
 
     /// The destination MAC toward `hop`: `Some` when known (static, REACHABLE or STALE: a

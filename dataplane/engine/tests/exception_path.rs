@@ -1,0 +1,168 @@
+//! The exception path: frames for a port's own addresses that the dataplane does not consume
+//! go to the port's kernel twin (`Verdict::ToKernel`) when it has one, and are dropped as
+//! before when it has none. Frames are built by etherparse (ARP bodies by hand, RFC 826).
+
+mod common;
+
+use common::*;
+use etherparse::{EtherType, Ethernet2Header, PacketBuilder};
+use fnat_engine::{DropReason, Verdict, Worker};
+
+fn worker_with_twins(twins: &[u16]) -> Worker {
+    let mut w = workers(1, rules(1024, 1024, 5000)).remove(0);
+    w.set_announce(false);
+    w.set_kernel_twins(twins);
+    w
+}
+
+/// An ARP frame to `eth_dst`, padded to 60 bytes.
+fn arp(
+    eth_dst: [u8; 6],
+    eth_src: [u8; 6],
+    op: u16,
+    spa: std::net::Ipv4Addr,
+    tha: [u8; 6],
+    tpa: std::net::Ipv4Addr,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    Ethernet2Header {
+        source: eth_src,
+        destination: eth_dst,
+        ether_type: EtherType::ARP,
+    }
+    .write(&mut out)
+    .unwrap();
+    out.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
+    out.extend_from_slice(&op.to_be_bytes());
+    out.extend_from_slice(&eth_src);
+    out.extend_from_slice(&spa.octets());
+    out.extend_from_slice(&tha);
+    out.extend_from_slice(&tpa.octets());
+    out.resize(60, 0);
+    out
+}
+
+fn echo_reply(src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) -> Vec<u8> {
+    let (_, our_mac, peer_mac) = side_of(sa(dst, 0));
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(peer_mac, our_mac)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .icmpv4_echo_reply(7, 1)
+        .write(&mut out, b"pong")
+        .unwrap();
+    out
+}
+
+/// received = transmitted + redirected + dropped + consumed + held + to_kernel.
+fn assert_books_close(w: &Worker) {
+    let s = w.stats();
+    assert_eq!(
+        s.received,
+        s.transmitted + s.redirected + s.dropped() + s.consumed + s.held + s.to_kernel,
+        "{s:?}"
+    );
+}
+
+#[test]
+fn tcp_and_udp_to_the_port_address_go_to_the_twin_unchanged() {
+    let mut w = worker_with_twins(&[1]);
+    // ssh from a real server's network to the port's own address.
+    let syn = tcp(sa(RS1, 40000), sa(PORT1_IP, 22), "S", b"");
+    let mut f = syn.clone();
+    assert_eq!(run(&mut w, &mut f, S), Verdict::ToKernel { port: 1 });
+    assert_eq!(f, syn, "the kernel gets the frame as it came");
+    let dns = udp(sa(RS2, 5353), sa(PORT1_IP, 53), b"query");
+    let mut f = dns.clone();
+    assert_eq!(run(&mut w, &mut f, S), Verdict::ToKernel { port: 1 });
+    assert_eq!(f, dns);
+    assert_eq!(w.stats().to_kernel, 2);
+    assert_eq!(w.stats().dropped(), 0);
+    assert_books_close(&w);
+}
+
+#[test]
+fn without_a_twin_the_same_frames_are_dropped_as_before() {
+    let mut w = worker_with_twins(&[]);
+    let mut f = tcp(sa(RS1, 40000), sa(PORT1_IP, 22), "S", b"");
+    assert_eq!(run(&mut w, &mut f, S), Verdict::Drop(DropReason::NoService));
+    let mut f = echo_reply(RS1, PORT1_IP);
+    assert_eq!(
+        run(&mut w, &mut f, S),
+        Verdict::Drop(DropReason::IcmpUnsupported)
+    );
+    // A twin on the other port does not change this port's verdicts.
+    let mut w = worker_with_twins(&[0]);
+    let mut f = tcp(sa(RS1, 40000), sa(PORT1_IP, 22), "S", b"");
+    assert_eq!(run(&mut w, &mut f, S), Verdict::Drop(DropReason::NoService));
+    assert_eq!(w.stats().to_kernel, 0);
+    assert_books_close(&w);
+}
+
+#[test]
+fn echo_requests_are_still_answered_and_echo_replies_go_to_the_kernel() {
+    let mut w = worker_with_twins(&[0, 1]);
+    let mut f = echo_request(RS1, PORT1_IP, 9, 1);
+    assert_eq!(run(&mut w, &mut f, S), Verdict::Transmit { port: 1 });
+    let out = decode(&f);
+    assert_eq!(*out.dst.ip(), RS1, "{out:?}");
+    let mut f = echo_reply(RS1, PORT1_IP);
+    assert_eq!(run(&mut w, &mut f, S), Verdict::ToKernel { port: 1 });
+    assert_books_close(&w);
+}
+
+#[test]
+fn arp_replies_are_learned_and_passed_to_the_twin_requests_answered_here() {
+    let mut w = worker_with_twins(&[1]);
+    // A reply to the kernel's request (same MAC and address as the port's own).
+    let mut f = arp(PORT1_MAC, RS1_MAC, 2, RS1, PORT1_MAC, PORT1_IP);
+    assert_eq!(run(&mut w, &mut f, S), Verdict::ToKernel { port: 1 });
+    // A request for the port's address: the engine answers, the kernel is not bothered.
+    let mut f = arp([0xff; 6], RS2_MAC, 1, RS2, [0; 6], PORT1_IP);
+    assert_eq!(w.process(1, &mut f, S), Verdict::Transmit { port: 1 });
+    // Learned: a new connection to RS1 leaves at once instead of waiting for ARP.
+    let mut syn = tcp(sa(CLIENT, 1111), sa(VIP, 80), "S", b"");
+    assert_eq!(run(&mut w, &mut syn, S), Verdict::Transmit { port: 1 });
+    assert_eq!(*decode(&syn).dst.ip(), RS1);
+    assert_eq!(w.stats().consumed, 0);
+    assert_books_close(&w);
+}
+
+#[test]
+fn services_and_sessions_are_untouched_by_a_twin() {
+    let mut w = worker_with_twins(&[0, 1]);
+    let mut syn = tcp(sa(CLIENT, 1111), sa(VIP, 80), "S", b"");
+    assert!(matches!(
+        run(&mut w, &mut syn, S),
+        Verdict::Transmit { port: 1 } | Verdict::Consumed
+    ));
+    assert_eq!(w.stats().to_kernel, 0);
+    // A VIP port with no service: the VIP is a port address, so the kernel's.
+    let mut f = tcp(sa(CLIENT, 2222), sa(VIP, 22), "S", b"");
+    assert_eq!(run(&mut w, &mut f, S), Verdict::ToKernel { port: 0 });
+    assert_books_close(&w);
+}
+
+#[test]
+fn a_local_address_that_is_a_port_address_keeps_its_port_range() {
+    let mut w = worker_with_twins(&[1]);
+    // Inside the local port range (1024..=5000): only a session may take it.
+    let mut f = tcp(sa(RS1, 8080), sa(LIP1, 3000), "A", b"");
+    assert_eq!(run(&mut w, &mut f, S), Verdict::Drop(DropReason::NoSession));
+    // Outside it: a reply to a connection the kernel made from that address.
+    let mut f = tcp(sa(RS1, 8080), sa(LIP1, 40000), "SA", b"");
+    assert_eq!(run(&mut w, &mut f, S), Verdict::ToKernel { port: 1 });
+    assert_books_close(&w);
+}
+
+#[test]
+fn frames_the_ring_refused_are_counted_as_kernel_ring_full() {
+    let mut w = worker_with_twins(&[1]);
+    for p in 0..3 {
+        let mut f = tcp(sa(RS1, 40000 + p), sa(PORT1_IP, 22), "S", b"");
+        assert_eq!(run(&mut w, &mut f, S), Verdict::ToKernel { port: 1 });
+    }
+    w.kernel_failed(2);
+    assert_eq!(w.stats().to_kernel, 1);
+    assert_eq!(w.stats().drops[DropReason::KernelRingFull as usize], 2);
+    assert_books_close(&w);
+}
