@@ -14,7 +14,9 @@
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use fnat_proto::model::{ForwardMethod, Protocol, RuleSet, SchedFlags, Service, ServiceAddr};
+use fnat_proto::model::{
+    ForwardMethod, Protocol, Real, RuleSet, SchedFlags, Service, ServiceAddr, TunnelType,
+};
 
 /// Why the live rules cannot be written as keepalived.conf without losing something.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,21 @@ pub fn method_keyword(method: ForwardMethod) -> &'static str {
         ForwardMethod::Masq => "NAT",
         ForwardMethod::Route => "DR",
         ForwardMethod::Tunnel => "TUN",
+    }
+}
+
+/// keepalived's method words for a real server: `lb_kind`'s keyword, with the tunnel's type,
+/// port and checksum for a GUE or GRE tunnel (`TUN type gue port 6080 csum`).
+fn method_words(r: &Real) -> String {
+    let keyword = method_keyword(r.forward);
+    let t = &r.tunnel;
+    if r.forward != ForwardMethod::Tunnel || t.kind == TunnelType::Ipip {
+        return keyword.to_string();
+    }
+    let csum = if t.csum { " csum" } else { "" };
+    match t.kind {
+        TunnelType::Gue => format!("{keyword} type gue port {}{csum}", t.port),
+        _ => format!("{keyword} type gre{csum}"),
     }
 }
 
@@ -191,11 +208,11 @@ fn write_service(out: &mut String, s: &Service, i: usize) {
         }
     }
     // The service's method is its first real server's; the others say theirs if different.
-    let method = s
-        .reals
-        .first()
-        .map_or(ForwardMethod::FullNat, |r| r.forward);
-    let _ = writeln!(out, "    lb_kind {}", method_keyword(method));
+    let method = s.reals.first().map_or_else(
+        || method_keyword(ForwardMethod::FullNat).to_string(),
+        method_words,
+    );
+    let _ = writeln!(out, "    lb_kind {method}");
     if s.one_packet {
         let _ = writeln!(out, "    ops");
     }
@@ -215,8 +232,9 @@ fn write_service(out: &mut String, s: &Service, i: usize) {
             let _ = writeln!(out, "    real_server {} {} {{", r.addr, r.port);
         }
         let _ = writeln!(out, "        weight {}", r.weight);
-        if r.forward != method {
-            let _ = writeln!(out, "        lvs_method {}", method_keyword(r.forward));
+        let words = method_words(r);
+        if words != method {
+            let _ = writeln!(out, "        lvs_method {words}");
         }
         if r.upper_threshold != 0 {
             let _ = writeln!(out, "        uthreshold {}", r.upper_threshold);

@@ -3,7 +3,7 @@
 //! as every other path (`fnatd run|replay --keepalived FILE`; `reload` re-reads both files).
 //!
 //! What fnat cannot do yet is refused by the one road with keepalived's line attached
-//! (a forwarding method other than full-NAT, IPv6, SCTP) or, where keepalived would carry on,
+//! (IPv6, SCTP, a tunnel's remote checksum) or, where keepalived would carry on,
 //! reported as a warning. Checkers, quorum and sorry servers become the services' health
 //! specs (`fnat-health` runs them).
 
@@ -355,11 +355,22 @@ mod roundtrip {
             prop_oneof![0..=10u32, Just(MAX_WEIGHT), 0..=MAX_WEIGHT],
             0u32..=50,
             0u32..=50,
+            0u8..5,
         )
-            .prop_map(|(host, port, weight, a, b)| {
+            .prop_map(|(host, port, weight, a, b, method)| {
                 let mut r = Real::new(Ipv4Addr::new(198, 19, 1, host), port, weight);
                 r.upper_threshold = a.max(b);
                 r.lower_threshold = a.min(b);
+                // Every method but DR (whose port must be the service's): the tunnels with
+                // their type, port and checksum.
+                let tunnel = |kind, port, csum| TunnelOptions { kind, port, csum };
+                (r.forward, r.tunnel) = match method {
+                    0 => (ForwardMethod::FullNat, TunnelOptions::default()),
+                    1 => (ForwardMethod::Masq, TunnelOptions::default()),
+                    2 => (ForwardMethod::Tunnel, TunnelOptions::default()),
+                    3 => (ForwardMethod::Tunnel, tunnel(TunnelType::Gue, 6080, true)),
+                    _ => (ForwardMethod::Tunnel, tunnel(TunnelType::Gre, 0, false)),
+                };
                 r
             })
     }
