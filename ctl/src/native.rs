@@ -363,7 +363,7 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
                 }))
                 .map_err(fail)?;
             Ok(out(
-                format::connections(&entries, &ListFormat::default(), &format::Numeric),
+                format::connections_dpvs(&entries, &ListFormat::default(), &format::Numeric),
                 entries,
             ))
         }

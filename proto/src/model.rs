@@ -292,7 +292,8 @@ fn full_netmask() -> Ipv4Addr {
     Ipv4Addr::BROADCAST
 }
 
-/// How packets reach a real server. Only full-NAT exists so far.
+/// How packets reach a real server. `Snat` is DPVS's source NAT: the "real servers" of a
+/// match service (see [`SnatMatch`]) are the WAN addresses inside hosts are rewritten to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForwardMethod {
@@ -301,6 +302,7 @@ pub enum ForwardMethod {
     Masq,
     Route,
     Tunnel,
+    Snat,
 }
 
 impl ForwardMethod {
@@ -311,6 +313,7 @@ impl ForwardMethod {
             ForwardMethod::Masq => "Masq",
             ForwardMethod::Route => "Route",
             ForwardMethod::Tunnel => "Tunnel",
+            ForwardMethod::Snat => "SNAT",
         }
     }
     /// The switch `ipvsadm -S` writes.
@@ -320,6 +323,7 @@ impl ForwardMethod {
             ForwardMethod::Masq => "-m",
             ForwardMethod::Route => "-g",
             ForwardMethod::Tunnel => "-i",
+            ForwardMethod::Snat => "-J",
         }
     }
 }

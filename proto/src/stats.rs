@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{IpvsTimeouts, Protocol, RuleSet, ServiceAddr};
+use crate::model::{ForwardMethod, IpvsTimeouts, Protocol, RuleSet, ServiceAddr};
 
 /// Traffic counters and rate estimates of a service or a real server (ipvsadm's `--stats`
 /// and `--rate` columns).
@@ -198,6 +198,18 @@ pub struct ConnEntry {
     /// IPVS state name: ESTABLISHED, SYN_RECV, FIN_WAIT, … (UDP: UDP).
     pub state: String,
     pub expires_in_s: u32,
+    /// How the session forwards: full-NAT and SNAT sessions have a local address (`lip`),
+    /// NAT, DR and TUN sessions do not (their `lip` is 0.0.0.0:0).
+    #[serde(default)]
+    pub forward: ForwardMethod,
+}
+
+impl ConnEntry {
+    /// True when the session's source toward the far side is one of fnatd's own addresses
+    /// (full-NAT's local address, SNAT's WAN address).
+    pub fn has_local(&self) -> bool {
+        matches!(self.forward, ForwardMethod::FullNat | ForwardMethod::Snat)
+    }
 }
 
 /// What `status` answers.

@@ -125,6 +125,7 @@ impl WorkerShared {
                     rs: SocketAddrV4::new(Ipv4Addr::from(s.rs_ip), s.rs_port),
                     state: s.state.name().to_string(),
                     expires_in_s: (deadline.saturating_sub(now) / 1_000_000_000) as u32,
+                    forward: fnat_proto::model::ForwardMethod::FullNat,
                 };
                 if q.filter.matches(&entry) {
                     q.results.push(entry);
