@@ -16,7 +16,7 @@ use lab_support::*;
 /// Two namespaces of this test's own, joined by a veth; removed on drop (panics included).
 struct Pair {
     prefix: String,
-    pids: Vec<u32>,
+    children: Vec<std::process::Child>,
 }
 
 impl Pair {
@@ -25,7 +25,7 @@ impl Pair {
         let prefix = format!("ftd{:04x}", std::process::id() & 0xffff);
         let pair = Pair {
             prefix: prefix.clone(),
-            pids: Vec::new(),
+            children: Vec::new(),
         };
         let p = &prefix;
         let script = format!(
@@ -54,11 +54,9 @@ ip -n {p}b addr add 198.18.30.2/24 dev {p}b0
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        for pid in &self.pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         for side in ["a", "b"] {
             let _ = Command::new("ip")
@@ -104,7 +102,7 @@ fn tun_decap_hands_ipip_gre_and_gue_inner_packets_to_the_kernel() {
     let log = std::env::temp_dir().join(format!("{}-decap.log", pair.prefix));
     let _ = std::fs::remove_file(&log);
     let decap = root().join("scripts/lab/tun_decap.py");
-    let child = Command::new("ip")
+    let mut child = Command::new("ip")
         .args(["netns", "exec", &pair.ns("b"), "/usr/bin/python3"])
         .arg(&decap)
         .args([
@@ -118,13 +116,10 @@ fn tun_decap_hands_ipip_gre_and_gue_inner_packets_to_the_kernel() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("tun_decap.py");
-    pair.pids.push(child.id());
+    let stdout = child.stdout.take().unwrap();
+    pair.children.push(child);
     let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.unwrap()),
-        &mut ready,
-    )
-    .unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).unwrap();
     assert_eq!(ready.trim(), "ready");
 
     // Raw tunnel packets (outer IPv4 header included) and GUE payloads (sent over UDP).
