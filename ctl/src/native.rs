@@ -89,7 +89,9 @@ pub struct ServiceOpts {
 
 #[derive(Subcommand)]
 pub enum ServiceCmd {
-    /// Add a service: SERVICE is tcp/VIP:PORT, udp/VIP:PORT or fwmark/MARK.
+    /// Add a service: SERVICE is tcp/VIP:PORT, udp/VIP:PORT, fwmark/MARK, or an SNAT match
+    /// service match/proto=tcp|udp|icmp,src-range=A-B,dst-range=C-D,iif=PORT,oif=PORT
+    /// (whose real servers, `real add SERVICE WAN-ADDR:0`, are the SNAT addresses).
     Add {
         service: String,
         #[command(flatten)]
@@ -499,13 +501,12 @@ fn real(client: &Client, cmd: RealCmd) -> Result<Output, String> {
             let mut r = Real::new(*real.ip(), real.port(), opts.weight.unwrap_or(1));
             r.upper_threshold = opts.upper_threshold.unwrap_or(0);
             r.lower_threshold = opts.lower_threshold.unwrap_or(0);
-            apply(
-                client,
-                Change::RealAdd {
-                    service: service_arg(&service)?,
-                    real: r,
-                },
-            )
+            let service = service_arg(&service)?;
+            // A match service's real servers are its SNAT addresses.
+            if matches!(service, ServiceAddr::Match(_)) {
+                r.forward = fnat_proto::model::ForwardMethod::Snat;
+            }
+            apply(client, Change::RealAdd { service, real: r })
         }
         RealCmd::Edit {
             service,

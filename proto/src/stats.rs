@@ -178,7 +178,7 @@ impl ConnFilter {
                 vip,
                 port,
             }) => entry.protocol == protocol && entry.vip == SocketAddrV4::new(vip, port),
-            Some(ServiceAddr::Fwmark(_)) => false,
+            Some(ServiceAddr::Fwmark(_) | ServiceAddr::Match(_)) => false,
         };
         service_ok
             && (self.real.is_none() || self.real == Some(entry.rs))

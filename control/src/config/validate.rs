@@ -9,11 +9,14 @@ use std::net::Ipv4Addr;
 use fnat_engine::rules::{Mode, Neighbour, PortIndex, PortRule, Route, Rules, Timeouts};
 use fnat_proto::edit::{check_rule_set, MarkField, Place, RealField, ServiceField};
 use fnat_proto::model::{
-    LocalAddress, Mark, Persistence, PortList, Protocol, Real, RuleSet, SchedFlags, Scheduler,
-    Service, ServiceAddr, DEFAULT_PERSISTENCE,
+    AddrRange, ForwardMethod, LocalAddress, Mark, MatchProto, Persistence, PortList, PortName,
+    Protocol, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr, SnatMatch,
+    DEFAULT_PERSISTENCE,
 };
 
-use super::file::{ConfigFile, PortGroupSection, ServiceSection, TimeoutsSection};
+use super::file::{
+    ConfigFile, MatchSection, PortGroupSection, PortSection, ServiceSection, TimeoutsSection,
+};
 use super::values;
 use super::{
     AppConfig, ControlSettings, DataplaneSettings, EalSettings, MetricsSettings, PortSpec,
@@ -64,7 +67,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
     let rule_set = RuleSet {
         timeouts: Default::default(),
         marks: port_groups(&file.port_groups)?,
-        services: services(&file.services)?,
+        services: services(&file.services, &file.ports)?,
     };
     // The one validator every path shares; its refusals point at this file's keys.
     check_rule_set(&rule_set).map_err(|r| invalid(key_of(&file, r.place), r.error.message))?;
@@ -354,7 +357,9 @@ fn key_of(file: &ConfigFile, place: Place) -> String {
         }
         Place::Service(i, f) => {
             let fwmark = file.services.get(i).is_some_and(|s| s.fwmark.is_some());
+            let is_match = file.services.get(i).is_some_and(|s| s.match_.is_some());
             let field = match f {
+                ServiceField::Addr | ServiceField::Port | ServiceField::Mark if is_match => "match",
                 ServiceField::Addr | ServiceField::Port | ServiceField::Mark if fwmark => "fwmark",
                 ServiceField::Addr => "vip",
                 ServiceField::Port | ServiceField::Mark => "port",
@@ -408,12 +413,64 @@ fn port_groups(sections: &[PortGroupSection]) -> Result<Vec<Mark>, Invalid> {
 /// The `[[service]]` tables in the rule model: what only a config file can get wrong (its
 /// syntax, keys that exclude each other, a service without local addresses) is refused here;
 /// values are the validator's to check.
-fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
+/// A `match = {…}` table as the model's [`SnatMatch`]; its ports must be `[[port]]` names.
+fn match_service(
+    m: &MatchSection,
+    ports: &[PortSection],
+    key: impl Fn(&str) -> String,
+) -> Result<SnatMatch, Invalid> {
+    let proto = MatchProto::parse(&m.proto).map_err(|e| invalid(key("proto"), e))?;
+    let range = |field: &str, v: &Option<String>| -> Result<Option<AddrRange>, Invalid> {
+        v.as_deref()
+            .map(|t| t.parse::<AddrRange>().map_err(|e| invalid(key(field), e)))
+            .transpose()
+    };
+    let port = |field: &str, v: &Option<String>| -> Result<Option<PortName>, Invalid> {
+        let Some(name) = v.as_deref() else {
+            return Ok(None);
+        };
+        if !ports.iter().any(|p| p.name == name) {
+            let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+            return Err(invalid(
+                key(field),
+                format!("'{name}' is not a [[port]] (ports: {})", names.join(", ")),
+            ));
+        }
+        name.parse::<PortName>()
+            .map(Some)
+            .map_err(|e| invalid(key(field), e))
+    };
+    Ok(SnatMatch {
+        proto,
+        src: range("src-range", &m.src_range)?,
+        dst: range("dst-range", &m.dst_range)?,
+        iif: port("iif", &m.iif)?,
+        oif: port("oif", &m.oif)?,
+    })
+}
+
+fn services(sections: &[ServiceSection], ports: &[PortSection]) -> Result<Vec<Service>, Invalid> {
     let mut out = Vec::with_capacity(sections.len());
     for (i, s) in sections.iter().enumerate() {
         let key = |field: &str| format!("service[{i}].{field}");
-        let addr = match s.fwmark {
-            Some(mark) => {
+        let addr = match (s.fwmark, &s.match_) {
+            (_, Some(m)) => {
+                for (field, given) in [
+                    ("vip", s.vip.is_some()),
+                    ("port", s.port.is_some()),
+                    ("protocol", s.protocol.is_some()),
+                    ("fwmark", s.fwmark.is_some()),
+                ] {
+                    if given {
+                        return Err(invalid(
+                            key(field),
+                            "a match service (SNAT) is named by its match alone",
+                        ));
+                    }
+                }
+                ServiceAddr::Match(match_service(m, ports, |f| key(&format!("match.{f}")))?)
+            }
+            (Some(mark), None) => {
                 for (field, given) in [
                     ("vip", s.vip.is_some()),
                     ("port", s.port.is_some()),
@@ -428,7 +485,7 @@ fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
                 }
                 ServiceAddr::Fwmark(mark)
             }
-            None => {
+            (None, None) => {
                 let missing = |field: &str| invalid(key(field), "missing (or give fwmark)");
                 let vip = values::ipv4(s.vip.as_deref().ok_or_else(|| missing("vip"))?)
                     .map_err(|e| invalid(key("vip"), e))?;
@@ -496,7 +553,8 @@ fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
                 .map_err(|e| invalid(format!("service[{i}].local_addresses[{j}]"), e))?;
             local_addresses.push(LocalAddress { addr, device: None });
         }
-        if local_addresses.is_empty() {
+        let is_match = matches!(addr, ServiceAddr::Match(_));
+        if local_addresses.is_empty() && !is_match {
             return Err(invalid(
                 key("local_addresses"),
                 "full-NAT needs at least one local address",
@@ -509,6 +567,9 @@ fn services(sections: &[ServiceSection]) -> Result<Vec<Service>, Invalid> {
             let mut real = Real::new(addr, r.port, r.weight.unwrap_or(1));
             real.upper_threshold = r.upper_threshold.unwrap_or(0);
             real.lower_threshold = r.lower_threshold.unwrap_or(0);
+            if is_match {
+                real.forward = ForwardMethod::Snat;
+            }
             reals.push(real);
         }
         let mut service = Service::new(addr, scheduler);

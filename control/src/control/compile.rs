@@ -33,6 +33,11 @@ fn check_engine_support(s: &Service) -> Result<(), ErrorBody> {
             s.addr
         )));
     }
+    if let ServiceAddr::Match(m) = s.addr {
+        return Err(unsupported(format!(
+            "match service {m}: SNAT (-H/-J) is not supported by the engine yet"
+        )));
+    }
     for r in &s.reals {
         if r.forward != ForwardMethod::FullNat {
             return Err(unsupported(format!(
@@ -126,6 +131,9 @@ pub fn compile_service(
                 members,
             };
             (first.vip, protocol, first.port, Some(group))
+        }
+        ServiceAddr::Match(_) => {
+            return Err(unsupported(format!("{}: SNAT is not compiled yet", s.addr)))
         }
     };
     let id = ids

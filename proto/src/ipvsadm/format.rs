@@ -79,6 +79,8 @@ pub fn lookup_protocol(addr: &ServiceAddr) -> Protocol {
     match addr {
         ServiceAddr::Inet { protocol, .. } => *protocol,
         ServiceAddr::Fwmark(_) => Protocol::Tcp,
+        ServiceAddr::Match(m) if m.proto == crate::model::MatchProto::Udp => Protocol::Udp,
+        ServiceAddr::Match(_) => Protocol::Tcp,
     }
 }
 
@@ -140,6 +142,9 @@ fn service_name(addr: &ServiceAddr, names: &dyn Names, numeric: bool) -> String 
             cut(name, 33)
         }
         ServiceAddr::Fwmark(m) => format!("FWM  {m}"),
+        // DPVS lists a match service as `MATCH` and its conditions; fnat writes them as
+        // `-H` takes them, whole.
+        ServiceAddr::Match(m) => format!("MATCH {m}"),
     }
 }
 
@@ -161,6 +166,7 @@ fn service_switch(addr: &ServiceAddr, names: &dyn Names, numeric: bool) -> Strin
             )
         }
         ServiceAddr::Fwmark(m) => format!("-f {m}"),
+        ServiceAddr::Match(m) => format!("-H {m}"),
     }
 }
 
@@ -552,7 +558,7 @@ pub fn local_addresses<'a>(
         }
         let vname = match s.addr {
             ServiceAddr::Inet { vip, port, .. } => format!("{vip}:{port}"),
-            ServiceAddr::Fwmark(_) => "0.0.0.0:0".to_string(),
+            ServiceAddr::Fwmark(_) | ServiceAddr::Match(_) => "0.0.0.0:0".to_string(),
         };
         let _ = writeln!(out, "{vname:<20} {:<8} ", s.local_addresses.len());
         for l in &s.local_addresses {
