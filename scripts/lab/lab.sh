@@ -37,6 +37,7 @@
 # LAB_PMD (af_packet | af_xdp | tap; default af_packet), LAB_GATEWAY (fnatd | nft),
 # FNATD (the fnatd binary), LAB_FNATD_ARGS (extra arguments to `fnatd run`, e.g. --socket),
 # LAB_SERVICES (a TOML file of [[service]] tables replacing the default ones),
+# LAB_EXTRA_SERVICES (a TOML file appended to them, e.g. an SNAT match service),
 # LAB_HTTP (nginx | python; default nginx when installed), LAB_WORKER_CPU (1),
 # LAB_METRICS (ADDRESS:PORT of fnatd's Prometheus endpoint, inside the gateway namespace),
 # LAB_WORKERS (1; N > 1 gives fnatd N workers, N queue pairs per port, replies spread over
@@ -274,6 +275,7 @@ state_file = "$st/rules.state"
 TOML
   if [ -n "${LAB_METRICS:-}" ]; then printf '[metrics]\nlisten = "%s"\n\n' "$LAB_METRICS"; fi
   if [ -n "${LAB_SERVICES:-}" ]; then cat "$LAB_SERVICES"; else default_services "$n"; fi
+  if [ -n "${LAB_EXTRA_SERVICES:-}" ]; then echo; cat "$LAB_EXTRA_SERVICES"; fi
 }
 
 nft_rules() {

@@ -3,11 +3,14 @@
 //! supports is decided in [`engine_scheduler`] and [`check_engine_support`] only.
 
 use fnat_engine::rules::{
-    Endpoint, Mode, Persistence as EnginePersistence, PortGroup, Protocol as EngineProtocol,
-    RealServer, Rules, SchedFlags as EngineSchedFlags, SchedulerKind, Service as EngineService,
-    Thresholds, Timeouts,
+    Endpoint, Mode, Persistence as EnginePersistence, PortGroup, PortRule,
+    Protocol as EngineProtocol, RealServer, Rules, SchedFlags as EngineSchedFlags, SchedulerKind,
+    Service as EngineService, SnatRule, Thresholds, Timeouts,
 };
-use fnat_proto::model::{ForwardMethod, Mark, Protocol, RuleSet, Scheduler, Service, ServiceAddr};
+use fnat_proto::model::{
+    ForwardMethod, Mark, MatchProto, PortName, Protocol, RuleSet, Scheduler, Service, ServiceAddr,
+    SnatMatch,
+};
 use fnat_proto::msg::{ErrorBody, ErrorKind};
 
 use super::ids::IdBook;
@@ -34,11 +37,16 @@ fn check_engine_support(s: &Service) -> Result<(), ErrorBody> {
         )));
     }
     if let ServiceAddr::Match(m) = s.addr {
-        return Err(unsupported(format!(
-            "match service {m}: SNAT (-H/-J) is not supported by the engine yet"
-        )));
+        if m.proto == MatchProto::Icmp {
+            return Err(unsupported(format!(
+                "match service {m}: SNAT of ICMP is not supported by the engine yet (tcp and udp are)"
+            )));
+        }
     }
     for r in &s.reals {
+        if r.forward == ForwardMethod::Snat {
+            continue;
+        }
         if r.forward != ForwardMethod::FullNat {
             return Err(unsupported(format!(
                 "forwarding mode {} not supported yet: fnat forwards in full-NAT only",
@@ -82,11 +90,47 @@ fn engine_protocol(p: Protocol) -> EngineProtocol {
     }
 }
 
+/// The engine's rule of a match service; its ports must be the dataplane's.
+fn snat_rule(
+    m: &SnatMatch,
+    protocol: EngineProtocol,
+    ports: &[PortRule],
+) -> Result<SnatRule, ErrorBody> {
+    let index = |name: Option<PortName>, what: &str| -> Result<Option<u16>, ErrorBody> {
+        let Some(name) = name else { return Ok(None) };
+        ports
+            .iter()
+            .position(|p| p.name == name.as_str())
+            .map(|i| Some(i as u16))
+            .ok_or_else(|| {
+                let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+                ErrorBody {
+                    kind: ErrorKind::Invalid,
+                    message: format!(
+                        "match service {m}: {what} '{name}' is not a port of this fnatd (ports: {})",
+                        names.join(", ")
+                    ),
+                }
+            })
+    };
+    let range = |r: Option<fnat_proto::model::AddrRange>| {
+        r.map(|r| (u32::from(r.first), u32::from(r.last)))
+    };
+    Ok(SnatRule {
+        protocol,
+        src: range(m.src),
+        dst: range(m.dst),
+        iif: index(m.iif, "iif")?,
+        oif: index(m.oif, "oif")?,
+    })
+}
+
 /// The engine's form of one service, with the ids of `ids` (which must have been assigned
 /// for it) and, for a fwmark service, the endpoints of its mark in `marks`.
 pub fn compile_service(
     s: &Service,
     marks: &[Mark],
+    ports: &[PortRule],
     ids: &IdBook,
 ) -> Result<EngineService, ErrorBody> {
     check_engine_support(s)?;
@@ -95,6 +139,7 @@ pub fn compile_service(
         kind: ErrorKind::Internal,
         message: format!("no engine id for {what}"),
     };
+    let mut snat = None;
     let (vip, protocol, port, port_group) = match s.addr {
         ServiceAddr::Inet {
             protocol,
@@ -132,8 +177,13 @@ pub fn compile_service(
             };
             (first.vip, protocol, first.port, Some(group))
         }
-        ServiceAddr::Match(_) => {
-            return Err(unsupported(format!("{}: SNAT is not compiled yet", s.addr)))
+        ServiceAddr::Match(m) => {
+            let protocol = match m.proto {
+                MatchProto::Udp => EngineProtocol::Udp,
+                _ => EngineProtocol::Tcp,
+            };
+            snat = Some(snat_rule(&m, protocol, ports)?);
+            (std::net::Ipv4Addr::UNSPECIFIED, protocol, 0, None)
         }
     };
     let id = ids
@@ -157,6 +207,11 @@ pub fn compile_service(
     let mut service = EngineService::new(id, vip, protocol, port, scheduler);
     service.reals = reals;
     service.local_addresses = s.local_addresses.iter().map(|l| l.addr).collect();
+    if snat.is_some() {
+        // SNAT's addresses are its port pools, in the order of its real servers.
+        service.local_addresses = s.reals.iter().map(|r| r.addr).collect();
+    }
+    service.options.snat = snat;
     service.options.sched_flags = EngineSchedFlags(s.sched_flags.0);
     service.options.persistence = s.persistence.map(|p| EnginePersistence {
         timeout_secs: p.timeout,
@@ -207,7 +262,7 @@ pub fn compile(
     let services = rules
         .services
         .iter()
-        .map(|s| compile_service(s, &rules.marks, ids))
+        .map(|s| compile_service(s, &rules.marks, &base.ports, ids))
         .collect::<Result<Vec<_>, ErrorBody>>()?;
     Ok(snapshot(base, base_timeouts, rules, services))
 }

@@ -125,7 +125,13 @@ impl WorkerShared {
                     rs: SocketAddrV4::new(Ipv4Addr::from(s.rs_ip), s.rs_port),
                     state: s.state.name().to_string(),
                     expires_in_s: (deadline.saturating_sub(now) / 1_000_000_000) as u32,
-                    forward: fnat_proto::model::ForwardMethod::FullNat,
+                    // An SNAT session's "VIP" is its real server, the outside peer (a full-NAT
+                    // VIP is an own address, never a real server's).
+                    forward: if s.vip == s.rs_ip && s.vport == s.rs_port {
+                        fnat_proto::model::ForwardMethod::Snat
+                    } else {
+                        fnat_proto::model::ForwardMethod::FullNat
+                    },
                 };
                 if q.filter.matches(&entry) {
                     q.results.push(entry);

@@ -27,10 +27,13 @@ impl FullNat {
         if !EthernetHeader::new_checked(frame).is_ok_and(|h| h.is_to(&port_mac)) {
             return Err(DropReason::NotForUs);
         }
-        let kind = self
-            .addresses
-            .get(u64::from(u32::from(pkt.ip.dst)))
-            .ok_or(DropReason::NotForUs)?;
+        let Some(kind) = self.addresses.get(u64::from(u32::from(pkt.ip.dst))) else {
+            // Not to one of ours: an inside host's packet that an SNAT service takes?
+            if self.snat.is_empty() {
+                return Err(DropReason::NotForUs);
+            }
+            return self.snat_out(rx_port, frame, pkt, now, stats);
+        };
         if pkt.ip.has_options() {
             stats.ip_options += 1;
             if self.drop_ip_options {

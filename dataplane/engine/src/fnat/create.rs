@@ -28,6 +28,7 @@ impl FullNat {
                 return Err(DropReason::SessionTableFull);
             }
         }
+        let snat = self.is_snat(service);
         let svc = self
             .services
             .get_mut(service)
@@ -74,17 +75,22 @@ impl FullNat {
                 .ok_or(DropReason::NoRealServer)?,
         };
         let real = *svc.reals.get(ri).ok_or(DropReason::NoRealServer)?;
-        let rs_port = if real.port == 0 {
-            key.dst_port
+        // SNAT: the scheduled real server is the WAN address (the pool of the same rank),
+        // the destination stays the packet's own (see `snat`).
+        let (rs_addr, rs_port, lips) = if snat {
+            let lips = svc.lips.get(ri..=ri).unwrap_or(&svc.lips[..]);
+            (key.dst_ip, key.dst_port, lips)
+        } else if real.port == 0 {
+            (real.addr, key.dst_port, &svc.lips[..])
         } else {
-            real.port
+            (real.addr, real.port, &svc.lips[..])
         };
         // Never take a port for a flow that cannot leave.
-        self.hops.resolve(&self.egress, real.addr)?;
+        self.hops.resolve(&self.egress, rs_addr)?;
         let local_addrs = &mut stats.local_addrs;
         let (lip_slot, lport) = self
             .laddrs
-            .alloc(&svc.lips, |s| {
+            .alloc(lips, |s| {
                 if let Some(l) = local_addrs.get_mut(s) {
                     l.exhausted += 1;
                 }
@@ -97,7 +103,7 @@ impl FullNat {
         let session = Session {
             client_ip: key.src_ip,
             vip: key.dst_ip,
-            rs_ip: real.addr,
+            rs_ip: rs_addr,
             lip,
             client_port: key.src_port,
             vport: key.dst_port,
