@@ -62,16 +62,19 @@ Usage:
   ipvsadm -C
   ipvsadm -R
   ipvsadm -S [-n]
-  ipvsadm -a|e -t|u|f service-address -r server-address [-b] [-w weight] [-x upper-threshold] [-y lower-threshold]
+  ipvsadm -a|e -t|u|f service-address -r server-address [-g|-m|-i|-b] [-w weight] [-x upper-threshold] [-y lower-threshold]
+        [--tun-type ipip|gue|gre] [--tun-port port] [--tun-nocsum|--tun-csum]
   ipvsadm -d -t|u|f service-address -r server-address
-  ipvsadm -L|l [-t|u|f service-address] [-n] [-c] [--timeout] [--stats] [--rate] [--exact] [--thresholds] [--persistent-conn] [--sort|--nosort] [--daemon]
+  ipvsadm -L|l [-t|u|f service-address] [-n] [-c] [--timeout] [--stats] [--rate] [--exact] [--thresholds] [--persistent-conn] [--tun-info] [--sort|--nosort] [--daemon]
   ipvsadm -Z [-t|u|f service-address]
   ipvsadm --set tcp tcpfin udp
   ipvsadm --add-laddr|-P -z local-address -t|u|f service-address [-F ifname]
   ipvsadm --del-laddr|-Q -z local-address -t|u|f service-address
   ipvsadm --get-laddr|-G [-t|u|f service-address]
   ipvsadm -h
-Forwarding: -b/--fullnat (full-NAT, the default). -m, -g and -i are not supported yet.
+Forwarding: -g/--gatewaying (direct routing, the default as in ipvsadm), -m/--masquerading
+(NAT), -i/--ipip (tunnelling: IPIP, or --tun-type gue --tun-port N, or --tun-type gre),
+-b/--fullnat (full-NAT). fnatctl's native `real add` and the config file default to full-NAT.
 The socket is --socket PATH (fnatctl), $FNAT_SOCKET, or /run/fnatd/ctl.sock.
 ";
 

@@ -11,8 +11,8 @@ use fnat_proto::edit::{Change, ServiceAttrs};
 use fnat_proto::ipvsadm::args::ListFormat;
 use fnat_proto::ipvsadm::format;
 use fnat_proto::model::{
-    LocalAddress, Mark, Persistence, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr,
-    DEFAULT_PERSISTENCE,
+    ForwardMethod, LocalAddress, Mark, Persistence, Real, RuleSet, SchedFlags, Scheduler, Service,
+    ServiceAddr, TunnelOptions, TunnelType, DEFAULT_PERSISTENCE,
 };
 use fnat_proto::msg::{Query, Request};
 use fnat_proto::stats::{Applied, ConnEntry, ConnFilter, Listing, Status};
@@ -122,11 +122,49 @@ pub struct RealOpts {
     /// Lower connection threshold (ipvsadm -y).
     #[arg(short = 'y', long)]
     lower_threshold: Option<u32>,
+    /// Forwarding method: fullnat (the default of `real add`), nat (ipvsadm -m), dr (-g)
+    /// or tun (-i).
+    #[arg(short, long, value_parser = ["fullnat", "nat", "dr", "tun"])]
+    method: Option<String>,
+    /// With --method tun: ipip (default), gue or gre (ipvsadm --tun-type).
+    #[arg(long, value_parser = ["ipip", "gue", "gre"])]
+    tunnel_type: Option<String>,
+    /// With --tunnel-type gue: the UDP port on the real server (ipvsadm --tun-port).
+    #[arg(long)]
+    tunnel_port: Option<u16>,
+    /// With --tunnel-type gue or gre: checksum the tunnel (ipvsadm --tun-csum).
+    #[arg(long)]
+    tunnel_csum: bool,
+}
+
+impl RealOpts {
+    /// Sets the method and tunnel settings given (the others stay as in `r`).
+    fn apply_method(&self, r: &mut Real) {
+        if let Some(m) = self
+            .method
+            .as_deref()
+            .and_then(ForwardMethod::from_config_name)
+        {
+            r.forward = m;
+            if m != ForwardMethod::Tunnel {
+                r.tunnel = TunnelOptions::default();
+            }
+        }
+        if let Some(t) = self.tunnel_type.as_deref().and_then(TunnelType::from_name) {
+            r.tunnel.kind = t;
+        }
+        if let Some(p) = self.tunnel_port {
+            r.tunnel.port = p;
+        }
+        if self.tunnel_csum {
+            r.tunnel.csum = true;
+        }
+    }
 }
 
 #[derive(Subcommand)]
 pub enum RealCmd {
-    /// Add a real server RS:PORT to SERVICE.
+    /// Add a real server RS:PORT to SERVICE (forwarded by full NAT unless --method says otherwise).
     Add {
         service: String,
         real: SocketAddrV4,
@@ -501,6 +539,7 @@ fn real(client: &Client, cmd: RealCmd) -> Result<Output, String> {
             let mut r = Real::new(*real.ip(), real.port(), opts.weight.unwrap_or(1));
             r.upper_threshold = opts.upper_threshold.unwrap_or(0);
             r.lower_threshold = opts.lower_threshold.unwrap_or(0);
+            opts.apply_method(&mut r);
             let service = service_arg(&service)?;
             // A match service's real servers are its SNAT addresses.
             if matches!(service, ServiceAddr::Match(_)) {
@@ -529,6 +568,7 @@ fn real(client: &Client, cmd: RealCmd) -> Result<Output, String> {
             if let Some(y) = opts.lower_threshold {
                 r.lower_threshold = y;
             }
+            opts.apply_method(&mut r);
             apply(
                 client,
                 Change::RealEdit {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     ForwardMethod, LocalAddress, Mark, Persistence, Protocol, Real, RuleSet, SchedFlags, Scheduler,
-    Service, ServiceAddr, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+    Service, ServiceAddr, TunnelType, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
 };
 use crate::msg::{ErrorBody, ErrorKind};
 
@@ -363,6 +363,10 @@ pub enum RealField {
     Weight,
     UpperThreshold,
     LowerThreshold,
+    /// The forwarding method.
+    Method,
+    /// The tunnel settings.
+    Tunnel,
 }
 
 /// Which value of a firewall mark a refusal is about.
@@ -729,6 +733,44 @@ fn check_real(service: &ServiceAddr, real: &Real) -> Result<(), (ErrorBody, Real
             )),
             RealField::LowerThreshold,
         ));
+    }
+    match real.forward {
+        // The real server answers for the VIP itself: the packet keeps its port.
+        ForwardMethod::Route if real.port != service.port() => {
+            return Err((
+                invalid(format!(
+                    "direct routing (-g) keeps the port: real server port {} must equal the service port {}",
+                    real.port,
+                    service.port()
+                )),
+                RealField::Port,
+            ));
+        }
+        ForwardMethod::Tunnel => {
+            let t = &real.tunnel;
+            if t.kind == TunnelType::Gue && t.port == 0 {
+                return Err((
+                    invalid("a GUE tunnel needs its port (--tun-port, tunnel_port)"),
+                    RealField::Tunnel,
+                ));
+            }
+            if t.kind != TunnelType::Gue && t.port != 0 {
+                return Err((
+                    invalid(format!("a {} tunnel has no port", t.kind.name())),
+                    RealField::Tunnel,
+                ));
+            }
+            if t.kind == TunnelType::Ipip && t.csum {
+                return Err((invalid("an ipip tunnel has no checksum"), RealField::Tunnel));
+            }
+        }
+        _ if !real.tunnel.is_default() => {
+            return Err((
+                invalid("tunnel settings need the tunnel method (-i)"),
+                RealField::Tunnel,
+            ));
+        }
+        _ => {}
     }
     if real.upper_threshold != 0 && real.lower_threshold > real.upper_threshold {
         return Err((

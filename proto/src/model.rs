@@ -509,15 +509,22 @@ fn full_netmask() -> Ipv4Addr {
     Ipv4Addr::BROADCAST
 }
 
-/// How packets reach a real server. `Snat` is DPVS's source NAT: the "real servers" of a
-/// match service (see [`SnatMatch`]) are the WAN addresses inside hosts are rewritten to.
+/// How packets reach a real server (a property of each real server, as in IPVS: one
+/// service may mix methods). In files and on the wire: `fullnat`, `masq` (alias `nat`),
+/// `route` (alias `dr`), `tunnel` (alias `tun`), `snat`. The native config and `fnatctl`
+/// default to full NAT; ipvsadm's face defaults to `route` (`-g`), as ipvsadm does. `Snat` is
+/// DPVS's source NAT: the "real servers" of a match service (see [`SnatMatch`]) are the WAN
+/// addresses inside hosts are rewritten to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForwardMethod {
     #[default]
     FullNat,
+    #[serde(alias = "nat")]
     Masq,
+    #[serde(alias = "dr")]
     Route,
+    #[serde(alias = "tun")]
     Tunnel,
     Snat,
 }
@@ -542,6 +549,78 @@ impl ForwardMethod {
             ForwardMethod::Tunnel => "-i",
             ForwardMethod::Snat => "-J",
         }
+    }
+    /// The native config's name (`method = "..."`).
+    pub const fn config_name(self) -> &'static str {
+        match self {
+            ForwardMethod::FullNat => "fullnat",
+            ForwardMethod::Masq => "nat",
+            ForwardMethod::Route => "dr",
+            ForwardMethod::Tunnel => "tun",
+            ForwardMethod::Snat => "snat",
+        }
+    }
+    /// The method of a native config name (or of its canonical spelling).
+    pub fn from_config_name(name: &str) -> Option<ForwardMethod> {
+        match name {
+            "fullnat" => Some(ForwardMethod::FullNat),
+            "nat" | "masq" => Some(ForwardMethod::Masq),
+            "dr" | "route" => Some(ForwardMethod::Route),
+            "tun" | "tunnel" => Some(ForwardMethod::Tunnel),
+            "snat" => Some(ForwardMethod::Snat),
+            _ => None,
+        }
+    }
+}
+
+/// The encapsulation of a tunnelled real server (kernel ipvsadm's `--tun-type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelType {
+    #[default]
+    Ipip,
+    Gue,
+    Gre,
+}
+
+impl TunnelType {
+    pub const fn name(self) -> &'static str {
+        match self {
+            TunnelType::Ipip => "ipip",
+            TunnelType::Gue => "gue",
+            TunnelType::Gre => "gre",
+        }
+    }
+    pub fn from_name(name: &str) -> Option<TunnelType> {
+        match name {
+            "ipip" => Some(TunnelType::Ipip),
+            "gue" => Some(TunnelType::Gue),
+            "gre" => Some(TunnelType::Gre),
+            _ => None,
+        }
+    }
+}
+
+/// Tunnel settings of a `tunnel` real server: `--tun-type`, `--tun-port` (GUE's UDP port),
+/// `--tun-csum`/`--tun-nocsum` (GUE and GRE checksums; off by default, as ipvsadm).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelOptions {
+    #[serde(default, rename = "type")]
+    pub kind: TunnelType,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub csum: bool,
+}
+
+fn is_zero(v: &u16) -> bool {
+    *v == 0
+}
+
+impl TunnelOptions {
+    pub fn is_default(&self) -> bool {
+        *self == TunnelOptions::default()
     }
 }
 
@@ -568,6 +647,9 @@ pub struct Real {
     pub lower_threshold: u32,
     #[serde(default)]
     pub forward: ForwardMethod,
+    /// Tunnel settings (only with `forward = tunnel`; default IPIP).
+    #[serde(default, skip_serializing_if = "TunnelOptions::is_default")]
+    pub tunnel: TunnelOptions,
 }
 
 fn default_weight() -> u32 {
@@ -583,6 +665,7 @@ impl Real {
             upper_threshold: 0,
             lower_threshold: 0,
             forward: ForwardMethod::FullNat,
+            tunnel: TunnelOptions::default(),
         }
     }
     pub fn key(&self) -> SocketAddrV4 {

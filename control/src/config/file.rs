@@ -164,6 +164,14 @@ pub struct RealSection {
     pub upper_threshold: Option<u32>,
     /// Connections below which an overloaded server gets new ones again; 0 = 3/4 of upper.
     pub lower_threshold: Option<u32>,
+    /// Forwarding method: "fullnat" (default), "nat", "dr" or "tun".
+    pub method: Option<String>,
+    /// With method "tun": "ipip" (default), "gue" or "gre".
+    pub tunnel_type: Option<String>,
+    /// With tunnel_type "gue": the UDP port on the real server.
+    pub tunnel_port: Option<u16>,
+    /// With tunnel_type "gue" or "gre": checksum the tunnel (default false).
+    pub tunnel_csum: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

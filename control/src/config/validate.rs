@@ -10,7 +10,7 @@ use fnat_engine::rules::{Mode, Neighbour, PortIndex, PortRule, Route, Rules, Tim
 use fnat_proto::edit::{check_rule_set, MarkField, Place, RealField, ServiceField};
 use fnat_proto::model::{
     AddrRange, ForwardMethod, LocalAddress, Mark, MatchProto, Persistence, PortList, PortName,
-    Protocol, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr, SnatMatch,
+    Protocol, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr, SnatMatch, TunnelType,
     DEFAULT_PERSISTENCE,
 };
 
@@ -376,6 +376,15 @@ fn key_of(file: &ConfigFile, place: Place) -> String {
                 RealField::Weight => "weight",
                 RealField::UpperThreshold => "upper_threshold",
                 RealField::LowerThreshold => "lower_threshold",
+                RealField::Method => "method",
+                RealField::Tunnel => {
+                    let r = file.services.get(i).and_then(|s| s.reals.get(j));
+                    match r {
+                        Some(r) if r.tunnel_port.is_some() => "tunnel_port",
+                        Some(r) if r.tunnel_csum.is_some() => "tunnel_csum",
+                        _ => "tunnel_type",
+                    }
+                }
             };
             format!("{}.real[{j}].{field}", service(i))
         }
@@ -554,23 +563,64 @@ fn services(sections: &[ServiceSection], ports: &[PortSection]) -> Result<Vec<Se
             local_addresses.push(LocalAddress { addr, device: None });
         }
         let is_match = matches!(addr, ServiceAddr::Match(_));
-        if local_addresses.is_empty() && !is_match {
+        let mut reals = Vec::with_capacity(s.reals.len());
+        for (j, r) in s.reals.iter().enumerate() {
+            let rkey = |k: &str| format!("service[{i}].real[{j}].{k}");
+            let addr = values::ipv4(&r.address).map_err(|e| invalid(rkey("address"), e))?;
+            let mut real = Real::new(addr, r.port, r.weight.unwrap_or(1));
+            real.upper_threshold = r.upper_threshold.unwrap_or(0);
+            real.lower_threshold = r.lower_threshold.unwrap_or(0);
+            if let Some(m) = &r.method {
+                real.forward = ForwardMethod::from_config_name(m).ok_or_else(|| {
+                    invalid(
+                        rkey("method"),
+                        format!("unknown method {m:?} (fullnat, nat, dr, tun or snat)"),
+                    )
+                })?;
+            }
+            let tunnel_keys =
+                r.tunnel_type.is_some() || r.tunnel_port.is_some() || r.tunnel_csum.is_some();
+            if tunnel_keys && real.forward != ForwardMethod::Tunnel {
+                return Err(invalid(
+                    rkey(if r.tunnel_type.is_some() {
+                        "tunnel_type"
+                    } else if r.tunnel_port.is_some() {
+                        "tunnel_port"
+                    } else {
+                        "tunnel_csum"
+                    }),
+                    "tunnel settings need method = \"tun\"",
+                ));
+            }
+            if let Some(t) = &r.tunnel_type {
+                real.tunnel.kind = TunnelType::from_name(t).ok_or_else(|| {
+                    invalid(
+                        rkey("tunnel_type"),
+                        format!("unknown tunnel type {t:?} (ipip, gue or gre)"),
+                    )
+                })?;
+            }
+            real.tunnel.port = r.tunnel_port.unwrap_or(0);
+            real.tunnel.csum = r.tunnel_csum.unwrap_or(false);
+            // A match service's real servers are its SNAT addresses.
+            if is_match {
+                if r.method.is_some() && real.forward != ForwardMethod::Snat {
+                    return Err(invalid(
+                        rkey("method"),
+                        "a match service's real servers are SNAT addresses (method = \"snat\" or none)",
+                    ));
+                }
+                real.forward = ForwardMethod::Snat;
+            }
+            reals.push(real);
+        }
+        let fullnat = !is_match
+            && (reals.is_empty() || reals.iter().any(|r| r.forward == ForwardMethod::FullNat));
+        if local_addresses.is_empty() && fullnat {
             return Err(invalid(
                 key("local_addresses"),
                 "full-NAT needs at least one local address",
             ));
-        }
-        let mut reals = Vec::with_capacity(s.reals.len());
-        for (j, r) in s.reals.iter().enumerate() {
-            let addr = values::ipv4(&r.address)
-                .map_err(|e| invalid(format!("service[{i}].real[{j}].address"), e))?;
-            let mut real = Real::new(addr, r.port, r.weight.unwrap_or(1));
-            real.upper_threshold = r.upper_threshold.unwrap_or(0);
-            real.lower_threshold = r.lower_threshold.unwrap_or(0);
-            if is_match {
-                real.forward = ForwardMethod::Snat;
-            }
-            reals.push(real);
         }
         let mut service = Service::new(addr, scheduler);
         service.sched_flags = flags;

@@ -3,13 +3,13 @@
 //! supports is decided in [`engine_scheduler`] and [`check_engine_support`] only.
 
 use fnat_engine::rules::{
-    Endpoint, Mode, Persistence as EnginePersistence, PortGroup, PortRule,
+    Endpoint, Method, Mode, Persistence as EnginePersistence, PortGroup, PortRule,
     Protocol as EngineProtocol, RealServer, Rules, SchedFlags as EngineSchedFlags, SchedulerKind,
-    Service as EngineService, SnatRule, Thresholds, Timeouts,
+    Service as EngineService, SnatRule, Thresholds, Timeouts, Tunnel, TunnelKind,
 };
 use fnat_proto::model::{
-    ForwardMethod, Mark, MatchProto, PortName, Protocol, RuleSet, Scheduler, Service, ServiceAddr,
-    SnatMatch,
+    ForwardMethod, Mark, MatchProto, PortName, Protocol, Real, RuleSet, Scheduler, Service,
+    ServiceAddr, SnatMatch, TunnelType,
 };
 use fnat_proto::msg::{ErrorBody, ErrorKind};
 
@@ -43,18 +43,49 @@ fn check_engine_support(s: &Service) -> Result<(), ErrorBody> {
             )));
         }
     }
-    for r in &s.reals {
-        if r.forward == ForwardMethod::Snat {
-            continue;
-        }
-        if r.forward != ForwardMethod::FullNat {
-            return Err(unsupported(format!(
-                "forwarding mode {} not supported yet: fnat forwards in full-NAT only",
-                r.forward.ipvsadm_name()
-            )));
-        }
-    }
     Ok(())
+}
+
+/// The engine's method of a real server of the model.
+pub fn engine_method(r: &Real) -> Method {
+    match r.forward {
+        // An SNAT session is a full-NAT session whose real server is its destination.
+        ForwardMethod::FullNat | ForwardMethod::Snat => Method::FullNat,
+        ForwardMethod::Masq => Method::Nat,
+        ForwardMethod::Route => Method::Dr,
+        ForwardMethod::Tunnel => Method::Tun(Tunnel {
+            kind: match r.tunnel.kind {
+                TunnelType::Ipip => TunnelKind::Ipip,
+                TunnelType::Gue => TunnelKind::Gue,
+                TunnelType::Gre => TunnelKind::Gre,
+            },
+            port: r.tunnel.port,
+            csum: r.tunnel.csum,
+        }),
+    }
+}
+
+/// A direct-routing real server must be on a connected network of a port: fnatd only
+/// changes the Ethernet destination to its MAC.
+fn check_direct_route(s: &Service, r: &Real, ports: &[PortRule]) -> Result<(), ErrorBody> {
+    if r.forward != ForwardMethod::Route {
+        return Ok(());
+    }
+    let connected = ports
+        .iter()
+        .flat_map(|p| &p.addresses)
+        .any(|a| a.prefix_len < 32 && a.contains(r.addr));
+    if connected {
+        return Ok(());
+    }
+    Err(ErrorBody {
+        kind: ErrorKind::Invalid,
+        message: format!(
+            "{}: real server {} uses direct routing (-g, Route) but is not on a connected network of any port: DR only rewrites the Ethernet destination, so the real server must share a link with fnatd (use -m, -i or -b to reach it through a router)",
+            s.addr,
+            r.key()
+        ),
+    })
 }
 
 /// The engine's timeouts: the config's, with ipvsadm's `--set` overrides.
@@ -130,10 +161,13 @@ fn snat_rule(
 pub fn compile_service(
     s: &Service,
     marks: &[Mark],
-    ports: &[PortRule],
     ids: &IdBook,
+    ports: &[PortRule],
 ) -> Result<EngineService, ErrorBody> {
     check_engine_support(s)?;
+    for r in &s.reals {
+        check_direct_route(s, r, ports)?;
+    }
     let scheduler = engine_scheduler(s.scheduler)?;
     let internal = |what: &str| ErrorBody {
         kind: ErrorKind::Internal,
@@ -201,6 +235,7 @@ pub fn compile_service(
                 upper: r.upper_threshold,
                 lower: r.lower_threshold,
             };
+            real.method = engine_method(r);
             Ok(real)
         })
         .collect::<Result<Vec<_>, ErrorBody>>()?;
@@ -262,7 +297,7 @@ pub fn compile(
     let services = rules
         .services
         .iter()
-        .map(|s| compile_service(s, &rules.marks, &base.ports, ids))
+        .map(|s| compile_service(s, &rules.marks, ids, &base.ports))
         .collect::<Result<Vec<_>, ErrorBody>>()?;
     Ok(snapshot(base, base_timeouts, rules, services))
 }
@@ -315,12 +350,27 @@ mod tests {
             .message
             .contains("one-packet scheduling (-o) is not supported by the engine yet"));
         set.services[0].one_packet = false;
+        // A DR real server off every connected network is refused with a clear message.
         set.services[0].reals.push(Real {
             forward: fnat_proto::model::ForwardMethod::Route,
             ..Real::new(Ipv4Addr::new(10, 1, 0, 1), 53, 1)
         });
         let e = compile_fresh(&base(), &Timeouts::default(), &set).unwrap_err();
-        assert!(e.message.contains("forwarding mode Route"), "{e:?}");
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(
+            e.message.contains("10.1.0.1:53 uses direct routing")
+                && e.message.contains("not on a connected network"),
+            "{e:?}"
+        );
+        let mut on_link = base();
+        on_link.ports[0]
+            .addresses
+            .push(fnat_engine::rules::Ipv4Cidr {
+                addr: Ipv4Addr::new(10, 1, 0, 254),
+                prefix_len: 24,
+            });
+        let (rules, _) = compile_fresh(&on_link, &Timeouts::default(), &set).unwrap();
+        assert_eq!(rules.services[0].reals[0].method, Method::Dr);
         for s in Scheduler::ALL {
             assert_eq!(engine_scheduler(s).map(|k| k.name()), Ok(s.name()));
         }

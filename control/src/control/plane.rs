@@ -249,7 +249,7 @@ impl Plane {
             let services = rules
                 .services
                 .iter()
-                .map(|s| compile_service(s, &rules.marks, &current.ports, &self.ids))
+                .map(|s| compile_service(s, &rules.marks, &self.ids, &current.ports))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(snapshot(current, &self.base_timeouts, rules, services))
         };
@@ -279,7 +279,7 @@ impl Plane {
         for &i in named {
             edits.push(Edit::Set(
                 i,
-                compile_service(&rules.services[i], &rules.marks, &current.ports, &self.ids)?,
+                compile_service(&rules.services[i], &rules.marks, &self.ids, &current.ports)?,
             ));
         }
         let mut next = self.builder.next(current, &edits);

@@ -126,8 +126,8 @@ fn a_change_is_published_and_a_rejected_one_changes_nothing() {
     assert_eq!(after_add.generation, applied.generation);
     assert_eq!(after_add.services[0].reals.len(), 2);
 
-    // Duplicate, unsupported forwarding, undefined mark, bad batch: each refused, nothing
-    // moves.
+    // Duplicate, DR to a real server off the ports' networks, undefined mark, bad batch:
+    // each refused, nothing moves.
     let route = Request::Change(Change::RealAdd {
         service: vip(),
         real: Real {
@@ -148,7 +148,7 @@ fn a_change_is_published_and_a_rejected_one_changes_nothing() {
     });
     for (request, kind) in [
         (&add, ErrorKind::DestinationExists),
-        (&route, ErrorKind::Unsupported),
+        (&route, ErrorKind::Invalid),
         (&fwmark, ErrorKind::Invalid),
         (&batch, ErrorKind::NoSuchService),
     ] {

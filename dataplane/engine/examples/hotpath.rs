@@ -143,6 +143,9 @@ impl Frame for Buf {
     fn set_len(&mut self, _len: usize) -> bool {
         false
     }
+    fn prepend(&mut self, _n: usize) -> bool {
+        false
+    }
 }
 
 const NOW: u64 = 1_000_000_000_000;

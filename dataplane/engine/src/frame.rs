@@ -11,6 +11,10 @@ pub trait Frame {
     /// Sets the frame length, keeping the start. Returns false (and changes nothing) when the
     /// buffer cannot hold `len` bytes.
     fn set_len(&mut self, len: usize) -> bool;
+    /// Grows the frame by `n` bytes at its start (into the buffer's headroom: DPDK's
+    /// `rte_pktmbuf_prepend`), for an outer header; the new bytes are unspecified. Returns
+    /// false (and changes nothing) when there is no room.
+    fn prepend(&mut self, n: usize) -> bool;
 }
 
 impl Frame for Vec<u8> {
@@ -24,6 +28,10 @@ impl Frame for Vec<u8> {
         self.resize(len, 0);
         true
     }
+    fn prepend(&mut self, n: usize) -> bool {
+        self.splice(0..0, std::iter::repeat_n(0, n));
+        true
+    }
 }
 
 impl<F: Frame + ?Sized> Frame for &mut F {
@@ -35,6 +43,9 @@ impl<F: Frame + ?Sized> Frame for &mut F {
     }
     fn set_len(&mut self, len: usize) -> bool {
         (**self).set_len(len)
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        (**self).prepend(n)
     }
 }
 

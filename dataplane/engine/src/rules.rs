@@ -312,6 +312,8 @@ pub struct RealServer {
     /// 0..=2147483647; 0 drains: no new sessions, established ones continue.
     pub weight: u32,
     pub thresholds: Thresholds,
+    /// How packets reach this real server (IPVS: a property of each destination).
+    pub method: Method,
 }
 
 impl RealServer {
@@ -322,7 +324,54 @@ impl RealServer {
             port,
             weight,
             thresholds: Thresholds::default(),
+            method: Method::FullNat,
         }
+    }
+}
+
+/// The encapsulation of a tunnelled real server (kernel ipvsadm's `--tun-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TunnelKind {
+    /// IPv4 in IPv4 (protocol 4): the default.
+    #[default]
+    Ipip,
+    /// Generic UDP Encapsulation: outer UDP to `Tunnel::port`, a 4-byte GUE header.
+    Gue,
+    /// GRE (protocol 47) carrying IPv4 (protocol type 0x0800).
+    Gre,
+}
+
+/// Tunnel settings of a real server forwarded by [`Method::Tun`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Tunnel {
+    pub kind: TunnelKind,
+    /// GUE: the UDP destination port on the real server (non-zero).
+    pub port: u16,
+    /// GUE: a UDP checksum; GRE: the GRE checksum (`--tun-csum`). IPIP has none.
+    pub csum: bool,
+}
+
+/// The forwarding method of a real server (ipvsadm's Forward column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Method {
+    /// Full NAT (`-b`, FullNat): both ends rewritten, replies to a local address.
+    #[default]
+    FullNat,
+    /// NAT (`-m`, Masq): destination rewritten in, source rewritten on the reply; the real
+    /// server's replies must route back through fnatd.
+    Nat,
+    /// Direct routing (`-g`, Route): only the Ethernet destination changes; the real server
+    /// holds the VIP and answers the client directly.
+    Dr,
+    /// Tunnelling (`-i`, Tunnel): the untouched packet inside an outer IPv4 header.
+    Tun(Tunnel),
+}
+
+impl Method {
+    /// True when replies never pass fnatd (DR, TUN): sessions follow IPVS's input-only TCP
+    /// state machine and have no real-server key.
+    pub const fn input_only(self) -> bool {
+        matches!(self, Method::Dr | Method::Tun(_))
     }
 }
 

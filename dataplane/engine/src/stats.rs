@@ -114,6 +114,8 @@ pub struct WorkerStats {
     pub neighbours_learned: u64,
     /// ICMP errors translated and forwarded.
     pub icmp_errors_translated: u64,
+    /// ICMP "fragmentation needed" sent for packets too big for a tunnel (TUN).
+    pub tunnel_frag_needed: u64,
     /// Sessions live now.
     pub sessions: u64,
     /// Sessions created.
@@ -151,6 +153,7 @@ impl Default for WorkerStats {
             gratuitous_arps_sent: 0,
             neighbours_learned: 0,
             icmp_errors_translated: 0,
+            tunnel_frag_needed: 0,
             sessions: 0,
             sessions_created: 0,
             fast_path: 0,
@@ -214,6 +217,7 @@ impl WorkerStats {
         self.gratuitous_arps_sent += other.gratuitous_arps_sent;
         self.neighbours_learned += other.neighbours_learned;
         self.icmp_errors_translated += other.icmp_errors_translated;
+        self.tunnel_frag_needed += other.tunnel_frag_needed;
         self.sessions += other.sessions;
         self.sessions_created += other.sessions_created;
         self.fast_path += other.fast_path;

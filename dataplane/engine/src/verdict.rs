@@ -94,4 +94,9 @@ drop_reasons! {
     RedirectRingFull = "redirect_ring_full",
     /// Driver: no mbuf available to build a frame.
     MbufExhausted = "mbuf_exhausted",
+    /// A tunnelled (TUN) packet without DF that would exceed the port MTU once wrapped: fnatd
+    /// does not fragment (DF packets get ICMP fragmentation needed instead).
+    TooBig = "too_big",
+    /// No headroom in the buffer for a tunnel's outer header.
+    NoHeadroom = "no_headroom",
 }

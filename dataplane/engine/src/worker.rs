@@ -284,19 +284,17 @@ impl Worker {
                 Some(port) => Verdict::Transmit { port },
                 None => Verdict::Drop(DropReason::NoForwardRule),
             },
-            Mode::FullNat => {
-                let data = frame.data_mut();
-                match parsed {
-                    Err(DropReason::UnsupportedEtherType)
-                        if ether::ethertype(data) == Ok(ether::ETHERTYPE_ARP) =>
-                    {
-                        self.fnat.arp(rx_port, data, now_ns, &mut self.stats)
-                    }
-                    _ => self
-                        .fnat
-                        .process(rx_port, data, parsed, hint, now_ns, &mut self.stats),
+            Mode::FullNat => match parsed {
+                Err(DropReason::UnsupportedEtherType)
+                    if ether::ethertype(frame.data()) == Ok(ether::ETHERTYPE_ARP) =>
+                {
+                    self.fnat
+                        .arp(rx_port, frame.data_mut(), now_ns, &mut self.stats)
                 }
-            }
+                _ => self
+                    .fnat
+                    .process(rx_port, frame, parsed, hint, now_ns, &mut self.stats),
+            },
         };
         match verdict {
             Verdict::Transmit { .. } => self.stats.transmitted += 1,

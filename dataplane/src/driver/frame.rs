@@ -19,6 +19,10 @@ impl Frame for MbufFrame<'_> {
     fn set_len(&mut self, len: usize) -> bool {
         self.0.set_data_len(len)
     }
+    #[inline]
+    fn prepend(&mut self, n: usize) -> bool {
+        self.0.prepend(n).is_some()
+    }
 }
 
 /// A received burst of mbufs handed to the engine.

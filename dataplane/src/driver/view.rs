@@ -125,13 +125,7 @@ impl WorkerShared {
                     rs: SocketAddrV4::new(Ipv4Addr::from(s.rs_ip), s.rs_port),
                     state: s.state.name().to_string(),
                     expires_in_s: (deadline.saturating_sub(now) / 1_000_000_000) as u32,
-                    // An SNAT session's "VIP" is its real server, the outside peer (a full-NAT
-                    // VIP is an own address, never a real server's).
-                    forward: if s.vip == s.rs_ip && s.vport == s.rs_port {
-                        fnat_proto::model::ForwardMethod::Snat
-                    } else {
-                        fnat_proto::model::ForwardMethod::FullNat
-                    },
+                    forward: conn_method(s),
                 };
                 if q.filter.matches(&entry) {
                     q.results.push(entry);
@@ -405,6 +399,21 @@ fn apply_rates(c: &mut Counters, rates: Option<&Counters>) {
         c.out_pps = r.out_pps;
         c.in_bps = r.in_bps;
         c.out_bps = r.out_bps;
+    }
+}
+
+/// The method a session lists with (`ipvsadm -Lnc`): its own; a full-NAT session whose
+/// "VIP" is its real server is SNAT's (the outside peer; a full-NAT VIP is an own address,
+/// never a real server's).
+fn conn_method(s: &fnat_engine::session::Session) -> fnat_proto::model::ForwardMethod {
+    use fnat_engine::rules::Method;
+    use fnat_proto::model::ForwardMethod;
+    match s.method() {
+        Method::FullNat if s.vip == s.rs_ip && s.vport == s.rs_port => ForwardMethod::Snat,
+        Method::FullNat => ForwardMethod::FullNat,
+        Method::Nat => ForwardMethod::Masq,
+        Method::Dr => ForwardMethod::Route,
+        Method::Tun(_) => ForwardMethod::Tunnel,
     }
 }
 

@@ -8,7 +8,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use crate::edit::{Change, ServiceAttrs};
 use crate::model::{
     ForwardMethod, LocalAddress, Mark, Persistence, Protocol, Real, SchedFlags, Scheduler, Service,
-    ServiceAddr, DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+    ServiceAddr, TunnelOptions, TunnelType, DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_THRESHOLD,
+    MAX_TIMEOUT, MAX_WEIGHT,
 };
 
 /// How a listing is printed (ipvsadm's FMT_* flags).
@@ -21,6 +22,8 @@ pub struct ListFormat {
     pub persistent_conn: bool,
     pub exact: bool,
     pub nosort: bool,
+    /// `--tun-info`: the tunnel column of tunnelled real servers.
+    pub tun_info: bool,
 }
 
 /// What `-L` lists.
@@ -77,17 +80,29 @@ pub struct RealEdit {
     pub upper_threshold: Option<u32>,
     pub lower_threshold: Option<u32>,
     pub forward: Option<ForwardMethod>,
+    /// `--tun-*` given (only with `-i`).
+    pub tunnel: Option<TunnelOptions>,
 }
 
 impl RealEdit {
     pub fn merge(&self, current: &Real) -> Real {
+        let forward = self.forward.unwrap_or(current.forward);
+        let tunnel = match forward {
+            ForwardMethod::Tunnel => self.tunnel.unwrap_or(if current.forward == forward {
+                current.tunnel
+            } else {
+                TunnelOptions::default()
+            }),
+            _ => TunnelOptions::default(),
+        };
         Real {
             addr: self.addr,
             port: self.port,
             weight: self.weight.unwrap_or(current.weight),
             upper_threshold: self.upper_threshold.unwrap_or(current.upper_threshold),
             lower_threshold: self.lower_threshold.unwrap_or(current.lower_threshold),
-            forward: self.forward.unwrap_or(current.forward),
+            forward,
+            tunnel,
         }
     }
     pub fn key(&self) -> SocketAddrV4 {
@@ -234,6 +249,12 @@ enum Opt {
     Match,
     /// DPVS's `-J`/`--snat`: the real server is an SNAT address.
     Snat,
+    TunType,
+    TunPort,
+    TunNocsum,
+    TunCsum,
+    TunRemcsum,
+    TunInfo,
 }
 
 impl Opt {
@@ -270,6 +291,12 @@ impl Opt {
             Opt::Ipv6 => "ipv6",
             Opt::McastInterface => "mcast-interface",
             Opt::SyncId => "syncid",
+            Opt::TunType => "tun-type",
+            Opt::TunPort => "tun-port",
+            Opt::TunNocsum => "tun-nocsum",
+            Opt::TunCsum => "tun-csum",
+            Opt::TunRemcsum => "tun-remcsum",
+            Opt::TunInfo => "tun-info",
         }
     }
 }
@@ -392,6 +419,12 @@ fn long(name: &str) -> Option<(Item, Value)> {
         "daemon" => (O(Opt::Daemon), Value::None),
         "mcast-interface" => (O(Opt::McastInterface), Value::Required),
         "syncid" => (O(Opt::SyncId), Value::Required),
+        "tun-type" => (O(Opt::TunType), Value::Required),
+        "tun-port" => (O(Opt::TunPort), Value::Required),
+        "tun-nocsum" => (O(Opt::TunNocsum), Value::None),
+        "tun-csum" => (O(Opt::TunCsum), Value::None),
+        "tun-remcsum" => (O(Opt::TunRemcsum), Value::None),
+        "tun-info" => (O(Opt::TunInfo), Value::None),
         _ => return None,
     })
 }
@@ -647,32 +680,103 @@ fn service_of(given: &Given, lookup: &dyn Lookup) -> Result<Option<ServiceAddr>,
 }
 
 fn forward_of(given: &Given) -> Result<Option<ForwardMethod>, ArgError> {
-    let unsupported = |switch: &str, name: &str| {
-        Err(fail(format!(
-            "forwarding mode {switch} ({name}) not supported yet: fnat forwards in full-NAT (-b) only"
-        )))
+    Ok(if given.has(Opt::Snat) {
+        Some(ForwardMethod::Snat)
+    } else if given.has(Opt::Masq) {
+        Some(ForwardMethod::Masq)
+    } else if given.has(Opt::Gatewaying) {
+        Some(ForwardMethod::Route)
+    } else if given.has(Opt::Ipip) {
+        Some(ForwardMethod::Tunnel)
+    } else if given.has(Opt::FullNat) {
+        Some(ForwardMethod::FullNat)
+    } else {
+        None
+    })
+}
+
+/// The `--tun-*` options, checked as kernel ipvsadm checks them: only with `-i`; `--tun-port`
+/// required for GUE and refused otherwise; one checksum option at most, none for IPIP.
+fn tunnel_of(
+    given: &Given,
+    forward: Option<ForwardMethod>,
+) -> Result<Option<TunnelOptions>, ArgError> {
+    let tun_opts = [
+        Opt::TunType,
+        Opt::TunPort,
+        Opt::TunNocsum,
+        Opt::TunCsum,
+        Opt::TunRemcsum,
+    ];
+    let any = tun_opts.iter().any(|&o| given.has(o));
+    if forward != Some(ForwardMethod::Tunnel) {
+        if any {
+            return Err(fail("Tunnel options conflict with forward method"));
+        }
+        return Ok(None);
+    }
+    let kind = match given.value(Opt::TunType) {
+        None => TunnelType::Ipip,
+        Some(t) => TunnelType::from_name(t).ok_or_else(|| {
+            fail(format!(
+                "illegal tunnel type `{t}' specified (ipip, gue or gre)"
+            ))
+        })?,
     };
-    if given.has(Opt::Snat) {
-        return Ok(Some(ForwardMethod::Snat));
+    if given.has(Opt::TunRemcsum) {
+        return Err(fail(
+            "tunnel remote checksum (--tun-remcsum) is not supported",
+        ));
     }
-    if given.has(Opt::Masq) {
-        return unsupported("-m", "masquerading");
+    let port = match given.value(Opt::TunPort) {
+        None => 0,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(fail("illegal tunnel port specified")),
+        },
+    };
+    let name = kind.name();
+    if kind == TunnelType::Gue && port == 0 {
+        return Err(fail(format!(
+            "You need to supply the 'tun-port' option for the '{name}' tunnel type"
+        )));
     }
-    if given.has(Opt::Gatewaying) {
-        return unsupported("-g", "gatewaying");
+    if kind != TunnelType::Gue && given.has(Opt::TunPort) {
+        return Err(fail(format!(
+            "Illegal 'tun-port' option with the '{name}' tunnel type"
+        )));
     }
-    if given.has(Opt::Ipip) {
-        return unsupported("-i", "ipip");
+    if given.has(Opt::TunNocsum) && given.has(Opt::TunCsum) {
+        return Err(fail(format!(
+            "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the '{name}' tunnel type"
+        )));
     }
-    Ok(given.has(Opt::FullNat).then_some(ForwardMethod::FullNat))
+    if kind == TunnelType::Ipip {
+        for o in [Opt::TunNocsum, Opt::TunCsum] {
+            if given.has(o) {
+                return Err(fail(format!(
+                    "Illegal '{}' option with the '{name}' tunnel type",
+                    o.name()
+                )));
+            }
+        }
+    }
+    if !any && forward == Some(ForwardMethod::Tunnel) {
+        return Ok(Some(TunnelOptions::default()));
+    }
+    Ok(Some(TunnelOptions {
+        kind,
+        port,
+        csum: given.has(Opt::TunCsum),
+    }))
 }
 
 /// The method of a real server added without one: SNAT on a match service (its reals are
-/// its WAN addresses), the model's default elsewhere.
+/// its WAN addresses), ipvsadm's gatewaying (`-g`) elsewhere.
 fn default_forward(svc: &ServiceAddr) -> ForwardMethod {
     match svc {
         ServiceAddr::Match(_) => ForwardMethod::Snat,
-        _ => ForwardMethod::default(),
+        _ => ForwardMethod::Route,
     }
 }
 
@@ -696,7 +800,7 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
         Cmd::Del => &[Tcp, Udp, Fwmark, Match, Ipv6],
         Cmd::AddDest | Cmd::EditDest => &[
             Tcp, Udp, Fwmark, Match, Real, Weight, UThreshold, LThreshold, FullNat, Masq,
-            Gatewaying, Ipip, Snat, Ipv6,
+            Gatewaying, Ipip, Snat, Ipv6, TunType, TunPort, TunNocsum, TunCsum, TunRemcsum,
         ],
         Cmd::DelDest => &[Tcp, Udp, Fwmark, Match, Real, Ipv6],
         Cmd::List => &[
@@ -716,6 +820,7 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
             Timeout,
             Daemon,
             Ipv6,
+            TunInfo,
         ],
         Cmd::Save => &[Numeric],
         Cmd::Zero => &[Tcp, Udp, Fwmark, Match, Ipv6],
@@ -817,6 +922,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
         persistent_conn: given.has(Opt::PersistentConn),
         exact: given.has(Opt::Exact),
         nosort: given.has(Opt::NoSort),
+        tun_info: given.has(Opt::TunInfo),
     };
     Ok(match cmd {
         Cmd::Help => IpvsCommand::Help,
@@ -988,6 +1094,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                 .map(|w| number(w, MAX_THRESHOLD, "illegal l_threshold specified"))
                 .transpose()?;
             let forward = forward_of(&given)?;
+            let tunnel = tunnel_of(&given, forward)?;
             match cmd {
                 Cmd::AddDest => IpvsCommand::Change(Change::RealAdd {
                     service: svc,
@@ -997,7 +1104,10 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                         weight: weight.unwrap_or(1),
                         upper_threshold: upper.unwrap_or(0),
                         lower_threshold: lower.unwrap_or(0),
+                        // ipvsadm's default: gatewaying (direct routing); a match
+                        // service's real servers are its SNAT addresses.
                         forward: forward.unwrap_or_else(|| default_forward(&svc)),
+                        tunnel: tunnel.unwrap_or_default(),
                     },
                 }),
                 Cmd::EditDest => IpvsCommand::EditReal(RealEdit {
@@ -1008,6 +1118,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                     upper_threshold: upper,
                     lower_threshold: lower,
                     forward,
+                    tunnel,
                 }),
                 _ => IpvsCommand::Change(Change::RealDel {
                     service: svc,
@@ -1189,9 +1300,31 @@ mod tests {
             "Zero port specified for no-match and non-persistent service"
         );
         assert_eq!(msg("-L -q"), "invalid option `-q'");
-        assert!(msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -m").contains("not supported yet"));
-        assert!(msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -g").contains("not supported yet"));
-        assert!(msg("-e -t 10.0.0.1:80 -r 1.2.3.4 -i").contains("not supported yet"));
+        assert_eq!(
+            msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -m -g"),
+            "multiple 'forwarding-method' options specified"
+        );
+        assert_eq!(
+            msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -m --tun-type gue"),
+            "Tunnel options conflict with forward method"
+        );
+        assert_eq!(
+            msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -i --tun-type gue"),
+            "You need to supply the 'tun-port' option for the 'gue' tunnel type"
+        );
+        assert_eq!(
+            msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -i --tun-port 5555"),
+            "Illegal 'tun-port' option with the 'ipip' tunnel type"
+        );
+        assert_eq!(
+            msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -i --tun-csum"),
+            "Illegal 'tun-csum' option with the 'ipip' tunnel type"
+        );
+        assert_eq!(
+            msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -i --tun-type gre --tun-csum --tun-nocsum"),
+            "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gre' tunnel type"
+        );
+        assert!(msg("-a -t 10.0.0.1:80 -r 1.2.3.4 -i --tun-type vxlan").contains("tunnel type"));
         assert_eq!(
             p("-A -t 10.0.0.1:80 -s fastest").unwrap_err().exit_code,
             255
@@ -1250,6 +1383,69 @@ mod tests {
             panic!()
         };
         assert_eq!((real.forward, real.weight), (ForwardMethod::FullNat, 2));
+        // Every method switch; ipvsadm's default is gatewaying (-g).
+        let method = |line: &str| {
+            let Ok(IpvsCommand::Change(Change::RealAdd { real, .. })) = p(line) else {
+                panic!("{line}")
+            };
+            (real.forward, real.tunnel)
+        };
+        let tun = |kind, port, csum| TunnelOptions { kind, port, csum };
+        let none = TunnelOptions::default();
+        assert_eq!(
+            method("-a -t 10.0.0.1:80 -r 192.168.1.1"),
+            (ForwardMethod::Route, none)
+        );
+        assert_eq!(
+            method("-a -t 10.0.0.1:80 -r 192.168.1.1 -g"),
+            (ForwardMethod::Route, none)
+        );
+        assert_eq!(
+            method("-a -t 10.0.0.1:80 -r 192.168.1.1 -m"),
+            (ForwardMethod::Masq, none)
+        );
+        assert_eq!(
+            method("-a -t 10.0.0.1:80 -r 192.168.1.1 --masquerading"),
+            (ForwardMethod::Masq, none)
+        );
+        assert_eq!(
+            method("-a -t 10.0.0.1:80 -r 192.168.1.1 -i"),
+            (ForwardMethod::Tunnel, none)
+        );
+        assert_eq!(
+            method("-a -t 10.0.0.1:80 -r 192.168.1.1 --ipip --tun-type ipip"),
+            (ForwardMethod::Tunnel, none)
+        );
+        assert_eq!(
+            method("-a -t 10.0.0.1:80 -r 192.168.1.1 -i --tun-type gue --tun-port 6080 --tun-csum"),
+            (ForwardMethod::Tunnel, tun(TunnelType::Gue, 6080, true))
+        );
+        assert_eq!(
+            method(
+                "-a -t 10.0.0.1:80 -r 192.168.1.1 -i --tun-type gue --tun-port 6080 --tun-nocsum"
+            ),
+            (ForwardMethod::Tunnel, tun(TunnelType::Gue, 6080, false))
+        );
+        assert_eq!(
+            method("-a -t 10.0.0.1:80 -r 192.168.1.1 -i --tun-type gre"),
+            (ForwardMethod::Tunnel, tun(TunnelType::Gre, 0, false))
+        );
+        // -e changes only what it is given; leaving the tunnel method drops its settings.
+        let Ok(IpvsCommand::EditReal(edit)) = p("-e -t 10.0.0.1:80 -r 192.168.1.1 -m") else {
+            panic!()
+        };
+        let mut current = Real::new(Ipv4Addr::new(192, 168, 1, 1), 80, 3);
+        current.forward = ForwardMethod::Tunnel;
+        current.tunnel = tun(TunnelType::Gre, 0, true);
+        let merged = edit.merge(&current);
+        assert_eq!(
+            (merged.forward, merged.tunnel, merged.weight),
+            (ForwardMethod::Masq, none, 3)
+        );
+        let Ok(IpvsCommand::EditReal(edit)) = p("-e -t 10.0.0.1:80 -r 192.168.1.1 -w 5") else {
+            panic!()
+        };
+        assert_eq!(edit.merge(&current).tunnel, current.tunnel);
         assert_eq!(
             p("-a -t 10.0.0.1:80 -r 192.168.1.1 -b flag-1")
                 .unwrap_err()

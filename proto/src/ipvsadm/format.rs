@@ -11,7 +11,10 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use crate::ipvsadm::args::ListFormat;
-use crate::model::{IpvsTimeouts, Protocol, Real, RuleSet, Scheduler, Service, ServiceAddr};
+use crate::model::{
+    ForwardMethod, IpvsTimeouts, Protocol, Real, RuleSet, Scheduler, Service, ServiceAddr,
+    TunnelType,
+};
 use crate::stats::{ConnEntry, Counters, LaddrStats, Listing, RealStats};
 
 /// The version line `ipvsadm -L` starts with (IPVS 1.2.1, the kernel's default table size).
@@ -209,6 +212,10 @@ fn title(format: &ListFormat) -> String {
             ["Weight", "PersistConn", "ActiveConn", "InActConn"],
             [9, 11, 10, 10],
         )
+    } else if format.tun_info {
+        format!(
+            "{PROT} Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n"
+        )
     } else {
         format!(
             "{PROT} Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
@@ -330,6 +337,16 @@ fn real_line(
             "  -> {name:<28} {:<9} {:<11} {:<10} {:<10}",
             r.weight, st.persistent_conns, st.active_conns, st.inactive_conns
         );
+    } else if format.tun_info {
+        let _ = writeln!(
+            out,
+            "  -> {name:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+            r.forward.ipvsadm_name(),
+            tunnel_info(r),
+            r.weight,
+            st.active_conns,
+            st.inactive_conns
+        );
     } else {
         let _ = writeln!(
             out,
@@ -339,6 +356,35 @@ fn real_line(
             st.active_conns,
             st.inactive_conns
         );
+    }
+}
+
+/// The TunnelInfo column of `--tun-info`: `ipip`, `gue:PORT:csum|nocsum`, `gre:csum|nocsum`;
+/// `N/A` for a real server that is not tunnelled.
+fn tunnel_info(r: &Real) -> String {
+    if r.forward != ForwardMethod::Tunnel {
+        return "N/A".into();
+    }
+    let t = &r.tunnel;
+    let csum = if t.csum { "csum" } else { "nocsum" };
+    match t.kind {
+        TunnelType::Ipip => "ipip".into(),
+        TunnelType::Gue => format!("gue:{}:{csum}", t.port),
+        TunnelType::Gre => format!("gre:{csum}"),
+    }
+}
+
+/// The `--tun-*` options `-S` writes after `-i` so that `-R` restores the tunnel.
+fn tunnel_switches(r: &Real) -> String {
+    if r.forward != ForwardMethod::Tunnel {
+        return String::new();
+    }
+    let t = &r.tunnel;
+    let csum = if t.csum { "--tun-csum" } else { "--tun-nocsum" };
+    match t.kind {
+        TunnelType::Ipip => " --tun-type ipip".into(),
+        TunnelType::Gue => format!(" --tun-type gue --tun-port {} {csum}", t.port),
+        TunnelType::Gre => format!(" --tun-type gre {csum}"),
     }
 }
 
@@ -518,6 +564,7 @@ pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
                 r.forward.ipvsadm_switch(),
                 r.weight
             );
+            out.push_str(&tunnel_switches(r));
             if r.upper_threshold != 0 {
                 let _ = write!(out, " -x {}", r.upper_threshold);
             }

@@ -8,7 +8,7 @@ use crate::laddr::owner_of;
 use crate::packet::l4::{TcpFlags, ICMP_ECHO_REQUEST};
 use crate::packet::{self, ether, icmp, EthernetHeader, PacketV4, Transport, Tuple};
 use crate::persist;
-use crate::rules::PortIndex;
+use crate::rules::{Method, PortIndex};
 use crate::session::{ConnState, Direction, SessionId, Side};
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
@@ -28,11 +28,18 @@ impl FullNat {
             return Err(DropReason::NotForUs);
         }
         let Some(kind) = self.addresses.get(u64::from(u32::from(pkt.ip.dst))) else {
-            // Not to one of ours: an inside host's packet that an SNAT service takes?
-            if self.snat.is_empty() {
-                return Err(DropReason::NotForUs);
+            // Not to one of ours: an inside host's packet that an SNAT service takes, or a
+            // NAT real server's reply.
+            if !self.snat.is_empty() {
+                match self.snat_out(rx_port, frame, pkt, now, stats) {
+                    Err(DropReason::NotForUs) => {}
+                    done => return done,
+                }
             }
-            return self.snat_out(rx_port, frame, pkt, now, stats);
+            if self.nat_replies {
+                return self.nat_reply(rx_port, frame, pkt, now, stats);
+            }
+            return Err(DropReason::NotForUs);
         };
         if pkt.ip.has_options() {
             stats.ip_options += 1;
@@ -134,6 +141,9 @@ impl FullNat {
                 _ => Err(DropReason::NoSession),
             };
         };
+        if let Some(owner) = self.nat_steer(service as usize, key.src_ip) {
+            return Ok(Verdict::Redirect { worker: owner });
+        }
         if packet::ttl_expires(pkt.ip.ttl) {
             return Err(DropReason::TtlExpired);
         }
@@ -185,6 +195,58 @@ impl FullNat {
             .or_else(|| self.service_index.get(service_key(vip, proto, 0)))
     }
 
+    /// A packet to an address that is not ours while NAT real servers exist: a real server's
+    /// reply to a NAT session (RS:rport → client:cport), or an ICMP error about one, processed
+    /// by the client's NAT owner. Anything else is not for us.
+    #[cold]
+    fn nat_reply(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
+        let tcp = match pkt.transport {
+            Transport::Tcp(t) => Some(t.flags),
+            Transport::Udp(_) => None,
+            Transport::Icmp(i) if i.is_error() => {
+                return self.icmp_error(frame, pkt, 0, now, stats);
+            }
+            Transport::Icmp(_) => return Err(DropReason::NotForUs),
+        };
+        let key = pkt.tuple().ok_or(DropReason::NotForUs)?;
+        let owner = nat_owner(key.dst_ip, self.workers);
+        if owner != self.id {
+            return Ok(Verdict::Redirect { worker: owner });
+        }
+        if packet::ttl_expires(pkt.ip.ttl) {
+            return Err(DropReason::TtlExpired);
+        }
+        match self.lookup_live(&key, now, stats) {
+            Some((id, Side::Real))
+                if self
+                    .table
+                    .get(id)
+                    .is_some_and(|s| s.method() == Method::Nat) =>
+            {
+                self.forward(rx_port, frame, pkt, id, Direction::Output, tcp, now, stats)
+            }
+            _ => Err(DropReason::NotForUs),
+        }
+    }
+
+    /// For a client packet of a `service` with NAT real servers: its client's NAT owner
+    /// ([`nat_owner`]) when that is another worker.
+    #[inline]
+    pub(super) fn nat_steer(&self, service: usize, client: u32) -> Option<u16> {
+        if self.workers <= 1 || !self.services.get(service)?.nat {
+            return None;
+        }
+        let owner = nat_owner(client, self.workers);
+        (owner != self.id).then_some(owner)
+    }
+
     /// For a client packet of `service` that found no session here: the worker owning its
     /// client's persistence template, when that is another worker (see `persist`). Packets
     /// that start a connection are steered while the service is persistent; others also
@@ -195,6 +257,10 @@ impl FullNat {
             return None;
         }
         let svc = self.services.get(service)?;
+        if svc.nat {
+            // Steered by the client's NAT owner before the lookup (see `nat_steer`).
+            return None;
+        }
         let mask = svc.steer_mask?;
         if starts && svc.persist.is_none() {
             return None;

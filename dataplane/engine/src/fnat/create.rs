@@ -4,6 +4,7 @@
 use super::*;
 use crate::packet::Tuple;
 use crate::persist;
+use crate::rules::Method;
 use crate::sched::RealSet;
 use crate::session::{ConnState, Session, SessionId};
 use crate::stats::{RealStats, WorkerStats};
@@ -75,31 +76,41 @@ impl FullNat {
                 .ok_or(DropReason::NoRealServer)?,
         };
         let real = *svc.reals.get(ri).ok_or(DropReason::NoRealServer)?;
-        // SNAT: the scheduled real server is the WAN address (the pool of the same rank),
-        // the destination stays the packet's own (see `snat`).
-        let (rs_addr, rs_port, lips) = if snat {
-            let lips = svc.lips.get(ri..=ri).unwrap_or(&svc.lips[..]);
-            (key.dst_ip, key.dst_port, lips)
+        let (svc_id, svc_slot) = (svc.id, svc.slot);
+        // SNAT: the scheduled real server is the WAN address (the pool of the same rank), the
+        // destination stays the packet's own (see `snat`).
+        let (rs_addr, rs_port) = if snat {
+            (key.dst_ip, key.dst_port)
         } else if real.port == 0 {
-            (real.addr, key.dst_port, &svc.lips[..])
+            (real.addr, key.dst_port)
         } else {
-            (real.addr, real.port, &svc.lips[..])
+            (real.addr, real.port)
         };
         // Never take a port for a flow that cannot leave.
-        self.hops.resolve(&self.egress, rs_addr)?;
-        let local_addrs = &mut stats.local_addrs;
-        let (lip_slot, lport) = self
-            .laddrs
-            .alloc(lips, |s| {
-                if let Some(l) = local_addrs.get_mut(s) {
-                    l.exhausted += 1;
+        let hop = *self.hops.resolve(&self.egress, rs_addr)?;
+        let (lip_slot, lip, lport) = match real.method {
+            Method::FullNat => {
+                let pool = snat.then_some(ri);
+                let (slot, lport) = self.alloc_lport(service, pool, stats)?;
+                let lip = self.laddrs.pool(slot).map_or(0, |p| u32::from(p.addr()));
+                (slot, lip, lport)
+            }
+            // Replies carry RS:rport → client:cport: that is the real-server key.
+            Method::Nat => (usize::MAX, key.src_ip, key.src_port),
+            Method::Dr => {
+                // The real server must be on a connected network (the control plane refuses
+                // others; a route change may still take it off-link).
+                if hop.gateway != real.addr {
+                    return Err(DropReason::NoRoute);
                 }
-            })
-            .ok_or(DropReason::LocalPortsExhausted)?;
-        let lip = self
-            .laddrs
-            .pool(lip_slot)
-            .map_or(0, |p| u32::from(p.addr()));
+                (usize::MAX, 0, 0)
+            }
+            Method::Tun(t) => (
+                usize::MAX,
+                self.egress.source_toward(&hop).ok_or(DropReason::NoRoute)?,
+                t.port,
+            ),
+        };
         let session = Session {
             client_ip: key.src_ip,
             vip: key.dst_ip,
@@ -109,10 +120,10 @@ impl FullNat {
             vport: key.dst_port,
             rs_port,
             lport,
-            service_id: svc.id,
+            service_id: svc_id,
             rs_id: real.id,
-            lip_slot: lip_slot as u16,
-            svc_slot: svc.slot,
+            lip_slot: Session::method_slot(real.method, lip_slot as u16),
+            svc_slot,
             rs_slot: real.slot,
             proto: key.proto,
             state: if is_tcp {
@@ -122,19 +133,22 @@ impl FullNat {
             },
             ..Session::default()
         };
-        let svc_slot = svc.slot;
         let id = match self.table.insert(session) {
             Ok(id) => id,
             Err(e) => {
-                self.laddrs.release(lip_slot, lport);
+                if real.method == Method::FullNat {
+                    self.laddrs.release(lip_slot, lport);
+                }
                 return Err(match e {
                     crate::session::InsertError::Full => DropReason::SessionTableFull,
                     _ => DropReason::LocalPortsExhausted,
                 });
             }
         };
-        if let Some(l) = stats.local_addrs.get_mut(lip_slot) {
-            l.ports_in_use += 1;
+        if real.method == Method::FullNat {
+            if let Some(l) = stats.local_addrs.get_mut(lip_slot) {
+                l.ports_in_use += 1;
+            }
         }
         if let Some(st) = stats.services.get_mut(svc_slot as usize) {
             st.traffic.conns += 1;
@@ -151,6 +165,30 @@ impl FullNat {
             }
         }
         Ok(id)
+    }
+}
+
+impl FullNat {
+    /// A local address and port of `service` for a full-NAT session.
+    fn alloc_lport(
+        &mut self,
+        service: usize,
+        pool: Option<usize>,
+        stats: &mut WorkerStats,
+    ) -> Result<(usize, u16), DropReason> {
+        let svc = self.services.get(service).ok_or(DropReason::NoService)?;
+        let local_addrs = &mut stats.local_addrs;
+        // SNAT takes the pool of its scheduled address (its real server of the same rank).
+        let lips = pool
+            .and_then(|i| svc.lips.get(i..=i))
+            .unwrap_or(&svc.lips[..]);
+        self.laddrs
+            .alloc(lips, |s| {
+                if let Some(l) = local_addrs.get_mut(s) {
+                    l.exhausted += 1;
+                }
+            })
+            .ok_or(DropReason::LocalPortsExhausted)
     }
 }
 

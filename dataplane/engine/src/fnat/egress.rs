@@ -105,6 +105,8 @@ pub struct Egress {
     /// Longest prefix first.
     routes: Vec<RouteEntry>,
     port_macs: Vec<[u8; 6]>,
+    /// Each port's addresses with their netmasks, in config order.
+    port_addrs: Vec<Vec<(u32, u32)>>,
     /// (port << 32 | ip) → index in `neighbour_macs`.
     neighbours: FixedMap,
     neighbour_macs: Vec<[u8; 6]>,
@@ -172,6 +174,16 @@ impl Egress {
         Egress {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
             port_macs: rules.ports.iter().map(|p| p.mac).collect(),
+            port_addrs: rules
+                .ports
+                .iter()
+                .map(|p| {
+                    p.addresses
+                        .iter()
+                        .map(|a| (u32::from(a.addr), prefix_mask(a.prefix_len)))
+                        .collect()
+                })
+                .collect(),
             neighbours,
             neighbour_macs,
         }
@@ -210,6 +222,28 @@ impl Egress {
             gateway: hop,
             resolved: dst_mac.is_some(),
         })
+    }
+
+    /// The address of `hop`'s port toward it: the first of the port's addresses whose prefix
+    /// holds the next hop (the source of an outer tunnel header), else the port's first.
+    pub fn source_toward(&self, hop: &NextHop) -> Option<u32> {
+        let addrs = self.port_addrs.get(hop.port as usize)?;
+        addrs
+            .iter()
+            .find(|&&(a, m)| m != u32::MAX && a & m == hop.gateway & m)
+            .or_else(|| addrs.first())
+            .map(|&(a, _)| a)
+    }
+
+    /// True when `dst` is on a connected network of a port (no gateway in between): what a
+    /// direct-routing real server must be.
+    pub fn on_link(&self, dst: u32) -> bool {
+        self.resolve(dst).is_ok_and(|h| h.gateway == dst)
+            && self
+                .port_addrs
+                .iter()
+                .flatten()
+                .any(|&(a, m)| m != u32::MAX && a & m == dst & m)
     }
 
     /// The port the route to `dst` leaves by (where an owned VIP or LIP answers ARP).

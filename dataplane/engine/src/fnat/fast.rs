@@ -15,7 +15,7 @@
 
 use super::{BurstHint, FullNat, ADDR_VIP, NS_PER_SEC};
 use crate::packet::{translate, ttl_expires, EthernetHeader, PacketV4, Transport};
-use crate::rules::PortIndex;
+use crate::rules::{Method, PortIndex};
 use crate::session::{ConnState, Direction, Side};
 use crate::stats::WorkerStats;
 use crate::verdict::Verdict;
@@ -92,13 +92,26 @@ impl FullNat {
             Side::Real => (s.client_key().reverse(), Direction::Output),
         };
         let (svc_slot, rs_slot, rs_ip) = (s.svc_slot, s.rs_slot, s.rs_ip);
+        // Full NAT and NAT rewrite L3/L4; DR only the MACs; TUN takes the later stages.
+        let rewrite = match s.method() {
+            Method::FullNat | Method::Nat => true,
+            Method::Dr => false,
+            Method::Tun(_) => return None,
+        };
         // A reply only by the port toward its real server (else `wrong_ingress`).
         if side == Side::Real && self.hops.resolve(&self.egress, rs_ip).ok()?.port != rx_port {
             return None;
         }
-        let hop = *self.hops.resolve(&self.egress, to.dst_ip).ok()?;
+        let hop = *self
+            .hops
+            .resolve(&self.egress, if rewrite { to.dst_ip } else { rs_ip })
+            .ok()?;
         let dst_mac = self.neigh.reachable_mac(&hop, now)?;
-        translate(frame, pkt, &to).ok()?;
+        if rewrite {
+            translate(frame, pkt, &to).ok()?;
+        } else if hop.gateway != rs_ip {
+            return None;
+        }
         EthernetHeader::new_checked_mut(frame)
             .ok()?
             .set_macs(hop.src_mac, dst_mac);

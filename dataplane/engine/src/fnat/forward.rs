@@ -4,7 +4,7 @@
 use super::*;
 use crate::packet::l4::TcpFlags;
 use crate::packet::{ether, translate, PacketV4};
-use crate::rules::PortIndex;
+use crate::rules::{Method, PortIndex};
 use crate::session::{ConnState, Direction, SessionId};
 use crate::stats::{Traffic, WorkerStats};
 use crate::verdict::{DropReason, Verdict};
@@ -45,28 +45,74 @@ impl FullNat {
             self.check_reply_ingress(rs, rx_port)?;
         }
         let s = self.table.get(id).ok_or(DropReason::NoSession)?;
-        // The packet leaves with the other side's tuple, reversed.
-        let to = match dir {
-            Direction::Input => s.real_key().reverse(),
-            Direction::Output => s.client_key().reverse(),
-        };
-        let (old_state, svc_slot, rs_slot) = (s.state, s.svc_slot, s.rs_slot);
-        let hop = *self.hops.resolve(&self.egress, to.dst_ip)?;
-        let dst_mac = if hop.resolved {
-            Some(hop.dst_mac)
-        } else {
-            self.neigh.next_hop_mac(&hop, now)?
-        };
-        translate(frame, pkt, &to)?;
-        let verdict = match dst_mac {
-            Some(mac) => {
-                ether::set_macs(frame, hop.src_mac, mac);
-                Verdict::Transmit { port: hop.port }
+        let (old_state, svc_slot, rs_slot, method) = (s.state, s.svc_slot, s.rs_slot, s.method());
+        let verdict = match method {
+            // The packet leaves with the other side's tuple, reversed (NAT: the client's own
+            // address is the session's local address, so only the VIP end changes).
+            Method::FullNat | Method::Nat => {
+                let to = match dir {
+                    Direction::Input => s.real_key().reverse(),
+                    Direction::Output => s.client_key().reverse(),
+                };
+                let hop = *self.hops.resolve(&self.egress, to.dst_ip)?;
+                let dst_mac = if hop.resolved {
+                    Some(hop.dst_mac)
+                } else {
+                    self.neigh.next_hop_mac(&hop, now)?
+                };
+                translate(frame, pkt, &to)?;
+                match dst_mac {
+                    Some(mac) => {
+                        ether::set_macs(frame, hop.src_mac, mac);
+                        Verdict::Transmit { port: hop.port }
+                    }
+                    None => self.neigh.hold(frame, &hop, now, stats),
+                }
             }
-            None => self.neigh.hold(frame, &hop, now, stats),
+            // Only the Ethernet destination: the real server's MAC. No IP byte changes, the
+            // TTL neither (as IPVS's DR transmitter).
+            Method::Dr => {
+                let hop = *self.hops.resolve(&self.egress, s.rs_ip)?;
+                if hop.gateway != s.rs_ip {
+                    return Err(DropReason::NoRoute);
+                }
+                let dst_mac = if hop.resolved {
+                    Some(hop.dst_mac)
+                } else {
+                    self.neigh.next_hop_mac(&hop, now)?
+                };
+                match dst_mac {
+                    Some(mac) => {
+                        ether::set_macs(frame, hop.src_mac, mac);
+                        Verdict::Transmit { port: hop.port }
+                    }
+                    None => self.neigh.hold(frame, &hop, now, stats),
+                }
+            }
+            // The outer header goes on in `process`, which holds the frame's headroom.
+            Method::Tun(tunnel) => {
+                let hop = *self.hops.resolve(&self.egress, s.rs_ip)?;
+                let dst_mac = if hop.resolved {
+                    Some(hop.dst_mac)
+                } else {
+                    self.neigh.next_hop_mac(&hop, now)?
+                };
+                self.encap = Some(super::encap::Encap {
+                    src: s.lip,
+                    dst: s.rs_ip,
+                    vip: s.vip,
+                    tunnel,
+                    hop,
+                    dst_mac,
+                });
+                Verdict::Consumed
+            }
         };
 
         let state = match tcp {
+            Some(f) if method.input_only() => {
+                old_state.on_tcp_input_only(f.syn(), f.fin(), f.ack(), f.rst())
+            }
             Some(f) => old_state.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
             None => ConnState::Udp,
         };

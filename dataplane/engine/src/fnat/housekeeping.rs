@@ -15,7 +15,7 @@ impl FullNat {
             return;
         };
         self.wheel.cancel(id);
-        if self.laddrs.release(s.lip_slot as usize, s.lport) {
+        if s.has_local_port() && self.laddrs.release(s.lip_slot as usize, s.lport) {
             if let Some(l) = stats.local_addrs.get_mut(s.lip_slot as usize) {
                 l.ports_in_use = l.ports_in_use.saturating_sub(1);
             }

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use super::*;
 use crate::laddr::owner_of;
 use crate::packet::{self, ether, icmp, PacketV4};
-use crate::rules::Protocol;
+use crate::rules::{Method, Protocol};
 use crate::session::Side;
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
@@ -36,6 +36,14 @@ impl FullNat {
                 return Ok(Verdict::Redirect { worker: owner });
             }
         }
+        // About a packet we sent to a real server from a NAT client's address: the client's
+        // NAT owner has the session.
+        if kind == 0 {
+            let owner = nat_owner(key.dst_ip, self.workers);
+            if owner != self.id {
+                return Ok(Verdict::Redirect { worker: owner });
+            }
+        }
         if packet::ttl_expires(pkt.ip.ttl) {
             return Err(DropReason::TtlExpired);
         }
@@ -45,7 +53,10 @@ impl FullNat {
             if kind & ADDR_VIP != 0 && key.dst_ip == outer_dst {
                 if let Some(owner) = self
                     .find_service(key.dst_ip, key.proto, key.dst_port)
-                    .and_then(|svc| self.steer(svc as usize, key.src_ip, false))
+                    .and_then(|svc| {
+                        self.nat_steer(svc as usize, key.src_ip)
+                            .or_else(|| self.steer(svc as usize, key.src_ip, false))
+                    })
                 {
                     return Ok(Verdict::Redirect { worker: owner });
                 }
@@ -53,6 +64,36 @@ impl FullNat {
             return Err(DropReason::IcmpNoSession);
         };
         let s = *self.table.get(id).ok_or(DropReason::IcmpNoSession)?;
+        if s.method().input_only() {
+            // DR and TUN: a client's error about the VIP's packets goes to the real server as
+            // the client's packets do (unchanged; TUN wraps it), as IPVS forwards them.
+            if side != Side::Client || outer_dst != s.vip {
+                return Err(DropReason::IcmpNoSession);
+            }
+            let hop = *self.hops.resolve(&self.egress, s.rs_ip)?;
+            let dst_mac = self.neigh.next_hop_mac(&hop, now)?;
+            stats.icmp_errors_translated += 1;
+            return Ok(match s.method() {
+                Method::Tun(tunnel) => {
+                    self.encap = Some(super::encap::Encap {
+                        src: s.lip,
+                        dst: s.rs_ip,
+                        vip: s.vip,
+                        tunnel,
+                        hop,
+                        dst_mac,
+                    });
+                    Verdict::Consumed
+                }
+                _ => match dst_mac {
+                    Some(mac) => {
+                        ether::set_macs(frame, hop.src_mac, mac);
+                        Verdict::Transmit { port: hop.port }
+                    }
+                    None => self.neigh.hold(frame, &hop, now, stats),
+                },
+            });
+        }
         let (outer_src, to, quoted_src, quoted_dst) = match side {
             Side::Real if outer_dst == s.lip => (
                 s.vip,

@@ -19,6 +19,7 @@
 mod classify;
 mod create;
 pub mod egress;
+mod encap;
 mod fast;
 mod forward;
 mod housekeeping;
@@ -31,11 +32,12 @@ use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
+use crate::frame::Frame;
 use crate::laddr::LocalAddrs;
 use crate::neigh::{Emit, NeighTable, Neighbours};
 use crate::packet::PacketV4;
 use crate::persist::Templates;
-use crate::rules::{PortIndex, Rules, Timeouts};
+use crate::rules::{Method, PortIndex, Rules, Timeouts};
 use crate::sched::load::{LoadBoard, RsLoad};
 use crate::sched::{RealSet, Scheduler};
 use crate::session::{Session, SessionId, SessionTable, TimerWheel};
@@ -77,6 +79,7 @@ struct RealEntry {
     upper: u32,
     lower: u32,
     overloaded: bool,
+    method: Method,
 }
 
 impl RealEntry {
@@ -122,6 +125,9 @@ struct ServiceEntry {
     rs_index: FixedMap,
     /// Some real server has an upper threshold.
     thresholds: bool,
+    /// Some real server is forwarded by NAT: the service's client packets are processed by
+    /// their client's NAT owner ([`nat_owner`]), where the replies go too.
+    nat: bool,
     /// Local address slots, in the order the rules list them.
     lips: Vec<u16>,
     sched: Scheduler,
@@ -226,6 +232,28 @@ pub struct FullNat {
     /// Updates from a previous snapshot whose edits did not reach back to it (so every
     /// service was compared with its previous self).
     full_compares: u64,
+    /// Some service has (or had) a NAT real server: packets to addresses that are not ours
+    /// may be replies of NAT sessions (sticky: sessions outlive their rules).
+    nat_replies: bool,
+    /// The tunnel a packet of a TUN session is to be wrapped in, set by `forward` and
+    /// applied by `process` (which holds the frame, and so its headroom).
+    encap: Option<encap::Encap>,
+    /// IPv4 identification of the outer headers this worker writes.
+    ip_id: u16,
+}
+
+/// The worker that owns NAT sessions of client address `client`, for `workers` workers: both
+/// directions of a NAT connection carry the client address (destination of replies, source
+/// of requests), so requests and replies meet there whichever queue RSS put them in. A hash
+/// of the address only (not the port), so a client's connections, and its persistence
+/// templates, share a worker.
+#[inline]
+pub fn nat_owner(client: u32, workers: u16) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    let h = client.wrapping_mul(0x9E37_79B1);
+    ((u64::from(h) * u64::from(workers)) >> 32) as u16
 }
 
 impl FullNat {
@@ -274,6 +302,9 @@ impl FullNat {
             slot_info: Vec::new(),
             prefetch_from: PREFETCH_FROM_SESSIONS,
             full_compares: 0,
+            nat_replies: false,
+            encap: None,
+            ip_id: id.wrapping_mul(0x1000),
         };
         f.update(rules, stats);
         f
@@ -419,10 +450,10 @@ impl FullNat {
     /// flows ([`FullNat::established`]); the others classify, look up or create the session,
     /// rewrite. Does not count the verdict: the caller does.
     #[inline(always)]
-    pub(crate) fn process(
+    pub(crate) fn process<F: Frame>(
         &mut self,
         rx_port: PortIndex,
-        frame: &mut [u8],
+        frame: &mut F,
         parsed: &Result<PacketV4, DropReason>,
         hint: BurstHint,
         now_ns: u64,
@@ -432,6 +463,23 @@ impl FullNat {
             Ok(pkt) => pkt,
             Err(reason) => return Verdict::Drop(*reason),
         };
+        let verdict = self.process_bytes(rx_port, frame.data_mut(), pkt, hint, now_ns, stats);
+        match self.encap.take() {
+            None => verdict,
+            Some(e) => self.encapsulate(frame, pkt, e, now_ns, stats),
+        }
+    }
+
+    #[inline(always)]
+    fn process_bytes(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        hint: BurstHint,
+        now_ns: u64,
+        stats: &mut WorkerStats,
+    ) -> Verdict {
         if hint.fast {
             if let Some(v) = self.established(rx_port, frame, pkt, hint, now_ns, stats) {
                 stats.fast_path += 1;

@@ -44,19 +44,25 @@ impl FullNat {
             SocketAddrV4::new(pkt.ip.src, sport),
             SocketAddrV4::new(pkt.ip.dst, dport),
         );
-        let Some(service) = self.snat_service(&key, rx_port) else {
-            return Err(DropReason::NotForUs);
-        };
         if pkt.ip.has_options() {
             stats.ip_options += 1;
             if self.drop_ip_options {
                 return Err(DropReason::IpOptions);
             }
         }
+        // Sessions first: an SNAT session's outgoing packet, or (real side) a NAT real
+        // server's reply, which is NAT's to forward.
+        let found = self.lookup_live(&key, now, stats);
+        if let Some((_, Side::Real)) = found {
+            return Err(DropReason::NotForUs);
+        }
+        let Some(service) = self.snat_service(&key, rx_port) else {
+            return Err(DropReason::NotForUs);
+        };
         if packet::ttl_expires(pkt.ip.ttl) {
             return Err(DropReason::TtlExpired);
         }
-        if let Some((id, Side::Client)) = self.lookup_live(&key, now, stats) {
+        if let Some((id, _)) = found {
             if !self.reused_port(id, tcp) {
                 return self.forward(rx_port, frame, pkt, id, Direction::Input, tcp, now, stats);
             }

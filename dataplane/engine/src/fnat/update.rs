@@ -27,7 +27,7 @@ use super::{
 };
 use crate::fnat::egress::Egress;
 use crate::persist::Templates;
-use crate::rules::{RealServer, Rules, Service};
+use crate::rules::{Method, RealServer, Rules, Service};
 use crate::sched::load::RsLoad;
 use crate::sched::Scheduler;
 use crate::session::{SessionTable, TimerWheel};
@@ -40,7 +40,8 @@ const LINEAR: usize = 32;
 #[cfg(test)]
 const LINEAR: usize = 4;
 /// Slots are u16 in sessions and entries.
-const MAX_SLOT: usize = u16::MAX as usize;
+/// Local-address slots stay below the values sessions use to name their method.
+const MAX_SLOT: usize = crate::session::table::METHOD_SLOTS as usize - 1;
 
 /// A counter entry that holds a slot: a service's or a real server's.
 trait Slotted {
@@ -229,6 +230,7 @@ fn fresh_entry(svc: &Service) -> ServiceEntry {
         others: Vec::new(),
         rs_index: FixedMap::with_capacity(0),
         thresholds: false,
+        nat: false,
         lips: Vec::new(),
         // Placeholder without tables: replaced once the real servers are known.
         sched: Scheduler::Lc,
@@ -248,6 +250,7 @@ fn real_entry(rs: &RealServer, slot: usize, overloaded: bool) -> RealEntry {
         upper: rs.thresholds.upper,
         lower: rs.thresholds.lower,
         overloaded: rs.thresholds.upper > 0 && overloaded,
+        method: rs.method,
     }
 }
 
@@ -262,6 +265,7 @@ fn same_reals(entries: &[RealEntry], reals: &[RealServer], own: &[RealStats]) ->
                 && e.weight == r.weight.min(i32::MAX as u32)
                 && e.upper == r.thresholds.upper
                 && e.lower == r.thresholds.lower
+                && e.method == r.method
                 && own
                     .get(e.slot as usize)
                     .is_some_and(|s| s.id == e.id && !s.removed)
@@ -647,6 +651,8 @@ impl FullNat {
                 rs_index.insert(u64::from(r.id), i as u32);
             }
             entry.thresholds = reals.iter().any(|r| r.upper > 0);
+            entry.nat = reals.iter().any(|r| r.method == Method::Nat);
+            self.nat_replies |= entry.nat;
             entry.rs_index = rs_index;
             entry.reals = reals;
             entry.loads = loads;
@@ -821,6 +827,7 @@ mod tests {
                             lower: rs.thresholds.lower,
                             overloaded: rs.thresholds.upper > 0
                                 && prev.is_some_and(|p| p.overloaded),
+                            method: rs.method,
                         });
                     }
                     for (i, r) in st.reals.iter_mut().enumerate() {
@@ -886,6 +893,7 @@ mod tests {
                         slot: slot as u16,
                         others: vec![(0, 0); reals.len()],
                         thresholds: reals.iter().any(|r| r.upper > 0),
+                        nat: reals.iter().any(|r| r.method == Method::Nat),
                         reals,
                         loads,
                         rs_index,
@@ -1045,8 +1053,8 @@ mod tests {
         for (x, y) in a.services.iter().zip(&b.services) {
             let what = format!("step {step}: service {}", x.id);
             assert_eq!(
-                (x.id, x.slot, x.thresholds),
-                (y.id, y.slot, y.thresholds),
+                (x.id, x.slot, x.thresholds, x.nat),
+                (y.id, y.slot, y.thresholds, y.nat),
                 "{what}"
             );
             assert_eq!(format!("{:?}", x.reals), format!("{:?}", y.reals), "{what}");

@@ -321,3 +321,71 @@ pub fn translate_error(
     .ok_or(truncated)?;
     Ok(())
 }
+
+/// ICMP type "destination unreachable" and its code "fragmentation needed and DF set".
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_FRAG_NEEDED: u8 = 4;
+
+/// Turns the frame holding `pkt` into ICMP "fragmentation needed" (next-hop MTU `mtu`) from
+/// `src` to `pkt`'s sender, quoting its IP header and first 8 bytes of payload (RFC 792/1191).
+/// The Ethernet header stays (set its MACs after). Returns the new frame length (the caller
+/// sets it). Errors (nothing written): `Truncated`.
+pub fn frag_needed_in_place(
+    frame: &mut [u8],
+    pkt: &PacketV4,
+    src: u32,
+    mtu: u16,
+    ttl: u8,
+    ip_id: u16,
+) -> Result<usize, DropReason> {
+    let ip = &pkt.ip;
+    let quoted_len = (usize::from(ip.header_len) + QUOTED_L4_LEN).min(ip.end() - ip.l3());
+    let mut quoted = [0u8; 60 + QUOTED_L4_LEN];
+    let q = quoted.get_mut(..quoted_len).ok_or(DropReason::Truncated)?;
+    q.copy_from_slice(
+        frame
+            .get(ip.l3()..ip.l3() + quoted_len)
+            .ok_or(DropReason::Truncated)?,
+    );
+    let total = IPV4_MIN_HEADER_LEN + ICMP_HEADER_LEN + quoted_len;
+    let out = frame
+        .get_mut(ip.l3()..ip.l3() + total)
+        .ok_or(DropReason::Truncated)?;
+    let dst = u32::from(ip.src);
+    let (hdr, rest) = out.split_at_mut(IPV4_MIN_HEADER_LEN);
+    hdr.copy_from_slice(&[
+        0x45,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        ttl,
+        IPPROTO_ICMP,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    hdr[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    hdr[4..6].copy_from_slice(&ip_id.to_be_bytes());
+    hdr[12..16].copy_from_slice(&src.to_be_bytes());
+    hdr[16..20].copy_from_slice(&dst.to_be_bytes());
+    let check = super::checksum::checksum(hdr, 0);
+    hdr[10..12].copy_from_slice(&check.to_be_bytes());
+    let (icmp, body) = rest.split_at_mut(ICMP_HEADER_LEN);
+    icmp.copy_from_slice(&[ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, 0, 0, 0, 0, 0, 0]);
+    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+    body.copy_from_slice(q);
+    let check = super::checksum::checksum(rest, 0);
+    rest[2..4].copy_from_slice(&check.to_be_bytes());
+    Ok(ip.l3() + total)
+}

@@ -12,6 +12,7 @@
 
 use super::tcp::ConnState;
 use crate::packet::Tuple;
+use crate::rules::{Method, Tunnel, TunnelKind};
 
 /// Index of a session in its worker's arena.
 pub type SessionId = u32;
@@ -41,7 +42,9 @@ pub struct Session {
     pub service_id: u32,
     /// Stable id of the real server.
     pub rs_id: u32,
-    /// The worker's slot for the local address (its port pool).
+    /// The worker's slot for the local address (its port pool) of a full-NAT session; from
+    /// [`METHOD_SLOTS`] up, the forwarding method of a session without a local address (see
+    /// [`Session::method`]).
     pub lip_slot: u16,
     /// The worker's slot for the service (its counters and scheduler).
     pub svc_slot: u16,
@@ -55,7 +58,69 @@ pub struct Session {
     pub bytes_out: u64,
 }
 
+/// `lip_slot` values from here up are not local-address slots: they name the method of a
+/// session that has no local address. A NAT session's `lip:lport` is its client's address
+/// (its real-server key is what replies carry: RS:rport → client:cport); a TUN session's is the
+/// outer source address and the GUE port; a DR session's is unused.
+pub const METHOD_SLOTS: u16 = 0xFFF0;
+const SLOT_NAT: u16 = METHOD_SLOTS;
+const SLOT_DR: u16 = METHOD_SLOTS + 1;
+/// Then 2 values per tunnel kind (IPIP, GUE, GRE): without and with checksum.
+const SLOT_TUN: u16 = METHOD_SLOTS + 2;
+
 impl Session {
+    /// The forwarding method of this session (a tunnel's port is `lport`).
+    #[inline]
+    pub fn method(&self) -> Method {
+        match self.lip_slot {
+            s if s < METHOD_SLOTS => Method::FullNat,
+            SLOT_NAT => Method::Nat,
+            SLOT_DR => Method::Dr,
+            s => {
+                let t = s.wrapping_sub(SLOT_TUN);
+                Method::Tun(Tunnel {
+                    kind: match t / 2 {
+                        0 => TunnelKind::Ipip,
+                        1 => TunnelKind::Gue,
+                        _ => TunnelKind::Gre,
+                    },
+                    port: self.lport,
+                    csum: t % 2 == 1,
+                })
+            }
+        }
+    }
+
+    /// The `lip_slot` that names `method` (full NAT: its local-address slot, `slot`).
+    pub fn method_slot(method: Method, slot: u16) -> u16 {
+        match method {
+            Method::FullNat => slot,
+            Method::Nat => SLOT_NAT,
+            Method::Dr => SLOT_DR,
+            Method::Tun(t) => {
+                let kind = match t.kind {
+                    TunnelKind::Ipip => 0,
+                    TunnelKind::Gue => 1,
+                    TunnelKind::Gre => 2,
+                };
+                SLOT_TUN + kind * 2 + u16::from(t.csum)
+            }
+        }
+    }
+
+    /// True when the session holds a local port of its worker (full NAT).
+    #[inline]
+    pub fn has_local_port(&self) -> bool {
+        self.lip_slot < METHOD_SLOTS
+    }
+
+    /// True when replies come back through fnatd (full NAT and NAT): the session is then
+    /// indexed under its real-server key too. DR and TUN sessions have only the client key.
+    #[inline]
+    pub fn has_real_key(&self) -> bool {
+        self.lip_slot <= SLOT_NAT
+    }
+
     /// The key of packets from the client: client → vip.
     #[inline]
     pub fn client_key(&self) -> Tuple {
@@ -294,7 +359,9 @@ impl SessionTable {
     pub fn prefetch_keys(&self, id: SessionId) {
         if let Some(s) = self.sessions.get(id as usize).filter(|s| s.is_live()) {
             self.prefetch_index(hash(self.seed, &s.client_key()));
-            self.prefetch_index(hash(self.seed, &s.real_key()));
+            if s.has_real_key() {
+                self.prefetch_index(hash(self.seed, &s.real_key()));
+            }
         }
     }
 
@@ -352,6 +419,16 @@ impl SessionTable {
             return Err(InsertError::Invalid);
         }
         let (ck, rk) = (session.client_key(), session.real_key());
+        if !session.has_real_key() {
+            let ct = hash(self.seed, &ck);
+            let Some(cpos) = self.probe_free(&ck, ct) else {
+                return Err(InsertError::Exists);
+            };
+            let id = self.free.pop().ok_or(InsertError::Full)?;
+            self.sessions[id as usize] = session;
+            self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
+            return Ok(id);
+        }
         if ck == rk {
             return Err(InsertError::Exists);
         }
@@ -409,7 +486,8 @@ impl SessionTable {
     /// Removes a session and both of its keys; returns it.
     pub fn remove(&mut self, id: SessionId) -> Option<Session> {
         let s = *self.get(id)?;
-        for side in [Side::Client, Side::Real] {
+        let sides = if s.has_real_key() { 2 } else { 1 };
+        for side in [Side::Client, Side::Real].into_iter().take(sides) {
             if let Some(pos) = self.find(&s.key(side)) {
                 self.index_remove_at(pos);
             }
@@ -498,6 +576,39 @@ mod tests {
         assert!(t.get(id).is_none());
         assert!(t.remove(id).is_none());
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn methods_round_trip_and_input_only_sessions_have_one_key() {
+        use crate::rules::{Method, Tunnel, TunnelKind};
+        let tun = |kind, port, csum| Method::Tun(Tunnel { kind, port, csum });
+        for m in [
+            Method::Nat,
+            Method::Dr,
+            tun(TunnelKind::Ipip, 0, false),
+            tun(TunnelKind::Gue, 6080, false),
+            tun(TunnelKind::Gue, 5555, true),
+            tun(TunnelKind::Gre, 0, false),
+            tun(TunnelKind::Gre, 0, true),
+        ] {
+            let mut s = session(9);
+            s.lip_slot = Session::method_slot(m, 0);
+            if let Method::Tun(t) = m {
+                s.lport = t.port;
+            }
+            assert_eq!(s.method(), m);
+            assert!(!s.has_local_port());
+            assert_eq!(s.has_real_key(), m == Method::Nat);
+            let mut t = SessionTable::new(4, 3);
+            let id = t.insert(s).unwrap();
+            assert_eq!(t.lookup(&s.client_key()), Some((id, Side::Client)));
+            let real = t.lookup(&s.real_key());
+            assert_eq!(real.is_some(), m == Method::Nat, "{m:?}");
+            assert_eq!(t.remove(id), Some(s));
+            assert!(t.lookup(&s.client_key()).is_none());
+            assert!(t.is_empty());
+        }
+        assert_eq!(session(1).method(), Method::FullNat);
     }
 
     #[test]

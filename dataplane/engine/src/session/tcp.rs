@@ -4,7 +4,8 @@
 //! [`Direction::Input`], RS → client is [`Direction::Output`]) and the one flag class that counts
 //! for it, in IPVS's priority order RST > SYN > FIN > ACK. The transitions are those of IPVS's
 //! `tcp_states` table for connections whose both directions pass through the balancer (NAT and
-//! full-NAT); the "input only" variant used by DR/TUN does not apply here.
+//! full-NAT). DR and TUN sessions see only the client's packets: they move by
+//! [`ConnState::on_tcp_input_only`], IPVS's "input only" table.
 //!
 //! UDP sessions have a single state, [`ConnState::Udp`], with the UDP timeout.
 
@@ -198,7 +199,36 @@ const NEXT: [[ConnState; 8]; 11] = [
     ],
 ];
 
+/// Next state for each state (row, as [`NEXT`]) and event (syn, fin, ack, rst) when only the
+/// client's packets are seen (DR, TUN): kernel IPVS's input-only transitions.
+const NEXT_INPUT_ONLY: [[ConnState; 4]; 11] = [
+    [S::SynRecv, S::Close, S::Established, S::Close], // NONE
+    [S::Established, S::FinWait, S::Established, S::Close], // ESTABLISHED
+    [S::Established, S::SynSent, S::SynSent, S::Close], // SYN_SENT
+    [S::SynRecv, S::TimeWait, S::Established, S::SynRecv], // SYN_RECV
+    [S::SynRecv, S::FinWait, S::FinWait, S::Close],   // FIN_WAIT
+    [S::SynRecv, S::TimeWait, S::TimeWait, S::Close], // TIME_WAIT
+    [S::SynRecv, S::Close, S::Close, S::Close],       // CLOSE
+    [S::SynRecv, S::CloseWait, S::CloseWait, S::Close], // CLOSE_WAIT
+    [S::SynRecv, S::LastAck, S::Close, S::LastAck],   // LAST_ACK
+    [S::SynRecv, S::Listen, S::Listen, S::Listen],    // LISTEN
+    [S::SynRecv, S::TimeWait, S::Established, S::Close], // SYNACK
+];
+
 impl ConnState {
+    /// The state after a client segment with these flags on a session whose replies bypass
+    /// the balancer (DR, TUN): IPVS's input-only table. UDP stays UDP.
+    #[inline]
+    pub fn on_tcp_input_only(self, syn: bool, fin: bool, ack: bool, rst: bool) -> ConnState {
+        if self == S::Udp {
+            return S::Udp;
+        }
+        match TcpEvent::classify(syn, fin, ack, rst) {
+            Some(ev) => NEXT_INPUT_ONLY[self as usize][ev as usize],
+            None => self,
+        }
+    }
+
     /// Every state, in `repr` order.
     pub const ALL: [ConnState; 12] = [
         S::None,
@@ -388,6 +418,32 @@ mod tests {
             Some(TcpEvent::Ack)
         );
         assert_eq!(TcpEvent::classify(false, false, false, false), Option::None);
+    }
+
+    #[test]
+    fn input_only_follows_the_clients_segments() {
+        use ConnState::*;
+        let mut s = None;
+        let mut seen = Vec::new();
+        for f in ["S", "A", "A", "FA", "A"] {
+            s = s.on_tcp_input_only(
+                f.contains('S'),
+                f.contains('F'),
+                f.contains('A'),
+                f.contains('R'),
+            );
+            seen.push(s);
+        }
+        assert_eq!(seen, [SynRecv, Established, Established, FinWait, FinWait]);
+        assert_eq!(
+            Established.on_tcp_input_only(false, false, true, true),
+            Close
+        );
+        assert_eq!(Udp.on_tcp_input_only(true, false, false, false), Udp);
+        assert_eq!(
+            TimeWait.on_tcp_input_only(true, false, false, false),
+            SynRecv
+        );
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub fn rules(capacity: usize, lport_min: u16, lport_max: u16) -> Rules {
                         port: 8080,
                         weight: 1,
                         thresholds: Default::default(),
+                        method: Default::default(),
                     },
                     RealServer {
                         id: 12,
@@ -87,6 +88,7 @@ pub fn rules(capacity: usize, lport_min: u16, lport_max: u16) -> Rules {
                         port: 8080,
                         weight: 1,
                         thresholds: Default::default(),
+                        method: Default::default(),
                     },
                 ],
                 local_addresses: vec![LIP1, LIP2],
@@ -104,6 +106,7 @@ pub fn rules(capacity: usize, lport_min: u16, lport_max: u16) -> Rules {
                     port: 5353,
                     weight: 1,
                     thresholds: Default::default(),
+                    method: Default::default(),
                 }],
                 local_addresses: vec![LIP1],
                 options: ServiceOptions::default(),
