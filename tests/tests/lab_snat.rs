@@ -23,8 +23,12 @@ fn snat_takes_real_servers_to_the_wan_side() {
             "[[service]]\n\
              match = {{ proto = \"tcp\", src-range = \"198.19.1.0-198.19.1.255\", iif = \"lan\", oif = \"wan\" }}\n\
              scheduler = \"rr\"\n\
-             real = [ {{ address = \"{}\", port = 0 }}, {{ address = \"{}\", port = 0 }} ]\n",
-            WAN_ADDRS[0], WAN_ADDRS[1]
+             real = [ {{ address = \"{}\", port = 0 }}, {{ address = \"{}\", port = 0 }} ]\n\n\
+             [[service]]\n\
+             match = {{ proto = \"icmp\", src-range = \"198.19.1.0-198.19.1.255\", oif = \"wan\" }}\n\
+             scheduler = \"rr\"\n\
+             real = [ {{ address = \"{}\", port = 0 }} ]\n",
+            WAN_ADDRS[0], WAN_ADDRS[1], WAN_ADDRS[1]
         ),
     )
     .unwrap();
@@ -81,6 +85,32 @@ fn snat_takes_real_servers_to_the_wan_side() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen, WAN_ADDRS, "rr over the SNAT addresses: {sources:?}");
+
+    // ICMP echo: the WAN host has no route to the real servers, so an answered ping went
+    // out as 198.18.0.51 and its replies were mapped back.
+    for server in ["s1", "s2"] {
+        let done = lab.run(
+            server,
+            &["ping", "-c", "3", "-i", "0.2", "-W", "2", WAN_HOST],
+            Duration::from_secs(15),
+        );
+        assert!(
+            done.status.success(),
+            "ping from {server}:\n{}",
+            done.stdout
+        );
+        assert!(done.stdout.contains("3 received"), "{}", done.stdout);
+    }
+    let direct = lab.run(
+        "c",
+        &["ip", "route", "get", "198.19.1.11"],
+        Duration::from_secs(5),
+    );
+    assert!(
+        !direct.status.success(),
+        "the WAN host must not reach the servers: {}",
+        direct.stdout
+    );
 
     // 1 MB from the WAN host, byte for byte.
     let done = lab.run(

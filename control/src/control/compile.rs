@@ -36,13 +36,6 @@ fn check_engine_support(s: &Service) -> Result<(), ErrorBody> {
             s.addr
         )));
     }
-    if let ServiceAddr::Match(m) = s.addr {
-        if m.proto == MatchProto::Icmp {
-            return Err(unsupported(format!(
-                "match service {m}: SNAT of ICMP is not supported by the engine yet (tcp and udp are)"
-            )));
-        }
-    }
     Ok(())
 }
 
@@ -122,11 +115,7 @@ fn engine_protocol(p: Protocol) -> EngineProtocol {
 }
 
 /// The engine's rule of a match service; its ports must be the dataplane's.
-fn snat_rule(
-    m: &SnatMatch,
-    protocol: EngineProtocol,
-    ports: &[PortRule],
-) -> Result<SnatRule, ErrorBody> {
+fn snat_rule(m: &SnatMatch, ports: &[PortRule]) -> Result<SnatRule, ErrorBody> {
     let index = |name: Option<PortName>, what: &str| -> Result<Option<u16>, ErrorBody> {
         let Some(name) = name else { return Ok(None) };
         ports
@@ -148,7 +137,7 @@ fn snat_rule(
         r.map(|r| (u32::from(r.first), u32::from(r.last)))
     };
     Ok(SnatRule {
-        protocol,
+        proto: m.proto.number(),
         src: range(m.src),
         dst: range(m.dst),
         iif: index(m.iif, "iif")?,
@@ -212,11 +201,12 @@ pub fn compile_service(
             (first.vip, protocol, first.port, Some(group))
         }
         ServiceAddr::Match(m) => {
+            // A label only (an SNAT service has no endpoint); ICMP echo is labelled TCP.
             let protocol = match m.proto {
                 MatchProto::Udp => EngineProtocol::Udp,
                 _ => EngineProtocol::Tcp,
             };
-            snat = Some(snat_rule(&m, protocol, ports)?);
+            snat = Some(snat_rule(&m, ports)?);
             (std::net::Ipv4Addr::UNSPECIFIED, protocol, 0, None)
         }
     };

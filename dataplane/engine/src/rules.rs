@@ -218,7 +218,8 @@ pub struct ServiceOptions {
 /// inclusive ranges, host order), the port they arrive on and the one they leave by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SnatRule {
-    pub protocol: Protocol,
+    /// The IPv4 protocol number: 6 (TCP), 17 (UDP) or 1 (ICMP echo).
+    pub proto: u8,
     pub src: Option<(u32, u32)>,
     pub dst: Option<(u32, u32)>,
     pub iif: Option<PortIndex>,
@@ -231,7 +232,7 @@ impl SnatRule {
     #[inline]
     pub fn takes(&self, proto: u8, src: u32, dst: u32, rx_port: PortIndex) -> bool {
         let within = |r: Option<(u32, u32)>, a: u32| r.is_none_or(|(lo, hi)| lo <= a && a <= hi);
-        self.protocol.number() == proto
+        self.proto == proto
             && within(self.src, src)
             && within(self.dst, dst)
             && self.iif.is_none_or(|p| p == rx_port)

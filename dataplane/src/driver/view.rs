@@ -112,6 +112,10 @@ impl WorkerShared {
                 break;
             }
             if let Some((s, deadline)) = fullnat.session_at(slot) {
+                // SNAT's ICMP echo sessions: ipvsadm's listing has TCP and UDP only.
+                if s.proto == 1 {
+                    continue;
+                }
                 let entry = ConnEntry {
                     worker: worker.id(),
                     protocol: if s.proto == 17 {

@@ -5,7 +5,7 @@ use std::net::SocketAddrV4;
 
 use super::*;
 use crate::laddr::owner_of;
-use crate::packet::l4::{TcpFlags, ICMP_ECHO_REQUEST};
+use crate::packet::l4::{TcpFlags, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST};
 use crate::packet::{self, ether, icmp, EthernetHeader, PacketV4, Transport, Tuple};
 use crate::persist;
 use crate::rules::{Method, PortIndex};
@@ -71,6 +71,8 @@ impl FullNat {
                     Ok(Verdict::Transmit { port: rx_port })
                 } else if i.is_error() {
                     self.icmp_error(frame, pkt, kind, now, stats)
+                } else if i.icmp_type == ICMP_ECHO_REPLY && kind & ADDR_LIP != 0 {
+                    self.snat_echo_reply(rx_port, frame, pkt, now, stats)
                 } else {
                     Err(DropReason::IcmpUnsupported)
                 }

@@ -111,6 +111,13 @@ impl FullNat {
                 t.port,
             ),
         };
+        // An echo's reply carries the identifier SNAT gave it (the local port) for both ports:
+        // that is its real-server key's port too.
+        let rs_port = if snat && key.proto == crate::packet::ipv4::IPPROTO_ICMP {
+            lport
+        } else {
+            rs_port
+        };
         let session = Session {
             client_ip: key.src_ip,
             vip: key.dst_ip,

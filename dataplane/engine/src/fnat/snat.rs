@@ -17,7 +17,8 @@
 use std::net::SocketAddrV4;
 
 use super::*;
-use crate::packet::l4::TcpFlags;
+use crate::laddr::owner_of;
+use crate::packet::l4::{TcpFlags, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST};
 use crate::packet::{self, Transport, Tuple};
 use crate::session::{Direction, Side};
 use crate::stats::WorkerStats;
@@ -34,9 +35,13 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
+        // ICMP: echo requests only (their identifier stands for both ports).
         let (sport, dport, tcp): (u16, u16, Option<TcpFlags>) = match pkt.transport {
             Transport::Tcp(t) => (t.sport, t.dport, Some(t.flags)),
             Transport::Udp(u) => (u.sport, u.dport, None),
+            Transport::Icmp(i) if i.icmp_type == ICMP_ECHO_REQUEST && i.code == 0 => {
+                (i.id, i.id, None)
+            }
             Transport::Icmp(_) => return Err(DropReason::NotForUs),
         };
         let key = Tuple::new(
@@ -93,6 +98,37 @@ impl FullNat {
             return Some(service);
         }
         None
+    }
+
+    /// An echo reply to a local address: the reply to an inside host's echo request that SNAT
+    /// sent with the identifier of a local port (the owner of that port has the session).
+    pub(super) fn snat_echo_reply(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
+        let key = match pkt.transport {
+            Transport::Icmp(i) if i.icmp_type == ICMP_ECHO_REPLY && i.code == 0 => {
+                pkt.tuple().ok_or(DropReason::IcmpUnsupported)?
+            }
+            _ => return Err(DropReason::IcmpUnsupported),
+        };
+        let owner = owner_of(key.dst_port, self.workers);
+        if owner != self.id {
+            return Ok(Verdict::Redirect { worker: owner });
+        }
+        if packet::ttl_expires(pkt.ip.ttl) {
+            return Err(DropReason::TtlExpired);
+        }
+        match self.lookup_live(&key, now, stats) {
+            Some((id, Side::Real)) => {
+                self.forward(rx_port, frame, pkt, id, Direction::Output, None, now, stats)
+            }
+            _ => Err(DropReason::NoSession),
+        }
     }
 
     /// True when `service` (an index in `services`) is an SNAT service.
