@@ -135,6 +135,17 @@ tcp_syn_recv = {syn_recv}
 """
 
 
+# The real servers' keys per forwarding method (`fnatd bench --method`-style runs).
+METHODS = {
+    "fnat": 'method = "fullnat"',
+    "nat": 'method = "nat"',
+    "dr": 'method = "dr"',
+    "tun": 'method = "tun"',
+    "gue": 'method = "tun", tunnel_type = "gue", tunnel_port = 6080',
+    "gre": 'method = "tun", tunnel_type = "gre"',
+}
+
+
 def passthrough(config):
     """The same ports, pass-through instead of full-NAT: fnatd's own I/O and driver loop with
     an engine that only looks up the forwarding rule (the floor under its FNAT numbers)."""
@@ -148,6 +159,9 @@ def config_cmd(a):
     lip_list = ", ".join('"198.19.%d.%d"' % (100 + i // 250, 1 + i % 250) for i in range(lips))
     text = CONFIG.format(cpu=a.cpu, memory=a.memory, mbufs=a.mbufs, pcap=a.pcap,
                          lips=lip_list, capacity=a.capacity, syn_recv=a.syn_recv)
+    if a.method != "fnat":
+        # 198.19.1.x is on lan's own /16: a direct-routing real server may be there too.
+        text = text.replace('port = 80 }}', f'port = 80, {METHODS[a.method]} }}')
     with open(a.out, "w") as f:
         f.write(passthrough(text) if a.passthrough else text)
 
@@ -169,6 +183,8 @@ def main():
     cc.add_argument("--memory", type=int, default=512)
     cc.add_argument("--mbufs", type=int, default=16383)
     cc.add_argument("--passthrough", action="store_true")
+    cc.add_argument("--method", choices=sorted(METHODS), default="fnat",
+                    help="forwarding method of the real servers (fnat: the config's default)")
     a = p.parse_args()
     pcap_cmd(a) if a.cmd == "pcap" else config_cmd(a)
 

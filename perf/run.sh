@@ -5,6 +5,8 @@
 #                          perf/results.json
 #   perf/run.sh --smoke    < 60 s, no thresholds, writes nothing: fails loudly if fnatd or
 #                          testpmd cannot start or forward
+#   perf/run.sh --methods  established forwarding per method (FNAT, NAT, DR, TUN IPIP/GUE/GRE)
+#                          beside testpmd 5tswap (~3 min): its own section of perf/RESULTS.md
 #
 # Environment: FNATD=path (skip the build, use this binary), TESTPMD=path (default
 # dpdk-testpmd), CARGO_TARGET_DIR (where the release build goes), BENCH_WORKDIR (scratch,

@@ -365,8 +365,10 @@ pub enum RealField {
     LowerThreshold,
     /// The forwarding method.
     Method,
-    /// The tunnel settings.
-    Tunnel,
+    /// The tunnel's port.
+    TunnelPort,
+    /// The tunnel's checksum setting.
+    TunnelCsum,
 }
 
 /// Which value of a firewall mark a refusal is about.
@@ -751,23 +753,26 @@ fn check_real(service: &ServiceAddr, real: &Real) -> Result<(), (ErrorBody, Real
             if t.kind == TunnelType::Gue && t.port == 0 {
                 return Err((
                     invalid("a GUE tunnel needs its port (--tun-port, tunnel_port)"),
-                    RealField::Tunnel,
+                    RealField::TunnelPort,
                 ));
             }
             if t.kind != TunnelType::Gue && t.port != 0 {
                 return Err((
                     invalid(format!("a {} tunnel has no port", t.kind.name())),
-                    RealField::Tunnel,
+                    RealField::TunnelPort,
                 ));
             }
             if t.kind == TunnelType::Ipip && t.csum {
-                return Err((invalid("an ipip tunnel has no checksum"), RealField::Tunnel));
+                return Err((
+                    invalid("an ipip tunnel has no checksum"),
+                    RealField::TunnelCsum,
+                ));
             }
         }
         _ if !real.tunnel.is_default() => {
             return Err((
                 invalid("tunnel settings need the tunnel method (-i)"),
-                RealField::Tunnel,
+                RealField::Method,
             ));
         }
         _ => {}

@@ -74,10 +74,11 @@ fn what_fnat_cannot_do_yet_is_refused_naming_file_and_line() {
     let dir = TempDir::new("ka-refuse");
     let seed = std::fs::read_to_string(config(SEED)).unwrap();
     let cases = [
-        // DR is a real keepalived method fnat does not forward yet: the one road refuses it.
+        // DR to real servers behind a router: the one road refuses it (DR only changes the
+        // Ethernet destination).
         (
             seed.replace("lb_kind FNAT", "lb_kind DR"),
-            "forwarding mode",
+            "real server 198.19.1.10:80 uses direct routing (-g, Route) but is not on a connected network",
         ),
         (
             seed.replace("198.19.1.11 80 {", "198.19.1.311 80 {"),

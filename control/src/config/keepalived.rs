@@ -10,13 +10,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use fnat_keepalived::lvs::{
-    GroupMember, Method, Protocol as KaProtocol, VirtualServer, VirtualServerKey,
+    GroupMember, Method, Protocol as KaProtocol, TunnelKind, VirtualServer, VirtualServerKey,
 };
 use fnat_keepalived::{Diagnostic, Level, Location};
 use fnat_proto::edit::{check_rule_set, Place};
 use fnat_proto::model::{
     ForwardMethod, LocalAddress, Persistence, Protocol, Real, RuleSet, SchedFlags, Scheduler,
-    Service, ServiceAddr, MAX_WEIGHT,
+    Service, ServiceAddr, TunnelOptions, TunnelType, MAX_WEIGHT,
 };
 
 use super::ConfigError;
@@ -243,6 +243,27 @@ fn service(
         real.upper_threshold = rs.uthreshold;
         real.lower_threshold = rs.lthreshold;
         real.forward = forward(&rs.method);
+        if let Method::Tun { kind, checksum } = &rs.method {
+            real.tunnel = TunnelOptions {
+                kind: match kind {
+                    TunnelKind::Ipip => TunnelType::Ipip,
+                    TunnelKind::Gue { .. } => TunnelType::Gue,
+                    TunnelKind::Gre => TunnelType::Gre,
+                },
+                port: match kind {
+                    TunnelKind::Gue { port } => *port,
+                    _ => 0,
+                },
+                csum: checksum.as_deref() == Some("csum"),
+            };
+            if checksum.as_deref() == Some("remcsum") {
+                return Err(located(
+                    &rs.at,
+                    "lvs_method",
+                    "remote checksum offload (remcsum) is not supported: use csum or nocsum".into(),
+                ));
+            }
+        }
         service.reals.push(real);
         for checker in &rs.checkers {
             let message = "health checks are not run yet: the real server counts as up";

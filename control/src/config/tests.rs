@@ -352,3 +352,101 @@ fn service_option_mistakes_are_named() {
     );
     assert_eq!(err(&clash).key, "service[2].port");
 }
+
+/// A service mixing every method (no local address needed: no real server is full-NAT);
+/// the DR real server is on wan's own network.
+const METHODS: &str = r#"
+[dataplane]
+workers = 1
+
+[[port]]
+name = "wan"
+device = "net_ring0"
+addresses = ["198.18.0.1/24", "198.18.0.100"]
+
+[[port]]
+name = "lan"
+device = "net_ring1"
+addresses = ["198.19.0.1/24"]
+
+[[service]]
+vip = "198.18.0.100"
+port = 80
+protocol = "tcp"
+real = [ { address = "198.19.0.20", port = 80, method = "dr" },
+         { address = "198.19.1.21", port = 8080, method = "nat" },
+         { address = "198.19.1.22", port = 80, method = "tun" },
+         { address = "198.19.1.23", port = 80, method = "tun", tunnel_type = "gue", tunnel_port = 6080, tunnel_csum = true },
+         { address = "198.19.1.24", port = 80, method = "tun", tunnel_type = "gre" } ]
+
+[[route]]
+prefix = "198.19.1.0/24"
+port = "lan"
+via = "198.19.0.254"
+"#;
+
+#[test]
+fn forwarding_methods_parse_and_their_mistakes_are_named() {
+    use fnat_engine::rules::{Method, Tunnel, TunnelKind};
+    let c = parse(METHODS).unwrap();
+    let methods: Vec<Method> = c.rules.services[0].reals.iter().map(|r| r.method).collect();
+    let tun = |kind, port, csum| Method::Tun(Tunnel { kind, port, csum });
+    assert_eq!(
+        methods,
+        [
+            Method::Dr,
+            Method::Nat,
+            tun(TunnelKind::Ipip, 0, false),
+            tun(TunnelKind::Gue, 6080, true),
+            tun(TunnelKind::Gre, 0, false),
+        ]
+    );
+    let cases = [
+        (
+            "method = \"dr\"",
+            "method = \"direct\"",
+            "service[0].real[0].method",
+        ),
+        (
+            "port = 80, method = \"dr\"",
+            "port = 81, method = \"dr\"",
+            "service[0].real[0].port",
+        ),
+        (
+            "method = \"nat\"",
+            "method = \"nat\", tunnel_type = \"gue\"",
+            "service[0].real[1].tunnel_type",
+        ),
+        (
+            "tunnel_type = \"gre\"",
+            "tunnel_type = \"vxlan\"",
+            "service[0].real[4].tunnel_type",
+        ),
+        (
+            "tunnel_type = \"gre\"",
+            "tunnel_type = \"gre\", tunnel_port = 1",
+            "service[0].real[4].tunnel_port",
+        ),
+        (", tunnel_port = 6080", "", "service[0].real[3].tunnel_port"),
+        (
+            "port = 80, method = \"tun\" }",
+            "port = 80, method = \"tun\", tunnel_csum = true }",
+            "service[0].real[2].tunnel_csum",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let text = METHODS.replacen(from, to, 1);
+        assert_ne!(text, METHODS, "{from}");
+        assert_eq!(&err(&text).key, key, "{from} -> {to}");
+    }
+    // Full NAT stays the default, and needs its local address.
+    let fnat = METHODS.replacen(", method = \"dr\"", "", 1);
+    assert_eq!(err(&fnat).key, "service[0].local_addresses");
+    // A DR real server off the ports' networks is refused by name.
+    let off_link = METHODS.replacen("198.19.0.20", "198.19.1.20", 1);
+    let e = err(&off_link);
+    assert!(
+        e.to_string().contains("198.19.1.20:80 uses direct routing"),
+        "{e}"
+    );
+}

@@ -377,14 +377,8 @@ fn key_of(file: &ConfigFile, place: Place) -> String {
                 RealField::UpperThreshold => "upper_threshold",
                 RealField::LowerThreshold => "lower_threshold",
                 RealField::Method => "method",
-                RealField::Tunnel => {
-                    let r = file.services.get(i).and_then(|s| s.reals.get(j));
-                    match r {
-                        Some(r) if r.tunnel_port.is_some() => "tunnel_port",
-                        Some(r) if r.tunnel_csum.is_some() => "tunnel_csum",
-                        _ => "tunnel_type",
-                    }
-                }
+                RealField::TunnelPort => "tunnel_port",
+                RealField::TunnelCsum => "tunnel_csum",
             };
             format!("{}.real[{j}].{field}", service(i))
         }

@@ -350,6 +350,62 @@ mod tests {
     }
 
     #[test]
+    fn every_forwarding_method_round_trips() {
+        use fnat_proto::model::{ForwardMethod, TunnelOptions, TunnelType};
+        let dir = Dir::new("methods");
+        let path = dir.0.join("rules.toml");
+        let (mut state, _) = StateFile::open(&path).unwrap();
+        let mut rules = RuleSet::default();
+        let mut service = Service::new(svc(1), Scheduler::Rr);
+        let methods = [
+            (ForwardMethod::FullNat, TunnelOptions::default()),
+            (ForwardMethod::Masq, TunnelOptions::default()),
+            (ForwardMethod::Route, TunnelOptions::default()),
+            (ForwardMethod::Tunnel, TunnelOptions::default()),
+            (
+                ForwardMethod::Tunnel,
+                TunnelOptions {
+                    kind: TunnelType::Gue,
+                    port: 6080,
+                    csum: true,
+                },
+            ),
+            (
+                ForwardMethod::Tunnel,
+                TunnelOptions {
+                    kind: TunnelType::Gre,
+                    port: 0,
+                    csum: false,
+                },
+            ),
+        ];
+        for (i, (forward, tunnel)) in methods.into_iter().enumerate() {
+            let mut r = Real::new(Ipv4Addr::new(192, 168, 0, i as u8 + 1), 80, 1);
+            r.forward = forward;
+            r.tunnel = tunnel;
+            service.reals.push(r);
+        }
+        let add = vec![Change::ServiceAdd {
+            service: service.clone(),
+        }];
+        apply_all(&mut rules, &add).unwrap();
+        // Through the TOML (whole) and through the journal (a later change).
+        state.record(&rules, &add, true).unwrap();
+        assert_eq!(reload(&path), Some(rules.clone()));
+        let mut r = Real::new(Ipv4Addr::new(192, 168, 0, 99), 80, 1);
+        r.forward = ForwardMethod::Tunnel;
+        r.tunnel.kind = TunnelType::Gue;
+        r.tunnel.port = 5555;
+        let more = vec![Change::RealAdd {
+            service: svc(1),
+            real: r,
+        }];
+        apply_all(&mut rules, &more).unwrap();
+        state.record(&rules, &more, false).unwrap();
+        assert_eq!(reload(&path), Some(rules));
+    }
+
+    #[test]
     fn a_state_file_without_header_or_journal_still_loads() {
         let dir = Dir::new("plain");
         let path = dir.0.join("rules.toml");

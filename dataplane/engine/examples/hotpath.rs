@@ -21,6 +21,12 @@
 //!   subtract from the others.
 //! - `burst FLOWS PACKETS`: as `est`, through `Worker::process_burst` in bursts of 32.
 //!
+//! - `steer FLOWS PACKETS` (with `METHOD=nat`): worker 0 of 2 gets ACKs of FLOWS clients whose
+//!   NAT owner is worker 1: the cost of deciding to redirect (NAT's return steering).
+//!
+//! `METHOD=nat|dr|tun|gue|gre` (default `fnat`) forwards by that method instead of full NAT
+//! (frames sit in a buffer with an mbuf's 128 bytes of headroom, for TUN's outer header).
+//!
 //! Instructions are not counted here (run it under callgrind); it prints ns/packet.
 
 use std::hint::black_box;
@@ -30,7 +36,8 @@ use std::time::Instant;
 
 use etherparse::PacketBuilder;
 use fnat_engine::rules::{
-    Ipv4Cidr, Mode, Neighbour, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind, Service,
+    Ipv4Cidr, Method, Mode, Neighbour, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind,
+    Service, Tunnel, TunnelKind,
 };
 use fnat_engine::{Frame, Verdict, Worker};
 
@@ -131,20 +138,55 @@ fn frame(k: u64, syn: bool) -> [u8; FRAME_LEN] {
     f
 }
 
-struct Buf([u8; FRAME_LEN]);
+/// Headroom in front of each frame, as a DPDK mbuf's (`RTE_PKTMBUF_HEADROOM`): where TUN's
+/// outer header goes.
+const HEADROOM: usize = 128;
+
+/// A frame in a fixed buffer with headroom, as an mbuf holds it.
+struct Buf {
+    mem: [u8; HEADROOM + FRAME_LEN],
+    start: usize,
+    len: usize,
+}
+
+impl Buf {
+    fn new() -> Buf {
+        Buf {
+            mem: [0; HEADROOM + FRAME_LEN],
+            start: HEADROOM,
+            len: FRAME_LEN,
+        }
+    }
+    /// Puts `f` into the buffer (the harness's copy per packet).
+    #[inline(always)]
+    fn load(&mut self, f: &[u8; FRAME_LEN]) {
+        self.start = HEADROOM;
+        self.len = FRAME_LEN;
+        self.mem[HEADROOM..].copy_from_slice(f);
+    }
+}
 
 impl Frame for Buf {
     fn data(&self) -> &[u8] {
-        &self.0
+        &self.mem[self.start..self.start + self.len]
     }
     fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.0
+        &mut self.mem[self.start..self.start + self.len]
     }
-    fn set_len(&mut self, _len: usize) -> bool {
-        false
+    fn set_len(&mut self, len: usize) -> bool {
+        if self.start + len > self.mem.len() {
+            return false;
+        }
+        self.len = len;
+        true
     }
-    fn prepend(&mut self, _n: usize) -> bool {
-        false
+    fn prepend(&mut self, n: usize) -> bool {
+        if n > self.start {
+            return false;
+        }
+        self.start -= n;
+        self.len += n;
+        true
     }
 }
 
@@ -163,21 +205,21 @@ fn measure(
     let n = frames.len();
     match mode {
         "copy" => {
-            let mut buf = Buf([0; FRAME_LEN]);
+            let mut buf = Buf::new();
             for i in 0..packets {
-                buf.0 = frames[i % n];
-                ok += u64::from(black_box(&buf).0[0]);
+                buf.load(&frames[i % n]);
+                ok += u64::from(black_box(&buf).mem[HEADROOM]);
             }
         }
         "burst" => {
             const B: usize = 32;
-            let mut bufs: Vec<Buf> = (0..B).map(|_| Buf([0; FRAME_LEN])).collect();
+            let mut bufs: Vec<Buf> = (0..B).map(|_| Buf::new()).collect();
             let mut verdicts = [Verdict::Consumed; B];
             let mut i = 0;
             while i < packets {
                 let m = B.min(packets - i);
                 for (j, b) in bufs[..m].iter_mut().enumerate() {
-                    b.0 = frames[(i + j) % n];
+                    b.load(&frames[(i + j) % n]);
                 }
                 w.process_burst(0, &mut bufs[..m], NOW, &mut verdicts[..m]);
                 ok += verdicts[..m]
@@ -192,10 +234,10 @@ fn measure(
             // sessions, housekeeping every 32 packets expires as many as are created.
             let live = flows.max(1);
             let step = 2_000_000_000 / live;
-            let mut buf = Buf([0; FRAME_LEN]);
+            let mut buf = Buf::new();
             for i in 0..packets {
                 let now = NOW + i as u64 * step;
-                buf.0 = frames[i % n];
+                buf.load(&frames[i % n]);
                 if let Verdict::Transmit { .. } = w.process(0, &mut buf, now) {
                     ok += 1;
                 }
@@ -204,10 +246,21 @@ fn measure(
                 }
             }
         }
-        _ => {
-            let mut buf = Buf([0; FRAME_LEN]);
+        "steer" => {
+            // The non-owner's half of NAT's return steering: each frame found to belong to
+            // the other worker (Redirect), as a worker does for packets RSS gave it.
+            let mut buf = Buf::new();
             for i in 0..packets {
-                buf.0 = frames[i % n];
+                buf.load(&frames[i % n]);
+                if let Verdict::Redirect { .. } = w.process(0, &mut buf, NOW) {
+                    ok += 1;
+                }
+            }
+        }
+        _ => {
+            let mut buf = Buf::new();
+            for i in 0..packets {
+                buf.load(&frames[i % n]);
                 if let Verdict::Transmit { .. } = w.process(0, &mut buf, NOW) {
                     ok += 1;
                 }
@@ -233,13 +286,46 @@ fn main() {
     };
     let mut r = rules(capacity);
     r.timeouts.tcp_syn_recv = 2;
-    let mut w = Worker::new(0, 1, Arc::new(r));
-    let frames: Vec<[u8; FRAME_LEN]> = if mode == "new" || mode == "churn" {
+    // METHOD=fnat (default) | nat | dr | tun (IPIP) | gue | gre: the real servers' method.
+    let method = std::env::var("METHOD").unwrap_or_else(|_| "fnat".into());
+    let tun = |kind, port| {
+        Method::Tun(Tunnel {
+            kind,
+            port,
+            csum: false,
+        })
+    };
+    let method = match method.as_str() {
+        "fnat" => Method::FullNat,
+        "nat" => Method::Nat,
+        "dr" => Method::Dr,
+        "tun" => tun(TunnelKind::Ipip, 0),
+        "gue" => tun(TunnelKind::Gue, 6080),
+        "gre" => tun(TunnelKind::Gre, 0),
+        other => panic!("METHOD={other}: fnat, nat, dr, tun, gue or gre"),
+    };
+    for rs in &mut r.services[0].reals {
+        rs.method = method;
+    }
+    let workers = if mode == "steer" { 2 } else { 1 };
+    let mut w = Worker::new(0, workers, Arc::new(r));
+    let frames: Vec<[u8; FRAME_LEN]> = if mode == "steer" {
+        // One flow per client address (flow k's address is 10.0.0.0 + k / 60000).
+        (0..)
+            .map(|i: u64| frame(i * 60_000, false))
+            .filter(|f| {
+                let client = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
+                fnat_engine::fnat::nat_owner(client, 2) == 1
+            })
+            .take(flows as usize)
+            .collect()
+    } else if mode == "new" || mode == "churn" {
         (0..packets as u64).map(|k| frame(k, true)).collect()
     } else {
         // Prefill: one SYN per flow (not measured).
         for k in 0..flows {
-            let mut b = Buf(frame(k, true));
+            let mut b = Buf::new();
+            b.load(&frame(k, true));
             let v = w.process(0, &mut b, NOW - 1_000_000);
             assert!(matches!(v, Verdict::Transmit { .. }), "prefill {k}: {v:?}");
         }

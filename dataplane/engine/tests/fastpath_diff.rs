@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use common::*;
-use fnat_engine::rules::Rules;
+use fnat_engine::rules::{Method, Rules, Tunnel, TunnelKind};
 use fnat_engine::{Verdict, Worker};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -58,9 +58,42 @@ fn variant(k: usize) -> Rules {
         }
         // The next hop of RS1 is learned by ARP (no static neighbour): unresolved.
         6 => r.neighbours.retain(|n| n.addr != RS1),
+        // Other forwarding methods (the same ids: a real server changes method in place).
+        7 => set_methods(&mut r, |i| {
+            if i == 0 {
+                Method::Nat
+            } else {
+                tun(TunnelKind::Gue, 6080, true)
+            }
+        }),
+        8 => set_methods(&mut r, |_| Method::Dr),
+        9 => set_methods(&mut r, |i| {
+            if i == 0 {
+                tun(TunnelKind::Ipip, 0, false)
+            } else {
+                Method::Nat
+            }
+        }),
         _ => {}
     }
     r
+}
+
+fn tun(kind: TunnelKind, port: u16, csum: bool) -> Method {
+    Method::Tun(Tunnel { kind, port, csum })
+}
+
+/// Real server i of every service forwarded by `method(i)` (DR keeps the service's port).
+fn set_methods(r: &mut Rules, method: impl Fn(usize) -> Method) {
+    for s in &mut r.services {
+        let port = s.port;
+        for (i, rs) in s.reals.iter_mut().enumerate() {
+            rs.method = method(i);
+            if rs.method == Method::Dr {
+                rs.port = port;
+            }
+        }
+    }
 }
 
 /// Damages a frame the way a hostile or broken peer might.
@@ -100,13 +133,15 @@ proptest! {
             (any::<Index>(), any::<bool>(), 0usize..FLAGS.len(), (0u8..30, any::<u8>()), 0u64..3, 0usize..40),
             1..160,
         ),
-        changes in prop::collection::vec((0usize..160, 0usize..8), 0..4),
+        changes in prop::collection::vec((0usize..160, 0usize..10), 0..4),
         prefetch_from in prop::sample::select(vec![0usize, 3, 1 << 20]),
+        // Full NAT, or other forwarding methods from the start.
+        base in prop::sample::select(vec![0usize, 0, 7, 8, 9]),
     ) {
-        let mut fast = workers(1, variant(0)).remove(0);
+        let mut fast = workers(1, variant(base)).remove(0);
         // Prefetch stages always, once a few sessions live, or never (small tables).
         fast.set_prefetch_from(prefetch_from);
-        let mut full = workers(1, variant(0)).remove(0);
+        let mut full = workers(1, variant(base)).remove(0);
         fast.set_announce(false);
         full.set_announce(false);
         full.set_fast_path(false);
@@ -135,7 +170,12 @@ proptest! {
             let payload = vec![k as u8; if k % 5 == 0 { 2 } else { 20 }];
             let mut f = match nat.get(&flow) {
                 Some(&(lip, rs)) if !from_client => {
-                    if flow.udp { udp(rs, lip, &payload) } else { tcp(rs, lip, FLAGS[flags], &payload) }
+                    let mut f = if flow.udp { udp(rs, lip, &payload) } else { tcp(rs, lip, FLAGS[flags], &payload) };
+                    // A NAT reply goes to the client's own address, from the servers' side.
+                    if lip.ip() == flow.client.ip() {
+                        f[..6].copy_from_slice(&PORT1_MAC);
+                    }
+                    f
                 }
                 _ if flow.udp => udp(flow.client, vip, &payload),
                 _ => tcp(flow.client, vip, FLAGS[flags], &payload),

@@ -264,7 +264,9 @@ impl WorkerBench {
             let started = Instant::now();
             let before = engine.stats().sessions_created;
             for k in 0..opts.flows {
-                frame.copy_from_slice(&template);
+                // TUN grows the frame by its outer header: start from the template each time.
+                frame.clear();
+                frame.extend_from_slice(&template);
                 let (a, p) = flow_addr(k);
                 stamp(&mut frame, a, p);
                 if !matches!(

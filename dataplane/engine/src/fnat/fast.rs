@@ -91,34 +91,53 @@ impl FullNat {
             Side::Client => (s.real_key().reverse(), Direction::Input),
             Side::Real => (s.client_key().reverse(), Direction::Output),
         };
-        let (svc_slot, rs_slot, rs_ip) = (s.svc_slot, s.rs_slot, s.rs_ip);
-        // Full NAT and NAT rewrite L3/L4; DR only the MACs; TUN takes the later stages.
-        let rewrite = match s.method() {
-            Method::FullNat | Method::Nat => true,
-            Method::Dr => false,
-            Method::Tun(_) => return None,
-        };
+        let (svc_slot, rs_slot, rs_ip, lip, vip) = (s.svc_slot, s.rs_slot, s.rs_ip, s.lip, s.vip);
+        let method = s.method();
         // A reply only by the port toward its real server (else `wrong_ingress`).
         if side == Side::Real && self.hops.resolve(&self.egress, rs_ip).ok()?.port != rx_port {
             return None;
         }
+        // Full NAT and NAT rewrite L3/L4 toward `to`; DR and TUN go to the real server itself.
+        let rewrite = matches!(method, Method::FullNat | Method::Nat);
         let hop = *self
             .hops
             .resolve(&self.egress, if rewrite { to.dst_ip } else { rs_ip })
             .ok()?;
         let dst_mac = self.neigh.reachable_mac(&hop, now)?;
-        if rewrite {
-            translate(frame, pkt, &to).ok()?;
-        } else if hop.gateway != rs_ip {
-            return None;
-        }
-        EthernetHeader::new_checked_mut(frame)
-            .ok()?
-            .set_macs(hop.src_mac, dst_mac);
+        let verdict = match method {
+            Method::FullNat | Method::Nat => {
+                translate(frame, pkt, &to).ok()?;
+                EthernetHeader::new_checked_mut(frame)
+                    .ok()?
+                    .set_macs(hop.src_mac, dst_mac);
+                Verdict::Transmit { port: hop.port }
+            }
+            Method::Dr => {
+                if hop.gateway != rs_ip {
+                    return None;
+                }
+                EthernetHeader::new_checked_mut(frame)
+                    .ok()?
+                    .set_macs(hop.src_mac, dst_mac);
+                Verdict::Transmit { port: hop.port }
+            }
+            // Wrapped by `process`, which holds the frame's headroom.
+            Method::Tun(tunnel) => {
+                self.encap = Some(super::encap::Encap {
+                    src: lip,
+                    dst: rs_ip,
+                    vip,
+                    tunnel,
+                    hop,
+                    dst_mac: Some(dst_mac),
+                });
+                Verdict::Consumed
+            }
+        };
         // Counters and deadline, as `forward` advances them (the state stays as it is).
         self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
         let timeout = u64::from(timeout_secs) * NS_PER_SEC;
         self.wheel.schedule(id, now, now.saturating_add(timeout));
-        Some(Verdict::Transmit { port: hop.port })
+        Some(verdict)
     }
 }
