@@ -122,9 +122,9 @@ pub struct RealOpts {
     /// Lower connection threshold (ipvsadm -y).
     #[arg(short = 'y', long)]
     lower_threshold: Option<u32>,
-    /// Forwarding method: fullnat (the default of `real add`), nat (ipvsadm -m), dr (-g)
-    /// or tun (-i).
-    #[arg(short, long, value_parser = ["fullnat", "nat", "dr", "tun"])]
+    /// Forwarding method: fullnat (the default of `real add`), nat (ipvsadm -m), dr (-g),
+    /// tun (-i) or snat (-J: the real servers of a match/… service, which take it anyway).
+    #[arg(short, long, value_parser = ["fullnat", "nat", "dr", "tun", "snat"])]
     method: Option<String>,
     /// With --method tun: ipip (default), gue or gre (ipvsadm --tun-type).
     #[arg(long, value_parser = ["ipip", "gue", "gre"])]
