@@ -198,8 +198,10 @@ pub struct ConnEntry {
     /// IPVS state name: ESTABLISHED, SYN_RECV, FIN_WAIT, … (UDP: UDP).
     pub state: String,
     pub expires_in_s: u32,
-    /// How the session forwards: full-NAT and SNAT sessions have a local address (`lip`),
-    /// NAT, DR and TUN sessions do not (their `lip` is 0.0.0.0:0).
+    /// How the session's packets reach its real server. Full-NAT and SNAT sessions have a
+    /// local address (`lip`: the LIP, SNAT's WAN address); a NAT session's `lip` is its
+    /// client's own address, a TUN session's the outer source address and GUE port, a DR
+    /// session's 0.0.0.0:0 (none of them listed by `-Lnc`).
     #[serde(default)]
     pub forward: ForwardMethod,
 }

@@ -159,3 +159,53 @@ fn reload_rereads_the_keepalived_conf_all_or_nothing() {
         "both weights now 7:\n{after}"
     );
 }
+
+#[test]
+fn keepalived_nat_and_tunnel_methods_reach_the_rules() {
+    let dir = TempDir::new("ka-methods");
+    let socket = dir.join("ctl.sock");
+    let seed = std::fs::read_to_string(config(SEED)).unwrap();
+    for (kind, forward, save) in [
+        ("NAT", "Masq", "-m -w 100\n"),
+        ("TUN", "Tunnel", "-i -w 100 --tun-type ipip\n"),
+        (
+            "TUN type gue port 6080 csum",
+            "Tunnel",
+            "-i -w 100 --tun-type gue --tun-port 6080 --tun-csum\n",
+        ),
+        (
+            "TUN type gre",
+            "Tunnel",
+            "-i -w 100 --tun-type gre --tun-nocsum\n",
+        ),
+    ] {
+        let ka = dir.join("keepalived.conf");
+        std::fs::write(
+            &ka,
+            seed.replace("lb_kind FNAT", &format!("lb_kind {kind}")),
+        )
+        .unwrap();
+        let daemon = Daemon::start(
+            &config("null-keepalived.toml"),
+            &socket,
+            &["--keepalived", ka.to_str().unwrap()],
+        );
+        let links = ipvsadm_dir(&dir);
+        let listing = ipvsadm(&links, &socket, &["-Ln"]).stdout;
+        let row = listing
+            .lines()
+            .find(|l| l.contains("198.19.1.10:80"))
+            .unwrap_or_else(|| panic!("{kind}: missing:\n{listing}"));
+        assert_eq!(
+            row.split_whitespace().nth(2),
+            Some(forward),
+            "{kind}: {row}"
+        );
+        let saved = ipvsadm(&links, &socket, &["-S", "-n"]).stdout;
+        assert!(
+            saved.contains(&format!("-a -t 198.18.0.100:80 -r 198.19.1.10:80 {save}")),
+            "{kind}: {saved}"
+        );
+        daemon.stop();
+    }
+}

@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fnat_engine::rules::Method;
 use fnat_engine::{DropReason, Worker, WorkerStats};
-use fnat_proto::model::Protocol as ProtoProtocol;
+use fnat_proto::model::{ForwardMethod, Protocol as ProtoProtocol};
 use fnat_proto::stats::{
     ConnEntry, ConnFilter, Counters, LaddrStats, PortStats, ViewRealStats, ViewServiceStats,
     ViewStats,
@@ -409,9 +410,7 @@ fn apply_rates(c: &mut Counters, rates: Option<&Counters>) {
 /// The method a session lists with (`ipvsadm -Lnc`): its own; a full-NAT session whose
 /// "VIP" is its real server is SNAT's (the outside peer; a full-NAT VIP is an own address,
 /// never a real server's).
-fn conn_method(s: &fnat_engine::session::Session) -> fnat_proto::model::ForwardMethod {
-    use fnat_engine::rules::Method;
-    use fnat_proto::model::ForwardMethod;
+fn conn_method(s: &fnat_engine::session::Session) -> ForwardMethod {
     match s.method() {
         Method::FullNat if s.vip == s.rs_ip && s.vport == s.rs_port => ForwardMethod::Snat,
         Method::FullNat => ForwardMethod::FullNat,
