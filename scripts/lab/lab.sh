@@ -337,6 +337,7 @@ up() {
   if [ "${LAB_CLIENT_HTTP:-0}" = 1 ]; then
     mkdir -p "$st/wwwc"; head -c 1048576 /dev/urandom > "$st/wwwc/1m.bin"; echo wan > "$st/wwwc/index.html"
     bg "$p" c httpc /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 --directory "$st/wwwc"
+    bg "$p" c uechoc socat UDP4-RECVFROM:9001,fork PIPE
   fi
 
   if [ "$gwmode" = nft ]; then

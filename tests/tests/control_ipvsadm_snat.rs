@@ -117,5 +117,18 @@ fn snat_match_services_through_ipvsadm_and_fnatctl() {
         ),
         "{list}"
     );
+    // `fnatctl save` writes it as TOML, `restore` reads it back to the same rules.
+    let before = ok(&links, &socket, &["-Ln"]);
+    let file = dir.join("rules.toml");
+    let file_arg = file.display().to_string();
+    let done = fnatctl(&socket, &["save", &file_arg]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("match/proto=udp,iif=lan"), "{text}");
+    assert!(text.contains("forward = \"snat\""), "{text}");
+    ok(&links, &socket, &["-C"]);
+    let done = fnatctl(&socket, &["restore", &file_arg]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    assert_eq!(ok(&links, &socket, &["-Ln"]), before);
     daemon.stop();
 }

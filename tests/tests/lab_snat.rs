@@ -25,10 +25,14 @@ fn snat_takes_real_servers_to_the_wan_side() {
              scheduler = \"rr\"\n\
              real = [ {{ address = \"{}\", port = 0 }}, {{ address = \"{}\", port = 0 }} ]\n\n\
              [[service]]\n\
+             match = {{ proto = \"udp\", src-range = \"198.19.1.0-198.19.1.255\", oif = \"wan\" }}\n\
+             scheduler = \"rr\"\n\
+             real = [ {{ address = \"{}\", port = 0 }} ]\n\n\
+             [[service]]\n\
              match = {{ proto = \"icmp\", src-range = \"198.19.1.0-198.19.1.255\", oif = \"wan\" }}\n\
              scheduler = \"rr\"\n\
              real = [ {{ address = \"{}\", port = 0 }} ]\n",
-            WAN_ADDRS[0], WAN_ADDRS[1], WAN_ADDRS[1]
+            WAN_ADDRS[0], WAN_ADDRS[1], WAN_ADDRS[0], WAN_ADDRS[1]
         ),
     )
     .unwrap();
@@ -85,6 +89,18 @@ fn snat_takes_real_servers_to_the_wan_side() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen, WAN_ADDRS, "rr over the SNAT addresses: {sources:?}");
+
+    // UDP: the WAN host's echo answers through SNAT.
+    let done = lab.run(
+        "s1",
+        &[
+            "sh",
+            "-c",
+            &format!("echo fnat-snat-udp | socat -t 3 - UDP4:{WAN_HOST}:9001"),
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(done.stdout.trim(), "fnat-snat-udp", "{}", done.stderr);
 
     // ICMP echo: the WAN host has no route to the real servers, so an answered ping went
     // out as 198.18.0.51 and its replies were mapped back.
@@ -147,12 +163,22 @@ fn snat_takes_real_servers_to_the_wan_side() {
         ),
         "{text}"
     );
-    let rows: Vec<Vec<&str>> = text
+    let all: Vec<Vec<&str>> = text
         .lines()
         .skip(2)
         .map(|l| l.split_whitespace().collect())
         .filter(|f: &Vec<&str>| f.get(3).is_some_and(|s| s.starts_with("198.19.1.")))
         .collect();
+    // The UDP session: the UDP state, the echo port, the first SNAT address.
+    let udp: Vec<&Vec<&str>> = all.iter().filter(|f| f[0] == "UDP").collect();
+    assert_eq!(udp.len(), 1, "{text}");
+    assert_eq!(
+        (udp[0][2], udp[0][4], udp[0][5]),
+        ("UDP", "198.18.0.2:9001", "198.18.0.2:9001"),
+        "{text}"
+    );
+    assert!(udp[0][6].starts_with("198.18.0.1:"), "{text}");
+    let rows: Vec<&Vec<&str>> = all.iter().filter(|f| f[0] != "UDP").collect();
     assert!(rows.len() >= 5, "{text}");
     for f in &rows {
         assert_eq!(f[0], "TCP", "{text}");
