@@ -99,4 +99,8 @@ drop_reasons! {
     TooBig = "too_big",
     /// No headroom in the buffer for a tunnel's outer header.
     NoHeadroom = "no_headroom",
+    /// A NAT session could not be created: its reply key (real server → the client's own
+    /// address and port) is another session's (the same client port to the same real server
+    /// through another VIP).
+    SessionClash = "session_clash",
 }

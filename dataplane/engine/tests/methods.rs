@@ -493,3 +493,26 @@ fn one_service_mixes_methods() {
     w.housekeeping(t + 3_600 * S, 1024);
     assert_eq!(w.stats().sessions, 0);
 }
+
+#[test]
+fn a_nat_reply_key_taken_by_another_session_is_a_counted_clash() {
+    let mut r = rules_with(Method::Nat);
+    // A second TCP service to the same real servers: VIP:81 → RS1:8080, RS2:8080.
+    let mut second = r.services[0].clone();
+    second.id = 9;
+    second.port = 81;
+    r.services.push(second);
+    let mut ws = workers(1, r);
+    let w = &mut ws[0];
+    let t = 1_000 * S;
+    let client = sa(CLIENT, 40000);
+    let mut f = tcp(client, sa(VIP, 80), "S", b"");
+    assert_eq!(run(w, &mut f, t), tx(1));
+    assert_eq!(decode(&f).dst, sa(RS1, 8080));
+    // The same client port to VIP:81 is scheduled to RS1:8080 too (rr starts there): its
+    // reply would be indistinguishable from the first session's.
+    let mut f = tcp(client, sa(VIP, 81), "S", b"");
+    assert_eq!(run(w, &mut f, t), Verdict::Drop(DropReason::SessionClash));
+    assert_eq!(w.stats().drops[DropReason::SessionClash as usize], 1);
+    assert_eq!(w.stats().sessions, 1);
+}

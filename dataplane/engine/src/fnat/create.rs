@@ -148,7 +148,9 @@ impl FullNat {
                 }
                 return Err(match e {
                     crate::session::InsertError::Full => DropReason::SessionTableFull,
-                    _ => DropReason::LocalPortsExhausted,
+                    _ if real.method == Method::FullNat => DropReason::LocalPortsExhausted,
+                    // NAT: the reply key RS:rport → client:cport is another session's.
+                    _ => DropReason::SessionClash,
                 });
             }
         };
