@@ -445,6 +445,7 @@ fn forwarding_methods_parse_and_their_mistakes_are_named() {
     // A DR real server off the ports' networks is refused by name.
     let off_link = METHODS.replacen("198.19.0.20", "198.19.1.20", 1);
     let e = err(&off_link);
+    assert_eq!(e.key, "service[0].real[0].address");
     assert!(
         e.to_string().contains("198.19.1.20:80 uses direct routing"),
         "{e}"

@@ -71,6 +71,17 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
     };
     // The one validator every path shares; its refusals point at this file's keys.
     check_rule_set(&rule_set).map_err(|r| invalid(key_of(&file, r.place), r.error.message))?;
+    // Direct routing only to real servers on the ports' own networks (named by their key).
+    for (i, service) in rule_set.services.iter().enumerate() {
+        for (j, real) in service.reals.iter().enumerate() {
+            crate::control::check_direct_route(
+                service,
+                real,
+                ports.iter().flat_map(|p| &p.addresses),
+            )
+            .map_err(|e| invalid(format!("service[{i}].real[{j}].address"), e.message))?;
+        }
+    }
     let mut routes = Vec::with_capacity(file.routes.len());
     for (i, r) in file.routes.iter().enumerate() {
         let key = |field: &str| format!("route[{i}].{field}");

@@ -3,7 +3,7 @@
 //! supports is decided in [`engine_scheduler`] and [`check_engine_support`] only.
 
 use fnat_engine::rules::{
-    Endpoint, Method, Mode, Persistence as EnginePersistence, PortGroup, PortRule,
+    Endpoint, Ipv4Cidr, Method, Mode, Persistence as EnginePersistence, PortGroup, PortRule,
     Protocol as EngineProtocol, RealServer, Rules, SchedFlags as EngineSchedFlags, SchedulerKind,
     Service as EngineService, SnatRule, Thresholds, Timeouts, Tunnel, TunnelKind,
 };
@@ -58,15 +58,19 @@ pub fn engine_method(r: &Real) -> Method {
     }
 }
 
-/// A direct-routing real server must be on a connected network of a port: fnatd only
-/// changes the Ethernet destination to its MAC.
-fn check_direct_route(s: &Service, r: &Real, ports: &[PortRule]) -> Result<(), ErrorBody> {
+/// A direct-routing real server must be on a connected network of a port (`addresses`: every
+/// port's addresses): fnatd only changes the Ethernet destination to its MAC. The config file
+/// checks it too, to name its key.
+pub fn check_direct_route<'a>(
+    s: &Service,
+    r: &Real,
+    addresses: impl IntoIterator<Item = &'a Ipv4Cidr>,
+) -> Result<(), ErrorBody> {
     if r.forward != ForwardMethod::Route {
         return Ok(());
     }
-    let connected = ports
-        .iter()
-        .flat_map(|p| &p.addresses)
+    let connected = addresses
+        .into_iter()
         .any(|a| a.prefix_len < 32 && a.contains(r.addr));
     if connected {
         return Ok(());
@@ -155,7 +159,7 @@ pub fn compile_service(
 ) -> Result<EngineService, ErrorBody> {
     check_engine_support(s)?;
     for r in &s.reals {
-        check_direct_route(s, r, ports)?;
+        check_direct_route(s, r, ports.iter().flat_map(|p| &p.addresses))?;
     }
     let scheduler = engine_scheduler(s.scheduler)?;
     let internal = |what: &str| ErrorBody {

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
-pub use compile::{compile_fresh, engine_scheduler};
+pub use compile::{check_direct_route, compile_fresh, engine_scheduler};
 use fnat_proto::msg::Response;
 pub use fnat_proto::stats::{ConnEntry, ConnFilter, ViewStats};
 

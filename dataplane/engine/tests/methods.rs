@@ -210,6 +210,26 @@ fn nat_with_two_workers_meets_on_the_clients_owner() {
             assert_eq!((decided, v), (owner, tx(0)), "{client} reply on {reply_on}");
             assert_eq!(decode(&f).src, sa(VIP, 80));
         }
+        // An ICMP error from the real server about the client's packet finds the owner too.
+        for error_on in [0, 1] {
+            let mut f = Vec::new();
+            PacketBuilder::ethernet2(rs_mac(*rs.ip()), PORT1_MAC)
+                .ipv4(rs.ip().octets(), client.ip().octets(), 64)
+                .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                    DestUnreachableHeader::Port,
+                ))
+                .write(&mut f, &ip_tcp(client, rs))
+                .unwrap();
+            let (decided, v) = match ws[error_on].process(1, &mut f, t) {
+                Verdict::Redirect { worker } => (
+                    usize::from(worker),
+                    ws[usize::from(worker)].process(1, &mut f, t),
+                ),
+                v => (error_on, v),
+            };
+            assert_eq!((decided, v), (owner, tx(0)), "{client} error on {error_on}");
+            assert_eq!(quoted(&decode(&f).payload), (client, sa(VIP, 80)));
+        }
     }
     assert!(owners[0] > 0 && owners[1] > 0, "clients spread: {owners:?}");
     let sessions: u64 = ws.iter().map(|w| w.stats().sessions).sum();
