@@ -288,3 +288,48 @@ fn snat_replies_find_their_session_on_either_worker() {
         assert_eq!(decode(&f).dst, host);
     }
 }
+
+/// NAT real servers inside SNAT's src-range: their replies (to a client's own address, not
+/// ours) stay NAT's on whichever worker they land, and an SNAT flow of the same hosts still
+/// goes out through SNAT and comes back.
+#[test]
+fn nat_replies_stay_nat_beside_snat_with_two_workers() {
+    let mut r = snat_rules();
+    for rs in &mut r.services[0].reals {
+        rs.method = fnat_engine::rules::Method::Nat;
+    }
+    let mut ws = workers(2, r);
+    let client = sa(CLIENT, 40000);
+    let owner = usize::from(fnat_engine::fnat::nat_owner(u32::from(CLIENT), 2));
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(ROUTER_MAC, PORT0_MAC)
+        .ipv4(CLIENT.octets(), VIP.octets(), 64)
+        .tcp(40000, 80, 1000, 65535)
+        .syn()
+        .write(&mut f, b"")
+        .unwrap();
+    let (w, v) = run_steered(&mut ws, 1 - owner, &mut f, 1_000 * S);
+    assert_eq!((w, v), (owner, tx(1)));
+    let rs = decode(&f).dst;
+    // The real server's SYN-ACK to the client lands on the other worker: NAT's, not SNAT's.
+    let mut f = inside_tcp(rs, client, "SA", b"");
+    let (w, v) = run_steered(&mut ws, 1 - owner, &mut f, 1_000 * S);
+    assert_eq!((w, v), (owner, tx(0)));
+    let o = decode(&f);
+    assert_eq!((o.src, o.dst), (sa(VIP, 80), client), "NAT's reply rewrite");
+    // A connection of the same host to the outside: SNAT, on whichever worker it lands.
+    for first in [0, 1] {
+        let peer = sa(PEER, 443);
+        let host = sa(RS1, 50000 + first as u16);
+        let mut f = inside_tcp(host, peer, "S", b"");
+        let (w, v) = run_steered(&mut ws, first, &mut f, 1_000 * S);
+        assert_eq!(v, tx(0));
+        let o = decode(&f);
+        assert!([WAN1, WAN2].contains(o.src.ip()), "{o:?}");
+        assert_eq!(o.dst, peer);
+        let mut f = outside_tcp(peer, o.src, "SA", b"");
+        let (w2, v) = run_steered(&mut ws, 1 - w, &mut f, 1_000 * S);
+        assert_eq!((w2, v), (w, tx(1)));
+        assert_eq!(decode(&f).dst, host);
+    }
+}

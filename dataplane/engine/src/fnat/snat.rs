@@ -61,6 +61,17 @@ impl FullNat {
         if let Some((_, Side::Real)) = found {
             return Err(DropReason::NotForUs);
         }
+        // With NAT services, a TCP/UDP packet to a foreign address may be a NAT real server's
+        // reply whose session lives on its client's NAT owner: unless this worker is that
+        // owner, NAT's path takes it there (an SNAT flow then lives on that worker too, its
+        // local port from that worker's slice, so its replies find it).
+        if found.is_none()
+            && self.nat_replies
+            && pkt.ip.proto != crate::packet::ipv4::IPPROTO_ICMP
+            && nat_owner(key.dst_ip, self.workers) != self.id
+        {
+            return Err(DropReason::NotForUs);
+        }
         let Some(service) = self.snat_service(&key, rx_port) else {
             return Err(DropReason::NotForUs);
         };
