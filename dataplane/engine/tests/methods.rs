@@ -536,3 +536,33 @@ fn a_nat_reply_key_taken_by_another_session_is_a_counted_clash() {
     assert_eq!(w.stats().drops[DropReason::SessionClash as usize], 1);
     assert_eq!(w.stats().sessions, 1);
 }
+
+#[test]
+fn sessions_made_before_a_service_had_nat_run_on_where_they_are() {
+    let mut ws = workers(2, rules(1024, 1024, 65535));
+    let t = 1_000 * S;
+    // A full-NAT connection from a client whose NAT owner is the other worker.
+    let (client, on) = (0..64u8)
+        .map(|i| Ipv4Addr::new(203, 0, 113, 100 + i))
+        .find_map(|ip| {
+            let owner = fnat_engine::fnat::nat_owner(u32::from(ip), 2);
+            (owner == 1).then_some((sa(ip, 40000), 0usize))
+        })
+        .expect("a client owned by worker 1");
+    let mut f = tcp(client, sa(VIP, 80), "S", b"");
+    assert_eq!(run(&mut ws[on], &mut f, t), tx(1));
+    // RS2 becomes a NAT real server: the service now steers new clients to their owner...
+    let mut r = rules(1024, 1024, 65535);
+    r.services[0].reals[1].method = Method::Nat;
+    let r = std::sync::Arc::new(r);
+    for w in &mut ws {
+        w.update_rules(r.clone());
+    }
+    // ...but the running connection stays on its worker.
+    let mut f = tcp(client, sa(VIP, 80), "A", b"");
+    assert_eq!(run(&mut ws[on], &mut f, t), tx(1));
+    assert_eq!(*decode(&f).src.ip(), LIP1, "still full NAT");
+    // A new connection of that client goes to its owner.
+    let mut f = tcp(sa(*client.ip(), 40001), sa(VIP, 80), "S", b"");
+    assert_eq!(run(&mut ws[on], &mut f, t), Verdict::Redirect { worker: 1 });
+}

@@ -143,9 +143,6 @@ impl FullNat {
                 _ => Err(DropReason::NoSession),
             };
         };
-        if let Some(owner) = self.nat_steer(service as usize, key.src_ip) {
-            return Ok(Verdict::Redirect { worker: owner });
-        }
         if packet::ttl_expires(pkt.ip.ttl) {
             return Err(DropReason::TtlExpired);
         }
@@ -162,6 +159,12 @@ impl FullNat {
                 };
                 return self.forward(rx_port, frame, pkt, id, dir, tcp, now, stats);
             }
+        }
+        // No session here: a service with NAT real servers has its new sessions (and their
+        // replies) on the client's NAT owner. Sessions found here (made before the service had
+        // NAT real servers) run on where they are.
+        if let Some(owner) = self.nat_steer(service as usize, key.src_ip) {
+            return Ok(Verdict::Redirect { worker: owner });
         }
         let starts = match tcp {
             Some(f) => f.syn() && !f.ack(),
