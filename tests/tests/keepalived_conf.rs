@@ -78,7 +78,7 @@ fn what_fnat_cannot_do_yet_is_refused_naming_file_and_line() {
         // Ethernet destination).
         (
             seed.replace("lb_kind FNAT", "lb_kind DR"),
-            "real server 198.19.1.10:80 uses direct routing (-g, Route) but is not on a connected network",
+            ":44: key `real_server`: tcp/198.18.0.100:80: real server 198.19.1.10:80 uses direct routing (-g, Route) but is not on a connected network",
         ),
         (
             seed.replace("198.19.1.11 80 {", "198.19.1.311 80 {"),

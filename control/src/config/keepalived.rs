@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use fnat_engine::rules::Ipv4Cidr;
 use fnat_keepalived::lvs::{
     GroupMember, Method, Protocol as KaProtocol, TunnelKind, VirtualServer, VirtualServerKey,
 };
@@ -26,7 +27,14 @@ const MAX_GROUP_SERVICES: u64 = 65_536;
 
 /// Adds the virtual servers of the keepalived.conf at `path` to `rules` (the fnatd config's).
 /// Returns keepalived's warnings (to be logged); the first error refuses the whole file.
-pub fn add_services(path: &Path, rules: &mut RuleSet) -> Result<Vec<Diagnostic>, ConfigError> {
+///
+/// `addresses` are the ports' own addresses: a direct-routing (`lb_kind DR`) real server must
+/// be on one of their networks, else it is refused at its `real_server` line.
+pub fn add_services<'a>(
+    path: &Path,
+    rules: &mut RuleSet,
+    addresses: impl IntoIterator<Item = &'a Ipv4Cidr> + Clone,
+) -> Result<Vec<Diagnostic>, ConfigError> {
     let conf = fnat_keepalived::read_file(path);
     if let Some(e) = conf.errors().next() {
         return Err(from_diagnostic(e));
@@ -39,6 +47,10 @@ pub fn add_services(path: &Path, rules: &mut RuleSet) -> Result<Vec<Diagnostic>,
         let keys = service_keys(vs, &conf)?;
         for addr in keys {
             let service = service(vs, addr, &conf, &mut warnings)?;
+            for (real, rs) in service.reals.iter().zip(&vs.reals) {
+                crate::control::check_direct_route(&service, real, addresses.clone())
+                    .map_err(|e| located(&rs.at, "real_server", e.message))?;
+            }
             rules.services.push(service);
             origin.push(vs.at.clone());
         }

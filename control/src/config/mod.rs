@@ -145,7 +145,13 @@ impl AppConfig {
         let Some(ka) = keepalived else {
             return Ok((cfg, Vec::new()));
         };
-        let warnings = keepalived::add_services(ka, &mut cfg.rule_set)?;
+        let addresses: Vec<_> = cfg
+            .rules
+            .ports
+            .iter()
+            .flat_map(|p| p.addresses.iter().copied())
+            .collect();
+        let warnings = keepalived::add_services(ka, &mut cfg.rule_set, &addresses)?;
         let (rules, _) =
             crate::control::compile_fresh(&cfg.rules, &cfg.rules.timeouts, &cfg.rule_set).map_err(
                 |e| ConfigError {
