@@ -11,8 +11,10 @@ setup:
 build: setup
 	cargo build --release --workspace --bins
 
+# DEMO_MODE=fnat (default) | nat | dr | tun | snat: one lab per LVS forwarding method.
+DEMO_MODE ?= fnat
 demo: build
-	bash scripts/demo.sh
+	DEMO_MODE=$(DEMO_MODE) bash scripts/demo.sh
 
 lint: setup
 	cargo fmt --all -- --check

@@ -4,6 +4,14 @@
 # answers alternate between the real servers under rr. Then it leaves the lab running and shows
 # how to look at it with fnatctl / ipvsadm, until Ctrl-C (everything is removed on the way out).
 #
+#   DEMO_MODE=fnat  full NAT (the default): rules from the config file, local address 198.19.0.10
+#   DEMO_MODE=nat   LVS-NAT:  real servers route their default via fnatd; ipvsadm ... -m
+#   DEMO_MODE=dr    LVS-DR:   VIP on the real servers' lo, arp_ignore/arp_announce, replies
+#                             through a router namespace; ipvsadm ... -g
+#   DEMO_MODE=tun   LVS-TUN:  IPIP (port 80), GUE (443) and GRE (8443) to real servers that
+#                             decapsulate with scripts/lab/tun_decap.py; ipvsadm ... -i
+#   DEMO_MODE=snat  SNAT:     the real servers fetch a page from a WAN host (the client) with
+#                             their source rewritten to 198.18.0.1; ipvsadm -H ... / -J
 #   DEMO_ONCE=1   run the curl sequence, print it, tear everything down and exit 0
 #   DEMO_HEALTH=1 the services come from the tutorial's keepalived.conf (configs/keepalived-seed.conf,
 #                 its addresses mapped onto the lab's) with its TCP_CHECKs: a real server is
@@ -15,25 +23,30 @@ cd "$(dirname "$0")/.."
 export FNATD=${FNATD:-target/release/fnatd}
 fnatctl=${FNATCTL:-$(dirname "$FNATD")/fnatctl}
 [ -x "$FNATD" ] || { echo "demo: $FNATD missing: run make build"; exit 1; }
+[ -x "$fnatctl" ] || { echo "demo: $fnatctl missing: run make build"; exit 1; }
 VIP=198.18.10.100
+mode=${DEMO_MODE:-fnat}
+case "$mode" in fnat|nat|dr|tun|snat) ;; *) echo "demo: DEMO_MODE=$mode: fnat, nat, dr, tun or snat"; exit 2 ;; esac
 
 export LAB_PREFIX=${LAB_PREFIX:-fd$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')}
 export LAB_SERVERS=2
 p=$LAB_PREFIX
+st=/tmp/fnat-lab-$p
 cleanup() {
   trap - EXIT INT TERM
   echo
   echo "== removing the lab ($p): fnatd's exit statistics follow"
   LAB_KEEP_STATE=1 scripts/lab/lab.sh down "$p" || true
-  sed -n '/Accumulated forward statistics/,$p' "/tmp/fnat-lab-$p/fnatd.log" 2>/dev/null \
+  sed -n '/Accumulated forward statistics/,$p' "$st/fnatd.log" 2>/dev/null \
     | grep -E "RX-packets|TX-packets|ARP:|accounted|leaked" || true
-  rm -rf "/tmp/fnat-lab-$p"
+  rm -rf "$st" "/tmp/fnat-demo-$p"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 health=${DEMO_HEALTH:-0}
 if [ "$health" = 1 ]; then
+  [ "$mode" = fnat ] || { echo "demo: DEMO_HEALTH=1 runs with DEMO_MODE=fnat"; exit 2; }
   # The tutorial's keepalived.conf on the lab's addresses: VIP .10.100, real servers .11 and .12.
   kdir=$(mktemp -d /tmp/fnat-demo-ka.XXXXXX)
   sed -e 's/198\.19\.1\.11/198.19.1.12/; s/198\.19\.1\.10 /198.19.1.11 /; s/198\.18\.0\.100/198.18.10.100/' \
@@ -43,18 +56,97 @@ if [ "$health" = 1 ]; then
   export LAB_FNATD_ARGS="--keepalived $kdir/keepalived.conf"
   trap 'cleanup; rm -rf "$kdir"' EXIT
 fi
-echo "== building the lab $p: client ─ fnatd (gateway) ─ rs1, rs2   (scripts/lab/lab.sh)"
+
+# ipvsadm as the tutorials type it: the fnatctl binary under the name ipvsadm.
+bin=/tmp/fnat-demo-$p
+mkdir -p "$bin"
+ln -sf "$(realpath "$fnatctl")" "$bin/ipvsadm"
+ipvsadm() {
+  echo "# ipvsadm $*"
+  FNAT_SOCKET=$st/ctl.sock "$bin/ipvsadm" "$@"
+}
+
+export LAB_RS_MODE=$mode
+if [ "$mode" != fnat ]; then
+  # The rules come from ipvsadm below, as in the tutorials.
+  export LAB_SERVICES=$bin/none.toml LAB_WAIT=socket
+  : > "$LAB_SERVICES"
+fi
+[ "$mode" = snat ] && export LAB_CLIENT_HTTP=1
+
+echo "== building the lab $p ($mode): client ─ fnatd (gateway) ─ rs1, rs2   (scripts/lab/lab.sh)"
 scripts/lab/lab.sh up >/dev/null
-st=/tmp/fnat-lab-$p
 cat <<EOT
    client   ${p}c  198.18.0.2  ──veth──  wan 198.18.0.1 (VIP $VIP)
    gateway  ${p}g  fnatd on net_af_packet, no static neighbours: ARP both ways
    servers  ${p}s1 198.19.1.11, ${p}s2 198.19.1.12  ──bridge──  lan 198.19.1.1 (LIP 198.19.0.10)
-
 EOT
-for i in 1 2 3 4 5 6 7 8; do
-  printf '$ curl http://%s/   ->  %s\n' "$VIP" "$(ip netns exec "${p}c" curl -s -m 3 "http://$VIP/")"
-done
+case "$mode" in
+  dr|tun) echo "   router   ${p}r  198.19.1.254 on the servers' bridge, 198.18.1.1 toward the client: replies go this way" ;;
+esac
+echo
+echo "== the real servers, set up as for $mode (scripts/lab/lab.sh server_mode):"
+case "$mode" in
+  fnat) echo "   ip route add 198.19.0.0/24 via 198.19.1.1        # only the local addresses via fnatd" ;;
+  nat|snat) echo "   ip route add default via 198.19.1.1              # every reply passes fnatd" ;;
+  dr) cat <<EOT
+   sysctl -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+   ip addr add $VIP/32 dev lo                     # accept the VIP, never answer ARP for it
+   ip route add default via 198.19.1.254            # replies through the router, not fnatd
+EOT
+  ;;
+  tun) cat <<EOT
+   tun_decap.py --dev ${p}t --vip $VIP --gue-port 6080   # what ipip/gre/fou modules would do
+   ip route add default via 198.19.1.254            # replies through the router, not fnatd
+EOT
+  ;;
+esac
+echo
+
+case "$mode" in
+  nat)
+    ipvsadm -A -t $VIP:80 -s rr
+    ipvsadm -a -t $VIP:80 -r 198.19.1.11:80 -m
+    ipvsadm -a -t $VIP:80 -r 198.19.1.12:80 -m ;;
+  dr)
+    ipvsadm --add-mark 66 tcp $VIP 80,443    # fnat's mark table (iptables -t mangle ... --set-mark 66)
+    ipvsadm -A -f 66 -s rr
+    ipvsadm -a -f 66 -r 198.19.1.11 -g
+    ipvsadm -a -f 66 -r 198.19.1.12 -g ;;
+  tun)
+    ipvsadm -A -t $VIP:80 -s rr
+    ipvsadm -a -t $VIP:80 -r 198.19.1.11 -i
+    ipvsadm -a -t $VIP:80 -r 198.19.1.12 -i
+    ipvsadm -A -t $VIP:443 -s rr
+    ipvsadm -a -t $VIP:443 -r 198.19.1.11 -i --tun-type gue --tun-port 6080
+    ipvsadm -a -t $VIP:443 -r 198.19.1.12 -i --tun-type gue --tun-port 6080
+    ipvsadm -A -t $VIP:8443 -s rr
+    ipvsadm -a -t $VIP:8443 -r 198.19.1.11 -i --tun-type gre
+    ipvsadm -a -t $VIP:8443 -r 198.19.1.12 -i --tun-type gre --tun-csum ;;
+  snat)
+    ipvsadm -A -H proto=tcp,src-range=198.19.1.0-198.19.1.255,oif=wan -s rr
+    ipvsadm -a -H proto=tcp,src-range=198.19.1.0-198.19.1.255,oif=wan -r 198.18.0.1:0 -J ;;
+esac
+echo
+
+curl_as() {
+  local role=$1 url=$2
+  printf '%-4s$ curl http://%s/   ->  %s\n' "$role" "$url" "$(ip netns exec "${p}$role" curl -s -m 3 "http://$url/")"
+}
+case "$mode" in
+  snat)
+    for i in 1 2 1 2; do curl_as "s$i" 198.18.0.2; done
+    echo "   the WAN host's log (the source it saw):"
+    grep '"GET / ' "$st/httpc.log" | awk '{print "     " $1, $6, $7}' ;;
+  tun)
+    for port in 80 80 443 443 8443 8443; do curl_as c "$VIP:$port"; done
+    echo "   what rs1 decapsulated (scripts/lab/tun_decap.py's log):"
+    grep -E "^(ipip|gue|gre)" "$st/decap1.pkts" | awk '{print $1}' | sort | uniq -c | sed 's/^/     /' ;;
+  dr)
+    for url in $VIP $VIP:443 $VIP $VIP:443 $VIP $VIP:443; do curl_as c "$url"; done ;;
+  *)
+    for _ in 1 2 3 4 5 6 7 8; do curl_as c "$VIP"; done ;;
+esac
 
 table() { "$fnatctl" --socket "$st/ctl.sock" ipvsadm -Ln; }
 if [ "$health" = 1 ]; then
@@ -97,23 +189,23 @@ if [ "$health" = 1 ]; then
 fi
 
 if [ "${DEMO_ONCE:-0}" = 1 ]; then
+  echo
+  ipvsadm -Ln
+  ipvsadm -Lnc
   exit 0
 fi
-if [ -x "$fnatctl" ]; then
-  echo
-  echo "\$ fnatctl --socket $st/ctl.sock ipvsadm -Ln"
-  "$fnatctl" --socket "$st/ctl.sock" ipvsadm -Ln 2>&1 || true
-fi
+echo
+ipvsadm -Ln 2>&1 || true
+echo
+ipvsadm -Lnc 2>&1 || true
 cat <<EOT
 
 The lab stays up until Ctrl-C. Try, in another shell:
   ip netns exec ${p}c curl http://$VIP/                      # rr over rs1, rs2
-  ip netns exec ${p}c curl http://$VIP:8080/                 # wrr 3:1
   ip netns exec ${p}c ping -c 3 198.18.0.1                    # fnatd answers ICMP echo
-  $fnatctl --socket $st/ctl.sock ipvsadm -Ln
-  $fnatctl --socket $st/ctl.sock ipvsadm -Ln --stats
-  $fnatctl --socket $st/ctl.sock ipvsadm -Lnc                 # connections
-  ln -sf \$(realpath $fnatctl) /usr/local/bin/ipvsadm; FNAT_SOCKET=$st/ctl.sock ipvsadm -Ln
+  FNAT_SOCKET=$st/ctl.sock $bin/ipvsadm -Ln --stats
+  FNAT_SOCKET=$st/ctl.sock $bin/ipvsadm -Lnc                 # connections
+  $fnatctl --socket $st/ctl.sock service list
 fnatd's config: $st/fnatd.toml   its log: $st/fnatd.log
 EOT
 # Wait for Ctrl-C (bounded: at most DEMO_MINUTES, default 60).

@@ -57,15 +57,15 @@ fn connection_names(numeric: bool, entries: &[ConnEntry]) -> Box<dyn Names> {
 const USAGE: &str = "\
 ipvsadm (fnatctl) — ipvsadm's commands against fnatd
 Usage:
-  ipvsadm -A|E -t|u|f service-address [-s scheduler] [-p [timeout]] [-M netmask] [--sched-flags flags] [-o]
-  ipvsadm -D -t|u|f service-address
+  ipvsadm -A|E -t|u|f|H service-address [-s scheduler] [-p [timeout]] [-M netmask] [--sched-flags flags] [-o]
+  ipvsadm -D -t|u|f|H service-address
   ipvsadm -C
   ipvsadm -R
   ipvsadm -S [-n]
-  ipvsadm -a|e -t|u|f service-address -r server-address [-g|-m|-i|-b] [-w weight] [-x upper-threshold] [-y lower-threshold]
+  ipvsadm -a|e -t|u|f|H service-address -r server-address [-g|-m|-i|-b|-J] [-w weight] [-x upper-threshold] [-y lower-threshold]
         [--tun-type ipip|gue|gre] [--tun-port port] [--tun-nocsum|--tun-csum]
-  ipvsadm -d -t|u|f service-address -r server-address
-  ipvsadm -L|l [-t|u|f service-address] [-n] [-c] [--timeout] [--stats] [--rate] [--exact] [--thresholds] [--persistent-conn] [--tun-info] [--sort|--nosort] [--daemon]
+  ipvsadm -d -t|u|f|H service-address -r server-address
+  ipvsadm -L|l [-t|u|f|H service-address] [-n] [-c] [--timeout] [--stats] [--rate] [--exact] [--thresholds] [--persistent-conn] [--tun-info] [--sort|--nosort] [--daemon]
   ipvsadm -Z [-t|u|f service-address]
   ipvsadm --set tcp tcpfin udp
   ipvsadm --add-laddr|-P -z local-address -t|u|f service-address [-F ifname]
@@ -75,6 +75,10 @@ Usage:
 Forwarding: -g/--gatewaying (direct routing, the default as in ipvsadm), -m/--masquerading
 (NAT), -i/--ipip (tunnelling: IPIP, or --tun-type gue --tun-port N, or --tun-type gre),
 -b/--fullnat (full-NAT). fnatctl's native `real add` and the config file default to full-NAT.
+SNAT (DPVS): -H/--match 'proto=tcp|udp|icmp,src-range=A-B,dst-range=C-D,iif=PORT,oif=PORT'
+names a match service, -J/--snat its real servers, the WAN addresses (`-r WAN-ADDR:0`) that
+inside hosts' sources are rewritten to. -c lists sessions in the kernel's layout, plus a
+`local` column for full-NAT and SNAT rows.
 The socket is --socket PATH (fnatctl), $FNAT_SOCKET, or /run/fnatd/ctl.sock.
 ";
 

@@ -98,7 +98,9 @@ pub struct ServiceOpts {
 
 #[derive(Subcommand)]
 pub enum ServiceCmd {
-    /// Add a service: SERVICE is tcp/VIP:PORT, udp/VIP:PORT or fwmark/MARK.
+    /// Add a service: SERVICE is tcp/VIP:PORT, udp/VIP:PORT, fwmark/MARK, or an SNAT match
+    /// service match/proto=tcp|udp|icmp,src-range=A-B,dst-range=C-D,iif=PORT,oif=PORT
+    /// (whose real servers, `real add SERVICE WAN-ADDR:0`, are the SNAT addresses).
     Add {
         service: String,
         #[command(flatten)]
@@ -129,9 +131,9 @@ pub struct RealOpts {
     /// Lower connection threshold (ipvsadm -y).
     #[arg(short = 'y', long)]
     lower_threshold: Option<u32>,
-    /// Forwarding method: fullnat (the default of `real add`), nat (ipvsadm -m), dr (-g)
-    /// or tun (-i).
-    #[arg(short, long, value_parser = ["fullnat", "nat", "dr", "tun"])]
+    /// Forwarding method: fullnat (the default of `real add`), nat (ipvsadm -m), dr (-g),
+    /// tun (-i) or snat (-J: the real servers of a match/… service, which take it anyway).
+    #[arg(short, long, value_parser = ["fullnat", "nat", "dr", "tun", "snat"])]
     method: Option<String>,
     /// With --method tun: ipip (default), gue or gre (ipvsadm --tun-type).
     #[arg(long, value_parser = ["ipip", "gue", "gre"])]
@@ -410,7 +412,7 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
                 }))
                 .map_err(fail)?;
             Ok(out(
-                format::connections(&entries, &ListFormat::default(), &format::Numeric),
+                format::connections_dpvs(&entries, &ListFormat::default(), &format::Numeric),
                 entries,
             ))
         }
@@ -565,13 +567,12 @@ fn real(client: &Client, cmd: RealCmd) -> Result<Output, String> {
             r.upper_threshold = opts.upper_threshold.unwrap_or(0);
             r.lower_threshold = opts.lower_threshold.unwrap_or(0);
             opts.apply_method(&mut r);
-            apply(
-                client,
-                Change::RealAdd {
-                    service: service_arg(&service)?,
-                    real: r,
-                },
-            )
+            let service = service_arg(&service)?;
+            // A match service's real servers are its SNAT addresses.
+            if matches!(service, ServiceAddr::Match(_)) {
+                r.forward = fnat_proto::model::ForwardMethod::Snat;
+            }
+            apply(client, Change::RealAdd { service, real: r })
         }
         RealCmd::Edit {
             service,

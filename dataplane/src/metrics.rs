@@ -249,6 +249,13 @@ fn service_labels(service: &ServiceAddr) -> Labels {
             ("proto", String::new()),
             ("local_mark", mark.to_string()),
         ],
+        // A match service (SNAT) has neither address nor mark: its protocol says the most.
+        ServiceAddr::Match(m) => vec![
+            ("local_address", String::new()),
+            ("local_port", "0".to_string()),
+            ("proto", m.proto.name().to_ascii_uppercase()),
+            ("local_mark", String::new()),
+        ],
     }
 }
 

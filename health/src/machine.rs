@@ -91,6 +91,7 @@ pub fn vs_name(addr: &ServiceAddr) -> String {
             port,
         } => endpoint(SocketAddrV4::new(*vip, *port), protocol_name(*protocol)),
         ServiceAddr::Fwmark(m) => format!("FWM {m}"),
+        ServiceAddr::Match(m) => format!("MATCH {m}"),
     }
 }
 
@@ -105,7 +106,7 @@ pub fn protocol_name(p: Protocol) -> &'static str {
 pub fn service_protocol(addr: &ServiceAddr) -> &'static str {
     match addr {
         ServiceAddr::Inet { protocol, .. } => protocol_name(*protocol),
-        ServiceAddr::Fwmark(_) => "tcp",
+        ServiceAddr::Fwmark(_) | ServiceAddr::Match(_) => "tcp",
     }
 }
 

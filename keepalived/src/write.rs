@@ -45,6 +45,7 @@ pub fn method_keyword(method: ForwardMethod) -> &'static str {
         ForwardMethod::Masq => "NAT",
         ForwardMethod::Route => "DR",
         ForwardMethod::Tunnel => "TUN",
+        ForwardMethod::Snat => "SNAT",
     }
 }
 
@@ -71,6 +72,7 @@ fn service_name(s: &Service) -> String {
             port,
         } => format!("{}/{vip}:{port}", protocol.name()),
         ServiceAddr::Fwmark(mark) => format!("fwmark/{mark}"),
+        ServiceAddr::Match(ref m) => format!("match/{m}"),
     }
 }
 
@@ -85,6 +87,13 @@ fn is_word(text: &str) -> bool {
 /// Checks that every rule of `rules` can be written; the first that cannot is refused.
 pub fn check(rules: &RuleSet) -> Result<(), Refusal> {
     for s in &rules.services {
+        if matches!(s.addr, ServiceAddr::Match(_)) {
+            return Err(Refusal {
+                rule: service_name(s),
+                setting: "match",
+                reason: "keepalived.conf has no SNAT match service (DPVS's fork only)".into(),
+            });
+        }
         if s.expire_on_removal {
             return Err(Refusal {
                 rule: service_name(s),
@@ -196,6 +205,8 @@ fn write_service(out: &mut String, s: &Service, i: usize) {
             let _ = writeln!(out, "\nvirtual_server fwmark {mark} {{");
             0
         }
+        // Refused by `check`: keepalived.conf has no form for it.
+        ServiceAddr::Match(_) => return,
     };
     let _ = writeln!(out, "    lb_algo {}", s.scheduler);
     for (bit, name) in [

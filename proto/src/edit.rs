@@ -146,6 +146,7 @@ impl Change {
                     .filter(|m| m.mark == n)
                     .flat_map(Mark::endpoints)
                     .collect(),
+                ServiceAddr::Match(_) => Vec::new(),
             },
             Change::MarkDel { mark } => vec![ServiceAddr::Fwmark(*mark)],
             _ => Vec::new(),
@@ -504,6 +505,7 @@ fn check_endpoints(rules: &RuleSet, addr: &ServiceAddr) -> Result<(), (ErrorBody
                 }
             }
         }
+        ServiceAddr::Match(_) => {}
     }
     Ok(())
 }
@@ -602,6 +604,17 @@ fn check_attrs(attrs: &ServiceAttrs) -> Result<(), (ErrorBody, ServiceField)> {
             ))
         }
         ServiceAddr::Fwmark(_) => {}
+        ServiceAddr::Match(m) => {
+            if m.is_open() {
+                return Err((
+                    invalid(format!(
+                        "match service proto={} names no src-range, dst-range, iif or oif: it would take every packet",
+                        m.proto.name()
+                    )),
+                    ServiceField::Addr,
+                ));
+            }
+        }
     }
     if let Some(p) = attrs.persistence {
         if p.timeout == 0 || p.timeout > MAX_TIMEOUT {
@@ -673,6 +686,18 @@ fn check_service(service: &Service, marks: &[Mark]) -> Result<(), (ErrorBody, Wi
 }
 
 fn check_real(service: &ServiceAddr, real: &Real) -> Result<(), (ErrorBody, RealField)> {
+    // SNAT's WAN addresses belong to match services, and only they do.
+    if matches!(service, ServiceAddr::Match(_)) != (real.forward == ForwardMethod::Snat) {
+        let why = if real.forward == ForwardMethod::Snat {
+            format!("{service} is not a match service: SNAT addresses (-J) belong to match services (-H)")
+        } else {
+            format!(
+                "{service} is a match service: its real servers are SNAT addresses (-J), not {}",
+                real.forward.ipvsadm_name()
+            )
+        };
+        return Err((invalid(why), RealField::Addr));
+    }
     if !is_unicast(real.addr) {
         return Err((
             invalid(format!(

@@ -45,6 +45,8 @@ pub enum ServiceAddr {
         port: u16,
     },
     Fwmark(u32),
+    /// DPVS's match service (`-H`): the packets of inside hosts that SNAT rewrites.
+    Match(SnatMatch),
 }
 
 impl ServiceAddr {
@@ -66,11 +68,12 @@ impl ServiceAddr {
     pub fn port(&self) -> u16 {
         match self {
             ServiceAddr::Inet { port, .. } => *port,
-            ServiceAddr::Fwmark(_) => 0,
+            ServiceAddr::Fwmark(_) | ServiceAddr::Match(_) => 0,
         }
     }
     /// ipvsadm's listing order: fwmark, then protocol number, then address, then port
-    /// (inet services have fwmark 0, so they come before fwmark services).
+    /// (inet services have fwmark 0, so they come before fwmark services); match services
+    /// (DPVS lists them after the others) last, in their text's order.
     pub fn ipvsadm_order(&self, other: &ServiceAddr) -> Ordering {
         let key = |s: &ServiceAddr| match *s {
             ServiceAddr::Inet {
@@ -79,8 +82,14 @@ impl ServiceAddr {
                 port,
             } => (0u32, protocol.number(), u32::from(vip), port),
             ServiceAddr::Fwmark(m) => (m, Protocol::Tcp.number(), 0, 0),
+            ServiceAddr::Match(_) => (u32::MAX, u8::MAX, u32::MAX, u16::MAX),
         };
-        key(self).cmp(&key(other))
+        key(self)
+            .cmp(&key(other))
+            .then_with(|| match (self, other) {
+                (ServiceAddr::Match(a), ServiceAddr::Match(b)) => a.to_string().cmp(&b.to_string()),
+                _ => Ordering::Equal,
+            })
     }
 }
 
@@ -93,6 +102,7 @@ impl fmt::Display for ServiceAddr {
                 port,
             } => write!(f, "{}/{vip}:{port}", protocol.name()),
             ServiceAddr::Fwmark(m) => write!(f, "fwmark/{m}"),
+            ServiceAddr::Match(m) => write!(f, "match/{m}"),
         }
     }
 }
@@ -101,7 +111,9 @@ impl FromStr for ServiceAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
-            format!("'{s}' is not a service address (tcp/VIP:PORT, udp/VIP:PORT or fwmark/MARK)")
+            format!(
+                "'{s}' is not a service address (tcp/VIP:PORT, udp/VIP:PORT, fwmark/MARK or match/proto=…,src-range=…)"
+            )
         };
         let (kind, rest) = s.split_once('/').ok_or_else(bad)?;
         match kind {
@@ -119,6 +131,7 @@ impl FromStr for ServiceAddr {
                 })
             }
             "fwmark" => rest.parse().map(ServiceAddr::Fwmark).map_err(|_| bad()),
+            "match" => rest.parse().map(ServiceAddr::Match),
             _ => Err(bad()),
         }
     }
@@ -134,6 +147,210 @@ impl TryFrom<String> for ServiceAddr {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         s.parse()
+    }
+}
+
+/// The protocol a match service takes: TCP, UDP or ICMP (echo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchProto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl MatchProto {
+    pub const fn name(self) -> &'static str {
+        match self {
+            MatchProto::Tcp => "tcp",
+            MatchProto::Udp => "udp",
+            MatchProto::Icmp => "icmp",
+        }
+    }
+    /// The IPv4 protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            MatchProto::Tcp => 6,
+            MatchProto::Udp => 17,
+            MatchProto::Icmp => 1,
+        }
+    }
+    /// The protocol the listings name the service by (ICMP: ipvsadm has no word; DPVS says
+    /// ICMP, so does fnat).
+    pub fn parse(s: &str) -> Result<MatchProto, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(MatchProto::Tcp),
+            "udp" => Ok(MatchProto::Udp),
+            "icmp" => Ok(MatchProto::Icmp),
+            _ => Err(format!("'{s}' is not one of: tcp, udp, icmp")),
+        }
+    }
+}
+
+/// An inclusive range of IPv4 addresses, `A-B` (or one address `A`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddrRange {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+}
+
+impl AddrRange {
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        self.first <= a && a <= self.last
+    }
+}
+
+impl fmt::Display for AddrRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl FromStr for AddrRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("'{s}' is not an address range (A-B or A, IPv4)");
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let first: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
+        let last: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
+        if first > last {
+            return Err(format!(
+                "'{s}': the range's first address is above its last"
+            ));
+        }
+        Ok(AddrRange { first, last })
+    }
+}
+
+/// A port name (`[[port]] name`) of at most 15 bytes, kept inline so that a service address
+/// stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortName {
+    len: u8,
+    bytes: [u8; PortName::MAX],
+}
+
+impl PortName {
+    pub const MAX: usize = 15;
+    pub fn as_str(&self) -> &str {
+        // Built only from a &str cut at its length: always UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for PortName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl fmt::Display for PortName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PortName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= PortName::MAX
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if !ok {
+            return Err(format!(
+                "'{s}' is not a port name (1 to {} letters, digits, '_', '-', '.')",
+                PortName::MAX
+            ));
+        }
+        let mut bytes = [0u8; PortName::MAX];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Ok(PortName {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+}
+
+/// DPVS's match service (`ipvsadm -H 'proto=tcp,src-range=A-B,dst-range=C-D,iif=P,oif=Q'`):
+/// the packets SNAT takes, those of `proto` from an inside host in `src` toward `dst`,
+/// arriving on port `iif` and routed out of port `oif`; a condition not given matches
+/// everything. Its real servers (`-J`, [`ForwardMethod::Snat`]) are the WAN addresses the
+/// sources are rewritten to (port 0: any port of the pool). Written as DPVS writes it,
+/// `proto=tcp,src-range=198.19.1.0-198.19.1.255,oif=wan`, in the fixed order proto,
+/// src-range, dst-range, iif, oif.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SnatMatch {
+    pub proto: MatchProto,
+    pub src: Option<AddrRange>,
+    pub dst: Option<AddrRange>,
+    pub iif: Option<PortName>,
+    pub oif: Option<PortName>,
+}
+
+impl SnatMatch {
+    /// True when nothing but the protocol is given (the validator refuses it: it would take
+    /// every packet).
+    pub fn is_open(&self) -> bool {
+        self.src.is_none() && self.dst.is_none() && self.iif.is_none() && self.oif.is_none()
+    }
+}
+
+impl fmt::Display for SnatMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "proto={}", self.proto.name())?;
+        if let Some(r) = self.src {
+            write!(f, ",src-range={r}")?;
+        }
+        if let Some(r) = self.dst {
+            write!(f, ",dst-range={r}")?;
+        }
+        if let Some(p) = self.iif {
+            write!(f, ",iif={p}")?;
+        }
+        if let Some(p) = self.oif {
+            write!(f, ",oif={p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for SnatMatch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut proto = None;
+        let mut m = SnatMatch {
+            proto: MatchProto::Tcp,
+            src: None,
+            dst: None,
+            iif: None,
+            oif: None,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("match '{s}': '{part}' is not KEY=VALUE"))?;
+            let twice = || format!("match '{s}': {k} given twice");
+            match k.trim() {
+                "proto" => {
+                    if proto.replace(MatchProto::parse(v.trim())?).is_some() {
+                        return Err(twice());
+                    }
+                }
+                "src-range" if m.src.is_none() => m.src = Some(v.trim().parse()?),
+                "dst-range" if m.dst.is_none() => m.dst = Some(v.trim().parse()?),
+                "iif" if m.iif.is_none() => m.iif = Some(v.trim().parse()?),
+                "oif" if m.oif.is_none() => m.oif = Some(v.trim().parse()?),
+                "src-range" | "dst-range" | "iif" | "oif" => return Err(twice()),
+                other => {
+                    return Err(format!(
+                        "match '{s}': unknown key '{other}' (proto, src-range, dst-range, iif, oif)"
+                    ))
+                }
+            }
+        }
+        m.proto = proto.ok_or_else(|| format!("match '{s}': proto= missing (tcp, udp or icmp)"))?;
+        Ok(m)
     }
 }
 
@@ -294,8 +511,10 @@ fn full_netmask() -> Ipv4Addr {
 
 /// How packets reach a real server (a property of each real server, as in IPVS: one
 /// service may mix methods). In files and on the wire: `fullnat`, `masq` (alias `nat`),
-/// `route` (alias `dr`), `tunnel` (alias `tun`). The native config and `fnatctl` default to
-/// full NAT; ipvsadm's face defaults to `route` (`-g`), as ipvsadm does.
+/// `route` (alias `dr`), `tunnel` (alias `tun`), `snat`. The native config and `fnatctl`
+/// default to full NAT; ipvsadm's face defaults to `route` (`-g`), as ipvsadm does. `Snat` is
+/// DPVS's source NAT: the "real servers" of a match service (see [`SnatMatch`]) are the WAN
+/// addresses inside hosts are rewritten to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForwardMethod {
@@ -307,6 +526,7 @@ pub enum ForwardMethod {
     Route,
     #[serde(alias = "tun")]
     Tunnel,
+    Snat,
 }
 
 impl ForwardMethod {
@@ -317,6 +537,7 @@ impl ForwardMethod {
             ForwardMethod::Masq => "Masq",
             ForwardMethod::Route => "Route",
             ForwardMethod::Tunnel => "Tunnel",
+            ForwardMethod::Snat => "SNAT",
         }
     }
     /// The switch `ipvsadm -S` writes.
@@ -326,6 +547,7 @@ impl ForwardMethod {
             ForwardMethod::Masq => "-m",
             ForwardMethod::Route => "-g",
             ForwardMethod::Tunnel => "-i",
+            ForwardMethod::Snat => "-J",
         }
     }
     /// The native config's name (`method = "..."`).
@@ -335,6 +557,7 @@ impl ForwardMethod {
             ForwardMethod::Masq => "nat",
             ForwardMethod::Route => "dr",
             ForwardMethod::Tunnel => "tun",
+            ForwardMethod::Snat => "snat",
         }
     }
     /// The method of a native config name (or of its canonical spelling).
@@ -344,6 +567,7 @@ impl ForwardMethod {
             "nat" | "masq" => Some(ForwardMethod::Masq),
             "dr" | "route" => Some(ForwardMethod::Route),
             "tun" | "tunnel" => Some(ForwardMethod::Tunnel),
+            "snat" => Some(ForwardMethod::Snat),
             _ => None,
         }
     }
@@ -688,6 +912,34 @@ mod tests {
         assert!("sctp/10.0.0.1:80".parse::<ServiceAddr>().is_err());
         assert!("tcp/10.0.0.300:80".parse::<ServiceAddr>().is_err());
         assert!("fwmark/x".parse::<ServiceAddr>().is_err());
+    }
+
+    #[test]
+    fn match_services_read_dpvs_text_and_write_it_in_one_order() {
+        let a: ServiceAddr = "match/oif=wan,proto=icmp,src-range=198.19.1.0-198.19.1.255"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            a.to_string(),
+            "match/proto=icmp,src-range=198.19.1.0-198.19.1.255,oif=wan"
+        );
+        let ServiceAddr::Match(m) = a else { panic!() };
+        assert!(m.src.unwrap().contains(Ipv4Addr::new(198, 19, 1, 7)));
+        assert!(!m.src.unwrap().contains(Ipv4Addr::new(198, 19, 2, 0)));
+        assert_eq!(m.oif.unwrap().as_str(), "wan");
+        let b: SnatMatch = "proto=udp,dst-range=1.2.3.4,iif=lan".parse().unwrap();
+        assert_eq!(b.to_string(), "proto=udp,dst-range=1.2.3.4-1.2.3.4,iif=lan");
+        for bad in [
+            "src-range=1.1.1.1-1.1.1.2",
+            "proto=sctp",
+            "proto=tcp,proto=udp",
+            "proto=tcp,src-range=2.0.0.0-1.0.0.0",
+            "proto=tcp,oif=a-name-longer-than-15",
+            "proto=tcp,colour=red",
+            "proto=tcp,iif",
+        ] {
+            assert!(bad.parse::<SnatMatch>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{IpvsTimeouts, Protocol, RuleSet, ServiceAddr};
+use crate::model::{ForwardMethod, IpvsTimeouts, Protocol, RuleSet, ServiceAddr};
 
 /// Traffic counters and rate estimates of a service or a real server (ipvsadm's `--stats`
 /// and `--rate` columns).
@@ -188,7 +188,7 @@ impl ConnFilter {
                 vip,
                 port,
             }) => entry.protocol == protocol && entry.vip == SocketAddrV4::new(vip, port),
-            Some(ServiceAddr::Fwmark(_)) => false,
+            Some(ServiceAddr::Fwmark(_) | ServiceAddr::Match(_)) => false,
         };
         service_ok
             && (self.real.is_none() || self.real == Some(entry.rs))
@@ -208,11 +208,20 @@ pub struct ConnEntry {
     /// IPVS state name: ESTABLISHED, SYN_RECV, FIN_WAIT, … (UDP: UDP).
     pub state: String,
     pub expires_in_s: u32,
-    /// How the session's packets reach its real server. `lip` is the local address of a
-    /// full-NAT session; a NAT session's is its client's own address, a TUN session's the
-    /// outer source address and GUE port, a DR session's 0.0.0.0:0.
+    /// How the session's packets reach its real server. Full-NAT and SNAT sessions have a
+    /// local address (`lip`: the LIP, SNAT's WAN address); a NAT session's `lip` is its
+    /// client's own address, a TUN session's the outer source address and GUE port, a DR
+    /// session's 0.0.0.0:0 (none of them listed by `-Lnc`).
     #[serde(default)]
-    pub forward: crate::model::ForwardMethod,
+    pub forward: ForwardMethod,
+}
+
+impl ConnEntry {
+    /// True when the session's source toward the far side is one of fnatd's own addresses
+    /// (full-NAT's local address, SNAT's WAN address).
+    pub fn has_local(&self) -> bool {
+        matches!(self.forward, ForwardMethod::FullNat | ForwardMethod::Snat)
+    }
 }
 
 /// What `status` answers.

@@ -9,8 +9,20 @@
 #                       bridge ${P}br joins ${P}gb and every server's ${P}bI
 #   server ns  ${P}sI : ${P}sI 198.19.1.(10+I)/24, route 198.19.0.0/24 via 198.19.1.1
 #                       http :80, :443 and :8443 (a page naming the server; 443 is plain http,
-#                       the https port of the LVS tutorials), TCP echo :9000 (echo.py),
+#                       the https port of the LVS tutorials; /1m.bin: the same 1 MB of random
+#                       bytes, $state/1m.bin, on every server), TCP echo :9000 (echo.py),
 #                       UDP echo :9001
+#
+# With LAB_RS_MODE the real servers are set up as the LVS tutorials set them up per method:
+#   fnat (default)  as above: only the local addresses route via fnatd
+#   nat             default route via fnatd (198.19.1.1): replies must pass it (LVS-NAT)
+#   dr              VIPs on lo, arp_ignore=1/arp_announce=2, default route via the router
+#   tun             tun_decap.py (IPIP, GRE, GUE port 6080) writing inner packets into TUN
+#                   device ${P}t holding the VIPs; default route via the router
+#   snat            default route via fnatd, as nat: they reach the WAN side through SNAT
+# dr and tun add a router namespace ${P}r that carries replies to the client without fnatd:
+#   ${P}r0 198.19.1.254/24 on the servers' bridge, ${P}r1 198.18.1.1/24 <-> client ${P}c1
+#   198.18.1.2/24 (the client's own 198.18.0.2 is routed there).
 #
 # No static neighbours anywhere: the client, the servers and fnatd resolve each other by ARP.
 # With LAB_GATEWAY=nft the gateway namespace's own kernel does DNAT+SNAT with nftables instead
@@ -25,9 +37,17 @@
 # LAB_PMD (af_packet | af_xdp | tap; default af_packet), LAB_GATEWAY (fnatd | nft),
 # FNATD (the fnatd binary), LAB_FNATD_ARGS (extra arguments to `fnatd run`, e.g. --socket),
 # LAB_SERVICES (a TOML file of [[service]] tables replacing the default ones),
+# LAB_EXTRA_SERVICES (a TOML file appended to them, e.g. an SNAT match service),
 # LAB_HTTP (nginx | python; default nginx when installed), LAB_WORKER_CPU (1),
 # LAB_METRICS (ADDRESS:PORT of fnatd's Prometheus endpoint, inside the gateway namespace),
-# LAB_WORKERS (fnatd workers, 1; af_packet then opens as many queue pairs),
+# LAB_WORKERS (1; N > 1 gives fnatd N workers, N queue pairs per port, replies spread over
+# them by the kernel's packet fanout), LAB_WORKER_CPUS ("1", or "1, 1, ..." for N workers),
+# LAB_RS_MODE (fnat | nat | dr | tun | snat, see above), LAB_ROUTER (1: the router namespace
+# even without dr/tun), LAB_CLIENT_HTTP (1: the client serves http :80 too, a page "wan", the
+# WAN host of the SNAT lab), LAB_SERVER_SETUP (a program run as `PROG PREFIX I ADDRESS` after
+# server I is set up, e.g. extra addresses), LAB_WAIT (vip: wait until the VIP answers http,
+# the default; socket: only until fnatd's control socket is there, for labs that add their
+# rules with ipvsadm afterwards).
 # LAB_KERNEL_TWIN (1: each fnatd port gets a kernel twin, ${P}kw for wan and ${P}kl for lan,
 # in the gateway namespace: the exception path, docs/exception-path.md).
 # LAB_GW_KERNEL_ADDR (an ADDRESS/PREFIX for the gateway namespace's own kernel on the real
@@ -82,6 +102,7 @@ http_server() {
   local www="$st/www$i"
   mkdir -p "$www"
   printf 'rs%s\n' "$i" > "$www/index.html"
+  cp "$st/1m.bin" "$www/1m.bin"
   if [ "${LAB_HTTP:-}" != python ] && command -v nginx >/dev/null; then
     cat > "$st/nginx$i.conf" <<CONF
 daemon off;
@@ -171,6 +192,46 @@ real = [ ${r0%, } ]
 TOML
 }
 
+# The router of the dr and tun labs: replies from the real servers reach the client through
+# it, never through fnatd.
+router_up() {
+  local p=$1
+  ip netns add "${p}r"; ns_sysctls "$p" r
+  nsx "$p" r sysctl -qw net.ipv4.ip_forward=1
+  ip link add "${p}r0" netns "${p}r" type veth peer name "${p}rb" netns "${p}g"
+  ip link add "${p}r1" netns "${p}r" type veth peer name "${p}c1" netns "${p}c"
+  quiet_if "$p" r "${p}r0"; quiet_if "$p" r "${p}r1"; quiet_if "$p" g "${p}rb"; quiet_if "$p" c "${p}c1"
+  nsx "$p" g ip link set "${p}rb" master "${p}br"
+  nsx "$p" r ip addr add 198.19.1.254/24 dev "${p}r0"
+  nsx "$p" r ip addr add 198.18.1.1/24 dev "${p}r1"
+  nsx "$p" r ip route add 198.18.0.0/24 via 198.18.1.2
+  nsx "$p" c ip addr add 198.18.1.2/24 dev "${p}c1"
+}
+
+# A real server set up for LAB_RS_MODE (after its address and services).
+server_mode() {
+  local p=$1 i=$2 mode=$3 st; st=$(state_of "$p")
+  case "$mode" in
+    fnat) ;;
+    nat|snat) nsx "$p" "s$i" ip route add default via 198.19.1.1 ;;
+    dr)
+      nsx "$p" "s$i" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+        "net.ipv4.conf.${p}s$i.arp_ignore=1" "net.ipv4.conf.${p}s$i.arp_announce=2"
+      nsx "$p" "s$i" ip addr add "$VIP/32" dev lo
+      nsx "$p" "s$i" ip addr add "$VIP2/32" dev lo
+      nsx "$p" "s$i" ip route add default via 198.19.1.254 ;;
+    tun)
+      bg "$p" "s$i" "decap$i" /usr/bin/python3 "$here/tun_decap.py" --dev "${p}t" \
+        --vip "$VIP" --vip "$VIP2" --gue-port 6080 --log "$st/decap$i.pkts"
+      for _ in $(seq 1 50); do
+        nsx "$p" "s$i" ip addr show dev "${p}t" 2>/dev/null | grep -q "$VIP2" && break; sleep 0.1
+      done
+      nsx "$p" "s$i" ip route add default via 198.19.1.254 ;;
+    *) die "LAB_RS_MODE=$mode: fnat, nat, dr, tun or snat" ;;
+  esac
+  if [ -n "${LAB_SERVER_SETUP:-}" ]; then "$LAB_SERVER_SETUP" "$p" "$i" "198.19.1.$((10 + i))"; fi
+}
+
 fnatd_config() {
   local p=$1 n=$2 pmd=$3 st; st=$(state_of "$p")
   local wan lan workers=${LAB_WORKERS:-1} cpus="${LAB_WORKER_CPU:-1}" i
@@ -191,7 +252,7 @@ fnatd_config() {
 # Generated by scripts/lab/lab.sh for lab $p ($pmd).
 [eal]
 main_cpu = 0
-worker_cpus = [$cpus]
+worker_cpus = [${LAB_WORKER_CPUS:-$cpus}]
 file_prefix = "$p"
 memory_mb = 256
 
@@ -218,6 +279,7 @@ state_file = "$st/rules.state"
 TOML
   if [ -n "${LAB_METRICS:-}" ]; then printf '[metrics]\nlisten = "%s"\n\n' "$LAB_METRICS"; fi
   if [ -n "${LAB_SERVICES:-}" ]; then cat "$LAB_SERVICES"; else default_services "$n"; fi
+  if [ -n "${LAB_EXTRA_SERVICES:-}" ]; then echo; cat "$LAB_EXTRA_SERVICES"; fi
 }
 
 nft_rules() {
@@ -248,6 +310,9 @@ up() {
   mkdir -p "$st"
   : > "$st/pids"
   echo "$n" > "$st/servers"
+  local mode=${LAB_RS_MODE:-fnat}
+  # 1 MB of random bytes every http server serves as /1m.bin (integrity checks).
+  head -c 1048576 /dev/urandom > "$st/1m.bin"
   # A failure half-way leaves nothing behind.
   trap 'echo "lab: set-up of $p failed; removing it" >&2; down "$p" >/dev/null 2>&1' ERR INT TERM
 
@@ -271,6 +336,13 @@ up() {
   nsx "$p" c ip route add 198.18.10.0/24 via 198.18.0.1
 
   for i in $(seq 1 "$n"); do http_server "$p" "$i"; done
+  if [ "$mode" = dr ] || [ "$mode" = tun ] || [ "${LAB_ROUTER:-0}" = 1 ]; then router_up "$p"; fi
+  for i in $(seq 1 "$n"); do server_mode "$p" "$i" "$mode"; done
+  if [ "${LAB_CLIENT_HTTP:-0}" = 1 ]; then
+    mkdir -p "$st/wwwc"; head -c 1048576 /dev/urandom > "$st/wwwc/1m.bin"; echo wan > "$st/wwwc/index.html"
+    bg "$p" c httpc /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 --directory "$st/wwwc"
+    bg "$p" c uechoc socat UDP4-RECVFROM:9001,fork PIPE
+  fi
 
   if [ "$gwmode" = nft ]; then
     command -v nft >/dev/null || die "nft missing (apt-get install nftables)"
@@ -328,10 +400,13 @@ NFT
       nsx "$p" g ip link set "${p}tl" master "${p}br"
     fi
   fi
-  # Ready when every real server answers through the VIP (ARP both ways included).
+  # Ready when every real server answers through the VIP (ARP both ways included), or with
+  # LAB_WAIT=socket when fnatd's control socket is there.
   local ok=0
   for _ in $(seq 1 100); do
-    if nsx "$p" c curl -s -m 1 "http://$VIP/" >/dev/null 2>&1; then ok=1; break; fi
+    if [ "${LAB_WAIT:-vip}" = socket ]; then
+      if [ -S "$st/ctl.sock" ]; then ok=1; break; fi
+    elif nsx "$p" c curl -s -m 1 "http://$VIP/" >/dev/null 2>&1; then ok=1; break; fi
     if [ "$gwmode" != nft ] && ! kill -0 "$(tail -n1 "$st/pids")" 2>/dev/null; then break; fi
     sleep 0.2
   done
@@ -358,7 +433,7 @@ down() {
     done
     while read -r pid; do kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; done < "$st/pids"
   fi
-  for ns in $(ip netns list | awk '{print $1}' | grep -E "^${p}(c|g|s[0-9]+)$" || true); do
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^${p}(c|g|r|s[0-9]+)$" || true); do
     ip netns del "$ns" 2>/dev/null || true
   done
   rm -rf "/var/run/dpdk/$p"

@@ -204,6 +204,20 @@ pub fn config_tables(rules: &RuleSet) -> String {
             ServiceAddr::Fwmark(m) => {
                 let _ = writeln!(out, "fwmark = {m}");
             }
+            ServiceAddr::Match(m) => {
+                let mut parts = vec![format!("proto = \"{}\"", m.proto.name())];
+                for (k, v) in [
+                    ("src-range", m.src.map(|r| r.to_string())),
+                    ("dst-range", m.dst.map(|r| r.to_string())),
+                    ("iif", m.iif.map(|p| p.to_string())),
+                    ("oif", m.oif.map(|p| p.to_string())),
+                ] {
+                    if let Some(v) = v {
+                        parts.push(format!("{k} = \"{v}\""));
+                    }
+                }
+                let _ = writeln!(out, "match = {{ {} }}", parts.join(", "));
+            }
         }
         let _ = writeln!(out, "scheduler = \"{}\"", s.scheduler);
         let flags: Vec<String> = ["flag-1", "flag-2", "flag-3"]

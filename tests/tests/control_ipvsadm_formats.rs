@@ -189,6 +189,18 @@ fn every_list_view_prints_ipvsadm_formats() {
             0
         )
     );
+    // -c: the kernel's connection listing (ip_vs_conn's header, `%-11s %-18s %-18s %s`),
+    // whichever way the switches are written; no sessions here, so no `local` column.
+    let conn_header = "IPVS connection entries\n\
+                       pro expire state       source             virtual            destination\n";
+    for args in [
+        &["-Lnc"][..],
+        &["-L", "-n", "-c"],
+        &["-Ln", "-c"],
+        &["-l", "-c", "-n"],
+    ] {
+        assert_eq!(ok(&links, &socket, args), conn_header, "{args:?}");
+    }
     daemon.stop();
 }
 

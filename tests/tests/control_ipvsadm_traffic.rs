@@ -259,10 +259,16 @@ fn dataplane_counters_fill_ipvsadm_views() {
         };
         format!("{}:{port}", host(a))
     };
-    // Fields: [worker]proto, expire, state, client, vip, lip, rs. The expire column ticks
-    // between the two listings, so it is taken from the named line itself.
+    // The kernel's layout: two header lines, then proto, expire, state, client, vip, rs and
+    // (full-NAT) the local address. The expire column ticks between the two listings, so it
+    // is taken from the named line itself.
+    let header = "IPVS connection entries\n\
+                  pro expire state       source             virtual            destination        local\n";
+    assert!(numeric.starts_with(header), "{numeric}");
+    assert!(named.stdout.starts_with(header), "{}", named.stdout);
     let mut want_named: Vec<Vec<String>> = numeric
         .lines()
+        .skip(2)
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             assert_eq!(f.len(), 7, "{l}");
@@ -274,16 +280,20 @@ fn dataplane_counters_fill_ipvsadm_views() {
         })
         .collect();
     let mut got_named: Vec<Vec<String>> = Vec::new();
-    for l in named.stdout.lines() {
+    for l in named.stdout.lines().skip(2) {
         let f: Vec<String> = l.split_whitespace().map(str::to_string).collect();
         assert_eq!(f.len(), 7, "{l}");
-        // DPVS's `[%d]%-3s %-6s %-11s %-18s %-18s %-18s %s`.
-        let (worker, proto) = f[0].split_at(f[0].find(']').expect("[worker]") + 1);
+        assert_eq!(f[0], "TCP");
+        // `%-3s %-6s %-11s %-18s %-18s %-18s %s`, the expire as MM:SS.
+        assert!(
+            f[1].len() == 5 && f[1].as_bytes()[2] == b':',
+            "expire MM:SS: {l}"
+        );
         assert_eq!(
             l,
             format!(
-                "{worker}{proto:<3} {:<6} {:<11} {:<18} {:<18} {:<18} {}",
-                f[1], f[2], f[3], f[4], f[5], f[6]
+                "{:<3} {:<6} {:<11} {:<18} {:<18} {:<18} {}",
+                f[0], f[1], f[2], f[3], f[4], f[5], f[6]
             )
         );
         got_named.push(f);
@@ -299,8 +309,8 @@ fn dataplane_counters_fill_ipvsadm_views() {
     assert!(
         named.stdout.contains(" client3.fnat.test:40003 ")
             && named.stdout.contains(" vip.fnat.test:http ")
-            && named.stdout.contains(" lip10.fnat.test:fnat-lport ")
-            && named.stdout.contains(" rs1.fnat.test:http"),
+            && named.stdout.contains(" lip10.fnat.test:fnat-lport\n")
+            && named.stdout.contains(" rs1.fnat.test:http "),
         "{}",
         named.stdout
     );

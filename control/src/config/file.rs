@@ -113,6 +113,11 @@ pub struct ServiceSection {
     pub protocol: Option<String>,
     /// The mark of a `[[port_group]]`: the service takes all of the group's VIP:ports.
     pub fwmark: Option<u32>,
+    /// Instead of vip/port/protocol or fwmark: a match service (SNAT, DPVS's `-H`), e.g.
+    /// `match = { proto = "tcp", src-range = "198.19.1.0-198.19.1.255", oif = "wan" }`; its
+    /// `real` entries are the WAN addresses (port 0) sources are rewritten to.
+    #[serde(rename = "match")]
+    pub match_: Option<MatchSection>,
     /// An ipvsadm scheduler name; default "wlc".
     pub scheduler: Option<String>,
     /// Scheduler flags: sh-fallback, sh-port, mh-fallback, mh-port, flag-1..3.
@@ -140,6 +145,24 @@ pub struct ServiceSection {
     pub sorry_server: Option<String>,
     /// The sorry server stays in the table at weight 0 when not in use.
     pub sorry_server_inhibit: Option<bool>,
+}
+
+/// `match = { proto, src-range, dst-range, iif, oif }` of a `[[service]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSection {
+    /// tcp, udp or icmp.
+    pub proto: String,
+    /// Inside hosts, `A-B` (or one address).
+    #[serde(rename = "src-range")]
+    pub src_range: Option<String>,
+    /// Outside destinations, `A-B` (or one address).
+    #[serde(rename = "dst-range")]
+    pub dst_range: Option<String>,
+    /// The `[[port]]` the inside hosts' packets arrive on.
+    pub iif: Option<String>,
+    /// The `[[port]]` the packets leave by (toward the WAN).
+    pub oif: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,7 +24,7 @@ pub fn spec_of(
 ) -> Result<Option<ServiceSpec>, (fnat_keepalived::Location, String, String)> {
     let vport = match service.addr {
         ServiceAddr::Inet { port, .. } => port,
-        ServiceAddr::Fwmark(_) => 0,
+        ServiceAddr::Fwmark(_) | ServiceAddr::Match(_) => 0,
     };
     let mut reals = Vec::new();
     for (rs, real) in vs.reals.iter().zip(&service.reals) {

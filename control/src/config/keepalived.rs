@@ -261,7 +261,7 @@ fn service(
     }
     let vport = match addr {
         ServiceAddr::Inet { port, .. } => port,
-        ServiceAddr::Fwmark(_) => 0,
+        ServiceAddr::Fwmark(_) | ServiceAddr::Match(_) => 0,
     };
     for rs in &vs.reals {
         let weight = u32::try_from(rs.weight)

@@ -569,3 +569,68 @@ fn forwarding_methods_parse_and_their_mistakes_are_named() {
         "{e}"
     );
 }
+
+const SNAT: &str = r#"
+[[service]]
+match = { proto = "tcp", src-range = "198.19.1.0-198.19.1.255", iif = "lan", oif = "wan" }
+scheduler = "rr"
+real = [ { address = "198.18.0.1", port = 0 } ]
+"#;
+
+#[test]
+fn snat_match_services_compile_and_their_mistakes_are_named() {
+    let c = parse(&format!("{FNAT}{SNAT}")).unwrap();
+    let s = &c.rules.services[1];
+    let rule = s.options.snat.expect("an SNAT rule");
+    assert_eq!(rule.proto, 6);
+    assert_eq!(
+        rule.src,
+        Some((
+            u32::from(std::net::Ipv4Addr::new(198, 19, 1, 0)),
+            u32::from(std::net::Ipv4Addr::new(198, 19, 1, 255))
+        ))
+    );
+    assert_eq!((rule.iif, rule.oif), (Some(1), Some(0)));
+    assert_eq!(
+        s.local_addresses,
+        vec![std::net::Ipv4Addr::new(198, 18, 0, 1)]
+    );
+    assert_eq!(s.endpoints().count(), 0, "no VIP endpoint");
+
+    for (from, to, key, why) in [
+        (
+            "oif = \"wan\"",
+            "oif = \"wna\"",
+            "service[1].match.oif",
+            "'wna' is not a [[port]]",
+        ),
+        (
+            "\"tcp\"",
+            "\"sctp\"",
+            "service[1].match.proto",
+            "tcp, udp, icmp",
+        ),
+        (
+            "198.19.1.0-198.19.1.255",
+            "198.19.1.9-198.19.1.1",
+            "service[1].match.src-range",
+            "above its last",
+        ),
+        (
+            "scheduler = \"rr\"",
+            "scheduler = \"rr\"\nvip = \"198.18.0.100\"",
+            "service[1].vip",
+            "named by its match alone",
+        ),
+        (
+            "port = 0 }",
+            "port = 0, method = \"nat\" }",
+            "service[1].real[0].method",
+            "SNAT addresses",
+        ),
+    ] {
+        let e = err(&format!("{FNAT}{}", SNAT.replacen(from, to, 1)));
+        assert_eq!(e.key, key, "{e:?}");
+        assert!(e.reason.contains(why), "{e:?}");
+    }
+}

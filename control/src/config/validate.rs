@@ -9,11 +9,14 @@ use std::net::Ipv4Addr;
 use fnat_engine::rules::{Mode, Neighbour, PortIndex, PortRule, Route, Rules, Timeouts};
 use fnat_proto::edit::{check_rule_set, MarkField, Place, RealField, ServiceField};
 use fnat_proto::model::{
-    ForwardMethod, LocalAddress, Mark, Persistence, PortList, Protocol, Real, RuleSet, SchedFlags,
-    Scheduler, Service, ServiceAddr, TunnelType, DEFAULT_PERSISTENCE,
+    AddrRange, ForwardMethod, LocalAddress, Mark, MatchProto, Persistence, PortList, PortName,
+    Protocol, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr, SnatMatch, TunnelType,
+    DEFAULT_PERSISTENCE,
 };
 
-use super::file::{ConfigFile, PortGroupSection, ServiceSection, TimeoutsSection};
+use super::file::{
+    ConfigFile, MatchSection, PortGroupSection, PortSection, ServiceSection, TimeoutsSection,
+};
 use super::values;
 use super::{
     AppConfig, ControlSettings, DataplaneSettings, EalSettings, MetricsSettings, PortSpec,
@@ -61,7 +64,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         Mode::Passthrough { forward }
     };
 
-    let (services, health) = services(&file.services)?;
+    let (services, health) = services(&file.services, &file.ports)?;
     let rule_set = RuleSet {
         timeouts: Default::default(),
         marks: port_groups(&file.port_groups)?,
@@ -383,7 +386,9 @@ fn key_of(file: &ConfigFile, place: Place) -> String {
         }
         Place::Service(i, f) => {
             let fwmark = file.services.get(i).is_some_and(|s| s.fwmark.is_some());
+            let is_match = file.services.get(i).is_some_and(|s| s.match_.is_some());
             let field = match f {
+                ServiceField::Addr | ServiceField::Port | ServiceField::Mark if is_match => "match",
                 ServiceField::Addr | ServiceField::Port | ServiceField::Mark if fwmark => "fwmark",
                 ServiceField::Addr => "vip",
                 ServiceField::Port | ServiceField::Mark => "port",
@@ -440,15 +445,68 @@ fn port_groups(sections: &[PortGroupSection]) -> Result<Vec<Mark>, Invalid> {
 /// The `[[service]]` tables in the rule model: what only a config file can get wrong (its
 /// syntax, keys that exclude each other, a service without local addresses) is refused here;
 /// values are the validator's to check.
+/// A `match = {…}` table as the model's [`SnatMatch`]; its ports must be `[[port]]` names.
+fn match_service(
+    m: &MatchSection,
+    ports: &[PortSection],
+    key: impl Fn(&str) -> String,
+) -> Result<SnatMatch, Invalid> {
+    let proto = MatchProto::parse(&m.proto).map_err(|e| invalid(key("proto"), e))?;
+    let range = |field: &str, v: &Option<String>| -> Result<Option<AddrRange>, Invalid> {
+        v.as_deref()
+            .map(|t| t.parse::<AddrRange>().map_err(|e| invalid(key(field), e)))
+            .transpose()
+    };
+    let port = |field: &str, v: &Option<String>| -> Result<Option<PortName>, Invalid> {
+        let Some(name) = v.as_deref() else {
+            return Ok(None);
+        };
+        if !ports.iter().any(|p| p.name == name) {
+            let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+            return Err(invalid(
+                key(field),
+                format!("'{name}' is not a [[port]] (ports: {})", names.join(", ")),
+            ));
+        }
+        name.parse::<PortName>()
+            .map(Some)
+            .map_err(|e| invalid(key(field), e))
+    };
+    Ok(SnatMatch {
+        proto,
+        src: range("src-range", &m.src_range)?,
+        dst: range("dst-range", &m.dst_range)?,
+        iif: port("iif", &m.iif)?,
+        oif: port("oif", &m.oif)?,
+    })
+}
+
 fn services(
     sections: &[ServiceSection],
+    ports: &[PortSection],
 ) -> Result<(Vec<Service>, fnat_health::HealthConfig), Invalid> {
     let mut out = Vec::with_capacity(sections.len());
     let mut health = fnat_health::HealthConfig::default();
     for (i, s) in sections.iter().enumerate() {
         let key = |field: &str| format!("service[{i}].{field}");
-        let addr = match s.fwmark {
-            Some(mark) => {
+        let addr = match (s.fwmark, &s.match_) {
+            (_, Some(m)) => {
+                for (field, given) in [
+                    ("vip", s.vip.is_some()),
+                    ("port", s.port.is_some()),
+                    ("protocol", s.protocol.is_some()),
+                    ("fwmark", s.fwmark.is_some()),
+                ] {
+                    if given {
+                        return Err(invalid(
+                            key(field),
+                            "a match service (SNAT) is named by its match alone",
+                        ));
+                    }
+                }
+                ServiceAddr::Match(match_service(m, ports, |f| key(&format!("match.{f}")))?)
+            }
+            (Some(mark), None) => {
                 for (field, given) in [
                     ("vip", s.vip.is_some()),
                     ("port", s.port.is_some()),
@@ -463,7 +521,7 @@ fn services(
                 }
                 ServiceAddr::Fwmark(mark)
             }
-            None => {
+            (None, None) => {
                 let missing = |field: &str| invalid(key(field), "missing (or give fwmark)");
                 let vip = values::ipv4(s.vip.as_deref().ok_or_else(|| missing("vip"))?)
                     .map_err(|e| invalid(key("vip"), e))?;
@@ -531,6 +589,7 @@ fn services(
                 .map_err(|e| invalid(format!("service[{i}].local_addresses[{j}]"), e))?;
             local_addresses.push(LocalAddress { addr, device: None });
         }
+        let is_match = matches!(addr, ServiceAddr::Match(_));
         let mut reals = Vec::with_capacity(s.reals.len());
         for (j, r) in s.reals.iter().enumerate() {
             let rkey = |k: &str| format!("service[{i}].real[{j}].{k}");
@@ -542,7 +601,7 @@ fn services(
                 real.forward = ForwardMethod::from_config_name(m).ok_or_else(|| {
                     invalid(
                         rkey("method"),
-                        format!("unknown method {m:?} (fullnat, nat, dr or tun)"),
+                        format!("unknown method {m:?} (fullnat, nat, dr, tun or snat)"),
                     )
                 })?;
             }
@@ -570,9 +629,20 @@ fn services(
             }
             real.tunnel.port = r.tunnel_port.unwrap_or(0);
             real.tunnel.csum = r.tunnel_csum.unwrap_or(false);
+            // A match service's real servers are its SNAT addresses.
+            if is_match {
+                if r.method.is_some() && real.forward != ForwardMethod::Snat {
+                    return Err(invalid(
+                        rkey("method"),
+                        "a match service's real servers are SNAT addresses (method = \"snat\" or none)",
+                    ));
+                }
+                real.forward = ForwardMethod::Snat;
+            }
             reals.push(real);
         }
-        let fullnat = reals.is_empty() || reals.iter().any(|r| r.forward == ForwardMethod::FullNat);
+        let fullnat = !is_match
+            && (reals.is_empty() || reals.iter().any(|r| r.forward == ForwardMethod::FullNat));
         if local_addresses.is_empty() && fullnat {
             return Err(invalid(
                 key("local_addresses"),

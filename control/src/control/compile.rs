@@ -5,10 +5,11 @@
 use fnat_engine::rules::{
     Endpoint, Ipv4Cidr, Method, Mode, Persistence as EnginePersistence, PortGroup, PortRule,
     Protocol as EngineProtocol, RealServer, Rules, SchedFlags as EngineSchedFlags, SchedulerKind,
-    Service as EngineService, Thresholds, Timeouts, Tunnel, TunnelKind,
+    Service as EngineService, SnatRule, Thresholds, Timeouts, Tunnel, TunnelKind,
 };
 use fnat_proto::model::{
-    ForwardMethod, Mark, Protocol, Real, RuleSet, Scheduler, Service, ServiceAddr, TunnelType,
+    ForwardMethod, Mark, MatchProto, PortName, Protocol, Real, RuleSet, Scheduler, Service,
+    ServiceAddr, SnatMatch, TunnelType,
 };
 use fnat_proto::msg::{ErrorBody, ErrorKind};
 
@@ -49,7 +50,8 @@ fn check_engine_support(s: &Service) -> Result<(), ErrorBody> {
 /// The engine's method of a real server of the model.
 pub fn engine_method(r: &Real) -> Method {
     match r.forward {
-        ForwardMethod::FullNat => Method::FullNat,
+        // An SNAT session is a full-NAT session whose real server is its destination.
+        ForwardMethod::FullNat | ForwardMethod::Snat => Method::FullNat,
         ForwardMethod::Masq => Method::Nat,
         ForwardMethod::Route => Method::Dr,
         ForwardMethod::Tunnel => Method::Tun(Tunnel {
@@ -124,6 +126,37 @@ fn engine_protocol(p: Protocol) -> EngineProtocol {
     }
 }
 
+/// The engine's rule of a match service; its ports must be the dataplane's.
+fn snat_rule(m: &SnatMatch, ports: &[PortRule]) -> Result<SnatRule, ErrorBody> {
+    let index = |name: Option<PortName>, what: &str| -> Result<Option<u16>, ErrorBody> {
+        let Some(name) = name else { return Ok(None) };
+        ports
+            .iter()
+            .position(|p| p.name == name.as_str())
+            .map(|i| Some(i as u16))
+            .ok_or_else(|| {
+                let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+                ErrorBody {
+                    kind: ErrorKind::Invalid,
+                    message: format!(
+                        "match service {m}: {what} '{name}' is not a port of this fnatd (ports: {})",
+                        names.join(", ")
+                    ),
+                }
+            })
+    };
+    let range = |r: Option<fnat_proto::model::AddrRange>| {
+        r.map(|r| (u32::from(r.first), u32::from(r.last)))
+    };
+    Ok(SnatRule {
+        proto: m.proto.number(),
+        src: range(m.src),
+        dst: range(m.dst),
+        iif: index(m.iif, "iif")?,
+        oif: index(m.oif, "oif")?,
+    })
+}
+
 /// The engine's form of one service, with the ids of `ids` (which must have been assigned
 /// for it) and, for a fwmark service, the endpoints of its mark in `marks`.
 pub fn compile_service(
@@ -141,6 +174,7 @@ pub fn compile_service(
         kind: ErrorKind::Internal,
         message: format!("no engine id for {what}"),
     };
+    let mut snat = None;
     let (vip, protocol, port, port_group) = match s.addr {
         ServiceAddr::Inet {
             protocol,
@@ -178,6 +212,15 @@ pub fn compile_service(
             };
             (first.vip, protocol, first.port, Some(group))
         }
+        ServiceAddr::Match(m) => {
+            // A label only (an SNAT service has no endpoint); ICMP echo is labelled TCP.
+            let protocol = match m.proto {
+                MatchProto::Udp => EngineProtocol::Udp,
+                _ => EngineProtocol::Tcp,
+            };
+            snat = Some(snat_rule(&m, ports)?);
+            (std::net::Ipv4Addr::UNSPECIFIED, protocol, 0, None)
+        }
     };
     let id = ids
         .service(&s.addr)
@@ -201,6 +244,11 @@ pub fn compile_service(
     let mut service = EngineService::new(id, vip, protocol, port, scheduler);
     service.reals = reals;
     service.local_addresses = s.local_addresses.iter().map(|l| l.addr).collect();
+    if snat.is_some() {
+        // SNAT's addresses are its port pools, in the order of its real servers.
+        service.local_addresses = s.reals.iter().map(|r| r.addr).collect();
+    }
+    service.options.snat = snat;
     service.options.sched_flags = EngineSchedFlags(s.sched_flags.0);
     service.options.persistence = s.persistence.map(|p| EnginePersistence {
         timeout_secs: p.timeout,

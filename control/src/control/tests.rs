@@ -44,7 +44,7 @@ impl DataplaneView for FakeView {
             rs: SocketAddrV4::new(Ipv4Addr::new(198, 19, 1, 10), 80),
             state: "ESTABLISHED".into(),
             expires_in_s: 10,
-            forward: Default::default(),
+            forward: fnat_proto::model::ForwardMethod::FullNat,
         };
         [e].into_iter()
             .filter(|e| filter.matches(e))

@@ -208,6 +208,35 @@ pub struct ServiceOptions {
     /// End a real server's sessions when it is removed from the service (IPVS's
     /// `expire_nodest_conn`), instead of letting them run until they expire.
     pub expire_on_removal: bool,
+    /// An SNAT match service (DPVS's `-H`): matched by [`SnatRule`] instead of endpoints;
+    /// its real servers are the WAN addresses (also its local addresses, the port pools)
+    /// and each session's "real server" is the packet's own destination.
+    pub snat: Option<SnatRule>,
+}
+
+/// The packets an SNAT service takes: protocol, inside sources, outside destinations (both
+/// inclusive ranges, host order), the port they arrive on and the one they leave by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SnatRule {
+    /// The IPv4 protocol number: 6 (TCP), 17 (UDP) or 1 (ICMP echo).
+    pub proto: u8,
+    pub src: Option<(u32, u32)>,
+    pub dst: Option<(u32, u32)>,
+    pub iif: Option<PortIndex>,
+    pub oif: Option<PortIndex>,
+}
+
+impl SnatRule {
+    /// True when a packet of `proto` from `src` to `dst` received on `rx_port` is one of
+    /// this rule's (the oif is checked against the route by the caller).
+    #[inline]
+    pub fn takes(&self, proto: u8, src: u32, dst: u32, rx_port: PortIndex) -> bool {
+        let within = |r: Option<(u32, u32)>, a: u32| r.is_none_or(|(lo, hi)| lo <= a && a <= hi);
+        self.proto == proto
+            && within(self.src, src)
+            && within(self.dst, dst)
+            && self.iif.is_none_or(|p| p == rx_port)
+    }
 }
 
 /// A virtual service: VIP + protocol + port (0 = every port of the VIP), or a port group;
@@ -248,7 +277,8 @@ impl Service {
         }
     }
 
-    /// The endpoints that select this service: the port group's members, else its own.
+    /// The endpoints that select this service: the port group's members, else its own; an
+    /// SNAT service has none (its [`SnatRule`] selects it).
     pub fn endpoints(&self) -> impl Iterator<Item = Endpoint> + '_ {
         let own = Endpoint {
             vip: self.vip,
@@ -256,10 +286,11 @@ impl Service {
             port: self.port,
         };
         let group = self.options.port_group.as_ref();
+        let plain = group.is_none() && self.options.snat.is_none();
         group
             .into_iter()
             .flat_map(|g| g.members.iter().copied())
-            .chain(group.is_none().then_some(own))
+            .chain(plain.then_some(own))
     }
 }
 

@@ -213,10 +213,44 @@ fn ttl_expiry() {
     assert_eq!(check(&frame).ip.time_to_live, 1);
 }
 
+/// An ICMP echo's identifier stands for both ports (SNAT): it leaves with the tuple's source
+/// port as identifier, byte for byte the frame etherparse builds for it. Other ICMP has no
+/// ports: refused, nothing written.
 #[test]
-fn icmp_is_not_port_rewritten() {
-    let echo = etherparse::Icmpv4Type::EchoRequest(etherparse::IcmpEchoHeader { id: 1, seq: 2 });
-    let mut frame = icmp_frame(&Ip::new(C, VIP, 64), echo, b"");
+fn icmp_echo_takes_the_identifier_other_icmp_is_not_rewritten() {
+    for (before, after) in [
+        (
+            etherparse::Icmpv4Type::EchoRequest(etherparse::IcmpEchoHeader { id: 1, seq: 2 }),
+            etherparse::Icmpv4Type::EchoRequest(etherparse::IcmpEchoHeader { id: 3, seq: 2 }),
+        ),
+        (
+            etherparse::Icmpv4Type::EchoReply(etherparse::IcmpEchoHeader { id: 0xfffe, seq: 9 }),
+            etherparse::Icmpv4Type::EchoReply(etherparse::IcmpEchoHeader { id: 3, seq: 9 }),
+        ),
+    ] {
+        let mut frame = icmp_frame(&Ip::new(C, VIP, 64), before.clone(), b"ping payload");
+        let pkt = parse(&frame).unwrap();
+        translate(
+            &mut frame,
+            &pkt,
+            &Tuple::new(pkt.ip.proto, sock(LIP, 3), sock(RS, 3)),
+        )
+        .unwrap();
+        assert_eq!(
+            frame,
+            icmp_frame(&Ip::new(LIP, RS, 63), after, b"ping payload"),
+            "{before:?}"
+        );
+    }
+    let other = etherparse::Icmpv4Type::TimestampRequest(etherparse::icmpv4::TimestampMessage {
+        id: 1,
+        seq: 2,
+        originate_timestamp: 0,
+        receive_timestamp: 0,
+        transmit_timestamp: 0,
+    });
+    let mut frame = icmp_frame(&Ip::new(C, VIP, 64), other, b"");
+    let unchanged = frame.clone();
     let pkt = parse(&frame).unwrap();
     assert_eq!(
         translate(
@@ -226,6 +260,7 @@ fn icmp_is_not_port_rewritten() {
         ),
         Err(DropReason::IcmpUnsupported)
     );
+    assert_eq!(frame, unchanged);
 }
 
 #[test]

@@ -113,6 +113,10 @@ impl WorkerShared {
                 break;
             }
             if let Some((s, deadline)) = fullnat.session_at(slot) {
+                // SNAT's ICMP echo sessions: ipvsadm's listing has TCP and UDP only.
+                if s.proto == 1 {
+                    continue;
+                }
                 let entry = ConnEntry {
                     worker: worker.id(),
                     protocol: if s.proto == 17 {
@@ -126,12 +130,7 @@ impl WorkerShared {
                     rs: SocketAddrV4::new(Ipv4Addr::from(s.rs_ip), s.rs_port),
                     state: s.state.name().to_string(),
                     expires_in_s: (deadline.saturating_sub(now) / 1_000_000_000) as u32,
-                    forward: match s.method() {
-                        Method::FullNat => ForwardMethod::FullNat,
-                        Method::Nat => ForwardMethod::Masq,
-                        Method::Dr => ForwardMethod::Route,
-                        Method::Tun(_) => ForwardMethod::Tunnel,
-                    },
+                    forward: conn_method(s),
                 };
                 if q.filter.matches(&entry) {
                     q.results.push(entry);
@@ -405,6 +404,19 @@ fn apply_rates(c: &mut Counters, rates: Option<&Counters>) {
         c.out_pps = r.out_pps;
         c.in_bps = r.in_bps;
         c.out_bps = r.out_bps;
+    }
+}
+
+/// The method a session lists with (`ipvsadm -Lnc`): its own; a full-NAT session whose
+/// "VIP" is its real server is SNAT's (the outside peer; a full-NAT VIP is an own address,
+/// never a real server's).
+fn conn_method(s: &fnat_engine::session::Session) -> ForwardMethod {
+    match s.method() {
+        Method::FullNat if s.vip == s.rs_ip && s.vport == s.rs_port => ForwardMethod::Snat,
+        Method::FullNat => ForwardMethod::FullNat,
+        Method::Nat => ForwardMethod::Masq,
+        Method::Dr => ForwardMethod::Route,
+        Method::Tun(_) => ForwardMethod::Tunnel,
     }
 }
 

@@ -245,6 +245,10 @@ enum Opt {
     Ipv6,
     McastInterface,
     SyncId,
+    /// DPVS's `-H`/`--match`: a match service (SNAT).
+    Match,
+    /// DPVS's `-J`/`--snat`: the real server is an SNAT address.
+    Snat,
     TunType,
     TunPort,
     TunNocsum,
@@ -257,7 +261,7 @@ impl Opt {
     /// ipvsadm's names of options in its messages.
     fn name(self) -> &'static str {
         match self {
-            Opt::Tcp | Opt::Udp | Opt::Fwmark => "service-address",
+            Opt::Tcp | Opt::Udp | Opt::Fwmark | Opt::Match => "service-address",
             Opt::Scheduler => "scheduler",
             Opt::Persistent => "persistent",
             Opt::Netmask => "netmask",
@@ -265,7 +269,9 @@ impl Opt {
             Opt::Weight => "weight",
             Opt::UThreshold => "u-threshold",
             Opt::LThreshold => "l-threshold",
-            Opt::FullNat | Opt::Masq | Opt::Gatewaying | Opt::Ipip => "forwarding-method",
+            Opt::FullNat | Opt::Masq | Opt::Gatewaying | Opt::Ipip | Opt::Snat => {
+                "forwarding-method"
+            }
             Opt::SchedFlags => "sched-flags",
             Opt::Numeric => "numeric",
             Opt::Connection => "connection",
@@ -331,6 +337,8 @@ fn short(c: char) -> Option<(Item, Value)> {
         't' => (O(Opt::Tcp), Value::Required),
         'u' => (O(Opt::Udp), Value::Required),
         'f' => (O(Opt::Fwmark), Value::Required),
+        'H' => (O(Opt::Match), Value::Required),
+        'J' => (O(Opt::Snat), Value::None),
         's' => (O(Opt::Scheduler), Value::Required),
         'p' => (O(Opt::Persistent), Value::OptionalNumber),
         'M' => (O(Opt::Netmask), Value::Required),
@@ -380,6 +388,8 @@ fn long(name: &str) -> Option<(Item, Value)> {
         "tcp-service" => (O(Opt::Tcp), Value::Required),
         "udp-service" => (O(Opt::Udp), Value::Required),
         "fwmark-service" => (O(Opt::Fwmark), Value::Required),
+        "match" => (O(Opt::Match), Value::Required),
+        "snat" => (O(Opt::Snat), Value::None),
         "scheduler" => (O(Opt::Scheduler), Value::Required),
         "persistent" => (O(Opt::Persistent), Value::OptionalNumber),
         "netmask" => (O(Opt::Netmask), Value::Required),
@@ -660,11 +670,19 @@ fn service_of(given: &Given, lookup: &dyn Lookup) -> Result<Option<ServiceAddr>,
             _ => Err(fail(format!("invalid fwmark value `{v}' specified"))),
         };
     }
+    if let Some(v) = given.value(Opt::Match) {
+        return v
+            .parse()
+            .map(|m| Some(ServiceAddr::Match(m)))
+            .map_err(|e: String| fail(format!("invalid match service specified: {e}")));
+    }
     Ok(None)
 }
 
 fn forward_of(given: &Given) -> Result<Option<ForwardMethod>, ArgError> {
-    Ok(if given.has(Opt::Masq) {
+    Ok(if given.has(Opt::Snat) {
+        Some(ForwardMethod::Snat)
+    } else if given.has(Opt::Masq) {
         Some(ForwardMethod::Masq)
     } else if given.has(Opt::Gatewaying) {
         Some(ForwardMethod::Route)
@@ -753,6 +771,15 @@ fn tunnel_of(
     }))
 }
 
+/// The method of a real server added without one: SNAT on a match service (its reals are
+/// its WAN addresses), ipvsadm's gatewaying (`-g`) elsewhere.
+fn default_forward(svc: &ServiceAddr) -> ForwardMethod {
+    match svc {
+        ServiceAddr::Match(_) => ForwardMethod::Snat,
+        _ => ForwardMethod::Route,
+    }
+}
+
 /// Which options each command accepts (beyond the ones it requires).
 fn allowed(cmd: Cmd) -> &'static [Opt] {
     use Opt::*;
@@ -761,6 +788,7 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
             Tcp,
             Udp,
             Fwmark,
+            Match,
             Scheduler,
             Persistent,
             Netmask,
@@ -769,16 +797,17 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
             ExpireOnRemoval,
             Ipv6,
         ],
-        Cmd::Del => &[Tcp, Udp, Fwmark, Ipv6],
+        Cmd::Del => &[Tcp, Udp, Fwmark, Match, Ipv6],
         Cmd::AddDest | Cmd::EditDest => &[
-            Tcp, Udp, Fwmark, Real, Weight, UThreshold, LThreshold, FullNat, Masq, Gatewaying,
-            Ipip, Ipv6, TunType, TunPort, TunNocsum, TunCsum, TunRemcsum,
+            Tcp, Udp, Fwmark, Match, Real, Weight, UThreshold, LThreshold, FullNat, Masq,
+            Gatewaying, Ipip, Snat, Ipv6, TunType, TunPort, TunNocsum, TunCsum, TunRemcsum,
         ],
-        Cmd::DelDest => &[Tcp, Udp, Fwmark, Real, Ipv6],
+        Cmd::DelDest => &[Tcp, Udp, Fwmark, Match, Real, Ipv6],
         Cmd::List => &[
             Tcp,
             Udp,
             Fwmark,
+            Match,
             Numeric,
             Connection,
             Stats,
@@ -794,7 +823,7 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
             TunInfo,
         ],
         Cmd::Save => &[Numeric],
-        Cmd::Zero => &[Tcp, Udp, Fwmark, Ipv6],
+        Cmd::Zero => &[Tcp, Udp, Fwmark, Match, Ipv6],
         Cmd::AddLaddr | Cmd::DelLaddr => &[Tcp, Udp, Fwmark, Laddr, Ifname, Ipv6],
         Cmd::GetLaddr => &[Tcp, Udp, Fwmark, Numeric, Ipv6],
         Cmd::StartDaemon | Cmd::StopDaemon => &[McastInterface, SyncId],
@@ -1047,10 +1076,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
             let real = given.value(Opt::Real);
             require(cmd, "real-server", real.is_some())?;
             // ipvsadm looks a real's port name up with the service's protocol (TCP for -f).
-            let protocol = match svc {
-                ServiceAddr::Inet { protocol, .. } => protocol,
-                ServiceAddr::Fwmark(_) => Protocol::Tcp,
-            };
+            let protocol = crate::ipvsadm::format::lookup_protocol(&svc);
             let (addr, port) = parse_addr_port(real.unwrap_or_default(), protocol, lookup)
                 .ok_or_else(|| fail("illegal real server address[:port] specified"))?;
             // ipvsadm: a real server without a port takes the service's.
@@ -1078,8 +1104,9 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                         weight: weight.unwrap_or(1),
                         upper_threshold: upper.unwrap_or(0),
                         lower_threshold: lower.unwrap_or(0),
-                        // ipvsadm's default: gatewaying (direct routing).
-                        forward: forward.unwrap_or(ForwardMethod::Route),
+                        // ipvsadm's default: gatewaying (direct routing); a match
+                        // service's real servers are its SNAT addresses.
+                        forward: forward.unwrap_or_else(|| default_forward(&svc)),
                         tunnel: tunnel.unwrap_or_default(),
                     },
                 }),
@@ -1134,6 +1161,48 @@ mod tests {
 
     fn vip() -> ServiceAddr {
         ServiceAddr::tcp(Ipv4Addr::new(10, 0, 0, 1), 80)
+    }
+
+    #[test]
+    fn dpvs_snat_match_services_parse() {
+        let msg = |line: &str| p(line).unwrap_err().message;
+        let Ok(IpvsCommand::Change(Change::ServiceAdd { service })) =
+            p("-A -H proto=tcp,src-range=198.19.1.0-198.19.1.255,oif=wan -s rr")
+        else {
+            panic!()
+        };
+        let ServiceAddr::Match(m) = service.addr else {
+            panic!("{:?}", service.addr)
+        };
+        assert_eq!(
+            m.to_string(),
+            "proto=tcp,src-range=198.19.1.0-198.19.1.255,oif=wan"
+        );
+        // -J says SNAT; a match service's real server is SNAT without it too.
+        for args in [
+            "-a --match proto=tcp,src-range=198.19.1.0-198.19.1.255,oif=wan -r 198.18.0.1:0 -J",
+            "-a -H proto=tcp,src-range=198.19.1.0-198.19.1.255,oif=wan -r 198.18.0.1:0",
+        ] {
+            let Ok(IpvsCommand::Change(Change::RealAdd { real, service })) = p(args) else {
+                panic!("{args}")
+            };
+            assert_eq!(service, ServiceAddr::Match(m));
+            assert_eq!(
+                (real.forward, real.port),
+                (ForwardMethod::Snat, 0),
+                "{args}"
+            );
+        }
+        assert_eq!(
+            msg("-A -H proto=tcp,src-range=1.1.1.1 -t 10.0.0.1:80"),
+            "multiple 'service-address' options specified"
+        );
+        assert!(msg("-A -H src-range=1.1.1.1").contains("proto= missing"));
+        assert!(msg("-A -H proto=gre,iif=lan").contains("'gre' is not one of: tcp, udp, icmp"));
+        assert_eq!(
+            msg("-a -H proto=tcp,iif=lan -r 1.2.3.4:0 -J -b"),
+            "multiple 'forwarding-method' options specified"
+        );
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub fn lookup_protocol(addr: &ServiceAddr) -> Protocol {
     match addr {
         ServiceAddr::Inet { protocol, .. } => *protocol,
         ServiceAddr::Fwmark(_) => Protocol::Tcp,
+        ServiceAddr::Match(m) if m.proto == crate::model::MatchProto::Udp => Protocol::Udp,
+        ServiceAddr::Match(_) => Protocol::Tcp,
     }
 }
 
@@ -143,6 +145,9 @@ fn service_name(addr: &ServiceAddr, names: &dyn Names, numeric: bool) -> String 
             cut(name, 33)
         }
         ServiceAddr::Fwmark(m) => format!("FWM  {m}"),
+        // DPVS lists a match service as `MATCH` and its conditions; fnat writes them as
+        // `-H` takes them, whole.
+        ServiceAddr::Match(m) => format!("MATCH {m}"),
     }
 }
 
@@ -164,6 +169,7 @@ fn service_switch(addr: &ServiceAddr, names: &dyn Names, numeric: bool) -> Strin
             )
         }
         ServiceAddr::Fwmark(m) => format!("-f {m}"),
+        ServiceAddr::Match(m) => format!("-H {m}"),
     }
 }
 
@@ -442,9 +448,54 @@ pub fn timeouts(t: &IpvsTimeouts) -> String {
     )
 }
 
-/// `ipvsadm -Lc` as DPVS prints it: `[worker]proto expire state client vip lip rs`, no
-/// header; without `-n` the endpoints get host and service names as everywhere else.
+/// `ipvsadm -Lc`: the kernel's layout, `IPVS connection entries`, then
+/// `pro expire state source virtual destination` (`%-3s %-6s %-11s %-18s %-18s %s`, the
+/// protocol in capitals, the time left as `MM:SS`). Sessions that have a local address
+/// (full-NAT's LIP:lport, SNAT's WAN address:port) add it in a fifth address column,
+/// `local`, after a padded destination; the header names that column only when a row has it,
+/// so a listing of NAT/DR/TUN sessions is the kernel's byte for byte. SNAT rows: source is
+/// the inside host, virtual and destination the outside peer, local the WAN address:port.
+/// Without `-n` the endpoints get host and service names as everywhere else.
 pub fn connections(entries: &[ConnEntry], format: &ListFormat, names: &dyn Names) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    let any_local = entries.iter().any(ConnEntry::has_local);
+    let _ = write!(
+        out,
+        "pro expire {:<11} {:<18} {:<18} ",
+        "state", "source", "virtual"
+    );
+    if any_local {
+        out.push_str(&format!("{:<18} local\n", "destination"));
+    } else {
+        out.push_str("destination\n");
+    }
+    for c in entries {
+        let expire = format!("{:02}:{:02}", c.expires_in_s / 60, c.expires_in_s % 60);
+        let ap = |a: &std::net::SocketAddrV4| {
+            addr_port(names, format.numeric, *a.ip(), a.port(), c.protocol)
+        };
+        let proto = c.protocol.name().to_ascii_uppercase();
+        let _ = write!(
+            out,
+            "{:<3} {:<6} {:<11} {:<18} {:<18} ",
+            proto,
+            expire,
+            c.state,
+            ap(&c.client),
+            ap(&c.vip),
+        );
+        if c.has_local() {
+            let _ = writeln!(out, "{:<18} {}", ap(&c.rs), ap(&c.lip));
+        } else {
+            let _ = writeln!(out, "{}", ap(&c.rs));
+        }
+    }
+    out
+}
+
+/// `fnatctl conn list`: DPVS's `ipvsadm -Lnc` layout, `[worker]proto expire state client vip
+/// lip rs`, no header (one row per session, the worker that owns it first).
+pub fn connections_dpvs(entries: &[ConnEntry], format: &ListFormat, names: &dyn Names) -> String {
     let mut out = String::new();
     for c in entries {
         let expire = format!("{}s", c.expires_in_s);
@@ -554,7 +605,7 @@ pub fn local_addresses<'a>(
         }
         let vname = match s.addr {
             ServiceAddr::Inet { vip, port, .. } => format!("{vip}:{port}"),
-            ServiceAddr::Fwmark(_) => "0.0.0.0:0".to_string(),
+            ServiceAddr::Fwmark(_) | ServiceAddr::Match(_) => "0.0.0.0:0".to_string(),
         };
         let _ = writeln!(out, "{vname:<20} {:<8} ", s.local_addresses.len());
         for l in &s.local_addresses {
@@ -712,11 +763,47 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
             rs: SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 1), 80),
             state: "ESTABLISHED".into(),
             expires_in_s: 899,
-            forward: Default::default(),
+            forward: ForwardMethod::FullNat,
         };
         assert_eq!(
-            connections(&[c], &numeric(), &Numeric),
+            connections_dpvs(std::slice::from_ref(&c), &numeric(), &Numeric),
             "[1]tcp 899s   ESTABLISHED 1.2.3.4:5555       10.0.0.1:80        10.1.0.1:1025      192.168.1.1:80\n"
+        );
+        // The kernel's layout; a full-NAT row adds its local address in a `local` column.
+        assert_eq!(
+            connections(std::slice::from_ref(&c), &numeric(), &Numeric),
+            "IPVS connection entries\n\
+             pro expire state       source             virtual            destination        local\n\
+             TCP 14:59  ESTABLISHED 1.2.3.4:5555       10.0.0.1:80        192.168.1.1:80     10.1.0.1:1025\n"
+        );
+        // NAT, DR and TUN rows: the kernel's listing byte for byte, no local column.
+        let unspecified = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        let rows: Vec<ConnEntry> = [
+            (ForwardMethod::Masq, "ESTABLISHED", 61),
+            (ForwardMethod::Route, "FIN_WAIT", 5),
+            (ForwardMethod::Tunnel, "SYN_RECV", 3600),
+        ]
+        .into_iter()
+        .map(|(forward, state, expires_in_s)| ConnEntry {
+            forward,
+            state: state.into(),
+            expires_in_s,
+            lip: unspecified,
+            ..c.clone()
+        })
+        .collect();
+        assert_eq!(
+            connections(&rows, &numeric(), &Numeric),
+            "IPVS connection entries\n\
+             pro expire state       source             virtual            destination\n\
+             TCP 01:01  ESTABLISHED 1.2.3.4:5555       10.0.0.1:80        192.168.1.1:80\n\
+             TCP 00:05  FIN_WAIT    1.2.3.4:5555       10.0.0.1:80        192.168.1.1:80\n\
+             TCP 60:00  SYN_RECV    1.2.3.4:5555       10.0.0.1:80        192.168.1.1:80\n"
+        );
+        assert_eq!(
+            connections(&[], &numeric(), &Numeric),
+            "IPVS connection entries\n\
+             pro expire state       source             virtual            destination\n"
         );
         assert_eq!(
             timeouts(&IpvsTimeouts {
@@ -836,19 +923,21 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
             rs: SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 9), 53),
             state: "UDP".into(),
             expires_in_s: 300,
-            forward: Default::default(),
+            forward: ForwardMethod::FullNat,
         };
         assert_eq!(
             connections(&[c], &ListFormat::default(), &FakeNames),
             format!(
-                "[0]{:<3} {:<6} {:<11} {:<18} {:<18} {:<18} {}\n",
-                "udp",
-                "300s",
+                "IPVS connection entries\n\
+                 pro expire state       source             virtual            destination        local\n\
+                 {:<3} {:<6} {:<11} {:<18} {:<18} {:<18} {}\n",
+                "UDP",
+                "05:00",
                 "UDP",
                 "1.2.3.4:5555",
                 "vip.test:domain",
+                "a-rather-long-real-server-name.example.test:domain",
                 "10.1.0.1:1025",
-                "a-rather-long-real-server-name.example.test:domain"
             )
         );
         // -S without -n writes names too (whole: no column to fit).

@@ -5,7 +5,7 @@ use std::net::SocketAddrV4;
 
 use super::*;
 use crate::laddr::owner_of;
-use crate::packet::l4::{TcpFlags, ICMP_ECHO_REQUEST};
+use crate::packet::l4::{TcpFlags, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST};
 use crate::packet::{self, ether, icmp, EthernetHeader, PacketV4, Transport, Tuple};
 use crate::persist;
 use crate::rules::{Method, PortIndex};
@@ -28,6 +28,14 @@ impl FullNat {
             return Err(DropReason::NotForUs);
         }
         let Some(kind) = self.addresses.get(u64::from(u32::from(pkt.ip.dst))) else {
+            // Not to one of ours: an inside host's packet that an SNAT service takes, or a
+            // NAT real server's reply.
+            if !self.snat.is_empty() {
+                match self.snat_out(rx_port, frame, pkt, now, stats) {
+                    Err(DropReason::NotForUs) => {}
+                    done => return done,
+                }
+            }
             if self.nat_replies {
                 return self.nat_reply(rx_port, frame, pkt, now, stats);
             }
@@ -67,6 +75,14 @@ impl FullNat {
                         Err(DropReason::IcmpNoSession) => self
                             .to_kernel(rx_port, kind)
                             .ok_or(DropReason::IcmpNoSession),
+                        other => other,
+                    }
+                } else if i.icmp_type == ICMP_ECHO_REPLY && kind & ADDR_LIP != 0 {
+                    match self.snat_echo_reply(rx_port, frame, pkt, now, stats) {
+                        // No SNAT session: the answer to a ping the kernel sent.
+                        Err(DropReason::NoSession) => {
+                            self.to_kernel(rx_port, kind).ok_or(DropReason::NoSession)
+                        }
                         other => other,
                     }
                 } else {

@@ -29,6 +29,7 @@ impl FullNat {
                 return Err(DropReason::SessionTableFull);
             }
         }
+        let snat = self.is_snat(service);
         let svc = self
             .services
             .get_mut(service)
@@ -76,16 +77,21 @@ impl FullNat {
         };
         let real = *svc.reals.get(ri).ok_or(DropReason::NoRealServer)?;
         let (svc_id, svc_slot) = (svc.id, svc.slot);
-        let rs_port = if real.port == 0 {
-            key.dst_port
+        // SNAT: the scheduled real server is the WAN address (the pool of the same rank), the
+        // destination stays the packet's own (see `snat`).
+        let (rs_addr, rs_port) = if snat {
+            (key.dst_ip, key.dst_port)
+        } else if real.port == 0 {
+            (real.addr, key.dst_port)
         } else {
-            real.port
+            (real.addr, real.port)
         };
         // Never take a port for a flow that cannot leave.
-        let hop = *self.hops.resolve(&self.egress, real.addr)?;
+        let hop = *self.hops.resolve(&self.egress, rs_addr)?;
         let (lip_slot, lip, lport) = match real.method {
             Method::FullNat => {
-                let (slot, lport) = self.alloc_lport(service, stats)?;
+                let pool = snat.then_some(ri);
+                let (slot, lport) = self.alloc_lport(service, pool, stats)?;
                 let lip = self.laddrs.pool(slot).map_or(0, |p| u32::from(p.addr()));
                 (slot, lip, lport)
             }
@@ -105,10 +111,17 @@ impl FullNat {
                 t.port,
             ),
         };
+        // An echo's reply carries the identifier SNAT gave it (the local port) for both ports:
+        // that is its real-server key's port too.
+        let rs_port = if snat && key.proto == crate::packet::ipv4::IPPROTO_ICMP {
+            lport
+        } else {
+            rs_port
+        };
         let session = Session {
             client_ip: key.src_ip,
             vip: key.dst_ip,
-            rs_ip: real.addr,
+            rs_ip: rs_addr,
             lip,
             client_port: key.src_port,
             vport: key.dst_port,
@@ -169,12 +182,17 @@ impl FullNat {
     fn alloc_lport(
         &mut self,
         service: usize,
+        pool: Option<usize>,
         stats: &mut WorkerStats,
     ) -> Result<(usize, u16), DropReason> {
         let svc = self.services.get(service).ok_or(DropReason::NoService)?;
         let local_addrs = &mut stats.local_addrs;
+        // SNAT takes the pool of its scheduled address (its real server of the same rank).
+        let lips = pool
+            .and_then(|i| svc.lips.get(i..=i))
+            .unwrap_or(&svc.lips[..]);
         self.laddrs
-            .alloc(&svc.lips, |s| {
+            .alloc(lips, |s| {
                 if let Some(l) = local_addrs.get_mut(s) {
                     l.exhausted += 1;
                 }

@@ -25,6 +25,7 @@ mod forward;
 mod housekeeping;
 mod icmp_error;
 pub mod map;
+mod snat;
 mod update;
 
 use std::hash::BuildHasher;
@@ -203,6 +204,9 @@ pub struct FullNat {
     service_index: FixedMap,
     /// address → ADDR_* bits.
     addresses: FixedMap,
+    /// The SNAT services' rules with their index in `services`, in rules order (the first
+    /// that takes a packet wins).
+    snat: Vec<(crate::rules::SnatRule, u32)>,
     egress: Egress,
     /// Next hops already resolved through `egress` (cleared when it is rebuilt).
     hops: HopCache,
@@ -281,6 +285,7 @@ impl FullNat {
             services: Vec::new(),
             service_index: FixedMap::with_capacity(0),
             addresses: FixedMap::with_capacity(0),
+            snat: Vec::new(),
             egress: Egress::new(rules),
             hops: HopCache::new(),
             neigh: Neighbours::new(

@@ -448,6 +448,18 @@ impl FullNat {
             }
         }
 
+        // SNAT services are found by their rules, in rules order.
+        self.snat.clear();
+        let mut i = 0;
+        for svc in &rules.services {
+            if services.get(i).is_some_and(|e| e.id == svc.id) {
+                if let Some(r) = svc.options.snat {
+                    self.snat.push((r, i as u32));
+                }
+                i += 1;
+            }
+        }
+
         // Indexes: every endpoint of a service (its VIP:port, port 0 for all ports, or the
         // members of its port group) leads to it; the first service listed wins a clash.
         let endpoints: usize = rules.services.iter().map(|s| s.endpoints().count()).sum();

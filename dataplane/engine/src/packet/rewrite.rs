@@ -27,14 +27,19 @@ pub fn ttl_expires(ttl: u8) -> bool {
 /// used (a rewrite keeps the protocol). IP options, TCP options, payload and MACs are not
 /// touched; set the MACs with [`super::ether::set_macs`].
 ///
+/// An ICMP echo request or reply (code 0) has its identifier for both ports (as
+/// [`PacketV4::tuple`] reads it): it leaves with `to.src_port` as identifier, the ICMP checksum
+/// updated for it alone (ICMP has no pseudo-header). SNAT translates echoes this way.
+///
 /// Old values are read from the frame, so the checksums stay consistent with its bytes. On
-/// error nothing is written: `TtlExpired` (see [`ttl_expires`]), `IcmpUnsupported` (ICMP has no
-/// ports to rewrite), `Truncated` (`pkt` does not describe this frame).
+/// error nothing is written: `TtlExpired` (see [`ttl_expires`]), `IcmpUnsupported` (ICMP
+/// other than echo: no ports to rewrite), `Truncated` (`pkt` does not describe this frame).
 #[inline(always)]
 pub fn translate(frame: &mut [u8], pkt: &PacketV4, to: &Tuple) -> Result<(), DropReason> {
-    let is_udp = match pkt.transport {
-        Transport::Tcp(_) => false,
-        Transport::Udp(_) => true,
+    let kind = match pkt.transport {
+        Transport::Tcp(_) => Kind::Tcp,
+        Transport::Udp(_) => Kind::Udp,
+        Transport::Icmp(i) if i.is_echo() && i.code == 0 => Kind::Echo,
         Transport::Icmp(_) => return Err(DropReason::IcmpUnsupported),
     };
     let truncated = DropReason::Truncated;
@@ -46,10 +51,14 @@ pub fn translate(frame: &mut [u8], pkt: &PacketV4, to: &Tuple) -> Result<(), Dro
         .ok_or(truncated)?;
     let mut ip = Ipv4Header::new_mut(head)?;
     let ttl = ip.ttl();
-    let mut l4_header = if is_udp {
-        L4Header::Udp(UdpHeader::new_mut(segment)?)
-    } else {
-        L4Header::Tcp(TcpHeader::new_mut(segment)?)
+    let mut l4_header = match kind {
+        Kind::Udp => L4Header::Udp(UdpHeader::new_mut(segment)?),
+        Kind::Tcp => L4Header::Tcp(TcpHeader::new_mut(segment)?),
+        Kind::Echo => L4Header::Echo(
+            segment
+                .first_chunk_mut::<ICMP_ECHO_HEADER_LEN>()
+                .ok_or(truncated)?,
+        ),
     };
     if ttl_expires(ttl) {
         return Err(DropReason::TtlExpired);
@@ -83,11 +92,30 @@ pub fn translate(frame: &mut [u8], pkt: &PacketV4, to: &Tuple) -> Result<(), Dro
             u.set_ports(to.src_port, to.dst_port);
             u.set_checksum(check);
         }
+        L4Header::Echo(h) => {
+            // Bytes 2..4: checksum, 4..6: identifier; the addresses are not covered.
+            let old_id = u16::from_be_bytes([h[4], h[5]]);
+            let check =
+                super::checksum::update16(u16::from_be_bytes([h[2], h[3]]), old_id, to.src_port);
+            h[2..4].copy_from_slice(&check.to_be_bytes());
+            h[4..6].copy_from_slice(&to.src_port.to_be_bytes());
+        }
     }
     Ok(())
+}
+
+/// The fixed part of an ICMP echo header: type, code, checksum, identifier, sequence.
+const ICMP_ECHO_HEADER_LEN: usize = 8;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Tcp,
+    Udp,
+    Echo,
 }
 
 enum L4Header<'a> {
     Tcp(TcpHeader<&'a mut [u8; super::tcp::TCP_MIN_HEADER_LEN]>),
     Udp(UdpHeader<&'a mut [u8; super::udp::UDP_HEADER_LEN]>),
+    Echo(&'a mut [u8; ICMP_ECHO_HEADER_LEN]),
 }

@@ -1,0 +1,150 @@
+//! SNAT (DPVS's `-H` match service with `-J` addresses): hosts behind the balancer reach
+//! outside networks with their source rewritten to a WAN address:port of the service's pool.
+//!
+//! ```text
+//! inside H:hport → D:dport     ==>  WAN:wport → D:dport     (Direction::Input)
+//! D:dport → WAN:wport          ==>  D:dport → H:hport       (Direction::Output)
+//! ```
+//!
+//! It is full-NAT with the destination left alone: the session holds H:hport as its client,
+//! D:dport as both its "VIP" and its real server, and WAN:wport as its local address and
+//! port, so the one session table, the one rewrite ([`crate::packet::translate`]), the one
+//! state machine and the local-port pools serve it unchanged. Replies come to WAN:wport, a
+//! local address: they take the full-NAT reply path (and the owner of wport has the session,
+//! so any number of workers works). What is SNAT's own is here: finding the service of an
+//! outgoing packet by its rule, and (in `create`) the destination as the real server.
+
+use std::net::SocketAddrV4;
+
+use super::*;
+use crate::laddr::owner_of;
+use crate::packet::l4::{TcpFlags, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST};
+use crate::packet::{self, Transport, Tuple};
+use crate::session::{Direction, Side};
+use crate::stats::WorkerStats;
+use crate::verdict::{DropReason, Verdict};
+
+impl FullNat {
+    /// A packet to an address that is not ours: forwarded with SNAT when a match service
+    /// takes it (its session, or a new one), dropped as not for us otherwise.
+    pub(super) fn snat_out(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
+        // ICMP: echo requests only (their identifier stands for both ports).
+        let (sport, dport, tcp): (u16, u16, Option<TcpFlags>) = match pkt.transport {
+            Transport::Tcp(t) => (t.sport, t.dport, Some(t.flags)),
+            Transport::Udp(u) => (u.sport, u.dport, None),
+            Transport::Icmp(i) if i.icmp_type == ICMP_ECHO_REQUEST && i.code == 0 => {
+                (i.id, i.id, None)
+            }
+            Transport::Icmp(_) => return Err(DropReason::NotForUs),
+        };
+        let key = Tuple::new(
+            pkt.ip.proto,
+            SocketAddrV4::new(pkt.ip.src, sport),
+            SocketAddrV4::new(pkt.ip.dst, dport),
+        );
+        if pkt.ip.has_options() {
+            stats.ip_options += 1;
+            if self.drop_ip_options {
+                return Err(DropReason::IpOptions);
+            }
+        }
+        // Sessions first: an SNAT session's outgoing packet, or (real side) a NAT real
+        // server's reply, which is NAT's to forward.
+        let found = self.lookup_live(&key, now, stats);
+        if let Some((_, Side::Real)) = found {
+            return Err(DropReason::NotForUs);
+        }
+        // With NAT services, a TCP/UDP packet to a foreign address may be a NAT real server's
+        // reply whose session lives on its client's NAT owner: unless this worker is that
+        // owner, NAT's path takes it there (an SNAT flow then lives on that worker too, its
+        // local port from that worker's slice, so its replies find it).
+        if found.is_none()
+            && self.nat_replies
+            && pkt.ip.proto != crate::packet::ipv4::IPPROTO_ICMP
+            && nat_owner(key.dst_ip, self.workers) != self.id
+        {
+            return Err(DropReason::NotForUs);
+        }
+        let Some(service) = self.snat_service(&key, rx_port) else {
+            return Err(DropReason::NotForUs);
+        };
+        if packet::ttl_expires(pkt.ip.ttl) {
+            return Err(DropReason::TtlExpired);
+        }
+        if let Some((id, _)) = found {
+            if !self.reused_port(id, tcp) {
+                return self.forward(rx_port, frame, pkt, id, Direction::Input, tcp, now, stats);
+            }
+            self.end_session(id, stats);
+        }
+        if !tcp.is_none_or(|f| f.syn() && !f.ack()) {
+            return Err(DropReason::NoSession);
+        }
+        let id = self.create(service as usize, &key, tcp.is_some(), now, stats)?;
+        self.forward(rx_port, frame, pkt, id, Direction::Input, tcp, now, stats)
+    }
+
+    /// The first SNAT service whose rule takes `key` arriving on `rx_port` and whose
+    /// destination routes out of its oif (when it names one).
+    #[inline]
+    fn snat_service(&mut self, key: &Tuple, rx_port: PortIndex) -> Option<u32> {
+        for i in 0..self.snat.len() {
+            let (rule, service) = self.snat[i];
+            if !rule.takes(key.proto, key.src_ip, key.dst_ip, rx_port) {
+                continue;
+            }
+            if let Some(oif) = rule.oif {
+                match self.hops.resolve(&self.egress, key.dst_ip) {
+                    Ok(hop) if hop.port == oif => {}
+                    _ => continue,
+                }
+            }
+            return Some(service);
+        }
+        None
+    }
+
+    /// An echo reply to a local address: the reply to an inside host's echo request that SNAT
+    /// sent with the identifier of a local port (the owner of that port has the session).
+    pub(super) fn snat_echo_reply(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
+        let key = match pkt.transport {
+            Transport::Icmp(i) if i.icmp_type == ICMP_ECHO_REPLY && i.code == 0 => {
+                pkt.tuple().ok_or(DropReason::IcmpUnsupported)?
+            }
+            _ => return Err(DropReason::IcmpUnsupported),
+        };
+        let owner = owner_of(key.dst_port, self.workers);
+        if owner != self.id {
+            return Ok(Verdict::Redirect { worker: owner });
+        }
+        if packet::ttl_expires(pkt.ip.ttl) {
+            return Err(DropReason::TtlExpired);
+        }
+        match self.lookup_live(&key, now, stats) {
+            Some((id, Side::Real)) => {
+                self.forward(rx_port, frame, pkt, id, Direction::Output, None, now, stats)
+            }
+            _ => Err(DropReason::NoSession),
+        }
+    }
+
+    /// True when `service` (an index in `services`) is an SNAT service.
+    #[inline]
+    pub(super) fn is_snat(&self, service: usize) -> bool {
+        self.snat.iter().any(|&(_, i)| i as usize == service)
+    }
+}
