@@ -52,7 +52,7 @@ if [ "$health" = 1 ]; then
   sed -e 's/198\.19\.1\.11/198.19.1.12/; s/198\.19\.1\.10 /198.19.1.11 /; s/198\.18\.0\.100/198.18.10.100/' \
     configs/keepalived-seed.conf > "$kdir/keepalived.conf"
   : > "$kdir/services.toml"
-  export LAB_HTTP=python LAB_SERVICES="$kdir/services.toml" LAB_GW_KERNEL_ADDR=198.19.1.254/24
+  export LAB_HTTP=python LAB_SERVICES="$kdir/services.toml" LAB_KERNEL_TWIN=1
   export LAB_FNATD_ARGS="--keepalived $kdir/keepalived.conf"
   trap 'cleanup; rm -rf "$kdir"' EXIT
 fi

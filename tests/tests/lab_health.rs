@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use lab_support::*;
 
-/// Where probes leave from: the gateway namespace's kernel on the real servers' bridge.
-const PROBE_FROM: &str = "198.19.1.254/24";
+// Probes leave from the gateway's kernel through the lan port's kernel twin (LAB_KERNEL_TWIN:
+// the exception path, with the veths hidden from that kernel): the only road the kernel has to
+// the real servers, so every checker below passing or failing on cue proves the road too.
 
 /// keepalived's timing in the conf below: delay_loop 1, connect_timeout 1, retry 1,
 /// delay_before_retry 1: a stopped server is out within 1 + (1 + 1) * (1 + 1) = 5 s.
@@ -262,7 +263,7 @@ fn health_checks_drive_the_table_through_real_stacks() {
         &[
             ("LAB_HTTP", "python".into()),
             ("LAB_SERVICES", services.display().to_string()),
-            ("LAB_GW_KERNEL_ADDR", PROBE_FROM.into()),
+            ("LAB_KERNEL_TWIN", "1".into()),
             ("LAB_FNATD_ARGS", format!("--keepalived {}", ka.display())),
         ],
     );
