@@ -81,6 +81,10 @@ pub enum Command {
         /// Longest wait for the sessions to end, in seconds (0: do not wait).
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Seconds to wait at least, while the routers converge (new connections may still
+        /// arrive until then).
+        #[arg(long, default_value_t = 3)]
+        settle: u64,
     },
     /// End the drain of VIPs (every drain when none is given): they are announced again.
     Undrain { vips: Vec<Ipv4Addr> },
@@ -457,8 +461,17 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
                 client.call(&Request::Query(Query::Health)).map_err(fail)?;
             Ok(out(health_text(&h), h))
         }
-        Command::Drain { vips, timeout } => {
-            let r = crate::scaleout::drain(client, vips, std::time::Duration::from_secs(timeout))?;
+        Command::Drain {
+            vips,
+            timeout,
+            settle,
+        } => {
+            let r = crate::scaleout::drain(
+                client,
+                vips,
+                std::time::Duration::from_secs(timeout),
+                std::time::Duration::from_secs(settle),
+            )?;
             Ok(out(crate::scaleout::drain_text(&r), r))
         }
         Command::Undrain { vips } => {

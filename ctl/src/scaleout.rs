@@ -14,10 +14,10 @@ use serde::Serialize;
 
 use crate::client::Client;
 
-/// Sessions that still carry traffic: everything but TIME_WAIT and CLOSE (which only wait
-/// for their timer). UDP entries count until they expire.
+/// Sessions a drain waits for: opening or established (a closing one has seen its server's
+/// or its client's FIN and ends by itself). UDP entries count until they expire.
 fn is_live(state: &str) -> bool {
-    !matches!(state, "TIME_WAIT" | "CLOSE")
+    matches!(state, "ESTABLISHED" | "SYN_RECV" | "SYN_SENT" | "UDP")
 }
 
 /// Live sessions per VIP of `vips`.
@@ -48,11 +48,13 @@ pub struct DrainReport {
     pub status: Status,
 }
 
-/// Drains `vips` (all when empty), then waits up to `timeout` for their live sessions to end.
+/// Drains `vips` (all when empty), then waits up to `timeout` for their live sessions to end;
+/// not before `settle` (the routers may send new connections until they converge).
 pub fn drain(
     client: &Client,
     vips: Vec<Ipv4Addr>,
     timeout: Duration,
+    settle: Duration,
 ) -> Result<DrainReport, String> {
     let status: Status = client
         .call(&Request::Query(Query::Drain { vips }))
@@ -67,7 +69,8 @@ pub fn drain(
     loop {
         let left = sessions(client, &drained)?;
         let complete = left.values().all(|n| *n == 0);
-        if complete || start.elapsed() >= timeout {
+        let settled = start.elapsed() >= settle.min(timeout);
+        if (complete && settled) || start.elapsed() >= timeout {
             return Ok(DrainReport {
                 complete,
                 waited_ms: start.elapsed().as_millis() as u64,
@@ -227,5 +230,6 @@ mod tests {
         assert_eq!(routes, ["route 198.18.10.100/32 blackhole;"]);
         assert!(bird_routes(None).lines().all(|l| l.starts_with('#')));
         assert!(is_live("ESTABLISHED") && is_live("UDP") && !is_live("TIME_WAIT"));
+        assert!(!is_live("FIN_WAIT") && !is_live("CLOSE_WAIT") && !is_live("LAST_ACK"));
     }
 }
