@@ -331,7 +331,7 @@ fn lab_scaleout_ecmp_bgp() {
     let started = Instant::now();
     let st = lab.state_dir();
     let log = std::fs::File::create(st.join("fnatd-a2.log")).expect("log");
-    let child = lab
+    let mut child = lab
         .cmd("a", "setsid")
         .arg(bin("fnatd"))
         .args(["run", "--config"])
@@ -373,6 +373,8 @@ fn lab_scaleout_ecmp_bgp() {
         .status()
         .expect("kill");
     assert!(st.success());
+    // The restarted fnatd was among them.
+    let _ = child.wait();
     let withdraw_kill = wait_hops(&lab, &[B], Duration::from_secs(15));
     let b6 = settled(&lab, "b");
     let l = load(&lab, 52000, 200, 4, 0.0);
