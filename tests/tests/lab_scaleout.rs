@@ -86,6 +86,13 @@ fn conns(lab: &Lab, x: &str) -> u64 {
         .expect("conns counter")
 }
 
+/// Packets appliance `x` dropped for want of a session.
+fn no_session(lab: &Lab, x: &str) -> u64 {
+    fnatctl(lab, x, &["stats"])["drops"]["no_session"]
+        .as_u64()
+        .expect("no_session drops")
+}
+
 /// Connections appliance `x` scheduled, once its counter settled.
 fn settled(lab: &Lab, x: &str) -> u64 {
     let mut last = conns(lab, x);
@@ -249,6 +256,7 @@ fn lab_scaleout_ecmp_bgp() {
         ]);
         std::thread::spawn(move || c.output().expect("conns.py"))
     };
+    let moved_before = no_session(&lab, "b");
     std::thread::sleep(Duration::from_millis(700));
     let started = Instant::now();
     let report = fnatctl(&lab, "a", &["drain", "--timeout", "8", "--settle", "3"]);
@@ -261,6 +269,13 @@ fn lab_scaleout_ecmp_bgp() {
     // reach b, which has no session for them (full-NAT, no session sync between active
     // appliances: docs/scale-out.md). With 2 ms requests that is a handful in 3,000.
     let failed = v["failed"].as_u64().expect("failed");
+    // Each connection that moved mid-flight left b at least one packet it had no session for.
+    let moved = no_session(&lab, "b") - moved_before;
+    eprintln!("drain: {failed} failed, b dropped {moved} packets without a session");
+    assert!(
+        moved >= failed,
+        "{failed} failed but b saw only {moved} stray packets"
+    );
     assert!(
         failed <= 30,
         "{failed} of 3000 requests failed during the drain: {}",
