@@ -93,7 +93,7 @@ pub enum Command {
     /// changes; fnatd not answering withdraws every VIP (docs/scale-out.md).
     BirdHook {
         /// The include file BIRD's static protocol reads.
-        #[arg(long, default_value = "/run/fnatd/bird-vips.conf")]
+        #[arg(long, default_value = "/var/lib/fnat/bird-vips.conf")]
         file: PathBuf,
         /// What makes BIRD read it again.
         #[arg(long, default_value = "birdc configure")]
