@@ -14,6 +14,7 @@ packages=(
   wrk apache2-utils nftables                      # lab load tests and the kernel baseline
   keepalived                                      # its doc/samples: the keepalived.conf reader's corpus
   dnsmasq-base openssl                            # health-check lab: a DNS_CHECK target, an SSL_GET certificate
+  bird2                                           # scale-out lab and recipe: BGP announcements (docs/scale-out.md)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,7 @@ mod client;
 mod ipvsadm_mode;
 mod names;
 mod native;
+mod scaleout;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,5 +1,5 @@
 //! fnatctl's own subcommands: service, real, laddr, mark, stats, zero, timeout, conn, save,
-//! restore, flush, status, reload, health. Human output by default (ipvsadm's layouts where one exists),
+//! restore, flush, status, reload, health, drain, undrain, bird-hook. Human output by default (ipvsadm's layouts where one exists),
 //! `--json` prints the daemon's result as JSON.
 
 use std::fmt::Write as _;
@@ -72,6 +72,39 @@ pub enum Command {
     /// Health checkers (keepalived's TCP_CHECK, HTTP_GET, ...): each one's state, last
     /// result, reason, consecutive failures and last change; each checked service's quorum.
     Health,
+    /// Stop announcing VIPs (all when none is given: the whole daemon): `status` shows
+    /// announce = false and the announcement hook withdraws their routes. Forwarding goes
+    /// on, new connections included (they keep arriving while the routers converge); waits
+    /// until the VIPs' live sessions end or the timeout passes, then reports what remains.
+    Drain {
+        vips: Vec<Ipv4Addr>,
+        /// Longest wait for the sessions to end, in seconds (0: do not wait).
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Seconds to wait at least, while the routers converge (new connections may still
+        /// arrive until then).
+        #[arg(long, default_value_t = 3)]
+        settle: u64,
+    },
+    /// End the drain of VIPs (every drain when none is given): they are announced again.
+    Undrain { vips: Vec<Ipv4Addr> },
+    /// The announcement hook: polls `status` and writes the announced VIPs as a BIRD
+    /// include file of static /32 routes, running the reconfigure command whenever the set
+    /// changes; fnatd not answering withdraws every VIP (docs/scale-out.md).
+    BirdHook {
+        /// The include file BIRD's static protocol reads.
+        #[arg(long, default_value = "/var/lib/fnat/bird-vips.conf")]
+        file: PathBuf,
+        /// What makes BIRD read it again.
+        #[arg(long, default_value = "birdc configure")]
+        reconfigure: String,
+        /// Milliseconds between polls.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// One round, then exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Args)]
@@ -468,9 +501,43 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
                 client.call(&Request::Query(Query::Health)).map_err(fail)?;
             Ok(out(health_text(&h), h))
         }
+        Command::Drain {
+            vips,
+            timeout,
+            settle,
+        } => {
+            let r = crate::scaleout::drain(
+                client,
+                vips,
+                std::time::Duration::from_secs(timeout),
+                std::time::Duration::from_secs(settle),
+            )?;
+            Ok(out(crate::scaleout::drain_text(&r), r))
+        }
+        Command::Undrain { vips } => {
+            let s: Status = client
+                .call(&Request::Query(Query::Undrain { vips }))
+                .map_err(fail)?;
+            Ok(out(crate::scaleout::vips_text(&s), s))
+        }
+        Command::BirdHook {
+            file,
+            reconfigure,
+            interval_ms,
+            once,
+        } => {
+            crate::scaleout::bird_hook(
+                client,
+                &file,
+                &reconfigure,
+                std::time::Duration::from_millis(interval_ms.max(100)),
+                once,
+            )?;
+            Ok(out(String::new(), serde_json::json!({})))
+        }
         Command::Status => {
             let s: Status = client.call(&Request::Query(Query::Status)).map_err(fail)?;
-            let human = format!(
+            let mut human = format!(
                 "fnatd {} (control protocol {})\nsocket: {}\nmode: {}\nrules generation: {}\nservices: {}\nreal servers: {}\nlocal addresses: {}\nuptime: {} s\nstate file: {}\n",
                 s.daemon_version,
                 s.protocol_version,
@@ -483,6 +550,7 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
                 s.uptime_s,
                 s.state_file.as_deref().unwrap_or("none")
             );
+            human.push_str(&crate::scaleout::vips_text(&s));
             Ok(out(human, s))
         }
     }

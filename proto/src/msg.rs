@@ -87,6 +87,18 @@ pub enum Query {
     Reload,
     /// Every health checker with its state, and each checked service's quorum.
     Health,
+    /// Stop announcing `vips` (all VIPs, the whole daemon, when empty): their `announce`
+    /// in `status` turns false. Forwarding goes on, new connections included. Answers
+    /// the status.
+    Drain {
+        #[serde(default)]
+        vips: Vec<std::net::Ipv4Addr>,
+    },
+    /// End the drain of `vips` (every drain when empty). Answers the status.
+    Undrain {
+        #[serde(default)]
+        vips: Vec<std::net::Ipv4Addr>,
+    },
 }
 
 /// A parsed request.
@@ -140,8 +152,10 @@ const CHANGE_OPS: [&str; 13] = [
     "timeout_set",
     "replace",
 ];
-const QUERY_OPS: [&str; 8] = [
+const QUERY_OPS: [&str; 10] = [
     "status",
+    "drain",
+    "undrain",
     "list",
     "timeout_get",
     "connections",
@@ -317,6 +331,10 @@ mod tests {
             }),
             Request::Query(Query::Apply {
                 changes: vec![Change::Flush],
+            }),
+            Request::Query(Query::Drain { vips: vec![] }),
+            Request::Query(Query::Undrain {
+                vips: vec![Ipv4Addr::new(198, 18, 10, 100)],
             }),
         ];
         for r in requests {

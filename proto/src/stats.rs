@@ -238,6 +238,31 @@ pub struct Status {
     pub uptime_s: u64,
     pub socket: String,
     pub state_file: Option<String>,
+    /// The whole daemon is draining (`fnatctl drain` without VIPs): no VIP is announced.
+    #[serde(default)]
+    pub draining: bool,
+    /// Every VIP of the rules: whether it should be announced (BGP), and why not.
+    #[serde(default)]
+    pub vips: Vec<VipStatus>,
+}
+
+/// One VIP as `status` shows it: what the announcement hook (docs/scale-out.md) and any
+/// operator's glue read. A VIP is announced while the daemon and the VIP are not draining
+/// and at least one of its services has a real server with a weight above 0 in the live
+/// table (health checking included) and its quorum holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipStatus {
+    pub vip: Ipv4Addr,
+    pub announce: bool,
+    /// Empty when announced; else why not (draining, no available real server, quorum lost).
+    #[serde(default)]
+    pub reason: String,
+    /// `fnatctl drain` named this VIP (or the whole daemon drains).
+    #[serde(default)]
+    pub draining: bool,
+    /// The services of this VIP (fwmark services through their marks), as fnatctl names them.
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 /// What a successful change answers: the generation now running on every worker.

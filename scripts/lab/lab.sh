@@ -440,6 +440,8 @@ down() {
   if [ "${LAB_KEEP_STATE:-0}" != 1 ]; then rm -rf "$st"; fi
 }
 
+# LAB_LIB=1: only define the functions (scripts/lab/scaleout.sh sources this file).
+[ "${LAB_LIB:-0}" = 1 ] && return 0
 case "${1:-}" in
   up) up ;;
   down) [ -n "${2:-}" ] || die "usage: lab.sh down PREFIX"; down "$2" ;;

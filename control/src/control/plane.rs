@@ -9,7 +9,8 @@
 //! replace everything and compile everything, as one change.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use fnat_engine::rules::{EditStep, Mode, Rules, ServiceEdits, Timeouts};
 use fnat_proto::edit::Change;
 use fnat_proto::model::{IpvsTimeouts, RuleSet, ServiceAddr};
 use fnat_proto::msg::{ErrorBody, ErrorKind, Query, Request, Response};
-use fnat_proto::stats::{Applied, Listing, RealStats, ServiceStats, Status};
+use fnat_proto::stats::{Applied, Listing, RealStats, ServiceStats, Status, VipStatus};
 
 use super::compile::{check_mode, compile_service, snapshot, timeouts};
 use super::ids::{IdBook, IdUndo};
@@ -92,6 +93,10 @@ pub struct Plane {
     health_epoch: u64,
     /// This plane, for the health checker's sink.
     me: Weak<Mutex<Plane>>,
+    /// `fnatctl drain` without VIPs: no VIP is announced (not kept across a restart).
+    drain_all: bool,
+    /// VIPs `fnatctl drain` named.
+    drained: BTreeSet<Ipv4Addr>,
 }
 
 /// The live form of `s`: with what health checking did to it.
@@ -224,6 +229,8 @@ impl Plane {
             health: None,
             health_epoch: 0,
             me: Weak::new(),
+            drain_all: false,
+            drained: BTreeSet::new(),
         }
     }
 
@@ -526,6 +533,30 @@ impl Plane {
                     .map(|m| m.listing())
                     .unwrap_or_default(),
             )),
+            Query::Drain { vips } => {
+                if vips.is_empty() {
+                    self.drain_all = true;
+                } else {
+                    self.drained.extend(vips);
+                }
+                Ok(Response::ok(self.status()))
+            }
+            Query::Undrain { vips } => {
+                if vips.is_empty() {
+                    self.drain_all = false;
+                    self.drained.clear();
+                } else if self.drain_all {
+                    return Err(error(
+                        ErrorKind::Invalid,
+                        "the whole daemon is draining; `fnatctl undrain` without VIPs ends it",
+                    ));
+                } else {
+                    for v in &vips {
+                        self.drained.remove(v);
+                    }
+                }
+                Ok(Response::ok(self.status()))
+            }
             Query::Apply { .. } => Err(error(ErrorKind::Internal, "apply is a change")),
             Query::Reload => self.reload(),
         }
@@ -593,7 +624,79 @@ impl Plane {
             uptime_s: self.started.elapsed().as_secs(),
             socket: self.socket.display().to_string(),
             state_file: self.state.as_ref().map(|s| s.path().display().to_string()),
+            draining: self.drain_all,
+            vips: self.vip_status(),
         }
+    }
+
+    /// Every VIP of the rules, announced or not and why: announced while neither the daemon
+    /// nor the VIP drains and one of its services has a real server with a weight above 0
+    /// in the live table (health overlays applied) and, when checked, its quorum up.
+    fn vip_status(&self) -> Vec<VipStatus> {
+        let rules = self.model.rules();
+        let quorum: HashMap<String, bool> = self
+            .health
+            .as_ref()
+            .map(|m| {
+                m.listing()
+                    .services
+                    .into_iter()
+                    .map(|s| (s.service, s.quorum_up))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Per VIP: its services with (has an available real server, quorum holds).
+        let mut by_vip: BTreeMap<Ipv4Addr, Vec<(String, bool, bool)>> = BTreeMap::new();
+        for s in &rules.services {
+            let vips: Vec<Ipv4Addr> = match s.addr {
+                ServiceAddr::Inet { vip, .. } => vec![vip],
+                ServiceAddr::Fwmark(m) => rules
+                    .marks
+                    .iter()
+                    .filter(|k| k.mark == m)
+                    .map(|k| k.vip)
+                    .collect(),
+                // SNAT has no VIP to announce: its hosts reach out, nobody reaches in.
+                ServiceAddr::Match(_) => Vec::new(),
+            };
+            let name = s.addr.to_string();
+            let available = live(&self.overlay, s).reals.iter().any(|r| r.weight > 0);
+            let quorum_up = quorum.get(&name).copied().unwrap_or(true);
+            for v in vips {
+                by_vip
+                    .entry(v)
+                    .or_default()
+                    .push((name.clone(), available, quorum_up));
+            }
+        }
+        by_vip
+            .into_iter()
+            .map(|(vip, services)| {
+                let draining = self.drain_all || self.drained.contains(&vip);
+                let serving = services.iter().any(|(_, a, q)| *a && *q);
+                let reason = if draining {
+                    "draining".to_string()
+                } else if serving {
+                    String::new()
+                } else if services.iter().any(|(_, a, _)| *a) {
+                    let lost: Vec<&str> = services
+                        .iter()
+                        .filter(|(_, a, q)| *a && !*q)
+                        .map(|(n, _, _)| n.as_str())
+                        .collect();
+                    format!("quorum lost ({})", lost.join(", "))
+                } else {
+                    "no service has an available real server".to_string()
+                };
+                VipStatus {
+                    vip,
+                    announce: !draining && serving,
+                    reason,
+                    draining,
+                    services: services.into_iter().map(|(n, _, _)| n).collect(),
+                }
+            })
+            .collect()
     }
 
     /// The rules (or one service) with the dataplane's counters mapped from ids to keys.
@@ -850,6 +953,88 @@ mod tests {
 
     /// Health overlays change the published table, never the operator's rules or the state
     /// file; an old checker's overlay is ignored; the listing shows both.
+    /// `status` says per VIP whether it is announced and why not: a real server with a weight
+    /// (health overlays applied), the drain of the VIP or of the whole daemon.
+    #[test]
+    fn vips_are_announced_while_serving_and_not_draining() {
+        let vip = Ipv4Addr::new(198, 18, 0, 100);
+        let vip2 = Ipv4Addr::new(198, 18, 0, 101);
+        let service = |vip: Ipv4Addr, weight: u32| {
+            let mut s = Service::new(ServiceAddr::tcp(vip, 80), Scheduler::Rr);
+            s.local_addresses = vec![LocalAddress {
+                addr: Ipv4Addr::new(198, 19, 0, 10),
+                device: None,
+            }];
+            s.reals = vec![Real::new(Ipv4Addr::new(198, 19, 1, 10), 80, weight)];
+            s
+        };
+        let rules = RuleSet {
+            services: vec![service(vip, 1), service(vip2, 0)],
+            ..RuleSet::default()
+        };
+        let mut ids = IdBook::default();
+        ids.assign(&rules);
+        let store = RulesStore::new(
+            compile(&base(), &Timeouts::default(), &rules, &ids).unwrap(),
+            0,
+        );
+        let mut plane = Plane::new(
+            rules.clone(),
+            ids,
+            Arc::clone(&store),
+            Arc::new(NoDataplane),
+            Timeouts::default(),
+            None,
+            PathBuf::from("/nonexistent/ctl.sock"),
+            PathBuf::from("/nonexistent/fnat.toml"),
+        );
+        plane.health_epoch = 1;
+        let announced = |p: &Plane| -> Vec<(Ipv4Addr, bool, String)> {
+            p.status()
+                .vips
+                .into_iter()
+                .map(|v| (v.vip, v.announce, v.reason))
+                .collect()
+        };
+        let no_real = "no service has an available real server".to_string();
+        assert_eq!(
+            announced(&plane),
+            [(vip, true, String::new()), (vip2, false, no_real.clone())]
+        );
+        // Health takes the only real server out: withdrawn; back in: announced.
+        let addr = ServiceAddr::tcp(vip, 80);
+        let out = ServiceOverlay {
+            removed: vec![rules.services[0].reals[0].key()],
+            ..ServiceOverlay::default()
+        };
+        plane.set_health(1, addr, out).unwrap();
+        assert_eq!(announced(&plane)[0], (vip, false, no_real.clone()));
+        plane
+            .set_health(1, addr, ServiceOverlay::default())
+            .unwrap();
+        assert_eq!(announced(&plane)[0], (vip, true, String::new()));
+        // Drain one VIP, then the whole daemon; undrain.
+        let drain = |p: &mut Plane, q: Query| {
+            let r = p.query(q).unwrap();
+            assert!(r.ok, "{r:?}");
+        };
+        drain(&mut plane, Query::Drain { vips: vec![vip] });
+        assert_eq!(announced(&plane)[0], (vip, false, "draining".into()));
+        drain(&mut plane, Query::Undrain { vips: vec![vip] });
+        assert_eq!(announced(&plane)[0], (vip, true, String::new()));
+        drain(&mut plane, Query::Drain { vips: vec![] });
+        let s = plane.status();
+        assert!(s.draining && s.vips.iter().all(|v| !v.announce && v.draining));
+        assert!(plane.query(Query::Undrain { vips: vec![vip] }).is_err());
+        drain(&mut plane, Query::Undrain { vips: vec![] });
+        assert_eq!(
+            announced(&plane),
+            [(vip, true, String::new()), (vip2, false, no_real)]
+        );
+        // Draining changes no rule: the published snapshot is the one before.
+        assert_eq!(plane.rules(), &rules);
+    }
+
     #[test]
     fn health_overlays_change_the_live_table_only() {
         let dir = std::env::temp_dir().join(format!("fnat-plane-health-{}", std::process::id()));

@@ -36,6 +36,8 @@ pub fn require_root_and_netns() {
 pub struct Lab {
     pub prefix: String,
     down: bool,
+    /// The script that built it (and removes it): scripts/lab/lab.sh unless `up_script`.
+    script: PathBuf,
 }
 
 fn script() -> PathBuf {
@@ -53,10 +55,16 @@ fn unique_prefix() -> String {
 impl Lab {
     /// Builds a lab with `servers` real servers; `env` adds lab.sh settings.
     pub fn up(servers: u32, env: &[(&str, String)]) -> Lab {
+        Lab::up_script(script(), servers, env)
+    }
+
+    /// Builds a lab with another script of scripts/lab taking `up` and `down PREFIX` as
+    /// lab.sh does (e.g. scaleout.sh).
+    pub fn up_script(script: PathBuf, servers: u32, env: &[(&str, String)]) -> Lab {
         require_root_and_netns();
         let prefix = unique_prefix();
         let mut cmd = Command::new("bash");
-        cmd.arg(script())
+        cmd.arg(&script)
             .arg("up")
             .env("LAB_PREFIX", &prefix)
             .env("LAB_SERVERS", servers.to_string())
@@ -69,6 +77,7 @@ impl Lab {
         let lab = Lab {
             prefix: prefix.clone(),
             down: false,
+            script,
         };
         let done = run_with_deadline(&mut cmd, Duration::from_secs(90));
         assert!(
@@ -158,7 +167,7 @@ impl Lab {
         }
         self.down = true;
         let _ = Command::new("bash")
-            .arg(script())
+            .arg(&self.script)
             .args(["down", &self.prefix])
             .env("LAB_KEEP_STATE", "1")
             .stdin(Stdio::null())
