@@ -37,6 +37,15 @@ pub fn add_services(
         return Err(from_diagnostic(e));
     }
     let mut warnings: Vec<Diagnostic> = conf.diagnostics.clone();
+    // Read and checked (fnat-vrrp runs the state machine), not yet run by fnatd itself.
+    for v in &conf.vrrp_instances {
+        warnings.push(Diagnostic {
+            level: Level::Warning,
+            at: v.at.clone(),
+            keyword: "vrrp_instance".into(),
+            message: format!("VRRP instance {} is read but not run by fnatd yet", v.name),
+        });
+    }
     if let Some((_, t)) = &conf.lvs_timeouts {
         // keepalived sets them as `ipvsadm --set` does: the run-time overrides.
         for (slot, v) in [
