@@ -325,6 +325,24 @@ impl FullNat {
             .then_some(Verdict::ToKernel { port: rx_port })
     }
 
+    /// VRRP (IP protocol 112) to 224.0.0.18 or to a port's own address (unicast peers),
+    /// received on a port with a twin: the kernel's, where fnat's VRRP service reads it
+    /// (it checks TTL 255 and everything else, and counts what it refuses). Only looked at
+    /// for frames the parser refused as an unsupported protocol.
+    fn vrrp_to_kernel(&self, rx_port: PortIndex, frame: &[u8]) -> Option<Verdict> {
+        const VRRP: u8 = 112;
+        const GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 18);
+        let ip = crate::packet::ipv4::parse_ipv4(frame).ok()?;
+        if ip.proto != VRRP || self.twins.get(usize::from(rx_port)) != Some(&true) {
+            return None;
+        }
+        let own = self
+            .addresses
+            .get(u64::from(u32::from(ip.dst)))
+            .is_some_and(|kind| kind & ADDR_OWN != 0);
+        (ip.dst == GROUP || own).then_some(Verdict::ToKernel { port: rx_port })
+    }
+
     /// The session table (read-only: for listings and tests).
     pub fn table(&self) -> &SessionTable {
         &self.table
@@ -447,6 +465,11 @@ impl FullNat {
     ) -> Verdict {
         let pkt = match parsed {
             Ok(pkt) => pkt,
+            Err(DropReason::UnsupportedProtocol) => {
+                return self
+                    .vrrp_to_kernel(rx_port, frame)
+                    .unwrap_or(Verdict::Drop(DropReason::UnsupportedProtocol))
+            }
             Err(reason) => return Verdict::Drop(*reason),
         };
         if hint.fast {
