@@ -87,6 +87,8 @@ pub enum Query {
     Reload,
     /// Every health checker with its state, and each checked service's quorum.
     Health,
+    /// Every VRRP instance with its state and keepalived's counters.
+    Vrrp,
 }
 
 /// A parsed request.
@@ -122,7 +124,7 @@ fn bad(message: impl Into<String>) -> ErrorBody {
 }
 
 /// Ops that take no arguments.
-const UNIT_OPS: [&str; 5] = ["status", "timeout_get", "flush", "reload", "health"];
+const UNIT_OPS: [&str; 6] = ["status", "timeout_get", "flush", "reload", "health", "vrrp"];
 
 /// Names of the ops that are single changes.
 const CHANGE_OPS: [&str; 13] = [
@@ -140,7 +142,7 @@ const CHANGE_OPS: [&str; 13] = [
     "timeout_set",
     "replace",
 ];
-const QUERY_OPS: [&str; 8] = [
+const QUERY_OPS: [&str; 9] = [
     "status",
     "list",
     "timeout_get",
@@ -149,6 +151,7 @@ const QUERY_OPS: [&str; 8] = [
     "apply",
     "reload",
     "health",
+    "vrrp",
 ];
 
 /// Parses one request line (without its newline). Every failure names what is wrong.

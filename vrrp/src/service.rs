@@ -385,3 +385,104 @@ impl Service {
             .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
     }
 }
+
+/// The service on its own thread (control side): it opens the interface once it exists (a
+/// kernel twin appears when the dataplane's ports are up), runs until stopped, and then
+/// sends priority 0 for the instances it is master of.
+pub struct Runner {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    shared: std::sync::Arc<std::sync::Mutex<Shared>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the thread publishes for `status()`.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    pub statuses: Vec<Status>,
+    /// Why the interface is not open (yet).
+    pub error: Option<String>,
+}
+
+impl Runner {
+    pub fn spawn(
+        interface: String,
+        primary: Ipv4Addr,
+        configs: Vec<InstanceConfig>,
+    ) -> io::Result<Runner> {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(Shared {
+            statuses: configs
+                .iter()
+                .map(|c| Status {
+                    name: c.name.clone(),
+                    vrid: c.vrid,
+                    state: State::Init,
+                    priority: c.params.priority,
+                    master: None,
+                    counters: COUNTERS.iter().map(|c| (*c, 0)).collect(),
+                })
+                .collect(),
+            error: Some(format!("{interface}: not open yet")),
+        }));
+        let (flag, out) = (stop.clone(), shared.clone());
+        let publish = move |s: &Service, error: Option<String>| {
+            if let Ok(mut g) = out.lock() {
+                g.statuses = s.status();
+                g.error = error;
+            }
+        };
+        let err_out = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("fnat-vrrp".into())
+            .spawn(move || {
+                let mut service = loop {
+                    if flag.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match Service::open(&interface, primary, configs.clone()) {
+                        Ok(s) => break s,
+                        Err(e) => {
+                            if let Ok(mut g) = err_out.lock() {
+                                g.error = Some(format!("{interface}: {e}"));
+                            }
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                };
+                service.start();
+                while !flag.load(Ordering::SeqCst) {
+                    publish(&service, None);
+                    service.turn(Duration::from_millis(50));
+                }
+                service.stop();
+                publish(&service, None);
+            })?;
+        Ok(Runner {
+            stop,
+            shared,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn status(&self) -> Shared {
+        self.shared.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Clean stop: priority 0 from the masters, then the thread ends.
+    pub fn stop_and_wait(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

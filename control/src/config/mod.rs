@@ -6,6 +6,7 @@ mod eal_args;
 mod file;
 mod health;
 mod keepalived;
+pub use keepalived::VrrpRun;
 #[cfg(test)]
 mod keys;
 mod validate;
@@ -126,6 +127,8 @@ pub struct AppConfig {
     pub keepalived: Option<PathBuf>,
     /// Health checks of the services (the TOML's and the keepalived.conf's).
     pub health: fnat_health::HealthConfig,
+    /// The keepalived.conf's `vrrp_instance`s, each on its fnatd port's kernel twin.
+    pub vrrp: Vec<keepalived::VrrpRun>,
 }
 
 impl AppConfig {
@@ -152,7 +155,10 @@ impl AppConfig {
         let Some(ka) = keepalived else {
             return Ok((cfg, Vec::new()));
         };
-        let warnings = keepalived::add_services(ka, &mut cfg.rule_set, &mut cfg.health)?;
+        let mut warnings = keepalived::add_services(ka, &mut cfg.rule_set, &mut cfg.health)?;
+        let (vrrp, not_run) = keepalived::vrrp_runs(ka, &cfg.ports)?;
+        cfg.vrrp = vrrp;
+        warnings.extend(not_run);
         let (rules, _) =
             crate::control::compile_fresh(&cfg.rules, &cfg.rules.timeouts, &cfg.rule_set).map_err(
                 |e| ConfigError {

@@ -160,6 +160,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         rule_set,
         keepalived: None,
         health,
+        vrrp: Vec::new(),
     })
 }
 

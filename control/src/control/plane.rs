@@ -90,6 +90,9 @@ pub struct Plane {
     /// The health checker, and the epoch its overlays must carry (a reload starts another).
     health: Option<fnat_health::Monitor>,
     health_epoch: u64,
+    /// The VRRP service, one thread per kernel twin with instances (control side, never on
+    /// workers), with the instances it runs.
+    vrrp: Vec<(Vec<crate::config::VrrpRun>, fnat_vrrp::service::Runner)>,
     /// This plane, for the health checker's sink.
     me: Weak<Mutex<Plane>>,
 }
@@ -223,8 +226,70 @@ impl Plane {
             overlay: HashMap::new(),
             health: None,
             health_epoch: 0,
+            vrrp: Vec::new(),
             me: Weak::new(),
         }
+    }
+
+    /// Starts the VRRP service of `runs`: one thread per kernel twin (it opens the twin once
+    /// the dataplane has made it).
+    pub fn start_vrrp(&mut self, runs: &[crate::config::VrrpRun]) {
+        let mut twins: Vec<&str> = runs.iter().map(|r| r.twin.as_str()).collect();
+        twins.sort_unstable();
+        twins.dedup();
+        for twin in twins {
+            let mine: Vec<_> = runs.iter().filter(|r| r.twin == twin).cloned().collect();
+            let configs = mine.iter().map(|r| r.instance.clone()).collect();
+            match fnat_vrrp::service::Runner::spawn(twin.to_string(), mine[0].primary, configs) {
+                Ok(runner) => {
+                    eprintln!(
+                        "fnatd: vrrp: {} instance(s) on port '{}' (twin {twin})",
+                        mine.len(),
+                        mine[0].port
+                    );
+                    self.vrrp.push((mine, runner));
+                }
+                Err(e) => eprintln!("fnatd: vrrp: cannot start on {twin}: {e}"),
+            }
+        }
+    }
+
+    /// Takes the VRRP service out (to stop it without the plane's lock: a clean stop sends
+    /// priority 0 from every master).
+    pub fn take_vrrp(&mut self) -> Vec<fnat_vrrp::service::Runner> {
+        self.vrrp.drain(..).map(|(_, r)| r).collect()
+    }
+
+    fn vrrp_listing(&self) -> fnat_proto::vrrp::VrrpListing {
+        let mut instances = Vec::new();
+        for (runs, runner) in &self.vrrp {
+            let shared = runner.status();
+            for (run, st) in runs.iter().zip(&shared.statuses) {
+                instances.push(fnat_proto::vrrp::VrrpInstanceStatus {
+                    name: st.name.clone(),
+                    interface: run.port.clone(),
+                    twin: run.twin.clone(),
+                    virtual_router_id: st.vrid,
+                    state: st.state.name().to_string(),
+                    priority: st.priority,
+                    effective_priority: st.priority,
+                    master: st.master.map(|m| m.to_string()),
+                    virtual_ipaddress: run
+                        .instance
+                        .addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect(),
+                    counters: st
+                        .counters
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
+                    error: shared.error.clone(),
+                });
+            }
+        }
+        fnat_proto::vrrp::VrrpListing { instances }
     }
 
     /// Gives the plane its own handle (for the health checker) and starts checking `config`.
@@ -518,6 +583,7 @@ impl Plane {
                     .map(|m| m.listing())
                     .unwrap_or_default(),
             )),
+            Query::Vrrp => Ok(Response::ok(self.vrrp_listing())),
             Query::Apply { .. } => Err(error(ErrorKind::Internal, "apply is a change")),
             Query::Reload => self.reload(),
         }
