@@ -349,3 +349,136 @@ fn vrrp_child() {
         service.turn(Duration::from_millis(50));
     }
 }
+
+/// fnatd itself as the VRRP peer of a stock keepalived: fnatd's `wan` port (af_packet, with
+/// its kernel twin) runs the keepalived.conf's `vrrp_instance`, keepalived runs in the lab's
+/// client namespace on the same segment. The adverts come in by the DPDK port and the
+/// exception path, and leave by the twin and worker 0.
+#[test]
+fn fnatd_on_its_port_preempts_keepalived_and_hands_over_on_sigterm() {
+    use lab_support::Lab;
+    require_root_and_netns();
+    assert!(
+        Path::new("/usr/sbin/keepalived").exists(),
+        "keepalived is missing: install Debian's keepalived (scripts/setup-debian.sh does)"
+    );
+    let dir = std::env::temp_dir().join(format!("f16vd{:04x}", std::process::id() & 0xffff));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let vip = "198.18.0.50";
+    let instance = |iface: &str, priority: u8| {
+        format!(
+            "vrrp_instance VI_18 {{\n state BACKUP\n interface {iface}\n virtual_router_id 18\n \
+             priority {priority}\n advert_int 1\n authentication {{\n  auth_type PASS\n  \
+             auth_pass 1818\n }}\n virtual_ipaddress {{\n  {vip}/32\n }}\n}}\n"
+        )
+    };
+    let fnat_conf = dir.join("fnatd-keepalived.conf");
+    std::fs::write(&fnat_conf, instance("wan", 150)).unwrap();
+    let lab = Lab::up(
+        1,
+        &[
+            ("LAB_KERNEL_TWIN", "1".to_string()),
+            (
+                "LAB_FNATD_ARGS",
+                format!("--keepalived {}", fnat_conf.display()),
+            ),
+        ],
+    );
+    let p = lab.prefix.clone();
+    let ka_conf = dir.join("keepalived.conf");
+    std::fs::write(&ka_conf, instance(&format!("{p}c0"), 100)).unwrap();
+    let mut ka = lab.cmd("c", "/usr/sbin/keepalived");
+    ka.args(["-n", "-l", "-D", "-P", "-f"])
+        .arg(&ka_conf)
+        .arg(format!("--pid={}", dir.join("ka.pid").display()))
+        .arg(format!("--vrrp_pid={}", dir.join("ka-vrrp.pid").display()))
+        .arg(format!(
+            "--checkers_pid={}",
+            dir.join("ka-chk.pid").display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut ka = ka.spawn().expect("keepalived");
+    let client_ns = format!("{p}c");
+    let ka_has_vip = || {
+        let out = Command::new("ip")
+            .args(["-n", &client_ns, "-4", "addr", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{vip}/32"))
+    };
+    let socket = lab.socket();
+    let vrrp = || -> serde_json::Value {
+        let out = Command::new(fnat_tests::bin("fnatctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["vrrp", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let state = || {
+        vrrp()["instances"][0]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    // 150 > 100: fnatd is master (at once, or by preempting keepalived).
+    wait_for(Duration::from_secs(15), "fnatd is master", || {
+        state() == "MASTER"
+    });
+    // keepalived hears fnatd's adverts through the port and stays (or falls back to) backup.
+    wait_for(
+        Duration::from_secs(5),
+        "keepalived releases the VIP",
+        || !ka_has_vip(),
+    );
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(4) {
+        assert!(!ka_has_vip(), "keepalived took the VIP from fnatd");
+        assert_eq!(state(), "MASTER");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let v = vrrp();
+    let c = &v["instances"][0]["counters"];
+    assert!(c["advert_sent"].as_u64().unwrap() >= 4, "{v}");
+    for bad in [
+        "auth_failure",
+        "checksum_err",
+        "ip_ttl_err",
+        "advert_interval_err",
+    ] {
+        assert_eq!(c[bad], 0, "{v}");
+    }
+    // SIGTERM: fnatd sends priority 0 before its workers stop; keepalived takes over at once.
+    let pids = std::fs::read_to_string(lab.state_dir().join("pids")).unwrap();
+    let fnatd: i32 = pids.lines().last().unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(fnatd),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let took = wait_for(Duration::from_secs(5), "keepalived takes over", ka_has_vip);
+    let _ = ka.kill();
+    let _ = ka.wait();
+    // keepalived's own child (its VRRP process), by its pid file.
+    if let Ok(pid) = std::fs::read_to_string(dir.join("ka-vrrp.pid")) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let log = lab.down();
+    assert!(
+        took < Duration::from_secs(1),
+        "SIGTERM handed over in {took:?}\n{log}"
+    );
+    assert!(
+        log.contains("fnatd: vrrp: 1 instance(s) on port 'wan'"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
