@@ -482,3 +482,79 @@ fn fnatd_on_its_port_preempts_keepalived_and_hands_over_on_sigterm() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// VIP ownership through the rules snapshot: fnatd alone, its VRRP instance holding the lab's
+/// second service VIP (the lab waits for the first to answer). As backup (the first
+/// Master_Down_Interval) it drops that VIP's traffic (`vrrp_backup`); once master it serves
+/// it.
+#[test]
+fn fnatd_serves_a_vrrp_vip_only_as_master() {
+    use lab_support::{Lab, VIP2 as SERVICE_VIP};
+    let dir = std::env::temp_dir().join(format!("f16vo{:04x}", std::process::id() & 0xffff));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("fnatd-keepalived.conf");
+    // advert_int 5: Master_Down_Interval = 15 + 5 × 156/256 s ≈ 18 s of backup first.
+    std::fs::write(
+        &conf,
+        format!(
+            "vrrp_instance VI_19 {{\n interface wan\n virtual_router_id 19\n priority 100\n \
+             advert_int 5\n virtual_ipaddress {{\n  {SERVICE_VIP}\n }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let lab = Lab::up(
+        1,
+        &[
+            ("LAB_KERNEL_TWIN", "1".to_string()),
+            ("LAB_FNATD_ARGS", format!("--keepalived {}", conf.display())),
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the lab took {:?} to come up: the backup period is over",
+        started.elapsed()
+    );
+    let socket = lab.socket();
+    let state = || {
+        let out = Command::new(fnat_tests::bin("fnatctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["vrrp", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        v["instances"][0]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let curl = || {
+        lab.run(
+            "c",
+            &["curl", "-sS", "-m", "1", &format!("http://{SERVICE_VIP}/")],
+            Duration::from_secs(5),
+        )
+    };
+    assert_eq!(state(), "BACKUP");
+    let refused = curl();
+    assert!(
+        !refused.status.success(),
+        "a backup served the VIP: {}",
+        refused.stdout
+    );
+    assert_eq!(state(), "BACKUP", "the check ran past the backup period");
+    wait_for(Duration::from_secs(25), "fnatd becomes master", || {
+        state() == "MASTER"
+    });
+    let served = wait_for(Duration::from_secs(3), "the master serves the VIP", || {
+        curl().status.success()
+    });
+    assert!(served < Duration::from_secs(3));
+    let log = lab.down();
+    let dropped = lab_support::report_number(&log, "vrrp_backup");
+    assert!(dropped >= 1, "no vrrp_backup drop counted:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

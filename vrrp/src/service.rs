@@ -125,7 +125,11 @@ struct Instance {
     counters: BTreeMap<&'static str, u64>,
 }
 
+/// Told of every state change of an instance (its index in the configs, its new state).
+pub type OnState = Box<dyn FnMut(usize, State) + Send>;
+
 pub struct Service {
+    on_state: Option<OnState>,
     socket: Socket,
     instances: Vec<Instance>,
     origin: Instant,
@@ -162,11 +166,17 @@ impl Service {
             })
             .collect();
         Ok(Service {
+            on_state: None,
             socket,
             instances,
             origin: Instant::now(),
             children: Vec::new(),
         })
+    }
+
+    /// Calls `f` on every state change from now on.
+    pub fn on_state(&mut self, f: OnState) {
+        self.on_state = Some(f);
     }
 
     fn now(&self) -> Duration {
@@ -291,6 +301,15 @@ impl Service {
 
     fn perform(&mut self, k: usize, actions: Vec<Action>) {
         for action in actions {
+            let state = match action {
+                Action::SendAdvert { .. } => None,
+                Action::BecameMaster => Some(State::Master),
+                Action::BecameBackup => Some(State::Backup),
+                Action::Stopped => Some(State::Init),
+            };
+            if let (Some(state), Some(f)) = (state, self.on_state.as_mut()) {
+                f(k, state);
+            }
             match action {
                 Action::SendAdvert { priority } => self.send(k, priority),
                 Action::BecameMaster => {
@@ -404,10 +423,13 @@ pub struct Shared {
 }
 
 impl Runner {
+    /// `on_state` is told of every state change (instance index, new state), on the
+    /// service's thread.
     pub fn spawn(
         interface: String,
         primary: Ipv4Addr,
         configs: Vec<InstanceConfig>,
+        on_state: OnState,
     ) -> io::Result<Runner> {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -450,6 +472,7 @@ impl Runner {
                         }
                     }
                 };
+                service.on_state(on_state);
                 service.start();
                 while !flag.load(Ordering::SeqCst) {
                     publish(&service, None);

@@ -157,6 +157,13 @@ impl AppConfig {
         };
         let mut warnings = keepalived::add_services(ka, &mut cfg.rule_set, &mut cfg.health)?;
         let (vrrp, not_run) = keepalived::vrrp_runs(ka, &cfg.ports)?;
+        // Every VRRP address starts as the master's: claimed only once VRRP says so.
+        cfg.rules.standby = vrrp
+            .iter()
+            .flat_map(|r| r.instance.addresses.iter().copied())
+            .collect();
+        cfg.rules.standby.sort_unstable();
+        cfg.rules.standby.dedup();
         cfg.vrrp = vrrp;
         warnings.extend(not_run);
         let (rules, _) =

@@ -93,6 +93,9 @@ pub struct Plane {
     /// The VRRP service, one thread per kernel twin with instances (control side, never on
     /// workers), with the instances it runs.
     vrrp: Vec<(Vec<crate::config::VrrpRun>, fnat_vrrp::service::Runner)>,
+    /// The VRRP addresses this director is not master of, once VRRP has said so (`None`:
+    /// the config's, all of them, until then): put in every snapshot published.
+    standby: Option<Vec<std::net::Ipv4Addr>>,
     /// This plane, for the health checker's sink.
     me: Weak<Mutex<Plane>>,
 }
@@ -227,6 +230,7 @@ impl Plane {
             health: None,
             health_epoch: 0,
             vrrp: Vec::new(),
+            standby: None,
             me: Weak::new(),
         }
     }
@@ -240,7 +244,25 @@ impl Plane {
         for twin in twins {
             let mine: Vec<_> = runs.iter().filter(|r| r.twin == twin).cloned().collect();
             let configs = mine.iter().map(|r| r.instance.clone()).collect();
-            match fnat_vrrp::service::Runner::spawn(twin.to_string(), mine[0].primary, configs) {
+            let me = self.me.clone();
+            let vips: Vec<Vec<std::net::Ipv4Addr>> =
+                mine.iter().map(|r| r.instance.addresses.clone()).collect();
+            let on_state: fnat_vrrp::service::OnState = Box::new(move |k, state| {
+                let Some(plane) = me.upgrade() else {
+                    return;
+                };
+                let master = state == fnat_vrrp::machine::State::Master;
+                let result = plane.lock().set_vrrp_master(&vips[k], master);
+                if let Err(e) = result {
+                    eprintln!("fnatd: vrrp: publishing the VIPs' ownership: {}", e.message);
+                }
+            });
+            match fnat_vrrp::service::Runner::spawn(
+                twin.to_string(),
+                mine[0].primary,
+                configs,
+                on_state,
+            ) {
                 Ok(runner) => {
                     eprintln!(
                         "fnatd: vrrp: {} instance(s) on port '{}' (twin {twin})",
@@ -250,6 +272,39 @@ impl Plane {
                     self.vrrp.push((mine, runner));
                 }
                 Err(e) => eprintln!("fnatd: vrrp: cannot start on {twin}: {e}"),
+            }
+        }
+    }
+
+    /// VRRP made this director master (`true`) or not of `vips`: they leave (join) the
+    /// snapshot's standby list, so the workers answer ARP for them and serve them (or drop
+    /// their traffic as `vrrp_backup`); a takeover is announced by the engine's gratuitous
+    /// ARP. Published like any change; not written to the state file.
+    pub fn set_vrrp_master(
+        &mut self,
+        vips: &[std::net::Ipv4Addr],
+        master: bool,
+    ) -> Result<Option<u64>, ErrorBody> {
+        let mut standby = self
+            .standby
+            .clone()
+            .unwrap_or_else(|| self.store.current().standby.clone());
+        let before = standby.clone();
+        standby.retain(|a| !vips.contains(a));
+        if !master {
+            standby.extend_from_slice(vips);
+        }
+        standby.sort_unstable();
+        standby.dedup();
+        if standby == before && self.standby.is_some() {
+            return Ok(None);
+        }
+        let previous = self.standby.replace(standby);
+        match self.commit(&Tx::default(), &[]) {
+            Ok(generation) => Ok(Some(generation)),
+            Err(e) => {
+                self.standby = previous;
+                Err(e)
             }
         }
     }
@@ -445,7 +500,7 @@ impl Plane {
                 }
                 Ok((snapshot, edits))
             });
-        let (snapshot, edits) = match built {
+        let (mut snapshot, edits) = match built {
             Ok(b) => b,
             Err(e) => {
                 self.builder.reset();
@@ -460,6 +515,9 @@ impl Plane {
                 return Err(e);
             }
         };
+        if let Some(standby) = &self.standby {
+            snapshot.standby.clone_from(standby);
+        }
         let generation = self.store.store(snapshot);
         self.builder.published(current, edits);
         Ok(generation)

@@ -103,4 +103,6 @@ drop_reasons! {
     KernelRingFull = "kernel_ring_full",
     /// Exception path: the port's TX queue did not accept a frame the kernel twin sent.
     KernelPortTxFull = "kernel_port_tx_full",
+    /// To a VRRP virtual address this director is backup for (its master serves it).
+    VrrpBackup = "vrrp_backup",
 }

@@ -215,3 +215,38 @@ fn vrrp_adverts_go_to_the_twin_other_protocols_stay_dropped() {
         Verdict::Drop(DropReason::UnsupportedProtocol)
     );
 }
+
+/// VRRP backup: a virtual address in `Rules::standby` is not answered by ARP and its traffic
+/// is dropped as `vrrp_backup`; once it leaves the list (takeover) both work again.
+#[test]
+fn a_standby_vip_is_neither_answered_nor_served_until_takeover() {
+    let mut standby = rules(1024, 1024, 5000);
+    standby.standby = vec![VIP];
+    let mut w = workers(1, standby.clone()).remove(0);
+    w.set_announce(false);
+    let who_has_vip = || arp([0xff; 6], ROUTER_MAC, 1, ROUTER, [0; 6], VIP);
+    let mut f = who_has_vip();
+    assert!(
+        !matches!(w.process(0, &mut f, S), Verdict::Transmit { .. }),
+        "a backup answered ARP for the VIP"
+    );
+    let mut f = tcp(sa(CLIENT, 40000), sa(VIP, 80), "S", b"");
+    assert_eq!(
+        run(&mut w, &mut f, S),
+        Verdict::Drop(DropReason::VrrpBackup)
+    );
+    assert_eq!(w.stats().drops[DropReason::VrrpBackup as usize], 1);
+    // The port's own address is still answered.
+    let mut f = arp([0xff; 6], ROUTER_MAC, 1, ROUTER, [0; 6], PORT0_IP);
+    assert_eq!(w.process(0, &mut f, S), Verdict::Transmit { port: 0 });
+    // Takeover: the next snapshot no longer lists it.
+    let mut master = standby;
+    master.standby.clear();
+    master.generation += 1;
+    w.update_rules(std::sync::Arc::new(master));
+    let mut f = who_has_vip();
+    assert_eq!(w.process(0, &mut f, S), Verdict::Transmit { port: 0 });
+    let mut f = tcp(sa(CLIENT, 40000), sa(VIP, 80), "S", b"");
+    assert_eq!(run(&mut w, &mut f, S), Verdict::Transmit { port: 1 });
+    assert_books_close(&w);
+}

@@ -31,6 +31,9 @@ impl FullNat {
             .addresses
             .get(u64::from(u32::from(pkt.ip.dst)))
             .ok_or(DropReason::NotForUs)?;
+        if kind & ADDR_STANDBY != 0 {
+            return Err(DropReason::VrrpBackup);
+        }
         if pkt.ip.has_options() {
             stats.ip_options += 1;
             if self.drop_ip_options {

@@ -51,6 +51,8 @@ const FULL_TABLE_REAP: usize = 32;
 const ADDR_VIP: u32 = 1;
 const ADDR_LIP: u32 = 2;
 const ADDR_OWN: u32 = 4;
+/// A VRRP virtual address this director is backup for (`Rules::standby`).
+const ADDR_STANDBY: u32 = 8;
 
 /// Live sessions from which a burst's prefetch stages pay. Below, the sessions, their index
 /// and timer nodes (120 B a session: under 1 MiB) stay in the core's L2 and the stages only
