@@ -356,13 +356,28 @@ fn vrrp_child() {
 /// exception path, and leave by the twin and worker 0.
 #[test]
 fn fnatd_on_its_port_preempts_keepalived_and_hands_over_on_sigterm() {
+    fnatd_against_keepalived(nix::sys::signal::Signal::SIGTERM);
+}
+
+/// The same, with fnatd killed by `kill -9`: keepalived (priority 100, advert_int 1) takes
+/// over after its Master_Down_Interval, 3 + 156/256 s after fnatd's last advert.
+#[test]
+fn fnatd_killed_9_is_replaced_by_keepalived_within_master_down_interval() {
+    fnatd_against_keepalived(nix::sys::signal::Signal::SIGKILL);
+}
+
+fn fnatd_against_keepalived(signal: nix::sys::signal::Signal) {
     use lab_support::Lab;
     require_root_and_netns();
     assert!(
         Path::new("/usr/sbin/keepalived").exists(),
         "keepalived is missing: install Debian's keepalived (scripts/setup-debian.sh does)"
     );
-    let dir = std::env::temp_dir().join(format!("f16vd{:04x}", std::process::id() & 0xffff));
+    let dir = std::env::temp_dir().join(format!(
+        "f16vd{:04x}{}",
+        std::process::id() & 0xffff,
+        signal as i32
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let vip = "198.18.0.50";
@@ -451,14 +466,11 @@ fn fnatd_on_its_port_preempts_keepalived_and_hands_over_on_sigterm() {
     ] {
         assert_eq!(c[bad], 0, "{v}");
     }
-    // SIGTERM: fnatd sends priority 0 before its workers stop; keepalived takes over at once.
+    // SIGTERM: fnatd sends priority 0 before its workers stop, keepalived takes over at once;
+    // kill -9: silence, keepalived waits out its Master_Down_Interval.
     let pids = std::fs::read_to_string(lab.state_dir().join("pids")).unwrap();
     let fnatd: i32 = pids.lines().last().unwrap().trim().parse().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(fnatd),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(fnatd), signal).unwrap();
     let took = wait_for(Duration::from_secs(5), "keepalived takes over", ka_has_vip);
     let _ = ka.kill();
     let _ = ka.wait();
@@ -472,10 +484,18 @@ fn fnatd_on_its_port_preempts_keepalived_and_hands_over_on_sigterm() {
         }
     }
     let log = lab.down();
-    assert!(
-        took < Duration::from_secs(1),
-        "SIGTERM handed over in {took:?}\n{log}"
-    );
+    if signal == nix::sys::signal::Signal::SIGTERM {
+        assert!(
+            took < Duration::from_secs(1),
+            "SIGTERM handed over in {took:?}\n{log}"
+        );
+    } else {
+        // The last advert came at most 1 s before the kill.
+        assert!(
+            took >= Duration::from_millis(2500) && took <= Duration::from_millis(3610 + 500),
+            "kill -9: keepalived took over after {took:?}"
+        );
+    }
     assert!(
         log.contains("fnatd: vrrp: 1 instance(s) on port 'wan'"),
         "{log}"
