@@ -12,7 +12,7 @@ packages=(
   python3-dpkt                                    # ships the real captures the tests replay
   ethtool curl socat nginx-light iputils-ping     # the namespace lab (scripts/lab/lab.sh)
   wrk apache2-utils nftables                      # lab load tests and the kernel baseline
-  keepalived                                      # its doc/samples: the keepalived.conf reader's corpus
+  keepalived                                      # its doc/samples: the keepalived.conf reader's corpus; the VRRP interop lab (lab_vrrp)
   dnsmasq-base openssl                            # health-check lab: a DNS_CHECK target, an SSL_GET certificate
   bird2                                           # scale-out lab and recipe: BGP announcements (docs/scale-out.md)
 )

@@ -105,6 +105,9 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// VRRP instances (keepalived.conf's vrrp_instance on a port's kernel twin): state,
+    /// effective priority, master's address, keepalived's advert counters and errors.
+    Vrrp,
 }
 
 #[derive(Args)]
@@ -496,6 +499,11 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
                 applied,
             ))
         }
+        Command::Vrrp => {
+            let v: fnat_proto::vrrp::VrrpListing =
+                client.call(&Request::Query(Query::Vrrp)).map_err(fail)?;
+            Ok(out(vrrp_text(&v), v))
+        }
         Command::Health => {
             let h: fnat_proto::health::HealthListing =
                 client.call(&Request::Query(Query::Health)).map_err(fail)?;
@@ -716,6 +724,35 @@ fn laddr(client: &Client, cmd: LaddrCmd) -> Result<Output, String> {
             Ok(out(human, json))
         }
     }
+}
+
+/// `fnatctl vrrp`: one block per instance, keepalived's counter names.
+fn vrrp_text(v: &fnat_proto::vrrp::VrrpListing) -> String {
+    if v.instances.is_empty() {
+        return "no VRRP instances running\n".into();
+    }
+    let mut t = String::new();
+    for i in &v.instances {
+        let _ = writeln!(
+            t,
+            "{} (vrid {}) on {} via {}: {} priority {} (effective {}) master {}",
+            i.name,
+            i.virtual_router_id,
+            i.interface,
+            i.twin,
+            i.state,
+            i.priority,
+            i.effective_priority,
+            i.master.as_deref().unwrap_or("-")
+        );
+        let _ = writeln!(t, "  virtual_ipaddress: {}", i.virtual_ipaddress.join(" "));
+        if let Some(e) = &i.error {
+            let _ = writeln!(t, "  not running: {e}");
+        }
+        let counters: Vec<String> = i.counters.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(t, "  {}", counters.join(", "));
+    }
+    t
 }
 
 /// `fnatctl health` as a table: the services' quorum, then one line per checker.

@@ -4,6 +4,7 @@
 //! - [`source`]: files to logical lines, as keepalived's own reader does (comments, `\`
 //!   continuations, `include` globs, `@id` conditional lines, `$NAME=value` parameters);
 //! - [`tree`]: lines to a tree of statements and `{ … }` blocks;
+//! - [`vrrp`]: `vrrp_instance` blocks, for fnat's VRRP service;
 //! - [`lvs`]: the tree to keepalived's LVS configuration (virtual servers, groups, real
 //!   servers, checkers) with keepalived's defaults and VS → RS → checker inheritance applied.
 //!
@@ -18,6 +19,7 @@ pub mod diag;
 pub mod lvs;
 pub mod source;
 pub mod tree;
+pub mod vrrp;
 pub mod write;
 
 pub use diag::{Diagnostic, Level, Location};

@@ -1,7 +1,8 @@
 //! keepalived's LVS configuration: `virtual_server_group`, `virtual_server` with its
 //! `real_server`s and their checkers, with keepalived's defaults and inheritance (a setting on
 //! the virtual server is the default of its real servers, a real server's the default of its
-//! checkers). `vrrp_*` blocks are kept for the HA work and reported as not supported yet;
+//! checkers). `vrrp_instance` blocks are read by [`crate::vrrp`]; other `vrrp_*` blocks are
+//! kept for the HA work and reported as not supported yet;
 //! unknown keywords are warnings naming file, line and keyword, as keepalived logs them.
 
 use std::net::IpAddr;
@@ -25,8 +26,11 @@ pub struct Config {
     pub local_address_groups: Vec<LocalAddressGroup>,
     /// `global_defs { lvs_timeouts … }`: IPVS's timeouts, with where they were set.
     pub lvs_timeouts: Option<(Location, LvsTimeouts)>,
-    /// `vrrp_*` blocks and `lvs_sync_daemon`, untouched, for the HA work.
+    /// `vrrp_*` blocks other than `vrrp_instance`, and `lvs_sync_daemon`, untouched, for
+    /// the HA work.
     pub vrrp: Vec<Node>,
+    /// `vrrp_instance` blocks, read (see [`crate::vrrp`]).
+    pub vrrp_instances: Vec<crate::vrrp::VrrpInstance>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -254,6 +258,20 @@ fn finish(lines: &[crate::source::Line], mut diags: Diagnostics) -> Config {
     for node in &nodes {
         top_level(node, &mut config, &mut diags);
     }
+    // `global_defs { vrrp_version }` applies wherever it stands.
+    let version = nodes
+        .iter()
+        .filter(|n| n.keyword == "global_defs")
+        .flat_map(children)
+        .filter(|n| n.keyword == "vrrp_version")
+        .filter_map(|n| number::<u8>(n, &mut diags))
+        .next_back()
+        .unwrap_or(2);
+    for node in nodes.iter().filter(|n| n.keyword == "vrrp_instance") {
+        if let Some(v) = crate::vrrp::instance(node, version, &mut diags) {
+            config.vrrp_instances.push(v);
+        }
+    }
     for vs in &config.virtual_servers {
         if let VirtualServerKey::Group(name) = &vs.key {
             if !config.groups.iter().any(|g| &g.name == name) {
@@ -314,6 +332,8 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
                 addresses,
             });
         }
+        // Read after the rest (`finish`), with the global `vrrp_version`.
+        "vrrp_instance" => {}
         k if k.starts_with("vrrp_")
             || k == "static_ipaddress"
             || k == "static_routes"
@@ -322,7 +342,7 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
             diags.warning(
                 &node.at,
                 k,
-                "VRRP and static addresses are not supported yet: block kept, not applied",
+                "not supported yet (fnat runs vrrp_instance blocks): block kept, not applied",
             );
             config.vrrp.push(node.clone());
         }
@@ -331,11 +351,11 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
     }
 }
 
-fn children(node: &Node) -> &[Node] {
+pub(crate) fn children(node: &Node) -> &[Node] {
     node.block.as_deref().unwrap_or(&[])
 }
 
-fn one_arg(node: &Node, diags: &mut Diagnostics) -> Option<String> {
+pub(crate) fn one_arg(node: &Node, diags: &mut Diagnostics) -> Option<String> {
     match node.args.first() {
         Some(a) => Some(a.clone()),
         None => {
@@ -386,7 +406,7 @@ fn lvs_timeouts(node: &Node, diags: &mut Diagnostics) -> Option<LvsTimeouts> {
     Some(t)
 }
 
-fn number<T: std::str::FromStr>(node: &Node, diags: &mut Diagnostics) -> Option<T> {
+pub(crate) fn number<T: std::str::FromStr>(node: &Node, diags: &mut Diagnostics) -> Option<T> {
     let arg = one_arg(node, diags)?;
     match arg.parse() {
         Ok(v) => Some(v),
@@ -402,7 +422,7 @@ fn number<T: std::str::FromStr>(node: &Node, diags: &mut Diagnostics) -> Option<
 }
 
 /// keepalived's <TIMER>: seconds, fractions allowed, microsecond resolution.
-fn timer(node: &Node, diags: &mut Diagnostics) -> Option<Duration> {
+pub(crate) fn timer(node: &Node, diags: &mut Diagnostics) -> Option<Duration> {
     let arg = one_arg(node, diags)?;
     match arg.parse::<f64>() {
         Ok(s) if s.is_finite() && (0.0..=u32::MAX as f64).contains(&s) => {
@@ -436,7 +456,7 @@ fn boolean(node: &Node, diags: &mut Diagnostics) -> bool {
     }
 }
 
-fn address(text: &str, node: &Node, diags: &mut Diagnostics) -> Option<IpAddr> {
+pub(crate) fn address(text: &str, node: &Node, diags: &mut Diagnostics) -> Option<IpAddr> {
     match text.parse() {
         Ok(ip) => Some(ip),
         Err(_) => {
@@ -1069,13 +1089,25 @@ virtual_server 198.18.0.100 80 {
         let c = read_str("seed.conf", SEED, "h");
         assert_eq!(c.errors().count(), 0, "{:?}", c.diagnostics);
         assert_eq!(c.router_id.as_deref(), Some("LVS_DEVEL"));
-        assert_eq!(c.vrrp.len(), 1);
+        assert!(c.vrrp.is_empty());
+        let v = &c.vrrp_instances[0];
+        assert_eq!((v.name.as_str(), v.interface.as_str()), ("VI_1", "eth0"));
+        assert_eq!((v.virtual_router_id, v.priority), (51, 100));
+        assert_eq!(v.advert_int.as_secs(), 5);
+        assert!(v.nopreempt);
+        assert_eq!(v.auth, crate::vrrp::VrrpAuth::Pass("1111".into()));
+        assert_eq!(
+            v.virtual_ipaddress,
+            ["198.18.0.100".parse::<IpAddr>().unwrap()]
+        );
+        // As keepalived: nopreempt with state MASTER starts as backup, with a warning.
+        assert!(!v.start_as_master);
         let w: Vec<_> = c
             .diagnostics
             .iter()
             .map(|d| (d.at.line, d.keyword.as_str()))
             .collect();
-        assert_eq!(w, [(12, "vrrp_instance")]);
+        assert_eq!(w, [(12, "nopreempt")]);
         let vs = &c.virtual_servers[0];
         assert_eq!(
             vs.key,

@@ -99,6 +99,8 @@ pub enum Query {
         #[serde(default)]
         vips: Vec<std::net::Ipv4Addr>,
     },
+    /// Every VRRP instance with its state and keepalived's counters.
+    Vrrp,
 }
 
 /// A parsed request.
@@ -134,7 +136,7 @@ fn bad(message: impl Into<String>) -> ErrorBody {
 }
 
 /// Ops that take no arguments.
-const UNIT_OPS: [&str; 5] = ["status", "timeout_get", "flush", "reload", "health"];
+const UNIT_OPS: [&str; 6] = ["status", "timeout_get", "flush", "reload", "health", "vrrp"];
 
 /// Names of the ops that are single changes.
 const CHANGE_OPS: [&str; 13] = [
@@ -152,7 +154,7 @@ const CHANGE_OPS: [&str; 13] = [
     "timeout_set",
     "replace",
 ];
-const QUERY_OPS: [&str; 10] = [
+const QUERY_OPS: [&str; 11] = [
     "status",
     "drain",
     "undrain",
@@ -163,6 +165,7 @@ const QUERY_OPS: [&str; 10] = [
     "apply",
     "reload",
     "health",
+    "vrrp",
 ];
 
 /// Parses one request line (without its newline). Every failure names what is wrong.

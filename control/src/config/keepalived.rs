@@ -123,6 +123,74 @@ pub fn add_services<'a>(
     Ok(warnings)
 }
 
+/// A `vrrp_instance` as fnatd runs it: on the kernel twin of the fnatd port its `interface`
+/// names, from the port's first address.
+#[derive(Debug, Clone)]
+pub struct VrrpRun {
+    pub port: String,
+    pub twin: String,
+    pub primary: Ipv4Addr,
+    pub instance: fnat_vrrp::service::InstanceConfig,
+}
+
+/// The `vrrp_instance`s of the keepalived.conf at `path`, each checked against `ports`: it
+/// runs when its `interface` is an fnatd port with a `kernel_interface` (adverts come and go
+/// through the twin) and an address. One that cannot run is a warning naming file, line and
+/// the reason, as keepalived carries on past an instance on an unknown interface; what the
+/// service cannot speak (IPv6) is refused with the line.
+pub fn vrrp_runs(
+    path: &Path,
+    ports: &[super::PortSpec],
+) -> Result<(Vec<VrrpRun>, Vec<Diagnostic>), ConfigError> {
+    let conf = fnat_keepalived::read_file(path);
+    if let Some(e) = conf.errors().next() {
+        return Err(from_diagnostic(e));
+    }
+    let mut runs = Vec::new();
+    let mut warnings = Vec::new();
+    for v in &conf.vrrp_instances {
+        let not_run = |why: String| Diagnostic {
+            level: Level::Warning,
+            at: v.at.clone(),
+            keyword: "vrrp_instance".into(),
+            message: format!("VRRP instance {} not run: {why}", v.name),
+        };
+        let Some(port) = ports.iter().find(|p| p.name == v.interface) else {
+            let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+            warnings.push(not_run(format!(
+                "interface '{}' is not an fnatd port (ports: {})",
+                v.interface,
+                names.join(", ")
+            )));
+            continue;
+        };
+        let Some(twin) = &port.kernel_interface else {
+            warnings.push(not_run(format!(
+                "port '{}' has no kernel_interface (adverts come and go through the port's \
+                 kernel twin)",
+                port.name
+            )));
+            continue;
+        };
+        let Some(primary) = port.addresses.first().map(|c| c.addr) else {
+            warnings.push(not_run(format!(
+                "port '{}' has no address to send adverts from",
+                port.name
+            )));
+            continue;
+        };
+        let instance = fnat_vrrp::service::InstanceConfig::from_keepalived(v, primary)
+            .map_err(|reason| located(&v.at, "vrrp_instance", reason))?;
+        runs.push(VrrpRun {
+            port: port.name.clone(),
+            twin: twin.clone(),
+            primary,
+            instance,
+        });
+    }
+    Ok((runs, warnings))
+}
+
 fn from_diagnostic(d: &Diagnostic) -> ConfigError {
     located(&d.at, &d.keyword, d.message.clone())
 }

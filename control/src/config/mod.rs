@@ -6,6 +6,7 @@ mod eal_args;
 mod file;
 mod health;
 mod keepalived;
+pub use keepalived::VrrpRun;
 #[cfg(test)]
 mod keys;
 mod validate;
@@ -126,6 +127,8 @@ pub struct AppConfig {
     pub keepalived: Option<PathBuf>,
     /// Health checks of the services (the TOML's and the keepalived.conf's).
     pub health: fnat_health::HealthConfig,
+    /// The keepalived.conf's `vrrp_instance`s, each on its fnatd port's kernel twin.
+    pub vrrp: Vec<keepalived::VrrpRun>,
 }
 
 impl AppConfig {
@@ -158,8 +161,18 @@ impl AppConfig {
             .iter()
             .flat_map(|p| p.addresses.iter().copied())
             .collect();
-        let warnings =
+        let mut warnings =
             keepalived::add_services(ka, &mut cfg.rule_set, &mut cfg.health, &addresses)?;
+        let (vrrp, not_run) = keepalived::vrrp_runs(ka, &cfg.ports)?;
+        // Every VRRP address starts as the master's: claimed only once VRRP says so.
+        cfg.rules.standby = vrrp
+            .iter()
+            .flat_map(|r| r.instance.addresses.iter().copied())
+            .collect();
+        cfg.rules.standby.sort_unstable();
+        cfg.rules.standby.dedup();
+        cfg.vrrp = vrrp;
+        warnings.extend(not_run);
         let (rules, _) =
             crate::control::compile_fresh(&cfg.rules, &cfg.rules.timeouts, &cfg.rule_set).map_err(
                 |e| ConfigError {

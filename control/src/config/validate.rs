@@ -159,6 +159,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         lport_max,
         drop_ip_options,
         expire_quiescent_template: file.session.expire_quiescent_template.unwrap_or(false),
+        standby: Vec::new(),
         edits: None,
     };
     let (rules, _) = crate::control::compile_fresh(&base, &base.timeouts, &rule_set)
@@ -174,6 +175,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         rule_set,
         keepalived: None,
         health,
+        vrrp: Vec::new(),
     })
 }
 

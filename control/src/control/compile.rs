@@ -280,6 +280,7 @@ pub fn snapshot(
         lport_max: base.lport_max,
         drop_ip_options: base.drop_ip_options,
         expire_quiescent_template: base.expire_quiescent_template,
+        standby: base.standby.clone(),
         edits: None,
     }
 }

@@ -101,6 +101,15 @@ impl ControlHandle {
         }
     }
 
+    /// Stops the VRRP service cleanly (priority 0 from every master) while the workers still
+    /// carry the twins' frames out: called before the dataplane stops.
+    pub fn stop_vrrp(&self) {
+        let runners = self.plane.lock().take_vrrp();
+        for r in runners {
+            r.stop_and_wait();
+        }
+    }
+
     /// Stops accepting, waits for the accept thread, removes the socket file. Connection
     /// threads still answering finish on their own (their timeouts bound them).
     pub fn stop(mut self) {
@@ -115,6 +124,7 @@ impl ControlHandle {
             if let Some(m) = monitor {
                 m.stop_and_wait();
             }
+            self.stop_vrrp();
             let _ = t.join();
             let _ = std::fs::remove_file(&self.socket);
             // A clean stop leaves the state file as one TOML (best effort: the journal keeps
@@ -224,6 +234,7 @@ pub fn serve(
     plane.keepalived_path = cfg.keepalived.clone();
     let plane = Arc::new(Mutex::new(plane));
     Plane::start_health(&plane, cfg.health.clone());
+    plane.lock().start_vrrp(&cfg.vrrp);
     let stop = Arc::new(AtomicBool::new(false));
     let thread = server::spawn(
         listener,

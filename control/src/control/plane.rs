@@ -91,6 +91,12 @@ pub struct Plane {
     /// The health checker, and the epoch its overlays must carry (a reload starts another).
     health: Option<fnat_health::Monitor>,
     health_epoch: u64,
+    /// The VRRP service, one thread per kernel twin with instances (control side, never on
+    /// workers), with the instances it runs.
+    vrrp: Vec<(Vec<crate::config::VrrpRun>, fnat_vrrp::service::Runner)>,
+    /// The VRRP addresses this director is not master of, once VRRP has said so (`None`:
+    /// the config's, all of them, until then): put in every snapshot published.
+    standby: Option<Vec<std::net::Ipv4Addr>>,
     /// This plane, for the health checker's sink.
     me: Weak<Mutex<Plane>>,
     /// `fnatctl drain` without VIPs: no VIP is announced (not kept across a restart).
@@ -228,10 +234,124 @@ impl Plane {
             overlay: HashMap::new(),
             health: None,
             health_epoch: 0,
+            vrrp: Vec::new(),
+            standby: None,
             me: Weak::new(),
             drain_all: false,
             drained: BTreeSet::new(),
         }
+    }
+
+    /// Starts the VRRP service of `runs`: one thread per kernel twin (it opens the twin once
+    /// the dataplane has made it).
+    pub fn start_vrrp(&mut self, runs: &[crate::config::VrrpRun]) {
+        let mut twins: Vec<&str> = runs.iter().map(|r| r.twin.as_str()).collect();
+        twins.sort_unstable();
+        twins.dedup();
+        for twin in twins {
+            let mine: Vec<_> = runs.iter().filter(|r| r.twin == twin).cloned().collect();
+            let configs = mine.iter().map(|r| r.instance.clone()).collect();
+            let me = self.me.clone();
+            let vips: Vec<Vec<std::net::Ipv4Addr>> =
+                mine.iter().map(|r| r.instance.addresses.clone()).collect();
+            let on_state: fnat_vrrp::service::OnState = Box::new(move |k, state| {
+                let Some(plane) = me.upgrade() else {
+                    return;
+                };
+                let master = state == fnat_vrrp::machine::State::Master;
+                let result = plane.lock().set_vrrp_master(&vips[k], master);
+                if let Err(e) = result {
+                    eprintln!("fnatd: vrrp: publishing the VIPs' ownership: {}", e.message);
+                }
+            });
+            match fnat_vrrp::service::Runner::spawn(
+                twin.to_string(),
+                mine[0].primary,
+                configs,
+                on_state,
+            ) {
+                Ok(runner) => {
+                    eprintln!(
+                        "fnatd: vrrp: {} instance(s) on port '{}' (twin {twin})",
+                        mine.len(),
+                        mine[0].port
+                    );
+                    self.vrrp.push((mine, runner));
+                }
+                Err(e) => eprintln!("fnatd: vrrp: cannot start on {twin}: {e}"),
+            }
+        }
+    }
+
+    /// VRRP made this director master (`true`) or not of `vips`: they leave (join) the
+    /// snapshot's standby list, so the workers answer ARP for them and serve them (or drop
+    /// their traffic as `vrrp_backup`); a takeover is announced by the engine's gratuitous
+    /// ARP. Published like any change; not written to the state file.
+    pub fn set_vrrp_master(
+        &mut self,
+        vips: &[std::net::Ipv4Addr],
+        master: bool,
+    ) -> Result<Option<u64>, ErrorBody> {
+        let mut standby = self
+            .standby
+            .clone()
+            .unwrap_or_else(|| self.store.current().standby.clone());
+        let before = standby.clone();
+        standby.retain(|a| !vips.contains(a));
+        if !master {
+            standby.extend_from_slice(vips);
+        }
+        standby.sort_unstable();
+        standby.dedup();
+        if standby == before && self.standby.is_some() {
+            return Ok(None);
+        }
+        let previous = self.standby.replace(standby);
+        match self.commit(&Tx::default(), &[]) {
+            Ok(generation) => Ok(Some(generation)),
+            Err(e) => {
+                self.standby = previous;
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the VRRP service out (to stop it without the plane's lock: a clean stop sends
+    /// priority 0 from every master).
+    pub fn take_vrrp(&mut self) -> Vec<fnat_vrrp::service::Runner> {
+        self.vrrp.drain(..).map(|(_, r)| r).collect()
+    }
+
+    fn vrrp_listing(&self) -> fnat_proto::vrrp::VrrpListing {
+        let mut instances = Vec::new();
+        for (runs, runner) in &self.vrrp {
+            let shared = runner.status();
+            for (run, st) in runs.iter().zip(&shared.statuses) {
+                instances.push(fnat_proto::vrrp::VrrpInstanceStatus {
+                    name: st.name.clone(),
+                    interface: run.port.clone(),
+                    twin: run.twin.clone(),
+                    virtual_router_id: st.vrid,
+                    state: st.state.name().to_string(),
+                    priority: st.priority,
+                    effective_priority: st.priority,
+                    master: st.master.map(|m| m.to_string()),
+                    virtual_ipaddress: run
+                        .instance
+                        .addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect(),
+                    counters: st
+                        .counters
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
+                    error: shared.error.clone(),
+                });
+            }
+        }
+        fnat_proto::vrrp::VrrpListing { instances }
     }
 
     /// Gives the plane its own handle (for the health checker) and starts checking `config`.
@@ -387,7 +507,7 @@ impl Plane {
                 }
                 Ok((snapshot, edits))
             });
-        let (snapshot, edits) = match built {
+        let (mut snapshot, edits) = match built {
             Ok(b) => b,
             Err(e) => {
                 self.builder.reset();
@@ -402,6 +522,9 @@ impl Plane {
                 return Err(e);
             }
         };
+        if let Some(standby) = &self.standby {
+            snapshot.standby.clone_from(standby);
+        }
         let generation = self.store.store(snapshot);
         self.builder.published(current, edits);
         Ok(generation)
@@ -557,6 +680,7 @@ impl Plane {
                 }
                 Ok(Response::ok(self.status()))
             }
+            Query::Vrrp => Ok(Response::ok(self.vrrp_listing())),
             Query::Apply { .. } => Err(error(ErrorKind::Internal, "apply is a change")),
             Query::Reload => self.reload(),
         }

@@ -91,6 +91,7 @@ fn copy_settings(next: &mut Rules, current: &Rules) {
         lport_max,
         drop_ip_options,
         expire_quiescent_template,
+        standby,
         edits: _,
     } = current;
     next.generation = *generation;
@@ -104,6 +105,7 @@ fn copy_settings(next: &mut Rules, current: &Rules) {
     next.lport_max = *lport_max;
     next.drop_ip_options = *drop_ip_options;
     next.expire_quiescent_template = *expire_quiescent_template;
+    next.standby.clone_from(standby);
     // What changed is the caller's to say, for this snapshot alone.
     next.edits = None;
 }

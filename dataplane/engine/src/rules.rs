@@ -511,6 +511,10 @@ pub struct Rules {
     /// scheduled afresh (IPVS's `expire_quiescent_template` sysctl). Off, as in IPVS: a
     /// drained server keeps its persistent clients until their templates expire.
     pub expire_quiescent_template: bool,
+    /// VRRP virtual addresses this director is not master of: not answered by ARP, and
+    /// traffic to them is dropped (`vrrp_backup`). When one leaves the list (takeover) the
+    /// engine announces it by gratuitous ARP like any newly owned address.
+    pub standby: Vec<Ipv4Addr>,
     /// The services set by the generations leading to this snapshot, when the publisher
     /// knows; `None`: unknown (workers compare).
     pub edits: Option<ServiceEdits>,
@@ -532,6 +536,7 @@ impl Rules {
             lport_max: 65535,
             drop_ip_options: false,
             expire_quiescent_template: false,
+            standby: Vec::new(),
             edits: None,
         }
     }

@@ -112,4 +112,6 @@ drop_reasons! {
     /// address and port) is another session's (the same client port to the same real server
     /// through another VIP).
     SessionClash = "session_clash",
+    /// To a VRRP virtual address this director is backup for (its master serves it).
+    VrrpBackup = "vrrp_backup",
 }

@@ -166,3 +166,87 @@ fn frames_the_ring_refused_are_counted_as_kernel_ring_full() {
     assert_eq!(w.stats().drops[DropReason::KernelRingFull as usize], 2);
     assert_books_close(&w);
 }
+
+/// An IPv4 frame of protocol `proto` (TTL 255) from RS1 to `dst`, built by etherparse.
+fn ip_proto(proto: u8, dst: std::net::Ipv4Addr, eth_dst: [u8; 6]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC, eth_dst)
+        .ipv4(RS1.octets(), dst.octets(), 255)
+        .write(
+            &mut out,
+            etherparse::IpNumber(proto),
+            &[0x21, 16, 100, 0, 1, 1, 0, 0],
+        )
+        .unwrap();
+    out
+}
+
+#[test]
+fn vrrp_adverts_go_to_the_twin_other_protocols_stay_dropped() {
+    let group = std::net::Ipv4Addr::new(224, 0, 0, 18);
+    let group_mac = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12];
+    let mut w = worker_with_twins(&[1]);
+    // Multicast to 224.0.0.18 and unicast to the port's own address (unicast_peer).
+    for (dst, mac) in [(group, group_mac), (PORT1_IP, PORT1_MAC)] {
+        let advert = ip_proto(112, dst, mac);
+        let mut f = advert.clone();
+        // Received on port 1, the side RS1 is on.
+        assert_eq!(w.process(1, &mut f, S), Verdict::ToKernel { port: 1 });
+        assert_eq!(f, advert, "the kernel gets the frame as it came");
+    }
+    // Not VRRP, or VRRP to someone else's address: dropped as before.
+    let mut f = ip_proto(113, group, group_mac);
+    assert_eq!(
+        w.process(1, &mut f, S),
+        Verdict::Drop(DropReason::UnsupportedProtocol)
+    );
+    let mut f = ip_proto(112, RS2, PORT1_MAC);
+    assert_eq!(
+        w.process(1, &mut f, S),
+        Verdict::Drop(DropReason::UnsupportedProtocol)
+    );
+    assert_eq!(w.stats().to_kernel, 2);
+    assert_books_close(&w);
+    // Without a twin on the port: dropped.
+    let mut w = worker_with_twins(&[0]);
+    let mut f = ip_proto(112, group, group_mac);
+    assert_eq!(
+        w.process(1, &mut f, S),
+        Verdict::Drop(DropReason::UnsupportedProtocol)
+    );
+}
+
+/// VRRP backup: a virtual address in `Rules::standby` is not answered by ARP and its traffic
+/// is dropped as `vrrp_backup`; once it leaves the list (takeover) both work again.
+#[test]
+fn a_standby_vip_is_neither_answered_nor_served_until_takeover() {
+    let mut standby = rules(1024, 1024, 5000);
+    standby.standby = vec![VIP];
+    let mut w = workers(1, standby.clone()).remove(0);
+    w.set_announce(false);
+    let who_has_vip = || arp([0xff; 6], ROUTER_MAC, 1, ROUTER, [0; 6], VIP);
+    let mut f = who_has_vip();
+    assert!(
+        !matches!(w.process(0, &mut f, S), Verdict::Transmit { .. }),
+        "a backup answered ARP for the VIP"
+    );
+    let mut f = tcp(sa(CLIENT, 40000), sa(VIP, 80), "S", b"");
+    assert_eq!(
+        run(&mut w, &mut f, S),
+        Verdict::Drop(DropReason::VrrpBackup)
+    );
+    assert_eq!(w.stats().drops[DropReason::VrrpBackup as usize], 1);
+    // The port's own address is still answered.
+    let mut f = arp([0xff; 6], ROUTER_MAC, 1, ROUTER, [0; 6], PORT0_IP);
+    assert_eq!(w.process(0, &mut f, S), Verdict::Transmit { port: 0 });
+    // Takeover: the next snapshot no longer lists it.
+    let mut master = standby;
+    master.standby.clear();
+    master.generation += 1;
+    w.update_rules(std::sync::Arc::new(master));
+    let mut f = who_has_vip();
+    assert_eq!(w.process(0, &mut f, S), Verdict::Transmit { port: 0 });
+    let mut f = tcp(sa(CLIENT, 40000), sa(VIP, 80), "S", b"");
+    assert_eq!(run(&mut w, &mut f, S), Verdict::Transmit { port: 1 });
+    assert_books_close(&w);
+}

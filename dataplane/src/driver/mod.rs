@@ -572,6 +572,14 @@ fn supervise(
     let mut next_sample = std::time::Instant::now();
     while reports.len() < workers {
         if signals::stop_requested() {
+            if !running.stop.load(Ordering::SeqCst) {
+                // VRRP first: its priority-0 adverts leave through the twins while the
+                // workers still carry the twins' frames out.
+                if let Some(c) = control.as_ref() {
+                    c.stop_vrrp();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             running.stop.store(true, Ordering::SeqCst);
         }
         if signals::take_reload_request() {

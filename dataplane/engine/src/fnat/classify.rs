@@ -41,6 +41,9 @@ impl FullNat {
             }
             return Err(DropReason::NotForUs);
         };
+        if kind & ADDR_STANDBY != 0 {
+            return Err(DropReason::VrrpBackup);
+        }
         if pkt.ip.has_options() {
             stats.ip_options += 1;
             if self.drop_ip_options {

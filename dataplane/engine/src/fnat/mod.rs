@@ -54,6 +54,8 @@ const FULL_TABLE_REAP: usize = 32;
 const ADDR_VIP: u32 = 1;
 const ADDR_LIP: u32 = 2;
 const ADDR_OWN: u32 = 4;
+/// A VRRP virtual address this director is backup for (`Rules::standby`).
+const ADDR_STANDBY: u32 = 8;
 
 /// Live sessions from which a burst's prefetch stages pay. Below, the sessions, their index
 /// and timer nodes (120 B a session: under 1 MiB) stay in the core's L2 and the stages only
@@ -361,6 +363,24 @@ impl FullNat {
             .then_some(Verdict::ToKernel { port: rx_port })
     }
 
+    /// VRRP (IP protocol 112) to 224.0.0.18 or to a port's own address (unicast peers),
+    /// received on a port with a twin: the kernel's, where fnat's VRRP service reads it
+    /// (it checks TTL 255 and everything else, and counts what it refuses). Only looked at
+    /// for frames the parser refused as an unsupported protocol.
+    fn vrrp_to_kernel(&self, rx_port: PortIndex, frame: &[u8]) -> Option<Verdict> {
+        const VRRP: u8 = 112;
+        const GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 18);
+        let ip = crate::packet::ipv4::parse_ipv4(frame).ok()?;
+        if ip.proto != VRRP || self.twins.get(usize::from(rx_port)) != Some(&true) {
+            return None;
+        }
+        let own = self
+            .addresses
+            .get(u64::from(u32::from(ip.dst)))
+            .is_some_and(|kind| kind & ADDR_OWN != 0);
+        (ip.dst == GROUP || own).then_some(Verdict::ToKernel { port: rx_port })
+    }
+
     /// The session table (read-only: for listings and tests).
     pub fn table(&self) -> &SessionTable {
         &self.table
@@ -483,6 +503,11 @@ impl FullNat {
     ) -> Verdict {
         let pkt = match parsed {
             Ok(pkt) => pkt,
+            Err(DropReason::UnsupportedProtocol) => {
+                return self
+                    .vrrp_to_kernel(rx_port, frame.data())
+                    .unwrap_or(Verdict::Drop(DropReason::UnsupportedProtocol))
+            }
             Err(reason) => return Verdict::Drop(*reason),
         };
         let verdict = self.process_bytes(rx_port, frame.data_mut(), pkt, hint, now_ns, stats);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use super::{
     service_key, FixedMap, FullNat, PersistEntry, RealEntry, ServiceEntry, SlotInfo, ADDR_LIP,
-    ADDR_OWN, ADDR_VIP, NS_PER_SEC,
+    ADDR_OWN, ADDR_STANDBY, ADDR_VIP, NS_PER_SEC,
 };
 use crate::fnat::egress::Egress;
 use crate::persist::Templates;
@@ -303,7 +303,10 @@ impl FullNat {
         self.drop_ip_options = rules.drop_ip_options;
         self.expire_quiescent = rules.expire_quiescent_template;
         let net_same = previous.is_some_and(|p| {
-            p.ports == rules.ports && p.routes == rules.routes && p.neighbours == rules.neighbours
+            p.ports == rules.ports
+                && p.routes == rules.routes
+                && p.neighbours == rules.neighbours
+                && p.standby == rules.standby
         });
         if !net_same {
             self.egress = Egress::new(rules);
@@ -503,6 +506,9 @@ impl FullNat {
             for a in &p.addresses {
                 addresses.insert_with(u64::from(u32::from(a.addr)), ADDR_OWN, or);
             }
+        }
+        for a in &rules.standby {
+            addresses.insert_with(u64::from(u32::from(*a)), ADDR_STANDBY, or);
         }
         self.addresses = addresses;
         self.services = services;
@@ -970,6 +976,9 @@ mod tests {
                     for a in &p.addresses {
                         addresses.insert_with(u64::from(u32::from(a.addr)), ADDR_OWN, or);
                     }
+                }
+                for a in &rules.standby {
+                    addresses.insert_with(u64::from(u32::from(*a)), ADDR_STANDBY, or);
                 }
                 self.addresses = addresses;
                 self.services = services;

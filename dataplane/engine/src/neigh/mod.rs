@@ -233,6 +233,8 @@ impl Neighbours {
                 list.push((port, ip));
             }
         }
+        // VRRP addresses this director is backup for belong to the master.
+        list.retain(|(_, ip)| !rules.standby.iter().any(|s| u32::from(*s) == *ip));
         list.sort_unstable();
         list.dedup();
         let mut owned = FixedMap::with_capacity(list.len());

@@ -140,6 +140,7 @@ pub fn rules(capacity: usize, lport_min: u16, lport_max: u16) -> Rules {
         lport_max,
         drop_ip_options: false,
         expire_quiescent_template: false,
+        standby: Vec::new(),
         edits: None,
     }
 }

@@ -1,0 +1,351 @@
+//! keepalived's `vrrp_instance` blocks, with keepalived's defaults: what fnat's VRRP service
+//! runs. Keywords fnat does not act on yet (`track_*`, `vrrp_script`, sync groups) are
+//! warnings naming file, line and keyword.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::diag::{Diagnostics, Location};
+use crate::lvs::{address, children, number, one_arg, timer};
+use crate::tree::Node;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VrrpAuth {
+    None,
+    /// `auth_type PASS` with its `auth_pass` (keepalived keeps the first 8 bytes).
+    Pass(String),
+}
+
+/// One `vrrp_instance NAME { … }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VrrpInstance {
+    pub at: Location,
+    pub name: String,
+    /// `state MASTER` (else BACKUP): start as master at once.
+    pub start_as_master: bool,
+    /// `interface`: for fnat, the name of an fnatd port.
+    pub interface: String,
+    pub virtual_router_id: u8,
+    /// 1..=255, default 100.
+    pub priority: u8,
+    /// Default 1 s; v2 whole seconds.
+    pub advert_int: Duration,
+    /// 2 (keepalived's default, or `global_defs { vrrp_version }`) or 3.
+    pub version: u8,
+    pub nopreempt: bool,
+    pub preempt_delay: Duration,
+    pub auth: VrrpAuth,
+    /// `virtual_ipaddress` addresses (prefix lengths, `dev`, `label` … dropped).
+    pub virtual_ipaddress: Vec<IpAddr>,
+    pub unicast_src_ip: Option<IpAddr>,
+    pub unicast_peer: Vec<IpAddr>,
+    pub notify_master: Option<String>,
+    pub notify_backup: Option<String>,
+    pub notify_fault: Option<String>,
+    pub notify_stop: Option<String>,
+    /// `notify`: called with `INSTANCE NAME STATE PRIORITY`.
+    pub notify: Option<String>,
+    /// `garp_master_delay` (default 5 s): the second burst of gratuitous ARP after takeover.
+    pub garp_master_delay: Duration,
+    /// `garp_master_repeat` (default 5): gratuitous ARPs per burst.
+    pub garp_master_repeat: u32,
+}
+
+/// Reads one `vrrp_instance`; `version` is the global default (`vrrp_version`).
+pub fn instance(node: &Node, version: u8, diags: &mut Diagnostics) -> Option<VrrpInstance> {
+    let name = one_arg(node, diags)?;
+    let mut v = VrrpInstance {
+        at: node.at.clone(),
+        name,
+        start_as_master: false,
+        interface: String::new(),
+        virtual_router_id: 0,
+        priority: 100,
+        advert_int: Duration::from_secs(1),
+        version,
+        nopreempt: false,
+        preempt_delay: Duration::ZERO,
+        auth: VrrpAuth::None,
+        virtual_ipaddress: Vec::new(),
+        unicast_src_ip: None,
+        unicast_peer: Vec::new(),
+        notify_master: None,
+        notify_backup: None,
+        notify_fault: None,
+        notify_stop: None,
+        notify: None,
+        garp_master_delay: Duration::from_secs(5),
+        garp_master_repeat: 5,
+    };
+    let errors_before = diags.list.len();
+    let mut vrid_seen = false;
+    let mut runnable = true;
+    for n in children(node) {
+        match n.keyword.as_str() {
+            "state" => match one_arg(n, diags).as_deref() {
+                Some("MASTER") => v.start_as_master = true,
+                Some("BACKUP") => v.start_as_master = false,
+                Some(other) => diags.error(
+                    &n.at,
+                    &n.keyword,
+                    format!("'{other}' is not MASTER or BACKUP"),
+                ),
+                None => {}
+            },
+            "interface" => {
+                if let Some(i) = one_arg(n, diags) {
+                    v.interface = i;
+                }
+            }
+            "virtual_router_id" => match number::<u16>(n, diags) {
+                Some(id @ 1..=255) => {
+                    v.virtual_router_id = id as u8;
+                    vrid_seen = true;
+                }
+                Some(id) => diags.error(&n.at, &n.keyword, format!("{id} is not in 1..255")),
+                None => {}
+            },
+            "priority" => match number::<u16>(n, diags) {
+                Some(p @ 1..=255) => v.priority = p as u8,
+                Some(p) => diags.error(&n.at, &n.keyword, format!("{p} is not in 1..255")),
+                None => {}
+            },
+            "advert_int" => {
+                if let Some(t) = timer(n, diags) {
+                    if t.is_zero() {
+                        diags.error(&n.at, &n.keyword, "must be more than 0");
+                    } else {
+                        v.advert_int = t;
+                    }
+                }
+            }
+            "version" => match number::<u8>(n, diags) {
+                Some(x @ (2 | 3)) => v.version = x,
+                Some(x) => diags.error(&n.at, &n.keyword, format!("{x} is not 2 or 3")),
+                None => {}
+            },
+            "nopreempt" => v.nopreempt = true,
+            "preempt" => v.nopreempt = false,
+            "preempt_delay" => {
+                if let Some(t) = timer(n, diags) {
+                    v.preempt_delay = t;
+                }
+            }
+            "authentication" => runnable &= auth(n, &mut v, diags),
+            "virtual_ipaddress" => {
+                for a in children(n) {
+                    let text = a.keyword.split('/').next().unwrap_or("");
+                    if let Some(ip) = address(text, a, diags) {
+                        v.virtual_ipaddress.push(ip);
+                    }
+                }
+            }
+            "unicast_src_ip" => {
+                if let Some(t) = one_arg(n, diags) {
+                    v.unicast_src_ip = address(&t, n, diags);
+                }
+            }
+            "unicast_peer" => {
+                for a in children(n) {
+                    if let Some(ip) = address(&a.keyword, a, diags) {
+                        v.unicast_peer.push(ip);
+                    }
+                }
+            }
+            "notify_master" => v.notify_master = script(n, diags),
+            "notify_backup" => v.notify_backup = script(n, diags),
+            "notify_fault" => v.notify_fault = script(n, diags),
+            "notify_stop" => v.notify_stop = script(n, diags),
+            "notify" => v.notify = script(n, diags),
+            "garp_master_delay" => {
+                if let Some(t) = timer(n, diags) {
+                    v.garp_master_delay = t;
+                }
+            }
+            "garp_master_repeat" => {
+                if let Some(r) = number(n, diags) {
+                    v.garp_master_repeat = r;
+                }
+            }
+            // The old and new spelling of the sync daemon's interface: session sync's business.
+            "lvs_sync_daemon_inteface" | "lvs_sync_daemon_interface" => {}
+            k => diags.warning(&n.at, k, "not supported by fnat's VRRP yet: ignored"),
+        }
+    }
+    if !vrid_seen {
+        diags.error(&node.at, &node.keyword, "virtual_router_id is required");
+    }
+    if v.interface.is_empty() {
+        diags.error(&node.at, &node.keyword, "interface is required");
+    }
+    if v.nopreempt && v.start_as_master {
+        // keepalived: nopreempt only works with state BACKUP; it starts as backup.
+        diags.warning(
+            &node.at,
+            "nopreempt",
+            "needs state BACKUP: starting as backup",
+        );
+        v.start_as_master = false;
+    }
+    if v.version == 2 && v.advert_int.subsec_nanos() != 0 {
+        diags.error(
+            &node.at,
+            "advert_int",
+            "VRRP version 2 needs whole seconds (use version 3 for less)",
+        );
+    }
+    let failed = diags.list[errors_before..]
+        .iter()
+        .any(|d| d.level == crate::Level::Error);
+    (!failed && runnable).then_some(v)
+}
+
+/// false: an authentication fnat cannot speak (the instance is not run).
+fn auth(node: &Node, v: &mut VrrpInstance, diags: &mut Diagnostics) -> bool {
+    let mut kind = None;
+    let mut pass = None;
+    for n in children(node) {
+        match n.keyword.as_str() {
+            "auth_type" => kind = one_arg(n, diags).map(|k| (k, n.at.clone())),
+            "auth_pass" => pass = one_arg(n, diags),
+            k => diags.warning(&n.at, k, "unknown keyword: ignored"),
+        }
+    }
+    match kind {
+        Some((k, _)) if k == "PASS" => v.auth = VrrpAuth::Pass(pass.unwrap_or_default()),
+        Some((k, at)) if k == "AH" => {
+            diags.warning(
+                &at,
+                "auth_type",
+                format!(
+                    "AH is not supported (fnat speaks PASS or none): vrrp_instance {} not run",
+                    v.name
+                ),
+            );
+            return false;
+        }
+        Some((k, at)) => diags.error(&at, "auth_type", format!("'{k}' is not PASS or AH")),
+        None => {}
+    }
+    true
+}
+
+fn script(node: &Node, diags: &mut Diagnostics) -> Option<String> {
+    if node.args.is_empty() {
+        one_arg(node, diags)
+    } else {
+        Some(node.args.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::read_str;
+
+    #[test]
+    fn an_instance_reads_with_keepalived_defaults() {
+        let c = read_str(
+            "k.conf",
+            "vrrp_instance VI_1 {\n interface wan\n virtual_router_id 51\n virtual_ipaddress {\n  198.18.0.100/32 dev wan\n }\n}\n",
+            "h",
+        );
+        assert_eq!(c.errors().count(), 0, "{:?}", c.diagnostics);
+        let v = &c.vrrp_instances[0];
+        assert_eq!(v.name, "VI_1");
+        assert_eq!(v.priority, 100);
+        assert_eq!(v.version, 2);
+        assert_eq!(v.advert_int.as_secs(), 1);
+        assert!(!v.nopreempt && !v.start_as_master);
+        assert_eq!(
+            v.virtual_ipaddress,
+            ["198.18.0.100".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(v.garp_master_repeat, 5);
+    }
+
+    #[test]
+    fn every_supported_keyword_is_read() {
+        let text = r#"global_defs {
+  vrrp_version 3
+}
+vrrp_instance VI_2 {
+  state BACKUP
+  interface lan
+  virtual_router_id 7
+  priority 90
+  advert_int 0.5
+  nopreempt
+  preempt_delay 10
+  authentication {
+    auth_type PASS
+    auth_pass 1111
+  }
+  virtual_ipaddress {
+    198.18.0.100
+    198.18.0.101
+  }
+  unicast_src_ip 198.18.0.2
+  unicast_peer {
+    198.18.0.3
+  }
+  notify_master "/bin/echo master"
+  notify_backup /bin/true
+  notify /usr/local/bin/n
+  track_interface {
+    lan
+  }
+}
+"#;
+        let c = read_str("k.conf", text, "h");
+        assert_eq!(c.errors().count(), 0, "{:?}", c.diagnostics);
+        let v = &c.vrrp_instances[0];
+        assert_eq!(v.version, 3);
+        assert_eq!(v.advert_int.as_millis(), 500);
+        assert!(v.nopreempt);
+        assert_eq!(v.preempt_delay.as_secs(), 10);
+        assert_eq!(v.auth, super::VrrpAuth::Pass("1111".into()));
+        assert_eq!(v.virtual_ipaddress.len(), 2);
+        assert_eq!(v.unicast_src_ip, Some("198.18.0.2".parse().unwrap()));
+        assert_eq!(
+            v.unicast_peer,
+            ["198.18.0.3".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(v.notify_master.as_deref(), Some("/bin/echo master"));
+        assert_eq!(v.notify_backup.as_deref(), Some("/bin/true"));
+        assert_eq!(v.notify.as_deref(), Some("/usr/local/bin/n"));
+        let w: Vec<_> = c
+            .diagnostics
+            .iter()
+            .map(|d| (d.at.line, d.keyword.as_str()))
+            .collect();
+        assert_eq!(w, [(27, "track_interface")]);
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_line_and_keyword() {
+        let cases = [
+            ("virtual_router_id 0", 3, "virtual_router_id"),
+            ("priority 256", 3, "priority"),
+            ("state PRIMARY", 3, "state"),
+            ("advert_int 0.5", 1, "advert_int"),
+            ("authentication {\n auth_type MD5\n }", 4, "auth_type"),
+        ];
+        for (line, at, keyword) in cases {
+            let text =
+                format!("vrrp_instance V {{\n interface p\n{line}\n virtual_router_id 9\n}}\n");
+            let c = read_str("k.conf", &text, "h");
+            let e: Vec<_> = c
+                .errors()
+                .map(|d| (d.at.line, d.keyword.as_str()))
+                .collect();
+            assert_eq!(e, [(at, keyword)], "{line}: {:?}", c.diagnostics);
+            assert!(c.vrrp_instances.is_empty());
+        }
+        let c = read_str(
+            "k.conf",
+            "vrrp_instance V {\n virtual_router_id 1\n}\n",
+            "h",
+        );
+        assert_eq!(c.errors().next().unwrap().message, "interface is required");
+    }
+}

@@ -1,0 +1,511 @@
+//! The VRRP service: the [`Machine`]s of the `vrrp_instance`s on one interface, run over a
+//! raw IPv4 socket (protocol 112) bound to that interface. For fnatd that interface is a
+//! port's kernel twin: the exception path hands unconsumed frames (adverts included) to the
+//! kernel, and what is sent here leaves by the DPDK port. Control side only, never on a
+//! worker: one thread, blocking reads bounded by the next timer.
+//!
+//! Per instance it keeps keepalived's counters, runs the notify scripts without waiting for
+//! them, and sends priority 0 on a clean stop.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+
+use crate::machine::{Action, Heard, Machine, Params, State};
+use crate::packet::{self, Advert, Auth, Expect, Version, GROUP_V4, TTL};
+
+/// What one instance runs with (from a keepalived `vrrp_instance`).
+#[derive(Clone, Debug)]
+pub struct InstanceConfig {
+    pub name: String,
+    pub vrid: u8,
+    pub version: Version,
+    pub auth: Auth,
+    pub params: Params,
+    pub addresses: Vec<Ipv4Addr>,
+    /// Empty: multicast to 224.0.0.18. Else: unicast to each, and only theirs accepted.
+    pub unicast_peers: Vec<Ipv4Addr>,
+    pub notify_master: Option<String>,
+    pub notify_backup: Option<String>,
+    pub notify_stop: Option<String>,
+    /// Called with `INSTANCE NAME STATE PRIORITY`.
+    pub notify: Option<String>,
+}
+
+impl InstanceConfig {
+    /// From keepalived.conf; refuses what this service cannot run, with the reason.
+    pub fn from_keepalived(
+        v: &fnat_keepalived::vrrp::VrrpInstance,
+        primary: Ipv4Addr,
+    ) -> Result<InstanceConfig, String> {
+        let v4 = |ip: &IpAddr| match ip {
+            IpAddr::V4(a) => Ok(*a),
+            IpAddr::V6(_) => Err(format!(
+                "vrrp_instance {}: IPv6 VRRP is not supported yet",
+                v.name
+            )),
+        };
+        let addresses = v
+            .virtual_ipaddress
+            .iter()
+            .map(v4)
+            .collect::<Result<Vec<_>, _>>()?;
+        let unicast_peers = v.unicast_peer.iter().map(v4).collect::<Result<_, _>>()?;
+        let primary = match &v.unicast_src_ip {
+            Some(ip) => v4(ip)?,
+            None => primary,
+        };
+        Ok(InstanceConfig {
+            name: v.name.clone(),
+            vrid: v.virtual_router_id,
+            version: if v.version == 3 {
+                Version::V3
+            } else {
+                Version::V2
+            },
+            auth: match &v.auth {
+                fnat_keepalived::vrrp::VrrpAuth::None => Auth::None,
+                fnat_keepalived::vrrp::VrrpAuth::Pass(p) => Auth::pass(p),
+            },
+            params: Params {
+                priority: v.priority,
+                advert_int: v.advert_int,
+                preempt: !v.nopreempt,
+                preempt_delay: v.preempt_delay,
+                start_as_master: v.start_as_master,
+                primary: IpAddr::V4(primary),
+            },
+            addresses,
+            unicast_peers,
+            notify_master: v.notify_master.clone(),
+            notify_backup: v.notify_backup.clone(),
+            notify_stop: v.notify_stop.clone(),
+            notify: v.notify.clone(),
+        })
+    }
+}
+
+/// keepalived's statistics names.
+pub const COUNTERS: [&str; 15] = [
+    "advert_rcvd",
+    "advert_sent",
+    "become_master",
+    "release_master",
+    "pri_zero_rcvd",
+    "pri_zero_sent",
+    "packet_len_err",
+    "advert_interval_err",
+    "ip_ttl_err",
+    "invalid_type_rcvd",
+    "addr_list_err",
+    "invalid_authtype",
+    "authtype_mismatch",
+    "auth_failure",
+    "checksum_err",
+];
+
+/// One instance as `fnatctl vrrp` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    pub name: String,
+    pub vrid: u8,
+    pub state: State,
+    pub priority: u8,
+    pub master: Option<IpAddr>,
+    pub counters: BTreeMap<&'static str, u64>,
+}
+
+struct Instance {
+    config: InstanceConfig,
+    machine: Machine,
+    counters: BTreeMap<&'static str, u64>,
+}
+
+/// Told of every state change of an instance (its index in the configs, its new state).
+pub type OnState = Box<dyn FnMut(usize, State) + Send>;
+
+pub struct Service {
+    on_state: Option<OnState>,
+    socket: Socket,
+    instances: Vec<Instance>,
+    origin: Instant,
+    children: Vec<Child>,
+}
+
+impl Service {
+    /// Opens the raw socket on `interface` (bound to it, joined to 224.0.0.18 there, TTL
+    /// 255); `primary` is the interface's primary address (the kernel's source choice).
+    pub fn open(
+        interface: &str,
+        primary: Ipv4Addr,
+        configs: Vec<InstanceConfig>,
+    ) -> io::Result<Service> {
+        let socket = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(i32::from(packet::PROTOCOL))),
+        )?;
+        socket.bind_device(Some(interface.as_bytes()))?;
+        // Not bound to `primary`: a raw socket bound to an address only receives what is
+        // sent to it, not the group. The kernel sources from the interface's primary.
+        socket.set_ttl_v4(u32::from(TTL))?;
+        socket.set_multicast_ttl_v4(u32::from(TTL))?;
+        socket.set_multicast_loop_v4(false)?;
+        socket.set_multicast_if_v4(&primary)?;
+        socket.join_multicast_v4_n(&GROUP_V4, &InterfaceIndexOrAddress::Address(primary))?;
+        let instances = configs
+            .into_iter()
+            .map(|config| Instance {
+                machine: Machine::new(config.params.clone()),
+                config,
+                counters: COUNTERS.iter().map(|c| (*c, 0)).collect(),
+            })
+            .collect();
+        Ok(Service {
+            on_state: None,
+            socket,
+            instances,
+            origin: Instant::now(),
+            children: Vec::new(),
+        })
+    }
+
+    /// Calls `f` on every state change from now on.
+    pub fn on_state(&mut self, f: OnState) {
+        self.on_state = Some(f);
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    pub fn status(&self) -> Vec<Status> {
+        self.instances
+            .iter()
+            .map(|i| Status {
+                name: i.config.name.clone(),
+                vrid: i.config.vrid,
+                state: i.machine.state(),
+                priority: i.config.params.priority,
+                master: i.machine.master(),
+                counters: i.counters.clone(),
+            })
+            .collect()
+    }
+
+    pub fn start(&mut self) {
+        let now = self.now();
+        for k in 0..self.instances.len() {
+            let actions = self.instances[k].machine.start(now);
+            self.perform(k, actions);
+        }
+    }
+
+    /// Clean stop: masters send priority 0.
+    pub fn stop(&mut self) {
+        let now = self.now();
+        for k in 0..self.instances.len() {
+            let actions = self.instances[k].machine.stop(now);
+            self.perform(k, actions);
+        }
+        self.reap();
+    }
+
+    /// Runs timers and reads adverts for at most `max`; returns after one event or `max`.
+    pub fn turn(&mut self, max: Duration) {
+        let now = self.now();
+        for k in 0..self.instances.len() {
+            let actions = self.instances[k].machine.poll(now);
+            self.perform(k, actions);
+        }
+        self.reap();
+        let next = self
+            .instances
+            .iter()
+            .filter_map(|i| i.machine.next_deadline())
+            .min()
+            .map_or(max, |d| d.saturating_sub(now).min(max))
+            .max(Duration::from_millis(1));
+        if self.socket.set_read_timeout(Some(next)).is_err() {
+            return;
+        }
+        let mut buf = [0u8; 2048];
+        match (&self.socket).read(&mut buf) {
+            Ok(n) => self.received(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+
+    /// One IPv4 packet as the raw socket delivers it (header included).
+    fn received(&mut self, ip: &[u8]) {
+        if ip.len() < 20 || ip[0] >> 4 != 4 {
+            return;
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
+        if ihl < 20 || total < ihl {
+            return;
+        }
+        let ttl = ip[8];
+        let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+        let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+        let payload = &ip[ihl..total];
+        let Some(vrid) = packet::vrid(payload) else {
+            return;
+        };
+        let now = self.now();
+        let Some(k) = self.instances.iter().position(|i| i.config.vrid == vrid) else {
+            return;
+        };
+        let inst = &mut self.instances[k];
+        if !inst.config.unicast_peers.is_empty() && !inst.config.unicast_peers.contains(&src) {
+            return;
+        }
+        if IpAddr::V4(src) == inst.config.params.primary {
+            return;
+        }
+        let expect = Expect {
+            version: inst.config.version,
+            auth: &inst.config.auth,
+            interval: inst.config.params.advert_int,
+            addresses: &inst.config.addresses,
+        };
+        match packet::decode(payload, src, dst, ttl, &expect) {
+            Ok(advert) => {
+                *inst.counters.entry("advert_rcvd").or_default() += 1;
+                if advert.priority == 0 {
+                    *inst.counters.entry("pri_zero_rcvd").or_default() += 1;
+                }
+                let actions = inst.machine.heard(
+                    now,
+                    Heard {
+                        priority: advert.priority,
+                        source: IpAddr::V4(src),
+                        advert_int: advert.interval,
+                    },
+                );
+                self.perform(k, actions);
+            }
+            Err(e) => *inst.counters.entry(e.counter()).or_default() += 1,
+        }
+    }
+
+    fn perform(&mut self, k: usize, actions: Vec<Action>) {
+        for action in actions {
+            let state = match action {
+                Action::SendAdvert { .. } => None,
+                Action::BecameMaster => Some(State::Master),
+                Action::BecameBackup => Some(State::Backup),
+                Action::Stopped => Some(State::Init),
+            };
+            if let (Some(state), Some(f)) = (state, self.on_state.as_mut()) {
+                f(k, state);
+            }
+            match action {
+                Action::SendAdvert { priority } => self.send(k, priority),
+                Action::BecameMaster => {
+                    *self.instances[k]
+                        .counters
+                        .entry("become_master")
+                        .or_default() += 1;
+                    self.notify(k, "MASTER");
+                }
+                Action::BecameBackup => {
+                    let released = u64::from(self.was_master(k));
+                    *self.instances[k]
+                        .counters
+                        .entry("release_master")
+                        .or_default() += released;
+                    self.notify(k, "BACKUP");
+                }
+                Action::Stopped => {
+                    let released = u64::from(self.was_master(k));
+                    *self.instances[k]
+                        .counters
+                        .entry("release_master")
+                        .or_default() += released;
+                    self.notify(k, "STOP");
+                }
+            }
+        }
+    }
+
+    /// Whether the instance had been master (release_master counts masters that yield).
+    fn was_master(&self, k: usize) -> bool {
+        let c = &self.instances[k].counters;
+        c["become_master"] > c["release_master"]
+    }
+
+    fn send(&mut self, k: usize, priority: u8) {
+        let inst = &mut self.instances[k];
+        let IpAddr::V4(src) = inst.config.params.primary else {
+            return;
+        };
+        let advert = Advert {
+            version: inst.config.version,
+            vrid: inst.config.vrid,
+            priority,
+            interval: inst.config.params.advert_int,
+            addresses: inst.config.addresses.clone(),
+        };
+        let targets = if inst.config.unicast_peers.is_empty() {
+            vec![GROUP_V4]
+        } else {
+            inst.config.unicast_peers.clone()
+        };
+        for dst in targets {
+            let bytes = packet::encode(&advert, &inst.config.auth, src, dst);
+            let to = SockAddr::from(SocketAddrV4::new(dst, 0));
+            if self.socket.send_to(&bytes, &to).is_ok() {
+                *inst.counters.entry("advert_sent").or_default() += 1;
+                if priority == 0 {
+                    *inst.counters.entry("pri_zero_sent").or_default() += 1;
+                }
+            }
+        }
+    }
+
+    fn notify(&mut self, k: usize, state: &str) {
+        let c = &self.instances[k].config;
+        let script = match state {
+            "MASTER" => &c.notify_master,
+            "BACKUP" => &c.notify_backup,
+            _ => &c.notify_stop,
+        };
+        let mut run = Vec::new();
+        if let Some(s) = script {
+            run.push(s.clone());
+        }
+        if let Some(s) = &c.notify {
+            run.push(format!(
+                "{s} INSTANCE {} {state} {}",
+                c.name, c.params.priority
+            ));
+        }
+        for s in run {
+            // Not waited for: reaped on later turns.
+            if let Ok(child) = Command::new("/bin/sh").arg("-c").arg(&s).spawn() {
+                self.children.push(child);
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        self.children
+            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+    }
+}
+
+/// The service on its own thread (control side): it opens the interface once it exists (a
+/// kernel twin appears when the dataplane's ports are up), runs until stopped, and then
+/// sends priority 0 for the instances it is master of.
+pub struct Runner {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    shared: std::sync::Arc<std::sync::Mutex<Shared>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the thread publishes for `status()`.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    pub statuses: Vec<Status>,
+    /// Why the interface is not open (yet).
+    pub error: Option<String>,
+}
+
+impl Runner {
+    /// `on_state` is told of every state change (instance index, new state), on the
+    /// service's thread.
+    pub fn spawn(
+        interface: String,
+        primary: Ipv4Addr,
+        configs: Vec<InstanceConfig>,
+        on_state: OnState,
+    ) -> io::Result<Runner> {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(Shared {
+            statuses: configs
+                .iter()
+                .map(|c| Status {
+                    name: c.name.clone(),
+                    vrid: c.vrid,
+                    state: State::Init,
+                    priority: c.params.priority,
+                    master: None,
+                    counters: COUNTERS.iter().map(|c| (*c, 0)).collect(),
+                })
+                .collect(),
+            error: Some(format!("{interface}: not open yet")),
+        }));
+        let (flag, out) = (stop.clone(), shared.clone());
+        let publish = move |s: &Service, error: Option<String>| {
+            if let Ok(mut g) = out.lock() {
+                g.statuses = s.status();
+                g.error = error;
+            }
+        };
+        let err_out = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("fnat-vrrp".into())
+            .spawn(move || {
+                let mut service = loop {
+                    if flag.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match Service::open(&interface, primary, configs.clone()) {
+                        Ok(s) => break s,
+                        Err(e) => {
+                            if let Ok(mut g) = err_out.lock() {
+                                g.error = Some(format!("{interface}: {e}"));
+                            }
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                };
+                service.on_state(on_state);
+                service.start();
+                while !flag.load(Ordering::SeqCst) {
+                    publish(&service, None);
+                    service.turn(Duration::from_millis(50));
+                }
+                service.stop();
+                publish(&service, None);
+            })?;
+        Ok(Runner {
+            stop,
+            shared,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn status(&self) -> Shared {
+        self.shared.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Clean stop: priority 0 from the masters, then the thread ends.
+    pub fn stop_and_wait(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
