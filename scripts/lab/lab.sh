@@ -102,6 +102,9 @@ http_server() {
   local www="$st/www$i"
   mkdir -p "$www"
   printf 'rs%s\n' "$i" > "$www/index.html"
+  # 1 MB of random bytes every http server serves as /1m.bin (integrity checks): the same
+  # file on every server of the lab, made by the first.
+  [ -e "$st/1m.bin" ] || head -c 1048576 /dev/urandom > "$st/1m.bin"
   cp "$st/1m.bin" "$www/1m.bin"
   if [ "${LAB_HTTP:-}" != python ] && command -v nginx >/dev/null; then
     cat > "$st/nginx$i.conf" <<CONF
@@ -311,8 +314,6 @@ up() {
   : > "$st/pids"
   echo "$n" > "$st/servers"
   local mode=${LAB_RS_MODE:-fnat}
-  # 1 MB of random bytes every http server serves as /1m.bin (integrity checks).
-  head -c 1048576 /dev/urandom > "$st/1m.bin"
   # A failure half-way leaves nothing behind.
   trap 'echo "lab: set-up of $p failed; removing it" >&2; down "$p" >/dev/null 2>&1' ERR INT TERM
 

@@ -115,6 +115,9 @@ fn sigkill_during_changes_never_corrupts_the_state_file() {
         assert!(listing(&socket).contains("198.18.0.100:80"));
         // A writer adding and removing reals through the socket, until the daemon dies.
         let writer_socket = socket.clone();
+        // The kill is timed from the first change that went through, not from the start: on
+        // a loaded machine the first fnatctl can take longer than the kill's delay.
+        let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
         let writer = std::thread::spawn(move || {
             let mut applied = 0u32;
             for i in 0..10_000u32 {
@@ -157,10 +160,15 @@ fn sigkill_during_changes_never_corrupts_the_state_file() {
                     break; // the daemon is gone
                 }
                 applied += 1;
+                if applied == 1 {
+                    let _ = first_tx.send(());
+                }
             }
             applied
         });
-        std::thread::sleep(Duration::from_millis(150 + 97 * round));
+        // No first change within a minute is a failure the assertion below reports.
+        let _ = first_rx.recv_timeout(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(50 + 97 * round));
         signal(daemon.pid(), libc::SIGKILL);
         drop(daemon);
         let applied = writer.join().unwrap();
