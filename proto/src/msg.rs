@@ -31,6 +31,10 @@ pub enum ErrorKind {
     NoSuchDestination,
     LaddrExists,
     NoSuchLaddr,
+    /// A client prefix already in the allow/deny list.
+    AclEntryExists,
+    /// A client prefix not in the allow/deny list.
+    NoSuchAclEntry,
     MarkExists,
     NoSuchMark,
     /// The daemon could not finish (publish not acknowledged, state file not written).

@@ -112,4 +112,10 @@ drop_reasons! {
     /// address and port) is another session's (the same client port to the same real server
     /// through another VIP).
     SessionClash = "session_clash",
+    /// A new connection from a client in the service's deny list.
+    ClientDenied = "client_denied",
+    /// A new connection from a client not in the service's (non-empty) allow list.
+    ClientNotAllowed = "client_not_allowed",
+    /// A new connection over the service's cap of new connections per second for the client's prefix.
+    ClientRateLimited = "client_rate_limited",
 }
