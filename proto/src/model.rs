@@ -704,16 +704,16 @@ pub struct Service {
     /// A cap on new connections per second per client prefix (`--conn-rate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conn_rate: Option<ConnRate>,
-    #[serde(default)]
-    pub reals: Vec<Real>,
-    #[serde(default)]
-    pub local_addresses: Vec<LocalAddress>,
     /// Clients that may open connections (DPVS's whitelist, `-O`): empty = every client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<ClientPrefix>,
     /// Clients that may not (DPVS's blacklist, `-U`); wins over `allow`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<ClientPrefix>,
+    #[serde(default)]
+    pub reals: Vec<Real>,
+    #[serde(default)]
+    pub local_addresses: Vec<LocalAddress>,
 }
 
 /// Which client list of a service: allow (DPVS's whitelist) or deny (blacklist).

@@ -129,7 +129,7 @@ fn bad(message: impl Into<String>) -> ErrorBody {
 const UNIT_OPS: [&str; 5] = ["status", "timeout_get", "flush", "reload", "health"];
 
 /// Names of the ops that are single changes.
-const CHANGE_OPS: [&str; 13] = [
+const CHANGE_OPS: [&str; 15] = [
     "service_add",
     "service_edit",
     "service_del",
@@ -138,6 +138,8 @@ const CHANGE_OPS: [&str; 13] = [
     "real_del",
     "laddr_add",
     "laddr_del",
+    "acl_add",
+    "acl_del",
     "mark_add",
     "mark_del",
     "flush",
