@@ -58,6 +58,7 @@ const USAGE: &str = "\
 ipvsadm (fnatctl) — ipvsadm's commands against fnatd
 Usage:
   ipvsadm -A|E -t|u|f|H service-address [-s scheduler] [-p [timeout]] [-M netmask] [--sched-flags flags] [-o]
+        [--conn-rate rate[:burst][/len]]
   ipvsadm -D -t|u|f|H service-address
   ipvsadm -C
   ipvsadm -R
@@ -71,6 +72,8 @@ Usage:
   ipvsadm --add-laddr|-P -z local-address -t|u|f service-address [-F ifname]
   ipvsadm --del-laddr|-Q -z local-address -t|u|f service-address
   ipvsadm --get-laddr|-G [-t|u|f service-address]
+  ipvsadm --add-blklst|-U|--del-blklst|-V -t|u|f|H service-address -k|--blklst addr[/len]
+  ipvsadm --add-whtlst|-O|--del-whtlst|-Y -t|u|f|H service-address -2|--whtlst addr[/len]
   ipvsadm -h
 Forwarding: -g/--gatewaying (direct routing, the default as in ipvsadm), -m/--masquerading
 (NAT), -i/--ipip (tunnelling: IPIP, or --tun-type gue --tun-port N, or --tun-type gre),
@@ -79,6 +82,9 @@ SNAT (DPVS): -H/--match 'proto=tcp|udp|icmp,src-range=A-B,dst-range=C-D,iif=PORT
 names a match service, -J/--snat its real servers, the WAN addresses (`-r WAN-ADDR:0`) that
 inside hosts' sources are rewritten to. -c lists sessions in the kernel's layout, plus a
 `local` column for full-NAT and SNAT rows.
+Client lists (DPVS): blklst is the service's deny list, whtlst its allow list (when not empty,
+only its clients may connect); both apply to new connections only. --conn-rate caps new
+connections per second per client prefix (-E --conn-rate 0 removes the cap).
 The socket is --socket PATH (fnatctl), $FNAT_SOCKET, or /run/fnatd/ctl.sock.
 ";
 

@@ -1,5 +1,6 @@
-//! fnatctl's own subcommands: service, real, laddr, mark, stats, zero, timeout, conn, save,
-//! restore, flush, status, reload, health, drain, undrain, bird-hook. Human output by default (ipvsadm's layouts where one exists),
+//! fnatctl's own subcommands: service, real, laddr, acl, mark, stats, zero, timeout, conn,
+//! save, restore, flush, status, reload, health, vrrp, drain, undrain, bird-hook. Human output by
+//! default (ipvsadm's layouts where one exists),
 //! `--json` prints the daemon's result as JSON.
 
 use std::fmt::Write as _;
@@ -11,8 +12,8 @@ use fnat_proto::edit::{Change, ServiceAttrs};
 use fnat_proto::ipvsadm::args::ListFormat;
 use fnat_proto::ipvsadm::format;
 use fnat_proto::model::{
-    ForwardMethod, LocalAddress, Mark, Persistence, Real, RuleSet, SchedFlags, Scheduler, Service,
-    ServiceAddr, TunnelOptions, TunnelType, DEFAULT_PERSISTENCE,
+    AclList, ClientPrefix, ConnRate, ForwardMethod, LocalAddress, Mark, Persistence, Real, RuleSet,
+    SchedFlags, Scheduler, Service, ServiceAddr, TunnelOptions, TunnelType, DEFAULT_PERSISTENCE,
 };
 use fnat_proto::msg::{Query, Request};
 use fnat_proto::stats::{Applied, ConnEntry, ConnFilter, Listing, Status};
@@ -31,6 +32,10 @@ pub enum Command {
     /// Local addresses (full-NAT source addresses) of a service.
     #[command(subcommand)]
     Laddr(LaddrCmd),
+    /// Allow and deny lists of client addresses/prefixes of a service (DPVS's whitelist and
+    /// blacklist); checked for new connections only, deny wins.
+    #[command(subcommand)]
+    Acl(AclCmd),
     /// Firewall marks: the VIP:ports that lead to a `fwmark/MARK` service (what an iptables
     /// MARK rule is to LVS).
     #[command(subcommand)]
@@ -130,6 +135,10 @@ pub struct ServiceOpts {
     /// End a removed real server's sessions at once (IPVS's expire_nodest_conn).
     #[arg(long)]
     expire_on_removal: bool,
+    /// Cap on new connections per second per client prefix: RATE[:BURST][/LEN], e.g.
+    /// 100:200/24 (BURST defaults to RATE, LEN to 32); `edit --conn-rate 0` removes it.
+    #[arg(long)]
+    conn_rate: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -244,6 +253,26 @@ pub enum LaddrCmd {
 }
 
 #[derive(Subcommand)]
+pub enum AclCmd {
+    /// Add client addresses/prefixes (A.B.C.D or A.B.C.D/LEN) to SERVICE's allow or deny list.
+    Add {
+        service: String,
+        list: String,
+        #[arg(required = true)]
+        prefixes: Vec<String>,
+    },
+    /// Remove client addresses/prefixes from the list.
+    Del {
+        service: String,
+        list: String,
+        #[arg(required = true)]
+        prefixes: Vec<String>,
+    },
+    /// Show the lists (and the conn-rate cap) of SERVICE, or of every service.
+    List { service: Option<String> },
+}
+
+#[derive(Subcommand)]
 pub enum MarkCmd {
     /// Define MARK: PROTO (tcp or udp) traffic to VIP on PORTS (80,443 or 8000-8100) leads to
     /// the service fwmark/MARK.
@@ -354,6 +383,7 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
         Command::Service(cmd) => service(client, cmd),
         Command::Real(cmd) => real(client, cmd),
         Command::Laddr(cmd) => laddr(client, cmd),
+        Command::Acl(cmd) => acl(client, cmd),
         Command::Mark(MarkCmd::Add {
             mark,
             protocol,
@@ -579,6 +609,7 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             s.persistence = persistence_of(&opts);
             s.one_packet = opts.ops;
             s.expire_on_removal = opts.expire_on_removal;
+            s.conn_rate = conn_rate_of(&opts)?.flatten();
             apply(client, Change::ServiceAdd { service: s })
         }
         ServiceCmd::Edit {
@@ -609,6 +640,9 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             }
             if opts.expire_on_removal {
                 attrs.expire_on_removal = true;
+            }
+            if let Some(r) = conn_rate_of(&opts)? {
+                attrs.conn_rate = r;
             }
             let _ = DEFAULT_PERSISTENCE;
             apply(client, Change::ServiceEdit { service: attrs })
@@ -688,6 +722,85 @@ fn real(client: &Client, cmd: RealCmd) -> Result<Output, String> {
                 port: real.port(),
             },
         ),
+    }
+}
+
+/// `--conn-rate`: `Some(None)` for 0 (remove), `None` when not given.
+fn conn_rate_of(opts: &ServiceOpts) -> Result<Option<Option<ConnRate>>, String> {
+    match opts.conn_rate.as_deref() {
+        None => Ok(None),
+        Some("0") | Some("none") => Ok(Some(None)),
+        Some(t) => t.parse().map(|r| Some(Some(r))),
+    }
+}
+
+fn acl(client: &Client, cmd: AclCmd) -> Result<Output, String> {
+    let list_of = |l: &str| match l {
+        "allow" | "whitelist" | "whtlst" => Ok(AclList::Allow),
+        "deny" | "blacklist" | "blklst" => Ok(AclList::Deny),
+        _ => Err(format!("'{l}' is not a list: allow or deny")),
+    };
+    let prefixes_of = |p: &[String]| {
+        p.iter()
+            .map(|t| t.parse::<ClientPrefix>())
+            .collect::<Result<Vec<_>, String>>()
+    };
+    match cmd {
+        AclCmd::Add {
+            service,
+            list,
+            prefixes,
+        } => apply(
+            client,
+            Change::AclAdd {
+                service: service_arg(&service)?,
+                list: list_of(&list)?,
+                prefixes: prefixes_of(&prefixes)?,
+            },
+        ),
+        AclCmd::Del {
+            service,
+            list,
+            prefixes,
+        } => apply(
+            client,
+            Change::AclDel {
+                service: service_arg(&service)?,
+                list: list_of(&list)?,
+                prefixes: prefixes_of(&prefixes)?,
+            },
+        ),
+        AclCmd::List { service } => {
+            let addr = service.as_deref().map(service_arg).transpose()?;
+            let l = listing(client, addr)?;
+            let mut human = String::new();
+            for s in &l.rules.services {
+                let _ = writeln!(
+                    human,
+                    "{}  allow {}  deny {}  conn-rate {}",
+                    s.addr,
+                    s.allow.len(),
+                    s.deny.len(),
+                    s.conn_rate.map_or("none".to_string(), |r| r.to_string())
+                );
+                for p in &s.allow {
+                    let _ = writeln!(human, "  allow {p}");
+                }
+                for p in &s.deny {
+                    let _ = writeln!(human, "  deny  {p}");
+                }
+            }
+            let json: Vec<_> = l
+                .rules
+                .services
+                .iter()
+                .map(|s| {
+                    serde_json::json!({"service": s.addr, "allow": s.allow, "deny": s.deny,
+                        "conn_rate": s.conn_rate})
+                })
+                .collect();
+            Ok(out(human, json))
+        }
     }
 }
 

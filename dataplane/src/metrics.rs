@@ -31,6 +31,9 @@ pub struct WorkerSample {
     pub fast_path: u64,
     pub sessions: u64,
     pub sessions_created: u64,
+    /// New connections whose client prefix evicted a still-limited one from a full
+    /// per-service rate table (`conn_rate`).
+    pub rate_table_evictions: u64,
     /// Frames waiting in this worker's redirect ring, and its size.
     pub redirect_ring_used: u32,
     pub redirect_ring_capacity: u32,
@@ -538,6 +541,12 @@ fn encode_sample(e: &mut DescriptorEncoder, s: &Sample) -> Result<(), std::fmt::
         "sessions_created",
         "Sessions created, per worker",
         per_worker(|x| x.sessions_created),
+    )?;
+    counter(
+        e,
+        "rate_table_evictions",
+        "New connections whose client prefix evicted a still-limited prefix from a full per-service conn_rate table, per worker",
+        per_worker(|x| x.rate_table_evictions),
     )?;
     gauge(
         e,

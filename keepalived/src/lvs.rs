@@ -24,6 +24,12 @@ pub struct Config {
     pub virtual_servers: Vec<VirtualServer>,
     /// `local_address_group` blocks (DPVS's keepalived).
     pub local_address_groups: Vec<LocalAddressGroup>,
+    /// `deny_address_group NAME { A.B.C.D[/LEN] … }` blocks (DPVS's blacklist groups, also
+    /// spelled `blklst_addr_group`), named by a virtual server's `daddr_group_name`.
+    pub deny_address_groups: Vec<LocalAddressGroup>,
+    /// `allow_address_group NAME { … }` (also `whtlst_addr_group`), named by
+    /// `waddr_group_name`.
+    pub allow_address_groups: Vec<LocalAddressGroup>,
     /// `global_defs { lvs_timeouts … }`: IPVS's timeouts, with where they were set.
     pub lvs_timeouts: Option<(Location, LvsTimeouts)>,
     /// `vrrp_*` blocks other than `vrrp_instance`, and `lvs_sync_daemon`, untouched, for
@@ -142,6 +148,9 @@ pub struct VirtualServer {
     pub sorry_server_inhibit: bool,
     pub virtualhost: Option<String>,
     pub laddr_group_name: Option<String>,
+    /// DPVS's `daddr_group_name` (deny list) and `waddr_group_name` (allow list).
+    pub daddr_group_name: Option<String>,
+    pub waddr_group_name: Option<String>,
     pub establish_timeout: Option<u32>,
     pub reals: Vec<RealServer>,
 }
@@ -316,6 +325,30 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
         "virtual_server" => {
             if let Some(vs) = virtual_server(node, diags) {
                 config.virtual_servers.push(vs);
+            }
+        }
+        "deny_address_group"
+        | "blklst_addr_group"
+        | "allow_address_group"
+        | "whtlst_addr_group" => {
+            let Some(name) = one_arg(node, diags) else {
+                return;
+            };
+            let group = LocalAddressGroup {
+                at: node.at.clone(),
+                name,
+                addresses: children(node)
+                    .iter()
+                    .map(|n| (n.keyword.clone(), None))
+                    .collect(),
+            };
+            if matches!(
+                node.keyword.as_str(),
+                "deny_address_group" | "blklst_addr_group"
+            ) {
+                config.deny_address_groups.push(group);
+            } else {
+                config.allow_address_groups.push(group);
             }
         }
         "local_address_group" => {
@@ -708,6 +741,8 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
         sorry_server_inhibit: false,
         virtualhost: None,
         laddr_group_name: None,
+        daddr_group_name: None,
+        waddr_group_name: None,
         establish_timeout: None,
         reals: Vec::new(),
     };
@@ -773,6 +808,8 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
             "sorry_server_inhibit" => vs.sorry_server_inhibit = true,
             "virtualhost" => vs.virtualhost = one_arg(n, diags),
             "laddr_group_name" => vs.laddr_group_name = one_arg(n, diags),
+            "daddr_group_name" => vs.daddr_group_name = one_arg(n, diags),
+            "waddr_group_name" => vs.waddr_group_name = one_arg(n, diags),
             "establish_timeout" => vs.establish_timeout = number(n, diags),
             k @ ("syn_proxy" | "proxy_protocol") => {
                 diags.warning(&n.at, k, "not supported yet: ignored")

@@ -103,6 +103,13 @@ pub fn check(rules: &RuleSet) -> Result<(), Refusal> {
                     .into(),
             });
         }
+        if s.conn_rate.is_some() {
+            return Err(Refusal {
+                rule: service_name(s),
+                setting: "conn_rate",
+                reason: "keepalived has no keyword for a per-prefix new-connection cap".into(),
+            });
+        }
         for l in &s.local_addresses {
             if let Some(dev) = &l.device {
                 if !is_word(dev) {
@@ -158,6 +165,18 @@ pub fn write(rules: &RuleSet) -> Result<String, Refusal> {
                 m.vip,
                 m.ports
             );
+        }
+    }
+    for (i, s) in rules.services.iter().enumerate() {
+        for (block, entries) in [("deny", &s.deny), ("allow", &s.allow)] {
+            if entries.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{block}_address_group fnat_{block}_{} {{", i + 1);
+            for p in entries {
+                let _ = writeln!(out, "    {p}");
+            }
+            let _ = writeln!(out, "}}");
         }
     }
     for (i, s) in rules.services.iter().enumerate() {
@@ -235,6 +254,12 @@ fn write_service(out: &mut String, s: &Service, i: usize) {
     }
     if !s.local_addresses.is_empty() {
         let _ = writeln!(out, "    laddr_group_name {}", laddr_group(i));
+    }
+    if !s.deny.is_empty() {
+        let _ = writeln!(out, "    daddr_group_name fnat_deny_{}", i + 1);
+    }
+    if !s.allow.is_empty() {
+        let _ = writeln!(out, "    waddr_group_name fnat_allow_{}", i + 1);
     }
     for r in &s.reals {
         if r.port == vport {

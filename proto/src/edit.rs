@@ -14,8 +14,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    ForwardMethod, LocalAddress, Mark, Persistence, Protocol, Real, RuleSet, SchedFlags, Scheduler,
-    Service, ServiceAddr, TunnelType, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+    AclList, ClientPrefix, ConnRate, ForwardMethod, LocalAddress, Mark, Persistence, Protocol,
+    Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr, TunnelType, DEFAULT_SCHEDULER,
+    MAX_ACL_ENTRIES, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
 };
 use crate::msg::{ErrorBody, ErrorKind};
 
@@ -34,6 +35,8 @@ pub struct ServiceAttrs {
     pub one_packet: bool,
     #[serde(default)]
     pub expire_on_removal: bool,
+    #[serde(default)]
+    pub conn_rate: Option<ConnRate>,
 }
 
 fn default_scheduler() -> Scheduler {
@@ -49,6 +52,7 @@ impl ServiceAttrs {
             persistence: service.persistence,
             one_packet: service.one_packet,
             expire_on_removal: service.expire_on_removal,
+            conn_rate: service.conn_rate,
         }
     }
     fn apply_to(&self, service: &mut Service) {
@@ -57,6 +61,7 @@ impl ServiceAttrs {
         service.persistence = self.persistence;
         service.one_packet = self.one_packet;
         service.expire_on_removal = self.expire_on_removal;
+        service.conn_rate = self.conn_rate;
     }
 }
 
@@ -95,6 +100,19 @@ pub enum Change {
         service: ServiceAddr,
         addr: Ipv4Addr,
     },
+    /// `-O`/`-U` (`fnatctl acl add`): client prefixes added to a service's allow or deny
+    /// list; one already listed is refused.
+    AclAdd {
+        service: ServiceAddr,
+        list: AclList,
+        prefixes: Vec<ClientPrefix>,
+    },
+    /// `-Y`/`-V` (`fnatctl acl del`): client prefixes removed; one not listed is refused.
+    AclDel {
+        service: ServiceAddr,
+        list: AclList,
+        prefixes: Vec<ClientPrefix>,
+    },
     /// `fnatctl mark add`: a firewall mark (what iptables' MARK rule is to LVS).
     MarkAdd { mark: Mark },
     /// `fnatctl mark del`: refused while a service uses the mark.
@@ -118,7 +136,9 @@ impl Change {
             | Change::RealEdit { service, .. }
             | Change::RealDel { service, .. }
             | Change::LaddrAdd { service, .. }
-            | Change::LaddrDel { service, .. } => Some(*service),
+            | Change::LaddrDel { service, .. }
+            | Change::AclAdd { service, .. }
+            | Change::AclDel { service, .. } => Some(*service),
             Change::MarkAdd { .. }
             | Change::MarkDel { .. }
             | Change::Flush
@@ -262,6 +282,49 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
                 ));
             }
         }
+        Change::AclAdd {
+            service,
+            list,
+            prefixes,
+        } => {
+            let svc = service_for_member(rules, service)?;
+            let entries = svc.acl_mut(*list);
+            let mut have: HashSet<ClientPrefix> = entries.iter().copied().collect();
+            for p in prefixes {
+                if !have.insert(*p) {
+                    return Err(error(
+                        ErrorKind::AclEntryExists,
+                        format!("{p} is already in the {} list", list.name()),
+                    ));
+                }
+            }
+            if have.len() > MAX_ACL_ENTRIES {
+                return Err(invalid(format!(
+                    "the {} list would hold {} entries (at most {MAX_ACL_ENTRIES})",
+                    list.name(),
+                    have.len()
+                )));
+            }
+            entries.extend(prefixes.iter().copied());
+        }
+        Change::AclDel {
+            service,
+            list,
+            prefixes,
+        } => {
+            let svc = service_for_member(rules, service)?;
+            let entries = svc.acl_mut(*list);
+            let mut gone: HashSet<ClientPrefix> = HashSet::new();
+            for p in prefixes {
+                if !entries.contains(p) || !gone.insert(*p) {
+                    return Err(error(
+                        ErrorKind::NoSuchAclEntry,
+                        format!("{p} is not in the {} list", list.name()),
+                    ));
+                }
+            }
+            entries.retain(|p| !gone.contains(p));
+        }
         Change::MarkAdd { mark } => {
             if rules.mark(mark.mark).is_some() {
                 return Err(error(
@@ -353,6 +416,8 @@ pub enum ServiceField {
     OnePacket,
     PersistenceTimeout,
     PersistenceNetmask,
+    /// An allow or deny list (an entry listed twice, too many entries).
+    Acl(AclList),
 }
 
 /// Which value of a real server a refusal is about.
@@ -667,6 +732,31 @@ fn check_service(service: &Service, marks: &[Mark]) -> Result<(), (ErrorBody, Wi
                 ),
                 Within::Real(j, RealField::Addr),
             ));
+        }
+    }
+    for list in [AclList::Allow, AclList::Deny] {
+        let entries = service.acl(list);
+        if entries.len() > MAX_ACL_ENTRIES {
+            return Err((
+                invalid(format!(
+                    "the {} list holds {} entries (at most {MAX_ACL_ENTRIES})",
+                    list.name(),
+                    entries.len()
+                )),
+                Within::Service(ServiceField::Acl(list)),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for p in entries {
+            if !seen.insert(*p) {
+                return Err((
+                    error(
+                        ErrorKind::AclEntryExists,
+                        format!("{p} is listed twice in the {} list", list.name()),
+                    ),
+                    Within::Service(ServiceField::Acl(list)),
+                ));
+            }
         }
     }
     let mut lips = HashSet::new();

@@ -701,10 +701,168 @@ pub struct Service {
     /// instead of letting them run until they expire.
     #[serde(default, skip_serializing_if = "is_false")]
     pub expire_on_removal: bool,
+    /// A cap on new connections per second per client prefix (`--conn-rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn_rate: Option<ConnRate>,
+    /// Clients that may open connections (DPVS's whitelist, `-O`): empty = every client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<ClientPrefix>,
+    /// Clients that may not (DPVS's blacklist, `-U`); wins over `allow`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<ClientPrefix>,
     #[serde(default)]
     pub reals: Vec<Real>,
     #[serde(default)]
     pub local_addresses: Vec<LocalAddress>,
+}
+
+/// Which client list of a service: allow (DPVS's whitelist) or deny (blacklist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AclList {
+    Allow,
+    Deny,
+}
+
+impl AclList {
+    pub const fn name(self) -> &'static str {
+        match self {
+            AclList::Allow => "allow",
+            AclList::Deny => "deny",
+        }
+    }
+}
+
+/// Entries an allow or deny list may hold.
+pub const MAX_ACL_ENTRIES: usize = 1_000_000;
+
+/// A client address or prefix of an allow/deny list: `198.18.0.7` (a /32) or
+/// `198.18.0.0/24`; the host bits of a prefix must be zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct ClientPrefix {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl fmt::Display for ClientPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.len == 32 {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.len)
+        }
+    }
+}
+
+impl FromStr for ClientPrefix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: Ipv4Addr = a.parse().map_err(|_| {
+            format!("'{s}' is not an IPv4 address or prefix (A.B.C.D or A.B.C.D/LEN)")
+        })?;
+        let len = match l {
+            None => 32,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= 32 => n,
+                _ => return Err(format!("'{s}': prefix length must be 0 to 32")),
+            },
+        };
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        if u32::from(addr) & !mask != 0 {
+            return Err(format!(
+                "'{s}' has host bits set (the network is {}/{len})",
+                Ipv4Addr::from(u32::from(addr) & mask)
+            ));
+        }
+        Ok(ClientPrefix { addr, len })
+    }
+}
+
+impl From<ClientPrefix> for String {
+    fn from(p: ClientPrefix) -> String {
+        p.to_string()
+    }
+}
+
+impl TryFrom<String> for ClientPrefix {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// A cap on new connections per second per client prefix, written `RATE[:BURST][/LEN]`
+/// (`100:200/24`: 100 per second with bursts of 200 for each /24 of clients). BURST defaults
+/// to RATE, LEN to 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct ConnRate {
+    pub rate: u32,
+    pub burst: u32,
+    pub prefix_len: u8,
+}
+
+/// The largest rate and burst of a [`ConnRate`].
+pub const MAX_CONN_RATE: u32 = 100_000_000;
+
+impl fmt::Display for ConnRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}/{}", self.rate, self.burst, self.prefix_len)
+    }
+}
+
+impl FromStr for ConnRate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("'{s}' is not RATE[:BURST][/LEN]: {why}");
+        let (head, len) = match s.split_once('/') {
+            Some((h, l)) => (h, Some(l)),
+            None => (s, None),
+        };
+        let (rate, burst) = match head.split_once(':') {
+            Some((r, b)) => (r, Some(b)),
+            None => (head, None),
+        };
+        let num = |t: &str, what: &str| match t.parse::<u32>() {
+            Ok(n) if (1..=MAX_CONN_RATE).contains(&n) => Ok(n),
+            _ => Err(bad(&format!("{what} must be 1 to {MAX_CONN_RATE}"))),
+        };
+        let rate = num(rate, "RATE")?;
+        let burst = match burst {
+            Some(b) => num(b, "BURST")?,
+            None => rate,
+        };
+        let prefix_len = match len {
+            None => 32,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= 32 => n,
+                _ => return Err(bad("LEN must be 0 to 32")),
+            },
+        };
+        Ok(ConnRate {
+            rate,
+            burst,
+            prefix_len,
+        })
+    }
+}
+
+impl From<ConnRate> for String {
+    fn from(r: ConnRate) -> String {
+        r.to_string()
+    }
+}
+
+impl TryFrom<String> for ConnRate {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 fn default_scheduler() -> Scheduler {
@@ -724,12 +882,28 @@ impl Service {
             persistence: None,
             one_packet: false,
             expire_on_removal: false,
+            conn_rate: None,
             reals: Vec::new(),
             local_addresses: Vec::new(),
+            allow: Vec::new(),
+            deny: Vec::new(),
         }
     }
     pub fn real(&self, key: SocketAddrV4) -> Option<&Real> {
         self.reals.iter().find(|r| r.key() == key)
+    }
+    /// The allow or deny list.
+    pub fn acl(&self, list: AclList) -> &Vec<ClientPrefix> {
+        match list {
+            AclList::Allow => &self.allow,
+            AclList::Deny => &self.deny,
+        }
+    }
+    pub fn acl_mut(&mut self, list: AclList) -> &mut Vec<ClientPrefix> {
+        match list {
+            AclList::Allow => &mut self.allow,
+            AclList::Deny => &mut self.deny,
+        }
     }
 }
 

@@ -31,6 +31,10 @@ pub enum ErrorKind {
     NoSuchDestination,
     LaddrExists,
     NoSuchLaddr,
+    /// A client prefix already in the allow/deny list.
+    AclEntryExists,
+    /// A client prefix not in the allow/deny list.
+    NoSuchAclEntry,
     MarkExists,
     NoSuchMark,
     /// The daemon could not finish (publish not acknowledged, state file not written).
@@ -139,7 +143,7 @@ fn bad(message: impl Into<String>) -> ErrorBody {
 const UNIT_OPS: [&str; 6] = ["status", "timeout_get", "flush", "reload", "health", "vrrp"];
 
 /// Names of the ops that are single changes.
-const CHANGE_OPS: [&str; 13] = [
+const CHANGE_OPS: [&str; 15] = [
     "service_add",
     "service_edit",
     "service_del",
@@ -148,6 +152,8 @@ const CHANGE_OPS: [&str; 13] = [
     "real_del",
     "laddr_add",
     "laddr_del",
+    "acl_add",
+    "acl_del",
     "mark_add",
     "mark_del",
     "flush",

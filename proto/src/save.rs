@@ -46,6 +46,9 @@ mod tests {
         });
         s.one_packet = true;
         s.expire_on_removal = true;
+        s.conn_rate = Some("50:80/24".parse().unwrap());
+        s.allow = vec!["10.9.0.0/16".parse().unwrap(), "10.8.0.1".parse().unwrap()];
+        s.deny = vec!["10.9.1.0/24".parse().unwrap()];
         let mut r = Real::new(Ipv4Addr::new(192, 168, 0, 2), 5353, 7);
         r.upper_threshold = 100;
         r.lower_threshold = 10;

@@ -131,6 +131,15 @@ pub struct ServiceSection {
     pub persistence_netmask: Option<String>,
     /// End a real server's sessions when it is removed (default: they run until they expire).
     pub expire_on_removal: Option<bool>,
+    /// Client addresses/prefixes that may connect (empty: every client), e.g.
+    /// `["198.18.0.0/24", "198.18.1.7"]`.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Client addresses/prefixes that may not connect (wins over `allow`).
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// New connections per second per client prefix, `RATE[:BURST][/LEN]`, e.g. "100:200/24".
+    pub conn_rate: Option<String>,
     #[serde(default)]
     pub local_addresses: Vec<String>,
     #[serde(default, rename = "real")]

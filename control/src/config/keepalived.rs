@@ -17,8 +17,8 @@ use fnat_keepalived::lvs::{
 use fnat_keepalived::{Diagnostic, Level, Location};
 use fnat_proto::edit::{check_rule_set, Place};
 use fnat_proto::model::{
-    ForwardMethod, LocalAddress, Persistence, Protocol, Real, RuleSet, SchedFlags, Scheduler,
-    Service, ServiceAddr, TunnelOptions, TunnelType, MAX_WEIGHT,
+    AclList, ClientPrefix, ForwardMethod, LocalAddress, Persistence, Protocol, Real, RuleSet,
+    SchedFlags, Scheduler, Service, ServiceAddr, TunnelOptions, TunnelType, MAX_WEIGHT,
 };
 
 use super::ConfigError;
@@ -327,6 +327,33 @@ fn service(
             });
         }
     }
+    for (list, name, key, groups, block) in [
+        (
+            AclList::Deny,
+            &vs.daddr_group_name,
+            "daddr_group_name",
+            &conf.deny_address_groups,
+            "deny_address_group",
+        ),
+        (
+            AclList::Allow,
+            &vs.waddr_group_name,
+            "waddr_group_name",
+            &conf.allow_address_groups,
+            "allow_address_group",
+        ),
+    ] {
+        let Some(name) = name else { continue };
+        let Some(group) = groups.iter().find(|g| &g.name == name) else {
+            return Err(located(&vs.at, key, format!("no {block} is named {name}")));
+        };
+        for (text, _) in &group.addresses {
+            let p: ClientPrefix = text
+                .parse()
+                .map_err(|e: String| located(&group.at, block, e))?;
+            service.acl_mut(list).push(p);
+        }
+    }
     let vport = match addr {
         ServiceAddr::Inet { port, .. } => port,
         ServiceAddr::Fwmark(_) | ServiceAddr::Match(_) => 0,
@@ -572,6 +599,36 @@ mod roundtrip {
             let back = round_trip(&rules);
             prop_assert_eq!(back, rules);
         }
+    }
+
+    #[test]
+    fn client_lists_export_as_dpvs_address_groups_and_import_back() {
+        let mut rules = RuleSet {
+            marks: marks(),
+            ..RuleSet::default()
+        };
+        let mut s = Service::new(
+            ServiceAddr::Inet {
+                protocol: Protocol::Tcp,
+                vip: Ipv4Addr::new(198, 18, 0, 100),
+                port: 80,
+            },
+            Scheduler::Rr,
+        );
+        s.allow = vec![
+            "198.18.0.0/24".parse().unwrap(),
+            "198.18.9.9".parse().unwrap(),
+        ];
+        s.deny = vec!["198.18.0.66".parse().unwrap()];
+        rules.services.push(s);
+        let text = fnat_keepalived::write::write(&rules).unwrap();
+        assert!(text.contains("daddr_group_name fnat_deny_1"), "{text}");
+        assert!(text.contains("waddr_group_name fnat_allow_1"), "{text}");
+        assert_eq!(round_trip(&rules), rules);
+        // A cap has no keepalived keyword: refused by name.
+        rules.services[0].conn_rate = Some("10/24".parse().unwrap());
+        let e = fnat_keepalived::write::write(&rules).unwrap_err();
+        assert_eq!(e.setting, "conn_rate");
     }
 
     #[test]

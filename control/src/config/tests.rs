@@ -634,3 +634,39 @@ fn snat_match_services_compile_and_their_mistakes_are_named() {
         assert!(e.reason.contains(why), "{e:?}");
     }
 }
+
+#[test]
+fn client_lists_and_conn_rate_parse_compile_and_their_mistakes_are_named() {
+    let with = SERVICES.replace(
+        "expire_on_removal = true\n",
+        "expire_on_removal = true\nallow = [\"198.18.0.0/24\", \"198.18.7.7\"]\ndeny = [\"198.18.0.66\"]\nconn_rate = \"100:200/24\"\n",
+    );
+    let c = parse(&with).unwrap();
+    let s = &c.rules.services[0];
+    let acl = s.options.acl.as_ref().expect("lists compiled");
+    assert_eq!(acl.allow.len(), 2);
+    assert!(acl.allow.contains(u32::from_be_bytes([198, 18, 0, 5])));
+    assert!(acl.deny.contains(u32::from_be_bytes([198, 18, 0, 66])));
+    let r = s.options.conn_rate.unwrap();
+    assert_eq!((r.rate, r.burst, r.prefix_len), (100, 200, 24));
+    // Without the keys: no lists, no cap.
+    let plain = &parse(SERVICES).unwrap().rules.services[0];
+    assert!(plain.options.acl.is_none() && plain.options.conn_rate.is_none());
+    let cases: &[(&str, &str, &str)] = &[
+        ("\"198.18.7.7\"", "\"198.18.7.7/33\"", "service[0].allow[1]"),
+        (
+            "\"198.18.0.66\"",
+            "\"198.18.0.66/24\"",
+            "service[0].deny[0]",
+        ),
+        ("\"198.18.0.66\"", "\"nobody\"", "service[0].deny[0]"),
+        ("\"100:200/24\"", "\"0/24\"", "service[0].conn_rate"),
+        ("\"100:200/24\"", "\"100:x\"", "service[0].conn_rate"),
+        ("\"198.18.7.7\"", "\"198.18.0.0/24\"", "service[0].allow"),
+    ];
+    for (from, to, key) in cases {
+        let e = err(&with.replacen(from, to, 1));
+        assert_eq!(&e.key, key, "{from} -> {to}: {e}");
+        assert!(e.to_string().contains("test.toml"), "{e}");
+    }
+}

@@ -9,9 +9,9 @@ use std::net::Ipv4Addr;
 use fnat_engine::rules::{Mode, Neighbour, PortIndex, PortRule, Route, Rules, Timeouts};
 use fnat_proto::edit::{check_rule_set, MarkField, Place, RealField, ServiceField};
 use fnat_proto::model::{
-    AddrRange, ForwardMethod, LocalAddress, Mark, MatchProto, Persistence, PortList, PortName,
-    Protocol, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr, SnatMatch, TunnelType,
-    DEFAULT_PERSISTENCE,
+    AclList, AddrRange, ClientPrefix, ForwardMethod, LocalAddress, Mark, MatchProto, Persistence,
+    PortList, PortName, Protocol, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr,
+    SnatMatch, TunnelType, DEFAULT_PERSISTENCE,
 };
 
 use super::file::{
@@ -397,6 +397,7 @@ fn key_of(file: &ConfigFile, place: Place) -> String {
                 ServiceField::OnePacket => "protocol",
                 ServiceField::PersistenceTimeout => "persistence_timeout",
                 ServiceField::PersistenceNetmask => "persistence_netmask",
+                ServiceField::Acl(list) => list.name(),
             };
             format!("{}.{field}", service(i))
         }
@@ -655,6 +656,21 @@ fn services(
         service.sched_flags = flags;
         service.persistence = persistence;
         service.expire_on_removal = s.expire_on_removal.unwrap_or(false);
+        for (list, texts) in [(AclList::Allow, &s.allow), (AclList::Deny, &s.deny)] {
+            let entries = service.acl_mut(list);
+            for (j, t) in texts.iter().enumerate() {
+                let p: ClientPrefix = t
+                    .parse()
+                    .map_err(|e: String| invalid(format!("{}[{j}]", key(list.name())), e))?;
+                entries.push(p);
+            }
+        }
+        if let Some(t) = &s.conn_rate {
+            service.conn_rate = Some(
+                t.parse()
+                    .map_err(|e: String| invalid(key("conn_rate"), e))?,
+            );
+        }
         service.reals = reals;
         service.local_addresses = local_addresses;
         if let Some(spec) = super::health::from_toml(i, s, &service)? {

@@ -2,6 +2,9 @@
 //! a clear error, so a change the engine cannot run is never published. What the engine
 //! supports is decided in [`engine_scheduler`] and [`check_engine_support`] only.
 
+use std::sync::Arc;
+
+use fnat_engine::acl::{ClientAcl, ConnRateLimit, PrefixSet};
 use fnat_engine::rules::{
     Endpoint, Ipv4Cidr, Method, Mode, Persistence as EnginePersistence, PortGroup, PortRule,
     Protocol as EngineProtocol, RealServer, Rules, SchedFlags as EngineSchedFlags, SchedulerKind,
@@ -256,6 +259,20 @@ pub fn compile_service(
     });
     service.options.port_group = port_group;
     service.options.expire_on_removal = s.expire_on_removal;
+    if !s.allow.is_empty() || !s.deny.is_empty() {
+        let set = |l: &[fnat_proto::model::ClientPrefix]| {
+            PrefixSet::new(l.iter().map(|p| (u32::from(p.addr), p.len)))
+        };
+        service.options.acl = Some(Arc::new(ClientAcl {
+            allow: set(&s.allow),
+            deny: set(&s.deny),
+        }));
+    }
+    service.options.conn_rate = s.conn_rate.map(|r| ConnRateLimit {
+        rate: r.rate,
+        burst: r.burst,
+        prefix_len: r.prefix_len,
+    });
     Ok(service)
 }
 

@@ -189,6 +189,7 @@ fn ids_are_stable_across_edits() {
             persistence: None,
             one_packet: false,
             expire_on_removal: false,
+            conn_rate: None,
         },
     });
     Response::decode::<Applied>(&ask(&cfg, &sched)).unwrap();

@@ -24,6 +24,9 @@
 //! - `steer FLOWS PACKETS` (with `METHOD=nat`): worker 0 of 2 gets ACKs of FLOWS clients whose
 //!   NAT owner is worker 1: the cost of deciding to redirect (NAT's return steering).
 //!
+//! `ACL=N` adds a deny list of N prefixes and an allow list (client admission, issue 17);
+//! `RATE=R` a per-/24 new-connection cap of R per second.
+//!
 //! `METHOD=nat|dr|tun|gue|gre` (default `fnat`) forwards by that method instead of full NAT
 //! (frames sit in a buffer with an mbuf's 128 bytes of headroom, for TUN's outer header).
 //!
@@ -306,6 +309,36 @@ fn main() {
     };
     for rs in &mut r.services[0].reals {
         rs.method = method;
+    }
+    // ACL=N: a deny list of N prefixes none of the clients is in (half /24, 40 % /32, 10 %
+    // /16) and an allow list of 10.0.0.0/8 (where the clients are): every new connection
+    // probes both lists. RATE=R: a conn_rate cap of R per second per /24 (high enough that
+    // no client is refused).
+    if let Some(n) = std::env::var("ACL")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        use fnat_engine::acl::{ClientAcl, PrefixSet};
+        let deny = (0..n).map(|i| match i % 10 {
+            // Kept out of 10.0.0.0/8 for N up to 200 000.
+            0 => (0x1400_0000u32.wrapping_add((i / 10) << 16), 16),
+            1..=4 => (0xAC00_0000u32.wrapping_add(i), 32),
+            _ => (0x6400_0000u32.wrapping_add(i << 8), 24),
+        });
+        r.services[0].options.acl = Some(Arc::new(ClientAcl {
+            allow: PrefixSet::new([(0x0A00_0000, 8)]),
+            deny: PrefixSet::new(deny),
+        }));
+    }
+    if let Some(rate) = std::env::var("RATE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        r.services[0].options.conn_rate = Some(fnat_engine::acl::ConnRateLimit {
+            rate,
+            burst: rate,
+            prefix_len: 24,
+        });
     }
     let workers = if mode == "steer" { 2 } else { 1 };
     let mut w = Worker::new(0, workers, Arc::new(r));

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod fnat;
 pub mod frame;
 pub mod laddr;

@@ -212,6 +212,11 @@ pub struct ServiceOptions {
     /// its real servers are the WAN addresses (also its local addresses, the port pools)
     /// and each session's "real server" is the packet's own destination.
     pub snat: Option<SnatRule>,
+    /// Allow and deny lists of client prefixes, checked for new connections only (`None`:
+    /// every client may connect). Built once on the control side, shared by the workers.
+    pub acl: Option<Arc<crate::acl::ClientAcl>>,
+    /// A cap on new connections per second per client prefix.
+    pub conn_rate: Option<crate::acl::ConnRateLimit>,
 }
 
 /// The packets an SNAT service takes: protocol, inside sources, outside destinations (both

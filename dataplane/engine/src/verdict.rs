@@ -114,4 +114,10 @@ drop_reasons! {
     SessionClash = "session_clash",
     /// To a VRRP virtual address this director is backup for (its master serves it).
     VrrpBackup = "vrrp_backup",
+    /// A new connection from a client in the service's deny list.
+    ClientDenied = "client_denied",
+    /// A new connection from a client not in the service's (non-empty) allow list.
+    ClientNotAllowed = "client_not_allowed",
+    /// A new connection over the service's cap of new connections per second for the client's prefix.
+    ClientRateLimited = "client_rate_limited",
 }

@@ -7,9 +7,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::edit::{Change, ServiceAttrs};
 use crate::model::{
-    ForwardMethod, LocalAddress, Mark, Persistence, Protocol, Real, SchedFlags, Scheduler, Service,
-    ServiceAddr, TunnelOptions, TunnelType, DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_THRESHOLD,
-    MAX_TIMEOUT, MAX_WEIGHT,
+    AclList, ClientPrefix, ConnRate, ForwardMethod, LocalAddress, Mark, Persistence, Protocol,
+    Real, SchedFlags, Scheduler, Service, ServiceAddr, TunnelOptions, TunnelType,
+    DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
 };
 
 /// How a listing is printed (ipvsadm's FMT_* flags).
@@ -46,6 +46,9 @@ pub struct ServiceEdit {
     pub one_packet: bool,
     /// `--expire-on-removal` (fnat): sets it; absent, the service keeps its own.
     pub expire_on_removal: bool,
+    /// `--conn-rate RATE[:BURST][/LEN]` (fnat) sets the cap, `--conn-rate 0` removes it;
+    /// absent, the service keeps its own.
+    pub conn_rate: Option<Option<ConnRate>>,
 }
 
 impl ServiceEdit {
@@ -65,6 +68,9 @@ impl ServiceEdit {
         }
         if self.expire_on_removal {
             attrs.expire_on_removal = true;
+        }
+        if let Some(r) = self.conn_rate {
+            attrs.conn_rate = r;
         }
         attrs
     }
@@ -178,6 +184,11 @@ enum Cmd {
     GetLaddr,
     AddMark,
     DelMark,
+    /// DPVS's `-U`/`--add-blklst` (fnat: the deny list) and the rest of the family.
+    AddBlklst,
+    DelBlklst,
+    AddWhtlst,
+    DelWhtlst,
     Help,
     Version,
 }
@@ -204,6 +215,10 @@ impl Cmd {
             Cmd::GetLaddr => "get-laddr",
             Cmd::AddMark => "add-mark",
             Cmd::DelMark => "del-mark",
+            Cmd::AddBlklst => "add-blklst",
+            Cmd::DelBlklst => "del-blklst",
+            Cmd::AddWhtlst => "add-whtlst",
+            Cmd::DelWhtlst => "del-whtlst",
             Cmd::Help => "help",
             Cmd::Version => "version",
         }
@@ -255,6 +270,11 @@ enum Opt {
     TunCsum,
     TunRemcsum,
     TunInfo,
+    /// DPVS's `-k`/`--blklst ADDR` and `-2`/`--whtlst ADDR`.
+    Blklst,
+    Whtlst,
+    /// fnat's `--conn-rate RATE[:BURST][/LEN]`.
+    ConnRate,
 }
 
 impl Opt {
@@ -297,6 +317,9 @@ impl Opt {
             Opt::TunCsum => "tun-csum",
             Opt::TunRemcsum => "tun-remcsum",
             Opt::TunInfo => "tun-info",
+            Opt::Blklst => "blklst",
+            Opt::Whtlst => "whtlst",
+            Opt::ConnRate => "conn-rate",
         }
     }
 }
@@ -332,6 +355,12 @@ fn short(c: char) -> Option<(Item, Value)> {
         'P' => (C(Cmd::AddLaddr), Value::None),
         'Q' => (C(Cmd::DelLaddr), Value::None),
         'G' => (C(Cmd::GetLaddr), Value::None),
+        'U' => (C(Cmd::AddBlklst), Value::None),
+        'V' => (C(Cmd::DelBlklst), Value::None),
+        'O' => (C(Cmd::AddWhtlst), Value::None),
+        'Y' => (C(Cmd::DelWhtlst), Value::None),
+        'k' => (O(Opt::Blklst), Value::Required),
+        '2' => (O(Opt::Whtlst), Value::Required),
         'h' => (C(Cmd::Help), Value::None),
         'v' => (C(Cmd::Version), Value::None),
         't' => (O(Opt::Tcp), Value::Required),
@@ -383,6 +412,13 @@ fn long(name: &str) -> Option<(Item, Value)> {
         "get-laddr" => (C(Cmd::GetLaddr), Value::None),
         "add-mark" => (C(Cmd::AddMark), Value::None),
         "del-mark" => (C(Cmd::DelMark), Value::None),
+        "add-blklst" => (C(Cmd::AddBlklst), Value::None),
+        "del-blklst" => (C(Cmd::DelBlklst), Value::None),
+        "add-whtlst" => (C(Cmd::AddWhtlst), Value::None),
+        "del-whtlst" => (C(Cmd::DelWhtlst), Value::None),
+        "blklst" => (O(Opt::Blklst), Value::Required),
+        "whtlst" => (O(Opt::Whtlst), Value::Required),
+        "conn-rate" => (O(Opt::ConnRate), Value::Required),
         "help" => (C(Cmd::Help), Value::None),
         "version" => (C(Cmd::Version), Value::None),
         "tcp-service" => (O(Opt::Tcp), Value::Required),
@@ -795,6 +831,7 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
             SchedFlags,
             Ops,
             ExpireOnRemoval,
+            ConnRate,
             Ipv6,
         ],
         Cmd::Del => &[Tcp, Udp, Fwmark, Match, Ipv6],
@@ -826,6 +863,8 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
         Cmd::Zero => &[Tcp, Udp, Fwmark, Match, Ipv6],
         Cmd::AddLaddr | Cmd::DelLaddr => &[Tcp, Udp, Fwmark, Laddr, Ifname, Ipv6],
         Cmd::GetLaddr => &[Tcp, Udp, Fwmark, Numeric, Ipv6],
+        Cmd::AddBlklst | Cmd::DelBlklst => &[Tcp, Udp, Fwmark, Match, Blklst, Ipv6],
+        Cmd::AddWhtlst | Cmd::DelWhtlst => &[Tcp, Udp, Fwmark, Match, Whtlst, Ipv6],
         Cmd::StartDaemon | Cmd::StopDaemon => &[McastInterface, SyncId],
         Cmd::Flush
         | Cmd::Set
@@ -1043,6 +1082,16 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
             } else {
                 None
             };
+            let conn_rate = given
+                .value(Opt::ConnRate)
+                .map(|t| match t {
+                    "0" | "none" => Ok(None),
+                    t => t
+                        .parse::<ConnRate>()
+                        .map(Some)
+                        .map_err(|e| fail(format!("illegal conn-rate specified: {e}"))),
+                })
+                .transpose()?;
             if cmd == Cmd::Add {
                 if let ServiceAddr::Inet { port: 0, .. } = addr {
                     if persistence.is_none() {
@@ -1056,6 +1105,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                 service.persistence = persistence;
                 service.one_packet = given.has(Opt::Ops);
                 service.expire_on_removal = given.has(Opt::ExpireOnRemoval);
+                service.conn_rate = conn_rate.flatten();
                 IpvsCommand::Change(Change::ServiceAdd { service })
             } else {
                 IpvsCommand::EditService(ServiceEdit {
@@ -1065,6 +1115,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                     persistence,
                     one_packet: given.has(Opt::Ops),
                     expire_on_removal: given.has(Opt::ExpireOnRemoval),
+                    conn_rate,
                 })
             }
         }
@@ -1145,6 +1196,33 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                 })
             } else {
                 IpvsCommand::Change(Change::LaddrDel { service: svc, addr })
+            }
+        }
+        Cmd::AddBlklst | Cmd::DelBlklst | Cmd::AddWhtlst | Cmd::DelWhtlst => {
+            let service = need_service(cmd)?;
+            let (list, opt, word) = match cmd {
+                Cmd::AddBlklst | Cmd::DelBlklst => (AclList::Deny, Opt::Blklst, "blklst"),
+                _ => (AclList::Allow, Opt::Whtlst, "whtlst"),
+            };
+            let text = given.value(opt);
+            require(cmd, word, text.is_some())?;
+            let prefix: ClientPrefix = text
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| fail(format!("illegal {word} address: {e}")))?;
+            let prefixes = vec![prefix];
+            if matches!(cmd, Cmd::AddBlklst | Cmd::AddWhtlst) {
+                IpvsCommand::Change(Change::AclAdd {
+                    service,
+                    list,
+                    prefixes,
+                })
+            } else {
+                IpvsCommand::Change(Change::AclDel {
+                    service,
+                    list,
+                    prefixes,
+                })
             }
         }
     })

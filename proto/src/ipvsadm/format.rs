@@ -524,7 +524,9 @@ pub fn connections_dpvs(entries: &[ConnEntry], format: &ListFormat, names: &dyn 
 /// Differences, so that `-R` restores everything: a flag-3 on sh/mh is written (ipvsadm
 /// writes an empty `-b `), reals add `-x`/`-y` when thresholds are set, and one `-P` line
 /// per local address follows each service. fnat's own lines: the firewall marks first
-/// (`--add-mark MARK PROTO VIP PORTS`, always numeric), and `--expire-on-removal` on `-A`.
+/// (`--add-mark MARK PROTO VIP PORTS`, always numeric), `--expire-on-removal` and
+/// `--conn-rate` on `-A`, and one `-O … -2 PREFIX` (allow) or `-U … -k PREFIX` (deny) line
+/// per client list entry (DPVS's whitelist/blacklist commands).
 pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
     let mut out = String::new();
     for m in &rules.marks {
@@ -551,6 +553,9 @@ pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
         }
         if s.expire_on_removal {
             out.push_str(" --expire-on-removal");
+        }
+        if let Some(r) = s.conn_rate {
+            let _ = write!(out, " --conn-rate {r}");
         }
         if !s.sched_flags.is_empty() {
             let _ = write!(out, " -b {}", s.sched_flags.render(s.scheduler));
@@ -579,6 +584,12 @@ pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
                 let _ = write!(out, " -F {dev}");
             }
             out.push('\n');
+        }
+        for p in &s.allow {
+            let _ = writeln!(out, "-O {svc} -2 {p}");
+        }
+        for p in &s.deny {
+            let _ = writeln!(out, "-U {svc} -k {p}");
         }
     }
     out

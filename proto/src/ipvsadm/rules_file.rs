@@ -92,6 +92,54 @@ ipvsadm -A -t 10.0.0.1:80 -s rr -p 60 -M 255.255.0.0\n\
     }
 
     #[test]
+    fn client_lists_and_conn_rate_survive_save_and_restore() {
+        let text = "-A -t 198.18.0.100:80 -s rr --conn-rate 100:200/24\n\
+-a -t 198.18.0.100:80 -r 198.18.1.10:80 -b -w 1\n\
+-P -t 198.18.0.100:80 -z 198.18.1.1\n\
+-O -t 198.18.0.100:80 -2 198.18.0.0/24\n\
+-O -t 198.18.0.100:80 -2 198.18.2.7\n\
+-U -t 198.18.0.100:80 -k 198.18.0.66\n";
+        let mut rules = RuleSet::default();
+        apply_all(&mut rules, &parse_rules(text).unwrap()).unwrap();
+        let s = &rules.services[0];
+        assert_eq!(s.allow.len(), 2);
+        assert_eq!(s.deny[0].to_string(), "198.18.0.66");
+        let r = s.conn_rate.unwrap();
+        assert_eq!((r.rate, r.burst, r.prefix_len), (100, 200, 24));
+        let saved = save(&rules, &ListFormat::default(), &Numeric);
+        assert_eq!(saved, text);
+        // The same entry twice, a missing one, a prefix with host bits: refused.
+        let e = apply_all(
+            &mut rules,
+            &parse_rules("-U -t 198.18.0.100:80 -k 198.18.0.66\n").unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("already in the deny list"), "{e}");
+        let e = apply_all(
+            &mut rules,
+            &parse_rules("-Y -t 198.18.0.100:80 -2 198.18.9.0/24\n").unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not in the allow list"), "{e}");
+        let e = parse_rules("-U -t 198.18.0.100:80 -k 198.18.0.1/24\n").unwrap_err();
+        assert!(e.contains("host bits"), "{e}");
+        let e = parse_rules("-E -t 198.18.0.100:80 --conn-rate 0:1\n").unwrap_err();
+        assert!(e.contains("conn-rate"), "{e}");
+        // Deleting empties the lists; `-E --conn-rate 0` lifts the cap.
+        apply_all(
+            &mut rules,
+            &parse_rules(
+                "-Y -t 198.18.0.100:80 -2 198.18.0.0/24\n\
+-Y -t 198.18.0.100:80 -2 198.18.2.7\n\
+-V -t 198.18.0.100:80 -k 198.18.0.66\n",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(rules.services[0].allow.is_empty() && rules.services[0].deny.is_empty());
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let e = parse_rules("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r nowhere\n").unwrap_err();
         assert_eq!(e, "line 2: illegal real server address[:port] specified");

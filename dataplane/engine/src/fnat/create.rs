@@ -21,6 +21,7 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Result<SessionId, DropReason> {
+        self.admit(service, key.src_ip, now, stats)?;
         if self.table.is_full() {
             // Sessions may be due but not reaped yet (housekeeping runs between bursts): reap
             // a bounded few now rather than refuse a flow the table has room for.
@@ -178,6 +179,35 @@ impl FullNat {
 }
 
 impl FullNat {
+    /// The service's admission of a new connection from `client`: allow/deny lists, then
+    /// the per-prefix rate (a refused client takes no token).
+    #[inline]
+    fn admit(
+        &mut self,
+        service: usize,
+        client: u32,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<(), DropReason> {
+        let Some(svc) = self.services.get_mut(service) else {
+            return Ok(());
+        };
+        if let Some(acl) = &svc.acl {
+            acl.check(client).map_err(|r| match r {
+                crate::acl::Refusal::Denied => DropReason::ClientDenied,
+                crate::acl::Refusal::NotAllowed => DropReason::ClientNotAllowed,
+            })?;
+        }
+        if let Some(rate) = &mut svc.rate {
+            match rate.admit(client, now) {
+                crate::acl::Admit::Yes => {}
+                crate::acl::Admit::YesEvicted => stats.rate_table_evictions += 1,
+                crate::acl::Admit::No => return Err(DropReason::ClientRateLimited),
+            }
+        }
+        Ok(())
+    }
+
     /// A local address and port of `service` for a full-NAT session.
     fn alloc_lport(
         &mut self,

@@ -137,6 +137,10 @@ struct ServiceEntry {
     /// Netmask to steer client packets that find no session to the template owner: the
     /// service is persistent, or was (its sessions then live on their owners).
     steer_mask: Option<u32>,
+    /// Allow/deny lists (shared with the rules snapshot).
+    acl: Option<Arc<crate::acl::ClientAcl>>,
+    /// This worker's share of the per-prefix new-connection cap.
+    rate: Option<Box<crate::acl::RateTable>>,
 }
 
 /// Per service-counter slot: what ending a session of that slot must know.

@@ -236,6 +236,8 @@ fn fresh_entry(svc: &Service) -> ServiceEntry {
         sched: Scheduler::Lc,
         persist: None,
         steer_mask: None,
+        acl: None,
+        rate: None,
     }
 }
 
@@ -702,7 +704,21 @@ impl FullNat {
         entry.slot = slot as u16;
         entry.persist = persist;
         entry.steer_mask = steer_mask;
+        self.sync_admission(entry, svc);
         true
+    }
+
+    /// The service's allow/deny lists and its per-prefix rate table (kept, with its state,
+    /// while the limit is unchanged).
+    fn sync_admission(&self, entry: &mut ServiceEntry, svc: &Service) {
+        entry.acl = svc.options.acl.clone().filter(|a| !a.is_empty());
+        entry.rate = match svc.options.conn_rate {
+            None => None,
+            Some(l) => match entry.rate.take() {
+                Some(t) if t.limit() == l => Some(t),
+                _ => Some(Box::new(crate::acl::RateTable::new(l, self.workers))),
+            },
+        };
     }
 }
 
@@ -907,6 +923,11 @@ mod tests {
                         sched,
                         persist,
                         steer_mask,
+                        acl: svc.options.acl.clone().filter(|a| !a.is_empty()),
+                        rate: svc
+                            .options
+                            .conn_rate
+                            .map(|l| Box::new(crate::acl::RateTable::new(l, self.workers))),
                     });
                 }
                 if services.iter().any(|s| s.persist.is_some()) && self.templates.is_none() {
