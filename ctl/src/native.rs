@@ -94,6 +94,13 @@ pub struct ServiceOpts {
     /// End a removed real server's sessions at once (IPVS's expire_nodest_conn).
     #[arg(long)]
     expire_on_removal: bool,
+    /// Proxy Protocol header toward full-NAT real servers: v1, v2, v1-insecure, v2-insecure
+    /// or disable.
+    #[arg(long)]
+    proxy_protocol: Option<fnat_proto::model::ProxyProtocol>,
+    /// TCP option 254 (TOA: client port and address) toward full-NAT real servers.
+    #[arg(long)]
+    toa: bool,
 }
 
 #[derive(Subcommand)]
@@ -503,6 +510,8 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             s.persistence = persistence_of(&opts);
             s.one_packet = opts.ops;
             s.expire_on_removal = opts.expire_on_removal;
+            s.proxy_protocol = opts.proxy_protocol.unwrap_or_default();
+            s.toa = opts.toa;
             apply(client, Change::ServiceAdd { service: s })
         }
         ServiceCmd::Edit {
@@ -533,6 +542,12 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             }
             if opts.expire_on_removal {
                 attrs.expire_on_removal = true;
+            }
+            if let Some(pp) = opts.proxy_protocol {
+                attrs.proxy_protocol = pp;
+            }
+            if opts.toa {
+                attrs.toa = true;
             }
             let _ = DEFAULT_PERSISTENCE;
             apply(client, Change::ServiceEdit { service: attrs })

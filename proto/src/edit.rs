@@ -14,8 +14,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    ForwardMethod, LocalAddress, Mark, Persistence, Protocol, Real, RuleSet, SchedFlags, Scheduler,
-    Service, ServiceAddr, TunnelType, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+    ForwardMethod, LocalAddress, Mark, Persistence, Protocol, ProxyProtocol, Real, RuleSet,
+    SchedFlags, Scheduler, Service, ServiceAddr, TunnelType, DEFAULT_SCHEDULER, MAX_THRESHOLD,
+    MAX_TIMEOUT, MAX_WEIGHT,
 };
 use crate::msg::{ErrorBody, ErrorKind};
 
@@ -34,6 +35,10 @@ pub struct ServiceAttrs {
     pub one_packet: bool,
     #[serde(default)]
     pub expire_on_removal: bool,
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocol,
+    #[serde(default)]
+    pub toa: bool,
 }
 
 fn default_scheduler() -> Scheduler {
@@ -49,6 +54,8 @@ impl ServiceAttrs {
             persistence: service.persistence,
             one_packet: service.one_packet,
             expire_on_removal: service.expire_on_removal,
+            proxy_protocol: service.proxy_protocol,
+            toa: service.toa,
         }
     }
     fn apply_to(&self, service: &mut Service) {
@@ -57,6 +64,8 @@ impl ServiceAttrs {
         service.persistence = self.persistence;
         service.one_packet = self.one_packet;
         service.expire_on_removal = self.expire_on_removal;
+        service.proxy_protocol = self.proxy_protocol;
+        service.toa = self.toa;
     }
 }
 
@@ -351,6 +360,8 @@ pub enum ServiceField {
     /// A fwmark service's mark (not defined).
     Mark,
     OnePacket,
+    ProxyProtocol,
+    Toa,
     PersistenceTimeout,
     PersistenceNetmask,
 }
@@ -594,6 +605,22 @@ fn check_attrs(attrs: &ServiceAttrs) -> Result<(), (ErrorBody, ServiceField)> {
                 return Err((
                     invalid("One-Packet Scheduling is only for UDP virtual services"),
                     ServiceField::OnePacket,
+                ));
+            }
+            if matches!(
+                attrs.proxy_protocol,
+                ProxyProtocol::V1 | ProxyProtocol::V1Insecure
+            ) && protocol == Protocol::Udp
+            {
+                return Err((
+                    invalid("Proxy Protocol v1 is text for TCP only: UDP services take v2"),
+                    ServiceField::ProxyProtocol,
+                ));
+            }
+            if attrs.toa && protocol != Protocol::Tcp {
+                return Err((
+                    invalid("TOA (TCP option 254) is only for TCP virtual services"),
+                    ServiceField::Toa,
                 ));
             }
         }

@@ -131,6 +131,11 @@ pub struct ServiceSection {
     pub persistence_netmask: Option<String>,
     /// End a real server's sessions when it is removed (default: they run until they expire).
     pub expire_on_removal: Option<bool>,
+    /// Proxy Protocol header toward full-NAT real servers: "v1", "v2", "v1-insecure",
+    /// "v2-insecure" or "disable" (default).
+    pub proxy_protocol: Option<String>,
+    /// TCP option 254 (client port and address, DPVS's TOA) toward full-NAT real servers.
+    pub toa: Option<bool>,
     #[serde(default)]
     pub local_addresses: Vec<String>,
     #[serde(default, rename = "real")]

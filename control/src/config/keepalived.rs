@@ -224,6 +224,12 @@ fn service(
     service.sched_flags =
         SchedFlags::parse_list(&vs.flags.join(",")).map_err(|e| located(&vs.at, "lvs_sched", e))?;
     service.one_packet = vs.ops;
+    if let Some(pp) = &vs.proxy_protocol {
+        service.proxy_protocol = pp
+            .parse()
+            .map_err(|e: String| located(&vs.at, "proxy_protocol", e))?;
+    }
+    service.toa = vs.toa;
     if let Some(timeout) = vs.persistence_timeout {
         let netmask = match &vs.persistence_granularity {
             Some(mask) => mask.parse().map_err(|_| {

@@ -393,6 +393,8 @@ fn key_of(file: &ConfigFile, place: Place) -> String {
                 ServiceField::Addr => "vip",
                 ServiceField::Port | ServiceField::Mark => "port",
                 ServiceField::OnePacket => "protocol",
+                ServiceField::Toa => "toa",
+                ServiceField::ProxyProtocol => "proxy_protocol",
                 ServiceField::PersistenceTimeout => "persistence_timeout",
                 ServiceField::PersistenceNetmask => "persistence_netmask",
             };
@@ -653,6 +655,12 @@ fn services(
         service.sched_flags = flags;
         service.persistence = persistence;
         service.expire_on_removal = s.expire_on_removal.unwrap_or(false);
+        if let Some(pp) = &s.proxy_protocol {
+            service.proxy_protocol = pp
+                .parse()
+                .map_err(|e: String| invalid(key("proxy_protocol"), e))?;
+        }
+        service.toa = s.toa.unwrap_or(false);
         service.reals = reals;
         service.local_addresses = local_addresses;
         if let Some(spec) = super::health::from_toml(i, s, &service)? {

@@ -8,8 +8,8 @@ use fnat_engine::rules::{
     Service as EngineService, SnatRule, Thresholds, Timeouts, Tunnel, TunnelKind,
 };
 use fnat_proto::model::{
-    ForwardMethod, Mark, MatchProto, PortName, Protocol, Real, RuleSet, Scheduler, Service,
-    ServiceAddr, SnatMatch, TunnelType,
+    ForwardMethod, Mark, MatchProto, PortName, Protocol, ProxyProtocol, Real, RuleSet, Scheduler,
+    Service, ServiceAddr, SnatMatch, TunnelType,
 };
 use fnat_proto::msg::{ErrorBody, ErrorKind};
 
@@ -256,6 +256,18 @@ pub fn compile_service(
     });
     service.options.port_group = port_group;
     service.options.expire_on_removal = s.expire_on_removal;
+    service.options.client_address = fnat_engine::rules::ClientAddress {
+        proxy_version: match s.proxy_protocol {
+            ProxyProtocol::Disable => 0,
+            ProxyProtocol::V1 | ProxyProtocol::V1Insecure => 1,
+            ProxyProtocol::V2 | ProxyProtocol::V2Insecure => 2,
+        },
+        proxy_insecure: matches!(
+            s.proxy_protocol,
+            ProxyProtocol::V1Insecure | ProxyProtocol::V2Insecure
+        ),
+        toa: s.toa,
+    };
     Ok(service)
 }
 

@@ -189,6 +189,8 @@ fn ids_are_stable_across_edits() {
             persistence: None,
             one_packet: false,
             expire_on_removal: false,
+            proxy_protocol: Default::default(),
+            toa: false,
         },
     });
     Response::decode::<Applied>(&ask(&cfg, &sched)).unwrap();

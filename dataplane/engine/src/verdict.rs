@@ -112,4 +112,9 @@ drop_reasons! {
     /// address and port) is another session's (the same client port to the same real server
     /// through another VIP).
     SessionClash = "session_clash",
+    /// A client of a Proxy Protocol service (not `*-insecure`) sent a Proxy Protocol header
+    /// itself: it is not trusted.
+    ProxyFromClient = "proxy_header_from_client",
+    /// No tailroom in the buffer for a Proxy Protocol header or TOA option.
+    NoTailroom = "no_tailroom",
 }

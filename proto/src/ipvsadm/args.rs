@@ -7,9 +7,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::edit::{Change, ServiceAttrs};
 use crate::model::{
-    ForwardMethod, LocalAddress, Mark, Persistence, Protocol, Real, SchedFlags, Scheduler, Service,
-    ServiceAddr, TunnelOptions, TunnelType, DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_THRESHOLD,
-    MAX_TIMEOUT, MAX_WEIGHT,
+    ForwardMethod, LocalAddress, Mark, Persistence, Protocol, ProxyProtocol, Real, SchedFlags,
+    Scheduler, Service, ServiceAddr, TunnelOptions, TunnelType, DEFAULT_PERSISTENCE,
+    DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
 };
 
 /// How a listing is printed (ipvsadm's FMT_* flags).
@@ -46,6 +46,10 @@ pub struct ServiceEdit {
     pub one_packet: bool,
     /// `--expire-on-removal` (fnat): sets it; absent, the service keeps its own.
     pub expire_on_removal: bool,
+    /// `--proxy-protocol`: sets it; absent, the service keeps its own.
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// `--toa`: sets it; absent, the service keeps its own.
+    pub toa: bool,
 }
 
 impl ServiceEdit {
@@ -65,6 +69,12 @@ impl ServiceEdit {
         }
         if self.expire_on_removal {
             attrs.expire_on_removal = true;
+        }
+        if let Some(pp) = self.proxy_protocol {
+            attrs.proxy_protocol = pp;
+        }
+        if self.toa {
+            attrs.toa = true;
         }
         attrs
     }
@@ -239,6 +249,8 @@ enum Opt {
     Timeout,
     Ops,
     ExpireOnRemoval,
+    ProxyProtocol,
+    Toa,
     Laddr,
     Ifname,
     Daemon,
@@ -285,6 +297,8 @@ impl Opt {
             Opt::Timeout => "timeout",
             Opt::Ops => "ops",
             Opt::ExpireOnRemoval => "expire-on-removal",
+            Opt::ProxyProtocol => "proxy-protocol",
+            Opt::Toa => "toa",
             Opt::Laddr => "laddr",
             Opt::Ifname => "ifname",
             Opt::Daemon => "daemon",
@@ -414,6 +428,8 @@ fn long(name: &str) -> Option<(Item, Value)> {
         "timeout" => (O(Opt::Timeout), Value::None),
         "ops" => (O(Opt::Ops), Value::None),
         "expire-on-removal" => (O(Opt::ExpireOnRemoval), Value::None),
+        "proxy-protocol" => (O(Opt::ProxyProtocol), Value::Required),
+        "toa" => (O(Opt::Toa), Value::None),
         "laddr" => (O(Opt::Laddr), Value::Required),
         "ifname" => (O(Opt::Ifname), Value::Required),
         "daemon" => (O(Opt::Daemon), Value::None),
@@ -795,6 +811,8 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
             SchedFlags,
             Ops,
             ExpireOnRemoval,
+            ProxyProtocol,
+            Toa,
             Ipv6,
         ],
         Cmd::Del => &[Tcp, Udp, Fwmark, Match, Ipv6],
@@ -1006,6 +1024,13 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                 (Cmd::Add, None) => Some(DEFAULT_SCHEDULER),
                 _ => None,
             };
+            let proxy_protocol = match given.value(Opt::ProxyProtocol) {
+                Some(v) => Some(v.parse::<ProxyProtocol>().map_err(|e| ArgError {
+                    message: e,
+                    exit_code: 255,
+                })?),
+                None => None,
+            };
             let sched_flags = match given.value(Opt::SchedFlags) {
                 Some(list) => Some(parse_sched_flags(list, flags_for)?),
                 None => None,
@@ -1056,6 +1081,8 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                 service.persistence = persistence;
                 service.one_packet = given.has(Opt::Ops);
                 service.expire_on_removal = given.has(Opt::ExpireOnRemoval);
+                service.proxy_protocol = proxy_protocol.unwrap_or_default();
+                service.toa = given.has(Opt::Toa);
                 IpvsCommand::Change(Change::ServiceAdd { service })
             } else {
                 IpvsCommand::EditService(ServiceEdit {
@@ -1065,6 +1092,8 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                     persistence,
                     one_packet: given.has(Opt::Ops),
                     expire_on_removal: given.has(Opt::ExpireOnRemoval),
+                    proxy_protocol,
+                    toa: given.has(Opt::Toa),
                 })
             }
         }

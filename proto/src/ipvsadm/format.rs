@@ -290,6 +290,12 @@ fn service_line(
         if s.one_packet {
             out.push_str(" ops");
         }
+        if !s.proxy_protocol.is_disabled() {
+            let _ = write!(out, " proxy-protocol {}", s.proxy_protocol);
+        }
+        if s.toa {
+            out.push_str(" toa");
+        }
     }
     out.push('\n');
 }
@@ -551,6 +557,12 @@ pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
         }
         if s.expire_on_removal {
             out.push_str(" --expire-on-removal");
+        }
+        if !s.proxy_protocol.is_disabled() {
+            let _ = write!(out, " --proxy-protocol {}", s.proxy_protocol);
+        }
+        if s.toa {
+            out.push_str(" --toa");
         }
         if !s.sched_flags.is_empty() {
             let _ = write!(out, " -b {}", s.sched_flags.render(s.scheduler));

@@ -81,6 +81,10 @@ impl FullNat {
         if !matches!(self.wheel.deadline(id), Some(d) if d > now) {
             return None;
         }
+        // Sessions with sequence state (Proxy Protocol, TOA) take `forward`, where it lives.
+        if self.adjusting && self.adjust.get(id as usize).is_some_and(|a| a.flags != 0) {
+            return None;
+        }
         let s = self.table.get(id)?;
         let timeout_secs = match s.state {
             ConnState::Established => self.timeouts.tcp_established,
