@@ -970,6 +970,48 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
         );
     }
 
+    /// `--proxy-protocol` and `--toa` are written by `-S` so that `-R` restores them.
+    #[test]
+    fn save_writes_client_address_options_that_parse_back() {
+        let args = |line: &str| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let cmd = crate::ipvsadm::args::parse(&args(
+            "-A -t 198.18.0.100:80 -s rr --proxy-protocol v2-insecure --toa",
+        ))
+        .unwrap();
+        let crate::ipvsadm::args::IpvsCommand::Change(crate::edit::Change::ServiceAdd { service }) =
+            cmd
+        else {
+            panic!("not an add: {cmd:?}")
+        };
+        assert_eq!(
+            service.proxy_protocol,
+            crate::model::ProxyProtocol::V2Insecure
+        );
+        assert!(service.toa);
+        let rules = RuleSet {
+            services: vec![service.clone()],
+            ..RuleSet::default()
+        };
+        let saved = save(&rules, &numeric(), &Numeric);
+        assert_eq!(
+            saved,
+            "-A -t 198.18.0.100:80 -s rr --proxy-protocol v2-insecure --toa\n"
+        );
+        let again = crate::ipvsadm::args::parse(&args(saved.trim())).unwrap();
+        assert_eq!(
+            again,
+            crate::ipvsadm::args::IpvsCommand::Change(crate::edit::Change::ServiceAdd { service })
+        );
+        assert!(
+            crate::ipvsadm::args::parse(&args("-A -t 198.18.0.100:80 --proxy-protocol v3"))
+                .is_err()
+        );
+    }
+
     /// `-S`: `-A SVC -s SCHED`, then ` -p %u`, ` -M %s`, ` -o`, then the flags (ipvsadm's
     /// order); reals `-a SVC -r RS FWD -w %d`.
     #[test]
