@@ -58,6 +58,7 @@ const USAGE: &str = "\
 ipvsadm (fnatctl) — ipvsadm's commands against fnatd
 Usage:
   ipvsadm -A|E -t|u|f|H service-address [-s scheduler] [-p [timeout]] [-M netmask] [--sched-flags flags] [-o]
+        [--proxy-protocol v1|v2|v1-insecure|v2-insecure|disable] [--toa]
   ipvsadm -D -t|u|f|H service-address
   ipvsadm -C
   ipvsadm -R
@@ -79,6 +80,8 @@ SNAT (DPVS): -H/--match 'proto=tcp|udp|icmp,src-range=A-B,dst-range=C-D,iif=PORT
 names a match service, -J/--snat its real servers, the WAN addresses (`-r WAN-ADDR:0`) that
 inside hosts' sources are rewritten to. -c lists sessions in the kernel's layout, plus a
 `local` column for full-NAT and SNAT rows.
+--proxy-protocol (as DPVS's ipvsadm) and --toa tell full-NAT real servers the client's address
+(a Proxy Protocol header in front of the data; TCP option 254), see docs/client-address.md.
 The socket is --socket PATH (fnatctl), $FNAT_SOCKET, or /run/fnatd/ctl.sock.
 ";
 

@@ -418,6 +418,23 @@ mod roundtrip {
                                 ..
                             }
                         );
+                    // TCP services: Proxy Protocol and TOA ride on the same bit.
+                    if ops
+                        && matches!(
+                            addr,
+                            ServiceAddr::Inet {
+                                protocol: Protocol::Tcp,
+                                ..
+                            }
+                        )
+                    {
+                        s.proxy_protocol = if flags % 2 == 0 {
+                            fnat_proto::model::ProxyProtocol::V2
+                        } else {
+                            fnat_proto::model::ProxyProtocol::V1Insecure
+                        };
+                        s.toa = flags % 3 == 0;
+                    }
                     let mut seen = std::collections::HashSet::new();
                     s.reals = reals.into_iter().filter(|r| seen.insert(r.key())).collect();
                     let mut seen = std::collections::HashSet::new();
