@@ -147,11 +147,11 @@ impl Conn {
             rs,
             t,
         };
-        let mut f = c.from_rs("SA", RS_ISN, C_ISN.wrapping_add(1), &[], b"");
+        let mut f = c.rs_seg("SA", RS_ISN, C_ISN.wrapping_add(1), &[], b"");
         assert_eq!(c.run(&mut f), Verdict::Transmit { port: 0 });
         let (th, _) = tcp_of(&f);
         assert_eq!(th.acknowledgment_number, C_ISN.wrapping_add(1));
-        let mut ack = c.from_client("A", C_ISN.wrapping_add(1), RS_ISN + 1, &[], b"");
+        let mut ack = c.client_seg("A", C_ISN.wrapping_add(1), RS_ISN + 1, &[], b"");
         assert_eq!(c.run(&mut ack), Verdict::Transmit { port: 1 });
         (c, ack)
     }
@@ -159,7 +159,7 @@ impl Conn {
         self.t += 1000;
         run(&mut self.w, f, self.t)
     }
-    fn from_client(
+    fn client_seg(
         &self,
         flags: &str,
         seq: u32,
@@ -169,7 +169,7 @@ impl Conn {
     ) -> Vec<u8> {
         seg(self.client, sa(VIP, 80), flags, seq, ack, opts, p)
     }
-    fn from_rs(
+    fn rs_seg(
         &self,
         flags: &str,
         seq: u32,
@@ -210,7 +210,7 @@ fn proxy_v2_header_and_sequence_arithmetic_both_ways() {
     // The first data: the header in front, at the client's first sequence number.
     let hdr = v2_header(0x11);
     let d = hdr.len() as u32;
-    let mut f = c.from_client("AP", first, RS_ISN + 1, &[], b"hello");
+    let mut f = c.client_seg("AP", first, RS_ISN + 1, &[], b"hello");
     assert_eq!(c.run(&mut f), Verdict::Transmit { port: 1 });
     let (th, p) = tcp_of(&f);
     assert_eq!(th.sequence_number, first);
@@ -218,7 +218,7 @@ fn proxy_v2_header_and_sequence_arithmetic_both_ways() {
     assert_eq!(c.w.stats().proxy_headers, 1);
 
     // Its retransmission carries the header again.
-    let mut f = c.from_client("AP", first, RS_ISN + 1, &[], b"hello");
+    let mut f = c.client_seg("AP", first, RS_ISN + 1, &[], b"hello");
     assert_eq!(c.run(&mut f), Verdict::Transmit { port: 1 });
     let (th, p) = tcp_of(&f);
     assert_eq!(
@@ -228,7 +228,7 @@ fn proxy_v2_header_and_sequence_arithmetic_both_ways() {
 
     // Later client segments are shifted by the header's length (across the wrap).
     let next = first.wrapping_add(5);
-    let mut f = c.from_client("AP", next, RS_ISN + 1, &[], b"world");
+    let mut f = c.client_seg("AP", next, RS_ISN + 1, &[], b"world");
     assert_eq!(c.run(&mut f), Verdict::Transmit { port: 1 });
     let (th, p) = tcp_of(&f);
     assert_eq!(
@@ -246,7 +246,7 @@ fn proxy_v2_header_and_sequence_arithmetic_both_ways() {
             None,
         ],
     );
-    let mut f = c.from_rs(
+    let mut f = c.rs_seg(
         "AP",
         RS_ISN + 1,
         rs_ack,
@@ -283,7 +283,7 @@ fn proxy_v2_header_and_sequence_arithmetic_both_ways() {
     );
 
     // An acknowledgement of part of the header only acknowledges nothing of the client's.
-    let mut f = c.from_rs("A", RS_ISN + 5, first.wrapping_add(3), &[], b"");
+    let mut f = c.rs_seg("A", RS_ISN + 5, first.wrapping_add(3), &[], b"");
     assert_eq!(c.run(&mut f), Verdict::Transmit { port: 0 });
     assert_eq!(tcp_of(&f).0.acknowledgment_number, first);
 }
@@ -292,7 +292,7 @@ fn proxy_v2_header_and_sequence_arithmetic_both_ways() {
 fn proxy_v1_text_header() {
     let (mut c, _) = Conn::open(pp(1, false));
     let first = C_ISN.wrapping_add(1);
-    let mut f = c.from_client("AP", first, RS_ISN + 1, &[], b"GET / HTTP/1.0\r\n\r\n");
+    let mut f = c.client_seg("AP", first, RS_ISN + 1, &[], b"GET / HTTP/1.0\r\n\r\n");
     assert_eq!(c.run(&mut f), Verdict::Transmit { port: 1 });
     let (_, p) = tcp_of(&f);
     let text = format!("PROXY TCP4 {CLIENT} {VIP} {CPORT} 80\r\nGET / HTTP/1.0\r\n\r\n");
@@ -305,17 +305,17 @@ fn client_sent_header_is_refused_or_passed_on_when_insecure() {
     let first = C_ISN.wrapping_add(1);
 
     let (mut c, _) = Conn::open(pp(1, false));
-    let mut f = c.from_client("AP", first, RS_ISN + 1, &[], client_hdr);
+    let mut f = c.client_seg("AP", first, RS_ISN + 1, &[], client_hdr);
     assert_eq!(c.run(&mut f), Verdict::Drop(DropReason::ProxyFromClient));
     assert_eq!(c.w.stats().drops[DropReason::ProxyFromClient as usize], 1);
 
     let (mut c, _) = Conn::open(pp(2, true));
-    let mut f = c.from_client("AP", first, RS_ISN + 1, &[], client_hdr);
+    let mut f = c.client_seg("AP", first, RS_ISN + 1, &[], client_hdr);
     assert_eq!(c.run(&mut f), Verdict::Transmit { port: 1 });
     let (th, p) = tcp_of(&f);
     assert_eq!((th.sequence_number, p.as_slice()), (first, &client_hdr[..]));
     // Nothing shifted afterwards.
-    let mut f = c.from_rs("A", RS_ISN + 1, first.wrapping_add(10), &[], b"");
+    let mut f = c.rs_seg("A", RS_ISN + 1, first.wrapping_add(10), &[], b"");
     assert_eq!(c.run(&mut f), Verdict::Transmit { port: 0 });
     assert_eq!(tcp_of(&f).0.acknowledgment_number, first.wrapping_add(10));
 }
@@ -325,14 +325,10 @@ fn full_size_segment_gives_up_its_tail_for_the_header() {
     let (mut c, _) = Conn::open(pp(2, false));
     let first = C_ISN.wrapping_add(1);
     let data: Vec<u8> = (0..1460u32).map(|i| i as u8).collect();
-    let mut f = c.from_client("AFP", first, RS_ISN + 1, &[], &data);
+    let mut f = c.client_seg("AFP", first, RS_ISN + 1, &[], &data);
     assert_eq!(c.run(&mut f), Verdict::Transmit { port: 1 });
     let (th, p) = tcp_of(&f);
-    assert_eq!(
-        20 + th.header_len() as usize + p.len(),
-        1500,
-        "fits the MTU"
-    );
+    assert_eq!(20 + th.header_len() + p.len(), 1500, "fits the MTU");
     assert!(!th.fin, "the FIN waits for the bytes given up");
     assert_eq!(&p[..28], v2_header(0x11).as_slice());
     assert_eq!(&p[28..], &data[..1460 - 28]);
