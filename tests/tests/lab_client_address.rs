@@ -1,8 +1,8 @@
 //! The client's address through full-NAT to real servers nobody here wrote: nginx with
 //! `listen 8081 proxy_protocol` logging `$proxy_protocol_addr` (lab.sh) must log the client
 //! namespace's address for Proxy Protocol v1 and v2, and 1 MB must arrive intact through a
-//! v2 service that also adds TOA. Needs root, network namespaces and nginx; fails loudly
-//! without them.
+//! v2 service that also adds TOA, whose option 254 tshark decodes at the real server. Needs
+//! root, network namespaces, nginx, tcpdump and tshark; fails loudly without them.
 
 mod lab_support;
 
@@ -53,6 +53,82 @@ fn nginx_logs_the_client_address_for_v1_and_v2() {
     assert_eq!(lab.curl(&format!("{VIP}:8081/")), "rs1");
     assert_eq!(lab.curl(&format!("{VIP}:8082/")), "rs1");
 
+    // TOA on the wire: capture at the real server, decode with tshark.
+    let pcap = dir.join("s1.pcap");
+    let mut dump = lab
+        .cmd("s1", "tcpdump")
+        .args([
+            "-i",
+            &format!("{}s1", lab.prefix),
+            "--immediate-mode",
+            "-U",
+            "-n",
+            "-w",
+        ])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    // tcpdump says "listening on …" once it captures (its stderr stays open until it ends).
+    let mut err = std::io::BufReader::new(dump.stderr.take().unwrap());
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        while line.is_empty() || !line.contains("listening on") {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "tcpdump ended");
+        }
+    }
+    assert_eq!(lab.curl(&format!("{VIP}:8082/")), "rs1");
+    // The capture holds what it saw once tcpdump is told to stop (SIGINT flushes).
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &dump.id().to_string()])
+        .status();
+    let _ = dump.wait();
+    drop(err);
+    let fields = fnat_tests::run_with_deadline(
+        std::process::Command::new("tshark")
+            .args(["-r"])
+            .arg(&pcap)
+            .args(["-Y", "tcp.option_kind == 254 && tcp.dstport == 8081"])
+            .args([
+                "-T",
+                "fields",
+                "-e",
+                "tcp.flags.syn",
+                "-e",
+                "tcp.len",
+                "-e",
+                "tcp.options",
+            ]),
+        Duration::from_secs(30),
+    );
+    let rows: Vec<&str> = fields.stdout.lines().collect();
+    // The handshake-completing ACK and the first data segment; never a SYN.
+    assert_eq!(
+        rows.len(),
+        2,
+        "segments with option 254:\n{}\n{}\n{:?}",
+        fields.stdout,
+        fields.stderr,
+        std::fs::metadata(&pcap).map(|m| m.len())
+    );
+    for r in &rows {
+        let w: Vec<&str> = r.split('\t').collect();
+        assert!(w[0] == "0" || w[0] == "False", "never on the SYN: {r}");
+        let hex = w[2].replace(':', "");
+        let at = hex
+            .find("fe08")
+            .unwrap_or_else(|| panic!("no kind 254 len 8: {r}"));
+        // port (2 bytes, any), then 198.18.0.2.
+        assert_eq!(
+            &hex[at + 8..at + 16],
+            "c6120002",
+            "the client's address: {r}"
+        );
+    }
+
     // 1 MB through the v2 + TOA service, byte for byte.
     let out = dir.join("1m.out");
     let done = lab.run(
@@ -76,7 +152,7 @@ fn nginx_logs_the_client_address_for_v1_and_v2() {
 
     let log = std::fs::read_to_string(lab.state_dir().join("pp1.log")).unwrap();
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines.len(), 3, "{log}");
+    assert_eq!(lines.len(), 4, "{log}");
     for l in &lines {
         let w: Vec<&str> = l.split_whitespace().collect();
         assert_eq!(w[0], CLIENT, "nginx sees the client's address: {l}");
