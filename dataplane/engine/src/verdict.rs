@@ -115,6 +115,9 @@ drop_reasons! {
     /// A client of a Proxy Protocol service (not `*-insecure`) sent a Proxy Protocol header
     /// itself: it is not trusted.
     ProxyFromClient = "proxy_header_from_client",
+    /// Client data past the first byte of a Proxy Protocol connection before its first data
+    /// segment came (lost or reordered): dropped until the header has gone.
+    ProxyPending = "proxy_pending",
     /// No tailroom in the buffer for a Proxy Protocol header or TOA option.
     NoTailroom = "no_tailroom",
 }

@@ -207,6 +207,10 @@ fn proxy_v2_header_and_sequence_arithmetic_both_ways() {
     let (th, p) = tcp_of(&ack);
     assert_eq!((th.sequence_number, p.len()), (first, 0));
 
+    // Data past the first byte before the first segment came (reordered): dropped, counted.
+    let mut f = c.client_seg("AP", first.wrapping_add(5), RS_ISN + 1, &[], b"world");
+    assert_eq!(c.run(&mut f), Verdict::Drop(DropReason::ProxyPending));
+
     // The first data: the header in front, at the client's first sequence number.
     let hdr = v2_header(0x11);
     let d = hdr.len() as u32;

@@ -292,6 +292,11 @@ impl FullNat {
                             }
                         } else if adj.flags & ADJ_PP_SENT != 0 {
                             new_seq = seq.wrapping_add(adj.in_delta);
+                        } else if adj.flags & ADJ_PP != 0 && payload_len > 0 {
+                            // Data beyond the first byte before the header went (the first
+                            // segment lost or reordered): where it belongs depends on that
+                            // segment. Dropped; the client sends it again.
+                            return Err(DropReason::ProxyPending);
                         }
                         if adj.flags & ADJ_TOA_PENDING != 0 && f.ack() && !f.syn() && !f.rst() {
                             let mut o = [TOA_KIND, TOA_LEN as u8, 0, 0, 0, 0, 0, 0];
