@@ -59,6 +59,7 @@ ipvsadm (fnatctl) — ipvsadm's commands against fnatd
 Usage:
   ipvsadm -A|E -t|u|f|H service-address [-s scheduler] [-p [timeout]] [-M netmask] [--sched-flags flags] [-o]
         [--conn-rate rate[:burst][/len]]
+        [--proxy-protocol v1|v2|v1-insecure|v2-insecure|disable] [--toa]
   ipvsadm -D -t|u|f|H service-address
   ipvsadm -C
   ipvsadm -R
@@ -85,6 +86,8 @@ inside hosts' sources are rewritten to. -c lists sessions in the kernel's layout
 Client lists (DPVS): blklst is the service's deny list, whtlst its allow list (when not empty,
 only its clients may connect); both apply to new connections only. --conn-rate caps new
 connections per second per client prefix (-E --conn-rate 0 removes the cap).
+--proxy-protocol (as DPVS's ipvsadm) and --toa tell full-NAT real servers the client's address
+(a Proxy Protocol header in front of the data; TCP option 254), see docs/client-address.md.
 The socket is --socket PATH (fnatctl), $FNAT_SOCKET, or /run/fnatd/ctl.sock.
 ";
 

@@ -139,6 +139,13 @@ pub struct ServiceOpts {
     /// 100:200/24 (BURST defaults to RATE, LEN to 32); `edit --conn-rate 0` removes it.
     #[arg(long)]
     conn_rate: Option<String>,
+    /// Proxy Protocol header toward full-NAT real servers: v1, v2, v1-insecure, v2-insecure
+    /// or disable.
+    #[arg(long)]
+    proxy_protocol: Option<fnat_proto::model::ProxyProtocol>,
+    /// TCP option 254 (TOA: client port and address) toward full-NAT real servers.
+    #[arg(long)]
+    toa: bool,
 }
 
 #[derive(Subcommand)]
@@ -610,6 +617,8 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             s.one_packet = opts.ops;
             s.expire_on_removal = opts.expire_on_removal;
             s.conn_rate = conn_rate_of(&opts)?.flatten();
+            s.proxy_protocol = opts.proxy_protocol.unwrap_or_default();
+            s.toa = opts.toa;
             apply(client, Change::ServiceAdd { service: s })
         }
         ServiceCmd::Edit {
@@ -643,6 +652,12 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             }
             if let Some(r) = conn_rate_of(&opts)? {
                 attrs.conn_rate = r;
+            }
+            if let Some(pp) = opts.proxy_protocol {
+                attrs.proxy_protocol = pp;
+            }
+            if opts.toa {
+                attrs.toa = true;
             }
             let _ = DEFAULT_PERSISTENCE;
             apply(client, Change::ServiceEdit { service: attrs })

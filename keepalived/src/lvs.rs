@@ -135,6 +135,10 @@ pub struct VirtualServer {
     pub scheduler: String,
     pub flags: Vec<String>,
     pub ops: bool,
+    /// `proxy_protocol v1|v2|v1-insecure|v2-insecure|disable` (DPVS's keepalived).
+    pub proxy_protocol: Option<String>,
+    /// `toa`: TCP option 254 toward the real servers.
+    pub toa: bool,
     /// `lvs_method`/`lb_kind`; keepalived's default is NAT.
     pub method: Method,
     pub persistence_timeout: Option<u32>,
@@ -729,6 +733,8 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
         scheduler: "wlc".into(),
         flags: Vec::new(),
         ops: false,
+        proxy_protocol: None,
+        toa: false,
         method: Method::Nat,
         persistence_timeout: None,
         persistence_granularity: None,
@@ -790,6 +796,8 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
             "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback" | "mh-port"
             | "mh-fallback" => vs.flags.push(n.keyword.clone()),
             "ops" => vs.ops = true,
+            "proxy_protocol" => vs.proxy_protocol = one_arg(n, diags),
+            "toa" => vs.toa = true,
             "quorum" => vs.quorum = number(n, diags).unwrap_or(vs.quorum),
             "hysteresis" => vs.hysteresis = number(n, diags).unwrap_or(0),
             "quorum_up" => vs.quorum_up = Some(n.args.join(" ")),
@@ -811,9 +819,7 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
             "daddr_group_name" => vs.daddr_group_name = one_arg(n, diags),
             "waddr_group_name" => vs.waddr_group_name = one_arg(n, diags),
             "establish_timeout" => vs.establish_timeout = number(n, diags),
-            k @ ("syn_proxy" | "proxy_protocol") => {
-                diags.warning(&n.at, k, "not supported yet: ignored")
-            }
+            k @ "syn_proxy" => diags.warning(&n.at, k, "not supported yet: ignored"),
             "real_server" => real_nodes.push(n),
             // keepalived settings that change nothing fnat does.
             "ha_suspend"

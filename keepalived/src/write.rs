@@ -246,6 +246,12 @@ fn write_service(out: &mut String, s: &Service, i: usize) {
     if s.one_packet {
         let _ = writeln!(out, "    ops");
     }
+    if !s.proxy_protocol.is_disabled() {
+        let _ = writeln!(out, "    proxy_protocol {}", s.proxy_protocol);
+    }
+    if s.toa {
+        let _ = writeln!(out, "    toa");
+    }
     if let Some(p) = s.persistence {
         let _ = writeln!(out, "    persistence_timeout {}", p.timeout);
         if p.netmask != Ipv4Addr::BROADCAST {

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     AclList, ClientPrefix, ConnRate, ForwardMethod, LocalAddress, Mark, Persistence, Protocol,
-    Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr, TunnelType, DEFAULT_SCHEDULER,
-    MAX_ACL_ENTRIES, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+    ProxyProtocol, Real, RuleSet, SchedFlags, Scheduler, Service, ServiceAddr, TunnelType,
+    DEFAULT_SCHEDULER, MAX_ACL_ENTRIES, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
 };
 use crate::msg::{ErrorBody, ErrorKind};
 
@@ -37,6 +37,9 @@ pub struct ServiceAttrs {
     pub expire_on_removal: bool,
     #[serde(default)]
     pub conn_rate: Option<ConnRate>,
+    pub proxy_protocol: ProxyProtocol,
+    #[serde(default)]
+    pub toa: bool,
 }
 
 fn default_scheduler() -> Scheduler {
@@ -53,6 +56,8 @@ impl ServiceAttrs {
             one_packet: service.one_packet,
             expire_on_removal: service.expire_on_removal,
             conn_rate: service.conn_rate,
+            proxy_protocol: service.proxy_protocol,
+            toa: service.toa,
         }
     }
     fn apply_to(&self, service: &mut Service) {
@@ -62,6 +67,8 @@ impl ServiceAttrs {
         service.one_packet = self.one_packet;
         service.expire_on_removal = self.expire_on_removal;
         service.conn_rate = self.conn_rate;
+        service.proxy_protocol = self.proxy_protocol;
+        service.toa = self.toa;
     }
 }
 
@@ -414,6 +421,8 @@ pub enum ServiceField {
     /// A fwmark service's mark (not defined).
     Mark,
     OnePacket,
+    ProxyProtocol,
+    Toa,
     PersistenceTimeout,
     PersistenceNetmask,
     /// An allow or deny list (an entry listed twice, too many entries).
@@ -659,6 +668,22 @@ fn check_attrs(attrs: &ServiceAttrs) -> Result<(), (ErrorBody, ServiceField)> {
                 return Err((
                     invalid("One-Packet Scheduling is only for UDP virtual services"),
                     ServiceField::OnePacket,
+                ));
+            }
+            if matches!(
+                attrs.proxy_protocol,
+                ProxyProtocol::V1 | ProxyProtocol::V1Insecure
+            ) && protocol == Protocol::Udp
+            {
+                return Err((
+                    invalid("Proxy Protocol v1 is text for TCP only: UDP services take v2"),
+                    ServiceField::ProxyProtocol,
+                ));
+            }
+            if attrs.toa && protocol != Protocol::Tcp {
+                return Err((
+                    invalid("TOA (TCP option 254) is only for TCP virtual services"),
+                    ServiceField::Toa,
                 ));
             }
         }

@@ -710,6 +710,14 @@ pub struct Service {
     /// Clients that may not (DPVS's blacklist, `-U`); wins over `allow`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<ClientPrefix>,
+    /// Proxy Protocol header sent to the real servers of full-NAT TCP/UDP services
+    /// (`--proxy-protocol`, DPVS's ipvsadm).
+    #[serde(default, skip_serializing_if = "ProxyProtocol::is_disabled")]
+    pub proxy_protocol: ProxyProtocol,
+    /// TCP option 254 (TOA: client port and address) on the first segments toward the real
+    /// server (`--toa`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub toa: bool,
     #[serde(default)]
     pub reals: Vec<Real>,
     #[serde(default)]
@@ -869,6 +877,61 @@ fn default_scheduler() -> Scheduler {
     DEFAULT_SCHEDULER
 }
 
+/// Which Proxy Protocol header (if any) a full-NAT service puts in front of its clients' data
+/// toward the real servers. `*-insecure` passes on a header the client already sent (a proxy in
+/// front); otherwise a client-sent header is refused (the segment dropped and counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyProtocol {
+    #[default]
+    Disable,
+    V1,
+    V2,
+    V1Insecure,
+    V2Insecure,
+}
+
+impl ProxyProtocol {
+    pub const NAMES: &'static str = "v1, v2, v1-insecure, v2-insecure, disable";
+    pub fn is_disabled(&self) -> bool {
+        *self == ProxyProtocol::Disable
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProxyProtocol::Disable => "disable",
+            ProxyProtocol::V1 => "v1",
+            ProxyProtocol::V2 => "v2",
+            ProxyProtocol::V1Insecure => "v1-insecure",
+            ProxyProtocol::V2Insecure => "v2-insecure",
+        }
+    }
+}
+
+impl fmt::Display for ProxyProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ProxyProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "disable" | "none" => ProxyProtocol::Disable,
+            "v1" => ProxyProtocol::V1,
+            "v2" => ProxyProtocol::V2,
+            "v1-insecure" => ProxyProtocol::V1Insecure,
+            "v2-insecure" => ProxyProtocol::V2Insecure,
+            _ => {
+                return Err(format!(
+                    "'{s}' is not a Proxy Protocol setting ({})",
+                    ProxyProtocol::NAMES
+                ))
+            }
+        })
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -883,6 +946,8 @@ impl Service {
             one_packet: false,
             expire_on_removal: false,
             conn_rate: None,
+            proxy_protocol: ProxyProtocol::Disable,
+            toa: false,
             reals: Vec::new(),
             local_addresses: Vec::new(),
             allow: Vec::new(),

@@ -11,7 +11,9 @@
 #                       http :80, :443 and :8443 (a page naming the server; 443 is plain http,
 #                       the https port of the LVS tutorials; /1m.bin: the same 1 MB of random
 #                       bytes, $state/1m.bin, on every server), TCP echo :9000 (echo.py),
-#                       UDP echo :9001
+#                       UDP echo :9001; with nginx also http :8081 expecting a Proxy
+#                       Protocol header (v1 or v2), logging the address it names to
+#                       $state/ppI.log
 #
 # With LAB_RS_MODE the real servers are set up as the LVS tutorials set them up per method:
 #   fnat (default)  as above: only the local addresses route via fnatd
@@ -118,6 +120,9 @@ http {
   keepalive_requests 1000000;
   client_body_temp_path $st/nginx$i.tmp;
   server { listen 80 reuseport; listen 443; listen 8443; root $www; }
+  # Proxy Protocol (v1 and v2 both): the client address fnatd sends, logged per request.
+  log_format pp '\$proxy_protocol_addr \$proxy_protocol_port \$remote_addr \$request';
+  server { listen 8081 proxy_protocol; root $www; access_log $st/pp$i.log pp; }
 }
 CONF
     bg "$p" "s$i" "nginx$i" nginx -c "$st/nginx$i.conf"

@@ -140,6 +140,11 @@ pub struct ServiceSection {
     pub deny: Vec<String>,
     /// New connections per second per client prefix, `RATE[:BURST][/LEN]`, e.g. "100:200/24".
     pub conn_rate: Option<String>,
+    /// Proxy Protocol header toward full-NAT real servers: "v1", "v2", "v1-insecure",
+    /// "v2-insecure" or "disable" (default).
+    pub proxy_protocol: Option<String>,
+    /// TCP option 254 (client port and address, DPVS's TOA) toward full-NAT real servers.
+    pub toa: Option<bool>,
     #[serde(default)]
     pub local_addresses: Vec<String>,
     #[serde(default, rename = "real")]

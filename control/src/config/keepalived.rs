@@ -292,6 +292,12 @@ fn service(
     service.sched_flags =
         SchedFlags::parse_list(&vs.flags.join(",")).map_err(|e| located(&vs.at, "lvs_sched", e))?;
     service.one_packet = vs.ops;
+    if let Some(pp) = &vs.proxy_protocol {
+        service.proxy_protocol = pp
+            .parse()
+            .map_err(|e: String| located(&vs.at, "proxy_protocol", e))?;
+    }
+    service.toa = vs.toa;
     if let Some(timeout) = vs.persistence_timeout {
         let netmask = match &vs.persistence_granularity {
             Some(mask) => mask.parse().map_err(|_| {
@@ -507,6 +513,23 @@ mod roundtrip {
                                 ..
                             }
                         );
+                    // TCP services: Proxy Protocol and TOA ride on the same bit.
+                    if ops
+                        && matches!(
+                            addr,
+                            ServiceAddr::Inet {
+                                protocol: Protocol::Tcp,
+                                ..
+                            }
+                        )
+                    {
+                        s.proxy_protocol = if flags % 2 == 0 {
+                            fnat_proto::model::ProxyProtocol::V2
+                        } else {
+                            fnat_proto::model::ProxyProtocol::V1Insecure
+                        };
+                        s.toa = flags % 3 == 0;
+                    }
                     let mut seen = std::collections::HashSet::new();
                     s.reals = reals.into_iter().filter(|r| seen.insert(r.key())).collect();
                     let mut seen = std::collections::HashSet::new();

@@ -670,3 +670,48 @@ fn client_lists_and_conn_rate_parse_compile_and_their_mistakes_are_named() {
         assert!(e.to_string().contains("test.toml"), "{e}");
     }
 }
+
+#[test]
+fn client_address_options_parse_and_their_mistakes_are_named() {
+    let with = |extra: &str| {
+        SERVICES.replacen(
+            "persistent = true\n",
+            &format!("persistent = true\n{extra}\n"),
+            1,
+        )
+    };
+    let c = parse(&with("proxy_protocol = \"v2-insecure\"")).unwrap();
+    let ca = c.rules.services[1].options.client_address;
+    assert_eq!(
+        (ca.proxy_version, ca.proxy_insecure, ca.toa),
+        (2, true, false)
+    );
+    assert_eq!(
+        c.rules.services[0].options.client_address,
+        Default::default()
+    );
+    let tcp = SERVICES.replacen(
+        "expire_on_removal = true\n",
+        "expire_on_removal = true\nproxy_protocol = \"v1\"\ntoa = true\n",
+        1,
+    );
+    let ca = parse(&tcp).unwrap().rules.services[0]
+        .options
+        .client_address;
+    assert_eq!(
+        (ca.proxy_version, ca.proxy_insecure, ca.toa),
+        (1, false, true)
+    );
+
+    let e = err(&with("proxy_protocol = \"v3\""));
+    assert_eq!(e.key, "service[1].proxy_protocol", "{e}");
+    assert!(
+        e.reason
+            .contains("v1, v2, v1-insecure, v2-insecure, disable"),
+        "{e}"
+    );
+    let e = err(&with("proxy_protocol = \"v1\""));
+    assert_eq!(e.key, "service[1].proxy_protocol", "UDP takes v2 only: {e}");
+    let e = err(&with("toa = true"));
+    assert_eq!(e.key, "service[1].toa", "TOA is TCP only: {e}");
+}

@@ -395,6 +395,8 @@ fn key_of(file: &ConfigFile, place: Place) -> String {
                 ServiceField::Addr => "vip",
                 ServiceField::Port | ServiceField::Mark => "port",
                 ServiceField::OnePacket => "protocol",
+                ServiceField::Toa => "toa",
+                ServiceField::ProxyProtocol => "proxy_protocol",
                 ServiceField::PersistenceTimeout => "persistence_timeout",
                 ServiceField::PersistenceNetmask => "persistence_netmask",
                 ServiceField::Acl(list) => list.name(),
@@ -671,6 +673,12 @@ fn services(
                     .map_err(|e: String| invalid(key("conn_rate"), e))?,
             );
         }
+        if let Some(pp) = &s.proxy_protocol {
+            service.proxy_protocol = pp
+                .parse()
+                .map_err(|e: String| invalid(key("proxy_protocol"), e))?;
+        }
+        service.toa = s.toa.unwrap_or(false);
         service.reals = reals;
         service.local_addresses = local_addresses;
         if let Some(spec) = super::health::from_toml(i, s, &service)? {

@@ -11,8 +11,8 @@ use fnat_engine::rules::{
     Service as EngineService, SnatRule, Thresholds, Timeouts, Tunnel, TunnelKind,
 };
 use fnat_proto::model::{
-    ForwardMethod, Mark, MatchProto, PortName, Protocol, Real, RuleSet, Scheduler, Service,
-    ServiceAddr, SnatMatch, TunnelType,
+    ForwardMethod, Mark, MatchProto, PortName, Protocol, ProxyProtocol, Real, RuleSet, Scheduler,
+    Service, ServiceAddr, SnatMatch, TunnelType,
 };
 use fnat_proto::msg::{ErrorBody, ErrorKind};
 
@@ -273,6 +273,18 @@ pub fn compile_service(
         burst: r.burst,
         prefix_len: r.prefix_len,
     });
+    service.options.client_address = fnat_engine::rules::ClientAddress {
+        proxy_version: match s.proxy_protocol {
+            ProxyProtocol::Disable => 0,
+            ProxyProtocol::V1 | ProxyProtocol::V1Insecure => 1,
+            ProxyProtocol::V2 | ProxyProtocol::V2Insecure => 2,
+        },
+        proxy_insecure: matches!(
+            s.proxy_protocol,
+            ProxyProtocol::V1Insecure | ProxyProtocol::V2Insecure
+        ),
+        toa: s.toa,
+    };
     Ok(service)
 }
 

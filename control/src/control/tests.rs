@@ -190,6 +190,8 @@ fn ids_are_stable_across_edits() {
             one_packet: false,
             expire_on_removal: false,
             conn_rate: None,
+            proxy_protocol: Default::default(),
+            toa: false,
         },
     });
     Response::decode::<Applied>(&ask(&cfg, &sched)).unwrap();

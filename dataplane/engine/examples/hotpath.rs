@@ -26,6 +26,9 @@
 //!
 //! `ACL=N` adds a deny list of N prefixes and an allow list (client admission, issue 17);
 //! `RATE=R` a per-/24 new-connection cap of R per second.
+//! `CLIENT_ADDR=pp1|pp2|toa|pp2toa` gives the service Proxy Protocol and/or TOA: `est` ACKs
+//! then take the full pipeline (sequence state), and with TOA each carries the option (still
+//! pending: no data yet); `new` SYNs set up the sequence state.
 //!
 //! `METHOD=nat|dr|tun|gue|gre` (default `fnat`) forwards by that method instead of full NAT
 //! (frames sit in a buffer with an mbuf's 128 bytes of headroom, for TUN's outer header).
@@ -144,10 +147,12 @@ fn frame(k: u64, syn: bool) -> [u8; FRAME_LEN] {
 /// Headroom in front of each frame, as a DPDK mbuf's (`RTE_PKTMBUF_HEADROOM`): where TUN's
 /// outer header goes.
 const HEADROOM: usize = 128;
+/// Room after each frame, for a Proxy Protocol header or TOA option (`CLIENT_ADDR`).
+const TAILROOM: usize = 128;
 
 /// A frame in a fixed buffer with headroom, as an mbuf holds it.
 struct Buf {
-    mem: [u8; HEADROOM + FRAME_LEN],
+    mem: [u8; HEADROOM + FRAME_LEN + TAILROOM],
     start: usize,
     len: usize,
 }
@@ -155,7 +160,7 @@ struct Buf {
 impl Buf {
     fn new() -> Buf {
         Buf {
-            mem: [0; HEADROOM + FRAME_LEN],
+            mem: [0; HEADROOM + FRAME_LEN + TAILROOM],
             start: HEADROOM,
             len: FRAME_LEN,
         }
@@ -165,7 +170,7 @@ impl Buf {
     fn load(&mut self, f: &[u8; FRAME_LEN]) {
         self.start = HEADROOM;
         self.len = FRAME_LEN;
-        self.mem[HEADROOM..].copy_from_slice(f);
+        self.mem[HEADROOM..HEADROOM + FRAME_LEN].copy_from_slice(f);
     }
 }
 
@@ -340,6 +345,18 @@ fn main() {
             prefix_len: 24,
         });
     }
+    // CLIENT_ADDR=pp1|pp2|toa|pp2toa: the service sends the client's address
+    // (docs/client-address.md).
+    let ca = std::env::var("CLIENT_ADDR").unwrap_or_default();
+    r.services[0].options.client_address = fnat_engine::rules::ClientAddress {
+        proxy_version: match ca.as_str() {
+            "pp1" => 1,
+            "pp2" | "pp2toa" => 2,
+            _ => 0,
+        },
+        proxy_insecure: false,
+        toa: ca.contains("toa"),
+    };
     let workers = if mode == "steer" { 2 } else { 1 };
     let mut w = Worker::new(0, workers, Arc::new(r));
     let frames: Vec<[u8; FRAME_LEN]> = if mode == "steer" {

@@ -217,6 +217,32 @@ pub struct ServiceOptions {
     pub acl: Option<Arc<crate::acl::ClientAcl>>,
     /// A cap on new connections per second per client prefix.
     pub conn_rate: Option<crate::acl::ConnRateLimit>,
+    /// What the real servers of a full-NAT service learn of the client (Proxy Protocol,
+    /// TOA); nothing by default.
+    pub client_address: ClientAddress,
+}
+
+/// How a full-NAT service tells its real servers the client's address and port
+/// (docs/client-address.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ClientAddress {
+    /// Proxy Protocol version put in front of the client's data: 1 (text, TCP only) or 2
+    /// (binary; UDP always gets 2); 0: none.
+    pub proxy_version: u8,
+    /// Pass on a Proxy Protocol header the client sent itself (a proxy in front) instead of
+    /// refusing it (`proxy_header_from_client`).
+    pub proxy_insecure: bool,
+    /// TCP option 254 (port and IPv4 address, DPVS's TOA) on the handshake-completing ACK and
+    /// the first data segment.
+    pub toa: bool,
+}
+
+impl ClientAddress {
+    /// True when sessions of the service need per-session sequence state.
+    #[inline]
+    pub fn any(&self) -> bool {
+        self.proxy_version != 0 || self.toa
+    }
 }
 
 /// The packets an SNAT service takes: protocol, inside sources, outside destinations (both

@@ -128,6 +128,15 @@ pub struct WorkerStats {
     pub sessions_created: u64,
     /// Frames of established flows forwarded by the fast path (a share of `transmitted`).
     pub fast_path: u64,
+    /// Proxy Protocol headers put in front of a client's first data (retransmissions too).
+    pub proxy_headers: u64,
+    /// First segments that gave up their last bytes to make room for the header (the
+    /// client sends them again).
+    pub proxy_split: u64,
+    /// TOA options added toward real servers.
+    pub toa_added: u64,
+    /// Segments that went without TOA: no room left in the TCP options.
+    pub toa_no_room: u64,
     /// Sessions ended (timed out, or their service was removed).
     pub sessions_ended: u64,
     /// Persistence templates live (as of the last housekeeping).
@@ -168,6 +177,10 @@ impl Default for WorkerStats {
             sessions: 0,
             sessions_created: 0,
             fast_path: 0,
+            proxy_headers: 0,
+            proxy_split: 0,
+            toa_added: 0,
+            toa_no_room: 0,
             sessions_ended: 0,
             templates: 0,
             templates_full: 0,
@@ -235,6 +248,10 @@ impl WorkerStats {
         self.sessions += other.sessions;
         self.sessions_created += other.sessions_created;
         self.fast_path += other.fast_path;
+        self.proxy_headers += other.proxy_headers;
+        self.proxy_split += other.proxy_split;
+        self.toa_added += other.toa_added;
+        self.toa_no_room += other.toa_no_room;
         self.sessions_ended += other.sessions_ended;
         self.templates += other.templates;
         self.templates_full += other.templates_full;

@@ -120,4 +120,12 @@ drop_reasons! {
     ClientNotAllowed = "client_not_allowed",
     /// A new connection over the service's cap of new connections per second for the client's prefix.
     ClientRateLimited = "client_rate_limited",
+    /// A client of a Proxy Protocol service (not `*-insecure`) sent a Proxy Protocol header
+    /// itself: it is not trusted.
+    ProxyFromClient = "proxy_header_from_client",
+    /// Client data past the first byte of a Proxy Protocol connection before its first data
+    /// segment came (lost or reordered): dropped until the header has gone.
+    ProxyPending = "proxy_pending",
+    /// No tailroom in the buffer for a Proxy Protocol header or TOA option.
+    NoTailroom = "no_tailroom",
 }

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use crate::edit::{Change, ServiceAttrs};
 use crate::model::{
     AclList, ClientPrefix, ConnRate, ForwardMethod, LocalAddress, Mark, Persistence, Protocol,
-    Real, SchedFlags, Scheduler, Service, ServiceAddr, TunnelOptions, TunnelType,
+    ProxyProtocol, Real, SchedFlags, Scheduler, Service, ServiceAddr, TunnelOptions, TunnelType,
     DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
 };
 
@@ -49,6 +49,10 @@ pub struct ServiceEdit {
     /// `--conn-rate RATE[:BURST][/LEN]` (fnat) sets the cap, `--conn-rate 0` removes it;
     /// absent, the service keeps its own.
     pub conn_rate: Option<Option<ConnRate>>,
+    /// `--proxy-protocol`: sets it; absent, the service keeps its own.
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// `--toa`: sets it; absent, the service keeps its own.
+    pub toa: bool,
 }
 
 impl ServiceEdit {
@@ -71,6 +75,12 @@ impl ServiceEdit {
         }
         if let Some(r) = self.conn_rate {
             attrs.conn_rate = r;
+        }
+        if let Some(pp) = self.proxy_protocol {
+            attrs.proxy_protocol = pp;
+        }
+        if self.toa {
+            attrs.toa = true;
         }
         attrs
     }
@@ -254,6 +264,8 @@ enum Opt {
     Timeout,
     Ops,
     ExpireOnRemoval,
+    ProxyProtocol,
+    Toa,
     Laddr,
     Ifname,
     Daemon,
@@ -305,6 +317,8 @@ impl Opt {
             Opt::Timeout => "timeout",
             Opt::Ops => "ops",
             Opt::ExpireOnRemoval => "expire-on-removal",
+            Opt::ProxyProtocol => "proxy-protocol",
+            Opt::Toa => "toa",
             Opt::Laddr => "laddr",
             Opt::Ifname => "ifname",
             Opt::Daemon => "daemon",
@@ -450,6 +464,8 @@ fn long(name: &str) -> Option<(Item, Value)> {
         "timeout" => (O(Opt::Timeout), Value::None),
         "ops" => (O(Opt::Ops), Value::None),
         "expire-on-removal" => (O(Opt::ExpireOnRemoval), Value::None),
+        "proxy-protocol" => (O(Opt::ProxyProtocol), Value::Required),
+        "toa" => (O(Opt::Toa), Value::None),
         "laddr" => (O(Opt::Laddr), Value::Required),
         "ifname" => (O(Opt::Ifname), Value::Required),
         "daemon" => (O(Opt::Daemon), Value::None),
@@ -832,6 +848,8 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
             Ops,
             ExpireOnRemoval,
             ConnRate,
+            ProxyProtocol,
+            Toa,
             Ipv6,
         ],
         Cmd::Del => &[Tcp, Udp, Fwmark, Match, Ipv6],
@@ -1045,6 +1063,13 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                 (Cmd::Add, None) => Some(DEFAULT_SCHEDULER),
                 _ => None,
             };
+            let proxy_protocol = match given.value(Opt::ProxyProtocol) {
+                Some(v) => Some(v.parse::<ProxyProtocol>().map_err(|e| ArgError {
+                    message: e,
+                    exit_code: 255,
+                })?),
+                None => None,
+            };
             let sched_flags = match given.value(Opt::SchedFlags) {
                 Some(list) => Some(parse_sched_flags(list, flags_for)?),
                 None => None,
@@ -1106,6 +1131,8 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                 service.one_packet = given.has(Opt::Ops);
                 service.expire_on_removal = given.has(Opt::ExpireOnRemoval);
                 service.conn_rate = conn_rate.flatten();
+                service.proxy_protocol = proxy_protocol.unwrap_or_default();
+                service.toa = given.has(Opt::Toa);
                 IpvsCommand::Change(Change::ServiceAdd { service })
             } else {
                 IpvsCommand::EditService(ServiceEdit {
@@ -1116,6 +1143,8 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                     one_packet: given.has(Opt::Ops),
                     expire_on_removal: given.has(Opt::ExpireOnRemoval),
                     conn_rate,
+                    proxy_protocol,
+                    toa: given.has(Opt::Toa),
                 })
             }
         }

@@ -290,6 +290,12 @@ fn service_line(
         if s.one_packet {
             out.push_str(" ops");
         }
+        if !s.proxy_protocol.is_disabled() {
+            let _ = write!(out, " proxy-protocol {}", s.proxy_protocol);
+        }
+        if s.toa {
+            out.push_str(" toa");
+        }
     }
     out.push('\n');
 }
@@ -556,6 +562,12 @@ pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
         }
         if let Some(r) = s.conn_rate {
             let _ = write!(out, " --conn-rate {r}");
+        }
+        if !s.proxy_protocol.is_disabled() {
+            let _ = write!(out, " --proxy-protocol {}", s.proxy_protocol);
+        }
+        if s.toa {
+            out.push_str(" --toa");
         }
         if !s.sched_flags.is_empty() {
             let _ = write!(out, " -b {}", s.sched_flags.render(s.scheduler));
@@ -966,6 +978,48 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
         assert!(
             saved.contains("-a -f 3 -r rs1.test:http -b -w 1\n"),
             "{saved}"
+        );
+    }
+
+    /// `--proxy-protocol` and `--toa` are written by `-S` so that `-R` restores them.
+    #[test]
+    fn save_writes_client_address_options_that_parse_back() {
+        let args = |line: &str| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let cmd = crate::ipvsadm::args::parse(&args(
+            "-A -t 198.18.0.100:80 -s rr --proxy-protocol v2-insecure --toa",
+        ))
+        .unwrap();
+        let crate::ipvsadm::args::IpvsCommand::Change(crate::edit::Change::ServiceAdd { service }) =
+            cmd
+        else {
+            panic!("not an add: {cmd:?}")
+        };
+        assert_eq!(
+            service.proxy_protocol,
+            crate::model::ProxyProtocol::V2Insecure
+        );
+        assert!(service.toa);
+        let rules = RuleSet {
+            services: vec![service.clone()],
+            ..RuleSet::default()
+        };
+        let saved = save(&rules, &numeric(), &Numeric);
+        assert_eq!(
+            saved,
+            "-A -t 198.18.0.100:80 -s rr --proxy-protocol v2-insecure --toa\n"
+        );
+        let again = crate::ipvsadm::args::parse(&args(saved.trim())).unwrap();
+        assert_eq!(
+            again,
+            crate::ipvsadm::args::IpvsCommand::Change(crate::edit::Change::ServiceAdd { service })
+        );
+        assert!(
+            crate::ipvsadm::args::parse(&args("-A -t 198.18.0.100:80 --proxy-protocol v3"))
+                .is_err()
         );
     }
 

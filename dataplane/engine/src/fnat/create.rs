@@ -155,6 +155,22 @@ impl FullNat {
                 });
             }
         };
+        // Proxy Protocol / TOA: full-NAT sessions only (an SNAT session has no real server to
+        // tell); every new session resets its slot's sequence state.
+        let ca = self
+            .slot_info
+            .get(usize::from(svc_slot))
+            .map(|i| i.client_address)
+            .unwrap_or_default();
+        let adj = if real.method == Method::FullNat && !snat && ca.any() {
+            self.adjusting = true;
+            super::client_addr::SeqAdjust::for_service(ca, is_tcp)
+        } else {
+            super::client_addr::SeqAdjust::default()
+        };
+        if let Some(a) = self.adjust.get_mut(id as usize) {
+            *a = adj;
+        }
         if real.method == Method::FullNat {
             if let Some(l) = stats.local_addrs.get_mut(lip_slot) {
                 l.ports_in_use += 1;

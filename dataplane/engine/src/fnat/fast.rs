@@ -81,6 +81,15 @@ impl FullNat {
         if !matches!(self.wheel.deadline(id), Some(d) if d > now) {
             return None;
         }
+        // Sessions with sequence state (Proxy Protocol, TOA) are taken here once nothing can
+        // refuse their packets (no header or TOA still to decide on): `client_address` below
+        // then only shifts numbers (or repeats the header on a retransmitted first segment).
+        let adjust = self.adjusting
+            && match self.adjust.get(id as usize) {
+                Some(a) if a.flags & super::client_addr::ADJ_UNSETTLED != 0 => return None,
+                Some(a) => a.flags != 0,
+                None => false,
+            };
         let s = self.table.get(id)?;
         let timeout_secs = match s.state {
             ConnState::Established => self.timeouts.tcp_established,
@@ -107,6 +116,11 @@ impl FullNat {
         let verdict = match method {
             Method::FullNat | Method::Nat => {
                 translate(frame, pkt, &to).ok()?;
+                if adjust && method == Method::FullNat {
+                    // Settled state: nothing in it refuses a parsed packet that leaves now.
+                    let settled = self.client_address(id, dir, frame, pkt, true);
+                    debug_assert!(settled.is_ok(), "{settled:?}");
+                }
                 EthernetHeader::new_checked_mut(frame)
                     .ok()?
                     .set_macs(hop.src_mac, dst_mac);

@@ -61,6 +61,10 @@ impl FullNat {
                     self.neigh.next_hop_mac(&hop, now)?
                 };
                 translate(frame, pkt, &to)?;
+                if method == Method::FullNat && self.adjusting {
+                    // On error the packet is dropped; the translation above is then moot.
+                    self.client_address(id, dir, frame, pkt, dst_mac.is_some())?;
+                }
                 match dst_mac {
                     Some(mac) => {
                         ether::set_macs(frame, hop.src_mac, mac);

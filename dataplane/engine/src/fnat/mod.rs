@@ -17,6 +17,7 @@
 //! no allocation, takes no lock and makes no system call.
 
 mod classify;
+pub mod client_addr;
 mod create;
 pub mod egress;
 mod encap;
@@ -148,6 +149,8 @@ struct ServiceEntry {
 struct SlotInfo {
     persist_mask: Option<u32>,
     expire_on_removal: bool,
+    /// Proxy Protocol / TOA of the service's full-NAT sessions.
+    client_address: crate::rules::ClientAddress,
 }
 
 #[inline]
@@ -248,6 +251,14 @@ pub struct FullNat {
     encap: Option<encap::Encap>,
     /// IPv4 identification of the outer headers this worker writes.
     ip_id: u16,
+    /// By session id: the sequence state of sessions whose service sends the client's
+    /// address (Proxy Protocol, TOA); all zero for the others (`client_addr.rs`).
+    adjust: Vec<client_addr::SeqAdjust>,
+    /// Some session has had sequence state: the established-flow stage checks `adjust`
+    /// (sticky, so that workers without such services never read it).
+    adjusting: bool,
+    /// What `forward` left for `process` to add to the frame (header, TOA option).
+    insert: Option<client_addr::Insert>,
 }
 
 /// The worker that owns NAT sessions of client address `client`, for `workers` workers: both
@@ -314,7 +325,11 @@ impl FullNat {
             nat_replies: false,
             encap: None,
             ip_id: id.wrapping_mul(0x1000),
+            adjust: Vec::new(),
+            adjusting: false,
+            insert: None,
         };
+        f.adjust = vec![client_addr::SeqAdjust::default(); f.table.capacity()];
         f.update(rules, stats);
         f
     }
@@ -515,6 +530,9 @@ impl FullNat {
             Err(reason) => return Verdict::Drop(*reason),
         };
         let verdict = self.process_bytes(rx_port, frame.data_mut(), pkt, hint, now_ns, stats);
+        if let Some(ins) = self.insert.take() {
+            return self.grow(frame, pkt, ins, verdict, stats);
+        }
         match self.encap.take() {
             None => verdict,
             Some(e) => self.encapsulate(frame, pkt, e, now_ns, stats),

@@ -699,6 +699,7 @@ impl FullNat {
         self.slot_info[slot] = SlotInfo {
             persist_mask: persist.map(|p| p.mask),
             expire_on_removal: svc.options.expire_on_removal,
+            client_address: svc.options.client_address,
         };
         entry.id = svc.id;
         entry.slot = slot as u16;
@@ -909,6 +910,7 @@ mod tests {
                     self.slot_info[slot] = SlotInfo {
                         persist_mask: persist.map(|p| p.mask),
                         expire_on_removal: svc.options.expire_on_removal,
+                        client_address: svc.options.client_address,
                     };
                     services.push(ServiceEntry {
                         id: svc.id,

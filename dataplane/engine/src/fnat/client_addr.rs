@@ -1,0 +1,559 @@
+//! The client's address to the real servers of full-NAT services: Proxy Protocol v1/v2 and
+//! TOA (TCP option 254), and the per-session sequence offset they need.
+//!
+//! Not a second rewrite: `forward` and the established-flow stage (once the session's state
+//! is settled, see [`ADJ_UNSETTLED`]) call [`FullNat::client_address`] right after
+//! [`crate::packet::translate`] on full-NAT sessions of services that ask for it. Changes in place (sequence and
+//! acknowledgement numbers, SACK blocks, a client's own option 254 turned into NOPs) update
+//! the TCP checksum incrementally through `checksum::update16/update32`; what grows the frame
+//! (the header in front of the client's first data, the TOA option) is noted in
+//! [`FullNat::insert`] and applied by `process`, which holds the frame and so its tailroom
+//! ([`FullNat::grow`]).
+//!
+//! The sequence offset ([`SeqAdjust`]) is general: `in_delta` bytes fnatd put in front of the
+//! client's stream (client→RS seq += in_delta; RS→client ack and SACK blocks −= in_delta),
+//! and `out_delta` for the real server's stream (RS→client seq += out_delta; client→RS ack
+//! and SACK blocks −= out_delta), which a SYN proxy reconciling its cookie's ISN with the real
+//! server's will set; Proxy Protocol leaves it 0.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use super::encap::PORT_MTU;
+use super::*;
+use crate::packet::checksum::{self, update16, update32};
+use crate::packet::ipv4::{IPPROTO_TCP, IPPROTO_UDP};
+use crate::packet::l4::{TcpFlags, Transport};
+use crate::session::Direction;
+
+/// The service sends a Proxy Protocol header that has not gone yet.
+pub(crate) const ADJ_PP: u8 = 1;
+/// The header went in front of the client's first data: its stream is shifted.
+pub(crate) const ADJ_PP_SENT: u8 = 2;
+/// The service asks for TOA: a client's own option 254 is removed.
+pub(crate) const ADJ_TOA: u8 = 4;
+/// TOA still to go (on the handshake-completing ACK and the first data segment).
+pub(crate) const ADJ_TOA_PENDING: u8 = 8;
+/// Proxy Protocol version 2 (else 1).
+pub(crate) const ADJ_PP_V2: u8 = 16;
+/// `*-insecure`: a header the client sent itself is passed on.
+pub(crate) const ADJ_INSECURE: u8 = 32;
+/// `first_seq` was learnt from the client's SYN.
+pub(crate) const ADJ_SEQ_KNOWN: u8 = 64;
+/// Something is still to be decided (a header to send or refuse, TOA to add): the
+/// established-flow stage leaves such sessions to `forward`. Without these bits,
+/// [`FullNat::client_address`] cannot fail on a parsed packet that leaves now.
+pub(crate) const ADJ_UNSETTLED: u8 = ADJ_PP | ADJ_TOA_PENDING;
+
+/// TCP option kind of TOA (DPVS's, read by `toa.ko`): kind, length 8, port, IPv4 address.
+pub const TOA_KIND: u8 = 254;
+pub const TOA_LEN: usize = 8;
+/// The Proxy Protocol v2 signature.
+pub const PP2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+/// The longest v1 header (RFC: 107 bytes with CRLF).
+pub const PP1_MAX: usize = 107;
+
+/// Per-session sequence state of a full-NAT session whose service tells the real server the
+/// client's address; 16 bytes beside the 64-byte session (in `FullNat::adjust`, by session
+/// id), read only for such sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeqAdjust {
+    /// The client's first data sequence number (its ISN + 1).
+    pub first_seq: u32,
+    /// Bytes fnatd put in front of the client's stream.
+    pub in_delta: u32,
+    /// Bytes the real server's stream is shifted by toward the client (SYN proxy; 0 here).
+    pub out_delta: u32,
+    /// `ADJ_*` bits.
+    pub flags: u8,
+}
+
+impl SeqAdjust {
+    /// The state a new session of a service with `ca` starts with.
+    pub fn for_service(ca: crate::rules::ClientAddress, tcp: bool) -> SeqAdjust {
+        let mut flags = 0;
+        if ca.proxy_version != 0 {
+            flags |= ADJ_PP;
+            if ca.proxy_version == 2 || !tcp {
+                flags |= ADJ_PP_V2;
+            }
+            if ca.proxy_insecure {
+                flags |= ADJ_INSECURE;
+            }
+        }
+        if ca.toa && tcp {
+            flags |= ADJ_TOA | ADJ_TOA_PENDING;
+        }
+        SeqAdjust {
+            flags,
+            ..SeqAdjust::default()
+        }
+    }
+}
+
+/// A header to put in front of the payload, built from the session.
+#[derive(Clone, Copy)]
+pub(crate) struct ProxyHeader {
+    buf: [u8; PP1_MAX + 1],
+    len: u8,
+}
+
+impl ProxyHeader {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// The header for a connection of `proto` from `client` to `vip` (ports in host order).
+    pub(crate) fn build(v2: bool, proto: u8, client: (u32, u16), vip: (u32, u16)) -> Self {
+        let mut h = ProxyHeader {
+            buf: [0; PP1_MAX + 1],
+            len: 0,
+        };
+        if v2 {
+            let b = &mut h.buf;
+            b[..12].copy_from_slice(&PP2_SIGNATURE);
+            b[12] = 0x21; // version 2, PROXY
+            b[13] = if proto == IPPROTO_UDP { 0x12 } else { 0x11 }; // AF_INET, DGRAM/STREAM
+            b[14..16].copy_from_slice(&12u16.to_be_bytes());
+            b[16..20].copy_from_slice(&client.0.to_be_bytes());
+            b[20..24].copy_from_slice(&vip.0.to_be_bytes());
+            b[24..26].copy_from_slice(&client.1.to_be_bytes());
+            b[26..28].copy_from_slice(&vip.1.to_be_bytes());
+            h.len = 28;
+        } else {
+            let mut w = Cursor {
+                buf: &mut h.buf,
+                len: 0,
+            };
+            let _ = write!(
+                w,
+                "PROXY TCP4 {} {} {} {}\r\n",
+                Ipv4Addr::from(client.0),
+                Ipv4Addr::from(vip.0),
+                client.1,
+                vip.1
+            );
+            h.len = w.len as u8;
+        }
+        h
+    }
+}
+
+/// `fmt::Write` into a fixed buffer (no allocation on the packet path).
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl std::fmt::Write for Cursor<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// What `process` adds to the frame once `forward` is done with it.
+#[derive(Clone, Copy)]
+pub(crate) struct Insert {
+    /// The TOA option to append to the TCP options.
+    pub toa: Option<[u8; TOA_LEN]>,
+    /// The Proxy Protocol header to put in front of the payload.
+    pub pp: Option<ProxyHeader>,
+}
+
+/// True when `payload` starts like a Proxy Protocol header (v1 or v2).
+fn looks_like_proxy(payload: &[u8]) -> bool {
+    payload.starts_with(b"PROXY ") || payload.starts_with(&PP2_SIGNATURE)
+}
+
+#[inline]
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Maps an acknowledgement (or SACK edge) of the shifted stream back to the sender's
+/// numbering: bytes before `first + delta` that fnatd added are not the sender's.
+#[inline]
+fn unshift(v: u32, first: u32, delta: u32) -> u32 {
+    let off = v.wrapping_sub(first);
+    if (off as i32) < 0 {
+        v
+    } else if off < delta {
+        first
+    } else {
+        v.wrapping_sub(delta)
+    }
+}
+
+impl FullNat {
+    /// Sequence state, Proxy Protocol and TOA of full-NAT session `id` for a packet going
+    /// `dir`, already translated in `frame`. `can_grow`: the frame leaves now (not held for
+    /// ARP), so something may be inserted into it. Errors leave the session as it was.
+    pub(super) fn client_address(
+        &mut self,
+        id: SessionId,
+        dir: Direction,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        can_grow: bool,
+    ) -> Result<(), DropReason> {
+        let Some(&adj) = self.adjust.get(id as usize) else {
+            return Ok(());
+        };
+        if adj.flags == 0 {
+            return Ok(());
+        }
+        let s = *self.table.get(id).ok_or(DropReason::NoSession)?;
+        let (l4, end) = (pkt.ip.l4(), pkt.ip.end());
+        let mut new = adj;
+        match pkt.transport {
+            Transport::Udp(_) => {
+                if dir != Direction::Input || adj.flags & ADJ_PP == 0 {
+                    return Ok(());
+                }
+                let payload = frame.get(l4 + 8..end).ok_or(DropReason::Truncated)?;
+                new.flags &= !ADJ_PP;
+                if looks_like_proxy(payload) {
+                    if adj.flags & ADJ_INSECURE == 0 {
+                        return Err(DropReason::ProxyFromClient);
+                    }
+                } else {
+                    if !can_grow {
+                        return Err(DropReason::NoNeighbour);
+                    }
+                    self.insert = Some(Insert {
+                        toa: None,
+                        pp: Some(ProxyHeader::build(
+                            true,
+                            IPPROTO_UDP,
+                            (s.client_ip, s.client_port),
+                            (s.vip, s.vport),
+                        )),
+                    });
+                }
+                self.adjust[id as usize] = new;
+                Ok(())
+            }
+            Transport::Tcp(t) => {
+                let hl = usize::from(t.header_len);
+                let f: TcpFlags = t.flags;
+                let seg = frame.get_mut(l4..end).ok_or(DropReason::Truncated)?;
+                if seg.len() < hl || hl < 20 {
+                    return Err(DropReason::Truncated);
+                }
+                let payload_len = seg.len() - hl;
+                let seq = be32(seg, 4).ok_or(DropReason::Truncated)?;
+                let ack = be32(seg, 8).ok_or(DropReason::Truncated)?;
+                let mut check = u16::from_be_bytes([seg[16], seg[17]]);
+                let mut new_seq = seq;
+                let mut new_ack = ack;
+                let mut insert = Insert {
+                    toa: None,
+                    pp: None,
+                };
+                // The options, edited on a copy and applied word by word.
+                let mut opts = [0u8; 40];
+                let olen = hl - 20;
+                opts[..olen].copy_from_slice(&seg[20..hl]);
+                let old_opts = opts;
+                match dir {
+                    Direction::Input => {
+                        if f.syn() && !f.ack() {
+                            new.first_seq = seq.wrapping_add(1);
+                            new.flags |= ADJ_SEQ_KNOWN;
+                        }
+                        if adj.flags & ADJ_TOA != 0 {
+                            strip_toa(&mut opts[..olen]);
+                        }
+                        let first_data = payload_len > 0
+                            && adj.flags & ADJ_SEQ_KNOWN != 0
+                            && seq == adj.first_seq;
+                        if first_data && adj.flags & (ADJ_PP | ADJ_PP_SENT) != 0 {
+                            let payload = &seg[hl..];
+                            if adj.flags & ADJ_PP != 0 && looks_like_proxy(payload) {
+                                if adj.flags & ADJ_INSECURE == 0 {
+                                    return Err(DropReason::ProxyFromClient);
+                                }
+                                // A proxy in front sent it: passed on, nothing shifted.
+                                new.flags &= !ADJ_PP;
+                            } else {
+                                let h = ProxyHeader::build(
+                                    adj.flags & ADJ_PP_V2 != 0,
+                                    IPPROTO_TCP,
+                                    (s.client_ip, s.client_port),
+                                    (s.vip, s.vport),
+                                );
+                                new.in_delta = u32::from(h.len);
+                                new.flags = (new.flags & !ADJ_PP) | ADJ_PP_SENT;
+                                insert.pp = Some(h);
+                            }
+                        } else if adj.flags & ADJ_PP_SENT != 0 {
+                            new_seq = seq.wrapping_add(adj.in_delta);
+                        } else if adj.flags & ADJ_PP != 0 && payload_len > 0 {
+                            // Data beyond the first byte before the header went (the first
+                            // segment lost or reordered): where it belongs depends on that
+                            // segment. Dropped; the client sends it again.
+                            return Err(DropReason::ProxyPending);
+                        }
+                        if adj.flags & ADJ_TOA_PENDING != 0 && f.ack() && !f.syn() && !f.rst() {
+                            let mut o = [TOA_KIND, TOA_LEN as u8, 0, 0, 0, 0, 0, 0];
+                            o[2..4].copy_from_slice(&s.client_port.to_be_bytes());
+                            o[4..8].copy_from_slice(&s.client_ip.to_be_bytes());
+                            insert.toa = Some(o);
+                            if payload_len > 0 {
+                                new.flags &= !ADJ_TOA_PENDING;
+                            }
+                        }
+                        if adj.out_delta != 0 && f.ack() {
+                            new_ack = ack.wrapping_sub(adj.out_delta);
+                            sack_map(&mut opts[..olen], |v| v.wrapping_sub(adj.out_delta));
+                        }
+                    }
+                    Direction::Output => {
+                        if adj.flags & ADJ_PP_SENT != 0 && f.ack() {
+                            let (first, d) = (adj.first_seq, adj.in_delta);
+                            new_ack = unshift(ack, first, d);
+                            sack_map(&mut opts[..olen], |v| unshift(v, first, d));
+                        }
+                        if adj.out_delta != 0 {
+                            new_seq = seq.wrapping_add(adj.out_delta);
+                        }
+                    }
+                }
+                if (insert.pp.is_some() || insert.toa.is_some()) && !can_grow {
+                    return Err(DropReason::NoNeighbour);
+                }
+                if new_seq != seq {
+                    check = update32(check, seq, new_seq);
+                    seg[4..8].copy_from_slice(&new_seq.to_be_bytes());
+                }
+                if new_ack != ack {
+                    check = update32(check, ack, new_ack);
+                    seg[8..12].copy_from_slice(&new_ack.to_be_bytes());
+                }
+                if opts != old_opts {
+                    for i in (0..olen).step_by(2) {
+                        let o = u16::from_be_bytes([old_opts[i], old_opts[i + 1]]);
+                        let n = u16::from_be_bytes([opts[i], opts[i + 1]]);
+                        if o != n {
+                            check = update16(check, o, n);
+                        }
+                    }
+                    seg[20..hl].copy_from_slice(&opts[..olen]);
+                }
+                seg[16..18].copy_from_slice(&check.to_be_bytes());
+                if insert.pp.is_some() || insert.toa.is_some() {
+                    self.insert = Some(insert);
+                }
+                self.adjust[id as usize] = new;
+                Ok(())
+            }
+            Transport::Icmp(_) => Ok(()),
+        }
+    }
+
+    /// Applies `ins` to `frame` (parsed as `pkt`, already rewritten): the TOA option after
+    /// the TCP options, the Proxy Protocol header in front of the payload; lengths fixed, the
+    /// IP checksum updated, the L4 checksum computed anew (the payload moved). A segment that
+    /// would exceed the port MTU keeps the header and gives up its last bytes (and its FIN):
+    /// the client sends them again when the real server's acknowledgement stops short of them.
+    pub(super) fn grow<F: Frame>(
+        &mut self,
+        frame: &mut F,
+        pkt: &PacketV4,
+        ins: Insert,
+        verdict: Verdict,
+        stats: &mut WorkerStats,
+    ) -> Verdict {
+        if !matches!(verdict, Verdict::Transmit { .. }) {
+            return verdict;
+        }
+        let (l3, l4, end) = (pkt.ip.l3(), pkt.ip.l4(), pkt.ip.end());
+        let (tcp, hl) = match pkt.transport {
+            Transport::Tcp(t) => (true, usize::from(t.header_len)),
+            Transport::Udp(_) => (false, 8),
+            Transport::Icmp(_) => return verdict,
+        };
+        let toa = match ins.toa {
+            Some(o) if tcp && hl + TOA_LEN <= 60 => Some(o),
+            Some(_) => {
+                stats.toa_no_room += 1;
+                None
+            }
+            None => None,
+        };
+        let toa_len = if toa.is_some() { TOA_LEN } else { 0 };
+        let pp_len = ins.pp.map_or(0, |h| usize::from(h.len));
+        let grow = toa_len + pp_len;
+        let payload_at = l4 + hl;
+        let mut end = end;
+        let mut clear_fin = false;
+        if end - l3 + grow > PORT_MTU {
+            let cut = end - l3 + grow - PORT_MTU;
+            if !tcp || end - payload_at <= cut {
+                return Verdict::Drop(DropReason::TooBig);
+            }
+            end -= cut;
+            clear_fin = true;
+            stats.proxy_split += 1;
+        }
+        if frame.data().len() < end || !frame.set_len(end) || !frame.set_len(end + grow) {
+            return Verdict::Drop(DropReason::NoTailroom);
+        }
+        let data = frame.data_mut();
+        data.copy_within(payload_at..end, payload_at + grow);
+        if let Some(o) = toa {
+            data[payload_at..payload_at + TOA_LEN].copy_from_slice(&o);
+            data[l4 + 12] = ((((hl + TOA_LEN) / 4) as u8) << 4) | (data[l4 + 12] & 0x0F);
+            stats.toa_added += 1;
+        }
+        if let Some(h) = ins.pp {
+            data[payload_at + toa_len..payload_at + grow].copy_from_slice(h.bytes());
+            stats.proxy_headers += 1;
+        }
+        let end = end + grow;
+        let ip_len = (end - l3) as u16;
+        let old_len = u16::from_be_bytes([data[l3 + 2], data[l3 + 3]]);
+        let ip_check = update16(
+            u16::from_be_bytes([data[l3 + 10], data[l3 + 11]]),
+            old_len,
+            ip_len,
+        );
+        data[l3 + 2..l3 + 4].copy_from_slice(&ip_len.to_be_bytes());
+        data[l3 + 10..l3 + 12].copy_from_slice(&ip_check.to_be_bytes());
+        let src = Ipv4Addr::from(be32(data, l3 + 12).unwrap_or(0));
+        let dst = Ipv4Addr::from(be32(data, l3 + 16).unwrap_or(0));
+        let l4_len = (end - l4) as u16;
+        if tcp {
+            if clear_fin {
+                data[l4 + 13] &= !TcpFlags::FIN;
+            }
+            data[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
+            let c = checksum::checksum(
+                &data[l4..end],
+                checksum::pseudo_header_sum(src, dst, IPPROTO_TCP, l4_len),
+            );
+            data[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+        } else {
+            data[l4 + 4..l4 + 6].copy_from_slice(&l4_len.to_be_bytes());
+            if data[l4 + 6..l4 + 8] != [0, 0] {
+                data[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]);
+                let c = checksum::udp_wire(checksum::checksum(
+                    &data[l4..end],
+                    checksum::pseudo_header_sum(src, dst, IPPROTO_UDP, l4_len),
+                ));
+                data[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        verdict
+    }
+}
+
+/// Turns every option 254 (TOA) in `opts` into NOPs.
+fn strip_toa(opts: &mut [u8]) {
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let Some(&len) = opts.get(i + 1) else { break };
+                let len = usize::from(len);
+                if len < 2 || i + len > opts.len() {
+                    break;
+                }
+                if kind == TOA_KIND {
+                    opts[i..i + len].fill(1);
+                }
+                i += len;
+            }
+        }
+    }
+}
+
+/// Applies `f` to both edges of every SACK block (option 5) in `opts`.
+fn sack_map(opts: &mut [u8], f: impl Fn(u32) -> u32) {
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let Some(&len) = opts.get(i + 1) else { break };
+                let len = usize::from(len);
+                if len < 2 || i + len > opts.len() {
+                    break;
+                }
+                if kind == 5 {
+                    let mut j = i + 2;
+                    while j + 4 <= i + len {
+                        if let Some(v) = be32(opts, j) {
+                            opts[j..j + 4].copy_from_slice(&f(v).to_be_bytes());
+                        }
+                        j += 4;
+                    }
+                }
+                i += len;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_header_text() {
+        let h = ProxyHeader::build(
+            false,
+            IPPROTO_TCP,
+            (u32::from(Ipv4Addr::new(198, 18, 0, 10)), 40000),
+            (u32::from(Ipv4Addr::new(198, 18, 1, 1)), 80),
+        );
+        assert_eq!(h.bytes(), b"PROXY TCP4 198.18.0.10 198.18.1.1 40000 80\r\n");
+        let longest = ProxyHeader::build(false, IPPROTO_TCP, (u32::MAX, 65535), (u32::MAX, 65535));
+        assert_eq!(longest.bytes().len(), 56);
+    }
+
+    #[test]
+    fn v2_header_bytes() {
+        let h = ProxyHeader::build(true, IPPROTO_UDP, (0x0102_0304, 0x1122), (0x0506_0708, 53));
+        let b = h.bytes();
+        assert_eq!(b.len(), 28);
+        assert_eq!(&b[..12], &PP2_SIGNATURE);
+        assert_eq!(&b[12..16], &[0x21, 0x12, 0, 12]);
+        assert_eq!(&b[16..28], &[1, 2, 3, 4, 5, 6, 7, 8, 0x11, 0x22, 0, 53]);
+    }
+
+    #[test]
+    fn unshift_maps_into_the_senders_numbers() {
+        // 10 header bytes in front of the stream that starts at 1000.
+        assert_eq!(unshift(1000, 1000, 10), 1000);
+        assert_eq!(unshift(1005, 1000, 10), 1000);
+        assert_eq!(unshift(1010, 1000, 10), 1000);
+        assert_eq!(unshift(1110, 1000, 10), 1100);
+        // Across the wrap.
+        assert_eq!(unshift(5, u32::MAX - 4, 8), u32::MAX - 2);
+    }
+
+    #[test]
+    fn options_edits() {
+        // NOP NOP SACK(1 block) then TOA.
+        let mut o = [
+            1, 1, 5, 10, 0, 0, 0, 20, 0, 0, 0, 30, TOA_KIND, 8, 0, 80, 1, 2, 3, 4,
+        ];
+        sack_map(&mut o, |v| v - 5);
+        assert_eq!(&o[4..12], &[0, 0, 0, 15, 0, 0, 0, 25]);
+        strip_toa(&mut o);
+        assert_eq!(&o[12..], &[1; 8]);
+        // A malformed length stops the walk without panicking.
+        let mut bad = [5, 0, 1, 1];
+        sack_map(&mut bad, |v| v + 1);
+        strip_toa(&mut bad);
+        assert_eq!(bad, [5, 0, 1, 1]);
+    }
+}
