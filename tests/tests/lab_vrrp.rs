@@ -6,9 +6,9 @@
 //! and keepalived-named counters). Needs root, network namespaces and keepalived, and fails
 //! loudly without them.
 //!
-//! fnat's side runs as this test binary re-executed inside its namespace (the ignored test
-//! `vrrp_child`), driven through files: its keepalived.conf, a status file it rewrites, a
-//! stop file that asks for a clean stop.
+//! fnat's side runs as `vrrp_peer` (tests/src/bin/vrrp_peer.rs) inside its namespace, driven
+//! through files: its keepalived.conf, a status file it rewrites, a stop file that asks for a
+//! clean stop.
 
 mod lab_support;
 
@@ -130,9 +130,9 @@ impl Pair {
         let _ = std::fs::remove_file(self.dir.join("status"));
         let child = Command::new("ip")
             .args(["netns", "exec", &self.fnat_ns])
-            .arg(std::env::current_exe().unwrap())
-            .args(["--exact", "vrrp_child", "--ignored", "--nocapture"])
-            .env("F16_DIR", &self.dir)
+            .arg(fnat_tests::bin("vrrp_peer"))
+            .arg(&self.dir)
+            .arg(format!("{NET}.1"))
             .stdout(Stdio::null())
             .spawn()
             .expect("fnat vrrp child");
@@ -306,48 +306,6 @@ fn fnat_master_keepalived_backup_then_clean_stop_and_preemption() {
         "keepalived releases the VIP",
         || !p.keepalived_has_vip(),
     );
-}
-
-/// fnat's side, re-executed by the tests above inside its namespace (`F16_DIR` set).
-#[test]
-#[ignore = "run by the lab tests inside a namespace"]
-fn vrrp_child() {
-    let Some(dir) = std::env::var_os("F16_DIR").map(PathBuf::from) else {
-        return;
-    };
-    let conf = fnat_keepalived::read_file(&dir.join("fnat-vrrp.conf"));
-    assert_eq!(conf.errors().count(), 0, "{:?}", conf.diagnostics);
-    let primary = format!("{NET}.1").parse().unwrap();
-    let configs = conf
-        .vrrp_instances
-        .iter()
-        .map(|v| fnat_vrrp::service::InstanceConfig::from_keepalived(v, primary).unwrap())
-        .collect();
-    let mut service = fnat_vrrp::service::Service::open("f16f", primary, configs).unwrap();
-    let write = |service: &fnat_vrrp::service::Service| {
-        let s = &service.status()[0];
-        let mut line = format!(
-            "{} {}",
-            s.state.name(),
-            s.master.map_or("-".to_string(), |m| m.to_string())
-        );
-        for (k, v) in &s.counters {
-            line.push_str(&format!(" {k}={v}"));
-        }
-        let tmp = dir.join("status.tmp");
-        std::fs::write(&tmp, line).unwrap();
-        std::fs::rename(&tmp, dir.join("status")).unwrap();
-    };
-    service.start();
-    loop {
-        write(&service);
-        if dir.join("stop").exists() {
-            service.stop();
-            write(&service);
-            return;
-        }
-        service.turn(Duration::from_millis(50));
-    }
 }
 
 /// fnatd itself as the VRRP peer of a stock keepalived: fnatd's `wan` port (af_packet, with
