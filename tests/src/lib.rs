@@ -541,6 +541,12 @@ pub fn replay_with_config(
     fnatd_replay_ok(&path, args, limit)
 }
 
+/// The capture timestamp (µs) of flow `i`'s `step`-th frame in a synthetic replay input: flows
+/// 10 µs apart, their steps 1 µs apart.
+pub fn replay_ts(i: u32, step: u32) -> u128 {
+    1_800_000_000_000_000_000 + u128::from(i * 10 + step) * 1_000
+}
+
 /// A TCP frame built by etherparse: `flags` letters S A F R P.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp_frame(

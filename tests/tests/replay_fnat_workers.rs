@@ -21,11 +21,6 @@ fn client(i: u32) -> ([u8; 4], u16) {
     )
 }
 
-/// Microsecond timestamps: flow i's k-th step.
-fn ts(i: u32, step: u32) -> u128 {
-    1_800_000_000_000_000_000 + u128::from(i * 10 + step) * 1_000
-}
-
 fn tcp(
     macs: ([u8; 6], [u8; 6]),
     src: ([u8; 4], u16),
@@ -56,15 +51,15 @@ fn client_frames(i: u32) -> Vec<CapturedFrame> {
     let (m, c, v) = (([2, 0, 0, 0, 9, 9], WAN_MAC), client(i), (VIP, 80));
     vec![
         CapturedFrame {
-            ts_ns: ts(i, 0),
+            ts_ns: replay_ts(i, 0),
             data: tcp(m, c, v, 1000, "S", &[]),
         },
         CapturedFrame {
-            ts_ns: ts(i, 2),
+            ts_ns: replay_ts(i, 2),
             data: tcp(m, c, v, 1001, "AP", format!("GET /{i}").as_bytes()),
         },
         CapturedFrame {
-            ts_ns: ts(i, 4),
+            ts_ns: replay_ts(i, 4),
             data: tcp(m, c, v, 1010, "AF", &[]),
         },
     ]
@@ -179,15 +174,15 @@ fn run_workers(workers: usize) {
         let (from, to) = ((rs, 80), (LIP, lport));
         let wrong = (usize::from(lport) + 1) % workers;
         lan_in[wrong].push(CapturedFrame {
-            ts_ns: ts(i, 1),
+            ts_ns: replay_ts(i, 1),
             data: tcp(m, from, to, 5000, "SA", &[]),
         });
         lan_in[wrong].push(CapturedFrame {
-            ts_ns: ts(i, 3),
+            ts_ns: replay_ts(i, 3),
             data: tcp(m, from, to, 5001, "AP", format!("page {i}").as_bytes()),
         });
         lan_in[wrong].push(CapturedFrame {
-            ts_ns: ts(i, 5),
+            ts_ns: replay_ts(i, 5),
             data: tcp(m, from, to, 5008, "AF", &[]),
         });
     }

@@ -24,10 +24,6 @@ fn client(i: u32) -> ([u8; 4], u16) {
     )
 }
 
-fn ts(i: u32, step: u32) -> u128 {
-    1_800_000_000_000_000_000 + u128::from(i * 10 + step) * 1_000
-}
-
 fn tcp(
     macs: ([u8; 6], [u8; 6]),
     src: ([u8; 4], u16),
@@ -36,21 +32,15 @@ fn tcp(
     flags: &str,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = etherparse::PacketBuilder::ethernet2(macs.0, macs.1)
-        .ipv4(src.0, dst.0, 64)
-        .tcp(src.1, dst.1, seq, 65535);
-    for f in flags.chars() {
-        b = match f {
-            'S' => b.syn(),
-            'A' => b.ack(1),
-            'F' => b.fin(),
-            'P' => b.psh(),
-            _ => unreachable!(),
-        };
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    tcp_frame(
+        macs.0,
+        macs.1,
+        (src.0.into(), src.1),
+        (dst.0.into(), dst.1),
+        flags,
+        seq,
+        payload,
+    )
 }
 
 /// The client's frames of flow i: SYN, ACK+data, FIN.
@@ -58,15 +48,15 @@ fn client_frames(i: u32) -> Vec<CapturedFrame> {
     let (m, c, v) = ((ROUTER_MAC, WAN_MAC), client(i), (VIP, 80));
     vec![
         CapturedFrame {
-            ts_ns: ts(i, 0),
+            ts_ns: replay_ts(i, 0),
             data: tcp(m, c, v, 1000, "S", &[]),
         },
         CapturedFrame {
-            ts_ns: ts(i, 2),
+            ts_ns: replay_ts(i, 2),
             data: tcp(m, c, v, 1001, "AP", format!("GET /{i}").as_bytes()),
         },
         CapturedFrame {
-            ts_ns: ts(i, 4),
+            ts_ns: replay_ts(i, 4),
             data: tcp(m, c, v, 1010, "AF", &[]),
         },
     ]
@@ -198,7 +188,7 @@ fn nat_both_directions_with_two_workers_and_replies_on_either() {
             (5, "AF", String::new()),
         ] {
             lan_in[q].push(CapturedFrame {
-                ts_ns: ts(i, step),
+                ts_ns: replay_ts(i, step),
                 data: tcp(m, (rs, 8080), c, 5000, flags, payload.as_bytes()),
             });
         }
@@ -337,7 +327,7 @@ fn tun_wraps_untouched_packets_and_answers_frag_needed() {
             &vec![7u8; 1501 - overhead - 40],
         );
         frames.push(CapturedFrame {
-            ts_ns: ts(9, 0),
+            ts_ns: replay_ts(9, 0),
             data: big.clone(),
         });
         let (wan_in, lan_out, wan_out) = (

@@ -33,10 +33,6 @@ fn host_mac(h: [u8; 4]) -> [u8; 6] {
     ]
 }
 
-fn ts(i: u32, step: u32) -> u128 {
-    1_800_000_000_000_000_000 + u128::from(i * 10 + step) * 1_000
-}
-
 fn tcp(
     macs: ([u8; 6], [u8; 6]),
     src: ([u8; 4], u16),
@@ -44,21 +40,15 @@ fn tcp(
     flags: &str,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = etherparse::PacketBuilder::ethernet2(macs.0, macs.1)
-        .ipv4(src.0, dst.0, 64)
-        .tcp(src.1, dst.1, 1000, 65535);
-    for f in flags.chars() {
-        b = match f {
-            'S' => b.syn(),
-            'A' => b.ack(1),
-            'F' => b.fin(),
-            'P' => b.psh(),
-            _ => unreachable!(),
-        };
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    tcp_frame(
+        macs.0,
+        macs.1,
+        (src.0.into(), src.1),
+        (dst.0.into(), dst.1),
+        flags,
+        1000,
+        payload,
+    )
 }
 
 /// Flow i's frames from its inside host: SYN, ACK+request, FIN.
@@ -72,7 +62,7 @@ fn inside_frames(i: u32) -> Vec<CapturedFrame> {
     ]
     .into_iter()
     .map(|(step, flags, payload)| CapturedFrame {
-        ts_ns: ts(i, step),
+        ts_ns: replay_ts(i, step),
         data: tcp(m, h, PEER, flags, payload.as_bytes()),
     })
     .collect()
@@ -149,7 +139,7 @@ fn snat_out_and_back_through_the_replay_dataplane() {
             (5, "AF", String::new()),
         ] {
             wan_in.push(CapturedFrame {
-                ts_ns: ts(i, step),
+                ts_ns: replay_ts(i, step),
                 data: tcp((ROUTER_MAC, WAN_MAC), PEER, to, flags, payload.as_bytes()),
             });
         }
