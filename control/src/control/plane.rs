@@ -991,6 +991,29 @@ mod tests {
         }
     }
 
+    /// A plane running `rules` (compiled and published), with health epoch 1 so overlays of
+    /// that epoch apply; the store shows what workers would run.
+    fn plane_running(rules: &RuleSet, state: Option<StateFile>) -> (Plane, Arc<RulesStore>) {
+        let mut ids = IdBook::default();
+        ids.assign(rules);
+        let store = RulesStore::new(
+            compile(&base(), &Timeouts::default(), rules, &ids).unwrap(),
+            0,
+        );
+        let mut plane = Plane::new(
+            rules.clone(),
+            ids,
+            Arc::clone(&store),
+            Arc::new(NoDataplane),
+            Timeouts::default(),
+            state,
+            PathBuf::from("/nonexistent/ctl.sock"),
+            PathBuf::from("/nonexistent/fnat.toml"),
+        );
+        plane.health_epoch = 1;
+        (plane, store)
+    }
+
     /// Changes applied one service at a time publish exactly the snapshot a full compile of
     /// the rules gives, with the same ids as assigning them over the whole rule set; a
     /// refused change publishes nothing and leaves rules and ids as they were.
@@ -1096,23 +1119,7 @@ mod tests {
             services: vec![service(vip, 1), service(vip2, 0)],
             ..RuleSet::default()
         };
-        let mut ids = IdBook::default();
-        ids.assign(&rules);
-        let store = RulesStore::new(
-            compile(&base(), &Timeouts::default(), &rules, &ids).unwrap(),
-            0,
-        );
-        let mut plane = Plane::new(
-            rules.clone(),
-            ids,
-            Arc::clone(&store),
-            Arc::new(NoDataplane),
-            Timeouts::default(),
-            None,
-            PathBuf::from("/nonexistent/ctl.sock"),
-            PathBuf::from("/nonexistent/fnat.toml"),
-        );
-        plane.health_epoch = 1;
+        let (mut plane, _store) = plane_running(&rules, None);
         let announced = |p: &Plane| -> Vec<(Ipv4Addr, bool, String)> {
             p.status()
                 .vips
@@ -1180,23 +1187,7 @@ mod tests {
             services: vec![s.clone()],
             ..RuleSet::default()
         };
-        let mut ids = IdBook::default();
-        ids.assign(&rules);
-        let store = RulesStore::new(
-            compile(&base(), &Timeouts::default(), &rules, &ids).unwrap(),
-            0,
-        );
-        let mut plane = Plane::new(
-            rules.clone(),
-            ids,
-            Arc::clone(&store),
-            Arc::new(NoDataplane),
-            Timeouts::default(),
-            Some(state),
-            PathBuf::from("/nonexistent/ctl.sock"),
-            PathBuf::from("/nonexistent/fnat.toml"),
-        );
-        plane.health_epoch = 1;
+        let (mut plane, store) = plane_running(&rules, Some(state));
         let state_before = std::fs::read_to_string(&state_path).unwrap_or_default();
         let overlay = ServiceOverlay {
             removed: vec![s.reals[0].key()],
