@@ -252,7 +252,8 @@ pub struct FullNat {
     /// IPv4 identification of the outer headers this worker writes.
     ip_id: u16,
     /// By session id: the sequence state of sessions whose service sends the client's
-    /// address (Proxy Protocol, TOA); all zero for the others (`client_addr.rs`).
+    /// address (Proxy Protocol, TOA), all zero for the others (`client_addr.rs`); empty
+    /// until a service needs it (allocated by the rules switch, on the control path).
     adjust: Vec<client_addr::SeqAdjust>,
     /// Some session has had sequence state: the established-flow stage checks `adjust`
     /// (sticky, so that workers without such services never read it).
@@ -329,7 +330,6 @@ impl FullNat {
             adjusting: false,
             insert: None,
         };
-        f.adjust = vec![client_addr::SeqAdjust::default(); f.table.capacity()];
         f.update(rules, stats);
         f
     }

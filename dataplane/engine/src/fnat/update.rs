@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use super::client_addr::SeqAdjust;
 use super::{
     service_key, FixedMap, FullNat, PersistEntry, RealEntry, ServiceEntry, SlotInfo, ADDR_LIP,
     ADDR_OWN, ADDR_STANDBY, ADDR_VIP, NS_PER_SEC,
@@ -203,12 +204,16 @@ struct Pass {
     expire_removed: bool,
     /// Some service is persistent.
     persistent: bool,
+    /// Some service sends the client's address (Proxy Protocol, TOA): sessions need
+    /// sequence state.
+    client_address: bool,
 }
 
 impl Pass {
     /// What an unchanged service adds (as `sync_service` would find it).
     fn note_unchanged(&mut self, svc: &Service, st: &ServiceStats) {
         self.persistent |= svc.options.persistence.is_some();
+        self.client_address |= svc.options.client_address.any();
         if svc.options.expire_on_removal
             && st
                 .reals
@@ -318,6 +323,9 @@ impl FullNat {
             let seed = std::collections::hash_map::RandomState::new().hash_one(self.id);
             self.table = SessionTable::new(rules.session_capacity, seed);
             self.wheel = TimerWheel::new(rules.session_capacity);
+            if !self.adjust.is_empty() {
+                self.adjust = vec![SeqAdjust::default(); rules.session_capacity];
+            }
         }
         self.laddrs.set_range(rules.lport_min, rules.lport_max);
         let laddrs_before = self.laddrs.len();
@@ -423,6 +431,11 @@ impl FullNat {
         };
         if pass.persistent && self.templates.is_none() {
             self.templates = Some(Templates::new(rules.session_capacity.max(64)));
+        }
+        // Sequence state (16 B a session) only once a service needs it; kept after, as its
+        // sessions outlive the rules.
+        if pass.client_address && self.adjust.is_empty() {
+            self.adjust = vec![SeqAdjust::default(); self.table.capacity()];
         }
         // Publish and read the shared counts at the next housekeeping.
         self.next_publish = 0;
@@ -690,6 +703,7 @@ impl FullNat {
             timeout_ns: u64::from(p.timeout_secs.max(1)) * NS_PER_SEC,
         });
         pass.persistent |= persist.is_some();
+        pass.client_address |= svc.options.client_address.any();
         let steer_mask = persist
             .map(|p| p.mask)
             .or(if fresh { None } else { entry.steer_mask });
