@@ -129,6 +129,8 @@ pub struct AppConfig {
     pub health: fnat_health::HealthConfig,
     /// The keepalived.conf's `vrrp_instance`s, each on its fnatd port's kernel twin.
     pub vrrp: Vec<keepalived::VrrpRun>,
+    /// Session sync daemons: the TOML's `[sync]`, keepalived.conf's `lvs_sync_daemon`.
+    pub sync: fnat_proto::sync::SyncDaemons,
 }
 
 impl AppConfig {
@@ -282,3 +284,18 @@ fn deserialize_error(
 
 #[cfg(test)]
 mod tests;
+
+/// The kernel twin and the address session sync uses for `interface`: an fnatd port with a
+/// `kernel_interface` (its twin and first address), or a twin named directly.
+pub fn sync_twin(
+    ports: &[PortSpec],
+    interface: &str,
+) -> Option<(String, Option<std::net::Ipv4Addr>)> {
+    ports
+        .iter()
+        .find(|p| p.name == interface || p.kernel_interface.as_deref() == Some(interface))
+        .and_then(|p| {
+            let twin = p.kernel_interface.clone()?;
+            Some((twin, p.addresses.first().map(|c| c.addr)))
+        })
+}

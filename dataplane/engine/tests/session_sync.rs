@@ -264,3 +264,21 @@ fn unknown_services_and_reals_are_rejected() {
     );
     assert_eq!(ws[0].stats().sessions, 1);
 }
+
+#[test]
+fn sync_multicast_goes_to_the_kernel_twin() {
+    let mut ws = workers(1, rules_with(Method::FullNat));
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(ROUTER_MAC, [0x01, 0, 0x5e, 0, 0, 0x51])
+        .ipv4(ROUTER.octets(), [224, 0, 0, 81], 1)
+        .udp(40000, 8848)
+        .write(&mut frame, &fnat_sync::resync_request(1))
+        .unwrap();
+    // Without a twin: not ours.
+    let mut f = frame.clone();
+    assert!(matches!(ws[0].process(0, &mut f, S), Verdict::Drop(_)));
+    ws[0].set_kernel_twins(&[0]);
+    let mut f = frame.clone();
+    assert_eq!(ws[0].process(0, &mut f, S), Verdict::ToKernel { port: 0 });
+    assert_eq!(f, frame, "unchanged");
+}
