@@ -96,6 +96,10 @@ fn backup_learns_the_masters_sessions_and_a_restarted_backup_gets_the_table() {
         1,
         &[("FNATCTL", bin("fnatctl").display().to_string())],
     );
+    wait_for("both daemons running", Duration::from_secs(10), || {
+        fnatctl(&lab, "a", &["sync"])["daemons"][0]["active"] == true
+            && fnatctl(&lab, "b", &["sync"])["daemons"][0]["active"] == true
+    });
     let a = fnatctl(&lab, "a", &["sync"]);
     assert_eq!(a["daemons"][0]["role"], "master", "{a}");
     assert_eq!(a["daemons"][0]["active"], true, "{a}");
