@@ -1,11 +1,9 @@
-//! fnatd's sync messages for NAT and DR (and full-NAT) sessions, read field by field by an
-//! independent parser written here from the kernel's structures (`struct ip_vs_sync_mesg`,
-//! `struct ip_vs_sync_v4`, include/net/ip_vs.h flags) and its receive checks in
-//! `ip_vs_process_message()` / `ip_vs_proc_sync_conn()`: what a Linux backup would accept.
-//!
-//! Why not tshark: Wireshark's `ipvs` dissector (packet-ipvs-syncd.c) decodes the version-0
-//! format only (its header is `nr_conns, syncid, size`, its entries the 24-byte
-//! `ip_vs_sync_conn_v0`); it would misread every version-1 message, so it cannot check this.
+//! fnatd's sync messages for NAT and DR (and full-NAT) sessions, checked by two independent
+//! readers: tshark's `ipvs` dissector (version 1 support, Wireshark 4), field by field, and a
+//! parser written here from the kernel's structures (`struct ip_vs_sync_mesg`,
+//! `struct ip_vs_sync_v4`, include/net/ip_vs.h flags) with its receive checks in
+//! `ip_vs_process_message()` / `ip_vs_proc_sync_conn()`: what a Linux backup would accept
+//! (tshark does not say whether a kernel would skip fnat's option; the parser does).
 //! The sessions are made by frames built with etherparse, so the expected values come from
 //! the test, not from the code under test.
 
@@ -226,4 +224,110 @@ fn fullnat_entry_is_a_nat_entry_with_a_skippable_option() {
     assert_eq!(Ipv4Addr::from(be32(data, 0)), *local.ip(), "local address");
     assert_eq!(be16(data, 4), local.port(), "local port");
     assert_eq!(m.len(), 8 + 60, "36 + 2 + 20 = 58, padded to 60");
+}
+
+/// The message in an Ethernet/IPv4/UDP frame to 224.0.0.81:8848, as the master's twin sends it.
+fn frame(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2(PORT1_MAC, [0x01, 0, 0x5e, 0, 0, 0x51])
+        .ipv4(PORT1_IP.octets(), [224, 0, 0, 81], 1)
+        .udp(8848, 8848)
+        .write(&mut out, message)
+        .unwrap();
+    out
+}
+
+/// tshark's reading of each frame of `frames`: one map of field → value per frame.
+fn tshark_fields(frames: &[Vec<u8>], fields: &[&str]) -> Vec<Vec<String>> {
+    let dir = std::env::temp_dir().join(format!("fnat-sync-tshark-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sync.pcap");
+    {
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = pcap_file::pcap::PcapWriter::new(file).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            let ts = std::time::Duration::from_millis(i as u64);
+            w.write_packet(&pcap_file::pcap::PcapPacket::new(ts, f.len() as u32, f))
+                .unwrap();
+        }
+    }
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.args(["-n", "-r"]).arg(&path).args([
+        "-d",
+        "udp.port==8848,ipvs",
+        "-T",
+        "fields",
+        "-E",
+        "separator=;",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd
+        .output()
+        .expect("tshark must be installed (scripts/setup-debian.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split(';').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn tshark_decodes_nat_and_dr_messages_field_by_field() {
+    let (nat, nat_rs, _) = message_for(Method::Nat, sa(CLIENT, 40011));
+    let (dr, dr_rs, _) = message_for(Method::Dr, sa(CLIENT, 40012));
+    let fields = [
+        "ipvs.syncid",
+        "ipvs.conncount",
+        "ipvs.version",
+        "ipvs.size",
+        "ipvs.type",
+        "ipvs.proto",
+        "ipvs.size.v1",
+        "ipvs.flags.v1",
+        "ipvs.state",
+        "ipvs.cport",
+        "ipvs.vport",
+        "ipvs.dport",
+        "ipvs.fwmark",
+        "ipvs.timeout",
+        "ipvs.caddr",
+        "ipvs.vaddr",
+        "ipvs.daddr",
+    ];
+    let rows = tshark_fields(&[frame(&nat), frame(&dr)], &fields);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let expect = |rs: SocketAddrV4, cport: u16, flags: &str, size: usize| -> Vec<String> {
+        [
+            "42",
+            "1",
+            "1",
+            &size.to_string(),
+            "0",
+            "0x06",
+            "36",
+            flags,
+            "0x0001",
+            &cport.to_string(),
+            "80",
+            &rs.port().to_string(),
+            "0x00000000",
+            "900",
+            &CLIENT.to_string(),
+            &VIP.to_string(),
+            &rs.ip().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // NAT: IP_VS_CONN_F_MASQ, nothing else; DR: DROUTE | NOOUTPUT.
+    assert_eq!(rows[0], expect(nat_rs, 40011, "0x00000000", nat.len()));
+    assert_eq!(rows[1], expect(dr_rs, 40012, "0x00000083", dr.len()));
 }
