@@ -32,6 +32,22 @@ fn fnatctl(lab: &Lab, director: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("fnatctl JSON")
 }
 
+fn ipvsadm(lab: &Lab, director: &str, args: &[&str]) -> String {
+    let out = Command::new(bin("fnatctl"))
+        .arg("--socket")
+        .arg(lab.state_dir().join(format!("{director}.sock")))
+        .arg("ipvsadm")
+        .args(args)
+        .output()
+        .expect("fnatctl ipvsadm");
+    assert!(
+        out.status.success(),
+        "ipvsadm {args:?} on {director}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn counter(lab: &Lab, director: &str, name: &str) -> u64 {
     fnatctl(lab, director, &["sync"])["counters"][name]
         .as_u64()
@@ -144,6 +160,38 @@ fn backup_learns_the_masters_sessions_and_a_restarted_backup_gets_the_table() {
         text.contains("198.18.0.2:41001") && text.contains("ESTABLISHED"),
         "{text}"
     );
+
+    // ipvsadm's face: the running daemons as ipvsadm -L --daemon prints them; a backup
+    // stopped and started again by ipvsadm asks for the table again.
+    assert_eq!(
+        ipvsadm(&lab, "a", &["-L", "--daemon"]),
+        "master sync daemon (mcast=lan, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, \
+         ttl=1)\n"
+    );
+    ipvsadm(&lab, "b", &["--stop-daemon", "backup"]);
+    assert_eq!(ipvsadm(&lab, "b", &["-L", "--daemon"]), "");
+    let asked = counter(&lab, "b", "resync_requests_sent");
+    let refreshed = counter(&lab, "b", "refreshed");
+    ipvsadm(
+        &lab,
+        "b",
+        &[
+            "--start-daemon",
+            "backup",
+            "--mcast-interface",
+            "lan",
+            "--syncid",
+            "7",
+        ],
+    );
+    assert!(ipvsadm(&lab, "b", &["-L", "--daemon"])
+        .starts_with("backup sync daemon (mcast=lan, syncid=7,"));
+    wait_for(
+        "the restarted daemon's resync to refresh the sessions",
+        Duration::from_secs(20),
+        || counter(&lab, "b", "refreshed") >= refreshed + CONNS,
+    );
+    assert!(counter(&lab, "b", "resync_requests_sent") > asked);
 
     // The backup restarts: it knows nothing, asks, and gets the idle connections back.
     let done = Command::new("bash")
