@@ -83,6 +83,8 @@ pub struct WorkerSync {
     shared: Arc<WorkerSyncShared>,
     export_on: bool,
     resync_cursor: Option<usize>,
+    /// (noted, dropped) as last published.
+    published: (u64, u64),
 }
 
 impl WorkerSync {
@@ -96,7 +98,11 @@ impl WorkerSync {
             engine.set_sync(on.then(SyncRules::default));
             self.export_on = on;
         }
-        if self.shared.resync.swap(false, Ordering::Relaxed) && on {
+        // A load first: the read-modify-write only when a resync was asked for.
+        if self.shared.resync.load(Ordering::Relaxed)
+            && self.shared.resync.swap(false, Ordering::Relaxed)
+            && on
+        {
             self.resync_cursor = Some(0);
         }
         if let Some(from) = self.resync_cursor {
@@ -121,9 +127,13 @@ impl WorkerSync {
                 }
             };
         }
-        let (noted, dropped) = engine.sync_counts();
-        self.shared.noted.store(noted, Ordering::Relaxed);
-        self.shared.dropped.store(dropped, Ordering::Relaxed);
+        // Published only when they change: no store to the shared line on idle iterations.
+        let counts = engine.sync_counts();
+        if counts != self.published {
+            self.shared.noted.store(counts.0, Ordering::Relaxed);
+            self.shared.dropped.store(counts.1, Ordering::Relaxed);
+            self.published = counts;
+        }
         worked
     }
 }
@@ -192,6 +202,7 @@ pub fn create(
             shared: Arc::clone(&s),
             export_on: false,
             resync_cursor: None,
+            published: (0, 0),
         });
         outs.push(out_rx);
         installs.push(in_tx);
