@@ -736,8 +736,12 @@ fn sync_daemons_from_the_toml_and_from_keepalived() {
     let e = err(&format!(
         "{twin}\n[sync.master]\ninterface = \"a\"\ngroup = \"198.18.0.9\"\n"
     ));
-    assert_eq!(e.key, "sync");
+    assert_eq!(e.key, "sync.master");
     assert!(e.reason.contains("multicast"), "{}", e.reason);
+    let e = err(&format!(
+        "{twin}\n[sync.master]\ninterface = \"a\"\ngroup = \"nowhere\"\n"
+    ));
+    assert_eq!(e.key, "sync.master.group");
 
     let dir = std::env::temp_dir().join(format!("fnat-sync-ka-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
