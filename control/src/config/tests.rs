@@ -778,14 +778,28 @@ fn sync_daemons_from_the_toml_and_from_keepalived() {
         cfg.sync.master.and_then(|m| m.vrrp_instance).as_deref(),
         Some("VI_1")
     );
-    // A port without a twin: refused with the line.
+    // A port without a twin: not run, a warning with the line (keepalived carries on).
     std::fs::write(
         &ka,
         format!("global_defs {{\n  lvs_sync_daemon b VI_1\n}}\n{vi}"),
     )
     .unwrap();
+    let (cfg, warnings) = AppConfig::load_with_keepalived(&toml, Some(&ka)).unwrap();
+    assert_eq!(cfg.sync, Default::default());
+    let w = warnings
+        .iter()
+        .find(|w| w.keyword == "lvs_sync_daemon")
+        .expect("a warning");
+    assert_eq!(w.at.line, 2);
+    assert!(w.message.contains("kernel_interface"), "{}", w.message);
+    // A bad value is an error naming the line.
+    std::fs::write(
+        &ka,
+        format!("global_defs {{\n  lvs_sync_daemon a VI_1 group 198.18.0.1\n}}\n{vi}"),
+    )
+    .unwrap();
     let e = AppConfig::load_with_keepalived(&toml, Some(&ka)).unwrap_err();
     assert_eq!((e.line, e.key.as_str()), (Some(2), "lvs_sync_daemon"));
-    assert!(e.reason.contains("kernel_interface"), "{}", e.reason);
+    assert!(e.reason.contains("multicast"), "{}", e.reason);
     let _ = std::fs::remove_dir_all(&dir);
 }
