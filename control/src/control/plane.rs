@@ -105,6 +105,9 @@ pub struct Plane {
     drained: BTreeSet<Ipv4Addr>,
     /// The session sync daemons (config, keepalived.conf, ipvsadm --start-daemon).
     sync_daemons: fnat_proto::sync::SyncDaemons,
+    /// The daemons the config files gave (at start or the last reload): a reload that
+    /// changes them replaces the running ones; one that does not keeps ipvsadm's.
+    config_sync: fnat_proto::sync::SyncDaemons,
 }
 
 /// The live form of `s`: with what health checking did to it.
@@ -242,6 +245,7 @@ impl Plane {
             drain_all: false,
             drained: BTreeSet::new(),
             sync_daemons: Default::default(),
+            config_sync: Default::default(),
         }
     }
 
@@ -253,6 +257,7 @@ impl Plane {
                 eprintln!("fnatd: sync: {e}");
             }
         }
+        self.config_sync = daemons.clone();
         self.sync_daemons = daemons;
     }
 
@@ -775,6 +780,9 @@ impl Plane {
             ));
         }
         self.restart_health(cfg.health);
+        if cfg.sync != self.config_sync {
+            self.set_sync_daemons(cfg.sync);
+        }
         result
     }
 
