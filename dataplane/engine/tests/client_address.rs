@@ -391,6 +391,11 @@ fn toa_on_handshake_ack_and_first_data_only_client_option_stripped() {
     assert!(toa_of(&th).is_empty());
     assert_eq!(p, b"more");
     assert_eq!(c.w.stats().toa_added, 2);
+    assert_eq!(
+        c.w.stats().toa_stripped,
+        2,
+        "the two forged options, not the clean ACK"
+    );
 }
 
 #[test]

@@ -265,8 +265,8 @@ impl FullNat {
                             new.first_seq = seq.wrapping_add(1);
                             new.flags |= ADJ_SEQ_KNOWN;
                         }
-                        if adj.flags & ADJ_TOA != 0 {
-                            strip_toa(&mut opts[..olen]);
+                        if adj.flags & ADJ_TOA != 0 && strip_toa(&mut opts[..olen]) {
+                            self.toa_stripped += 1;
                         }
                         let first_data = payload_len > 0
                             && adj.flags & ADJ_SEQ_KNOWN != 0
@@ -453,7 +453,8 @@ impl FullNat {
 }
 
 /// Turns every option 254 (TOA) in `opts` into NOPs.
-fn strip_toa(opts: &mut [u8]) {
+fn strip_toa(opts: &mut [u8]) -> bool {
+    let mut stripped = false;
     let mut i = 0;
     while i < opts.len() {
         match opts[i] {
@@ -467,11 +468,13 @@ fn strip_toa(opts: &mut [u8]) {
                 }
                 if kind == TOA_KIND {
                     opts[i..i + len].fill(1);
+                    stripped = true;
                 }
                 i += len;
             }
         }
     }
+    stripped
 }
 
 /// Applies `f` to both edges of every SACK block (option 5) in `opts`.
