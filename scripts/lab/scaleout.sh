@@ -59,6 +59,8 @@ via = "198.18.$i.1"
 
 [control]
 socket = "$st/$x.sock"
+# SIGTERM: withdraw every VIP, keep forwarding 1.5 s (hook poll 200 ms + birdc + BGP update).
+withdraw_on_stop_ms = 1500
 
 [[service]]
 vip = "$VIP"

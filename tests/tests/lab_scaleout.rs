@@ -321,19 +321,24 @@ fn lab_scaleout_ecmp_bgp() {
     std::fs::remove_file(&flag).unwrap();
     let announce_again = wait_hops(&lab, &[A, B], bound);
 
-    // fnatd on a restarted the graceful way (drain, then SIGTERM, as the systemd drop-in
-    // in docs/scale-out.md does): withdrawn before its twin goes, announced again once the
-    // new fnatd has its ports up and rules loaded; BIRD and the hook keep running.
+    // fnatd on a restarted by a plain SIGTERM (`control.withdraw_on_stop_ms = 1500`): it
+    // withdraws every VIP itself and keeps forwarding, so the router drops its route while
+    // the twin still carries BGP, before fnatd is gone; announced again once the new fnatd
+    // has its ports up and rules loaded; BIRD and the hook keep running.
     let fnatd_a = pids_in(&lab, "a", "fnatd");
     assert_eq!(fnatd_a.len(), 1, "{fnatd_a:?}");
     let stop = Instant::now();
-    fnatctl(&lab, "a", &["drain", "--timeout", "5", "--settle", "1"]);
-    assert_eq!(next_hops(&lab), [B], "withdrawn before the stop");
     let st = Command::new("kill")
         .args(["-TERM", &fnatd_a[0]])
         .status()
         .expect("kill");
     assert!(st.success());
+    let withdraw_stop = wait_hops(&lab, &[B], Duration::from_secs(5));
+    assert!(
+        std::path::Path::new(&format!("/proc/{}", fnatd_a[0])).exists(),
+        "the route went only with fnatd ({:.2} s after SIGTERM): not withdrawn on stop",
+        withdraw_stop.as_secs_f64()
+    );
     while std::path::Path::new(&format!("/proc/{}", fnatd_a[0])).exists() {
         assert!(
             stop.elapsed() < Duration::from_secs(30),
@@ -371,7 +376,8 @@ fn lab_scaleout_ecmp_bgp() {
     let (a9, b9) = conns_settled(&lab);
     assert!(a9 > a8 && b9 > b8, "a {a8}->{a9}, b {b8}->{b9}");
     eprintln!(
-        "restart of a: announced again {:.1} s after the new fnatd started",
+        "restart of a: withdrawn {:.2} s after SIGTERM (fnatd still forwarding), announced again {:.1} s after the new fnatd started",
+        withdraw_stop.as_secs_f64(),
         reannounce.max(restart_total).as_secs_f64()
     );
 
