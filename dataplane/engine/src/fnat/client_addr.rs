@@ -452,18 +452,25 @@ impl FullNat {
     }
 }
 
-/// Turns every option 254 (TOA) in `opts` into NOPs.
+/// Turns every option 254 (TOA) in `opts` into NOPs (true if there was one), and the end of
+/// the list too: an end-of-list option and what follows it, or a malformed option (a length
+/// below 2 or past the options) and what follows it. A receiver stops parsing there, so an
+/// option fnatd appends behind it would go unread, or (a client's 254 whose length reaches
+/// into it) be read as part of the client's; as NOPs the receiver reads on to it.
 fn strip_toa(opts: &mut [u8]) -> bool {
     let mut stripped = false;
     let mut i = 0;
     while i < opts.len() {
         match opts[i] {
-            0 => break,
+            0 => {
+                opts[i..].fill(1);
+                break;
+            }
             1 => i += 1,
             kind => {
-                let Some(&len) = opts.get(i + 1) else { break };
-                let len = usize::from(len);
+                let len = opts.get(i + 1).map_or(0, |&l| usize::from(l));
                 if len < 2 || i + len > opts.len() {
+                    opts[i..].fill(1);
                     break;
                 }
                 if kind == TOA_KIND {
