@@ -43,6 +43,8 @@ fn nginx_logs_the_client_address_for_v1_and_v2() {
         &[
             ("LAB_HTTP", "nginx".into()),
             ("LAB_EXTRA_SERVICES", extra.display().to_string()),
+            // Inside the lab's own gateway namespace.
+            ("LAB_METRICS", "127.0.0.1:9417".into()),
         ],
     );
     let ln = lab.ipvsadm(&["-Ln"]);
@@ -160,6 +162,27 @@ fn nginx_logs_the_client_address_for_v1_and_v2() {
     assert!(stats["proxy_headers_inserted"] >= 4, "{stats:?}");
     assert!(stats["toa_added"] >= 6, "{stats:?}");
     assert_eq!(stats["toa_no_room"], 0, "{stats:?}");
+    // Prometheus says the same.
+    let scrape = lab.run(
+        "g",
+        &["curl", "-sS", "-m", "5", "http://127.0.0.1:9417/metrics"],
+        Duration::from_secs(10),
+    );
+    assert!(scrape.status.success(), "scrape: {}", scrape.stderr);
+    let metric = |event: &str| -> u64 {
+        let prefix = format!("fnat_client_address_total{{event=\"{event}\"}} ");
+        scrape
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in the scrape"))
+    };
+    assert_eq!(metric("toa_added"), stats["toa_added"]);
+    assert_eq!(
+        metric("proxy_headers_inserted"),
+        stats["proxy_headers_inserted"]
+    );
 
     let log = std::fs::read_to_string(lab.state_dir().join("pp1.log")).unwrap();
     let lines: Vec<&str> = log.lines().collect();
