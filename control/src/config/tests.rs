@@ -741,3 +741,20 @@ fn client_address_options_parse_and_their_mistakes_are_named() {
         );
     }
 }
+
+#[test]
+fn withdraw_on_stop_is_milliseconds_up_to_a_minute() {
+    assert_eq!(
+        parse(GOOD).unwrap().control.withdraw_on_stop,
+        std::time::Duration::ZERO,
+        "off unless asked"
+    );
+    let with = |ms: &str| format!("{GOOD}\n[control]\nwithdraw_on_stop_ms = {ms}\n");
+    assert_eq!(
+        parse(&with("1500")).unwrap().control.withdraw_on_stop,
+        std::time::Duration::from_millis(1500)
+    );
+    let e = err(&with("60001"));
+    assert_eq!(e.key, "control.withdraw_on_stop_ms", "{e}");
+    assert!(e.reason.contains("0 to 60000"), "{e}");
+}
