@@ -296,8 +296,11 @@ fn padded(v: Vec<u8>) -> [u8; FRAME_LEN] {
     f
 }
 
+/// An IPv4 address and port.
+type Endpoint = ([u8; 4], u16);
+
 /// (source, destination, seq, ack, payload length) of a TCP frame that left.
-fn tcp_out(buf: &Buf) -> (([u8; 4], u16), ([u8; 4], u16), u32, u32, usize) {
+fn tcp_out(buf: &Buf) -> (Endpoint, Endpoint, u32, u32, usize) {
     let h = etherparse::SlicedPacket::from_ethernet(buf.data()).expect("a frame left");
     let Some(etherparse::NetSlice::Ipv4(ip)) = h.net else {
         panic!("not IPv4")
