@@ -560,10 +560,16 @@ mod tests {
         assert_eq!(&o[4..12], &[0, 0, 0, 15, 0, 0, 0, 25]);
         strip_toa(&mut o);
         assert_eq!(&o[12..], &[1; 8]);
-        // A malformed length stops the walk without panicking.
+        // A malformed length stops the walk without panicking; stripping then turns it and
+        // what follows into NOPs (an option appended behind must stay readable), and so an
+        // end-of-list and its padding.
         let mut bad = [5, 0, 1, 1];
         sack_map(&mut bad, |v| v + 1);
-        strip_toa(&mut bad);
         assert_eq!(bad, [5, 0, 1, 1]);
+        assert!(!strip_toa(&mut bad));
+        assert_eq!(bad, [1, 1, 1, 1]);
+        let mut ended = [2, 4, 5, 0xb4, 0, 0, 0, 0];
+        strip_toa(&mut ended);
+        assert_eq!(ended, [2, 4, 5, 0xb4, 1, 1, 1, 1]);
     }
 }
