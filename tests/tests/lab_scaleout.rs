@@ -226,7 +226,13 @@ fn lab_scaleout_ecmp_bgp() {
     wait_hops(&lab, &[A, B], bound);
     fnatctl(&lab, "a", &["drain", "--timeout", "0"]);
     wait_hops(&lab, &[B], bound);
+    // The same source ports again: the router's pinning (conntrack) must not send them to a,
+    // where the first round went (a new SYN after TIME_WAIT is a new connection for it).
+    let (a_before, b_before) = conns_settled(&lab);
     let through_b = load(&lab, 30000, 100, 4, 0.0);
+    let (a_after, b_after) = conns_settled(&lab);
+    assert_eq!(a_after, a_before, "the second round reached a");
+    assert!(b_after - b_before >= 100, "b {b_before}->{b_after}");
     fnatctl(&lab, "a", &["undrain"]);
     wait_hops(&lab, &[A, B], bound);
     assert_all_answered(&through_a, "mh through a");
