@@ -260,6 +260,9 @@ pub struct FullNat {
     adjusting: bool,
     /// What `forward` left for `process` to add to the frame (header, TOA option).
     insert: Option<client_addr::Insert>,
+    /// Client options 254 that `client_address` turned into NOPs since `process` last
+    /// moved the count into the worker's stats (it has no stats of its own).
+    toa_stripped: u64,
 }
 
 /// The worker that owns NAT sessions of client address `client`, for `workers` workers: both
@@ -329,6 +332,7 @@ impl FullNat {
             adjust: Vec::new(),
             adjusting: false,
             insert: None,
+            toa_stripped: 0,
         };
         f.update(rules, stats);
         f
@@ -530,6 +534,9 @@ impl FullNat {
             Err(reason) => return Verdict::Drop(*reason),
         };
         let verdict = self.process_bytes(rx_port, frame.data_mut(), pkt, hint, now_ns, stats);
+        if self.adjusting {
+            stats.toa_stripped += std::mem::take(&mut self.toa_stripped);
+        }
         if let Some(ins) = self.insert.take() {
             return self.grow(frame, pkt, ins, verdict, stats);
         }
