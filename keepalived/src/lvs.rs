@@ -32,11 +32,12 @@ pub struct Config {
     pub allow_address_groups: Vec<LocalAddressGroup>,
     /// `global_defs { lvs_timeouts … }`: IPVS's timeouts, with where they were set.
     pub lvs_timeouts: Option<(Location, LvsTimeouts)>,
-    /// `vrrp_*` blocks other than `vrrp_instance`, and `lvs_sync_daemon`, untouched, for
-    /// the HA work.
+    /// `vrrp_*` blocks other than `vrrp_instance`, untouched, for the HA work.
     pub vrrp: Vec<Node>,
     /// `vrrp_instance` blocks, read (see [`crate::vrrp`]).
     pub vrrp_instances: Vec<crate::vrrp::VrrpInstance>,
+    /// `global_defs { lvs_sync_daemon … }` (see [`crate::sync`]).
+    pub lvs_sync_daemon: Option<crate::sync::LvsSyncDaemon>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -315,7 +316,9 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
                     "notify_fifo" if config.lvs_notify_fifo.is_none() => {
                         config.lvs_notify_fifo = n.args.first().cloned()
                     }
-                    "lvs_sync_daemon" => config.vrrp.push(n.clone()),
+                    "lvs_sync_daemon" => {
+                        config.lvs_sync_daemon = crate::sync::lvs_sync_daemon(n, diags);
+                    }
                     // Mail, SNMP, D-Bus and process settings concern keepalived's own daemon.
                     _ => {}
                 }

@@ -131,6 +131,8 @@ pub struct AppConfig {
     pub health: fnat_health::HealthConfig,
     /// The keepalived.conf's `vrrp_instance`s, each on its fnatd port's kernel twin.
     pub vrrp: Vec<keepalived::VrrpRun>,
+    /// Session sync daemons: the TOML's `[sync]`, keepalived.conf's `lvs_sync_daemon`.
+    pub sync: fnat_proto::sync::SyncDaemons,
 }
 
 impl AppConfig {
@@ -174,6 +176,22 @@ impl AppConfig {
         cfg.rules.standby.sort_unstable();
         cfg.rules.standby.dedup();
         cfg.vrrp = vrrp;
+        let (sync, sync_not_run) = keepalived::sync_daemons(ka, &cfg.ports)?;
+        warnings.extend(sync_not_run);
+        if sync != Default::default() {
+            if cfg.sync != Default::default() {
+                return Err(ConfigError {
+                    file: ka.display().to_string(),
+                    line: None,
+                    key: "lvs_sync_daemon".into(),
+                    reason: format!(
+                        "{} already has [sync] daemons: configure session sync in one place",
+                        path.display()
+                    ),
+                });
+            }
+            cfg.sync = sync;
+        }
         warnings.extend(not_run);
         let (rules, _) =
             crate::control::compile_fresh(&cfg.rules, &cfg.rules.timeouts, &cfg.rule_set).map_err(
@@ -284,3 +302,18 @@ fn deserialize_error(
 
 #[cfg(test)]
 mod tests;
+
+/// The kernel twin and the address session sync uses for `interface`: an fnatd port with a
+/// `kernel_interface` (its twin and first address), or a twin named directly.
+pub fn sync_twin(
+    ports: &[PortSpec],
+    interface: &str,
+) -> Option<(String, Option<std::net::Ipv4Addr>)> {
+    ports
+        .iter()
+        .find(|p| p.name == interface || p.kernel_interface.as_deref() == Some(interface))
+        .and_then(|p| {
+            let twin = p.kernel_interface.clone()?;
+            Some((twin, p.addresses.first().map(|c| c.addr)))
+        })
+}

@@ -164,6 +164,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
     };
     let (rules, _) = crate::control::compile_fresh(&base, &base.timeouts, &rule_set)
         .map_err(|e| invalid("service", e.message))?;
+    let sync_daemons = sync(&file, &ports)?;
     Ok(AppConfig {
         path: path.to_path_buf(),
         eal,
@@ -176,6 +177,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         keepalived: None,
         health,
         vrrp: Vec::new(),
+        sync: sync_daemons,
     })
 }
 
@@ -771,4 +773,51 @@ fn timeouts(t: &TimeoutsSection) -> Result<Timeouts, Invalid> {
         udp: pick("udp", t.udp, d.udp)?,
         icmp: pick("icmp", t.icmp, d.icmp)?,
     })
+}
+
+/// `[sync]`: the session sync daemons (`master`, `backup`), checked by the rule model's one
+/// validator; each names an fnatd port with a kernel twin (or a twin itself).
+fn sync(
+    file: &ConfigFile,
+    ports: &[super::PortSpec],
+) -> Result<fnat_proto::sync::SyncDaemons, Invalid> {
+    let mut out = fnat_proto::sync::SyncDaemons::default();
+    for (role, section) in [("master", &file.sync.master), ("backup", &file.sync.backup)] {
+        let Some(sec) = section else {
+            continue;
+        };
+        let key = |k: &str| format!("sync.{role}.{k}");
+        let mut d = fnat_proto::sync::SyncDaemon::new(sec.interface.clone());
+        d.syncid = sec.syncid.unwrap_or(0);
+        d.maxlen = sec.maxlen.unwrap_or(0);
+        if let Some(g) = &sec.group {
+            d.group = g
+                .parse()
+                .map_err(|_| invalid(key("group"), format!("'{g}' is not an IPv4 address")))?;
+        }
+        if let Some(p) = sec.port {
+            d.port = p;
+        }
+        if let Some(t) = sec.ttl {
+            d.ttl = t;
+        }
+        d.vrrp_instance = sec.vrrp_instance.clone();
+        d.validate()
+            .map_err(|e| invalid(format!("sync.{role}"), e))?;
+        if super::sync_twin(ports, &d.interface).is_none() {
+            return Err(invalid(
+                key("interface"),
+                format!(
+                    "'{}' is not an fnatd port with a kernel_interface, nor a kernel twin",
+                    d.interface
+                ),
+            ));
+        }
+        *out.slot(if role == "master" {
+            fnat_proto::sync::SyncRole::Master
+        } else {
+            fnat_proto::sync::SyncRole::Backup
+        }) = Some(d);
+    }
+    Ok(out)
 }
