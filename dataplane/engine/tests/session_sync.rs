@@ -340,3 +340,134 @@ fn persistence_templates_travel_and_steer_new_connections_on_the_backup() {
     assert_eq!(v, Verdict::Transmit { port: 1 });
     assert_eq!(*decode(&syn).dst.ip(), RS2, "the synced template decides");
 }
+
+/// Peer B's rules: the same service, its own local address (not A's).
+const LIP_B: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 0, 102);
+
+fn peer_rules() -> Rules {
+    let mut r = rules_with(Method::FullNat);
+    r.ports[1].addresses = vec![
+        fnat_engine::rules::Ipv4Cidr {
+            addr: PORT1_IP,
+            prefix_len: 24,
+        },
+        fnat_engine::rules::Ipv4Cidr {
+            addr: LIP_B,
+            prefix_len: 32,
+        },
+    ];
+    for s in &mut r.services {
+        s.local_addresses = vec![LIP_B];
+    }
+    r
+}
+
+/// Two ACTIVE appliances syncing both ways (each a master and a backup): B installs A's
+/// full-NAT sessions although their local address is A's (a foreign session: no port of
+/// B's pool is claimed, none freed when it ends), and forwards a client packet of one with
+/// A's local address and port as source, so that the real server's reply goes back to A,
+/// which holds the session. B's own packets of it go back to A as refreshes, never as a
+/// port clash.
+#[test]
+fn active_peers_forward_each_others_sessions_from_the_owners_local_address() {
+    let mut a = workers(WORKERS, rules_with(Method::FullNat));
+    let b_rules = peer_rules();
+    let mut b = workers(WORKERS, b_rules.clone());
+    for w in a.iter_mut().chain(b.iter_mut()) {
+        w.set_sync(Some(SyncRules::default()));
+    }
+    let now = 10 * S;
+    let clients: Vec<SocketAddrV4> = (0..6).map(|i| sa(CLIENT, 41000 + i)).collect();
+    let backs: Vec<SocketAddrV4> = clients
+        .iter()
+        .map(|&c| master_flow(&mut a, Method::FullNat, c, now))
+        .collect();
+    for back in &backs {
+        assert!(*back.ip() == LIP1 || *back.ip() == LIP2, "{back}");
+    }
+    let entries = over_the_wire(&mut a);
+    assert_eq!(entries.len(), clients.len());
+    let later = now + S;
+    for e in &entries {
+        let owner = sync_owner(&b_rules, WORKERS, e).expect("known service");
+        assert_eq!(
+            b[owner as usize].install_synced(e, later),
+            Ok(Installed::New)
+        );
+    }
+    let foreign: usize = b
+        .iter()
+        .map(|w| {
+            w.fullnat()
+                .sessions()
+                .filter(|(_, s, _)| s.is_foreign())
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        foreign,
+        clients.len(),
+        "every one of A's sessions is foreign on B"
+    );
+    let ports_held = |ws: &[Worker]| -> u64 {
+        ws.iter()
+            .flat_map(|w| w.stats().local_addrs.iter())
+            .map(|l| l.ports_in_use)
+            .sum()
+    };
+    assert_eq!(ports_held(&b), 0, "B claims no port for A's sessions");
+    for w in &b {
+        assert!(
+            w.stats().local_addrs.iter().all(|l| l.addr == LIP_B),
+            "no pool made for A's address"
+        );
+    }
+    // The router moved the clients to B: their data leaves B from A's LIP:lport.
+    let t = later + S;
+    for (&client, &back) in clients.iter().zip(&backs) {
+        let mut f = tcp(client, sa(VIP, 80), "A", b"moved");
+        let (_, v) = run_steered(&mut b, 0, &mut f, t);
+        assert_eq!(v, Verdict::Transmit { port: 1 }, "client data on B");
+        let out = decode(&f);
+        assert_eq!(out.src, back, "A's local address and port");
+        assert_eq!(out.payload, b"moved");
+        // The real server answers A (its route to A's LIP): A still forwards it.
+        let mut r = from_rs(out.dst, back, "A", b"reply");
+        let (_, v) = run_steered(&mut a, 1, &mut r, t);
+        assert_eq!(v, Verdict::Transmit { port: 0 }, "reply through A");
+        let out = decode(&r);
+        assert_eq!((out.src, out.dst), (sa(VIP, 80), client));
+    }
+    let created: u64 = b.iter().map(|w| w.stats().sessions_created).sum();
+    assert_eq!(created, 0, "B made no session of its own for them");
+    // B's own new connection still gets B's address.
+    let mut f = tcp(sa(CLIENT, 42000), sa(VIP, 80), "S", b"");
+    let (_, v) = run_steered(&mut b, 0, &mut f, t);
+    assert!(matches!(v, Verdict::Transmit { port: 1 }), "{v:?}");
+    assert_eq!(*decode(&f).src.ip(), LIP_B);
+    assert_eq!(ports_held(&b), 1);
+    // What B sends back about A's sessions (and its own) refreshes A; no port clash.
+    let from_b = over_the_wire(&mut b);
+    let to_a: Vec<&Conn> = from_b
+        .iter()
+        .filter(|c| c.fullnat.is_some_and(|f| f.lip != LIP_B))
+        .collect();
+    for c in to_a {
+        let owner = sync_owner(&rules_with(Method::FullNat), WORKERS, c).unwrap();
+        assert_eq!(
+            a[owner as usize].install_synced(c, t),
+            Ok(Installed::Refreshed)
+        );
+    }
+    // The foreign sessions expire on B without touching its pool.
+    for w in &mut b {
+        w.housekeeping(t + 3600 * S, usize::MAX);
+    }
+    assert_eq!(
+        b.iter()
+            .map(|w| w.fullnat().sessions().count())
+            .sum::<usize>(),
+        0
+    );
+    assert_eq!(ports_held(&b), 0, "only B's own port was freed");
+}

@@ -10,6 +10,7 @@ use super::*;
 use crate::packet::Tuple;
 use crate::persist;
 use crate::rules::Method;
+use crate::session::table::SLOT_FOREIGN;
 use crate::session::{ConnState, Session, SessionId};
 use crate::stats::WorkerStats;
 use fnat_sync::{Conn, SyncRules};
@@ -38,7 +39,8 @@ pub enum SyncReject {
     UnknownReal,
     /// The entry's forwarding method is not the real server's here.
     MethodMismatch,
-    /// Full NAT: the local address is not one of this director's.
+    /// Full NAT: the local address is not a unicast address (a peer's local address is
+    /// installed as a foreign session).
     UnknownLocalAddress,
     /// Full NAT: the local port is in use here, or outside this worker's slice.
     LocalPortBusy,
@@ -435,14 +437,23 @@ impl FullNat {
         let (slot, lip, lport) = match real.method {
             Method::FullNat => {
                 let f = c.fullnat.ok_or(SyncReject::MethodMismatch)?;
-                let slot = self
-                    .laddrs
-                    .slot_of(f.lip)
-                    .ok_or(SyncReject::UnknownLocalAddress)?;
-                if !self.laddrs.take(slot, f.lport) {
-                    return Err(SyncReject::LocalPortBusy);
+                if f.lip.is_unspecified() || f.lip.is_broadcast() || f.lip.is_multicast() {
+                    return Err(SyncReject::UnknownLocalAddress);
                 }
-                (slot, u32::from(f.lip), f.lport)
+                match self.laddrs.slot_of(f.lip) {
+                    Some(slot) => {
+                        if !self.laddrs.take(slot, f.lport) {
+                            return Err(SyncReject::LocalPortBusy);
+                        }
+                        (slot, u32::from(f.lip), f.lport)
+                    }
+                    // An active peer's session (sync both ways between active appliances):
+                    // its client packets may reach us when the routers move them; we send
+                    // them on from the peer's local address, so that the real server's
+                    // replies return to the peer, which still holds the session and the
+                    // port. No pool of ours is touched.
+                    None => (usize::from(SLOT_FOREIGN), u32::from(f.lip), f.lport),
+                }
             }
             Method::Nat => (usize::MAX, key.src_ip, key.src_port),
             Method::Dr => (usize::MAX, 0, 0),
@@ -479,7 +490,7 @@ impl FullNat {
         let id = match self.table.insert(session) {
             Ok(id) => id,
             Err(e) => {
-                if real.method == Method::FullNat {
+                if real.method == Method::FullNat && slot < usize::from(SLOT_FOREIGN) {
                     self.laddrs.release(slot, lport);
                 }
                 return Err(match e {
@@ -503,7 +514,7 @@ impl FullNat {
         if let Some(a) = self.adjust.get_mut(id as usize) {
             *a = adj;
         }
-        if real.method == Method::FullNat {
+        if real.method == Method::FullNat && slot < usize::from(SLOT_FOREIGN) {
             if let Some(l) = stats.local_addrs.get_mut(slot) {
                 l.ports_in_use += 1;
             }
