@@ -125,6 +125,15 @@ pub struct SyncDaemons {
     pub master: Option<SyncDaemon>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<SyncDaemon>,
+    /// The kernel's `sync_refresh_period` (seconds; 0, the default: off): a connection whose
+    /// state did not change is sent again at most this often (or every half timeout, at
+    /// least 10 s, if less), on its next packet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sync_refresh_period: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SyncDaemons {

@@ -274,6 +274,7 @@ pub fn sync_daemons(
         fnat_proto::sync::SyncDaemons {
             master: Some(daemon.clone()),
             backup: Some(daemon),
+            ..Default::default()
         },
         Vec::new(),
     ))

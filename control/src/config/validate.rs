@@ -781,7 +781,10 @@ fn sync(
     file: &ConfigFile,
     ports: &[super::PortSpec],
 ) -> Result<fnat_proto::sync::SyncDaemons, Invalid> {
-    let mut out = fnat_proto::sync::SyncDaemons::default();
+    let mut out = fnat_proto::sync::SyncDaemons {
+        sync_refresh_period: file.sync.sync_refresh_period.unwrap_or(0),
+        ..Default::default()
+    };
     for (role, section) in [("master", &file.sync.master), ("backup", &file.sync.backup)] {
         let Some(sec) = section else {
             continue;

@@ -471,3 +471,80 @@ fn active_peers_forward_each_others_sessions_from_the_owners_local_address() {
     );
     assert_eq!(ports_held(&b), 0, "only B's own port was freed");
 }
+
+/// Entries a worker noted since the last drain.
+fn noted(w: &mut Worker) -> usize {
+    let mut n = 0;
+    w.drain_sync(|_| {
+        n += 1;
+        true
+    });
+    n
+}
+
+/// `sync_refresh_period` (the kernel's sysctl): with sync_period 0, a connection's state is
+/// sent again on its next packet once its expiry moved by the refresh period, never more
+/// often, though nothing changed; off (0), a steady connection past its threshold is not
+/// sent again until its period comes round.
+#[test]
+fn sync_refresh_period_resends_a_steady_session_at_most_every_period() {
+    let r = rules_with(Method::FullNat);
+    let client = sa(CLIENT, 43000);
+    let vip = sa(VIP, 80);
+    let refresh = SyncRules {
+        threshold: 3,
+        period: 0,
+        refresh_period_s: 10,
+    };
+    let mut ws = workers(1, r.clone());
+    ws[0].set_sync(Some(refresh));
+    let t0 = 10 * S;
+    let mut f = tcp(client, vip, "S", b"");
+    assert!(matches!(
+        run(&mut ws[0], &mut f, t0),
+        Verdict::Transmit { .. }
+    ));
+    assert_eq!(noted(&mut ws[0]), 0, "SYN_RECV is not synced");
+    let mut f = tcp(client, vip, "A", b"");
+    assert!(matches!(
+        run(&mut ws[0], &mut f, t0),
+        Verdict::Transmit { .. }
+    ));
+    assert_eq!(noted(&mut ws[0]), 1, "ESTABLISHED: the first sync");
+    // One data packet a second: held back for 10 s, then sent, then held again.
+    let mut sent_at = Vec::new();
+    for sec in 1..=25u64 {
+        let mut f = tcp(client, vip, "A", b"data");
+        assert!(matches!(
+            run(&mut ws[0], &mut f, t0 + sec * S),
+            Verdict::Transmit { .. }
+        ));
+        if noted(&mut ws[0]) > 0 {
+            sent_at.push(sec);
+        }
+    }
+    assert_eq!(sent_at, [10, 20], "resent every 10 s, never between");
+    // A forced change (the client's FIN) goes at once.
+    let mut f = tcp(client, vip, "FA", b"");
+    assert!(matches!(
+        run(&mut ws[0], &mut f, t0 + 21 * S),
+        Verdict::Transmit { .. }
+    ));
+    assert_eq!(
+        noted(&mut ws[0]),
+        1,
+        "FIN_WAIT is sent whatever the refresh period"
+    );
+
+    // Off (the default rules): past the threshold nothing more within the period.
+    let mut ws = workers(1, r);
+    ws[0].set_sync(Some(SyncRules::default()));
+    let client = sa(CLIENT, 43001);
+    let mut total = 0;
+    for (i, flags) in ["S", "A", "A", "A", "A", "A"].iter().enumerate() {
+        let mut f = tcp(client, vip, flags, b"x");
+        run(&mut ws[0], &mut f, t0 + (i as u64) * 20 * S);
+        total += noted(&mut ws[0]);
+    }
+    assert_eq!(total, 1, "only the threshold packet (the 3rd)");
+}

@@ -28,6 +28,9 @@ pub(crate) struct SyncOut {
     pub(crate) dropped: u64,
     /// Notes queued (sent to the driver).
     pub(crate) noted: u64,
+    /// With `sync_refresh_period`: each arena slot's session expiry (ns) when it was last
+    /// synced (at or before now: never, or an earlier session of the slot). Empty when off.
+    synced_end: Vec<u64>,
 }
 
 /// Why a synced session was not installed.
@@ -174,9 +177,16 @@ fn find_rule_service<'a>(rules: &'a Rules, c: &Conn) -> Option<&'a crate::rules:
 }
 
 impl SyncOut {
-    pub(crate) fn set_rules(&mut self, rules: Option<SyncRules>) {
+    pub(crate) fn set_rules(&mut self, rules: Option<SyncRules>, slots: usize) {
         if rules.is_some() && self.outbox.capacity() < OUTBOX_CAPACITY {
             self.outbox.reserve_exact(OUTBOX_CAPACITY);
+        }
+        if rules.is_some_and(|r| r.refresh_period_s > 0) {
+            if self.synced_end.len() != slots {
+                self.synced_end = vec![0; slots];
+            }
+        } else {
+            self.synced_end = Vec::new();
         }
         self.rules = rules;
     }
@@ -196,7 +206,12 @@ impl FullNat {
     /// Turns session export on with the kernel's rules (or off with `None`). Allocates the
     /// outbox: call it from the loop, not per packet.
     pub fn set_sync(&mut self, rules: Option<SyncRules>) {
-        self.sync.set_rules(rules);
+        self.sync.set_rules(rules, self.table.capacity());
+    }
+
+    /// The rules export runs with (None: off).
+    pub fn sync_rules(&self) -> Option<SyncRules> {
+        self.sync.rules
     }
 
     pub fn sync_enabled(&self) -> bool {
@@ -240,16 +255,29 @@ impl FullNat {
         let old = old.unwrap_or(s.state);
         let tcp = s.proto == crate::packet::ipv4::IPPROTO_TCP;
         let (old, state) = (kernel_state(old), kernel_state(s.state));
+        let forced = tcp && state != old && state != 1 && fnat_sync::tcp_state_synced(state);
         let needed = if input {
             rules.needed(tcp, old, state, s.packets_in)
         } else {
             // The kernel syncs from its input path only; a state change the real server's
             // packet made (its FIN) is sent at once too, as a backup needs it as much.
-            tcp && state != old && state != 1 && fnat_sync::tcp_state_synced(state)
+            forced
         };
-        if needed {
-            self.sync_export(id, now);
+        if !needed {
+            return;
         }
+        if let Some(last) = self.sync.synced_end.get_mut(id as usize) {
+            // sync_refresh_period: an unforced sync waits until the expiry moved enough.
+            let end = self.wheel.deadline(id).unwrap_or(now);
+            if !forced && *last > now {
+                let moved_s = (end as i64).wrapping_sub(*last as i64) / NS_PER_SEC as i64;
+                if !rules.refresh_allows(moved_s, end.saturating_sub(now) / NS_PER_SEC) {
+                    return;
+                }
+            }
+            *last = end;
+        }
+        self.sync_export(id, now);
     }
 
     /// Puts session `id` (and its persistence template) in the outbox.
