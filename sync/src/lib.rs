@@ -475,6 +475,11 @@ pub struct SyncRules {
     pub period: u32,
     /// Seconds; 0: off (the kernel's default).
     pub refresh_period_s: u32,
+    /// fnat's rule for active peers (each a master and a backup at once; the kernel has no
+    /// such rule): a connection is sent also when the real server's first reply passes,
+    /// before the client's ACK establishes it, so that a peer the routers move it to in
+    /// its handshake can forward it (otherwise the first sync waits for the threshold).
+    pub on_first_reply: bool,
 }
 
 impl Default for SyncRules {
@@ -483,6 +488,7 @@ impl Default for SyncRules {
             threshold: 3,
             period: 50,
             refresh_period_s: 0,
+            on_first_reply: false,
         }
     }
 }
@@ -634,6 +640,7 @@ mod tests {
             threshold: 3,
             period: 0,
             refresh_period_s: 30,
+            on_first_reply: false,
         };
         assert!(r.needed(true, 1, 1, 4));
         assert!(r.needed(false, 0, 0, 1000));

@@ -495,6 +495,7 @@ fn sync_refresh_period_resends_a_steady_session_at_most_every_period() {
         threshold: 3,
         period: 0,
         refresh_period_s: 10,
+        on_first_reply: false,
     };
     let mut ws = workers(1, r.clone());
     ws[0].set_sync(Some(refresh));
@@ -547,4 +548,54 @@ fn sync_refresh_period_resends_a_steady_session_at_most_every_period() {
         total += noted(&mut ws[0]);
     }
     assert_eq!(total, 1, "only the threshold packet (the 3rd)");
+}
+
+/// Active peers (`on_first_reply`): a connection moved to the peer in its handshake (SYN
+/// through A, the client's ACK and data through B) still forwards, because A sent it when
+/// the real server's SYN-ACK passed. The kernel's rules alone wait for the 3rd packet,
+/// which A then never sees.
+#[test]
+fn active_peers_send_a_connection_at_its_first_reply() {
+    let peer = SyncRules {
+        on_first_reply: true,
+        ..SyncRules::default()
+    };
+    let mut a = workers(1, rules_with(Method::FullNat));
+    let b_rules = peer_rules();
+    let mut b = workers(1, b_rules.clone());
+    a[0].set_sync(Some(peer));
+    let (client, vip, now) = (sa(CLIENT, 44000), sa(VIP, 80), 10 * S);
+    let mut f = tcp(client, vip, "S", b"");
+    assert!(matches!(
+        run(&mut a[0], &mut f, now),
+        Verdict::Transmit { port: 1 }
+    ));
+    let syn = decode(&f);
+    assert_eq!(noted(&mut a[0]), 0, "nothing at the SYN");
+    let mut r = from_rs(syn.dst, syn.src, "SA", b"");
+    assert_eq!(run(&mut a[0], &mut r, now), Verdict::Transmit { port: 0 });
+    let entries = over_the_wire(&mut a);
+    assert_eq!(entries.len(), 1, "sent at the first reply");
+    assert_eq!(entries[0].state, 3, "SYN_RECV");
+    assert_eq!(
+        b[0].install_synced(&entries[0], now),
+        Ok(Installed::New),
+        "B installs it (foreign)"
+    );
+    for (flags, payload) in [("A", &b""[..]), ("A", b"GET /")] {
+        let mut f = tcp(client, vip, flags, payload);
+        assert_eq!(run(&mut b[0], &mut f, now), Verdict::Transmit { port: 1 });
+        let out = decode(&f);
+        assert_eq!(out.src, syn.src, "from A's LIP:lport");
+        assert_eq!(out.payload, payload);
+    }
+    // The kernel's rules alone (not peers): nothing at the first reply.
+    let mut a = workers(1, rules_with(Method::FullNat));
+    a[0].set_sync(Some(SyncRules::default()));
+    let mut f = tcp(client, vip, "S", b"");
+    run(&mut a[0], &mut f, now);
+    let syn = decode(&f);
+    let mut r = from_rs(syn.dst, syn.src, "SA", b"");
+    run(&mut a[0], &mut r, now);
+    assert_eq!(noted(&mut a[0]), 0);
 }

@@ -54,6 +54,9 @@ pub struct WorkerSyncShared {
     export: AtomicBool,
     /// The kernel's `sync_refresh_period` export runs with (seconds, 0: off).
     refresh_period_s: AtomicU32,
+    /// A master and a backup daemon are active at once (active peers): export also sends
+    /// each connection at its first reply (`SyncRules::on_first_reply`).
+    peers: AtomicBool,
     /// A full resync was asked for: the worker walks its table once.
     resync: AtomicBool,
     installed: AtomicU64,
@@ -69,6 +72,7 @@ impl Default for WorkerSyncShared {
         WorkerSyncShared {
             export: AtomicBool::new(false),
             refresh_period_s: AtomicU32::new(0),
+            peers: AtomicBool::new(false),
             resync: AtomicBool::new(false),
             installed: AtomicU64::new(0),
             refreshed: AtomicU64::new(0),
@@ -85,8 +89,8 @@ pub struct WorkerSync {
     install: Receiver<Conn>,
     shared: Arc<WorkerSyncShared>,
     export_on: bool,
-    /// The refresh period export was last turned on with.
-    refresh_on: u32,
+    /// The refresh period and peer rule export was last turned on with.
+    refresh_on: (u32, bool),
     resync_cursor: Option<usize>,
     /// (noted, dropped) as last published.
     published: (u64, u64),
@@ -98,12 +102,16 @@ impl WorkerSync {
     pub fn run(&mut self, engine: &mut Worker, now: u64) -> bool {
         let mut worked = false;
         let on = self.shared.export.load(Ordering::Relaxed);
-        let refresh = self.shared.refresh_period_s.load(Ordering::Relaxed);
+        let refresh = (
+            self.shared.refresh_period_s.load(Ordering::Relaxed),
+            self.shared.peers.load(Ordering::Relaxed),
+        );
         if on != self.export_on || refresh != self.refresh_on {
             // Allocates the outbox (and, with a refresh period, the per-slot sync times)
             // when turned on: a rare control event.
             engine.set_sync(on.then_some(SyncRules {
-                refresh_period_s: refresh,
+                refresh_period_s: refresh.0,
+                on_first_reply: refresh.1,
                 ..SyncRules::default()
             }));
             self.export_on = on;
@@ -217,7 +225,7 @@ pub fn create(
             install: in_rx,
             shared: Arc::clone(&s),
             export_on: false,
-            refresh_on: 0,
+            refresh_on: (0, false),
             resync_cursor: None,
             published: (0, 0),
         });
@@ -519,8 +527,13 @@ fn serve(shared: &Shared, outs: Vec<Receiver<Conn>>) {
         let exporting = daemons
             .iter()
             .any(|d| d.role == SyncRole::Master && d.active);
+        let peers = exporting
+            && daemons
+                .iter()
+                .any(|d| d.role == SyncRole::Backup && d.active);
         for w in &shared.workers {
             w.export.store(exporting, Ordering::Relaxed);
+            w.peers.store(peers, Ordering::Relaxed);
         }
         // 3. Send.
         let mut sent = false;
