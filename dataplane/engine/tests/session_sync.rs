@@ -388,13 +388,21 @@ fn active_peers_forward_each_others_sessions_from_the_owners_local_address() {
     let entries = over_the_wire(&mut a);
     assert_eq!(entries.len(), clients.len());
     let later = now + S;
+    let mut owners = std::collections::BTreeSet::new();
     for e in &entries {
         let owner = sync_owner(&b_rules, WORKERS, e).expect("known service");
+        assert_eq!(
+            owner,
+            fnat_engine::fnat::foreign_owner(u32::from(*e.client.ip()), e.client.port(), WORKERS),
+            "a foreign session goes by its client, not the peer's local port"
+        );
+        owners.insert(owner);
         assert_eq!(
             b[owner as usize].install_synced(e, later),
             Ok(Installed::New)
         );
     }
+    assert_eq!(owners.len(), 2, "the clients spread over B's 2 workers");
     let foreign: usize = b
         .iter()
         .map(|w| {
@@ -425,18 +433,21 @@ fn active_peers_forward_each_others_sessions_from_the_owners_local_address() {
     // The router moved the clients to B: their data leaves B from A's LIP:lport.
     let t = later + S;
     for (&client, &back) in clients.iter().zip(&backs) {
-        let mut f = tcp(client, sa(VIP, 80), "A", b"moved");
-        let (_, v) = run_steered(&mut b, 0, &mut f, t);
-        assert_eq!(v, Verdict::Transmit { port: 1 }, "client data on B");
-        let out = decode(&f);
-        assert_eq!(out.src, back, "A's local address and port");
-        assert_eq!(out.payload, b"moved");
-        // The real server answers A (its route to A's LIP): A still forwards it.
-        let mut r = from_rs(out.dst, back, "A", b"reply");
-        let (_, v) = run_steered(&mut a, 1, &mut r, t);
-        assert_eq!(v, Verdict::Transmit { port: 0 }, "reply through A");
-        let out = decode(&r);
-        assert_eq!((out.src, out.dst), (sa(VIP, 80), client));
+        // Whichever of B's workers its RSS picks: at most one redirect to the session.
+        for rss in 0..usize::from(WORKERS) {
+            let mut f = tcp(client, sa(VIP, 80), "A", b"moved");
+            let (_, v) = run_steered(&mut b, rss, &mut f, t);
+            assert_eq!(v, Verdict::Transmit { port: 1 }, "client data on B");
+            let out = decode(&f);
+            assert_eq!(out.src, back, "A's local address and port");
+            assert_eq!(out.payload, b"moved");
+            // The real server answers A (its route to A's LIP): A still forwards it.
+            let mut r = from_rs(out.dst, back, "A", b"reply");
+            let (_, v) = run_steered(&mut a, 1, &mut r, t);
+            assert_eq!(v, Verdict::Transmit { port: 0 }, "reply through A");
+            let out = decode(&r);
+            assert_eq!((out.src, out.dst), (sa(VIP, 80), client));
+        }
     }
     let created: u64 = b.iter().map(|w| w.stats().sessions_created).sum();
     assert_eq!(created, 0, "B made no session of its own for them");

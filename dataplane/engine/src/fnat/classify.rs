@@ -202,6 +202,14 @@ impl FullNat {
             return Ok(Verdict::Redirect { worker: owner });
         }
         if !starts {
+            // Active peers: a connection the peer scheduled may be synced here, on its
+            // foreign owner (not where our RSS put this packet).
+            if self.workers > 1 && self.sync_enabled() {
+                let owner = foreign_owner(key.src_ip, key.src_port, self.workers);
+                if owner != self.id {
+                    return Ok(Verdict::Redirect { worker: owner });
+                }
+            }
             return Err(DropReason::NoSession);
         }
         let id = self.create(service as usize, &key, tcp.is_some(), now, stats)?;

@@ -151,7 +151,18 @@ pub fn sync_owner(rules: &Rules, workers: u16, c: &Conn) -> Result<u16, SyncReje
         return Ok(persist_owner(u32::from(p.netmask)));
     }
     if let Some(f) = c.fullnat {
-        return Ok(crate::laddr::owner_of(f.lport, workers));
+        // Ours: where replies steer (by local port), which is where the master's RSS put
+        // the client's packets (the same here with the same RSS). A peer's: where a client
+        // packet that misses is sent (replies go to the peer).
+        let ours = rules
+            .services
+            .iter()
+            .any(|s| s.local_addresses.contains(&f.lip));
+        return Ok(if ours {
+            crate::laddr::owner_of(f.lport, workers)
+        } else {
+            super::foreign_owner(client, c.client.port(), workers)
+        });
     }
     if svc.reals.iter().any(|r| r.method == Method::Nat) {
         return Ok(nat_owner(client, workers));
