@@ -658,6 +658,7 @@ mod roundtrip {
                         .filter(|s| seen.insert(s.addr))
                         .collect(),
                     timeouts: TimeoutOverrides { tcp, tcp_fin, udp },
+                    ..RuleSet::default()
                 }
             })
     }

@@ -69,6 +69,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         timeouts: Default::default(),
         marks: port_groups(&file.port_groups)?,
         services,
+        ..RuleSet::default()
     };
     // The one validator every path shares; its refusals point at this file's keys.
     check_rule_set(&rule_set).map_err(|r| invalid(key_of(&file, r.place), r.error.message))?;
