@@ -475,11 +475,13 @@ pub struct SyncRules {
     pub period: u32,
     /// Seconds; 0: off (the kernel's default).
     pub refresh_period_s: u32,
-    /// fnat's rule for active peers (each a master and a backup at once; the kernel has no
-    /// such rule): a connection is sent also when the real server's first reply passes,
-    /// before the client's ACK establishes it, so that a peer the routers move it to in
-    /// its handshake can forward it (otherwise the first sync waits for the threshold).
-    pub on_first_reply: bool,
+    /// Active peers (each director a master and a backup at once, the routers spreading
+    /// clients over them; the kernel has no such mode). fnat then sends a connection also
+    /// when the real server's first reply passes, before the client's ACK establishes it,
+    /// so that a peer the routers move it to in its handshake can forward it (otherwise the
+    /// first sync waits for the threshold); and a director's client packet that finds no
+    /// session is looked for once on the worker a peer's session would be installed on.
+    pub active_peers: bool,
 }
 
 impl Default for SyncRules {
@@ -488,7 +490,7 @@ impl Default for SyncRules {
             threshold: 3,
             period: 50,
             refresh_period_s: 0,
-            on_first_reply: false,
+            active_peers: false,
         }
     }
 }
@@ -640,7 +642,7 @@ mod tests {
             threshold: 3,
             period: 0,
             refresh_period_s: 30,
-            on_first_reply: false,
+            active_peers: false,
         };
         assert!(r.needed(true, 1, 1, 4));
         assert!(r.needed(false, 0, 0, 1000));

@@ -373,8 +373,12 @@ fn active_peers_forward_each_others_sessions_from_the_owners_local_address() {
     let mut a = workers(WORKERS, rules_with(Method::FullNat));
     let b_rules = peer_rules();
     let mut b = workers(WORKERS, b_rules.clone());
+    let peers = SyncRules {
+        active_peers: true,
+        ..SyncRules::default()
+    };
     for w in a.iter_mut().chain(b.iter_mut()) {
-        w.set_sync(Some(SyncRules::default()));
+        w.set_sync(Some(peers));
     }
     let now = 10 * S;
     let clients: Vec<SocketAddrV4> = (0..6).map(|i| sa(CLIENT, 41000 + i)).collect();
@@ -386,9 +390,15 @@ fn active_peers_forward_each_others_sessions_from_the_owners_local_address() {
         assert!(*back.ip() == LIP1 || *back.ip() == LIP2, "{back}");
     }
     let entries = over_the_wire(&mut a);
-    assert_eq!(entries.len(), clients.len());
+    // Each connection twice: at the SYN-ACK (active peers) and at the 3rd client packet.
+    assert_eq!(entries.len(), 2 * clients.len());
+    assert_eq!(
+        entries.iter().filter(|e| e.state == 3).count(),
+        clients.len()
+    );
     let later = now + S;
     let mut owners = std::collections::BTreeSet::new();
+    let mut new = 0;
     for e in &entries {
         let owner = sync_owner(&b_rules, WORKERS, e).expect("known service");
         assert_eq!(
@@ -397,11 +407,13 @@ fn active_peers_forward_each_others_sessions_from_the_owners_local_address() {
             "a foreign session goes by its client, not the peer's local port"
         );
         owners.insert(owner);
-        assert_eq!(
-            b[owner as usize].install_synced(e, later),
-            Ok(Installed::New)
-        );
+        match b[owner as usize].install_synced(e, later) {
+            Ok(Installed::New) => new += 1,
+            Ok(Installed::Refreshed) => assert_eq!(e.state, 1, "the ESTABLISHED update"),
+            Err(r) => panic!("{r:?}"),
+        }
     }
+    assert_eq!(new, clients.len());
     assert_eq!(owners.len(), 2, "the clients spread over B's 2 workers");
     let foreign: usize = b
         .iter()
@@ -457,19 +469,40 @@ fn active_peers_forward_each_others_sessions_from_the_owners_local_address() {
     assert!(matches!(v, Verdict::Transmit { port: 1 }), "{v:?}");
     assert_eq!(*decode(&f).src.ip(), LIP_B);
     assert_eq!(ports_held(&b), 1);
-    // What B sends back about A's sessions (and its own) refreshes A; no port clash.
+    // The clients close through B: B sends A the state (CLOSE_WAIT) of A's own sessions,
+    // which A takes as refreshes; no port clash.
+    for &client in &clients {
+        let mut f = tcp(client, sa(VIP, 80), "FA", b"");
+        let (_, v) = run_steered(&mut b, 0, &mut f, t);
+        assert_eq!(v, Verdict::Transmit { port: 1 });
+    }
     let from_b = over_the_wire(&mut b);
     let to_a: Vec<&Conn> = from_b
         .iter()
         .filter(|c| c.fullnat.is_some_and(|f| f.lip != LIP_B))
         .collect();
+    assert_eq!(to_a.len(), clients.len(), "{from_b:#?}");
     for c in to_a {
+        assert_eq!(
+            c.state, 7,
+            "CLOSE_WAIT (the kernel's state after the client's FIN)"
+        );
         let owner = sync_owner(&rules_with(Method::FullNat), WORKERS, c).unwrap();
         assert_eq!(
             a[owner as usize].install_synced(c, t),
             Ok(Installed::Refreshed)
         );
     }
+    let closing = a
+        .iter()
+        .flat_map(|w| w.fullnat().sessions())
+        .filter(|(_, s, _)| s.state == ConnState::CloseWait)
+        .count();
+    assert_eq!(
+        closing,
+        clients.len(),
+        "A learned its sessions' CLOSE_WAIT from B"
+    );
     // The foreign sessions expire on B without touching its pool.
     for w in &mut b {
         w.housekeeping(t + 3600 * S, usize::MAX);
@@ -506,7 +539,7 @@ fn sync_refresh_period_resends_a_steady_session_at_most_every_period() {
         threshold: 3,
         period: 0,
         refresh_period_s: 10,
-        on_first_reply: false,
+        active_peers: false,
     };
     let mut ws = workers(1, r.clone());
     ws[0].set_sync(Some(refresh));
@@ -561,14 +594,14 @@ fn sync_refresh_period_resends_a_steady_session_at_most_every_period() {
     assert_eq!(total, 1, "only the threshold packet (the 3rd)");
 }
 
-/// Active peers (`on_first_reply`): a connection moved to the peer in its handshake (SYN
+/// Active peers (`active_peers`): a connection moved to the peer in its handshake (SYN
 /// through A, the client's ACK and data through B) still forwards, because A sent it when
 /// the real server's SYN-ACK passed. The kernel's rules alone wait for the 3rd packet,
 /// which A then never sees.
 #[test]
 fn active_peers_send_a_connection_at_its_first_reply() {
     let peer = SyncRules {
-        on_first_reply: true,
+        active_peers: true,
         ..SyncRules::default()
     };
     let mut a = workers(1, rules_with(Method::FullNat));

@@ -55,7 +55,7 @@ pub struct WorkerSyncShared {
     /// The kernel's `sync_refresh_period` export runs with (seconds, 0: off).
     refresh_period_s: AtomicU32,
     /// A master and a backup daemon are active at once (active peers): export also sends
-    /// each connection at its first reply (`SyncRules::on_first_reply`).
+    /// each connection at its first reply (`SyncRules::active_peers`).
     peers: AtomicBool,
     /// A full resync was asked for: the worker walks its table once.
     resync: AtomicBool,
@@ -111,7 +111,7 @@ impl WorkerSync {
             // when turned on: a rare control event.
             engine.set_sync(on.then_some(SyncRules {
                 refresh_period_s: refresh.0,
-                on_first_reply: refresh.1,
+                active_peers: refresh.1,
                 ..SyncRules::default()
             }));
             self.export_on = on;

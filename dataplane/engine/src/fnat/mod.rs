@@ -287,8 +287,8 @@ pub fn nat_owner(client: u32, workers: u16) -> u16 {
 /// The worker that holds a foreign session (an active peer's full-NAT session, synced here)
 /// of client `client`:`port`, for `workers` workers. The peer placed it by its own RSS, which
 /// says nothing of where ours puts the client's packets; so sync installs it here, and a
-/// client packet that finds no session on the worker RSS chose is sent here once
-/// ([`FullNat::sync_enabled`] directors only). Replies of it go to the peer, so the local
+/// client packet that finds no session on the worker RSS chose is sent here once (active
+/// peers only: `SyncRules::active_peers`). Replies of it go to the peer, so the local
 /// port does not matter here.
 #[inline]
 pub fn foreign_owner(client: u32, port: u16, workers: u16) -> u16 {

@@ -272,7 +272,7 @@ impl FullNat {
         } else {
             // The kernel syncs from its input path only; a state change the real server's
             // packet made (its FIN) is sent at once too, as a backup needs it as much.
-            forced || (rules.on_first_reply && s.packets_out == 1)
+            forced || (rules.active_peers && s.packets_out == 1)
         };
         if !needed {
             return;
