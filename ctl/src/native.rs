@@ -146,6 +146,9 @@ pub struct ServiceOpts {
     /// TCP option 254 (TOA: client port and address) toward full-NAT real servers.
     #[arg(long)]
     toa: bool,
+    /// SYN proxy (as DPVS's ipvsadm -j): SYN cookies answer the clients' SYNs.
+    #[arg(short = 'j', long)]
+    synproxy: bool,
 }
 
 #[derive(Subcommand)]
@@ -619,6 +622,7 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             s.conn_rate = conn_rate_of(&opts)?.flatten();
             s.proxy_protocol = opts.proxy_protocol.unwrap_or_default();
             s.toa = opts.toa;
+            s.synproxy = opts.synproxy;
             apply(client, Change::ServiceAdd { service: s })
         }
         ServiceCmd::Edit {
@@ -658,6 +662,9 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             }
             if opts.toa {
                 attrs.toa = true;
+            }
+            if opts.synproxy {
+                attrs.synproxy = true;
             }
             let _ = DEFAULT_PERSISTENCE;
             apply(client, Change::ServiceEdit { service: attrs })

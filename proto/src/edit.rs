@@ -40,6 +40,8 @@ pub struct ServiceAttrs {
     pub proxy_protocol: ProxyProtocol,
     #[serde(default)]
     pub toa: bool,
+    #[serde(default)]
+    pub synproxy: bool,
 }
 
 fn default_scheduler() -> Scheduler {
@@ -58,6 +60,7 @@ impl ServiceAttrs {
             conn_rate: service.conn_rate,
             proxy_protocol: service.proxy_protocol,
             toa: service.toa,
+            synproxy: service.synproxy,
         }
     }
     fn apply_to(&self, service: &mut Service) {
@@ -69,6 +72,7 @@ impl ServiceAttrs {
         service.conn_rate = self.conn_rate;
         service.proxy_protocol = self.proxy_protocol;
         service.toa = self.toa;
+        service.synproxy = self.synproxy;
     }
 }
 
@@ -423,6 +427,7 @@ pub enum ServiceField {
     OnePacket,
     ProxyProtocol,
     Toa,
+    SynProxy,
     PersistenceTimeout,
     PersistenceNetmask,
     /// An allow or deny list (an entry listed twice, too many entries).
@@ -684,6 +689,12 @@ fn check_attrs(attrs: &ServiceAttrs) -> Result<(), (ErrorBody, ServiceField)> {
                 return Err((
                     invalid("TOA (TCP option 254) is only for TCP virtual services"),
                     ServiceField::Toa,
+                ));
+            }
+            if attrs.synproxy && protocol != Protocol::Tcp {
+                return Err((
+                    invalid("the SYN proxy is only for TCP virtual services"),
+                    ServiceField::SynProxy,
                 ));
             }
         }

@@ -298,6 +298,7 @@ fn service(
             .map_err(|e: String| located(&vs.at, "proxy_protocol", e))?;
     }
     service.toa = vs.toa;
+    service.synproxy = vs.syn_proxy;
     if let Some(timeout) = vs.persistence_timeout {
         let netmask = match &vs.persistence_granularity {
             Some(mask) => mask.parse().map_err(|_| {
@@ -529,6 +530,7 @@ mod roundtrip {
                             fnat_proto::model::ProxyProtocol::V1Insecure
                         };
                         s.toa = flags % 3 == 0;
+                        s.synproxy = flags % 5 == 0;
                     }
                     let mut seen = std::collections::HashSet::new();
                     s.reals = reals.into_iter().filter(|r| seen.insert(r.key())).collect();

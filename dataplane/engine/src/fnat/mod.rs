@@ -151,6 +151,8 @@ struct SlotInfo {
     expire_on_removal: bool,
     /// Proxy Protocol / TOA of the service's full-NAT sessions.
     client_address: crate::rules::ClientAddress,
+    /// SYN proxy: SYN cookies answer the service's SYNs (`synproxy.rs`).
+    synproxy: bool,
 }
 
 #[inline]

@@ -213,7 +213,7 @@ impl Pass {
     /// What an unchanged service adds (as `sync_service` would find it).
     fn note_unchanged(&mut self, svc: &Service, st: &ServiceStats) {
         self.persistent |= svc.options.persistence.is_some();
-        self.client_address |= svc.options.client_address.any();
+        self.client_address |= svc.options.client_address.any() || svc.options.synproxy;
         if svc.options.expire_on_removal
             && st
                 .reals
@@ -703,7 +703,7 @@ impl FullNat {
             timeout_ns: u64::from(p.timeout_secs.max(1)) * NS_PER_SEC,
         });
         pass.persistent |= persist.is_some();
-        pass.client_address |= svc.options.client_address.any();
+        pass.client_address |= svc.options.client_address.any() || svc.options.synproxy;
         let steer_mask = persist
             .map(|p| p.mask)
             .or(if fresh { None } else { entry.steer_mask });
@@ -714,6 +714,7 @@ impl FullNat {
             persist_mask: persist.map(|p| p.mask),
             expire_on_removal: svc.options.expire_on_removal,
             client_address: svc.options.client_address,
+            synproxy: svc.options.synproxy,
         };
         entry.id = svc.id;
         entry.slot = slot as u16;
@@ -925,6 +926,7 @@ mod tests {
                         persist_mask: persist.map(|p| p.mask),
                         expire_on_removal: svc.options.expire_on_removal,
                         client_address: svc.options.client_address,
+                        synproxy: svc.options.synproxy,
                     };
                     services.push(ServiceEntry {
                         id: svc.id,
