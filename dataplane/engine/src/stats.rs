@@ -137,6 +137,15 @@ pub struct WorkerStats {
     pub toa_added: u64,
     /// Segments that went without TOA: no room left in the TCP options.
     pub toa_no_room: u64,
+    /// SYN proxy: SYN-ACKs with a SYN cookie sent to clients (no session made).
+    pub syn_cookies_sent: u64,
+    /// SYN proxy: cookie ACKs that checked out and opened a connection to a real server.
+    pub syn_cookies_valid: u64,
+    /// SYN proxy: client data held until the real server's SYN-ACK, and released.
+    pub synproxy_data_held: u64,
+    /// SYN proxy: client data that found every hold slot taken (dropped; the client sends
+    /// it again).
+    pub synproxy_hold_full: u64,
     /// Sessions ended (timed out, or their service was removed).
     pub sessions_ended: u64,
     /// Persistence templates live (as of the last housekeeping).
@@ -181,6 +190,10 @@ impl Default for WorkerStats {
             proxy_split: 0,
             toa_added: 0,
             toa_no_room: 0,
+            syn_cookies_sent: 0,
+            syn_cookies_valid: 0,
+            synproxy_data_held: 0,
+            synproxy_hold_full: 0,
             sessions_ended: 0,
             templates: 0,
             templates_full: 0,
@@ -252,6 +265,10 @@ impl WorkerStats {
         self.proxy_split += other.proxy_split;
         self.toa_added += other.toa_added;
         self.toa_no_room += other.toa_no_room;
+        self.syn_cookies_sent += other.syn_cookies_sent;
+        self.syn_cookies_valid += other.syn_cookies_valid;
+        self.synproxy_data_held += other.synproxy_data_held;
+        self.synproxy_hold_full += other.synproxy_hold_full;
         self.sessions_ended += other.sessions_ended;
         self.templates += other.templates;
         self.templates_full += other.templates_full;

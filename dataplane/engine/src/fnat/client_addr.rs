@@ -27,23 +27,32 @@ use crate::packet::l4::{TcpFlags, Transport};
 use crate::session::Direction;
 
 /// The service sends a Proxy Protocol header that has not gone yet.
-pub(crate) const ADJ_PP: u8 = 1;
+pub(crate) const ADJ_PP: u16 = 1;
 /// The header went in front of the client's first data: its stream is shifted.
-pub(crate) const ADJ_PP_SENT: u8 = 2;
+pub(crate) const ADJ_PP_SENT: u16 = 2;
 /// The service asks for TOA: a client's own option 254 is removed.
-pub(crate) const ADJ_TOA: u8 = 4;
+pub(crate) const ADJ_TOA: u16 = 4;
 /// TOA still to go (on the handshake-completing ACK and the first data segment).
-pub(crate) const ADJ_TOA_PENDING: u8 = 8;
+pub(crate) const ADJ_TOA_PENDING: u16 = 8;
 /// Proxy Protocol version 2 (else 1).
-pub(crate) const ADJ_PP_V2: u8 = 16;
+pub(crate) const ADJ_PP_V2: u16 = 16;
 /// `*-insecure`: a header the client sent itself is passed on.
-pub(crate) const ADJ_INSECURE: u8 = 32;
+pub(crate) const ADJ_INSECURE: u16 = 32;
 /// `first_seq` was learnt from the client's SYN.
-pub(crate) const ADJ_SEQ_KNOWN: u8 = 64;
+pub(crate) const ADJ_SEQ_KNOWN: u16 = 64;
 /// Something is still to be decided (a header to send or refuse, TOA to add): the
 /// established-flow stage leaves such sessions to `forward`. Without these bits,
 /// [`FullNat::client_address`] cannot fail on a parsed packet that leaves now.
-pub(crate) const ADJ_UNSETTLED: u8 = ADJ_PP | ADJ_TOA_PENDING;
+pub(crate) const ADJ_UNSETTLED: u16 = ADJ_PP | ADJ_TOA_PENDING | ADJ_SP_WAIT;
+/// A SYN-proxied session (`synproxy.rs`): the real server's SYN-ACKs are the worker's to
+/// answer, never the client's to see.
+pub(crate) const ADJ_SP: u16 = 128;
+/// SYN proxy: waiting for the real server's SYN-ACK. Meanwhile `out_delta` holds the
+/// cookie (the ISN the client knows) and `in_delta` the client's window.
+pub(crate) const ADJ_SP_WAIT: u16 = 256;
+/// SYN proxy: windows toward the client are rescaled from the real server's window scale
+/// (`rs_wscale`) to the one the SYN-ACK announced ([`super::synproxy::OUR_WSCALE`]).
+pub(crate) const ADJ_SP_WIN: u16 = 512;
 
 /// TCP option kind of TOA (DPVS's, read by `toa.ko`): kind, length 8, port, IPv4 address.
 pub const TOA_KIND: u8 = 254;
@@ -65,7 +74,9 @@ pub struct SeqAdjust {
     /// Bytes the real server's stream is shifted by toward the client (SYN proxy; 0 here).
     pub out_delta: u32,
     /// `ADJ_*` bits.
-    pub flags: u8,
+    pub flags: u16,
+    /// SYN proxy: the real server's window scale (with `ADJ_SP_WIN`).
+    pub rs_wscale: u8,
 }
 
 impl SeqAdjust {
@@ -307,7 +318,7 @@ impl FullNat {
                                 new.flags &= !ADJ_TOA_PENDING;
                             }
                         }
-                        if adj.out_delta != 0 && f.ack() {
+                        if adj.out_delta != 0 && f.ack() && adj.flags & ADJ_SP_WAIT == 0 {
                             new_ack = ack.wrapping_sub(adj.out_delta);
                             sack_map(&mut opts[..olen], |v| v.wrapping_sub(adj.out_delta));
                         }
@@ -318,8 +329,20 @@ impl FullNat {
                             new_ack = unshift(ack, first, d);
                             sack_map(&mut opts[..olen], |v| unshift(v, first, d));
                         }
-                        if adj.out_delta != 0 {
+                        if adj.flags & ADJ_SP_WAIT != 0 {
+                            // Only a RST gets here (`synproxy_gate`): the real server refused
+                            // the connection; the client takes it at the number it expects.
+                            new_seq = adj.out_delta.wrapping_add(1);
+                        } else if adj.out_delta != 0 {
                             new_seq = seq.wrapping_add(adj.out_delta);
+                        }
+                        if adj.flags & ADJ_SP_WIN != 0 {
+                            let win = u16::from_be_bytes([seg[14], seg[15]]);
+                            let scaled = super::synproxy::rescale_window(win, adj.rs_wscale);
+                            if scaled != win {
+                                check = update16(check, win, scaled);
+                                seg[14..16].copy_from_slice(&scaled.to_be_bytes());
+                            }
                         }
                     }
                 }

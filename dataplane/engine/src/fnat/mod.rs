@@ -27,6 +27,7 @@ mod housekeeping;
 mod icmp_error;
 pub mod map;
 mod snat;
+pub mod synproxy;
 mod update;
 
 use std::hash::BuildHasher;
@@ -262,6 +263,8 @@ pub struct FullNat {
     adjusting: bool,
     /// What `forward` left for `process` to add to the frame (header, TOA option).
     insert: Option<client_addr::Insert>,
+    /// SYN-proxy buffers (allocated by the rules switch once a service is SYN-proxied).
+    sp: Option<Box<synproxy::SynProxy>>,
 }
 
 /// The worker that owns NAT sessions of client address `client`, for `workers` workers: both
@@ -331,6 +334,7 @@ impl FullNat {
             adjust: Vec::new(),
             adjusting: false,
             insert: None,
+            sp: None,
         };
         f.update(rules, stats);
         f
@@ -532,6 +536,26 @@ impl FullNat {
             Err(reason) => return Verdict::Drop(*reason),
         };
         let verdict = self.process_bytes(rx_port, frame.data_mut(), pkt, hint, now_ns, stats);
+        let mut pkt = pkt;
+        // A SYN proxy answered with (or forwarded) a frame it built: it replaces this one.
+        let built = self.sp.as_mut().and_then(|sp| {
+            let (len, built) = sp.replace.take()?;
+            let fits = !matches!(verdict, Verdict::Transmit { .. })
+                || (frame.set_len(len) && {
+                    frame.data_mut()[..len].copy_from_slice(&sp.scratch[..len]);
+                    true
+                });
+            Some((fits, built))
+        });
+        let built_pkt;
+        if let Some((fits, b)) = built {
+            if !fits {
+                self.insert = None;
+                return Verdict::Drop(DropReason::NoTailroom);
+            }
+            built_pkt = b;
+            pkt = &built_pkt;
+        }
         if let Some(ins) = self.insert.take() {
             return self.grow(frame, pkt, ins, verdict, stats);
         }

@@ -207,6 +207,8 @@ struct Pass {
     /// Some service sends the client's address (Proxy Protocol, TOA): sessions need
     /// sequence state.
     client_address: bool,
+    /// Some service is SYN-proxied: the worker needs its hold slots and scratch frame.
+    synproxy: bool,
 }
 
 impl Pass {
@@ -214,6 +216,7 @@ impl Pass {
     fn note_unchanged(&mut self, svc: &Service, st: &ServiceStats) {
         self.persistent |= svc.options.persistence.is_some();
         self.client_address |= svc.options.client_address.any() || svc.options.synproxy;
+        self.synproxy |= svc.options.synproxy;
         if svc.options.expire_on_removal
             && st
                 .reals
@@ -436,6 +439,9 @@ impl FullNat {
         // sessions outlive the rules.
         if pass.client_address && self.adjust.is_empty() {
             self.adjust = vec![SeqAdjust::default(); self.table.capacity()];
+        }
+        if pass.synproxy && self.sp.is_none() {
+            self.sp = Some(super::synproxy::SynProxy::new());
         }
         // Publish and read the shared counts at the next housekeeping.
         self.next_publish = 0;
@@ -704,6 +710,7 @@ impl FullNat {
         });
         pass.persistent |= persist.is_some();
         pass.client_address |= svc.options.client_address.any() || svc.options.synproxy;
+        pass.synproxy |= svc.options.synproxy;
         let steer_mask = persist
             .map(|p| p.mask)
             .or(if fresh { None } else { entry.steer_mask });
