@@ -11,10 +11,11 @@
 //!  in `client_addr.rs`'s one rewrite, composed with Proxy Protocol and TOA shifts.
 //! ```
 //!
-//! The cookie (as Linux's syncookies, not their code): `h1 + isn + (count << 24) +
-//! ((h2(count) + data) & 0xFFFFFF)` where `h1`, `h2` are keyed SipHash values of the 4-tuple
-//! (one process-wide random key, shared by the workers), `count` is a 64-second counter and
-//! `data` (7 bits) encodes the client's MSS (index in [`MSS_TABLE`]), window scale (or none)
+//! The cookie (after Linux's syncookies, not their code): `h1 + isn + (count << 24) +
+//! (h2(count, data) & 0xFFFF80 | data)` where `h1`, `h2` are keyed SipHash values of the
+//! 4-tuple (one process-wide random key, shared by the workers), `count` is a 64-second
+//! counter, the 17 bits of `h2` check the rest (a guessed or off-by-one cookie passes with
+//! odds 2⁻¹⁷ once its 8-bit counter is in the window, 2⁻²⁴ overall) and `data` (7 bits) encodes the client's MSS (index in [`MSS_TABLE`]), window scale (or none)
 //! and SACK-permitted. A cookie is accepted for [`COOKIE_MAX_AGE`] + 1 periods (64–128 s).
 //! Timestamps are not offered (the SYN-ACK carries none, so the connection goes without
 //! them): the cookie needs no TS echo and no TS rewrite. The SYN-ACK announces window scale
@@ -56,6 +57,10 @@ pub const HOLD_SLOTS: usize = 64;
 pub const HOLD_BYTES: usize = 1460;
 /// The largest frame built here (an MTU-sized segment plus Ethernet).
 const SCRATCH_BYTES: usize = 2048;
+/// The cookie's low 24 bits: 17 bits of keyed hash over the tuple, counter and data (the
+/// check), then the 7 data bits.
+const DATA_MASK: u32 = 0x7F;
+const MAC_MASK: u32 = 0xFF_FF80;
 /// Window scale "none" in the cookie's data.
 const NO_WSCALE: u32 = 15;
 const ETH: usize = 14;
@@ -183,10 +188,11 @@ fn counter(now_ns: u64) -> u32 {
 /// The cookie (the SYN-ACK's ISN) for a client SYN with ISN `isn` offering `opts`, at `now_ns`.
 pub fn make_cookie(t: &CookieTuple, isn: u32, opts: SynOptions, now_ns: u64) -> u32 {
     let count = counter(now_ns);
+    let data = opts.encode();
     t.hash(0, 0)
         .wrapping_add(isn)
         .wrapping_add(count << 24)
-        .wrapping_add(t.hash(count, 1).wrapping_add(opts.encode()) & 0xFF_FFFF)
+        .wrapping_add((t.hash(count, 1 << 8 | data) & MAC_MASK) | data)
 }
 
 /// Checks `cookie` (the client's ACK number − 1) of a client whose ISN was `isn` (its
@@ -204,7 +210,10 @@ pub fn check_cookie(
         return Err(DropReason::SynCookieStale);
     }
     let made = count.wrapping_sub(age);
-    let data = v.wrapping_sub(t.hash(made, 1)) & 0xFF_FFFF;
+    let data = v & DATA_MASK;
+    if v & MAC_MASK != t.hash(made, 1 << 8 | data) & MAC_MASK {
+        return Err(DropReason::SynCookieInvalid);
+    }
     SynOptions::decode(data).ok_or(DropReason::SynCookieInvalid)
 }
 
@@ -709,7 +718,8 @@ mod tests {
                 sack: true
             }
         );
-        assert_eq!(SynOptions::of_syn(&[2, 4, 0x05, 0x00]).mss, 1300);
+        assert_eq!(SynOptions::of_syn(&[2, 4, 0x05, 0x20]).mss, 1300);
+        assert_eq!(SynOptions::of_syn(&[2, 4, 0x05, 0x00]).mss, 536);
         assert_eq!(SynOptions::of_syn(&[2, 0, 1, 1]).mss, 536);
     }
 
