@@ -890,6 +890,7 @@ impl Plane {
             drops: view.drops,
             ports: view.ports,
             local_addrs: view.local_addrs,
+            syn_proxy: view.syn_proxy,
         })
     }
 }
