@@ -133,6 +133,11 @@ pub struct WorkerStats {
     /// First segments that gave up their last bytes to make room for the header (the
     /// client sends them again).
     pub proxy_split: u64,
+    /// Proxy Protocol headers sent alone (server-speaks-first) sent again by housekeeping:
+    /// the real server had not acknowledged them.
+    pub proxy_headers_resent: u64,
+    /// Headers sent alone that went untracked for resending (every tracking slot taken).
+    pub proxy_resend_untracked: u64,
     /// TOA options added toward real servers.
     pub toa_added: u64,
     /// Segments that went without TOA: no room left in the TCP options.
@@ -188,6 +193,8 @@ impl Default for WorkerStats {
             fast_path: 0,
             proxy_headers: 0,
             proxy_split: 0,
+            proxy_headers_resent: 0,
+            proxy_resend_untracked: 0,
             toa_added: 0,
             toa_no_room: 0,
             syn_cookies_sent: 0,
@@ -263,6 +270,8 @@ impl WorkerStats {
         self.fast_path += other.fast_path;
         self.proxy_headers += other.proxy_headers;
         self.proxy_split += other.proxy_split;
+        self.proxy_headers_resent += other.proxy_headers_resent;
+        self.proxy_resend_untracked += other.proxy_resend_untracked;
         self.toa_added += other.toa_added;
         self.toa_no_room += other.toa_no_room;
         self.syn_cookies_sent += other.syn_cookies_sent;

@@ -97,7 +97,7 @@ impl FullNat {
                 translate(frame, pkt, &to)?;
                 if method == Method::FullNat && self.adjusting {
                     // On error the packet is dropped; the translation above is then moot.
-                    self.client_address(id, dir, frame, pkt, dst_mac.is_some())?;
+                    self.client_address(id, dir, frame, pkt, dst_mac.is_some(), now, stats)?;
                 }
                 match dst_mac {
                     Some(mac) => {

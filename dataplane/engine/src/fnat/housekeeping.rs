@@ -97,6 +97,9 @@ impl FullNat {
             }
             self.purge = if cursor >= cap { None } else { Some(cursor) };
         }
+        if !self.pending_headers.is_empty() {
+            self.resend_headers(now_ns, stats);
+        }
         if let Some(t) = self.templates.as_mut() {
             t.expire(now_ns, budget.max(64));
             stats.templates = t.len() as u64;

@@ -265,6 +265,8 @@ pub struct FullNat {
     insert: Option<client_addr::Insert>,
     /// SYN-proxy buffers (allocated by the rules switch once a service is SYN-proxied).
     sp: Option<Box<synproxy::SynProxy>>,
+    /// Proxy Protocol headers sent alone and not acknowledged yet (`client_addr.rs`).
+    pending_headers: Vec<client_addr::PendingHeader>,
 }
 
 /// The worker that owns NAT sessions of client address `client`, for `workers` workers: both
@@ -335,6 +337,7 @@ impl FullNat {
             adjusting: false,
             insert: None,
             sp: None,
+            pending_headers: Vec::new(),
         };
         f.update(rules, stats);
         f

@@ -275,20 +275,21 @@ impl SynProxy {
 }
 
 /// A TCP segment's fields, as `build` writes them.
-struct Segment<'a> {
-    macs: ([u8; 6], [u8; 6]),
-    src: (u32, u16),
-    dst: (u32, u16),
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    window: u16,
-    opts: &'a [u8],
+pub(super) struct Segment<'a> {
+    /// (source, destination).
+    pub macs: ([u8; 6], [u8; 6]),
+    pub src: (u32, u16),
+    pub dst: (u32, u16),
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub opts: &'a [u8],
 }
 
 /// Writes an Ethernet/IPv4/TCP frame into `buf` around a payload already at its place
 /// (`buf[ETH + IP + 20 + opts.len()..][..payload_len]`); checksums computed. Returns its length.
-fn build(buf: &mut [u8], s: &Segment, payload_len: usize) -> usize {
+pub(super) fn build(buf: &mut [u8], s: &Segment, payload_len: usize) -> usize {
     let hl = 20 + s.opts.len();
     let l4_len = hl + payload_len;
     let end = ETH + IP + l4_len;

@@ -439,6 +439,7 @@ impl FullNat {
         // sessions outlive the rules.
         if pass.client_address && self.adjust.is_empty() {
             self.adjust = vec![SeqAdjust::default(); self.table.capacity()];
+            self.pending_headers = Vec::with_capacity(super::client_addr::PENDING_HEADERS);
         }
         if pass.synproxy && self.sp.is_none() {
             self.sp = Some(super::synproxy::SynProxy::new());
