@@ -230,5 +230,8 @@ fn synproxy_and_server_first_proxy_protocol_with_real_kernels_and_a_flood() {
     );
     eprintln!("flood: {sent} spoofed SYNs, {cookies} cookie SYN-ACKs, 0 sessions");
     let log = lab.down();
+    if std::env::var_os("LAB_SYNPROXY_LOG").is_some() {
+        eprintln!("{log}");
+    }
     assert_clean_exit(&log);
 }

@@ -105,7 +105,8 @@ pub struct WorkerStats {
     pub icmp_echo_replies: u64,
     /// Frames the engine built itself (ARP requests, gratuitous ARPs), sent or dropped.
     pub originated: u64,
-    /// Frames the engine absorbed by design (ARP replies and announcements it learned from).
+    /// Frames the engine absorbed by design (ARP replies and announcements it learned from;
+    /// client data the SYN proxy holds until the real server's SYN-ACK).
     pub consumed: u64,
     /// Frames waiting for their next hop's MAC now (a gauge).
     pub held: u64,

@@ -554,6 +554,8 @@ impl FullNat {
                 let sp = self.sp.as_mut()?;
                 Some(if sp.hold(id, payload) {
                     stats.synproxy_data_held += 1;
+                    // Absorbed by design: its bytes leave later in a frame the worker builds.
+                    stats.consumed += 1;
                     Ok(Verdict::Consumed)
                 } else {
                     stats.synproxy_hold_full += 1;
