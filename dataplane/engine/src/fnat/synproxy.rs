@@ -172,10 +172,16 @@ pub struct CookieTuple {
 }
 
 impl CookieTuple {
+    /// A keyed 32-bit hash of the tuple with `count` (24 bits) and `which` (8 bits): one
+    /// SipHash-1-3 over two words.
     #[inline]
     fn hash(&self, count: u32, which: u32) -> u32 {
-        let h =
-            cookie_key().hash_one((self.client, self.vip, self.cport, self.vport, count, which));
+        let a = (u64::from(self.client) << 32) | u64::from(self.vip);
+        let b = (u64::from(self.cport) << 48)
+            | (u64::from(self.vport) << 32)
+            | (u64::from(count & 0xFF_FFFF) << 8)
+            | u64::from(which & 0xFF);
+        let h = cookie_key().hash_one((a, b));
         (h ^ (h >> 32)) as u32
     }
 }
@@ -192,7 +198,7 @@ pub fn make_cookie(t: &CookieTuple, isn: u32, opts: SynOptions, now_ns: u64) -> 
     t.hash(0, 0)
         .wrapping_add(isn)
         .wrapping_add(count << 24)
-        .wrapping_add((t.hash(count, 1 << 8 | data) & MAC_MASK) | data)
+        .wrapping_add((t.hash(count, 0x80 | data) & MAC_MASK) | data)
 }
 
 /// Checks `cookie` (the client's ACK number − 1) of a client whose ISN was `isn` (its
@@ -211,7 +217,7 @@ pub fn check_cookie(
     }
     let made = count.wrapping_sub(age);
     let data = v & DATA_MASK;
-    if v & MAC_MASK != t.hash(made, 1 << 8 | data) & MAC_MASK {
+    if v & MAC_MASK != t.hash(made, 0x80 | data) & MAC_MASK {
         return Err(DropReason::SynCookieInvalid);
     }
     SynOptions::decode(data).ok_or(DropReason::SynCookieInvalid)
