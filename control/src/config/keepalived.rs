@@ -656,6 +656,30 @@ mod roundtrip {
         assert_eq!(e.setting, "conn_rate");
     }
 
+    /// DPVS's `syn_proxy` keyword is written for a SYN-proxied service and read back.
+    #[test]
+    fn syn_proxy_exports_and_imports_back() {
+        let mut rules = RuleSet {
+            marks: marks(),
+            ..RuleSet::default()
+        };
+        let mut s = Service::new(
+            ServiceAddr::Inet {
+                protocol: Protocol::Tcp,
+                vip: Ipv4Addr::new(198, 18, 0, 100),
+                port: 80,
+            },
+            Scheduler::Rr,
+        );
+        s.synproxy = true;
+        rules.services.push(s);
+        let text = fnat_keepalived::write::write(&rules).unwrap();
+        assert!(text.contains("    syn_proxy\n"), "{text}");
+        let back = round_trip(&rules);
+        assert!(back.services[0].synproxy);
+        assert_eq!(back, rules);
+    }
+
     #[test]
     fn what_keepalived_conf_cannot_say_is_refused_by_name() {
         let mut rules = RuleSet::default();
