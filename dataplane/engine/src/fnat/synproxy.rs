@@ -343,21 +343,29 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// The parts of a TCP packet the SYN proxy reads: (seq, ack, window, options, payload).
-fn tcp_parts<'a>(frame: &'a [u8], pkt: &PacketV4) -> Option<(u32, u32, u16, &'a [u8], &'a [u8])> {
+/// The parts of a TCP packet the SYN proxy reads.
+struct TcpParts<'a> {
+    seq: u32,
+    ack: u32,
+    window: u16,
+    opts: &'a [u8],
+    payload: &'a [u8],
+}
+
+fn tcp_parts<'a>(frame: &'a [u8], pkt: &PacketV4) -> Option<TcpParts<'a>> {
     let Transport::Tcp(t) = pkt.transport else {
         return None;
     };
     let (l4, end) = (pkt.ip.l4(), pkt.ip.end());
     let seg = frame.get(l4..end)?;
     let hl = usize::from(t.header_len);
-    Some((
-        be32(seg, 4)?,
-        be32(seg, 8)?,
-        u16::from_be_bytes([*seg.get(14)?, *seg.get(15)?]),
-        seg.get(20..hl)?,
-        seg.get(hl..)?,
-    ))
+    Some(TcpParts {
+        seq: be32(seg, 4)?,
+        ack: be32(seg, 8)?,
+        window: u16::from_be_bytes([*seg.get(14)?, *seg.get(15)?]),
+        opts: seg.get(20..hl)?,
+        payload: seg.get(hl..)?,
+    })
 }
 
 impl FullNat {
@@ -393,8 +401,13 @@ impl FullNat {
             vip: key.dst_ip,
             vport: key.dst_port,
         };
-        let (seq, ack, window, opts, payload) =
-            tcp_parts(frame, pkt).ok_or(DropReason::Truncated)?;
+        let TcpParts {
+            seq,
+            ack,
+            window,
+            opts,
+            payload,
+        } = tcp_parts(frame, pkt).ok_or(DropReason::Truncated)?;
         if f.syn() && !f.ack() {
             // Refused clients get no SYN-ACK either (the rate cap applies at the ACK).
             if let Some(acl) = self.services.get(service).and_then(|s| s.acl.as_ref()) {
@@ -452,7 +465,7 @@ impl FullNat {
         }
         let mut sp = self.sp.take().ok_or(DropReason::NoSession)?;
         if payload_len > 0 {
-            let (.., payload) = tcp_parts(frame, pkt).ok_or(DropReason::Truncated)?;
+            let payload = tcp_parts(frame, pkt).ok_or(DropReason::Truncated)?.payload;
             if sp.hold(id, payload) {
                 stats.synproxy_data_held += 1;
             } else {
@@ -544,7 +557,13 @@ impl FullNat {
             }
             return None;
         }
-        let (seq, ack, _, opts, payload) = tcp_parts(frame, pkt)?;
+        let TcpParts {
+            seq,
+            ack,
+            opts,
+            payload,
+            ..
+        } = tcp_parts(frame, pkt)?;
         match dir {
             Direction::Output if f.syn() && f.ack() && ack == a.first_seq => {
                 let rs_wscale = SynOptions::of_syn(opts).wscale;
