@@ -357,7 +357,7 @@ impl FullNat {
                         } else if adj.flags & ADJ_PP_SENT != 0 {
                             if payload_len > 0
                                 && at_first
-                                && adj.flags & ADJ_INSECURE == 0
+                                && adj.flags & ADJ_PP_CHECK != 0
                                 && looks_like_proxy(&seg[hl..])
                             {
                                 // Our header went alone; one from the client is not trusted.
