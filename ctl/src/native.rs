@@ -433,6 +433,10 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
             for (reason, n) in &l.drops {
                 let _ = writeln!(human, "  {reason:<24} {n}");
             }
+            human.push_str("\nClient address (Proxy Protocol, TOA):\n");
+            for (event, n) in &l.client_address {
+                let _ = writeln!(human, "  {event:<24} {n}");
+            }
             if l.syn_proxy.values().any(|&n| n > 0) {
                 human.push_str("\nSYN proxy:\n");
                 for (event, n) in &l.syn_proxy {

@@ -888,6 +888,7 @@ impl Plane {
             timeouts: Some(self.effective_timeouts()),
             stats,
             drops: view.drops,
+            client_address: view.client_address,
             ports: view.ports,
             local_addrs: view.local_addrs,
             syn_proxy: view.syn_proxy,

@@ -152,6 +152,9 @@ pub struct WorkerStats {
     /// SYN proxy: client data that found every hold slot taken (dropped; the client sends
     /// it again).
     pub synproxy_hold_full: u64,
+    /// Client segments whose own TCP option 254 was removed (a TOA service's real server
+    /// must see fnatd's, not one the client forged).
+    pub toa_stripped: u64,
     /// Sessions ended (timed out, or their service was removed).
     pub sessions_ended: u64,
     /// Persistence templates live (as of the last housekeeping).
@@ -202,6 +205,7 @@ impl Default for WorkerStats {
             syn_cookies_valid: 0,
             synproxy_data_held: 0,
             synproxy_hold_full: 0,
+            toa_stripped: 0,
             sessions_ended: 0,
             templates: 0,
             templates_full: 0,
@@ -279,6 +283,7 @@ impl WorkerStats {
         self.syn_cookies_valid += other.syn_cookies_valid;
         self.synproxy_data_held += other.synproxy_data_held;
         self.synproxy_hold_full += other.synproxy_hold_full;
+        self.toa_stripped += other.toa_stripped;
         self.sessions_ended += other.sessions_ended;
         self.templates += other.templates;
         self.templates_full += other.templates_full;

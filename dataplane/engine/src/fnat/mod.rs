@@ -267,6 +267,9 @@ pub struct FullNat {
     sp: Option<Box<synproxy::SynProxy>>,
     /// Proxy Protocol headers sent alone and not acknowledged yet (`client_addr.rs`).
     pending_headers: Vec<client_addr::PendingHeader>,
+    /// Client options 254 that `client_address` turned into NOPs since `process` last
+    /// moved the count into the worker's stats (it has no stats of its own).
+    toa_stripped: u64,
 }
 
 /// The worker that owns NAT sessions of client address `client`, for `workers` workers: both
@@ -338,6 +341,7 @@ impl FullNat {
             insert: None,
             sp: None,
             pending_headers: Vec::new(),
+            toa_stripped: 0,
         };
         f.update(rules, stats);
         f
@@ -558,6 +562,9 @@ impl FullNat {
             }
             built_pkt = b;
             pkt = &built_pkt;
+        }
+        if self.adjusting {
+            stats.toa_stripped += std::mem::take(&mut self.toa_stripped);
         }
         if let Some(ins) = self.insert.take() {
             return self.grow(frame, pkt, ins, verdict, stats);
