@@ -229,7 +229,8 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
                 .service_mut(&attrs.addr)
                 .ok_or_else(|| error(ErrorKind::NoSuchService, "No such service"))?;
             for r in &service.reals {
-                check_client_address(attrs.proxy_protocol, attrs.toa, r).map_err(|(e, _)| e)?;
+                check_client_address(attrs.proxy_protocol, attrs.toa, attrs.synproxy, r)
+                    .map_err(|(e, _)| e)?;
             }
             attrs.apply_to(service);
         }
@@ -243,7 +244,8 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
         Change::RealAdd { service, real } => {
             let svc = service_for_member(rules, service)?;
             check_real(&svc.addr, real).map_err(|(e, _)| e)?;
-            check_client_address(svc.proxy_protocol, svc.toa, real).map_err(|(e, _)| e)?;
+            check_client_address(svc.proxy_protocol, svc.toa, svc.synproxy, real)
+                .map_err(|(e, _)| e)?;
             if svc.real(real.key()).is_some() {
                 return Err(error(
                     ErrorKind::DestinationExists,
@@ -255,7 +257,8 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
         Change::RealEdit { service, real } => {
             let svc = service_for_member(rules, service)?;
             check_real(&svc.addr, real).map_err(|(e, _)| e)?;
-            check_client_address(svc.proxy_protocol, svc.toa, real).map_err(|(e, _)| e)?;
+            check_client_address(svc.proxy_protocol, svc.toa, svc.synproxy, real)
+                .map_err(|(e, _)| e)?;
             let slot = svc
                 .reals
                 .iter_mut()
@@ -765,7 +768,7 @@ fn check_service(service: &Service, marks: &[Mark]) -> Result<(), (ErrorBody, Wi
     let mut reals = HashSet::new();
     for (j, r) in service.reals.iter().enumerate() {
         check_real(&service.addr, r).map_err(|(e, f)| (e, Within::Real(j, f)))?;
-        check_client_address(service.proxy_protocol, service.toa, r)
+        check_client_address(service.proxy_protocol, service.toa, service.synproxy, r)
             .map_err(|(e, f)| (e, Within::Service(f)))?;
         if !reals.insert(r.key()) {
             return Err((
@@ -825,6 +828,7 @@ fn check_service(service: &Service, marks: &[Mark]) -> Result<(), (ErrorBody, Wi
 fn check_client_address(
     proxy_protocol: ProxyProtocol,
     toa: bool,
+    synproxy: bool,
     real: &Real,
 ) -> Result<(), (ErrorBody, ServiceField)> {
     if real.forward == ForwardMethod::FullNat {
@@ -837,6 +841,9 @@ fn check_client_address(
         )
     } else if toa {
         ("toa (--toa)", ServiceField::Toa)
+    } else if synproxy {
+        // The SYN proxy reconciles its cookie's ISN with the server's in the same rewrite.
+        ("synproxy (-j/--synproxy)", ServiceField::SynProxy)
     } else {
         return Ok(());
     };
