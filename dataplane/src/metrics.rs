@@ -530,6 +530,14 @@ fn encode_sample(e: &mut DescriptorEncoder, s: &Sample) -> Result<(), std::fmt::
             .iter()
             .map(|(event, n)| (vec![("event", event.clone())], *n)),
     )?;
+    counter(
+        e,
+        "synproxy_events",
+        "SYN proxy: cookies sent, valid cookie ACKs, client data held, hold slots full",
+        l.syn_proxy
+            .iter()
+            .map(|(event, n)| (vec![("event", event.clone())], *n)),
+    )?;
     let port = |name: &str| vec![("port", name.to_string())];
     counter(
         e,

@@ -140,6 +140,8 @@ pub struct VirtualServer {
     pub proxy_protocol: Option<String>,
     /// `toa`: TCP option 254 toward the real servers.
     pub toa: bool,
+    /// `syn_proxy`: SYN cookies answer the clients' SYNs (DPVS's keepalived).
+    pub syn_proxy: bool,
     /// `lvs_method`/`lb_kind`; keepalived's default is NAT.
     pub method: Method,
     pub persistence_timeout: Option<u32>,
@@ -738,6 +740,7 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
         ops: false,
         proxy_protocol: None,
         toa: false,
+        syn_proxy: false,
         method: Method::Nat,
         persistence_timeout: None,
         persistence_granularity: None,
@@ -801,6 +804,7 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
             "ops" => vs.ops = true,
             "proxy_protocol" => vs.proxy_protocol = one_arg(n, diags),
             "toa" => vs.toa = true,
+            "syn_proxy" => vs.syn_proxy = true,
             "quorum" => vs.quorum = number(n, diags).unwrap_or(vs.quorum),
             "hysteresis" => vs.hysteresis = number(n, diags).unwrap_or(0),
             "quorum_up" => vs.quorum_up = Some(n.args.join(" ")),
@@ -822,7 +826,6 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
             "daddr_group_name" => vs.daddr_group_name = one_arg(n, diags),
             "waddr_group_name" => vs.waddr_group_name = one_arg(n, diags),
             "establish_timeout" => vs.establish_timeout = number(n, diags),
-            k @ "syn_proxy" => diags.warning(&n.at, k, "not supported yet: ignored"),
             "real_server" => real_nodes.push(n),
             // keepalived settings that change nothing fnat does.
             "ha_suspend"

@@ -386,6 +386,7 @@ fn service(
             .map_err(|e: String| located(&vs.at, "proxy_protocol", e))?;
     }
     service.toa = vs.toa;
+    service.synproxy = vs.syn_proxy;
     if let Some(timeout) = vs.persistence_timeout {
         let netmask = match &vs.persistence_granularity {
             Some(mask) => mask.parse().map_err(|_| {
@@ -617,6 +618,7 @@ mod roundtrip {
                             fnat_proto::model::ProxyProtocol::V1Insecure
                         };
                         s.toa = flags % 3 == 0;
+                        s.synproxy = flags % 5 == 0;
                     }
                     let mut seen = std::collections::HashSet::new();
                     s.reals = reals.into_iter().filter(|r| seen.insert(r.key())).collect();
@@ -740,6 +742,30 @@ mod roundtrip {
         rules.services[0].conn_rate = Some("10/24".parse().unwrap());
         let e = fnat_keepalived::write::write(&rules).unwrap_err();
         assert_eq!(e.setting, "conn_rate");
+    }
+
+    /// DPVS's `syn_proxy` keyword is written for a SYN-proxied service and read back.
+    #[test]
+    fn syn_proxy_exports_and_imports_back() {
+        let mut rules = RuleSet {
+            marks: marks(),
+            ..RuleSet::default()
+        };
+        let mut s = Service::new(
+            ServiceAddr::Inet {
+                protocol: Protocol::Tcp,
+                vip: Ipv4Addr::new(198, 18, 0, 100),
+                port: 80,
+            },
+            Scheduler::Rr,
+        );
+        s.synproxy = true;
+        rules.services.push(s);
+        let text = fnat_keepalived::write::write(&rules).unwrap();
+        assert!(text.contains("    syn_proxy\n"), "{text}");
+        let back = round_trip(&rules);
+        assert!(back.services[0].synproxy);
+        assert_eq!(back, rules);
     }
 
     #[test]

@@ -398,6 +398,7 @@ fn key_of(file: &ConfigFile, place: Place) -> String {
                 ServiceField::Port | ServiceField::Mark => "port",
                 ServiceField::OnePacket => "protocol",
                 ServiceField::Toa => "toa",
+                ServiceField::SynProxy => "synproxy",
                 ServiceField::ProxyProtocol => "proxy_protocol",
                 ServiceField::PersistenceTimeout => "persistence_timeout",
                 ServiceField::PersistenceNetmask => "persistence_netmask",
@@ -681,6 +682,7 @@ fn services(
                 .map_err(|e: String| invalid(key("proxy_protocol"), e))?;
         }
         service.toa = s.toa.unwrap_or(false);
+        service.synproxy = s.synproxy.unwrap_or(false);
         service.reals = reals;
         service.local_addresses = local_addresses;
         if let Some(spec) = super::health::from_toml(i, s, &service)? {

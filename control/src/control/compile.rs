@@ -285,6 +285,7 @@ pub fn compile_service(
         ),
         toa: s.toa,
     };
+    service.options.synproxy = s.synproxy;
     Ok(service)
 }
 

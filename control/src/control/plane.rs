@@ -951,6 +951,7 @@ impl Plane {
             client_address: view.client_address,
             ports: view.ports,
             local_addrs: view.local_addrs,
+            syn_proxy: view.syn_proxy,
         })
     }
 }

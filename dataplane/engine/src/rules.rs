@@ -220,6 +220,9 @@ pub struct ServiceOptions {
     /// What the real servers of a full-NAT service learn of the client (Proxy Protocol,
     /// TOA); nothing by default.
     pub client_address: ClientAddress,
+    /// SYN proxy (TCP, full-NAT): SYN cookies answer the clients' SYNs; a session is made
+    /// only by a valid cookie ACK (`fnat/synproxy.rs`).
+    pub synproxy: bool,
 }
 
 /// How a full-NAT service tells its real servers the client's address and port

@@ -291,6 +291,7 @@ impl FullNat {
                 first_seq: a.first_seq,
                 in_delta: a.in_delta,
                 out_delta: a.out_delta,
+                rs_wscale: a.rs_wscale,
             }
         });
         Some(Conn {
@@ -496,6 +497,7 @@ impl FullNat {
                     in_delta: f.in_delta,
                     out_delta: f.out_delta,
                     flags: f.adjust_flags,
+                    rs_wscale: f.rs_wscale,
                 }
             }
             _ => client_addr::SeqAdjust::default(),

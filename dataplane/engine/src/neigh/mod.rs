@@ -79,6 +79,8 @@ pub enum Emit {
 #[derive(Debug, Clone, Copy, Default)]
 struct Held {
     live: bool,
+    /// Originated by the engine with its MACs set: sent at the next drain.
+    ready: bool,
     len: u16,
     port: PortIndex,
     hop: u32,
@@ -122,7 +124,14 @@ impl HoldQueue {
         self.tail - self.head < self.cap()
     }
 
-    fn push(&mut self, frame: &[u8], port: PortIndex, hop: u32, deadline: u64) -> bool {
+    fn push(
+        &mut self,
+        frame: &[u8],
+        port: PortIndex,
+        hop: u32,
+        deadline: u64,
+        ready: bool,
+    ) -> bool {
         if frame.len() > HOLD_SLOT_BYTES || !self.has_room() {
             return false;
         }
@@ -130,6 +139,7 @@ impl HoldQueue {
         self.buf[i * HOLD_SLOT_BYTES..i * HOLD_SLOT_BYTES + frame.len()].copy_from_slice(frame);
         self.meta[i] = Held {
             live: true,
+            ready,
             len: frame.len() as u16,
             port,
             hop,
@@ -424,12 +434,21 @@ impl Neighbours {
         if frame.len() > HOLD_SLOT_BYTES {
             return Verdict::Drop(DropReason::NoNeighbour);
         }
-        if !self.hold.push(frame, hop.port, hop.gateway, deadline) {
+        if !self
+            .hold
+            .push(frame, hop.port, hop.gateway, deadline, false)
+        {
             return Verdict::Drop(DropReason::NeighbourQueueFull);
         }
         stats.held += 1;
         stats.held_total += 1;
         Verdict::Consumed
+    }
+
+    /// Queues a frame the engine built (MACs set) to leave by `port` at the next drain, in
+    /// the hold queue's slots. False when they are all taken.
+    pub fn originate(&mut self, frame: &[u8], port: PortIndex) -> bool {
+        self.hold.push(frame, port, 0, u64::MAX, true)
     }
 
     /// Hands the driver every frame the engine has to send on its own: held frames whose next
@@ -488,6 +507,17 @@ impl Neighbours {
             let i = pos % cap;
             let h = self.hold.meta[i];
             if !h.live {
+                continue;
+            }
+            if h.ready {
+                let bytes =
+                    &self.hold.buf[i * HOLD_SLOT_BYTES..i * HOLD_SLOT_BYTES + usize::from(h.len)];
+                match emit(h.port, bytes) {
+                    Emit::Busy => return false,
+                    r => originated(stats, r, |_| {}),
+                }
+                self.hold.meta[i].live = false;
+                self.hold.live -= 1;
                 continue;
             }
             let mac = self.table.get(h.port, h.hop).and_then(|e| {
