@@ -557,10 +557,10 @@ mod tests {
         assert!(e.push(&conn(false)));
         assert!(e.push(&conn(true)));
         let m = e.message();
-        assert_eq!(m.len(), 8 + 36 + 60);
-        assert_eq!(&m[..8], &[0, 9, 0, 104, 2, 1, 0, 0]);
-        // The full-NAT entry: size 58, padded to 60, option type 0x50 (F_PARAM set).
-        assert_eq!(&m[44 + 2..44 + 4], &58u16.to_be_bytes());
+        assert_eq!(m.len(), 8 + 36 + 64);
+        assert_eq!(&m[..8], &[0, 9, 0, 108, 2, 1, 0, 0]);
+        // The full-NAT entry: size 62, padded to 64, option type 0x50 (F_PARAM set).
+        assert_eq!(&m[44 + 2..44 + 4], &62u16.to_be_bytes());
         assert_eq!(m[44 + 36], 0x50);
         assert_eq!(m[44 + 36] & OPT_F_PARAM, OPT_F_PARAM);
         let d = decode(m).unwrap();
