@@ -37,6 +37,8 @@ pub struct Config {
     pub vrrp: Vec<Node>,
     /// `vrrp_instance` blocks, read (see [`crate::vrrp`]).
     pub vrrp_instances: Vec<crate::vrrp::VrrpInstance>,
+    /// `vrrp_sync_group` blocks, read (see [`crate::vrrp::sync_group`]).
+    pub vrrp_sync_groups: Vec<crate::vrrp::VrrpSyncGroup>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -285,6 +287,17 @@ fn finish(lines: &[crate::source::Line], mut diags: Diagnostics) -> Config {
             config.vrrp_instances.push(v);
         }
     }
+    for node in nodes.iter().filter(|n| n.keyword == "vrrp_sync_group") {
+        let g = crate::vrrp::sync_group(
+            node,
+            &config.vrrp_instances,
+            &config.vrrp_sync_groups,
+            &mut diags,
+        );
+        if let Some(g) = g {
+            config.vrrp_sync_groups.push(g);
+        }
+    }
     for vs in &config.virtual_servers {
         if let VirtualServerKey::Group(name) = &vs.key {
             if !config.groups.iter().any(|g| &g.name == name) {
@@ -370,7 +383,7 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
             });
         }
         // Read after the rest (`finish`), with the global `vrrp_version`.
-        "vrrp_instance" => {}
+        "vrrp_instance" | "vrrp_sync_group" => {}
         k if k.starts_with("vrrp_")
             || k == "static_ipaddress"
             || k == "static_routes"

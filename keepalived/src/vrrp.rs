@@ -1,6 +1,6 @@
 //! keepalived's `vrrp_instance` blocks, with keepalived's defaults: what fnat's VRRP service
-//! runs. Keywords fnat does not act on yet (`track_*`, `vrrp_script`, sync groups) are
-//! warnings naming file, line and keyword.
+//! runs, and `vrrp_sync_group` blocks (instances that move together). Keywords fnat does not
+//! act on yet are warnings naming file, line and keyword.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -49,6 +49,67 @@ pub struct VrrpInstance {
     pub garp_master_delay: Duration,
     /// `garp_master_repeat` (default 5): gratuitous ARPs per burst.
     pub garp_master_repeat: u32,
+}
+
+/// One `vrrp_sync_group NAME { group { VI_1 VI_2 … } }`: when one member changes state, all
+/// do (keepalived's semantics: a member becomes master only once none of the others still
+/// hears a master).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VrrpSyncGroup {
+    pub at: Location,
+    pub name: String,
+    /// The member instances' names, in the order written.
+    pub members: Vec<String>,
+}
+
+/// Reads one `vrrp_sync_group`; `instances` are the file's readable `vrrp_instance`s (a
+/// member that is none of them is an error, as is a member of two groups).
+pub fn sync_group(
+    node: &Node,
+    instances: &[VrrpInstance],
+    taken: &[VrrpSyncGroup],
+    diags: &mut Diagnostics,
+) -> Option<VrrpSyncGroup> {
+    let name = one_arg(node, diags)?;
+    let mut members = Vec::new();
+    for n in children(node) {
+        match n.keyword.as_str() {
+            "group" => {
+                for m in children(n) {
+                    let member = m.keyword.clone();
+                    if !instances.iter().any(|i| i.name == member) {
+                        diags.error(
+                            &m.at,
+                            "group",
+                            format!("{member} is not a vrrp_instance of this file"),
+                        );
+                    } else if let Some(g) = taken.iter().find(|g| g.members.contains(&member)) {
+                        diags.error(
+                            &m.at,
+                            "group",
+                            format!("{member} is already in vrrp_sync_group {}", g.name),
+                        );
+                    } else if !members.contains(&member) {
+                        members.push(member);
+                    }
+                }
+            }
+            k => diags.warning(&n.at, k, "not supported by fnat's VRRP yet: ignored"),
+        }
+    }
+    if members.is_empty() {
+        diags.error(
+            &node.at,
+            "group",
+            "a vrrp_sync_group needs member instances",
+        );
+        return None;
+    }
+    Some(VrrpSyncGroup {
+        at: node.at.clone(),
+        name,
+        members,
+    })
 }
 
 /// Reads one `vrrp_instance`; `version` is the global default (`vrrp_version`).
@@ -241,6 +302,33 @@ fn script(node: &Node, diags: &mut Diagnostics) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use crate::read_str;
+
+    #[test]
+    fn a_sync_group_names_its_instances_and_refuses_strangers() {
+        let inst = |n: &str, id: u8| {
+            format!(
+                "vrrp_instance {n} {{\n interface wan\n virtual_router_id {id}\n virtual_ipaddress {{\n  198.18.0.{id}\n }}\n}}\n"
+            )
+        };
+        let text = format!(
+            "{}{}vrrp_sync_group VG_1 {{\n group {{\n  VI_1\n  VI_2\n }}\n}}\n",
+            inst("VI_1", 1),
+            inst("VI_2", 2)
+        );
+        let c = read_str("k.conf", &text, "h");
+        assert_eq!(c.errors().count(), 0, "{:?}", c.diagnostics);
+        assert_eq!(c.vrrp_sync_groups.len(), 1);
+        assert_eq!(c.vrrp_sync_groups[0].name, "VG_1");
+        assert_eq!(c.vrrp_sync_groups[0].members, ["VI_1", "VI_2"]);
+        let bad = format!(
+            "{}vrrp_sync_group VG_1 {{\n group {{\n  VI_1\n  VI_9\n }}\n}}\n",
+            inst("VI_1", 1)
+        );
+        let c = read_str("k.conf", &bad, "h");
+        let e = c.errors().next().expect("an unknown member is refused");
+        assert_eq!(e.at.line, 11);
+        assert!(e.message.contains("VI_9 is not a vrrp_instance"), "{e:?}");
+    }
 
     #[test]
     fn an_instance_reads_with_keepalived_defaults() {

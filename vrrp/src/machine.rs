@@ -93,6 +93,8 @@ pub struct Machine {
     timer: Option<Duration>,
     /// When a lower-priority master was first heard (preempt_delay).
     lower_since: Option<Duration>,
+    /// The Master_Down_Timer ran out and the sync group holds this backup back.
+    held: bool,
 }
 
 impl Machine {
@@ -106,6 +108,7 @@ impl Machine {
             master: None,
             timer: None,
             lower_since: None,
+            held: false,
         }
     }
 
@@ -199,6 +202,7 @@ impl Machine {
                 self.master_advert_int = advert.advert_int;
                 self.master = Some(advert.source);
                 self.timer = Some(now + self.master_down_interval());
+                self.held = false;
                 Vec::new()
             }
             State::Master => {
@@ -222,8 +226,39 @@ impl Machine {
         }
     }
 
+    /// The instance's `vrrp_sync_group` moved to `to` (another member took over or gave up):
+    /// follow it at once. Nothing when already there, or stopped.
+    pub fn follow(&mut self, now: Duration, to: State) -> Vec<Action> {
+        match (self.state, to) {
+            (State::Backup, State::Master) => self.become_master(now),
+            (State::Master, State::Backup) => {
+                let master = self.master.filter(|m| *m != self.params.primary);
+                self.become_backup(now, master)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A backup whose Master_Down_Timer ran out may not take over yet (another member of
+    /// its sync group still hears a master): look again after `wait`.
+    pub fn hold(&mut self, now: Duration, wait: Duration) {
+        if self.state == State::Backup {
+            self.timer = Some(now + wait);
+            self.held = true;
+        }
+    }
+
+    /// A backup that has heard a master whose Master_Down_Timer is still running.
+    pub fn hears_master(&self, now: Duration) -> bool {
+        self.state == State::Backup
+            && !self.held
+            && self.master.is_some()
+            && self.timer.is_some_and(|t| now < t)
+    }
+
     fn become_master(&mut self, now: Duration) -> Vec<Action> {
         self.state = State::Master;
+        self.held = false;
         self.master = Some(self.params.primary);
         self.master_advert_int = self.params.advert_int;
         self.timer = Some(now + self.params.advert_int);
@@ -237,6 +272,7 @@ impl Machine {
 
     fn become_backup(&mut self, now: Duration, master: Option<IpAddr>) -> Vec<Action> {
         self.state = State::Backup;
+        self.held = false;
         self.master = master;
         self.timer = Some(now + self.master_down_interval());
         vec![Action::BecameBackup]

@@ -34,6 +34,8 @@ pub struct InstanceConfig {
     pub notify_stop: Option<String>,
     /// Called with `INSTANCE NAME STATE PRIORITY`.
     pub notify: Option<String>,
+    /// The `vrrp_sync_group` this instance moves with.
+    pub sync_group: Option<String>,
 }
 
 impl InstanceConfig {
@@ -85,7 +87,34 @@ impl InstanceConfig {
             notify_backup: v.notify_backup.clone(),
             notify_stop: v.notify_stop.clone(),
             notify: v.notify.clone(),
+            sync_group: None,
         })
+    }
+}
+
+/// The `vrrp_sync_group`s of one director, shared by the services of all its interfaces
+/// (members of a group may run on different ports' threads). A member that takes over or
+/// gives up on its own moves the group (a new epoch with the target state); the others
+/// follow on their next turn. A member whose timer runs out becomes master only when no
+/// other member still hears a master (keepalived's rule), else it looks again shortly.
+#[derive(Clone, Debug, Default)]
+pub struct SyncGroups(std::sync::Arc<std::sync::Mutex<BTreeMap<String, GroupState>>>);
+
+#[derive(Debug, Default)]
+struct GroupState {
+    epoch: u64,
+    target: Option<State>,
+    /// Members that are backups hearing a live master.
+    hearing: BTreeMap<String, bool>,
+}
+
+/// How soon a member held back by its group looks again.
+const GROUP_HOLD: Duration = Duration::from_millis(20);
+
+impl SyncGroups {
+    fn with<R>(&self, group: &str, f: impl FnOnce(&mut GroupState) -> R) -> Option<R> {
+        let mut g = self.0.lock().ok()?;
+        Some(f(g.entry(group.to_string()).or_default()))
     }
 }
 
@@ -123,6 +152,8 @@ struct Instance {
     config: InstanceConfig,
     machine: Machine,
     counters: BTreeMap<&'static str, u64>,
+    /// The sync group's epoch this member has followed.
+    group_epoch: u64,
 }
 
 /// Told of every state change of an instance (its index in the configs, its new state).
@@ -134,6 +165,9 @@ pub struct Service {
     instances: Vec<Instance>,
     origin: Instant,
     children: Vec<Child>,
+    groups: SyncGroups,
+    /// Set while a member follows its group (its transitions do not move the group again).
+    following: bool,
 }
 
 impl Service {
@@ -163,6 +197,7 @@ impl Service {
                 machine: Machine::new(config.params.clone()),
                 config,
                 counters: COUNTERS.iter().map(|c| (*c, 0)).collect(),
+                group_epoch: 0,
             })
             .collect();
         Ok(Service {
@@ -171,7 +206,72 @@ impl Service {
             instances,
             origin: Instant::now(),
             children: Vec::new(),
+            groups: SyncGroups::default(),
+            following: false,
         })
+    }
+
+    /// Shares `groups` with the services of the director's other interfaces.
+    pub fn sync_groups(&mut self, groups: SyncGroups) {
+        self.groups = groups;
+    }
+
+    /// Members follow their groups' moves; backups whose timer ran out wait while another
+    /// member hears a master; each member says whether it hears one.
+    fn follow_groups(&mut self, now: Duration) {
+        for k in 0..self.instances.len() {
+            let Some(group) = self.instances[k].config.sync_group.clone() else {
+                continue;
+            };
+            let name = self.instances[k].config.name.clone();
+            let seen = self.instances[k].group_epoch;
+            let moved = self
+                .groups
+                .with(&group, |g| (g.epoch > seen).then_some((g.epoch, g.target)))
+                .flatten();
+            if let Some((epoch, target)) = moved {
+                self.instances[k].group_epoch = epoch;
+                if let Some(to) = target {
+                    let actions = self.instances[k].machine.follow(now, to);
+                    self.following = true;
+                    self.perform(k, actions);
+                    self.following = false;
+                }
+            }
+            let m = &mut self.instances[k].machine;
+            let due = m.state() == State::Backup && m.next_deadline().is_some_and(|t| now >= t);
+            if due {
+                let others_hear = self
+                    .groups
+                    .with(&group, |g| g.hearing.iter().any(|(n, h)| *h && *n != name))
+                    .unwrap_or(false);
+                if others_hear {
+                    m.hold(now, GROUP_HOLD);
+                }
+            }
+            let hears = m.hears_master(now);
+            self.groups.with(&group, |g| {
+                g.hearing.insert(name.clone(), hears);
+            });
+        }
+    }
+
+    /// A member moved on its own: the rest of its group follows.
+    fn move_group(&mut self, k: usize, to: State) {
+        if self.following {
+            return;
+        }
+        let inst = &mut self.instances[k];
+        let Some(group) = &inst.config.sync_group else {
+            return;
+        };
+        if let Some(epoch) = self.groups.with(group, |g| {
+            g.epoch += 1;
+            g.target = Some(to);
+            g.epoch
+        }) {
+            inst.group_epoch = epoch;
+        }
     }
 
     /// Calls `f` on every state change from now on.
@@ -218,6 +318,7 @@ impl Service {
     /// Runs timers and reads adverts for at most `max`; returns after one event or `max`.
     pub fn turn(&mut self, max: Duration) {
         let now = self.now();
+        self.follow_groups(now);
         for k in 0..self.instances.len() {
             let actions = self.instances[k].machine.poll(now);
             self.perform(k, actions);
@@ -313,6 +414,7 @@ impl Service {
             match action {
                 Action::SendAdvert { priority } => self.send(k, priority),
                 Action::BecameMaster => {
+                    self.move_group(k, State::Master);
                     *self.instances[k]
                         .counters
                         .entry("become_master")
@@ -320,6 +422,10 @@ impl Service {
                     self.notify(k, "MASTER");
                 }
                 Action::BecameBackup => {
+                    // Starting as backup moves nobody; giving up the addresses moves all.
+                    if self.was_master(k) {
+                        self.move_group(k, State::Backup);
+                    }
                     let released = u64::from(self.was_master(k));
                     *self.instances[k]
                         .counters
@@ -424,12 +530,13 @@ pub struct Shared {
 
 impl Runner {
     /// `on_state` is told of every state change (instance index, new state), on the
-    /// service's thread.
+    /// service's thread; `groups` are the director's sync groups (shared by its runners).
     pub fn spawn(
         interface: String,
         primary: Ipv4Addr,
         configs: Vec<InstanceConfig>,
         on_state: OnState,
+        groups: SyncGroups,
     ) -> io::Result<Runner> {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -473,6 +580,7 @@ impl Runner {
                     }
                 };
                 service.on_state(on_state);
+                service.sync_groups(groups);
                 service.start();
                 while !flag.load(Ordering::SeqCst) {
                     publish(&service, None);

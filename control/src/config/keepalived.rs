@@ -179,8 +179,13 @@ pub fn vrrp_runs(
             )));
             continue;
         };
-        let instance = fnat_vrrp::service::InstanceConfig::from_keepalived(v, primary)
+        let mut instance = fnat_vrrp::service::InstanceConfig::from_keepalived(v, primary)
             .map_err(|reason| located(&v.at, "vrrp_instance", reason))?;
+        instance.sync_group = conf
+            .vrrp_sync_groups
+            .iter()
+            .find(|g| g.members.contains(&v.name))
+            .map(|g| g.name.clone());
         runs.push(VrrpRun {
             port: port.name.clone(),
             twin: twin.clone(),

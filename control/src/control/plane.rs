@@ -248,6 +248,7 @@ impl Plane {
         let mut twins: Vec<&str> = runs.iter().map(|r| r.twin.as_str()).collect();
         twins.sort_unstable();
         twins.dedup();
+        let groups = fnat_vrrp::service::SyncGroups::default();
         for twin in twins {
             let mine: Vec<_> = runs.iter().filter(|r| r.twin == twin).cloned().collect();
             let configs = mine.iter().map(|r| r.instance.clone()).collect();
@@ -269,6 +270,7 @@ impl Plane {
                 mine[0].primary,
                 configs,
                 on_state,
+                groups.clone(),
             ) {
                 Ok(runner) => {
                     eprintln!(
