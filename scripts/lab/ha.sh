@@ -59,8 +59,8 @@ vrrp_instance VI_1 {
     virtual_router_id 51
     priority $prio
     advert_int ${HA_ADVERT_INT:-1}
-    nopreempt
-${HA_EXTRA_INSTANCE:-}
+    nopreempt${HA_EXTRA_INSTANCE:+
+$HA_EXTRA_INSTANCE}
     authentication {
         auth_type PASS
         auth_pass 1111
