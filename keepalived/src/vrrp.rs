@@ -49,6 +49,124 @@ pub struct VrrpInstance {
     pub garp_master_delay: Duration,
     /// `garp_master_repeat` (default 5): gratuitous ARPs per burst.
     pub garp_master_repeat: u32,
+    /// `track_script { NAME [weight W] }`: `vrrp_script`s this instance follows.
+    pub track_script: Vec<Tracked>,
+    /// `track_interface { IF [weight W] }`: interfaces whose link this instance follows.
+    pub track_interface: Vec<Tracked>,
+}
+
+/// One entry of `track_script` or `track_interface`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tracked {
+    pub at: Location,
+    pub name: String,
+    /// `weight W` here (else the script's own; an interface's is 0).
+    pub weight: Option<i32>,
+}
+
+/// One `vrrp_script NAME { script …; interval; timeout; weight; rise; fall; init_fail }`,
+/// with keepalived's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VrrpScript {
+    pub at: Location,
+    pub name: String,
+    /// The command (run by `/bin/sh -c`).
+    pub script: String,
+    /// Default 1 s.
+    pub interval: Duration,
+    /// Default: the interval.
+    pub timeout: Duration,
+    /// -253..=253, default 0 (a failure puts the instance in FAULT).
+    pub weight: i32,
+    /// Successes to become good, failures to become bad (default 1, 1).
+    pub rise: u32,
+    pub fall: u32,
+    /// Start as failed (default: good).
+    pub init_fail: bool,
+}
+
+/// Reads one `vrrp_script`.
+pub fn script_block(node: &Node, diags: &mut Diagnostics) -> Option<VrrpScript> {
+    let name = one_arg(node, diags)?;
+    let mut s = VrrpScript {
+        at: node.at.clone(),
+        name,
+        script: String::new(),
+        interval: Duration::from_secs(1),
+        timeout: Duration::ZERO,
+        weight: 0,
+        rise: 1,
+        fall: 1,
+        init_fail: false,
+    };
+    let errors_before = diags.list.len();
+    for n in children(node) {
+        match n.keyword.as_str() {
+            "script" => s.script = script(n, diags).unwrap_or_default(),
+            "interval" => {
+                if let Some(t) = timer(n, diags).filter(|t| !t.is_zero()) {
+                    s.interval = t;
+                }
+            }
+            "timeout" => {
+                if let Some(t) = timer(n, diags) {
+                    s.timeout = t;
+                }
+            }
+            "weight" => match number::<i32>(n, diags) {
+                Some(w @ -253..=253) => s.weight = w,
+                Some(w) => diags.error(&n.at, "weight", format!("{w} is not in -253..253")),
+                None => {}
+            },
+            "rise" => s.rise = number::<u32>(n, diags).unwrap_or(1).max(1),
+            "fall" => s.fall = number::<u32>(n, diags).unwrap_or(1).max(1),
+            "init_fail" => s.init_fail = true,
+            k => diags.warning(&n.at, k, "not supported by fnat's VRRP yet: ignored"),
+        }
+    }
+    if s.script.is_empty() {
+        // keepalived removes it, with a warning (and its trackers then track nothing).
+        diags.warning(&node.at, "script", "no script: vrrp_script ignored");
+        return None;
+    }
+    if s.timeout.is_zero() {
+        s.timeout = s.interval;
+    }
+    let failed = diags.list[errors_before..]
+        .iter()
+        .any(|d| d.level == crate::Level::Error);
+    (!failed).then_some(s)
+}
+
+/// `track_script`/`track_interface` entries: `NAME [weight W]`.
+fn tracked(node: &Node, diags: &mut Diagnostics) -> Vec<Tracked> {
+    let mut out = Vec::new();
+    for n in children(node) {
+        let weight = match n.args.as_slice() {
+            [] => None,
+            [w, v] if w == "weight" => match v.parse::<i32>() {
+                Ok(w @ -253..=253) => Some(w),
+                _ => {
+                    diags.error(&n.at, "weight", format!("'{v}' is not in -253..253"));
+                    continue;
+                }
+            },
+            other => {
+                diags.warning(
+                    &n.at,
+                    &node.keyword,
+                    format!("'{}' not understood: ignored", other.join(" ")),
+                );
+                None
+            }
+        };
+        out.push(Tracked {
+            at: n.at.clone(),
+            name: n.keyword.clone(),
+            weight,
+        });
+    }
+    out
 }
 
 /// One `vrrp_sync_group NAME { group { VI_1 VI_2 … } }`: when one member changes state, all
@@ -63,7 +181,8 @@ pub struct VrrpSyncGroup {
 }
 
 /// Reads one `vrrp_sync_group`; `instances` are the file's readable `vrrp_instance`s (a
-/// member that is none of them is an error, as is a member of two groups).
+/// member that is none of them, or already in a group, is a warning and left out, as
+/// keepalived does).
 pub fn sync_group(
     node: &Node,
     instances: &[VrrpInstance],
@@ -77,17 +196,21 @@ pub fn sync_group(
             "group" => {
                 for m in children(n) {
                     let member = m.keyword.clone();
+                    // As keepalived: warned about and left out.
                     if !instances.iter().any(|i| i.name == member) {
-                        diags.error(
+                        diags.warning(
                             &m.at,
                             "group",
-                            format!("{member} is not a vrrp_instance of this file"),
+                            format!("{member} is not a vrrp_instance of this file: ignored"),
                         );
                     } else if let Some(g) = taken.iter().find(|g| g.members.contains(&member)) {
-                        diags.error(
+                        diags.warning(
                             &m.at,
                             "group",
-                            format!("{member} is already in vrrp_sync_group {}", g.name),
+                            format!(
+                                "{member} is already in vrrp_sync_group {}: ignored here",
+                                g.name
+                            ),
                         );
                     } else if !members.contains(&member) {
                         members.push(member);
@@ -98,11 +221,7 @@ pub fn sync_group(
         }
     }
     if members.is_empty() {
-        diags.error(
-            &node.at,
-            "group",
-            "a vrrp_sync_group needs member instances",
-        );
+        diags.warning(&node.at, "group", "no member instances: vrrp_sync_group ignored");
         return None;
     }
     Some(VrrpSyncGroup {
@@ -137,6 +256,8 @@ pub fn instance(node: &Node, version: u8, diags: &mut Diagnostics) -> Option<Vrr
         notify: None,
         garp_master_delay: Duration::from_secs(5),
         garp_master_repeat: 5,
+        track_script: Vec::new(),
+        track_interface: Vec::new(),
     };
     let errors_before = diags.list.len();
     let mut vrid_seen = false;
@@ -228,6 +349,8 @@ pub fn instance(node: &Node, version: u8, diags: &mut Diagnostics) -> Option<Vrr
                     v.garp_master_repeat = r;
                 }
             }
+            "track_script" => v.track_script = tracked(n, diags),
+            "track_interface" => v.track_interface = tracked(n, diags),
             // The old and new spelling of the sync daemon's interface: session sync's business.
             "lvs_sync_daemon_inteface" | "lvs_sync_daemon_interface" => {}
             k => diags.warning(&n.at, k, "not supported by fnat's VRRP yet: ignored"),
@@ -304,7 +427,7 @@ mod tests {
     use crate::read_str;
 
     #[test]
-    fn a_sync_group_names_its_instances_and_refuses_strangers() {
+    fn a_sync_group_names_its_instances_and_leaves_strangers_out() {
         let inst = |n: &str, id: u8| {
             format!(
                 "vrrp_instance {n} {{\n interface wan\n virtual_router_id {id}\n virtual_ipaddress {{\n  198.18.0.{id}\n }}\n}}\n"
@@ -325,9 +448,11 @@ mod tests {
             inst("VI_1", 1)
         );
         let c = read_str("k.conf", &bad, "h");
-        let e = c.errors().next().expect("an unknown member is refused");
-        assert_eq!(e.at.line, 11);
-        assert!(e.message.contains("VI_9 is not a vrrp_instance"), "{e:?}");
+        assert_eq!(c.errors().count(), 0, "{:?}", c.diagnostics);
+        assert_eq!(c.vrrp_sync_groups[0].members, ["VI_1"]);
+        let w = &c.diagnostics[0];
+        assert_eq!(w.at.line, 11);
+        assert!(w.message.contains("VI_9 is not a vrrp_instance"), "{w:?}");
     }
 
     #[test]
@@ -381,7 +506,19 @@ vrrp_instance VI_2 {
   notify /usr/local/bin/n
   track_interface {
     lan
+    wan weight -20
   }
+  track_script {
+    chk_up weight 30
+  }
+  garp_master_refresh 60
+}
+vrrp_script chk_up {
+  script "/bin/true"
+  interval 2
+  weight -10
+  fall 2
+  rise 3
 }
 "#;
         let c = read_str("k.conf", text, "h");
@@ -406,7 +543,19 @@ vrrp_instance VI_2 {
             .iter()
             .map(|d| (d.at.line, d.keyword.as_str()))
             .collect();
-        assert_eq!(w, [(27, "track_interface")]);
+        assert_eq!(w, [(34, "garp_master_refresh")]);
+        let names: Vec<_> = v
+            .track_interface
+            .iter()
+            .map(|t| (t.name.as_str(), t.weight))
+            .collect();
+        assert_eq!(names, [("lan", None), ("wan", Some(-20))]);
+        assert_eq!(v.track_script[0].name, "chk_up");
+        assert_eq!(v.track_script[0].weight, Some(30));
+        let s = &c.vrrp_scripts[0];
+        assert_eq!(s.script, "/bin/true");
+        assert_eq!((s.interval.as_secs(), s.timeout.as_secs()), (2, 2));
+        assert_eq!((s.weight, s.fall, s.rise), (-10, 2, 3));
     }
 
     #[test]
