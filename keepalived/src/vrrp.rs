@@ -221,7 +221,11 @@ pub fn sync_group(
         }
     }
     if members.is_empty() {
-        diags.warning(&node.at, "group", "no member instances: vrrp_sync_group ignored");
+        diags.warning(
+            &node.at,
+            "group",
+            "no member instances: vrrp_sync_group ignored",
+        );
         return None;
     }
     Some(VrrpSyncGroup {

@@ -29,6 +29,8 @@ pub enum State {
     Init,
     Backup,
     Master,
+    /// A tracked script or interface failed (weight 0): no adverts, no addresses.
+    Fault,
 }
 
 impl State {
@@ -38,6 +40,7 @@ impl State {
             State::Init => "INIT",
             State::Backup => "BACKUP",
             State::Master => "MASTER",
+            State::Fault => "FAULT",
         }
     }
 }
@@ -79,6 +82,8 @@ pub enum Action {
     BecameBackup,
     /// Stopped: run notify_stop.
     Stopped,
+    /// Went to FAULT: stop owning the addresses, run notify_fault.
+    BecameFault,
 }
 
 pub struct Machine {
@@ -182,7 +187,7 @@ impl Machine {
     /// An advertisement for this virtual router, already checked.
     pub fn heard(&mut self, now: Duration, advert: Heard) -> Vec<Action> {
         match self.state {
-            State::Init => Vec::new(),
+            State::Init | State::Fault => Vec::new(),
             State::Backup => {
                 if advert.priority == 0 {
                     self.timer = Some(now + self.skew_time());
@@ -235,8 +240,44 @@ impl Machine {
                 let master = self.master.filter(|m| *m != self.params.primary);
                 self.become_backup(now, master)
             }
+            (State::Master | State::Backup, State::Fault) => self.fault(now),
+            (State::Fault, State::Backup) => self.recover(now),
             _ => Vec::new(),
         }
+    }
+
+    /// A tracked script or interface failed: a master sends priority 0 (its backup takes
+    /// over after Skew_Time) and gives up the addresses; nothing is sent until [`recover`].
+    ///
+    /// [`recover`]: Machine::recover
+    pub fn fault(&mut self, _now: Duration) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match self.state {
+            State::Init | State::Fault => return actions,
+            State::Master => actions.push(Action::SendAdvert { priority: 0 }),
+            State::Backup => {}
+        }
+        self.state = State::Fault;
+        self.timer = None;
+        self.master = None;
+        self.held = false;
+        actions.push(Action::BecameFault);
+        actions
+    }
+
+    /// Out of FAULT: back to backup (an election follows, as at start-up).
+    pub fn recover(&mut self, now: Duration) -> Vec<Action> {
+        if self.state != State::Fault {
+            return Vec::new();
+        }
+        self.master_advert_int = self.params.advert_int;
+        self.become_backup(now, None)
+    }
+
+    /// The effective priority (tracking's weights applied): the adverts carry it and the
+    /// elections compare it from now on.
+    pub fn set_priority(&mut self, priority: u8) {
+        self.params.priority = priority;
     }
 
     /// A backup whose Master_Down_Timer ran out may not take over yet (another member of
@@ -320,6 +361,62 @@ mod tests {
     }
 
     const SEND100: Action = Action::SendAdvert { priority: 100 };
+
+    #[test]
+    fn fault_sends_priority_zero_from_a_master_and_recovers_as_backup() {
+        let mut m = Machine::new(Params {
+            start_as_master: true,
+            ..params(100)
+        });
+        m.start(s(0.0));
+        assert_eq!(
+            m.fault(s(1.0)),
+            [Action::SendAdvert { priority: 0 }, Action::BecameFault]
+        );
+        assert_eq!(m.state(), State::Fault);
+        // In FAULT: deaf, silent, no timer.
+        assert!(m.heard(s(1.5), heard(50, 1)).is_empty());
+        assert_eq!(m.next_deadline(), None);
+        assert!(m.poll(s(9.0)).is_empty());
+        assert_eq!(m.recover(s(10.0)), [Action::BecameBackup]);
+        assert_eq!(m.next_deadline(), Some(s(10.0) + m.master_down_interval()));
+        // A backup faults without sending.
+        assert_eq!(m.fault(s(11.0)), [Action::BecameFault]);
+    }
+
+    #[test]
+    fn a_lowered_priority_is_advertised_and_lets_a_preempting_backup_win() {
+        let mut m = Machine::new(Params {
+            start_as_master: true,
+            ..params(100)
+        });
+        m.start(s(0.0));
+        m.set_priority(80);
+        assert_eq!(m.poll(s(1.0)), [Action::SendAdvert { priority: 80 }]);
+        // A 90 now outranks it.
+        assert_eq!(m.heard(s(1.1), heard(90, 1)), [Action::BecameBackup]);
+    }
+
+    #[test]
+    fn sync_group_moves_are_followed_and_held_backups_do_not_claim_to_hear() {
+        let mut m = Machine::new(params(90));
+        m.start(s(0.0));
+        m.heard(s(0.5), heard(100, 1));
+        assert!(m.hears_master(s(1.0)));
+        // Another member took over: follow at once.
+        assert_eq!(
+            m.follow(s(1.0), State::Master),
+            [Action::SendAdvert { priority: 90 }, Action::BecameMaster]
+        );
+        assert!(m.follow(s(1.1), State::Master).is_empty());
+        assert_eq!(m.follow(s(2.0), State::Backup), [Action::BecameBackup]);
+        // Its timer ran out but the group holds it: it must not hold the others back.
+        m.hold(s(6.0), s(0.02));
+        assert!(!m.hears_master(s(6.0)));
+        assert_eq!(m.next_deadline(), Some(s(6.02)));
+        m.heard(s(6.01), heard(100, 1));
+        assert!(m.hears_master(s(6.01)));
+    }
 
     #[test]
     fn master_down_interval_is_three_adverts_plus_skew() {

@@ -32,10 +32,15 @@ pub struct InstanceConfig {
     pub notify_master: Option<String>,
     pub notify_backup: Option<String>,
     pub notify_stop: Option<String>,
+    pub notify_fault: Option<String>,
     /// Called with `INSTANCE NAME STATE PRIORITY`.
     pub notify: Option<String>,
     /// The `vrrp_sync_group` this instance moves with.
     pub sync_group: Option<String>,
+    /// `track_script`: (vrrp_script name, weight).
+    pub track_scripts: Vec<(String, i32)>,
+    /// `track_interface`: (kernel interface, weight).
+    pub track_interfaces: Vec<(String, i32)>,
 }
 
 impl InstanceConfig {
@@ -86,8 +91,21 @@ impl InstanceConfig {
             notify_master: v.notify_master.clone(),
             notify_backup: v.notify_backup.clone(),
             notify_stop: v.notify_stop.clone(),
+            notify_fault: v.notify_fault.clone(),
             notify: v.notify.clone(),
             sync_group: None,
+            // A script's weight here overrides its own; those are filled in by the caller,
+            // who knows the scripts.
+            track_scripts: v
+                .track_script
+                .iter()
+                .map(|t| (t.name.clone(), t.weight.unwrap_or(i32::MIN)))
+                .collect(),
+            track_interfaces: v
+                .track_interface
+                .iter()
+                .map(|t| (t.name.clone(), t.weight.unwrap_or(0)))
+                .collect(),
         })
     }
 }
@@ -106,6 +124,17 @@ struct GroupState {
     target: Option<State>,
     /// Members that are backups hearing a live master.
     hearing: BTreeMap<String, bool>,
+}
+
+/// What all the VRRP threads of a director share: the sync groups, the `vrrp_script`s, the
+/// notify FIFO.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    pub groups: SyncGroups,
+    pub scripts: Vec<crate::track::ScriptConfig>,
+    /// keepalived's `vrrp_notify_fifo`/`notify_fifo`: `INSTANCE "NAME" STATE PRIORITY` and
+    /// `GROUP "NAME" STATE` lines.
+    pub notify_fifo: Option<std::path::PathBuf>,
 }
 
 /// How soon a member held back by its group looks again.
@@ -144,6 +173,8 @@ pub struct Status {
     pub vrid: u8,
     pub state: State,
     pub priority: u8,
+    /// With tracking's weights applied (what the adverts carry).
+    pub effective_priority: u8,
     pub master: Option<IpAddr>,
     pub counters: BTreeMap<&'static str, u64>,
 }
@@ -154,6 +185,8 @@ struct Instance {
     counters: BTreeMap<&'static str, u64>,
     /// The sync group's epoch this member has followed.
     group_epoch: u64,
+    /// Its own tracking put it in FAULT (not only its group).
+    own_fault: bool,
 }
 
 /// Told of every state change of an instance (its index in the configs, its new state).
@@ -168,6 +201,9 @@ pub struct Service {
     groups: SyncGroups,
     /// Set while a member follows its group (its transitions do not move the group again).
     following: bool,
+    /// The `vrrp_script`s the instances here track (run on this thread).
+    scripts: Vec<crate::track::Script>,
+    notify_fifo: Option<std::path::PathBuf>,
 }
 
 impl Service {
@@ -198,6 +234,7 @@ impl Service {
                 config,
                 counters: COUNTERS.iter().map(|c| (*c, 0)).collect(),
                 group_epoch: 0,
+                own_fault: false,
             })
             .collect();
         Ok(Service {
@@ -208,12 +245,80 @@ impl Service {
             children: Vec::new(),
             groups: SyncGroups::default(),
             following: false,
+            scripts: Vec::new(),
+            notify_fifo: None,
         })
     }
 
-    /// Shares `groups` with the services of the director's other interfaces.
-    pub fn sync_groups(&mut self, groups: SyncGroups) {
-        self.groups = groups;
+    /// Shares the director's sync groups with the services of its other interfaces, runs
+    /// the scripts the instances here track, writes state changes to the notify FIFO.
+    pub fn context(&mut self, ctx: Context) {
+        self.groups = ctx.groups;
+        self.notify_fifo = ctx.notify_fifo;
+        for inst in &mut self.instances {
+            // A track_script entry without its own weight takes the script's.
+            for (name, weight) in &mut inst.config.track_scripts {
+                if *weight == i32::MIN {
+                    *weight = ctx
+                        .scripts
+                        .iter()
+                        .find(|s| &s.name == name)
+                        .map_or(0, |s| s.weight);
+                }
+            }
+        }
+        self.scripts = ctx
+            .scripts
+            .into_iter()
+            .filter(|s| {
+                self.instances
+                    .iter()
+                    .any(|i| i.config.track_scripts.iter().any(|(n, _)| *n == s.name))
+            })
+            .map(crate::track::Script::new)
+            .collect();
+    }
+
+    /// Runs the scripts; applies each instance's tracking verdict: FAULT (weight 0 failed),
+    /// out of it, or the effective priority.
+    fn track(&mut self, now: Duration) {
+        for s in &mut self.scripts {
+            s.turn(now);
+        }
+        for k in 0..self.instances.len() {
+            let inst = &self.instances[k];
+            let scripts = inst.config.track_scripts.iter().map(|(name, w)| {
+                let good = self
+                    .scripts
+                    .iter()
+                    .find(|s| &s.config.name == name)
+                    .is_none_or(|s| s.good());
+                (*w, good)
+            });
+            let interfaces = inst
+                .config
+                .track_interfaces
+                .iter()
+                .map(|(name, w)| (*w, crate::track::interface_up(name)));
+            let (fault, priority) =
+                crate::track::verdict(inst.config.params.priority, scripts.chain(interfaces));
+            if inst.machine.params().priority != priority {
+                self.instances[k].machine.set_priority(priority);
+            }
+            let state = self.instances[k].machine.state();
+            if fault && !self.instances[k].own_fault {
+                self.instances[k].own_fault = true;
+                let actions = self.instances[k].machine.fault(now);
+                self.perform(k, actions);
+            } else if !fault && self.instances[k].own_fault {
+                self.instances[k].own_fault = false;
+                if state == State::Fault {
+                    let actions = self.instances[k].machine.recover(now);
+                    self.perform(k, actions);
+                    self.move_group(k, State::Backup);
+                }
+            }
+        }
     }
 
     /// Members follow their groups' moves; backups whose timer ran out wait while another
@@ -231,7 +336,8 @@ impl Service {
                 .flatten();
             if let Some((epoch, target)) = moved {
                 self.instances[k].group_epoch = epoch;
-                if let Some(to) = target {
+                let own_fault = self.instances[k].own_fault;
+                if let Some(to) = target.filter(|_| !own_fault) {
                     let actions = self.instances[k].machine.follow(now, to);
                     self.following = true;
                     self.perform(k, actions);
@@ -265,13 +371,15 @@ impl Service {
         let Some(group) = &inst.config.sync_group else {
             return;
         };
-        if let Some(epoch) = self.groups.with(group, |g| {
+        let group = group.clone();
+        if let Some(epoch) = self.groups.with(&group, |g| {
             g.epoch += 1;
             g.target = Some(to);
             g.epoch
         }) {
             inst.group_epoch = epoch;
         }
+        self.fifo(&format!("GROUP \"{group}\" {}\n", to.name()));
     }
 
     /// Calls `f` on every state change from now on.
@@ -291,6 +399,7 @@ impl Service {
                 vrid: i.config.vrid,
                 state: i.machine.state(),
                 priority: i.config.params.priority,
+                effective_priority: i.machine.params().priority,
                 master: i.machine.master(),
                 counters: i.counters.clone(),
             })
@@ -318,6 +427,7 @@ impl Service {
     /// Runs timers and reads adverts for at most `max`; returns after one event or `max`.
     pub fn turn(&mut self, max: Duration) {
         let now = self.now();
+        self.track(now);
         self.follow_groups(now);
         for k in 0..self.instances.len() {
             let actions = self.instances[k].machine.poll(now);
@@ -328,6 +438,11 @@ impl Service {
             .instances
             .iter()
             .filter_map(|i| i.machine.next_deadline())
+            .chain(
+                self.scripts
+                    .iter()
+                    .map(|s| s.next_deadline().max(now + Duration::from_millis(20))),
+            )
             .min()
             .map_or(max, |d| d.saturating_sub(now).min(max))
             .max(Duration::from_millis(1));
@@ -407,6 +522,7 @@ impl Service {
                 Action::BecameMaster => Some(State::Master),
                 Action::BecameBackup => Some(State::Backup),
                 Action::Stopped => Some(State::Init),
+                Action::BecameFault => Some(State::Fault),
             };
             if let (Some(state), Some(f)) = (state, self.on_state.as_mut()) {
                 f(k, state);
@@ -440,6 +556,15 @@ impl Service {
                         .entry("release_master")
                         .or_default() += released;
                     self.notify(k, "STOP");
+                }
+                Action::BecameFault => {
+                    let released = u64::from(self.was_master(k));
+                    *self.instances[k]
+                        .counters
+                        .entry("release_master")
+                        .or_default() += released;
+                    self.move_group(k, State::Fault);
+                    self.notify(k, "FAULT");
                 }
             }
         }
@@ -485,23 +610,42 @@ impl Service {
         let script = match state {
             "MASTER" => &c.notify_master,
             "BACKUP" => &c.notify_backup,
+            "FAULT" => &c.notify_fault,
             _ => &c.notify_stop,
         };
+        let priority = self.instances[k].machine.params().priority;
+        self.fifo(&format!("INSTANCE \"{}\" {state} {priority}\n", c.name));
         let mut run = Vec::new();
         if let Some(s) = script {
             run.push(s.clone());
         }
         if let Some(s) = &c.notify {
-            run.push(format!(
-                "{s} INSTANCE {} {state} {}",
-                c.name, c.params.priority
-            ));
+            run.push(format!("{s} INSTANCE {} {state} {priority}", c.name));
         }
         for s in run {
             // Not waited for: reaped on later turns.
             if let Ok(child) = Command::new("/bin/sh").arg("-c").arg(&s).spawn() {
                 self.children.push(child);
             }
+        }
+    }
+
+    /// One line to the notify FIFO, if one is set and someone reads it (never blocks:
+    /// a FIFO without a reader is skipped, as keepalived's writes would fail).
+    fn fifo(&self, line: &str) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(path) = &self.notify_fifo else {
+            return;
+        };
+        // O_NONBLOCK (Linux's value): opening a FIFO without a reader fails at once.
+        const O_NONBLOCK: i32 = 0o4000;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(O_NONBLOCK)
+            .open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
         }
     }
 
@@ -530,13 +674,13 @@ pub struct Shared {
 
 impl Runner {
     /// `on_state` is told of every state change (instance index, new state), on the
-    /// service's thread; `groups` are the director's sync groups (shared by its runners).
+    /// service's thread; `ctx` is what the director's runners share.
     pub fn spawn(
         interface: String,
         primary: Ipv4Addr,
         configs: Vec<InstanceConfig>,
         on_state: OnState,
-        groups: SyncGroups,
+        ctx: Context,
     ) -> io::Result<Runner> {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -548,6 +692,7 @@ impl Runner {
                     vrid: c.vrid,
                     state: State::Init,
                     priority: c.params.priority,
+                    effective_priority: c.params.priority,
                     master: None,
                     counters: COUNTERS.iter().map(|c| (*c, 0)).collect(),
                 })
@@ -580,7 +725,7 @@ impl Runner {
                     }
                 };
                 service.on_state(on_state);
-                service.sync_groups(groups);
+                service.context(ctx);
                 service.start();
                 while !flag.load(Ordering::SeqCst) {
                     publish(&service, None);

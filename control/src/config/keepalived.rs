@@ -141,7 +141,7 @@ pub struct VrrpRun {
 pub fn vrrp_runs(
     path: &Path,
     ports: &[super::PortSpec],
-) -> Result<(Vec<VrrpRun>, Vec<Diagnostic>), ConfigError> {
+) -> Result<(Vec<VrrpRun>, Vec<Diagnostic>, fnat_vrrp::service::Context), ConfigError> {
     let conf = fnat_keepalived::read_file(path);
     if let Some(e) = conf.errors().next() {
         return Err(from_diagnostic(e));
@@ -193,7 +193,16 @@ pub fn vrrp_runs(
             instance,
         });
     }
-    Ok((runs, warnings))
+    let context = fnat_vrrp::service::Context {
+        groups: Default::default(),
+        scripts: conf
+            .vrrp_scripts
+            .iter()
+            .map(fnat_vrrp::track::ScriptConfig::from_keepalived)
+            .collect(),
+        notify_fifo: conf.vrrp_notify_fifo.as_ref().map(Into::into),
+    };
+    Ok((runs, warnings, context))
 }
 
 fn from_diagnostic(d: &Diagnostic) -> ConfigError {

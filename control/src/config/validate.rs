@@ -176,6 +176,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         keepalived: None,
         health,
         vrrp: Vec::new(),
+        vrrp_context: Default::default(),
     })
 }
 

@@ -244,11 +244,14 @@ impl Plane {
 
     /// Starts the VRRP service of `runs`: one thread per kernel twin (it opens the twin once
     /// the dataplane has made it).
-    pub fn start_vrrp(&mut self, runs: &[crate::config::VrrpRun]) {
+    pub fn start_vrrp(
+        &mut self,
+        runs: &[crate::config::VrrpRun],
+        context: &fnat_vrrp::service::Context,
+    ) {
         let mut twins: Vec<&str> = runs.iter().map(|r| r.twin.as_str()).collect();
         twins.sort_unstable();
         twins.dedup();
-        let groups = fnat_vrrp::service::SyncGroups::default();
         for twin in twins {
             let mine: Vec<_> = runs.iter().filter(|r| r.twin == twin).cloned().collect();
             let configs = mine.iter().map(|r| r.instance.clone()).collect();
@@ -270,7 +273,7 @@ impl Plane {
                 mine[0].primary,
                 configs,
                 on_state,
-                groups.clone(),
+                context.clone(),
             ) {
                 Ok(runner) => {
                     eprintln!(
@@ -336,7 +339,7 @@ impl Plane {
                     virtual_router_id: st.vrid,
                     state: st.state.name().to_string(),
                     priority: st.priority,
-                    effective_priority: st.priority,
+                    effective_priority: st.effective_priority,
                     master: st.master.map(|m| m.to_string()),
                     virtual_ipaddress: run
                         .instance
