@@ -23,7 +23,8 @@
 #                  | start PREFIX a|b (starts that director again, as BACKUP)
 # Environment: LAB_PREFIX, FNATD, HA_MODE (fnat), HA_ADVERT_INT (1; the seed says 5),
 #              HA_EXTRA_KEEPALIVED (text appended to both keepalived.conf files),
-#              HA_EXTRA_INSTANCE (lines added inside both VI_1 blocks).
+#              HA_EXTRA_INSTANCE (lines added inside both VI_1 blocks); in both, @X@ is the
+#              director (a, b) and @P@ the prefix.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lab.sh
@@ -33,9 +34,13 @@ HA_VIP=198.18.0.100
 HA_LIP=198.19.0.10
 HA_GW=198.19.1.1
 
-# keepalived.conf of director X: the seed's, addresses mapped.
+# keepalived.conf of director X: the seed's, addresses mapped. In HA_EXTRA_INSTANCE and
+# HA_EXTRA_KEEPALIVED, @X@ stands for the director (a or b) and @P@ for the lab's prefix.
 ha_keepalived() {
-  local x=$1 mode=$2 state prio
+  local x=$1 mode=$2 p=$3 state prio
+  local extra_inst=${HA_EXTRA_INSTANCE:-} extra=${HA_EXTRA_KEEPALIVED:-}
+  extra_inst=${extra_inst//@X@/$x}; extra_inst=${extra_inst//@P@/$p}
+  extra=${extra//@X@/$x}; extra=${extra//@P@/$p}
   if [ "$x" = a ]; then state=MASTER prio=100; else state=BACKUP prio=90; fi
   local kind laddr="" i
   case "$mode" in fnat) kind=FNAT laddr="    laddr_group_name laddr_lan" ;; nat) kind=NAT ;; dr) kind=DR ;;
@@ -59,8 +64,8 @@ vrrp_instance VI_1 {
     virtual_router_id 51
     priority $prio
     advert_int ${HA_ADVERT_INT:-1}
-    nopreempt${HA_EXTRA_INSTANCE:+
-$HA_EXTRA_INSTANCE}
+    nopreempt${extra_inst:+
+$extra_inst}
     authentication {
         auth_type PASS
         auth_pass 1111
@@ -106,7 +111,7 @@ CONF
     done
     echo "}"
   done
-  if [ -n "${HA_EXTRA_KEEPALIVED:-}" ]; then printf '%s\n' "$HA_EXTRA_KEEPALIVED"; fi
+  if [ -n "$extra" ]; then printf '%s\n' "$extra"; fi
 }
 
 ha_fnatd_toml() {
@@ -219,7 +224,7 @@ table netdev fnatlab_hide {
 }
 NFT
     ha_fnatd_toml "$p" "$x" > "$st/$x.toml"
-    ha_keepalived "$x" "$mode" > "$st/$x-keepalived.conf"
+    ha_keepalived "$x" "$mode" "$p" > "$st/$x-keepalived.conf"
   done
   ha_director "$p" a
   # B after A owns the VIP: the seed's MASTER is master from the start.

@@ -286,3 +286,207 @@ fn nat_connection_survives_kill_9_of_the_master() {
 fn dr_connection_survives_kill_9_of_the_master() {
     failover("dr", nix::sys::signal::Signal::SIGKILL);
 }
+
+/// keepalived's notify FIFO of a director, read as lines (the test holds it open read-write,
+/// so fnatd's non-blocking writer always finds a reader).
+struct Fifo {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Fifo {
+    fn open(path: &std::path::Path) -> Fifo {
+        let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+        assert!(made.success(), "mkfifo {}", path.display());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(file).lines() {
+                let Ok(line) = line else { return };
+                out.lock().unwrap().push(line);
+            }
+        });
+        Fifo { lines }
+    }
+
+    fn has(&self, line: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l == line)
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+/// A temporary directory of the test's own (FIFOs, flag files the scripts test).
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("f16ha{tag}{:04x}", std::process::id() & 0xffff));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `vrrp_script` + `track_script` with weight 0: the script failing on the master puts its
+/// instance in FAULT (priority 0 advert, so the backup takes over within the script's
+/// interval and the backup's skew), its sync group with it; notify_fault runs and the
+/// notify FIFO gets keepalived's lines. The script succeeding again brings it back as
+/// backup (nopreempt: the new master keeps the addresses).
+#[test]
+fn a_failing_track_script_faults_the_master_and_its_group_with_fifo_lines() {
+    let dir = scratch("s");
+    let fifo_a = Fifo::open(&dir.join("a.fifo"));
+    let fifo_b = Fifo::open(&dir.join("b.fifo"));
+    let d = dir.display();
+    let lab = Lab::up_script(
+        ha_script(),
+        2,
+        &[
+            (
+                "HA_EXTRA_KEEPALIVED",
+                format!(
+                    "global_defs {{\n  vrrp_notify_fifo {d}/@X@.fifo\n}}\n\
+                     vrrp_script chk_fail {{\n  script \"test ! -e {d}/fail-@X@\"\n  \
+                     interval 1\n  fall 1\n  rise 1\n}}\n"
+                ),
+            ),
+            (
+                "HA_EXTRA_INSTANCE",
+                format!(
+                    "    track_script {{\n        chk_fail\n    }}\n    \
+                     notify_fault \"touch {d}/faulted-@X@\""
+                ),
+            ),
+        ],
+    );
+    settled(&lab);
+    wait_for(
+        Duration::from_secs(3),
+        "the FIFO lines of the start",
+        || fifo_a.has("INSTANCE \"VI_1\" MASTER 100") && fifo_b.has("INSTANCE \"VI_1\" BACKUP 90"),
+    );
+    std::fs::write(dir.join("fail-a"), "").unwrap();
+    let took = wait_for(Duration::from_secs(5), "B takes over", || {
+        vrrp_state(&lab, "b", "VI_1") == "MASTER" && vrrp_state(&lab, "b", "VI_2") == "MASTER"
+    });
+    eprintln!("lab_ha track_script: B master {took:?} after the script's flag");
+    // The script runs every second; then priority 0 and B's skew (166/256 s).
+    assert!(took < Duration::from_millis(2200), "took {took:?}");
+    wait_for(
+        Duration::from_secs(2),
+        "A is in FAULT, VI_2 with VI_1",
+        || vrrp_state(&lab, "a", "VI_1") == "FAULT" && vrrp_state(&lab, "a", "VI_2") == "FAULT",
+    );
+    let a = vrrp_instance(&lab, "a", "VI_1");
+    assert_eq!(a["counters"]["pri_zero_sent"], 1, "{a}");
+    wait_for(Duration::from_secs(2), "notify_fault ran", || {
+        dir.join("faulted-a").exists()
+    });
+    wait_for(Duration::from_secs(2), "A's FIFO lines", || {
+        fifo_a.has("INSTANCE \"VI_1\" FAULT 100")
+            && fifo_a.has("GROUP \"VG_1\" FAULT")
+            && fifo_a.has("INSTANCE \"VI_2\" FAULT 100")
+    });
+    assert!(!dir.join("faulted-b").exists());
+    // Good again: back to backup; B keeps the addresses.
+    std::fs::remove_file(dir.join("fail-a")).unwrap();
+    wait_for(Duration::from_secs(4), "A back as backup", || {
+        vrrp_state(&lab, "a", "VI_1") == "BACKUP" && vrrp_state(&lab, "a", "VI_2") == "BACKUP"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(vrrp_state(&lab, "b", "VI_1"), "MASTER");
+    assert_eq!(
+        vrrp_state(&lab, "a", "VI_1"),
+        "BACKUP",
+        "{:?}",
+        fifo_a.all()
+    );
+    assert!(
+        fifo_b.has("INSTANCE \"VI_1\" MASTER 90"),
+        "{:?}",
+        fifo_b.all()
+    );
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `track_interface` (weight 0) on the master's server-side veth: cutting that link puts
+/// VI_1 in FAULT although its own (client-side) link is fine, and VI_2 with it (sync group).
+/// The backup's VI_1 hears priority 0 but, as in keepalived, takes over only with its whole
+/// group: when its VI_2, which cannot hear A's priority 0 over the cut link, times out
+/// (Master_Down_Interval). Without tracking the VIP would stay on a director whose real
+/// servers it cannot reach. A weight instead of 0 lowers the priority (unit tests of
+/// vrrp/src/track.rs).
+#[test]
+fn a_tracked_interface_going_down_moves_the_whole_group() {
+    let lab = Lab::up_script(
+        ha_script(),
+        2,
+        &[(
+            "HA_EXTRA_INSTANCE",
+            "    track_interface {\n        @P@@X@l\n    }".to_string(),
+        )],
+    );
+    // Whoever is master (the port's link may flicker while fnatd starts it, faulting A for
+    // a moment, and with nopreempt B then keeps the addresses): its lan link is cut.
+    let mut master = String::new();
+    wait_for(
+        Duration::from_secs(15),
+        "one master of both, one backup",
+        || {
+            for (m, b) in [("a", "b"), ("b", "a")] {
+                if vrrp_state(&lab, m, "VI_1") == "MASTER"
+                    && vrrp_state(&lab, m, "VI_2") == "MASTER"
+                    && vrrp_state(&lab, b, "VI_1") == "BACKUP"
+                    && vrrp_state(&lab, b, "VI_2") == "BACKUP"
+                {
+                    master = m.to_string();
+                    return true;
+                }
+            }
+            false
+        },
+    );
+    let backup = if master == "a" { "b" } else { "a" };
+    // Both hear each other's adverts before the cut.
+    std::thread::sleep(Duration::from_millis(1500));
+    let p = lab.prefix.clone();
+    let link = format!("{p}x{master}l");
+    let cut = lab.run(
+        "x",
+        &["ip", "link", "set", &link, "down"],
+        Duration::from_secs(5),
+    );
+    assert!(cut.status.success(), "{}", cut.stderr);
+    let took = wait_for(Duration::from_secs(6), "the backup takes over both", || {
+        vrrp_state(&lab, backup, "VI_1") == "MASTER" && vrrp_state(&lab, backup, "VI_2") == "MASTER"
+    });
+    eprintln!("lab_ha track_interface: {backup} master {took:?} after the link cut");
+    let prio = if backup == "a" { 100.0 } else { 90.0 };
+    let skew = ADVERT_INT * (256.0 - prio) / 256.0;
+    let limit = Duration::from_secs_f64(3.0 * ADVERT_INT + skew + 0.3);
+    assert!(took <= limit, "took {took:?} > {limit:?}");
+    assert_eq!(vrrp_state(&lab, &master, "VI_1"), "FAULT");
+    assert_eq!(vrrp_state(&lab, &master, "VI_2"), "FAULT");
+    // The client reaches the VIP through the new master.
+    let answer = lab.curl(VIP);
+    assert!(answer.starts_with("rs"), "{answer}");
+    let up = lab.run(
+        "x",
+        &["ip", "link", "set", &link, "up"],
+        Duration::from_secs(5),
+    );
+    assert!(up.status.success(), "{}", up.stderr);
+    wait_for(
+        Duration::from_secs(4),
+        "the old master back as backup",
+        || {
+            vrrp_state(&lab, &master, "VI_1") == "BACKUP"
+                && vrrp_state(&lab, &master, "VI_2") == "BACKUP"
+        },
+    );
+}
