@@ -113,6 +113,9 @@ pub enum Command {
     /// VRRP instances (keepalived.conf's vrrp_instance on a port's kernel twin): state,
     /// effective priority, master's address, keepalived's advert counters and errors.
     Vrrp,
+    /// Session sync daemons (master/backup, interface, syncid, group) and their counters:
+    /// sent, received, installed, refreshed, rejected by reason, ring drops.
+    Sync,
 }
 
 #[derive(Args)]
@@ -541,6 +544,11 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
                 client.call(&Request::Query(Query::Vrrp)).map_err(fail)?;
             Ok(out(vrrp_text(&v), v))
         }
+        Command::Sync => {
+            let v: fnat_proto::sync::SyncStatus =
+                client.call(&Request::Query(Query::Sync)).map_err(fail)?;
+            Ok(out(sync_text(&v), v))
+        }
         Command::Health => {
             let h: fnat_proto::health::HealthListing =
                 client.call(&Request::Query(Query::Health)).map_err(fail)?;
@@ -852,6 +860,41 @@ fn laddr(client: &Client, cmd: LaddrCmd) -> Result<Output, String> {
             Ok(out(human, json))
         }
     }
+}
+
+/// `fnatctl sync`: one line per daemon, then the counters.
+fn sync_text(v: &fnat_proto::sync::SyncStatus) -> String {
+    let mut t = String::new();
+    if v.daemons.is_empty() {
+        t.push_str("no sync daemon running\n");
+    }
+    for d in &v.daemons {
+        let _ = writeln!(
+            t,
+            "{} sync daemon on {} via {} (syncid={}, maxlen={}, group={}:{}, ttl={}){}: {}",
+            d.role.name(),
+            d.daemon.interface,
+            d.twin,
+            d.daemon.syncid,
+            d.maxlen,
+            d.daemon.group,
+            d.daemon.port,
+            d.daemon.ttl,
+            d.daemon
+                .vrrp_instance
+                .as_ref()
+                .map(|i| format!(" following {i}"))
+                .unwrap_or_default(),
+            if d.active { "active" } else { "waiting" }
+        );
+        if let Some(e) = &d.error {
+            let _ = writeln!(t, "  not running: {e}");
+        }
+    }
+    for (k, n) in &v.counters {
+        let _ = writeln!(t, "  {k:<32} {n}");
+    }
+    t
 }
 
 /// `fnatctl vrrp`: one block per instance, keepalived's counter names.

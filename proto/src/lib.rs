@@ -13,6 +13,7 @@ pub mod model;
 pub mod msg;
 pub mod save;
 pub mod stats;
+pub mod sync;
 pub mod vrrp;
 
 /// The protocol version every request and reply carries.

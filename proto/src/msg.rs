@@ -105,6 +105,15 @@ pub enum Query {
     },
     /// Every VRRP instance with its state and keepalived's counters.
     Vrrp,
+    /// The session sync daemons and their counters.
+    Sync,
+    /// Starts a sync daemon (ipvsadm --start-daemon). Answers the sync status.
+    SyncStart {
+        role: crate::sync::SyncRole,
+        daemon: crate::sync::SyncDaemon,
+    },
+    /// Stops a sync daemon (ipvsadm --stop-daemon). Answers the sync status.
+    SyncStop { role: crate::sync::SyncRole },
 }
 
 /// A parsed request.
@@ -140,7 +149,15 @@ fn bad(message: impl Into<String>) -> ErrorBody {
 }
 
 /// Ops that take no arguments.
-const UNIT_OPS: [&str; 6] = ["status", "timeout_get", "flush", "reload", "health", "vrrp"];
+const UNIT_OPS: [&str; 7] = [
+    "status",
+    "timeout_get",
+    "flush",
+    "reload",
+    "health",
+    "vrrp",
+    "sync",
+];
 
 /// Names of the ops that are single changes.
 const CHANGE_OPS: [&str; 15] = [
@@ -160,7 +177,7 @@ const CHANGE_OPS: [&str; 15] = [
     "timeout_set",
     "replace",
 ];
-const QUERY_OPS: [&str; 11] = [
+const QUERY_OPS: [&str; 14] = [
     "status",
     "drain",
     "undrain",
@@ -172,6 +189,9 @@ const QUERY_OPS: [&str; 11] = [
     "reload",
     "health",
     "vrrp",
+    "sync",
+    "sync_start",
+    "sync_stop",
 ];
 
 /// Parses one request line (without its newline). Every failure names what is wrong.

@@ -34,6 +34,10 @@ pub struct ConfigFile {
     pub control: ControlSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Session sync daemons: `[sync.master]`, `[sync.backup]` (interface, syncid, maxlen,
+    /// group, port, ttl, vrrp_instance).
+    #[serde(default)]
+    pub sync: Option<fnat_proto::sync::SyncDaemons>,
 }
 
 #[derive(Debug, Default, Deserialize)]

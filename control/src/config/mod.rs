@@ -131,6 +131,8 @@ pub struct AppConfig {
     pub vrrp: Vec<keepalived::VrrpRun>,
     /// What the VRRP threads share: sync groups, `vrrp_script`s, the notify FIFO.
     pub vrrp_context: fnat_vrrp::service::Context,
+    /// Session sync daemons: the TOML's `[sync]`, keepalived.conf's `lvs_sync_daemon`.
+    pub sync: fnat_proto::sync::SyncDaemons,
 }
 
 impl AppConfig {
@@ -285,3 +287,18 @@ fn deserialize_error(
 
 #[cfg(test)]
 mod tests;
+
+/// The kernel twin and the address session sync uses for `interface`: an fnatd port with a
+/// `kernel_interface` (its twin and first address), or a twin named directly.
+pub fn sync_twin(
+    ports: &[PortSpec],
+    interface: &str,
+) -> Option<(String, Option<std::net::Ipv4Addr>)> {
+    ports
+        .iter()
+        .find(|p| p.name == interface || p.kernel_interface.as_deref() == Some(interface))
+        .and_then(|p| {
+            let twin = p.kernel_interface.clone()?;
+            Some((twin, p.addresses.first().map(|c| c.addr)))
+        })
+}

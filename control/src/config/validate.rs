@@ -164,6 +164,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
     };
     let (rules, _) = crate::control::compile_fresh(&base, &base.timeouts, &rule_set)
         .map_err(|e| invalid("service", e.message))?;
+    let sync_daemons = sync(&file, &ports)?;
     Ok(AppConfig {
         path: path.to_path_buf(),
         eal,
@@ -177,6 +178,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         health,
         vrrp: Vec::new(),
         vrrp_context: Default::default(),
+        sync: sync_daemons,
     })
 }
 
@@ -763,4 +765,30 @@ fn timeouts(t: &TimeoutsSection) -> Result<Timeouts, Invalid> {
         udp: pick("udp", t.udp, d.udp)?,
         icmp: pick("icmp", t.icmp, d.icmp)?,
     })
+}
+
+/// `[sync]`: the session sync daemons (`master`, `backup`), checked by the rule model's one
+/// validator; each names an fnatd port with a kernel twin (or a twin itself).
+fn sync(
+    file: &ConfigFile,
+    ports: &[super::PortSpec],
+) -> Result<fnat_proto::sync::SyncDaemons, Invalid> {
+    let Some(d) = &file.sync else {
+        return Ok(Default::default());
+    };
+    d.validate().map_err(|e| invalid("sync", e))?;
+    for (role, daemon) in [("master", &d.master), ("backup", &d.backup)] {
+        if let Some(daemon) = daemon {
+            if super::sync_twin(ports, &daemon.interface).is_none() {
+                return Err(invalid(
+                    &format!("sync.{role}.interface"),
+                    format!(
+                        "'{}' is not an fnatd port with a kernel_interface, nor a kernel twin",
+                        daemon.interface
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(d.clone())
 }

@@ -39,6 +39,23 @@ pub trait DataplaneView: Send + Sync {
     fn connections(&self, filter: &ConnFilter, limit: usize) -> Vec<ConnEntry>;
     /// Zero the counters (ipvsadm -Z): of one service (by engine id) and its reals, or all.
     fn zero(&self, service_id: Option<u32>);
+    /// The session sync service, when the dataplane runs one.
+    fn sync(&self) -> Option<Arc<dyn SyncControl>> {
+        None
+    }
+}
+
+/// The session sync service as the control plane drives it (implemented by the driver: it
+/// owns the workers' rings and the sockets on the kernel twins).
+pub trait SyncControl: Send + Sync {
+    /// Runs exactly `daemons` (starting, restarting or stopping threads and sockets). Err:
+    /// why a daemon cannot run (it stays configured and retries).
+    fn configure(&self, daemons: &fnat_proto::sync::SyncDaemons) -> Result<(), String>;
+    /// VRRP instance `instance` became MASTER (`true`) or left it: daemons that follow it
+    /// start or stop sending/receiving.
+    fn vrrp_state(&self, instance: &str, master: bool);
+    /// The daemons as they run, and the counters.
+    fn status(&self) -> fnat_proto::sync::SyncStatus;
 }
 
 /// A dataplane that reports nothing (no counters, no sessions): for a control plane running
@@ -232,6 +249,7 @@ pub fn serve(
         cfg.path.clone(),
     );
     plane.keepalived_path = cfg.keepalived.clone();
+    plane.set_sync_daemons(cfg.sync.clone());
     let plane = Arc::new(Mutex::new(plane));
     Plane::start_health(&plane, cfg.health.clone());
     plane.lock().start_vrrp(&cfg.vrrp, &cfg.vrrp_context);

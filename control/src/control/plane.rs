@@ -103,6 +103,8 @@ pub struct Plane {
     drain_all: bool,
     /// VIPs `fnatctl drain` named.
     drained: BTreeSet<Ipv4Addr>,
+    /// The session sync daemons (config, keepalived.conf, ipvsadm --start-daemon).
+    sync_daemons: fnat_proto::sync::SyncDaemons,
 }
 
 /// The live form of `s`: with what health checking did to it.
@@ -239,7 +241,47 @@ impl Plane {
             me: Weak::new(),
             drain_all: false,
             drained: BTreeSet::new(),
+            sync_daemons: Default::default(),
         }
+    }
+
+    /// Runs `daemons` (the config's and keepalived.conf's at start): the dataplane's sync
+    /// service starts them; a daemon that cannot run yet is logged and retried by it.
+    pub fn set_sync_daemons(&mut self, daemons: fnat_proto::sync::SyncDaemons) {
+        if let Some(sync) = self.view.sync() {
+            if let Err(e) = sync.configure(&daemons) {
+                eprintln!("fnatd: sync: {e}");
+            }
+        }
+        self.sync_daemons = daemons;
+    }
+
+    fn sync_status(&self) -> fnat_proto::sync::SyncStatus {
+        match self.view.sync() {
+            Some(sync) => sync.status(),
+            None => fnat_proto::sync::SyncStatus::default(),
+        }
+    }
+
+    /// ipvsadm --start-daemon / --stop-daemon: the one validator, then the service; a
+    /// refused change leaves the running daemons as they were.
+    fn sync_change(
+        &mut self,
+        change: impl FnOnce(&mut fnat_proto::sync::SyncDaemons) -> Result<(), String>,
+    ) -> Result<Response, ErrorBody> {
+        let mut next = self.sync_daemons.clone();
+        change(&mut next).map_err(|e| error(ErrorKind::Invalid, e))?;
+        next.validate().map_err(|e| error(ErrorKind::Invalid, e))?;
+        let Some(sync) = self.view.sync() else {
+            return Err(error(
+                ErrorKind::Unsupported,
+                "no dataplane sync service (fnatd runs without workers)",
+            ));
+        };
+        sync.configure(&next)
+            .map_err(|e| error(ErrorKind::Invalid, e))?;
+        self.sync_daemons = next;
+        Ok(Response::ok(self.sync_status()))
     }
 
     /// Starts the VRRP service of `runs`: one thread per kernel twin (it opens the twin once
@@ -258,11 +300,18 @@ impl Plane {
             let me = self.me.clone();
             let vips: Vec<Vec<std::net::Ipv4Addr>> =
                 mine.iter().map(|r| r.instance.addresses.clone()).collect();
+            let names: Vec<String> = mine.iter().map(|r| r.instance.name.clone()).collect();
+            let sync = self.view.sync();
             let on_state: fnat_vrrp::service::OnState = Box::new(move |k, state| {
+                let master = state == fnat_vrrp::machine::State::Master;
+                // Session sync follows the instance (lvs_sync_daemon IF VI_NAME): sending
+                // while MASTER, receiving otherwise.
+                if let (Some(sync), Some(name)) = (&sync, names.get(k)) {
+                    sync.vrrp_state(name, master);
+                }
                 let Some(plane) = me.upgrade() else {
                     return;
                 };
-                let master = state == fnat_vrrp::machine::State::Master;
                 let result = plane.lock().set_vrrp_master(&vips[k], master);
                 if let Err(e) = result {
                     eprintln!("fnatd: vrrp: publishing the VIPs' ownership: {}", e.message);
@@ -686,6 +735,9 @@ impl Plane {
                 Ok(Response::ok(self.status()))
             }
             Query::Vrrp => Ok(Response::ok(self.vrrp_listing())),
+            Query::Sync => Ok(Response::ok(self.sync_status())),
+            Query::SyncStart { role, daemon } => self.sync_change(|d| d.start(role, daemon)),
+            Query::SyncStop { role } => self.sync_change(|d| d.stop(role)),
             Query::Apply { .. } => Err(error(ErrorKind::Internal, "apply is a change")),
             Query::Reload => self.reload(),
         }

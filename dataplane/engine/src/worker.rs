@@ -129,6 +129,38 @@ impl Worker {
         self.rules = rules;
     }
 
+    /// Turns session sync export on (the kernel's rules) or off. Allocates: call it from
+    /// the loop, not per packet.
+    pub fn set_sync(&mut self, rules: Option<fnat_sync::SyncRules>) {
+        self.fnat.set_sync(rules);
+    }
+
+    /// Hands the sync entries noted since the last call to `send` (false: its ring is full,
+    /// the entry is dropped and counted). Bounded by the outbox; once per loop iteration.
+    pub fn drain_sync(&mut self, send: impl FnMut(&fnat_sync::Conn) -> bool) {
+        self.fnat.drain_sync(send);
+    }
+
+    /// Sync entries noted, and dropped (outbox or ring full).
+    pub fn sync_counts(&self) -> (u64, u64) {
+        self.fnat.sync_counts()
+    }
+
+    /// Full resync: notes the sessions of arena slots `from..` (at most `budget` slots, while
+    /// the outbox has room); returns where to resume (`>= capacity`: done).
+    pub fn sync_export_all(&mut self, from: usize, budget: usize, now_ns: u64) -> usize {
+        self.fnat.sync_export_all(from, budget, now_ns)
+    }
+
+    /// Installs or refreshes a session (or persistence template) a peer director sent.
+    pub fn install_synced(
+        &mut self,
+        conn: &fnat_sync::Conn,
+        now_ns: u64,
+    ) -> Result<crate::fnat::sync::Installed, crate::fnat::sync::SyncReject> {
+        self.fnat.install_synced(conn, now_ns, &mut self.stats)
+    }
+
     /// The full-NAT state (sessions, for listings and tests).
     pub fn fullnat(&self) -> &FullNat {
         &self.fnat

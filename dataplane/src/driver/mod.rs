@@ -7,6 +7,7 @@ pub mod kernel;
 mod metrics_source;
 pub mod replay;
 pub mod report;
+pub mod sync;
 pub mod view;
 mod worker_loop;
 
@@ -159,6 +160,15 @@ fn run_dataplane(
         .map(|_| Arc::new(WorkerShared::default()))
         .collect();
     let view = DriverView::new(&shared, names.clone());
+    // Session sync (live runs): the control-side service and each worker's rings.
+    let (sync_service, sync_ends) = match kind {
+        RunKind::Live => {
+            let (service, ends) = sync::create(cfg.ports.clone(), workers, Arc::clone(&store))?;
+            view.set_sync(service.clone());
+            (Some(service), ends.into_iter().map(Some).collect())
+        }
+        RunKind::Replay => (None, (0..workers).map(|_| None).collect()),
+    };
     let running = launch_workers(
         cfg,
         kind,
@@ -172,6 +182,7 @@ fn run_dataplane(
             shared: &shared,
             probe,
             kernel: &links,
+            sync: sync_ends,
         },
     )?;
     let supervised = Supervised {
@@ -183,6 +194,9 @@ fn run_dataplane(
         kernel: &links,
     };
     let reports = supervise(cfg, control, &store, &view, running, supervised)?;
+    if let Some(service) = sync_service {
+        service.stop();
+    }
     // The workers have stopped: the kernel-path thread empties their rings and stops.
     if let Some(thread) = kernel_thread {
         thread.stop();
@@ -389,6 +403,8 @@ struct Launch<'a> {
     shared: &'a [Arc<WorkerShared>],
     probe: Option<ProbeFactory>,
     kernel: &'a KernelLinks,
+    /// Each worker's end of the session sync rings (live runs).
+    sync: Vec<Option<sync::WorkerSync>>,
 }
 
 /// What the main lcore watches besides the workers: the ports (replay progress) and what the
@@ -421,7 +437,7 @@ impl Running {
 }
 
 /// Builds each worker's engine and poll loop and launches it on its lcore.
-fn launch_workers(cfg: &AppConfig, kind: RunKind, l: Launch<'_>) -> Result<Running, String> {
+fn launch_workers(cfg: &AppConfig, kind: RunKind, mut l: Launch<'_>) -> Result<Running, String> {
     let d = &cfg.dataplane;
     let workers = usize::from(d.workers);
     let rules = l.store.current();
@@ -497,6 +513,7 @@ fn launch_workers(cfg: &AppConfig, kind: RunKind, l: Launch<'_>) -> Result<Runni
             kernel: l.kernel.clone(),
             kernel_stage: l.kernel.iter().map(|_| Burst::new()).collect(),
             kernel_sender: w == 0,
+            sync: l.sync.get_mut(w).and_then(Option::take),
         };
         let report_tx = report_tx.clone();
         let started = lcore::launch(lcore_id, move || {

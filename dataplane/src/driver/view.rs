@@ -168,6 +168,8 @@ pub struct DriverView {
     rates: Mutex<Rates>,
     /// Workers are polling (else listings would wait for nobody).
     running: AtomicBool,
+    /// The session sync service (live runs).
+    sync: Mutex<Option<Arc<dyn crate::control::SyncControl>>>,
 }
 
 impl DriverView {
@@ -178,7 +180,13 @@ impl DriverView {
             baseline: Mutex::new(ViewStats::default()),
             rates: Mutex::new(Rates::default()),
             running: AtomicBool::new(false),
+            sync: Mutex::new(None),
         })
+    }
+
+    /// Hands the control plane the session sync service.
+    pub fn set_sync(&self, sync: Arc<dyn crate::control::SyncControl>) {
+        *self.sync.lock() = Some(sync);
     }
 
     pub fn set_running(&self, running: bool) {
@@ -375,6 +383,9 @@ impl crate::control::DataplaneView for DriverView {
     }
     fn zero(&self, service_id: Option<u32>) {
         DriverView::zero(self, service_id)
+    }
+    fn sync(&self) -> Option<Arc<dyn crate::control::SyncControl>> {
+        self.sync.lock().clone()
     }
 }
 

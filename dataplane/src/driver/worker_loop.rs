@@ -80,6 +80,8 @@ pub struct WorkerLoop {
     pub kernel_stage: Vec<Burst>,
     /// This worker sends what the kernel twins send (worker 0 does).
     pub kernel_sender: bool,
+    /// Its end of the session sync rings (live runs).
+    pub sync: Option<super::sync::WorkerSync>,
 }
 
 /// Instrumentation a live loop can carry around each RX burst from a port (`fnatd bench`:
@@ -211,6 +213,9 @@ impl WorkerLoop {
             self.flush_all(tx, redirect, report);
             worked |= self.send_from_kernel(report) > 0;
             worked |= self.engine.between_bursts(now) > 0;
+            if let Some(sync) = &mut self.sync {
+                worked |= sync.run(&mut self.engine, now);
+            }
             worked |= self.serve_control(now, report, &mut next_publish);
         }
     }

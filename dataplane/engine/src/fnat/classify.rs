@@ -23,6 +23,11 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
+        // Multicast is never forwarded: on a port with a kernel twin it is the twin's
+        // (session sync's 224.0.0.81:8848, read by the sync service there).
+        if pkt.ip.dst.is_multicast() && self.twins.get(usize::from(rx_port)) == Some(&true) {
+            return Ok(Verdict::ToKernel { port: rx_port });
+        }
         let port_mac = self.egress.port_mac(rx_port).ok_or(DropReason::NotForUs)?;
         if !EthernetHeader::new_checked(frame).is_ok_and(|h| h.is_to(&port_mac)) {
             return Err(DropReason::NotForUs);

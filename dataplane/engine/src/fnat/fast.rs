@@ -13,7 +13,7 @@
 //! another header shape (IP options), flags, state or protocol; a next hop that is not static
 //! or REACHABLE; rules in the middle of ending sessions of removed services.
 
-use super::{BurstHint, FullNat, ADDR_VIP, NS_PER_SEC};
+use super::{BurstHint, FullNat, ADDR_STANDBY, ADDR_VIP, NS_PER_SEC};
 use crate::packet::{translate, ttl_expires, EthernetHeader, PacketV4, Transport};
 use crate::rules::{Method, PortIndex};
 use crate::session::{ConnState, Direction, Side};
@@ -75,7 +75,19 @@ impl FullNat {
         // A client-side packet reaches its session only through an address that is still a
         // VIP (the full pipeline drops it as not for us otherwise); a reply's LIP always is
         // an owned address (local address pools are never removed).
-        if side == Side::Client && self.addresses.get(u64::from(key.dst_ip))? & ADDR_VIP == 0 {
+        // Neither reaches it through an address this director is VRRP backup for (sessions
+        // a backup holds from session sync wait for takeover; the full pipeline drops).
+        if side == Side::Client {
+            let kind = self.addresses.get(u64::from(key.dst_ip))?;
+            if kind & ADDR_VIP == 0 || kind & ADDR_STANDBY != 0 {
+                return None;
+            }
+        } else if self.standby
+            && self
+                .addresses
+                .get(u64::from(key.dst_ip))
+                .is_some_and(|k| k & ADDR_STANDBY != 0)
+        {
             return None;
         }
         if !matches!(self.wheel.deadline(id), Some(d) if d > now) {
@@ -152,6 +164,10 @@ impl FullNat {
         self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
         let timeout = u64::from(timeout_secs) * NS_PER_SEC;
         self.wheel.schedule(id, now, now.saturating_add(timeout));
+        if dir == Direction::Input {
+            let state = self.table.get(id).map_or(ConnState::None, |s| s.state);
+            self.sync_note(id, state, true, now);
+        }
         Some(verdict)
     }
 }

@@ -27,6 +27,7 @@ mod housekeeping;
 mod icmp_error;
 pub mod map;
 mod snat;
+pub mod sync;
 mod update;
 
 use std::hash::BuildHasher;
@@ -260,6 +261,10 @@ pub struct FullNat {
     adjusting: bool,
     /// What `forward` left for `process` to add to the frame (header, TOA option).
     insert: Option<client_addr::Insert>,
+    /// Session sync export: off unless the driver turns it on (`sync.rs`).
+    sync: sync::SyncOut,
+    /// Some address is VRRP standby (`Rules::standby`): the fast path checks replies too.
+    standby: bool,
 }
 
 /// The worker that owns NAT sessions of client address `client`, for `workers` workers: both
@@ -329,6 +334,8 @@ impl FullNat {
             adjust: Vec::new(),
             adjusting: false,
             insert: None,
+            sync: sync::SyncOut::default(),
+            standby: false,
         };
         f.update(rules, stats);
         f

@@ -118,19 +118,37 @@ impl PortPool {
     /// Takes a free port.
     #[inline]
     pub fn alloc(&mut self) -> Option<u16> {
-        if self.free == 0 {
-            return None;
+        loop {
+            if self.free == 0 {
+                return None;
+            }
+            let port = self.ring[self.head];
+            self.head = if self.head + 1 == self.ring.len() {
+                0
+            } else {
+                self.head + 1
+            };
+            self.free -= 1;
+            // A port `take` claimed (a synced session) still has its entry in the ring.
+            if self.is_used(port) {
+                continue;
+            }
+            self.set_used(port, true);
+            self.used += 1;
+            return Some(port);
         }
-        let port = self.ring[self.head];
-        self.head = if self.head + 1 == self.ring.len() {
-            0
-        } else {
-            self.head + 1
-        };
-        self.free -= 1;
+    }
+
+    /// Claims `port` for a session installed from a peer director (session sync): false when
+    /// this worker does not own it or it is in use. Its entry stays in the free ring and
+    /// `alloc` skips it while it is in use.
+    pub fn take(&mut self, port: u16) -> bool {
+        if !self.owns(port) || self.is_used(port) {
+            return false;
+        }
         self.set_used(port, true);
         self.used += 1;
-        Some(port)
+        true
     }
 
     /// Gives a port back (after its session ended). False, changing nothing, when the port was
@@ -253,6 +271,11 @@ impl LocalAddrs {
             }
         }
         None
+    }
+
+    /// Claims `port` of `slot` (see [`PortPool::take`]).
+    pub fn take(&mut self, slot: usize, port: u16) -> bool {
+        self.pools.get_mut(slot).is_some_and(|p| p.take(port))
     }
 
     /// Gives `port` of `slot` back.
