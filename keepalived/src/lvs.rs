@@ -292,8 +292,16 @@ fn finish(lines: &[crate::source::Line], mut diags: Diagnostics) -> Config {
             config.vrrp_scripts.push(s);
         }
     }
+    let mut garp = crate::vrrp::GarpDefaults::default();
+    for n in nodes
+        .iter()
+        .filter(|n| n.keyword == "global_defs")
+        .flat_map(children)
+    {
+        garp.read(n, &mut diags);
+    }
     for node in nodes.iter().filter(|n| n.keyword == "vrrp_instance") {
-        if let Some(mut v) = crate::vrrp::instance(node, version, &mut diags) {
+        if let Some(mut v) = crate::vrrp::instance(node, version, garp, &mut diags) {
             // As keepalived: an unknown script is a warning, and not tracked.
             v.track_script.retain(|t| {
                 let known = config.vrrp_scripts.iter().any(|s| s.name == t.name);

@@ -49,6 +49,10 @@ pub struct VrrpInstance {
     pub garp_master_delay: Duration,
     /// `garp_master_repeat` (default 5): gratuitous ARPs per burst.
     pub garp_master_repeat: u32,
+    /// `garp_master_refresh` (default 0: off): gratuitous ARPs again every so long while
+    /// master, `garp_master_refresh_repeat` (default 1) at a time.
+    pub garp_master_refresh: Duration,
+    pub garp_master_refresh_repeat: u32,
     /// `track_script { NAME [weight W] }`: `vrrp_script`s this instance follows.
     pub track_script: Vec<Tracked>,
     /// `track_interface { IF [weight W] }`: interfaces whose link this instance follows.
@@ -235,8 +239,65 @@ pub fn sync_group(
     })
 }
 
-/// Reads one `vrrp_instance`; `version` is the global default (`vrrp_version`).
-pub fn instance(node: &Node, version: u8, diags: &mut Diagnostics) -> Option<VrrpInstance> {
+/// keepalived's global gratuitous-ARP settings (`global_defs { vrrp_garp_master_delay 5;
+/// vrrp_garp_master_repeat 5; vrrp_garp_master_refresh 0; vrrp_garp_master_refresh_repeat 1
+/// }`): the defaults of every instance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GarpDefaults {
+    pub delay: Duration,
+    pub repeat: u32,
+    pub refresh: Duration,
+    pub refresh_repeat: u32,
+}
+
+impl Default for GarpDefaults {
+    fn default() -> Self {
+        GarpDefaults {
+            delay: Duration::from_secs(5),
+            repeat: 5,
+            refresh: Duration::ZERO,
+            refresh_repeat: 1,
+        }
+    }
+}
+
+impl GarpDefaults {
+    /// Reads the `vrrp_garp_*` keywords of a `global_defs` block (others are not its).
+    pub fn read(&mut self, n: &Node, diags: &mut Diagnostics) {
+        match n.keyword.as_str() {
+            "vrrp_garp_master_delay" => {
+                if let Some(t) = timer(n, diags) {
+                    self.delay = t;
+                }
+            }
+            "vrrp_garp_master_repeat" => {
+                if let Some(r) = number(n, diags) {
+                    self.repeat = r;
+                }
+            }
+            "vrrp_garp_master_refresh" => {
+                if let Some(t) = timer(n, diags) {
+                    self.refresh = t;
+                }
+            }
+            "vrrp_garp_master_refresh_repeat" => {
+                if let Some(r) = number(n, diags) {
+                    self.refresh_repeat = r;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads one `vrrp_instance`; `version` is the global default (`vrrp_version`), `garp` the
+/// global gratuitous-ARP settings.
+pub fn instance(
+    node: &Node,
+    version: u8,
+    garp: GarpDefaults,
+    diags: &mut Diagnostics,
+) -> Option<VrrpInstance> {
     let name = one_arg(node, diags)?;
     let mut v = VrrpInstance {
         at: node.at.clone(),
@@ -258,8 +319,10 @@ pub fn instance(node: &Node, version: u8, diags: &mut Diagnostics) -> Option<Vrr
         notify_fault: None,
         notify_stop: None,
         notify: None,
-        garp_master_delay: Duration::from_secs(5),
-        garp_master_repeat: 5,
+        garp_master_delay: garp.delay,
+        garp_master_repeat: garp.repeat,
+        garp_master_refresh: garp.refresh,
+        garp_master_refresh_repeat: garp.refresh_repeat,
         track_script: Vec::new(),
         track_interface: Vec::new(),
     };
@@ -351,6 +414,16 @@ pub fn instance(node: &Node, version: u8, diags: &mut Diagnostics) -> Option<Vrr
             "garp_master_repeat" => {
                 if let Some(r) = number(n, diags) {
                     v.garp_master_repeat = r;
+                }
+            }
+            "garp_master_refresh" => {
+                if let Some(t) = timer(n, diags) {
+                    v.garp_master_refresh = t;
+                }
+            }
+            "garp_master_refresh_repeat" => {
+                if let Some(r) = number(n, diags) {
+                    v.garp_master_refresh_repeat = r;
                 }
             }
             "track_script" => v.track_script = tracked(n, diags),
@@ -547,7 +620,8 @@ vrrp_script chk_up {
             .iter()
             .map(|d| (d.at.line, d.keyword.as_str()))
             .collect();
-        assert_eq!(w, [(34, "garp_master_refresh")]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(v.garp_master_refresh.as_secs(), 60);
         let names: Vec<_> = v
             .track_interface
             .iter()

@@ -144,6 +144,18 @@ kernel_interface = "${p}${x}kl"
 
 [control]
 socket = "$st/$x.sock"
+
+# Session sync on the server-side segment, following VI_1 as keepalived's
+# lvs_sync_daemon does: the master sends, the backup receives.
+[sync.master]
+interface = "lan"
+syncid = 51
+vrrp_instance = "VI_1"
+
+[sync.backup]
+interface = "lan"
+syncid = 51
+vrrp_instance = "VI_1"
 TOML
 }
 

@@ -84,6 +84,10 @@ pub enum Action {
     Stopped,
     /// Went to FAULT: stop owning the addresses, run notify_fault.
     BecameFault,
+    /// A master heard a lower-priority master (a split brain healing): announce the
+    /// addresses again by gratuitous ARP, as keepalived does, so hosts that learned the
+    /// other's MAC come back.
+    Reannounce,
 }
 
 pub struct Machine {
@@ -225,7 +229,15 @@ impl Machine {
                     self.lower_since = None;
                     self.become_backup(now, Some(advert.source))
                 } else {
-                    Vec::new()
+                    // The other master yields on hearing ours: advertise now, and re-claim
+                    // the addresses it may have announced.
+                    self.timer = Some(now + self.params.advert_int);
+                    vec![
+                        Action::SendAdvert {
+                            priority: self.params.priority,
+                        },
+                        Action::Reannounce,
+                    ]
                 }
             }
         }
@@ -562,8 +574,14 @@ mod tests {
         let mut high = Machine::new(params(100));
         high.start(s(0.0));
         high.poll(s(4.0));
-        assert!(high.heard(s(4.5), heard(100, 1)).is_empty());
+        // The loser of a tie (or a lower priority) yields on hearing the winner, which
+        // advertises at once and announces its addresses again (split brain healing).
+        assert_eq!(
+            high.heard(s(4.5), heard(100, 1)),
+            [SEND100, Action::Reannounce]
+        );
         assert_eq!(high.state(), State::Master);
+        assert_eq!(high.next_deadline(), Some(s(5.5)));
     }
 
     #[test]

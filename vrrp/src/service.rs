@@ -41,6 +41,13 @@ pub struct InstanceConfig {
     pub track_scripts: Vec<(String, i32)>,
     /// `track_interface`: (kernel interface, weight).
     pub track_interfaces: Vec<(String, i32)>,
+    /// keepalived's gratuitous-ARP schedule: `garp_master_repeat` at takeover, as many again
+    /// `garp_master_delay` later, then `garp_master_refresh_repeat` every
+    /// `garp_master_refresh` (0: never).
+    pub garp_delay: Duration,
+    pub garp_repeat: u32,
+    pub garp_refresh: Duration,
+    pub garp_refresh_repeat: u32,
 }
 
 impl InstanceConfig {
@@ -106,6 +113,10 @@ impl InstanceConfig {
                 .iter()
                 .map(|t| (t.name.clone(), t.weight.unwrap_or(0)))
                 .collect(),
+            garp_delay: v.garp_master_delay,
+            garp_repeat: v.garp_master_repeat,
+            garp_refresh: v.garp_master_refresh,
+            garp_refresh_repeat: v.garp_master_refresh_repeat,
         })
     }
 }
@@ -187,13 +198,20 @@ struct Instance {
     group_epoch: u64,
     /// Its own tracking put it in FAULT (not only its group).
     own_fault: bool,
+    /// While master: when the next scheduled gratuitous ARPs are due, and whether they
+    /// are the refresh ones (else the `garp_master_delay` burst).
+    garp_at: Option<(Duration, bool)>,
 }
 
 /// Told of every state change of an instance (its index in the configs, its new state).
 pub type OnState = Box<dyn FnMut(usize, State) + Send>;
 
+/// Asked for gratuitous ARPs of an instance's addresses (its index, how many of each).
+pub type OnGarp = Box<dyn FnMut(usize, u32) + Send>;
+
 pub struct Service {
     on_state: Option<OnState>,
+    on_garp: Option<OnGarp>,
     socket: Socket,
     instances: Vec<Instance>,
     origin: Instant,
@@ -235,10 +253,12 @@ impl Service {
                 counters: COUNTERS.iter().map(|c| (*c, 0)).collect(),
                 group_epoch: 0,
                 own_fault: false,
+                garp_at: None,
             })
             .collect();
         Ok(Service {
             on_state: None,
+            on_garp: None,
             socket,
             instances,
             origin: Instant::now(),
@@ -387,6 +407,42 @@ impl Service {
         self.on_state = Some(f);
     }
 
+    /// Calls `f` when gratuitous ARPs are due (keepalived's schedule).
+    pub fn on_garp(&mut self, f: OnGarp) {
+        self.on_garp = Some(f);
+    }
+
+    fn garp(&mut self, k: usize, repeat: u32) {
+        if let (Some(f), true) = (self.on_garp.as_mut(), repeat > 0) {
+            f(k, repeat);
+        }
+    }
+
+    /// The `garp_master_delay` burst and the refreshes of the masters.
+    fn garp_schedule(&mut self, now: Duration) {
+        for k in 0..self.instances.len() {
+            let inst = &mut self.instances[k];
+            let Some((at, refresh)) = inst.garp_at else {
+                continue;
+            };
+            if inst.machine.state() != State::Master {
+                inst.garp_at = None;
+                continue;
+            }
+            if now < at {
+                continue;
+            }
+            let c = &inst.config;
+            let repeat = if refresh {
+                c.garp_refresh_repeat
+            } else {
+                c.garp_repeat
+            };
+            inst.garp_at = (!c.garp_refresh.is_zero()).then(|| (now + c.garp_refresh, true));
+            self.garp(k, repeat);
+        }
+    }
+
     fn now(&self) -> Duration {
         self.origin.elapsed()
     }
@@ -429,6 +485,7 @@ impl Service {
         let now = self.now();
         self.track(now);
         self.follow_groups(now);
+        self.garp_schedule(now);
         for k in 0..self.instances.len() {
             let actions = self.instances[k].machine.poll(now);
             self.perform(k, actions);
@@ -443,6 +500,7 @@ impl Service {
                     .iter()
                     .map(|s| s.next_deadline().max(now + Duration::from_millis(20))),
             )
+            .chain(self.instances.iter().filter_map(|i| i.garp_at.map(|g| g.0)))
             .min()
             .map_or(max, |d| d.saturating_sub(now).min(max))
             .max(Duration::from_millis(1));
@@ -523,13 +581,24 @@ impl Service {
                 Action::BecameBackup => Some(State::Backup),
                 Action::Stopped => Some(State::Init),
                 Action::BecameFault => Some(State::Fault),
+                Action::Reannounce => None,
             };
             if let (Some(state), Some(f)) = (state, self.on_state.as_mut()) {
                 f(k, state);
             }
             match action {
                 Action::SendAdvert { priority } => self.send(k, priority),
+                Action::Reannounce => {
+                    let repeat = self.instances[k].config.garp_repeat;
+                    self.garp(k, repeat);
+                }
                 Action::BecameMaster => {
+                    // Owning the addresses announces each once; the rest of the burst, and
+                    // the second one garp_master_delay later.
+                    let c = &self.instances[k].config;
+                    let (repeat, delay) = (c.garp_repeat, c.garp_delay);
+                    self.instances[k].garp_at = Some((now_of(&self.origin) + delay, false));
+                    self.garp(k, repeat.saturating_sub(1));
                     self.move_group(k, State::Master);
                     *self.instances[k]
                         .counters
@@ -655,6 +724,10 @@ impl Service {
     }
 }
 
+fn now_of(origin: &Instant) -> Duration {
+    origin.elapsed()
+}
+
 /// The service on its own thread (control side): it opens the interface once it exists (a
 /// kernel twin appears when the dataplane's ports are up), runs until stopped, and then
 /// sends priority 0 for the instances it is master of.
@@ -680,6 +753,7 @@ impl Runner {
         primary: Ipv4Addr,
         configs: Vec<InstanceConfig>,
         on_state: OnState,
+        on_garp: OnGarp,
         ctx: Context,
     ) -> io::Result<Runner> {
         use std::sync::atomic::Ordering;
@@ -725,6 +799,7 @@ impl Runner {
                     }
                 };
                 service.on_state(on_state);
+                service.on_garp(on_garp);
                 service.context(ctx);
                 service.start();
                 while !flag.load(Ordering::SeqCst) {

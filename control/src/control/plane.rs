@@ -97,6 +97,8 @@ pub struct Plane {
     /// The VRRP addresses this director is not master of, once VRRP has said so (`None`:
     /// the config's, all of them, until then): put in every snapshot published.
     standby: Option<Vec<std::net::Ipv4Addr>>,
+    /// The last gratuitous-ARP request of VRRP (a new round each time).
+    garp: fnat_engine::rules::GarpRequest,
     /// This plane, for the health checker's sink.
     me: Weak<Mutex<Plane>>,
     /// `fnatctl drain` without VIPs: no VIP is announced (not kept across a restart).
@@ -238,6 +240,7 @@ impl Plane {
             health_epoch: 0,
             vrrp: Vec::new(),
             standby: None,
+            garp: Default::default(),
             me: Weak::new(),
             drain_all: false,
             drained: BTreeSet::new(),
@@ -302,6 +305,16 @@ impl Plane {
                 mine.iter().map(|r| r.instance.addresses.clone()).collect();
             let names: Vec<String> = mine.iter().map(|r| r.instance.name.clone()).collect();
             let sync = self.view.sync();
+            let (garp_plane, garp_vips) = (self.me.clone(), vips.clone());
+            let on_garp: fnat_vrrp::service::OnGarp = Box::new(move |k, repeat| {
+                let Some(plane) = garp_plane.upgrade() else {
+                    return;
+                };
+                let result = plane.lock().announce(&garp_vips[k], repeat);
+                if let Err(e) = result {
+                    eprintln!("fnatd: vrrp: asking for gratuitous ARPs: {}", e.message);
+                }
+            });
             let on_state: fnat_vrrp::service::OnState = Box::new(move |k, state| {
                 let master = state == fnat_vrrp::machine::State::Master;
                 // Session sync follows the instance (lvs_sync_daemon IF VI_NAME): sending
@@ -322,6 +335,7 @@ impl Plane {
                 mine[0].primary,
                 configs,
                 on_state,
+                on_garp,
                 context.clone(),
             ) {
                 Ok(runner) => {
@@ -335,6 +349,21 @@ impl Plane {
                 Err(e) => eprintln!("fnatd: vrrp: cannot start on {twin}: {e}"),
             }
         }
+    }
+
+    /// VRRP asks for `repeat` gratuitous ARPs of each of `vips` (keepalived's schedule): a
+    /// new round in the snapshot, published like any change; worker 0 sends them for the
+    /// addresses it owns.
+    pub fn announce(&mut self, vips: &[std::net::Ipv4Addr], repeat: u32) -> Result<u64, ErrorBody> {
+        let previous = self.garp.clone();
+        self.garp = fnat_engine::rules::GarpRequest {
+            round: previous.round + 1,
+            addresses: vips.to_vec(),
+            repeat,
+        };
+        self.commit(&Tx::default(), &[]).inspect_err(|_| {
+            self.garp = previous;
+        })
     }
 
     /// VRRP made this director master (`true`) or not of `vips`: they leave (join) the
@@ -576,6 +605,7 @@ impl Plane {
                 return Err(e);
             }
         };
+        snapshot.garp.clone_from(&self.garp);
         if let Some(standby) = &self.standby {
             snapshot.standby.clone_from(standby);
         }

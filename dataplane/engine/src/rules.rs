@@ -546,9 +546,21 @@ pub struct Rules {
     /// traffic to them is dropped (`vrrp_backup`). When one leaves the list (takeover) the
     /// engine announces it by gratuitous ARP like any newly owned address.
     pub standby: Vec<Ipv4Addr>,
+    /// Gratuitous ARPs VRRP asks for (keepalived's `garp_master_repeat`, `_delay`,
+    /// `_refresh`): a new `round` queues `repeat` announcements of each owned address of
+    /// the list on worker 0.
+    pub garp: GarpRequest,
     /// The services set by the generations leading to this snapshot, when the publisher
     /// knows; `None`: unknown (workers compare).
     pub edits: Option<ServiceEdits>,
+}
+
+/// A request for gratuitous ARPs (see [`Rules::garp`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GarpRequest {
+    pub round: u64,
+    pub addresses: Vec<Ipv4Addr>,
+    pub repeat: u32,
 }
 
 impl Rules {
@@ -568,6 +580,7 @@ impl Rules {
             drop_ip_options: false,
             expire_quiescent_template: false,
             standby: Vec::new(),
+            garp: GarpRequest::default(),
             edits: None,
         }
     }

@@ -272,7 +272,10 @@ impl fnat_control::control::SyncControl for SyncService {
             ("received_conns", load(&c.received_conns)),
             ("install_ring_drops", load(&c.install_ring_drops)),
             ("resync_requests_sent", load(&c.resync_requests_sent)),
-            ("resync_requests_received", load(&c.resync_requests_received)),
+            (
+                "resync_requests_received",
+                load(&c.resync_requests_received),
+            ),
         ] {
             counters.insert(name.into(), v);
         }
@@ -283,7 +286,9 @@ impl fnat_control::control::SyncControl for SyncService {
         counters.insert("ring_drops".into(), sum(&|w| load(&w.dropped)));
         for (i, r) in SyncReject::ALL.iter().enumerate() {
             let n: u64 = sum(&|w| load(&w.rejected[i]));
-            *counters.entry(format!("rejected_{}", r.name())).or_default() += n;
+            *counters
+                .entry(format!("rejected_{}", r.name()))
+                .or_default() += n;
         }
         SyncStatus {
             daemons: s.status.lock().clone(),
@@ -409,11 +414,7 @@ fn open_socket(cfg: &SyncDaemon, twin: &str, addr: Option<Ipv4Addr>) -> std::io:
     let iface = match (ifindex, addr) {
         (Some(i), _) => InterfaceIndexOrAddress::Index(i),
         (None, Some(a)) => InterfaceIndexOrAddress::Address(a),
-        (None, None) => {
-            return Err(std::io::Error::other(format!(
-                "interface {twin} not found"
-            )))
-        }
+        (None, None) => return Err(std::io::Error::other(format!("interface {twin} not found"))),
     };
     s.join_multicast_v4_n(&cfg.group, &iface)?;
     // The bound device picks the output interface; the address too where known.
@@ -444,9 +445,7 @@ fn serve(shared: &Shared, outs: Vec<Receiver<Conn>>) {
                 let (_, d) = &*desired;
                 daemons = [(SyncRole::Master, &d.master), (SyncRole::Backup, &d.backup)]
                     .into_iter()
-                    .filter_map(|(role, c)| {
-                        c.clone().map(|c| Daemon::new(role, c, &shared.ports))
-                    })
+                    .filter_map(|(role, c)| c.clone().map(|c| Daemon::new(role, c, &shared.ports)))
                     .collect();
                 vrrp_gen = u64::MAX;
             }
@@ -502,7 +501,9 @@ fn serve(shared: &Shared, outs: Vec<Receiver<Conn>>) {
                     m.pending_since.get_or_insert(now);
                 }
             }
-            if m.pending_since.is_some_and(|t| now.duration_since(t) >= FLUSH_AFTER) {
+            if m.pending_since
+                .is_some_and(|t| now.duration_since(t) >= FLUSH_AFTER)
+            {
                 m.flush(&shared.counters);
                 sent = true;
             }
@@ -517,7 +518,9 @@ fn serve(shared: &Shared, outs: Vec<Receiver<Conn>>) {
             .iter_mut()
             .filter(|d| d.role == SyncRole::Backup && d.active && !d.heard)
         {
-            if d.asked.is_none_or(|t| now.duration_since(t) >= RESYNC_RETRY) {
+            if d.asked
+                .is_none_or(|t| now.duration_since(t) >= RESYNC_RETRY)
+            {
                 let req = fnat_sync::resync_request(d.cfg.syncid);
                 if d.send(&req, &shared.counters) {
                     shared
@@ -600,8 +603,7 @@ fn receive(shared: &Shared, daemons: &mut [Daemon], bytes: &[u8]) {
                 match sync_owner(&rules, workers, &conn) {
                     Ok(w) => match shared.install.get(usize::from(w)).map(|t| t.try_send(conn)) {
                         Some(Ok(())) => {}
-                        Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_)))
-                        | None => {
+                        Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
                             c.install_ring_drops.fetch_add(1, Ordering::Relaxed);
                         }
                     },
@@ -616,4 +618,3 @@ fn receive(shared: &Shared, daemons: &mut [Daemon], bytes: &[u8]) {
 fn syncid_ok(d: &Daemon, syncid: u8) -> bool {
     d.cfg.syncid == 0 || d.cfg.syncid == syncid
 }
-

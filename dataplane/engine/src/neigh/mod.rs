@@ -38,6 +38,8 @@ pub const DEFAULT_HOLD_SLOTS: usize = 64;
 pub const DEFAULT_TABLE_CAPACITY: usize = 4096;
 /// ARP requests waiting to go out, per worker.
 const OUTBOX: usize = 64;
+/// Most announcements of one address per VRRP request (keepalived allows up to 255).
+const MAX_GARP_REPEAT: u32 = 255;
 /// Gratuitous ARPs sent per drain call.
 const GARP_PER_DRAIN: usize = 16;
 
@@ -152,6 +154,8 @@ pub struct Neighbours {
     owned: FixedMap,
     /// The same, sorted, to find addresses added by a rules change.
     owned_list: Vec<(PortIndex, u32)>,
+    /// The last VRRP gratuitous-ARP round queued (`Rules::garp`).
+    garp_round: u64,
     port_macs: Vec<[u8; 6]>,
     /// Per port: (net, mask, addr) of its interface addresses, and a fallback sender address.
     port_nets: Vec<Vec<(u32, u32, u32)>>,
@@ -173,6 +177,7 @@ impl Neighbours {
             announce: true,
             owned: FixedMap::with_capacity(0),
             owned_list: Vec::new(),
+            garp_round: 0,
             port_macs: Vec::new(),
             port_nets: Vec::new(),
             port_fallback: Vec::new(),
@@ -245,6 +250,20 @@ impl Neighbours {
             for &(port, ip) in &list {
                 if self.owned_list.binary_search(&(port, ip)).is_err() {
                     self.garps.push((port, ip));
+                }
+            }
+            // VRRP's schedule (takeover bursts, garp_master_delay, _refresh): each owned
+            // address of the request, `repeat` times, once per round.
+            if rules.garp.round != self.garp_round {
+                self.garp_round = rules.garp.round;
+                let repeat = rules.garp.repeat.min(MAX_GARP_REPEAT) as usize;
+                for ip in &rules.garp.addresses {
+                    let ip = u32::from(*ip);
+                    for &(port, owned) in &list {
+                        if owned == ip {
+                            self.garps.extend(std::iter::repeat_n((port, ip), repeat));
+                        }
+                    }
                 }
             }
             // Announce in address order (garps is drained from the end).
