@@ -257,16 +257,22 @@ fn failover(mode: &str, signal: nix::sys::signal::Signal) {
     // New connections work through B.
     let answer = lab.curl(VIP);
     assert!(answer.starts_with("rs"), "{answer}");
-    let stats = fnatctl(&lab, "b", &["stats"]);
-    let scheduled: u64 = stats["stats"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s["counters"]["conns"].as_u64())
-                .sum()
-        })
-        .unwrap_or(0);
-    assert!(scheduled >= 1, "B scheduled no new connection: {stats}");
+    // The counters reach the control plane with the workers' next publication.
+    let scheduled = || -> u64 {
+        fnatctl(&lab, "b", &["stats"])["stats"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["counters"]["conns"].as_u64())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    wait_for(
+        Duration::from_secs(5),
+        "B counts the new connection",
+        || scheduled() >= 1,
+    );
 }
 
 #[test]
