@@ -21,7 +21,7 @@
 #
 # Usage (as root): ha.sh up (prints the prefix) | down PREFIX | kill PREFIX a|b SIGNAL
 #                  | start PREFIX a|b (starts that director again, as BACKUP)
-# Environment: LAB_PREFIX, FNATD, HA_MODE (fnat), HA_ADVERT_INT (1; the seed says 5),
+# Environment: LAB_PREFIX, FNATD, FNATCTL (default: beside FNATD), HA_MODE (fnat), HA_ADVERT_INT (1; the seed says 5),
 #              HA_EXTRA_KEEPALIVED (text appended to both keepalived.conf files),
 #              HA_EXTRA_INSTANCE (lines added inside both VI_1 blocks); in both, @X@ is the
 #              director (a, b) and @P@ the prefix.
@@ -239,7 +239,15 @@ NFT
     ha_keepalived "$x" "$mode" "$p" > "$st/$x-keepalived.conf"
   done
   ha_director "$p" a
-  # B after A owns the VIP: the seed's MASTER is master from the start.
+  # B once A is master (the seed's MASTER: with nopreempt it starts as backup and takes
+  # over after Master_Down_Interval); started together, a slow start of A's VRRP could let
+  # B win first, and nopreempt would keep it there.
+  local fnatctl=${FNATCTL:-$(dirname "$fnatd")/fnatctl} ok=0
+  for _ in $(seq 1 150); do
+    if "$fnatctl" --socket "$st/a.sock" vrrp 2>/dev/null | grep -q "^VI_1 .*: MASTER"; then ok=1; break; fi
+    sleep 0.1
+  done
+  [ $ok = 1 ] || { echo "lab: director a did not become master" >&2; tail -n 20 "$st/fnatd-a.log" >&2; false; }
   ha_director "$p" b
   # Ready when the client reaches the echo service through the VIP (A answering ARP).
   local ok=0

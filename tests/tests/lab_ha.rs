@@ -498,3 +498,117 @@ fn a_tracked_interface_going_down_moves_the_whole_group() {
         },
     );
 }
+
+fn counter(lab: &Lab, x: &str, name: &str, counter: &str) -> u64 {
+    vrrp_instance(lab, x, name)["counters"][counter]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Split brain: VRRP between the directors is cut (the switch drops protocol 112) while a
+/// connection runs. B hears nothing, becomes master too (both answer for the VIP; B's
+/// gratuitous ARP moves the client to it; session sync had given it the connection), and
+/// the connection carries on through B. When the link heals, B hears A's higher priority
+/// and yields; A hears B's lower-priority adverts and announces its addresses again, so the
+/// client comes back to A. The connection never loses or reorders a line, the VRRP
+/// counters tell the story exactly, and each fnatd's books balance.
+#[test]
+fn split_brain_heals_without_corrupting_the_connection() {
+    let lab = up("fnat");
+    settled(&lab);
+    let (mac_a, mac_b) = (wan_mac(&lab, "a"), wan_mac(&lab, "b"));
+    let live = Live::start(&lab, 9000);
+    wait_for(
+        Duration::from_secs(10),
+        "the live connection echoes",
+        || live.echoed() >= 20,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let cut = lab
+        .cmd("x", "nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(
+                b"table bridge fnatlab_split {\n  chain forward { type filter hook forward \
+                  priority 0; policy accept; ip protocol 112 drop; }\n}\n",
+            )?;
+            c.wait()
+        })
+        .expect("nft");
+    assert!(cut.success(), "nft: cutting VRRP between the directors");
+    wait_for(Duration::from_secs(8), "both masters", || {
+        vrrp_state(&lab, "b", "VI_1") == "MASTER" && vrrp_state(&lab, "b", "VI_2") == "MASTER"
+    });
+    assert_eq!(
+        vrrp_state(&lab, "a", "VI_1"),
+        "MASTER",
+        "A gave up while cut off"
+    );
+    wait_for(
+        Duration::from_secs(3),
+        "the client follows B's announcement",
+        || client_arp(&lab) == mac_b,
+    );
+    let at_b = live.echoed();
+    wait_for(
+        Duration::from_secs(20),
+        "the connection runs through B",
+        || live.echoed() >= at_b + 20,
+    );
+    // Heal.
+    let healed = lab.run(
+        "x",
+        &["nft", "delete", "table", "bridge", "fnatlab_split"],
+        Duration::from_secs(5),
+    );
+    assert!(healed.status.success(), "{}", healed.stderr);
+    let took = wait_for(Duration::from_secs(5), "one master again: A", || {
+        vrrp_state(&lab, "b", "VI_1") == "BACKUP"
+            && vrrp_state(&lab, "b", "VI_2") == "BACKUP"
+            && vrrp_state(&lab, "a", "VI_1") == "MASTER"
+    });
+    eprintln!("lab_ha split brain: healed {took:?} after the link came back");
+    wait_for(Duration::from_secs(3), "the client is back at A", || {
+        client_arp(&lab) == mac_a
+    });
+    let at_a = live.echoed();
+    wait_for(
+        Duration::from_secs(20),
+        "the connection runs through A again",
+        || live.echoed() >= at_a + 20,
+    );
+    let (ok, summary, stderr) = live.finish();
+    eprintln!("lab_ha split brain: live connection {summary}");
+    assert!(
+        ok,
+        "the connection broke: {summary} {stderr}\n{}",
+        logs(&lab)
+    );
+    assert_eq!(summary["sent"], summary["received"], "{summary}");
+    assert_eq!(summary["in_order"], true, "{summary}");
+    // The counters add up: B took over once and gave back once; A never let go.
+    for (x, became, released) in [("a", 1, 0), ("b", 1, 1)] {
+        for name in ["VI_1", "VI_2"] {
+            assert_eq!(
+                (
+                    counter(&lab, x, name, "become_master"),
+                    counter(&lab, x, name, "release_master")
+                ),
+                (became, released),
+                "{x} {name}: {}",
+                vrrp_instance(&lab, x, name)
+            );
+        }
+    }
+    assert!(
+        counter(&lab, "a", "VI_1", "advert_rcvd") >= 1,
+        "A never heard B"
+    );
+    let logs = lab.down_logs(&["fnatd-a.log", "fnatd-b.log"]);
+    for log in &logs {
+        lab_support::assert_clean_exit(log);
+    }
+}

@@ -16,7 +16,10 @@
 //!   holds preemption back until that long after start-up and after first hearing the
 //!   lower-priority master;
 //! - a master yields to a higher priority, or to an equal priority from a higher primary
-//!   address; on a clean stop it sends one advertisement with priority 0;
+//!   address, sending one last advert as it does; a master hearing a lower priority
+//!   advertises at once and announces its addresses again (both heal a split brain, and
+//!   the winner learns of it whichever heard the other first); on a clean stop a master
+//!   sends one advertisement with priority 0;
 //! - priority 255 (the address owner) or `state MASTER` starts as master at once, as
 //!   keepalived does; otherwise the router starts as backup.
 
@@ -227,7 +230,15 @@ impl Machine {
                 if higher {
                     self.master_advert_int = advert.advert_int;
                     self.lower_since = None;
-                    self.become_backup(now, Some(advert.source))
+                    // One last advert as master: two masters (a split brain) heal in a
+                    // race, and whichever hears the other first yields; this one tells
+                    // the winner there was another master, so it announces its addresses
+                    // again (hosts may have learned this director's MAC meanwhile).
+                    let mut actions = vec![Action::SendAdvert {
+                        priority: self.params.priority,
+                    }];
+                    actions.extend(self.become_backup(now, Some(advert.source)));
+                    actions
                 } else {
                     // The other master yields on hearing ours: advertise now, and re-claim
                     // the addresses it may have announced.
@@ -406,7 +417,10 @@ mod tests {
         m.set_priority(80);
         assert_eq!(m.poll(s(1.0)), [Action::SendAdvert { priority: 80 }]);
         // A 90 now outranks it.
-        assert_eq!(m.heard(s(1.1), heard(90, 1)), [Action::BecameBackup]);
+        assert_eq!(
+            m.heard(s(1.1), heard(90, 1)),
+            [Action::SendAdvert { priority: 80 }, Action::BecameBackup]
+        );
     }
 
     #[test]
@@ -523,7 +537,10 @@ mod tests {
         old.start(s(0.0));
         old.poll(s(10.0));
         assert_eq!(old.state(), State::Master);
-        assert_eq!(old.heard(s(10.5), heard(100, 2)), [Action::BecameBackup]);
+        assert_eq!(
+            old.heard(s(10.5), heard(100, 2)),
+            [Action::SendAdvert { priority: 90 }, Action::BecameBackup]
+        );
         assert_eq!(old.master(), Some(ip(2)));
     }
 
@@ -570,7 +587,10 @@ mod tests {
         });
         low.start(s(0.0));
         low.poll(s(4.0));
-        assert_eq!(low.heard(s(4.5), heard(100, 2)), [Action::BecameBackup]);
+        assert_eq!(
+            low.heard(s(4.5), heard(100, 2)),
+            [SEND100, Action::BecameBackup]
+        );
         let mut high = Machine::new(params(100));
         high.start(s(0.0));
         high.poll(s(4.0));
@@ -598,7 +618,10 @@ mod tests {
         hinted.start(s(0.0));
         assert_eq!(hinted.state(), State::Master);
         // ...and still yields to a higher priority.
-        assert_eq!(hinted.heard(s(0.5), heard(150, 1)), [Action::BecameBackup]);
+        assert_eq!(
+            hinted.heard(s(0.5), heard(150, 1)),
+            [SEND100, Action::BecameBackup]
+        );
     }
 
     #[test]
