@@ -152,6 +152,17 @@ fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
             fnat_proto::PROTOCOL_VERSION
         )),
         IpvsCommand::Change(c) => change(client, c),
+        IpvsCommand::StartDaemon { role, daemon } => client
+            .call::<fnat_proto::sync::SyncStatus>(&Request::Query(Query::SyncStart {
+                role,
+                daemon,
+            }))
+            .map(|_| String::new())
+            .map_err(command_failed),
+        IpvsCommand::StopDaemon { role } => client
+            .call::<fnat_proto::sync::SyncStatus>(&Request::Query(Query::SyncStop { role }))
+            .map(|_| String::new())
+            .map_err(command_failed),
         IpvsCommand::EditService(edit) => {
             let listing = list(client, Some(edit.addr)).map_err(command_failed)?;
             // Edits start from the operator's rules, not from what health checking made of them.
@@ -191,8 +202,13 @@ fn execute(client: &Client, args: &[String]) -> Result<String, Exit> {
             what,
             format: fmt,
         } => match what {
-            // ipvsadm's list_daemon prints a line per running sync daemon: fnat runs none.
-            ListWhat::Daemon => Ok(String::new()),
+            // ipvsadm's list_daemon: a line per running sync daemon.
+            ListWhat::Daemon => {
+                let st: fnat_proto::sync::SyncStatus = client
+                    .call(&Request::Query(Query::Sync))
+                    .map_err(list_failed)?;
+                Ok(format::daemons(&st))
+            }
             ListWhat::Timeout => {
                 let t: IpvsTimeouts = client
                     .call(&Request::Query(Query::TimeoutGet))

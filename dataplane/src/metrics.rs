@@ -64,6 +64,8 @@ pub struct Sample {
     pub workers: Vec<WorkerSample>,
     /// Per kernel twin (empty without).
     pub kernel: Vec<KernelSample>,
+    /// Session sync: the daemons and their counters (`fnatctl sync`).
+    pub sync: fnat_proto::sync::SyncStatus,
     pub mbufs_in_use: u32,
     pub mbufs_capacity: u32,
     /// TSC cycles per second, to turn busy cycles into a load.
@@ -306,6 +308,101 @@ fn gauge<V: prometheus_client::encoding::EncodeGaugeValue>(
     })
 }
 
+/// Session sync: what `fnatctl sync` counts, as counter families (rejections and ring drops
+/// by reason), and each daemon's state.
+fn sync_families(
+    e: &mut DescriptorEncoder,
+    st: &fnat_proto::sync::SyncStatus,
+) -> Result<(), std::fmt::Error> {
+    let c = |name: &str| st.counters.get(name).copied().unwrap_or(0);
+    for (name, key, help) in [
+        (
+            "sync_sent_messages",
+            "sent_messages",
+            "Sync messages the master daemon sent",
+        ),
+        (
+            "sync_sent_conns",
+            "sent_conns",
+            "Session entries the master daemon sent",
+        ),
+        (
+            "sync_received_messages",
+            "received_messages",
+            "Sync messages the backup daemon accepted",
+        ),
+        (
+            "sync_received_conns",
+            "received_conns",
+            "Session entries in the accepted sync messages",
+        ),
+        (
+            "sync_installed",
+            "installed",
+            "Synced sessions installed in their worker",
+        ),
+        (
+            "sync_refreshed",
+            "refreshed",
+            "Synced entries that refreshed an existing session",
+        ),
+        (
+            "sync_send_errors",
+            "send_errors",
+            "Sync messages the socket refused",
+        ),
+    ] {
+        counter(e, name, help, one(c(key)))?;
+    }
+    counter(
+        e,
+        "sync_rejected",
+        "Sync entries or messages refused, by reason",
+        st.counters.iter().filter_map(|(k, v)| {
+            k.strip_prefix("rejected_")
+                .map(|r| (vec![("reason", r.to_string())], *v))
+        }),
+    )?;
+    counter(
+        e,
+        "sync_ring_drops",
+        "Sync entries dropped on a full ring: the workers' export rings and outboxes (export), the receiver's rings toward the workers (install)",
+        [
+            (vec![("ring", "export".to_string())], c("ring_drops")),
+            (vec![("ring", "install".to_string())], c("install_ring_drops")),
+        ],
+    )?;
+    counter(
+        e,
+        "sync_resync_requests",
+        "Full-resync requests a backup sent or a master received",
+        [
+            (
+                vec![("direction", "sent".to_string())],
+                c("resync_requests_sent"),
+            ),
+            (
+                vec![("direction", "received".to_string())],
+                c("resync_requests_received"),
+            ),
+        ],
+    )?;
+    gauge(
+        e,
+        "sync_daemon_active",
+        "1 while a sync daemon sends (master) or receives (backup); 0 while it waits for its VRRP state",
+        st.daemons.iter().map(|d| {
+            (
+                vec![
+                    ("role", d.role.name().to_string()),
+                    ("interface", d.daemon.interface.clone()),
+                ],
+                u64::from(d.active),
+            )
+        }),
+    )
+}
+
 fn one<V>(value: V) -> [(Labels, V); 1] {
     [(Vec::new(), value)]
 }
@@ -489,6 +586,7 @@ fn encode_sample(e: &mut DescriptorEncoder, s: &Sample) -> Result<(), std::fmt::
         "Frames waiting in the rings between the workers and a kernel twin",
         s.kernel.iter().map(|k| (twin(k), k.ring_used)),
     )?;
+    sync_families(e, &s.sync)?;
     let worker = |w: usize| vec![("worker", w.to_string())];
     let per_worker = |f: fn(&WorkerSample) -> u64| {
         s.workers
@@ -743,6 +841,40 @@ mod tests {
         let mut out = String::new();
         std::io::Read::read_to_string(&mut s, &mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn sync_has_its_families() {
+        let mut sample = sample();
+        sample.sync.counters.insert("sent_conns".into(), 12);
+        sample.sync.counters.insert("installed".into(), 7);
+        sample
+            .sync
+            .counters
+            .insert("rejected_unknown_service".into(), 2);
+        sample.sync.counters.insert("install_ring_drops".into(), 1);
+        sample
+            .sync
+            .daemons
+            .push(fnat_proto::sync::SyncDaemonStatus {
+                role: fnat_proto::sync::SyncRole::Backup,
+                daemon: fnat_proto::sync::SyncDaemon::new("lan"),
+                twin: "fkl".into(),
+                active: true,
+                maxlen: 1472,
+                error: None,
+            });
+        let server = start("127.0.0.1:0".parse().unwrap(), Arc::new(Fake(Ok(sample)))).unwrap();
+        let out = scrape(&server, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        for line in [
+            "fnat_sync_sent_conns_total 12",
+            "fnat_sync_installed_total 7",
+            "fnat_sync_rejected_total{reason=\"unknown_service\"} 2",
+            "fnat_sync_ring_drops_total{ring=\"install\"} 1",
+            "fnat_sync_daemon_active{role=\"backup\",interface=\"lan\"} 1",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing:\n{out}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod diag;
 pub mod lvs;
 pub mod source;
+pub mod sync;
 pub mod tree;
 pub mod vrrp;
 pub mod write;

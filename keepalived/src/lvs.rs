@@ -32,8 +32,7 @@ pub struct Config {
     pub allow_address_groups: Vec<LocalAddressGroup>,
     /// `global_defs { lvs_timeouts … }`: IPVS's timeouts, with where they were set.
     pub lvs_timeouts: Option<(Location, LvsTimeouts)>,
-    /// `vrrp_*` blocks other than `vrrp_instance`, and `lvs_sync_daemon`, untouched, for
-    /// the HA work.
+    /// `vrrp_*` blocks other than `vrrp_instance`, untouched, for the HA work.
     pub vrrp: Vec<Node>,
     /// `vrrp_instance` blocks, read (see [`crate::vrrp`]).
     pub vrrp_instances: Vec<crate::vrrp::VrrpInstance>,
@@ -44,6 +43,8 @@ pub struct Config {
     /// `global_defs { vrrp_notify_fifo PATH }` (else `notify_fifo PATH`): where VRRP writes
     /// its `INSTANCE "NAME" STATE PRIORITY` and `GROUP "NAME" STATE` lines.
     pub vrrp_notify_fifo: Option<String>,
+    /// `global_defs { lvs_sync_daemon … }` (see [`crate::sync`]).
+    pub lvs_sync_daemon: Option<crate::sync::LvsSyncDaemon>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -364,7 +365,9 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
                             config.vrrp_notify_fifo = n.args.first().cloned();
                         }
                     }
-                    "lvs_sync_daemon" => config.vrrp.push(n.clone()),
+                    "lvs_sync_daemon" => {
+                        config.lvs_sync_daemon = crate::sync::lvs_sync_daemon(n, diags);
+                    }
                     // Mail, SNMP, D-Bus and process settings concern keepalived's own daemon.
                     _ => {}
                 }

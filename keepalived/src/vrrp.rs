@@ -45,6 +45,8 @@ pub struct VrrpInstance {
     pub notify_stop: Option<String>,
     /// `notify`: called with `INSTANCE NAME STATE PRIORITY`.
     pub notify: Option<String>,
+    /// `lvs_sync_daemon_inteface IF` (old spelling of `lvs_sync_daemon IF THIS_INSTANCE`).
+    pub lvs_sync_daemon_interface: Option<String>,
     /// `garp_master_delay` (default 5 s): the second burst of gratuitous ARP after takeover.
     pub garp_master_delay: Duration,
     /// `garp_master_repeat` (default 5): gratuitous ARPs per burst.
@@ -319,6 +321,7 @@ pub fn instance(
         notify_fault: None,
         notify_stop: None,
         notify: None,
+        lvs_sync_daemon_interface: None,
         garp_master_delay: garp.delay,
         garp_master_repeat: garp.repeat,
         garp_master_refresh: garp.refresh,
@@ -429,7 +432,9 @@ pub fn instance(
             "track_script" => v.track_script = tracked(n, diags),
             "track_interface" => v.track_interface = tracked(n, diags),
             // The old and new spelling of the sync daemon's interface: session sync's business.
-            "lvs_sync_daemon_inteface" | "lvs_sync_daemon_interface" => {}
+            "lvs_sync_daemon_inteface" | "lvs_sync_daemon_interface" => {
+                v.lvs_sync_daemon_interface = one_arg(n, diags);
+            }
             k => diags.warning(&n.at, k, "not supported by fnat's VRRP yet: ignored"),
         }
     }

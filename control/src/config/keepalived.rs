@@ -205,6 +205,81 @@ pub fn vrrp_runs(
     Ok((runs, warnings, context))
 }
 
+/// The session sync daemons of the keepalived.conf at `path`: `lvs_sync_daemon IF [VI_NAME]
+/// [id N] [maxlen L] [port P] [ttl T] [group G]` (global_defs) or the old
+/// `lvs_sync_daemon_inteface IF` of a `vrrp_instance`. As keepalived runs it, one daemon
+/// configuration serves as master while its instance is MASTER and as backup otherwise (both
+/// at once without an instance). Checked by the rule model's validator; `IF` must be an
+/// fnatd port with a kernel twin. Errors name the file and line.
+pub fn sync_daemons(
+    path: &Path,
+    ports: &[super::PortSpec],
+) -> Result<fnat_proto::sync::SyncDaemons, ConfigError> {
+    let conf = fnat_keepalived::read_file(path);
+    if let Some(e) = conf.errors().next() {
+        return Err(from_diagnostic(e));
+    }
+    let old = conf
+        .vrrp_instances
+        .iter()
+        .find_map(|v| v.lvs_sync_daemon_interface.clone().map(|i| (v, i)));
+    let (at, daemon, keyword) = match (&conf.lvs_sync_daemon, old) {
+        (Some(d), _) => {
+            let mut s = fnat_proto::sync::SyncDaemon::new(d.interface.clone());
+            s.vrrp_instance = d.instance.clone();
+            s.syncid = d.id.unwrap_or(0);
+            s.maxlen = d.maxlen.unwrap_or(0);
+            if let Some(p) = d.port {
+                s.port = p;
+            }
+            if let Some(t) = d.ttl {
+                s.ttl = t;
+            }
+            match d.group {
+                Some(std::net::IpAddr::V4(g)) => s.group = g,
+                Some(std::net::IpAddr::V6(g)) => {
+                    return Err(located(
+                        &d.at,
+                        "lvs_sync_daemon",
+                        format!("group {g}: fnat's sync runs over IPv4"),
+                    ))
+                }
+                None => {}
+            }
+            (d.at.clone(), s, "lvs_sync_daemon")
+        }
+        (None, Some((v, interface))) => {
+            let mut s = fnat_proto::sync::SyncDaemon::new(interface);
+            s.vrrp_instance = Some(v.name.clone());
+            (v.at.clone(), s, "lvs_sync_daemon_inteface")
+        }
+        (None, None) => return Ok(Default::default()),
+    };
+    daemon
+        .validate()
+        .map_err(|reason| located(&at, keyword, reason))?;
+    if super::sync_twin(ports, &daemon.interface).is_none() {
+        return Err(located(
+            &at,
+            keyword,
+            format!(
+                "interface '{}' is not an fnatd port with a kernel_interface (sync datagrams \
+                 come and go through the port's kernel twin)",
+                daemon.interface
+            ),
+        ));
+    }
+    if let Some(i) = &daemon.vrrp_instance {
+        if !conf.vrrp_instances.iter().any(|v| &v.name == i) {
+            return Err(located(&at, keyword, format!("no vrrp_instance named {i}")));
+        }
+    }
+    Ok(fnat_proto::sync::SyncDaemons {
+        master: Some(daemon.clone()),
+        backup: Some(daemon),
+    })
+}
+
 fn from_diagnostic(d: &Diagnostic) -> ConfigError {
     located(&d.at, &d.keyword, d.message.clone())
 }

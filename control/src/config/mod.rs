@@ -177,6 +177,21 @@ impl AppConfig {
         cfg.rules.standby.sort_unstable();
         cfg.rules.standby.dedup();
         cfg.vrrp = vrrp;
+        let sync = keepalived::sync_daemons(ka, &cfg.ports)?;
+        if sync != Default::default() {
+            if cfg.sync != Default::default() {
+                return Err(ConfigError {
+                    file: ka.display().to_string(),
+                    line: None,
+                    key: "lvs_sync_daemon".into(),
+                    reason: format!(
+                        "{} already has [sync] daemons: configure session sync in one place",
+                        path.display()
+                    ),
+                });
+            }
+            cfg.sync = sync;
+        }
         warnings.extend(not_run);
         let (rules, _) =
             crate::control::compile_fresh(&cfg.rules, &cfg.rules.timeouts, &cfg.rule_set).map_err(

@@ -91,7 +91,7 @@ fn master_flow(ws: &mut [Worker], method: Method, client: SocketAddrV4, now: u64
     let back = seen.src;
     if method != Method::Dr {
         let mut r = from_rs(rs, back, "SA", b"");
-        let (_, v) = run_steered(ws, 1 - w, &mut r, now);
+        let (_, v) = run_steered(ws, (w + 1) % ws.len(), &mut r, now);
         assert_eq!(v, Verdict::Transmit { port: 0 });
     }
     for payload in [&b""[..], b"one", b"two"] {
@@ -281,4 +281,62 @@ fn sync_multicast_goes_to_the_kernel_twin() {
     let mut f = frame.clone();
     assert_eq!(ws[0].process(0, &mut f, S), Verdict::ToKernel { port: 0 });
     assert_eq!(f, frame, "unchanged");
+}
+
+#[test]
+fn persistence_templates_travel_and_steer_new_connections_on_the_backup() {
+    use fnat_engine::rules::Persistence;
+    let mut r = rules_with(Method::FullNat);
+    r.services[0].options.persistence = Some(Persistence {
+        timeout_secs: 300,
+        netmask: std::net::Ipv4Addr::BROADCAST,
+    });
+    // One worker: one rr cursor, so the two clients get RS1 and RS2.
+    let mut master = workers(1, r.clone());
+    for w in &mut master {
+        w.set_sync(Some(SyncRules::default()));
+    }
+    let now = 10 * S;
+    let other = std::net::Ipv4Addr::new(203, 0, 113, 8);
+    // rr: the other client gets RS1, ours RS2.
+    master_flow(&mut master, Method::FullNat, sa(other, 40000), now);
+    master_flow(&mut master, Method::FullNat, sa(CLIENT, 40000), now);
+    let entries = over_the_wire(&mut master);
+    let templates: Vec<&Conn> = entries.iter().filter(|c| c.is_template()).collect();
+    assert_eq!(templates.len(), 2, "{entries:#?}");
+    for t in &templates {
+        assert_eq!(t.client.port(), 0, "a template has no client port");
+        assert_eq!(t.state, 0);
+        assert!(t.timeout_s > 290 && t.timeout_s <= 300);
+    }
+    let ours = templates
+        .iter()
+        .find(|t| *t.client.ip() == CLIENT)
+        .expect("our template");
+    assert_eq!(*ours.dest.ip(), RS2);
+    let mut standby = r.clone();
+    standby.standby = vec![VIP];
+    let mut backup = workers(1, standby.clone());
+    let later = now + S;
+    for e in &entries {
+        let owner = sync_owner(&standby, 1, e).expect("known service");
+        assert_eq!(
+            backup[owner as usize].install_synced(e, later),
+            Ok(Installed::New),
+            "{e:?}"
+        );
+    }
+    let mut active = standby;
+    active.standby.clear();
+    active.generation += 1;
+    let active = Arc::new(active);
+    for w in &mut backup {
+        w.update_rules(active.clone());
+    }
+    // A new connection of our client on the backup goes where the master's template says
+    // (the backup's own rr would start with RS1).
+    let mut syn = tcp(sa(CLIENT, 40100), sa(VIP, 80), "S", b"");
+    let (_, v) = run_steered(&mut backup, 0, &mut syn, later + S);
+    assert_eq!(v, Verdict::Transmit { port: 1 });
+    assert_eq!(*decode(&syn).dst.ip(), RS2, "the synced template decides");
 }

@@ -29,6 +29,7 @@ impl Source for DriverMetrics {
     fn sample(&self) -> Result<Sample, String> {
         let listing: Listing = self.control.query(Query::List { service: None })?;
         let status: Status = self.control.query(Query::Status)?;
+        let sync: fnat_proto::sync::SyncStatus = self.control.query(Query::Sync)?;
         let workers = self
             .workers
             .iter()
@@ -72,6 +73,7 @@ impl Source for DriverMetrics {
             listing,
             workers,
             kernel,
+            sync,
             mbufs_in_use: in_use,
             mbufs_capacity: in_use + self.pool.available(),
             tsc_hz: dpdk_bindings::time::tsc_hz(),

@@ -43,8 +43,10 @@ const RESYNC_BUDGET: usize = 2048;
 pub const FLUSH_AFTER: Duration = Duration::from_millis(100);
 /// The service's poll period when idle.
 const TICK: Duration = Duration::from_millis(2);
-/// A backup repeats its resync request until a message arrives, this often.
+/// A backup repeats its resync request until a message arrives, this often, at most
+/// [`RESYNC_TRIES`] times (a master with no sessions sends nothing back).
 const RESYNC_RETRY: Duration = Duration::from_secs(2);
+const RESYNC_TRIES: u32 = 3;
 
 /// What one worker shares with the service (atomics only: the worker never waits).
 pub struct WorkerSyncShared {
@@ -311,6 +313,7 @@ struct Daemon {
     pending_since: Option<Instant>,
     /// Backup: when it last asked for a resync, and whether anything has arrived since.
     asked: Option<Instant>,
+    tries: u32,
     heard: bool,
 }
 
@@ -335,6 +338,7 @@ impl Daemon {
             encoder,
             pending_since: None,
             asked: None,
+            tries: 0,
             heard: false,
         };
         d.open();
@@ -474,6 +478,7 @@ fn serve(shared: &Shared, outs: Vec<Receiver<Conn>>) {
                 };
                 if active && !d.active && d.role == SyncRole::Backup {
                     d.asked = None;
+                    d.tries = 0;
                     d.heard = false;
                 }
                 d.active = active;
@@ -518,9 +523,11 @@ fn serve(shared: &Shared, outs: Vec<Receiver<Conn>>) {
             .iter_mut()
             .filter(|d| d.role == SyncRole::Backup && d.active && !d.heard)
         {
-            if d.asked
-                .is_none_or(|t| now.duration_since(t) >= RESYNC_RETRY)
+            if d.tries < RESYNC_TRIES
+                && d.asked
+                    .is_none_or(|t| now.duration_since(t) >= RESYNC_RETRY)
             {
+                d.tries += 1;
                 let req = fnat_sync::resync_request(d.cfg.syncid);
                 if d.send(&req, &shared.counters) {
                     shared

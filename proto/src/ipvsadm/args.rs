@@ -32,7 +32,7 @@ pub enum ListWhat {
     Services,
     Connections,
     Timeout,
-    /// `--daemon`: the connection sync daemons running (fnat has none).
+    /// `--daemon`: the connection sync daemons running.
     Daemon,
 }
 
@@ -155,8 +155,26 @@ pub enum IpvsCommand {
     GetLaddr {
         service: Option<ServiceAddr>,
     },
+    /// --start-daemon master|backup
+    StartDaemon {
+        role: crate::sync::SyncRole,
+        daemon: crate::sync::SyncDaemon,
+    },
+    /// --stop-daemon master|backup
+    StopDaemon {
+        role: crate::sync::SyncRole,
+    },
     Help,
     Version,
+}
+
+/// ipvsadm's daemon state argument.
+fn daemon_role(v: Option<&str>) -> Result<crate::sync::SyncRole, ArgError> {
+    match v {
+        Some("master") => Ok(crate::sync::SyncRole::Master),
+        Some("backup") => Ok(crate::sync::SyncRole::Backup),
+        _ => Err(fail("illegal start-daemon parameter specified")),
+    }
 }
 
 /// A command line ipvsadm would refuse: the message and the exit code.
@@ -272,6 +290,10 @@ enum Opt {
     Ipv6,
     McastInterface,
     SyncId,
+    SyncMaxlen,
+    McastGroup,
+    McastPort,
+    McastTtl,
     /// DPVS's `-H`/`--match`: a match service (SNAT).
     Match,
     /// DPVS's `-J`/`--snat`: the real server is an SNAT address.
@@ -325,6 +347,10 @@ impl Opt {
             Opt::Ipv6 => "ipv6",
             Opt::McastInterface => "mcast-interface",
             Opt::SyncId => "syncid",
+            Opt::SyncMaxlen => "sync-maxlen",
+            Opt::McastGroup => "mcast-group",
+            Opt::McastPort => "mcast-port",
+            Opt::McastTtl => "mcast-ttl",
             Opt::TunType => "tun-type",
             Opt::TunPort => "tun-port",
             Opt::TunNocsum => "tun-nocsum",
@@ -471,6 +497,10 @@ fn long(name: &str) -> Option<(Item, Value)> {
         "daemon" => (O(Opt::Daemon), Value::None),
         "mcast-interface" => (O(Opt::McastInterface), Value::Required),
         "syncid" => (O(Opt::SyncId), Value::Required),
+        "sync-maxlen" => (O(Opt::SyncMaxlen), Value::Required),
+        "mcast-group" => (O(Opt::McastGroup), Value::Required),
+        "mcast-port" => (O(Opt::McastPort), Value::Required),
+        "mcast-ttl" => (O(Opt::McastTtl), Value::Required),
         "tun-type" => (O(Opt::TunType), Value::Required),
         "tun-port" => (O(Opt::TunPort), Value::Required),
         "tun-nocsum" => (O(Opt::TunNocsum), Value::None),
@@ -485,6 +515,8 @@ fn long(name: &str) -> Option<(Item, Value)> {
 #[derive(Default)]
 struct Given {
     cmd: Option<Cmd>,
+    /// The value of a command that takes one (`--start-daemon master`).
+    cmd_value: Option<String>,
     opts: Vec<(Opt, Option<String>)>,
     positional: Vec<String>,
 }
@@ -538,7 +570,10 @@ fn tokenize(args: &[String]) -> Result<Given, ArgError> {
     let mut given = Given::default();
     let mut i = 0;
     let record = |given: &mut Given, item: Item, value: Option<String>| match item {
-        Item::Cmd(c) => given.set_cmd(c),
+        Item::Cmd(c) => {
+            given.cmd_value = value;
+            given.set_cmd(c)
+        }
         Item::Opt(o) => given.add_opt(o, value),
     };
     while i < args.len() {
@@ -883,7 +918,15 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
         Cmd::GetLaddr => &[Tcp, Udp, Fwmark, Numeric, Ipv6],
         Cmd::AddBlklst | Cmd::DelBlklst => &[Tcp, Udp, Fwmark, Match, Blklst, Ipv6],
         Cmd::AddWhtlst | Cmd::DelWhtlst => &[Tcp, Udp, Fwmark, Match, Whtlst, Ipv6],
-        Cmd::StartDaemon | Cmd::StopDaemon => &[McastInterface, SyncId],
+        Cmd::StartDaemon => &[
+            McastInterface,
+            SyncId,
+            SyncMaxlen,
+            McastGroup,
+            McastPort,
+            McastTtl,
+        ],
+        Cmd::StopDaemon => &[],
         Cmd::Flush
         | Cmd::Set
         | Cmd::AddMark
@@ -984,9 +1027,44 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
     Ok(match cmd {
         Cmd::Help => IpvsCommand::Help,
         Cmd::Version => IpvsCommand::Version,
-        Cmd::StartDaemon | Cmd::StopDaemon => {
-            return Err(fail("the connection sync daemon is not supported"))
+        Cmd::StartDaemon => {
+            let role = daemon_role(given.cmd_value.as_deref())?;
+            require(cmd, "mcast-interface", given.has(Opt::McastInterface))?;
+            let mut d =
+                crate::sync::SyncDaemon::new(given.value(Opt::McastInterface).unwrap_or_default());
+            let num = |opt: Opt, what: &str| -> Result<Option<u64>, ArgError> {
+                given
+                    .value(opt)
+                    .map(|v| {
+                        v.parse::<u64>()
+                            .map_err(|_| fail(format!("illegal {what} specified")))
+                    })
+                    .transpose()
+            };
+            if let Some(v) = num(Opt::SyncId, "syncid")? {
+                d.syncid = u8::try_from(v).map_err(|_| fail("illegal syncid specified"))?;
+            }
+            if let Some(v) = num(Opt::SyncMaxlen, "sync-maxlen")? {
+                d.maxlen = u16::try_from(v).map_err(|_| fail("illegal sync-maxlen specified"))?;
+            }
+            if let Some(v) = num(Opt::McastPort, "mcast-port")? {
+                d.port = u16::try_from(v).map_err(|_| fail("illegal mcast-port specified"))?;
+            }
+            if let Some(v) = num(Opt::McastTtl, "mcast-ttl")? {
+                d.ttl = u8::try_from(v).map_err(|_| fail("illegal mcast-ttl specified"))?;
+            }
+            if let Some(g) = given.value(Opt::McastGroup) {
+                d.group = g
+                    .parse()
+                    .map_err(|_| fail("illegal mcast-group specified"))?;
+            }
+            // The rule model's one validator.
+            d.validate().map_err(fail)?;
+            IpvsCommand::StartDaemon { role, daemon: d }
         }
+        Cmd::StopDaemon => IpvsCommand::StopDaemon {
+            role: daemon_role(given.cmd_value.as_deref())?,
+        },
         Cmd::Flush => IpvsCommand::Change(Change::Flush),
         Cmd::Restore => IpvsCommand::Restore,
         Cmd::Save => IpvsCommand::Save { format },
@@ -1264,6 +1342,53 @@ mod tests {
     fn p(line: &str) -> Result<IpvsCommand, ArgError> {
         let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
         parse(&args)
+    }
+
+    #[test]
+    fn sync_daemons() {
+        use crate::sync::{SyncDaemon, SyncRole};
+        let mut want = SyncDaemon::new("eth0");
+        want.syncid = 5;
+        assert_eq!(
+            p("--start-daemon master --mcast-interface eth0 --syncid 5").unwrap(),
+            IpvsCommand::StartDaemon {
+                role: SyncRole::Master,
+                daemon: want.clone()
+            }
+        );
+        want.maxlen = 1400;
+        want.group = "224.0.0.82".parse().unwrap();
+        want.port = 8849;
+        want.ttl = 2;
+        assert_eq!(
+            p(
+                "--start-daemon backup --mcast-interface eth0 --syncid 5 --sync-maxlen 1400 \
+               --mcast-group 224.0.0.82 --mcast-port 8849 --mcast-ttl 2"
+            )
+            .unwrap(),
+            IpvsCommand::StartDaemon {
+                role: SyncRole::Backup,
+                daemon: want
+            }
+        );
+        assert_eq!(
+            p("--stop-daemon backup").unwrap(),
+            IpvsCommand::StopDaemon {
+                role: SyncRole::Backup
+            }
+        );
+        assert!(p("--start-daemon master")
+            .unwrap_err()
+            .message
+            .contains("mcast-interface"));
+        assert!(p("--start-daemon primary --mcast-interface eth0").is_err());
+        assert!(
+            p("--start-daemon master --mcast-interface eth0 --mcast-group 198.18.0.1")
+                .unwrap_err()
+                .message
+                .contains("multicast")
+        );
+        assert!(p("--start-daemon master --mcast-interface eth0 --syncid 256").is_err());
     }
 
     fn vip() -> ServiceAddr {

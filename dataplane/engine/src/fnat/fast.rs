@@ -165,8 +165,7 @@ impl FullNat {
         let timeout = u64::from(timeout_secs) * NS_PER_SEC;
         self.wheel.schedule(id, now, now.saturating_add(timeout));
         if dir == Direction::Input {
-            let state = self.table.get(id).map_or(ConnState::None, |s| s.state);
-            self.sync_note(id, state, true, now);
+            self.sync_note(id, None, true, now);
         }
         Some(verdict)
     }

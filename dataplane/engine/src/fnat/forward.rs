@@ -143,7 +143,7 @@ impl FullNat {
         }
         let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
         self.wheel.schedule(id, now, now.saturating_add(timeout));
-        self.sync_note(id, old_state, dir == Direction::Input, now);
+        self.sync_note(id, Some(old_state), dir == Direction::Input, now);
         Ok(verdict)
     }
 

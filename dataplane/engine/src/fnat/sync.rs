@@ -217,17 +217,25 @@ impl FullNat {
         }
     }
 
-    /// After a packet of session `id` moved it from `old` to its current state: notes the
-    /// session (and its template) when the kernel's rules say so. `input`: the packet came
-    /// from the client (the kernel counts those).
+    /// After a packet of session `id` moved it from `old` (`None`: unchanged) to its current
+    /// state: notes the session (and its template) when the kernel's rules say so. `input`:
+    /// the packet came from the client (the kernel counts those). One load and branch when
+    /// sync is off.
     #[inline]
-    pub(super) fn sync_note(&mut self, id: SessionId, old: ConnState, input: bool, now: u64) {
+    pub(super) fn sync_note(
+        &mut self,
+        id: SessionId,
+        old: Option<ConnState>,
+        input: bool,
+        now: u64,
+    ) {
         let Some(rules) = self.sync.rules else {
             return;
         };
         let Some(s) = self.table.get(id) else {
             return;
         };
+        let old = old.unwrap_or(s.state);
         let tcp = s.proto == crate::packet::ipv4::IPPROTO_TCP;
         let (old, state) = (kernel_state(old), kernel_state(s.state));
         let needed = if input {
@@ -370,8 +378,9 @@ impl FullNat {
             .find(|r| r.addr == dest && (r.port == dport || r.port == 0))
             .ok_or(SyncReject::UnknownReal)?;
         let fwd = c.flags & fnat_sync::F_FWD_MASK;
+        // A template names only the real server: no local address, even for full NAT.
         let method_ok = match real.method {
-            Method::FullNat => c.fullnat.is_some() && fwd == fnat_sync::F_MASQ,
+            Method::FullNat => (c.fullnat.is_some() || c.is_template()) && fwd == fnat_sync::F_MASQ,
             Method::Nat => c.fullnat.is_none() && fwd == fnat_sync::F_MASQ,
             Method::Dr => fwd == fnat_sync::F_DROUTE,
             Method::Tun(_) => fwd == fnat_sync::F_TUNNEL,
