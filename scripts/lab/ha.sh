@@ -18,6 +18,8 @@
 #   router ns ${P}r : (dr only) 198.19.1.254 on ${P}bs, 198.18.0.254 on ${P}bc
 #
 # Service: virtual_server 198.18.0.100 9000 (and 80), lb_kind FNAT | NAT | DR (HA_MODE).
+# Session sync: the seed's `lvs_sync_daemon_inteface` (here lan) in VI_1: each director's
+# daemon sends while VI_1 is MASTER and receives otherwise.
 #
 # Usage (as root): ha.sh up (prints the prefix) | down PREFIX | kill PREFIX a|b SIGNAL
 #                  | start PREFIX a|b (starts that director again, as BACKUP)
@@ -144,18 +146,6 @@ kernel_interface = "${p}${x}kl"
 
 [control]
 socket = "$st/$x.sock"
-
-# Session sync on the server-side segment, following VI_1 as keepalived's
-# lvs_sync_daemon does: the master sends, the backup receives.
-[sync.master]
-interface = "lan"
-syncid = 51
-vrrp_instance = "VI_1"
-
-[sync.backup]
-interface = "lan"
-syncid = 51
-vrrp_instance = "VI_1"
 TOML
 }
 
