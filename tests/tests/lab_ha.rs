@@ -612,3 +612,59 @@ fn split_brain_heals_without_corrupting_the_connection() {
         lab_support::assert_clean_exit(log);
     }
 }
+
+/// `fnatctl reload` with a changed keepalived.conf: the VRRP instances take the new
+/// priority and keep their state (the master stays master, nothing flaps; B, nopreempt,
+/// stays backup); a reload that would change which instances run (another
+/// virtual_router_id) is refused for VRRP and the running instances are left as they were.
+#[test]
+fn a_vrrp_reload_keeps_state_and_refuses_a_changed_instance_set() {
+    let lab = up("fnat");
+    settled(&lab);
+    let conf = lab.state_dir().join("a-keepalived.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, text.replace("priority 100", "priority 80")).unwrap();
+    let reload = || {
+        let out = Command::new(bin("fnatctl"))
+            .arg("--socket")
+            .arg(lab.state_dir().join("a.sock"))
+            .arg("reload")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "reload: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    reload();
+    wait_for(Duration::from_secs(3), "A runs with priority 80", || {
+        let i = vrrp_instance(&lab, "a", "VI_1");
+        i["priority"] == 80 && i["effective_priority"] == 80
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    for name in ["VI_1", "VI_2"] {
+        let a = vrrp_instance(&lab, "a", name);
+        assert_eq!(a["state"], "MASTER", "{a}");
+        assert_eq!(a["counters"]["become_master"], 1, "{a}");
+        assert_eq!(a["counters"]["release_master"], 0, "{a}");
+        assert_eq!(vrrp_state(&lab, "b", name), "BACKUP");
+    }
+    // Another virtual_router_id: not applied, the instance runs on as it was.
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        text.replace("virtual_router_id 51", "virtual_router_id 61"),
+    )
+    .unwrap();
+    reload();
+    std::thread::sleep(Duration::from_millis(500));
+    let a = vrrp_instance(&lab, "a", "VI_1");
+    assert_eq!(a["virtual_router_id"], 51, "{a}");
+    assert_eq!(a["state"], "MASTER", "{a}");
+    let log = std::fs::read_to_string(lab.state_dir().join("fnatd-a.log")).unwrap();
+    assert!(
+        log.contains("fnatd: reload: vrrp on") && log.contains("restart fnatd to apply that"),
+        "{log}"
+    );
+}

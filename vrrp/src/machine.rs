@@ -297,6 +297,12 @@ impl Machine {
         self.become_backup(now, None)
     }
 
+    /// A reloaded configuration: new parameters, the state kept (a master stays master, a
+    /// backup keeps its master and timer; the next advert carries the new values).
+    pub fn reconfigure(&mut self, params: Params) {
+        self.params = params;
+    }
+
     /// The effective priority (tracking's weights applied): the adverts carry it and the
     /// elections compare it from now on.
     pub fn set_priority(&mut self, priority: u8) {

@@ -158,6 +158,26 @@ impl SyncGroups {
     }
 }
 
+/// A reload may change an instance's parameters, not which instances run or what they own
+/// (that moves addresses between directors: a restart does it).
+pub fn check_same_instances<'a>(
+    running: impl Iterator<Item = &'a InstanceConfig>,
+    new: impl Iterator<Item = &'a InstanceConfig>,
+) -> Result<(), String> {
+    let key = |c: &InstanceConfig| (c.name.clone(), c.vrid, c.addresses.clone());
+    let a: Vec<_> = running.map(key).collect();
+    let b: Vec<_> = new.map(key).collect();
+    if a == b {
+        Ok(())
+    } else {
+        Err(
+            "the vrrp_instances (names, virtual_router_id, virtual_ipaddress) changed: \
+             restart fnatd to apply that"
+                .into(),
+        )
+    }
+}
+
 /// keepalived's statistics names.
 pub const COUNTERS: [&str; 15] = [
     "advert_rcvd",
@@ -268,6 +288,30 @@ impl Service {
             scripts: Vec::new(),
             notify_fifo: None,
         })
+    }
+
+    /// A reloaded configuration of the same instances (same names, virtual router ids and
+    /// addresses, in the same order): each keeps its state and takes the new parameters,
+    /// scripts, tracking and schedule from its next turn. Anything else is refused with the
+    /// reason and nothing changes.
+    pub fn reconfigure(&mut self, configs: Vec<InstanceConfig>) -> Result<(), String> {
+        check_same_instances(self.instances.iter().map(|i| &i.config), configs.iter())?;
+        for (inst, mut config) in self.instances.iter_mut().zip(configs) {
+            // A track_script entry without its own weight keeps the one resolved at start.
+            for (name, weight) in &mut config.track_scripts {
+                if *weight == i32::MIN {
+                    *weight = inst
+                        .config
+                        .track_scripts
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or(0, |(_, w)| *w);
+                }
+            }
+            inst.machine.reconfigure(config.params.clone());
+            inst.config = config;
+        }
+        Ok(())
     }
 
     /// Shares the director's sync groups with the services of its other interfaces, runs
@@ -733,6 +777,10 @@ fn now_of(origin: &Instant) -> Duration {
 /// sends priority 0 for the instances it is master of.
 pub struct Runner {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// A reloaded configuration for the thread to take on its next turn.
+    pending: std::sync::Arc<std::sync::Mutex<Option<Vec<InstanceConfig>>>>,
+    /// The configuration running (what reloads are checked against).
+    configs: Vec<InstanceConfig>,
     shared: std::sync::Arc<std::sync::Mutex<Shared>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
@@ -781,6 +829,8 @@ impl Runner {
             }
         };
         let err_out = shared.clone();
+        let pending = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<InstanceConfig>>));
+        let (pending_in, running) = (pending.clone(), configs.clone());
         let handle = std::thread::Builder::new()
             .name("fnat-vrrp".into())
             .spawn(move || {
@@ -803,6 +853,12 @@ impl Runner {
                 service.context(ctx);
                 service.start();
                 while !flag.load(Ordering::SeqCst) {
+                    let reload = pending_in.lock().ok().and_then(|mut p| p.take());
+                    if let Some(configs) = reload {
+                        if let Err(e) = service.reconfigure(configs) {
+                            eprintln!("fnatd: vrrp: reload: {e}");
+                        }
+                    }
                     publish(&service, None);
                     service.turn(Duration::from_millis(50));
                 }
@@ -811,9 +867,22 @@ impl Runner {
             })?;
         Ok(Runner {
             stop,
+            pending,
+            configs: running,
             shared,
             handle: Some(handle),
         })
+    }
+
+    /// A reloaded configuration of this thread's instances: checked now (same instances),
+    /// applied by the thread on its next turn, each instance keeping its state.
+    pub fn reconfigure(&mut self, configs: Vec<InstanceConfig>) -> Result<(), String> {
+        check_same_instances(self.configs.iter(), configs.iter())?;
+        self.configs.clone_from(&configs);
+        if let Ok(mut p) = self.pending.lock() {
+            *p = Some(configs);
+        }
+        Ok(())
     }
 
     pub fn status(&self) -> Shared {

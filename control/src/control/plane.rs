@@ -810,7 +810,24 @@ impl Plane {
             ));
         }
         self.restart_health(cfg.health);
+        self.reload_vrrp(&cfg.vrrp);
         result
+    }
+
+    /// The reloaded keepalived.conf's VRRP instances, per running thread: new parameters
+    /// with each instance's state kept; a changed set of instances is refused (logged) and
+    /// that thread keeps its configuration.
+    fn reload_vrrp(&mut self, runs: &[crate::config::VrrpRun]) {
+        for (mine, runner) in &mut self.vrrp {
+            let twin = mine.first().map(|r| r.twin.clone()).unwrap_or_default();
+            let new: Vec<crate::config::VrrpRun> =
+                runs.iter().filter(|r| r.twin == twin).cloned().collect();
+            let configs = new.iter().map(|r| r.instance.clone()).collect();
+            match runner.reconfigure(configs) {
+                Ok(()) => *mine = new,
+                Err(e) => eprintln!("fnatd: reload: vrrp on {twin}: {e}"),
+            }
+        }
     }
 
     fn status(&self) -> Status {
