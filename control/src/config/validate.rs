@@ -782,7 +782,7 @@ fn sync(
         if let Some(daemon) = daemon {
             if super::sync_twin(ports, &daemon.interface).is_none() {
                 return Err(invalid(
-                    &format!("sync.{role}.interface"),
+                    format!("sync.{role}.interface"),
                     format!(
                         "'{}' is not an fnatd port with a kernel_interface, nor a kernel twin",
                         daemon.interface

@@ -259,7 +259,7 @@ fn a_standby_vip_is_neither_answered_nor_served_until_takeover() {
 fn a_vrrp_garp_round_announces_each_owned_address_repeat_times() {
     let mut rules = rules(1024, 1024, 5000);
     let mut w = workers(1, rules.clone()).remove(0);
-    let mut drain = |w: &mut Worker| {
+    let drain = |w: &mut Worker| {
         let mut sent: Vec<(u16, [u8; 4], [u8; 4])> = Vec::new();
         for _ in 0..8 {
             w.drain_originated(S, |port, bytes| {
