@@ -668,3 +668,59 @@ fn a_vrrp_reload_keeps_state_and_refuses_a_changed_instance_set() {
         "{log}"
     );
 }
+
+/// keepalived's gratuitous-ARP schedule with its defaults (`garp_master_repeat 5`,
+/// `garp_master_delay 5`): the new master announces the VIP 5 times at takeover and 5 times
+/// again about 5 s later, as the client's own capture (tcpdump) sees them.
+#[test]
+fn takeover_announces_the_vip_on_keepalived_s_garp_schedule() {
+    let lab = up("fnat");
+    settled(&lab);
+    let mac_b = wan_mac(&lab, "b");
+    let p = lab.prefix.clone();
+    let capture = lab.state_dir().join("garp.txt");
+    let mut tcpdump = lab
+        .cmd("c", "tcpdump")
+        .args(["-l", "-n", "-tt", "-i", &format!("{p}c0")])
+        .args(["arp", "and", "ether", "src", &mac_b])
+        .stdout(std::fs::File::create(&capture).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump");
+    std::thread::sleep(Duration::from_millis(1000));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(director_pid(&lab, "a")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(3), "B takes over", || {
+        vrrp_state(&lab, "b", "VI_1") == "MASTER"
+    });
+    std::thread::sleep(Duration::from_secs(7));
+    let _ = tcpdump.kill();
+    let _ = tcpdump.wait();
+    let text = std::fs::read_to_string(&capture).unwrap();
+    let times: Vec<f64> = text
+        .lines()
+        .filter(|l| l.contains(&format!("who-has {VIP} tell {VIP}")))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(!times.is_empty(), "no gratuitous ARP for the VIP:\n{text}");
+    let first = times[0];
+    let burst = times.iter().filter(|t| **t - first < 1.0).count();
+    let later: Vec<f64> = times
+        .iter()
+        .map(|t| t - first)
+        .filter(|d| *d >= 4.0)
+        .collect();
+    eprintln!(
+        "lab_ha garp: {burst} at takeover, {} later at {later:?} s",
+        later.len()
+    );
+    assert_eq!(burst, 5, "garp_master_repeat 5 at takeover:\n{text}");
+    assert_eq!(later.len(), 5, "5 again after garp_master_delay:\n{text}");
+    assert!(
+        later.iter().all(|d| (4.8..6.0).contains(d)),
+        "the second burst {later:?} s after the first, garp_master_delay is 5 s"
+    );
+}
