@@ -25,8 +25,8 @@
 #                  | start PREFIX a|b (starts that director again, as BACKUP)
 # Environment: LAB_PREFIX, FNATD, FNATCTL (default: beside FNATD), HA_MODE (fnat), HA_ADVERT_INT (1; the seed says 5),
 #              HA_EXTRA_KEEPALIVED (text appended to both keepalived.conf files),
-#              HA_EXTRA_INSTANCE (lines added inside both VI_1 blocks); in both, @X@ is the
-#              director (a, b) and @P@ the prefix.
+#              HA_EXTRA_INSTANCE (lines added inside both VI_1 blocks), HA_EXTRA_VI2 (the
+#              same for VI_2); in all, @X@ is the director (a, b) and @P@ the prefix.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lab.sh
@@ -40,8 +40,9 @@ HA_GW=198.19.1.1
 # HA_EXTRA_KEEPALIVED, @X@ stands for the director (a or b) and @P@ for the lab's prefix.
 ha_keepalived() {
   local x=$1 mode=$2 p=$3 state prio
-  local extra_inst=${HA_EXTRA_INSTANCE:-} extra=${HA_EXTRA_KEEPALIVED:-}
+  local extra_inst=${HA_EXTRA_INSTANCE:-} extra=${HA_EXTRA_KEEPALIVED:-} extra_vi2=${HA_EXTRA_VI2:-}
   extra_inst=${extra_inst//@X@/$x}; extra_inst=${extra_inst//@P@/$p}
+  extra_vi2=${extra_vi2//@X@/$x}; extra_vi2=${extra_vi2//@P@/$p}
   extra=${extra//@X@/$x}; extra=${extra//@P@/$p}
   if [ "$x" = a ]; then state=MASTER prio=100; else state=BACKUP prio=90; fi
   local kind laddr="" i
@@ -82,7 +83,8 @@ vrrp_instance VI_2 {
     virtual_router_id 52
     priority $prio
     advert_int ${HA_ADVERT_INT:-1}
-    nopreempt
+    nopreempt${extra_vi2:+
+$extra_vi2}
     authentication {
         auth_type PASS
         auth_pass 1111

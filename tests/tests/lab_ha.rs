@@ -724,3 +724,53 @@ fn takeover_announces_the_vip_on_keepalived_s_garp_schedule() {
         "the second burst {later:?} s after the first, garp_master_delay is 5 s"
     );
 }
+
+/// `track_script` with a weight: the master's script failing lowers its effective priority
+/// (100 − 30 = 70) below the backup's 90; with `preempt` the backup takes both instances
+/// over after its Master_Down_Interval and the old master, hearing 90 > 70, yields. The
+/// script succeeding again gives A back its 100, and A preempts.
+#[test]
+fn a_track_script_weight_moves_the_election() {
+    let dir = scratch("w");
+    let d = dir.display();
+    let track = "    preempt\n    track_script {\n        chk_w weight -30\n    }".to_string();
+    let lab = Lab::up_script(
+        ha_script(),
+        2,
+        &[
+            (
+                "HA_EXTRA_KEEPALIVED",
+                format!(
+                    "vrrp_script chk_w {{\n  script \"test ! -e {d}/fail-@X@\"\n  \
+                     interval 1\n  weight -5\n}}\n"
+                ),
+            ),
+            ("HA_EXTRA_INSTANCE", track.clone()),
+            ("HA_EXTRA_VI2", track),
+        ],
+    );
+    settled(&lab);
+    std::fs::write(dir.join("fail-a"), "").unwrap();
+    wait_for(Duration::from_secs(3), "A advertises 70", || {
+        let i = vrrp_instance(&lab, "a", "VI_1");
+        i["priority"] == 100 && i["effective_priority"] == 70
+    });
+    let took = wait_for(Duration::from_secs(6), "B preempts both", || {
+        vrrp_state(&lab, "b", "VI_1") == "MASTER" && vrrp_state(&lab, "b", "VI_2") == "MASTER"
+    });
+    eprintln!("lab_ha track_script weight: B master {took:?} after A's 70");
+    let limit = Duration::from_secs_f64(3.0 * ADVERT_INT + ADVERT_INT * 166.0 / 256.0 + 0.5);
+    assert!(took <= limit, "took {took:?} > {limit:?}");
+    wait_for(Duration::from_secs(2), "A yields", || {
+        vrrp_state(&lab, "a", "VI_1") == "BACKUP" && vrrp_state(&lab, "a", "VI_2") == "BACKUP"
+    });
+    std::fs::remove_file(dir.join("fail-a")).unwrap();
+    wait_for(Duration::from_secs(8), "A (100 again) preempts B", || {
+        vrrp_state(&lab, "a", "VI_1") == "MASTER" && vrrp_state(&lab, "a", "VI_2") == "MASTER"
+    });
+    wait_for(Duration::from_secs(2), "B backup again", || {
+        vrrp_state(&lab, "b", "VI_1") == "BACKUP" && vrrp_state(&lab, "b", "VI_2") == "BACKUP"
+    });
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+}
