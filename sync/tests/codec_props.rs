@@ -81,7 +81,7 @@ proptest! {
     fn round_trip(conns in proptest::collection::vec(conn(), 0..80), maxlen in 100usize..3000, syncid: u8) {
         let mut e = Encoder::new(syncid, maxlen);
         let mut out = Vec::new();
-        let mut flush = |e: &mut Encoder, out: &mut Vec<Conn>| {
+        let flush = |e: &mut Encoder, out: &mut Vec<Conn>| {
             let m = e.message();
             prop_assert!(m.len() <= e.maxlen());
             match decode(m) {

@@ -34,10 +34,29 @@ pub struct ConfigFile {
     pub control: ControlSection,
     #[serde(default)]
     pub metrics: MetricsSection,
-    /// Session sync daemons: `[sync.master]`, `[sync.backup]` (interface, syncid, maxlen,
-    /// group, port, ttl, vrrp_instance).
+    /// Session sync daemons: `[sync.master]`, `[sync.backup]`.
     #[serde(default)]
-    pub sync: Option<fnat_proto::sync::SyncDaemons>,
+    pub sync: SyncSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    pub master: Option<SyncDaemonSection>,
+    pub backup: Option<SyncDaemonSection>,
+}
+
+/// One sync daemon as the file says it (checked and converted by the rule model's validator).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncDaemonSection {
+    pub interface: String,
+    pub syncid: Option<u8>,
+    pub maxlen: Option<u16>,
+    pub group: Option<String>,
+    pub port: Option<u16>,
+    pub ttl: Option<u8>,
+    pub vrrp_instance: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

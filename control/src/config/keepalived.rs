@@ -214,7 +214,7 @@ pub fn vrrp_runs(
 pub fn sync_daemons(
     path: &Path,
     ports: &[super::PortSpec],
-) -> Result<fnat_proto::sync::SyncDaemons, ConfigError> {
+) -> Result<(fnat_proto::sync::SyncDaemons, Vec<Diagnostic>), ConfigError> {
     let conf = fnat_keepalived::read_file(path);
     if let Some(e) = conf.errors().next() {
         return Err(from_diagnostic(e));
@@ -253,31 +253,38 @@ pub fn sync_daemons(
             s.vrrp_instance = Some(v.name.clone());
             (v.at.clone(), s, "lvs_sync_daemon_inteface")
         }
-        (None, None) => return Ok(Default::default()),
+        (None, None) => return Ok((Default::default(), Vec::new())),
     };
     daemon
         .validate()
         .map_err(|reason| located(&at, keyword, reason))?;
+    // As keepalived carries on past a sync daemon on an unknown interface (and as a
+    // vrrp_instance that cannot run here): a warning naming the line.
     if super::sync_twin(ports, &daemon.interface).is_none() {
-        return Err(located(
-            &at,
-            keyword,
-            format!(
-                "interface '{}' is not an fnatd port with a kernel_interface (sync datagrams \
-                 come and go through the port's kernel twin)",
+        let warning = Diagnostic {
+            level: Level::Warning,
+            at,
+            keyword: keyword.into(),
+            message: format!(
+                "session sync not run: interface '{}' is not an fnatd port with a \
+                 kernel_interface (sync datagrams come and go through the port's kernel twin)",
                 daemon.interface
             ),
-        ));
+        };
+        return Ok((Default::default(), vec![warning]));
     }
     if let Some(i) = &daemon.vrrp_instance {
         if !conf.vrrp_instances.iter().any(|v| &v.name == i) {
             return Err(located(&at, keyword, format!("no vrrp_instance named {i}")));
         }
     }
-    Ok(fnat_proto::sync::SyncDaemons {
-        master: Some(daemon.clone()),
-        backup: Some(daemon),
-    })
+    Ok((
+        fnat_proto::sync::SyncDaemons {
+            master: Some(daemon.clone()),
+            backup: Some(daemon),
+        },
+        Vec::new(),
+    ))
 }
 
 fn from_diagnostic(d: &Diagnostic) -> ConfigError {

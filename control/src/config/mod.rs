@@ -177,7 +177,8 @@ impl AppConfig {
         cfg.rules.standby.sort_unstable();
         cfg.rules.standby.dedup();
         cfg.vrrp = vrrp;
-        let sync = keepalived::sync_daemons(ka, &cfg.ports)?;
+        let (sync, sync_not_run) = keepalived::sync_daemons(ka, &cfg.ports)?;
+        warnings.extend(sync_not_run);
         if sync != Default::default() {
             if cfg.sync != Default::default() {
                 return Err(ConfigError {

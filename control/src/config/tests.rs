@@ -715,3 +715,91 @@ fn client_address_options_parse_and_their_mistakes_are_named() {
     let e = err(&with("toa = true"));
     assert_eq!(e.key, "service[1].toa", "TOA is TCP only: {e}");
 }
+
+/// `[sync]` and keepalived.conf's `lvs_sync_daemon`: one model, one validator, file/line/key
+/// in every refusal, and only on a port with a kernel twin.
+#[test]
+fn sync_daemons_from_the_toml_and_from_keepalived() {
+    let twin = GOOD.replace(
+        "device = \"net_ring0\"",
+        "device = \"net_ring0\"\nkernel_interface = \"fnat-a\"",
+    );
+    let cfg = parse(&format!(
+        "{twin}\n[sync.master]\ninterface = \"a\"\nsyncid = 9\n"
+    ))
+    .unwrap();
+    let m = cfg.sync.master.expect("master daemon");
+    assert_eq!((m.interface.as_str(), m.syncid, m.port), ("a", 9, 8848));
+    assert!(cfg.sync.backup.is_none());
+    let e = err(&format!("{twin}\n[sync.backup]\ninterface = \"b\"\n"));
+    assert_eq!(e.key, "sync.backup.interface");
+    let e = err(&format!(
+        "{twin}\n[sync.master]\ninterface = \"a\"\ngroup = \"198.18.0.9\"\n"
+    ));
+    assert_eq!(e.key, "sync.master");
+    assert!(e.reason.contains("multicast"), "{}", e.reason);
+    let e = err(&format!(
+        "{twin}\n[sync.master]\ninterface = \"a\"\ngroup = \"nowhere\"\n"
+    ));
+    assert_eq!(e.key, "sync.master.group");
+
+    let dir = std::env::temp_dir().join(format!("fnat-sync-ka-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("fnatd.toml");
+    std::fs::write(&toml, &twin).unwrap();
+    let ka = dir.join("keepalived.conf");
+    let vi = "vrrp_instance VI_1 {\n  interface a\n  virtual_router_id 51\n  \
+              virtual_ipaddress {\n    198.18.0.100\n  }\n}\n";
+    std::fs::write(
+        &ka,
+        format!("global_defs {{\n  lvs_sync_daemon a VI_1 id 51 ttl 2\n}}\n{vi}"),
+    )
+    .unwrap();
+    let (cfg, _) = AppConfig::load_with_keepalived(&toml, Some(&ka)).unwrap();
+    let m = cfg.sync.master.clone().expect("master");
+    assert_eq!(m.vrrp_instance.as_deref(), Some("VI_1"));
+    assert_eq!((m.syncid, m.ttl), (51, 2));
+    assert_eq!(
+        cfg.sync.backup,
+        Some(m),
+        "keepalived runs both, following VI_1"
+    );
+    // The old spelling inside the instance.
+    std::fs::write(
+        &ka,
+        vi.replace(
+            "  interface a\n",
+            "  interface a\n  lvs_sync_daemon_inteface a\n",
+        ),
+    )
+    .unwrap();
+    let (cfg, _) = AppConfig::load_with_keepalived(&toml, Some(&ka)).unwrap();
+    assert_eq!(
+        cfg.sync.master.and_then(|m| m.vrrp_instance).as_deref(),
+        Some("VI_1")
+    );
+    // A port without a twin: not run, a warning with the line (keepalived carries on).
+    std::fs::write(
+        &ka,
+        format!("global_defs {{\n  lvs_sync_daemon b VI_1\n}}\n{vi}"),
+    )
+    .unwrap();
+    let (cfg, warnings) = AppConfig::load_with_keepalived(&toml, Some(&ka)).unwrap();
+    assert_eq!(cfg.sync, Default::default());
+    let w = warnings
+        .iter()
+        .find(|w| w.keyword == "lvs_sync_daemon")
+        .expect("a warning");
+    assert_eq!(w.at.line, 2);
+    assert!(w.message.contains("kernel_interface"), "{}", w.message);
+    // A bad value is an error naming the line.
+    std::fs::write(
+        &ka,
+        format!("global_defs {{\n  lvs_sync_daemon a VI_1 group 198.18.0.1\n}}\n{vi}"),
+    )
+    .unwrap();
+    let e = AppConfig::load_with_keepalived(&toml, Some(&ka)).unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (Some(2), "lvs_sync_daemon"));
+    assert!(e.reason.contains("multicast"), "{}", e.reason);
+    let _ = std::fs::remove_dir_all(&dir);
+}

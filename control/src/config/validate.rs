@@ -774,22 +774,43 @@ fn sync(
     file: &ConfigFile,
     ports: &[super::PortSpec],
 ) -> Result<fnat_proto::sync::SyncDaemons, Invalid> {
-    let Some(d) = &file.sync else {
-        return Ok(Default::default());
-    };
-    d.validate().map_err(|e| invalid("sync", e))?;
-    for (role, daemon) in [("master", &d.master), ("backup", &d.backup)] {
-        if let Some(daemon) = daemon {
-            if super::sync_twin(ports, &daemon.interface).is_none() {
-                return Err(invalid(
-                    format!("sync.{role}.interface"),
-                    format!(
-                        "'{}' is not an fnatd port with a kernel_interface, nor a kernel twin",
-                        daemon.interface
-                    ),
-                ));
-            }
+    let mut out = fnat_proto::sync::SyncDaemons::default();
+    for (role, section) in [("master", &file.sync.master), ("backup", &file.sync.backup)] {
+        let Some(sec) = section else {
+            continue;
+        };
+        let key = |k: &str| format!("sync.{role}.{k}");
+        let mut d = fnat_proto::sync::SyncDaemon::new(sec.interface.clone());
+        d.syncid = sec.syncid.unwrap_or(0);
+        d.maxlen = sec.maxlen.unwrap_or(0);
+        if let Some(g) = &sec.group {
+            d.group = g
+                .parse()
+                .map_err(|_| invalid(key("group"), format!("'{g}' is not an IPv4 address")))?;
         }
+        if let Some(p) = sec.port {
+            d.port = p;
+        }
+        if let Some(t) = sec.ttl {
+            d.ttl = t;
+        }
+        d.vrrp_instance = sec.vrrp_instance.clone();
+        d.validate()
+            .map_err(|e| invalid(format!("sync.{role}"), e))?;
+        if super::sync_twin(ports, &d.interface).is_none() {
+            return Err(invalid(
+                key("interface"),
+                format!(
+                    "'{}' is not an fnatd port with a kernel_interface, nor a kernel twin",
+                    d.interface
+                ),
+            ));
+        }
+        *out.slot(if role == "master" {
+            fnat_proto::sync::SyncRole::Master
+        } else {
+            fnat_proto::sync::SyncRole::Backup
+        }) = Some(d);
     }
-    Ok(d.clone())
+    Ok(out)
 }

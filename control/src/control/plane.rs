@@ -107,6 +107,9 @@ pub struct Plane {
     drained: BTreeSet<Ipv4Addr>,
     /// The session sync daemons (config, keepalived.conf, ipvsadm --start-daemon).
     sync_daemons: fnat_proto::sync::SyncDaemons,
+    /// The daemons the config files gave (at start or the last reload): a reload that
+    /// changes them replaces the running ones; one that does not keeps ipvsadm's.
+    config_sync: fnat_proto::sync::SyncDaemons,
 }
 
 /// The live form of `s`: with what health checking did to it.
@@ -245,6 +248,7 @@ impl Plane {
             drain_all: false,
             drained: BTreeSet::new(),
             sync_daemons: Default::default(),
+            config_sync: Default::default(),
         }
     }
 
@@ -256,6 +260,7 @@ impl Plane {
                 eprintln!("fnatd: sync: {e}");
             }
         }
+        self.config_sync = daemons.clone();
         self.sync_daemons = daemons;
     }
 
@@ -811,6 +816,9 @@ impl Plane {
         }
         self.restart_health(cfg.health);
         self.reload_vrrp(&cfg.vrrp);
+        if cfg.sync != self.config_sync {
+            self.set_sync_daemons(cfg.sync);
+        }
         result
     }
 

@@ -83,6 +83,8 @@ pub struct WorkerSync {
     shared: Arc<WorkerSyncShared>,
     export_on: bool,
     resync_cursor: Option<usize>,
+    /// (noted, dropped) as last published.
+    published: (u64, u64),
 }
 
 impl WorkerSync {
@@ -96,7 +98,11 @@ impl WorkerSync {
             engine.set_sync(on.then(SyncRules::default));
             self.export_on = on;
         }
-        if self.shared.resync.swap(false, Ordering::Relaxed) && on {
+        // A load first: the read-modify-write only when a resync was asked for.
+        if self.shared.resync.load(Ordering::Relaxed)
+            && self.shared.resync.swap(false, Ordering::Relaxed)
+            && on
+        {
             self.resync_cursor = Some(0);
         }
         if let Some(from) = self.resync_cursor {
@@ -121,9 +127,13 @@ impl WorkerSync {
                 }
             };
         }
-        let (noted, dropped) = engine.sync_counts();
-        self.shared.noted.store(noted, Ordering::Relaxed);
-        self.shared.dropped.store(dropped, Ordering::Relaxed);
+        // Published only when they change: no store to the shared line on idle iterations.
+        let counts = engine.sync_counts();
+        if counts != self.published {
+            self.shared.noted.store(counts.0, Ordering::Relaxed);
+            self.shared.dropped.store(counts.1, Ordering::Relaxed);
+            self.published = counts;
+        }
         worked
     }
 }
@@ -192,6 +202,7 @@ pub fn create(
             shared: Arc::clone(&s),
             export_on: false,
             resync_cursor: None,
+            published: (0, 0),
         });
         outs.push(out_rx);
         installs.push(in_tx);
@@ -624,4 +635,84 @@ fn receive(shared: &Shared, daemons: &mut [Daemon], bytes: &[u8]) {
 /// The kernel's check: a daemon with syncid 0 takes every message.
 fn syncid_ok(d: &Daemon, syncid: u8) -> bool {
     d.cfg.syncid == 0 || d.cfg.syncid == syncid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fnat_control::control::SyncControl;
+
+    fn wait(what: &str, mut cond: impl FnMut() -> bool) {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// keepalived's `lvs_sync_daemon IF VI_1`: the master daemon sends (and the workers
+    /// export) only while VI_1 is MASTER; the backup daemon receives otherwise.
+    #[test]
+    fn daemons_follow_their_vrrp_instance() {
+        let ports = vec![PortSpec {
+            name: "lan".into(),
+            device: "net_null0".into(),
+            mac: None,
+            addresses: Vec::new(),
+            // No such interface here: the daemons report why they have no socket, and still
+            // follow the VRRP state.
+            kernel_interface: Some("fnat-no-such0".into()),
+        }];
+        let store = RulesStore::new(fnat_engine::Rules::passthrough(Vec::new(), Vec::new()), 1);
+        let (service, ends) = create(ports, 1, store).unwrap();
+        let mut d = SyncDaemon::new("lan");
+        d.vrrp_instance = Some("VI_1".into());
+        let daemons = SyncDaemons {
+            master: Some(d.clone()),
+            backup: Some(d),
+        };
+        service.configure(&daemons).unwrap();
+        let active = |role: SyncRole| {
+            service
+                .status()
+                .daemons
+                .iter()
+                .find(|s| s.role == role)
+                .map(|s| s.active)
+        };
+        wait("backup first (VI_1 not MASTER yet)", || {
+            active(SyncRole::Backup) == Some(true) && active(SyncRole::Master) == Some(false)
+        });
+        assert!(!ends[0].shared.export.load(Ordering::Relaxed));
+        assert!(service.status().daemons[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("fnat-no-such0")));
+        service.vrrp_state("VI_1", true);
+        wait("master while VI_1 is MASTER", || {
+            active(SyncRole::Master) == Some(true) && active(SyncRole::Backup) == Some(false)
+        });
+        assert!(
+            ends[0].shared.export.load(Ordering::Relaxed),
+            "workers export"
+        );
+        service.vrrp_state("VI_1", false);
+        wait("backup again", || active(SyncRole::Backup) == Some(true));
+        assert!(!ends[0].shared.export.load(Ordering::Relaxed));
+        // Another instance changes nothing.
+        service.vrrp_state("VI_2", true);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(active(SyncRole::Master), Some(false));
+        // Not a port with a twin: refused, the running daemons unchanged.
+        let bad = SyncDaemons {
+            master: Some(SyncDaemon::new("wan")),
+            backup: None,
+        };
+        assert!(service.configure(&bad).is_err());
+        assert_eq!(service.status().daemons.len(), 2);
+        service.stop();
+    }
 }

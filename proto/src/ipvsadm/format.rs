@@ -647,6 +647,25 @@ pub fn local_addresses<'a>(
     out
 }
 
+/// `ipvsadm -L --daemon`: one line per running sync daemon, as ipvsadm's `list_daemon`
+/// prints what the kernel reports (a daemon waiting for its VRRP state is not running).
+pub fn daemons(st: &crate::sync::SyncStatus) -> String {
+    let mut out = String::new();
+    for d in st.daemons.iter().filter(|d| d.active) {
+        out.push_str(&format!(
+            "{} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})\n",
+            d.role.name(),
+            d.daemon.interface,
+            d.daemon.syncid,
+            d.maxlen,
+            d.daemon.group,
+            d.daemon.port,
+            d.daemon.ttl
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1166,23 +1185,4 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
             )
         );
     }
-}
-
-/// `ipvsadm -L --daemon`: one line per running sync daemon, as ipvsadm's `list_daemon`
-/// prints what the kernel reports (a daemon waiting for its VRRP state is not running).
-pub fn daemons(st: &crate::sync::SyncStatus) -> String {
-    let mut out = String::new();
-    for d in st.daemons.iter().filter(|d| d.active) {
-        out.push_str(&format!(
-            "{} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})\n",
-            d.role.name(),
-            d.daemon.interface,
-            d.daemon.syncid,
-            d.maxlen,
-            d.daemon.group,
-            d.daemon.port,
-            d.daemon.ttl
-        ));
-    }
-    out
 }
