@@ -356,16 +356,12 @@ impl Plane {
         }
     }
 
-    /// VRRP asks for `repeat` gratuitous ARPs of each of `vips` (keepalived's schedule): a
-    /// new round in the snapshot, published like any change; worker 0 sends them for the
-    /// addresses it owns.
+    /// VRRP asks for `repeat` gratuitous ARPs of each of `vips` (keepalived's schedule): the
+    /// snapshot's totals grow, published like any change; worker 0 sends the difference for
+    /// the addresses it owns.
     pub fn announce(&mut self, vips: &[std::net::Ipv4Addr], repeat: u32) -> Result<u64, ErrorBody> {
         let previous = self.garp.clone();
-        self.garp = fnat_engine::rules::GarpRequest {
-            round: previous.round + 1,
-            addresses: vips.to_vec(),
-            repeat,
-        };
+        self.garp.add(vips, repeat);
         self.commit(&Tx::default(), &[]).inspect_err(|_| {
             self.garp = previous;
         })

@@ -252,9 +252,10 @@ fn a_standby_vip_is_neither_answered_nor_served_until_takeover() {
 }
 
 /// VRRP's gratuitous-ARP schedule (keepalived's `garp_master_repeat`, `_delay`, `_refresh`):
-/// each new round of `Rules::garp` makes worker 0 announce every owned address of the
-/// request `repeat` times; the same round again announces nothing, and an address this
-/// director does not own (standby) is never announced. Checked with etherparse.
+/// worker 0 announces each owned address as many times as its total in `Rules::garp` grew
+/// (two requests coalesced into one snapshot included); the same totals again announce
+/// nothing, and an address this director does not own (standby) is never announced.
+/// Checked with etherparse.
 #[test]
 fn a_vrrp_garp_round_announces_each_owned_address_repeat_times() {
     let mut rules = rules(1024, 1024, 5000);
@@ -278,11 +279,11 @@ fn a_vrrp_garp_round_announces_each_owned_address_repeat_times() {
     // The start's announcements of every owned address, once.
     let start = drain(&mut w);
     assert!(start.iter().all(|(_, spa, tpa)| spa == tpa));
-    rules.garp = fnat_engine::rules::GarpRequest {
-        round: 1,
-        addresses: vec![VIP, std::net::Ipv4Addr::new(198, 18, 99, 1)],
-        repeat: 3,
-    };
+    // Two requests (1 and 2) before the worker takes the snapshot: 3 in all.
+    rules
+        .garp
+        .add(&[VIP, std::net::Ipv4Addr::new(198, 18, 99, 1)], 1);
+    rules.garp.add(&[VIP], 2);
     rules.generation += 1;
     w.update_rules(std::sync::Arc::new(rules.clone()));
     let vip = VIP.octets();
@@ -291,13 +292,13 @@ fn a_vrrp_garp_round_announces_each_owned_address_repeat_times() {
     assert!(sent
         .iter()
         .all(|(port, spa, tpa)| *port == 0 && *spa == vip && *tpa == vip));
-    // The same round in a later snapshot: nothing more.
+    // The same totals in a later snapshot: nothing more.
     rules.generation += 1;
     w.update_rules(std::sync::Arc::new(rules.clone()));
     assert!(drain(&mut w).is_empty());
-    // A standby VIP is not announced, whatever the round says.
+    // A standby VIP is not announced, whatever the totals say.
     rules.standby = vec![VIP];
-    rules.garp.round = 2;
+    rules.garp.add(&[VIP], 5);
     rules.generation += 1;
     w.update_rules(std::sync::Arc::new(rules.clone()));
     assert!(drain(&mut w).is_empty());

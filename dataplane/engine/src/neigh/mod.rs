@@ -154,8 +154,8 @@ pub struct Neighbours {
     owned: FixedMap,
     /// The same, sorted, to find addresses added by a rules change.
     owned_list: Vec<(PortIndex, u32)>,
-    /// The last VRRP gratuitous-ARP round queued (`Rules::garp`).
-    garp_round: u64,
+    /// The VRRP gratuitous-ARP totals already queued (`Rules::garp`).
+    garp_seen: Vec<(std::net::Ipv4Addr, u64)>,
     port_macs: Vec<[u8; 6]>,
     /// Per port: (net, mask, addr) of its interface addresses, and a fallback sender address.
     port_nets: Vec<Vec<(u32, u32, u32)>>,
@@ -177,7 +177,7 @@ impl Neighbours {
             announce: true,
             owned: FixedMap::with_capacity(0),
             owned_list: Vec::new(),
-            garp_round: 0,
+            garp_seen: Vec::new(),
             port_macs: Vec::new(),
             port_nets: Vec::new(),
             port_fallback: Vec::new(),
@@ -254,17 +254,23 @@ impl Neighbours {
             }
             // VRRP's schedule (takeover bursts, garp_master_delay, _refresh): each owned
             // address of the request, `repeat` times, once per round.
-            if rules.garp.round != self.garp_round {
-                self.garp_round = rules.garp.round;
-                let repeat = rules.garp.repeat.min(MAX_GARP_REPEAT) as usize;
-                for ip in &rules.garp.addresses {
-                    let ip = u32::from(*ip);
+            if rules.garp.totals != self.garp_seen {
+                for &(addr, total) in &rules.garp.totals {
+                    let seen = self
+                        .garp_seen
+                        .iter()
+                        .find(|(a, _)| *a == addr)
+                        .map_or(0, |(_, n)| *n);
+                    let repeat = total.saturating_sub(seen).min(u64::from(MAX_GARP_REPEAT));
+                    let ip = u32::from(addr);
                     for &(port, owned) in &list {
                         if owned == ip {
-                            self.garps.extend(std::iter::repeat_n((port, ip), repeat));
+                            self.garps
+                                .extend(std::iter::repeat_n((port, ip), repeat as usize));
                         }
                     }
                 }
+                self.garp_seen.clone_from(&rules.garp.totals);
             }
             // Announce in address order (garps is drained from the end).
             self.garps.reverse();
