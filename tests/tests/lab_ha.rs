@@ -295,6 +295,16 @@ fn dr_connection_survives_kill_9_of_the_master() {
     failover("dr", nix::sys::signal::Signal::SIGKILL);
 }
 
+#[test]
+fn nat_connection_survives_sigterm_of_the_master() {
+    failover("nat", nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn dr_connection_survives_sigterm_of_the_master() {
+    failover("dr", nix::sys::signal::Signal::SIGTERM);
+}
+
 /// keepalived's notify FIFO of a director, read as lines (the test holds it open read-write,
 /// so fnatd's non-blocking writer always finds a reader).
 struct Fifo {
@@ -366,7 +376,10 @@ fn a_failing_track_script_faults_the_master_and_its_group_with_fifo_lines() {
                 "HA_EXTRA_INSTANCE",
                 format!(
                     "    track_script {{\n        chk_fail\n    }}\n    \
-                     notify_fault \"touch {d}/faulted-@X@\""
+                     notify_fault \"touch {d}/faulted-@X@\"\n    \
+                     notify_master \"touch {d}/master-@X@\"\n    \
+                     notify_backup \"touch {d}/backup-@X@\"\n    \
+                     notify_stop \"touch {d}/stop-@X@\""
                 ),
             ),
         ],
@@ -400,6 +413,9 @@ fn a_failing_track_script_faults_the_master_and_its_group_with_fifo_lines() {
             && fifo_a.has("INSTANCE \"VI_2\" FAULT 100")
     });
     assert!(!dir.join("faulted-b").exists());
+    wait_for(Duration::from_secs(2), "notify_master on B", || {
+        dir.join("master-b").exists()
+    });
     // Good again: back to backup; B keeps the addresses.
     std::fs::remove_file(dir.join("fail-a")).unwrap();
     wait_for(Duration::from_secs(4), "A back as backup", || {
