@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use fnat_control::config::PortSpec;
-use fnat_engine::fnat::sync::{sync_owner, Installed, SyncReject};
+use fnat_engine::fnat::sync::{sync_owner, Installed, SyncReject, OUTBOX_CAPACITY};
 use fnat_engine::Worker;
 use fnat_proto::sync::{SyncDaemon, SyncDaemonStatus, SyncDaemons, SyncRole, SyncStatus};
 use fnat_sync::{Conn, Encoder, Message, SyncRules};
@@ -105,7 +105,12 @@ impl WorkerSync {
         {
             self.resync_cursor = Some(0);
         }
-        if let Some(from) = self.resync_cursor {
+        // A full resync advances only while the ring has room for what it notes: the
+        // service drains it every tick, the table waits rather than drops.
+        if let Some(from) = self
+            .resync_cursor
+            .filter(|_| self.out.len() + OUTBOX_CAPACITY <= RING)
+        {
             let next = engine.sync_export_all(from, RESYNC_BUDGET, now);
             let capacity = engine.fullnat().table().capacity();
             self.resync_cursor = (next < capacity).then_some(next);
