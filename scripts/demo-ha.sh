@@ -82,11 +82,13 @@ echo "== kill -9 director A (fnatd pid $(cat "$st/a.pid")) at $(date +%T.%N | cu
 scripts/lab/ha.sh kill "$p" a KILL
 shown=""
 for _ in $(seq 1 300); do
-  s=$(state b)
-  line="   t+$(since "$t0")s  B: $s   client ARP $VIP -> $(arp)   last line echoed: $(last)"
-  key="$s $(arp) $(last)"
+  # The client's ARP entry first, then B's state: a line never shows the effect before
+  # its cause.
+  a=$(arp); l=$(last); s=$(state b)
+  line="   t+$(since "$t0")s  B: $s   client ARP $VIP -> $a   last line echoed: $l"
+  key="$s $a $l"
   if [ "$key" != "$shown" ]; then echo "$line"; shown=$key; fi
-  case "$s" in *VI_1=MASTER*) [ "$(arp)" = "$mac_b" ] && [ "$(echoed)" -gt 0 ] && break ;; esac
+  case "$s" in *VI_1=MASTER*) [ "$a" = "$mac_b" ] && break ;; esac
   sleep 0.1
 done
 before=$(echoed)
