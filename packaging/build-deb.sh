@@ -36,6 +36,12 @@ install -d "$root/DEBIAN" "$root/usr/sbin" "$root/usr/bin" "$root/etc/fnat" \
 install -m 755 -s "$bin/fnatd" "$root/usr/sbin/fnatd"
 install -m 755 -s "$bin/fnatctl" "$root/usr/bin/fnatctl"
 install -m 644 packaging/fnatd.service "$root/lib/systemd/system/fnatd.service"
+# Scale-out (docs/scale-out.md): the BIRD announcement hook's unit (not enabled: only BGP
+# appliances run it) and the BIRD recipe.
+install -m 644 packaging/fnat-bird-hook.service "$root/lib/systemd/system/fnat-bird-hook.service"
+install -d "$doc/examples/bird"
+install -m 644 docs/examples/bird/appliance.conf docs/examples/bird/router.conf "$doc/examples/bird/"
+install -m 644 docs/scale-out.md "$doc/scale-out.md"
 # The default config: two net_null ports (no NIC needed), metrics on 127.0.0.1:9417.
 {
   echo "# /etc/fnat/fnatd.toml: fnatd's config (fnatd.service reads it). As shipped it runs on"

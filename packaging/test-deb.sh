@@ -58,7 +58,9 @@ else
   [ "$(stat -c '%F' /usr/sbin/ipvsadm)" = "$ipvsadm_before" ] || fail "a real ipvsadm was replaced"
 fi
 for f in /usr/share/man/man8/fnatd.8.gz /usr/share/man/man8/fnatctl.8.gz \
-  /usr/share/bash-completion/completions/fnatctl /lib/systemd/system/fnatd.service; do
+  /usr/share/bash-completion/completions/fnatctl /lib/systemd/system/fnatd.service \
+  /lib/systemd/system/fnat-bird-hook.service /usr/share/doc/fnat/examples/bird/appliance.conf \
+  /usr/share/doc/fnat/examples/bird/router.conf /usr/share/doc/fnat/scale-out.md; do
   [ -f "$f" ] || fail "$f not installed"
 done
 man -w fnatd-run >/dev/null 2>&1 || [ ! -x /usr/bin/man ] || fail "man fnatd-run not found"
@@ -127,6 +129,14 @@ out=$(ipvsadm -Ln)
 echo "$out"
 echo "$out" | grep -q '^TCP  198.18.0.100:80 rr$' || fail "service missing from ipvsadm -Ln"
 [ "$(echo "$out" | grep -c 'FullNat')" = 2 ] || fail "real servers missing from ipvsadm -Ln"
+echo "== bird-hook (fnat-bird-hook.service's command, its file and reconfigure command here)"
+hook_cmd=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/fnat-bird-hook.service)
+[ "${hook_cmd%% *}" = /usr/bin/fnatctl ] || fail "hook unit runs $hook_cmd"
+timeout 3 /usr/bin/fnatctl bird-hook --file "$work/bird-vips.conf" \
+  --reconfigure "touch $work/reconfigured" --interval-ms 200 || [ $? = 124 ] || fail "bird-hook"
+grep -q '^route 198.18.0.100/32 blackhole;' "$work/bird-vips.conf" \
+  || fail "the hook did not announce the shipped config's VIP: $(cat "$work/bird-vips.conf")"
+[ -e "$work/reconfigured" ] || fail "the hook did not run its reconfigure command"
 echo "== metrics"
 curl -sS --max-time 5 http://127.0.0.1:9417/metrics >"$work/metrics"
 grep -q '^fnat_up 1$' "$work/metrics" || fail "fnat_up 1 not in the metrics"

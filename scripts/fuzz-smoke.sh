@@ -20,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ_DIR="$ROOT/fuzz"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-20}"
 SANITIZER="${FUZZ_SANITIZER:-none}"
-ALL_TARGETS=(engine_process config_parse control_proto keepalived_conf sync_decode)
+ALL_TARGETS=(engine_process config_parse control_proto keepalived_conf client_address sync_decode)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 fail() { echo "fuzz-smoke: FAILED: $*" >&2; exit 1; }

@@ -15,6 +15,7 @@ packages=(
   keepalived                                      # its doc/samples: the keepalived.conf reader's corpus; the VRRP interop lab (lab_vrrp)
   dnsmasq-base openssl                            # health-check lab: a DNS_CHECK target, an SSL_GET certificate
   bird2                                           # scale-out lab and recipe: BGP announcements (docs/scale-out.md)
+  haproxy                                         # client-address lab: a Proxy Protocol receiver (bind ... accept-proxy)
 )
 missing=()
 for p in "${packages[@]}"; do

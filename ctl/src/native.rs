@@ -433,6 +433,10 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
             for (reason, n) in &l.drops {
                 let _ = writeln!(human, "  {reason:<24} {n}");
             }
+            human.push_str("\nClient address (Proxy Protocol, TOA):\n");
+            for (event, n) in &l.client_address {
+                let _ = writeln!(human, "  {event:<24} {n}");
+            }
             human.push_str("\nPorts:\n");
             for p in &l.ports {
                 let _ = writeln!(

@@ -524,6 +524,14 @@ fn encode_sample(e: &mut DescriptorEncoder, s: &Sample) -> Result<(), std::fmt::
             .iter()
             .map(|(reason, n)| (vec![("reason", reason.clone())], *n)),
     )?;
+    counter(
+        e,
+        "client_address",
+        "Proxy Protocol and TOA work, by event (headers inserted, headers split off, TOA added, TOA without room, client option 254 removed)",
+        l.client_address
+            .iter()
+            .map(|(event, n)| (vec![("event", event.clone())], *n)),
+    )?;
     let port = |name: &str| vec![("port", name.to_string())];
     counter(
         e,
@@ -814,6 +822,7 @@ mod tests {
             }],
         });
         listing.drops.insert("no_service".into(), 4);
+        listing.client_address.insert("toa_added".into(), 9);
         listing.local_addrs.push(LaddrStats {
             addr: Ipv4Addr::new(198, 19, 0, 10),
             ports_in_use: 7,
@@ -949,6 +958,7 @@ mod tests {
             format!("fnat_backend_weight{{{labels}}} 3"),
             format!("fnat_backend_incoming_bytes_total{{{labels}}} 7000"),
             "fnat_drops_total{reason=\"no_service\"} 4".to_string(),
+            "fnat_client_address_total{event=\"toa_added\"} 9".to_string(),
             "fnat_worker_received_packets_total{worker=\"0\"} 134".to_string(),
             "fnat_worker_busy_cycles_total{worker=\"0\"} 123456".to_string(),
             "fnat_worker_tsc_hz 2000000000".to_string(),

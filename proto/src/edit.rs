@@ -224,6 +224,9 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
             let service = rules
                 .service_mut(&attrs.addr)
                 .ok_or_else(|| error(ErrorKind::NoSuchService, "No such service"))?;
+            for r in &service.reals {
+                check_client_address(attrs.proxy_protocol, attrs.toa, r).map_err(|(e, _)| e)?;
+            }
             attrs.apply_to(service);
         }
         Change::ServiceDel { service } => {
@@ -236,6 +239,7 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
         Change::RealAdd { service, real } => {
             let svc = service_for_member(rules, service)?;
             check_real(&svc.addr, real).map_err(|(e, _)| e)?;
+            check_client_address(svc.proxy_protocol, svc.toa, real).map_err(|(e, _)| e)?;
             if svc.real(real.key()).is_some() {
                 return Err(error(
                     ErrorKind::DestinationExists,
@@ -247,6 +251,7 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
         Change::RealEdit { service, real } => {
             let svc = service_for_member(rules, service)?;
             check_real(&svc.addr, real).map_err(|(e, _)| e)?;
+            check_client_address(svc.proxy_protocol, svc.toa, real).map_err(|(e, _)| e)?;
             let slot = svc
                 .reals
                 .iter_mut()
@@ -749,6 +754,8 @@ fn check_service(service: &Service, marks: &[Mark]) -> Result<(), (ErrorBody, Wi
     let mut reals = HashSet::new();
     for (j, r) in service.reals.iter().enumerate() {
         check_real(&service.addr, r).map_err(|(e, f)| (e, Within::Real(j, f)))?;
+        check_client_address(service.proxy_protocol, service.toa, r)
+            .map_err(|(e, f)| (e, Within::Service(f)))?;
         if !reals.insert(r.key()) {
             return Err((
                 error(
@@ -798,6 +805,40 @@ fn check_service(service: &Service, marks: &[Mark]) -> Result<(), (ErrorBody, Wi
         }
     }
     Ok(())
+}
+
+/// Proxy Protocol and TOA are written into the TCP stream by fnatd's full-NAT rewrite, which
+/// then shifts every later sequence and acknowledgement number both ways: only full-NAT
+/// sessions pass through it both ways (DR and TUN replies bypass fnatd; NAT servers see the
+/// client's own address already and the NAT path has no such rewrite).
+fn check_client_address(
+    proxy_protocol: ProxyProtocol,
+    toa: bool,
+    real: &Real,
+) -> Result<(), (ErrorBody, ServiceField)> {
+    if real.forward == ForwardMethod::FullNat {
+        return Ok(());
+    }
+    let (what, field) = if !proxy_protocol.is_disabled() {
+        (
+            "proxy_protocol (--proxy-protocol)",
+            ServiceField::ProxyProtocol,
+        )
+    } else if toa {
+        ("toa (--toa)", ServiceField::Toa)
+    } else {
+        return Ok(());
+    };
+    Err((
+        invalid(format!(
+            "{what} needs full-NAT real servers (-b, method = \"fullnat\"): {} forwards by {} ({}), \
+             whose packets do not pass fnatd's full-NAT rewrite both ways",
+            real.key(),
+            real.forward.config_name(),
+            real.forward.ipvsadm_switch()
+        )),
+        field,
+    ))
 }
 
 fn check_real(service: &ServiceAddr, real: &Real) -> Result<(), (ErrorBody, RealField)> {

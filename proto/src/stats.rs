@@ -102,10 +102,25 @@ pub struct ViewStats {
     pub reals: Vec<ViewRealStats>,
     /// Dropped frames by reason name (docs/drop-counters.md).
     pub drops: BTreeMap<String, u64>,
+    /// Proxy Protocol and TOA work by event name ([`CLIENT_ADDRESS_EVENTS`]).
+    pub client_address: BTreeMap<String, u64>,
     pub ports: Vec<PortStats>,
     /// Per local address, by address.
     pub local_addrs: Vec<LaddrStats>,
 }
+
+/// The names of the Proxy Protocol/TOA counters (a client's own header refused is the drop
+/// reason `proxy_header_from_client`): headers put in front of a client's first data
+/// (retransmissions too), first segments that gave up their tail so the header fits the MTU,
+/// TOA options added, segments that went without TOA for lack of option room, client
+/// segments whose own option 254 was removed.
+pub const CLIENT_ADDRESS_EVENTS: [&str; 5] = [
+    "proxy_headers_inserted",
+    "proxy_header_split",
+    "toa_added",
+    "toa_no_room",
+    "toa_stripped",
+];
 
 /// A real server's counters, by address.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +161,9 @@ pub struct Listing {
     pub stats: Vec<ServiceStats>,
     #[serde(default)]
     pub drops: BTreeMap<String, u64>,
+    /// Proxy Protocol and TOA counters by event name ([`CLIENT_ADDRESS_EVENTS`]).
+    #[serde(default)]
+    pub client_address: BTreeMap<String, u64>,
     #[serde(default)]
     pub ports: Vec<PortStats>,
     /// Per local address (every address the dataplane has a port pool for).

@@ -13,7 +13,9 @@
 #                       bytes, $state/1m.bin, on every server), TCP echo :9000 (echo.py),
 #                       UDP echo :9001; with nginx also http :8081 expecting a Proxy
 #                       Protocol header (v1 or v2), logging the address it names to
-#                       $state/ppI.log
+#                       $state/ppI.log; with haproxy (LAB_HAPROXY=1) also http :8091
+#                       `bind ... accept-proxy` (v1 or v2) answering "haproxy ADDRESS PORT"
+#                       with the client address the header named
 #
 # With LAB_RS_MODE the real servers are set up as the LVS tutorials set them up per method:
 #   fnat (default)  as above: only the local addresses route via fnatd
@@ -40,7 +42,8 @@
 # FNATD (the fnatd binary), LAB_FNATD_ARGS (extra arguments to `fnatd run`, e.g. --socket),
 # LAB_SERVICES (a TOML file of [[service]] tables replacing the default ones),
 # LAB_EXTRA_SERVICES (a TOML file appended to them, e.g. an SNAT match service),
-# LAB_HTTP (nginx | python; default nginx when installed), LAB_WORKER_CPU (1),
+# LAB_HTTP (nginx | python; default nginx when installed), LAB_HAPROXY (1: haproxy :8091 on
+# every server, a Proxy Protocol receiver), LAB_WORKER_CPU (1),
 # LAB_METRICS (ADDRESS:PORT of fnatd's Prometheus endpoint, inside the gateway namespace),
 # LAB_WORKERS (1; N > 1 gives fnatd N workers, N queue pairs per port, replies spread over
 # them by the kernel's packet fanout), LAB_WORKER_CPUS ("1", or "1, 1, ..." for N workers),
@@ -130,6 +133,24 @@ CONF
     bg "$p" "s$i" "http$i" /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 --directory "$www"
     bg "$p" "s$i" "https$i" /usr/bin/python3 -m http.server 8443 --bind 0.0.0.0 --directory "$www"
     bg "$p" "s$i" "http443$i" /usr/bin/python3 -m http.server 443 --bind 0.0.0.0 --directory "$www"
+  fi
+  if [ "${LAB_HAPROXY:-}" = 1 ]; then
+    command -v haproxy >/dev/null || die "LAB_HAPROXY=1 needs haproxy (scripts/setup-debian.sh)"
+    # accept-proxy takes a v1 or v2 header; src/src_port are then the addresses it named.
+    cat > "$st/haproxy$i.cfg" <<CONF
+global
+  pidfile $st/haproxy$i.pid
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 10s
+  timeout server 10s
+frontend pp
+  bind 0.0.0.0:8091 accept-proxy
+  http-request return status 200 content-type text/plain lf-string "haproxy %[src] %[src_port]\\n"
+CONF
+    haproxy -c -q -f "$st/haproxy$i.cfg" || die "haproxy rejects $st/haproxy$i.cfg"
+    bg "$p" "s$i" "haproxy$i" haproxy -db -f "$st/haproxy$i.cfg"
   fi
   bg "$p" "s$i" "echo$i" /usr/bin/python3 "$here/echo.py" serve 9000
   bg "$p" "s$i" "uecho$i" socat UDP4-RECVFROM:9001,fork PIPE

@@ -18,7 +18,9 @@
 # the file $STATE/down-X exists (appliance X's view of its health).
 #
 # Usage (as root): scaleout.sh up (prints the prefix) | down PREFIX
-# Environment: LAB_PREFIX, FNATD, FNATCTL, LAB_HTTP (as lab.sh), LAB_BGP_HOLD (3).
+# Environment: LAB_PREFIX, FNATD, FNATCTL, LAB_HTTP (as lab.sh), LAB_BGP_HOLD (3),
+# LAB_ROUTER_PIN (1: the router pins each connection to its appliance, router-pin.nft; 0:
+# plain ECMP, where a withdrawn route moves the connections in flight too).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lab.sh
@@ -59,6 +61,8 @@ via = "198.18.$i.1"
 
 [control]
 socket = "$st/$x.sock"
+# SIGTERM: withdraw every VIP, keep forwarding 1.5 s (hook poll 200 ms + birdc + BGP update).
+withdraw_on_stop_ms = 1500
 
 [[service]]
 vip = "$VIP"
@@ -157,6 +161,16 @@ NFT
     KEEPALIVE=1 LOCAL_A=198.18.1.1 NEIGHBOR_A=198.18.1.2 LOCAL_B=198.18.2.1 \
     NEIGHBOR_B=198.18.2.2 APPLIANCE_AS=65001
   bg "$p" r bird-r bird -f -c "$st/bird-r.conf" -s "$st/bird-r.ctl" -P "$st/bird-r.pid"
+  # Connections pinned to the appliance their first packet went to (router-pin.nft): a
+  # withdrawn route then moves only new connections. LAB_ROUTER_PIN=0: plain ECMP.
+  if [ "${LAB_ROUTER_PIN:-1}" = 1 ]; then
+    fill "$ex/router-pin.nft" "$st/router-pin.nft" IF_CLIENT="${p}rc" IF_A="${p}ra" IF_B="${p}rb"
+    nsx "$p" r nft -f "$st/router-pin.nft"
+    nsx "$p" r ip rule add fwmark 1 lookup 101 priority 100
+    nsx "$p" r ip route add default via 198.18.1.2 dev "${p}ra" table 101
+    nsx "$p" r ip rule add fwmark 2 lookup 102 priority 100
+    nsx "$p" r ip route add default via 198.18.2.2 dev "${p}rb" table 102
+  fi
   # Twins exist once fnatd runs its ports: then BIRD and the hook start.
   for x in a b; do
     local ok=0

@@ -179,3 +179,76 @@ fn every_method_is_listed_saved_and_restored() {
     );
     daemon.stop();
 }
+
+/// Proxy Protocol and TOA go into fnatd's full-NAT rewrite: ipvsadm refuses them on a service
+/// whose real servers use another method, and another method's real server on a service that
+/// has them, whichever comes first; the refused change leaves the rules as they were.
+#[test]
+fn client_address_options_need_full_nat_real_servers() {
+    let dir = TempDir::new("ipvsadm-pp-method");
+    let socket = dir.join("ctl.sock");
+    let _daemon = Daemon::start(&config("null-fnat.toml"), &socket, &[]);
+    let links = ipvsadm_dir(&dir);
+    ok(&links, &socket, &["-A", "-t", SVC, "-s", "rr"]);
+    ok(
+        &links,
+        &socket,
+        &["-a", "-t", SVC, "-r", "198.19.1.21:8080", "-m"],
+    );
+    let before = ok(&links, &socket, &["-S", "-n"]);
+    for option in [&["--proxy-protocol", "v2"][..], &["--toa"][..]] {
+        let mut args = vec!["-E", "-t", SVC, "-s", "rr"];
+        args.extend_from_slice(option);
+        let done = ipvsadm(&links, &socket, &args);
+        assert_ne!(done.code(), Some(0), "{option:?} on a NAT service");
+        assert!(
+            done.stderr.contains("needs full-NAT real servers")
+                && done
+                    .stderr
+                    .contains("198.19.1.21:8080 forwards by nat (-m)"),
+            "{option:?}: {}",
+            done.stderr
+        );
+        assert_eq!(ok(&links, &socket, &["-S", "-n"]), before, "unchanged");
+    }
+    // The other order: the option first, then a DR real server.
+    ok(
+        &links,
+        &socket,
+        &["-d", "-t", SVC, "-r", "198.19.1.21:8080"],
+    );
+    ok(
+        &links,
+        &socket,
+        &["-E", "-t", SVC, "-s", "rr", "--proxy-protocol", "v1"],
+    );
+    ok(
+        &links,
+        &socket,
+        &["-a", "-t", SVC, "-r", "198.19.1.25", "-b"],
+    );
+    let done = ipvsadm(
+        &links,
+        &socket,
+        &["-a", "-t", SVC, "-r", "198.19.0.20", "-g"],
+    );
+    assert_ne!(done.code(), Some(0));
+    assert!(
+        done.stderr
+            .contains("proxy_protocol (--proxy-protocol) needs full-NAT real servers")
+            && done.stderr.contains("198.19.0.20:90 forwards by dr (-g)"),
+        "{}",
+        done.stderr
+    );
+    let done = ipvsadm(
+        &links,
+        &socket,
+        &["-e", "-t", SVC, "-r", "198.19.1.25", "-i"],
+    );
+    assert_ne!(done.code(), Some(0), "editing a real server to TUN");
+    assert!(
+        done.stderr.contains("forwards by tun (-i)"),
+        "{}",
+        done.stderr
+    );
+}

@@ -125,6 +125,15 @@ fn what_fnat_cannot_do_yet_is_refused_naming_file_and_line() {
             ":36: key `lvs_sched`: unknown scheduler",
         ),
         (format!("{seed}\n}}\n"), "extra '}'"),
+        // Proxy Protocol and TOA go into the full-NAT rewrite only.
+        (
+            seed.replace("    lb_kind FNAT\n", "    lb_kind NAT\n    proxy_protocol v2\n"),
+            ":36: key `proxy_protocol`: tcp/198.18.0.100:80: proxy_protocol (--proxy-protocol) needs full-NAT real servers (-b, method = \"fullnat\"): 198.19.1.10:80 forwards by nat (-m)",
+        ),
+        (
+            seed.replace("    lb_kind FNAT\n", "    lb_kind NAT\n    toa\n"),
+            ":36: key `toa`: tcp/198.18.0.100:80: toa (--toa) needs full-NAT real servers",
+        ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
         let path = dir.join(&format!("case{i}.conf"));

@@ -75,6 +75,10 @@ pub struct ControlSection {
     pub state_file: Option<String>,
     /// Largest request accepted, in bytes; default 1 MiB.
     pub max_request_bytes: Option<usize>,
+    /// On SIGTERM/SIGINT, stop announcing every VIP (as `fnatctl drain`) and keep forwarding
+    /// this long before the ports go (scale-out: the BGP withdraw leaves through the port's
+    /// kernel twin while it still exists); default 0, stop at once.
+    pub withdraw_on_stop_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

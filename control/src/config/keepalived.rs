@@ -15,7 +15,7 @@ use fnat_keepalived::lvs::{
     GroupMember, Method, Protocol as KaProtocol, TunnelKind, VirtualServer, VirtualServerKey,
 };
 use fnat_keepalived::{Diagnostic, Level, Location};
-use fnat_proto::edit::{check_rule_set, Place};
+use fnat_proto::edit::{check_rule_set, Place, ServiceField};
 use fnat_proto::model::{
     AclList, ClientPrefix, ForwardMethod, LocalAddress, Persistence, Protocol, Real, RuleSet,
     SchedFlags, Scheduler, Service, ServiceAddr, TunnelOptions, TunnelType, MAX_WEIGHT,
@@ -98,12 +98,18 @@ pub fn add_services<'a>(
             Place::Service(i, _) | Place::Real(i, _, _) | Place::LocalAddress(i, _) => Some(i),
             _ => None,
         };
+        // Options refused for the service's real servers name their own keyword.
+        let keyword = match refusal.place {
+            Place::Service(_, ServiceField::ProxyProtocol) => "proxy_protocol",
+            Place::Service(_, ServiceField::Toa) => "toa",
+            _ => "virtual_server",
+        };
         return Err(
             match index
                 .and_then(|i| i.checked_sub(first_added))
                 .and_then(|i| origin.get(i))
             {
-                Some(at) => located(at, "virtual_server", refusal.error.message),
+                Some(at) => located(at, keyword, refusal.error.message),
                 None => ConfigError {
                     file: path.display().to_string(),
                     line: None,

@@ -77,6 +77,8 @@ pub struct ControlSettings {
     pub socket: PathBuf,
     pub state_file: Option<PathBuf>,
     pub max_request_bytes: usize,
+    /// How long a stopping fnatd keeps forwarding with every VIP withdrawn (0: none).
+    pub withdraw_on_stop: std::time::Duration,
 }
 
 /// The Prometheus endpoint, when the config asks for one.

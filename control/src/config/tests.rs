@@ -714,6 +714,49 @@ fn client_address_options_parse_and_their_mistakes_are_named() {
     assert_eq!(e.key, "service[1].proxy_protocol", "UDP takes v2 only: {e}");
     let e = err(&with("toa = true"));
     assert_eq!(e.key, "service[1].toa", "TOA is TCP only: {e}");
+
+    // Both go into the full-NAT rewrite: a service with another method's real server is
+    // refused, naming the option and the real server.
+    for (option, key) in [
+        ("proxy_protocol = \"v2\"", "proxy_protocol"),
+        ("toa = true", "toa"),
+    ] {
+        let text = SERVICES.replacen(
+            "expire_on_removal = true\n",
+            &format!("expire_on_removal = true\n{option}\n"),
+            1,
+        );
+        assert!(parse(&text).is_ok(), "full-NAT reals take {option}");
+        let text = text.replacen(
+            "upper_threshold = 100, lower_threshold = 50 }",
+            "upper_threshold = 100, lower_threshold = 50, method = \"nat\" }",
+            1,
+        );
+        let e = err(&text);
+        assert_eq!(e.key, format!("service[0].{key}"), "{e}");
+        assert!(
+            e.reason.contains("needs full-NAT real servers")
+                && e.reason.contains("198.19.1.10:0 forwards by nat (-m)"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn withdraw_on_stop_is_milliseconds_up_to_a_minute() {
+    assert_eq!(
+        parse(GOOD).unwrap().control.withdraw_on_stop,
+        std::time::Duration::ZERO,
+        "off unless asked"
+    );
+    let with = |ms: &str| format!("{GOOD}\n[control]\nwithdraw_on_stop_ms = {ms}\n");
+    assert_eq!(
+        parse(&with("1500")).unwrap().control.withdraw_on_stop,
+        std::time::Duration::from_millis(1500)
+    );
+    let e = err(&with("60001"));
+    assert_eq!(e.key, "control.withdraw_on_stop_ms", "{e}");
+    assert!(e.reason.contains("0 to 60000"), "{e}");
 }
 
 /// `[sync]` and keepalived.conf's `lvs_sync_daemon`: one model, one validator, file/line/key

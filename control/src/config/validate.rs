@@ -720,6 +720,15 @@ fn control(file: &ConfigFile) -> Result<ControlSettings, Invalid> {
             None => None,
         },
         max_request_bytes,
+        withdraw_on_stop: match c.withdraw_on_stop_ms.unwrap_or(0) {
+            ms @ 0..=60_000 => std::time::Duration::from_millis(ms),
+            _ => {
+                return Err(invalid(
+                    "control.withdraw_on_stop_ms",
+                    "must be 0 to 60000 (milliseconds)",
+                ))
+            }
+        },
     })
 }
 

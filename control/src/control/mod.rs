@@ -118,6 +118,16 @@ impl ControlHandle {
         }
     }
 
+    /// Stops announcing every VIP, as `fnatctl drain` without VIPs does (the announcement
+    /// hook then withdraws them): what a stopping fnatd does first when
+    /// `control.withdraw_on_stop_ms` asks for it.
+    pub fn withdraw_all(&self) {
+        let answer = self.plane.lock().handle(fnat_proto::msg::Request::Query(
+            fnat_proto::msg::Query::Drain { vips: Vec::new() },
+        ));
+        let _ = answer.finish();
+    }
+
     /// Stops the VRRP service cleanly (priority 0 from every master) while the workers still
     /// carry the twins' frames out: called before the dataplane stops.
     pub fn stop_vrrp(&self) {

@@ -996,6 +996,7 @@ impl Plane {
             timeouts: Some(self.effective_timeouts()),
             stats,
             drops: view.drops,
+            client_address: view.client_address,
             ports: view.ports,
             local_addrs: view.local_addrs,
         })

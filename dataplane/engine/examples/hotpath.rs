@@ -21,6 +21,10 @@
 //!   subtract from the others.
 //! - `burst FLOWS PACKETS`: as `est`, through `Worker::process_burst` in bursts of 32.
 //!
+//! - `conn 0 CONNS`: CONNS whole connections, one after the other: SYN, SYN-ACK, ACK, 6 bytes
+//!   of request, 6 bytes of answer (with the ACK), ACK, FIN, FIN-ACK, ACK (9 packets, both
+//!   ports). Only `step` (one `Worker::process`) is measured: collect `*hotpath*step*` and
+//!   divide by CONNS; the frames between are built and read with etherparse outside it.
 //! - `steer FLOWS PACKETS` (with `METHOD=nat`): worker 0 of 2 gets ACKs of FLOWS clients whose
 //!   NAT owner is worker 1: the cost of deciding to redirect (NAT's return steering).
 //!
@@ -278,6 +282,137 @@ fn measure(
     ok
 }
 
+/// One packet through the worker: all that `conn` mode measures (callgrind `*hotpath*step*`).
+#[inline(never)]
+fn step(w: &mut Worker, port: u16, buf: &mut Buf, now: u64) -> Verdict {
+    w.process(port, buf, now)
+}
+
+/// A frame padded to the harness's fixed length (Ethernet padding after the IP packet).
+fn padded(v: Vec<u8>) -> [u8; FRAME_LEN] {
+    assert!(v.len() <= FRAME_LEN, "frame of {} bytes", v.len());
+    let mut f = [0u8; FRAME_LEN];
+    f[..v.len()].copy_from_slice(&v);
+    f
+}
+
+/// An IPv4 address and port.
+type Endpoint = ([u8; 4], u16);
+
+/// (source, destination, seq, ack, payload length) of a TCP frame that left.
+fn tcp_out(buf: &Buf) -> (Endpoint, Endpoint, u32, u32, usize) {
+    let h = etherparse::SlicedPacket::from_ethernet(buf.data()).expect("a frame left");
+    let Some(etherparse::NetSlice::Ipv4(ip)) = h.net else {
+        panic!("not IPv4")
+    };
+    let Some(etherparse::TransportSlice::Tcp(t)) = h.transport else {
+        panic!("not TCP")
+    };
+    let (src, dst) = (ip.header().source(), ip.header().destination());
+    (
+        (src, t.source_port()),
+        (dst, t.destination_port()),
+        t.sequence_number(),
+        t.acknowledgment_number(),
+        t.payload().len(),
+    )
+}
+
+/// `conn` mode: `conns` whole connections (9 packets each) through `w`; returns how many
+/// packets were transmitted.
+fn connections(w: &mut Worker, conns: u64) -> u64 {
+    const RS_ISN: u32 = 5000;
+    let mut buf = Buf::new();
+    let mut ok = 0u64;
+    let mut now = NOW;
+    let c_mac = [2, 0, 0, 0, 0xc1, 1];
+    let lan_mac = [2, 0, 0, 0, 0, 2];
+    let mut run = |w: &mut Worker, port: u16, f: Vec<u8>, buf: &mut Buf| {
+        buf.load(&padded(f));
+        now += 1000;
+        let v = step(w, port, buf, now);
+        assert!(matches!(v, Verdict::Transmit { .. }), "{v:?}");
+        ok += 1;
+    };
+    for k in 0..conns {
+        let (ip, port) = flow_addr(k);
+        let client = |seq: u32, ack: Option<u32>, syn: bool, fin: bool, data: &[u8]| {
+            let b = PacketBuilder::ethernet2(c_mac, PORT0_MAC)
+                .ipv4(ip, VIP, 64)
+                .tcp(port, 80, seq, 65535);
+            let b = if syn { b.syn() } else { b };
+            let b = if fin { b.fin() } else { b };
+            let b = match ack {
+                Some(a) => b.ack(a),
+                None => b,
+            };
+            let mut v = Vec::new();
+            b.write(&mut v, data).expect("frame");
+            v
+        };
+        run(w, 0, client(1000, None, true, false, b""), &mut buf);
+        let (lip, rs, _, _, _) = tcp_out(&buf);
+        let server = |seq: u32, ack: u32, syn: bool, fin: bool, data: &[u8]| {
+            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 1, 0x10], lan_mac)
+                .ipv4(rs.0, lip.0, 64)
+                .tcp(rs.1, lip.1, seq, 65535);
+            let b = if syn { b.syn() } else { b };
+            let b = if fin { b.fin() } else { b };
+            let mut v = Vec::new();
+            b.ack(ack).write(&mut v, data).expect("frame");
+            v
+        };
+        run(w, 1, server(RS_ISN, 1001, true, false, b""), &mut buf);
+        run(
+            w,
+            0,
+            client(1001, Some(RS_ISN + 1), false, false, b""),
+            &mut buf,
+        );
+        run(
+            w,
+            0,
+            client(1001, Some(RS_ISN + 1), false, false, b"GET /\n"),
+            &mut buf,
+        );
+        // The real server acknowledges what it received (the header included).
+        let (_, _, seq, _, len) = tcp_out(&buf);
+        let got = seq.wrapping_add(len as u32);
+        run(
+            w,
+            1,
+            server(RS_ISN + 1, got, false, false, b"HTTP \n"),
+            &mut buf,
+        );
+        run(
+            w,
+            0,
+            client(1007, Some(RS_ISN + 7), false, false, b""),
+            &mut buf,
+        );
+        run(
+            w,
+            0,
+            client(1007, Some(RS_ISN + 7), false, true, b""),
+            &mut buf,
+        );
+        let (_, _, fin_seq, _, _) = tcp_out(&buf);
+        run(
+            w,
+            1,
+            server(RS_ISN + 7, fin_seq.wrapping_add(1), false, true, b""),
+            &mut buf,
+        );
+        run(
+            w,
+            0,
+            client(1008, Some(RS_ISN + 8), false, false, b""),
+            &mut buf,
+        );
+    }
+    ok
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map_or("est", String::as_str).to_string();
@@ -288,7 +423,7 @@ fn main() {
         .unwrap_or(1_000_000);
 
     let capacity = match mode.as_str() {
-        "new" => packets + 16,
+        "new" | "conn" => packets + 16,
         "churn" => flows as usize * 2 + 1024,
         _ => flows as usize + 16,
     };
@@ -359,6 +494,19 @@ fn main() {
     };
     let workers = if mode == "steer" { 2 } else { 1 };
     let mut w = Worker::new(0, workers, Arc::new(r));
+    if mode == "conn" {
+        let t0 = Instant::now();
+        let ok = connections(&mut w, packets as u64);
+        let dt = t0.elapsed().as_secs_f64();
+        println!(
+            "mode conn connections {packets}: {:.1} ns/connection, transmitted {ok}/{}, headers {}, toa {}",
+            dt * 1e9 / packets as f64,
+            packets * 9,
+            w.stats().proxy_headers,
+            w.stats().toa_added
+        );
+        return;
+    }
     let frames: Vec<[u8; FRAME_LEN]> = if mode == "steer" {
         // One flow per client address (flow k's address is 10.0.0.0 + k / 60000).
         (0..)

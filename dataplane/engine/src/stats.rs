@@ -137,6 +137,9 @@ pub struct WorkerStats {
     pub toa_added: u64,
     /// Segments that went without TOA: no room left in the TCP options.
     pub toa_no_room: u64,
+    /// Client segments whose own TCP option 254 was removed (a TOA service's real server
+    /// must see fnatd's, not one the client forged).
+    pub toa_stripped: u64,
     /// Sessions ended (timed out, or their service was removed).
     pub sessions_ended: u64,
     /// Persistence templates live (as of the last housekeeping).
@@ -181,6 +184,7 @@ impl Default for WorkerStats {
             proxy_split: 0,
             toa_added: 0,
             toa_no_room: 0,
+            toa_stripped: 0,
             sessions_ended: 0,
             templates: 0,
             templates_full: 0,
@@ -252,6 +256,7 @@ impl WorkerStats {
         self.proxy_split += other.proxy_split;
         self.toa_added += other.toa_added;
         self.toa_no_room += other.toa_no_room;
+        self.toa_stripped += other.toa_stripped;
         self.sessions_ended += other.sessions_ended;
         self.templates += other.templates;
         self.templates_full += other.templates_full;

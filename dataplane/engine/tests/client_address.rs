@@ -391,6 +391,39 @@ fn toa_on_handshake_ack_and_first_data_only_client_option_stripped() {
     assert!(toa_of(&th).is_empty());
     assert_eq!(p, b"more");
     assert_eq!(c.w.stats().toa_added, 2);
+    assert_eq!(
+        c.w.stats().toa_stripped,
+        2,
+        "the two forged options, not the clean ACK"
+    );
+}
+
+#[test]
+fn toa_is_readable_behind_a_malformed_or_ended_option_list() {
+    let ca = ClientAddress {
+        proxy_version: 0,
+        proxy_insecure: false,
+        toa: true,
+    };
+    let first = C_ISN.wrapping_add(1);
+    // A forged 254 whose length (10) runs past the options (found by the client_address fuzz
+    // target: appended behind it, fnatd's option was swallowed into the client's), and an
+    // end-of-list followed by padding.
+    for opts in [
+        [254u8, 10, 192, 0, 2, 66, 0, 42],
+        [2u8, 4, 5, 0xb4, 0, 0, 0, 0],
+    ] {
+        let (mut c, _) = Conn::open(ca);
+        let mut f = seg_raw_opts(c.client, sa(VIP, 80), first, RS_ISN + 1, &opts, b"data");
+        assert_eq!(c.run(&mut f), Verdict::Transmit { port: 1 });
+        let (th, p) = tcp_of(&f);
+        // toa_of reads as a receiver does (stops at end-of-list, lengths checked).
+        assert_eq!(toa_of(&th), vec![(CPORT, CLIENT.octets())], "{opts:?}");
+        assert_eq!(p, b"data");
+        if opts[0] == 2 {
+            assert_eq!(&th.options.as_slice()[..4], &[2, 4, 5, 0xb4], "MSS kept");
+        }
+    }
 }
 
 #[test]

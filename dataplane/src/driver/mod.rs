@@ -587,8 +587,21 @@ fn supervise(
 
     let mut reports = Vec::with_capacity(workers);
     let mut next_sample = std::time::Instant::now();
+    // Set on the first stop signal when `control.withdraw_on_stop_ms` asks to keep forwarding
+    // with every VIP withdrawn until then.
+    let mut withdrawn_until: Option<std::time::Instant> = None;
     while reports.len() < workers {
-        if signals::stop_requested() {
+        if signals::stop_requested() && withdrawn_until.is_none() {
+            if let (Some(c), false) = (control.as_ref(), cfg.control.withdraw_on_stop.is_zero()) {
+                c.withdraw_all();
+                eprintln!(
+                    "fnatd: stopping: every VIP withdrawn; forwarding {} ms more",
+                    cfg.control.withdraw_on_stop.as_millis()
+                );
+            }
+            withdrawn_until = Some(std::time::Instant::now() + cfg.control.withdraw_on_stop);
+        }
+        if withdrawn_until.is_some_and(|t| std::time::Instant::now() >= t) {
             if !running.stop.load(Ordering::SeqCst) {
                 // VRRP first: its priority-0 adverts leave through the twins while the
                 // workers still carry the twins' frames out.

@@ -17,7 +17,7 @@ use fnat_engine::{DropReason, Worker, WorkerStats};
 use fnat_proto::model::{ForwardMethod, Protocol as ProtoProtocol};
 use fnat_proto::stats::{
     ConnEntry, ConnFilter, Counters, LaddrStats, PortStats, ViewRealStats, ViewServiceStats,
-    ViewStats,
+    ViewStats, CLIENT_ADDRESS_EVENTS,
 };
 use parking_lot::Mutex;
 
@@ -237,6 +237,16 @@ impl DriverView {
         for reason in DropReason::ALL {
             view.drops
                 .insert(reason.name().to_string(), total.drops[*reason as usize]);
+        }
+        let events = [
+            total.proxy_headers,
+            total.proxy_split,
+            total.toa_added,
+            total.toa_no_room,
+            total.toa_stripped,
+        ];
+        for (name, n) in CLIENT_ADDRESS_EVENTS.iter().zip(events) {
+            view.client_address.insert(name.to_string(), n);
         }
         for (i, name) in self.port_names.iter().enumerate() {
             view.ports.push(PortStats {

@@ -265,8 +265,8 @@ impl FullNat {
                             new.first_seq = seq.wrapping_add(1);
                             new.flags |= ADJ_SEQ_KNOWN;
                         }
-                        if adj.flags & ADJ_TOA != 0 {
-                            strip_toa(&mut opts[..olen]);
+                        if adj.flags & ADJ_TOA != 0 && strip_toa(&mut opts[..olen]) {
+                            self.toa_stripped += 1;
                         }
                         let first_data = payload_len > 0
                             && adj.flags & ADJ_SEQ_KNOWN != 0
@@ -452,26 +452,36 @@ impl FullNat {
     }
 }
 
-/// Turns every option 254 (TOA) in `opts` into NOPs.
-fn strip_toa(opts: &mut [u8]) {
+/// Turns every option 254 (TOA) in `opts` into NOPs (true if there was one), and the end of
+/// the list too: an end-of-list option and what follows it, or a malformed option (a length
+/// below 2 or past the options) and what follows it. A receiver stops parsing there, so an
+/// option fnatd appends behind it would go unread, or (a client's 254 whose length reaches
+/// into it) be read as part of the client's; as NOPs the receiver reads on to it.
+fn strip_toa(opts: &mut [u8]) -> bool {
+    let mut stripped = false;
     let mut i = 0;
     while i < opts.len() {
         match opts[i] {
-            0 => break,
+            0 => {
+                opts[i..].fill(1);
+                break;
+            }
             1 => i += 1,
             kind => {
-                let Some(&len) = opts.get(i + 1) else { break };
-                let len = usize::from(len);
+                let len = opts.get(i + 1).map_or(0, |&l| usize::from(l));
                 if len < 2 || i + len > opts.len() {
+                    opts[i..].fill(1);
                     break;
                 }
                 if kind == TOA_KIND {
                     opts[i..i + len].fill(1);
+                    stripped = true;
                 }
                 i += len;
             }
         }
     }
+    stripped
 }
 
 /// Applies `f` to both edges of every SACK block (option 5) in `opts`.
@@ -550,10 +560,16 @@ mod tests {
         assert_eq!(&o[4..12], &[0, 0, 0, 15, 0, 0, 0, 25]);
         strip_toa(&mut o);
         assert_eq!(&o[12..], &[1; 8]);
-        // A malformed length stops the walk without panicking.
+        // A malformed length stops the walk without panicking; stripping then turns it and
+        // what follows into NOPs (an option appended behind must stay readable), and so an
+        // end-of-list and its padding.
         let mut bad = [5, 0, 1, 1];
         sack_map(&mut bad, |v| v + 1);
-        strip_toa(&mut bad);
         assert_eq!(bad, [5, 0, 1, 1]);
+        assert!(!strip_toa(&mut bad));
+        assert_eq!(bad, [1, 1, 1, 1]);
+        let mut ended = [2, 4, 5, 0xb4, 0, 0, 0, 0];
+        strip_toa(&mut ended);
+        assert_eq!(ended, [2, 4, 5, 0xb4, 1, 1, 1, 1]);
     }
 }

@@ -265,6 +265,9 @@ pub struct FullNat {
     sync: sync::SyncOut,
     /// Some address is VRRP standby (`Rules::standby`): the fast path checks replies too.
     standby: bool,
+    /// Client options 254 that `client_address` turned into NOPs since `process` last
+    /// moved the count into the worker's stats (it has no stats of its own).
+    toa_stripped: u64,
 }
 
 /// The worker that owns NAT sessions of client address `client`, for `workers` workers: both
@@ -336,6 +339,7 @@ impl FullNat {
             insert: None,
             sync: sync::SyncOut::default(),
             standby: false,
+            toa_stripped: 0,
         };
         f.update(rules, stats);
         f
@@ -537,6 +541,9 @@ impl FullNat {
             Err(reason) => return Verdict::Drop(*reason),
         };
         let verdict = self.process_bytes(rx_port, frame.data_mut(), pkt, hint, now_ns, stats);
+        if self.adjusting {
+            stats.toa_stripped += std::mem::take(&mut self.toa_stripped);
+        }
         if let Some(ins) = self.insert.take() {
             return self.grow(frame, pkt, ins, verdict, stats);
         }
