@@ -147,7 +147,7 @@ pub struct VrrpRun {
 pub fn vrrp_runs(
     path: &Path,
     ports: &[super::PortSpec],
-) -> Result<(Vec<VrrpRun>, Vec<Diagnostic>), ConfigError> {
+) -> Result<(Vec<VrrpRun>, Vec<Diagnostic>, fnat_vrrp::service::Context), ConfigError> {
     let conf = fnat_keepalived::read_file(path);
     if let Some(e) = conf.errors().next() {
         return Err(from_diagnostic(e));
@@ -185,8 +185,13 @@ pub fn vrrp_runs(
             )));
             continue;
         };
-        let instance = fnat_vrrp::service::InstanceConfig::from_keepalived(v, primary)
+        let mut instance = fnat_vrrp::service::InstanceConfig::from_keepalived(v, primary)
             .map_err(|reason| located(&v.at, "vrrp_instance", reason))?;
+        instance.sync_group = conf
+            .vrrp_sync_groups
+            .iter()
+            .find(|g| g.members.contains(&v.name))
+            .map(|g| g.name.clone());
         runs.push(VrrpRun {
             port: port.name.clone(),
             twin: twin.clone(),
@@ -194,7 +199,16 @@ pub fn vrrp_runs(
             instance,
         });
     }
-    Ok((runs, warnings))
+    let context = fnat_vrrp::service::Context {
+        groups: Default::default(),
+        scripts: conf
+            .vrrp_scripts
+            .iter()
+            .map(fnat_vrrp::track::ScriptConfig::from_keepalived)
+            .collect(),
+        notify_fifo: conf.vrrp_notify_fifo.as_ref().map(Into::into),
+    };
+    Ok((runs, warnings, context))
 }
 
 /// The session sync daemons of the keepalived.conf at `path`: `lvs_sync_daemon IF [VI_NAME]

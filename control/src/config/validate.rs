@@ -160,6 +160,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         drop_ip_options,
         expire_quiescent_template: file.session.expire_quiescent_template.unwrap_or(false),
         standby: Vec::new(),
+        garp: Default::default(),
         edits: None,
     };
     let (rules, _) = crate::control::compile_fresh(&base, &base.timeouts, &rule_set)
@@ -177,6 +178,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         keepalived: None,
         health,
         vrrp: Vec::new(),
+        vrrp_context: Default::default(),
         sync: sync_daemons,
     })
 }

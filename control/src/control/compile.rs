@@ -311,6 +311,7 @@ pub fn snapshot(
         drop_ip_options: base.drop_ip_options,
         expire_quiescent_template: base.expire_quiescent_template,
         standby: base.standby.clone(),
+        garp: base.garp.clone(),
         edits: None,
     }
 }

@@ -317,6 +317,7 @@ impl FullNat {
                 && p.routes == rules.routes
                 && p.neighbours == rules.neighbours
                 && p.standby == rules.standby
+                && p.garp == rules.garp
         });
         if !net_same {
             self.egress = Egress::new(rules);

@@ -38,6 +38,8 @@ pub const DEFAULT_HOLD_SLOTS: usize = 64;
 pub const DEFAULT_TABLE_CAPACITY: usize = 4096;
 /// ARP requests waiting to go out, per worker.
 const OUTBOX: usize = 64;
+/// Most announcements of one address per VRRP request (keepalived allows up to 255).
+const MAX_GARP_REPEAT: u32 = 255;
 /// Gratuitous ARPs sent per drain call.
 const GARP_PER_DRAIN: usize = 16;
 
@@ -162,6 +164,8 @@ pub struct Neighbours {
     owned: FixedMap,
     /// The same, sorted, to find addresses added by a rules change.
     owned_list: Vec<(PortIndex, u32)>,
+    /// The VRRP gratuitous-ARP totals already queued (`Rules::garp`).
+    garp_seen: Vec<(std::net::Ipv4Addr, u64)>,
     port_macs: Vec<[u8; 6]>,
     /// Per port: (net, mask, addr) of its interface addresses, and a fallback sender address.
     port_nets: Vec<Vec<(u32, u32, u32)>>,
@@ -183,6 +187,7 @@ impl Neighbours {
             announce: true,
             owned: FixedMap::with_capacity(0),
             owned_list: Vec::new(),
+            garp_seen: Vec::new(),
             port_macs: Vec::new(),
             port_nets: Vec::new(),
             port_fallback: Vec::new(),
@@ -256,6 +261,26 @@ impl Neighbours {
                 if self.owned_list.binary_search(&(port, ip)).is_err() {
                     self.garps.push((port, ip));
                 }
+            }
+            // VRRP's schedule (takeover bursts, garp_master_delay, _refresh): each owned
+            // address of the request, `repeat` times, once per round.
+            if rules.garp.totals != self.garp_seen {
+                for &(addr, total) in &rules.garp.totals {
+                    let seen = self
+                        .garp_seen
+                        .iter()
+                        .find(|(a, _)| *a == addr)
+                        .map_or(0, |(_, n)| *n);
+                    let repeat = total.saturating_sub(seen).min(u64::from(MAX_GARP_REPEAT));
+                    let ip = u32::from(addr);
+                    for &(port, owned) in &list {
+                        if owned == ip {
+                            self.garps
+                                .extend(std::iter::repeat_n((port, ip), repeat as usize));
+                        }
+                    }
+                }
+                self.garp_seen.clone_from(&rules.garp.totals);
             }
             // Announce in address order (garps is drained from the end).
             self.garps.reverse();
