@@ -24,6 +24,7 @@ use super::*;
 use crate::packet::checksum::{self, update16, update32};
 use crate::packet::ipv4::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::packet::l4::{TcpFlags, Transport};
+use crate::packet::{tcp_option_at, TcpOptionAt};
 use crate::session::Direction;
 
 /// The service sends a Proxy Protocol header that has not gone yet.
@@ -643,19 +644,16 @@ impl FullNat {
 fn strip_toa(opts: &mut [u8]) -> bool {
     let mut stripped = false;
     let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => {
-                opts[i..].fill(1);
-                break;
-            }
-            1 => i += 1,
-            kind => {
-                let len = opts.get(i + 1).map_or(0, |&l| usize::from(l));
-                if len < 2 || i + len > opts.len() {
-                    opts[i..].fill(1);
-                    break;
+    loop {
+        match tcp_option_at(opts, i) {
+            TcpOptionAt::End | TcpOptionAt::Malformed => {
+                if let Some(rest) = opts.get_mut(i..) {
+                    rest.fill(1);
                 }
+                return stripped;
+            }
+            TcpOptionAt::Nop => i += 1,
+            TcpOptionAt::Option { kind, len } => {
                 if kind == TOA_KIND {
                     opts[i..i + len].fill(1);
                     stripped = true;
@@ -664,22 +662,16 @@ fn strip_toa(opts: &mut [u8]) -> bool {
             }
         }
     }
-    stripped
 }
 
 /// Applies `f` to both edges of every SACK block (option 5) in `opts`.
 fn sack_map(opts: &mut [u8], f: impl Fn(u32) -> u32) {
     let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => break,
-            1 => i += 1,
-            kind => {
-                let Some(&len) = opts.get(i + 1) else { break };
-                let len = usize::from(len);
-                if len < 2 || i + len > opts.len() {
-                    break;
-                }
+    loop {
+        match tcp_option_at(opts, i) {
+            TcpOptionAt::End | TcpOptionAt::Malformed => return,
+            TcpOptionAt::Nop => i += 1,
+            TcpOptionAt::Option { kind, len } => {
                 if kind == 5 {
                     let mut j = i + 2;
                     while j + 4 <= i + len {

@@ -158,23 +158,7 @@ impl FullNat {
             m.state = state;
         }
         self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
-        if let Some(r) = stats
-            .services
-            .get_mut(usize::from(svc_slot))
-            .and_then(|st| st.reals.get_mut(usize::from(rs_slot)))
-        {
-            match (old_state.is_active(), state.is_active()) {
-                (false, true) => {
-                    r.inactive_conns = r.inactive_conns.saturating_sub(1);
-                    r.active_conns += 1;
-                }
-                (true, false) => {
-                    r.active_conns = r.active_conns.saturating_sub(1);
-                    r.inactive_conns += 1;
-                }
-                _ => {}
-            }
-        }
+        super::sync::move_active(stats, svc_slot, rs_slot, old_state, state);
         let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
         self.wheel.schedule(id, now, now.saturating_add(timeout));
         self.sync_note(id, Some(old_state), dir == Direction::Input, now);

@@ -532,7 +532,13 @@ impl FullNat {
 }
 
 /// Moves one connection between ActiveConn and InActConn when its state changes.
-fn move_active(stats: &mut WorkerStats, svc: u16, rs: u16, old: ConnState, new: ConnState) {
+pub(super) fn move_active(
+    stats: &mut WorkerStats,
+    svc: u16,
+    rs: u16,
+    old: ConnState,
+    new: ConnState,
+) {
     if let Some(r) = stats
         .services
         .get_mut(usize::from(svc))

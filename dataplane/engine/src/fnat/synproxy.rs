@@ -85,33 +85,20 @@ impl SynOptions {
             wscale: None,
             sack: false,
         };
-        let mut i = 0;
-        while i < opts.len() {
-            match opts[i] {
-                0 => break,
-                1 => i += 1,
-                kind => {
-                    let Some(&len) = opts.get(i + 1) else { break };
-                    let len = usize::from(len);
-                    if len < 2 || i + len > opts.len() {
-                        break;
-                    }
-                    match (kind, len) {
-                        (2, 4) => {
-                            let mss = u16::from_be_bytes([opts[i + 2], opts[i + 3]]);
-                            o.mss = MSS_TABLE
-                                .iter()
-                                .rev()
-                                .copied()
-                                .find(|&m| m <= mss)
-                                .unwrap_or(MSS_TABLE[0]);
-                        }
-                        (3, 3) => o.wscale = Some(opts[i + 2].min(14)),
-                        (4, 2) => o.sack = true,
-                        _ => {}
-                    }
-                    i += len;
+        for (i, kind, len) in crate::packet::tcp_options(opts) {
+            match (kind, len) {
+                (2, 4) => {
+                    let mss = u16::from_be_bytes([opts[i + 2], opts[i + 3]]);
+                    o.mss = MSS_TABLE
+                        .iter()
+                        .rev()
+                        .copied()
+                        .find(|&m| m <= mss)
+                        .unwrap_or(MSS_TABLE[0]);
                 }
+                (3, 3) => o.wscale = Some(opts[i + 2].min(14)),
+                (4, 2) => o.sack = true,
+                _ => {}
             }
         }
         o
