@@ -12,9 +12,11 @@ build: setup
 	cargo build --release --workspace --bins
 
 # DEMO_MODE=fnat (default) | nat | dr | tun | snat: one lab per LVS forwarding method.
+# DEMO_HA=1: two directors and a failover under a live connection (scripts/demo-ha.sh).
 DEMO_MODE ?= fnat
+DEMO_HA ?= 0
 demo: build
-	DEMO_MODE=$(DEMO_MODE) bash scripts/demo.sh
+	DEMO_MODE=$(DEMO_MODE) DEMO_HA=$(DEMO_HA) bash scripts/demo.sh
 
 lint: setup
 	cargo fmt --all -- --check

@@ -16,9 +16,12 @@
 #   DEMO_HEALTH=1 the services come from the tutorial's keepalived.conf (configs/keepalived-seed.conf,
 #                 its addresses mapped onto the lab's) with its TCP_CHECKs: a real server is
 #                 stopped mid-demo, leaves the table, and comes back when it answers again
+#   DEMO_HA=1     high availability instead (scripts/demo-ha.sh): two directors, a failover
+#                 under a live connection
 #   FNATD=...     the fnatd binary (default target/release/fnatd, built by `make build`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${DEMO_HA:-0}" = 1 ]; then exec bash scripts/demo-ha.sh; fi
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (network namespaces, veths, DPDK)"; exit 1; }
 export FNATD=${FNATD:-target/release/fnatd}
 fnatctl=${FNATCTL:-$(dirname "$FNATD")/fnatctl}

@@ -11,6 +11,7 @@ packages=(
   prometheus                                      # a real scraper for the metrics test
   python3-dpkt                                    # ships the real captures the tests replay
   ethtool curl socat nginx-light iputils-ping     # the namespace lab (scripts/lab/lab.sh)
+  libnginx-mod-stream                             # lab: a server-speaks-first Proxy Protocol server (stream :8083)
   wrk apache2-utils nftables                      # lab load tests and the kernel baseline
   keepalived                                      # its doc/samples: the keepalived.conf reader's corpus; the VRRP interop lab (lab_vrrp)
   dnsmasq-base openssl                            # health-check lab: a DNS_CHECK target, an SSL_GET certificate

@@ -59,7 +59,7 @@ ipvsadm (fnatctl) — ipvsadm's commands against fnatd
 Usage:
   ipvsadm -A|E -t|u|f|H service-address [-s scheduler] [-p [timeout]] [-M netmask] [--sched-flags flags] [-o]
         [--conn-rate rate[:burst][/len]]
-        [--proxy-protocol v1|v2|v1-insecure|v2-insecure|disable] [--toa]
+        [--proxy-protocol v1|v2|v1-insecure|v2-insecure|disable] [--toa] [-j|--synproxy]
   ipvsadm -D -t|u|f|H service-address
   ipvsadm -C
   ipvsadm -R
@@ -88,6 +88,8 @@ only its clients may connect); both apply to new connections only. --conn-rate c
 connections per second per client prefix (-E --conn-rate 0 removes the cap).
 --proxy-protocol (as DPVS's ipvsadm) and --toa tell full-NAT real servers the client's address
 (a Proxy Protocol header in front of the data; TCP option 254), see docs/client-address.md.
+-j/--synproxy (as DPVS's ipvsadm): SYN cookies answer the clients' SYNs; a connection to a
+real server opens only on a valid cookie ACK (TCP services).
 The socket is --socket PATH (fnatctl), $FNAT_SOCKET, or /run/fnatd/ctl.sock.
 ";
 

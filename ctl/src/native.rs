@@ -149,6 +149,9 @@ pub struct ServiceOpts {
     /// TCP option 254 (TOA: client port and address) toward full-NAT real servers.
     #[arg(long)]
     toa: bool,
+    /// SYN proxy (as DPVS's ipvsadm -j): SYN cookies answer the clients' SYNs.
+    #[arg(short = 'j', long)]
+    synproxy: bool,
 }
 
 #[derive(Subcommand)]
@@ -437,6 +440,12 @@ fn execute(client: &Client, command: Command) -> Result<Output, String> {
             for (event, n) in &l.client_address {
                 let _ = writeln!(human, "  {event:<24} {n}");
             }
+            if l.syn_proxy.values().any(|&n| n > 0) {
+                human.push_str("\nSYN proxy:\n");
+                for (event, n) in &l.syn_proxy {
+                    let _ = writeln!(human, "  {event:<24} {n}");
+                }
+            }
             human.push_str("\nPorts:\n");
             for p in &l.ports {
                 let _ = writeln!(
@@ -631,6 +640,7 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             s.conn_rate = conn_rate_of(&opts)?.flatten();
             s.proxy_protocol = opts.proxy_protocol.unwrap_or_default();
             s.toa = opts.toa;
+            s.synproxy = opts.synproxy;
             apply(client, Change::ServiceAdd { service: s })
         }
         ServiceCmd::Edit {
@@ -670,6 +680,9 @@ fn service(client: &Client, cmd: ServiceCmd) -> Result<Output, String> {
             }
             if opts.toa {
                 attrs.toa = true;
+            }
+            if opts.synproxy {
+                attrs.synproxy = true;
             }
             let _ = DEFAULT_PERSISTENCE;
             apply(client, Change::ServiceEdit { service: attrs })

@@ -75,6 +75,8 @@ pub struct Sample {
     pub publishes: u64,
     pub publish_seconds_total: f64,
     pub publish_last_seconds: f64,
+    /// The VRRP instances, as `fnatctl vrrp` shows them (empty without).
+    pub vrrp: Vec<fnat_proto::vrrp::VrrpInstanceStatus>,
 }
 
 /// Where a scrape reads from (the driver implements it; tests use a fake).
@@ -530,6 +532,14 @@ fn encode_sample(e: &mut DescriptorEncoder, s: &Sample) -> Result<(), std::fmt::
             .iter()
             .map(|(event, n)| (vec![("event", event.clone())], *n)),
     )?;
+    counter(
+        e,
+        "synproxy_events",
+        "SYN proxy: cookies sent, valid cookie ACKs, client data held, hold slots full",
+        l.syn_proxy
+            .iter()
+            .map(|(event, n)| (vec![("event", event.clone())], *n)),
+    )?;
     let port = |name: &str| vec![("port", name.to_string())];
     counter(
         e,
@@ -721,6 +731,56 @@ fn encode_sample(e: &mut DescriptorEncoder, s: &Sample) -> Result<(), std::fmt::
         "Time the last publish took until every worker ran it",
         one(s.publish_last_seconds),
     )?;
+    encode_vrrp(e, &s.vrrp)
+}
+
+/// Per VRRP instance: its state and effective priority, and keepalived's counters under
+/// their names (`fnat_vrrp_advert_rcvd_total`, `fnat_vrrp_auth_failure_total`, …).
+fn encode_vrrp(
+    e: &mut DescriptorEncoder,
+    vrrp: &[fnat_proto::vrrp::VrrpInstanceStatus],
+) -> Result<(), std::fmt::Error> {
+    if vrrp.is_empty() {
+        return Ok(());
+    }
+    let labels = |i: &fnat_proto::vrrp::VrrpInstanceStatus| -> Labels {
+        vec![
+            ("instance", i.name.clone()),
+            ("vrid", i.virtual_router_id.to_string()),
+            ("interface", i.interface.clone()),
+        ]
+    };
+    // keepalived's numbering of its states (vrrp_t.state): INIT 0, BACKUP 1, MASTER 2, FAULT 3.
+    let state = |s: &str| match s {
+        "BACKUP" => 1i64,
+        "MASTER" => 2,
+        "FAULT" => 3,
+        _ => 0,
+    };
+    gauge(
+        e,
+        "vrrp_state",
+        "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT (keepalived's numbers)",
+        vrrp.iter().map(|i| (labels(i), state(&i.state))),
+    )?;
+    gauge(
+        e,
+        "vrrp_effective_priority",
+        "The priority this director advertises (tracking included)",
+        vrrp.iter()
+            .map(|i| (labels(i), i64::from(i.effective_priority))),
+    )?;
+    let names: std::collections::BTreeSet<&String> =
+        vrrp.iter().flat_map(|i| i.counters.keys()).collect();
+    for name in names {
+        counter(
+            e,
+            &format!("vrrp_{name}"),
+            &format!("keepalived's VRRP statistic {name}"),
+            vrrp.iter()
+                .map(|i| (labels(i), i.counters.get(name).copied().unwrap_or(0))),
+        )?;
+    }
     Ok(())
 }
 
@@ -855,6 +915,36 @@ mod tests {
             "fnat_kernel_ring_used{interface=\"fkw\"} 3",
         ] {
             assert!(out.lines().any(|l| l == line), "{line} missing:\n{out}");
+        }
+    }
+
+    #[test]
+    fn vrrp_instances_have_keepalived_counter_names() {
+        let mut sample = sample();
+        sample.vrrp.push(fnat_proto::vrrp::VrrpInstanceStatus {
+            name: "VI_1".into(),
+            interface: "wan".into(),
+            virtual_router_id: 51,
+            state: "MASTER".into(),
+            priority: 100,
+            effective_priority: 80,
+            counters: [("advert_rcvd", 12), ("auth_failure", 2), ("ip_ttl_err", 1)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            ..Default::default()
+        });
+        let server = start("127.0.0.1:0".parse().unwrap(), Arc::new(Fake(Ok(sample)))).unwrap();
+        let out = scrape(&server, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let l = "instance=\"VI_1\",vrid=\"51\",interface=\"wan\"";
+        for line in [
+            format!("fnat_vrrp_state{{{l}}} 2"),
+            format!("fnat_vrrp_effective_priority{{{l}}} 80"),
+            format!("fnat_vrrp_advert_rcvd_total{{{l}}} 12"),
+            format!("fnat_vrrp_auth_failure_total{{{l}}} 2"),
+            format!("fnat_vrrp_ip_ttl_err_total{{{l}}} 1"),
+        ] {
+            assert!(out.lines().any(|x| x == line), "missing `{line}` in\n{out}");
         }
     }
 

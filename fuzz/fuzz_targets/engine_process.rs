@@ -10,6 +10,12 @@
 //! holds exactly one local port. At the end, data both ways on the sessions set up first is
 //! either rewritten exactly as the worker's table says (checked with etherparse, checksums
 //! included) or, if the session is gone, dropped as `no_session`.
+//!
+//! VIP:81 is a SYN-proxied service with Proxy Protocol v2 and TOA. A keyed cookie cannot be
+//! guessed, so the harness plays the peers of what the workers send: a cookie SYN-ACK gets
+//! the client's ACK (with data), a SYN toward a real server gets the server's SYN-ACK. Any
+//! SYN the fuzzer sends to VIP:81 thus reaches the cookie check, the session creation, the
+//! held data and the sequence reconciliation, and its later frames meet a live session.
 #![no_main]
 
 #[path = "../../dataplane/engine/tests/common/mod.rs"]
@@ -22,8 +28,22 @@ use libfuzzer_sys::fuzz_target;
 /// Sessions set up before the fuzzed frames: (client port, worker that owns the flow).
 const CLIENT_PORTS: [u16; 3] = [40000, 40001, 40002];
 
+/// The SYN-proxied service's port.
+const SYNPROXY_PORT: u16 = 81;
+
 fn setup(t: u64) -> Vec<Worker> {
-    let mut ws = workers(2, rules(256, 1024, 2047));
+    let mut r = rules(256, 1024, 2047);
+    let mut sp = r.services[0].clone();
+    sp.id = 3;
+    sp.port = SYNPROXY_PORT;
+    sp.options.synproxy = true;
+    sp.options.client_address = fnat_engine::rules::ClientAddress {
+        proxy_version: 2,
+        proxy_insecure: false,
+        toa: true,
+    };
+    r.services.push(sp);
+    let mut ws = workers(2, r);
     for (i, &cport) in CLIENT_PORTS.iter().enumerate() {
         let client = sa(CLIENT, cport);
         let first = i % 2;
@@ -78,6 +98,46 @@ fn steer(ws: &mut [Worker], first: usize, port: u16, frame: &mut Vec<u8>, now: u
         return v2;
     }
     v
+}
+
+/// The peer's answer to a frame a worker sent (etherparse reads it): the client's ACK (with
+/// data) to a cookie SYN-ACK from the SYN-proxied service, the real server's SYN-ACK to a SYN.
+fn peer_answer(frame: &[u8], port: u16) -> Option<(u16, Vec<u8>)> {
+    use etherparse::{PacketBuilder, PacketHeaders, TransportHeader};
+    let h = PacketHeaders::from_ethernet_slice(frame).ok()?;
+    let Some(etherparse::NetHeaders::Ipv4(ip, _)) = h.net else {
+        return None;
+    };
+    let Some(TransportHeader::Tcp(t)) = h.transport else {
+        return None;
+    };
+    if !t.syn {
+        return None;
+    }
+    let src = sa(ip.destination.into(), t.destination_port);
+    let dst = sa(ip.source.into(), t.source_port);
+    let (_, our_mac, peer_mac) = side_of(dst);
+    let b =
+        PacketBuilder::ethernet2(peer_mac, our_mac).ipv4(src.ip().octets(), dst.ip().octets(), 64);
+    let mut out = Vec::new();
+    match (port, t.ack) {
+        (0, true) if t.source_port == SYNPROXY_PORT => b
+            .tcp(src.port(), dst.port(), t.acknowledgment_number, 502)
+            .ack(t.sequence_number.wrapping_add(1))
+            .psh()
+            .write(&mut out, b"held")
+            .ok()?,
+        (1, false) => b
+            .tcp(src.port(), dst.port(), 0x5000_0000, 65535)
+            .syn()
+            .ack(t.sequence_number.wrapping_add(1))
+            .options(&[etherparse::TcpOptionElement::WindowScale(9)])
+            .ok()?
+            .write(&mut out, b"")
+            .ok()?,
+        _ => return None,
+    }
+    Some((port, out))
 }
 
 /// Data from the client on `cport` must follow the session the table holds for it.
@@ -138,7 +198,24 @@ fuzz_target!(|data: &[u8]| {
         let port = u16::from(ctl & 1);
         let first = usize::from((ctl >> 1) & 1);
         now += u64::from(ctl >> 2) * 1_000_000;
-        let _ = steer(&mut ws, first, port, &mut frame, now);
+        let mut v = steer(&mut ws, first, port, &mut frame, now);
+        // The peers answer what the workers sent (at most the two steps of a handshake).
+        for _ in 0..2 {
+            let Verdict::Transmit { port: out } = v else {
+                break;
+            };
+            let Some((to, mut answer)) = peer_answer(&frame, out) else {
+                break;
+            };
+            frame = std::mem::take(&mut answer);
+            v = steer(
+                &mut ws,
+                if to == 1 { 1 } else { first },
+                to,
+                &mut frame,
+                now,
+            );
+        }
         for w in ws.iter_mut() {
             w.housekeeping(now, 64);
             check_invariants(w);

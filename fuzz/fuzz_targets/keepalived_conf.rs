@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
     let lines = text.split('\n').count() as u32;
     for d in &config.diagnostics {
         assert!(d.at.file.ends_with("keepalived.conf"), "{d}");
-        assert!(d.at.line >= 1 && d.at.line <= lines, "{d}: line out of the file");
+        assert!(
+            d.at.line >= 1 && d.at.line <= lines,
+            "{d}: line out of the file"
+        );
         assert!(!d.message.is_empty());
     }
 });

@@ -36,6 +36,13 @@ pub struct Config {
     pub vrrp: Vec<Node>,
     /// `vrrp_instance` blocks, read (see [`crate::vrrp`]).
     pub vrrp_instances: Vec<crate::vrrp::VrrpInstance>,
+    /// `vrrp_sync_group` blocks, read (see [`crate::vrrp::sync_group`]).
+    pub vrrp_sync_groups: Vec<crate::vrrp::VrrpSyncGroup>,
+    /// `vrrp_script` blocks, read (see [`crate::vrrp::script_block`]).
+    pub vrrp_scripts: Vec<crate::vrrp::VrrpScript>,
+    /// `global_defs { vrrp_notify_fifo PATH }` (else `notify_fifo PATH`): where VRRP writes
+    /// its `INSTANCE "NAME" STATE PRIORITY` and `GROUP "NAME" STATE` lines.
+    pub vrrp_notify_fifo: Option<String>,
     /// `global_defs { lvs_sync_daemon … }` (see [`crate::sync`]).
     pub lvs_sync_daemon: Option<crate::sync::LvsSyncDaemon>,
     pub diagnostics: Vec<Diagnostic>,
@@ -140,6 +147,8 @@ pub struct VirtualServer {
     pub proxy_protocol: Option<String>,
     /// `toa`: TCP option 254 toward the real servers.
     pub toa: bool,
+    /// `syn_proxy`: SYN cookies answer the clients' SYNs (DPVS's keepalived).
+    pub syn_proxy: bool,
     /// `lvs_method`/`lb_kind`; keepalived's default is NAT.
     pub method: Method,
     pub persistence_timeout: Option<u32>,
@@ -281,9 +290,45 @@ fn finish(lines: &[crate::source::Line], mut diags: Diagnostics) -> Config {
         .filter_map(|n| number::<u8>(n, &mut diags))
         .next_back()
         .unwrap_or(2);
+    for node in nodes.iter().filter(|n| n.keyword == "vrrp_script") {
+        if let Some(s) = crate::vrrp::script_block(node, &mut diags) {
+            config.vrrp_scripts.push(s);
+        }
+    }
+    let mut garp = crate::vrrp::GarpDefaults::default();
+    for n in nodes
+        .iter()
+        .filter(|n| n.keyword == "global_defs")
+        .flat_map(children)
+    {
+        garp.read(n, &mut diags);
+    }
     for node in nodes.iter().filter(|n| n.keyword == "vrrp_instance") {
-        if let Some(v) = crate::vrrp::instance(node, version, &mut diags) {
+        if let Some(mut v) = crate::vrrp::instance(node, version, garp, &mut diags) {
+            // As keepalived: an unknown script is a warning, and not tracked.
+            v.track_script.retain(|t| {
+                let known = config.vrrp_scripts.iter().any(|s| s.name == t.name);
+                if !known {
+                    diags.warning(
+                        &t.at,
+                        "track_script",
+                        format!("no vrrp_script is named {}: not tracked", t.name),
+                    );
+                }
+                known
+            });
             config.vrrp_instances.push(v);
+        }
+    }
+    for node in nodes.iter().filter(|n| n.keyword == "vrrp_sync_group") {
+        let g = crate::vrrp::sync_group(
+            node,
+            &config.vrrp_instances,
+            &config.vrrp_sync_groups,
+            &mut diags,
+        );
+        if let Some(g) = g {
+            config.vrrp_sync_groups.push(g);
         }
     }
     for vs in &config.virtual_servers {
@@ -313,8 +358,14 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
                         }
                     }
                     "lvs_notify_fifo" => config.lvs_notify_fifo = n.args.first().cloned(),
-                    "notify_fifo" if config.lvs_notify_fifo.is_none() => {
-                        config.lvs_notify_fifo = n.args.first().cloned()
+                    "vrrp_notify_fifo" => config.vrrp_notify_fifo = n.args.first().cloned(),
+                    "notify_fifo" => {
+                        if config.lvs_notify_fifo.is_none() {
+                            config.lvs_notify_fifo = n.args.first().cloned();
+                        }
+                        if config.vrrp_notify_fifo.is_none() {
+                            config.vrrp_notify_fifo = n.args.first().cloned();
+                        }
                     }
                     "lvs_sync_daemon" => {
                         config.lvs_sync_daemon = crate::sync::lvs_sync_daemon(n, diags);
@@ -373,7 +424,7 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
             });
         }
         // Read after the rest (`finish`), with the global `vrrp_version`.
-        "vrrp_instance" => {}
+        "vrrp_instance" | "vrrp_sync_group" | "vrrp_script" => {}
         k if k.starts_with("vrrp_")
             || k == "static_ipaddress"
             || k == "static_routes"
@@ -738,6 +789,7 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
         ops: false,
         proxy_protocol: None,
         toa: false,
+        syn_proxy: false,
         method: Method::Nat,
         persistence_timeout: None,
         persistence_granularity: None,
@@ -801,6 +853,7 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
             "ops" => vs.ops = true,
             "proxy_protocol" => vs.proxy_protocol = one_arg(n, diags),
             "toa" => vs.toa = true,
+            "syn_proxy" => vs.syn_proxy = true,
             "quorum" => vs.quorum = number(n, diags).unwrap_or(vs.quorum),
             "hysteresis" => vs.hysteresis = number(n, diags).unwrap_or(0),
             "quorum_up" => vs.quorum_up = Some(n.args.join(" ")),
@@ -822,7 +875,6 @@ fn virtual_server(node: &Node, diags: &mut Diagnostics) -> Option<VirtualServer>
             "daddr_group_name" => vs.daddr_group_name = one_arg(n, diags),
             "waddr_group_name" => vs.waddr_group_name = one_arg(n, diags),
             "establish_timeout" => vs.establish_timeout = number(n, diags),
-            k @ "syn_proxy" => diags.warning(&n.at, k, "not supported yet: ignored"),
             "real_server" => real_nodes.push(n),
             // keepalived settings that change nothing fnat does.
             "ha_suspend"

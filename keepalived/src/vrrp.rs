@@ -1,6 +1,6 @@
 //! keepalived's `vrrp_instance` blocks, with keepalived's defaults: what fnat's VRRP service
-//! runs. Keywords fnat does not act on yet (`track_*`, `vrrp_script`, sync groups) are
-//! warnings naming file, line and keyword.
+//! runs, and `vrrp_sync_group` blocks (instances that move together). Keywords fnat does not
+//! act on yet are warnings naming file, line and keyword.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -51,10 +51,255 @@ pub struct VrrpInstance {
     pub garp_master_delay: Duration,
     /// `garp_master_repeat` (default 5): gratuitous ARPs per burst.
     pub garp_master_repeat: u32,
+    /// `garp_master_refresh` (default 0: off): gratuitous ARPs again every so long while
+    /// master, `garp_master_refresh_repeat` (default 1) at a time.
+    pub garp_master_refresh: Duration,
+    pub garp_master_refresh_repeat: u32,
+    /// `track_script { NAME [weight W] }`: `vrrp_script`s this instance follows.
+    pub track_script: Vec<Tracked>,
+    /// `track_interface { IF [weight W] }`: interfaces whose link this instance follows.
+    pub track_interface: Vec<Tracked>,
 }
 
-/// Reads one `vrrp_instance`; `version` is the global default (`vrrp_version`).
-pub fn instance(node: &Node, version: u8, diags: &mut Diagnostics) -> Option<VrrpInstance> {
+/// One entry of `track_script` or `track_interface`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tracked {
+    pub at: Location,
+    pub name: String,
+    /// `weight W` here (else the script's own; an interface's is 0).
+    pub weight: Option<i32>,
+}
+
+/// One `vrrp_script NAME { script …; interval; timeout; weight; rise; fall; init_fail }`,
+/// with keepalived's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VrrpScript {
+    pub at: Location,
+    pub name: String,
+    /// The command (run by `/bin/sh -c`).
+    pub script: String,
+    /// Default 1 s.
+    pub interval: Duration,
+    /// Default: the interval.
+    pub timeout: Duration,
+    /// -253..=253, default 0 (a failure puts the instance in FAULT).
+    pub weight: i32,
+    /// Successes to become good, failures to become bad (default 1, 1).
+    pub rise: u32,
+    pub fall: u32,
+    /// Start as failed (default: good).
+    pub init_fail: bool,
+}
+
+/// Reads one `vrrp_script`.
+pub fn script_block(node: &Node, diags: &mut Diagnostics) -> Option<VrrpScript> {
+    let name = one_arg(node, diags)?;
+    let mut s = VrrpScript {
+        at: node.at.clone(),
+        name,
+        script: String::new(),
+        interval: Duration::from_secs(1),
+        timeout: Duration::ZERO,
+        weight: 0,
+        rise: 1,
+        fall: 1,
+        init_fail: false,
+    };
+    let errors_before = diags.list.len();
+    for n in children(node) {
+        match n.keyword.as_str() {
+            "script" => s.script = script(n, diags).unwrap_or_default(),
+            "interval" => {
+                if let Some(t) = timer(n, diags).filter(|t| !t.is_zero()) {
+                    s.interval = t;
+                }
+            }
+            "timeout" => {
+                if let Some(t) = timer(n, diags) {
+                    s.timeout = t;
+                }
+            }
+            "weight" => match number::<i32>(n, diags) {
+                Some(w @ -253..=253) => s.weight = w,
+                Some(w) => diags.error(&n.at, "weight", format!("{w} is not in -253..253")),
+                None => {}
+            },
+            "rise" => s.rise = number::<u32>(n, diags).unwrap_or(1).max(1),
+            "fall" => s.fall = number::<u32>(n, diags).unwrap_or(1).max(1),
+            "init_fail" => s.init_fail = true,
+            k => diags.warning(&n.at, k, "not supported by fnat's VRRP yet: ignored"),
+        }
+    }
+    if s.script.is_empty() {
+        // keepalived removes it, with a warning (and its trackers then track nothing).
+        diags.warning(&node.at, "script", "no script: vrrp_script ignored");
+        return None;
+    }
+    if s.timeout.is_zero() {
+        s.timeout = s.interval;
+    }
+    let failed = diags.list[errors_before..]
+        .iter()
+        .any(|d| d.level == crate::Level::Error);
+    (!failed).then_some(s)
+}
+
+/// `track_script`/`track_interface` entries: `NAME [weight W]`.
+fn tracked(node: &Node, diags: &mut Diagnostics) -> Vec<Tracked> {
+    let mut out = Vec::new();
+    for n in children(node) {
+        let weight = match n.args.as_slice() {
+            [] => None,
+            [w, v] if w == "weight" => match v.parse::<i32>() {
+                Ok(w @ -253..=253) => Some(w),
+                _ => {
+                    diags.error(&n.at, "weight", format!("'{v}' is not in -253..253"));
+                    continue;
+                }
+            },
+            other => {
+                diags.warning(
+                    &n.at,
+                    &node.keyword,
+                    format!("'{}' not understood: ignored", other.join(" ")),
+                );
+                None
+            }
+        };
+        out.push(Tracked {
+            at: n.at.clone(),
+            name: n.keyword.clone(),
+            weight,
+        });
+    }
+    out
+}
+
+/// One `vrrp_sync_group NAME { group { VI_1 VI_2 … } }`: when one member changes state, all
+/// do (keepalived's semantics: a member becomes master only once none of the others still
+/// hears a master).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VrrpSyncGroup {
+    pub at: Location,
+    pub name: String,
+    /// The member instances' names, in the order written.
+    pub members: Vec<String>,
+}
+
+/// Reads one `vrrp_sync_group`; `instances` are the file's readable `vrrp_instance`s (a
+/// member that is none of them, or already in a group, is a warning and left out, as
+/// keepalived does).
+pub fn sync_group(
+    node: &Node,
+    instances: &[VrrpInstance],
+    taken: &[VrrpSyncGroup],
+    diags: &mut Diagnostics,
+) -> Option<VrrpSyncGroup> {
+    let name = one_arg(node, diags)?;
+    let mut members = Vec::new();
+    for n in children(node) {
+        match n.keyword.as_str() {
+            "group" => {
+                for m in children(n) {
+                    let member = m.keyword.clone();
+                    // As keepalived: warned about and left out.
+                    if !instances.iter().any(|i| i.name == member) {
+                        diags.warning(
+                            &m.at,
+                            "group",
+                            format!("{member} is not a vrrp_instance of this file: ignored"),
+                        );
+                    } else if let Some(g) = taken.iter().find(|g| g.members.contains(&member)) {
+                        diags.warning(
+                            &m.at,
+                            "group",
+                            format!(
+                                "{member} is already in vrrp_sync_group {}: ignored here",
+                                g.name
+                            ),
+                        );
+                    } else if !members.contains(&member) {
+                        members.push(member);
+                    }
+                }
+            }
+            k => diags.warning(&n.at, k, "not supported by fnat's VRRP yet: ignored"),
+        }
+    }
+    if members.is_empty() {
+        diags.warning(
+            &node.at,
+            "group",
+            "no member instances: vrrp_sync_group ignored",
+        );
+        return None;
+    }
+    Some(VrrpSyncGroup {
+        at: node.at.clone(),
+        name,
+        members,
+    })
+}
+
+/// keepalived's global gratuitous-ARP settings (`global_defs { vrrp_garp_master_delay 5;
+/// vrrp_garp_master_repeat 5; vrrp_garp_master_refresh 0; vrrp_garp_master_refresh_repeat 1
+/// }`): the defaults of every instance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GarpDefaults {
+    pub delay: Duration,
+    pub repeat: u32,
+    pub refresh: Duration,
+    pub refresh_repeat: u32,
+}
+
+impl Default for GarpDefaults {
+    fn default() -> Self {
+        GarpDefaults {
+            delay: Duration::from_secs(5),
+            repeat: 5,
+            refresh: Duration::ZERO,
+            refresh_repeat: 1,
+        }
+    }
+}
+
+impl GarpDefaults {
+    /// Reads the `vrrp_garp_*` keywords of a `global_defs` block (others are not its).
+    pub fn read(&mut self, n: &Node, diags: &mut Diagnostics) {
+        match n.keyword.as_str() {
+            "vrrp_garp_master_delay" => {
+                if let Some(t) = timer(n, diags) {
+                    self.delay = t;
+                }
+            }
+            "vrrp_garp_master_repeat" => {
+                if let Some(r) = number(n, diags) {
+                    self.repeat = r;
+                }
+            }
+            "vrrp_garp_master_refresh" => {
+                if let Some(t) = timer(n, diags) {
+                    self.refresh = t;
+                }
+            }
+            "vrrp_garp_master_refresh_repeat" => {
+                if let Some(r) = number(n, diags) {
+                    self.refresh_repeat = r;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads one `vrrp_instance`; `version` is the global default (`vrrp_version`), `garp` the
+/// global gratuitous-ARP settings.
+pub fn instance(
+    node: &Node,
+    version: u8,
+    garp: GarpDefaults,
+    diags: &mut Diagnostics,
+) -> Option<VrrpInstance> {
     let name = one_arg(node, diags)?;
     let mut v = VrrpInstance {
         at: node.at.clone(),
@@ -77,8 +322,12 @@ pub fn instance(node: &Node, version: u8, diags: &mut Diagnostics) -> Option<Vrr
         notify_stop: None,
         notify: None,
         lvs_sync_daemon_interface: None,
-        garp_master_delay: Duration::from_secs(5),
-        garp_master_repeat: 5,
+        garp_master_delay: garp.delay,
+        garp_master_repeat: garp.repeat,
+        garp_master_refresh: garp.refresh,
+        garp_master_refresh_repeat: garp.refresh_repeat,
+        track_script: Vec::new(),
+        track_interface: Vec::new(),
     };
     let errors_before = diags.list.len();
     let mut vrid_seen = false;
@@ -170,6 +419,18 @@ pub fn instance(node: &Node, version: u8, diags: &mut Diagnostics) -> Option<Vrr
                     v.garp_master_repeat = r;
                 }
             }
+            "garp_master_refresh" => {
+                if let Some(t) = timer(n, diags) {
+                    v.garp_master_refresh = t;
+                }
+            }
+            "garp_master_refresh_repeat" => {
+                if let Some(r) = number(n, diags) {
+                    v.garp_master_refresh_repeat = r;
+                }
+            }
+            "track_script" => v.track_script = tracked(n, diags),
+            "track_interface" => v.track_interface = tracked(n, diags),
             // The old and new spelling of the sync daemon's interface: session sync's business.
             "lvs_sync_daemon_inteface" | "lvs_sync_daemon_interface" => {
                 v.lvs_sync_daemon_interface = one_arg(n, diags);
@@ -248,6 +509,35 @@ mod tests {
     use crate::read_str;
 
     #[test]
+    fn a_sync_group_names_its_instances_and_leaves_strangers_out() {
+        let inst = |n: &str, id: u8| {
+            format!(
+                "vrrp_instance {n} {{\n interface wan\n virtual_router_id {id}\n virtual_ipaddress {{\n  198.18.0.{id}\n }}\n}}\n"
+            )
+        };
+        let text = format!(
+            "{}{}vrrp_sync_group VG_1 {{\n group {{\n  VI_1\n  VI_2\n }}\n}}\n",
+            inst("VI_1", 1),
+            inst("VI_2", 2)
+        );
+        let c = read_str("k.conf", &text, "h");
+        assert_eq!(c.errors().count(), 0, "{:?}", c.diagnostics);
+        assert_eq!(c.vrrp_sync_groups.len(), 1);
+        assert_eq!(c.vrrp_sync_groups[0].name, "VG_1");
+        assert_eq!(c.vrrp_sync_groups[0].members, ["VI_1", "VI_2"]);
+        let bad = format!(
+            "{}vrrp_sync_group VG_1 {{\n group {{\n  VI_1\n  VI_9\n }}\n}}\n",
+            inst("VI_1", 1)
+        );
+        let c = read_str("k.conf", &bad, "h");
+        assert_eq!(c.errors().count(), 0, "{:?}", c.diagnostics);
+        assert_eq!(c.vrrp_sync_groups[0].members, ["VI_1"]);
+        let w = &c.diagnostics[0];
+        assert_eq!(w.at.line, 11);
+        assert!(w.message.contains("VI_9 is not a vrrp_instance"), "{w:?}");
+    }
+
+    #[test]
     fn an_instance_reads_with_keepalived_defaults() {
         let c = read_str(
             "k.conf",
@@ -298,7 +588,19 @@ vrrp_instance VI_2 {
   notify /usr/local/bin/n
   track_interface {
     lan
+    wan weight -20
   }
+  track_script {
+    chk_up weight 30
+  }
+  garp_master_refresh 60
+}
+vrrp_script chk_up {
+  script "/bin/true"
+  interval 2
+  weight -10
+  fall 2
+  rise 3
 }
 "#;
         let c = read_str("k.conf", text, "h");
@@ -323,7 +625,20 @@ vrrp_instance VI_2 {
             .iter()
             .map(|d| (d.at.line, d.keyword.as_str()))
             .collect();
-        assert_eq!(w, [(27, "track_interface")]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(v.garp_master_refresh.as_secs(), 60);
+        let names: Vec<_> = v
+            .track_interface
+            .iter()
+            .map(|t| (t.name.as_str(), t.weight))
+            .collect();
+        assert_eq!(names, [("lan", None), ("wan", Some(-20))]);
+        assert_eq!(v.track_script[0].name, "chk_up");
+        assert_eq!(v.track_script[0].weight, Some(30));
+        let s = &c.vrrp_scripts[0];
+        assert_eq!(s.script, "/bin/true");
+        assert_eq!((s.interval.as_secs(), s.timeout.as_secs()), (2, 2));
+        assert_eq!((s.weight, s.fall, s.rise), (-10, 2, 3));
     }
 
     #[test]

@@ -252,6 +252,9 @@ fn write_service(out: &mut String, s: &Service, i: usize) {
     if s.toa {
         let _ = writeln!(out, "    toa");
     }
+    if s.synproxy {
+        let _ = writeln!(out, "    syn_proxy");
+    }
     if let Some(p) = s.persistence {
         let _ = writeln!(out, "    persistence_timeout {}", p.timeout);
         if p.netmask != Ipv4Addr::BROADCAST {

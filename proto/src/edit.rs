@@ -40,6 +40,8 @@ pub struct ServiceAttrs {
     pub proxy_protocol: ProxyProtocol,
     #[serde(default)]
     pub toa: bool,
+    #[serde(default)]
+    pub synproxy: bool,
 }
 
 fn default_scheduler() -> Scheduler {
@@ -58,6 +60,7 @@ impl ServiceAttrs {
             conn_rate: service.conn_rate,
             proxy_protocol: service.proxy_protocol,
             toa: service.toa,
+            synproxy: service.synproxy,
         }
     }
     fn apply_to(&self, service: &mut Service) {
@@ -69,6 +72,7 @@ impl ServiceAttrs {
         service.conn_rate = self.conn_rate;
         service.proxy_protocol = self.proxy_protocol;
         service.toa = self.toa;
+        service.synproxy = self.synproxy;
     }
 }
 
@@ -234,7 +238,8 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
                 .service_mut(&attrs.addr)
                 .ok_or_else(|| error(ErrorKind::NoSuchService, "No such service"))?;
             for r in &service.reals {
-                check_client_address(attrs.proxy_protocol, attrs.toa, r).map_err(|(e, _)| e)?;
+                check_client_address(attrs.proxy_protocol, attrs.toa, attrs.synproxy, r)
+                    .map_err(|(e, _)| e)?;
             }
             attrs.apply_to(service);
         }
@@ -248,7 +253,8 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
         Change::RealAdd { service, real } => {
             let svc = service_for_member(rules, service)?;
             check_real(&svc.addr, real).map_err(|(e, _)| e)?;
-            check_client_address(svc.proxy_protocol, svc.toa, real).map_err(|(e, _)| e)?;
+            check_client_address(svc.proxy_protocol, svc.toa, svc.synproxy, real)
+                .map_err(|(e, _)| e)?;
             if svc.real(real.key()).is_some() {
                 return Err(error(
                     ErrorKind::DestinationExists,
@@ -260,7 +266,8 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
         Change::RealEdit { service, real } => {
             let svc = service_for_member(rules, service)?;
             check_real(&svc.addr, real).map_err(|(e, _)| e)?;
-            check_client_address(svc.proxy_protocol, svc.toa, real).map_err(|(e, _)| e)?;
+            check_client_address(svc.proxy_protocol, svc.toa, svc.synproxy, real)
+                .map_err(|(e, _)| e)?;
             let slot = svc
                 .reals
                 .iter_mut()
@@ -447,6 +454,7 @@ pub enum ServiceField {
     OnePacket,
     ProxyProtocol,
     Toa,
+    SynProxy,
     PersistenceTimeout,
     PersistenceNetmask,
     /// An allow or deny list (an entry listed twice, too many entries).
@@ -710,6 +718,12 @@ fn check_attrs(attrs: &ServiceAttrs) -> Result<(), (ErrorBody, ServiceField)> {
                     ServiceField::Toa,
                 ));
             }
+            if attrs.synproxy && protocol != Protocol::Tcp {
+                return Err((
+                    invalid("the SYN proxy is only for TCP virtual services"),
+                    ServiceField::SynProxy,
+                ));
+            }
         }
         ServiceAddr::Fwmark(0) => {
             return Err((
@@ -773,7 +787,7 @@ fn check_service(service: &Service, marks: &[Mark]) -> Result<(), (ErrorBody, Wi
     let mut reals = HashSet::new();
     for (j, r) in service.reals.iter().enumerate() {
         check_real(&service.addr, r).map_err(|(e, f)| (e, Within::Real(j, f)))?;
-        check_client_address(service.proxy_protocol, service.toa, r)
+        check_client_address(service.proxy_protocol, service.toa, service.synproxy, r)
             .map_err(|(e, f)| (e, Within::Service(f)))?;
         if !reals.insert(r.key()) {
             return Err((
@@ -833,6 +847,7 @@ fn check_service(service: &Service, marks: &[Mark]) -> Result<(), (ErrorBody, Wi
 fn check_client_address(
     proxy_protocol: ProxyProtocol,
     toa: bool,
+    synproxy: bool,
     real: &Real,
 ) -> Result<(), (ErrorBody, ServiceField)> {
     if real.forward == ForwardMethod::FullNat {
@@ -845,6 +860,9 @@ fn check_client_address(
         )
     } else if toa {
         ("toa (--toa)", ServiceField::Toa)
+    } else if synproxy {
+        // The SYN proxy reconciles its cookie's ISN with the server's in the same rewrite.
+        ("synproxy (-j/--synproxy)", ServiceField::SynProxy)
     } else {
         return Ok(());
     };

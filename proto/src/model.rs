@@ -718,6 +718,10 @@ pub struct Service {
     /// server (`--toa`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub toa: bool,
+    /// SYN proxy (`-j/--synproxy`, DPVS's ipvsadm): fnatd answers the client's SYN with a
+    /// SYN cookie and opens the connection to the real server only on a valid cookie ACK.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub synproxy: bool,
     #[serde(default)]
     pub reals: Vec<Real>,
     #[serde(default)]
@@ -948,6 +952,7 @@ impl Service {
             conn_rate: None,
             proxy_protocol: ProxyProtocol::Disable,
             toa: false,
+            synproxy: false,
             reals: Vec::new(),
             local_addresses: Vec::new(),
             allow: Vec::new(),

@@ -107,6 +107,8 @@ pub struct ViewStats {
     pub ports: Vec<PortStats>,
     /// Per local address, by address.
     pub local_addrs: Vec<LaddrStats>,
+    /// SYN proxy events by name (cookies sent, valid cookie ACKs, data held, hold slots full).
+    pub syn_proxy: BTreeMap<String, u64>,
 }
 
 /// The names of the Proxy Protocol/TOA counters (a client's own header refused is the drop
@@ -169,6 +171,9 @@ pub struct Listing {
     /// Per local address (every address the dataplane has a port pool for).
     #[serde(default)]
     pub local_addrs: Vec<LaddrStats>,
+    /// SYN proxy events by name (`ViewStats::syn_proxy`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub syn_proxy: BTreeMap<String, u64>,
 }
 
 impl Listing {

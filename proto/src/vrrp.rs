@@ -16,7 +16,7 @@ pub struct VrrpInstanceStatus {
     pub state: String,
     /// The configured priority.
     pub priority: u8,
-    /// The priority in the adverts (the configured one: no tracking yet).
+    /// The priority in the adverts (tracking's weights applied).
     pub effective_priority: u8,
     /// The current master's primary address, when known.
     pub master: Option<String>,

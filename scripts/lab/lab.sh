@@ -112,7 +112,15 @@ http_server() {
   [ -e "$st/1m.bin" ] || head -c 1048576 /dev/urandom > "$st/1m.bin"
   cp "$st/1m.bin" "$www/1m.bin"
   if [ "${LAB_HTTP:-}" != python ] && command -v nginx >/dev/null; then
+    # A server that speaks first once it has read a Proxy Protocol header (v1 or v2): it
+    # answers the client address it was told (libnginx-mod-stream).
+    local stream_mod=/usr/lib/nginx/modules/ngx_stream_module.so load_stream="" stream=""
+    if [ -e "$stream_mod" ]; then
+      load_stream="load_module $stream_mod;"
+      stream="stream { server { listen 8083 proxy_protocol; return \"\$proxy_protocol_addr\\n\"; } }"
+    fi
     cat > "$st/nginx$i.conf" <<CONF
+$load_stream
 daemon off;
 worker_processes 1;
 pid $st/nginx$i.pid;
@@ -127,6 +135,7 @@ http {
   log_format pp '\$proxy_protocol_addr \$proxy_protocol_port \$remote_addr \$request';
   server { listen 8081 proxy_protocol; root $www; access_log $st/pp$i.log pp; }
 }
+$stream
 CONF
     bg "$p" "s$i" "nginx$i" nginx -c "$st/nginx$i.conf"
   else

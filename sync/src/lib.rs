@@ -69,9 +69,9 @@ pub const OPT_PE_NAME: u8 = 3;
 pub const OPT_F_PARAM: u8 = 1 << (7 - 1);
 /// fnat's full-NAT option: `OPT_F_PARAM | 0x10` (a type the kernel does not define).
 pub const OPT_FULLNAT: u8 = OPT_F_PARAM | 0x10;
-/// Length of [`OPT_FULLNAT`]'s data: lip (4), lport (2), flags (1), pad (1), first_seq (4),
-/// in_delta (4), out_delta (4).
-pub const FULLNAT_LEN: usize = 20;
+/// Length of [`OPT_FULLNAT`]'s data: lip (4), lport (2), flags (2), first_seq (4),
+/// in_delta (4), out_delta (4), the real server's window scale (1), pad (3).
+pub const FULLNAT_LEN: usize = 24;
 /// `spare` of fnat's control messages (ASCII "FN").
 pub const SPARE_FNAT: u16 = 0x464E;
 /// The control message kinds (first body byte of an fnat control message).
@@ -91,10 +91,12 @@ pub struct FullNat {
     pub lip: Ipv4Addr,
     pub lport: u16,
     /// fnat's sequence-adjust flags (engine `ADJ_*` bits), opaque to the codec.
-    pub adjust_flags: u8,
+    pub adjust_flags: u16,
     pub first_seq: u32,
     pub in_delta: u32,
     pub out_delta: u32,
+    /// SYN proxy: the real server's window scale (windows toward the client are rescaled).
+    pub rs_wscale: u8,
 }
 
 /// One synced connection (or persistence template), as the kernel's IPv4 entry says it.
@@ -202,11 +204,11 @@ impl Encoder {
             b.push(FULLNAT_LEN as u8);
             b.extend_from_slice(&f.lip.octets());
             b.extend_from_slice(&f.lport.to_be_bytes());
-            b.push(f.adjust_flags);
-            b.push(0);
+            b.extend_from_slice(&f.adjust_flags.to_be_bytes());
             b.extend_from_slice(&f.first_seq.to_be_bytes());
             b.extend_from_slice(&f.in_delta.to_be_bytes());
             b.extend_from_slice(&f.out_delta.to_be_bytes());
+            b.extend_from_slice(&[f.rs_wscale, 0, 0, 0]);
         }
         b.resize(b.len() + pad4(len) - len, 0);
         self.conns += 1;
@@ -410,10 +412,11 @@ fn decode_conn(e: &[u8]) -> Result<Result<Conn, ConnReject>, MessageError> {
                     fullnat = Some(FullNat {
                         lip: v4(d, 0).ok_or(bad)?,
                         lport: be16(d, 4).ok_or(bad)?,
-                        adjust_flags: d[6],
+                        adjust_flags: be16(d, 6).ok_or(bad)?,
                         first_seq: be32(d, 8).ok_or(bad)?,
                         in_delta: be32(d, 12).ok_or(bad)?,
                         out_delta: be32(d, 16).ok_or(bad)?,
+                        rs_wscale: d[20],
                     });
                 }
             }
@@ -560,6 +563,7 @@ mod tests {
                 first_seq: 7,
                 in_delta: 20,
                 out_delta: 0,
+                rs_wscale: 0,
             }),
         }
     }
@@ -570,10 +574,10 @@ mod tests {
         assert!(e.push(&conn(false)));
         assert!(e.push(&conn(true)));
         let m = e.message();
-        assert_eq!(m.len(), 8 + 36 + 60);
-        assert_eq!(&m[..8], &[0, 9, 0, 104, 2, 1, 0, 0]);
-        // The full-NAT entry: size 58, padded to 60, option type 0x50 (F_PARAM set).
-        assert_eq!(&m[44 + 2..44 + 4], &58u16.to_be_bytes());
+        assert_eq!(m.len(), 8 + 36 + 64);
+        assert_eq!(&m[..8], &[0, 9, 0, 108, 2, 1, 0, 0]);
+        // The full-NAT entry: size 62, padded to 64, option type 0x50 (F_PARAM set).
+        assert_eq!(&m[44 + 2..44 + 4], &62u16.to_be_bytes());
         assert_eq!(m[44 + 36], 0x50);
         assert_eq!(m[44 + 36] & OPT_F_PARAM, OPT_F_PARAM);
         let d = decode(m).unwrap();

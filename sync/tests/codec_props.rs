@@ -20,7 +20,12 @@ fn conn() -> impl Strategy<Value = Conn> {
         addr(),
         any::<u32>(),
         any::<u32>(),
-        proptest::option::of((any::<u32>(), any::<u16>(), any::<u8>(), any::<[u32; 3]>())),
+        proptest::option::of((
+            any::<u32>(),
+            any::<u16>(),
+            any::<(u16, u8)>(),
+            any::<[u32; 3]>(),
+        )),
     )
         .prop_map(
             |(protocol, fwd, template, client, vip, dest, fwmark, timeout_s, f)| {
@@ -39,10 +44,11 @@ fn conn() -> impl Strategy<Value = Conn> {
                     dest,
                     fwmark,
                     timeout_s,
-                    fullnat: f.map(|(lip, lport, adjust_flags, s)| FullNat {
+                    fullnat: f.map(|(lip, lport, (adjust_flags, rs_wscale), s)| FullNat {
                         lip: Ipv4Addr::from(lip),
                         lport,
                         adjust_flags,
+                        rs_wscale,
                         first_seq: s[0],
                         in_delta: s[1],
                         out_delta: s[2],

@@ -333,3 +333,53 @@ fn keepalived_samples_load_or_are_refused_with_a_named_reason() {
     assert!(checkers >= 20, "the samples' checkers are read: {checkers}");
     assert!(loaded > 0, "some samples load");
 }
+
+/// The README's two-director keepalived.conf (section "High availability") reads without
+/// errors or warnings and says what the section says: VI_1 with the VIP on wan, VI_2 with
+/// the gateway and the local address on lan, one sync group of both, session sync on lan
+/// following VI_1, the seed's election settings.
+#[test]
+fn the_readme_ha_keepalived_conf_reads_as_described() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("## High availability")
+        .nth(1)
+        .expect("README has a High availability section");
+    let conf = section
+        .split("```")
+        .nth(1)
+        .expect("a code block with the keepalived.conf");
+    let c = fnat_keepalived::read_str("README.md", conf, "h");
+    // The seed's `state MASTER` with `nopreempt`: keepalived warns and starts as backup
+    // too; nothing else.
+    let others: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.keyword != "nopreempt")
+        .collect();
+    assert!(others.is_empty(), "{others:#?}");
+    let names: Vec<_> = c
+        .vrrp_instances
+        .iter()
+        .map(|v| (v.name.as_str(), v.interface.as_str(), v.virtual_router_id))
+        .collect();
+    assert_eq!(names, [("VI_1", "wan", 51), ("VI_2", "lan", 52)]);
+    let vi1 = &c.vrrp_instances[0];
+    assert_eq!((vi1.priority, vi1.advert_int.as_secs()), (100, 5));
+    assert!(vi1.nopreempt && !vi1.start_as_master);
+    assert_eq!(
+        vi1.auth,
+        fnat_keepalived::vrrp::VrrpAuth::Pass("1111".into())
+    );
+    assert_eq!(vi1.lvs_sync_daemon_interface.as_deref(), Some("lan"));
+    assert_eq!(
+        c.vrrp_instances[1].virtual_ipaddress,
+        [
+            "198.19.1.1".parse::<std::net::IpAddr>().unwrap(),
+            "198.19.0.10".parse().unwrap()
+        ]
+    );
+    assert_eq!(c.vrrp_sync_groups.len(), 1);
+    assert_eq!(c.vrrp_sync_groups[0].members, ["VI_1", "VI_2"]);
+    assert_eq!(c.virtual_servers.len(), 1);
+}

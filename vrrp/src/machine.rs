@@ -16,7 +16,10 @@
 //!   holds preemption back until that long after start-up and after first hearing the
 //!   lower-priority master;
 //! - a master yields to a higher priority, or to an equal priority from a higher primary
-//!   address; on a clean stop it sends one advertisement with priority 0;
+//!   address, sending one last advert as it does; a master hearing a lower priority
+//!   advertises at once and announces its addresses again (both heal a split brain, and
+//!   the winner learns of it whichever heard the other first); on a clean stop a master
+//!   sends one advertisement with priority 0;
 //! - priority 255 (the address owner) or `state MASTER` starts as master at once, as
 //!   keepalived does; otherwise the router starts as backup.
 
@@ -29,6 +32,8 @@ pub enum State {
     Init,
     Backup,
     Master,
+    /// A tracked script or interface failed (weight 0): no adverts, no addresses.
+    Fault,
 }
 
 impl State {
@@ -38,6 +43,7 @@ impl State {
             State::Init => "INIT",
             State::Backup => "BACKUP",
             State::Master => "MASTER",
+            State::Fault => "FAULT",
         }
     }
 }
@@ -79,6 +85,12 @@ pub enum Action {
     BecameBackup,
     /// Stopped: run notify_stop.
     Stopped,
+    /// Went to FAULT: stop owning the addresses, run notify_fault.
+    BecameFault,
+    /// A master heard a lower-priority master (a split brain healing): announce the
+    /// addresses again by gratuitous ARP, as keepalived does, so hosts that learned the
+    /// other's MAC come back.
+    Reannounce,
 }
 
 pub struct Machine {
@@ -93,6 +105,8 @@ pub struct Machine {
     timer: Option<Duration>,
     /// When a lower-priority master was first heard (preempt_delay).
     lower_since: Option<Duration>,
+    /// The Master_Down_Timer ran out and the sync group holds this backup back.
+    held: bool,
 }
 
 impl Machine {
@@ -106,6 +120,7 @@ impl Machine {
             master: None,
             timer: None,
             lower_since: None,
+            held: false,
         }
     }
 
@@ -179,7 +194,7 @@ impl Machine {
     /// An advertisement for this virtual router, already checked.
     pub fn heard(&mut self, now: Duration, advert: Heard) -> Vec<Action> {
         match self.state {
-            State::Init => Vec::new(),
+            State::Init | State::Fault => Vec::new(),
             State::Backup => {
                 if advert.priority == 0 {
                     self.timer = Some(now + self.skew_time());
@@ -199,6 +214,7 @@ impl Machine {
                 self.master_advert_int = advert.advert_int;
                 self.master = Some(advert.source);
                 self.timer = Some(now + self.master_down_interval());
+                self.held = false;
                 Vec::new()
             }
             State::Master => {
@@ -214,16 +230,105 @@ impl Machine {
                 if higher {
                     self.master_advert_int = advert.advert_int;
                     self.lower_since = None;
-                    self.become_backup(now, Some(advert.source))
+                    // One last advert as master: two masters (a split brain) heal in a
+                    // race, and whichever hears the other first yields; this one tells
+                    // the winner there was another master, so it announces its addresses
+                    // again (hosts may have learned this director's MAC meanwhile).
+                    let mut actions = vec![Action::SendAdvert {
+                        priority: self.params.priority,
+                    }];
+                    actions.extend(self.become_backup(now, Some(advert.source)));
+                    actions
                 } else {
-                    Vec::new()
+                    // The other master yields on hearing ours: advertise now, and re-claim
+                    // the addresses it may have announced.
+                    self.timer = Some(now + self.params.advert_int);
+                    vec![
+                        Action::SendAdvert {
+                            priority: self.params.priority,
+                        },
+                        Action::Reannounce,
+                    ]
                 }
             }
         }
     }
 
+    /// The instance's `vrrp_sync_group` moved to `to` (another member took over or gave up):
+    /// follow it at once. Nothing when already there, or stopped.
+    pub fn follow(&mut self, now: Duration, to: State) -> Vec<Action> {
+        match (self.state, to) {
+            (State::Backup, State::Master) => self.become_master(now),
+            (State::Master, State::Backup) => {
+                let master = self.master.filter(|m| *m != self.params.primary);
+                self.become_backup(now, master)
+            }
+            (State::Master | State::Backup, State::Fault) => self.fault(now),
+            (State::Fault, State::Backup) => self.recover(now),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A tracked script or interface failed: a master sends priority 0 (its backup takes
+    /// over after Skew_Time) and gives up the addresses; nothing is sent until [`recover`].
+    ///
+    /// [`recover`]: Machine::recover
+    pub fn fault(&mut self, _now: Duration) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match self.state {
+            State::Init | State::Fault => return actions,
+            State::Master => actions.push(Action::SendAdvert { priority: 0 }),
+            State::Backup => {}
+        }
+        self.state = State::Fault;
+        self.timer = None;
+        self.master = None;
+        self.held = false;
+        actions.push(Action::BecameFault);
+        actions
+    }
+
+    /// Out of FAULT: back to backup (an election follows, as at start-up).
+    pub fn recover(&mut self, now: Duration) -> Vec<Action> {
+        if self.state != State::Fault {
+            return Vec::new();
+        }
+        self.master_advert_int = self.params.advert_int;
+        self.become_backup(now, None)
+    }
+
+    /// A reloaded configuration: new parameters, the state kept (a master stays master, a
+    /// backup keeps its master and timer; the next advert carries the new values).
+    pub fn reconfigure(&mut self, params: Params) {
+        self.params = params;
+    }
+
+    /// The effective priority (tracking's weights applied): the adverts carry it and the
+    /// elections compare it from now on.
+    pub fn set_priority(&mut self, priority: u8) {
+        self.params.priority = priority;
+    }
+
+    /// A backup whose Master_Down_Timer ran out may not take over yet (another member of
+    /// its sync group still hears a master): look again after `wait`.
+    pub fn hold(&mut self, now: Duration, wait: Duration) {
+        if self.state == State::Backup {
+            self.timer = Some(now + wait);
+            self.held = true;
+        }
+    }
+
+    /// A backup that has heard a master whose Master_Down_Timer is still running.
+    pub fn hears_master(&self, now: Duration) -> bool {
+        self.state == State::Backup
+            && !self.held
+            && self.master.is_some()
+            && self.timer.is_some_and(|t| now < t)
+    }
+
     fn become_master(&mut self, now: Duration) -> Vec<Action> {
         self.state = State::Master;
+        self.held = false;
         self.master = Some(self.params.primary);
         self.master_advert_int = self.params.advert_int;
         self.timer = Some(now + self.params.advert_int);
@@ -237,6 +342,7 @@ impl Machine {
 
     fn become_backup(&mut self, now: Duration, master: Option<IpAddr>) -> Vec<Action> {
         self.state = State::Backup;
+        self.held = false;
         self.master = master;
         self.timer = Some(now + self.master_down_interval());
         vec![Action::BecameBackup]
@@ -284,6 +390,65 @@ mod tests {
     }
 
     const SEND100: Action = Action::SendAdvert { priority: 100 };
+
+    #[test]
+    fn fault_sends_priority_zero_from_a_master_and_recovers_as_backup() {
+        let mut m = Machine::new(Params {
+            start_as_master: true,
+            ..params(100)
+        });
+        m.start(s(0.0));
+        assert_eq!(
+            m.fault(s(1.0)),
+            [Action::SendAdvert { priority: 0 }, Action::BecameFault]
+        );
+        assert_eq!(m.state(), State::Fault);
+        // In FAULT: deaf, silent, no timer.
+        assert!(m.heard(s(1.5), heard(50, 1)).is_empty());
+        assert_eq!(m.next_deadline(), None);
+        assert!(m.poll(s(9.0)).is_empty());
+        assert_eq!(m.recover(s(10.0)), [Action::BecameBackup]);
+        assert_eq!(m.next_deadline(), Some(s(10.0) + m.master_down_interval()));
+        // A backup faults without sending.
+        assert_eq!(m.fault(s(11.0)), [Action::BecameFault]);
+    }
+
+    #[test]
+    fn a_lowered_priority_is_advertised_and_lets_a_preempting_backup_win() {
+        let mut m = Machine::new(Params {
+            start_as_master: true,
+            ..params(100)
+        });
+        m.start(s(0.0));
+        m.set_priority(80);
+        assert_eq!(m.poll(s(1.0)), [Action::SendAdvert { priority: 80 }]);
+        // A 90 now outranks it.
+        assert_eq!(
+            m.heard(s(1.1), heard(90, 1)),
+            [Action::SendAdvert { priority: 80 }, Action::BecameBackup]
+        );
+    }
+
+    #[test]
+    fn sync_group_moves_are_followed_and_held_backups_do_not_claim_to_hear() {
+        let mut m = Machine::new(params(90));
+        m.start(s(0.0));
+        m.heard(s(0.5), heard(100, 1));
+        assert!(m.hears_master(s(1.0)));
+        // Another member took over: follow at once.
+        assert_eq!(
+            m.follow(s(1.0), State::Master),
+            [Action::SendAdvert { priority: 90 }, Action::BecameMaster]
+        );
+        assert!(m.follow(s(1.1), State::Master).is_empty());
+        assert_eq!(m.follow(s(2.0), State::Backup), [Action::BecameBackup]);
+        // Its timer ran out but the group holds it: it must not hold the others back.
+        m.hold(s(6.0), s(0.02));
+        assert!(!m.hears_master(s(6.0)));
+        assert_eq!(m.next_deadline(), Some(s(6.02)));
+        m.heard(s(6.01), heard(100, 1));
+        assert!(m.hears_master(s(6.01)));
+    }
 
     #[test]
     fn master_down_interval_is_three_adverts_plus_skew() {
@@ -378,7 +543,10 @@ mod tests {
         old.start(s(0.0));
         old.poll(s(10.0));
         assert_eq!(old.state(), State::Master);
-        assert_eq!(old.heard(s(10.5), heard(100, 2)), [Action::BecameBackup]);
+        assert_eq!(
+            old.heard(s(10.5), heard(100, 2)),
+            [Action::SendAdvert { priority: 90 }, Action::BecameBackup]
+        );
         assert_eq!(old.master(), Some(ip(2)));
     }
 
@@ -425,12 +593,21 @@ mod tests {
         });
         low.start(s(0.0));
         low.poll(s(4.0));
-        assert_eq!(low.heard(s(4.5), heard(100, 2)), [Action::BecameBackup]);
+        assert_eq!(
+            low.heard(s(4.5), heard(100, 2)),
+            [SEND100, Action::BecameBackup]
+        );
         let mut high = Machine::new(params(100));
         high.start(s(0.0));
         high.poll(s(4.0));
-        assert!(high.heard(s(4.5), heard(100, 1)).is_empty());
+        // The loser of a tie (or a lower priority) yields on hearing the winner, which
+        // advertises at once and announces its addresses again (split brain healing).
+        assert_eq!(
+            high.heard(s(4.5), heard(100, 1)),
+            [SEND100, Action::Reannounce]
+        );
         assert_eq!(high.state(), State::Master);
+        assert_eq!(high.next_deadline(), Some(s(5.5)));
     }
 
     #[test]
@@ -447,7 +624,10 @@ mod tests {
         hinted.start(s(0.0));
         assert_eq!(hinted.state(), State::Master);
         // ...and still yields to a higher priority.
-        assert_eq!(hinted.heard(s(0.5), heard(150, 1)), [Action::BecameBackup]);
+        assert_eq!(
+            hinted.heard(s(0.5), heard(150, 1)),
+            [SEND100, Action::BecameBackup]
+        );
     }
 
     #[test]

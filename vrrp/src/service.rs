@@ -32,8 +32,22 @@ pub struct InstanceConfig {
     pub notify_master: Option<String>,
     pub notify_backup: Option<String>,
     pub notify_stop: Option<String>,
+    pub notify_fault: Option<String>,
     /// Called with `INSTANCE NAME STATE PRIORITY`.
     pub notify: Option<String>,
+    /// The `vrrp_sync_group` this instance moves with.
+    pub sync_group: Option<String>,
+    /// `track_script`: (vrrp_script name, weight).
+    pub track_scripts: Vec<(String, i32)>,
+    /// `track_interface`: (kernel interface, weight).
+    pub track_interfaces: Vec<(String, i32)>,
+    /// keepalived's gratuitous-ARP schedule: `garp_master_repeat` at takeover, as many again
+    /// `garp_master_delay` later, then `garp_master_refresh_repeat` every
+    /// `garp_master_refresh` (0: never).
+    pub garp_delay: Duration,
+    pub garp_repeat: u32,
+    pub garp_refresh: Duration,
+    pub garp_refresh_repeat: u32,
 }
 
 impl InstanceConfig {
@@ -84,8 +98,83 @@ impl InstanceConfig {
             notify_master: v.notify_master.clone(),
             notify_backup: v.notify_backup.clone(),
             notify_stop: v.notify_stop.clone(),
+            notify_fault: v.notify_fault.clone(),
             notify: v.notify.clone(),
+            sync_group: None,
+            // A script's weight here overrides its own; those are filled in by the caller,
+            // who knows the scripts.
+            track_scripts: v
+                .track_script
+                .iter()
+                .map(|t| (t.name.clone(), t.weight.unwrap_or(i32::MIN)))
+                .collect(),
+            track_interfaces: v
+                .track_interface
+                .iter()
+                .map(|t| (t.name.clone(), t.weight.unwrap_or(0)))
+                .collect(),
+            garp_delay: v.garp_master_delay,
+            garp_repeat: v.garp_master_repeat,
+            garp_refresh: v.garp_master_refresh,
+            garp_refresh_repeat: v.garp_master_refresh_repeat,
         })
+    }
+}
+
+/// The `vrrp_sync_group`s of one director, shared by the services of all its interfaces
+/// (members of a group may run on different ports' threads). A member that takes over or
+/// gives up on its own moves the group (a new epoch with the target state); the others
+/// follow on their next turn. A member whose timer runs out becomes master only when no
+/// other member still hears a master (keepalived's rule), else it looks again shortly.
+#[derive(Clone, Debug, Default)]
+pub struct SyncGroups(std::sync::Arc<std::sync::Mutex<BTreeMap<String, GroupState>>>);
+
+#[derive(Debug, Default)]
+struct GroupState {
+    epoch: u64,
+    target: Option<State>,
+    /// Members that are backups hearing a live master.
+    hearing: BTreeMap<String, bool>,
+}
+
+/// What all the VRRP threads of a director share: the sync groups, the `vrrp_script`s, the
+/// notify FIFO.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    pub groups: SyncGroups,
+    pub scripts: Vec<crate::track::ScriptConfig>,
+    /// keepalived's `vrrp_notify_fifo`/`notify_fifo`: `INSTANCE "NAME" STATE PRIORITY` and
+    /// `GROUP "NAME" STATE` lines.
+    pub notify_fifo: Option<std::path::PathBuf>,
+}
+
+/// How soon a member held back by its group looks again.
+const GROUP_HOLD: Duration = Duration::from_millis(20);
+
+impl SyncGroups {
+    fn with<R>(&self, group: &str, f: impl FnOnce(&mut GroupState) -> R) -> Option<R> {
+        let mut g = self.0.lock().ok()?;
+        Some(f(g.entry(group.to_string()).or_default()))
+    }
+}
+
+/// A reload may change an instance's parameters, not which instances run or what they own
+/// (that moves addresses between directors: a restart does it).
+pub fn check_same_instances<'a>(
+    running: impl Iterator<Item = &'a InstanceConfig>,
+    new: impl Iterator<Item = &'a InstanceConfig>,
+) -> Result<(), String> {
+    let key = |c: &InstanceConfig| (c.name.clone(), c.vrid, c.addresses.clone());
+    let a: Vec<_> = running.map(key).collect();
+    let b: Vec<_> = new.map(key).collect();
+    if a == b {
+        Ok(())
+    } else {
+        Err(
+            "the vrrp_instances (names, virtual_router_id, virtual_ipaddress) changed: \
+             restart fnatd to apply that"
+                .into(),
+        )
     }
 }
 
@@ -115,6 +204,8 @@ pub struct Status {
     pub vrid: u8,
     pub state: State,
     pub priority: u8,
+    /// With tracking's weights applied (what the adverts carry).
+    pub effective_priority: u8,
     pub master: Option<IpAddr>,
     pub counters: BTreeMap<&'static str, u64>,
 }
@@ -123,17 +214,34 @@ struct Instance {
     config: InstanceConfig,
     machine: Machine,
     counters: BTreeMap<&'static str, u64>,
+    /// The sync group's epoch this member has followed.
+    group_epoch: u64,
+    /// Its own tracking put it in FAULT (not only its group).
+    own_fault: bool,
+    /// While master: when the next scheduled gratuitous ARPs are due, and whether they
+    /// are the refresh ones (else the `garp_master_delay` burst).
+    garp_at: Option<(Duration, bool)>,
 }
 
 /// Told of every state change of an instance (its index in the configs, its new state).
 pub type OnState = Box<dyn FnMut(usize, State) + Send>;
 
+/// Asked for gratuitous ARPs of an instance's addresses (its index, how many of each).
+pub type OnGarp = Box<dyn FnMut(usize, u32) + Send>;
+
 pub struct Service {
     on_state: Option<OnState>,
+    on_garp: Option<OnGarp>,
     socket: Socket,
     instances: Vec<Instance>,
     origin: Instant,
     children: Vec<Child>,
+    groups: SyncGroups,
+    /// Set while a member follows its group (its transitions do not move the group again).
+    following: bool,
+    /// The `vrrp_script`s the instances here track (run on this thread).
+    scripts: Vec<crate::track::Script>,
+    notify_fifo: Option<std::path::PathBuf>,
 }
 
 impl Service {
@@ -163,20 +271,220 @@ impl Service {
                 machine: Machine::new(config.params.clone()),
                 config,
                 counters: COUNTERS.iter().map(|c| (*c, 0)).collect(),
+                group_epoch: 0,
+                own_fault: false,
+                garp_at: None,
             })
             .collect();
         Ok(Service {
             on_state: None,
+            on_garp: None,
             socket,
             instances,
             origin: Instant::now(),
             children: Vec::new(),
+            groups: SyncGroups::default(),
+            following: false,
+            scripts: Vec::new(),
+            notify_fifo: None,
         })
+    }
+
+    /// A reloaded configuration of the same instances (same names, virtual router ids and
+    /// addresses, in the same order): each keeps its state and takes the new parameters,
+    /// scripts, tracking and schedule from its next turn. Anything else is refused with the
+    /// reason and nothing changes.
+    pub fn reconfigure(&mut self, configs: Vec<InstanceConfig>) -> Result<(), String> {
+        check_same_instances(self.instances.iter().map(|i| &i.config), configs.iter())?;
+        for (inst, mut config) in self.instances.iter_mut().zip(configs) {
+            // A track_script entry without its own weight keeps the one resolved at start.
+            for (name, weight) in &mut config.track_scripts {
+                if *weight == i32::MIN {
+                    *weight = inst
+                        .config
+                        .track_scripts
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or(0, |(_, w)| *w);
+                }
+            }
+            inst.machine.reconfigure(config.params.clone());
+            inst.config = config;
+        }
+        Ok(())
+    }
+
+    /// Shares the director's sync groups with the services of its other interfaces, runs
+    /// the scripts the instances here track, writes state changes to the notify FIFO.
+    pub fn context(&mut self, ctx: Context) {
+        self.groups = ctx.groups;
+        self.notify_fifo = ctx.notify_fifo;
+        for inst in &mut self.instances {
+            // A track_script entry without its own weight takes the script's.
+            for (name, weight) in &mut inst.config.track_scripts {
+                if *weight == i32::MIN {
+                    *weight = ctx
+                        .scripts
+                        .iter()
+                        .find(|s| &s.name == name)
+                        .map_or(0, |s| s.weight);
+                }
+            }
+        }
+        self.scripts = ctx
+            .scripts
+            .into_iter()
+            .filter(|s| {
+                self.instances
+                    .iter()
+                    .any(|i| i.config.track_scripts.iter().any(|(n, _)| *n == s.name))
+            })
+            .map(crate::track::Script::new)
+            .collect();
+    }
+
+    /// Runs the scripts; applies each instance's tracking verdict: FAULT (weight 0 failed),
+    /// out of it, or the effective priority.
+    fn track(&mut self, now: Duration) {
+        for s in &mut self.scripts {
+            s.turn(now);
+        }
+        for k in 0..self.instances.len() {
+            let inst = &self.instances[k];
+            let scripts = inst.config.track_scripts.iter().map(|(name, w)| {
+                let good = self
+                    .scripts
+                    .iter()
+                    .find(|s| &s.config.name == name)
+                    .is_none_or(|s| s.good());
+                (*w, good)
+            });
+            let interfaces = inst
+                .config
+                .track_interfaces
+                .iter()
+                .map(|(name, w)| (*w, crate::track::interface_up(name)));
+            let (fault, priority) =
+                crate::track::verdict(inst.config.params.priority, scripts.chain(interfaces));
+            if inst.machine.params().priority != priority {
+                self.instances[k].machine.set_priority(priority);
+            }
+            let state = self.instances[k].machine.state();
+            if fault && !self.instances[k].own_fault {
+                self.instances[k].own_fault = true;
+                let actions = self.instances[k].machine.fault(now);
+                self.perform(k, actions);
+            } else if !fault && self.instances[k].own_fault {
+                self.instances[k].own_fault = false;
+                if state == State::Fault {
+                    let actions = self.instances[k].machine.recover(now);
+                    self.perform(k, actions);
+                    self.move_group(k, State::Backup);
+                }
+            }
+        }
+    }
+
+    /// Members follow their groups' moves; backups whose timer ran out wait while another
+    /// member hears a master; each member says whether it hears one.
+    fn follow_groups(&mut self, now: Duration) {
+        for k in 0..self.instances.len() {
+            let Some(group) = self.instances[k].config.sync_group.clone() else {
+                continue;
+            };
+            let name = self.instances[k].config.name.clone();
+            let seen = self.instances[k].group_epoch;
+            let moved = self
+                .groups
+                .with(&group, |g| (g.epoch > seen).then_some((g.epoch, g.target)))
+                .flatten();
+            if let Some((epoch, target)) = moved {
+                self.instances[k].group_epoch = epoch;
+                let own_fault = self.instances[k].own_fault;
+                if let Some(to) = target.filter(|_| !own_fault) {
+                    let actions = self.instances[k].machine.follow(now, to);
+                    self.following = true;
+                    self.perform(k, actions);
+                    self.following = false;
+                }
+            }
+            let m = &mut self.instances[k].machine;
+            let due = m.state() == State::Backup && m.next_deadline().is_some_and(|t| now >= t);
+            if due {
+                let others_hear = self
+                    .groups
+                    .with(&group, |g| g.hearing.iter().any(|(n, h)| *h && *n != name))
+                    .unwrap_or(false);
+                if others_hear {
+                    m.hold(now, GROUP_HOLD);
+                }
+            }
+            let hears = m.hears_master(now);
+            self.groups.with(&group, |g| {
+                g.hearing.insert(name.clone(), hears);
+            });
+        }
+    }
+
+    /// A member moved on its own: the rest of its group follows.
+    fn move_group(&mut self, k: usize, to: State) {
+        if self.following {
+            return;
+        }
+        let inst = &mut self.instances[k];
+        let Some(group) = &inst.config.sync_group else {
+            return;
+        };
+        let group = group.clone();
+        if let Some(epoch) = self.groups.with(&group, |g| {
+            g.epoch += 1;
+            g.target = Some(to);
+            g.epoch
+        }) {
+            inst.group_epoch = epoch;
+        }
+        self.fifo(&format!("GROUP \"{group}\" {}\n", to.name()));
     }
 
     /// Calls `f` on every state change from now on.
     pub fn on_state(&mut self, f: OnState) {
         self.on_state = Some(f);
+    }
+
+    /// Calls `f` when gratuitous ARPs are due (keepalived's schedule).
+    pub fn on_garp(&mut self, f: OnGarp) {
+        self.on_garp = Some(f);
+    }
+
+    fn garp(&mut self, k: usize, repeat: u32) {
+        if let (Some(f), true) = (self.on_garp.as_mut(), repeat > 0) {
+            f(k, repeat);
+        }
+    }
+
+    /// The `garp_master_delay` burst and the refreshes of the masters.
+    fn garp_schedule(&mut self, now: Duration) {
+        for k in 0..self.instances.len() {
+            let inst = &mut self.instances[k];
+            let Some((at, refresh)) = inst.garp_at else {
+                continue;
+            };
+            if inst.machine.state() != State::Master {
+                inst.garp_at = None;
+                continue;
+            }
+            if now < at {
+                continue;
+            }
+            let c = &inst.config;
+            let repeat = if refresh {
+                c.garp_refresh_repeat
+            } else {
+                c.garp_repeat
+            };
+            inst.garp_at = (!c.garp_refresh.is_zero()).then(|| (now + c.garp_refresh, true));
+            self.garp(k, repeat);
+        }
     }
 
     fn now(&self) -> Duration {
@@ -191,6 +499,7 @@ impl Service {
                 vrid: i.config.vrid,
                 state: i.machine.state(),
                 priority: i.config.params.priority,
+                effective_priority: i.machine.params().priority,
                 master: i.machine.master(),
                 counters: i.counters.clone(),
             })
@@ -218,6 +527,9 @@ impl Service {
     /// Runs timers and reads adverts for at most `max`; returns after one event or `max`.
     pub fn turn(&mut self, max: Duration) {
         let now = self.now();
+        self.track(now);
+        self.follow_groups(now);
+        self.garp_schedule(now);
         for k in 0..self.instances.len() {
             let actions = self.instances[k].machine.poll(now);
             self.perform(k, actions);
@@ -227,6 +539,12 @@ impl Service {
             .instances
             .iter()
             .filter_map(|i| i.machine.next_deadline())
+            .chain(
+                self.scripts
+                    .iter()
+                    .map(|s| s.next_deadline().max(now + Duration::from_millis(20))),
+            )
+            .chain(self.instances.iter().filter_map(|i| i.garp_at.map(|g| g.0)))
             .min()
             .map_or(max, |d| d.saturating_sub(now).min(max))
             .max(Duration::from_millis(1));
@@ -306,13 +624,26 @@ impl Service {
                 Action::BecameMaster => Some(State::Master),
                 Action::BecameBackup => Some(State::Backup),
                 Action::Stopped => Some(State::Init),
+                Action::BecameFault => Some(State::Fault),
+                Action::Reannounce => None,
             };
             if let (Some(state), Some(f)) = (state, self.on_state.as_mut()) {
                 f(k, state);
             }
             match action {
                 Action::SendAdvert { priority } => self.send(k, priority),
+                Action::Reannounce => {
+                    let repeat = self.instances[k].config.garp_repeat;
+                    self.garp(k, repeat);
+                }
                 Action::BecameMaster => {
+                    // Owning the addresses announces each once; the rest of the burst, and
+                    // the second one garp_master_delay later.
+                    let c = &self.instances[k].config;
+                    let (repeat, delay) = (c.garp_repeat, c.garp_delay);
+                    self.instances[k].garp_at = Some((now_of(&self.origin) + delay, false));
+                    self.garp(k, repeat.saturating_sub(1));
+                    self.move_group(k, State::Master);
                     *self.instances[k]
                         .counters
                         .entry("become_master")
@@ -320,6 +651,10 @@ impl Service {
                     self.notify(k, "MASTER");
                 }
                 Action::BecameBackup => {
+                    // Starting as backup moves nobody; giving up the addresses moves all.
+                    if self.was_master(k) {
+                        self.move_group(k, State::Backup);
+                    }
                     let released = u64::from(self.was_master(k));
                     *self.instances[k]
                         .counters
@@ -334,6 +669,15 @@ impl Service {
                         .entry("release_master")
                         .or_default() += released;
                     self.notify(k, "STOP");
+                }
+                Action::BecameFault => {
+                    let released = u64::from(self.was_master(k));
+                    *self.instances[k]
+                        .counters
+                        .entry("release_master")
+                        .or_default() += released;
+                    self.move_group(k, State::Fault);
+                    self.notify(k, "FAULT");
                 }
             }
         }
@@ -379,17 +723,17 @@ impl Service {
         let script = match state {
             "MASTER" => &c.notify_master,
             "BACKUP" => &c.notify_backup,
+            "FAULT" => &c.notify_fault,
             _ => &c.notify_stop,
         };
+        let priority = self.instances[k].machine.params().priority;
+        self.fifo(&format!("INSTANCE \"{}\" {state} {priority}\n", c.name));
         let mut run = Vec::new();
         if let Some(s) = script {
             run.push(s.clone());
         }
         if let Some(s) = &c.notify {
-            run.push(format!(
-                "{s} INSTANCE {} {state} {}",
-                c.name, c.params.priority
-            ));
+            run.push(format!("{s} INSTANCE {} {state} {priority}", c.name));
         }
         for s in run {
             // Not waited for: reaped on later turns.
@@ -399,10 +743,33 @@ impl Service {
         }
     }
 
+    /// One line to the notify FIFO, if one is set and someone reads it (never blocks:
+    /// a FIFO without a reader is skipped, as keepalived's writes would fail).
+    fn fifo(&self, line: &str) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(path) = &self.notify_fifo else {
+            return;
+        };
+        // O_NONBLOCK (Linux's value): opening a FIFO without a reader fails at once.
+        const O_NONBLOCK: i32 = 0o4000;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(O_NONBLOCK)
+            .open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+
     fn reap(&mut self) {
         self.children
             .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
     }
+}
+
+fn now_of(origin: &Instant) -> Duration {
+    origin.elapsed()
 }
 
 /// The service on its own thread (control side): it opens the interface once it exists (a
@@ -410,6 +777,10 @@ impl Service {
 /// sends priority 0 for the instances it is master of.
 pub struct Runner {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// A reloaded configuration for the thread to take on its next turn.
+    pending: std::sync::Arc<std::sync::Mutex<Option<Vec<InstanceConfig>>>>,
+    /// The configuration running (what reloads are checked against).
+    configs: Vec<InstanceConfig>,
     shared: std::sync::Arc<std::sync::Mutex<Shared>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
@@ -424,12 +795,14 @@ pub struct Shared {
 
 impl Runner {
     /// `on_state` is told of every state change (instance index, new state), on the
-    /// service's thread.
+    /// service's thread; `ctx` is what the director's runners share.
     pub fn spawn(
         interface: String,
         primary: Ipv4Addr,
         configs: Vec<InstanceConfig>,
         on_state: OnState,
+        on_garp: OnGarp,
+        ctx: Context,
     ) -> io::Result<Runner> {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -441,6 +814,7 @@ impl Runner {
                     vrid: c.vrid,
                     state: State::Init,
                     priority: c.params.priority,
+                    effective_priority: c.params.priority,
                     master: None,
                     counters: COUNTERS.iter().map(|c| (*c, 0)).collect(),
                 })
@@ -455,6 +829,8 @@ impl Runner {
             }
         };
         let err_out = shared.clone();
+        let pending = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<InstanceConfig>>));
+        let (pending_in, running) = (pending.clone(), configs.clone());
         let handle = std::thread::Builder::new()
             .name("fnat-vrrp".into())
             .spawn(move || {
@@ -473,8 +849,16 @@ impl Runner {
                     }
                 };
                 service.on_state(on_state);
+                service.on_garp(on_garp);
+                service.context(ctx);
                 service.start();
                 while !flag.load(Ordering::SeqCst) {
+                    let reload = pending_in.lock().ok().and_then(|mut p| p.take());
+                    if let Some(configs) = reload {
+                        if let Err(e) = service.reconfigure(configs) {
+                            eprintln!("fnatd: vrrp: reload: {e}");
+                        }
+                    }
                     publish(&service, None);
                     service.turn(Duration::from_millis(50));
                 }
@@ -483,9 +867,22 @@ impl Runner {
             })?;
         Ok(Runner {
             stop,
+            pending,
+            configs: running,
             shared,
             handle: Some(handle),
         })
+    }
+
+    /// A reloaded configuration of this thread's instances: checked now (same instances),
+    /// applied by the thread on its next turn, each instance keeping its state.
+    pub fn reconfigure(&mut self, configs: Vec<InstanceConfig>) -> Result<(), String> {
+        check_same_instances(self.configs.iter(), configs.iter())?;
+        self.configs.clone_from(&configs);
+        if let Ok(mut p) = self.pending.lock() {
+            *p = Some(configs);
+        }
+        Ok(())
     }
 
     pub fn status(&self) -> Shared {

@@ -174,6 +174,9 @@ pub struct ServiceSection {
     pub proxy_protocol: Option<String>,
     /// TCP option 254 (client port and address, DPVS's TOA) toward full-NAT real servers.
     pub toa: Option<bool>,
+    /// SYN proxy: SYN cookies answer the clients' SYNs; only a valid cookie ACK opens a
+    /// connection to a real server (TCP services).
+    pub synproxy: Option<bool>,
     #[serde(default)]
     pub local_addresses: Vec<String>,
     #[serde(default, rename = "real")]

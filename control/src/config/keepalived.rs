@@ -147,7 +147,7 @@ pub struct VrrpRun {
 pub fn vrrp_runs(
     path: &Path,
     ports: &[super::PortSpec],
-) -> Result<(Vec<VrrpRun>, Vec<Diagnostic>), ConfigError> {
+) -> Result<(Vec<VrrpRun>, Vec<Diagnostic>, fnat_vrrp::service::Context), ConfigError> {
     let conf = fnat_keepalived::read_file(path);
     if let Some(e) = conf.errors().next() {
         return Err(from_diagnostic(e));
@@ -185,8 +185,13 @@ pub fn vrrp_runs(
             )));
             continue;
         };
-        let instance = fnat_vrrp::service::InstanceConfig::from_keepalived(v, primary)
+        let mut instance = fnat_vrrp::service::InstanceConfig::from_keepalived(v, primary)
             .map_err(|reason| located(&v.at, "vrrp_instance", reason))?;
+        instance.sync_group = conf
+            .vrrp_sync_groups
+            .iter()
+            .find(|g| g.members.contains(&v.name))
+            .map(|g| g.name.clone());
         runs.push(VrrpRun {
             port: port.name.clone(),
             twin: twin.clone(),
@@ -194,7 +199,16 @@ pub fn vrrp_runs(
             instance,
         });
     }
-    Ok((runs, warnings))
+    let context = fnat_vrrp::service::Context {
+        groups: Default::default(),
+        scripts: conf
+            .vrrp_scripts
+            .iter()
+            .map(fnat_vrrp::track::ScriptConfig::from_keepalived)
+            .collect(),
+        notify_fifo: conf.vrrp_notify_fifo.as_ref().map(Into::into),
+    };
+    Ok((runs, warnings, context))
 }
 
 /// The session sync daemons of the keepalived.conf at `path`: `lvs_sync_daemon IF [VI_NAME]
@@ -387,6 +401,7 @@ fn service(
             .map_err(|e: String| located(&vs.at, "proxy_protocol", e))?;
     }
     service.toa = vs.toa;
+    service.synproxy = vs.syn_proxy;
     if let Some(timeout) = vs.persistence_timeout {
         let netmask = match &vs.persistence_granularity {
             Some(mask) => mask.parse().map_err(|_| {
@@ -618,6 +633,7 @@ mod roundtrip {
                             fnat_proto::model::ProxyProtocol::V1Insecure
                         };
                         s.toa = flags % 3 == 0;
+                        s.synproxy = flags % 5 == 0;
                     }
                     let mut seen = std::collections::HashSet::new();
                     s.reals = reals.into_iter().filter(|r| seen.insert(r.key())).collect();
@@ -742,6 +758,30 @@ mod roundtrip {
         rules.services[0].conn_rate = Some("10/24".parse().unwrap());
         let e = fnat_keepalived::write::write(&rules).unwrap_err();
         assert_eq!(e.setting, "conn_rate");
+    }
+
+    /// DPVS's `syn_proxy` keyword is written for a SYN-proxied service and read back.
+    #[test]
+    fn syn_proxy_exports_and_imports_back() {
+        let mut rules = RuleSet {
+            marks: marks(),
+            ..RuleSet::default()
+        };
+        let mut s = Service::new(
+            ServiceAddr::Inet {
+                protocol: Protocol::Tcp,
+                vip: Ipv4Addr::new(198, 18, 0, 100),
+                port: 80,
+            },
+            Scheduler::Rr,
+        );
+        s.synproxy = true;
+        rules.services.push(s);
+        let text = fnat_keepalived::write::write(&rules).unwrap();
+        assert!(text.contains("    syn_proxy\n"), "{text}");
+        let back = round_trip(&rules);
+        assert!(back.services[0].synproxy);
+        assert_eq!(back, rules);
     }
 
     #[test]

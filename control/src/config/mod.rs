@@ -131,6 +131,8 @@ pub struct AppConfig {
     pub health: fnat_health::HealthConfig,
     /// The keepalived.conf's `vrrp_instance`s, each on its fnatd port's kernel twin.
     pub vrrp: Vec<keepalived::VrrpRun>,
+    /// What the VRRP threads share: sync groups, `vrrp_script`s, the notify FIFO.
+    pub vrrp_context: fnat_vrrp::service::Context,
     /// Session sync daemons: the TOML's `[sync]`, keepalived.conf's `lvs_sync_daemon`.
     pub sync: fnat_proto::sync::SyncDaemons,
 }
@@ -167,7 +169,8 @@ impl AppConfig {
             .collect();
         let mut warnings =
             keepalived::add_services(ka, &mut cfg.rule_set, &mut cfg.health, &addresses)?;
-        let (vrrp, not_run) = keepalived::vrrp_runs(ka, &cfg.ports)?;
+        let (vrrp, not_run, vrrp_context) = keepalived::vrrp_runs(ka, &cfg.ports)?;
+        cfg.vrrp_context = vrrp_context;
         // Every VRRP address starts as the master's: claimed only once VRRP says so.
         cfg.rules.standby = vrrp
             .iter()

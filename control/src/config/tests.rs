@@ -865,3 +865,25 @@ interface = \"a\"
     assert!(e.reason.contains("multicast"), "{}", e.reason);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn synproxy_option_parses_and_is_tcp_only() {
+    let tcp = SERVICES.replacen(
+        "expire_on_removal = true\n",
+        "expire_on_removal = true\nsynproxy = true\n",
+        1,
+    );
+    let c = parse(&tcp).unwrap();
+    assert!(c.rules.services[0].options.synproxy);
+    assert!(!c.rules.services[1].options.synproxy);
+    let udp = SERVICES.replacen(
+        "persistent = true\n",
+        "persistent = true\nsynproxy = true\n",
+        1,
+    );
+    let e = err(&udp);
+    assert_eq!(
+        e.key, "service[1].synproxy",
+        "the SYN proxy is TCP only: {e}"
+    );
+}

@@ -161,6 +161,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         drop_ip_options,
         expire_quiescent_template: file.session.expire_quiescent_template.unwrap_or(false),
         standby: Vec::new(),
+        garp: Default::default(),
         edits: None,
     };
     let (rules, _) = crate::control::compile_fresh(&base, &base.timeouts, &rule_set)
@@ -178,6 +179,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         keepalived: None,
         health,
         vrrp: Vec::new(),
+        vrrp_context: Default::default(),
         sync: sync_daemons,
     })
 }
@@ -399,6 +401,7 @@ fn key_of(file: &ConfigFile, place: Place) -> String {
                 ServiceField::Port | ServiceField::Mark => "port",
                 ServiceField::OnePacket => "protocol",
                 ServiceField::Toa => "toa",
+                ServiceField::SynProxy => "synproxy",
                 ServiceField::ProxyProtocol => "proxy_protocol",
                 ServiceField::PersistenceTimeout => "persistence_timeout",
                 ServiceField::PersistenceNetmask => "persistence_netmask",
@@ -682,6 +685,7 @@ fn services(
                 .map_err(|e: String| invalid(key("proxy_protocol"), e))?;
         }
         service.toa = s.toa.unwrap_or(false);
+        service.synproxy = s.synproxy.unwrap_or(false);
         service.reals = reals;
         service.local_addresses = local_addresses;
         if let Some(spec) = super::health::from_toml(i, s, &service)? {

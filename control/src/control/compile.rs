@@ -285,6 +285,7 @@ pub fn compile_service(
         ),
         toa: s.toa,
     };
+    service.options.synproxy = s.synproxy;
     Ok(service)
 }
 
@@ -310,6 +311,7 @@ pub fn snapshot(
         drop_ip_options: base.drop_ip_options,
         expire_quiescent_template: base.expire_quiescent_template,
         standby: base.standby.clone(),
+        garp: base.garp.clone(),
         edits: None,
     }
 }

@@ -262,7 +262,7 @@ pub fn serve(
     plane.set_sync_daemons(cfg.sync.clone());
     let plane = Arc::new(Mutex::new(plane));
     Plane::start_health(&plane, cfg.health.clone());
-    plane.lock().start_vrrp(&cfg.vrrp);
+    plane.lock().start_vrrp(&cfg.vrrp, &cfg.vrrp_context);
     let stop = Arc::new(AtomicBool::new(false));
     let thread = server::spawn(
         listener,

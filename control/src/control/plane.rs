@@ -97,6 +97,8 @@ pub struct Plane {
     /// The VRRP addresses this director is not master of, once VRRP has said so (`None`:
     /// the config's, all of them, until then): put in every snapshot published.
     standby: Option<Vec<std::net::Ipv4Addr>>,
+    /// The last gratuitous-ARP request of VRRP (a new round each time).
+    garp: fnat_engine::rules::GarpRequest,
     /// This plane, for the health checker's sink.
     me: Weak<Mutex<Plane>>,
     /// `fnatctl drain` without VIPs: no VIP is announced (not kept across a restart).
@@ -247,6 +249,7 @@ impl Plane {
             health_epoch: 0,
             vrrp: Vec::new(),
             standby: None,
+            garp: Default::default(),
             me: Weak::new(),
             drain_all: false,
             drained: BTreeSet::new(),
@@ -340,7 +343,11 @@ impl Plane {
 
     /// Starts the VRRP service of `runs`: one thread per kernel twin (it opens the twin once
     /// the dataplane has made it).
-    pub fn start_vrrp(&mut self, runs: &[crate::config::VrrpRun]) {
+    pub fn start_vrrp(
+        &mut self,
+        runs: &[crate::config::VrrpRun],
+        context: &fnat_vrrp::service::Context,
+    ) {
         let mut twins: Vec<&str> = runs.iter().map(|r| r.twin.as_str()).collect();
         twins.sort_unstable();
         twins.dedup();
@@ -352,6 +359,16 @@ impl Plane {
                 mine.iter().map(|r| r.instance.addresses.clone()).collect();
             let names: Vec<String> = mine.iter().map(|r| r.instance.name.clone()).collect();
             let sync = self.view.sync();
+            let (garp_plane, garp_vips) = (self.me.clone(), vips.clone());
+            let on_garp: fnat_vrrp::service::OnGarp = Box::new(move |k, repeat| {
+                let Some(plane) = garp_plane.upgrade() else {
+                    return;
+                };
+                let result = plane.lock().announce(&garp_vips[k], repeat);
+                if let Err(e) = result {
+                    eprintln!("fnatd: vrrp: asking for gratuitous ARPs: {}", e.message);
+                }
+            });
             let on_state: fnat_vrrp::service::OnState = Box::new(move |k, state| {
                 let master = state == fnat_vrrp::machine::State::Master;
                 // Session sync follows the instance (lvs_sync_daemon IF VI_NAME): sending
@@ -372,6 +389,8 @@ impl Plane {
                 mine[0].primary,
                 configs,
                 on_state,
+                on_garp,
+                context.clone(),
             ) {
                 Ok(runner) => {
                     eprintln!(
@@ -384,6 +403,17 @@ impl Plane {
                 Err(e) => eprintln!("fnatd: vrrp: cannot start on {twin}: {e}"),
             }
         }
+    }
+
+    /// VRRP asks for `repeat` gratuitous ARPs of each of `vips` (keepalived's schedule): the
+    /// snapshot's totals grow, published like any change; worker 0 sends the difference for
+    /// the addresses it owns.
+    pub fn announce(&mut self, vips: &[std::net::Ipv4Addr], repeat: u32) -> Result<u64, ErrorBody> {
+        let previous = self.garp.clone();
+        self.garp.add(vips, repeat);
+        self.commit(&Tx::default(), &[]).inspect_err(|_| {
+            self.garp = previous;
+        })
     }
 
     /// VRRP made this director master (`true`) or not of `vips`: they leave (join) the
@@ -437,7 +467,7 @@ impl Plane {
                     virtual_router_id: st.vrid,
                     state: st.state.name().to_string(),
                     priority: st.priority,
-                    effective_priority: st.priority,
+                    effective_priority: st.effective_priority,
                     master: st.master.map(|m| m.to_string()),
                     virtual_ipaddress: run
                         .instance
@@ -636,6 +666,7 @@ impl Plane {
                 return Err(e);
             }
         };
+        snapshot.garp.clone_from(&self.garp);
         if let Some(standby) = &self.standby {
             snapshot.standby.clone_from(standby);
         }
@@ -845,11 +876,28 @@ impl Plane {
             ));
         }
         self.restart_health(cfg.health);
+        self.reload_vrrp(&cfg.vrrp);
         if config_sync_changed {
             self.config_sync = cfg.sync;
         }
         self.sync_reconcile();
         result
+    }
+
+    /// The reloaded keepalived.conf's VRRP instances, per running thread: new parameters
+    /// with each instance's state kept; a changed set of instances is refused (logged) and
+    /// that thread keeps its configuration.
+    fn reload_vrrp(&mut self, runs: &[crate::config::VrrpRun]) {
+        for (mine, runner) in &mut self.vrrp {
+            let twin = mine.first().map(|r| r.twin.clone()).unwrap_or_default();
+            let new: Vec<crate::config::VrrpRun> =
+                runs.iter().filter(|r| r.twin == twin).cloned().collect();
+            let configs = new.iter().map(|r| r.instance.clone()).collect();
+            match runner.reconfigure(configs) {
+                Ok(()) => *mine = new,
+                Err(e) => eprintln!("fnatd: reload: vrrp on {twin}: {e}"),
+            }
+        }
     }
 
     fn status(&self) -> Status {
@@ -1018,6 +1066,7 @@ impl Plane {
             client_address: view.client_address,
             ports: view.ports,
             local_addrs: view.local_addrs,
+            syn_proxy: view.syn_proxy,
         })
     }
 }

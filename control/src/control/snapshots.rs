@@ -92,6 +92,7 @@ fn copy_settings(next: &mut Rules, current: &Rules) {
         drop_ip_options,
         expire_quiescent_template,
         standby,
+        garp,
         edits: _,
     } = current;
     next.generation = *generation;
@@ -106,6 +107,7 @@ fn copy_settings(next: &mut Rules, current: &Rules) {
     next.drop_ip_options = *drop_ip_options;
     next.expire_quiescent_template = *expire_quiescent_template;
     next.standby.clone_from(standby);
+    next.garp.clone_from(garp);
     // What changed is the caller's to say, for this snapshot alone.
     next.edits = None;
 }

@@ -192,6 +192,7 @@ fn ids_are_stable_across_edits() {
             conn_rate: None,
             proxy_protocol: Default::default(),
             toa: false,
+            synproxy: false,
         },
     });
     Response::decode::<Applied>(&ask(&cfg, &sched)).unwrap();

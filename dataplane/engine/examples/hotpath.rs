@@ -34,6 +34,9 @@
 //! then take the full pipeline (sequence state), and with TOA each carries the option (still
 //! pending: no data yet); `new` SYNs set up the sequence state.
 //!
+//! `SYNPROXY=1` makes the service SYN-proxied: `new` SYNs are then each answered with a
+//! cookie SYN-ACK built by the worker (no session): SYN-cookie answers per packet.
+//!
 //! `METHOD=nat|dr|tun|gue|gre` (default `fnat`) forwards by that method instead of full NAT
 //! (frames sit in a buffer with an mbuf's 128 bytes of headroom, for TUN's outer header).
 //!
@@ -492,6 +495,7 @@ fn main() {
         proxy_insecure: false,
         toa: ca.contains("toa"),
     };
+    r.services[0].options.synproxy = std::env::var_os("SYNPROXY").is_some();
     let workers = if mode == "steer" { 2 } else { 1 };
     let mut w = Worker::new(0, workers, Arc::new(r));
     if mode == "conn" {

@@ -220,6 +220,9 @@ pub struct ServiceOptions {
     /// What the real servers of a full-NAT service learn of the client (Proxy Protocol,
     /// TOA); nothing by default.
     pub client_address: ClientAddress,
+    /// SYN proxy (TCP, full-NAT): SYN cookies answer the clients' SYNs; a session is made
+    /// only by a valid cookie ACK (`fnat/synproxy.rs`).
+    pub synproxy: bool,
 }
 
 /// How a full-NAT service tells its real servers the client's address and port
@@ -546,9 +549,34 @@ pub struct Rules {
     /// traffic to them is dropped (`vrrp_backup`). When one leaves the list (takeover) the
     /// engine announces it by gratuitous ARP like any newly owned address.
     pub standby: Vec<Ipv4Addr>,
+    /// Gratuitous ARPs VRRP asks for (keepalived's `garp_master_repeat`, `_delay`,
+    /// `_refresh`): worker 0 announces each owned address as many more times as its total
+    /// grew since the snapshot it ran before.
+    pub garp: GarpRequest,
     /// The services set by the generations leading to this snapshot, when the publisher
     /// knows; `None`: unknown (workers compare).
     pub edits: Option<ServiceEdits>,
+}
+
+/// Gratuitous ARPs asked for (see [`Rules::garp`]): per address, how many were asked for
+/// since fnatd started. Totals, not a last request: when snapshots follow each other faster
+/// than a worker takes them, the one it takes still says everything asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GarpRequest {
+    /// Sorted by address.
+    pub totals: Vec<(Ipv4Addr, u64)>,
+}
+
+impl GarpRequest {
+    /// Asks for `repeat` more announcements of each of `addresses`.
+    pub fn add(&mut self, addresses: &[Ipv4Addr], repeat: u32) {
+        for a in addresses {
+            match self.totals.binary_search_by_key(a, |(x, _)| *x) {
+                Ok(i) => self.totals[i].1 += u64::from(repeat),
+                Err(i) => self.totals.insert(i, (*a, u64::from(repeat))),
+            }
+        }
+    }
 }
 
 impl Rules {
@@ -568,6 +596,7 @@ impl Rules {
             drop_ip_options: false,
             expire_quiescent_template: false,
             standby: Vec::new(),
+            garp: GarpRequest::default(),
             edits: None,
         }
     }

@@ -105,7 +105,8 @@ pub struct WorkerStats {
     pub icmp_echo_replies: u64,
     /// Frames the engine built itself (ARP requests, gratuitous ARPs), sent or dropped.
     pub originated: u64,
-    /// Frames the engine absorbed by design (ARP replies and announcements it learned from).
+    /// Frames the engine absorbed by design (ARP replies and announcements it learned from;
+    /// client data the SYN proxy holds until the real server's SYN-ACK).
     pub consumed: u64,
     /// Frames waiting for their next hop's MAC now (a gauge).
     pub held: u64,
@@ -133,10 +134,24 @@ pub struct WorkerStats {
     /// First segments that gave up their last bytes to make room for the header (the
     /// client sends them again).
     pub proxy_split: u64,
+    /// Proxy Protocol headers sent alone (server-speaks-first) sent again by housekeeping:
+    /// the real server had not acknowledged them.
+    pub proxy_headers_resent: u64,
+    /// Headers sent alone that went untracked for resending (every tracking slot taken).
+    pub proxy_resend_untracked: u64,
     /// TOA options added toward real servers.
     pub toa_added: u64,
     /// Segments that went without TOA: no room left in the TCP options.
     pub toa_no_room: u64,
+    /// SYN proxy: SYN-ACKs with a SYN cookie sent to clients (no session made).
+    pub syn_cookies_sent: u64,
+    /// SYN proxy: cookie ACKs that checked out and opened a connection to a real server.
+    pub syn_cookies_valid: u64,
+    /// SYN proxy: client data held until the real server's SYN-ACK, and released.
+    pub synproxy_data_held: u64,
+    /// SYN proxy: client data that found every hold slot taken (dropped; the client sends
+    /// it again).
+    pub synproxy_hold_full: u64,
     /// Client segments whose own TCP option 254 was removed (a TOA service's real server
     /// must see fnatd's, not one the client forged).
     pub toa_stripped: u64,
@@ -182,8 +197,14 @@ impl Default for WorkerStats {
             fast_path: 0,
             proxy_headers: 0,
             proxy_split: 0,
+            proxy_headers_resent: 0,
+            proxy_resend_untracked: 0,
             toa_added: 0,
             toa_no_room: 0,
+            syn_cookies_sent: 0,
+            syn_cookies_valid: 0,
+            synproxy_data_held: 0,
+            synproxy_hold_full: 0,
             toa_stripped: 0,
             sessions_ended: 0,
             templates: 0,
@@ -254,8 +275,14 @@ impl WorkerStats {
         self.fast_path += other.fast_path;
         self.proxy_headers += other.proxy_headers;
         self.proxy_split += other.proxy_split;
+        self.proxy_headers_resent += other.proxy_headers_resent;
+        self.proxy_resend_untracked += other.proxy_resend_untracked;
         self.toa_added += other.toa_added;
         self.toa_no_room += other.toa_no_room;
+        self.syn_cookies_sent += other.syn_cookies_sent;
+        self.syn_cookies_valid += other.syn_cookies_valid;
+        self.synproxy_data_held += other.synproxy_data_held;
+        self.synproxy_hold_full += other.synproxy_hold_full;
         self.toa_stripped += other.toa_stripped;
         self.sessions_ended += other.sessions_ended;
         self.templates += other.templates;

@@ -128,4 +128,12 @@ drop_reasons! {
     ProxyPending = "proxy_pending",
     /// No tailroom in the buffer for a Proxy Protocol header or TOA option.
     NoTailroom = "no_tailroom",
+    /// SYN proxy: an ACK without a session whose cookie is older than the cookies' lifetime
+    /// (or whose time field is garbage: most spoofed ACKs).
+    SynCookieStale = "syn_cookie_stale",
+    /// SYN proxy: an ACK without a session whose cookie fails the keyed check.
+    SynCookieInvalid = "syn_cookie_invalid",
+    /// SYN proxy: a segment of a connection whose handshake with the real server is under way
+    /// (sent again by its sender), or a real server's SYN-ACK that does not match it.
+    SynProxyHandshake = "synproxy_handshake",
 }

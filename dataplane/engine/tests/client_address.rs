@@ -201,7 +201,8 @@ fn v2_header(proto: u8) -> Vec<u8> {
 
 #[test]
 fn proxy_v2_header_and_sequence_arithmetic_both_ways() {
-    let (mut c, ack) = Conn::open(pp(2, false));
+    // `*-insecure`: the header waits for the client's data (which may bring its own).
+    let (mut c, ack) = Conn::open(pp(2, true));
     let first = C_ISN.wrapping_add(1);
     // The handshake-completing ACK goes unchanged.
     let (th, p) = tcp_of(&ack);
@@ -297,7 +298,7 @@ fn proxy_v2_header_and_sequence_arithmetic_both_ways() {
 
 #[test]
 fn proxy_v1_text_header() {
-    let (mut c, _) = Conn::open(pp(1, false));
+    let (mut c, _) = Conn::open(pp(1, true));
     let first = C_ISN.wrapping_add(1);
     let mut f = c.client_seg("AP", first, RS_ISN + 1, &[], b"GET / HTTP/1.0\r\n\r\n");
     assert_eq!(c.run(&mut f), Verdict::Transmit { port: 1 });
@@ -306,11 +307,70 @@ fn proxy_v1_text_header() {
     assert_eq!(String::from_utf8(p).unwrap(), text);
 }
 
+/// Server-speaks-first (SMTP, MySQL, nginx's `return`): the header goes alone on the
+/// handshake-completing ACK; the client's data follows shifted; housekeeping sends the header
+/// again until the real server acknowledges it.
+#[test]
+fn header_goes_on_the_handshake_ack_and_again_until_acknowledged() {
+    let (mut c, ack) = Conn::open(pp(1, false));
+    let first = C_ISN.wrapping_add(1);
+    let text = format!("PROXY TCP4 {CLIENT} {VIP} {CPORT} 80\r\n");
+    let d = text.len() as u32;
+    let (th, p) = tcp_of(&ack);
+    assert_eq!((th.sequence_number, p.as_slice()), (first, text.as_bytes()));
+    assert_eq!(th.acknowledgment_number, RS_ISN + 1);
+    // The client's first data: shifted, no second header.
+    let mut f = c.client_seg("AP", first, RS_ISN + 1, &[], b"HELO");
+    assert_eq!(c.run(&mut f), Verdict::Transmit { port: 1 });
+    let (th, p) = tcp_of(&f);
+    assert_eq!(
+        (th.sequence_number, p.as_slice()),
+        (first.wrapping_add(d), &b"HELO"[..])
+    );
+    // Not acknowledged for 200 ms: housekeeping sends it again, through the originate queue.
+    let originated = |c: &mut Conn, t: u64| {
+        c.w.housekeeping(t, 64);
+        let mut out = Vec::new();
+        c.w.drain_originated(t, &mut |port, frame: &[u8]| {
+            // IPv4 only (the worker's gratuitous ARPs go out here too).
+            if frame[12..14] == [8, 0] {
+                out.push((port, frame.to_vec()));
+            }
+            fnat_engine::neigh::Emit::Sent
+        });
+        out
+    };
+    let t = c.t;
+    assert!(
+        originated(&mut c, t + 100_000_000).is_empty(),
+        "not due yet"
+    );
+    let again = originated(&mut c, t + 300_000_000);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].0, 1);
+    let o = decode(&again[0].1);
+    assert_eq!((o.src, o.dst), (c.lip, c.rs));
+    assert_eq!((o.src_mac, o.dst_mac), (PORT1_MAC, RS1_MAC));
+    let (th, p) = tcp_of(&again[0].1);
+    assert_eq!((th.sequence_number, p.as_slice()), (first, text.as_bytes()));
+    assert_eq!(th.acknowledgment_number, RS_ISN + 1);
+    assert_eq!(c.w.stats().proxy_headers_resent, 1);
+    // The server acknowledges header and data: the client sees its 4 bytes acknowledged, and
+    // nothing is sent again.
+    let mut f = c.rs_seg("AP", RS_ISN + 1, first.wrapping_add(d + 4), &[], b"220 ok");
+    assert_eq!(c.run(&mut f), Verdict::Transmit { port: 0 });
+    assert_eq!(tcp_of(&f).0.acknowledgment_number, first.wrapping_add(4));
+    let t = c.t;
+    assert!(originated(&mut c, t + 10_000_000_000).is_empty());
+    assert_eq!(c.w.stats().proxy_headers_resent, 1);
+}
+
 #[test]
 fn client_sent_header_is_refused_or_passed_on_when_insecure() {
     let client_hdr = b"PROXY TCP4 192.0.2.1 198.18.0.100 1234 80\r\nGET /\r\n";
     let first = C_ISN.wrapping_add(1);
 
+    // Our header went on the handshake-completing ACK; the client's own is still refused.
     let (mut c, _) = Conn::open(pp(1, false));
     let mut f = c.client_seg("AP", first, RS_ISN + 1, &[], client_hdr);
     assert_eq!(c.run(&mut f), Verdict::Drop(DropReason::ProxyFromClient));
@@ -329,7 +389,7 @@ fn client_sent_header_is_refused_or_passed_on_when_insecure() {
 
 #[test]
 fn full_size_segment_gives_up_its_tail_for_the_header() {
-    let (mut c, _) = Conn::open(pp(2, false));
+    let (mut c, _) = Conn::open(pp(2, true));
     let first = C_ISN.wrapping_add(1);
     let data: Vec<u8> = (0..1460u32).map(|i| i as u8).collect();
     let mut f = c.client_seg("AFP", first, RS_ISN + 1, &[], &data);
@@ -430,7 +490,7 @@ fn toa_is_readable_behind_a_malformed_or_ended_option_list() {
 fn toa_without_room_goes_without_and_is_counted() {
     let ca = ClientAddress {
         proxy_version: 2,
-        proxy_insecure: false,
+        proxy_insecure: true,
         toa: true,
     };
     let (mut c, _) = Conn::open(ca);

@@ -250,3 +250,56 @@ fn a_standby_vip_is_neither_answered_nor_served_until_takeover() {
     assert_eq!(run(&mut w, &mut f, S), Verdict::Transmit { port: 1 });
     assert_books_close(&w);
 }
+
+/// VRRP's gratuitous-ARP schedule (keepalived's `garp_master_repeat`, `_delay`, `_refresh`):
+/// worker 0 announces each owned address as many times as its total in `Rules::garp` grew
+/// (two requests coalesced into one snapshot included); the same totals again announce
+/// nothing, and an address this director does not own (standby) is never announced.
+/// Checked with etherparse.
+#[test]
+fn a_vrrp_garp_round_announces_each_owned_address_repeat_times() {
+    let mut rules = rules(1024, 1024, 5000);
+    let mut w = workers(1, rules.clone()).remove(0);
+    let drain = |w: &mut Worker| {
+        let mut sent: Vec<(u16, [u8; 4], [u8; 4])> = Vec::new();
+        for _ in 0..8 {
+            w.drain_originated(S, |port, bytes| {
+                let (eth, rest) = Ethernet2Header::from_slice(bytes).unwrap();
+                assert_eq!(eth.ether_type, EtherType::ARP);
+                assert_eq!(eth.destination, [0xff; 6]);
+                // RFC 826 body: sender and target protocol addresses at 14 and 24.
+                let spa: [u8; 4] = rest[14..18].try_into().unwrap();
+                let tpa: [u8; 4] = rest[24..28].try_into().unwrap();
+                sent.push((port, spa, tpa));
+                fnat_engine::Emit::Sent
+            });
+        }
+        sent
+    };
+    // The start's announcements of every owned address, once.
+    let start = drain(&mut w);
+    assert!(start.iter().all(|(_, spa, tpa)| spa == tpa));
+    // Two requests (1 and 2) before the worker takes the snapshot: 3 in all.
+    rules
+        .garp
+        .add(&[VIP, std::net::Ipv4Addr::new(198, 18, 99, 1)], 1);
+    rules.garp.add(&[VIP], 2);
+    rules.generation += 1;
+    w.update_rules(std::sync::Arc::new(rules.clone()));
+    let vip = VIP.octets();
+    let sent = drain(&mut w);
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent
+        .iter()
+        .all(|(port, spa, tpa)| *port == 0 && *spa == vip && *tpa == vip));
+    // The same totals in a later snapshot: nothing more.
+    rules.generation += 1;
+    w.update_rules(std::sync::Arc::new(rules.clone()));
+    assert!(drain(&mut w).is_empty());
+    // A standby VIP is not announced, whatever the totals say.
+    rules.standby = vec![VIP];
+    rules.garp.add(&[VIP], 5);
+    rules.generation += 1;
+    w.update_rules(std::sync::Arc::new(rules.clone()));
+    assert!(drain(&mut w).is_empty());
+}

@@ -239,6 +239,7 @@ fn unknown_services_and_reals_are_rejected() {
             first_seq: 0,
             in_delta: 0,
             out_delta: 0,
+            rs_wscale: 0,
         }),
     };
     assert_eq!(sync_owner(&r, 1, &conn), Err(SyncReject::UnknownService));

@@ -220,10 +220,10 @@ fn fullnat_entry_is_a_nat_entry_with_a_skippable_option() {
     assert_eq!(c.options.len(), 1);
     let (t, data) = &c.options[0];
     assert_eq!(*t, 0x50, "fnat's option: IPVS_OPT_F_PARAM | 0x10");
-    assert_eq!(data.len(), 20);
+    assert_eq!(data.len(), 24);
     assert_eq!(Ipv4Addr::from(be32(data, 0)), *local.ip(), "local address");
     assert_eq!(be16(data, 4), local.port(), "local port");
-    assert_eq!(m.len(), 8 + 60, "36 + 2 + 20 = 58, padded to 60");
+    assert_eq!(m.len(), 8 + 64, "36 + 2 + 24 = 62, padded to 64");
 }
 
 /// The message in an Ethernet/IPv4/UDP frame to 224.0.0.81:8848, as the master's twin sends it.

@@ -66,6 +66,7 @@ impl Source for DriverMetrics {
                 }
             })
             .collect();
+        let vrrp: fnat_proto::vrrp::VrrpListing = self.control.query(Query::Vrrp)?;
         let times = self.store.publish_times();
         let in_use = self.pool.in_use();
         Ok(Sample {
@@ -80,6 +81,7 @@ impl Source for DriverMetrics {
             publishes: times.publishes,
             publish_seconds_total: times.total.as_secs_f64(),
             publish_last_seconds: times.last.as_secs_f64(),
+            vrrp: vrrp.instances,
         })
     }
 }

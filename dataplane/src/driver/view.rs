@@ -234,6 +234,14 @@ impl DriverView {
                 exhausted: l.exhausted,
             });
         }
+        for (name, n) in [
+            ("syn_cookies_sent", total.syn_cookies_sent),
+            ("syn_cookies_valid", total.syn_cookies_valid),
+            ("data_held", total.synproxy_data_held),
+            ("hold_full", total.synproxy_hold_full),
+        ] {
+            view.syn_proxy.insert(name.to_string(), n);
+        }
         for reason in DropReason::ALL {
             view.drops
                 .insert(reason.name().to_string(), total.drops[*reason as usize]);

@@ -53,6 +53,8 @@ pub struct ServiceEdit {
     pub proxy_protocol: Option<ProxyProtocol>,
     /// `--toa`: sets it; absent, the service keeps its own.
     pub toa: bool,
+    /// `-j/--synproxy`: sets it; absent, the service keeps its own.
+    pub synproxy: bool,
 }
 
 impl ServiceEdit {
@@ -81,6 +83,9 @@ impl ServiceEdit {
         }
         if self.toa {
             attrs.toa = true;
+        }
+        if self.synproxy {
+            attrs.synproxy = true;
         }
         attrs
     }
@@ -284,6 +289,7 @@ enum Opt {
     ExpireOnRemoval,
     ProxyProtocol,
     Toa,
+    SynProxy,
     Laddr,
     Ifname,
     Daemon,
@@ -341,6 +347,7 @@ impl Opt {
             Opt::ExpireOnRemoval => "expire-on-removal",
             Opt::ProxyProtocol => "proxy-protocol",
             Opt::Toa => "toa",
+            Opt::SynProxy => "synproxy",
             Opt::Laddr => "laddr",
             Opt::Ifname => "ifname",
             Opt::Daemon => "daemon",
@@ -408,6 +415,7 @@ fn short(c: char) -> Option<(Item, Value)> {
         'f' => (O(Opt::Fwmark), Value::Required),
         'H' => (O(Opt::Match), Value::Required),
         'J' => (O(Opt::Snat), Value::None),
+        'j' => (O(Opt::SynProxy), Value::None),
         's' => (O(Opt::Scheduler), Value::Required),
         'p' => (O(Opt::Persistent), Value::OptionalNumber),
         'M' => (O(Opt::Netmask), Value::Required),
@@ -492,6 +500,7 @@ fn long(name: &str) -> Option<(Item, Value)> {
         "expire-on-removal" => (O(Opt::ExpireOnRemoval), Value::None),
         "proxy-protocol" => (O(Opt::ProxyProtocol), Value::Required),
         "toa" => (O(Opt::Toa), Value::None),
+        "synproxy" => (O(Opt::SynProxy), Value::None),
         "laddr" => (O(Opt::Laddr), Value::Required),
         "ifname" => (O(Opt::Ifname), Value::Required),
         "daemon" => (O(Opt::Daemon), Value::None),
@@ -885,6 +894,7 @@ fn allowed(cmd: Cmd) -> &'static [Opt] {
             ConnRate,
             ProxyProtocol,
             Toa,
+            SynProxy,
             Ipv6,
         ],
         Cmd::Del => &[Tcp, Udp, Fwmark, Match, Ipv6],
@@ -1211,6 +1221,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                 service.conn_rate = conn_rate.flatten();
                 service.proxy_protocol = proxy_protocol.unwrap_or_default();
                 service.toa = given.has(Opt::Toa);
+                service.synproxy = given.has(Opt::SynProxy);
                 IpvsCommand::Change(Change::ServiceAdd { service })
             } else {
                 IpvsCommand::EditService(ServiceEdit {
@@ -1223,6 +1234,7 @@ pub fn parse_with(args: &[String], lookup: &dyn Lookup) -> Result<IpvsCommand, A
                     conn_rate,
                     proxy_protocol,
                     toa: given.has(Opt::Toa),
+                    synproxy: given.has(Opt::SynProxy),
                 })
             }
         }

@@ -296,6 +296,9 @@ fn service_line(
         if s.toa {
             out.push_str(" toa");
         }
+        if s.synproxy {
+            out.push_str(" synproxy");
+        }
     }
     out.push('\n');
 }
@@ -568,6 +571,9 @@ pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
         }
         if s.toa {
             out.push_str(" --toa");
+        }
+        if s.synproxy {
+            out.push_str(" --synproxy");
         }
         if !s.sched_flags.is_empty() {
             let _ = write!(out, " -b {}", s.sched_flags.render(s.scheduler));
@@ -1068,6 +1074,34 @@ UDP  10.0.0.1:53 wrr persistent 360 mask 255.255.255.0\n";
         assert!(
             crate::ipvsadm::args::parse(&args("-A -t 198.18.0.100:80 --proxy-protocol v3"))
                 .is_err()
+        );
+    }
+
+    /// `-j` (DPVS's short form) and `--synproxy` set the SYN proxy; `-S` writes it back.
+    #[test]
+    fn save_writes_synproxy_that_parses_back() {
+        let args = |line: &str| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let cmd = crate::ipvsadm::args::parse(&args("-A -t 198.18.0.100:80 -s rr -j")).unwrap();
+        let crate::ipvsadm::args::IpvsCommand::Change(crate::edit::Change::ServiceAdd { service }) =
+            cmd
+        else {
+            panic!("not an add: {cmd:?}")
+        };
+        assert!(service.synproxy);
+        let rules = RuleSet {
+            services: vec![service.clone()],
+            ..RuleSet::default()
+        };
+        let saved = save(&rules, &numeric(), &Numeric);
+        assert_eq!(saved, "-A -t 198.18.0.100:80 -s rr --synproxy\n");
+        let again = crate::ipvsadm::args::parse(&args(saved.trim())).unwrap();
+        assert_eq!(
+            again,
+            crate::ipvsadm::args::IpvsCommand::Change(crate::edit::Change::ServiceAdd { service })
         );
     }
 

@@ -161,6 +161,18 @@ impl Lab {
         log
     }
 
+    /// Stops everything (SIGTERM first: each fnatd prints its statistics), removes the lab,
+    /// returns the logs `names` of its state directory (e.g. `fnatd-a.log`).
+    pub fn down_logs(mut self, names: &[&str]) -> Vec<String> {
+        self.teardown();
+        let logs = names
+            .iter()
+            .map(|n| std::fs::read_to_string(self.state_dir().join(n)).unwrap_or_default())
+            .collect();
+        let _ = std::fs::remove_dir_all(self.state_dir());
+        logs
+    }
+
     fn teardown(&mut self) {
         if self.down {
             return;

@@ -201,6 +201,20 @@ impl FullNat {
         if let Some(owner) = self.steer(service as usize, key.src_ip, starts) {
             return Ok(Verdict::Redirect { worker: owner });
         }
+        if let Some(f) = tcp {
+            if self.synproxy_service(service as usize) {
+                return self.synproxy_new(
+                    rx_port,
+                    frame,
+                    pkt,
+                    service as usize,
+                    &key,
+                    f,
+                    now,
+                    stats,
+                );
+            }
+        }
         if !starts {
             // Active peers: a connection the peer scheduled may be synced here, on its
             // foreign owner (not where our RSS put this packet).

@@ -24,26 +24,63 @@ use super::*;
 use crate::packet::checksum::{self, update16, update32};
 use crate::packet::ipv4::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::packet::l4::{TcpFlags, Transport};
+use crate::packet::{tcp_option_at, TcpOptionAt};
 use crate::session::Direction;
 
 /// The service sends a Proxy Protocol header that has not gone yet.
-pub(crate) const ADJ_PP: u8 = 1;
+pub(crate) const ADJ_PP: u16 = 1;
 /// The header went in front of the client's first data: its stream is shifted.
-pub(crate) const ADJ_PP_SENT: u8 = 2;
+pub(crate) const ADJ_PP_SENT: u16 = 2;
 /// The service asks for TOA: a client's own option 254 is removed.
-pub(crate) const ADJ_TOA: u8 = 4;
+pub(crate) const ADJ_TOA: u16 = 4;
 /// TOA still to go (on the handshake-completing ACK and the first data segment).
-pub(crate) const ADJ_TOA_PENDING: u8 = 8;
+pub(crate) const ADJ_TOA_PENDING: u16 = 8;
 /// Proxy Protocol version 2 (else 1).
-pub(crate) const ADJ_PP_V2: u8 = 16;
+pub(crate) const ADJ_PP_V2: u16 = 16;
 /// `*-insecure`: a header the client sent itself is passed on.
-pub(crate) const ADJ_INSECURE: u8 = 32;
+pub(crate) const ADJ_INSECURE: u16 = 32;
 /// `first_seq` was learnt from the client's SYN.
-pub(crate) const ADJ_SEQ_KNOWN: u8 = 64;
+pub(crate) const ADJ_SEQ_KNOWN: u16 = 64;
 /// Something is still to be decided (a header to send or refuse, TOA to add): the
 /// established-flow stage leaves such sessions to `forward`. Without these bits,
 /// [`FullNat::client_address`] cannot fail on a parsed packet that leaves now.
-pub(crate) const ADJ_UNSETTLED: u8 = ADJ_PP | ADJ_TOA_PENDING;
+pub(crate) const ADJ_UNSETTLED: u16 = ADJ_PP | ADJ_TOA_PENDING | ADJ_SP_WAIT | ADJ_PP_CHECK;
+/// A SYN-proxied session (`synproxy.rs`): the real server's SYN-ACKs are the worker's to
+/// answer, never the client's to see.
+pub(crate) const ADJ_SP: u16 = 128;
+/// SYN proxy: waiting for the real server's SYN-ACK. Meanwhile `out_delta` holds the
+/// cookie (the ISN the client knows) and `in_delta` the client's window.
+pub(crate) const ADJ_SP_WAIT: u16 = 256;
+/// SYN proxy: windows toward the client are rescaled from the real server's window scale
+/// (`rs_wscale`) to the one the SYN-ACK announced ([`super::synproxy::OUR_WSCALE`]).
+pub(crate) const ADJ_SP_WIN: u16 = 512;
+/// The header went alone, on the handshake-completing ACK (server-speaks-first protocols
+/// get it before any client data): the client's first data is shifted, not headed again.
+pub(crate) const ADJ_PP_ALONE: u16 = 1024;
+/// The real server acknowledged that header: nothing to send again.
+pub(crate) const ADJ_PP_ACKED: u16 = 2048;
+/// The header went alone and the client's first data is still to come: it is checked for a
+/// header of its own (refused unless `*-insecure`).
+pub(crate) const ADJ_PP_CHECK: u16 = 4096;
+
+/// A header sent alone that the real server has not acknowledged yet: housekeeping sends it
+/// again (`FullNat::resend_headers`) until it does, a bounded number of times.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PendingHeader {
+    pub id: SessionId,
+    pub lport: u16,
+    /// The acknowledgement number and window the header's segment carried.
+    pub ack: u32,
+    pub window: u16,
+    pub due: u64,
+    pub tries: u8,
+}
+
+/// Headers awaiting acknowledgement tracked per worker (beyond, one goes untracked: counted).
+pub(crate) const PENDING_HEADERS: usize = 256;
+/// The first resend after 200 ms, then doubling; at most this many resends.
+const RESEND_FIRST_NS: u64 = 200_000_000;
+const RESEND_TRIES: u8 = 5;
 
 /// TCP option kind of TOA (DPVS's, read by `toa.ko`): kind, length 8, port, IPv4 address.
 pub const TOA_KIND: u8 = 254;
@@ -65,7 +102,9 @@ pub struct SeqAdjust {
     /// Bytes the real server's stream is shifted by toward the client (SYN proxy; 0 here).
     pub out_delta: u32,
     /// `ADJ_*` bits.
-    pub flags: u8,
+    pub flags: u16,
+    /// SYN proxy: the real server's window scale (with `ADJ_SP_WIN`).
+    pub rs_wscale: u8,
 }
 
 impl SeqAdjust {
@@ -192,6 +231,7 @@ impl FullNat {
     /// Sequence state, Proxy Protocol and TOA of full-NAT session `id` for a packet going
     /// `dir`, already translated in `frame`. `can_grow`: the frame leaves now (not held for
     /// ARP), so something may be inserted into it. Errors leave the session as it was.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn client_address(
         &mut self,
         id: SessionId,
@@ -199,6 +239,8 @@ impl FullNat {
         frame: &mut [u8],
         pkt: &PacketV4,
         can_grow: bool,
+        now: u64,
+        stats: &mut WorkerStats,
     ) -> Result<(), DropReason> {
         let Some(&adj) = self.adjust.get(id as usize) else {
             return Ok(());
@@ -259,6 +301,7 @@ impl FullNat {
                 let olen = hl - 20;
                 opts[..olen].copy_from_slice(&seg[20..hl]);
                 let old_opts = opts;
+                let mut pending = false;
                 match dir {
                     Direction::Input => {
                         if f.syn() && !f.ack() {
@@ -268,10 +311,32 @@ impl FullNat {
                         if adj.flags & ADJ_TOA != 0 && strip_toa(&mut opts[..olen]) {
                             self.toa_stripped += 1;
                         }
-                        let first_data = payload_len > 0
-                            && adj.flags & ADJ_SEQ_KNOWN != 0
-                            && seq == adj.first_seq;
-                        if first_data && adj.flags & (ADJ_PP | ADJ_PP_SENT) != 0 {
+                        let at_first = adj.flags & ADJ_SEQ_KNOWN != 0 && seq == adj.first_seq;
+                        // Server-speaks-first: the header goes on the handshake-completing
+                        // ACK, before any client data (not `*-insecure`, where the client's
+                        // data may start with its own header).
+                        let server_first = at_first
+                            && payload_len == 0
+                            && adj.flags & (ADJ_PP | ADJ_INSECURE) == ADJ_PP
+                            && f.ack()
+                            && !f.syn()
+                            && !f.fin()
+                            && !f.rst();
+                        let first_data =
+                            payload_len > 0 && at_first && adj.flags & ADJ_PP_ALONE == 0;
+                        if server_first {
+                            let h = ProxyHeader::build(
+                                adj.flags & ADJ_PP_V2 != 0,
+                                IPPROTO_TCP,
+                                (s.client_ip, s.client_port),
+                                (s.vip, s.vport),
+                            );
+                            new.in_delta = u32::from(h.len);
+                            new.flags =
+                                (new.flags & !ADJ_PP) | ADJ_PP_SENT | ADJ_PP_ALONE | ADJ_PP_CHECK;
+                            insert.pp = Some(h);
+                            pending = true;
+                        } else if first_data && adj.flags & (ADJ_PP | ADJ_PP_SENT) != 0 {
                             let payload = &seg[hl..];
                             if adj.flags & ADJ_PP != 0 && looks_like_proxy(payload) {
                                 if adj.flags & ADJ_INSECURE == 0 {
@@ -291,6 +356,17 @@ impl FullNat {
                                 insert.pp = Some(h);
                             }
                         } else if adj.flags & ADJ_PP_SENT != 0 {
+                            if payload_len > 0
+                                && at_first
+                                && adj.flags & ADJ_PP_CHECK != 0
+                                && looks_like_proxy(&seg[hl..])
+                            {
+                                // Our header went alone; one from the client is not trusted.
+                                return Err(DropReason::ProxyFromClient);
+                            }
+                            if payload_len > 0 && at_first {
+                                new.flags &= !ADJ_PP_CHECK;
+                            }
                             new_seq = seq.wrapping_add(adj.in_delta);
                         } else if adj.flags & ADJ_PP != 0 && payload_len > 0 {
                             // Data beyond the first byte before the header went (the first
@@ -307,7 +383,7 @@ impl FullNat {
                                 new.flags &= !ADJ_TOA_PENDING;
                             }
                         }
-                        if adj.out_delta != 0 && f.ack() {
+                        if adj.out_delta != 0 && f.ack() && adj.flags & ADJ_SP_WAIT == 0 {
                             new_ack = ack.wrapping_sub(adj.out_delta);
                             sack_map(&mut opts[..olen], |v| v.wrapping_sub(adj.out_delta));
                         }
@@ -315,11 +391,28 @@ impl FullNat {
                     Direction::Output => {
                         if adj.flags & ADJ_PP_SENT != 0 && f.ack() {
                             let (first, d) = (adj.first_seq, adj.in_delta);
+                            if adj.flags & (ADJ_PP_ALONE | ADJ_PP_ACKED) == ADJ_PP_ALONE
+                                && (ack.wrapping_sub(first.wrapping_add(d)) as i32) >= 0
+                            {
+                                new.flags |= ADJ_PP_ACKED;
+                            }
                             new_ack = unshift(ack, first, d);
                             sack_map(&mut opts[..olen], |v| unshift(v, first, d));
                         }
-                        if adj.out_delta != 0 {
+                        if adj.flags & ADJ_SP_WAIT != 0 {
+                            // Only a RST gets here (`synproxy_gate`): the real server refused
+                            // the connection; the client takes it at the number it expects.
+                            new_seq = adj.out_delta.wrapping_add(1);
+                        } else if adj.out_delta != 0 {
                             new_seq = seq.wrapping_add(adj.out_delta);
+                        }
+                        if adj.flags & ADJ_SP_WIN != 0 {
+                            let win = u16::from_be_bytes([seg[14], seg[15]]);
+                            let scaled = super::synproxy::rescale_window(win, adj.rs_wscale);
+                            if scaled != win {
+                                check = update16(check, win, scaled);
+                                seg[14..16].copy_from_slice(&scaled.to_be_bytes());
+                            }
                         }
                     }
                 }
@@ -349,6 +442,21 @@ impl FullNat {
                     self.insert = Some(insert);
                 }
                 self.adjust[id as usize] = new;
+                if pending {
+                    let p = PendingHeader {
+                        id,
+                        lport: s.lport,
+                        ack: new_ack,
+                        window: u16::from_be_bytes([seg[14], seg[15]]),
+                        due: now.saturating_add(RESEND_FIRST_NS),
+                        tries: 0,
+                    };
+                    if self.pending_headers.len() < PENDING_HEADERS {
+                        self.pending_headers.push(p);
+                    } else {
+                        stats.proxy_resend_untracked += 1;
+                    }
+                }
                 Ok(())
             }
             Transport::Icmp(_) => Ok(()),
@@ -452,6 +560,82 @@ impl FullNat {
     }
 }
 
+impl FullNat {
+    /// Sends again the Proxy Protocol headers that went alone and that their real servers
+    /// have not acknowledged when due (bounded: [`PENDING_HEADERS`] entries, each at most
+    /// `RESEND_TRIES` times, 200 ms doubling). Originated frames leave through the
+    /// neighbour queue (`drain_originated`). Called by housekeeping.
+    pub(super) fn resend_headers(&mut self, now: u64, stats: &mut WorkerStats) {
+        let mut i = 0;
+        while i < self.pending_headers.len() {
+            let p = self.pending_headers[i];
+            let live = self.table.get(p.id).filter(|s| s.lport == p.lport).copied();
+            let adj = self.adjust.get(p.id as usize).copied().unwrap_or_default();
+            let waiting = adj.flags & (ADJ_PP_ALONE | ADJ_PP_ACKED) == ADJ_PP_ALONE;
+            let (Some(s), true, true) = (live, waiting, p.tries < RESEND_TRIES) else {
+                self.pending_headers.swap_remove(i);
+                continue;
+            };
+            if p.due > now {
+                i += 1;
+                continue;
+            }
+            let sent = self.resend_header(&s, &adj, &p, now, stats);
+            let e = &mut self.pending_headers[i];
+            if sent {
+                e.tries += 1;
+                e.due = now.saturating_add(RESEND_FIRST_NS << e.tries);
+            }
+            i += 1;
+        }
+    }
+
+    fn resend_header(
+        &mut self,
+        s: &crate::session::Session,
+        adj: &SeqAdjust,
+        p: &PendingHeader,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> bool {
+        let Ok(hop) = self.hops.resolve(&self.egress, s.rs_ip).copied() else {
+            return false;
+        };
+        let Some(mac) = self.neigh.reachable_mac(&hop, now) else {
+            return false;
+        };
+        let h = ProxyHeader::build(
+            adj.flags & ADJ_PP_V2 != 0,
+            IPPROTO_TCP,
+            (s.client_ip, s.client_port),
+            (s.vip, s.vport),
+        );
+        let mut buf = [0u8; 14 + 20 + 20 + PP1_MAX + 1];
+        let at = 14 + 20 + 20;
+        buf[at..at + h.bytes().len()].copy_from_slice(h.bytes());
+        let len = super::synproxy::build(
+            &mut buf,
+            &super::synproxy::Segment {
+                macs: (hop.src_mac, mac),
+                src: (s.lip, s.lport),
+                dst: (s.rs_ip, s.rs_port),
+                seq: adj.first_seq,
+                ack: p.ack,
+                flags: TcpFlags::ACK | TcpFlags::PSH,
+                window: p.window,
+                opts: &[],
+            },
+            h.bytes().len(),
+        );
+        if self.neigh.originate(&buf[..len], hop.port) {
+            stats.proxy_headers_resent += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Turns every option 254 (TOA) in `opts` into NOPs (true if there was one), and the end of
 /// the list too: an end-of-list option and what follows it, or a malformed option (a length
 /// below 2 or past the options) and what follows it. A receiver stops parsing there, so an
@@ -460,19 +644,16 @@ impl FullNat {
 fn strip_toa(opts: &mut [u8]) -> bool {
     let mut stripped = false;
     let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => {
-                opts[i..].fill(1);
-                break;
-            }
-            1 => i += 1,
-            kind => {
-                let len = opts.get(i + 1).map_or(0, |&l| usize::from(l));
-                if len < 2 || i + len > opts.len() {
-                    opts[i..].fill(1);
-                    break;
+    loop {
+        match tcp_option_at(opts, i) {
+            TcpOptionAt::End | TcpOptionAt::Malformed => {
+                if let Some(rest) = opts.get_mut(i..) {
+                    rest.fill(1);
                 }
+                return stripped;
+            }
+            TcpOptionAt::Nop => i += 1,
+            TcpOptionAt::Option { kind, len } => {
                 if kind == TOA_KIND {
                     opts[i..i + len].fill(1);
                     stripped = true;
@@ -481,22 +662,16 @@ fn strip_toa(opts: &mut [u8]) -> bool {
             }
         }
     }
-    stripped
 }
 
 /// Applies `f` to both edges of every SACK block (option 5) in `opts`.
 fn sack_map(opts: &mut [u8], f: impl Fn(u32) -> u32) {
     let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => break,
-            1 => i += 1,
-            kind => {
-                let Some(&len) = opts.get(i + 1) else { break };
-                let len = usize::from(len);
-                if len < 2 || i + len > opts.len() {
-                    break;
-                }
+    loop {
+        match tcp_option_at(opts, i) {
+            TcpOptionAt::End | TcpOptionAt::Malformed => return,
+            TcpOptionAt::Nop => i += 1,
+            TcpOptionAt::Option { kind, len } => {
                 if kind == 5 {
                     let mut j = i + 2;
                     while j + 4 <= i + len {

@@ -157,14 +157,20 @@ impl FullNat {
         };
         // Proxy Protocol / TOA: full-NAT sessions only (an SNAT session has no real server to
         // tell); every new session resets its slot's sequence state.
-        let ca = self
+        let info = self
             .slot_info
             .get(usize::from(svc_slot))
-            .map(|i| i.client_address)
+            .copied()
             .unwrap_or_default();
-        let adj = if real.method == Method::FullNat && !snat && ca.any() {
+        let ca = info.client_address;
+        let synproxy = info.synproxy && is_tcp;
+        let adj = if real.method == Method::FullNat && !snat && (ca.any() || synproxy) {
             self.adjusting = true;
-            super::client_addr::SeqAdjust::for_service(ca, is_tcp)
+            let mut a = super::client_addr::SeqAdjust::for_service(ca, is_tcp);
+            if synproxy {
+                a.flags |= super::client_addr::ADJ_SP;
+            }
+            a
         } else {
             super::client_addr::SeqAdjust::default()
         };

@@ -130,7 +130,7 @@ impl FullNat {
                 translate(frame, pkt, &to).ok()?;
                 if adjust && method == Method::FullNat {
                     // Settled state: nothing in it refuses a parsed packet that leaves now.
-                    let settled = self.client_address(id, dir, frame, pkt, true);
+                    let settled = self.client_address(id, dir, frame, pkt, true, now, stats);
                     debug_assert!(settled.is_ok(), "{settled:?}");
                 }
                 EthernetHeader::new_checked_mut(frame)

@@ -44,6 +44,40 @@ impl FullNat {
             let rs = self.table.get(id).ok_or(DropReason::NoSession)?.rs_ip;
             self.check_reply_ingress(rs, rx_port)?;
         }
+        if self.sp.is_some() {
+            if let Some(f) = tcp {
+                let sp = self
+                    .adjust
+                    .get(id as usize)
+                    .is_some_and(|a| a.flags & super::client_addr::ADJ_SP != 0);
+                if sp {
+                    if let Some(done) =
+                        self.synproxy_gate(rx_port, frame, pkt, id, dir, f, now, stats)
+                    {
+                        return done;
+                    }
+                }
+            }
+        }
+        self.forward_inner(rx_port, frame, pkt, id, dir, tcp, now, stats)
+    }
+
+    /// [`FullNat::forward`] past the reply-ingress check and the SYN proxy's handshake (which
+    /// calls this for the segments it builds).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn forward_inner(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        id: SessionId,
+        dir: Direction,
+        tcp: Option<TcpFlags>,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
+        let _ = rx_port;
         let s = self.table.get(id).ok_or(DropReason::NoSession)?;
         let (old_state, svc_slot, rs_slot, method) = (s.state, s.svc_slot, s.rs_slot, s.method());
         let verdict = match method {
@@ -63,7 +97,7 @@ impl FullNat {
                 translate(frame, pkt, &to)?;
                 if method == Method::FullNat && self.adjusting {
                     // On error the packet is dropped; the translation above is then moot.
-                    self.client_address(id, dir, frame, pkt, dst_mac.is_some())?;
+                    self.client_address(id, dir, frame, pkt, dst_mac.is_some(), now, stats)?;
                 }
                 match dst_mac {
                     Some(mac) => {
@@ -124,23 +158,7 @@ impl FullNat {
             m.state = state;
         }
         self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
-        if let Some(r) = stats
-            .services
-            .get_mut(usize::from(svc_slot))
-            .and_then(|st| st.reals.get_mut(usize::from(rs_slot)))
-        {
-            match (old_state.is_active(), state.is_active()) {
-                (false, true) => {
-                    r.inactive_conns = r.inactive_conns.saturating_sub(1);
-                    r.active_conns += 1;
-                }
-                (true, false) => {
-                    r.active_conns = r.active_conns.saturating_sub(1);
-                    r.inactive_conns += 1;
-                }
-                _ => {}
-            }
-        }
+        super::sync::move_active(stats, svc_slot, rs_slot, old_state, state);
         let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
         self.wheel.schedule(id, now, now.saturating_add(timeout));
         self.sync_note(id, Some(old_state), dir == Direction::Input, now);

@@ -15,6 +15,15 @@ impl FullNat {
             return;
         };
         self.wheel.cancel(id);
+        if let Some(sp) = self.sp.as_mut() {
+            if self
+                .adjust
+                .get(id as usize)
+                .is_some_and(|a| a.flags & super::client_addr::ADJ_SP_WAIT != 0)
+            {
+                sp.release(id);
+            }
+        }
         if s.has_local_port() && self.laddrs.release(s.lip_slot as usize, s.lport) {
             if let Some(l) = stats.local_addrs.get_mut(s.lip_slot as usize) {
                 l.ports_in_use = l.ports_in_use.saturating_sub(1);
@@ -87,6 +96,9 @@ impl FullNat {
                 scanned += 1;
             }
             self.purge = if cursor >= cap { None } else { Some(cursor) };
+        }
+        if !self.pending_headers.is_empty() {
+            self.resend_headers(now_ns, stats);
         }
         if let Some(t) = self.templates.as_mut() {
             t.expire(now_ns, budget.max(64));

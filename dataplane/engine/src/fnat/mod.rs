@@ -28,6 +28,7 @@ mod icmp_error;
 pub mod map;
 mod snat;
 pub mod sync;
+pub mod synproxy;
 mod update;
 
 use std::hash::BuildHasher;
@@ -152,6 +153,8 @@ struct SlotInfo {
     expire_on_removal: bool,
     /// Proxy Protocol / TOA of the service's full-NAT sessions.
     client_address: crate::rules::ClientAddress,
+    /// SYN proxy: SYN cookies answer the service's SYNs (`synproxy.rs`).
+    synproxy: bool,
 }
 
 #[inline]
@@ -265,6 +268,10 @@ pub struct FullNat {
     sync: sync::SyncOut,
     /// Some address is VRRP standby (`Rules::standby`): the fast path checks replies too.
     standby: bool,
+    /// SYN-proxy buffers (allocated by the rules switch once a service is SYN-proxied).
+    sp: Option<Box<synproxy::SynProxy>>,
+    /// Proxy Protocol headers sent alone and not acknowledged yet (`client_addr.rs`).
+    pending_headers: Vec<client_addr::PendingHeader>,
     /// Client options 254 that `client_address` turned into NOPs since `process` last
     /// moved the count into the worker's stats (it has no stats of its own).
     toa_stripped: u64,
@@ -354,6 +361,8 @@ impl FullNat {
             insert: None,
             sync: sync::SyncOut::default(),
             standby: false,
+            sp: None,
+            pending_headers: Vec::new(),
             toa_stripped: 0,
         };
         f.update(rules, stats);
@@ -556,6 +565,26 @@ impl FullNat {
             Err(reason) => return Verdict::Drop(*reason),
         };
         let verdict = self.process_bytes(rx_port, frame.data_mut(), pkt, hint, now_ns, stats);
+        let mut pkt = pkt;
+        // A SYN proxy answered with (or forwarded) a frame it built: it replaces this one.
+        let built = self.sp.as_mut().and_then(|sp| {
+            let (len, built) = sp.replace.take()?;
+            let fits = !matches!(verdict, Verdict::Transmit { .. })
+                || (frame.set_len(len) && {
+                    frame.data_mut()[..len].copy_from_slice(&sp.scratch[..len]);
+                    true
+                });
+            Some((fits, built))
+        });
+        let built_pkt;
+        if let Some((fits, b)) = built {
+            if !fits {
+                self.insert = None;
+                return Verdict::Drop(DropReason::NoTailroom);
+            }
+            built_pkt = b;
+            pkt = &built_pkt;
+        }
         if self.adjusting {
             stats.toa_stripped += std::mem::take(&mut self.toa_stripped);
         }

@@ -332,6 +332,7 @@ impl FullNat {
                 first_seq: a.first_seq,
                 in_delta: a.in_delta,
                 out_delta: a.out_delta,
+                rs_wscale: a.rs_wscale,
             }
         });
         Some(Conn {
@@ -546,6 +547,7 @@ impl FullNat {
                     in_delta: f.in_delta,
                     out_delta: f.out_delta,
                     flags: f.adjust_flags,
+                    rs_wscale: f.rs_wscale,
                 }
             }
             _ => client_addr::SeqAdjust::default(),
@@ -580,7 +582,13 @@ impl FullNat {
 }
 
 /// Moves one connection between ActiveConn and InActConn when its state changes.
-fn move_active(stats: &mut WorkerStats, svc: u16, rs: u16, old: ConnState, new: ConnState) {
+pub(super) fn move_active(
+    stats: &mut WorkerStats,
+    svc: u16,
+    rs: u16,
+    old: ConnState,
+    new: ConnState,
+) {
     if let Some(r) = stats
         .services
         .get_mut(usize::from(svc))

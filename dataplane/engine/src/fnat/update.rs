@@ -208,13 +208,16 @@ struct Pass {
     /// Some service sends the client's address (Proxy Protocol, TOA): sessions need
     /// sequence state.
     client_address: bool,
+    /// Some service is SYN-proxied: the worker needs its hold slots and scratch frame.
+    synproxy: bool,
 }
 
 impl Pass {
     /// What an unchanged service adds (as `sync_service` would find it).
     fn note_unchanged(&mut self, svc: &Service, st: &ServiceStats) {
         self.persistent |= svc.options.persistence.is_some();
-        self.client_address |= svc.options.client_address.any();
+        self.client_address |= svc.options.client_address.any() || svc.options.synproxy;
+        self.synproxy |= svc.options.synproxy;
         if svc.options.expire_on_removal
             && st
                 .reals
@@ -315,6 +318,7 @@ impl FullNat {
                 && p.routes == rules.routes
                 && p.neighbours == rules.neighbours
                 && p.standby == rules.standby
+                && p.garp == rules.garp
         });
         if !net_same {
             self.egress = Egress::new(rules);
@@ -437,6 +441,10 @@ impl FullNat {
         // sessions outlive the rules.
         if pass.client_address && self.adjust.is_empty() {
             self.adjust = vec![SeqAdjust::default(); self.table.capacity()];
+            self.pending_headers = Vec::with_capacity(super::client_addr::PENDING_HEADERS);
+        }
+        if pass.synproxy && self.sp.is_none() {
+            self.sp = Some(super::synproxy::SynProxy::new());
         }
         // Publish and read the shared counts at the next housekeeping.
         self.next_publish = 0;
@@ -705,7 +713,8 @@ impl FullNat {
             timeout_ns: u64::from(p.timeout_secs.max(1)) * NS_PER_SEC,
         });
         pass.persistent |= persist.is_some();
-        pass.client_address |= svc.options.client_address.any();
+        pass.client_address |= svc.options.client_address.any() || svc.options.synproxy;
+        pass.synproxy |= svc.options.synproxy;
         let steer_mask = persist
             .map(|p| p.mask)
             .or(if fresh { None } else { entry.steer_mask });
@@ -716,6 +725,7 @@ impl FullNat {
             persist_mask: persist.map(|p| p.mask),
             expire_on_removal: svc.options.expire_on_removal,
             client_address: svc.options.client_address,
+            synproxy: svc.options.synproxy,
         };
         entry.id = svc.id;
         entry.slot = slot as u16;
@@ -927,6 +937,7 @@ mod tests {
                         persist_mask: persist.map(|p| p.mask),
                         expire_on_removal: svc.options.expire_on_removal,
                         client_address: svc.options.client_address,
+                        synproxy: svc.options.synproxy,
                     };
                     services.push(ServiceEntry {
                         id: svc.id,

@@ -38,6 +38,8 @@ pub const DEFAULT_HOLD_SLOTS: usize = 64;
 pub const DEFAULT_TABLE_CAPACITY: usize = 4096;
 /// ARP requests waiting to go out, per worker.
 const OUTBOX: usize = 64;
+/// Most announcements of one address per VRRP request (keepalived allows up to 255).
+const MAX_GARP_REPEAT: u32 = 255;
 /// Gratuitous ARPs sent per drain call.
 const GARP_PER_DRAIN: usize = 16;
 
@@ -79,6 +81,8 @@ pub enum Emit {
 #[derive(Debug, Clone, Copy, Default)]
 struct Held {
     live: bool,
+    /// Originated by the engine with its MACs set: sent at the next drain.
+    ready: bool,
     len: u16,
     port: PortIndex,
     hop: u32,
@@ -122,7 +126,14 @@ impl HoldQueue {
         self.tail - self.head < self.cap()
     }
 
-    fn push(&mut self, frame: &[u8], port: PortIndex, hop: u32, deadline: u64) -> bool {
+    fn push(
+        &mut self,
+        frame: &[u8],
+        port: PortIndex,
+        hop: u32,
+        deadline: u64,
+        ready: bool,
+    ) -> bool {
         if frame.len() > HOLD_SLOT_BYTES || !self.has_room() {
             return false;
         }
@@ -130,6 +141,7 @@ impl HoldQueue {
         self.buf[i * HOLD_SLOT_BYTES..i * HOLD_SLOT_BYTES + frame.len()].copy_from_slice(frame);
         self.meta[i] = Held {
             live: true,
+            ready,
             len: frame.len() as u16,
             port,
             hop,
@@ -152,6 +164,8 @@ pub struct Neighbours {
     owned: FixedMap,
     /// The same, sorted, to find addresses added by a rules change.
     owned_list: Vec<(PortIndex, u32)>,
+    /// The VRRP gratuitous-ARP totals already queued (`Rules::garp`).
+    garp_seen: Vec<(std::net::Ipv4Addr, u64)>,
     port_macs: Vec<[u8; 6]>,
     /// Per port: (net, mask, addr) of its interface addresses, and a fallback sender address.
     port_nets: Vec<Vec<(u32, u32, u32)>>,
@@ -173,6 +187,7 @@ impl Neighbours {
             announce: true,
             owned: FixedMap::with_capacity(0),
             owned_list: Vec::new(),
+            garp_seen: Vec::new(),
             port_macs: Vec::new(),
             port_nets: Vec::new(),
             port_fallback: Vec::new(),
@@ -246,6 +261,26 @@ impl Neighbours {
                 if self.owned_list.binary_search(&(port, ip)).is_err() {
                     self.garps.push((port, ip));
                 }
+            }
+            // VRRP's schedule (takeover bursts, garp_master_delay, _refresh): each owned
+            // address of the request, `repeat` times, once per round.
+            if rules.garp.totals != self.garp_seen {
+                for &(addr, total) in &rules.garp.totals {
+                    let seen = self
+                        .garp_seen
+                        .iter()
+                        .find(|(a, _)| *a == addr)
+                        .map_or(0, |(_, n)| *n);
+                    let repeat = total.saturating_sub(seen).min(u64::from(MAX_GARP_REPEAT));
+                    let ip = u32::from(addr);
+                    for &(port, owned) in &list {
+                        if owned == ip {
+                            self.garps
+                                .extend(std::iter::repeat_n((port, ip), repeat as usize));
+                        }
+                    }
+                }
+                self.garp_seen.clone_from(&rules.garp.totals);
             }
             // Announce in address order (garps is drained from the end).
             self.garps.reverse();
@@ -424,12 +459,21 @@ impl Neighbours {
         if frame.len() > HOLD_SLOT_BYTES {
             return Verdict::Drop(DropReason::NoNeighbour);
         }
-        if !self.hold.push(frame, hop.port, hop.gateway, deadline) {
+        if !self
+            .hold
+            .push(frame, hop.port, hop.gateway, deadline, false)
+        {
             return Verdict::Drop(DropReason::NeighbourQueueFull);
         }
         stats.held += 1;
         stats.held_total += 1;
         Verdict::Consumed
+    }
+
+    /// Queues a frame the engine built (MACs set) to leave by `port` at the next drain, in
+    /// the hold queue's slots. False when they are all taken.
+    pub fn originate(&mut self, frame: &[u8], port: PortIndex) -> bool {
+        self.hold.push(frame, port, 0, u64::MAX, true)
     }
 
     /// Hands the driver every frame the engine has to send on its own: held frames whose next
@@ -488,6 +532,17 @@ impl Neighbours {
             let i = pos % cap;
             let h = self.hold.meta[i];
             if !h.live {
+                continue;
+            }
+            if h.ready {
+                let bytes =
+                    &self.hold.buf[i * HOLD_SLOT_BYTES..i * HOLD_SLOT_BYTES + usize::from(h.len)];
+                match emit(h.port, bytes) {
+                    Emit::Busy => return false,
+                    r => originated(stats, r, |_| {}),
+                }
+                self.hold.meta[i].live = false;
+                self.hold.live -= 1;
                 continue;
             }
             let mac = self.table.get(h.port, h.hop).and_then(|e| {

@@ -39,6 +39,6 @@ pub use ipv4::{FragmentKind, Ipv4Header, Ipv4Info, IPPROTO_ICMP, IPPROTO_TCP, IP
 pub use l4::{IcmpInfo, TcpFlags, TcpInfo, Transport, UdpInfo};
 pub use parse::{parse, PacketV4};
 pub use rewrite::{translate, ttl_expires};
-pub use tcp::TcpHeader;
+pub use tcp::{tcp_option_at, tcp_options, TcpHeader, TcpOptionAt};
 pub use tuple::Tuple;
 pub use udp::UdpHeader;

@@ -107,3 +107,65 @@ impl<T: BorrowMut<Fixed>> TcpHeader<T> {
             .copy_from_slice(&check.to_be_bytes());
     }
 }
+
+/// What a TCP option list holds at one offset (RFC 9293 3.1): the one reading of option lists
+/// that the SYN proxy, SACK shifting and TOA stripping all walk with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpOptionAt {
+    /// End of list (kind 0), or the offset is past the options.
+    End,
+    /// A length below 2 or running past the options: a receiver stops reading here.
+    Malformed,
+    /// No-operation (kind 1), one byte.
+    Nop,
+    /// Option `kind` of `len` bytes (kind and length bytes included).
+    Option { kind: u8, len: usize },
+}
+
+/// Reads the option list `opts` at offset `at`.
+#[inline]
+pub fn tcp_option_at(opts: &[u8], at: usize) -> TcpOptionAt {
+    match opts.get(at) {
+        None | Some(0) => TcpOptionAt::End,
+        Some(1) => TcpOptionAt::Nop,
+        Some(&kind) => match opts.get(at + 1).map(|&l| usize::from(l)) {
+            Some(len) if len >= 2 && at + len <= opts.len() => TcpOptionAt::Option { kind, len },
+            _ => TcpOptionAt::Malformed,
+        },
+    }
+}
+
+/// The well-formed options of `opts` as `(offset, kind, len)`, up to the end of the list or
+/// the first malformed one.
+pub fn tcp_options(opts: &[u8]) -> impl Iterator<Item = (usize, u8, usize)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || loop {
+        match tcp_option_at(opts, at) {
+            TcpOptionAt::End | TcpOptionAt::Malformed => return None,
+            TcpOptionAt::Nop => at += 1,
+            TcpOptionAt::Option { kind, len } => {
+                let found = (at, kind, len);
+                at += len;
+                return Some(found);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+
+    #[test]
+    fn option_walk_stops_at_end_and_at_malformed_lengths() {
+        // MSS, NOP, wscale, SACK-permitted, end, then garbage that must not be read.
+        let opts = [2, 4, 5, 0xb4, 1, 3, 3, 7, 4, 2, 0, 5, 9];
+        let found: Vec<_> = tcp_options(&opts).collect();
+        assert_eq!(found, vec![(0, 2, 4), (5, 3, 3), (8, 4, 2)]);
+        assert_eq!(tcp_option_at(&opts, 10), TcpOptionAt::End);
+        assert_eq!(tcp_option_at(&[5, 1], 0), TcpOptionAt::Malformed);
+        assert_eq!(tcp_option_at(&[5, 9, 0, 0], 0), TcpOptionAt::Malformed);
+        assert_eq!(tcp_option_at(&[8], 0), TcpOptionAt::Malformed);
+        assert_eq!(tcp_options(&[3, 0, 4, 2]).count(), 0);
+    }
+}

@@ -141,6 +141,7 @@ pub fn rules(capacity: usize, lport_min: u16, lport_max: u16) -> Rules {
         drop_ip_options: false,
         expire_quiescent_template: false,
         standby: Vec::new(),
+        garp: Default::default(),
         edits: None,
     }
 }
