@@ -134,6 +134,13 @@ pub enum Change {
     TimeoutSet { tcp: u32, tcp_fin: u32, udp: u32 },
     /// `restore`: the whole rule set at once.
     Replace { rules: RuleSet },
+    /// `--start-daemon`: a session sync daemon (one per role, as the kernel).
+    SyncStart {
+        role: crate::sync::SyncRole,
+        daemon: crate::sync::SyncDaemon,
+    },
+    /// `--stop-daemon`.
+    SyncStop { role: crate::sync::SyncRole },
 }
 
 impl Change {
@@ -154,7 +161,9 @@ impl Change {
             | Change::MarkDel { .. }
             | Change::Flush
             | Change::TimeoutSet { .. }
-            | Change::Replace { .. } => None,
+            | Change::Replace { .. }
+            | Change::SyncStart { .. }
+            | Change::SyncStop { .. } => None,
         }
     }
 
@@ -391,7 +400,17 @@ pub fn apply(rules: &mut RuleSet, change: &Change) -> Result<(), ErrorBody> {
         }
         Change::Replace { rules: new } => {
             check_rule_set(new).map_err(|r| r.error)?;
+            new.sync
+                .validate()
+                .map_err(|e| invalid(format!("sync: {e}")))?;
             *rules = new.clone();
+        }
+        // The one validator of every way daemons arrive (SyncDaemons::start).
+        Change::SyncStart { role, daemon } => {
+            rules.sync.start(*role, daemon.clone()).map_err(invalid)?;
+        }
+        Change::SyncStop { role } => {
+            rules.sync.stop(*role).map_err(invalid)?;
         }
     }
     Ok(())

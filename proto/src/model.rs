@@ -1125,6 +1125,10 @@ pub struct RuleSet {
     pub marks: Vec<Mark>,
     #[serde(default, rename = "service")]
     pub services: Vec<Service>,
+    /// Session sync daemons `ipvsadm --start-daemon` started (the config files' are theirs):
+    /// kept by save/restore and the state file like the rules.
+    #[serde(default, skip_serializing_if = "crate::sync::SyncDaemons::is_empty")]
+    pub sync: crate::sync::SyncDaemons,
 }
 
 impl RuleSet {

@@ -71,6 +71,7 @@ mod tests {
                 name: Some("dns".into()),
             }],
             services: vec![s, Service::new(ServiceAddr::Fwmark(4), Scheduler::Lblcr)],
+            ..RuleSet::default()
         };
         let text = to_toml(&rules).unwrap();
         assert_eq!(from_toml(&text).unwrap(), rules, "{text}");

@@ -125,9 +125,34 @@ pub struct SyncDaemons {
     pub master: Option<SyncDaemon>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<SyncDaemon>,
+    /// The kernel's `sync_refresh_period` (seconds; 0, the default: off): a connection whose
+    /// state did not change is sent again at most this often (or every half timeout, at
+    /// least 10 s, if less), on its next packet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sync_refresh_period: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SyncDaemons {
+    /// No daemon and no setting (what save leaves out).
+    pub fn is_empty(&self) -> bool {
+        *self == SyncDaemons::default()
+    }
+
+    /// The daemons that run: the config files' (`config`), and for a role they leave free,
+    /// the one `ipvsadm --start-daemon` started (`started`, kept in the rule set); the
+    /// config's `sync_refresh_period`.
+    pub fn running(config: &SyncDaemons, started: &SyncDaemons) -> SyncDaemons {
+        SyncDaemons {
+            master: config.master.clone().or_else(|| started.master.clone()),
+            backup: config.backup.clone().or_else(|| started.backup.clone()),
+            sync_refresh_period: config.sync_refresh_period,
+        }
+    }
+
     pub fn get(&self, role: SyncRole) -> Option<&SyncDaemon> {
         match role {
             SyncRole::Master => self.master.as_ref(),

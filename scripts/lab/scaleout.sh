@@ -20,7 +20,8 @@
 # Usage (as root): scaleout.sh up (prints the prefix) | down PREFIX
 # Environment: LAB_PREFIX, FNATD, FNATCTL, LAB_HTTP (as lab.sh), LAB_BGP_HOLD (3),
 # LAB_ROUTER_PIN (1: the router pins each connection to its appliance, router-pin.nft; 0:
-# plain ECMP, where a withdrawn route moves the connections in flight too).
+# plain ECMP, where a withdrawn route moves the connections in flight too), LAB_SYNC (0; 1:
+# session sync between the appliances over their lan twins, for routers that cannot pin).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lab.sh
@@ -63,6 +64,24 @@ via = "198.18.$i.1"
 socket = "$st/$x.sock"
 # SIGTERM: withdraw every VIP, keep forwarding 1.5 s (hook poll 200 ms + birdc + BGP update).
 withdraw_on_stop_ms = 1500
+
+TOML
+  # LAB_SYNC=1: session sync both ways between the active appliances (a master and a backup
+  # daemon on each lan twin, as the kernel allows): each installs the other's sessions as
+  # foreign ones, forwarded from the owner's LIP (docs/scale-out.md).
+  if [ "${LAB_SYNC:-0}" = 1 ]; then
+    cat <<TOML
+
+[sync.master]
+interface = "lan"
+syncid = 19
+
+[sync.backup]
+interface = "lan"
+syncid = 19
+TOML
+  fi
+  cat <<TOML
 
 [[service]]
 vip = "$VIP"

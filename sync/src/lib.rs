@@ -478,6 +478,13 @@ pub struct SyncRules {
     pub period: u32,
     /// Seconds; 0: off (the kernel's default).
     pub refresh_period_s: u32,
+    /// Active peers (each director a master and a backup at once, the routers spreading
+    /// clients over them; the kernel has no such mode). fnat then sends a connection also
+    /// when the real server's first reply passes, before the client's ACK establishes it,
+    /// so that a peer the routers move it to in its handshake can forward it (otherwise the
+    /// first sync waits for the threshold); and a director's client packet that finds no
+    /// session is looked for once on the worker a peer's session would be installed on.
+    pub active_peers: bool,
 }
 
 impl Default for SyncRules {
@@ -486,6 +493,7 @@ impl Default for SyncRules {
             threshold: 3,
             period: 50,
             refresh_period_s: 0,
+            active_peers: false,
         }
     }
 }
@@ -498,8 +506,8 @@ pub fn tcp_state_synced(state: u16) -> bool {
 impl SyncRules {
     /// Whether a packet that brought the connection's incoming packet count to `pkts`
     /// (state `state` after it, `old` before; TCP if `tcp`) sends a sync entry, as
-    /// `ip_vs_sync_conn_needed()` decides (without `sync_refresh_period`, which needs the
-    /// time of the last sync: see [`SyncRules::refresh_due`]).
+    /// `ip_vs_sync_conn_needed()` decides (without `sync_refresh_period`'s gate, which needs
+    /// the connection's expiry at its last sync: see [`SyncRules::refresh_allows`]).
     #[inline]
     pub fn needed(&self, tcp: bool, old: u16, state: u16, pkts: u32) -> bool {
         if tcp {
@@ -513,15 +521,24 @@ impl SyncRules {
         if self.period > 0 {
             pkts % self.period == self.threshold
         } else {
-            self.refresh_period_s == 0 && pkts == self.threshold
+            // sync_period 0: only the threshold packet, unless sync_refresh_period is on
+            // (then any packet, as the refresh gate allows).
+            self.refresh_period_s > 0 || pkts == self.threshold
         }
     }
 
-    /// With `sync_refresh_period`, a connection whose last sync was `since_s` seconds ago is
-    /// synced again on its next packet.
+    /// `sync_refresh_period`'s gate, as `ip_vs_sync_conn_needed()`: a sync that no state
+    /// change forces is held back while the connection's expiry moved less than
+    /// min(refresh period, max(timeout / 2, 10 s)) since its last sync. `moved_s`: the
+    /// expiry now minus the expiry at the last sync (either sign); `timeout_s`: the
+    /// connection's timeout now. Always true when the refresh period is 0 (off).
     #[inline]
-    pub fn refresh_due(&self, since_s: u32) -> bool {
-        self.refresh_period_s > 0 && since_s >= self.refresh_period_s
+    pub fn refresh_allows(&self, moved_s: i64, timeout_s: u64) -> bool {
+        if self.refresh_period_s == 0 {
+            return true;
+        }
+        let window = u64::from(self.refresh_period_s).min((timeout_s / 2).max(10));
+        moved_s.unsigned_abs() >= window
     }
 }
 
@@ -618,5 +635,35 @@ mod tests {
         assert!(r.needed(true, 1, 1, 53));
         assert!(!r.needed(true, 1, 1, 4));
         assert!(r.needed(false, 0, 0, 3));
+    }
+
+    #[test]
+    fn refresh_period_rules() {
+        let off = SyncRules::default();
+        assert!(off.refresh_allows(0, 900), "off: never held back");
+        // sync_period 0 with a refresh period: any packet, as the gate allows.
+        let r = SyncRules {
+            threshold: 3,
+            period: 0,
+            refresh_period_s: 30,
+            active_peers: false,
+        };
+        assert!(r.needed(true, 1, 1, 4));
+        assert!(r.needed(false, 0, 0, 1000));
+        assert!(!SyncRules {
+            refresh_period_s: 0,
+            ..r
+        }
+        .needed(true, 1, 1, 4));
+        // ESTABLISHED (900 s): held back until its expiry moved 30 s.
+        assert!(!r.refresh_allows(29, 900));
+        assert!(r.refresh_allows(30, 900));
+        assert!(
+            r.refresh_allows(-30, 900),
+            "a shorter timeout moves it back"
+        );
+        // A short timeout caps the window at max(timeout / 2, 10 s).
+        assert!(r.refresh_allows(10, 20));
+        assert!(!r.refresh_allows(9, 20));
     }
 }

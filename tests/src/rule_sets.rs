@@ -166,6 +166,7 @@ pub fn rule_set() -> impl Strategy<Value = RuleSet> {
                 timeouts: Default::default(),
                 marks,
                 services,
+                ..RuleSet::default()
             };
             debug_assert!(check_rule_set(&rules).is_ok());
             rules

@@ -412,3 +412,96 @@ fn lab_scaleout_ecmp_bgp() {
         killed.elapsed().as_secs_f64()
     );
 }
+
+/// Sync counter `name` of appliance `x` (`fnatctl sync`).
+fn sync_counter(lab: &Lab, x: &str, name: &str) -> u64 {
+    fnatctl(lab, x, &["sync"])["counters"][name]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Plain ECMP (no pinning: `LAB_ROUTER_PIN=0`), as a router that cannot pin does: a drained
+/// appliance's connections in flight move to the other one when its route goes. Session sync
+/// between the two ACTIVE appliances (a master and a backup daemon on each, `LAB_SYNC=1`)
+/// gives the other appliance each moved session as a foreign one: it forwards the client's
+/// packets from the drained appliance's LIP, so the real server's replies go back to the
+/// drained appliance, which still holds the session. Repeated drains under load, alternating
+/// appliances: no request fails.
+#[test]
+fn lab_scaleout_drain_unpinned_with_sync() {
+    require_root_and_netns();
+    let lab = Lab::up_script(
+        root().join("scripts/lab/scaleout.sh"),
+        2,
+        &[
+            ("FNATCTL", bin("fnatctl").display().to_string()),
+            ("LAB_HTTP", "python".into()),
+            ("LAB_BGP_HOLD", "3".into()),
+            ("LAB_ROUTER_PIN", "0".into()),
+            ("LAB_SYNC", "1".into()),
+        ],
+    );
+    let bound = Duration::from_secs(15);
+    assert_eq!(next_hops(&lab), [A, B]);
+    // Both daemons run on each appliance at once.
+    for x in ["a", "b"] {
+        let s = fnatctl(&lab, x, &["sync"]);
+        let daemons = s["daemons"].as_array().expect("daemons");
+        assert_eq!(daemons.len(), 2, "{s}");
+        assert!(daemons.iter().all(|d| d["active"] == true), "{s}");
+    }
+    let rounds = ["a", "b", "a", "b"];
+    let mut results = Vec::new();
+    for (round, &x) in rounds.iter().enumerate() {
+        let other = if x == "a" { "b" } else { "a" };
+        let first = 20000 + (round as u16) * 4000;
+        let load_thread = {
+            let script = root().join("scripts/lab/conns.py");
+            let mut c = lab.cmd("c", "/usr/bin/python3");
+            c.args([
+                &script.display().to_string(),
+                VIP,
+                "80",
+                &first.to_string(),
+                "3000",
+                "4",
+                "0.002",
+            ]);
+            std::thread::spawn(move || c.output().expect("conns.py"))
+        };
+        let installed_before = sync_counter(&lab, other, "installed");
+        std::thread::sleep(Duration::from_millis(700));
+        let report = fnatctl(&lab, x, &["drain", "--timeout", "8", "--settle", "3"]);
+        let out = load_thread.join().expect("load thread");
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("conns.py JSON under drain");
+        let failed = v["failed"].as_u64().expect("failed");
+        let installed = sync_counter(&lab, other, "installed") - installed_before;
+        let rejected: BTreeMap<String, u64> = fnatctl(&lab, other, &["sync"])["counters"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| k.starts_with("rejected"))
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .filter(|(_, v)| *v > 0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "unpinned drain of {x} with sync (round {}): 3000 requests, {failed} failed; {other} installed {installed} of {x}'s sessions; rejected {rejected:?}; drain {report}",
+            round + 1
+        );
+        results.push((x, failed, installed, v["errors"].clone()));
+        // The drained appliance's sessions reached the other one (the sync is what this
+        // test is about: without it, the moved connections break).
+        assert!(installed > 0, "{other} installed none of {x}'s sessions");
+        fnatctl(&lab, x, &["undrain"]);
+        wait_hops(&lab, &[A, B], bound);
+    }
+    for (x, failed, _, errors) in &results {
+        assert_eq!(
+            *failed, 0,
+            "{failed} of 3000 requests failed during the unpinned drain of {x}: {errors}"
+        );
+    }
+}

@@ -44,6 +44,8 @@ pub struct ConfigFile {
 pub struct SyncSection {
     pub master: Option<SyncDaemonSection>,
     pub backup: Option<SyncDaemonSection>,
+    /// The kernel's `net.ipv4.vs.sync_refresh_period`, seconds (0: off).
+    pub sync_refresh_period: Option<u32>,
 }
 
 /// One sync daemon as the file says it (checked and converted by the rule model's validator).

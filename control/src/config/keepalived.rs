@@ -288,6 +288,7 @@ pub fn sync_daemons(
         fnat_proto::sync::SyncDaemons {
             master: Some(daemon.clone()),
             backup: Some(daemon),
+            ..Default::default()
         },
         Vec::new(),
     ))
@@ -673,6 +674,7 @@ mod roundtrip {
                         .filter(|s| seen.insert(s.addr))
                         .collect(),
                     timeouts: TimeoutOverrides { tcp, tcp_fin, udp },
+                    ..RuleSet::default()
                 }
             })
     }

@@ -182,7 +182,7 @@ impl AppConfig {
         let (sync, sync_not_run) = keepalived::sync_daemons(ka, &cfg.ports)?;
         warnings.extend(sync_not_run);
         if sync != Default::default() {
-            if cfg.sync != Default::default() {
+            if cfg.sync.master.is_some() || cfg.sync.backup.is_some() {
                 return Err(ConfigError {
                     file: ka.display().to_string(),
                     line: None,
@@ -193,7 +193,11 @@ impl AppConfig {
                     ),
                 });
             }
-            cfg.sync = sync;
+            // [sync]'s kernel-wide setting stays (keepalived has no key for it).
+            cfg.sync = fnat_proto::sync::SyncDaemons {
+                sync_refresh_period: cfg.sync.sync_refresh_period,
+                ..sync
+            };
         }
         warnings.extend(not_run);
         let (rules, _) =

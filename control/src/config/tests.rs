@@ -774,6 +774,25 @@ fn sync_daemons_from_the_toml_and_from_keepalived() {
     let m = cfg.sync.master.expect("master daemon");
     assert_eq!((m.interface.as_str(), m.syncid, m.port), ("a", 9, 8848));
     assert!(cfg.sync.backup.is_none());
+    assert_eq!(cfg.sync.sync_refresh_period, 0, "off by default");
+    let cfg = parse(&format!(
+        "{twin}
+[sync]
+sync_refresh_period = 30
+
+[sync.master]
+interface = \"a\"
+
+[sync.backup]
+interface = \"a\"
+"
+    ))
+    .unwrap();
+    assert_eq!(cfg.sync.sync_refresh_period, 30);
+    assert!(
+        cfg.sync.master.is_some() && cfg.sync.backup.is_some(),
+        "both at once"
+    );
     let e = err(&format!("{twin}\n[sync.backup]\ninterface = \"b\"\n"));
     assert_eq!(e.key, "sync.backup.interface");
     let e = err(&format!(

@@ -69,6 +69,7 @@ pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<AppConfig, Inval
         timeouts: Default::default(),
         marks: port_groups(&file.port_groups)?,
         services,
+        ..RuleSet::default()
     };
     // The one validator every path shares; its refusals point at this file's keys.
     check_rule_set(&rule_set).map_err(|r| invalid(key_of(&file, r.place), r.error.message))?;
@@ -785,7 +786,10 @@ fn sync(
     file: &ConfigFile,
     ports: &[super::PortSpec],
 ) -> Result<fnat_proto::sync::SyncDaemons, Invalid> {
-    let mut out = fnat_proto::sync::SyncDaemons::default();
+    let mut out = fnat_proto::sync::SyncDaemons {
+        sync_refresh_period: file.sync.sync_refresh_period.unwrap_or(0),
+        ..Default::default()
+    };
     for (role, section) in [("master", &file.sync.master), ("backup", &file.sync.backup)] {
         let Some(sec) = section else {
             continue;

@@ -31,6 +31,7 @@ enum Undo {
     Whole(RuleSet),
     Timeouts(TimeoutOverrides),
     Marks(Vec<Mark>),
+    Sync(fnat_proto::sync::SyncDaemons),
 }
 
 /// What a batch of changes did, and how to take it back.
@@ -131,6 +132,7 @@ impl Model {
                 timeouts: self.rules.timeouts,
                 marks: self.rules.marks.clone(),
                 services: self.copies(change.reads(&self.rules.marks)),
+                ..RuleSet::default()
             };
             apply(&mut work, change)?;
             let before = std::mem::replace(&mut self.rules.marks, work.marks);
@@ -142,11 +144,16 @@ impl Model {
                 timeouts: self.rules.timeouts,
                 marks: self.rules.marks.clone(),
                 services: Vec::new(),
+                // Flush keeps the daemons, as the kernel's -C.
+                sync: self.rules.sync.clone(),
             };
             apply(&mut work, change)?;
             if let Change::TimeoutSet { .. } = change {
                 let before = std::mem::replace(&mut self.rules.timeouts, work.timeouts);
                 tx.undo.push(Undo::Timeouts(before));
+            } else if let Change::SyncStart { .. } | Change::SyncStop { .. } = change {
+                let before = std::mem::replace(&mut self.rules.sync, work.sync);
+                tx.undo.push(Undo::Sync(before));
             } else {
                 // Flush and Replace do not read the services they replace.
                 let before = std::mem::replace(&mut self.rules, work);
@@ -173,6 +180,7 @@ impl Model {
                 .into_iter()
                 .chain(read)
                 .collect(),
+            ..RuleSet::default()
         };
         apply(&mut work, change)?;
         let after = work
@@ -236,6 +244,7 @@ impl Model {
                 }
                 Undo::Timeouts(before) => self.rules.timeouts = before,
                 Undo::Marks(before) => self.rules.marks = before,
+                Undo::Sync(before) => self.rules.sync = before,
             }
         }
     }

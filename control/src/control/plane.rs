@@ -105,10 +105,15 @@ pub struct Plane {
     drain_all: bool,
     /// VIPs `fnatctl drain` named.
     drained: BTreeSet<Ipv4Addr>,
-    /// The session sync daemons (config, keepalived.conf, ipvsadm --start-daemon).
+    /// The session sync daemons running: [`SyncDaemons::running`] of the config's and
+    /// those `ipvsadm --start-daemon` started (kept in the rule set, so in save/restore and
+    /// the state file).
+    ///
+    /// [`SyncDaemons::running`]: fnat_proto::sync::SyncDaemons::running
     sync_daemons: fnat_proto::sync::SyncDaemons,
-    /// The daemons the config files gave (at start or the last reload): a reload that
-    /// changes them replaces the running ones; one that does not keeps ipvsadm's.
+    /// The daemons the config files gave (at start or the last reload; less one that
+    /// `--stop-daemon` stopped since): a reload that changes them replaces the running
+    /// ones; one that does not keeps ipvsadm's.
     config_sync: fnat_proto::sync::SyncDaemons,
 }
 
@@ -136,6 +141,7 @@ fn live_rules<'a>(
             .iter()
             .map(|s| live(overlay, s).into_owned())
             .collect(),
+        sync: rules.sync.clone(),
     })
 }
 
@@ -255,13 +261,24 @@ impl Plane {
     /// Runs `daemons` (the config's and keepalived.conf's at start): the dataplane's sync
     /// service starts them; a daemon that cannot run yet is logged and retried by it.
     pub fn set_sync_daemons(&mut self, daemons: fnat_proto::sync::SyncDaemons) {
+        self.config_sync = daemons;
+        self.sync_reconcile();
+    }
+
+    /// Runs the config's daemons and the rule set's (after a change that may have replaced
+    /// them: restore, reload, the state file at start).
+    fn sync_reconcile(&mut self) {
+        let running =
+            fnat_proto::sync::SyncDaemons::running(&self.config_sync, &self.model.rules().sync);
+        if running == self.sync_daemons {
+            return;
+        }
         if let Some(sync) = self.view.sync() {
-            if let Err(e) = sync.configure(&daemons) {
+            if let Err(e) = sync.configure(&running) {
                 eprintln!("fnatd: sync: {e}");
             }
         }
-        self.config_sync = daemons.clone();
-        self.sync_daemons = daemons;
+        self.sync_daemons = running;
     }
 
     fn sync_status(&self) -> fnat_proto::sync::SyncStatus {
@@ -271,14 +288,23 @@ impl Plane {
         }
     }
 
-    /// ipvsadm --start-daemon / --stop-daemon: the one validator, then the service; a
-    /// refused change leaves the running daemons as they were.
+    /// ipvsadm --start-daemon / --stop-daemon: the one validator (on the running daemons,
+    /// so a role the config runs is "already running"), the service, then the rule set
+    /// (journalled in the state file) for a daemon ipvsadm starts or stops; stopping one of
+    /// the config's stops it until the next reload. A refused change leaves the running
+    /// daemons as they were.
     fn sync_change(
         &mut self,
-        change: impl FnOnce(&mut fnat_proto::sync::SyncDaemons) -> Result<(), String>,
+        role: fnat_proto::sync::SyncRole,
+        start: Option<fnat_proto::sync::SyncDaemon>,
     ) -> Result<Response, ErrorBody> {
+        use fnat_proto::edit::Change;
         let mut next = self.sync_daemons.clone();
-        change(&mut next).map_err(|e| error(ErrorKind::Invalid, e))?;
+        match &start {
+            Some(d) => next.start(role, d.clone()),
+            None => next.stop(role),
+        }
+        .map_err(|e| error(ErrorKind::Invalid, e))?;
         next.validate().map_err(|e| error(ErrorKind::Invalid, e))?;
         let Some(sync) = self.view.sync() else {
             return Err(error(
@@ -288,7 +314,30 @@ impl Plane {
         };
         sync.configure(&next)
             .map_err(|e| error(ErrorKind::Invalid, e))?;
-        self.sync_daemons = next;
+        let before = std::mem::replace(&mut self.sync_daemons, next);
+        let config_before = self.config_sync.clone();
+        if start.is_none() {
+            *self.config_sync.slot(role) = None;
+        }
+        let record = match start {
+            Some(daemon) => Some(Change::SyncStart { role, daemon }),
+            None => self
+                .model
+                .rules()
+                .sync
+                .get(role)
+                .is_some()
+                .then_some(Change::SyncStop { role }),
+        };
+        if let Some(change) = record {
+            if let Err(e) = self.change_stored(&[change]) {
+                // Not recorded: back to the daemons that ran.
+                let _ = sync.configure(&before);
+                self.sync_daemons = before;
+                self.config_sync = config_before;
+                return Err(e);
+            }
+        }
         Ok(Response::ok(self.sync_status()))
     }
 
@@ -543,7 +592,18 @@ impl Plane {
         let tx = self.model.apply(changes)?;
         match self.commit(&tx, changes) {
             // Stored even when a worker is slow to acknowledge: the model follows the store.
-            Ok(generation) => Ok(generation),
+            Ok(generation) => {
+                // restore / -R lines may have changed the daemons ipvsadm started.
+                if changes.iter().any(|c| {
+                    matches!(
+                        c,
+                        Change::Replace { .. } | Change::SyncStart { .. } | Change::SyncStop { .. }
+                    )
+                }) {
+                    self.sync_reconcile();
+                }
+                Ok(generation)
+            }
             Err(e) => {
                 self.model.rollback(tx);
                 Err(e)
@@ -767,8 +827,8 @@ impl Plane {
             }
             Query::Vrrp => Ok(Response::ok(self.vrrp_listing())),
             Query::Sync => Ok(Response::ok(self.sync_status())),
-            Query::SyncStart { role, daemon } => self.sync_change(|d| d.start(role, daemon)),
-            Query::SyncStop { role } => self.sync_change(|d| d.stop(role)),
+            Query::SyncStart { role, daemon } => self.sync_change(role, Some(daemon)),
+            Query::SyncStop { role } => self.sync_change(role, None),
             Query::Apply { .. } => Err(error(ErrorKind::Internal, "apply is a change")),
             Query::Reload => self.reload(),
         }
@@ -794,7 +854,12 @@ impl Plane {
         for w in warnings {
             eprintln!("fnatd: reload: {w}");
         }
-        let rules = cfg.rule_set;
+        let mut rules = cfg.rule_set;
+        let config_sync_changed = cfg.sync != self.config_sync;
+        if !config_sync_changed {
+            // The daemons ipvsadm started stay while the config's do not change.
+            rules.sync = self.model.rules().sync.clone();
+        }
         let previous = std::mem::replace(&mut self.base_timeouts, cfg.rules.timeouts);
         // Services no longer checked lose their overlay; the others keep theirs until the
         // new checker (which keeps unchanged checkers' state) says otherwise.
@@ -812,9 +877,10 @@ impl Plane {
         }
         self.restart_health(cfg.health);
         self.reload_vrrp(&cfg.vrrp);
-        if cfg.sync != self.config_sync {
-            self.set_sync_daemons(cfg.sync);
+        if config_sync_changed {
+            self.config_sync = cfg.sync;
         }
+        self.sync_reconcile();
         result
     }
 
@@ -942,6 +1008,7 @@ impl Plane {
                     .service(&addr)
                     .cloned()
                     .ok_or_else(|| error(ErrorKind::NoSuchService, "No such service"))?],
+                ..RuleSet::default()
             },
             None => self.model.rules().clone(),
         };

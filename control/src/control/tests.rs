@@ -458,3 +458,95 @@ fn adding_and_removing_services_are_handed_to_workers_as_edits() {
     assert_eq!(worker.full_compares(), 1);
     handle.stop();
 }
+
+/// A sync service that records what it is told to run.
+#[derive(Default)]
+struct RecordingSync(Mutex<Vec<fnat_proto::sync::SyncDaemons>>);
+
+impl SyncControl for RecordingSync {
+    fn configure(&self, daemons: &fnat_proto::sync::SyncDaemons) -> Result<(), String> {
+        if [&daemons.master, &daemons.backup]
+            .iter()
+            .any(|d| d.as_ref().is_some_and(|d| d.interface == "nowhere"))
+        {
+            return Err("'nowhere' is not a port with a kernel twin".into());
+        }
+        self.0.lock().push(daemons.clone());
+        Ok(())
+    }
+    fn vrrp_state(&self, _instance: &str, _master: bool) {}
+    fn status(&self) -> fnat_proto::sync::SyncStatus {
+        fnat_proto::sync::SyncStatus::default()
+    }
+}
+
+struct SyncView(Arc<RecordingSync>);
+
+impl DataplaneView for SyncView {
+    fn stats(&self) -> ViewStats {
+        ViewStats::default()
+    }
+    fn connections(&self, _filter: &ConnFilter, _limit: usize) -> Vec<ConnEntry> {
+        Vec::new()
+    }
+    fn zero(&self, _service_id: Option<u32>) {}
+    fn sync(&self) -> Option<Arc<dyn SyncControl>> {
+        Some(self.0.clone())
+    }
+}
+
+/// `ipvsadm --start-daemon` goes into the rule set: journalled in the state file, so a
+/// restarted fnatd runs the daemon again; `--stop-daemon` is journalled too; a daemon the
+/// service refuses is not recorded.
+#[test]
+fn daemons_started_by_ipvsadm_survive_a_restart_through_the_state_file() {
+    use fnat_proto::sync::{SyncDaemon, SyncRole};
+    let dir = Tmp::new("syncstate");
+    let cfg = config(&dir.0, true);
+    let mut master = SyncDaemon::new("lan");
+    master.syncid = 9;
+    let running = |sync: &RecordingSync| sync.0.lock().last().cloned().unwrap_or_default();
+    {
+        let sync = Arc::new(RecordingSync::default());
+        let store = RulesStore::new(cfg.rules.clone(), 2);
+        let handle = start(&cfg, store, Arc::new(SyncView(sync.clone()))).unwrap();
+        for (role, d) in [(SyncRole::Master, &master), (SyncRole::Backup, &master)] {
+            let q = Request::Query(Query::SyncStart {
+                role,
+                daemon: d.clone(),
+            });
+            assert!(Response::decode::<fnat_proto::sync::SyncStatus>(&ask(&cfg, &q)).is_ok());
+        }
+        let bad = Request::Query(Query::SyncStart {
+            role: SyncRole::Master,
+            daemon: master.clone(),
+        });
+        assert!(ask(&cfg, &bad).contains("already running"));
+        let stop = Request::Query(Query::SyncStop {
+            role: SyncRole::Backup,
+        });
+        assert!(Response::decode::<fnat_proto::sync::SyncStatus>(&ask(&cfg, &stop)).is_ok());
+        assert_eq!(running(&sync).master.as_ref(), Some(&master));
+        assert!(running(&sync).backup.is_none());
+        handle.stop();
+    }
+    let saved = std::fs::read_to_string(dir.0.join("state.toml")).unwrap();
+    assert!(saved.contains("syncid = 9"), "{saved}");
+    // Restarted: the state file's daemon runs again.
+    let sync = Arc::new(RecordingSync::default());
+    let store = RulesStore::new(cfg.rules.clone(), 2);
+    let _handle = start(&cfg, store, Arc::new(SyncView(sync.clone()))).unwrap();
+    assert_eq!(running(&sync).master.as_ref(), Some(&master));
+    assert!(running(&sync).backup.is_none());
+    // Refused by the service: not recorded, nothing changes.
+    let mut nowhere = SyncDaemon::new("nowhere");
+    nowhere.syncid = 1;
+    let q = Request::Query(Query::SyncStart {
+        role: SyncRole::Backup,
+        daemon: nowhere,
+    });
+    let _ = ask(&cfg, &q);
+    let saved = std::fs::read_to_string(dir.0.join("state.toml")).unwrap();
+    let journal = std::fs::read_to_string(dir.0.join("state.toml.journal")).unwrap_or_default();
+    assert!(!saved.contains("nowhere") && !journal.contains("nowhere"));
+}

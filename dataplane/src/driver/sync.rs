@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,6 +52,11 @@ const RESYNC_TRIES: u32 = 3;
 pub struct WorkerSyncShared {
     /// Export on (a master daemon is active).
     export: AtomicBool,
+    /// The kernel's `sync_refresh_period` export runs with (seconds, 0: off).
+    refresh_period_s: AtomicU32,
+    /// A master and a backup daemon are active at once (active peers): export also sends
+    /// each connection at its first reply (`SyncRules::active_peers`).
+    peers: AtomicBool,
     /// A full resync was asked for: the worker walks its table once.
     resync: AtomicBool,
     installed: AtomicU64,
@@ -66,6 +71,8 @@ impl Default for WorkerSyncShared {
     fn default() -> Self {
         WorkerSyncShared {
             export: AtomicBool::new(false),
+            refresh_period_s: AtomicU32::new(0),
+            peers: AtomicBool::new(false),
             resync: AtomicBool::new(false),
             installed: AtomicU64::new(0),
             refreshed: AtomicU64::new(0),
@@ -82,6 +89,8 @@ pub struct WorkerSync {
     install: Receiver<Conn>,
     shared: Arc<WorkerSyncShared>,
     export_on: bool,
+    /// The refresh period and peer rule export was last turned on with.
+    refresh_on: (u32, bool),
     resync_cursor: Option<usize>,
     /// (noted, dropped) as last published.
     published: (u64, u64),
@@ -93,10 +102,20 @@ impl WorkerSync {
     pub fn run(&mut self, engine: &mut Worker, now: u64) -> bool {
         let mut worked = false;
         let on = self.shared.export.load(Ordering::Relaxed);
-        if on != self.export_on {
-            // Allocates the outbox once, the first time: a rare control event.
-            engine.set_sync(on.then(SyncRules::default));
+        let refresh = (
+            self.shared.refresh_period_s.load(Ordering::Relaxed),
+            self.shared.peers.load(Ordering::Relaxed),
+        );
+        if on != self.export_on || refresh != self.refresh_on {
+            // Allocates the outbox (and, with a refresh period, the per-slot sync times)
+            // when turned on: a rare control event.
+            engine.set_sync(on.then_some(SyncRules {
+                refresh_period_s: refresh.0,
+                active_peers: refresh.1,
+                ..SyncRules::default()
+            }));
             self.export_on = on;
+            self.refresh_on = refresh;
         }
         // A load first: the read-modify-write only when a resync was asked for.
         if self.shared.resync.load(Ordering::Relaxed)
@@ -206,6 +225,7 @@ pub fn create(
             install: in_rx,
             shared: Arc::clone(&s),
             export_on: false,
+            refresh_on: (0, false),
             resync_cursor: None,
             published: (0, 0),
         });
@@ -463,6 +483,10 @@ fn serve(shared: &Shared, outs: Vec<Receiver<Conn>>) {
             if desired.0 != config_gen {
                 config_gen = desired.0;
                 let (_, d) = &*desired;
+                for w in &shared.workers {
+                    w.refresh_period_s
+                        .store(d.sync_refresh_period, Ordering::Relaxed);
+                }
                 daemons = [(SyncRole::Master, &d.master), (SyncRole::Backup, &d.backup)]
                     .into_iter()
                     .filter_map(|(role, c)| c.clone().map(|c| Daemon::new(role, c, &shared.ports)))
@@ -503,8 +527,13 @@ fn serve(shared: &Shared, outs: Vec<Receiver<Conn>>) {
         let exporting = daemons
             .iter()
             .any(|d| d.role == SyncRole::Master && d.active);
+        let peers = exporting
+            && daemons
+                .iter()
+                .any(|d| d.role == SyncRole::Backup && d.active);
         for w in &shared.workers {
             w.export.store(exporting, Ordering::Relaxed);
+            w.peers.store(peers, Ordering::Relaxed);
         }
         // 3. Send.
         let mut sent = false;
@@ -678,6 +707,7 @@ mod tests {
         let daemons = SyncDaemons {
             master: Some(d.clone()),
             backup: Some(d),
+            ..Default::default()
         };
         service.configure(&daemons).unwrap();
         let active = |role: SyncRole| {
@@ -715,6 +745,7 @@ mod tests {
         let bad = SyncDaemons {
             master: Some(SyncDaemon::new("wan")),
             backup: None,
+            ..Default::default()
         };
         assert!(service.configure(&bad).is_err());
         assert_eq!(service.status().daemons.len(), 2);

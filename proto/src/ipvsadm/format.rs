@@ -610,6 +610,34 @@ pub fn save(rules: &RuleSet, format: &ListFormat, names: &dyn Names) -> String {
             let _ = writeln!(out, "-U {svc} -k {p}");
         }
     }
+    // Daemons ipvsadm started (the kernel's ipvsadm -S leaves them out; fnat keeps them,
+    // and -R reads the lines back).
+    use crate::sync::{SyncRole, DEFAULT_GROUP, DEFAULT_PORT, DEFAULT_TTL};
+    for role in [SyncRole::Master, SyncRole::Backup] {
+        let Some(d) = rules.sync.get(role) else {
+            continue;
+        };
+        let _ = write!(
+            out,
+            "--start-daemon {} --mcast-interface {} --syncid {}",
+            role.name(),
+            d.interface,
+            d.syncid
+        );
+        if d.maxlen != 0 {
+            let _ = write!(out, " --sync-maxlen {}", d.maxlen);
+        }
+        if d.group != DEFAULT_GROUP {
+            let _ = write!(out, " --mcast-group {}", d.group);
+        }
+        if d.port != DEFAULT_PORT {
+            let _ = write!(out, " --mcast-port {}", d.port);
+        }
+        if d.ttl != DEFAULT_TTL {
+            let _ = write!(out, " --mcast-ttl {}", d.ttl);
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -710,6 +738,7 @@ mod tests {
                 timeouts: TimeoutOverrides::default(),
                 marks: Vec::new(),
                 services: vec![u, s],
+                ..RuleSet::default()
             },
             timeouts: None,
             stats: vec![ServiceStats {

@@ -216,6 +216,14 @@ impl FullNat {
             }
         }
         if !starts {
+            // Active peers: a connection the peer scheduled may be synced here, on its
+            // foreign owner (not where our RSS put this packet).
+            if self.workers > 1 && self.sync_rules().is_some_and(|r| r.active_peers) {
+                let owner = foreign_owner(key.src_ip, key.src_port, self.workers);
+                if owner != self.id {
+                    return Ok(Verdict::Redirect { worker: owner });
+                }
+            }
             return Err(DropReason::NoSession);
         }
         let id = self.create(service as usize, &key, tcp.is_some(), now, stats)?;

@@ -164,9 +164,7 @@ impl FullNat {
         self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
         let timeout = u64::from(timeout_secs) * NS_PER_SEC;
         self.wheel.schedule(id, now, now.saturating_add(timeout));
-        if dir == Direction::Input {
-            self.sync_note(id, None, true, now);
-        }
+        self.sync_note(id, None, dir == Direction::Input, now);
         Some(verdict)
     }
 }

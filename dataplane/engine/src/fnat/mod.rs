@@ -291,6 +291,21 @@ pub fn nat_owner(client: u32, workers: u16) -> u16 {
     ((u64::from(h) * u64::from(workers)) >> 32) as u16
 }
 
+/// The worker that holds a foreign session (an active peer's full-NAT session, synced here)
+/// of client `client`:`port`, for `workers` workers. The peer placed it by its own RSS, which
+/// says nothing of where ours puts the client's packets; so sync installs it here, and a
+/// client packet that finds no session on the worker RSS chose is sent here once (active
+/// peers only: `SyncRules::active_peers`). Replies of it go to the peer, so the local
+/// port does not matter here.
+#[inline]
+pub fn foreign_owner(client: u32, port: u16, workers: u16) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    let h = (client ^ u32::from(port).rotate_left(16)).wrapping_mul(0x9E37_79B1);
+    ((u64::from(h) * u64::from(workers)) >> 32) as u16
+}
+
 impl FullNat {
     /// The state of worker `id` of `workers`, sized by `rules.session_capacity`; registers
     /// its services and local addresses in `stats`.

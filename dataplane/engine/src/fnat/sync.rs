@@ -10,6 +10,7 @@ use super::*;
 use crate::packet::Tuple;
 use crate::persist;
 use crate::rules::Method;
+use crate::session::table::SLOT_FOREIGN;
 use crate::session::{ConnState, Session, SessionId};
 use crate::stats::WorkerStats;
 use fnat_sync::{Conn, SyncRules};
@@ -27,6 +28,9 @@ pub(crate) struct SyncOut {
     pub(crate) dropped: u64,
     /// Notes queued (sent to the driver).
     pub(crate) noted: u64,
+    /// With `sync_refresh_period`: each arena slot's session expiry (ns) when it was last
+    /// synced (at or before now: never, or an earlier session of the slot). Empty when off.
+    synced_end: Vec<u64>,
 }
 
 /// Why a synced session was not installed.
@@ -38,7 +42,8 @@ pub enum SyncReject {
     UnknownReal,
     /// The entry's forwarding method is not the real server's here.
     MethodMismatch,
-    /// Full NAT: the local address is not one of this director's.
+    /// Full NAT: the local address is not a unicast address (a peer's local address is
+    /// installed as a foreign session).
     UnknownLocalAddress,
     /// Full NAT: the local port is in use here, or outside this worker's slice.
     LocalPortBusy,
@@ -146,7 +151,18 @@ pub fn sync_owner(rules: &Rules, workers: u16, c: &Conn) -> Result<u16, SyncReje
         return Ok(persist_owner(u32::from(p.netmask)));
     }
     if let Some(f) = c.fullnat {
-        return Ok(crate::laddr::owner_of(f.lport, workers));
+        // Ours: where replies steer (by local port), which is where the master's RSS put
+        // the client's packets (the same here with the same RSS). A peer's: where a client
+        // packet that misses is sent (replies go to the peer).
+        let ours = rules
+            .services
+            .iter()
+            .any(|s| s.local_addresses.contains(&f.lip));
+        return Ok(if ours {
+            crate::laddr::owner_of(f.lport, workers)
+        } else {
+            super::foreign_owner(client, c.client.port(), workers)
+        });
     }
     if svc.reals.iter().any(|r| r.method == Method::Nat) {
         return Ok(nat_owner(client, workers));
@@ -172,9 +188,16 @@ fn find_rule_service<'a>(rules: &'a Rules, c: &Conn) -> Option<&'a crate::rules:
 }
 
 impl SyncOut {
-    pub(crate) fn set_rules(&mut self, rules: Option<SyncRules>) {
+    pub(crate) fn set_rules(&mut self, rules: Option<SyncRules>, slots: usize) {
         if rules.is_some() && self.outbox.capacity() < OUTBOX_CAPACITY {
             self.outbox.reserve_exact(OUTBOX_CAPACITY);
+        }
+        if rules.is_some_and(|r| r.refresh_period_s > 0) {
+            if self.synced_end.len() != slots {
+                self.synced_end = vec![0; slots];
+            }
+        } else {
+            self.synced_end = Vec::new();
         }
         self.rules = rules;
     }
@@ -194,7 +217,12 @@ impl FullNat {
     /// Turns session export on with the kernel's rules (or off with `None`). Allocates the
     /// outbox: call it from the loop, not per packet.
     pub fn set_sync(&mut self, rules: Option<SyncRules>) {
-        self.sync.set_rules(rules);
+        self.sync.set_rules(rules, self.table.capacity());
+    }
+
+    /// The rules export runs with (None: off).
+    pub fn sync_rules(&self) -> Option<SyncRules> {
+        self.sync.rules
     }
 
     pub fn sync_enabled(&self) -> bool {
@@ -238,16 +266,29 @@ impl FullNat {
         let old = old.unwrap_or(s.state);
         let tcp = s.proto == crate::packet::ipv4::IPPROTO_TCP;
         let (old, state) = (kernel_state(old), kernel_state(s.state));
+        let forced = tcp && state != old && state != 1 && fnat_sync::tcp_state_synced(state);
         let needed = if input {
             rules.needed(tcp, old, state, s.packets_in)
         } else {
             // The kernel syncs from its input path only; a state change the real server's
             // packet made (its FIN) is sent at once too, as a backup needs it as much.
-            tcp && state != old && state != 1 && fnat_sync::tcp_state_synced(state)
+            forced || (rules.active_peers && s.packets_out == 1)
         };
-        if needed {
-            self.sync_export(id, now);
+        if !needed {
+            return;
         }
+        if let Some(last) = self.sync.synced_end.get_mut(id as usize) {
+            // sync_refresh_period: an unforced sync waits until the expiry moved enough.
+            let end = self.wheel.deadline(id).unwrap_or(now);
+            if !forced && *last > now {
+                let moved_s = (end as i64).wrapping_sub(*last as i64) / NS_PER_SEC as i64;
+                if !rules.refresh_allows(moved_s, end.saturating_sub(now) / NS_PER_SEC) {
+                    return;
+                }
+            }
+            *last = end;
+        }
+        self.sync_export(id, now);
     }
 
     /// Puts session `id` (and its persistence template) in the outbox.
@@ -436,14 +477,23 @@ impl FullNat {
         let (slot, lip, lport) = match real.method {
             Method::FullNat => {
                 let f = c.fullnat.ok_or(SyncReject::MethodMismatch)?;
-                let slot = self
-                    .laddrs
-                    .slot_of(f.lip)
-                    .ok_or(SyncReject::UnknownLocalAddress)?;
-                if !self.laddrs.take(slot, f.lport) {
-                    return Err(SyncReject::LocalPortBusy);
+                if f.lip.is_unspecified() || f.lip.is_broadcast() || f.lip.is_multicast() {
+                    return Err(SyncReject::UnknownLocalAddress);
                 }
-                (slot, u32::from(f.lip), f.lport)
+                match self.laddrs.slot_of(f.lip) {
+                    Some(slot) => {
+                        if !self.laddrs.take(slot, f.lport) {
+                            return Err(SyncReject::LocalPortBusy);
+                        }
+                        (slot, u32::from(f.lip), f.lport)
+                    }
+                    // An active peer's session (sync both ways between active appliances):
+                    // its client packets may reach us when the routers move them; we send
+                    // them on from the peer's local address, so that the real server's
+                    // replies return to the peer, which still holds the session and the
+                    // port. No pool of ours is touched.
+                    None => (usize::from(SLOT_FOREIGN), u32::from(f.lip), f.lport),
+                }
             }
             Method::Nat => (usize::MAX, key.src_ip, key.src_port),
             Method::Dr => (usize::MAX, 0, 0),
@@ -480,7 +530,7 @@ impl FullNat {
         let id = match self.table.insert(session) {
             Ok(id) => id,
             Err(e) => {
-                if real.method == Method::FullNat {
+                if real.method == Method::FullNat && slot < usize::from(SLOT_FOREIGN) {
                     self.laddrs.release(slot, lport);
                 }
                 return Err(match e {
@@ -505,7 +555,7 @@ impl FullNat {
         if let Some(a) = self.adjust.get_mut(id as usize) {
             *a = adj;
         }
-        if real.method == Method::FullNat {
+        if real.method == Method::FullNat && slot < usize::from(SLOT_FOREIGN) {
             if let Some(l) = stats.local_addrs.get_mut(slot) {
                 l.ports_in_use += 1;
             }

@@ -41,8 +41,9 @@ const LINEAR: usize = 32;
 #[cfg(test)]
 const LINEAR: usize = 4;
 /// Slots are u16 in sessions and entries.
-/// Local-address slots stay below the values sessions use to name their method.
-const MAX_SLOT: usize = crate::session::table::METHOD_SLOTS as usize - 1;
+/// Local-address slots stay below the values sessions use to name their method (and below
+/// the foreign marker).
+const MAX_SLOT: usize = crate::session::table::SLOT_FOREIGN as usize - 1;
 
 /// A counter entry that holds a slot: a service's or a real server's.
 trait Slotted {

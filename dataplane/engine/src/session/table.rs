@@ -42,7 +42,8 @@ pub struct Session {
     pub service_id: u32,
     /// Stable id of the real server.
     pub rs_id: u32,
-    /// The worker's slot for the local address (its port pool) of a full-NAT session; from
+    /// The worker's slot for the local address (its port pool) of a full-NAT session;
+    /// [`SLOT_FOREIGN`] for a full-NAT session whose local address is a peer's; from
     /// [`METHOD_SLOTS`] up, the forwarding method of a session without a local address (see
     /// [`Session::method`]).
     pub lip_slot: u16,
@@ -63,6 +64,10 @@ pub struct Session {
 /// (its real-server key is what replies carry: RS:rport → client:cport); a TUN session's is the
 /// outer source address and the GUE port; a DR session's is unused.
 pub const METHOD_SLOTS: u16 = 0xFFF0;
+/// A full-NAT session synced from an active peer whose local address is the peer's, not
+/// ours: it holds no port of any pool here (the peer owns that port, and replies return to
+/// the peer), so it never claims or frees one.
+pub const SLOT_FOREIGN: u16 = METHOD_SLOTS - 1;
 const SLOT_NAT: u16 = METHOD_SLOTS;
 const SLOT_DR: u16 = METHOD_SLOTS + 1;
 /// Then 2 values per tunnel kind (IPIP, GUE, GRE): without and with checksum.
@@ -108,10 +113,17 @@ impl Session {
         }
     }
 
-    /// True when the session holds a local port of its worker (full NAT).
+    /// True when the session holds a local port of its worker (full NAT, not foreign).
     #[inline]
     pub fn has_local_port(&self) -> bool {
-        self.lip_slot < METHOD_SLOTS
+        self.lip_slot < SLOT_FOREIGN
+    }
+
+    /// True for a full-NAT session whose local address is an active peer's (see
+    /// [`SLOT_FOREIGN`]).
+    #[inline]
+    pub fn is_foreign(&self) -> bool {
+        self.lip_slot == SLOT_FOREIGN
     }
 
     /// True when replies come back through fnatd (full NAT and NAT): the session is then
