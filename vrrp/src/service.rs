@@ -633,7 +633,13 @@ impl Service {
             match action {
                 Action::SendAdvert { priority } => self.send(k, priority),
                 Action::Reannounce => {
-                    let repeat = self.instances[k].config.garp_repeat;
+                    // After a split brain: the peers' neighbour entries may still point at
+                    // the other master, and a Linux host ignores an update arriving within
+                    // `locktime` (1 s) of the last one; so the garp_master_delay burst
+                    // follows, as after a takeover.
+                    let c = &self.instances[k].config;
+                    let (repeat, delay) = (c.garp_repeat, c.garp_delay);
+                    self.instances[k].garp_at = Some((now_of(&self.origin) + delay, false));
                     self.garp(k, repeat);
                 }
                 Action::BecameMaster => {
