@@ -270,6 +270,36 @@ server_mode() {
   if [ -n "${LAB_SERVER_SETUP:-}" ]; then "$LAB_SERVER_SETUP" "$p" "$i" "198.19.1.$((10 + i))"; fi
 }
 
+# The EAL, dataplane and two af_packet ports of appliance X of a multi-appliance lab P (HA,
+# sync, scale-out): wan on ${P}${X}w, lan on ${P}${X}l, each with its kernel twin.
+#   appliance_ports P X "WAN addresses" "LAN addresses"   (TOML array items, quoted)
+appliance_ports() {
+  local p=$1 x=$2 wan=$3 lan=$4
+  cat <<TOML
+[eal]
+main_cpu = 0
+worker_cpus = [${LAB_WORKER_CPU:-1}]
+file_prefix = "$p$x"
+memory_mb = 256
+
+[dataplane]
+workers = 1
+mbufs = 8191
+
+[[port]]
+name = "wan"
+device = "net_af_packet0,iface=${p}${x}w,qpairs=1"
+addresses = [$wan]
+kernel_interface = "${p}${x}kw"
+
+[[port]]
+name = "lan"
+device = "net_af_packet1,iface=${p}${x}l,qpairs=1"
+addresses = [$lan]
+kernel_interface = "${p}${x}kl"
+TOML
+}
+
 fnatd_config() {
   local p=$1 n=$2 pmd=$3 st; st=$(state_of "$p")
   local wan lan workers=${LAB_WORKERS:-1} cpus="${LAB_WORKER_CPU:-1}" i
