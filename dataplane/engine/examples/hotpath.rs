@@ -34,6 +34,10 @@
 //! then take the full pipeline (sequence state), and with TOA each carries the option (still
 //! pending: no data yet); `new` SYNs set up the sequence state.
 //!
+//! `ESTABLISHED=1` (`est`, `burst`): the prefill also sends each flow's ACK, so that every
+//! measured packet belongs to an ESTABLISHED session (without it, a packet's first visit to
+//! its session moves it out of SYN_RECV: at FLOWS ≥ PACKETS, every measured packet does).
+//!
 //! `SYNPROXY=1` makes the service SYN-proxied: `new` SYNs are then each answered with a
 //! cookie SYN-ACK built by the worker (no session): SYN-cookie answers per packet.
 //!
@@ -524,12 +528,22 @@ fn main() {
     } else if mode == "new" || mode == "churn" {
         (0..packets as u64).map(|k| frame(k, true)).collect()
     } else {
-        // Prefill: one SYN per flow (not measured).
+        // Prefill: one SYN per flow (not measured); with ESTABLISHED=1 also its ACK, so that
+        // every measured packet is one of an established session.
+        let establish = std::env::var_os("ESTABLISHED").is_some();
         for k in 0..flows {
             let mut b = Buf::new();
             b.load(&frame(k, true));
             let v = w.process(0, &mut b, NOW - 1_000_000);
             assert!(matches!(v, Verdict::Transmit { .. }), "prefill {k}: {v:?}");
+            if establish {
+                b.load(&frame(k, false));
+                let v = w.process(0, &mut b, NOW - 1_000_000);
+                assert!(
+                    matches!(v, Verdict::Transmit { .. }),
+                    "prefill ACK {k}: {v:?}"
+                );
+            }
         }
         // Every packet a different session, spread over the table (stride ≈ 0.618·N, odd and
         // coprime with N so the walk covers every flow). At most 1M distinct frames.

@@ -27,8 +27,12 @@ pub enum Side {
 }
 
 /// One full-NAT session. `proto == 0` marks a free arena slot.
+///
+/// Aligned to a cache line so that a packet's session is one line, not two: the allocator
+/// hands a large `Vec` an address 16 bytes past a page start (glibc's chunk header), which
+/// made every 64-byte session straddle two lines (two misses per packet at large tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Session {
     pub client_ip: u32,
     pub vip: u32,
@@ -207,9 +211,51 @@ pub struct SessionTable {
     free: Vec<u32>,
     /// Entries: high 32 bits = hash tag (also determines the home bucket), low 32 bits =
     /// `session << 1 | side`; `EMPTY` when unused.
-    index: Vec<u64>,
+    index: Index,
     seed: u64,
     prefetch: Prefetch,
+}
+
+/// Eight index entries, aligned to a cache line: a lookup's probe from its home position
+/// then stays within the one line its prefetch loaded, unless it starts at the line's end (a
+/// plain `Vec<u64>` sits 16 bytes past a line start, so every line straddled two).
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct IndexLine([u64; 8]);
+
+/// The open-addressing index: `len()` entries, in lines of eight.
+struct Index(Vec<IndexLine>);
+
+impl Index {
+    /// At least `len` entries (rounded up to whole lines), all `EMPTY`.
+    fn new(len: usize) -> Self {
+        Index(vec![IndexLine([EMPTY; 8]); len.div_ceil(8)])
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.len() * 8
+    }
+
+    #[inline(always)]
+    fn get(&self, pos: usize) -> Option<&u64> {
+        self.0.get(pos / 8).map(|l| &l.0[pos % 8])
+    }
+}
+
+impl std::ops::Index<usize> for Index {
+    type Output = u64;
+    #[inline(always)]
+    fn index(&self, pos: usize) -> &u64 {
+        &self.0[pos / 8].0[pos % 8]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Index {
+    #[inline(always)]
+    fn index_mut(&mut self, pos: usize) -> &mut u64 {
+        &mut self.0[pos / 8].0[pos % 8]
+    }
 }
 
 #[inline(always)]
@@ -247,7 +293,7 @@ impl SessionTable {
         SessionTable {
             sessions: vec![Session::default(); capacity],
             free: (0..capacity as u32).rev().collect(),
-            index: vec![EMPTY; index_len],
+            index: Index::new(index_len),
             seed,
             prefetch: no_prefetch,
         }
@@ -538,6 +584,15 @@ mod tests {
     #[test]
     fn size() {
         assert_eq!(std::mem::size_of::<Session>(), 64);
+    }
+
+    #[test]
+    fn every_session_is_one_cache_line() {
+        for capacity in [16, 100_000] {
+            let t = SessionTable::new(capacity, 1);
+            assert_eq!(t.sessions.as_ptr() as usize % 64, 0, "capacity {capacity}");
+            assert_eq!(t.index.0.as_ptr() as usize % 64, 0, "capacity {capacity}");
+        }
     }
 
     #[test]
