@@ -28,7 +28,6 @@ fn rules_with(ca: ClientAddress) -> Rules {
 }
 
 /// A TCP frame with explicit numbers and options; `flags` letters S A F R P.
-#[allow(clippy::too_many_arguments)]
 fn seg(
     src: SocketAddrV4,
     dst: SocketAddrV4,
@@ -38,28 +37,13 @@ fn seg(
     opts: &[TcpOptionElement],
     payload: &[u8],
 ) -> Vec<u8> {
-    let (_, our_mac, peer_mac) = side_of(dst);
-    let mut b = PacketBuilder::ethernet2(peer_mac, our_mac)
-        .ipv4(src.ip().octets(), dst.ip().octets(), 64)
-        .tcp(src.port(), dst.port(), seq, 65535);
-    if flags.contains('S') {
-        b = b.syn();
-    }
-    if flags.contains('A') {
-        b = b.ack(ack);
-    }
-    if flags.contains('F') {
-        b = b.fin();
-    }
-    if flags.contains('P') {
-        b = b.psh();
-    }
-    if !opts.is_empty() {
-        b = b.options(opts).unwrap();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    let f = TcpFields {
+        seq,
+        ack,
+        opts,
+        ..TcpFields::default()
+    };
+    tcp_segment(src, dst, flags, f, payload)
 }
 
 /// A TCP frame whose options are the raw bytes `opts` (a multiple of 4).

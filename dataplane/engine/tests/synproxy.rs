@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddrV4;
 
 use common::*;
-use etherparse::{PacketBuilder, PacketHeaders, TcpHeader, TcpOptionElement, TransportHeader};
+use etherparse::{PacketHeaders, TcpHeader, TcpOptionElement, TransportHeader};
 use fnat_engine::rules::{ClientAddress, Rules};
 use fnat_engine::{DropReason, Verdict, Worker};
 
@@ -40,31 +40,14 @@ fn seg(
     opts: &[TcpOptionElement],
     payload: &[u8],
 ) -> Vec<u8> {
-    let (_, our_mac, peer_mac) = side_of(dst);
-    let mut b = PacketBuilder::ethernet2(peer_mac, our_mac)
-        .ipv4(src.ip().octets(), dst.ip().octets(), 64)
-        .tcp(src.port(), dst.port(), seq, window);
-    if flags.contains('S') {
-        b = b.syn();
-    }
-    if flags.contains('A') {
-        b = b.ack(ack);
-    }
-    if flags.contains('F') {
-        b = b.fin();
-    }
-    if flags.contains('R') {
-        b = b.rst();
-    }
-    if flags.contains('P') {
-        b = b.psh();
-    }
-    if !opts.is_empty() {
-        b = b.options(opts).unwrap();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    let f = TcpFields {
+        seq,
+        ack,
+        window,
+        opts,
+        ..TcpFields::default()
+    };
+    tcp_segment(src, dst, flags, f, payload)
 }
 
 /// The TCP header and payload of a frame that left, every checksum verified by `decode`.

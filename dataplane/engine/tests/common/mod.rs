@@ -6,7 +6,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use etherparse::{
-    IpHeaders, Ipv4Header, LinkHeader, NetHeaders, PacketBuilder, PacketHeaders, TransportHeader,
+    IpHeaders, Ipv4Header, LinkHeader, NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement,
+    TransportHeader,
 };
 use fnat_engine::rules::{
     Ipv4Cidr, Mode, Neighbour, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind,
@@ -179,15 +180,58 @@ pub fn tcp_ttl(
     payload: &[u8],
     ttl: u8,
 ) -> Vec<u8> {
+    tcp_segment(
+        src,
+        dst,
+        flags,
+        TcpFields {
+            ttl,
+            ..TcpFields::default()
+        },
+        payload,
+    )
+}
+
+/// The numbers, window, TTL and options of a frame [`tcp_segment`] builds.
+#[derive(Clone, Copy)]
+pub struct TcpFields<'a> {
+    pub seq: u32,
+    /// Sent only with the `A` flag.
+    pub ack: u32,
+    pub window: u16,
+    pub ttl: u8,
+    pub opts: &'a [TcpOptionElement],
+}
+
+impl Default for TcpFields<'_> {
+    fn default() -> Self {
+        TcpFields {
+            seq: 1000,
+            ack: 2000,
+            window: 65535,
+            ttl: 64,
+            opts: &[],
+        }
+    }
+}
+
+/// A TCP frame; `flags` letters: S A F R P. Arrives on the port facing `src`.
+pub fn tcp_segment(
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    flags: &str,
+    f: TcpFields,
+    payload: &[u8],
+) -> Vec<u8> {
     let (_, our_mac, peer_mac) = side_of(dst);
     let mut b = PacketBuilder::ethernet2(peer_mac, our_mac)
-        .ipv4(src.ip().octets(), dst.ip().octets(), ttl)
-        .tcp(src.port(), dst.port(), 1000, 65535);
+        .ipv4(src.ip().octets(), dst.ip().octets(), f.ttl)
+        .tcp(src.port(), dst.port(), f.seq, f.window);
     if flags.contains('S') {
         b = b.syn();
     }
     if flags.contains('A') {
-        b = b.ack(2000);
+        b = b.ack(f.ack);
     }
     if flags.contains('F') {
         b = b.fin();
@@ -197,6 +241,9 @@ pub fn tcp_ttl(
     }
     if flags.contains('P') {
         b = b.psh();
+    }
+    if !f.opts.is_empty() {
+        b = b.options(f.opts).unwrap();
     }
     let mut out = Vec::new();
     b.write(&mut out, payload).unwrap();
