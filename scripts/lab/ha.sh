@@ -202,13 +202,8 @@ up_ha() {
   for x in a b; do
     plug "$p" "$x" "${p}${x}w" bc "${p}x${x}w"
     plug "$p" "$x" "${p}${x}l" bs "${p}x${x}l"
-    # The director's kernel sees its veths only through the twins (see lab.sh).
-    nsx "$p" "$x" nft -f - <<NFT
-table netdev fnatlab_hide {
-  chain wan { type filter hook ingress device "${p}${x}w" priority 0; policy drop; }
-  chain lan { type filter hook ingress device "${p}${x}l" priority 0; policy drop; }
-}
-NFT
+    # Its kernel sees the veths only through the twins.
+    hide_from_kernel "$p" "$x" "${p}${x}w" "${p}${x}l"
     ha_fnatd_toml "$p" "$x" > "$st/$x.toml"
     ha_keepalived "$x" "$mode" "$p" > "$st/$x-keepalived.conf"
   done

@@ -270,6 +270,22 @@ server_mode() {
   if [ -n "${LAB_SERVER_SETUP:-}" ]; then "$LAB_SERVER_SETUP" "$p" "$i" "198.19.1.$((10 + i))"; fi
 }
 
+# Hides the veths WAN and LAN of namespace ROLE from its kernel's stack: af_packet and af_xdp
+# read the veths the kernel also receives on, and once the twins give that kernel the ports'
+# addresses it would answer the ports' traffic too (RSTs, duplicate echo replies). An ingress
+# drop hides them; packet sockets still see every frame (they tap in before the hook).
+#   hide_from_kernel P ROLE WAN LAN
+hide_from_kernel() {
+  local p=$1 role=$2 wan=$3 lan=$4
+  command -v nft >/dev/null || die "nft missing (apt-get install nftables)"
+  nsx "$p" "$role" nft -f - <<NFT
+table netdev fnatlab_hide {
+  chain wan { type filter hook ingress device "$wan" priority 0; policy drop; }
+  chain lan { type filter hook ingress device "$lan" priority 0; policy drop; }
+}
+NFT
+}
+
 # The EAL, dataplane and two af_packet ports of appliance X of a multi-appliance lab P (HA,
 # sync, scale-out): wan on ${P}${X}w, lan on ${P}${X}l, each with its kernel twin.
 #   appliance_ports P X "WAN addresses" "LAN addresses"   (TOML array items, quoted)
@@ -439,17 +455,8 @@ up() {
         nsx "$p" g ip link set "${p}gb" master "${p}br" ;;
     esac
     if [ "${LAB_KERNEL_TWIN:-0}" = 1 ] && [ "$pmd" != tap ]; then
-      # af_packet and af_xdp read the veths the gateway's kernel also receives on: once the
-      # twins give that kernel the ports' addresses, it would answer the ports' traffic too
-      # (RSTs, duplicate echo replies). An ingress drop hides the veths from the kernel's
-      # stack; packet sockets still see every frame (they tap in before the ingress hook).
-      command -v nft >/dev/null || die "nft missing (apt-get install nftables)"
-      nsx "$p" g nft -f - <<NFT
-table netdev fnatlab_hide {
-  chain wan { type filter hook ingress device "${p}gw" priority 0; policy drop; }
-  chain lan { type filter hook ingress device "${p}gl" priority 0; policy drop; }
-}
-NFT
+      # The gateway's kernel must not answer the ports' traffic (hide_from_kernel).
+      hide_from_kernel "$p" g "${p}gw" "${p}gl"
     fi
     if [ -n "${LAB_GW_KERNEL_ADDR:-}" ]; then
       nsx "$p" g ip addr add "$LAB_GW_KERNEL_ADDR" dev "${p}br"

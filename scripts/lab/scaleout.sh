@@ -143,13 +143,8 @@ up_scaleout() {
     quiet_if "$p" r "${p}r$x"; quiet_if "$p" r "${p}${x}p"
     nsx "$p" r ip link set "${p}${x}p" master "${p}br"
     nsx "$p" r ip addr add "198.18.$i.1/24" dev "${p}r$x"
-    # The appliance's kernel sees its veths only through the twins (see lab.sh).
-    nsx "$p" "$x" nft -f - <<NFT
-table netdev fnatlab_hide {
-  chain wan { type filter hook ingress device "${p}${x}w" priority 0; policy drop; }
-  chain lan { type filter hook ingress device "${p}${x}l" priority 0; policy drop; }
-}
-NFT
+    # Its kernel sees the veths only through the twins.
+    hide_from_kernel "$p" "$x" "${p}${x}w" "${p}${x}l"
     printf '[ ! -e %s/down-%s ]\n' "$st" "$x" > "$st/check-$x.sh"
     appliance_config "$p" "$x" "$i" > "$st/$x.toml"
     bg "$p" "$x" "fnatd-$x" "$fnatd" run --config "$st/$x.toml"

@@ -105,13 +105,8 @@ up_sync() {
     quiet_if "$p" r "${p}${x}pw"; quiet_if "$p" r "${p}${x}pl"
     nsx "$p" r ip link set "${p}${x}pw" master "${p}bc"
     nsx "$p" r ip link set "${p}${x}pl" master "${p}bs"
-    # The director's kernel sees its veths only through the twins (see lab.sh).
-    nsx "$p" "$x" nft -f - <<NFT
-table netdev fnatlab_hide {
-  chain wan { type filter hook ingress device "${p}${x}w" priority 0; policy drop; }
-  chain lan { type filter hook ingress device "${p}${x}l" priority 0; policy drop; }
-}
-NFT
+    # Its kernel sees the veths only through the twins.
+    hide_from_kernel "$p" "$x" "${p}${x}w" "${p}${x}l"
     director_config "$p" "$x" "$i" "$role" > "$st/$x.toml"
     start_director "$p" "$x"
   done
