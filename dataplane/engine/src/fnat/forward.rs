@@ -51,15 +51,13 @@ impl FullNat {
                     .get(id as usize)
                     .is_some_and(|a| a.flags & super::client_addr::ADJ_SP != 0);
                 if sp {
-                    if let Some(done) =
-                        self.synproxy_gate(rx_port, frame, pkt, id, dir, f, now, stats)
-                    {
+                    if let Some(done) = self.synproxy_gate(frame, pkt, id, dir, f, now, stats) {
                         return done;
                     }
                 }
             }
         }
-        self.forward_inner(rx_port, frame, pkt, id, dir, tcp, now, stats)
+        self.forward_inner(frame, pkt, id, dir, tcp, now, stats)
     }
 
     /// [`FullNat::forward`] past the reply-ingress check and the SYN proxy's handshake (which
@@ -68,7 +66,6 @@ impl FullNat {
     #[inline(always)]
     pub(super) fn forward_inner(
         &mut self,
-        rx_port: PortIndex,
         frame: &mut [u8],
         pkt: &PacketV4,
         id: SessionId,
@@ -77,7 +74,6 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
-        let _ = rx_port;
         let s = self.table.get(id).ok_or(DropReason::NoSession)?;
         let (old_state, svc_slot, rs_slot, method) = (s.state, s.svc_slot, s.rs_slot, s.method());
         let verdict = match method {

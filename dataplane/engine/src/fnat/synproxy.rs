@@ -485,7 +485,6 @@ impl FullNat {
         );
         let result = packet::parse(&sp.scratch[..len]).and_then(|syn| {
             let v = self.forward_inner(
-                rx_port,
                 &mut sp.scratch[..len],
                 &syn,
                 id,
@@ -522,7 +521,6 @@ impl FullNat {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn synproxy_gate(
         &mut self,
-        rx_port: PortIndex,
         frame: &mut [u8],
         pkt: &PacketV4,
         id: SessionId,
@@ -554,7 +552,7 @@ impl FullNat {
         match dir {
             Direction::Output if f.syn() && f.ack() && ack == a.first_seq => {
                 let rs_wscale = SynOptions::of_syn(opts).wscale;
-                Some(self.synproxy_established(rx_port, frame, id, seq, rs_wscale, now, stats))
+                Some(self.synproxy_established(frame, id, seq, rs_wscale, now, stats))
             }
             Direction::Input
                 if !payload.is_empty()
@@ -584,7 +582,6 @@ impl FullNat {
     #[allow(clippy::too_many_arguments)]
     fn synproxy_established(
         &mut self,
-        rx_port: PortIndex,
         frame: &[u8],
         id: SessionId,
         rs_isn: u32,
@@ -649,7 +646,6 @@ impl FullNat {
         );
         let result = packet::parse(&sp.scratch[..len]).and_then(|pkt| {
             let v = self.forward_inner(
-                rx_port,
                 &mut sp.scratch[..len],
                 &pkt,
                 id,
