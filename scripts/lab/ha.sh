@@ -240,15 +240,7 @@ kill_director() {
   kill "-$sig" "$(cat "$st/$x.pid")"
 }
 
-down_ha() {
-  local p=$1
-  [[ "$p" =~ ^[a-z0-9]+$ ]] || die "bad prefix '$p'"
-  LAB_KEEP_STATE=1 down "$p"
-  local ns
-  for ns in x a b r; do ip netns del "${p}$ns" 2>/dev/null || true; done
-  rm -rf "/var/run/dpdk/${p}a" "/var/run/dpdk/${p}b"
-  if [ "${LAB_KEEP_STATE:-0}" != 1 ]; then rm -rf "$(state_of "$p")"; fi
-}
+down_ha() { down_appliances "$1" x a b r; }
 
 [ "${HA_LIB:-0}" = 1 ] && return 0
 case "${1:-}" in

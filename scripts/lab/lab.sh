@@ -286,6 +286,18 @@ table netdev fnatlab_hide {
 NFT
 }
 
+# Takes down lab P of two appliances a and b: lab.sh's own part (what `bg` recorded, c, s1,
+# s2), then the namespaces NS... and both appliances' DPDK runtime directories.
+#   down_appliances P NS...
+down_appliances() {
+  local p=$1 ns; shift
+  [[ "$p" =~ ^[a-z0-9]+$ ]] || die "bad prefix '$p'"
+  LAB_KEEP_STATE=1 down "$p"
+  for ns in "$@"; do ip netns del "${p}$ns" 2>/dev/null || true; done
+  rm -rf "/var/run/dpdk/${p}a" "/var/run/dpdk/${p}b"
+  if [ "${LAB_KEEP_STATE:-0}" != 1 ]; then rm -rf "$(state_of "$p")"; fi
+}
+
 # The EAL, dataplane and two af_packet ports of appliance X of a multi-appliance lab P (HA,
 # sync, scale-out): wan on ${P}${X}w, lan on ${P}${X}l, each with its kernel twin.
 #   appliance_ports P X "WAN addresses" "LAN addresses"   (TOML array items, quoted)

@@ -196,16 +196,7 @@ up_scaleout() {
   echo "$p"
 }
 
-down_scaleout() {
-  local p=$1
-  [[ "$p" =~ ^[a-z0-9]+$ ]] || die "bad prefix '$p'"
-  # lab.sh's down stops what `bg` recorded and removes c, s1, s2; then ours.
-  LAB_KEEP_STATE=1 down "$p"
-  local ns
-  for ns in r a b; do ip netns del "${p}$ns" 2>/dev/null || true; done
-  rm -rf "/var/run/dpdk/${p}a" "/var/run/dpdk/${p}b"
-  if [ "${LAB_KEEP_STATE:-0}" != 1 ]; then rm -rf "$(state_of "$p")"; fi
-}
+down_scaleout() { down_appliances "$1" r a b; }
 
 case "${1:-}" in
   up) up_scaleout ;;
