@@ -64,19 +64,7 @@ fn load(lab: &Lab, first: u16, count: u32, threads: u32, pause_s: f64) -> Load {
 }
 
 fn fnatctl(lab: &Lab, appliance: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(bin("fnatctl"))
-        .arg("--socket")
-        .arg(lab.state_dir().join(format!("{appliance}.sock")))
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("fnatctl");
-    assert!(
-        out.status.success(),
-        "fnatctl {args:?} on {appliance}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("fnatctl JSON")
+    lab.appliance_json(appliance, args)
 }
 
 /// Connections appliance `x` scheduled so far.

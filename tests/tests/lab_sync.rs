@@ -17,19 +17,7 @@ use lab_support::*;
 const CONNS: u64 = 5;
 
 fn fnatctl(lab: &Lab, director: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(bin("fnatctl"))
-        .arg("--socket")
-        .arg(lab.state_dir().join(format!("{director}.sock")))
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("fnatctl");
-    assert!(
-        out.status.success(),
-        "fnatctl {args:?} on {director}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("fnatctl JSON")
+    lab.appliance_json(director, args)
 }
 
 fn ipvsadm(lab: &Lab, director: &str, args: &[&str]) -> String {

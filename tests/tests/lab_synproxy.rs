@@ -9,10 +9,9 @@
 
 mod lab_support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use fnat_tests::bin;
 use lab_support::*;
 
 const CLIENT: &str = "198.18.0.2";
@@ -53,26 +52,9 @@ s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
 print(s.makefile().readline().strip())
 "#;
 
-fn fnatctl_json(lab: &Lab, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(bin("fnatctl"))
-        .arg("--socket")
-        .arg(lab.socket())
-        .arg("--json")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("fnatctl");
-    assert!(
-        out.status.success(),
-        "fnatctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("fnatctl JSON")
-}
-
 /// Connections the service on `port` made (its `conns` counter).
 fn conns(lab: &Lab, port: u16) -> u64 {
-    let stats = fnatctl_json(lab, &["stats"]);
+    let stats = lab.fnatctl_json(&["stats"]);
     stats["stats"]
         .as_array()
         .expect("stats")
@@ -206,7 +188,7 @@ fn synproxy_and_server_first_proxy_protocol_with_real_kernels_and_a_flood() {
         before + 1 + 20,
         "sessions made during the flood"
     );
-    let stats = fnatctl_json(&lab, &["stats"]);
+    let stats = lab.fnatctl_json(&["stats"]);
     let cookies = stats["syn_proxy"]["syn_cookies_sent"].as_u64().unwrap_or(0);
     assert!(sent > 1000, "the flood sent {sent}");
     // af_packet loses part of a flood on a busy machine; what arrives is answered.

@@ -730,13 +730,14 @@ mod roundtrip {
         }
     }
 
-    #[test]
-    fn client_lists_export_as_dpvs_address_groups_and_import_back() {
-        let mut rules = RuleSet {
+    /// Rules with the marks and no service, and a TCP service 198.18.0.100:80 (rr) to edit
+    /// and push.
+    fn one_tcp_service() -> (RuleSet, Service) {
+        let rules = RuleSet {
             marks: marks(),
             ..RuleSet::default()
         };
-        let mut s = Service::new(
+        let s = Service::new(
             ServiceAddr::Inet {
                 protocol: Protocol::Tcp,
                 vip: Ipv4Addr::new(198, 18, 0, 100),
@@ -744,6 +745,12 @@ mod roundtrip {
             },
             Scheduler::Rr,
         );
+        (rules, s)
+    }
+
+    #[test]
+    fn client_lists_export_as_dpvs_address_groups_and_import_back() {
+        let (mut rules, mut s) = one_tcp_service();
         s.allow = vec![
             "198.18.0.0/24".parse().unwrap(),
             "198.18.9.9".parse().unwrap(),
@@ -763,18 +770,7 @@ mod roundtrip {
     /// DPVS's `syn_proxy` keyword is written for a SYN-proxied service and read back.
     #[test]
     fn syn_proxy_exports_and_imports_back() {
-        let mut rules = RuleSet {
-            marks: marks(),
-            ..RuleSet::default()
-        };
-        let mut s = Service::new(
-            ServiceAddr::Inet {
-                protocol: Protocol::Tcp,
-                vip: Ipv4Addr::new(198, 18, 0, 100),
-                port: 80,
-            },
-            Scheduler::Rr,
-        );
+        let (mut rules, mut s) = one_tcp_service();
         s.synproxy = true;
         rules.services.push(s);
         let text = fnat_keepalived::write::write(&rules).unwrap();

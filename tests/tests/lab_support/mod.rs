@@ -142,6 +142,35 @@ impl Lab {
             .collect()
     }
 
+    /// `fnatctl --socket SOCKET --json ARGS`, which must succeed, as JSON.
+    pub fn fnatctl_json_at(&self, socket: &std::path::Path, args: &[&str]) -> serde_json::Value {
+        let out = Command::new(bin("fnatctl"))
+            .arg("--socket")
+            .arg(socket)
+            .arg("--json")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("fnatctl");
+        assert!(
+            out.status.success(),
+            "fnatctl {args:?} on {}: {}",
+            socket.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("fnatctl JSON")
+    }
+
+    /// `fnatctl --json ARGS` on the lab's fnatd.
+    pub fn fnatctl_json(&self, args: &[&str]) -> serde_json::Value {
+        self.fnatctl_json_at(&self.socket(), args)
+    }
+
+    /// `fnatctl --json ARGS` on appliance `x` (`a`, `b`) of a two-appliance lab.
+    pub fn appliance_json(&self, x: &str, args: &[&str]) -> serde_json::Value {
+        self.fnatctl_json_at(&self.state_dir().join(format!("{x}.sock")), args)
+    }
+
     /// `fnatctl --socket <lab socket> ipvsadm ARGS`.
     pub fn ipvsadm(&self, args: &[&str]) -> Output {
         let mut c = Command::new(bin("fnatctl"));
