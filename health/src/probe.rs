@@ -126,6 +126,28 @@ fn left(deadline: Instant) -> Duration {
         .max(Duration::from_millis(1))
 }
 
+/// One read with what is left of `deadline` as its timeout (`set` applies it), again when a
+/// signal interrupts it: the kernel never restarts a socket read that has a timeout
+/// (signal(7)), and a signal to fnatd may land on a checker thread. Past the deadline an
+/// interrupted read is a timeout.
+fn read_until(
+    deadline: Instant,
+    set: impl Fn(Duration),
+    mut read: impl FnMut() -> std::io::Result<usize>,
+) -> std::io::Result<usize> {
+    loop {
+        set(left(deadline));
+        match read() {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {
+                if Instant::now() >= deadline {
+                    return Err(ErrorKind::TimedOut.into());
+                }
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Reads until EOF, the deadline or `MAX_HTTP_BYTES`.
 fn read_all(
     r: &mut impl Read,
@@ -138,8 +160,7 @@ fn read_all(
         if Instant::now() >= deadline {
             return Err("read timeout".into());
         }
-        set(left(deadline));
-        match r.read(&mut buf) {
+        match read_until(deadline, &set, || r.read(&mut buf)) {
             Ok(0) => return Ok(out),
             Ok(n) => {
                 out.extend_from_slice(&buf[..n]);
@@ -147,7 +168,6 @@ fn read_all(
                     return Ok(out);
                 }
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             // A TLS peer that closes without close_notify: what was read is the answer.
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(out),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -493,7 +513,9 @@ fn udp(
         return fail(io_reason(&e));
     }
     let mut buf = [0u8; 2048];
-    match s.recv(&mut buf) {
+    let deadline = Instant::now() + timeout;
+    let set = |t| drop(s.set_read_timeout(Some(t)));
+    match read_until(deadline, set, || s.recv(&mut buf)) {
         Ok(n) => match require_reply {
             Some(want) if !buf[..n].starts_with(&payload_bytes(want)) => {
                 fail("reply does not match require_reply".into())
@@ -568,9 +590,9 @@ fn dns(to: SocketAddrV4, checker: &Checker, timeout: Duration, qtype: &str, name
     }
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 4096];
+    let set = |t| drop(s.set_read_timeout(Some(t)));
     loop {
-        let _ = s.set_read_timeout(Some(left(deadline)));
-        match s.recv(&mut buf) {
+        match read_until(deadline, set, || s.recv(&mut buf)) {
             Ok(n) if n >= 12 && buf[..2] == id.to_be_bytes() && buf[2] & 0x80 != 0 => {
                 let rcode = buf[3] & 0x0f;
                 return if rcode == 0 {
@@ -628,12 +650,12 @@ fn ping(ip: Ipv4Addr, timeout: Duration) -> Outcome {
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 1500];
     let mut r: &Socket = &s;
+    let set = |t| drop(s.set_read_timeout(Some(t)));
     loop {
         if Instant::now() >= deadline {
             return fail("no echo reply");
         }
-        let _ = s.set_read_timeout(Some(left(deadline)));
-        match r.read(&mut buf) {
+        match read_until(deadline, set, || r.read(&mut buf)) {
             Ok(n) if n >= 20 => {
                 let ihl = usize::from(buf[0] & 0x0f) * 4;
                 let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
@@ -667,8 +689,10 @@ fn smtp(to: SocketAddrV4, checker: &Checker, timeout: Duration, helo: Option<&st
     };
     let line = |s: &mut TcpStream| -> Result<String, String> {
         let mut buf = [0u8; 512];
-        let _ = s.set_read_timeout(Some(left(deadline)));
-        let n = s.read(&mut buf).map_err(|e| io_reason(&e))?;
+        let s: &TcpStream = s;
+        let set = |t| drop(s.set_read_timeout(Some(t)));
+        let n =
+            read_until(deadline, set, || (&mut &*s).read(&mut buf)).map_err(|e| io_reason(&e))?;
         Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
     };
     match line(&mut s) {
@@ -693,6 +717,39 @@ fn smtp(to: SocketAddrV4, checker: &Checker, timeout: Duration, helo: Option<&st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_interrupted_by_a_signal_is_read_again_within_the_deadline() {
+        // What the CI saw: PING_CHECK failed with "Interrupted system call" (EINTR).
+        let mut calls = 0;
+        let timeouts = std::cell::Cell::new(0);
+        let got = read_until(
+            Instant::now() + Duration::from_secs(5),
+            |_| timeouts.set(timeouts.get() + 1),
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err(ErrorKind::Interrupted.into())
+                } else {
+                    Ok(7)
+                }
+            },
+        );
+        assert_eq!(got.unwrap(), 7);
+        assert_eq!(calls, 3);
+        assert_eq!(
+            timeouts.get(),
+            3,
+            "each read gets what is left of the deadline"
+        );
+        // Past the deadline an interrupted read is a timeout, not an error of its own.
+        let late = read_until(
+            Instant::now(),
+            |_| {},
+            || Err(ErrorKind::Interrupted.into()),
+        );
+        assert_eq!(late.unwrap_err().kind(), ErrorKind::TimedOut);
+    }
 
     #[test]
     fn http_answers_parse_with_chunked_bodies() {

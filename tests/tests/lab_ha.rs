@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fnat_tests::{bin, root};
-use lab_support::Lab;
+use lab_support::{wait_for, Lab};
 
 const VIP: &str = "198.18.0.100";
 /// The lab's advert_int (seconds).
@@ -79,15 +79,6 @@ fn client_arp(lab: &Lab) -> String {
         .find(|w| w[0] == "lladdr")
         .map(|w| w[1].to_string())
         .unwrap_or_default()
-}
-
-fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
 }
 
 /// The client's live connection (`echo.py lines`): a numbered line every 100 ms.
@@ -182,11 +173,11 @@ fn director_pid(lab: &Lab, x: &str) -> i32 {
 /// Both instances settled: A master, B backup hearing A.
 fn settled(lab: &Lab) {
     wait_for(
-        Duration::from_secs(15),
         "A is master of VI_1 and VI_2",
+        Duration::from_secs(15),
         || vrrp_state(lab, "a", "VI_1") == "MASTER" && vrrp_state(lab, "a", "VI_2") == "MASTER",
     );
-    wait_for(Duration::from_secs(10), "B is backup hearing A", || {
+    wait_for("B is backup hearing A", Duration::from_secs(10), || {
         let i = vrrp_instance(lab, "b", "VI_1");
         i["state"] == "BACKUP"
             && i["counters"]["advert_rcvd"].as_u64().unwrap_or(0) >= 2
@@ -201,8 +192,8 @@ fn failover(mode: &str, signal: nix::sys::signal::Signal) {
     assert_ne!(mac_a, mac_b);
     let live = Live::start(&lab, 9000);
     wait_for(
-        Duration::from_secs(10),
         "the live connection echoes",
+        Duration::from_secs(10),
         || live.echoed() >= 20,
     );
     assert_eq!(client_arp(&lab), mac_a, "the client reaches the VIP at A");
@@ -210,11 +201,11 @@ fn failover(mode: &str, signal: nix::sys::signal::Signal) {
     std::thread::sleep(Duration::from_millis(500));
     let before = live.echoed();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(director_pid(&lab, "a")), signal).unwrap();
-    let took = wait_for(Duration::from_secs(8), "B takes over VI_1", || {
+    let took = wait_for("B takes over VI_1", Duration::from_secs(8), || {
         vrrp_state(&lab, "b", "VI_1") == "MASTER"
     });
     // The group's members move in one pass of B's VRRP threads, not in one instant.
-    wait_for(Duration::from_millis(1000), "VI_2 moves with VI_1", || {
+    wait_for("VI_2 moves with VI_1", Duration::from_millis(1000), || {
         vrrp_state(&lab, "b", "VI_2") == "MASTER"
     });
     // Master_Down_Interval = 3 × advert_int + (256 − 90)/256 × advert_int after A's last
@@ -232,15 +223,15 @@ fn failover(mode: &str, signal: nix::sys::signal::Signal) {
         logs(&lab)
     );
     let arp = wait_for(
-        Duration::from_secs(3),
         "the client's ARP entry moves to B",
+        Duration::from_secs(3),
         || client_arp(&lab) == mac_b,
     );
     eprintln!("lab_ha {mode} {signal:?}: client's ARP at B {arp:?} after that");
     // The same connection carries on.
     wait_for(
-        Duration::from_secs(20),
         "the live connection echoes through B",
+        Duration::from_secs(20),
         || live.echoed() >= before + 30,
     );
     let (ok, summary, stderr) = live.finish();
@@ -268,8 +259,8 @@ fn failover(mode: &str, signal: nix::sys::signal::Signal) {
             .unwrap_or(0)
     };
     wait_for(
-        Duration::from_secs(5),
         "B counts the new connection",
+        Duration::from_secs(5),
         || scheduled() >= 1,
     );
 }
@@ -385,39 +376,39 @@ fn a_failing_track_script_faults_the_master_and_its_group_with_fifo_lines() {
     );
     settled(&lab);
     wait_for(
-        Duration::from_secs(3),
         "the FIFO lines of the start",
+        Duration::from_secs(3),
         || fifo_a.has("INSTANCE \"VI_1\" MASTER 100") && fifo_b.has("INSTANCE \"VI_1\" BACKUP 90"),
     );
     std::fs::write(dir.join("fail-a"), "").unwrap();
-    let took = wait_for(Duration::from_secs(5), "B takes over", || {
+    let took = wait_for("B takes over", Duration::from_secs(5), || {
         vrrp_state(&lab, "b", "VI_1") == "MASTER" && vrrp_state(&lab, "b", "VI_2") == "MASTER"
     });
     eprintln!("lab_ha track_script: B master {took:?} after the script's flag");
     // The script runs every second; then priority 0 and B's skew (166/256 s).
     assert!(took < Duration::from_millis(2200), "took {took:?}");
     wait_for(
-        Duration::from_secs(2),
         "A is in FAULT, VI_2 with VI_1",
+        Duration::from_secs(2),
         || vrrp_state(&lab, "a", "VI_1") == "FAULT" && vrrp_state(&lab, "a", "VI_2") == "FAULT",
     );
     let a = vrrp_instance(&lab, "a", "VI_1");
     assert_eq!(a["counters"]["pri_zero_sent"], 1, "{a}");
-    wait_for(Duration::from_secs(2), "notify_fault ran", || {
+    wait_for("notify_fault ran", Duration::from_secs(2), || {
         dir.join("faulted-a").exists()
     });
-    wait_for(Duration::from_secs(2), "A's FIFO lines", || {
+    wait_for("A's FIFO lines", Duration::from_secs(2), || {
         fifo_a.has("INSTANCE \"VI_1\" FAULT 100")
             && fifo_a.has("GROUP \"VG_1\" FAULT")
             && fifo_a.has("INSTANCE \"VI_2\" FAULT 100")
     });
     assert!(!dir.join("faulted-b").exists());
-    wait_for(Duration::from_secs(2), "notify_master on B", || {
+    wait_for("notify_master on B", Duration::from_secs(2), || {
         dir.join("master-b").exists()
     });
     // Good again: back to backup; B keeps the addresses.
     std::fs::remove_file(dir.join("fail-a")).unwrap();
-    wait_for(Duration::from_secs(4), "A back as backup", || {
+    wait_for("A back as backup", Duration::from_secs(4), || {
         vrrp_state(&lab, "a", "VI_1") == "BACKUP" && vrrp_state(&lab, "a", "VI_2") == "BACKUP"
     });
     std::thread::sleep(Duration::from_secs(2));
@@ -458,8 +449,8 @@ fn a_tracked_interface_going_down_moves_the_whole_group() {
     // a moment, and with nopreempt B then keeps the addresses): its lan link is cut.
     let mut master = String::new();
     wait_for(
-        Duration::from_secs(15),
         "one master of both, one backup",
+        Duration::from_secs(15),
         || {
             for (m, b) in [("a", "b"), ("b", "a")] {
                 if vrrp_state(&lab, m, "VI_1") == "MASTER"
@@ -485,7 +476,7 @@ fn a_tracked_interface_going_down_moves_the_whole_group() {
         Duration::from_secs(5),
     );
     assert!(cut.status.success(), "{}", cut.stderr);
-    let took = wait_for(Duration::from_secs(6), "the backup takes over both", || {
+    let took = wait_for("the backup takes over both", Duration::from_secs(6), || {
         vrrp_state(&lab, backup, "VI_1") == "MASTER" && vrrp_state(&lab, backup, "VI_2") == "MASTER"
     });
     eprintln!("lab_ha track_interface: {backup} master {took:?} after the link cut");
@@ -505,8 +496,8 @@ fn a_tracked_interface_going_down_moves_the_whole_group() {
     );
     assert!(up.status.success(), "{}", up.stderr);
     wait_for(
-        Duration::from_secs(4),
         "the old master back as backup",
+        Duration::from_secs(4),
         || {
             vrrp_state(&lab, &master, "VI_1") == "BACKUP"
                 && vrrp_state(&lab, &master, "VI_2") == "BACKUP"
@@ -534,8 +525,8 @@ fn split_brain_heals_without_corrupting_the_connection() {
     let (mac_a, mac_b) = (wan_mac(&lab, "a"), wan_mac(&lab, "b"));
     let live = Live::start(&lab, 9000);
     wait_for(
-        Duration::from_secs(10),
         "the live connection echoes",
+        Duration::from_secs(10),
         || live.echoed() >= 20,
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -554,7 +545,7 @@ fn split_brain_heals_without_corrupting_the_connection() {
         })
         .expect("nft");
     assert!(cut.success(), "nft: cutting VRRP between the directors");
-    wait_for(Duration::from_secs(8), "both masters", || {
+    wait_for("both masters", Duration::from_secs(8), || {
         vrrp_state(&lab, "b", "VI_1") == "MASTER" && vrrp_state(&lab, "b", "VI_2") == "MASTER"
     });
     assert_eq!(
@@ -563,14 +554,14 @@ fn split_brain_heals_without_corrupting_the_connection() {
         "A gave up while cut off"
     );
     wait_for(
-        Duration::from_secs(3),
         "the client follows B's announcement",
+        Duration::from_secs(3),
         || client_arp(&lab) == mac_b,
     );
     let at_b = live.echoed();
     wait_for(
-        Duration::from_secs(20),
         "the connection runs through B",
+        Duration::from_secs(20),
         || live.echoed() >= at_b + 20,
     );
     // Heal.
@@ -580,19 +571,19 @@ fn split_brain_heals_without_corrupting_the_connection() {
         Duration::from_secs(5),
     );
     assert!(healed.status.success(), "{}", healed.stderr);
-    let took = wait_for(Duration::from_secs(5), "one master again: A", || {
+    let took = wait_for("one master again: A", Duration::from_secs(5), || {
         vrrp_state(&lab, "b", "VI_1") == "BACKUP"
             && vrrp_state(&lab, "b", "VI_2") == "BACKUP"
             && vrrp_state(&lab, "a", "VI_1") == "MASTER"
     });
     eprintln!("lab_ha split brain: healed {took:?} after the link came back");
-    wait_for(Duration::from_secs(3), "the client is back at A", || {
+    wait_for("the client is back at A", Duration::from_secs(3), || {
         client_arp(&lab) == mac_a
     });
     let at_a = live.echoed();
     wait_for(
-        Duration::from_secs(20),
         "the connection runs through A again",
+        Duration::from_secs(20),
         || live.echoed() >= at_a + 20,
     );
     let (ok, summary, stderr) = live.finish();
@@ -653,7 +644,7 @@ fn a_vrrp_reload_keeps_state_and_refuses_a_changed_instance_set() {
         );
     };
     reload();
-    wait_for(Duration::from_secs(3), "A runs with priority 80", || {
+    wait_for("A runs with priority 80", Duration::from_secs(3), || {
         let i = vrrp_instance(&lab, "a", "VI_1");
         i["priority"] == 80 && i["effective_priority"] == 80
     });
@@ -708,7 +699,7 @@ fn takeover_announces_the_vip_on_keepalived_s_garp_schedule() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    wait_for(Duration::from_secs(3), "B takes over", || {
+    wait_for("B takes over", Duration::from_secs(3), || {
         vrrp_state(&lab, "b", "VI_1") == "MASTER"
     });
     std::thread::sleep(Duration::from_secs(7));
@@ -766,24 +757,24 @@ fn a_track_script_weight_moves_the_election() {
     );
     settled(&lab);
     std::fs::write(dir.join("fail-a"), "").unwrap();
-    wait_for(Duration::from_secs(3), "A advertises 70", || {
+    wait_for("A advertises 70", Duration::from_secs(3), || {
         let i = vrrp_instance(&lab, "a", "VI_1");
         i["priority"] == 100 && i["effective_priority"] == 70
     });
-    let took = wait_for(Duration::from_secs(6), "B preempts both", || {
+    let took = wait_for("B preempts both", Duration::from_secs(6), || {
         vrrp_state(&lab, "b", "VI_1") == "MASTER" && vrrp_state(&lab, "b", "VI_2") == "MASTER"
     });
     eprintln!("lab_ha track_script weight: B master {took:?} after A's 70");
     let limit = Duration::from_secs_f64(3.0 * ADVERT_INT + ADVERT_INT * 166.0 / 256.0 + 0.5);
     assert!(took <= limit, "took {took:?} > {limit:?}");
-    wait_for(Duration::from_secs(2), "A yields", || {
+    wait_for("A yields", Duration::from_secs(2), || {
         vrrp_state(&lab, "a", "VI_1") == "BACKUP" && vrrp_state(&lab, "a", "VI_2") == "BACKUP"
     });
     std::fs::remove_file(dir.join("fail-a")).unwrap();
-    wait_for(Duration::from_secs(8), "A (100 again) preempts B", || {
+    wait_for("A (100 again) preempts B", Duration::from_secs(8), || {
         vrrp_state(&lab, "a", "VI_1") == "MASTER" && vrrp_state(&lab, "a", "VI_2") == "MASTER"
     });
-    wait_for(Duration::from_secs(2), "B backup again", || {
+    wait_for("B backup again", Duration::from_secs(2), || {
         vrrp_state(&lab, "b", "VI_1") == "BACKUP" && vrrp_state(&lab, "b", "VI_2") == "BACKUP"
     });
     drop(lab);

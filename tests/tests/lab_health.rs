@@ -185,17 +185,6 @@ fn table(lab: &Lab, port: u16) -> Vec<(String, u32)> {
         .collect()
 }
 
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if ok() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn health(lab: &Lab) -> serde_json::Value {
     let out = std::process::Command::new(fnat_tests::bin("fnatctl"))
         .arg("--socket")

@@ -9,7 +9,7 @@
 mod lab_support;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fnat_tests::{bin, root};
 use lab_support::*;
@@ -40,18 +40,6 @@ fn counter(lab: &Lab, director: &str, name: &str) -> u64 {
     fnatctl(lab, director, &["sync"])["counters"][name]
         .as_u64()
         .unwrap_or(0)
-}
-
-/// Waits until `cond` holds (at most `limit`), saying what it waited for when it does not.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// The client: CONNS connections to VIP:9000 from ports 41001.., each exchanging three lines

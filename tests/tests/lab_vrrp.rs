@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lab_support::require_root_and_netns;
+use lab_support::{require_root_and_netns, wait_for};
 
 const NET: &str = "198.18.16";
 const VIP: &str = "198.18.16.100";
@@ -213,25 +213,15 @@ impl Drop for Pair {
     }
 }
 
-/// Waits until `f` holds, at most `limit`; returns the time it took.
-fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
-}
-
 #[test]
 fn keepalived_master_fnat_backup_then_kill_9_takes_over_within_master_down_interval() {
     let mut p = Pair::up("a");
     p.keepalived(100, "BACKUP");
     p.fnat(90, "BACKUP");
-    wait_for(Duration::from_secs(15), "keepalived owns the VIP", || {
+    wait_for("keepalived owns the VIP", Duration::from_secs(15), || {
         p.keepalived_has_vip()
     });
-    wait_for(Duration::from_secs(5), "fnat hears keepalived", || {
+    wait_for("fnat hears keepalived", Duration::from_secs(5), || {
         p.counter("advert_rcvd") >= 3 && p.fnat_state() == "BACKUP"
     });
     let status = p.fnat_status();
@@ -248,7 +238,7 @@ fn keepalived_master_fnat_backup_then_kill_9_takes_over_within_master_down_inter
     // before keepalived's 100 preempts fnat's 90.
     let masters = p.counter("become_master");
     p.kill9_keepalived();
-    let took = wait_for(Duration::from_secs(6), "fnat takes over", || {
+    let took = wait_for("fnat takes over", Duration::from_secs(6), || {
         p.fnat_state() == "MASTER"
     });
     // Master_Down_Interval = 3 × 1 s + (256 − 90)/256 s ≈ 3.65 s after the last advert,
@@ -270,7 +260,7 @@ fn fnat_master_keepalived_backup_then_clean_stop_and_preemption() {
     let mut p = Pair::up("b");
     p.keepalived(100, "BACKUP");
     p.fnat(150, "MASTER");
-    wait_for(Duration::from_secs(5), "fnat is master", || {
+    wait_for("fnat is master", Duration::from_secs(5), || {
         p.fnat_state() == "MASTER"
     });
     // keepalived hears priority 150 and stays backup: never the VIP for 5 s.
@@ -285,25 +275,25 @@ fn fnat_master_keepalived_backup_then_clean_stop_and_preemption() {
     assert!(p.counter("advert_sent") >= 4, "{}", p.fnat_status());
     // Clean stop: priority 0, keepalived takes over after its skew (156/256 s).
     std::fs::write(p.dir.join("stop"), "").unwrap();
-    let took = wait_for(Duration::from_secs(3), "keepalived takes over", || {
+    let took = wait_for("keepalived takes over", Duration::from_secs(3), || {
         p.keepalived_has_vip()
     });
     assert!(
         took < Duration::from_secs(1),
         "clean stop handed over in {took:?}"
     );
-    wait_for(Duration::from_secs(2), "fnat stopped", || {
+    wait_for("fnat stopped", Duration::from_secs(2), || {
         p.fnat_state() == "INIT"
     });
     assert_eq!(p.counter("pri_zero_sent"), 1, "{}", p.fnat_status());
     // fnat back as BACKUP with 150 > 100: preempts keepalived after Master_Down_Interval.
     p.fnat(150, "BACKUP");
-    wait_for(Duration::from_secs(6), "fnat preempts", || {
+    wait_for("fnat preempts", Duration::from_secs(6), || {
         p.fnat_state() == "MASTER"
     });
     wait_for(
-        Duration::from_secs(3),
         "keepalived releases the VIP",
+        Duration::from_secs(3),
         || !p.keepalived_has_vip(),
     );
 }
@@ -398,13 +388,13 @@ fn fnatd_against_keepalived(signal: nix::sys::signal::Signal) {
             .to_string()
     };
     // 150 > 100: fnatd is master (at once, or by preempting keepalived).
-    wait_for(Duration::from_secs(15), "fnatd is master", || {
+    wait_for("fnatd is master", Duration::from_secs(15), || {
         state() == "MASTER"
     });
     // keepalived hears fnatd's adverts through the port and stays (or falls back to) backup.
     wait_for(
-        Duration::from_secs(5),
         "keepalived releases the VIP",
+        Duration::from_secs(5),
         || !ka_has_vip(),
     );
     let watch = Instant::now();
@@ -429,7 +419,7 @@ fn fnatd_against_keepalived(signal: nix::sys::signal::Signal) {
     let pids = std::fs::read_to_string(lab.state_dir().join("pids")).unwrap();
     let fnatd: i32 = pids.lines().last().unwrap().trim().parse().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(fnatd), signal).unwrap();
-    let took = wait_for(Duration::from_secs(5), "keepalived takes over", ka_has_vip);
+    let took = wait_for("keepalived takes over", Duration::from_secs(5), ka_has_vip);
     let _ = ka.kill();
     let _ = ka.wait();
     // keepalived's own child (its VRRP process), by its pid file.
@@ -524,10 +514,10 @@ fn fnatd_serves_a_vrrp_vip_only_as_master() {
         refused.stdout
     );
     assert_eq!(state(), "BACKUP", "the check ran past the backup period");
-    wait_for(Duration::from_secs(25), "fnatd becomes master", || {
+    wait_for("fnatd becomes master", Duration::from_secs(25), || {
         state() == "MASTER"
     });
-    let served = wait_for(Duration::from_secs(3), "the master serves the VIP", || {
+    let served = wait_for("the master serves the VIP", Duration::from_secs(3), || {
         curl().status.success()
     });
     assert!(served < Duration::from_secs(3));

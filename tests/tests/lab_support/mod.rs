@@ -253,3 +253,14 @@ pub fn assert_clean_exit(log: &str) {
         .unwrap_or_else(|| panic!("no accounting line:\n{log}"));
     assert!(!line.contains("!="), "accounting does not balance: {line}");
 }
+
+/// Waits until `ok` holds, at most `limit` (the test fails saying what it waited for);
+/// returns the time it took.
+pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
