@@ -517,9 +517,10 @@ mod tests {
         let shared = Arc::new(WorkerShared::default());
         let view = DriverView::new(&[Arc::clone(&shared)], vec!["wan".into(), "lan".into()]);
         view.set_running(true);
+        // Published once before the thread starts: a busy machine may not run it for a while.
+        shared.publish(worker.stats(), &[10, 0], &[0, 10], &[0, 0], 0);
         let stop = Arc::new(AtomicBool::new(false));
         let t = spawn_worker(Arc::clone(&shared), worker, Arc::clone(&stop));
-        std::thread::sleep(Duration::from_millis(20));
 
         let stats = view.stats();
         let svc = rules.services[0].id;
