@@ -11,9 +11,13 @@ pub const TCP_MIN_HEADER_LEN: usize = 20;
 pub mod field {
     pub const SRC_PORT: usize = 0;
     pub const DST_PORT: usize = 2;
+    pub const SEQ: usize = 4;
+    pub const ACK: usize = 8;
     pub const DATA_OFFSET: usize = 12;
     pub const FLAGS: usize = 13;
+    pub const WINDOW: usize = 14;
     pub const CHECKSUM: usize = 16;
+    pub const URGENT: usize = 18;
 }
 
 type Fixed = [u8; TCP_MIN_HEADER_LEN];
@@ -69,14 +73,35 @@ impl<T: Borrow<Fixed>> TcpHeader<T> {
         self.0.borrow()
     }
     #[inline]
-    pub fn src_port(&self) -> u16 {
+    fn word(&self, at: usize) -> u16 {
         let h = self.bytes();
-        u16::from_be_bytes([h[field::SRC_PORT], h[field::SRC_PORT + 1]])
+        u16::from_be_bytes([h[at], h[at + 1]])
+    }
+    #[inline]
+    fn dword(&self, at: usize) -> u32 {
+        let h = self.bytes();
+        u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+    }
+    #[inline]
+    pub fn src_port(&self) -> u16 {
+        self.word(field::SRC_PORT)
     }
     #[inline]
     pub fn dst_port(&self) -> u16 {
-        let h = self.bytes();
-        u16::from_be_bytes([h[field::DST_PORT], h[field::DST_PORT + 1]])
+        self.word(field::DST_PORT)
+    }
+    #[inline]
+    pub fn seq(&self) -> u32 {
+        self.dword(field::SEQ)
+    }
+    #[inline]
+    pub fn ack(&self) -> u32 {
+        self.dword(field::ACK)
+    }
+    /// The window field as sent (unscaled).
+    #[inline]
+    pub fn window(&self) -> u16 {
+        self.word(field::WINDOW)
     }
     /// Data offset in bytes (20..=60), options included.
     #[inline]
@@ -89,22 +114,54 @@ impl<T: Borrow<Fixed>> TcpHeader<T> {
     }
     #[inline]
     pub fn checksum(&self) -> u16 {
-        let h = self.bytes();
-        u16::from_be_bytes([h[field::CHECKSUM], h[field::CHECKSUM + 1]])
+        self.word(field::CHECKSUM)
     }
 }
 
 impl<T: BorrowMut<Fixed>> TcpHeader<T> {
     #[inline]
+    fn set_word(&mut self, at: usize, value: u16) {
+        self.0.borrow_mut()[at..at + 2].copy_from_slice(&value.to_be_bytes());
+    }
+    #[inline]
+    fn set_dword(&mut self, at: usize, value: u32) {
+        self.0.borrow_mut()[at..at + 4].copy_from_slice(&value.to_be_bytes());
+    }
+    #[inline]
     pub fn set_ports(&mut self, src: u16, dst: u16) {
+        self.set_word(field::SRC_PORT, src);
+        self.set_word(field::DST_PORT, dst);
+    }
+    #[inline]
+    pub fn set_seq(&mut self, seq: u32) {
+        self.set_dword(field::SEQ, seq);
+    }
+    #[inline]
+    pub fn set_ack(&mut self, ack: u32) {
+        self.set_dword(field::ACK, ack);
+    }
+    /// Sets the data offset to `len` bytes (a multiple of 4, 20..=60), keeping the reserved
+    /// bits beside it.
+    #[inline]
+    pub fn set_header_len(&mut self, len: usize) {
         let h = self.0.borrow_mut();
-        h[field::SRC_PORT..field::SRC_PORT + 2].copy_from_slice(&src.to_be_bytes());
-        h[field::DST_PORT..field::DST_PORT + 2].copy_from_slice(&dst.to_be_bytes());
+        h[field::DATA_OFFSET] = (((len / 4) as u8) << 4) | (h[field::DATA_OFFSET] & 0x0F);
+    }
+    #[inline]
+    pub fn set_flags(&mut self, flags: TcpFlags) {
+        self.0.borrow_mut()[field::FLAGS] = flags.0;
+    }
+    #[inline]
+    pub fn set_window(&mut self, window: u16) {
+        self.set_word(field::WINDOW, window);
     }
     #[inline]
     pub fn set_checksum(&mut self, check: u16) {
-        self.0.borrow_mut()[field::CHECKSUM..field::CHECKSUM + 2]
-            .copy_from_slice(&check.to_be_bytes());
+        self.set_word(field::CHECKSUM, check);
+    }
+    #[inline]
+    pub fn set_urgent(&mut self, urgent: u16) {
+        self.set_word(field::URGENT, urgent);
     }
 }
 

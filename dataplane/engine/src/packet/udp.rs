@@ -81,14 +81,21 @@ impl<T: Borrow<Fixed>> UdpHeader<T> {
 
 impl<T: BorrowMut<Fixed>> UdpHeader<T> {
     #[inline]
+    fn set_word(&mut self, at: usize, value: u16) {
+        self.0.borrow_mut()[at..at + 2].copy_from_slice(&value.to_be_bytes());
+    }
+    #[inline]
     pub fn set_ports(&mut self, src: u16, dst: u16) {
-        let h = self.0.borrow_mut();
-        h[field::SRC_PORT..field::SRC_PORT + 2].copy_from_slice(&src.to_be_bytes());
-        h[field::DST_PORT..field::DST_PORT + 2].copy_from_slice(&dst.to_be_bytes());
+        self.set_word(field::SRC_PORT, src);
+        self.set_word(field::DST_PORT, dst);
+    }
+    /// Sets the length field (header + payload).
+    #[inline]
+    pub fn set_length(&mut self, length: u16) {
+        self.set_word(field::LENGTH, length);
     }
     #[inline]
     pub fn set_checksum(&mut self, check: u16) {
-        self.0.borrow_mut()[field::CHECKSUM..field::CHECKSUM + 2]
-            .copy_from_slice(&check.to_be_bytes());
+        self.set_word(field::CHECKSUM, check);
     }
 }
