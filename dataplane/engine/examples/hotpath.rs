@@ -518,12 +518,10 @@ fn main() {
     let frames: Vec<[u8; FRAME_LEN]> = if mode == "steer" {
         // One flow per client address (flow k's address is 10.0.0.0 + k / 60000).
         (0..)
-            .map(|i: u64| frame(i * 60_000, false))
-            .filter(|f| {
-                let client = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
-                fnat_engine::fnat::nat_owner(client, 2) == 1
-            })
+            .map(|i: u64| i * 60_000)
+            .filter(|&k| fnat_engine::fnat::nat_owner(u32::from_be_bytes(flow_addr(k).0), 2) == 1)
             .take(flows as usize)
+            .map(|k| frame(k, false))
             .collect()
     } else if mode == "new" || mode == "churn" {
         (0..packets as u64).map(|k| frame(k, true)).collect()

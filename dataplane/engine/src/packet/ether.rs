@@ -87,6 +87,12 @@ impl<T: BorrowMut<[u8; ETH_HEADER_LEN]>> EthernetHeader<T> {
         h[field::SRC_MAC].copy_from_slice(&src);
     }
 
+    /// Sets the destination MAC (a next hop that resolved).
+    #[inline]
+    pub fn set_dst_mac(&mut self, dst: [u8; 6]) {
+        self.0.borrow_mut()[field::DST_MAC].copy_from_slice(&dst);
+    }
+
     #[inline]
     pub fn set_ethertype(&mut self, ethertype: u16) {
         self.0.borrow_mut()[field::ETHERTYPE..field::ETHERTYPE + 2]
