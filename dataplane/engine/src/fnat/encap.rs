@@ -48,6 +48,26 @@ pub(super) struct Encap {
     pub dst_mac: Option<[u8; 6]>,
 }
 
+impl Encap {
+    /// The tunnel from session `s`'s local address to its real server (through `hop`), as
+    /// every packet and ICMP error of a TUN session toward the real server takes it.
+    pub fn toward_real(
+        s: &crate::session::Session,
+        tunnel: Tunnel,
+        hop: NextHop,
+        dst_mac: Option<[u8; 6]>,
+    ) -> Self {
+        Encap {
+            src: s.lip,
+            dst: s.rs_ip,
+            vip: s.vip,
+            tunnel,
+            hop,
+            dst_mac,
+        }
+    }
+}
+
 /// Bytes the tunnel puts in front of the inner IP packet.
 pub fn tunnel_overhead(t: &Tunnel) -> usize {
     IPV4_MIN_HEADER_LEN

@@ -4,6 +4,7 @@
 use std::borrow::{Borrow, BorrowMut};
 use std::net::Ipv4Addr;
 
+use super::bytes::{be16, be32, put16, put32};
 use super::ether::{EthernetHeader, ETHERTYPE_IPV4, ETH_HEADER_LEN};
 use crate::verdict::DropReason;
 
@@ -103,16 +104,6 @@ impl<'a> Ipv4Header<&'a mut Fixed> {
     }
 }
 
-#[inline]
-fn be16(h: &Fixed, at: usize) -> u16 {
-    u16::from_be_bytes([h[at], h[at + 1]])
-}
-
-#[inline]
-fn be32(h: &Fixed, at: usize) -> u32 {
-    u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
-}
-
 impl<T: Borrow<Fixed>> Ipv4Header<T> {
     #[inline]
     fn bytes(&self) -> &Fixed {
@@ -171,10 +162,6 @@ impl<T: BorrowMut<Fixed>> Ipv4Header<T> {
     fn bytes_mut(&mut self) -> &mut Fixed {
         self.0.borrow_mut()
     }
-    #[inline]
-    fn set_word(&mut self, at: usize, value: u16) {
-        self.bytes_mut()[at..at + 2].copy_from_slice(&value.to_be_bytes());
-    }
     /// Version 4 and a header of `len` bytes (a multiple of 4, 20..=60).
     #[inline]
     pub fn set_version_and_header_len(&mut self, len: usize) {
@@ -186,16 +173,16 @@ impl<T: BorrowMut<Fixed>> Ipv4Header<T> {
     }
     #[inline]
     pub fn set_total_len(&mut self, len: u16) {
-        self.set_word(field::TOTAL_LEN, len);
+        put16(self.bytes_mut(), field::TOTAL_LEN, len);
     }
     #[inline]
     pub fn set_ident(&mut self, ident: u16) {
-        self.set_word(field::IDENT, ident);
+        put16(self.bytes_mut(), field::IDENT, ident);
     }
     /// The flags and fragment offset word.
     #[inline]
     pub fn set_flags_frag(&mut self, flags_frag: u16) {
-        self.set_word(field::FLAGS_FRAG, flags_frag);
+        put16(self.bytes_mut(), field::FLAGS_FRAG, flags_frag);
     }
     #[inline]
     pub fn set_proto(&mut self, proto: u8) {
@@ -207,15 +194,15 @@ impl<T: BorrowMut<Fixed>> Ipv4Header<T> {
     }
     #[inline]
     pub fn set_checksum(&mut self, check: u16) {
-        self.set_word(field::CHECKSUM, check);
+        put16(self.bytes_mut(), field::CHECKSUM, check);
     }
     #[inline]
     pub fn set_src(&mut self, addr: u32) {
-        self.bytes_mut()[field::SRC..field::SRC + 4].copy_from_slice(&addr.to_be_bytes());
+        put32(self.bytes_mut(), field::SRC, addr);
     }
     #[inline]
     pub fn set_dst(&mut self, addr: u32) {
-        self.bytes_mut()[field::DST..field::DST + 4].copy_from_slice(&addr.to_be_bytes());
+        put32(self.bytes_mut(), field::DST, addr);
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::borrow::{Borrow, BorrowMut};
 
+use super::bytes::{be16, be32, put16, put32};
 use super::l4::TcpFlags;
 use crate::verdict::DropReason;
 
@@ -73,35 +74,25 @@ impl<T: Borrow<Fixed>> TcpHeader<T> {
         self.0.borrow()
     }
     #[inline]
-    fn word(&self, at: usize) -> u16 {
-        let h = self.bytes();
-        u16::from_be_bytes([h[at], h[at + 1]])
-    }
-    #[inline]
-    fn dword(&self, at: usize) -> u32 {
-        let h = self.bytes();
-        u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
-    }
-    #[inline]
     pub fn src_port(&self) -> u16 {
-        self.word(field::SRC_PORT)
+        be16(self.bytes(), field::SRC_PORT)
     }
     #[inline]
     pub fn dst_port(&self) -> u16 {
-        self.word(field::DST_PORT)
+        be16(self.bytes(), field::DST_PORT)
     }
     #[inline]
     pub fn seq(&self) -> u32 {
-        self.dword(field::SEQ)
+        be32(self.bytes(), field::SEQ)
     }
     #[inline]
     pub fn ack(&self) -> u32 {
-        self.dword(field::ACK)
+        be32(self.bytes(), field::ACK)
     }
     /// The window field as sent (unscaled).
     #[inline]
     pub fn window(&self) -> u16 {
-        self.word(field::WINDOW)
+        be16(self.bytes(), field::WINDOW)
     }
     /// Data offset in bytes (20..=60), options included.
     #[inline]
@@ -114,31 +105,23 @@ impl<T: Borrow<Fixed>> TcpHeader<T> {
     }
     #[inline]
     pub fn checksum(&self) -> u16 {
-        self.word(field::CHECKSUM)
+        be16(self.bytes(), field::CHECKSUM)
     }
 }
 
 impl<T: BorrowMut<Fixed>> TcpHeader<T> {
     #[inline]
-    fn set_word(&mut self, at: usize, value: u16) {
-        self.0.borrow_mut()[at..at + 2].copy_from_slice(&value.to_be_bytes());
-    }
-    #[inline]
-    fn set_dword(&mut self, at: usize, value: u32) {
-        self.0.borrow_mut()[at..at + 4].copy_from_slice(&value.to_be_bytes());
-    }
-    #[inline]
     pub fn set_ports(&mut self, src: u16, dst: u16) {
-        self.set_word(field::SRC_PORT, src);
-        self.set_word(field::DST_PORT, dst);
+        put16(self.0.borrow_mut(), field::SRC_PORT, src);
+        put16(self.0.borrow_mut(), field::DST_PORT, dst);
     }
     #[inline]
     pub fn set_seq(&mut self, seq: u32) {
-        self.set_dword(field::SEQ, seq);
+        put32(self.0.borrow_mut(), field::SEQ, seq);
     }
     #[inline]
     pub fn set_ack(&mut self, ack: u32) {
-        self.set_dword(field::ACK, ack);
+        put32(self.0.borrow_mut(), field::ACK, ack);
     }
     /// Sets the data offset to `len` bytes (a multiple of 4, 20..=60), keeping the reserved
     /// bits beside it.
@@ -153,15 +136,11 @@ impl<T: BorrowMut<Fixed>> TcpHeader<T> {
     }
     #[inline]
     pub fn set_window(&mut self, window: u16) {
-        self.set_word(field::WINDOW, window);
+        put16(self.0.borrow_mut(), field::WINDOW, window);
     }
     #[inline]
     pub fn set_checksum(&mut self, check: u16) {
-        self.set_word(field::CHECKSUM, check);
-    }
-    #[inline]
-    pub fn set_urgent(&mut self, urgent: u16) {
-        self.set_word(field::URGENT, urgent);
+        put16(self.0.borrow_mut(), field::CHECKSUM, check);
     }
 }
 
