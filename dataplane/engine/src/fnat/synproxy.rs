@@ -489,21 +489,8 @@ impl FullNat {
             },
             0,
         );
-        let result = packet::parse(&sp.scratch[..len]).and_then(|syn| {
-            let v = self.forward_inner(
-                &mut sp.scratch[..len],
-                &syn,
-                id,
-                Direction::Input,
-                Some(syn.tcp_flags().unwrap_or_default()),
-                now,
-                stats,
-            )?;
-            Ok((v, syn))
-        });
-        let verdict = match result {
-            Ok((v, syn)) => {
-                sp.replace = Some((len, syn));
+        let verdict = match self.forward_as_client(&mut sp, len, id, now, stats) {
+            Ok(v) => {
                 if let Some(a) = self.adjust.get_mut(id as usize) {
                     a.flags |= ADJ_SP_WAIT;
                     a.out_delta = cookie;
@@ -647,24 +634,28 @@ impl FullNat {
             },
             payload_len,
         );
-        let result = packet::parse(&sp.scratch[..len]).and_then(|pkt| {
-            let v = self.forward_inner(
-                &mut sp.scratch[..len],
-                &pkt,
-                id,
-                Direction::Input,
-                pkt.tcp_flags(),
-                now,
-                stats,
-            )?;
-            Ok((v, pkt))
-        });
-        let verdict = result.map(|(v, pkt)| {
-            sp.replace = Some((len, pkt));
-            v
-        });
+        let verdict = self.forward_as_client(&mut sp, len, id, now, stats);
         self.sp = Some(sp);
         verdict
+    }
+
+    /// The segment `build` wrote into the first `len` bytes of `sp.scratch` (the client's,
+    /// as the SYN proxy stands in for it) through the one forward path toward session `id`'s
+    /// real server; once it can leave, it replaces the frame being processed (`sp.replace`).
+    fn forward_as_client(
+        &mut self,
+        sp: &mut SynProxy,
+        len: usize,
+        id: SessionId,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
+        let pkt = packet::parse(&sp.scratch[..len])?;
+        let flags = pkt.tcp_flags();
+        let frame = &mut sp.scratch[..len];
+        let v = self.forward_inner(frame, &pkt, id, Direction::Input, flags, now, stats)?;
+        sp.replace = Some((len, pkt));
+        Ok(v)
     }
 }
 
