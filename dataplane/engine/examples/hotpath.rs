@@ -53,8 +53,8 @@ use std::time::Instant;
 
 use etherparse::PacketBuilder;
 use fnat_engine::rules::{
-    Ipv4Cidr, Method, Mode, Neighbour, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind,
-    Service, Tunnel, TunnelKind,
+    Ipv4Cidr, Method, Neighbour, Protocol, RealServer, Route, Rules, SchedulerKind, Service,
+    Tunnel, TunnelKind,
 };
 use fnat_engine::{Frame, Verdict, Worker};
 
@@ -70,22 +70,10 @@ fn cidr(a: [u8; 4], len: u8) -> Ipv4Cidr {
 }
 
 fn rules(capacity: usize) -> Rules {
-    let mut r = Rules::passthrough(
-        vec![
-            PortRule {
-                name: "wan".into(),
-                mac: PORT0_MAC,
-                addresses: vec![cidr([198, 18, 0, 1], 24), cidr(VIP, 32)],
-            },
-            PortRule {
-                name: "lan".into(),
-                mac: [2, 0, 0, 0, 0, 2],
-                addresses: vec![cidr([198, 19, 0, 1], 16)],
-            },
-        ],
-        vec![],
-    );
-    r.mode = Mode::FullNat;
+    // The engine's two-port set-up (port 0's MAC is PORT0_MAC), the VIP on port 0.
+    let mut r = fnat_engine::rules::fixture::two_ports(capacity);
+    debug_assert_eq!(r.ports[0].mac, PORT0_MAC);
+    r.ports[0].addresses.push(cidr(VIP, 32));
     let lips = capacity.div_ceil(64_000).max(1);
     let mut svc = Service::new(1, Ipv4Addr::from(VIP), Protocol::Tcp, 80, SchedulerKind::Rr);
     svc.reals = vec![
@@ -518,12 +506,10 @@ fn main() {
     let frames: Vec<[u8; FRAME_LEN]> = if mode == "steer" {
         // One flow per client address (flow k's address is 10.0.0.0 + k / 60000).
         (0..)
-            .map(|i: u64| frame(i * 60_000, false))
-            .filter(|f| {
-                let client = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
-                fnat_engine::fnat::nat_owner(client, 2) == 1
-            })
+            .map(|i: u64| i * 60_000)
+            .filter(|&k| fnat_engine::fnat::nat_owner(u32::from_be_bytes(flow_addr(k).0), 2) == 1)
             .take(flows as usize)
+            .map(|k| frame(k, false))
             .collect()
     } else if mode == "new" || mode == "churn" {
         (0..packets as u64).map(|k| frame(k, true)).collect()

@@ -36,8 +36,7 @@ use std::time::{Duration, Instant};
 
 use fnat_engine::fnat::FullNat;
 use fnat_engine::rules::{
-    EditStep, Ipv4Cidr, Mode, PortRule, Protocol, RealServer, Route, Rules, SchedulerKind, Service,
-    ServiceEdits,
+    EditStep, Protocol, RealServer, Rules, SchedulerKind, Service, ServiceEdits,
 };
 use fnat_engine::WorkerStats;
 
@@ -49,32 +48,8 @@ fn arg(i: usize, default: usize) -> usize {
 }
 
 fn base(services: usize, reals_per: usize) -> Rules {
-    let cidr = |a: [u8; 4], prefix_len| Ipv4Cidr {
-        addr: Ipv4Addr::from(a),
-        prefix_len,
-    };
-    let mut r = Rules::passthrough(
-        vec![
-            PortRule {
-                name: "wan".into(),
-                mac: [2, 0, 0, 0, 0, 1],
-                addresses: vec![cidr([198, 18, 0, 1], 24)],
-            },
-            PortRule {
-                name: "lan".into(),
-                mac: [2, 0, 0, 0, 0, 2],
-                addresses: vec![cidr([198, 19, 0, 1], 16)],
-            },
-        ],
-        vec![],
-    );
-    r.mode = Mode::FullNat;
-    r.session_capacity = 1024;
-    r.routes = vec![Route {
-        prefix: cidr([0, 0, 0, 0], 0),
-        port: 1,
-        via: Some(Ipv4Addr::new(198, 19, 0, 254)),
-    }];
+    // The set-up of the update tests (`fnat::update`), with services added.
+    let mut r = fnat_engine::rules::fixture::two_ports(1024);
     let mut next_real = 0;
     for i in 0..services {
         let mut s = Service::new(

@@ -18,6 +18,14 @@ pub struct Ipv4Cidr {
 }
 
 impl Ipv4Cidr {
+    /// `a.b.c.d/prefix_len`.
+    pub const fn new(addr: [u8; 4], prefix_len: u8) -> Self {
+        Ipv4Cidr {
+            addr: Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]),
+            prefix_len,
+        }
+    }
+
     /// True when `ip` lies in this prefix.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         let mask = prefix_mask(self.prefix_len);
@@ -599,5 +607,41 @@ impl Rules {
             garp: GarpRequest::default(),
             edits: None,
         }
+    }
+}
+
+/// Rule sets the engine's examples, benchmarks and unit tests start from (the daemon compiles
+/// its rules from configuration instead): one definition, so that a benchmark measures the
+/// set-up the tests check.
+pub mod fixture {
+    use super::*;
+
+    /// Full NAT between two ports, no services yet: port 0 "wan" (MAC 02:00:00:00:00:01,
+    /// 198.18.0.1/24), port 1 "lan" (MAC 02:00:00:00:00:02, 198.19.0.1/16), the default
+    /// route out of "lan" via 198.19.0.254; room for `session_capacity` sessions.
+    pub fn two_ports(session_capacity: usize) -> Rules {
+        let mut r = Rules::passthrough(
+            vec![
+                PortRule {
+                    name: "wan".into(),
+                    mac: [2, 0, 0, 0, 0, 1],
+                    addresses: vec![Ipv4Cidr::new([198, 18, 0, 1], 24)],
+                },
+                PortRule {
+                    name: "lan".into(),
+                    mac: [2, 0, 0, 0, 0, 2],
+                    addresses: vec![Ipv4Cidr::new([198, 19, 0, 1], 16)],
+                },
+            ],
+            vec![],
+        );
+        r.mode = Mode::FullNat;
+        r.session_capacity = session_capacity;
+        r.routes = vec![Route {
+            prefix: Ipv4Cidr::new([0, 0, 0, 0], 0),
+            port: 1,
+            via: Some(Ipv4Addr::new(198, 19, 0, 254)),
+        }];
+        r
     }
 }

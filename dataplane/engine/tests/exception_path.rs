@@ -15,7 +15,7 @@ fn worker_with_twins(twins: &[u16]) -> Worker {
     w
 }
 
-/// An ARP frame to `eth_dst`, padded to 60 bytes.
+/// An ARP frame to `eth_dst` from `eth_src` (also its sender hardware address).
 fn arp(
     eth_dst: [u8; 6],
     eth_src: [u8; 6],
@@ -24,22 +24,7 @@ fn arp(
     tha: [u8; 6],
     tpa: std::net::Ipv4Addr,
 ) -> Vec<u8> {
-    let mut out = Vec::new();
-    Ethernet2Header {
-        source: eth_src,
-        destination: eth_dst,
-        ether_type: EtherType::ARP,
-    }
-    .write(&mut out)
-    .unwrap();
-    out.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
-    out.extend_from_slice(&op.to_be_bytes());
-    out.extend_from_slice(&eth_src);
-    out.extend_from_slice(&spa.octets());
-    out.extend_from_slice(&tha);
-    out.extend_from_slice(&tpa.octets());
-    out.resize(60, 0);
-    out
+    arp_frame(eth_dst, eth_src, op, eth_src, spa, tha, tpa)
 }
 
 fn echo_reply(src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) -> Vec<u8> {

@@ -15,34 +15,6 @@ use fnat_engine::{DropReason, Emit, NeighTable, Verdict, Worker};
 
 const BCAST: [u8; 6] = [0xff; 6];
 
-/// An ARP frame (Ethernet II by etherparse, RFC 826 body by hand), padded to 60 bytes.
-fn arp_frame(
-    eth_dst: [u8; 6],
-    eth_src: [u8; 6],
-    op: u16,
-    sha: [u8; 6],
-    spa: Ipv4Addr,
-    tha: [u8; 6],
-    tpa: Ipv4Addr,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    Ethernet2Header {
-        source: eth_src,
-        destination: eth_dst,
-        ether_type: EtherType::ARP,
-    }
-    .write(&mut out)
-    .unwrap();
-    out.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
-    out.extend_from_slice(&op.to_be_bytes());
-    out.extend_from_slice(&sha);
-    out.extend_from_slice(&spa.octets());
-    out.extend_from_slice(&tha);
-    out.extend_from_slice(&tpa.octets());
-    out.resize(60, 0);
-    out
-}
-
 /// (op, sha, spa, tha, tpa) of an ARP frame, read by hand; the Ethernet header by etherparse.
 fn read_arp(f: &[u8]) -> (Ethernet2Header, u16, [u8; 6], Ipv4Addr, [u8; 6], Ipv4Addr) {
     let (eth, rest) = Ethernet2Header::from_slice(f).unwrap();

@@ -133,16 +133,7 @@ fn run_dataplane(
         ));
     }
     let socket = lcore::socket_of(lcore::main_lcore()).max(0);
-    let pool = Arc::new(
-        Mempool::new_pktmbuf(
-            "fnat_mbufs",
-            d.mbufs,
-            d.mbuf_cache,
-            DEFAULT_DATA_ROOM,
-            socket,
-        )
-        .map_err(|e| format!("creating the mbuf pool ({} mbufs): {e}", d.mbufs))?,
-    );
+    let pool = create_pool(cfg, socket)?;
     let (mut up, rules) = start_ports(cfg, kind, &pool, socket)?;
     let (mut twins_up, links, twin_queues) = match kind {
         RunKind::Live => start_twins(cfg, &rules, &pool, socket)?,
@@ -160,15 +151,7 @@ fn run_dataplane(
         .map(|_| Arc::new(WorkerShared::default()))
         .collect();
     let view = DriverView::new(&shared, names.clone());
-    // Session sync (live runs): the control-side service and each worker's rings.
-    let (sync_service, sync_ends) = match kind {
-        RunKind::Live => {
-            let (service, ends) = sync::create(cfg.ports.clone(), workers, Arc::clone(&store))?;
-            view.set_sync(service.clone());
-            (Some(service), ends.into_iter().map(Some).collect())
-        }
-        RunKind::Replay => (None, (0..workers).map(|_| None).collect()),
-    };
+    let (sync_service, sync_ends) = start_sync(cfg, kind, &store, &view)?;
     let running = launch_workers(
         cfg,
         kind,
@@ -202,12 +185,69 @@ fn run_dataplane(
         thread.stop();
     }
 
+    let mut totals = collect_totals(&names, &reports, &up, &links);
+    twins_up.shutdown();
+    up.shutdown();
+    drop(links);
+    drop(rings);
+    // Every mbuf must be home once the ports are closed and the rings freed.
+    totals.mbufs_leaked = Some(pool.in_use());
+    Ok(totals)
+}
+
+/// The mbuf pool every port and worker takes frames from, on the main lcore's socket.
+fn create_pool(cfg: &AppConfig, socket: i32) -> Result<Arc<Mempool>, String> {
+    let d = &cfg.dataplane;
+    Mempool::new_pktmbuf(
+        "fnat_mbufs",
+        d.mbufs,
+        d.mbuf_cache,
+        DEFAULT_DATA_ROOM,
+        socket,
+    )
+    .map(Arc::new)
+    .map_err(|e| format!("creating the mbuf pool ({} mbufs): {e}", d.mbufs))
+}
+
+/// The sync service and each worker's end of its rings (see [`start_sync`]).
+type SyncEnds = (
+    Option<Arc<sync::SyncService>>,
+    Vec<Option<sync::WorkerSync>>,
+);
+
+/// Session sync (live runs): the control-side service (which `view` then lists) and each
+/// worker's end of its rings; a replay has neither.
+fn start_sync(
+    cfg: &AppConfig,
+    kind: RunKind,
+    store: &Arc<RulesStore>,
+    view: &DriverView,
+) -> Result<SyncEnds, String> {
+    let workers = usize::from(cfg.dataplane.workers);
+    Ok(match kind {
+        RunKind::Live => {
+            let (service, ends) = sync::create(cfg.ports.clone(), workers, Arc::clone(store))?;
+            view.set_sync(service.clone());
+            (Some(service), ends.into_iter().map(Some).collect())
+        }
+        RunKind::Replay => (None, (0..workers).map(|_| None).collect()),
+    })
+}
+
+/// The totals of a run whose workers have stopped: their reports, what each device dropped
+/// on receive, and the exception path's counters when some port has a kernel twin.
+fn collect_totals(
+    names: &[String],
+    reports: &[WorkerReport],
+    up: &PortsUp,
+    links: &KernelLinks,
+) -> Totals {
     let device_rx_dropped: Vec<u64> = up
         .ports
         .iter()
         .map(|p| p.stats().map_or(0, |s| s.imissed + s.rx_nombuf + s.ierrors))
         .collect();
-    let mut totals = Totals::new(&names, &reports, &device_rx_dropped);
+    let mut totals = Totals::new(names, reports, &device_rx_dropped);
     if !links.iter().all(Option::is_none) {
         totals.kernel = Some(
             links
@@ -217,13 +257,7 @@ fn run_dataplane(
                 .collect(),
         );
     }
-    twins_up.shutdown();
-    up.shutdown();
-    drop(links);
-    drop(rings);
-    // Every mbuf must be home once the ports are closed and the rings freed.
-    totals.mbufs_leaked = Some(pool.in_use());
-    Ok(totals)
+    totals
 }
 
 /// Configures and starts every port of `cfg` (one RX and one TX queue per worker) and fills

@@ -452,7 +452,7 @@ impl WorkerLoop {
 
     /// Hands the burst `rx` (from port `rx_port`, or from the redirect ring when `None`) to
     /// the engine and carries out its verdicts: stage for TX, hand to the owning worker, or
-    /// free. Replay hands the frames one at a time, each at its own capture time.
+    /// free.
     fn handle(
         &mut self,
         rx: &mut Burst,
@@ -463,13 +463,21 @@ impl WorkerLoop {
     ) {
         let mut verdicts = [Verdict::Consumed; BURST_MAX];
         let n = rx.len().min(BURST_MAX);
+        self.decide(rx, rx_port, &mut verdicts[..n]);
+        self.carry_out(rx, &verdicts[..n], tx, redirect, rx_port, report);
+    }
+
+    /// The engine's verdicts on the first `verdicts.len()` frames of `rx`. Live: the burst at
+    /// once, at one clock reading. Replay: one frame at a time, each at its own capture time.
+    #[inline]
+    fn decide(&mut self, rx: &mut Burst, rx_port: Option<usize>, verdicts: &mut [Verdict]) {
         let index_of_port_id = match rx_port {
             Some(_) => None,
             None => Some(&self.index_of_port_id[..]),
         };
         let port = rx_port.map_or(0, |p| p as PortIndex);
         if self.replay.is_some() {
-            for (i, v) in verdicts[..n].iter_mut().enumerate() {
+            for (i, v) in verdicts.iter_mut().enumerate() {
                 let mbufs = &mut rx.as_mut_slice()[i..=i];
                 if let Some(m) = mbufs.first() {
                     self.clock.observe(m);
@@ -489,10 +497,23 @@ impl WorkerLoop {
                 mbufs: rx.as_mut_slice(),
                 index_of_port_id,
             };
-            self.engine
-                .process_burst(port, &mut burst, now, &mut verdicts[..n]);
+            self.engine.process_burst(port, &mut burst, now, verdicts);
         }
-        for (mut mbuf, verdict) in rx.drain().zip(verdicts) {
+    }
+
+    /// Carries out the verdicts on the frames of `rx` (the first `verdicts.len()` of them;
+    /// any beyond are freed uncounted, as the engine never saw them).
+    #[inline]
+    fn carry_out(
+        &mut self,
+        rx: &mut Burst,
+        verdicts: &[Verdict],
+        tx: &mut [Burst],
+        redirect: &mut [Burst],
+        rx_port: Option<usize>,
+        report: &mut WorkerReport,
+    ) {
+        for (mut mbuf, &verdict) in rx.drain().zip(verdicts) {
             match verdict {
                 Verdict::Transmit { port } => {
                     let p = usize::from(port);

@@ -1,8 +1,6 @@
 //! Classification: which kind of packet this is (to a service, a reply to a local address, ICMP) and
 //! which session it belongs to; sessions first, as IPVS looks connections up before services.
 
-use std::net::SocketAddrV4;
-
 use super::*;
 use crate::laddr::owner_of;
 use crate::packet::l4::{TcpFlags, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST};
@@ -49,27 +47,10 @@ impl FullNat {
         if kind & ADDR_STANDBY != 0 {
             return Err(DropReason::VrrpBackup);
         }
-        if pkt.ip.has_options() {
-            stats.ip_options += 1;
-            if self.drop_ip_options {
-                return Err(DropReason::IpOptions);
-            }
-        }
+        self.ip_options_gate(pkt, stats)?;
         match pkt.transport {
-            Transport::Tcp(t) => self.tcp_udp(
-                rx_port,
-                frame,
-                pkt,
-                t.sport,
-                t.dport,
-                Some(t.flags),
-                kind,
-                now,
-                stats,
-            ),
-            Transport::Udp(u) => self.tcp_udp(
-                rx_port, frame, pkt, u.sport, u.dport, None, kind, now, stats,
-            ),
+            Transport::Tcp(t) => self.tcp_udp(rx_port, frame, pkt, Some(t.flags), kind, now, stats),
+            Transport::Udp(_) => self.tcp_udp(rx_port, frame, pkt, None, kind, now, stats),
             Transport::Icmp(i) => {
                 if i.icmp_type == ICMP_ECHO_REQUEST {
                     let peer = ether::src_mac(frame).ok_or(DropReason::Truncated)?;
@@ -102,6 +83,22 @@ impl FullNat {
         }
     }
 
+    /// A packet with IP options: counted, and refused when the rules say so.
+    #[inline]
+    pub(super) fn ip_options_gate(
+        &self,
+        pkt: &PacketV4,
+        stats: &mut WorkerStats,
+    ) -> Result<(), DropReason> {
+        if pkt.ip.has_options() {
+            stats.ip_options += 1;
+            if self.drop_ip_options {
+                return Err(DropReason::IpOptions);
+            }
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn tcp_udp(
@@ -109,18 +106,13 @@ impl FullNat {
         rx_port: PortIndex,
         frame: &mut [u8],
         pkt: &PacketV4,
-        sport: u16,
-        dport: u16,
         tcp: Option<TcpFlags>,
         kind: u32,
         now: u64,
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
-        let key = Tuple::new(
-            pkt.ip.proto,
-            SocketAddrV4::new(pkt.ip.src, sport),
-            SocketAddrV4::new(pkt.ip.dst, dport),
-        );
+        let key = pkt.tuple().ok_or(DropReason::UnsupportedProtocol)?;
+        let dport = key.dst_port;
         let service = if kind & ADDR_VIP != 0 {
             self.find_service(key.dst_ip, key.proto, dport)
         } else {
@@ -135,16 +127,10 @@ impl FullNat {
                 if packet::ttl_expires(pkt.ip.ttl) {
                     return Err(DropReason::TtlExpired);
                 }
-                if let Some((id, side)) = self.lookup_live(&key, now, stats) {
-                    if side == Side::Client && self.reused_port(id, tcp) {
-                        self.end_session(id, stats);
-                        return Err(DropReason::NoService);
-                    }
-                    let dir = match side {
-                        Side::Client => Direction::Input,
-                        Side::Real => Direction::Output,
-                    };
-                    return self.forward(rx_port, frame, pkt, id, dir, tcp, now, stats);
+                if let Some(found) = self.lookup_live(&key, now, stats) {
+                    return self
+                        .forward_or_reuse(rx_port, frame, pkt, found, tcp, now, stats)
+                        .unwrap_or(Err(DropReason::NoService));
                 }
             }
             if kind & ADDR_LIP == 0 {
@@ -153,39 +139,23 @@ impl FullNat {
             }
             // A real server's reply to LIP:lport: the owner of lport has the session.
             let owner = owner_of(dport, self.workers);
-            if owner != self.id {
-                return Ok(Verdict::Redirect { worker: owner });
-            }
-            if packet::ttl_expires(pkt.ip.ttl) {
-                return Err(DropReason::TtlExpired);
-            }
-            return match self.lookup_live(&key, now, stats) {
-                Some((id, Side::Real)) => {
-                    self.forward(rx_port, frame, pkt, id, Direction::Output, tcp, now, stats)
-                }
+            let reply = self.forward_reply(owner, rx_port, frame, pkt, &key, tcp, None, now, stats);
+            return match reply {
+                Some(done) => done,
                 // An address both local (LIP) and the port's own: outside the local port
                 // range, a reply to a connection of the kernel's.
-                _ if !self.laddrs.in_range(dport) => {
+                None if !self.laddrs.in_range(dport) => {
                     self.to_kernel(rx_port, kind).ok_or(DropReason::NoSession)
                 }
-                _ => Err(DropReason::NoSession),
+                None => Err(DropReason::NoSession),
             };
         };
         if packet::ttl_expires(pkt.ip.ttl) {
             return Err(DropReason::TtlExpired);
         }
-        if let Some((id, side)) = self.lookup_live(&key, now, stats) {
-            if side == Side::Client && self.reused_port(id, tcp) {
-                // The client reused the port of a connection it already closed: as IPVS's
-                // conn_reuse_mode, the old session ends and the SYN is scheduled afresh, so a
-                // drained or removed real server gets no new connection this way.
-                self.end_session(id, stats);
-            } else {
-                let dir = match side {
-                    Side::Client => Direction::Input,
-                    Side::Real => Direction::Output,
-                };
-                return self.forward(rx_port, frame, pkt, id, dir, tcp, now, stats);
+        if let Some(found) = self.lookup_live(&key, now, stats) {
+            if let Some(done) = self.forward_or_reuse(rx_port, frame, pkt, found, tcp, now, stats) {
+                return done;
             }
         }
         // No session here: a service with NAT real servers has its new sessions (and their
@@ -230,6 +200,68 @@ impl FullNat {
         self.forward(rx_port, frame, pkt, id, Direction::Input, tcp, now, stats)
     }
 
+    /// Forwards a packet of the session `found` on its side. A new SYN of a client that
+    /// reused the port of a connection it already closed ends the session instead and
+    /// returns `None`: as IPVS's conn_reuse_mode, the SYN is then scheduled afresh, so a
+    /// drained or removed real server gets no new connection this way.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn forward_or_reuse(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        (id, side): (SessionId, Side),
+        tcp: Option<TcpFlags>,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Option<Result<Verdict, DropReason>> {
+        if side == Side::Client && self.reused_port(id, tcp) {
+            self.end_session(id, stats);
+            return None;
+        }
+        let dir = match side {
+            Side::Client => Direction::Input,
+            Side::Real => Direction::Output,
+        };
+        Some(self.forward(rx_port, frame, pkt, id, dir, tcp, now, stats))
+    }
+
+    /// A reply (`key`: real server or outside host → local address) whose session lives on
+    /// worker `owner`: redirected there, or forwarded back toward the client when its
+    /// session is here. `None`: no live session (of method `only`, when given) has `key` on
+    /// its real-server side; the caller says what that means.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn forward_reply(
+        &mut self,
+        owner: u16,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        key: &Tuple,
+        tcp: Option<TcpFlags>,
+        only: Option<Method>,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Option<Result<Verdict, DropReason>> {
+        if owner != self.id {
+            return Some(Ok(Verdict::Redirect { worker: owner }));
+        }
+        if packet::ttl_expires(pkt.ip.ttl) {
+            return Some(Err(DropReason::TtlExpired));
+        }
+        match self.lookup_live(key, now, stats) {
+            Some((id, Side::Real))
+                if only.is_none_or(|m| self.table.get(id).is_some_and(|s| s.method() == m)) =>
+            {
+                let out = Direction::Output;
+                Some(self.forward(rx_port, frame, pkt, id, out, tcp, now, stats))
+            }
+            _ => None,
+        }
+    }
+
     /// True for a new SYN (no ACK) on a session the connection already left (TIME_WAIT or
     /// CLOSE): the client reused its source port for a new connection.
     #[inline]
@@ -272,23 +304,9 @@ impl FullNat {
         };
         let key = pkt.tuple().ok_or(DropReason::NotForUs)?;
         let owner = nat_owner(key.dst_ip, self.workers);
-        if owner != self.id {
-            return Ok(Verdict::Redirect { worker: owner });
-        }
-        if packet::ttl_expires(pkt.ip.ttl) {
-            return Err(DropReason::TtlExpired);
-        }
-        match self.lookup_live(&key, now, stats) {
-            Some((id, Side::Real))
-                if self
-                    .table
-                    .get(id)
-                    .is_some_and(|s| s.method() == Method::Nat) =>
-            {
-                self.forward(rx_port, frame, pkt, id, Direction::Output, tcp, now, stats)
-            }
-            _ => Err(DropReason::NotForUs),
-        }
+        let nat = Some(Method::Nat);
+        self.forward_reply(owner, rx_port, frame, pkt, &key, tcp, nat, now, stats)
+            .unwrap_or(Err(DropReason::NotForUs))
     }
 
     /// For a client packet of a `service` with NAT real servers: its client's NAT owner

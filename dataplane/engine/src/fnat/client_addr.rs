@@ -24,7 +24,8 @@ use super::*;
 use crate::packet::checksum::{self, update16, update32};
 use crate::packet::ipv4::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::packet::l4::{TcpFlags, Transport};
-use crate::packet::{tcp_option_at, TcpOptionAt};
+use crate::packet::l4::{TCP_MIN_HEADER_LEN, UDP_HEADER_LEN};
+use crate::packet::{tcp_option_at, Ipv4Header, TcpHeader, TcpOptionAt, UdpHeader};
 use crate::session::Direction;
 
 /// The service sends a Proxy Protocol header that has not gone yet.
@@ -256,7 +257,9 @@ impl FullNat {
                 if dir != Direction::Input || adj.flags & ADJ_PP == 0 {
                     return Ok(());
                 }
-                let payload = frame.get(l4 + 8..end).ok_or(DropReason::Truncated)?;
+                let payload = frame
+                    .get(l4 + UDP_HEADER_LEN..end)
+                    .ok_or(DropReason::Truncated)?;
                 new.flags &= !ADJ_PP;
                 if looks_like_proxy(payload) {
                     if adj.flags & ADJ_INSECURE == 0 {
@@ -283,13 +286,16 @@ impl FullNat {
                 let hl = usize::from(t.header_len);
                 let f: TcpFlags = t.flags;
                 let seg = frame.get_mut(l4..end).ok_or(DropReason::Truncated)?;
-                if seg.len() < hl || hl < 20 {
+                if seg.len() < hl || hl < TCP_MIN_HEADER_LEN {
                     return Err(DropReason::Truncated);
                 }
                 let payload_len = seg.len() - hl;
-                let seq = be32(seg, 4).ok_or(DropReason::Truncated)?;
-                let ack = be32(seg, 8).ok_or(DropReason::Truncated)?;
-                let mut check = u16::from_be_bytes([seg[16], seg[17]]);
+                let olen = hl - TCP_MIN_HEADER_LEN;
+                let (head, rest) = seg.split_at_mut(TCP_MIN_HEADER_LEN);
+                let (opt_bytes, payload) = rest.split_at_mut(olen);
+                let mut th = TcpHeader::new_mut(head)?;
+                let (seq, ack) = (th.seq(), th.ack());
+                let mut check = th.checksum();
                 let mut new_seq = seq;
                 let mut new_ack = ack;
                 let mut insert = Insert {
@@ -298,8 +304,7 @@ impl FullNat {
                 };
                 // The options, edited on a copy and applied word by word.
                 let mut opts = [0u8; 40];
-                let olen = hl - 20;
-                opts[..olen].copy_from_slice(&seg[20..hl]);
+                opts[..olen].copy_from_slice(opt_bytes);
                 let old_opts = opts;
                 let mut pending = false;
                 match dir {
@@ -337,7 +342,6 @@ impl FullNat {
                             insert.pp = Some(h);
                             pending = true;
                         } else if first_data && adj.flags & (ADJ_PP | ADJ_PP_SENT) != 0 {
-                            let payload = &seg[hl..];
                             if adj.flags & ADJ_PP != 0 && looks_like_proxy(payload) {
                                 if adj.flags & ADJ_INSECURE == 0 {
                                     return Err(DropReason::ProxyFromClient);
@@ -359,7 +363,7 @@ impl FullNat {
                             if payload_len > 0
                                 && at_first
                                 && adj.flags & ADJ_PP_CHECK != 0
-                                && looks_like_proxy(&seg[hl..])
+                                && looks_like_proxy(payload)
                             {
                                 // Our header went alone; one from the client is not trusted.
                                 return Err(DropReason::ProxyFromClient);
@@ -407,11 +411,11 @@ impl FullNat {
                             new_seq = seq.wrapping_add(adj.out_delta);
                         }
                         if adj.flags & ADJ_SP_WIN != 0 {
-                            let win = u16::from_be_bytes([seg[14], seg[15]]);
+                            let win = th.window();
                             let scaled = super::synproxy::rescale_window(win, adj.rs_wscale);
                             if scaled != win {
                                 check = update16(check, win, scaled);
-                                seg[14..16].copy_from_slice(&scaled.to_be_bytes());
+                                th.set_window(scaled);
                             }
                         }
                     }
@@ -421,11 +425,11 @@ impl FullNat {
                 }
                 if new_seq != seq {
                     check = update32(check, seq, new_seq);
-                    seg[4..8].copy_from_slice(&new_seq.to_be_bytes());
+                    th.set_seq(new_seq);
                 }
                 if new_ack != ack {
                     check = update32(check, ack, new_ack);
-                    seg[8..12].copy_from_slice(&new_ack.to_be_bytes());
+                    th.set_ack(new_ack);
                 }
                 if opts != old_opts {
                     for i in (0..olen).step_by(2) {
@@ -435,9 +439,9 @@ impl FullNat {
                             check = update16(check, o, n);
                         }
                     }
-                    seg[20..hl].copy_from_slice(&opts[..olen]);
+                    opt_bytes.copy_from_slice(&opts[..olen]);
                 }
-                seg[16..18].copy_from_slice(&check.to_be_bytes());
+                th.set_checksum(check);
                 if insert.pp.is_some() || insert.toa.is_some() {
                     self.insert = Some(insert);
                 }
@@ -447,7 +451,7 @@ impl FullNat {
                         id,
                         lport: s.lport,
                         ack: new_ack,
-                        window: u16::from_be_bytes([seg[14], seg[15]]),
+                        window: th.window(),
                         due: now.saturating_add(RESEND_FIRST_NS),
                         tries: 0,
                     };
@@ -515,7 +519,9 @@ impl FullNat {
         data.copy_within(payload_at..end, payload_at + grow);
         if let Some(o) = toa {
             data[payload_at..payload_at + TOA_LEN].copy_from_slice(&o);
-            data[l4 + 12] = ((((hl + TOA_LEN) / 4) as u8) << 4) | (data[l4 + 12] & 0x0F);
+            if let Ok(mut th) = TcpHeader::new_mut(&mut data[l4..]) {
+                th.set_header_len(hl + TOA_LEN);
+            }
             stats.toa_added += 1;
         }
         if let Some(h) = ins.pp {
@@ -524,36 +530,39 @@ impl FullNat {
         }
         let end = end + grow;
         let ip_len = (end - l3) as u16;
-        let old_len = u16::from_be_bytes([data[l3 + 2], data[l3 + 3]]);
-        let ip_check = update16(
-            u16::from_be_bytes([data[l3 + 10], data[l3 + 11]]),
-            old_len,
-            ip_len,
-        );
-        data[l3 + 2..l3 + 4].copy_from_slice(&ip_len.to_be_bytes());
-        data[l3 + 10..l3 + 12].copy_from_slice(&ip_check.to_be_bytes());
-        let src = Ipv4Addr::from(be32(data, l3 + 12).unwrap_or(0));
-        let dst = Ipv4Addr::from(be32(data, l3 + 16).unwrap_or(0));
+        // The header `parse` validated (the frame only grew behind it).
+        let Ok(mut ip) = Ipv4Header::new_mut(&mut data[l3..]) else {
+            return verdict;
+        };
+        ip.set_checksum(update16(ip.checksum(), ip.total_len(), ip_len));
+        ip.set_total_len(ip_len);
+        let (src, dst) = (Ipv4Addr::from(ip.src()), Ipv4Addr::from(ip.dst()));
         let l4_len = (end - l4) as u16;
         if tcp {
-            if clear_fin {
-                data[l4 + 13] &= !TcpFlags::FIN;
+            if let Ok(mut th) = TcpHeader::new_mut(&mut data[l4..end]) {
+                if clear_fin {
+                    th.set_flags(TcpFlags(th.flags().0 & !TcpFlags::FIN));
+                }
+                th.set_checksum(0);
             }
-            data[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
             let c = checksum::checksum(
                 &data[l4..end],
                 checksum::pseudo_header_sum(src, dst, IPPROTO_TCP, l4_len),
             );
-            data[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
-        } else {
-            data[l4 + 4..l4 + 6].copy_from_slice(&l4_len.to_be_bytes());
-            if data[l4 + 6..l4 + 8] != [0, 0] {
-                data[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]);
+            if let Ok(mut th) = TcpHeader::new_mut(&mut data[l4..end]) {
+                th.set_checksum(c);
+            }
+        } else if let Ok(mut uh) = UdpHeader::new_mut(&mut data[l4..end]) {
+            uh.set_length(l4_len);
+            if uh.checksum() != 0 {
+                uh.set_checksum(0);
                 let c = checksum::udp_wire(checksum::checksum(
                     &data[l4..end],
                     checksum::pseudo_header_sum(src, dst, IPPROTO_UDP, l4_len),
                 ));
-                data[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
+                if let Ok(mut uh) = UdpHeader::new_mut(&mut data[l4..end]) {
+                    uh.set_checksum(c);
+                }
             }
         }
         verdict

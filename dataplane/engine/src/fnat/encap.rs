@@ -9,7 +9,9 @@
 
 use super::*;
 use crate::packet::checksum::{checksum, pseudo_header_sum, udp_wire};
-use crate::packet::{ether, icmp, IPPROTO_UDP};
+use crate::packet::ipv4::{DONT_FRAGMENT, IPV4_MIN_HEADER_LEN};
+use crate::packet::udp::UDP_HEADER_LEN;
+use crate::packet::{ether, icmp, EthernetHeader, Ipv4Header, UdpHeader, IPPROTO_UDP};
 use crate::rules::{Tunnel, TunnelKind};
 use egress::NextHop;
 
@@ -22,7 +24,15 @@ const GUE_SPORT_BASE: u16 = 49152;
 const IPPROTO_IPIP: u8 = 4;
 const IPPROTO_GRE: u8 = 47;
 const GUE_HEADER: [u8; 4] = [0, IPPROTO_IPIP, 0, 0];
-const IP_DF: u16 = 0x4000;
+/// GRE (RFC 2784): flags and version, protocol type, then (C bit set) checksum and reserved.
+mod gre {
+    pub const FLAGS: usize = 0;
+    pub const PROTOCOL: usize = 2;
+    pub const CHECKSUM: usize = 4;
+    pub const CHECKSUM_PRESENT: u16 = 0x8000;
+    pub const HEADER_LEN: usize = 4;
+    pub const CHECKSUM_LEN: usize = 4;
+}
 
 /// What `forward` decided for a packet of a TUN session; `process` applies it.
 #[derive(Debug, Clone, Copy)]
@@ -38,14 +48,35 @@ pub(super) struct Encap {
     pub dst_mac: Option<[u8; 6]>,
 }
 
+impl Encap {
+    /// The tunnel from session `s`'s local address to its real server (through `hop`), as
+    /// every packet and ICMP error of a TUN session toward the real server takes it.
+    pub fn toward_real(
+        s: &crate::session::Session,
+        tunnel: Tunnel,
+        hop: NextHop,
+        dst_mac: Option<[u8; 6]>,
+    ) -> Self {
+        Encap {
+            src: s.lip,
+            dst: s.rs_ip,
+            vip: s.vip,
+            tunnel,
+            hop,
+            dst_mac,
+        }
+    }
+}
+
 /// Bytes the tunnel puts in front of the inner IP packet.
 pub fn tunnel_overhead(t: &Tunnel) -> usize {
-    20 + match t.kind {
-        TunnelKind::Ipip => 0,
-        TunnelKind::Gue => 8 + GUE_HEADER.len(),
-        TunnelKind::Gre if t.csum => 8,
-        TunnelKind::Gre => 4,
-    }
+    IPV4_MIN_HEADER_LEN
+        + match t.kind {
+            TunnelKind::Ipip => 0,
+            TunnelKind::Gue => UDP_HEADER_LEN + GUE_HEADER.len(),
+            TunnelKind::Gre if t.csum => gre::HEADER_LEN + gre::CHECKSUM_LEN,
+            TunnelKind::Gre => gre::HEADER_LEN,
+        }
 }
 
 impl FullNat {
@@ -61,10 +92,10 @@ impl FullNat {
     ) -> Verdict {
         let (l3, inner_len) = (pkt.ip.l3(), usize::from(pkt.ip.total_len));
         let n = tunnel_overhead(&e.tunnel);
-        let Some(&[flags_hi, flags_lo]) = frame.data().get(l3 + 6..l3 + 8) else {
+        let Some(Ok(inner)) = frame.data().get(l3..).map(Ipv4Header::new_checked) else {
             return Verdict::Drop(DropReason::Truncated);
         };
-        let df = u16::from_be_bytes([flags_hi, flags_lo]) & IP_DF;
+        let (df, tos) = (inner.flags_frag() & DONT_FRAGMENT, inner.tos());
         if inner_len + n > PORT_MTU {
             if df == 0 {
                 return Verdict::Drop(DropReason::TooBig);
@@ -83,9 +114,6 @@ impl FullNat {
         let data = frame.data_mut();
         // The Ethernet header moves to the new start; the outer header follows it.
         data.copy_within(n..n + l3, 0);
-        let Some(tos) = data.get(n + l3 + 1).copied() else {
-            return Verdict::Drop(DropReason::Truncated);
-        };
         let proto = match e.tunnel.kind {
             TunnelKind::Ipip => IPPROTO_IPIP,
             TunnelKind::Gue => IPPROTO_UDP,
@@ -94,27 +122,36 @@ impl FullNat {
         let Some(outer) = data.get_mut(l3..l3 + n + inner_len) else {
             return Verdict::Drop(DropReason::Truncated);
         };
-        let (ip, rest) = outer.split_at_mut(20);
-        ip.copy_from_slice(&[
-            0x45, tos, 0, 0, 0, 0, 0, 0, OUTER_TTL, proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        ]);
-        ip[2..4].copy_from_slice(&((n + inner_len) as u16).to_be_bytes());
-        ip[4..6].copy_from_slice(&ip_id.to_be_bytes());
-        ip[6..8].copy_from_slice(&df.to_be_bytes());
-        ip[12..16].copy_from_slice(&e.src.to_be_bytes());
-        ip[16..20].copy_from_slice(&e.dst.to_be_bytes());
+        let (ip, rest) = outer.split_at_mut(IPV4_MIN_HEADER_LEN);
+        ip.fill(0);
+        let Ok(mut h) = Ipv4Header::new_mut(ip) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        h.set_version_and_header_len(IPV4_MIN_HEADER_LEN);
+        h.set_tos(tos);
+        h.set_total_len((n + inner_len) as u16);
+        h.set_ident(ip_id);
+        h.set_flags_frag(df);
+        h.set_ttl(OUTER_TTL);
+        h.set_proto(proto);
+        h.set_src(e.src);
+        h.set_dst(e.dst);
         let check = checksum(ip, 0);
-        ip[10..12].copy_from_slice(&check.to_be_bytes());
+        if let Ok(mut h) = Ipv4Header::new_mut(ip) {
+            h.set_checksum(check);
+        }
         match e.tunnel.kind {
             TunnelKind::Ipip => {}
             TunnelKind::Gue => {
                 let udp_len = rest.len() as u16;
                 let sport = GUE_SPORT_BASE | (flow_hash(pkt) as u16 & 0x3fff);
-                rest[0..2].copy_from_slice(&sport.to_be_bytes());
-                rest[2..4].copy_from_slice(&e.tunnel.port.to_be_bytes());
-                rest[4..6].copy_from_slice(&udp_len.to_be_bytes());
-                rest[6..8].fill(0);
-                rest[8..12].copy_from_slice(&GUE_HEADER);
+                let (udp, gue) = rest.split_at_mut(UDP_HEADER_LEN);
+                if let Ok(mut u) = UdpHeader::new_mut(udp) {
+                    u.set_ports(sport, e.tunnel.port);
+                    u.set_length(udp_len);
+                    u.set_checksum(0);
+                }
+                gue[..GUE_HEADER.len()].copy_from_slice(&GUE_HEADER);
                 if e.tunnel.csum {
                     let pseudo = pseudo_header_sum(
                         Ipv4Addr::from(e.src),
@@ -123,22 +160,31 @@ impl FullNat {
                         udp_len,
                     );
                     let c = udp_wire(checksum(rest, pseudo));
-                    rest[6..8].copy_from_slice(&c.to_be_bytes());
+                    if let Ok(mut u) = UdpHeader::new_mut(rest) {
+                        u.set_checksum(c);
+                    }
                 }
             }
             TunnelKind::Gre => {
-                let flags: u16 = if e.tunnel.csum { 0x8000 } else { 0 };
-                rest[0..2].copy_from_slice(&flags.to_be_bytes());
-                rest[2..4].copy_from_slice(&ether::ETHERTYPE_IPV4.to_be_bytes());
+                let flags = if e.tunnel.csum {
+                    gre::CHECKSUM_PRESENT
+                } else {
+                    0
+                };
+                let word = |b: &mut [u8], at: usize, v: u16| {
+                    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+                };
+                word(rest, gre::FLAGS, flags);
+                word(rest, gre::PROTOCOL, ether::ETHERTYPE_IPV4);
                 if e.tunnel.csum {
-                    rest[4..8].fill(0);
+                    rest[gre::CHECKSUM..gre::CHECKSUM + gre::CHECKSUM_LEN].fill(0);
                     let c = checksum(rest, 0);
-                    rest[4..6].copy_from_slice(&c.to_be_bytes());
+                    word(rest, gre::CHECKSUM, c);
                 }
             }
         }
-        if let Some(t) = data.get_mut(12..14) {
-            t.copy_from_slice(&ether::ETHERTYPE_IPV4.to_be_bytes());
+        if let Ok(mut eth) = EthernetHeader::new_checked_mut(data) {
+            eth.set_ethertype(ether::ETHERTYPE_IPV4);
         }
         match e.dst_mac {
             Some(mac) => {
@@ -194,11 +240,7 @@ impl FullNat {
 /// A hash of the inner flow (addresses, protocol, ports): the GUE source port.
 #[inline]
 fn flow_hash(pkt: &PacketV4) -> u32 {
-    let (sport, dport) = match pkt.transport {
-        crate::packet::Transport::Tcp(t) => (t.sport, t.dport),
-        crate::packet::Transport::Udp(u) => (u.sport, u.dport),
-        crate::packet::Transport::Icmp(_) => (0, 0),
-    };
+    let (sport, dport) = pkt.ports().unwrap_or((0, 0));
     let a = u64::from(u32::from(pkt.ip.src)) << 32 | u64::from(u32::from(pkt.ip.dst));
     let b = u64::from(sport) << 24 | u64::from(dport) << 8 | u64::from(pkt.ip.proto);
     let h = (a ^ b.rotate_left(40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);

@@ -131,14 +131,7 @@ impl FullNat {
                 } else {
                     self.neigh.next_hop_mac(&hop, now)?
                 };
-                self.encap = Some(super::encap::Encap {
-                    src: s.lip,
-                    dst: s.rs_ip,
-                    vip: s.vip,
-                    tunnel,
-                    hop,
-                    dst_mac,
-                });
+                self.encap = Some(super::encap::Encap::toward_real(s, tunnel, hop, dst_mac));
                 Verdict::Consumed
             }
         };

@@ -75,14 +75,7 @@ impl FullNat {
             stats.icmp_errors_translated += 1;
             return Ok(match s.method() {
                 Method::Tun(tunnel) => {
-                    self.encap = Some(super::encap::Encap {
-                        src: s.lip,
-                        dst: s.rs_ip,
-                        vip: s.vip,
-                        tunnel,
-                        hop,
-                        dst_mac,
-                    });
+                    self.encap = Some(super::encap::Encap::toward_real(&s, tunnel, hop, dst_mac));
                     Verdict::Consumed
                 }
                 _ => match dst_mac {

@@ -14,11 +14,9 @@
 //! so any number of workers works). What is SNAT's own is here: finding the service of an
 //! outgoing packet by its rule, and (in `create`) the destination as the real server.
 
-use std::net::SocketAddrV4;
-
 use super::*;
 use crate::laddr::owner_of;
-use crate::packet::l4::{TcpFlags, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST};
+use crate::packet::l4::{ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST};
 use crate::packet::{self, Transport, Tuple};
 use crate::session::{Direction, Side};
 use crate::stats::WorkerStats;
@@ -36,25 +34,14 @@ impl FullNat {
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
         // ICMP: echo requests only (their identifier stands for both ports).
-        let (sport, dport, tcp): (u16, u16, Option<TcpFlags>) = match pkt.transport {
-            Transport::Tcp(t) => (t.sport, t.dport, Some(t.flags)),
-            Transport::Udp(u) => (u.sport, u.dport, None),
-            Transport::Icmp(i) if i.icmp_type == ICMP_ECHO_REQUEST && i.code == 0 => {
-                (i.id, i.id, None)
-            }
+        let tcp = match pkt.transport {
+            Transport::Tcp(t) => Some(t.flags),
+            Transport::Udp(_) => None,
+            Transport::Icmp(i) if i.icmp_type == ICMP_ECHO_REQUEST && i.code == 0 => None,
             Transport::Icmp(_) => return Err(DropReason::NotForUs),
         };
-        let key = Tuple::new(
-            pkt.ip.proto,
-            SocketAddrV4::new(pkt.ip.src, sport),
-            SocketAddrV4::new(pkt.ip.dst, dport),
-        );
-        if pkt.ip.has_options() {
-            stats.ip_options += 1;
-            if self.drop_ip_options {
-                return Err(DropReason::IpOptions);
-            }
-        }
+        let key = pkt.tuple().ok_or(DropReason::NotForUs)?;
+        self.ip_options_gate(pkt, stats)?;
         // Sessions first: an SNAT session's outgoing packet, or (real side) a NAT real
         // server's reply, which is NAT's to forward.
         let found = self.lookup_live(&key, now, stats);
@@ -78,11 +65,11 @@ impl FullNat {
         if packet::ttl_expires(pkt.ip.ttl) {
             return Err(DropReason::TtlExpired);
         }
-        if let Some((id, _)) = found {
-            if !self.reused_port(id, tcp) {
-                return self.forward(rx_port, frame, pkt, id, Direction::Input, tcp, now, stats);
+        // A client-side session here (a real-server-side one went to NAT above).
+        if let Some(found) = found {
+            if let Some(done) = self.forward_or_reuse(rx_port, frame, pkt, found, tcp, now, stats) {
+                return done;
             }
-            self.end_session(id, stats);
         }
         if !tcp.is_none_or(|f| f.syn() && !f.ack()) {
             return Err(DropReason::NoSession);
@@ -128,18 +115,8 @@ impl FullNat {
             _ => return Err(DropReason::IcmpUnsupported),
         };
         let owner = owner_of(key.dst_port, self.workers);
-        if owner != self.id {
-            return Ok(Verdict::Redirect { worker: owner });
-        }
-        if packet::ttl_expires(pkt.ip.ttl) {
-            return Err(DropReason::TtlExpired);
-        }
-        match self.lookup_live(&key, now, stats) {
-            Some((id, Side::Real)) => {
-                self.forward(rx_port, frame, pkt, id, Direction::Output, None, now, stats)
-            }
-            _ => Err(DropReason::NoSession),
-        }
+        self.forward_reply(owner, rx_port, frame, pkt, &key, None, None, now, stats)
+            .unwrap_or(Err(DropReason::NoSession))
     }
 
     /// True when `service` (an index in `services`) is an SNAT service.

@@ -35,9 +35,11 @@ use std::sync::OnceLock;
 use super::client_addr::{ADJ_SP, ADJ_SP_WAIT, ADJ_SP_WIN};
 use super::*;
 use crate::packet::checksum;
-use crate::packet::ipv4::IPPROTO_TCP;
-use crate::packet::l4::{TcpFlags, Transport};
-use crate::packet::{self, PacketV4, Tuple};
+use crate::packet::ipv4::{DONT_FRAGMENT, IPPROTO_TCP, IPV4_MIN_HEADER_LEN};
+use crate::packet::l4::{TcpFlags, Transport, TCP_MIN_HEADER_LEN};
+use crate::packet::{
+    self, EthernetHeader, Ipv4Header, PacketV4, TcpHeader, Tuple, ETHERTYPE_IPV4, ETH_HEADER_LEN,
+};
 use crate::session::{Direction, SessionId};
 
 /// The MSS values a cookie can carry (Linux's IPv4 table): the client's MSS is rounded down
@@ -63,8 +65,10 @@ const DATA_MASK: u32 = 0x7F;
 const MAC_MASK: u32 = 0xFF_FF80;
 /// Window scale "none" in the cookie's data.
 const NO_WSCALE: u32 = 15;
-const ETH: usize = 14;
-const IP: usize = 20;
+const ETH: usize = ETH_HEADER_LEN;
+const IP: usize = IPV4_MIN_HEADER_LEN;
+/// Where a built segment's TCP header ends and its options begin.
+const TCP: usize = TCP_MIN_HEADER_LEN;
 
 /// What a client's SYN offered, as a cookie keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,37 +285,42 @@ pub(super) struct Segment<'a> {
 }
 
 /// Writes an Ethernet/IPv4/TCP frame into `buf` around a payload already at its place
-/// (`buf[ETH + IP + 20 + opts.len()..][..payload_len]`); checksums computed. Returns its length.
+/// (`buf[ETH + IP + TCP + opts.len()..][..payload_len]`); checksums computed. Returns its
+/// length.
 pub(super) fn build(buf: &mut [u8], s: &Segment, payload_len: usize) -> usize {
-    let hl = 20 + s.opts.len();
+    let hl = TCP + s.opts.len();
     let l4_len = hl + payload_len;
     let end = ETH + IP + l4_len;
-    buf[..6].copy_from_slice(&s.macs.1);
-    buf[6..12].copy_from_slice(&s.macs.0);
-    buf[12..14].copy_from_slice(&[0x08, 0x00]);
+    if let Ok(mut eth) = EthernetHeader::new_checked_mut(buf) {
+        eth.set_macs(s.macs.0, s.macs.1);
+        eth.set_ethertype(ETHERTYPE_IPV4);
+    }
     let ip = &mut buf[ETH..ETH + IP];
-    ip[0] = 0x45;
-    ip[1] = 0;
-    ip[2..4].copy_from_slice(&((IP + l4_len) as u16).to_be_bytes());
-    ip[4..6].copy_from_slice(&[0, 0]);
-    ip[6..8].copy_from_slice(&[0x40, 0]); // DF
-    ip[8] = 64;
-    ip[9] = IPPROTO_TCP;
-    ip[10..12].copy_from_slice(&[0, 0]);
-    ip[12..16].copy_from_slice(&s.src.0.to_be_bytes());
-    ip[16..20].copy_from_slice(&s.dst.0.to_be_bytes());
+    ip.fill(0);
+    if let Ok(mut h) = Ipv4Header::new_mut(ip) {
+        h.set_version_and_header_len(IP);
+        h.set_total_len((IP + l4_len) as u16);
+        h.set_flags_frag(DONT_FRAGMENT);
+        h.set_ttl(64);
+        h.set_proto(IPPROTO_TCP);
+        h.set_src(s.src.0);
+        h.set_dst(s.dst.0);
+    }
     let c = checksum::checksum(ip, 0);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    if let Ok(mut h) = Ipv4Header::new_mut(ip) {
+        h.set_checksum(c);
+    }
     let t = &mut buf[ETH + IP..end];
-    t[0..2].copy_from_slice(&s.src.1.to_be_bytes());
-    t[2..4].copy_from_slice(&s.dst.1.to_be_bytes());
-    t[4..8].copy_from_slice(&s.seq.to_be_bytes());
-    t[8..12].copy_from_slice(&s.ack.to_be_bytes());
-    t[12] = ((hl / 4) as u8) << 4;
-    t[13] = s.flags;
-    t[14..16].copy_from_slice(&s.window.to_be_bytes());
-    t[16..20].copy_from_slice(&[0, 0, 0, 0]);
-    t[20..hl].copy_from_slice(s.opts);
+    t[..TCP].fill(0);
+    if let Ok(mut h) = TcpHeader::new_mut(t) {
+        h.set_ports(s.src.1, s.dst.1);
+        h.set_seq(s.seq);
+        h.set_ack(s.ack);
+        h.set_header_len(hl);
+        h.set_flags(TcpFlags(s.flags));
+        h.set_window(s.window);
+    }
+    t[TCP..hl].copy_from_slice(s.opts);
     let c = checksum::checksum(
         t,
         checksum::pseudo_header_sum(
@@ -321,13 +330,10 @@ pub(super) fn build(buf: &mut [u8], s: &Segment, payload_len: usize) -> usize {
             l4_len as u16,
         ),
     );
-    t[16..18].copy_from_slice(&c.to_be_bytes());
+    if let Ok(mut h) = TcpHeader::new_mut(t) {
+        h.set_checksum(c);
+    }
     end
-}
-
-#[inline]
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// The parts of a TCP packet the SYN proxy reads.
@@ -346,11 +352,12 @@ fn tcp_parts<'a>(frame: &'a [u8], pkt: &PacketV4) -> Option<TcpParts<'a>> {
     let (l4, end) = (pkt.ip.l4(), pkt.ip.end());
     let seg = frame.get(l4..end)?;
     let hl = usize::from(t.header_len);
+    let h = TcpHeader::new_checked(seg).ok()?;
     Some(TcpParts {
-        seq: be32(seg, 4)?,
-        ack: be32(seg, 8)?,
-        window: u16::from_be_bytes([*seg.get(14)?, *seg.get(15)?]),
-        opts: seg.get(20..hl)?,
+        seq: h.seq(),
+        ack: h.ack(),
+        window: h.window(),
+        opts: seg.get(TCP..hl)?,
         payload: seg.get(hl..)?,
     })
 }
@@ -466,9 +473,8 @@ impl FullNat {
         });
         let mut o = [0u8; 12];
         let n = offered.write(offered.mss, offered.wscale, &mut o);
-        let mut macs = ([0; 6], [0; 6]);
-        macs.0.copy_from_slice(&eth[6..12]);
-        macs.1.copy_from_slice(&eth[..6]);
+        let eth = EthernetHeader::new_checked(&eth)?;
+        let macs = (eth.src_mac(), eth.dst_mac());
         let len = build(
             &mut sp.scratch,
             &Segment {
@@ -483,21 +489,8 @@ impl FullNat {
             },
             0,
         );
-        let result = packet::parse(&sp.scratch[..len]).and_then(|syn| {
-            let v = self.forward_inner(
-                &mut sp.scratch[..len],
-                &syn,
-                id,
-                Direction::Input,
-                Some(syn.tcp_flags().unwrap_or_default()),
-                now,
-                stats,
-            )?;
-            Ok((v, syn))
-        });
-        let verdict = match result {
-            Ok((v, syn)) => {
-                sp.replace = Some((len, syn));
+        let verdict = match self.forward_as_client(&mut sp, len, id, now, stats) {
+            Ok(v) => {
                 if let Some(a) = self.adjust.get_mut(id as usize) {
                     a.flags |= ADJ_SP_WAIT;
                     a.out_delta = cookie;
@@ -611,7 +604,7 @@ impl FullNat {
         }
         let first_seq = a.first_seq;
         let mut sp = self.sp.take().ok_or(DropReason::NoSession)?;
-        let at = ETH + IP + 20;
+        let at = ETH + IP + TCP;
         let mut payload_len = 0;
         if let Some(i) = sp.slot_of(id) {
             payload_len = usize::from(sp.len[i]);
@@ -620,11 +613,8 @@ impl FullNat {
                 .copy_from_slice(&data[i * HOLD_BYTES..i * HOLD_BYTES + payload_len]);
             sp.owner[i] = u32::MAX;
         }
-        let mut macs = ([0; 6], [0; 6]);
-        macs.0
-            .copy_from_slice(frame.get(6..12).ok_or(DropReason::Truncated)?);
-        macs.1
-            .copy_from_slice(frame.get(..6).ok_or(DropReason::Truncated)?);
+        let eth = EthernetHeader::new_checked(frame)?;
+        let macs = (eth.src_mac(), eth.dst_mac());
         let flags = if payload_len > 0 {
             TcpFlags::ACK | TcpFlags::PSH
         } else {
@@ -644,24 +634,28 @@ impl FullNat {
             },
             payload_len,
         );
-        let result = packet::parse(&sp.scratch[..len]).and_then(|pkt| {
-            let v = self.forward_inner(
-                &mut sp.scratch[..len],
-                &pkt,
-                id,
-                Direction::Input,
-                pkt.tcp_flags(),
-                now,
-                stats,
-            )?;
-            Ok((v, pkt))
-        });
-        let verdict = result.map(|(v, pkt)| {
-            sp.replace = Some((len, pkt));
-            v
-        });
+        let verdict = self.forward_as_client(&mut sp, len, id, now, stats);
         self.sp = Some(sp);
         verdict
+    }
+
+    /// The segment `build` wrote into the first `len` bytes of `sp.scratch` (the client's,
+    /// as the SYN proxy stands in for it) through the one forward path toward session `id`'s
+    /// real server; once it can leave, it replaces the frame being processed (`sp.replace`).
+    fn forward_as_client(
+        &mut self,
+        sp: &mut SynProxy,
+        len: usize,
+        id: SessionId,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
+        let pkt = packet::parse(&sp.scratch[..len])?;
+        let flags = pkt.tcp_flags();
+        let frame = &mut sp.scratch[..len];
+        let v = self.forward_inner(frame, &pkt, id, Direction::Input, flags, now, stats)?;
+        sp.replace = Some((len, pkt));
+        Ok(v)
     }
 }
 

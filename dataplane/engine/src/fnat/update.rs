@@ -754,8 +754,8 @@ mod tests {
     use super::*;
     use crate::packet::Tuple;
     use crate::rules::{
-        EditStep, Endpoint, Ipv4Cidr, Mode, Persistence, PortGroup, PortRule, Protocol, Route,
-        SchedFlags, SchedulerKind, ServiceEdits, Thresholds,
+        EditStep, Endpoint, Ipv4Cidr, Persistence, PortGroup, Protocol, SchedFlags, SchedulerKind,
+        ServiceEdits, Thresholds,
     };
     use crate::sched::load::LoadBoard;
     use std::net::Ipv4Addr;
@@ -768,29 +768,7 @@ mod tests {
     }
 
     fn base() -> Rules {
-        let mut r = Rules::passthrough(
-            vec![
-                PortRule {
-                    name: "wan".into(),
-                    mac: [2, 0, 0, 0, 0, 1],
-                    addresses: vec![cidr([198, 18, 0, 1], 24)],
-                },
-                PortRule {
-                    name: "lan".into(),
-                    mac: [2, 0, 0, 0, 0, 2],
-                    addresses: vec![cidr([198, 19, 0, 1], 16)],
-                },
-            ],
-            vec![],
-        );
-        r.mode = Mode::FullNat;
-        r.session_capacity = 64;
-        r.routes = vec![Route {
-            prefix: cidr([0, 0, 0, 0], 0),
-            port: 1,
-            via: Some(Ipv4Addr::new(198, 19, 0, 254)),
-        }];
-        r
+        crate::rules::fixture::two_ports(64)
     }
 
     fn service(id: u32, vip: u8, port: u16, kind: SchedulerKind, reals: &[(u32, u32)]) -> Service {

@@ -557,8 +557,8 @@ impl Neighbours {
                 Some(mac) => {
                     let bytes = &mut self.hold.buf
                         [i * HOLD_SLOT_BYTES..i * HOLD_SLOT_BYTES + usize::from(h.len)];
-                    if let Some(d) = bytes.get_mut(0..6) {
-                        d.copy_from_slice(&mac);
+                    if let Ok(mut eth) = crate::packet::EthernetHeader::new_checked_mut(bytes) {
+                        eth.set_dst_mac(mac);
                     }
                     match emit(h.port, bytes) {
                         Emit::Busy => return false,

@@ -38,3 +38,28 @@ pub(crate) fn set_u32(buf: &mut [u8], at: usize, value: u32) -> Option<()> {
     *array_mut(buf, at)? = value.to_be_bytes();
     Some(())
 }
+
+/// The big-endian 16-bit word at `at` of a fixed-size header (the views' accessors: `at` is a
+/// `field` constant of that header, so always inside it).
+#[inline(always)]
+pub(crate) fn be16<const N: usize>(h: &[u8; N], at: usize) -> u16 {
+    u16::from_be_bytes([h[at], h[at + 1]])
+}
+
+/// The big-endian 32-bit word at `at` of a fixed-size header.
+#[inline(always)]
+pub(crate) fn be32<const N: usize>(h: &[u8; N], at: usize) -> u32 {
+    u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+}
+
+/// Writes `value` big-endian at `at` of a fixed-size header.
+#[inline(always)]
+pub(crate) fn put16<const N: usize>(h: &mut [u8; N], at: usize, value: u16) {
+    h[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Writes `value` big-endian at `at` of a fixed-size header.
+#[inline(always)]
+pub(crate) fn put32<const N: usize>(h: &mut [u8; N], at: usize, value: u32) {
+    h[at..at + 4].copy_from_slice(&value.to_be_bytes());
+}

@@ -2,6 +2,7 @@
 
 use std::borrow::{Borrow, BorrowMut};
 
+use super::bytes::{be16, put16};
 use crate::verdict::DropReason;
 
 /// Length of an untagged Ethernet II header.
@@ -73,8 +74,7 @@ impl<T: Borrow<[u8; ETH_HEADER_LEN]>> EthernetHeader<T> {
 
     #[inline]
     pub fn ethertype(&self) -> u16 {
-        let h = self.bytes();
-        u16::from_be_bytes([h[field::ETHERTYPE], h[field::ETHERTYPE + 1]])
+        be16(self.bytes(), field::ETHERTYPE)
     }
 }
 
@@ -87,10 +87,15 @@ impl<T: BorrowMut<[u8; ETH_HEADER_LEN]>> EthernetHeader<T> {
         h[field::SRC_MAC].copy_from_slice(&src);
     }
 
+    /// Sets the destination MAC (a next hop that resolved).
+    #[inline]
+    pub fn set_dst_mac(&mut self, dst: [u8; 6]) {
+        self.0.borrow_mut()[field::DST_MAC].copy_from_slice(&dst);
+    }
+
     #[inline]
     pub fn set_ethertype(&mut self, ethertype: u16) {
-        self.0.borrow_mut()[field::ETHERTYPE..field::ETHERTYPE + 2]
-            .copy_from_slice(&ethertype.to_be_bytes());
+        put16(self.0.borrow_mut(), field::ETHERTYPE, ethertype);
     }
 
     /// Swaps source and destination MAC (answering on the port a frame came in on).

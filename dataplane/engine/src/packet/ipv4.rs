@@ -4,6 +4,7 @@
 use std::borrow::{Borrow, BorrowMut};
 use std::net::Ipv4Addr;
 
+use super::bytes::{be16, be32, put16, put32};
 use super::ether::{EthernetHeader, ETHERTYPE_IPV4, ETH_HEADER_LEN};
 use crate::verdict::DropReason;
 
@@ -17,7 +18,9 @@ pub const IPV4_MIN_HEADER_LEN: usize = 20;
 /// Byte offsets of the header's fields.
 pub mod field {
     pub const VER_IHL: usize = 0;
+    pub const TOS: usize = 1;
     pub const TOTAL_LEN: usize = 2;
+    pub const IDENT: usize = 4;
     pub const FLAGS_FRAG: usize = 6;
     pub const TTL: usize = 8;
     pub const PROTO: usize = 9;
@@ -26,6 +29,8 @@ pub mod field {
     pub const DST: usize = 16;
 }
 
+/// Don't Fragment, in the flags and fragment offset word.
+pub const DONT_FRAGMENT: u16 = 0x4000;
 const MORE_FRAGMENTS: u16 = 0x2000;
 const FRAG_OFFSET_MASK: u16 = 0x1FFF;
 
@@ -99,16 +104,6 @@ impl<'a> Ipv4Header<&'a mut Fixed> {
     }
 }
 
-#[inline]
-fn be16(h: &Fixed, at: usize) -> u16 {
-    u16::from_be_bytes([h[at], h[at + 1]])
-}
-
-#[inline]
-fn be32(h: &Fixed, at: usize) -> u32 {
-    u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
-}
-
 impl<T: Borrow<Fixed>> Ipv4Header<T> {
     #[inline]
     fn bytes(&self) -> &Fixed {
@@ -118,6 +113,11 @@ impl<T: Borrow<Fixed>> Ipv4Header<T> {
     #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.bytes()[field::VER_IHL] & 0x0F) * 4
+    }
+    /// Type of service (DSCP and ECN).
+    #[inline]
+    pub fn tos(&self) -> u8 {
+        self.bytes()[field::TOS]
     }
     #[inline]
     pub fn total_len(&self) -> u16 {
@@ -162,22 +162,47 @@ impl<T: BorrowMut<Fixed>> Ipv4Header<T> {
     fn bytes_mut(&mut self) -> &mut Fixed {
         self.0.borrow_mut()
     }
+    /// Version 4 and a header of `len` bytes (a multiple of 4, 20..=60).
+    #[inline]
+    pub fn set_version_and_header_len(&mut self, len: usize) {
+        self.bytes_mut()[field::VER_IHL] = 0x40 | ((len / 4) as u8 & 0x0F);
+    }
+    #[inline]
+    pub fn set_tos(&mut self, tos: u8) {
+        self.bytes_mut()[field::TOS] = tos;
+    }
+    #[inline]
+    pub fn set_total_len(&mut self, len: u16) {
+        put16(self.bytes_mut(), field::TOTAL_LEN, len);
+    }
+    #[inline]
+    pub fn set_ident(&mut self, ident: u16) {
+        put16(self.bytes_mut(), field::IDENT, ident);
+    }
+    /// The flags and fragment offset word.
+    #[inline]
+    pub fn set_flags_frag(&mut self, flags_frag: u16) {
+        put16(self.bytes_mut(), field::FLAGS_FRAG, flags_frag);
+    }
+    #[inline]
+    pub fn set_proto(&mut self, proto: u8) {
+        self.bytes_mut()[field::PROTO] = proto;
+    }
     #[inline]
     pub fn set_ttl(&mut self, ttl: u8) {
         self.bytes_mut()[field::TTL] = ttl;
     }
     #[inline]
     pub fn set_checksum(&mut self, check: u16) {
-        self.bytes_mut()[field::CHECKSUM..field::CHECKSUM + 2]
-            .copy_from_slice(&check.to_be_bytes());
+        put16(self.bytes_mut(), field::CHECKSUM, check);
     }
     #[inline]
     pub fn set_src(&mut self, addr: u32) {
-        self.bytes_mut()[field::SRC..field::SRC + 4].copy_from_slice(&addr.to_be_bytes());
+        put32(self.bytes_mut(), field::SRC, addr);
     }
     #[inline]
     pub fn set_dst(&mut self, addr: u32) {
-        self.bytes_mut()[field::DST..field::DST + 4].copy_from_slice(&addr.to_be_bytes());
+        put32(self.bytes_mut(), field::DST, addr);
     }
 }
 

@@ -93,12 +93,13 @@ pub fn translate(frame: &mut [u8], pkt: &PacketV4, to: &Tuple) -> Result<(), Dro
             u.set_checksum(check);
         }
         L4Header::Echo(h) => {
-            // Bytes 2..4: checksum, 4..6: identifier; the addresses are not covered.
-            let old_id = u16::from_be_bytes([h[4], h[5]]);
-            let check =
-                super::checksum::update16(u16::from_be_bytes([h[2], h[3]]), old_id, to.src_port);
-            h[2..4].copy_from_slice(&check.to_be_bytes());
-            h[4..6].copy_from_slice(&to.src_port.to_be_bytes());
+            // The identifier changes; the addresses are not covered by the ICMP checksum.
+            use super::icmp::field::{CHECKSUM, ID};
+            let word =
+                |h: &[u8; ICMP_ECHO_HEADER_LEN], at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+            let check = super::checksum::update16(word(h, CHECKSUM), word(h, ID), to.src_port);
+            h[CHECKSUM..CHECKSUM + 2].copy_from_slice(&check.to_be_bytes());
+            h[ID..ID + 2].copy_from_slice(&to.src_port.to_be_bytes());
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use std::borrow::{Borrow, BorrowMut};
 
+use super::bytes::{be16, be32, put16, put32};
 use super::l4::TcpFlags;
 use crate::verdict::DropReason;
 
@@ -11,9 +12,13 @@ pub const TCP_MIN_HEADER_LEN: usize = 20;
 pub mod field {
     pub const SRC_PORT: usize = 0;
     pub const DST_PORT: usize = 2;
+    pub const SEQ: usize = 4;
+    pub const ACK: usize = 8;
     pub const DATA_OFFSET: usize = 12;
     pub const FLAGS: usize = 13;
+    pub const WINDOW: usize = 14;
     pub const CHECKSUM: usize = 16;
+    pub const URGENT: usize = 18;
 }
 
 type Fixed = [u8; TCP_MIN_HEADER_LEN];
@@ -70,13 +75,24 @@ impl<T: Borrow<Fixed>> TcpHeader<T> {
     }
     #[inline]
     pub fn src_port(&self) -> u16 {
-        let h = self.bytes();
-        u16::from_be_bytes([h[field::SRC_PORT], h[field::SRC_PORT + 1]])
+        be16(self.bytes(), field::SRC_PORT)
     }
     #[inline]
     pub fn dst_port(&self) -> u16 {
-        let h = self.bytes();
-        u16::from_be_bytes([h[field::DST_PORT], h[field::DST_PORT + 1]])
+        be16(self.bytes(), field::DST_PORT)
+    }
+    #[inline]
+    pub fn seq(&self) -> u32 {
+        be32(self.bytes(), field::SEQ)
+    }
+    #[inline]
+    pub fn ack(&self) -> u32 {
+        be32(self.bytes(), field::ACK)
+    }
+    /// The window field as sent (unscaled).
+    #[inline]
+    pub fn window(&self) -> u16 {
+        be16(self.bytes(), field::WINDOW)
     }
     /// Data offset in bytes (20..=60), options included.
     #[inline]
@@ -89,22 +105,42 @@ impl<T: Borrow<Fixed>> TcpHeader<T> {
     }
     #[inline]
     pub fn checksum(&self) -> u16 {
-        let h = self.bytes();
-        u16::from_be_bytes([h[field::CHECKSUM], h[field::CHECKSUM + 1]])
+        be16(self.bytes(), field::CHECKSUM)
     }
 }
 
 impl<T: BorrowMut<Fixed>> TcpHeader<T> {
     #[inline]
     pub fn set_ports(&mut self, src: u16, dst: u16) {
+        put16(self.0.borrow_mut(), field::SRC_PORT, src);
+        put16(self.0.borrow_mut(), field::DST_PORT, dst);
+    }
+    #[inline]
+    pub fn set_seq(&mut self, seq: u32) {
+        put32(self.0.borrow_mut(), field::SEQ, seq);
+    }
+    #[inline]
+    pub fn set_ack(&mut self, ack: u32) {
+        put32(self.0.borrow_mut(), field::ACK, ack);
+    }
+    /// Sets the data offset to `len` bytes (a multiple of 4, 20..=60), keeping the reserved
+    /// bits beside it.
+    #[inline]
+    pub fn set_header_len(&mut self, len: usize) {
         let h = self.0.borrow_mut();
-        h[field::SRC_PORT..field::SRC_PORT + 2].copy_from_slice(&src.to_be_bytes());
-        h[field::DST_PORT..field::DST_PORT + 2].copy_from_slice(&dst.to_be_bytes());
+        h[field::DATA_OFFSET] = (((len / 4) as u8) << 4) | (h[field::DATA_OFFSET] & 0x0F);
+    }
+    #[inline]
+    pub fn set_flags(&mut self, flags: TcpFlags) {
+        self.0.borrow_mut()[field::FLAGS] = flags.0;
+    }
+    #[inline]
+    pub fn set_window(&mut self, window: u16) {
+        put16(self.0.borrow_mut(), field::WINDOW, window);
     }
     #[inline]
     pub fn set_checksum(&mut self, check: u16) {
-        self.0.borrow_mut()[field::CHECKSUM..field::CHECKSUM + 2]
-            .copy_from_slice(&check.to_be_bytes());
+        put16(self.0.borrow_mut(), field::CHECKSUM, check);
     }
 }
 

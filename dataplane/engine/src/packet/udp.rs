@@ -2,6 +2,7 @@
 
 use std::borrow::{Borrow, BorrowMut};
 
+use super::bytes::{be16, put16};
 use crate::verdict::DropReason;
 
 pub const UDP_HEADER_LEN: usize = 8;
@@ -55,40 +56,38 @@ impl<'a> UdpHeader<&'a mut Fixed> {
 
 impl<T: Borrow<Fixed>> UdpHeader<T> {
     #[inline]
-    fn word(&self, at: usize) -> u16 {
-        let h = self.0.borrow();
-        u16::from_be_bytes([h[at], h[at + 1]])
-    }
-    #[inline]
     pub fn src_port(&self) -> u16 {
-        self.word(field::SRC_PORT)
+        be16(self.0.borrow(), field::SRC_PORT)
     }
     #[inline]
     pub fn dst_port(&self) -> u16 {
-        self.word(field::DST_PORT)
+        be16(self.0.borrow(), field::DST_PORT)
     }
     /// The length field (header + payload).
     #[inline]
     pub fn length(&self) -> u16 {
-        self.word(field::LENGTH)
+        be16(self.0.borrow(), field::LENGTH)
     }
     /// 0 means the sender computed none.
     #[inline]
     pub fn checksum(&self) -> u16 {
-        self.word(field::CHECKSUM)
+        be16(self.0.borrow(), field::CHECKSUM)
     }
 }
 
 impl<T: BorrowMut<Fixed>> UdpHeader<T> {
     #[inline]
     pub fn set_ports(&mut self, src: u16, dst: u16) {
-        let h = self.0.borrow_mut();
-        h[field::SRC_PORT..field::SRC_PORT + 2].copy_from_slice(&src.to_be_bytes());
-        h[field::DST_PORT..field::DST_PORT + 2].copy_from_slice(&dst.to_be_bytes());
+        put16(self.0.borrow_mut(), field::SRC_PORT, src);
+        put16(self.0.borrow_mut(), field::DST_PORT, dst);
+    }
+    /// Sets the length field (header + payload).
+    #[inline]
+    pub fn set_length(&mut self, length: u16) {
+        put16(self.0.borrow_mut(), field::LENGTH, length);
     }
     #[inline]
     pub fn set_checksum(&mut self, check: u16) {
-        self.0.borrow_mut()[field::CHECKSUM..field::CHECKSUM + 2]
-            .copy_from_slice(&check.to_be_bytes());
+        put16(self.0.borrow_mut(), field::CHECKSUM, check);
     }
 }

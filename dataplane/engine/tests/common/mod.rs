@@ -466,3 +466,31 @@ pub fn tcp_flags(o: &Out) -> (bool, bool, bool, bool) {
         _ => panic!("not tcp"),
     }
 }
+
+/// An ARP frame (Ethernet II by etherparse, RFC 826 body by hand), padded to 60 bytes.
+pub fn arp_frame(
+    eth_dst: [u8; 6],
+    eth_src: [u8; 6],
+    op: u16,
+    sha: [u8; 6],
+    spa: Ipv4Addr,
+    tha: [u8; 6],
+    tpa: Ipv4Addr,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    etherparse::Ethernet2Header {
+        source: eth_src,
+        destination: eth_dst,
+        ether_type: etherparse::EtherType::ARP,
+    }
+    .write(&mut out)
+    .unwrap();
+    out.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
+    out.extend_from_slice(&op.to_be_bytes());
+    out.extend_from_slice(&sha);
+    out.extend_from_slice(&spa.octets());
+    out.extend_from_slice(&tha);
+    out.extend_from_slice(&tpa.octets());
+    out.resize(60, 0);
+    out
+}
