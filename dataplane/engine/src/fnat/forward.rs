@@ -156,14 +156,15 @@ impl FullNat {
         self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
         super::sync::move_active(stats, svc_slot, rs_slot, old_state, state);
         let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
-        self.wheel.schedule(id, now, now.saturating_add(timeout));
+        self.wheel
+            .schedule(&mut self.table, id, now, now.saturating_add(timeout));
         self.sync_note(id, Some(old_state), dir == Direction::Input, now);
         Ok(verdict)
     }
 
     /// Counts one forwarded packet of session `id` (service slot `svc_slot`, real-server slot
-    /// `rs_slot`) in the session, its service and its real server: every stage that forwards
-    /// counts through here.
+    /// `rs_slot`) in the session (packets), its service and its real server (packets and
+    /// bytes): every stage that forwards counts through here.
     #[inline(always)]
     pub(super) fn count_packet(
         &mut self,
@@ -177,14 +178,8 @@ impl FullNat {
         let bytes = u64::from(pkt.ip.total_len);
         if let Some(m) = self.table.get_mut(id) {
             match dir {
-                Direction::Input => {
-                    m.packets_in = m.packets_in.wrapping_add(1);
-                    m.bytes_in = m.bytes_in.wrapping_add(bytes);
-                }
-                Direction::Output => {
-                    m.packets_out = m.packets_out.wrapping_add(1);
-                    m.bytes_out = m.bytes_out.wrapping_add(bytes);
-                }
+                Direction::Input => m.packets_in = m.packets_in.wrapping_add(1),
+                Direction::Output => m.packets_out = m.packets_out.wrapping_add(1),
             }
         }
         if let Some(st) = stats.services.get_mut(usize::from(svc_slot)) {

@@ -279,7 +279,7 @@ impl FullNat {
         }
         if let Some(last) = self.sync.synced_end.get_mut(id as usize) {
             // sync_refresh_period: an unforced sync waits until the expiry moved enough.
-            let end = self.wheel.deadline(id).unwrap_or(now);
+            let end = self.wheel.deadline(&self.table, id).unwrap_or(now);
             if !forced && *last > now {
                 let moved_s = (end as i64).wrapping_sub(*last as i64) / NS_PER_SEC as i64;
                 if !rules.refresh_allows(moved_s, end.saturating_sub(now) / NS_PER_SEC) {
@@ -317,7 +317,7 @@ impl FullNat {
         if snat {
             return None;
         }
-        let deadline = self.wheel.deadline(id).unwrap_or(now);
+        let deadline = self.wheel.deadline(&self.table, id).unwrap_or(now);
         let method = s.method();
         let mut flags = method_flags(method);
         if !s.state.is_active() {
@@ -466,7 +466,7 @@ impl FullNat {
             s.state = state;
             let (svc_slot, rs_slot) = (s.svc_slot, s.rs_slot);
             move_active(stats, svc_slot, rs_slot, old, state);
-            self.wheel.schedule(id, now, deadline);
+            self.wheel.schedule(&mut self.table, id, now, deadline);
             return Ok(Installed::Refreshed);
         }
         let rs_port = if real.port == 0 {
@@ -576,7 +576,7 @@ impl FullNat {
                 stats.templates_full += 1;
             }
         }
-        self.wheel.schedule(id, now, deadline);
+        self.wheel.schedule(&mut self.table, id, now, deadline);
         Ok(Installed::New)
     }
 }

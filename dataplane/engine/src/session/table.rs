@@ -8,9 +8,11 @@
 //! fails while lookups and removals keep working.
 //!
 //! Memory: a [`Session`] is 64 bytes; the index costs 4 entries × 8 bytes = 32 bytes per
-//! session slot; the timer wheel adds 24 bytes per slot: 120 bytes per session in all.
+//! session slot; the timer wheel adds 16 bytes per slot (its links: the deadline is in the
+//! session): 112 bytes per session in all.
 
 use super::tcp::ConnState;
+use super::timer::{Deadlines, NO_DEADLINE};
 use crate::packet::Tuple;
 use crate::rules::{Method, Tunnel, TunnelKind};
 
@@ -27,6 +29,10 @@ pub enum Side {
 }
 
 /// One full-NAT session. `proto == 0` marks a free arena slot.
+///
+/// Everything a packet of an established session reads or writes is in this one line: its
+/// keys, its slots, its state, its packet counts and its deadline. Byte counts are kept per
+/// service and per real server only (nothing reads them per session).
 ///
 /// Aligned to a cache line so that a packet's session is one line, not two: the allocator
 /// hands a large `Vec` an address 16 bytes past a page start (glibc's chunk header), which
@@ -57,10 +63,16 @@ pub struct Session {
     pub rs_slot: u16,
     pub proto: u8,
     pub state: ConnState,
+    /// Packets from the client (what session sync's threshold counts).
     pub packets_in: u32,
+    /// Packets from the real server.
     pub packets_out: u32,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
+    /// When the session times out (ns, the worker's clock): kept here, not in the timer
+    /// wheel, so that the refresh on every packet writes the line the packet already loaded.
+    /// [`NO_DEADLINE`] while the wheel does not hold the session (see [`super::timer`]): a
+    /// session is live at `now` exactly when `deadline > now`. The table sets it to
+    /// [`NO_DEADLINE`] on insertion; only the wheel changes it.
+    pub deadline: u64,
 }
 
 /// `lip_slot` values from here up are not local-address slots: they name the method of a
@@ -476,6 +488,11 @@ impl SessionTable {
         if !session.is_live() {
             return Err(InsertError::Invalid);
         }
+        // Not in the wheel yet: a deadline here would make the wheel take it as scheduled.
+        let session = Session {
+            deadline: NO_DEADLINE,
+            ..session
+        };
         let (ck, rk) = (session.client_key(), session.real_key());
         if !session.has_real_key() {
             let ct = hash(self.seed, &ck);
@@ -558,6 +575,18 @@ impl SessionTable {
     /// The session in arena slot `id` if live: for sweeps over the whole arena.
     pub fn slot(&self, id: usize) -> Option<&Session> {
         self.sessions.get(id).filter(|s| s.is_live())
+    }
+}
+
+/// The wheel keeps each session's deadline in the session (see [`Session::deadline`]).
+impl Deadlines for SessionTable {
+    #[inline(always)]
+    fn deadline_mut(&mut self, id: u32) -> Option<&mut u64> {
+        self.get_mut(id).map(|s| &mut s.deadline)
+    }
+    #[inline]
+    fn deadline(&self, id: u32) -> u64 {
+        self.get(id).map_or(NO_DEADLINE, |s| s.deadline)
     }
 }
 
