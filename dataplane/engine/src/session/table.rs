@@ -488,11 +488,6 @@ impl SessionTable {
         if !session.is_live() {
             return Err(InsertError::Invalid);
         }
-        // Not in the wheel yet: a deadline here would make the wheel take it as scheduled.
-        let session = Session {
-            deadline: NO_DEADLINE,
-            ..session
-        };
         let (ck, rk) = (session.client_key(), session.real_key());
         if !session.has_real_key() {
             let ct = hash(self.seed, &ck);
@@ -500,7 +495,7 @@ impl SessionTable {
                 return Err(InsertError::Exists);
             };
             let id = self.free.pop().ok_or(InsertError::Full)?;
-            self.sessions[id as usize] = session;
+            self.place(id, session);
             self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
             return Ok(id);
         }
@@ -517,7 +512,7 @@ impl SessionTable {
             return Err(InsertError::Exists);
         };
         let id = self.free.pop().ok_or(InsertError::Full)?;
-        self.sessions[id as usize] = session;
+        self.place(id, session);
         self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
         // The client key may have taken the entry the real key's probe ended at: the real key
         // then goes to the next empty one, as if it had been probed after the insertion.
@@ -529,6 +524,16 @@ impl SessionTable {
         }
         self.index[rpos] = ((rt as u64) << 32) | u64::from((id << 1) | 1);
         Ok(id)
+    }
+
+    /// Writes `session` into free arena slot `id`, not scheduled yet: a deadline there would
+    /// make the wheel take it as scheduled (see [`Session::deadline`]).
+    #[inline(always)]
+    fn place(&mut self, id: SessionId, session: Session) {
+        if let Some(slot) = self.sessions.get_mut(id as usize) {
+            *slot = session;
+            slot.deadline = NO_DEADLINE;
+        }
     }
 
     /// The empty index position where `key` (hash `tag`) would be inserted, or `None` when
