@@ -268,9 +268,10 @@ impl TimerWheel {
             }
             work += 1;
             self.unlink(id);
-            let deadline = store.deadline(id);
+            let stored = store.deadline_mut(id);
+            let deadline = stored.as_deref().copied().unwrap_or(NO_DEADLINE);
             if deadline <= now_ns {
-                if let Some(d) = store.deadline_mut(id) {
+                if let Some(d) = stored {
                     *d = NO_DEADLINE;
                 }
                 out.push(id);
