@@ -61,7 +61,7 @@ const ADDR_OWN: u32 = 4;
 const ADDR_STANDBY: u32 = 8;
 
 /// Live sessions from which a burst's prefetch stages pay. Below, the sessions, their index
-/// and timer nodes (120 B a session: under 1 MiB) stay in the core's L2 and the stages only
+/// and timer nodes (112 B a session: under 1 MiB) stay in the core's L2 and the stages only
 /// cost: 1k sessions forward 15 % faster without the session prefetch, 10k the same either
 /// way, and 100k 50 % faster with it (`fnatd bench`, perf/RESULTS.md).
 pub const PREFETCH_FROM_SESSIONS: usize = 8192;
