@@ -103,7 +103,8 @@ impl FullNat {
         if s.deadline <= now {
             return None; // timed out: the full pipeline ends it
         }
-        let timeout_secs = match s.state {
+        let state = s.state;
+        let timeout_secs = match state {
             ConnState::Established => self.timeouts.tcp_established,
             ConnState::Udp => self.timeouts.udp,
             _ => return None,
@@ -161,10 +162,8 @@ impl FullNat {
             }
         };
         // Counters and deadline, as `forward` advances them (the state stays as it is).
-        self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
-        let timeout = u64::from(timeout_secs) * NS_PER_SEC;
-        self.wheel
-            .schedule(&mut self.table, id, now, now.saturating_add(timeout));
+        let deadline = now.saturating_add(u64::from(timeout_secs) * NS_PER_SEC);
+        self.advance(id, svc_slot, rs_slot, dir, pkt, state, now, deadline, stats);
         self.sync_note(id, None, dir == Direction::Input, now);
         Some(verdict)
     }

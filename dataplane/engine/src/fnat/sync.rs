@@ -475,7 +475,9 @@ impl FullNat {
             s.state = state;
             let (svc_slot, rs_slot) = (s.svc_slot, s.rs_slot);
             move_active(stats, svc_slot, rs_slot, old, state);
-            self.wheel.schedule(&mut self.table, id, now, deadline);
+            if let Some(s) = self.table.get_mut(id) {
+                self.wheel.schedule(id, &mut s.deadline, now, deadline);
+            }
             return Ok(Installed::Refreshed);
         }
         let rs_port = if real.port == 0 {
@@ -585,7 +587,9 @@ impl FullNat {
                 stats.templates_full += 1;
             }
         }
-        self.wheel.schedule(&mut self.table, id, now, deadline);
+        if let Some(s) = self.table.get_mut(id) {
+            self.wheel.schedule(id, &mut s.deadline, now, deadline);
+        }
         Ok(Installed::New)
     }
 }

@@ -171,21 +171,13 @@ impl TimerWheel {
         self.len -= 1;
     }
 
-    /// Sets entry `id` to fire at `deadline_ns` (scheduling it, or moving its deadline), its
-    /// deadline kept in `store`. Moving a deadline later is one comparison and one store into
-    /// `store` (the wheel's own memory is not touched). Ignores ids beyond the capacity or
-    /// that `store` does not hold.
+    /// Sets entry `id` to fire at `deadline_ns` (scheduling it, or moving its deadline);
+    /// `stored` is where the entry's [`Deadlines`] store keeps its deadline (the caller holds
+    /// the entry already). Moving a deadline later is one comparison and one store into
+    /// `stored` (the wheel's own memory is not touched). Ids beyond the capacity are not
+    /// scheduled.
     #[inline(always)]
-    pub fn schedule<D: Deadlines + ?Sized>(
-        &mut self,
-        store: &mut D,
-        id: u32,
-        now_ns: u64,
-        deadline_ns: u64,
-    ) {
-        let Some(stored) = store.deadline_mut(id) else {
-            return;
-        };
+    pub fn schedule(&mut self, id: u32, stored: &mut u64, now_ns: u64, deadline_ns: u64) {
         // Moving a scheduled deadline later (the refresh on every packet): its bucket fires no
         // later than needed (cursor and deadline only grew since it was armed), so this is
         // what the general path below does too, minus the division and the node.
@@ -310,8 +302,9 @@ mod tests {
             }
         }
         fn schedule(&mut self, id: u32, now_ns: u64, deadline_ns: u64) {
-            self.wheel
-                .schedule(&mut self.deadlines[..], id, now_ns, deadline_ns);
+            if let Some(stored) = self.deadlines.get_mut(id as usize) {
+                self.wheel.schedule(id, stored, now_ns, deadline_ns);
+            }
         }
         fn cancel(&mut self, id: u32) {
             self.wheel.cancel(&mut self.deadlines[..], id);
