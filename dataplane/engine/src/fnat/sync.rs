@@ -594,7 +594,9 @@ impl FullNat {
     }
 }
 
-/// Moves one connection between ActiveConn and InActConn when its state changes.
+/// Moves one connection between ActiveConn and InActConn when its state changes. The test
+/// is inlined into every caller: most packets (a SYN too) change neither.
+#[inline(always)]
 pub(super) fn move_active(
     stats: &mut WorkerStats,
     svc: u16,
@@ -602,21 +604,25 @@ pub(super) fn move_active(
     old: ConnState,
     new: ConnState,
 ) {
+    if old.is_active() != new.is_active() {
+        move_one(stats, svc, rs, new.is_active());
+    }
+}
+
+/// [`move_active`] for a connection that became active (`active`) or inactive.
+#[inline(never)]
+fn move_one(stats: &mut WorkerStats, svc: u16, rs: u16, active: bool) {
     if let Some(r) = stats
         .services
         .get_mut(usize::from(svc))
         .and_then(|st| st.reals.get_mut(usize::from(rs)))
     {
-        match (old.is_active(), new.is_active()) {
-            (false, true) => {
-                r.inactive_conns = r.inactive_conns.saturating_sub(1);
-                r.active_conns += 1;
-            }
-            (true, false) => {
-                r.active_conns = r.active_conns.saturating_sub(1);
-                r.inactive_conns += 1;
-            }
-            _ => {}
+        if active {
+            r.inactive_conns = r.inactive_conns.saturating_sub(1);
+            r.active_conns += 1;
+        } else {
+            r.active_conns = r.active_conns.saturating_sub(1);
+            r.inactive_conns += 1;
         }
     }
 }
