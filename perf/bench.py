@@ -425,8 +425,9 @@ def render(res, s, suite):
                               "RSS MiB", "prefill M sessions/s (engine only)", "runs"]))
     L.append(f"\nBytes per session: (RSS at {s.get('sessions_max', 0):,} − RSS at the smallest) "
              f"/ difference in sessions = **{s.get('bytes_per_session', 0):.1f} B**; the table's "
-             f"own layout is 64 B session + 32 B index (4 × 8 B slots, load ≤ 1/2) + 24 B timer "
-             f"node + 4 B free list = 124 B, plus local-port pools.\n")
+             f"own layout is 64 B session (deadline included) + 32 B index (4 × 8 B slots, load "
+             f"≤ 1/2) + 16 B timer node (links only) + 4 B free list = 116 B, plus local-port "
+             f"pools.\n")
     L.append("### New connections (each SYN a new flow, 2 s SYN_RECV timeout: create + expire)\n")
     L.append(fmt_table([(i + 1, f"{w['new_conns_per_sec']:,.0f}", f"{w['mpps']:.2f}",
                          f"{w['live_sessions']:,}", f"{w['cycles_per_packet']:.0f}",

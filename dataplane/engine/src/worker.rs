@@ -237,11 +237,11 @@ impl Worker {
     ///
     /// In chunks of [`BURST_CHUNK`] frames, three stages: (1) parse each frame once and hash
     /// its tuple, then start loading the session index lines they will look up; (2) start
-    /// loading the session and timer node each line points to; (3) run each frame through
-    /// the pipeline,
-    /// whose first stage takes established flows, with its parse and hints. The table's
-    /// cache misses then overlap instead of stalling each frame in turn; below
-    /// [`crate::fnat::PREFETCH_FROM_SESSIONS`] live sessions nothing is prefetched.
+    /// loading the session each line points to (its one line holds the deadline too); (3) run
+    /// each frame through the pipeline, whose first stage takes established flows, with its
+    /// parse and hints. The table's cache misses then overlap instead of stalling each frame
+    /// in turn; below [`crate::fnat::PREFETCH_FROM_SESSIONS`] live sessions nothing is
+    /// prefetched.
     pub fn process_burst<B: Frames + ?Sized>(
         &mut self,
         rx_port: PortIndex,

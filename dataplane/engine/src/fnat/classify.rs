@@ -353,7 +353,7 @@ impl FullNat {
     ) -> Option<(SessionId, Side)> {
         let (id, side) = self.table.lookup(key)?;
         let s = self.table.get(id)?;
-        let timed_out = !matches!(self.wheel.deadline(id), Some(d) if d > now);
+        let timed_out = s.deadline <= now;
         if timed_out || (self.check_alive() && !session_alive(stats, &self.slot_info, s)) {
             self.end_session(id, stats);
             return None;

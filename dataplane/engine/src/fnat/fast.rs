@@ -90,9 +90,6 @@ impl FullNat {
         {
             return None;
         }
-        if !matches!(self.wheel.deadline(id), Some(d) if d > now) {
-            return None;
-        }
         // Sessions with sequence state (Proxy Protocol, TOA) are taken here once nothing can
         // refuse their packets (no header or TOA still to decide on): `client_address` below
         // then only shifts numbers (or repeats the header on a retransmitted first segment).
@@ -103,7 +100,11 @@ impl FullNat {
                 None => false,
             };
         let s = self.table.get(id)?;
-        let timeout_secs = match s.state {
+        if s.deadline <= now {
+            return None; // timed out: the full pipeline ends it
+        }
+        let state = s.state;
+        let timeout_secs = match state {
             ConnState::Established => self.timeouts.tcp_established,
             ConnState::Udp => self.timeouts.udp,
             _ => return None,
@@ -161,9 +162,8 @@ impl FullNat {
             }
         };
         // Counters and deadline, as `forward` advances them (the state stays as it is).
-        self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
-        let timeout = u64::from(timeout_secs) * NS_PER_SEC;
-        self.wheel.schedule(id, now, now.saturating_add(timeout));
+        let deadline = now.saturating_add(u64::from(timeout_secs) * NS_PER_SEC);
+        self.advance(id, svc_slot, rs_slot, dir, pkt, state, now, deadline, stats);
         self.sync_note(id, None, dir == Direction::Input, now);
         Some(verdict)
     }

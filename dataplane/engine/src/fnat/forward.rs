@@ -143,42 +143,41 @@ impl FullNat {
             Some(f) => old_state.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
             None => ConnState::Udp,
         };
-        if let Some(m) = self.table.get_mut(id) {
-            m.state = state;
-        }
-        self.count_packet(id, svc_slot, rs_slot, dir, pkt, stats);
-        super::sync::move_active(stats, svc_slot, rs_slot, old_state, state);
         let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
-        self.wheel.schedule(id, now, now.saturating_add(timeout));
+        let deadline = now.saturating_add(timeout);
+        self.advance(id, svc_slot, rs_slot, dir, pkt, state, now, deadline, stats);
+        super::sync::move_active(stats, svc_slot, rs_slot, old_state, state);
         self.sync_note(id, Some(old_state), dir == Direction::Input, now);
         Ok(verdict)
     }
 
-    /// Counts one forwarded packet of session `id` (service slot `svc_slot`, real-server slot
-    /// `rs_slot`) in the session, its service and its real server: every stage that forwards
-    /// counts through here.
+    /// Advances session `id` (service slot `svc_slot`, real-server slot `rs_slot`) by one
+    /// forwarded packet: its state to `state`, its packet count, its deadline to `deadline`
+    /// (all in the session's one line, written through one borrow), and counts the packet in
+    /// its service and real server (packets and bytes): every stage that forwards goes
+    /// through here.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    pub(super) fn count_packet(
+    pub(super) fn advance(
         &mut self,
         id: SessionId,
         svc_slot: u16,
         rs_slot: u16,
         dir: Direction,
         pkt: &PacketV4,
+        state: ConnState,
+        now: u64,
+        deadline: u64,
         stats: &mut WorkerStats,
     ) {
         let bytes = u64::from(pkt.ip.total_len);
         if let Some(m) = self.table.get_mut(id) {
+            m.state = state;
             match dir {
-                Direction::Input => {
-                    m.packets_in = m.packets_in.wrapping_add(1);
-                    m.bytes_in = m.bytes_in.wrapping_add(bytes);
-                }
-                Direction::Output => {
-                    m.packets_out = m.packets_out.wrapping_add(1);
-                    m.bytes_out = m.bytes_out.wrapping_add(bytes);
-                }
+                Direction::Input => m.packets_in = m.packets_in.wrapping_add(1),
+                Direction::Output => m.packets_out = m.packets_out.wrapping_add(1),
             }
+            self.wheel.schedule(id, &mut m.deadline, now, deadline);
         }
         if let Some(st) = stats.services.get_mut(usize::from(svc_slot)) {
             count(&mut st.traffic, dir, bytes);

@@ -11,10 +11,10 @@ impl FullNat {
     /// Ends a session: frees both keys, its timer and its local port; updates the gauges.
     pub(super) fn end_session(&mut self, id: SessionId, stats: &mut WorkerStats) {
         let Some(s) = self.table.remove(id) else {
-            self.wheel.cancel(id);
+            self.wheel.cancel(&mut self.table, id);
             return;
         };
-        self.wheel.cancel(id);
+        self.wheel.cancel(&mut self.table, id);
         if let Some(sp) = self.sp.as_mut() {
             if self
                 .adjust
@@ -60,7 +60,9 @@ impl FullNat {
         while done < budget {
             self.expired.clear();
             let chunk = (budget - done).min(EXPIRE_CHUNK);
-            let n = self.wheel.expire(now_ns, chunk, &mut self.expired);
+            let n = self
+                .wheel
+                .expire(&mut self.table, now_ns, chunk, &mut self.expired);
             // Software pipeline over the batch: load the session 16 ahead, the index lines of
             // its keys 8 ahead, so that removing each finds them in cache.
             for i in 0..n {

@@ -61,7 +61,7 @@ const ADDR_OWN: u32 = 4;
 const ADDR_STANDBY: u32 = 8;
 
 /// Live sessions from which a burst's prefetch stages pay. Below, the sessions, their index
-/// and timer nodes (120 B a session: under 1 MiB) stay in the core's L2 and the stages only
+/// and timer nodes (112 B a session: under 1 MiB) stay in the core's L2 and the stages only
 /// cost: 1k sessions forward 15 % faster without the session prefetch, 10k the same either
 /// way, and 100k 50 % faster with it (`fnatd bench`, perf/RESULTS.md).
 pub const PREFETCH_FROM_SESSIONS: usize = 8192;
@@ -380,7 +380,6 @@ impl FullNat {
     /// [`crate::session::table::Prefetch`]; without it they only compute hints).
     pub fn set_prefetch(&mut self, prefetch: crate::session::table::Prefetch) {
         self.table.set_prefetch(prefetch);
-        self.wheel.set_prefetch(prefetch);
     }
 
     /// Prefetches bursts from `sessions` live sessions on (default [`PREFETCH_FROM_SESSIONS`]):
@@ -444,11 +443,7 @@ impl FullNat {
     pub fn sessions(&self) -> impl Iterator<Item = (SessionId, &Session, u64)> + '_ {
         (0..self.table.capacity()).filter_map(move |i| {
             let s = self.table.slot(i)?;
-            Some((
-                i as SessionId,
-                s,
-                self.wheel.deadline(i as u32).unwrap_or(0),
-            ))
+            Some((i as SessionId, s, s.deadline))
         })
     }
 
@@ -456,7 +451,7 @@ impl FullNat {
     /// the table a bounded chunk at a time between bursts.
     pub fn session_at(&self, slot: usize) -> Option<(&Session, u64)> {
         let s = self.table.slot(slot)?;
-        Some((s, self.wheel.deadline(slot as u32).unwrap_or(0)))
+        Some((s, s.deadline))
     }
 
     /// The worker's neighbour state (ARP, hold queue, shared table).
@@ -528,17 +523,14 @@ impl FullNat {
     }
 
     /// Burst stage 2 (a hint, changes nothing): with the index line of stage 1 loaded by now,
-    /// starts loading the session and its timer node the frame most likely belongs to, and
-    /// notes that session in `hint`.
+    /// starts loading the session the frame most likely belongs to (its one line holds all
+    /// an established packet needs, deadline included), and notes that session in `hint`.
     #[inline]
     pub(crate) fn prefetch_session(&self, hint: &mut BurstHint) {
         let Some(tag) = hint.tag else {
             return;
         };
         hint.candidate = self.table.prefetch_session(tag);
-        if let Some(id) = hint.candidate {
-            self.wheel.prefetch(id);
-        }
     }
 
     /// Decides what happens to one frame (rewritten in place), parsed once as `parsed`, with

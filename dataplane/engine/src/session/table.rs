@@ -8,9 +8,11 @@
 //! fails while lookups and removals keep working.
 //!
 //! Memory: a [`Session`] is 64 bytes; the index costs 4 entries × 8 bytes = 32 bytes per
-//! session slot; the timer wheel adds 24 bytes per slot: 120 bytes per session in all.
+//! session slot; the timer wheel adds 16 bytes per slot (its links: the deadline is in the
+//! session): 112 bytes per session in all.
 
 use super::tcp::ConnState;
+use super::timer::{Deadlines, NO_DEADLINE};
 use crate::packet::Tuple;
 use crate::rules::{Method, Tunnel, TunnelKind};
 
@@ -27,6 +29,10 @@ pub enum Side {
 }
 
 /// One full-NAT session. `proto == 0` marks a free arena slot.
+///
+/// Everything a packet of an established session reads or writes is in this one line: its
+/// keys, its slots, its state, its packet counts and its deadline. Byte counts are kept per
+/// service and per real server only (nothing reads them per session).
 ///
 /// Aligned to a cache line so that a packet's session is one line, not two: the allocator
 /// hands a large `Vec` an address 16 bytes past a page start (glibc's chunk header), which
@@ -57,10 +63,16 @@ pub struct Session {
     pub rs_slot: u16,
     pub proto: u8,
     pub state: ConnState,
+    /// Packets from the client (what session sync's threshold counts).
     pub packets_in: u32,
+    /// Packets from the real server.
     pub packets_out: u32,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
+    /// When the session times out (ns, the worker's clock): kept here, not in the timer
+    /// wheel, so that the refresh on every packet writes the line the packet already loaded.
+    /// [`NO_DEADLINE`] while the wheel does not hold the session (see [`super::timer`]): a
+    /// session is live at `now` exactly when `deadline > now`. The table sets it to
+    /// [`NO_DEADLINE`] on insertion; only the wheel changes it.
+    pub deadline: u64,
 }
 
 /// `lip_slot` values from here up are not local-address slots: they name the method of a
@@ -78,8 +90,9 @@ const SLOT_DR: u16 = METHOD_SLOTS + 1;
 const SLOT_TUN: u16 = METHOD_SLOTS + 2;
 
 impl Session {
-    /// The forwarding method of this session (a tunnel's port is `lport`).
-    #[inline]
+    /// The forwarding method of this session (a tunnel's port is `lport`). Always inlined:
+    /// every forwarded packet asks, and the full-NAT answer is one comparison.
+    #[inline(always)]
     pub fn method(&self) -> Method {
         match self.lip_slot {
             s if s < METHOD_SLOTS => Method::FullNat,
@@ -483,7 +496,7 @@ impl SessionTable {
                 return Err(InsertError::Exists);
             };
             let id = self.free.pop().ok_or(InsertError::Full)?;
-            self.sessions[id as usize] = session;
+            self.place(id, session);
             self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
             return Ok(id);
         }
@@ -500,7 +513,7 @@ impl SessionTable {
             return Err(InsertError::Exists);
         };
         let id = self.free.pop().ok_or(InsertError::Full)?;
-        self.sessions[id as usize] = session;
+        self.place(id, session);
         self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
         // The client key may have taken the entry the real key's probe ended at: the real key
         // then goes to the next empty one, as if it had been probed after the insertion.
@@ -512,6 +525,16 @@ impl SessionTable {
         }
         self.index[rpos] = ((rt as u64) << 32) | u64::from((id << 1) | 1);
         Ok(id)
+    }
+
+    /// Writes `session` into free arena slot `id`, not scheduled yet: a deadline there would
+    /// make the wheel take it as scheduled (see [`Session::deadline`]).
+    #[inline(always)]
+    fn place(&mut self, id: SessionId, session: Session) {
+        if let Some(slot) = self.sessions.get_mut(id as usize) {
+            *slot = session;
+            slot.deadline = NO_DEADLINE;
+        }
     }
 
     /// The empty index position where `key` (hash `tag`) would be inserted, or `None` when
@@ -558,6 +581,18 @@ impl SessionTable {
     /// The session in arena slot `id` if live: for sweeps over the whole arena.
     pub fn slot(&self, id: usize) -> Option<&Session> {
         self.sessions.get(id).filter(|s| s.is_live())
+    }
+}
+
+/// The wheel keeps each session's deadline in the session (see [`Session::deadline`]).
+impl Deadlines for SessionTable {
+    #[inline(always)]
+    fn deadline_mut(&mut self, id: u32) -> Option<&mut u64> {
+        self.get_mut(id).map(|s| &mut s.deadline)
+    }
+    #[inline]
+    fn deadline(&self, id: u32) -> u64 {
+        self.get(id).map_or(NO_DEADLINE, |s| s.deadline)
     }
 }
 

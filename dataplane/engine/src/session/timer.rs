@@ -4,20 +4,46 @@
 //!   timeouts are parked in the farthest bucket and re-armed when it comes round.
 //! - Every entry is in at most one bucket (intrusive doubly-linked lists over pre-sized
 //!   arrays): schedule, cancel and reschedule are O(1), nothing allocates after construction.
+//! - The wheel keeps only the links; each entry's deadline lives with the entry itself (a
+//!   [`Deadlines`] store: the session's own cache line), so that refreshing it, on every
+//!   packet, touches no memory of the wheel's.
 //! - Refreshing is lazy: moving a deadline later only rewrites the stored deadline; when the
 //!   entry's bucket fires, the entry is re-armed at its new deadline instead of expiring.
 //! - An entry sits in the bucket of `ceil(deadline / tick)`, so it never fires before its
 //!   deadline, and fires at most one tick after it (callers wanting exact expiry compare
-//!   [`TimerWheel::deadline`] with their clock, as the worker does on its packet path).
+//!   the stored deadline with their clock, as the worker does on its packet path).
 //! - [`TimerWheel::expire`] reports at most `budget` entries per call and bounds the re-arming
 //!   it does, so housekeeping work per call is bounded.
+
+/// Where each entry's deadline is kept, beside the entry's other data. The wheel writes
+/// [`NO_DEADLINE`] there when it unschedules an entry, so that a stored value other than that
+/// means "scheduled": the per-packet refresh then needs no wheel memory at all.
+pub trait Deadlines {
+    /// The stored deadline of entry `id`, `None` when the store has no such entry.
+    fn deadline_mut(&mut self, id: u32) -> Option<&mut u64>;
+    /// The stored deadline of entry `id` ([`NO_DEADLINE`] when it has none or no such entry).
+    fn deadline(&self, id: u32) -> u64;
+}
+
+/// The stored deadline of an entry that is not scheduled. An entry scheduled at deadline 0
+/// also stores 0: it is then simply refreshed through the general path, and a comparison
+/// `deadline > now` is false for both, as it should be.
+pub const NO_DEADLINE: u64 = 0;
+
+impl Deadlines for [u64] {
+    fn deadline_mut(&mut self, id: u32) -> Option<&mut u64> {
+        self.get_mut(id as usize)
+    }
+    fn deadline(&self, id: u32) -> u64 {
+        self.get(id as usize).copied().unwrap_or(NO_DEADLINE)
+    }
+}
 
 const NIL: u32 = u32::MAX;
 const UNARMED: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    deadline: u64,
     /// Absolute tick of the bucket the entry is linked in, or `UNARMED`.
     armed: u64,
     next: u32,
@@ -38,7 +64,6 @@ pub struct TimerWheel {
     cursor: u64,
     started: bool,
     len: usize,
-    prefetch: super::table::Prefetch,
 }
 
 impl TimerWheel {
@@ -53,7 +78,6 @@ impl TimerWheel {
         TimerWheel {
             nodes: vec![
                 Node {
-                    deadline: 0,
                     armed: UNARMED,
                     next: NIL,
                     prev: NIL,
@@ -66,7 +90,6 @@ impl TimerWheel {
             cursor: 0,
             started: false,
             len: 0,
-            prefetch: super::table::no_prefetch,
         }
     }
 
@@ -148,32 +171,35 @@ impl TimerWheel {
         self.len -= 1;
     }
 
-    /// Sets entry `id` to fire at `deadline_ns` (scheduling it, or moving its deadline).
-    /// Moving a deadline later is a single store. Ignores ids beyond the capacity.
+    /// Sets entry `id` to fire at `deadline_ns` (scheduling it, or moving its deadline);
+    /// `stored` is where the entry's [`Deadlines`] store keeps its deadline (the caller holds
+    /// the entry already). Moving a deadline later is one comparison and one store into
+    /// `stored` (the wheel's own memory is not touched). Ids beyond the capacity are not
+    /// scheduled.
     #[inline(always)]
-    pub fn schedule(&mut self, id: u32, now_ns: u64, deadline_ns: u64) {
-        let Some(node) = self.nodes.get_mut(id as usize) else {
-            return;
-        };
-        // Moving an armed deadline later (the refresh on every packet): its bucket fires no
+    pub fn schedule(&mut self, id: u32, stored: &mut u64, now_ns: u64, deadline_ns: u64) {
+        // Moving a scheduled deadline later (the refresh on every packet): its bucket fires no
         // later than needed (cursor and deadline only grew since it was armed), so this is
-        // what the general path below does too, minus the division.
-        if node.armed != UNARMED && deadline_ns >= node.deadline {
-            node.deadline = deadline_ns;
+        // what the general path below does too, minus the division and the node.
+        if *stored != NO_DEADLINE && deadline_ns >= *stored {
+            *stored = deadline_ns;
             return;
         }
-        self.schedule_general(id, now_ns, deadline_ns);
+        if (id as usize) < self.nodes.len() {
+            *stored = deadline_ns;
+            self.schedule_general(id, now_ns, deadline_ns);
+        }
     }
 
-    /// [`Self::schedule`] for a new entry or an earlier deadline (`id` within capacity).
+    /// [`Self::schedule`] for a new entry or an earlier deadline (`id` within capacity, its
+    /// new deadline already stored).
     #[inline(never)]
     fn schedule_general(&mut self, id: u32, now_ns: u64, deadline_ns: u64) {
         self.start(now_ns);
         let t = self.arm_tick(deadline_ns, self.cursor);
-        let node = &mut self.nodes[id as usize];
-        node.deadline = deadline_ns;
-        if node.armed != UNARMED {
-            if node.armed <= t {
+        let armed = self.nodes[id as usize].armed;
+        if armed != UNARMED {
+            if armed <= t {
                 return; // fires no later than needed; re-armed then
             }
             self.unlink(id);
@@ -181,24 +207,14 @@ impl TimerWheel {
         self.link(id, t);
     }
 
-    /// Uses `prefetch` for [`TimerWheel::prefetch`] (the default does nothing).
-    pub fn set_prefetch(&mut self, prefetch: super::table::Prefetch) {
-        self.prefetch = prefetch;
-    }
-
-    /// Starts loading entry `id`'s node (a hint for a burst about to refresh it).
-    #[inline]
-    pub fn prefetch(&self, id: u32) {
-        if let Some(n) = self.nodes.get(id as usize) {
-            (self.prefetch)((n as *const Node).cast());
-        }
-    }
-
     /// Unschedules entry `id` (no effect if it is not scheduled).
     #[inline]
-    pub fn cancel(&mut self, id: u32) {
+    pub fn cancel<D: Deadlines + ?Sized>(&mut self, store: &mut D, id: u32) {
         if self.is_scheduled(id) {
             self.unlink(id);
+        }
+        if let Some(d) = store.deadline_mut(id) {
+            *d = NO_DEADLINE;
         }
     }
 
@@ -208,20 +224,23 @@ impl TimerWheel {
             .is_some_and(|n| n.armed != UNARMED)
     }
 
-    /// The deadline of a scheduled entry.
+    /// The deadline of a scheduled entry (kept in `store`).
     #[inline]
-    pub fn deadline(&self, id: u32) -> Option<u64> {
-        self.nodes
-            .get(id as usize)
-            .filter(|n| n.armed != UNARMED)
-            .map(|n| n.deadline)
+    pub fn deadline<D: Deadlines + ?Sized>(&self, store: &D, id: u32) -> Option<u64> {
+        self.is_scheduled(id).then(|| store.deadline(id))
     }
 
     /// Unschedules and appends to `out` up to `budget` entries whose deadline is ≤ `now_ns`
     /// (at most one tick late), never growing `out` beyond its capacity. Re-arms entries whose
     /// deadline moved; that work is bounded too (about 4 × budget), the rest is left for the
     /// next call. Returns how many entries were appended.
-    pub fn expire(&mut self, now_ns: u64, budget: usize, out: &mut Vec<u32>) -> usize {
+    pub fn expire<D: Deadlines + ?Sized>(
+        &mut self,
+        store: &mut D,
+        now_ns: u64,
+        budget: usize,
+        out: &mut Vec<u32>,
+    ) -> usize {
         self.start(now_ns);
         let budget = budget.min(out.capacity() - out.len());
         let now_tick = self.tick_of(now_ns);
@@ -241,8 +260,12 @@ impl TimerWheel {
             }
             work += 1;
             self.unlink(id);
-            let deadline = self.nodes[id as usize].deadline;
+            let stored = store.deadline_mut(id);
+            let deadline = stored.as_deref().copied().unwrap_or(NO_DEADLINE);
             if deadline <= now_ns {
+                if let Some(d) = stored {
+                    *d = NO_DEADLINE;
+                }
                 out.push(id);
                 expired += 1;
             } else {
@@ -261,7 +284,50 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    fn drain(w: &mut TimerWheel, now: u64) -> Vec<u32> {
+    /// A wheel with its entries' deadlines in a plain array (the worker keeps them in its
+    /// sessions), under the calls the tests make.
+    struct Wheel {
+        wheel: TimerWheel,
+        deadlines: Vec<u64>,
+    }
+
+    impl Wheel {
+        fn new(capacity: usize) -> Self {
+            Self::with_geometry(capacity, DEFAULT_TICK_NS, DEFAULT_SLOTS)
+        }
+        fn with_geometry(capacity: usize, tick_ns: u64, slots: usize) -> Self {
+            Wheel {
+                wheel: TimerWheel::with_geometry(capacity, tick_ns, slots),
+                deadlines: vec![NO_DEADLINE; capacity],
+            }
+        }
+        fn schedule(&mut self, id: u32, now_ns: u64, deadline_ns: u64) {
+            if let Some(stored) = self.deadlines.get_mut(id as usize) {
+                self.wheel.schedule(id, stored, now_ns, deadline_ns);
+            }
+        }
+        fn cancel(&mut self, id: u32) {
+            self.wheel.cancel(&mut self.deadlines[..], id);
+        }
+        fn deadline(&self, id: u32) -> Option<u64> {
+            self.wheel.deadline(&self.deadlines[..], id)
+        }
+        fn expire(&mut self, now_ns: u64, budget: usize, out: &mut Vec<u32>) -> usize {
+            self.wheel
+                .expire(&mut self.deadlines[..], now_ns, budget, out)
+        }
+        fn is_scheduled(&self, id: u32) -> bool {
+            self.wheel.is_scheduled(id)
+        }
+        fn is_empty(&self) -> bool {
+            self.wheel.is_empty()
+        }
+        fn len(&self) -> usize {
+            self.wheel.len()
+        }
+    }
+
+    fn drain(w: &mut Wheel, now: u64) -> Vec<u32> {
         let mut out = Vec::with_capacity(1024);
         w.expire(now, 1024, &mut out);
         out.sort();
@@ -270,7 +336,7 @@ mod tests {
 
     #[test]
     fn fires_not_before_deadline_and_within_a_tick() {
-        let mut w = TimerWheel::new(8);
+        let mut w = Wheel::new(8);
         let t0 = 1000 * S + 123;
         w.schedule(1, t0, t0 + 10 * S);
         assert!(drain(&mut w, t0 + 10 * S - 1).is_empty());
@@ -282,7 +348,7 @@ mod tests {
 
     #[test]
     fn exact_on_tick_boundaries() {
-        let mut w = TimerWheel::new(4);
+        let mut w = Wheel::new(4);
         w.schedule(0, 5 * S, 15 * S);
         assert!(drain(&mut w, 15 * S - 1).is_empty());
         assert_eq!(drain(&mut w, 15 * S), vec![0]);
@@ -290,7 +356,7 @@ mod tests {
 
     #[test]
     fn bounded_expiry() {
-        let mut w = TimerWheel::new(100);
+        let mut w = Wheel::new(100);
         for id in 0..100 {
             w.schedule(id, 0, S);
         }
@@ -303,7 +369,7 @@ mod tests {
         assert_eq!(w.expire(2 * S, 1000, &mut out), 40);
         assert!(w.is_empty());
         // Never grows the output beyond its capacity.
-        let mut w = TimerWheel::new(10);
+        let mut w = Wheel::new(10);
         for id in 0..10 {
             w.schedule(id, 0, S);
         }
@@ -314,7 +380,7 @@ mod tests {
 
     #[test]
     fn lazy_rearm_on_refresh() {
-        let mut w = TimerWheel::new(4);
+        let mut w = Wheel::new(4);
         w.schedule(2, 0, 10 * S);
         // Refresh at t=5 to 15 s: nothing fires at 10 s (re-armed), fires at 15 s.
         w.schedule(2, 5 * S, 15 * S);
@@ -330,7 +396,7 @@ mod tests {
 
     #[test]
     fn cancel_and_reuse() {
-        let mut w = TimerWheel::new(4);
+        let mut w = Wheel::new(4);
         w.schedule(0, 0, 3 * S);
         w.schedule(1, 0, 3 * S);
         w.schedule(2, 0, 3 * S);
@@ -346,7 +412,7 @@ mod tests {
 
     #[test]
     fn long_timeouts_beyond_the_span() {
-        let mut w = TimerWheel::with_geometry(2, S, 16);
+        let mut w = Wheel::with_geometry(2, S, 16);
         w.schedule(0, 0, 3600 * S);
         let mut t = 0;
         while t < 3600 * S {
@@ -358,7 +424,7 @@ mod tests {
 
     #[test]
     fn long_pause_and_time_going_back() {
-        let mut w = TimerWheel::with_geometry(3, S, 16);
+        let mut w = Wheel::with_geometry(3, S, 16);
         w.schedule(0, 0, 5 * S);
         w.schedule(1, 0, 1_000_000 * S);
         w.schedule(2, 0, 9 * S);
@@ -370,7 +436,7 @@ mod tests {
 
     #[test]
     fn random_against_model() {
-        let mut w = TimerWheel::with_geometry(64, 100, 32);
+        let mut w = Wheel::with_geometry(64, 100, 32);
         let mut model: Vec<Option<u64>> = vec![None; 64];
         let mut x: u64 = 99;
         let mut now = 0u64;
