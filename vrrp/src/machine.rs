@@ -16,7 +16,8 @@
 //!   holds preemption back until that long after start-up and after first hearing the
 //!   lower-priority master;
 //! - a master yields to a higher priority, or to an equal priority from a higher primary
-//!   address, sending one last advert as it does; a master hearing a lower priority
+//!   address, sending one last advert as it does (also when its sync group moves it); a
+//!   master hearing a lower priority
 //!   advertises at once and announces its addresses again (both heal a split brain, and
 //!   the winner learns of it whichever heard the other first); on a clean stop a master
 //!   sends one advertisement with priority 0;
@@ -260,8 +261,17 @@ impl Machine {
         match (self.state, to) {
             (State::Backup, State::Master) => self.become_master(now),
             (State::Master, State::Backup) => {
+                // One last advert as master, as when yielding on its own: after a split
+                // brain the group yields because one member heard the winner, and the
+                // winner's instances on the other links hear of this master only from
+                // this advert, which makes them announce their addresses again (else
+                // hosts there keep this director's MAC for them).
                 let master = self.master.filter(|m| *m != self.params.primary);
-                self.become_backup(now, master)
+                let mut actions = vec![Action::SendAdvert {
+                    priority: self.params.priority,
+                }];
+                actions.extend(self.become_backup(now, master));
+                actions
             }
             (State::Master | State::Backup, State::Fault) => self.fault(now),
             (State::Fault, State::Backup) => self.recover(now),
@@ -441,7 +451,13 @@ mod tests {
             [Action::SendAdvert { priority: 90 }, Action::BecameMaster]
         );
         assert!(m.follow(s(1.1), State::Master).is_empty());
-        assert_eq!(m.follow(s(2.0), State::Backup), [Action::BecameBackup]);
+        // Moved back by its group while master: one last advert first, so a master on
+        // this link hears there was another (split brain healing) and announces again.
+        assert_eq!(
+            m.follow(s(2.0), State::Backup),
+            [Action::SendAdvert { priority: 90 }, Action::BecameBackup]
+        );
+        assert!(m.follow(s(2.1), State::Backup).is_empty());
         // Its timer ran out but the group holds it: it must not hold the others back.
         m.hold(s(6.0), s(0.02));
         assert!(!m.hears_master(s(6.0)));
