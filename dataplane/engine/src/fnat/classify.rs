@@ -219,11 +219,7 @@ impl FullNat {
             self.end_session(id, stats);
             return None;
         }
-        let dir = match side {
-            Side::Client => Direction::Input,
-            Side::Real => Direction::Output,
-        };
-        Some(self.forward(rx_port, frame, pkt, id, dir, tcp, now, stats))
+        Some(self.forward(rx_port, frame, pkt, id, travels(side), tcp, now, stats))
     }
 
     /// A reply (`key`: real server or outside host → local address) whose session lives on
@@ -387,6 +383,15 @@ impl FullNat {
             Some(kind) => side == Side::Real || kind & ADDR_VIP != 0,
             None => side == Side::Real,
         }
+    }
+}
+
+/// The direction a packet that found its session by its `side` key travels in.
+#[inline(always)]
+pub(super) fn travels(side: Side) -> Direction {
+    match side {
+        Side::Client => Direction::Input,
+        Side::Real => Direction::Output,
     }
 }
 

@@ -6,8 +6,9 @@
 //! the session hash the burst's prefetch stage already computed, and decides nothing itself:
 //! it finds the session, asks classification's own questions through classification's own
 //! helpers ([`FullNat::to_port_mac`], [`FullNat::reaches_session`], [`FullNat::is_live`]),
-//! and hands the packet to the one forwarding routine (`forward_or_reuse`, then
-//! [`FullNat::forward`]) exactly where classification would. What it saves is the walk there: no address-kind dispatch, no
+//! and hands the packet to the one forwarding routine ([`FullNat::forward_as`]) exactly where
+//! classification would, telling it that the packet leaves the session's state as it is
+//! (which debug builds check against the state machine). What it saves is the walk there: no address-kind dispatch, no
 //! service lookup, no second hash of the tuple.
 //!
 //! Anything else returns `None` before changing anything, and the later stages decide:
@@ -80,8 +81,9 @@ impl FullNat {
         {
             return None;
         }
-        // Where classification goes with a live session it found (`None` only for a reused
-        // port, which needs a SYN).
-        self.forward_or_reuse(rx_port, frame, pkt, (id, side), tcp, now, stats)
+        // Where classification goes with a live session it found (`forward_or_reuse`: a
+        // reused port needs a SYN, which this stage does not take).
+        let dir = super::classify::travels(side);
+        Some(self.forward_as::<true>(rx_port, frame, pkt, id, dir, tcp, now, stats))
     }
 }
