@@ -200,7 +200,11 @@ fn mapping_of(out: &[u8], flow: &Flow) -> (SocketAddrV4, SocketAddrV4) {
         "{:?} from a local address",
         o.src
     );
-    assert!([RS1, RS2].contains(o.dst.ip()), "{:?} to a real server", o.dst);
+    assert!(
+        [RS1, RS2].contains(o.dst.ip()),
+        "{:?} to a real server",
+        o.dst
+    );
     assert_eq!(o.dst.port(), if flow.udp { 5353 } else { 8080 });
     assert_eq!((o.src_mac, o.dst_mac), (PORT1_MAC, rs_mac(*o.dst.ip())));
     (o.src, o.dst)

@@ -77,7 +77,8 @@ impl FullNat {
             return None;
         }
         let s = self.table.get(id)?;
-        if !self.is_live(s, now, stats) || !matches!(s.state, ConnState::Established | ConnState::Udp)
+        if !self.is_live(s, now, stats)
+            || !matches!(s.state, ConnState::Established | ConnState::Udp)
         {
             return None;
         }
