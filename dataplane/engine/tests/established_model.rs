@@ -300,7 +300,7 @@ fn case(
             };
             return drop(frame, reason);
         }
-        Kind::WrongIngress => {}
+        Kind::WrongIngress => {} // a client frame: it comes in by the client side anyway
         Kind::Truncated => {
             frame.truncate(14 + 12);
             return drop(frame, DropReason::Truncated);
@@ -388,15 +388,19 @@ proptest! {
             let mut start = 0;
             while start < cases.len() {
                 let port = cases[start].port;
-                let end = (start..cases.len()).find(|&i| cases[i].port != port).unwrap_or(cases.len());
-                let mut frames: Vec<Vec<u8>> = cases[start..end].iter().map(|c| c.frame.clone()).collect();
+                let end = (start..cases.len())
+                    .find(|&i| cases[i].port != port)
+                    .unwrap_or(cases.len());
+                let burst = &cases[start..end];
+                let mut frames: Vec<Vec<u8>> = burst.iter().map(|c| c.frame.clone()).collect();
                 let mut verdicts = vec![Verdict::Consumed; frames.len()];
                 let fast_before = w.stats().fast_path;
                 w.process_burst(port, &mut frames[..], now, &mut verdicts);
                 let mut forwarded = 0;
-                for (j, c) in cases[start..end].iter().enumerate() {
-                    prop_assert_eq!(verdicts[j], c.verdict, "verdict of frame {} of burst {}", start + j, b);
-                    prop_assert_eq!(&frames[j], &c.out, "bytes of frame {} of burst {}", start + j, b);
+                for (j, c) in burst.iter().enumerate() {
+                    let at = start + j;
+                    prop_assert_eq!(verdicts[j], c.verdict, "verdict of frame {} burst {}", at, b);
+                    prop_assert_eq!(&frames[j], &c.out, "bytes of frame {} of burst {}", at, b);
                     if let Some(i) = c.refreshes {
                         let f = &mut flows[i];
                         f.until = now + f.timeout();
@@ -404,7 +408,8 @@ proptest! {
                     }
                 }
                 // Every frame of a live established flow took the established-flow stage.
-                prop_assert_eq!(w.stats().fast_path - fast_before, forwarded, "fast path in burst {}", b);
+                let fast = w.stats().fast_path - fast_before;
+                prop_assert_eq!(fast, forwarded, "fast path in burst {}", b);
                 start = end;
             }
             now += dt * S / 2;

@@ -8,8 +8,9 @@
 //! helpers ([`FullNat::to_port_mac`], [`FullNat::reaches_session`], [`FullNat::is_live`]),
 //! and hands the packet to the one forwarding routine ([`FullNat::forward_as`]) exactly where
 //! classification would, telling it that the packet leaves the session's state as it is
-//! (which debug builds check against the state machine). What it saves is the walk there: no address-kind dispatch, no
-//! service lookup, no second hash of the tuple.
+//! (which debug builds check against the state machine). What it saves is the walk there:
+//! no address-kind dispatch, no service lookup, no second hash of the tuple, and the state
+//! machine's answer.
 //!
 //! Anything else returns `None` before changing anything, and the later stages decide:
 //! another header shape (IP options, counted by classification), an expiring TTL, flags,

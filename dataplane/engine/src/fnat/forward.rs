@@ -157,18 +157,15 @@ impl FullNat {
             }
         };
 
-        let next = || match tcp {
-            Some(f) if method.input_only() => {
-                old_state.on_tcp_input_only(f.syn(), f.fin(), f.ack(), f.rst())
-            }
-            Some(f) => old_state.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
-            None => ConnState::Udp,
-        };
         let state = if FAST {
-            debug_assert_eq!(next(), old_state, "the fast path changed no state");
+            debug_assert_eq!(
+                next_state(old_state, method, dir, tcp),
+                old_state,
+                "the fast path changes no state"
+            );
             old_state
         } else {
-            next()
+            next_state(old_state, method, dir, tcp)
         };
         let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
         let deadline = now.saturating_add(timeout);
@@ -214,6 +211,17 @@ impl FullNat {
                 count(&mut r.traffic, dir, bytes);
             }
         }
+    }
+}
+
+/// The state machine's answer for a packet of a session in `old` forwarded by `method`
+/// travelling in `dir` (TCP with `tcp`'s flags, or UDP).
+#[inline(always)]
+fn next_state(old: ConnState, method: Method, dir: Direction, tcp: Option<TcpFlags>) -> ConnState {
+    match tcp {
+        Some(f) if method.input_only() => old.on_tcp_input_only(f.syn(), f.fin(), f.ack(), f.rst()),
+        Some(f) => old.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
+        None => ConnState::Udp,
     }
 }
 
