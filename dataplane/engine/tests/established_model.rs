@@ -639,3 +639,59 @@ fn fast_path_survives_the_removal_of_another_service() {
     assert_eq!(v, Verdict::Transmit { port: 1 });
     assert_eq!(w.stats().fast_path, before + 1);
 }
+
+/// An established flow whose VIP becomes standby (this director turned VRRP backup): its
+/// client packets are dropped as `vrrp_backup`, on the fast path as on the full one, and the
+/// session stays; its real server's replies to the local address (not standby) still go
+/// through. Once the VIP is ours again the flow goes on (docs/vrrp.md).
+#[test]
+fn a_standby_vip_stops_its_established_flows() {
+    for fast_path in [true, false] {
+        let mut r = rules(64, 2000, 2063);
+        let mut w = workers(1, r.clone()).remove(0);
+        w.set_fast_path(fast_path);
+        let mut flow = Flow {
+            client: sa(CLIENT, 40010),
+            udp: false,
+            nat: None,
+            until: 0,
+        };
+        open(&mut w, &mut flow, 20 * S);
+        let (lip, rs) = flow.nat.unwrap();
+        r.standby = vec![VIP];
+        r.generation = 2;
+        w.update_rules(Arc::new(r.clone()));
+        let sessions = w.fullnat().sessions().count();
+        let original = tcp(flow.client, flow.vip(), "AP", b"while backup");
+        let (v, out) = one(&mut w, original.clone(), 21 * S);
+        assert_eq!(
+            v,
+            Verdict::Drop(DropReason::VrrpBackup),
+            "fast path {fast_path}"
+        );
+        assert_eq!(out, original, "a dropped frame is not rewritten");
+        assert_eq!(
+            w.fullnat().sessions().count(),
+            sessions,
+            "the session stays"
+        );
+        let (v, out) = one(&mut w, tcp(rs, lip, "AP", b"reply"), 21 * S);
+        assert_eq!(v, Verdict::Transmit { port: 0 });
+        assert_eq!(decode(&out).src, flow.vip());
+        r.standby.clear();
+        r.generation = 3;
+        w.update_rules(Arc::new(r));
+        let (v, out) = one(
+            &mut w,
+            tcp(flow.client, flow.vip(), "AP", b"master"),
+            22 * S,
+        );
+        assert_eq!(v, Verdict::Transmit { port: 1 });
+        assert_eq!((decode(&out).src, decode(&out).dst), (lip, rs));
+        assert_eq!(
+            w.stats().drops[DropReason::VrrpBackup as usize],
+            1,
+            "fast path {fast_path}"
+        );
+    }
+}
