@@ -7,7 +7,7 @@ use crate::packet::l4::{TcpFlags, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST};
 use crate::packet::{self, ether, icmp, EthernetHeader, PacketV4, Transport, Tuple};
 use crate::persist;
 use crate::rules::{Method, PortIndex};
-use crate::session::{ConnState, Direction, SessionId, Side};
+use crate::session::{ConnState, Direction, Session, SessionId, Side};
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
 
@@ -26,10 +26,9 @@ impl FullNat {
         if pkt.ip.dst.is_multicast() && self.twins.get(usize::from(rx_port)) == Some(&true) {
             return Ok(Verdict::ToKernel { port: rx_port });
         }
-        let port_mac = self.egress.port_mac(rx_port).ok_or(DropReason::NotForUs)?;
-        if !EthernetHeader::new_checked(frame).is_ok_and(|h| h.is_to(&port_mac)) {
-            return Err(DropReason::NotForUs);
-        }
+        let port_mac = self
+            .to_port_mac(rx_port, frame)
+            .ok_or(DropReason::NotForUs)?;
         let Some(kind) = self.addresses.get(u64::from(u32::from(pkt.ip.dst))) else {
             // Not to one of ours: an inside host's packet that an SNAT service takes, or a
             // NAT real server's reply.
@@ -44,7 +43,7 @@ impl FullNat {
             }
             return Err(DropReason::NotForUs);
         };
-        if kind & ADDR_STANDBY != 0 {
+        if standby(kind) {
             return Err(DropReason::VrrpBackup);
         }
         self.ip_options_gate(pkt, stats)?;
@@ -220,11 +219,7 @@ impl FullNat {
             self.end_session(id, stats);
             return None;
         }
-        let dir = match side {
-            Side::Client => Direction::Input,
-            Side::Real => Direction::Output,
-        };
-        Some(self.forward(rx_port, frame, pkt, id, dir, tcp, now, stats))
+        Some(self.forward(rx_port, frame, pkt, id, travels(side), tcp, now, stats))
     }
 
     /// A reply (`key`: real server or outside host → local address) whose session lives on
@@ -352,12 +347,57 @@ impl FullNat {
         stats: &mut WorkerStats,
     ) -> Option<(SessionId, Side)> {
         let (id, side) = self.table.lookup(key)?;
-        let s = self.table.get(id)?;
-        let timed_out = s.deadline <= now;
-        if timed_out || (self.check_alive() && !session_alive(stats, &self.slot_info, s)) {
+        if !self.is_live(self.table.get(id)?, now, stats) {
             self.end_session(id, stats);
             return None;
         }
         Some((id, side))
     }
+
+    /// A session may take a packet at `now`: it has not timed out (exactly at its deadline
+    /// it has), and, while sessions of removed services are being ended, its service (and
+    /// real server) are still in the rules. What is not live is ended by [`Self::lookup_live`].
+    #[inline(always)]
+    pub(super) fn is_live(&self, s: &Session, now: u64, stats: &WorkerStats) -> bool {
+        s.deadline > now && (!self.check_alive() || session_alive(stats, &self.slot_info, s))
+    }
+
+    /// The MAC of port `rx_port` when `frame` is addressed to it; `None` for a frame to any
+    /// other address (not for us).
+    #[inline(always)]
+    pub(super) fn to_port_mac(&self, rx_port: PortIndex, frame: &[u8]) -> Option<[u8; 6]> {
+        let port_mac = self.egress.port_mac(rx_port)?;
+        EthernetHeader::new_checked(frame)
+            .is_ok_and(|h| h.is_to(&port_mac))
+            .then_some(port_mac)
+    }
+
+    /// A packet to `dst` may reach a session by its `side` key: never through an address this
+    /// director is VRRP backup for ([`standby`]: classification drops all its traffic as
+    /// `vrrp_backup`), a client's packet only through an address that is (still) a VIP, a
+    /// reply through its local address, or the client's own for NAT (not ours).
+    #[inline(always)]
+    pub(super) fn reaches_session(&self, dst: u32, side: Side) -> bool {
+        match self.addresses.get(u64::from(dst)) {
+            Some(kind) if standby(kind) => false,
+            Some(kind) => side == Side::Real || kind & ADDR_VIP != 0,
+            None => side == Side::Real,
+        }
+    }
+}
+
+/// The direction a packet that found its session by its `side` key travels in.
+#[inline(always)]
+pub(super) fn travels(side: Side) -> Direction {
+    match side {
+        Side::Client => Direction::Input,
+        Side::Real => Direction::Output,
+    }
+}
+
+/// An address of kind `kind` (`ADDR_*` bits) is one this director is VRRP backup for
+/// (`Rules::standby`): it serves none of its traffic.
+#[inline(always)]
+fn standby(kind: u32) -> bool {
+    kind & ADDR_STANDBY != 0
 }

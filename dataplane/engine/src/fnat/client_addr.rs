@@ -1,9 +1,9 @@
 //! The client's address to the real servers of full-NAT services: Proxy Protocol v1/v2 and
 //! TOA (TCP option 254), and the per-session sequence offset they need.
 //!
-//! Not a second rewrite: `forward` and the established-flow stage (once the session's state
-//! is settled, see [`ADJ_UNSETTLED`]) call [`FullNat::client_address`] right after
-//! [`crate::packet::translate`] on full-NAT sessions of services that ask for it. Changes in place (sequence and
+//! Not a second rewrite: `forward` (the one forwarding routine, the established-flow stage's
+//! too) calls [`FullNat::client_address`] right after [`crate::packet::translate`] on
+//! full-NAT sessions of services that ask for it. Changes in place (sequence and
 //! acknowledgement numbers, SACK blocks, a client's own option 254 turned into NOPs) update
 //! the TCP checksum incrementally through `checksum::update16/update32`; what grows the frame
 //! (the header in front of the client's first data, the TOA option) is noted in
@@ -42,10 +42,6 @@ pub(crate) const ADJ_PP_V2: u16 = 16;
 pub(crate) const ADJ_INSECURE: u16 = 32;
 /// `first_seq` was learnt from the client's SYN.
 pub(crate) const ADJ_SEQ_KNOWN: u16 = 64;
-/// Something is still to be decided (a header to send or refuse, TOA to add): the
-/// established-flow stage leaves such sessions to `forward`. Without these bits,
-/// [`FullNat::client_address`] cannot fail on a parsed packet that leaves now.
-pub(crate) const ADJ_UNSETTLED: u16 = ADJ_PP | ADJ_TOA_PENDING | ADJ_SP_WAIT | ADJ_PP_CHECK;
 /// A SYN-proxied session (`synproxy.rs`): the real server's SYN-ACKs are the worker's to
 /// answer, never the client's to see.
 pub(crate) const ADJ_SP: u16 = 128;

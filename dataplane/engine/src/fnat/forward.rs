@@ -40,6 +40,27 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Result<Verdict, DropReason> {
+        self.forward_as::<false>(rx_port, frame, pkt, id, dir, tcp, now, stats)
+    }
+
+    /// [`FullNat::forward`], the one forwarding routine of every stage. `FAST`: the caller
+    /// (the established-flow stage) only passes packets that leave the session's state as
+    /// it is (an ACK of an ESTABLISHED session without SYN/FIN/RST, a datagram of a UDP
+    /// session), so the state machine's answer is known; debug builds still ask it, and
+    /// assert that it agrees.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn forward_as<const FAST: bool>(
+        &mut self,
+        rx_port: PortIndex,
+        frame: &mut [u8],
+        pkt: &PacketV4,
+        id: SessionId,
+        dir: Direction,
+        tcp: Option<TcpFlags>,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Result<Verdict, DropReason> {
         if dir == Direction::Output {
             let rs = self.table.get(id).ok_or(DropReason::NoSession)?.rs_ip;
             self.check_reply_ingress(rs, rx_port)?;
@@ -57,14 +78,14 @@ impl FullNat {
                 }
             }
         }
-        self.forward_inner(frame, pkt, id, dir, tcp, now, stats)
+        self.forward_inner::<FAST>(frame, pkt, id, dir, tcp, now, stats)
     }
 
-    /// [`FullNat::forward`] past the reply-ingress check and the SYN proxy's handshake (which
-    /// calls this for the segments it builds).
+    /// [`FullNat::forward_as`] past the reply-ingress check and the SYN proxy's handshake
+    /// (which calls this for the segments it builds).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    pub(super) fn forward_inner(
+    pub(super) fn forward_inner<const FAST: bool>(
         &mut self,
         frame: &mut [u8],
         pkt: &PacketV4,
@@ -136,17 +157,22 @@ impl FullNat {
             }
         };
 
-        let state = match tcp {
-            Some(f) if method.input_only() => {
-                old_state.on_tcp_input_only(f.syn(), f.fin(), f.ack(), f.rst())
-            }
-            Some(f) => old_state.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
-            None => ConnState::Udp,
+        let state = if FAST {
+            debug_assert_eq!(
+                next_state(old_state, method, dir, tcp),
+                old_state,
+                "the fast path changes no state"
+            );
+            old_state
+        } else {
+            next_state(old_state, method, dir, tcp)
         };
         let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
         let deadline = now.saturating_add(timeout);
         self.advance(id, svc_slot, rs_slot, dir, pkt, state, now, deadline, stats);
-        super::sync::move_active(stats, svc_slot, rs_slot, old_state, state);
+        if !FAST {
+            super::sync::move_active(stats, svc_slot, rs_slot, old_state, state);
+        }
         self.sync_note(id, Some(old_state), dir == Direction::Input, now);
         Ok(verdict)
     }
@@ -185,6 +211,17 @@ impl FullNat {
                 count(&mut r.traffic, dir, bytes);
             }
         }
+    }
+}
+
+/// The state machine's answer for a packet of a session in `old` forwarded by `method`
+/// travelling in `dir` (TCP with `tcp`'s flags, or UDP).
+#[inline(always)]
+fn next_state(old: ConnState, method: Method, dir: Direction, tcp: Option<TcpFlags>) -> ConnState {
+    match tcp {
+        Some(f) if method.input_only() => old.on_tcp_input_only(f.syn(), f.fin(), f.ack(), f.rst()),
+        Some(f) => old.on_tcp(dir, f.syn(), f.fin(), f.ack(), f.rst()),
+        None => ConnState::Udp,
     }
 }
 

@@ -259,15 +259,13 @@ pub struct FullNat {
     /// address (Proxy Protocol, TOA), all zero for the others (`client_addr.rs`); empty
     /// until a service needs it (allocated by the rules switch, on the control path).
     adjust: Vec<client_addr::SeqAdjust>,
-    /// Some session has had sequence state: the established-flow stage checks `adjust`
-    /// (sticky, so that workers without such services never read it).
+    /// Some session has had sequence state: `forward` checks `adjust` (sticky, so that
+    /// workers without such services never read it).
     adjusting: bool,
     /// What `forward` left for `process` to add to the frame (header, TOA option).
     insert: Option<client_addr::Insert>,
     /// Session sync export: off unless the driver turns it on (`sync.rs`).
     sync: sync::SyncOut,
-    /// Some address is VRRP standby (`Rules::standby`): the fast path checks replies too.
-    standby: bool,
     /// SYN-proxy buffers (allocated by the rules switch once a service is SYN-proxied).
     sp: Option<Box<synproxy::SynProxy>>,
     /// Proxy Protocol headers sent alone and not acknowledged yet (`client_addr.rs`).
@@ -360,7 +358,6 @@ impl FullNat {
             adjusting: false,
             insert: None,
             sync: sync::SyncOut::default(),
-            standby: false,
             sp: None,
             pending_headers: Vec::new(),
             toa_stripped: 0,
@@ -600,9 +597,13 @@ impl FullNat {
         stats: &mut WorkerStats,
     ) -> Verdict {
         if hint.fast {
-            if let Some(v) = self.established(rx_port, frame, pkt, hint, now_ns, stats) {
-                stats.fast_path += 1;
-                return v;
+            match self.established(rx_port, frame, pkt, hint, now_ns, stats) {
+                Some(Ok(v)) => {
+                    stats.fast_path += 1;
+                    return v;
+                }
+                Some(Err(reason)) => return Verdict::Drop(reason),
+                None => {}
             }
         }
         match self.classify_parsed(rx_port, frame, pkt, now_ns, stats) {

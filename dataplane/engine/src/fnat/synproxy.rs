@@ -653,7 +653,8 @@ impl FullNat {
         let pkt = packet::parse(&sp.scratch[..len])?;
         let flags = pkt.tcp_flags();
         let frame = &mut sp.scratch[..len];
-        let v = self.forward_inner(frame, &pkt, id, Direction::Input, flags, now, stats)?;
+        let v =
+            self.forward_inner::<false>(frame, &pkt, id, Direction::Input, flags, now, stats)?;
         sp.replace = Some((len, pkt));
         Ok(v)
     }

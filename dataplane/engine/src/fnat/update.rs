@@ -534,7 +534,6 @@ impl FullNat {
         for a in &rules.standby {
             addresses.insert_with(u64::from(u32::from(*a)), ADDR_STANDBY, or);
         }
-        self.standby = !rules.standby.is_empty();
         self.addresses = addresses;
         self.services = services;
         let lips: Vec<u32> = (0..self.laddrs.len())
