@@ -46,7 +46,10 @@ impl NotifyFifo {
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_fifo() => {}
             Ok(_) => {
-                log(&format!("{}: exists and is not a FIFO: not written to", path.display()));
+                log(&format!(
+                    "{}: exists and is not a FIFO: not written to",
+                    path.display()
+                ));
                 fifo.unusable = true;
                 fifo.logged = true;
             }
@@ -54,7 +57,8 @@ impl NotifyFifo {
                 let mode = Mode::S_IRUSR | Mode::S_IWUSR | Mode::S_IRGRP | Mode::S_IWGRP;
                 if let Err(e) = nix::unistd::mkfifo(path, mode) {
                     // Someone else may have made it meanwhile (another writer of fnatd's).
-                    let made = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+                    let made =
+                        std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo());
                     if !made {
                         log(&format!("{}: cannot make the FIFO: {e}", path.display()));
                     }
@@ -188,7 +192,10 @@ mod tests {
         assert!(fifo.write_line("INSTANCE \"VI_1\" MASTER 100"));
         assert!(fifo.write_line("GROUP \"VG_1\" MASTER 0"));
         let mut lines = std::io::BufReader::new(reader).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "INSTANCE \"VI_1\" MASTER 100");
+        assert_eq!(
+            lines.next().unwrap().unwrap(),
+            "INSTANCE \"VI_1\" MASTER 100"
+        );
         assert_eq!(lines.next().unwrap().unwrap(), "GROUP \"VG_1\" MASTER 0");
         assert_eq!((fifo.written, fifo.dropped), (2, 0));
         let _ = std::fs::remove_dir_all(&dir);
@@ -215,7 +222,10 @@ mod tests {
             .unwrap();
         fifos.write_line("VS [198.18.0.100]:tcp:80 UP");
         let mut lines = std::io::BufReader::new(reader).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "VS [198.18.0.100]:tcp:80 UP");
+        assert_eq!(
+            lines.next().unwrap().unwrap(),
+            "VS [198.18.0.100]:tcp:80 UP"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

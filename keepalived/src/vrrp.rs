@@ -106,17 +106,18 @@ impl VrrpScript {
             fall,
             init_fail,
         } = self;
-        (name, script, interval, timeout, weight, rise, fall, init_fail)
-            == (
-                &other.name,
-                &other.script,
-                &other.interval,
-                &other.timeout,
-                &other.weight,
-                &other.rise,
-                &other.fall,
-                &other.init_fail,
-            )
+        (
+            name, script, interval, timeout, weight, rise, fall, init_fail,
+        ) == (
+            &other.name,
+            &other.script,
+            &other.interval,
+            &other.timeout,
+            &other.weight,
+            &other.rise,
+            &other.fall,
+            &other.init_fail,
+        )
     }
 }
 
@@ -758,11 +759,19 @@ vrrp_script chk_up {
         let p = |v: &[&str]| v.iter().map(std::path::PathBuf::from).collect::<Vec<_>>();
         assert_eq!(c.vrrp_fifos(), p(&["/run/all", "/run/vrrp"]));
         assert_eq!(c.lvs_fifos(), p(&["/run/all", "/run/lvs"]));
-        let c = read_str("k.conf", "global_defs {\n notify_fifo /run/all u g\n}\n", "h");
+        let c = read_str(
+            "k.conf",
+            "global_defs {\n notify_fifo /run/all u g\n}\n",
+            "h",
+        );
         assert_eq!(c.vrrp_fifos(), p(&["/run/all"]));
         assert_eq!(c.lvs_fifos(), p(&["/run/all"]));
         assert_eq!(c.diagnostics[0].keyword, "notify_fifo");
-        let c = read_str("k.conf", "global_defs {\n vrrp_notify_fifo /run/v\n}\n", "h");
+        let c = read_str(
+            "k.conf",
+            "global_defs {\n vrrp_notify_fifo /run/v\n}\n",
+            "h",
+        );
         assert!(c.lvs_fifos().is_empty());
     }
 }
