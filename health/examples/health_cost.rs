@@ -99,7 +99,7 @@ fn main() {
     let monitor = Monitor::start(
         HealthConfig {
             services: vec![spec],
-            notify_fifo: None,
+            notify_fifos: Vec::new(),
         },
         sink.clone(),
         1,

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fnat_keepalived::lvs::{Checker, CheckerKind};
+use fnat_keepalived::notify_fifo::NotifyFifos;
 use fnat_proto::health::{CheckerStatus, HealthListing, ServiceHealth, ServiceOverlay};
 use fnat_proto::model::ServiceAddr;
 
@@ -81,33 +82,12 @@ fn run_script(script: &str) {
     }
 }
 
-/// Appends `line` to the notify FIFO without blocking: a FIFO without a reader gets no line.
-fn write_fifo(path: &std::path::Path, line: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    // O_NONBLOCK (Linux): opening a FIFO nobody reads fails at once instead of waiting.
-    const O_NONBLOCK: i32 = 0o4000;
-    // A path that does not exist becomes a plain file the lines are appended to.
-    let opened = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .custom_flags(O_NONBLOCK)
-        .open(path);
-    if let Ok(mut f) = opened {
-        let _ = f.write_all(format!("{line}\n").as_bytes());
-    }
-}
-
-fn handle(events: Vec<Event>, fifo: Option<&std::path::Path>) {
+fn handle(events: Vec<Event>, fifos: &mut NotifyFifos) {
     for e in events {
         match e {
             Event::Log(l) => log(&l),
             Event::Run(s) => run_script(&s),
-            Event::Fifo(l) => {
-                if let Some(path) = fifo {
-                    write_fifo(path, &l);
-                }
-            }
+            Event::Fifo(l) => fifos.write_line(&l),
         }
     }
 }
@@ -147,7 +127,7 @@ impl Monitor {
         let old: Vec<ServiceMachine> = previous
             .map(|p| p.machines.lock().map(|m| m.clone()).unwrap_or_default())
             .unwrap_or_default();
-        let fifo = config.notify_fifo.clone();
+        let mut fifos = NotifyFifos::create(&config.notify_fifos);
         let mut machines = Vec::with_capacity(config.services.len());
         let mut start_events = Vec::new();
         for spec in config.services {
@@ -158,7 +138,7 @@ impl Monitor {
             }
             machines.push(m);
         }
-        handle(start_events, fifo.as_deref());
+        handle(start_events, &mut fifos);
         let checkers: usize = machines
             .iter()
             .flat_map(|m| &m.spec.reals)
@@ -193,7 +173,7 @@ impl Monitor {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("fnat-health".into())
-                .spawn(move || schedule(machines, sink, epoch, stop, job_tx, done_rx, fifo))?
+                .spawn(move || schedule(machines, sink, epoch, stop, job_tx, done_rx, fifos))?
         };
         Ok(Monitor {
             machines,
@@ -307,7 +287,7 @@ fn schedule(
     stop: Arc<AtomicBool>,
     jobs: Sender<Job>,
     done: Receiver<Done>,
-    fifo: Option<std::path::PathBuf>,
+    mut fifos: NotifyFifos,
 ) {
     let mut rng = Rng(SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -390,7 +370,7 @@ fn schedule(
                     return;
                 };
                 // The lock is released: the sink takes the control plane's.
-                handle(events, fifo.as_deref());
+                handle(events, &mut fifos);
                 push(key.0, addr, overlay, &mut pushed);
                 due.push(Reverse((Instant::now() + delay, key)));
             }

@@ -11,9 +11,10 @@ use fnat_proto::model::{Real, ServiceAddr};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthConfig {
     pub services: Vec<ServiceSpec>,
-    /// keepalived's `lvs_notify_fifo`: a FIFO (or file) that gets one line per change of
-    /// state (`RS <rs> <vs> UP|DOWN`, `VS <vs> UP|DOWN`).
-    pub notify_fifo: Option<std::path::PathBuf>,
+    /// keepalived's `notify_fifo` and `lvs_notify_fifo`: FIFOs (made if missing) that get
+    /// one line per change of state (`RS <rs> <vs> UP|DOWN`, `VS <vs> UP|DOWN`), written by
+    /// [`fnat_keepalived::notify_fifo`].
+    pub notify_fifos: Vec<std::path::PathBuf>,
 }
 
 impl HealthConfig {

@@ -8,6 +8,8 @@
 //! - [`lvs`]: the tree to keepalived's LVS configuration (virtual servers, groups, real
 //!   servers, checkers) with keepalived's defaults and VS → RS → checker inheritance applied.
 //!
+//! [`notify_fifo`] writes keepalived's notify FIFOs (VRRP's and the checker's lines).
+//!
 //! And back: [`write`] writes the live rules (the one rule model) as keepalived.conf.
 //!
 //! Every problem is a [`Diagnostic`] naming file, line and keyword. Errors make the file
@@ -17,6 +19,7 @@
 
 pub mod diag;
 pub mod lvs;
+pub mod notify_fifo;
 pub mod source;
 pub mod sync;
 pub mod tree;

@@ -17,8 +17,10 @@ use crate::tree::{build, Node};
 #[derive(Debug, Default)]
 pub struct Config {
     pub router_id: Option<String>,
-    /// `global_defs { lvs_notify_fifo PATH }` (else `notify_fifo PATH`): where the checker
-    /// writes its `VS …`/`RS …` state lines.
+    /// `global_defs { notify_fifo PATH }`: gets VRRP's lines and the checker's (see
+    /// [`Config::vrrp_fifos`], [`Config::lvs_fifos`]).
+    pub notify_fifo: Option<String>,
+    /// `global_defs { lvs_notify_fifo PATH }`: the checker's `VS …`/`RS …` state lines.
     pub lvs_notify_fifo: Option<String>,
     pub groups: Vec<VirtualServerGroup>,
     pub virtual_servers: Vec<VirtualServer>,
@@ -40,8 +42,8 @@ pub struct Config {
     pub vrrp_sync_groups: Vec<crate::vrrp::VrrpSyncGroup>,
     /// `vrrp_script` blocks, read (see [`crate::vrrp::script_block`]).
     pub vrrp_scripts: Vec<crate::vrrp::VrrpScript>,
-    /// `global_defs { vrrp_notify_fifo PATH }` (else `notify_fifo PATH`): where VRRP writes
-    /// its `INSTANCE "NAME" STATE PRIORITY` and `GROUP "NAME" STATE` lines.
+    /// `global_defs { vrrp_notify_fifo PATH }`: VRRP's `INSTANCE "NAME" STATE PRIORITY` and
+    /// `GROUP "NAME" STATE 0` lines.
     pub vrrp_notify_fifo: Option<String>,
     /// `global_defs { lvs_sync_daemon … }` (see [`crate::sync`]).
     pub lvs_sync_daemon: Option<crate::sync::LvsSyncDaemon>,
@@ -52,6 +54,27 @@ impl Config {
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
         self.diagnostics.iter().filter(|d| d.level == Level::Error)
     }
+
+    /// Where VRRP's lines go, as keepalived writes them: `notify_fifo` and
+    /// `vrrp_notify_fifo` (see [`crate::notify_fifo`]).
+    pub fn vrrp_fifos(&self) -> Vec<std::path::PathBuf> {
+        fifos(&self.notify_fifo, &self.vrrp_notify_fifo)
+    }
+
+    /// Where the checker's lines go: `notify_fifo` and `lvs_notify_fifo`.
+    pub fn lvs_fifos(&self) -> Vec<std::path::PathBuf> {
+        fifos(&self.notify_fifo, &self.lvs_notify_fifo)
+    }
+}
+
+fn fifos(global: &Option<String>, own: &Option<String>) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = Vec::new();
+    for p in [global, own].into_iter().flatten() {
+        if !out.iter().any(|o| o.as_os_str() == p.as_str()) {
+            out.push(p.into());
+        }
+    }
+    out
 }
 
 /// keepalived's `lvs_timeouts [tcp N] [tcpfin N] [udp N]` (seconds): what `ipvsadm --set`
@@ -357,16 +380,9 @@ fn top_level(node: &Node, config: &mut Config, diags: &mut Diagnostics) {
                             config.lvs_timeouts = Some((n.at.clone(), t));
                         }
                     }
-                    "lvs_notify_fifo" => config.lvs_notify_fifo = n.args.first().cloned(),
-                    "vrrp_notify_fifo" => config.vrrp_notify_fifo = n.args.first().cloned(),
-                    "notify_fifo" => {
-                        if config.lvs_notify_fifo.is_none() {
-                            config.lvs_notify_fifo = n.args.first().cloned();
-                        }
-                        if config.vrrp_notify_fifo.is_none() {
-                            config.vrrp_notify_fifo = n.args.first().cloned();
-                        }
-                    }
+                    "notify_fifo" => config.notify_fifo = fifo_path(n, diags),
+                    "lvs_notify_fifo" => config.lvs_notify_fifo = fifo_path(n, diags),
+                    "vrrp_notify_fifo" => config.vrrp_notify_fifo = fifo_path(n, diags),
                     "lvs_sync_daemon" => {
                         config.lvs_sync_daemon = crate::sync::lvs_sync_daemon(n, diags);
                     }
@@ -454,6 +470,20 @@ pub(crate) fn one_arg(node: &Node, diags: &mut Diagnostics) -> Option<String> {
             None
         }
     }
+}
+
+/// `notify_fifo PATH [username [groupname]]` (and the `vrrp_`/`lvs_` ones): the path. The
+/// FIFO's owner is fnatd's (a warning when one is given).
+fn fifo_path(node: &Node, diags: &mut Diagnostics) -> Option<String> {
+    let path = one_arg(node, diags)?;
+    if node.args.len() > 1 {
+        diags.warning(
+            &node.at,
+            &node.keyword,
+            "username/groupname not supported: the FIFO is made with fnatd's owner",
+        );
+    }
+    Some(path)
 }
 
 /// `lvs_timeouts [tcp N] [tcpfin N] [udp N]`, in any order.

@@ -91,6 +91,36 @@ pub struct VrrpScript {
     pub init_fail: bool,
 }
 
+impl VrrpScript {
+    /// Whether `other` defines the same script (where it is written aside): a reload keeps
+    /// such a script running with its verdict, and restarts one whose definition changed.
+    pub fn same_definition(&self, other: &VrrpScript) -> bool {
+        let VrrpScript {
+            at: _,
+            name,
+            script,
+            interval,
+            timeout,
+            weight,
+            rise,
+            fall,
+            init_fail,
+        } = self;
+        (
+            name, script, interval, timeout, weight, rise, fall, init_fail,
+        ) == (
+            &other.name,
+            &other.script,
+            &other.interval,
+            &other.timeout,
+            &other.weight,
+            &other.rise,
+            &other.fall,
+            &other.init_fail,
+        )
+    }
+}
+
 /// Reads one `vrrp_script`.
 pub fn script_block(node: &Node, diags: &mut Diagnostics) -> Option<VrrpScript> {
     let name = one_arg(node, diags)?;
@@ -124,8 +154,13 @@ pub fn script_block(node: &Node, diags: &mut Diagnostics) -> Option<VrrpScript> 
                 Some(w) => diags.error(&n.at, "weight", format!("{w} is not in -253..253")),
                 None => {}
             },
-            "rise" => s.rise = number::<u32>(n, diags).unwrap_or(1).max(1),
-            "fall" => s.fall = number::<u32>(n, diags).unwrap_or(1).max(1),
+            // keepalived refuses 0: a verdict needs at least one run.
+            "rise" | "fall" => match number::<u32>(n, diags) {
+                Some(0) => diags.error(&n.at, &n.keyword, "0: keepalived requires at least 1"),
+                Some(v) if n.keyword == "rise" => s.rise = v,
+                Some(v) => s.fall = v,
+                None => {}
+            },
             "init_fail" => s.init_fail = true,
             k => diags.warning(&n.at, k, "not supported by fnat's VRRP yet: ignored"),
         }
@@ -667,5 +702,76 @@ vrrp_script chk_up {
             "h",
         );
         assert_eq!(c.errors().next().unwrap().message, "interface is required");
+    }
+    #[test]
+    fn a_vrrp_script_with_rise_or_fall_0_or_a_bad_weight_is_refused_by_line_and_keyword() {
+        for (line, keyword, reason) in [
+            ("rise 0", "rise", "0: keepalived requires at least 1"),
+            ("fall 0", "fall", "0: keepalived requires at least 1"),
+            ("rise x", "rise", "'x' is not a valid number here"),
+            ("weight 254", "weight", "254 is not in -253..253"),
+        ] {
+            let text = format!("vrrp_script chk {{\n script /bin/true\n {line}\n}}\n");
+            let c = read_str("k.conf", &text, "h");
+            let e: Vec<_> = c
+                .errors()
+                .map(|d| (d.at.to_string(), d.keyword.as_str(), d.message.as_str()))
+                .collect();
+            assert_eq!(e, [("k.conf:3".to_string(), keyword, reason)], "{line}");
+            assert!(c.vrrp_scripts.is_empty(), "{line}");
+        }
+        let c = read_str(
+            "k.conf",
+            "vrrp_script chk {\n script /bin/true\n rise 1\n fall 1\n}\n",
+            "h",
+        );
+        assert_eq!(c.errors().count(), 0, "{:?}", c.diagnostics);
+        assert_eq!((c.vrrp_scripts[0].rise, c.vrrp_scripts[0].fall), (1, 1));
+    }
+
+    #[test]
+    fn a_script_moved_elsewhere_is_the_same_definition_a_changed_one_is_not() {
+        let one = read_str("a.conf", "vrrp_script c {\n script /bin/true\n}\n", "h");
+        let moved = read_str(
+            "b.conf",
+            "\n\nvrrp_script c {\n script /bin/true\n interval 1\n}\n",
+            "h",
+        );
+        let changed = read_str("a.conf", "vrrp_script c {\n script /bin/false\n}\n", "h");
+        let (a, b, c) = (
+            &one.vrrp_scripts[0],
+            &moved.vrrp_scripts[0],
+            &changed.vrrp_scripts[0],
+        );
+        assert_ne!(a.at, b.at);
+        assert!(a.same_definition(b));
+        assert!(!a.same_definition(c));
+    }
+
+    #[test]
+    fn each_notify_fifo_gets_its_kind_and_the_global_one_both() {
+        let c = read_str(
+            "k.conf",
+            "global_defs {\n notify_fifo /run/all\n vrrp_notify_fifo /run/vrrp\n lvs_notify_fifo /run/lvs\n}\n",
+            "h",
+        );
+        assert_eq!(c.errors().count(), 0, "{:?}", c.diagnostics);
+        let p = |v: &[&str]| v.iter().map(std::path::PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(c.vrrp_fifos(), p(&["/run/all", "/run/vrrp"]));
+        assert_eq!(c.lvs_fifos(), p(&["/run/all", "/run/lvs"]));
+        let c = read_str(
+            "k.conf",
+            "global_defs {\n notify_fifo /run/all u g\n}\n",
+            "h",
+        );
+        assert_eq!(c.vrrp_fifos(), p(&["/run/all"]));
+        assert_eq!(c.lvs_fifos(), p(&["/run/all"]));
+        assert_eq!(c.diagnostics[0].keyword, "notify_fifo");
+        let c = read_str(
+            "k.conf",
+            "global_defs {\n vrrp_notify_fifo /run/v\n}\n",
+            "h",
+        );
+        assert!(c.lvs_fifos().is_empty());
     }
 }

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fnat_tests::{bin, root};
-use lab_support::{wait_for, Lab};
+use lab_support::{wait_for, FifoLines, Lab};
 
 const VIP: &str = "198.18.0.100";
 /// The lab's advert_int (seconds).
@@ -186,8 +186,24 @@ fn settled(lab: &Lab) {
 }
 
 fn failover(mode: &str, signal: nix::sys::signal::Signal) {
-    let lab = up(mode);
+    // keepalived's global notify_fifo, which fnatd makes (mkfifo) as keepalived does.
+    let dir = scratch(&format!("f{mode}{}", signal as i32));
+    let lab = Lab::up_script(
+        ha_script(),
+        2,
+        &[
+            ("HA_MODE", mode.to_string()),
+            (
+                "HA_EXTRA_KEEPALIVED",
+                format!(
+                    "global_defs {{\n  notify_fifo {}/@X@.fifo\n}}\n",
+                    dir.display()
+                ),
+            ),
+        ],
+    );
     settled(&lab);
+    let fifo_b = FifoLines::existing(&dir.join("b.fifo"));
     let (mac_a, mac_b) = (wan_mac(&lab, "a"), wan_mac(&lab, "b"));
     assert_ne!(mac_a, mac_b);
     let live = Live::start(&lab, 9000);
@@ -221,6 +237,11 @@ fn failover(mode: &str, signal: nix::sys::signal::Signal) {
         took <= limit,
         "takeover after {took:?} > {limit:?}\n{}",
         logs(&lab)
+    );
+    wait_for(
+        "B's notify FIFO tells the takeover",
+        Duration::from_secs(2),
+        || fifo_b.has("INSTANCE \"VI_1\" MASTER 90") && fifo_b.has("GROUP \"VG_1\" MASTER 0"),
     );
     let arp = wait_for(
         "the client's ARP entry moves to B",
@@ -263,6 +284,8 @@ fn failover(mode: &str, signal: nix::sys::signal::Signal) {
         Duration::from_secs(5),
         || scheduled() >= 1,
     );
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -295,42 +318,6 @@ fn dr_connection_survives_sigterm_of_the_master() {
     failover("dr", nix::sys::signal::Signal::SIGTERM);
 }
 
-/// keepalived's notify FIFO of a director, read as lines (the test holds it open read-write,
-/// so fnatd's non-blocking writer always finds a reader).
-struct Fifo {
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Fifo {
-    fn open(path: &std::path::Path) -> Fifo {
-        let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
-        assert!(made.success(), "mkfifo {}", path.display());
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let out = lines.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(file).lines() {
-                let Ok(line) = line else { return };
-                out.lock().unwrap().push(line);
-            }
-        });
-        Fifo { lines }
-    }
-
-    fn has(&self, line: &str) -> bool {
-        self.lines.lock().unwrap().iter().any(|l| l == line)
-    }
-
-    fn all(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-}
-
 /// A temporary directory of the test's own (FIFOs, flag files the scripts test).
 fn scratch(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("f16ha{tag}{:04x}", std::process::id() & 0xffff));
@@ -347,8 +334,8 @@ fn scratch(tag: &str) -> PathBuf {
 #[test]
 fn a_failing_track_script_faults_the_master_and_its_group_with_fifo_lines() {
     let dir = scratch("s");
-    let fifo_a = Fifo::open(&dir.join("a.fifo"));
-    let fifo_b = Fifo::open(&dir.join("b.fifo"));
+    let fifo_a = FifoLines::open(&dir.join("a.fifo"));
+    let fifo_b = FifoLines::open(&dir.join("b.fifo"));
     let d = dir.display();
     let lab = Lab::up_script(
         ha_script(),
@@ -399,7 +386,7 @@ fn a_failing_track_script_faults_the_master_and_its_group_with_fifo_lines() {
     });
     wait_for("A's FIFO lines", Duration::from_secs(2), || {
         fifo_a.has("INSTANCE \"VI_1\" FAULT 100")
-            && fifo_a.has("GROUP \"VG_1\" FAULT")
+            && fifo_a.has("GROUP \"VG_1\" FAULT 0")
             && fifo_a.has("INSTANCE \"VI_2\" FAULT 100")
     });
     assert!(!dir.join("faulted-b").exists());
@@ -673,6 +660,98 @@ fn a_vrrp_reload_keeps_state_and_refuses_a_changed_instance_set() {
         log.contains("fnatd: reload: vrrp on") && log.contains("restart fnatd to apply that"),
         "{log}"
     );
+}
+
+/// `fnatctl reload` re-reads `vrrp_script` blocks as keepalived's reload does: a script
+/// whose definition changed starts anew with it (here it fails from then on, and its new
+/// weight moves the priority: 100 − 40 = 60); a `vrrp_script` keepalived would refuse
+/// (`fall 0`) refuses the whole reload with file, line, key and reason, and the running
+/// configuration stays; fixed, the next reload applies.
+#[test]
+fn a_reload_restarts_a_changed_vrrp_script_and_refuses_an_invalid_one() {
+    let lab = Lab::up_script(
+        ha_script(),
+        2,
+        &[
+            (
+                "HA_EXTRA_KEEPALIVED",
+                "vrrp_script chk {\n  script \"true\"\n  interval 1\n  weight -30\n}\n".into(),
+            ),
+            (
+                "HA_EXTRA_INSTANCE",
+                "    track_script {\n        chk\n    }".into(),
+            ),
+        ],
+    );
+    settled(&lab);
+    let effective = || vrrp_instance(&lab, "a", "VI_1")["effective_priority"].clone();
+    assert_eq!(effective(), 100, "the script succeeds: no weight");
+    let conf = lab.state_dir().join("a-keepalived.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let reload = || {
+        Command::new(bin("fnatctl"))
+            .arg("--socket")
+            .arg(lab.state_dir().join("a.sock"))
+            .arg("reload")
+            .output()
+            .unwrap()
+    };
+    // Changed: it fails from now on, with weight -40.
+    let failing = text
+        .replace("script \"true\"", "script \"false\"")
+        .replace("weight -30", "weight -40");
+    std::fs::write(&conf, &failing).unwrap();
+    let out = reload();
+    assert!(
+        out.status.success(),
+        "reload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = wait_for(
+        "A's changed script fails: 100 - 40",
+        Duration::from_secs(4),
+        || effective() == 60,
+    );
+    eprintln!("lab_ha reload: the changed vrrp_script took effect {took:?} after the reload");
+    assert_eq!(vrrp_state(&lab, "a", "VI_1"), "MASTER", "nothing flaps");
+    // Invalid: refused as a whole, naming file, line, key and reason.
+    let invalid = failing
+        .replace("script \"false\"", "script \"true\"")
+        .replace("  interval 1\n", "  interval 1\n  fall 0\n");
+    let line = invalid
+        .lines()
+        .position(|l| l.trim() == "fall 0")
+        .expect("fall 0 written")
+        + 1;
+    std::fs::write(&conf, &invalid).unwrap();
+    let out = reload();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an invalid vrrp_script was accepted");
+    assert!(
+        stderr.contains(&format!("{}:{line}: key `fall`", conf.display()))
+            && stderr.contains("at least 1"),
+        "{stderr}"
+    );
+    // The running configuration stays: the failing script, weight -40.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        effective(),
+        60,
+        "the refused reload changed the running scripts"
+    );
+    // Fixed: applied (the script succeeds again).
+    std::fs::write(&conf, invalid.replace("  fall 0\n", "")).unwrap();
+    let out = reload();
+    assert!(
+        out.status.success(),
+        "reload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("A's script succeeds again", Duration::from_secs(4), || {
+        effective() == 100
+    });
+    let a = vrrp_instance(&lab, "a", "VI_1");
+    assert_eq!(a["counters"]["become_master"], 1, "{a}");
 }
 
 /// keepalived's gratuitous-ARP schedule with its defaults (`garp_master_repeat 5`,

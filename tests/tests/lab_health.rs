@@ -36,7 +36,7 @@ fn keepalived_conf(dir: &std::path::Path, md5_rs2: &str) -> String {
     let mut t = String::new();
     t.push_str(&format!(
         "global_defs {{\n  lvs_notify_fifo {}\n}}\n",
-        dir.join("fifo.log").display()
+        dir.join("notify.fifo").display()
     ));
     t.push_str("local_address_group lan {\n  198.19.0.10 lan\n}\n");
     // :80, what the lab's readiness check uses.
@@ -256,6 +256,8 @@ fn health_checks_drive_the_table_through_real_stacks() {
             ("LAB_FNATD_ARGS", format!("--keepalived {}", ka.display())),
         ],
     );
+    // keepalived makes its notify FIFO (mkfifo) when it is missing: so does fnatd.
+    let fifo = FifoLines::existing(&dir.join("notify.fifo"));
     let https = format!(
         "import http.server,ssl,os\nos.chdir('{}')\ns=http.server.HTTPServer(('0.0.0.0',4443),http.server.SimpleHTTPRequestHandler)\nc=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nc.load_cert_chain('{}','{}')\ns.socket=c.wrap_socket(s.socket,server_side=True)\ns.serve_forever()\n",
         www[1].display(),
@@ -370,12 +372,10 @@ fn health_checks_drive_the_table_through_real_stacks() {
         table(&lab, 8082) == [("198.19.1.12:8090".to_string(), 1)]
     });
     assert_eq!(lab.curl(&format!("{VIP}:8082")), "sorry");
-    // keepalived's notify FIFO lines (here a plain file).
+    // keepalived's notify FIFO lines (the FIFO fnatd made at start).
     wait_for("notify FIFO lines", Duration::from_secs(5), || {
-        std::fs::read_to_string(dir.join("fifo.log")).is_ok_and(|t| {
-            t.contains("RS [198.19.1.11]:tcp:8080 [198.18.10.100]:tcp:8080 DOWN\n")
-                && t.contains("VS [198.18.10.100]:tcp:8082 DOWN\n")
-        })
+        fifo.has("RS [198.19.1.11]:tcp:8080 [198.18.10.100]:tcp:8080 DOWN")
+            && fifo.has("VS [198.18.10.100]:tcp:8082 DOWN")
     });
     // notify_down ran; a reload keeps what the checks found (the server stays out).
     wait_for("notify_down ran", Duration::from_secs(5), || {

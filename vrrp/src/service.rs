@@ -13,6 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use fnat_keepalived::notify_fifo::NotifyFifos;
+use fnat_keepalived::vrrp::VrrpScript;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 
 use crate::machine::{Action, Heard, Machine, Params, State};
@@ -138,14 +140,26 @@ struct GroupState {
 }
 
 /// What all the VRRP threads of a director share: the sync groups, the `vrrp_script`s, the
-/// notify FIFO.
+/// notify FIFOs.
 #[derive(Clone, Debug, Default)]
 pub struct Context {
     pub groups: SyncGroups,
-    pub scripts: Vec<crate::track::ScriptConfig>,
-    /// keepalived's `vrrp_notify_fifo`/`notify_fifo`: `INSTANCE "NAME" STATE PRIORITY` and
-    /// `GROUP "NAME" STATE` lines.
-    pub notify_fifo: Option<std::path::PathBuf>,
+    pub scripts: Vec<VrrpScript>,
+    /// keepalived's `notify_fifo` and `vrrp_notify_fifo`: `INSTANCE "NAME" STATE PRIORITY`
+    /// and `GROUP "NAME" STATE 0` lines (see [`fnat_keepalived::notify_fifo`]).
+    pub notify_fifos: Vec<std::path::PathBuf>,
+}
+
+/// A `track_script` entry without a weight of its own (`i32::MIN`) takes its script's.
+fn resolve_weights(config: &mut InstanceConfig, scripts: &[VrrpScript]) {
+    for (name, weight) in &mut config.track_scripts {
+        if *weight == i32::MIN {
+            *weight = scripts
+                .iter()
+                .find(|s| &s.name == name)
+                .map_or(0, |s| s.weight);
+        }
+    }
 }
 
 /// How soon a member held back by its group looks again.
@@ -241,7 +255,8 @@ pub struct Service {
     following: bool,
     /// The `vrrp_script`s the instances here track (run on this thread).
     scripts: Vec<crate::track::Script>,
-    notify_fifo: Option<std::path::PathBuf>,
+    fifo_paths: Vec<std::path::PathBuf>,
+    fifos: NotifyFifos,
 }
 
 impl Service {
@@ -286,61 +301,61 @@ impl Service {
             groups: SyncGroups::default(),
             following: false,
             scripts: Vec::new(),
-            notify_fifo: None,
+            fifo_paths: Vec::new(),
+            fifos: NotifyFifos::default(),
         })
     }
 
     /// A reloaded configuration of the same instances (same names, virtual router ids and
     /// addresses, in the same order): each keeps its state and takes the new parameters,
-    /// scripts, tracking and schedule from its next turn. Anything else is refused with the
-    /// reason and nothing changes.
-    pub fn reconfigure(&mut self, configs: Vec<InstanceConfig>) -> Result<(), String> {
+    /// tracking and schedule from its next turn. Anything else is refused with the reason
+    /// and nothing changes. The `vrrp_script`s and notify FIFOs are `ctx`'s (its sync
+    /// groups are not: the running ones stay), see [`Service::set_scripts`].
+    pub fn reconfigure(
+        &mut self,
+        configs: Vec<InstanceConfig>,
+        ctx: Context,
+    ) -> Result<(), String> {
         check_same_instances(self.instances.iter().map(|i| &i.config), configs.iter())?;
         for (inst, mut config) in self.instances.iter_mut().zip(configs) {
-            // A track_script entry without its own weight keeps the one resolved at start.
-            for (name, weight) in &mut config.track_scripts {
-                if *weight == i32::MIN {
-                    *weight = inst
-                        .config
-                        .track_scripts
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map_or(0, |(_, w)| *w);
-                }
-            }
+            resolve_weights(&mut config, &ctx.scripts);
             inst.machine.reconfigure(config.params.clone());
             inst.config = config;
         }
+        self.set_scripts(ctx.scripts);
+        self.set_fifos(ctx.notify_fifos);
         Ok(())
     }
 
     /// Shares the director's sync groups with the services of its other interfaces, runs
-    /// the scripts the instances here track, writes state changes to the notify FIFO.
+    /// the scripts the instances here track, writes state changes to the notify FIFOs.
     pub fn context(&mut self, ctx: Context) {
         self.groups = ctx.groups;
-        self.notify_fifo = ctx.notify_fifo;
+        self.set_fifos(ctx.notify_fifos);
         for inst in &mut self.instances {
-            // A track_script entry without its own weight takes the script's.
-            for (name, weight) in &mut inst.config.track_scripts {
-                if *weight == i32::MIN {
-                    *weight = ctx
-                        .scripts
-                        .iter()
-                        .find(|s| &s.name == name)
-                        .map_or(0, |s| s.weight);
-                }
-            }
+            resolve_weights(&mut inst.config, &ctx.scripts);
         }
-        self.scripts = ctx
-            .scripts
-            .into_iter()
-            .filter(|s| {
-                self.instances
-                    .iter()
-                    .any(|i| i.config.track_scripts.iter().any(|(n, _)| *n == s.name))
-            })
-            .map(crate::track::Script::new)
-            .collect();
+        self.set_scripts(ctx.scripts);
+    }
+
+    /// The `vrrp_script`s to run: those the instances here track (see
+    /// [`crate::track::reload`]).
+    fn set_scripts(&mut self, configs: Vec<VrrpScript>) {
+        let old = std::mem::take(&mut self.scripts);
+        let instances = &self.instances;
+        self.scripts = crate::track::reload(old, configs, |name| {
+            instances
+                .iter()
+                .any(|i| i.config.track_scripts.iter().any(|(n, _)| n == name))
+        });
+    }
+
+    /// The notify FIFOs (made if missing); unchanged paths keep their open files.
+    fn set_fifos(&mut self, paths: Vec<std::path::PathBuf>) {
+        if paths != self.fifo_paths {
+            self.fifos = NotifyFifos::create(&paths);
+            self.fifo_paths = paths;
+        }
     }
 
     /// Runs the scripts; applies each instance's tracking verdict: FAULT (weight 0 failed),
@@ -443,7 +458,9 @@ impl Service {
         }) {
             inst.group_epoch = epoch;
         }
-        self.fifo(&format!("GROUP \"{group}\" {}\n", to.name()));
+        // keepalived writes a group's line with priority 0.
+        self.fifos
+            .write_line(&format!("GROUP \"{group}\" {} 0", to.name()));
     }
 
     /// Calls `f` on every state change from now on.
@@ -733,7 +750,7 @@ impl Service {
             _ => &c.notify_stop,
         };
         let priority = self.instances[k].machine.params().priority;
-        self.fifo(&format!("INSTANCE \"{}\" {state} {priority}\n", c.name));
+        let line = format!("INSTANCE \"{}\" {state} {priority}", c.name);
         let mut run = Vec::new();
         if let Some(s) = script {
             run.push(s.clone());
@@ -741,30 +758,12 @@ impl Service {
         if let Some(s) = &c.notify {
             run.push(format!("{s} INSTANCE {} {state} {priority}", c.name));
         }
+        self.fifos.write_line(&line);
         for s in run {
             // Not waited for: reaped on later turns.
             if let Ok(child) = Command::new("/bin/sh").arg("-c").arg(&s).spawn() {
                 self.children.push(child);
             }
-        }
-    }
-
-    /// One line to the notify FIFO, if one is set and someone reads it (never blocks:
-    /// a FIFO without a reader is skipped, as keepalived's writes would fail).
-    fn fifo(&self, line: &str) {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let Some(path) = &self.notify_fifo else {
-            return;
-        };
-        // O_NONBLOCK (Linux's value): opening a FIFO without a reader fails at once.
-        const O_NONBLOCK: i32 = 0o4000;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .append(true)
-            .custom_flags(O_NONBLOCK)
-            .open(path)
-        {
-            let _ = f.write_all(line.as_bytes());
         }
     }
 
@@ -784,12 +783,16 @@ fn now_of(origin: &Instant) -> Duration {
 pub struct Runner {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// A reloaded configuration for the thread to take on its next turn.
-    pending: std::sync::Arc<std::sync::Mutex<Option<Vec<InstanceConfig>>>>,
+    pending: std::sync::Arc<std::sync::Mutex<Option<Reload>>>,
     /// The configuration running (what reloads are checked against).
     configs: Vec<InstanceConfig>,
     shared: std::sync::Arc<std::sync::Mutex<Shared>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
+
+/// A reloaded configuration: the instances, and the scripts and notify FIFOs of the
+/// [`Context`] (its sync groups are not taken: the running ones stay).
+type Reload = (Vec<InstanceConfig>, Context);
 
 /// What the thread publishes for `status()`.
 #[derive(Clone, Debug, Default)]
@@ -835,7 +838,7 @@ impl Runner {
             }
         };
         let err_out = shared.clone();
-        let pending = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<InstanceConfig>>));
+        let pending = std::sync::Arc::new(std::sync::Mutex::new(None::<Reload>));
         let (pending_in, running) = (pending.clone(), configs.clone());
         let handle = std::thread::Builder::new()
             .name("fnat-vrrp".into())
@@ -860,8 +863,8 @@ impl Runner {
                 service.start();
                 while !flag.load(Ordering::SeqCst) {
                     let reload = pending_in.lock().ok().and_then(|mut p| p.take());
-                    if let Some(configs) = reload {
-                        if let Err(e) = service.reconfigure(configs) {
+                    if let Some((configs, ctx)) = reload {
+                        if let Err(e) = service.reconfigure(configs, ctx) {
                             eprintln!("fnatd: vrrp: reload: {e}");
                         }
                     }
@@ -880,13 +883,19 @@ impl Runner {
         })
     }
 
-    /// A reloaded configuration of this thread's instances: checked now (same instances),
-    /// applied by the thread on its next turn, each instance keeping its state.
-    pub fn reconfigure(&mut self, configs: Vec<InstanceConfig>) -> Result<(), String> {
+    /// A reloaded configuration of this thread's instances, with the reloaded
+    /// `vrrp_script`s and notify FIFOs of `ctx`: checked now (same instances), applied by
+    /// the thread on its next turn, each instance keeping its state (see
+    /// [`Service::reconfigure`]).
+    pub fn reconfigure(
+        &mut self,
+        configs: Vec<InstanceConfig>,
+        ctx: Context,
+    ) -> Result<(), String> {
         check_same_instances(self.configs.iter(), configs.iter())?;
         self.configs.clone_from(&configs);
         if let Ok(mut p) = self.pending.lock() {
-            *p = Some(configs);
+            *p = Some((configs, ctx));
         }
         Ok(())
     }

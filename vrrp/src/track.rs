@@ -10,39 +10,13 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// One `vrrp_script`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ScriptConfig {
-    pub name: String,
-    /// Run by `/bin/sh -c`.
-    pub command: String,
-    pub interval: Duration,
-    /// A run longer than this is killed and counts as a failure.
-    pub timeout: Duration,
-    pub weight: i32,
-    pub rise: u32,
-    pub fall: u32,
-    pub init_fail: bool,
-}
-
-impl ScriptConfig {
-    pub fn from_keepalived(s: &fnat_keepalived::vrrp::VrrpScript) -> ScriptConfig {
-        ScriptConfig {
-            name: s.name.clone(),
-            command: s.script.clone(),
-            interval: s.interval,
-            timeout: s.timeout,
-            weight: s.weight,
-            rise: s.rise,
-            fall: s.fall,
-            init_fail: s.init_fail,
-        }
-    }
-}
+/// A `vrrp_script` is keepalived.conf's own type (read by
+/// `fnat_keepalived::vrrp::script_block`), run here as it is.
+use fnat_keepalived::vrrp::VrrpScript;
 
 /// One script's runs and verdict.
 pub struct Script {
-    pub config: ScriptConfig,
+    pub config: VrrpScript,
     good: bool,
     /// Consecutive results against the current verdict.
     streak: u32,
@@ -53,7 +27,7 @@ pub struct Script {
 }
 
 impl Script {
-    pub fn new(config: ScriptConfig) -> Script {
+    pub fn new(config: VrrpScript) -> Script {
         Script {
             good: !config.init_fail,
             config,
@@ -90,7 +64,7 @@ impl Script {
             self.next_run = now + self.config.interval;
             match Command::new("/bin/sh")
                 .arg("-c")
-                .arg(&self.config.command)
+                .arg(&self.config.script)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -138,6 +112,33 @@ impl Drop for Script {
             let _ = child.wait();
         }
     }
+}
+
+/// The scripts to run after a reload, as keepalived's (`clear_diff_script`): of `configs`,
+/// those `tracked`; a script whose definition is unchanged runs on as it was (its verdict,
+/// its running check), a changed one starts anew, a new one starts, and the ones left of
+/// `old` stop (their running checks are killed as they are dropped).
+pub fn reload(
+    mut old: Vec<Script>,
+    configs: Vec<VrrpScript>,
+    tracked: impl Fn(&str) -> bool,
+) -> Vec<Script> {
+    let mut out = Vec::new();
+    for config in configs {
+        if !tracked(&config.name) {
+            continue;
+        }
+        match old.iter().position(|s| s.config.same_definition(&config)) {
+            // Where it is written may have moved.
+            Some(k) => {
+                let mut s = old.swap_remove(k);
+                s.config = config;
+                out.push(s);
+            }
+            None => out.push(Script::new(config)),
+        }
+    }
+    out
 }
 
 /// Whether a kernel interface is up with its link (`/sys/class/net/IF/operstate` `up`, or
@@ -190,9 +191,13 @@ mod tests {
     }
 
     fn script(cmd: &str, rise: u32, fall: u32) -> Script {
-        Script::new(ScriptConfig {
+        Script::new(VrrpScript {
+            at: fnat_keepalived::Location {
+                file: std::sync::Arc::new("k.conf".into()),
+                line: 1,
+            },
             name: "s".into(),
-            command: cmd.into(),
+            script: cmd.into(),
             interval: Duration::from_millis(10),
             timeout: Duration::from_secs(2),
             weight: -10,
@@ -249,6 +254,90 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
             assert!(start.elapsed() < Duration::from_secs(3), "not killed");
         }
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_scripts_restarts_changed_ones_stops_removed_ones() {
+        let named = |name: &str, cmd: &str| {
+            let mut s = script(cmd, 1, 1);
+            s.config.name = name.into();
+            s
+        };
+        let dir = std::env::temp_dir().join(format!("fnat-track-r-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // `gone` is mid-run when the reload stops it: its check must be killed.
+        let pid = dir.join("pid");
+        let mut gone = named(
+            "gone",
+            &format!("echo $$ > {}; exec sleep 30", pid.display()),
+        );
+        let mut same = named("same", "false");
+        let mut changed = named("changed", "false");
+        runs(&mut same, 1);
+        runs(&mut changed, 1);
+        assert!(!same.good() && !changed.good());
+        gone.turn(Duration::ZERO);
+        let start = std::time::Instant::now();
+        while std::fs::read_to_string(&pid).map_or(true, |p| p.trim().is_empty()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the check did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let child: i32 = std::fs::read_to_string(&pid)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let alive = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+        };
+        assert!(alive(child));
+        let configs = vec![
+            // Moved to another line: the same definition.
+            VrrpScript {
+                at: fnat_keepalived::Location {
+                    file: std::sync::Arc::new("other.conf".into()),
+                    line: 9,
+                },
+                ..same.config.clone()
+            },
+            VrrpScript {
+                script: "true".into(),
+                ..changed.config.clone()
+            },
+            VrrpScript {
+                name: "new".into(),
+                ..same.config.clone()
+            },
+            VrrpScript {
+                name: "untracked".into(),
+                ..same.config.clone()
+            },
+        ];
+        let after = reload(vec![gone, same, changed], configs, |n| n != "untracked");
+        let by_name = |n: &str| after.iter().find(|s| s.config.name == n);
+        let names: Vec<_> = after.iter().map(|s| s.config.name.as_str()).collect();
+        assert_eq!(names, ["same", "changed", "new"]);
+        let same = by_name("same").unwrap();
+        assert_eq!(
+            (same.good(), same.finished),
+            (false, 1),
+            "kept with its verdict"
+        );
+        assert_eq!(same.config.at.line, 9);
+        let changed = by_name("changed").unwrap();
+        assert_eq!(changed.config.script, "true");
+        assert_eq!(
+            (changed.good(), changed.finished),
+            (true, 0),
+            "started anew (init_fail off: good)"
+        );
+        assert_eq!(by_name("new").unwrap().finished, 0);
+        assert!(!alive(child), "the removed script's check was not killed");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -54,9 +54,7 @@ pub fn add_services<'a>(
             }
         }
     }
-    if let Some(fifo) = &conf.lvs_notify_fifo {
-        health.notify_fifo = Some(fifo.into());
-    }
+    health.notify_fifos = conf.lvs_fifos();
     let first_added = rules.services.len();
     // Where each added service came from, to point the validator's refusals at its line.
     let mut origin: Vec<Location> = Vec::new();
@@ -201,12 +199,8 @@ pub fn vrrp_runs(
     }
     let context = fnat_vrrp::service::Context {
         groups: Default::default(),
-        scripts: conf
-            .vrrp_scripts
-            .iter()
-            .map(fnat_vrrp::track::ScriptConfig::from_keepalived)
-            .collect(),
-        notify_fifo: conf.vrrp_notify_fifo.as_ref().map(Into::into),
+        scripts: conf.vrrp_scripts.clone(),
+        notify_fifos: conf.vrrp_fifos(),
     };
     Ok((runs, warnings, context))
 }

@@ -887,3 +887,64 @@ fn synproxy_option_parses_and_is_tcp_only() {
         "the SYN proxy is TCP only: {e}"
     );
 }
+
+/// keepalived.conf's `vrrp_script`s reach the VRRP threads as they are read (one type of
+/// them), the notify FIFOs go to their kinds (the global one to both), and a script keepalived
+/// would refuse refuses the file with its file, line, key and reason (a reload then keeps
+/// the running configuration).
+#[test]
+fn vrrp_scripts_and_notify_fifos_from_keepalived_and_a_bad_script_refused() {
+    let twin = GOOD.replace(
+        "device = \"net_ring0\"",
+        "device = \"net_ring0\"\nkernel_interface = \"fnat-a\"",
+    );
+    let dir = std::env::temp_dir().join(format!("fnat-script-ka-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("fnatd.toml");
+    std::fs::write(&toml, &twin).unwrap();
+    let ka = dir.join("keepalived.conf");
+    let conf = |script_extra: &str| {
+        format!(
+            "global_defs {{\n  notify_fifo /run/fnat-all\n  vrrp_notify_fifo /run/fnat-vrrp\n}}\n\
+             vrrp_script chk {{\n  script \"test -e /\"\n  interval 2\n{script_extra}}}\n\
+             vrrp_instance VI_1 {{\n  interface a\n  virtual_router_id 51\n  \
+             track_script {{\n    chk\n  }}\n  virtual_ipaddress {{\n    198.18.0.100\n  }}\n}}\n"
+        )
+    };
+    std::fs::write(&ka, conf("  fall 2\n")).unwrap();
+    let (cfg, _) = AppConfig::load_with_keepalived(&toml, Some(&ka)).unwrap();
+    let s = &cfg.vrrp_context.scripts;
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        (s[0].name.as_str(), s[0].script.as_str(), s[0].fall),
+        ("chk", "test -e /", 2)
+    );
+    assert_eq!(s[0].at.line, 5);
+    assert_eq!(
+        cfg.vrrp_context.notify_fifos,
+        [
+            std::path::PathBuf::from("/run/fnat-all"),
+            "/run/fnat-vrrp".into()
+        ]
+    );
+    assert_eq!(
+        cfg.health.notify_fifos,
+        [std::path::PathBuf::from("/run/fnat-all")]
+    );
+    for (extra, key) in [("  rise 0\n", "rise"), ("  fall 0\n", "fall")] {
+        std::fs::write(&ka, conf(extra)).unwrap();
+        let e = AppConfig::load_with_keepalived(&toml, Some(&ka)).unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.line, e.key.as_str()),
+            (ka.to_str().unwrap(), Some(8), key),
+            "{e}"
+        );
+        assert!(e.reason.contains("at least 1"), "{e}");
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&format!("keepalived.conf:8: key `{key}`")),
+            "{shown}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -876,7 +876,7 @@ impl Plane {
             ));
         }
         self.restart_health(cfg.health);
-        self.reload_vrrp(&cfg.vrrp);
+        self.reload_vrrp(&cfg.vrrp, &cfg.vrrp_context);
         if config_sync_changed {
             self.config_sync = cfg.sync;
         }
@@ -885,15 +885,20 @@ impl Plane {
     }
 
     /// The reloaded keepalived.conf's VRRP instances, per running thread: new parameters
-    /// with each instance's state kept; a changed set of instances is refused (logged) and
-    /// that thread keeps its configuration.
-    fn reload_vrrp(&mut self, runs: &[crate::config::VrrpRun]) {
+    /// with each instance's state kept, and the reloaded `vrrp_script`s and notify FIFOs of
+    /// `context`; a changed set of instances is refused (logged) and that thread keeps its
+    /// configuration.
+    fn reload_vrrp(
+        &mut self,
+        runs: &[crate::config::VrrpRun],
+        context: &fnat_vrrp::service::Context,
+    ) {
         for (mine, runner) in &mut self.vrrp {
             let twin = mine.first().map(|r| r.twin.clone()).unwrap_or_default();
             let new: Vec<crate::config::VrrpRun> =
                 runs.iter().filter(|r| r.twin == twin).cloned().collect();
             let configs = new.iter().map(|r| r.instance.clone()).collect();
-            match runner.reconfigure(configs) {
+            match runner.reconfigure(configs, context.clone()) {
                 Ok(()) => *mine = new,
                 Err(e) => eprintln!("fnatd: reload: vrrp on {twin}: {e}"),
             }

@@ -264,3 +264,62 @@ pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Du
     }
     start.elapsed()
 }
+
+/// keepalived's notify FIFO as a test reads it: a thread reading it line by line into a
+/// `Vec<String>`. The reader holds it open read-write, so fnatd's non-blocking writer always
+/// finds a reader and the thread never sees an end of file; it ends with the process.
+pub struct FifoLines {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FifoLines {
+    /// Reads the FIFO at `path`, made first (mkfifo) when it does not exist yet.
+    pub fn open(path: &std::path::Path) -> FifoLines {
+        if !path.exists() {
+            let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+            assert!(made.success(), "mkfifo {}", path.display());
+        }
+        FifoLines::read(path)
+    }
+
+    /// Reads the FIFO fnatd made at `path` (fails if there is none, or it is no FIFO).
+    pub fn existing(path: &std::path::Path) -> FifoLines {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = std::fs::symlink_metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}: fnatd made no notify FIFO", path.display()));
+        assert!(
+            meta.file_type().is_fifo(),
+            "{} is not a FIFO: {meta:?}",
+            path.display()
+        );
+        FifoLines::read(path)
+    }
+
+    fn read(path: &std::path::Path) -> FifoLines {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(file).lines() {
+                let Ok(line) = line else { return };
+                out.lock().unwrap().push(line);
+            }
+        });
+        FifoLines { lines }
+    }
+
+    /// Whether the line was read (exactly).
+    pub fn has(&self, line: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l == line)
+    }
+
+    /// Every line read so far.
+    pub fn all(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
