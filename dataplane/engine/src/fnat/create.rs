@@ -14,7 +14,6 @@ impl FullNat {
     /// Schedules a real server and a local port and inserts the session (state NONE for TCP,
     /// UDP for UDP); the first packet's transition follows in `forward`. `tag` is `key`'s hash
     /// tag (`SessionTable::tag`), which the lookup that found no session computed.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn create(
         &mut self,
         service: usize,

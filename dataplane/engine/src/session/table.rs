@@ -312,6 +312,15 @@ impl SessionTable {
         }
     }
 
+    /// Replaces this table by an empty one of `capacity` sessions keyed by `seed`, keeping its
+    /// prefetch hint (fnatd sets that once, at start: a rules update that changes the
+    /// capacity must not lose it).
+    pub fn renew(&mut self, capacity: usize, seed: u64) {
+        let prefetch = self.prefetch;
+        *self = SessionTable::new(capacity, seed);
+        self.prefetch = prefetch;
+    }
+
     pub fn capacity(&self) -> usize {
         self.sessions.len()
     }
