@@ -225,7 +225,8 @@ class Suite:
                     raise BenchError(f"prefill created {w['prefill_sessions']} of {n} sessions")
                 runs.append(w)
                 log(f"{n} sessions: {w['mpps']:.2f} Mpps, prefill {w['prefill_secs']:.2f} s, "
-                    f"rss {w['rss_after_prefill_kb'] / 1024:.0f} MiB")
+                    f"rss {w['rss_after_prefill_kb'] / 1024:.0f} MiB, "
+                    f"THP {w.get('anon_huge_after_prefill_kb', 0) / 1024:.0f} MiB")
             scale[str(n)] = runs
         res["scale"] = scale
 
@@ -419,10 +420,14 @@ def render(res, s, suite):
                      f"{med([w['p99_burst_us'] for w in runs]):.1f}",
                      f"{med([w['p999_burst_us'] for w in runs]):.1f}",
                      f"{med([w['rss_after_prefill_kb'] for w in runs]) / 1024:.0f}",
+                     # Per run: whether the kernel backed the tables with huge pages varies.
+                     " / ".join(f"{w.get('anon_huge_after_prefill_kb', 0) / 1024:.0f}"
+                                for w in runs),
                      f"{med([w['prefill_sessions'] / max(w['prefill_secs'], 1e-9) for w in runs]) / 1e6:.2f}",
                      len(runs)))
     L.append(fmt_table(rows, ["sessions", "Mpps", "cycles/pkt", "p50 µs", "p99 µs", "p99.9 µs",
-                              "RSS MiB", "prefill M sessions/s (engine only)", "runs"]))
+                              "RSS MiB", "THP MiB (each run)", "prefill M sessions/s (engine only)",
+                              "runs"]))
     L.append(f"\nBytes per session: (RSS at {s.get('sessions_max', 0):,} − RSS at the smallest) "
              f"/ difference in sessions = **{s.get('bytes_per_session', 0):.1f} B**; the table's "
              f"own layout is 64 B session (deadline included) + 32 B index (4 × 8 B slots, load "
@@ -460,7 +465,10 @@ def render(res, s, suite):
         "\"engine\" counts only the TSC inside each RX burst's processing. Per-burst latency: "
         "TSC around each RX burst's processing (stamping + engine + staging for TX), recorded "
         "into an HdrHistogram (3 significant digits) during the window.\n"
-        "- Memory: VmRSS of fnatd after the prefill, largest table minus smallest.\n")
+        "- Memory: VmRSS of fnatd after the prefill, largest table minus smallest. THP: "
+        "`AnonHugePages` of `/proc/<fnatd>/smaps_rollup` after the prefill, per run (how much "
+        "of the tables the kernel backed with 2 MiB pages; a run that fell back to 4 KiB pages "
+        "misses the TLB on nearly every packet at 1M+ sessions).\n")
     L.append("Commands (paths relative to the run's scratch directory):\n")
     L.append("```")
     for what, cmd in suite.commands:

@@ -152,7 +152,9 @@ impl FullNat {
         if packet::ttl_expires(pkt.ip.ttl) {
             return Err(DropReason::TtlExpired);
         }
-        if let Some(found) = self.lookup_live(&key, now, stats) {
+        // The client key's one hash of a new connection: the lookup's, then its insertion's.
+        let tag = self.table.tag(&key);
+        if let Some(found) = self.lookup_live_tagged(&key, tag, now, stats) {
             if let Some(done) = self.forward_or_reuse(rx_port, frame, pkt, found, tcp, now, stats) {
                 return done;
             }
@@ -195,7 +197,7 @@ impl FullNat {
             }
             return Err(DropReason::NoSession);
         }
-        let id = self.create(service as usize, &key, tcp.is_some(), now, stats)?;
+        let id = self.create(service as usize, &key, tag, tcp.is_some(), now, stats)?;
         self.forward(rx_port, frame, pkt, id, Direction::Input, tcp, now, stats)
     }
 
@@ -346,7 +348,19 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Option<(SessionId, Side)> {
-        let (id, side) = self.table.lookup(key)?;
+        self.lookup_live_tagged(key, self.table.tag(key), now, stats)
+    }
+
+    /// [`Self::lookup_live`] with `key`'s hash tag already computed (`SessionTable::tag`).
+    #[inline(always)]
+    pub(super) fn lookup_live_tagged(
+        &mut self,
+        key: &Tuple,
+        tag: u32,
+        now: u64,
+        stats: &mut WorkerStats,
+    ) -> Option<(SessionId, Side)> {
+        let (id, side) = self.table.lookup_tagged(key, tag)?;
         if !self.is_live(self.table.get(id)?, now, stats) {
             self.end_session(id, stats);
             return None;

@@ -12,11 +12,13 @@ use crate::verdict::DropReason;
 
 impl FullNat {
     /// Schedules a real server and a local port and inserts the session (state NONE for TCP,
-    /// UDP for UDP); the first packet's transition follows in `forward`.
+    /// UDP for UDP); the first packet's transition follows in `forward`. `tag` is `key`'s hash
+    /// tag (`SessionTable::tag`), which the lookup that found no session computed.
     pub(super) fn create(
         &mut self,
         service: usize,
         key: &Tuple,
+        tag: u32,
         is_tcp: bool,
         now: u64,
         stats: &mut WorkerStats,
@@ -119,29 +121,32 @@ impl FullNat {
         } else {
             rs_port
         };
-        let session = Session {
-            client_ip: key.src_ip,
-            vip: key.dst_ip,
-            rs_ip: rs_addr,
-            lip,
-            client_port: key.src_port,
-            vport: key.dst_port,
-            rs_port,
-            lport,
-            service_id: svc_id,
-            rs_id: real.id,
-            lip_slot: Session::method_slot(real.method, lip_slot as u16),
-            svc_slot,
-            rs_slot: real.slot,
-            proto: key.proto,
-            state: if is_tcp {
-                ConnState::None
-            } else {
-                ConnState::Udp
-            },
-            ..Session::default()
+        let lip_slot_field = Session::method_slot(real.method, lip_slot as u16);
+        let state = if is_tcp {
+            ConnState::None
+        } else {
+            ConnState::Udp
         };
-        let id = match self.table.insert(session) {
+        // Written field by field into the free slot (which is all default): the slot is the
+        // only copy of the session.
+        let inserted = self.table.insert_with(tag, |s: &mut Session| {
+            s.client_ip = key.src_ip;
+            s.vip = key.dst_ip;
+            s.rs_ip = rs_addr;
+            s.lip = lip;
+            s.client_port = key.src_port;
+            s.vport = key.dst_port;
+            s.rs_port = rs_port;
+            s.lport = lport;
+            s.service_id = svc_id;
+            s.rs_id = real.id;
+            s.lip_slot = lip_slot_field;
+            s.svc_slot = svc_slot;
+            s.rs_slot = real.slot;
+            s.proto = key.proto;
+            s.state = state;
+        });
+        let id = match inserted {
             Ok(id) => id,
             Err(e) => {
                 if real.method == Method::FullNat {

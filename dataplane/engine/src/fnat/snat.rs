@@ -44,7 +44,8 @@ impl FullNat {
         self.ip_options_gate(pkt, stats)?;
         // Sessions first: an SNAT session's outgoing packet, or (real side) a NAT real
         // server's reply, which is NAT's to forward.
-        let found = self.lookup_live(&key, now, stats);
+        let tag = self.table.tag(&key);
+        let found = self.lookup_live_tagged(&key, tag, now, stats);
         if let Some((_, Side::Real)) = found {
             return Err(DropReason::NotForUs);
         }
@@ -74,7 +75,7 @@ impl FullNat {
         if !tcp.is_none_or(|f| f.syn() && !f.ack()) {
             return Err(DropReason::NoSession);
         }
-        let id = self.create(service as usize, &key, tcp.is_some(), now, stats)?;
+        let id = self.create(service as usize, &key, tag, tcp.is_some(), now, stats)?;
         self.forward(rx_port, frame, pkt, id, Direction::Input, tcp, now, stats)
     }
 

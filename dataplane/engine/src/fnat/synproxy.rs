@@ -446,7 +446,7 @@ impl FullNat {
         let mut eth = [0u8; ETH];
         eth.copy_from_slice(frame.get(..ETH).ok_or(DropReason::Truncated)?);
         let payload_len = payload.len();
-        let id = self.create(service, key, true, now, stats)?;
+        let id = self.create(service, key, self.table.tag(key), true, now, stats)?;
         if self
             .adjust
             .get(id as usize)

@@ -31,7 +31,7 @@ use crate::persist::Templates;
 use crate::rules::{Method, RealServer, Rules, Service};
 use crate::sched::load::RsLoad;
 use crate::sched::Scheduler;
-use crate::session::{SessionTable, TimerWheel};
+use crate::session::TimerWheel;
 use crate::stats::{LocalAddrStats, RealStats, ServiceStats, Traffic, WorkerStats};
 
 /// Up to this many counter entries, slots are found by a linear scan (as cheap as a map).
@@ -326,7 +326,7 @@ impl FullNat {
         }
         if self.table.capacity() != rules.session_capacity && self.table.is_empty() {
             let seed = std::collections::hash_map::RandomState::new().hash_one(self.id);
-            self.table = SessionTable::new(rules.session_capacity, seed);
+            self.table.renew(rules.session_capacity, seed);
             self.wheel = TimerWheel::new(rules.session_capacity);
             if !self.adjust.is_empty() {
                 self.adjust = vec![SeqAdjust::default(); rules.session_capacity];
@@ -1329,6 +1329,42 @@ mod tests {
         assert_eq!(
             e.reals.iter().map(|r| (r.id, r.slot)).collect::<Vec<_>>(),
             vec![(1, 0), (5, 2), (6, 3)]
+        );
+    }
+
+    static PREFETCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn counting_prefetch(_: *const u8) {
+        PREFETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[test]
+    fn a_new_session_capacity_keeps_the_prefetch_hint() {
+        let mut stats = WorkerStats::default();
+        let mut r = base();
+        r.services
+            .push(service(1, 1, 80, SchedulerKind::Rr, &[(1, 1)]));
+        let mut f = fullnat(&r, &mut stats);
+        f.set_prefetch(counting_prefetch);
+        let prefetches = || PREFETCHES.load(std::sync::atomic::Ordering::Relaxed);
+        let before = prefetches();
+        f.table.prefetch_index(0);
+        assert_eq!(prefetches(), before + 1);
+        // An empty table of another capacity is rebuilt by the update.
+        r.session_capacity = 4 * f.table.capacity();
+        f.update(&r, &mut stats);
+        assert_eq!(f.table.capacity(), r.session_capacity);
+        let before = prefetches();
+        f.table.prefetch_index(0);
+        f.touch_index(&crate::fnat::BurstHint {
+            fast: true,
+            tag: Some(7),
+            candidate: None,
+        });
+        assert_eq!(
+            prefetches(),
+            before + 2,
+            "the new table lost the prefetch hint"
         );
     }
 }

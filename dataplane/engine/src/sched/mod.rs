@@ -273,6 +273,25 @@ mod tests {
     }
 
     #[test]
+    fn rr_wraps_past_the_end_and_after_a_shrink() {
+        // Wrapping from the last server, and skipping unavailable ones across the wrap.
+        assert_eq!(
+            picks(SchedulerKind::Rr, &[1, 1, 0, 0], 5),
+            vec![0, 1, 0, 1, 0]
+        );
+        assert_eq!(picks(SchedulerKind::Rr, &[0, 0, 1], 3), vec![2, 2, 2]);
+        // A cursor left past the end of a shorter list (no `update`) restarts at its head.
+        let mut s = Scheduler::new(SchedulerKind::Rr, &[1u32; 5][..]);
+        for want in 0..5 {
+            assert_eq!(s.pick(&[1u32; 5][..], &Tuple::default(), 0), Some(want));
+        }
+        let short = [1u32, 1];
+        assert_eq!(s.pick(&short[..], &Tuple::default(), 0), Some(0));
+        assert_eq!(s.pick(&short[..], &Tuple::default(), 0), Some(1));
+        assert_eq!(s.pick(&short[..], &Tuple::default(), 0), Some(0));
+    }
+
+    #[test]
     fn wrr_sequence_like_ipvs() {
         assert_eq!(
             picks(SchedulerKind::Wrr, &[3, 1], 8),

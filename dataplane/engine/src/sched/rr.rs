@@ -21,13 +21,18 @@ impl RoundRobin {
         if n == 0 {
             return None;
         }
-        let start = self.last.map_or(0, |l| (l + 1) % n);
-        for k in 0..n {
-            let i = (start + k) % n;
+        // The cursor wraps by comparison: two divisions per new connection were most of
+        // the pick's cost (`last` may be past the end when the list shrank without `update`).
+        let mut i = self.last.map_or(0, |l| l + 1);
+        for _ in 0..n {
+            if i >= n {
+                i = 0;
+            }
             if reals.available(i) {
                 self.last = Some(i);
                 return Some(i);
             }
+            i += 1;
         }
         None
     }

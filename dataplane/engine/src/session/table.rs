@@ -312,6 +312,15 @@ impl SessionTable {
         }
     }
 
+    /// Replaces this table by an empty one of `capacity` sessions keyed by `seed`, keeping its
+    /// prefetch hint (fnatd sets that once, at start: a rules update that changes the
+    /// capacity must not lose it).
+    pub fn renew(&mut self, capacity: usize, seed: u64) {
+        let prefetch = self.prefetch;
+        *self = SessionTable::new(capacity, seed);
+        self.prefetch = prefetch;
+    }
+
     pub fn capacity(&self) -> usize {
         self.sessions.len()
     }
@@ -486,55 +495,89 @@ impl SessionTable {
 
     /// Adds a session under both of its keys.
     pub fn insert(&mut self, session: Session) -> Result<SessionId, InsertError> {
-        if !session.is_live() {
-            return Err(InsertError::Invalid);
-        }
-        let (ck, rk) = (session.client_key(), session.real_key());
-        if !session.has_real_key() {
-            let ct = hash(self.seed, &ck);
-            let Some(cpos) = self.probe_free(&ck, ct) else {
-                return Err(InsertError::Exists);
-            };
-            let id = self.free.pop().ok_or(InsertError::Full)?;
-            self.place(id, session);
-            self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
-            return Ok(id);
-        }
-        if ck == rk {
-            return Err(InsertError::Exists);
-        }
-        // One probe per key: it either meets the key (already there) or ends at the empty
-        // entry where the key goes; both keys are checked before anything is written.
-        let (ct, rt) = (hash(self.seed, &ck), hash(self.seed, &rk));
-        let Some(cpos) = self.probe_free(&ck, ct) else {
-            return Err(InsertError::Exists);
+        let ct = hash(self.seed, &session.client_key());
+        self.insert_with(ct, |slot| *slot = session)
+    }
+
+    /// Adds the session `build` writes, straight into the free arena slot it will occupy (no
+    /// session built elsewhere and copied in), under both of its keys; `ct` is its client
+    /// key's hash tag, from [`Self::tag`] (a new connection's lookup that missed computed it:
+    /// one hash of the client key per SYN). `build` is handed a free slot (all default) and
+    /// sets every field it needs; the keys the table indexes are read back from the slot, so
+    /// they cannot disagree with the session. On an error the slot is free again.
+    #[inline]
+    pub fn insert_with(
+        &mut self,
+        ct: u32,
+        build: impl FnOnce(&mut Session),
+    ) -> Result<SessionId, InsertError> {
+        let Some(&id) = self.free.last() else {
+            // No room: a key already here is still an `Exists`, as when there is room.
+            let mut s = Session::default();
+            build(&mut s);
+            return Err(match self.probe_keys(&s, ct) {
+                Ok(_) => InsertError::Full,
+                Err(e) => e,
+            });
         };
-        let Some(mut rpos) = self.probe_free(&rk, rt) else {
-            return Err(InsertError::Exists);
+        let Some(slot) = self.sessions.get_mut(id as usize) else {
+            return Err(InsertError::Full);
         };
-        let id = self.free.pop().ok_or(InsertError::Full)?;
-        self.place(id, session);
-        self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
-        // The client key may have taken the entry the real key's probe ended at: the real key
-        // then goes to the next empty one, as if it had been probed after the insertion.
-        for _ in 0..self.index.len() {
-            if self.index[rpos] == EMPTY {
-                break;
+        build(slot);
+        // Not scheduled yet: a deadline would make the wheel take it as scheduled (see
+        // [`Session::deadline`]).
+        slot.deadline = NO_DEADLINE;
+        let s = &self.sessions[id as usize];
+        debug_assert_eq!(ct, hash(self.seed, &s.client_key()));
+        let (cpos, rpos) = match self.probe_keys(s, ct) {
+            Ok(p) => p,
+            Err(e) => {
+                self.sessions[id as usize] = Session::default();
+                return Err(e);
             }
-            rpos = self.next_pos(rpos);
+        };
+        self.free.pop();
+        self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
+        if let Some((mut rpos, rt)) = rpos {
+            // The client key may have taken the entry the real key's probe ended at: the real
+            // key then goes to the next empty one, as if it had been probed after the
+            // insertion.
+            for _ in 0..self.index.len() {
+                if self.index[rpos] == EMPTY {
+                    break;
+                }
+                rpos = self.next_pos(rpos);
+            }
+            self.index[rpos] = ((rt as u64) << 32) | u64::from((id << 1) | 1);
         }
-        self.index[rpos] = ((rt as u64) << 32) | u64::from((id << 1) | 1);
         Ok(id)
     }
 
-    /// Writes `session` into free arena slot `id`, not scheduled yet: a deadline there would
-    /// make the wheel take it as scheduled (see [`Session::deadline`]).
+    /// Where `s`'s keys go in the index (client key's tag `ct`): the empty entry each key's
+    /// probe ended at, and the real-server key's tag (when it is indexed); an error when
+    /// either key is already there (both are checked before anything is written).
     #[inline(always)]
-    fn place(&mut self, id: SessionId, session: Session) {
-        if let Some(slot) = self.sessions.get_mut(id as usize) {
-            *slot = session;
-            slot.deadline = NO_DEADLINE;
+    fn probe_keys(
+        &self,
+        s: &Session,
+        ct: u32,
+    ) -> Result<(usize, Option<(usize, u32)>), InsertError> {
+        if !s.is_live() {
+            return Err(InsertError::Invalid);
         }
+        let ck = s.client_key();
+        if !s.has_real_key() {
+            let cpos = self.probe_free(&ck, ct).ok_or(InsertError::Exists)?;
+            return Ok((cpos, None));
+        }
+        let rk = s.real_key();
+        if ck == rk {
+            return Err(InsertError::Exists);
+        }
+        let rt = hash(self.seed, &rk);
+        let cpos = self.probe_free(&ck, ct).ok_or(InsertError::Exists)?;
+        let rpos = self.probe_free(&rk, rt).ok_or(InsertError::Exists)?;
+        Ok((cpos, Some((rpos, rt))))
     }
 
     /// The empty index position where `key` (hash `tag`) would be inserted, or `None` when
