@@ -10,7 +10,8 @@ use etherparse::{IcmpEchoHeader, Icmpv4Type};
 use fnat_engine::packet::ether::{ethertype, set_macs, swap_macs};
 use fnat_engine::packet::icmp::{echo_reply_in_place, parse_error, translate_error};
 use fnat_engine::packet::ipv4::parse_ipv4;
-use fnat_engine::packet::{parse, translate, Tuple};
+use fnat_engine::packet::{parse, translate, translate_by, Tuple};
+use fnat_engine::session::{Direction, Session, SessionTable};
 use packet_support::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -305,5 +306,58 @@ fn exercise(frame: &mut [u8], src: SocketAddrV4, dst: SocketAddrV4) {
     if let Ok(err) = parse_error(frame, &pkt) {
         let _ = err.embedded.tuple().reverse();
         let _ = translate_error(frame, &err, *src.ip(), *dst.ip(), src, dst);
+    }
+}
+
+/// A full-NAT session of client `client` → `vip`, real server `rs` ← local `lip`, as the table
+/// keeps it (with the checksum changes it computes on insertion).
+fn session_of(
+    proto: u8,
+    (client, vip): (SocketAddrV4, SocketAddrV4),
+    (rs, lip): (SocketAddrV4, SocketAddrV4),
+) -> Option<Session> {
+    let mut s = Session::default();
+    (s.client_ip, s.client_port) = (u32::from(*client.ip()), client.port());
+    (s.vip, s.vport) = (u32::from(*vip.ip()), vip.port());
+    (s.rs_ip, s.rs_port) = (u32::from(*rs.ip()), rs.port());
+    (s.lip, s.lport) = (u32::from(*lip.ip()), lip.port());
+    s.proto = proto;
+    let mut table = SessionTable::new(4, 1);
+    let id = table.insert(s).ok()?; // two equal keys are no session
+    table.get(id).copied()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A session's stored rewrite (its checksum changes computed once, on insertion) gives,
+    /// in both directions, the bytes etherparse builds for the tuple the packet leaves with:
+    /// TCP and UDP, with a UDP checksum or without (0 stays 0).
+    #[test]
+    fn session_rewrite_equals_full_recompute(
+        ip in ip(2), l4 in l4(), payload in vec(any::<u8>(), 0..300),
+        ends in (endpoint(), endpoint(), endpoint(), endpoint()),
+    ) {
+        let (client, vip, rs, lip) = ends;
+        let proto = match l4 { L4::Tcp(_) => 6, L4::Udp { .. } => 17 };
+        let Some(s) = session_of(proto, (client, vip), (rs, lip)) else { return Ok(()) };
+        for (dir, from, to) in [
+            (Direction::Input, (client, vip), (lip, rs)),
+            (Direction::Output, (rs, lip), (vip, client)),
+        ] {
+            let arriving = Ip { src: from.0.ip().octets(), dst: from.1.ip().octets(), ..ip.clone() };
+            let in_l4 = with_ports(&l4, from.0.port(), from.1.port());
+            let mut frame = build(&arriving, &in_l4, &payload, (MAC_CLIENT, MAC_GATEWAY));
+            let pkt = parse(&frame).expect("a built frame parses");
+            let (tuple, delta) = s.rewrite(dir);
+            prop_assert_eq!(tuple, Tuple::new(proto, to.0, to.1));
+            translate_by(&mut frame, &pkt, &tuple, delta).expect("rewrite");
+            let seen = check(&frame[..]);
+            prop_assert_eq!(seen.ip.time_to_live, ip.ttl - 1);
+            let out_ip = Ip { src: to.0.ip().octets(), dst: to.1.ip().octets(), ttl: ip.ttl - 1, ..ip.clone() };
+            let out_l4 = with_ports(&l4, to.0.port(), to.1.port());
+            let expected = build(&out_ip, &out_l4, &payload, (MAC_CLIENT, MAC_GATEWAY));
+            prop_assert_eq!(frame, expected, "{:?}", dir);
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::packet::l4::TcpFlags;
-use crate::packet::{ether, translate, PacketV4};
+use crate::packet::{ether, translate_by, PacketV4};
 use crate::rules::{Method, PortIndex};
 use crate::session::{ConnState, Direction, SessionId};
 use crate::stats::{Traffic, WorkerStats};
@@ -101,17 +101,22 @@ impl FullNat {
             // The packet leaves with the other side's tuple, reversed (NAT: the client's own
             // address is the session's local address, so only the VIP end changes).
             Method::FullNat | Method::Nat => {
-                let to = match dir {
-                    Direction::Input => s.real_key().reverse(),
-                    Direction::Output => s.client_key().reverse(),
-                };
+                let (to, delta) = s.rewrite(dir);
+                debug_assert_eq!(
+                    pkt.tuple(),
+                    Some(match dir {
+                        Direction::Input => s.client_key(),
+                        Direction::Output => s.real_key(),
+                    }),
+                    "a session's stored rewrite is for the packets of its keys"
+                );
                 let hop = *self.hops.resolve(&self.egress, to.dst_ip)?;
                 let dst_mac = if hop.resolved {
                     Some(hop.dst_mac)
                 } else {
                     self.neigh.next_hop_mac(&hop, now)?
                 };
-                translate(frame, pkt, &to)?;
+                translate_by(frame, pkt, &to, delta)?;
                 if method == Method::FullNat && self.adjusting {
                     // On error the packet is dropped; the translation above is then moot.
                     self.client_address(id, dir, frame, pkt, dst_mac.is_some(), now, stats)?;

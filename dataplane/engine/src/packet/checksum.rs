@@ -144,6 +144,38 @@ impl Delta {
             udp_wire(self.apply(check))
         }
     }
+
+    /// These changes in two bytes, to store (a session keeps its rewrite's).
+    #[inline]
+    pub fn folded(self) -> FoldedDelta {
+        FoldedDelta(fold(self.0))
+    }
+}
+
+/// A [`Delta`] folded to 16 bits: applied, it gives exactly what the `Delta` gives (a fold
+/// keeps the sum's value modulo 0xFFFF, and yields 0 only for a sum of 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FoldedDelta(u16);
+
+impl FoldedDelta {
+    /// The changes, to apply or add to.
+    #[inline(always)]
+    pub fn delta(self) -> Delta {
+        Delta(u32::from(self.0))
+    }
+
+    /// The reverse changes (each word back `new` → `old`): the one's-complement negation.
+    ///
+    /// A reversed change adds `~m' + m`, the negation of `~m + m'` modulo 0xFFFF; the reverse
+    /// sum is 0 (not 0xFFFF) only when every change went from 0x0000 to 0xFFFF, which no
+    /// session's tuples do, so a negated 0 is 0xFFFF. (The two differ only on a checksum of
+    /// 0xFFFF, which no IP or TCP checksum that verifies is, and a UDP one leaves as 0xFFFF
+    /// either way.)
+    #[inline(always)]
+    pub fn reversed(self) -> FoldedDelta {
+        let negated = !self.0;
+        FoldedDelta(if negated == 0 { 0xFFFF } else { negated })
+    }
 }
 
 #[cfg(test)]

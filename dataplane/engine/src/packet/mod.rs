@@ -14,7 +14,8 @@
 //! - One five-tuple, [`Tuple`]: what packets carry, sessions are keyed on, schedulers hash.
 //! - One L3/L4 rewrite, [`translate`]: the packet leaves with another tuple, TTL minus one,
 //!   checksums updated incrementally (RFC 1624) through the one helper,
-//!   [`checksum::Delta`].
+//!   [`checksum::Delta`]; [`translate_by`] is the same rewrite with the checksum changes
+//!   computed already (a session stores its own, [`TupleDelta`]).
 //! - [`icmp`] answers echo requests and translates ICMP errors about NATed flows (RFC 5508).
 //!
 //! Checksums are never verified here: NICs do that, and an incremental update keeps a bad
@@ -38,7 +39,7 @@ pub use icmp::{EmbeddedV4, IcmpError};
 pub use ipv4::{FragmentKind, Ipv4Header, Ipv4Info, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 pub use l4::{IcmpInfo, TcpFlags, TcpInfo, Transport, UdpInfo};
 pub use parse::{parse, PacketV4};
-pub use rewrite::{translate, ttl_expires};
+pub use rewrite::{translate, translate_by, ttl_expires, TupleDelta};
 pub use tcp::{tcp_option_at, tcp_options, TcpHeader, TcpOptionAt};
 pub use tuple::Tuple;
 pub use udp::UdpHeader;

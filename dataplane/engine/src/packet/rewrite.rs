@@ -5,7 +5,7 @@
 //! does not change costs nothing in the checksums). DR changes no L3/L4 byte and TUN wraps the
 //! packet instead (see docs/packet-path.md).
 
-use super::checksum::Delta;
+use super::checksum::{Delta, FoldedDelta};
 use super::ipv4::Ipv4Header;
 use super::l4::Transport;
 use super::parse::PacketV4;
@@ -21,21 +21,77 @@ pub fn ttl_expires(ttl: u8) -> bool {
     ttl <= 1
 }
 
+/// What rewriting a packet of tuple `from` to tuple `to` changes in its checksums, folded
+/// (4 bytes: a session keeps the one of its client packets, see
+/// [`crate::session::Session::rewrite`]). The TTL's change is the same for every packet
+/// and is added by [`translate_by`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TupleDelta {
+    /// Both addresses: the IP header's and the L4 pseudo-header's change.
+    addresses: FoldedDelta,
+    /// Both addresses and both ports: a TCP or UDP checksum's change.
+    l4: FoldedDelta,
+}
+
+impl TupleDelta {
+    /// The changes from `from` to `to` (protocols aside: a rewrite keeps the protocol).
+    #[inline]
+    pub fn between(from: &Tuple, to: &Tuple) -> Self {
+        let mut addresses = Delta::new();
+        addresses.replace32(from.src_ip, to.src_ip);
+        addresses.replace32(from.dst_ip, to.dst_ip);
+        let mut l4 = addresses;
+        l4.replace16(from.src_port, to.src_port);
+        l4.replace16(from.dst_port, to.dst_port);
+        TupleDelta {
+            addresses: addresses.folded(),
+            l4: l4.folded(),
+        }
+    }
+
+    /// The changes from `to` back to `from` (see [`FoldedDelta::reversed`]).
+    #[inline(always)]
+    pub fn reversed(self) -> Self {
+        TupleDelta {
+            addresses: self.addresses.reversed(),
+            l4: self.l4.reversed(),
+        }
+    }
+}
+
 /// Rewrites `pkt` (parsed from `frame`) to leave as `to`: both addresses and both ports,
-/// TTL minus one, and the IP and TCP/UDP checksums updated incrementally from one [`Delta`]
-/// (addresses are in the L4 pseudo-header). A UDP checksum of 0 stays 0. `to.proto` is not
+/// TTL minus one, and the IP and TCP/UDP checksums updated incrementally (RFC 1624; the
+/// addresses are in the L4 pseudo-header). A UDP checksum of 0 stays 0. `to.proto` is not
 /// used (a rewrite keeps the protocol). IP options, TCP options, payload and MACs are not
 /// touched; set the MACs with [`super::ether::set_macs`].
+///
+/// The checksum changes are those from the packet's own tuple ([`PacketV4::tuple`], what
+/// [`parse`](super::parse()) read from the frame) to `to`: [`translate_by`] with
+/// [`TupleDelta::between`] them.
+#[inline]
+pub fn translate(frame: &mut [u8], pkt: &PacketV4, to: &Tuple) -> Result<(), DropReason> {
+    let from = pkt.tuple().ok_or(DropReason::IcmpUnsupported)?;
+    translate_by(frame, pkt, to, TupleDelta::between(&from, to))
+}
+
+/// [`translate`] with its checksum changes computed already: `delta` must be
+/// [`TupleDelta::between`] the packet's tuple and `to` (a session's stored one is, for a
+/// packet its lookup matched; see [`crate::session::Session::rewrite`]). The one rewrite:
+/// [`translate`] comes here too.
 ///
 /// An ICMP echo request or reply (code 0) has its identifier for both ports (as
 /// [`PacketV4::tuple`] reads it): it leaves with `to.src_port` as identifier, the ICMP checksum
 /// updated for it alone (ICMP has no pseudo-header). SNAT translates echoes this way.
 ///
-/// Old values are read from the frame, so the checksums stay consistent with its bytes. On
-/// error nothing is written: `TtlExpired` (see [`ttl_expires`]), `IcmpUnsupported` (ICMP
+/// On error nothing is written: `TtlExpired` (see [`ttl_expires`]), `IcmpUnsupported` (ICMP
 /// other than echo: no ports to rewrite), `Truncated` (`pkt` does not describe this frame).
 #[inline(always)]
-pub fn translate(frame: &mut [u8], pkt: &PacketV4, to: &Tuple) -> Result<(), DropReason> {
+pub fn translate_by(
+    frame: &mut [u8],
+    pkt: &PacketV4,
+    to: &Tuple,
+    delta: TupleDelta,
+) -> Result<(), DropReason> {
     let kind = match pkt.transport {
         Transport::Tcp(_) => Kind::Tcp,
         Transport::Udp(_) => Kind::Udp,
@@ -64,30 +120,24 @@ pub fn translate(frame: &mut [u8], pkt: &PacketV4, to: &Tuple) -> Result<(), Dro
         return Err(DropReason::TtlExpired);
     }
 
-    let mut addresses = Delta::new();
-    addresses.replace32(ip.src(), to.src_ip);
-    addresses.replace32(ip.dst(), to.dst_ip);
-    let mut ip_delta = addresses;
-    let ttl_proto = ip.ttl_proto();
-    ip_delta.replace16(ttl_proto, ttl_proto - 0x100);
+    let mut ip_delta = delta.addresses.delta();
+    // The TTL/protocol word `m` becomes `m - 0x100`: `~m + m'` is 0xFEFF whatever `m`, as
+    // for 0x0100 → 0.
+    ip_delta.replace16(0x0100, 0);
     let ip_check = ip_delta.apply(ip.checksum());
     ip.set_src(to.src_ip);
     ip.set_dst(to.dst_ip);
     ip.set_ttl(ttl - 1);
     ip.set_checksum(ip_check);
 
-    let mut l4_delta = addresses;
+    let l4_delta = delta.l4.delta();
     match &mut l4_header {
         L4Header::Tcp(t) => {
-            l4_delta.replace16(t.src_port(), to.src_port);
-            l4_delta.replace16(t.dst_port(), to.dst_port);
             let check = l4_delta.apply(t.checksum());
             t.set_ports(to.src_port, to.dst_port);
             t.set_checksum(check);
         }
         L4Header::Udp(u) => {
-            l4_delta.replace16(u.src_port(), to.src_port);
-            l4_delta.replace16(u.dst_port(), to.dst_port);
             let check = l4_delta.apply_udp(u.checksum());
             u.set_ports(to.src_port, to.dst_port);
             u.set_checksum(check);

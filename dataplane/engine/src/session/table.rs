@@ -11,9 +11,9 @@
 //! session slot; the timer wheel adds 16 bytes per slot (its links: the deadline is in the
 //! session): 112 bytes per session in all.
 
-use super::tcp::ConnState;
+use super::tcp::{ConnState, Direction};
 use super::timer::{Deadlines, NO_DEADLINE};
-use crate::packet::Tuple;
+use crate::packet::{Tuple, TupleDelta};
 use crate::rules::{Method, Tunnel, TunnelKind};
 
 /// Index of a session in its worker's arena.
@@ -37,7 +37,7 @@ pub enum Side {
 /// Aligned to a cache line so that a packet's session is one line, not two: the allocator
 /// hands a large `Vec` an address 16 bytes past a page start (glibc's chunk header), which
 /// made every 64-byte session straddle two lines (two misses per packet at large tables).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
 pub struct Session {
     pub client_ip: u32,
@@ -73,7 +73,72 @@ pub struct Session {
     /// session is live at `now` exactly when `deadline > now`. The table sets it to
     /// [`NO_DEADLINE`] on insertion; only the wheel changes it.
     pub deadline: u64,
+    /// The checksum changes of a client packet's rewrite, from the client key to the
+    /// real-server key reversed (a reply's are their reverse): computed from the keys by the
+    /// table on insertion, so that a packet's rewrite reads no old field of the packet and
+    /// sums no word of it (see [`Session::rewrite`]).
+    pub(crate) to_real: TupleDelta,
 }
+
+/// Sessions are equal when their fields are: `to_real` follows from the keys (and is only
+/// set by the table, on insertion).
+impl PartialEq for Session {
+    fn eq(&self, o: &Self) -> bool {
+        // Spelled out whole, so that a new field must be considered here.
+        let Session {
+            client_ip,
+            vip,
+            rs_ip,
+            lip,
+            client_port,
+            vport,
+            rs_port,
+            lport,
+            service_id,
+            rs_id,
+            lip_slot,
+            svc_slot,
+            rs_slot,
+            proto,
+            state,
+            packets_in,
+            packets_out,
+            deadline,
+            to_real: _,
+        } = *self;
+        (
+            client_ip,
+            vip,
+            rs_ip,
+            lip,
+            client_port,
+            vport,
+            rs_port,
+            lport,
+        ) == (
+            o.client_ip,
+            o.vip,
+            o.rs_ip,
+            o.lip,
+            o.client_port,
+            o.vport,
+            o.rs_port,
+            o.lport,
+        ) && (service_id, rs_id, lip_slot, svc_slot, rs_slot, proto, state)
+            == (
+                o.service_id,
+                o.rs_id,
+                o.lip_slot,
+                o.svc_slot,
+                o.rs_slot,
+                o.proto,
+                o.state,
+            )
+            && (packets_in, packets_out, deadline) == (o.packets_in, o.packets_out, o.deadline)
+    }
+}
+
+impl Eq for Session {}
 
 /// `lip_slot` values from here up are not local-address slots: they name the method of a
 /// session that has no local address. A NAT session's `lip:lport` is its client's address
@@ -180,6 +245,22 @@ impl Session {
             Side::Client => self.client_key(),
             Side::Real => self.real_key(),
         }
+    }
+
+    /// The tuple a packet of this session travelling in `dir` leaves with (the other key,
+    /// reversed: NAT's client address is its local address, so only the VIP end changes),
+    /// and the checksum changes of its rewrite from the key it arrived with.
+    #[inline(always)]
+    pub fn rewrite(&self, dir: Direction) -> (Tuple, TupleDelta) {
+        match dir {
+            Direction::Input => (self.real_key().reverse(), self.to_real),
+            Direction::Output => (self.client_key().reverse(), self.to_real.reversed()),
+        }
+    }
+
+    /// [`Session::to_real`] as the keys give it.
+    fn rewrite_delta(&self) -> TupleDelta {
+        TupleDelta::between(&self.client_key(), &self.real_key().reverse())
     }
 
     /// True when `key` is this session's real-server key (`real`) or client key (else).
@@ -527,6 +608,7 @@ impl SessionTable {
         // Not scheduled yet: a deadline would make the wheel take it as scheduled (see
         // [`Session::deadline`]).
         slot.deadline = NO_DEADLINE;
+        slot.to_real = slot.rewrite_delta();
         let s = &self.sessions[id as usize];
         debug_assert_eq!(ct, hash(self.seed, &s.client_key()));
         let (cpos, rpos) = match self.probe_keys(s, ct) {
