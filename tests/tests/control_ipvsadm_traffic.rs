@@ -107,9 +107,9 @@ fn expected_laddrs(rows: &[(&str, u64, u64)]) -> String {
 #[test]
 fn dataplane_counters_fill_ipvsadm_views() {
     let dir = TempDir::new("ctl-traffic");
-    // Worker 0: 10 SYNs for its 8 ports (4 on .10, then 4 on .11 after .10 is out: 4
-    // conflicts; the last 2 find both out: 2 more on .10, 2 on .11, dropped).
-    // Worker 1: 5 SYNs (4 on .10, the 5th on .11 after a conflict on .10).
+    // The LIPs take new connections in turn. Worker 0: 10 SYNs for its 8 ports (4 on each
+    // LIP in turn; the last 2 find both out: 2 conflicts on .10, 2 on .11, dropped).
+    // Worker 1: 5 SYNs (3 on .10, 2 on .11, no conflict).
     syns(&dir.join("wan0.pcap"), 5, 10);
     syns(&dir.join("wan1.pcap"), 6, 5);
     write_pcap(&dir.join("empty.pcap"), &[]);
@@ -120,7 +120,7 @@ fn dataplane_counters_fill_ipvsadm_views() {
     let links = ipvsadm_dir(&dir);
 
     // Sessions live 60 s (SYN_RECV); counters are published every 100 ms.
-    let want = expected_laddrs(&[("198.19.0.10", 7, 8), ("198.19.0.11", 2, 5)]);
+    let want = expected_laddrs(&[("198.19.0.10", 2, 7), ("198.19.0.11", 2, 6)]);
     let start = Instant::now();
     let mut got = String::new();
     while start.elapsed() < Duration::from_secs(20) {

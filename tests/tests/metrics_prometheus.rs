@@ -243,11 +243,11 @@ fn prometheus_scrapes_fnatd() {
         ("fnat_worker_tsc_hz > 0".into(), 1.0),
         (
             "fnat_local_ports_in_use{local_address=\"198.19.0.10\"}".into(),
-            8.0,
+            7.0,
         ),
         (
             "fnat_local_ports_in_use{local_address=\"198.19.0.11\"}".into(),
-            5.0,
+            6.0,
         ),
         (
             "fnat_port_received_packets_total{port=\"wan\"}".into(),

@@ -668,3 +668,42 @@ fn a_full_table_of_expired_sessions_takes_new_flows_at_once() {
     assert_eq!(run(w, &mut f, later), tx(1));
     assert_eq!(state_of(w, 41001), ConnState::SynRecv);
 }
+
+#[test]
+fn new_connections_take_the_local_addresses_in_turn_and_skip_a_full_one() {
+    // Two LIPs with two ports each for this worker: 5000 and 5001.
+    let mut ws = workers(1, rules(64, 5000, 5001));
+    let w = &mut ws[0];
+    let t0 = 50 * S; // SYN_RECV: 60 s
+    let opened: Vec<_> = (0..4).map(|i| open(w, 45000 + i, t0)).collect();
+    let lips: Vec<_> = opened.iter().map(|(lip, _)| *lip.ip()).collect();
+    // In turn, as DPVS and IPVS full NAT share them; not the first address until it is full.
+    assert_eq!(lips, [LIP1, LIP2, LIP1, LIP2]);
+
+    // Both full: the next SYN is dropped and each address counts one exhaustion.
+    let mut f = tcp(sa(CLIENT, 45010), sa(VIP, 80), "S", b"");
+    assert_eq!(
+        run(w, &mut f, t0),
+        Verdict::Drop(DropReason::LocalPortsExhausted)
+    );
+    assert_eq!(w.stats().local_addr(LIP1).unwrap().exhausted, 1);
+    assert_eq!(w.stats().local_addr(LIP2).unwrap().exhausted, 1);
+
+    // Keep LIP1's two sessions alive (a SYN-ACK refreshes SYN_RECV) and let LIP2's expire.
+    for (lip, rs) in [opened[0], opened[2]] {
+        let mut f = tcp(rs, lip, "SA", b"");
+        assert_eq!(run(w, &mut f, t0 + 30 * S), tx(0));
+    }
+    assert_eq!(w.housekeeping(t0 + 61 * S, 10), 2);
+    assert_eq!(w.stats().local_addr(LIP2).unwrap().ports_in_use, 0);
+
+    // The turn is LIP1's, which is full: the search goes on to LIP2.
+    let (lip, _) = open(w, 45011, t0 + 61 * S);
+    assert_eq!(*lip.ip(), LIP2);
+    assert_eq!(w.stats().local_addr(LIP1).unwrap().exhausted, 2);
+    assert_eq!(w.stats().local_addr(LIP2).unwrap().exhausted, 1);
+    // And the turn after it is LIP1's again (still full), then LIP2's last free port.
+    let (lip, _) = open(w, 45012, t0 + 61 * S);
+    assert_eq!(*lip.ip(), LIP2);
+    assert_eq!(w.stats().local_addr(LIP1).unwrap().exhausted, 3);
+}

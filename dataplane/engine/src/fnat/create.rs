@@ -242,19 +242,38 @@ impl FullNat {
         pool: Option<usize>,
         stats: &mut WorkerStats,
     ) -> Result<(usize, u16), DropReason> {
-        let svc = self.services.get(service).ok_or(DropReason::NoService)?;
+        let svc = self
+            .services
+            .get_mut(service)
+            .ok_or(DropReason::NoService)?;
         let local_addrs = &mut stats.local_addrs;
+        let mut exhausted = |s: usize| {
+            if let Some(l) = local_addrs.get_mut(s) {
+                l.exhausted += 1;
+            }
+        };
         // SNAT takes the pool of its scheduled address (its real server of the same rank).
-        let lips = pool
-            .and_then(|i| svc.lips.get(i..=i))
-            .unwrap_or(&svc.lips[..]);
-        self.laddrs
-            .alloc(lips, |s| {
-                if let Some(l) = local_addrs.get_mut(s) {
-                    l.exhausted += 1;
-                }
-            })
-            .ok_or(DropReason::LocalPortsExhausted)
+        if let Some(lips) = pool.and_then(|i| svc.lips.get(i..=i)) {
+            return self
+                .laddrs
+                .alloc(lips, exhausted)
+                .ok_or(DropReason::LocalPortsExhausted);
+        }
+        // Full NAT: the search starts at the address after the one the last connection got,
+        // so the addresses share the connections and a search never walks the exhausted
+        // addresses ahead of a free one (searching from the first address made each SYN walk
+        // every full pool before it: `alloc_lport` was 12 % of a worker's time at 4.7 M live
+        // sessions over 125 addresses).
+        let start = svc.next_lip.min(svc.lips.len());
+        let (before, after) = svc.lips.split_at(start);
+        let at = match self.laddrs.alloc_from(after, &mut exhausted) {
+            Some((i, port)) => Some((start + i, port)),
+            None => self.laddrs.alloc_from(before, &mut exhausted),
+        };
+        let (i, port) = at.ok_or(DropReason::LocalPortsExhausted)?;
+        let slot = *svc.lips.get(i).ok_or(DropReason::LocalPortsExhausted)?;
+        svc.next_lip = i + 1;
+        Ok((slot as usize, port))
     }
 }
 

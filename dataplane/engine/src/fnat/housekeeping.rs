@@ -7,6 +7,9 @@ use crate::sched::load::PUBLISH_INTERVAL_NS;
 use crate::session::{Session, SessionId};
 use crate::stats::WorkerStats;
 
+/// How far ahead of the session it ends housekeeping starts loading index lines.
+const KEYS_AHEAD: usize = 8;
+
 impl FullNat {
     /// Ends a session: frees both keys, its timer and its local port; updates the gauges.
     pub(super) fn end_session(&mut self, id: SessionId, stats: &mut WorkerStats) {
@@ -63,13 +66,14 @@ impl FullNat {
             let n = self
                 .wheel
                 .expire(&mut self.table, now_ns, chunk, &mut self.expired);
-            // Software pipeline over the batch: load the session 16 ahead, the index lines of
-            // its keys 8 ahead, so that removing each finds them in cache.
+            // Software pipeline over the batch (whose sessions `expire` has just read): load
+            // the index lines of the keys 8 sessions ahead, so that removing each finds them
+            // in cache.
+            for &id in self.expired.iter().take(KEYS_AHEAD) {
+                self.table.prefetch_keys(id);
+            }
             for i in 0..n {
-                if let Some(&ahead) = self.expired.get(i + 16) {
-                    self.table.prefetch_slot(ahead);
-                }
-                if let Some(&ahead) = self.expired.get(i + 8) {
+                if let Some(&ahead) = self.expired.get(i + KEYS_AHEAD) {
                     self.table.prefetch_keys(ahead);
                 }
                 let id = self.expired[i];

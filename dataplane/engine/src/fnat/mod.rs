@@ -135,6 +135,9 @@ struct ServiceEntry {
     nat: bool,
     /// Local address slots, in the order the rules list them.
     lips: Vec<u16>,
+    /// Where this worker's next local-port search starts in `lips`: the addresses take new
+    /// connections in turn, as DPVS's and IPVS's full NAT do (see `alloc_lport`).
+    next_lip: usize,
     sched: Scheduler,
     persist: Option<PersistEntry>,
     /// Netmask to steer client packets that find no session to the template owner: the

@@ -241,6 +241,7 @@ fn fresh_entry(svc: &Service) -> ServiceEntry {
         thresholds: false,
         nat: false,
         lips: Vec::new(),
+        next_lip: 0,
         // Placeholder without tables: replaced once the real servers are known.
         sched: Scheduler::Lc,
         persist: None,

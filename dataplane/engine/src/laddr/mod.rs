@@ -255,18 +255,25 @@ impl LocalAddrs {
     /// Takes a port from the first of `slots` that has one; calls `exhausted(slot)` for each
     /// slot tried and found empty. Returns (slot, port).
     #[inline]
-    pub fn alloc(
+    pub fn alloc(&mut self, slots: &[u16], exhausted: impl FnMut(usize)) -> Option<(usize, u16)> {
+        self.alloc_from(slots, exhausted)
+            .and_then(|(i, port)| Some((*slots.get(i)? as usize, port)))
+    }
+
+    /// [`Self::alloc`], returning where in `slots` the port came from: (index, port).
+    #[inline]
+    pub fn alloc_from(
         &mut self,
         slots: &[u16],
         mut exhausted: impl FnMut(usize),
     ) -> Option<(usize, u16)> {
-        for &s in slots {
+        for (i, &s) in slots.iter().enumerate() {
             let s = s as usize;
             let Some(pool) = self.pools.get_mut(s) else {
                 continue;
             };
             match pool.alloc() {
-                Some(port) => return Some((s, port)),
+                Some(port) => return Some((i, port)),
                 None => exhausted(s),
             }
         }

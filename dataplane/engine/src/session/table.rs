@@ -719,6 +719,10 @@ impl Deadlines for SessionTable {
     fn deadline(&self, id: u32) -> u64 {
         self.get(id).map_or(NO_DEADLINE, |s| s.deadline)
     }
+    #[inline]
+    fn prefetch_deadline(&self, id: u32) {
+        self.prefetch_slot(id);
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ pub trait Deadlines {
     fn deadline_mut(&mut self, id: u32) -> Option<&mut u64>;
     /// The stored deadline of entry `id` ([`NO_DEADLINE`] when it has none or no such entry).
     fn deadline(&self, id: u32) -> u64;
+    /// A hint that entry `id`'s deadline will be read soon (start loading it); the default
+    /// does nothing.
+    #[inline]
+    fn prefetch_deadline(&self, _id: u32) {}
 }
 
 /// The stored deadline of an entry that is not scheduled. An entry scheduled at deadline 0
@@ -248,31 +252,51 @@ impl TimerWheel {
         let mut work = 0usize;
         let mut expired = 0usize;
         while expired < budget && work < work_limit && self.cursor <= now_tick {
-            // After a long pause every bucket is due: skip the ticks that lap the wheel.
-            if now_tick - self.cursor > self.mask {
-                self.cursor = now_tick - self.mask;
-            }
-            let slot = (self.cursor & self.mask) as usize;
-            let id = self.heads[slot];
-            if id == NIL {
-                self.cursor += 1;
-                continue;
-            }
-            work += 1;
-            self.unlink(id);
-            let stored = store.deadline_mut(id);
-            let deadline = stored.as_deref().copied().unwrap_or(NO_DEADLINE);
-            if deadline <= now_ns {
-                if let Some(d) = stored {
-                    *d = NO_DEADLINE;
+            // Two passes, so that reading the deadlines does not stall each entry in turn:
+            // unlink up to what is left of the budget from the due buckets, hinting each
+            // entry's deadline as it comes off its list (the lists are walked one node after
+            // the other anyway); then read the deadlines, which have had the rest of the walk
+            // to arrive. Entries of an earlier tick than the cursor's lie in no bucket, and a
+            // re-armed entry goes beyond `now_tick` (its deadline is later than now), so the
+            // split changes no answer: only the order in which memory is touched.
+            let first = out.len();
+            let want = (budget - expired).min(work_limit - work);
+            while out.len() - first < want && self.cursor <= now_tick {
+                // After a long pause every bucket is due: skip the ticks that lap the wheel.
+                if now_tick - self.cursor > self.mask {
+                    self.cursor = now_tick - self.mask;
                 }
+                let slot = (self.cursor & self.mask) as usize;
+                let id = self.heads[slot];
+                if id == NIL {
+                    self.cursor += 1;
+                    continue;
+                }
+                self.unlink(id);
+                store.prefetch_deadline(id);
                 out.push(id);
-                expired += 1;
-            } else {
-                // Moved later: deadline > now, so its tick lies beyond the cursor.
-                let t = self.arm_tick(deadline, self.cursor + 1);
-                self.link(id, t);
             }
+            work += out.len() - first;
+            let mut kept = first;
+            for i in first..out.len() {
+                let id = out[i];
+                let stored = store.deadline_mut(id);
+                let deadline = stored.as_deref().copied().unwrap_or(NO_DEADLINE);
+                if deadline <= now_ns {
+                    if let Some(d) = stored {
+                        *d = NO_DEADLINE;
+                    }
+                    out[kept] = id;
+                    kept += 1;
+                } else {
+                    // Moved later: deadline > now, so its tick lies beyond `now_tick` (the
+                    // floor changes nothing but says so).
+                    let t = self.arm_tick(deadline, now_tick + 1);
+                    self.link(id, t);
+                }
+            }
+            expired += kept - first;
+            out.truncate(kept);
         }
         expired
     }
