@@ -432,13 +432,25 @@ impl SessionTable {
         }
     }
 
-    /// The position of `key`'s entry in the index.
+    /// The position of index entry `entry` (a live session's key: each is there once).
     #[inline]
-    fn find(&self, key: &Tuple) -> Option<usize> {
-        self.find_tagged(key, hash(self.seed, key))
+    fn position_of(&self, entry: u64) -> Option<usize> {
+        let len = self.index.len();
+        let mut pos = self.home((entry >> 32) as u32);
+        for _ in 0..len {
+            let e = *self.index.get(pos)?;
+            if e == entry {
+                return Some(pos);
+            }
+            if e == EMPTY {
+                return None;
+            }
+            pos = self.next_pos(pos);
+        }
+        None
     }
 
-    /// [`Self::find`] with the key's hash already computed.
+    /// The position of `key`'s entry in the index, its hash `tag` already computed.
     #[inline(always)]
     fn find_tagged(&self, key: &Tuple, tag: u32) -> Option<usize> {
         let len = self.index.len();
@@ -694,7 +706,11 @@ impl SessionTable {
         let s = *self.get(id)?;
         let sides = if s.has_real_key() { 2 } else { 1 };
         for side in [Side::Client, Side::Real].into_iter().take(sides) {
-            if let Some(pos) = self.find(&s.key(side)) {
+            // The entry is known to the bit (tag, id, side): the probe compares words and
+            // reads no session on the way.
+            let tag = hash(self.seed, &s.key(side));
+            let entry = ((tag as u64) << 32) | u64::from((id << 1) | side as u32);
+            if let Some(pos) = self.position_of(entry) {
                 self.index_remove_at(pos);
             }
         }
