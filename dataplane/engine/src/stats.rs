@@ -161,6 +161,9 @@ pub struct WorkerStats {
     pub templates: u64,
     /// New connections of persistent services scheduled without a template: table full.
     pub templates_full: u64,
+    /// New full-NAT sessions whose real-server key another session already held when the
+    /// burst's keys were indexed (`SessionTable::settle`): reachable by their client key only.
+    pub reply_key_clashes: u64,
     /// New connections whose client prefix took over a slot of a still-limited prefix in a
     /// full per-service rate table (that prefix's limit state was lost).
     pub rate_table_evictions: u64,
@@ -209,6 +212,7 @@ impl Default for WorkerStats {
             sessions_ended: 0,
             templates: 0,
             templates_full: 0,
+            reply_key_clashes: 0,
             rate_table_evictions: 0,
             services: Vec::new(),
             local_addrs: Vec::new(),
@@ -287,6 +291,7 @@ impl WorkerStats {
         self.sessions_ended += other.sessions_ended;
         self.templates += other.templates;
         self.templates_full += other.templates_full;
+        self.reply_key_clashes += other.reply_key_clashes;
         self.rate_table_evictions += other.rate_table_evictions;
         for os in &other.services {
             let pos = self

@@ -241,7 +241,8 @@ impl Worker {
     /// each frame through the pipeline, whose first stage takes established flows, with its
     /// parse and hints. The table's cache misses then overlap instead of stalling each frame
     /// in turn; below [`crate::fnat::PREFETCH_FROM_SESSIONS`] live sessions nothing is
-    /// prefetched.
+    /// prefetched. Last, the reply keys of the burst's new full-NAT sessions go into the index
+    /// (see `SessionTable::insert_with`): their lines loaded while the burst went on.
     pub fn process_burst<B: Frames + ?Sized>(
         &mut self,
         rx_port: PortIndex,
@@ -274,6 +275,7 @@ impl Worker {
                     *v = verdict;
                 }
             }
+            self.fnat.settle(&mut self.stats);
             return;
         }
         let mut start = 0;
@@ -309,6 +311,7 @@ impl Worker {
             }
             start = end;
         }
+        self.fnat.settle(&mut self.stats);
     }
 
     /// Stage 3 for frame `i` of `frames`: its port, the multi-segment check, the pipeline.

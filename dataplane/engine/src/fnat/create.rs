@@ -129,7 +129,10 @@ impl FullNat {
         };
         // Written field by field into the free slot (which is all default): the slot is the
         // only copy of the session.
-        let inserted = self.table.insert_with(tag, |s: &mut Session| {
+        // A full-NAT session's real-server key (its local address and port) is its own: its
+        // indexing waits for the end of the burst (`SessionTable::insert_with`).
+        let defer_real = real.method == Method::FullNat;
+        let inserted = self.table.insert_with(tag, defer_real, |s: &mut Session| {
             s.client_ip = key.src_ip;
             s.vip = key.dst_ip;
             s.rs_ip = rs_addr;

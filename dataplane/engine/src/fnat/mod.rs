@@ -484,6 +484,14 @@ impl FullNat {
         self.neigh.drain(now_ns, stats, emit)
     }
 
+    /// Ends a burst's new connections: indexes their real-server keys (see
+    /// `SessionTable::insert_with`).
+    #[inline]
+    pub(crate) fn settle(&mut self, stats: &mut WorkerStats) {
+        self.table.settle();
+        stats.reply_key_clashes += self.table.take_deferred_clashes();
+    }
+
     /// True when bursts are worth prefetching: the table holds [`PREFETCH_FROM_SESSIONS`]
     /// (or what [`FullNat::set_prefetch_from`] set) live sessions or more.
     #[inline]

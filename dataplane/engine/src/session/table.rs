@@ -308,6 +308,21 @@ pub struct SessionTable {
     index: Index,
     seed: u64,
     prefetch: Prefetch,
+    /// Sessions whose real-server key is not in the index yet, with that key's tag (see
+    /// [`SessionTable::insert_with`]'s `defer_real`); at most [`DEFERRED_MAX`].
+    deferred: Vec<(SessionId, u32)>,
+    /// Deferred keys [`SessionTable::settle`] found already indexed, not yet taken.
+    deferred_clashes: u64,
+}
+
+/// How many real-server keys may wait for [`SessionTable::settle`]: a burst's new sessions.
+pub const DEFERRED_MAX: usize = 64;
+
+/// Where a key goes in the index: an empty entry, or not probed yet.
+#[derive(Clone, Copy)]
+enum Probe {
+    At(usize),
+    Deferred,
 }
 
 /// Eight index entries, aligned to a cache line: a lookup's probe from its home position
@@ -390,6 +405,8 @@ impl SessionTable {
             index: Index::new(index_len),
             seed,
             prefetch: no_prefetch,
+            deferred: Vec::with_capacity(DEFERRED_MAX),
+            deferred_clashes: 0,
         }
     }
 
@@ -589,7 +606,7 @@ impl SessionTable {
     /// Adds a session under both of its keys.
     pub fn insert(&mut self, session: Session) -> Result<SessionId, InsertError> {
         let ct = hash(self.seed, &session.client_key());
-        self.insert_with(ct, |slot| *slot = session)
+        self.insert_with(ct, false, |slot| *slot = session)
     }
 
     /// Adds the session `build` writes, straight into the free arena slot it will occupy (no
@@ -598,17 +615,30 @@ impl SessionTable {
     /// one hash of the client key per SYN). `build` is handed a free slot (all default) and
     /// sets every field it needs; the keys the table indexes are read back from the slot, so
     /// they cannot disagree with the session. On an error the slot is free again.
+    ///
+    /// With `defer_real`, the real-server key goes into the index at the next [`Self::settle`]
+    /// (or removal), its index line loading meanwhile: its probe is the one cold line of a new
+    /// connection (nothing could prefetch it, the key is known only once the real server and
+    /// local port are chosen), and stalling on it was a third of a worker's time under a SYN
+    /// flood. Only for a key no other session can hold (a full-NAT local address and port are
+    /// one session's at a time), as its uniqueness is not checked until then; until then a
+    /// lookup of it misses, which no packet of the same burst can notice (the real server has
+    /// not seen the connection yet).
     #[inline]
     pub fn insert_with(
         &mut self,
         ct: u32,
+        defer_real: bool,
         build: impl FnOnce(&mut Session),
     ) -> Result<SessionId, InsertError> {
+        if defer_real && self.deferred.len() >= DEFERRED_MAX {
+            self.settle();
+        }
         let Some(&id) = self.free.last() else {
             // No room: a key already here is still an `Exists`, as when there is room.
             let mut s = Session::default();
             build(&mut s);
-            return Err(match self.probe_keys(&s, ct) {
+            return Err(match self.probe_keys(&s, ct, defer_real) {
                 Ok(_) => InsertError::Full,
                 Err(e) => e,
             });
@@ -623,7 +653,7 @@ impl SessionTable {
         slot.to_real = slot.rewrite_delta();
         let s = &self.sessions[id as usize];
         debug_assert_eq!(ct, hash(self.seed, &s.client_key()));
-        let (cpos, rpos) = match self.probe_keys(s, ct) {
+        let (cpos, rpos) = match self.probe_keys(s, ct, defer_real) {
             Ok(p) => p,
             Err(e) => {
                 self.sessions[id as usize] = Session::default();
@@ -632,7 +662,10 @@ impl SessionTable {
         };
         self.free.pop();
         self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
-        if let Some((mut rpos, rt)) = rpos {
+        if let Some((Probe::Deferred, rt)) = rpos {
+            self.prefetch_index(rt);
+            self.deferred.push((id, rt));
+        } else if let Some((Probe::At(mut rpos), rt)) = rpos {
             // The client key may have taken the entry the real key's probe ended at: the real
             // key then goes to the next empty one, as if it had been probed after the
             // insertion.
@@ -649,13 +682,15 @@ impl SessionTable {
 
     /// Where `s`'s keys go in the index (client key's tag `ct`): the empty entry each key's
     /// probe ended at, and the real-server key's tag (when it is indexed); an error when
-    /// either key is already there (both are checked before anything is written).
+    /// either key is already there (both are checked before anything is written). With
+    /// `defer_real` the real-server key is not probed (see [`Self::insert_with`]).
     #[inline(always)]
     fn probe_keys(
         &self,
         s: &Session,
         ct: u32,
-    ) -> Result<(usize, Option<(usize, u32)>), InsertError> {
+        defer_real: bool,
+    ) -> Result<(usize, Option<(Probe, u32)>), InsertError> {
         if !s.is_live() {
             return Err(InsertError::Invalid);
         }
@@ -670,8 +705,34 @@ impl SessionTable {
         }
         let rt = hash(self.seed, &rk);
         let cpos = self.probe_free(&ck, ct).ok_or(InsertError::Exists)?;
+        if defer_real {
+            return Ok((cpos, Some((Probe::Deferred, rt))));
+        }
         let rpos = self.probe_free(&rk, rt).ok_or(InsertError::Exists)?;
-        Ok((cpos, Some((rpos, rt))))
+        Ok((cpos, Some((Probe::At(rpos), rt))))
+    }
+
+    /// Puts the deferred real-server keys into the index (see [`Self::insert_with`]). A key
+    /// found already there (another session's: only a client spoofing a local address as its
+    /// source can make one) leaves its session reachable by its client key only, and is
+    /// counted for [`Self::take_deferred_clashes`].
+    pub fn settle(&mut self) {
+        for k in 0..self.deferred.len() {
+            let (id, rt) = self.deferred[k];
+            let Some(rk) = self.get(id).map(Session::real_key) else {
+                continue;
+            };
+            match self.probe_free(&rk, rt) {
+                Some(pos) => self.index[pos] = ((rt as u64) << 32) | u64::from((id << 1) | 1),
+                None => self.deferred_clashes += 1,
+            }
+        }
+        self.deferred.clear();
+    }
+
+    /// How many deferred keys clashed since the last call.
+    pub fn take_deferred_clashes(&mut self) -> u64 {
+        std::mem::take(&mut self.deferred_clashes)
     }
 
     /// The empty index position where `key` (hash `tag`) would be inserted, or `None` when
@@ -703,6 +764,9 @@ impl SessionTable {
 
     /// Removes a session and both of its keys; returns it.
     pub fn remove(&mut self, id: SessionId) -> Option<Session> {
+        if !self.deferred.is_empty() {
+            self.settle();
+        }
         let s = *self.get(id)?;
         let sides = if s.has_real_key() { 2 } else { 1 };
         for side in [Side::Client, Side::Real].into_iter().take(sides) {
@@ -810,6 +874,65 @@ mod tests {
         t.remove(ids[5]).unwrap();
         assert!(t.insert(session(1000)).is_ok());
         assert_eq!(t.insert(session(1001)), Err(InsertError::Full));
+    }
+
+    /// `insert_with(.., defer_real = true, ..)` of session `s`.
+    fn insert_deferred(t: &mut SessionTable, s: Session) -> Result<SessionId, InsertError> {
+        let ct = t.tag(&s.client_key());
+        t.insert_with(ct, true, |slot| *slot = s)
+    }
+
+    #[test]
+    fn deferred_real_keys_are_indexed_at_settle_or_removal_and_clashes_counted() {
+        let mut t = SessionTable::new(16, 7);
+        let (a, b) = (session(1), session(2));
+        let ia = insert_deferred(&mut t, a).unwrap();
+        let ib = insert_deferred(&mut t, b).unwrap();
+        // The client keys at once, the real-server keys once settled.
+        assert_eq!(t.lookup(&a.client_key()), Some((ia, Side::Client)));
+        assert!(t.lookup(&a.real_key()).is_none());
+        t.settle();
+        assert_eq!(t.lookup(&a.real_key()), Some((ia, Side::Real)));
+        assert_eq!(t.lookup(&b.real_key()), Some((ib, Side::Real)));
+        assert_eq!(t.take_deferred_clashes(), 0);
+
+        // A removal first indexes what waits, so it frees both keys of the session it ends
+        // and leaves the others' findable.
+        let c = session(3);
+        let ic = insert_deferred(&mut t, c).unwrap();
+        let d = session(4);
+        let id = insert_deferred(&mut t, d).unwrap();
+        assert_eq!(t.remove(ic), Some(c));
+        assert!(t.lookup(&c.real_key()).is_none());
+        assert!(t.lookup(&c.client_key()).is_none());
+        assert_eq!(t.lookup(&d.real_key()), Some((id, Side::Real)));
+
+        // Another session with a's real-server key: no error at insertion (not checked yet);
+        // at settle it stays reachable by its client key only and is counted, and a's key
+        // still finds a.
+        let mut e = session(5);
+        (e.rs_ip, e.rs_port, e.lip, e.lport) = (a.rs_ip, a.rs_port, a.lip, a.lport);
+        let ie = insert_deferred(&mut t, e).unwrap();
+        t.settle();
+        assert_eq!(t.take_deferred_clashes(), 1);
+        assert_eq!(t.take_deferred_clashes(), 0);
+        assert_eq!(t.lookup(&a.real_key()), Some((ia, Side::Real)));
+        assert_eq!(t.lookup(&e.client_key()), Some((ie, Side::Client)));
+        assert_eq!(t.remove(ie), Some(e));
+        assert_eq!(t.lookup(&a.real_key()), Some((ia, Side::Real)));
+
+        // More than a burst's worth waits no longer than DEFERRED_MAX insertions.
+        let mut t = SessionTable::new(4 * DEFERRED_MAX, 9);
+        let ids: Vec<_> = (0..=DEFERRED_MAX as u32)
+            .map(|i| insert_deferred(&mut t, session(100 + i)).unwrap())
+            .collect();
+        assert_eq!(
+            t.lookup(&session(100).real_key()),
+            Some((ids[0], Side::Real))
+        );
+        assert!(t
+            .lookup(&session(100 + DEFERRED_MAX as u32).real_key())
+            .is_none());
     }
 
     #[test]
