@@ -265,12 +265,8 @@ impl Worker {
                     true => packet::parse(frames.data(i)),
                     false => Err(DropReason::UnsupportedEtherType),
                 };
-                let hint = if parsed.is_ok() {
-                    fast
-                } else {
-                    BurstHint::NONE
-                };
-                let verdict = self.stage_three(rx_port, frames, i, &parsed, hint, now_ns);
+                // A frame that did not parse never reaches the stage the hint is for.
+                let verdict = self.stage_three(rx_port, frames, i, &parsed, fast, now_ns);
                 if let Some(v) = verdicts.get_mut(i) {
                     *v = verdict;
                 }
@@ -366,8 +362,13 @@ impl Worker {
                     .process(rx_port, frame, parsed, hint, now_ns, &mut self.stats),
             },
         };
+        // Nearly every frame is transmitted: one test for it before the table of the rest.
+        if let Verdict::Transmit { .. } = verdict {
+            self.stats.transmitted += 1;
+            return verdict;
+        }
         match verdict {
-            Verdict::Transmit { .. } => self.stats.transmitted += 1,
+            Verdict::Transmit { .. } => {} // counted above
             Verdict::Redirect { .. } => self.stats.redirected += 1,
             Verdict::ToKernel { .. } => self.stats.to_kernel += 1,
             Verdict::Drop(reason) => self.stats.count_drop(reason),

@@ -39,11 +39,11 @@ fn set16(frame: &mut [u8], at: usize, v: u16) {
 fn tcp_syn_with_options() {
     let frame = tcp_syn();
     let pkt = parse(&frame).unwrap();
-    assert_eq!(pkt.ip.l3, 14);
+    assert_eq!(pkt.ip.l3(), 14);
     assert_eq!(pkt.ip.l4, 34);
     assert_eq!(pkt.ip.end(), frame.len());
-    assert_eq!(pkt.ip.src, Ipv4Addr::from(C));
-    assert_eq!(pkt.ip.dst, Ipv4Addr::from(VIP));
+    assert_eq!(Ipv4Addr::from(pkt.ip.src), Ipv4Addr::from(C));
+    assert_eq!(Ipv4Addr::from(pkt.ip.dst), Ipv4Addr::from(VIP));
     assert_eq!(pkt.ip.ttl, 64);
     assert_eq!(pkt.ip.proto, 6);
     assert!(!pkt.ip.has_options());
@@ -76,7 +76,7 @@ fn ip_options_are_reported_and_skipped() {
     let frame = tcp_frame(&ip, &Tcp::new(1, 2), b"data");
     let pkt = parse(&frame).unwrap();
     assert!(pkt.ip.has_options());
-    assert_eq!(pkt.ip.header_len, 28);
+    assert_eq!(pkt.ip.header_len(), 28);
     assert_eq!(pkt.ip.l4, 14 + 28);
     assert_eq!(pkt.ports(), Some((1, 2)));
     assert_eq!(pkt.ip.l4_len(), 20 + 4);
@@ -107,7 +107,7 @@ fn ethernet_padding_is_not_payload() {
     assert_eq!(frame.len(), 44);
     frame.resize(60, 0xAA);
     let pkt = parse(&frame).unwrap();
-    assert_eq!(pkt.ip.end, 44);
+    assert_eq!(pkt.ip.end(), 44);
     assert_eq!(pkt.ip.total_len, 30);
     assert_eq!(pkt.ip.l4_len(), 10);
 }

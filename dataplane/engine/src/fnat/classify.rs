@@ -23,13 +23,15 @@ impl FullNat {
     ) -> Result<Verdict, DropReason> {
         // Multicast is never forwarded: on a port with a kernel twin it is the twin's
         // (session sync's 224.0.0.81:8848, read by the sync service there).
-        if pkt.ip.dst.is_multicast() && self.twins.get(usize::from(rx_port)) == Some(&true) {
+        if Ipv4Addr::from(pkt.ip.dst).is_multicast()
+            && self.twins.get(usize::from(rx_port)) == Some(&true)
+        {
             return Ok(Verdict::ToKernel { port: rx_port });
         }
         let port_mac = self
             .to_port_mac(rx_port, frame)
             .ok_or(DropReason::NotForUs)?;
-        let Some(kind) = self.addresses.get(u64::from(u32::from(pkt.ip.dst))) else {
+        let Some(kind) = self.addresses.get(u64::from(pkt.ip.dst)) else {
             // Not to one of ours: an inside host's packet that an SNAT service takes, or a
             // NAT real server's reply.
             if !self.snat.is_empty() {
@@ -380,10 +382,10 @@ impl FullNat {
     /// other address (not for us).
     #[inline(always)]
     pub(super) fn to_port_mac(&self, rx_port: PortIndex, frame: &[u8]) -> Option<[u8; 6]> {
-        let port_mac = self.egress.port_mac(rx_port)?;
+        let port_mac = self.egress.port_mac_ref(rx_port)?;
         EthernetHeader::new_checked(frame)
-            .is_ok_and(|h| h.is_to(&port_mac))
-            .then_some(port_mac)
+            .is_ok_and(|h| h.is_to(port_mac))
+            .then_some(*port_mac)
     }
 
     /// A packet to `dst` may reach a session by its `side` key: never through an address this

@@ -44,9 +44,10 @@ const HOP_CACHE_SLOTS: usize = 256;
 /// with `resolved == false` is still looked up in the neighbour table on every packet.
 #[derive(Debug, Clone)]
 pub struct HopCache {
-    /// `u64::MAX`: empty; else the destination address.
-    keys: Vec<u64>,
-    hops: Vec<NextHop>,
+    /// `u64::MAX`: empty; else the destination address. Fixed-size: a slot (masked to
+    /// [`HOP_CACHE_SLOTS`]) needs no bounds check.
+    keys: Box<[u64; HOP_CACHE_SLOTS]>,
+    hops: Box<[NextHop; HOP_CACHE_SLOTS]>,
 }
 
 impl Default for HopCache {
@@ -58,17 +59,16 @@ impl Default for HopCache {
 impl HopCache {
     pub fn new() -> Self {
         HopCache {
-            keys: vec![u64::MAX; HOP_CACHE_SLOTS],
-            hops: vec![
-                NextHop {
+            keys: Box::new([u64::MAX; HOP_CACHE_SLOTS]),
+            hops: Box::new(
+                [NextHop {
                     port: 0,
                     src_mac: [0; 6],
                     dst_mac: [0; 6],
                     gateway: 0,
                     resolved: false,
-                };
-                HOP_CACHE_SLOTS
-            ],
+                }; HOP_CACHE_SLOTS],
+            ),
         }
     }
 
@@ -82,10 +82,10 @@ impl HopCache {
     #[inline(always)]
     pub fn resolve(&mut self, egress: &Egress, dst: u32) -> Result<&NextHop, DropReason> {
         let i = (dst.wrapping_mul(0x9E37_79B1) >> 24) as usize & (HOP_CACHE_SLOTS - 1);
-        if self.keys.get(i) != Some(&u64::from(dst)) {
+        if self.keys[i] != u64::from(dst) {
             self.fill(egress, dst, i)?;
         }
-        self.hops.get(i).ok_or(DropReason::NoRoute)
+        Ok(&self.hops[i])
     }
 
     #[cold]
@@ -192,7 +192,13 @@ impl Egress {
     /// The MAC of a port, if it exists.
     #[inline]
     pub fn port_mac(&self, port: PortIndex) -> Option<[u8; 6]> {
-        self.port_macs.get(port as usize).copied()
+        self.port_mac_ref(port).copied()
+    }
+
+    /// [`Egress::port_mac`] in place (what a comparison needs: nothing copied).
+    #[inline]
+    pub fn port_mac_ref(&self, port: PortIndex) -> Option<&[u8; 6]> {
+        self.port_macs.get(port as usize)
     }
 
     /// Routes `dst` (longest prefix): `NoRoute` without a matching route (or with a route

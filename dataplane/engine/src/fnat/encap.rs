@@ -206,7 +206,7 @@ impl FullNat {
         now: u64,
         stats: &mut WorkerStats,
     ) -> Verdict {
-        let to = u32::from(pkt.ip.src);
+        let to = pkt.ip.src;
         let hop = match self.hops.resolve(&self.egress, to) {
             Ok(h) => *h,
             Err(r) => return Verdict::Drop(r),
@@ -241,7 +241,7 @@ impl FullNat {
 #[inline]
 fn flow_hash(pkt: &PacketV4) -> u32 {
     let (sport, dport) = pkt.ports().unwrap_or((0, 0));
-    let a = u64::from(u32::from(pkt.ip.src)) << 32 | u64::from(u32::from(pkt.ip.dst));
+    let a = u64::from(pkt.ip.src) << 32 | u64::from(pkt.ip.dst);
     let b = u64::from(sport) << 24 | u64::from(dport) << 8 | u64::from(pkt.ip.proto);
     let h = (a ^ b.rotate_left(40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (h >> 32) as u32 ^ (h as u32)

@@ -23,14 +23,14 @@ use crate::packet::{ttl_expires, PacketV4, Transport};
 use crate::rules::PortIndex;
 use crate::session::{ConnState, Side};
 use crate::stats::WorkerStats;
-use crate::verdict::{DropReason, Verdict};
+use crate::verdict::Verdict;
 
 impl FullNat {
     /// The first stage of the pipeline for one frame received on `rx_port`, parsed as `pkt`,
     /// with what the burst's prefetch stages learned about it (see the module doc).
-    /// `Some(outcome)`: what forwarding decided, counted in the session, service and real
-    /// server (the caller counts the frame itself). `None`: nothing changed; the next stages
-    /// decide.
+    /// `Some(verdict)`: what forwarding decided (a drop for its errors), counted in the
+    /// session, service and real server, and as `fast_path` when forwarded (the caller
+    /// counts the frame itself). `None`: nothing changed; the next stages decide.
     #[inline(always)]
     pub(super) fn established(
         &mut self,
@@ -40,7 +40,7 @@ impl FullNat {
         hint: BurstHint,
         now: u64,
         stats: &mut WorkerStats,
-    ) -> Option<Result<Verdict, DropReason>> {
+    ) -> Option<Verdict> {
         if pkt.ip.has_options() || ttl_expires(pkt.ip.ttl) {
             return None;
         }
@@ -62,23 +62,20 @@ impl FullNat {
         let found = hint.candidate.and_then(|id| {
             let s = self.table.get(id)?;
             match (s.client_key() == key, s.real_key() == key) {
-                (true, false) => Some((id, Side::Client)),
-                (false, true) => Some((id, Side::Real)),
+                (true, false) => Some((id, Side::Client, s)),
+                (false, true) => Some((id, Side::Real, s)),
                 _ => None,
             }
         });
-        let (id, side) = match found {
+        let (id, side, s) = match found {
             Some(f) => f,
             None => {
                 let tag = hint.tag.unwrap_or_else(|| self.table.tag(&key));
-                self.table.lookup_tagged(&key, tag)?
+                self.table.lookup_session(&key, tag)?
             }
         };
-        if !self.reaches_session(key.dst_ip, side) {
-            return None;
-        }
-        let s = self.table.get(id)?;
-        if !self.is_live(s, now, stats)
+        if !self.reaches_session(key.dst_ip, side)
+            || !self.is_live(s, now, stats)
             || !matches!(s.state, ConnState::Established | ConnState::Udp)
         {
             return None;
@@ -86,6 +83,10 @@ impl FullNat {
         // Where classification goes with a live session it found (`forward_or_reuse`: a
         // reused port needs a SYN, which this stage does not take).
         let dir = super::classify::travels(side);
-        Some(self.forward_as::<true>(rx_port, frame, pkt, id, dir, tcp, now, stats))
+        let outcome = self.forward_as::<true>(rx_port, frame, pkt, id, dir, tcp, now, stats);
+        if outcome.is_ok() {
+            stats.fast_path += 1;
+        }
+        Some(outcome.unwrap_or_else(Verdict::Drop))
     }
 }

@@ -110,23 +110,24 @@ impl FullNat {
                     }),
                     "a session's stored rewrite is for the packets of its keys"
                 );
-                let hop = *self.hops.resolve(&self.egress, to.dst_ip)?;
-                let dst_mac = if hop.resolved {
-                    Some(hop.dst_mac)
-                } else {
-                    self.neigh.next_hop_mac(&hop, now)?
-                };
+                // This copy of the hop is `resolved` once its MAC is known, from a static
+                // neighbour or the neighbour table (one flag, not an `Option` beside it).
+                let mut hop = *self.hops.resolve(&self.egress, to.dst_ip)?;
+                if !hop.resolved {
+                    if let Some(mac) = self.neigh.next_hop_mac(&hop, now)? {
+                        (hop.dst_mac, hop.resolved) = (mac, true);
+                    }
+                }
                 translate_by(frame, pkt, &to, delta)?;
                 if method == Method::FullNat && self.adjusting {
                     // On error the packet is dropped; the translation above is then moot.
-                    self.client_address(id, dir, frame, pkt, dst_mac.is_some(), now, stats)?;
+                    self.client_address(id, dir, frame, pkt, hop.resolved, now, stats)?;
                 }
-                match dst_mac {
-                    Some(mac) => {
-                        ether::set_macs(frame, hop.src_mac, mac);
-                        Verdict::Transmit { port: hop.port }
-                    }
-                    None => self.neigh.hold(frame, &hop, now, stats),
+                if hop.resolved {
+                    ether::set_macs(frame, hop.src_mac, hop.dst_mac);
+                    Verdict::Transmit { port: hop.port }
+                } else {
+                    self.neigh.hold(frame, &hop, now, stats)
                 }
             }
             // Only the Ethernet destination: the real server's MAC. No IP byte changes, the
@@ -172,7 +173,7 @@ impl FullNat {
         } else {
             next_state(old_state, method, dir, tcp)
         };
-        let timeout = u64::from(state.timeout_secs(&self.timeouts)) * NS_PER_SEC;
+        let timeout = self.timeouts_ns[state as usize];
         let deadline = now.saturating_add(timeout);
         self.advance(id, svc_slot, rs_slot, dir, pkt, state, now, deadline, stats);
         if !FAST {

@@ -28,7 +28,7 @@ impl FullNat {
         if key.proto != Protocol::Tcp.number() && key.proto != Protocol::Udp.number() {
             return Err(DropReason::IcmpNoSession);
         }
-        let outer_dst = u32::from(pkt.ip.dst);
+        let outer_dst = pkt.ip.dst;
         // About a packet we sent from LIP:lport: only lport's owner knows the session.
         if kind & ADDR_LIP != 0 && key.dst_ip == outer_dst {
             let owner = owner_of(key.dst_port, self.workers);

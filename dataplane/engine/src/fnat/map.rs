@@ -5,16 +5,12 @@ const EMPTY: u64 = u64::MAX;
 
 #[derive(Debug, Clone)]
 pub struct FixedMap {
-    keys: Vec<u64>,
-    vals: Vec<u32>,
+    /// (key, value); key `EMPTY` when unused. One vector: a probe reads one place.
+    entries: Vec<(u64, u32)>,
+    /// 64 − log2(entries): a key's home is the top bits of its product (at least 2 entries,
+    /// so 1..=63).
     shift: u32,
     len: usize,
-}
-
-#[inline]
-fn spread(key: u64) -> u64 {
-    let h = (key ^ (key >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    h ^ (h >> 32)
 }
 
 impl FixedMap {
@@ -22,20 +18,17 @@ impl FixedMap {
     pub fn with_capacity(n: usize) -> Self {
         let size = (n.max(1) * 2).next_power_of_two();
         FixedMap {
-            keys: vec![EMPTY; size],
-            vals: vec![0; size],
+            entries: vec![(EMPTY, 0); size],
             shift: 64 - size.trailing_zeros(),
             len: 0,
         }
     }
 
-    #[inline]
+    /// Fibonacci hashing: the product's top bits depend on every bit of the key. The keys
+    /// come from the rules (addresses, services, neighbours), not from packets.
+    #[inline(always)]
     fn home(&self, key: u64) -> usize {
-        if self.shift >= 64 {
-            0
-        } else {
-            (spread(key).wrapping_mul(0x2545_f491_4f6c_dd1d) >> self.shift) as usize
-        }
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (self.shift & 63)) as usize
     }
 
     /// Inserts `key`, or combines the existing value with `merge(old, val)`. Ignores the
@@ -44,19 +37,20 @@ impl FixedMap {
         if key == EMPTY {
             return;
         }
-        let mask = self.keys.len() - 1;
+        let size = self.entries.len();
+        let mask = size - 1;
         let mut pos = self.home(key);
-        for _ in 0..self.keys.len() {
-            if self.keys[pos] == key {
-                self.vals[pos] = merge(self.vals[pos], val);
+        for _ in 0..size {
+            let (k, v) = self.entries[pos];
+            if k == key {
+                self.entries[pos].1 = merge(v, val);
                 return;
             }
-            if self.keys[pos] == EMPTY {
-                if (self.len + 1) * 2 > self.keys.len() {
+            if k == EMPTY {
+                if (self.len + 1) * 2 > size {
                     return;
                 }
-                self.keys[pos] = key;
-                self.vals[pos] = val;
+                self.entries[pos] = (key, val);
                 self.len += 1;
                 return;
             }
@@ -71,15 +65,20 @@ impl FixedMap {
 
     #[inline(always)]
     pub fn get(&self, key: u64) -> Option<u32> {
-        let mask = self.keys.len().wrapping_sub(1);
+        // The reserved key is never stored (and a key made of 32 bits never is it: the test
+        // then folds away); the probe then looks for the key before for the end.
+        if key == EMPTY {
+            return None;
+        }
+        let mask = self.entries.len().wrapping_sub(1);
         let mut pos = self.home(key);
-        for _ in 0..self.keys.len() {
-            let k = *self.keys.get(pos)?;
+        for _ in 0..self.entries.len() {
+            let &(k, v) = self.entries.get(pos)?;
+            if k == key {
+                return Some(v);
+            }
             if k == EMPTY {
                 return None;
-            }
-            if k == key {
-                return self.vals.get(pos).copied();
             }
             pos = (pos + 1) & mask;
         }

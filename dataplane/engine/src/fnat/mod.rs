@@ -43,7 +43,7 @@ use crate::persist::Templates;
 use crate::rules::{Method, PortIndex, Rules, Timeouts};
 use crate::sched::load::{LoadBoard, RsLoad};
 use crate::sched::{RealSet, Scheduler};
-use crate::session::{Session, SessionId, SessionTable, TimerWheel};
+use crate::session::{ConnState, Session, SessionId, SessionTable, TimerWheel};
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
 
@@ -228,7 +228,8 @@ pub struct FullNat {
     hops: HopCache,
     /// ARP: owned addresses, hold queue, the shared neighbour table.
     neigh: Neighbours,
-    timeouts: Timeouts,
+    /// Each state's idle timeout in ns, by `ConnState as usize` ([`state_timeouts_ns`]).
+    timeouts_ns: [u64; ConnState::ALL.len()],
     drop_ip_options: bool,
     /// IPVS's `expire_quiescent_template` (see [`Rules::expire_quiescent_template`]).
     expire_quiescent: bool,
@@ -307,6 +308,12 @@ pub fn foreign_owner(client: u32, port: u16, workers: u16) -> u16 {
     ((u64::from(h) * u64::from(workers)) >> 32) as u16
 }
 
+/// Each state's idle timeout in ns ([`ConnState::timeout_secs`]), by `ConnState as usize`:
+/// forwarding reads one word instead of matching the state.
+fn state_timeouts_ns(t: &Timeouts) -> [u64; ConnState::ALL.len()] {
+    ConnState::ALL.map(|s| u64::from(s.timeout_secs(t)) * NS_PER_SEC)
+}
+
 impl FullNat {
     /// The state of worker `id` of `workers`, sized by `rules.session_capacity`; registers
     /// its services and local addresses in `stats`.
@@ -342,7 +349,7 @@ impl FullNat {
                 std::sync::Arc::new(NeighTable::new(crate::neigh::DEFAULT_TABLE_CAPACITY)),
                 crate::neigh::DEFAULT_HOLD_SLOTS,
             ),
-            timeouts: rules.timeouts,
+            timeouts_ns: state_timeouts_ns(&rules.timeouts),
             drop_ip_options: rules.drop_ip_options,
             expire_quiescent: rules.expire_quiescent_template,
             expired: Vec::with_capacity(EXPIRE_CHUNK),
@@ -429,9 +436,9 @@ impl FullNat {
         }
         let own = self
             .addresses
-            .get(u64::from(u32::from(ip.dst)))
+            .get(u64::from(ip.dst))
             .is_some_and(|kind| kind & ADDR_OWN != 0);
-        (ip.dst == GROUP || own).then_some(Verdict::ToKernel { port: rx_port })
+        (ip.dst == u32::from(GROUP) || own).then_some(Verdict::ToKernel { port: rx_port })
     }
 
     /// The session table (read-only: for listings and tests).
@@ -565,6 +572,11 @@ impl FullNat {
             Err(reason) => return Verdict::Drop(*reason),
         };
         let verdict = self.process_bytes(rx_port, frame.data_mut(), pkt, hint, now_ns, stats);
+        // Nearly every frame: nothing left for this function to finish (the same result as
+        // the steps below, each of which then does nothing), without writing the fields.
+        if self.sp.is_none() && !self.adjusting && self.insert.is_none() && self.encap.is_none() {
+            return verdict;
+        }
         let mut pkt = pkt;
         // A SYN proxy answered with (or forwarded) a frame it built: it replaces this one.
         let built = self.sp.as_mut().and_then(|sp| {
@@ -608,13 +620,8 @@ impl FullNat {
         stats: &mut WorkerStats,
     ) -> Verdict {
         if hint.fast {
-            match self.established(rx_port, frame, pkt, hint, now_ns, stats) {
-                Some(Ok(v)) => {
-                    stats.fast_path += 1;
-                    return v;
-                }
-                Some(Err(reason)) => return Verdict::Drop(reason),
-                None => {}
+            if let Some(v) = self.established(rx_port, frame, pkt, hint, now_ns, stats) {
+                return v;
             }
         }
         match self.classify_parsed(rx_port, frame, pkt, now_ns, stats) {

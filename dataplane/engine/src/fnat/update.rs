@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use super::client_addr::SeqAdjust;
 use super::{
-    service_key, FixedMap, FullNat, PersistEntry, RealEntry, ServiceEntry, SlotInfo, ADDR_LIP,
-    ADDR_OWN, ADDR_STANDBY, ADDR_VIP, NS_PER_SEC,
+    service_key, state_timeouts_ns, FixedMap, FullNat, PersistEntry, RealEntry, ServiceEntry,
+    SlotInfo, ADDR_LIP, ADDR_OWN, ADDR_STANDBY, ADDR_VIP, NS_PER_SEC,
 };
 use crate::fnat::egress::Egress;
 use crate::persist::Templates;
@@ -311,7 +311,7 @@ impl FullNat {
     }
 
     fn switch_rules(&mut self, previous: Option<&Rules>, rules: &Rules, stats: &mut WorkerStats) {
-        self.timeouts = rules.timeouts;
+        self.timeouts_ns = state_timeouts_ns(&rules.timeouts);
         self.drop_ip_options = rules.drop_ip_options;
         self.expire_quiescent = rules.expire_quiescent_template;
         let net_same = previous.is_some_and(|p| {

@@ -339,7 +339,7 @@ pub fn frag_needed_in_place(
     ip_id: u16,
 ) -> Result<usize, DropReason> {
     let ip = &pkt.ip;
-    let quoted_len = (usize::from(ip.header_len) + QUOTED_L4_LEN).min(ip.end() - ip.l3());
+    let quoted_len = (ip.header_len() + QUOTED_L4_LEN).min(ip.end() - ip.l3());
     let mut quoted = [0u8; 60 + QUOTED_L4_LEN];
     let q = quoted.get_mut(..quoted_len).ok_or(DropReason::Truncated)?;
     q.copy_from_slice(
@@ -351,7 +351,7 @@ pub fn frag_needed_in_place(
     let out = frame
         .get_mut(ip.l3()..ip.l3() + total)
         .ok_or(DropReason::Truncated)?;
-    let dst = u32::from(ip.src);
+    let dst = ip.src;
     let (hdr, rest) = out.split_at_mut(IPV4_MIN_HEADER_LEN);
     hdr.copy_from_slice(&[
         0x45,

@@ -2,7 +2,6 @@
 //! untagged Ethernet header ([`parse_ipv4`] → [`Ipv4Info`]).
 
 use std::borrow::{Borrow, BorrowMut};
-use std::net::Ipv4Addr;
 
 use super::bytes::{be16, be32, put16, put32};
 use super::ether::{EthernetHeader, ETHERTYPE_IPV4, ETH_HEADER_LEN};
@@ -234,23 +233,21 @@ impl FragmentKind {
 
 /// A validated IPv4 header: what the engine decides on, and where things are in the frame.
 ///
-/// Offsets are from the start of the frame (`u16`: a frame is at most 64 KiB; small, so that
-/// a burst's parses stay cheap to carry). `end` is where the IP packet ends according to its
-/// total length; bytes beyond it (Ethernet padding of short frames) are not part of it.
+/// The header follows an untagged Ethernet header ([`Ipv4Info::l3`] is always 14); `l4` is
+/// an offset from the start of the frame (`u16`: a frame is at most 64 KiB). Only what is
+/// read from the header is stored (small, so that a burst's parses stay cheap to carry): the
+/// other offsets follow from it. [`Ipv4Info::end`] is where the IP packet ends according to
+/// its total length; bytes beyond it (Ethernet padding of short frames) are not part of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Info {
-    /// Offset of the IPv4 header.
-    pub l3: u16,
     /// Offset of the L4 header (`l3 + header_len`).
     pub l4: u16,
-    /// Offset just past the IP packet (`l3 + total_len`).
-    pub end: u16,
-    /// IHL in bytes (20..=60).
-    pub header_len: u16,
     pub total_len: u16,
     pub proto: u8,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    /// Source address, host order (as [`super::Tuple`]'s).
+    pub src: u32,
+    /// Destination address, host order.
+    pub dst: u32,
     pub ttl: u8,
     pub frag: FragmentKind,
 }
@@ -258,7 +255,7 @@ pub struct Ipv4Info {
 impl Ipv4Info {
     /// True when the header carries options (IHL > 5).
     pub fn has_options(&self) -> bool {
-        usize::from(self.header_len) > IPV4_MIN_HEADER_LEN
+        self.header_len() > IPV4_MIN_HEADER_LEN
     }
 
     /// True for any fragment (MF set or offset non-zero).
@@ -268,13 +265,19 @@ impl Ipv4Info {
 
     /// Bytes of L4 header and payload.
     pub fn l4_len(&self) -> usize {
-        usize::from(self.end.saturating_sub(self.l4))
+        self.end().saturating_sub(self.l4())
     }
 
-    /// [`Ipv4Info::l3`] as an index.
+    /// Offset of the IPv4 header: just past the Ethernet header.
     #[inline]
     pub fn l3(&self) -> usize {
-        usize::from(self.l3)
+        ETH_HEADER_LEN
+    }
+
+    /// IHL in bytes (20..=60).
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        self.l4().saturating_sub(self.l3())
     }
 
     /// [`Ipv4Info::l4`] as an index.
@@ -283,10 +286,10 @@ impl Ipv4Info {
         usize::from(self.l4)
     }
 
-    /// [`Ipv4Info::end`] as an index.
+    /// Offset just past the IP packet (`l3 + total_len`).
     #[inline]
     pub fn end(&self) -> usize {
-        usize::from(self.end)
+        self.l3() + usize::from(self.total_len)
     }
 }
 
@@ -310,17 +313,13 @@ pub fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, DropReason> {
     if total_len < header_len || usize::from(total_len) > ip_bytes.len() {
         return Err(DropReason::BadIpHeader);
     }
-    // Both sums fit: `ip_bytes` (at most a frame of 64 KiB) holds `total_len` bytes.
-    let l3 = l3 as u16;
     Ok(Ipv4Info {
-        l3,
-        l4: l3.saturating_add(header_len),
-        end: l3.saturating_add(total_len),
-        header_len,
+        // 34..=74.
+        l4: l3 as u16 + header_len,
         total_len,
         proto: ip.proto(),
-        src: Ipv4Addr::from(ip.src()),
-        dst: Ipv4Addr::from(ip.dst()),
+        src: ip.src(),
+        dst: ip.dst(),
         ttl: ip.ttl(),
         frag: FragmentKind::of(ip.flags_frag()),
     })

@@ -1,7 +1,5 @@
 //! The one parser: frame bytes to everything every stage decides on, once per frame.
 
-use std::net::SocketAddrV4;
-
 use super::ipv4::{parse_ipv4, FragmentKind, Ipv4Info, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use super::l4::{parse_l4, IcmpInfo, TcpFlags, Transport};
 use super::tuple::Tuple;
@@ -55,11 +53,13 @@ impl PacketV4 {
             Transport::Icmp(i) if i.is_echo() => (i.id, i.id),
             Transport::Icmp(_) => return None,
         };
-        Some(Tuple::new(
-            self.ip.proto,
-            SocketAddrV4::new(self.ip.src, sport),
-            SocketAddrV4::new(self.ip.dst, dport),
-        ))
+        Some(Tuple {
+            proto: self.ip.proto,
+            src_ip: self.ip.src,
+            src_port: sport,
+            dst_ip: self.ip.dst,
+            dst_port: dport,
+        })
     }
 }
 

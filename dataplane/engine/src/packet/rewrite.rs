@@ -105,44 +105,30 @@ pub fn translate_by(
     let (head, segment) = packet
         .split_at_mut_checked(l4.wrapping_sub(l3))
         .ok_or(truncated)?;
-    let mut ip = Ipv4Header::new_mut(head)?;
-    let ttl = ip.ttl();
-    let mut l4_header = match kind {
-        Kind::Udp => L4Header::Udp(UdpHeader::new_mut(segment)?),
-        Kind::Tcp => L4Header::Tcp(TcpHeader::new_mut(segment)?),
-        Kind::Echo => L4Header::Echo(
-            segment
-                .first_chunk_mut::<ICMP_ECHO_HEADER_LEN>()
-                .ok_or(truncated)?,
-        ),
-    };
-    if ttl_expires(ttl) {
-        return Err(DropReason::TtlExpired);
-    }
-
-    let mut ip_delta = delta.addresses.delta();
-    // The TTL/protocol word `m` becomes `m - 0x100`: `~m + m'` is 0xFEFF whatever `m`, as
-    // for 0x0100 → 0.
-    ip_delta.replace16(0x0100, 0);
-    let ip_check = ip_delta.apply(ip.checksum());
-    ip.set_src(to.src_ip);
-    ip.set_dst(to.dst_ip);
-    ip.set_ttl(ttl - 1);
-    ip.set_checksum(ip_check);
-
+    let ip = Ipv4Header::new_mut(head)?;
+    // Each protocol's header view first, then the IP header's rewrite (which checks the TTL):
+    // every check before any write.
     let l4_delta = delta.l4.delta();
-    match &mut l4_header {
-        L4Header::Tcp(t) => {
+    match kind {
+        Kind::Tcp => {
+            let mut t = TcpHeader::new_mut(segment)?;
+            rewrite_ip(ip, to, delta)?;
             let check = l4_delta.apply(t.checksum());
             t.set_ports(to.src_port, to.dst_port);
             t.set_checksum(check);
         }
-        L4Header::Udp(u) => {
+        Kind::Udp => {
+            let mut u = UdpHeader::new_mut(segment)?;
+            rewrite_ip(ip, to, delta)?;
             let check = l4_delta.apply_udp(u.checksum());
             u.set_ports(to.src_port, to.dst_port);
             u.set_checksum(check);
         }
-        L4Header::Echo(h) => {
+        Kind::Echo => {
+            let h = segment
+                .first_chunk_mut::<ICMP_ECHO_HEADER_LEN>()
+                .ok_or(truncated)?;
+            rewrite_ip(ip, to, delta)?;
             // The identifier changes; the addresses are not covered by the ICMP checksum.
             use super::icmp::field::{CHECKSUM, ID};
             let word =
@@ -155,6 +141,30 @@ pub fn translate_by(
     Ok(())
 }
 
+/// The IP header's part of [`translate_by`]: `TtlExpired` (nothing written), else both
+/// addresses, the TTL minus one and the checksum.
+#[inline(always)]
+fn rewrite_ip(
+    mut ip: Ipv4Header<&mut [u8; super::ipv4::IPV4_MIN_HEADER_LEN]>,
+    to: &Tuple,
+    delta: TupleDelta,
+) -> Result<(), DropReason> {
+    let ttl = ip.ttl();
+    if ttl_expires(ttl) {
+        return Err(DropReason::TtlExpired);
+    }
+    let mut ip_delta = delta.addresses.delta();
+    // The TTL/protocol word `m` becomes `m - 0x100`: `~m + m'` is 0xFEFF whatever `m`, as
+    // for 0x0100 → 0.
+    ip_delta.replace16(0x0100, 0);
+    let ip_check = ip_delta.apply(ip.checksum());
+    ip.set_src(to.src_ip);
+    ip.set_dst(to.dst_ip);
+    ip.set_ttl(ttl - 1);
+    ip.set_checksum(ip_check);
+    Ok(())
+}
+
 /// The fixed part of an ICMP echo header: type, code, checksum, identifier, sequence.
 const ICMP_ECHO_HEADER_LEN: usize = 8;
 
@@ -163,10 +173,4 @@ enum Kind {
     Tcp,
     Udp,
     Echo,
-}
-
-enum L4Header<'a> {
-    Tcp(TcpHeader<&'a mut [u8; super::tcp::TCP_MIN_HEADER_LEN]>),
-    Udp(UdpHeader<&'a mut [u8; super::udp::UDP_HEADER_LEN]>),
-    Echo(&'a mut [u8; ICMP_ECHO_HEADER_LEN]),
 }

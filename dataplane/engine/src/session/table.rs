@@ -470,24 +470,42 @@ impl SessionTable {
     /// The position of `key`'s entry in the index, its hash `tag` already computed.
     #[inline(always)]
     fn find_tagged(&self, key: &Tuple, tag: u32) -> Option<usize> {
-        let len = self.index.len();
-        let mut pos = self.home(tag);
-        for _ in 0..len {
-            let e = *self.index.get(pos)?;
-            if e == EMPTY {
-                return None;
-            }
-            if (e >> 32) as u32 == tag {
-                let r = e as u32;
-                if let Some(s) = self.sessions.get((r >> 1) as usize) {
-                    if s.matches(r & 1 != 0, key) {
-                        return Some(pos);
+        self.find_entry(key, tag).map(|(pos, _, _)| pos)
+    }
+
+    /// The position of `key`'s entry in the index (its hash `tag`), the entry's session
+    /// reference (`session << 1 | side`) and the session: what the probe read, so that no
+    /// caller reads the entry or the session again.
+    ///
+    /// The probe walks a line at a time: the entries of the home position's line from there,
+    /// then the next lines' (wrapping), each line fetched (and bounds-checked) once.
+    #[inline(always)]
+    fn find_entry(&self, key: &Tuple, tag: u32) -> Option<(usize, u32, &Session)> {
+        let lines = &self.index.0;
+        let home = self.home(tag);
+        let (mut line, mut slot) = (home / 8, home % 8);
+        // Every line once, and the home line's entries before `slot` last.
+        for _ in 0..=lines.len() {
+            let entries = &lines.get(line)?.0;
+            while slot < entries.len() {
+                let e = entries[slot];
+                if e == EMPTY {
+                    return None;
+                }
+                if (e >> 32) as u32 == tag {
+                    let r = e as u32;
+                    if let Some(s) = self.sessions.get((r >> 1) as usize) {
+                        if s.matches(r & 1 != 0, key) {
+                            return Some((line * 8 + slot, r, s));
+                        }
                     }
                 }
+                slot += 1;
             }
-            pos += 1;
-            if pos == len {
-                pos = 0;
+            slot = 0;
+            line += 1;
+            if line == lines.len() {
+                line = 0;
             }
         }
         None
@@ -565,9 +583,16 @@ impl SessionTable {
     /// prefetch stage did). The whole key is still compared, so a wrong tag only misses.
     #[inline(always)]
     pub fn lookup_tagged(&self, key: &Tuple, tag: u32) -> Option<(SessionId, Side)> {
-        let pos = self.find_tagged(key, tag)?;
-        let r = *self.index.get(pos)? as u32;
-        Some((r >> 1, if r & 1 == 0 { Side::Client } else { Side::Real }))
+        self.lookup_session(key, tag)
+            .map(|(id, side, _)| (id, side))
+    }
+
+    /// [`Self::lookup_tagged`] with the session it found (live: its key matched).
+    #[inline(always)]
+    pub fn lookup_session(&self, key: &Tuple, tag: u32) -> Option<(SessionId, Side, &Session)> {
+        let (_, r, s) = self.find_entry(key, tag)?;
+        let side = if r & 1 == 0 { Side::Client } else { Side::Real };
+        Some((r >> 1, side, s))
     }
 
     #[inline]

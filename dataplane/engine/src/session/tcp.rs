@@ -463,6 +463,10 @@ mod tests {
         assert_eq!(ConnState::Close.timeout_secs(&t), 10);
         assert_eq!(ConnState::Udp.timeout_secs(&t), 300);
         assert_eq!(ConnState::None.timeout_secs(&t), 2);
+        // `ALL` is indexed by the state (what the per-state timeout table relies on).
+        for (i, s) in ConnState::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+        }
         for s in ConnState::ALL {
             assert_eq!(s.is_active(), s == ConnState::Established);
             assert!(!s.name().is_empty());
