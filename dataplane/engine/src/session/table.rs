@@ -467,12 +467,6 @@ impl SessionTable {
         None
     }
 
-    /// The position of `key`'s entry in the index, its hash `tag` already computed.
-    #[inline(always)]
-    fn find_tagged(&self, key: &Tuple, tag: u32) -> Option<usize> {
-        self.find_entry(key, tag).map(|(pos, _, _)| pos)
-    }
-
     /// The position of `key`'s entry in the index (its hash `tag`), the entry's session
     /// reference (`session << 1 | side`) and the session: what the probe read, so that no
     /// caller reads the entry or the session again.
