@@ -34,6 +34,9 @@ pub struct WorkerSample {
     /// New connections whose client prefix evicted a still-limited one from a full
     /// per-service rate table (`conn_rate`).
     pub rate_table_evictions: u64,
+    /// New full-NAT sessions whose reply key another session held when the burst's keys
+    /// were indexed (reachable by their client key only).
+    pub reply_key_clashes: u64,
     /// Frames waiting in this worker's redirect ring, and its size.
     pub redirect_ring_used: u32,
     pub redirect_ring_capacity: u32,
@@ -663,6 +666,12 @@ fn encode_sample(e: &mut DescriptorEncoder, s: &Sample) -> Result<(), std::fmt::
         "rate_table_evictions",
         "New connections whose client prefix evicted a still-limited prefix from a full per-service conn_rate table, per worker",
         per_worker(|x| x.rate_table_evictions),
+    )?;
+    counter(
+        e,
+        "reply_key_clashes",
+        "New full-NAT sessions whose reply key another session already held (a client spoofing a local address), reachable by their client key only, per worker",
+        per_worker(|x| x.reply_key_clashes),
     )?;
     gauge(
         e,

@@ -45,6 +45,7 @@ impl Source for DriverMetrics {
                     sessions: e.sessions,
                     sessions_created: e.sessions_created,
                     rate_table_evictions: e.rate_table_evictions,
+                    reply_key_clashes: e.reply_key_clashes,
                     redirect_ring_used: ring.map_or(0, |r| r.len()),
                     redirect_ring_capacity: ring.map_or(0, |r| r.capacity()),
                     busy_cycles: shared.busy_cycles(),
