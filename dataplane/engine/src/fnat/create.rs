@@ -276,6 +276,10 @@ impl FullNat {
         let (i, port) = at.ok_or(DropReason::LocalPortsExhausted)?;
         let slot = *svc.lips.get(i).ok_or(DropReason::LocalPortsExhausted)?;
         svc.next_lip = i + 1;
+        if let Some(&next) = svc.lips.get(i + 1).or(svc.lips.first()) {
+            self.laddrs
+                .prefetch(next as usize, self.table.prefetch_hint());
+        }
         Ok((slot as usize, port))
     }
 }

@@ -240,6 +240,19 @@ impl LocalAddrs {
         }
     }
 
+    /// Starts loading what taking a port from `slot` reads first: its pool and the free
+    /// ring's head (a hint: the addresses take connections in turn, so the next one is known
+    /// a connection ahead, and its pool was last touched a full turn ago).
+    #[inline]
+    pub fn prefetch(&self, slot: usize, prefetch: crate::session::table::Prefetch) {
+        if let Some(p) = self.pools.get(slot) {
+            prefetch((p as *const PortPool).cast());
+            if let Some(h) = p.ring.get(p.head) {
+                prefetch((h as *const u16).cast());
+            }
+        }
+    }
+
     pub fn pool(&self, slot: usize) -> Option<&PortPool> {
         self.pools.get(slot)
     }

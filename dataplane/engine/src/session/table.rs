@@ -347,6 +347,12 @@ impl SessionTable {
         self.prefetch = prefetch;
     }
 
+    /// The prefetch hint this table uses (for other per-worker structures to use the same).
+    #[inline]
+    pub fn prefetch_hint(&self) -> Prefetch {
+        self.prefetch
+    }
+
     /// A table holding up to `capacity` sessions (clamped to [`MAX_CAPACITY`]). `seed` keys the
     /// hash (pick it at random in production so that flows cannot be crafted to collide).
     pub fn new(capacity: usize, seed: u64) -> Self {
