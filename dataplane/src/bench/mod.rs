@@ -274,20 +274,21 @@ impl WorkerBench {
             .map(|s| (u32::from(s.vip), s.port))
             .zip(rules.ports.first().map(|p| p.mac));
         if let Some(((vip, vport), mac)) = target {
-            let template = syn_frame(mac, vip, vport, 0x02);
-            let mut frame = template.clone();
+            let syn = syn_frame(mac, vip, vport, TcpFlags::SYN);
+            let mut frame = syn.clone();
+            // Flow `k`'s copy of `template` through the engine (from the template each time:
+            // TUN grows the frame by its outer header).
+            let mut send = |engine: &mut Worker, template: &[u8], k: u64| {
+                frame.clear();
+                frame.extend_from_slice(template);
+                let (a, p) = flow_addr(k);
+                stamp(&mut frame, a, p);
+                engine.process(0, &mut frame, now_ns)
+            };
             let started = Instant::now();
             let before = engine.stats().sessions_created;
             for k in 0..opts.flows {
-                // TUN grows the frame by its outer header: start from the template each time.
-                frame.clear();
-                frame.extend_from_slice(&template);
-                let (a, p) = flow_addr(k);
-                stamp(&mut frame, a, p);
-                if !matches!(
-                    engine.process(0, &mut frame, now_ns),
-                    Verdict::Transmit { .. }
-                ) {
+                if !matches!(send(engine, &syn, k), Verdict::Transmit { .. }) {
                     break;
                 }
             }
@@ -300,11 +301,7 @@ impl WorkerBench {
             // the packets missed the established-flow stage).
             let ack = syn_frame(mac, vip, vport, TcpFlags::ACK);
             for k in 0..result.prefill_sessions {
-                frame.clear();
-                frame.extend_from_slice(&ack);
-                let (a, p) = flow_addr(k);
-                stamp(&mut frame, a, p);
-                engine.process(0, &mut frame, now_ns);
+                send(engine, &ack, k);
             }
         }
         result.rss_after_prefill_kb = rss_kb();

@@ -320,6 +320,12 @@ impl std::ops::IndexMut<usize> for Index {
     }
 }
 
+/// The index entry of session `id`'s key on `side`, whose hash tag is `tag`.
+#[inline(always)]
+fn index_entry(tag: u32, id: SessionId, side: Side) -> u64 {
+    ((tag as u64) << 32) | u64::from((id << 1) | side as u32)
+}
+
 #[inline(always)]
 fn hash(seed: u64, t: &Tuple) -> u32 {
     let a = ((t.src_ip as u64) << 32) | t.dst_ip as u64;
@@ -642,7 +648,7 @@ impl SessionTable {
             }
         };
         self.free.pop();
-        self.index[cpos] = ((ct as u64) << 32) | u64::from(id << 1);
+        self.index[cpos] = index_entry(ct, id, Side::Client);
         if let Some((Probe::Deferred, rt)) = rpos {
             self.prefetch_index(rt);
             self.deferred.push((id, rt));
@@ -656,7 +662,7 @@ impl SessionTable {
                 }
                 rpos = self.next_pos(rpos);
             }
-            self.index[rpos] = ((rt as u64) << 32) | u64::from((id << 1) | 1);
+            self.index[rpos] = index_entry(rt, id, Side::Real);
         }
         Ok(id)
     }
@@ -704,7 +710,7 @@ impl SessionTable {
                 continue;
             };
             match self.probe_free(&rk, rt) {
-                Some(pos) => self.index[pos] = ((rt as u64) << 32) | u64::from((id << 1) | 1),
+                Some(pos) => self.index[pos] = index_entry(rt, id, Side::Real),
                 None => self.deferred_clashes += 1,
             }
         }
@@ -753,8 +759,7 @@ impl SessionTable {
         for side in [Side::Client, Side::Real].into_iter().take(sides) {
             // The entry is known to the bit (tag, id, side): the probe compares words and
             // reads no session on the way.
-            let tag = hash(self.seed, &s.key(side));
-            let entry = ((tag as u64) << 32) | u64::from((id << 1) | side as u32);
+            let entry = index_entry(hash(self.seed, &s.key(side)), id, side);
             if let Some(pos) = self.position_of(entry) {
                 self.index_remove_at(pos);
             }
