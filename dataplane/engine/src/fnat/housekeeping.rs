@@ -7,7 +7,9 @@ use crate::sched::load::PUBLISH_INTERVAL_NS;
 use crate::session::{Session, SessionId};
 use crate::stats::WorkerStats;
 
-/// How far ahead of the session it ends housekeeping starts loading index lines.
+/// How far ahead of the session it ends housekeeping starts loading index lines, and how
+/// many sessions' lines it requests at a time (together, so that their page walks overlap:
+/// see `Worker::process_burst`).
 const KEYS_AHEAD: usize = 8;
 
 impl FullNat {
@@ -66,15 +68,18 @@ impl FullNat {
             let n = self
                 .wheel
                 .expire(&mut self.table, now_ns, chunk, &mut self.expired);
-            // Software pipeline over the batch (whose sessions `expire` has just read): load
-            // the index lines of the keys 8 sessions ahead, so that removing each finds them
-            // in cache.
+            // Software pipeline over the batch (whose sessions `expire` has just read): every
+            // KEYS_AHEAD sessions, load the index lines of the next KEYS_AHEAD sessions' keys,
+            // so that removing each finds them in cache.
             for &id in self.expired.iter().take(KEYS_AHEAD) {
                 self.table.prefetch_keys(id);
             }
             for i in 0..n {
-                if let Some(&ahead) = self.expired.get(i + KEYS_AHEAD) {
-                    self.table.prefetch_keys(ahead);
+                if i % KEYS_AHEAD == 0 {
+                    let ahead = self.expired.iter().skip(i + KEYS_AHEAD).take(KEYS_AHEAD);
+                    for &id in ahead {
+                        self.table.prefetch_keys(id);
+                    }
                 }
                 let id = self.expired[i];
                 self.end_session(id, stats);

@@ -499,6 +499,13 @@ impl FullNat {
         stats.reply_key_clashes += self.table.take_deferred_clashes();
     }
 
+    /// Starts loading the index lines the burst's new sessions' deferred real-server keys go
+    /// to (see `SessionTable::prefetch_deferred`).
+    #[inline]
+    pub(crate) fn prefetch_deferred(&mut self) {
+        self.table.prefetch_deferred();
+    }
+
     /// True when bursts are worth prefetching: the table holds [`PREFETCH_FROM_SESSIONS`]
     /// (or what [`FullNat::set_prefetch_from`] set) live sessions or more.
     #[inline]

@@ -264,6 +264,8 @@ pub struct SessionTable {
     /// Sessions whose real-server key is not in the index yet, with that key's tag (see
     /// [`SessionTable::insert_with`]'s `defer_real`); at most [`DEFERRED_MAX`].
     deferred: Vec<(SessionId, u32)>,
+    /// How many of `deferred` had their index line hinted (see [`Self::prefetch_deferred`]).
+    deferred_hinted: usize,
     /// Deferred keys [`SessionTable::settle`] found already indexed, not yet taken.
     deferred_clashes: u64,
 }
@@ -371,6 +373,7 @@ impl SessionTable {
             seed,
             prefetch: no_prefetch,
             deferred: Vec::with_capacity(DEFERRED_MAX),
+            deferred_hinted: 0,
             deferred_clashes: 0,
         }
     }
@@ -523,14 +526,30 @@ impl SessionTable {
         }
     }
 
-    /// Starts loading the index lines where both keys of session `id` are looked up first (a
-    /// hint: call it once the session itself is in cache, see [`Self::prefetch_slot`]).
+    /// Starts loading the index lines that removing session `id` reads (a hint: call it once
+    /// the session itself is in cache, see [`Self::prefetch_slot`]): where each key is looked
+    /// up first, and the line after when that position is one of the line's last two
+    /// entries, as the removal's backward shift then reads the next line's first entries.
     #[inline]
     pub fn prefetch_keys(&self, id: SessionId) {
         if let Some(s) = self.sessions.get(id as usize).filter(|s| s.is_live()) {
-            self.prefetch_index(hash(self.seed, &s.client_key()));
+            self.prefetch_removal(hash(self.seed, &s.client_key()));
             if s.has_real_key() {
-                self.prefetch_index(hash(self.seed, &s.real_key()));
+                self.prefetch_removal(hash(self.seed, &s.real_key()));
+            }
+        }
+    }
+
+    #[inline]
+    fn prefetch_removal(&self, tag: u32) {
+        let home = self.home(tag);
+        let lines = &self.index.0;
+        if let Some(line) = lines.get(home / 8) {
+            (self.prefetch)((line as *const IndexLine).cast());
+        }
+        if home % 8 >= 6 {
+            if let Some(next) = lines.get(home / 8 + 1).or(lines.first()) {
+                (self.prefetch)((next as *const IndexLine).cast());
             }
         }
     }
@@ -650,7 +669,6 @@ impl SessionTable {
         self.free.pop();
         self.index[cpos] = index_entry(ct, id, Side::Client);
         if let Some((Probe::Deferred, rt)) = rpos {
-            self.prefetch_index(rt);
             self.deferred.push((id, rt));
         } else if let Some((Probe::At(mut rpos), rt)) = rpos {
             // The client key may have taken the entry the real key's probe ended at: the real
@@ -704,6 +722,7 @@ impl SessionTable {
     /// source can make one) leaves its session reachable by its client key only, and is
     /// counted for [`Self::take_deferred_clashes`].
     pub fn settle(&mut self) {
+        self.prefetch_deferred();
         for k in 0..self.deferred.len() {
             let (id, rt) = self.deferred[k];
             let Some(rk) = self.get(id).map(Session::real_key) else {
@@ -715,6 +734,19 @@ impl SessionTable {
             }
         }
         self.deferred.clear();
+        self.deferred_hinted = 0;
+    }
+
+    /// Starts loading the index lines of the real-server keys deferred since the last call
+    /// (see [`Self::insert_with`]). The burst loop calls it every few frames rather than
+    /// each insertion hinting its own: a prefetch that misses the TLB holds up retirement
+    /// until its page walk is done, and hints issued together walk at the same time.
+    #[inline]
+    pub fn prefetch_deferred(&mut self) {
+        for &(_, rt) in self.deferred.iter().skip(self.deferred_hinted) {
+            self.prefetch_index(rt);
+        }
+        self.deferred_hinted = self.deferred.len();
     }
 
     /// How many deferred keys clashed since the last call.
@@ -919,6 +951,79 @@ mod tests {
         assert!(t
             .lookup(&session(100 + DEFERRED_MAX as u32).real_key())
             .is_none());
+    }
+
+    thread_local! {
+        static HINTED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A [`Prefetch`] that records the cache lines it is handed.
+    fn record_hint(addr: *const u8) {
+        HINTED.with(|h| h.borrow_mut().push(addr as usize & !63));
+    }
+
+    fn take_hints() -> Vec<usize> {
+        HINTED.with(|h| std::mem::take(&mut *h.borrow_mut()))
+    }
+
+    /// The address of the index line where a key with hash `tag` is looked up first.
+    fn home_line(t: &SessionTable, tag: u32) -> usize {
+        &t.index.0[t.home(tag) / 8] as *const IndexLine as usize
+    }
+
+    #[test]
+    fn deferred_keys_lines_are_hinted_once_each_and_before_settling() {
+        let mut t = SessionTable::new(64, 3);
+        t.set_prefetch(record_hint);
+        let (a, b, c) = (session(1), session(2), session(3));
+        insert_deferred(&mut t, a).unwrap();
+        insert_deferred(&mut t, b).unwrap();
+        // Insertion hints nothing of the real-server key: the burst loop asks for a group.
+        let real = |t: &SessionTable, s: &Session| home_line(t, t.tag(&s.real_key()));
+        assert!(!take_hints().contains(&real(&t, &a)));
+        t.prefetch_deferred();
+        assert_eq!(take_hints(), vec![real(&t, &a), real(&t, &b)]);
+        // Only what was deferred since the last call; settling hints the rest first.
+        insert_deferred(&mut t, c).unwrap();
+        take_hints();
+        t.prefetch_deferred();
+        assert_eq!(take_hints(), vec![real(&t, &c)]);
+        t.prefetch_deferred();
+        assert!(take_hints().is_empty());
+        let d = session(4);
+        insert_deferred(&mut t, d).unwrap();
+        take_hints();
+        t.settle();
+        assert_eq!(take_hints(), vec![real(&t, &d)]);
+        assert!(t.lookup(&d.real_key()).is_some());
+    }
+
+    #[test]
+    fn removal_hints_the_next_index_line_when_its_key_starts_near_a_line_end() {
+        let mut t = SessionTable::new(4096, 5);
+        t.set_prefetch(record_hint);
+        let (mut near_end, mut early) = (false, false);
+        for i in 0..2000 {
+            let s = session(i);
+            let Ok(id) = t.insert(s) else { continue };
+            take_hints();
+            t.prefetch_keys(id);
+            let hinted = take_hints();
+            let mut want = Vec::new();
+            for tag in [t.tag(&s.client_key()), t.tag(&s.real_key())] {
+                let home = t.home(tag);
+                want.push(home_line(&t, tag));
+                if home % 8 >= 6 {
+                    let next = (home / 8 + 1) % t.index.0.len();
+                    want.push(&t.index.0[next] as *const IndexLine as usize);
+                    near_end = true;
+                } else {
+                    early = true;
+                }
+            }
+            assert_eq!(hinted, want, "session {i}");
+        }
+        assert!(near_end && early, "both cases seen");
     }
 
     #[test]
