@@ -37,6 +37,9 @@ pub struct WorkerSample {
     /// New full-NAT sessions whose reply key another session held when the burst's keys
     /// were indexed (reachable by their client key only).
     pub reply_key_clashes: u64,
+    /// New connections of persistent services scheduled without a template because the
+    /// worker's template table was full.
+    pub templates_full: u64,
     /// Frames waiting in this worker's redirect ring, and its size.
     pub redirect_ring_used: u32,
     pub redirect_ring_capacity: u32,
@@ -673,6 +676,12 @@ fn encode_sample(e: &mut DescriptorEncoder, s: &Sample) -> Result<(), std::fmt::
         "New full-NAT sessions whose reply key another session already held (a client spoofing a local address), reachable by their client key only, per worker",
         per_worker(|x| x.reply_key_clashes),
     )?;
+    counter(
+        e,
+        "templates_full",
+        "New connections of persistent services scheduled without a template (the worker's template table was full), per worker",
+        per_worker(|x| x.templates_full),
+    )?;
     gauge(
         e,
         "redirect_ring_used",
@@ -852,6 +861,7 @@ mod tests {
                 busy_cycles: 123_456,
                 sessions: 7,
                 redirect_ring_capacity: 4096,
+                templates_full: 11,
                 ..WorkerSample::default()
             }],
             mbufs_capacity: 8191,
@@ -980,6 +990,7 @@ mod tests {
             "fnat_worker_busy_cycles_total{worker=\"0\"} 123456".to_string(),
             "fnat_worker_tsc_hz 2000000000".to_string(),
             "fnat_sessions{worker=\"0\"} 7".to_string(),
+            "fnat_templates_full_total{worker=\"0\"} 11".to_string(),
             "fnat_redirect_ring_capacity{worker=\"0\"} 4096".to_string(),
             "fnat_mbufs_capacity 8191".to_string(),
             "fnat_local_ports_in_use{local_address=\"198.19.0.10\"} 7".to_string(),

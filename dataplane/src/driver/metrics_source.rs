@@ -46,6 +46,7 @@ impl Source for DriverMetrics {
                     sessions_created: e.sessions_created,
                     rate_table_evictions: e.rate_table_evictions,
                     reply_key_clashes: e.reply_key_clashes,
+                    templates_full: e.templates_full,
                     redirect_ring_used: ring.map_or(0, |r| r.len()),
                     redirect_ring_capacity: ring.map_or(0, |r| r.capacity()),
                     busy_cycles: shared.busy_cycles(),
