@@ -11,8 +11,10 @@ use crate::sched::load::LoadBoard;
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
 
-/// Frames per prefetch chunk of [`Worker::process_burst`] (a DPDK burst).
-pub const BURST_CHUNK: usize = 32;
+/// Frames per prefetch chunk of [`Worker::process_burst`]: a whole DPDK burst (the driver's
+/// `BURST_MAX`), so that the pipeline fills once per burst, not twice (with 32 it restarted
+/// mid-burst: 1 M live sessions 9.2 → 9.6 Mpps, 10 M 6.9 → 7.1, new connections unchanged).
+pub const BURST_CHUNK: usize = 64;
 /// How many frames ahead of the one being processed [`Worker::process_burst`] starts loading
 /// a session line: enough frames (≈ 150 cycles each when established) to cover a memory
 /// access, few enough that the lines are still in L1 when their frame comes.
