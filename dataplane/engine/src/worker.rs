@@ -252,10 +252,11 @@ impl Worker {
     /// loading the session index line it will look up; (2) [`SESSION_AHEAD`] frames later,
     /// start loading the session that line points to (its one line holds the deadline too);
     /// (3) [`INDEX_AHEAD`] frames later, run it through the pipeline, whose first stage takes
-    /// established flows, with its parse and hints. The table's cache misses then overlap instead of stalling each frame in turn;
-    /// below [`crate::fnat::PREFETCH_FROM_SESSIONS`] live sessions nothing is
-    /// prefetched. Last, the reply keys of the burst's new full-NAT sessions go into the index
-    /// (see `SessionTable::insert_with`): their lines loaded while the burst went on.
+    /// established flows, with its parse and hints. The table's cache misses then overlap
+    /// instead of stalling each frame in turn; below [`crate::fnat::PREFETCH_FROM_SESSIONS`]
+    /// live sessions nothing is prefetched. Last, the reply keys of the burst's new full-NAT
+    /// sessions go into the index (see `SessionTable::insert_with`): their lines loaded while
+    /// the burst went on.
     pub fn process_burst<B: Frames + ?Sized>(
         &mut self,
         rx_port: PortIndex,

@@ -826,6 +826,7 @@ impl Deadlines for SessionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
 
     fn session(i: u32) -> Session {
         Session {
@@ -954,7 +955,7 @@ mod tests {
     }
 
     thread_local! {
-        static HINTED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+        static HINTED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     }
 
     /// A [`Prefetch`] that records the cache lines it is handed.
