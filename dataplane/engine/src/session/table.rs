@@ -540,14 +540,13 @@ impl SessionTable {
         }
     }
 
+    /// [`Self::prefetch_index`], and the next line when the home is near its line's end.
     #[inline]
     fn prefetch_removal(&self, tag: u32) {
+        self.prefetch_index(tag);
         let home = self.home(tag);
-        let lines = &self.index.0;
-        if let Some(line) = lines.get(home / 8) {
-            (self.prefetch)((line as *const IndexLine).cast());
-        }
         if home % 8 >= 6 {
+            let lines = &self.index.0;
             if let Some(next) = lines.get(home / 8 + 1).or(lines.first()) {
                 (self.prefetch)((next as *const IndexLine).cast());
             }
