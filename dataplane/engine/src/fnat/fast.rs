@@ -21,7 +21,7 @@
 use super::{BurstHint, FullNat};
 use crate::packet::{ttl_expires, PacketV4, Transport};
 use crate::rules::PortIndex;
-use crate::session::{ConnState, Side};
+use crate::session::ConnState;
 use crate::stats::WorkerStats;
 use crate::verdict::Verdict;
 
@@ -56,23 +56,22 @@ impl FullNat {
             Transport::Icmp(_) => return None,
         };
         self.to_port_mac(rx_port, frame)?;
-        let key = pkt.tuple()?;
-        // The candidate of the prefetch stage, when it is still this key's session (keys are
-        // unique in the table); else the index decides.
-        let found = hint.candidate.and_then(|id| {
-            let s = self.table.get(id)?;
-            match (s.client_key() == key, s.real_key() == key) {
-                (true, false) => Some((id, Side::Client, s)),
-                (false, true) => Some((id, Side::Real, s)),
-                _ => None,
+        // The tuple and tag of the prefetch stage, else computed here (a small table's burst
+        // has no such stage). Its candidate, when still this key's session (keys are unique
+        // in the table), saves the lookup; else the index decides.
+        let (key, tag) = match hint.keyed {
+            Some(keyed) => keyed,
+            None => {
+                let key = pkt.tuple()?;
+                (key, self.table.tag(&key))
             }
-        });
+        };
+        let found = hint
+            .candidate
+            .and_then(|(id, side)| Some((id, side, self.table.confirm((id, side), &key)?)));
         let (id, side, s) = match found {
             Some(f) => f,
-            None => {
-                let tag = hint.tag.unwrap_or_else(|| self.table.tag(&key));
-                self.table.lookup_session(&key, tag)?
-            }
+            None => self.table.lookup_session(&key, tag)?,
         };
         if !self.reaches_session(key.dst_ip, side)
             || !self.is_live(s, now, stats)

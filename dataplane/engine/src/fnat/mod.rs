@@ -38,12 +38,12 @@ use std::sync::Arc;
 use crate::frame::Frame;
 use crate::laddr::LocalAddrs;
 use crate::neigh::{Emit, NeighTable, Neighbours};
-use crate::packet::PacketV4;
+use crate::packet::{PacketV4, Tuple};
 use crate::persist::Templates;
 use crate::rules::{Method, PortIndex, Rules, Timeouts};
 use crate::sched::load::{LoadBoard, RsLoad};
 use crate::sched::{RealSet, Scheduler};
-use crate::session::{ConnState, Session, SessionId, SessionTable, TimerWheel};
+use crate::session::{ConnState, Session, SessionId, SessionTable, Side, TimerWheel};
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
 
@@ -179,24 +179,24 @@ fn sock(ip: u32, port: u16) -> SocketAddrV4 {
 pub(crate) struct BurstHint {
     /// The frame may take the fast path.
     fast: bool,
-    /// The hash tag of the frame's 5-tuple, when the prefetch stage computed it.
-    tag: Option<u32>,
-    /// The session the index pointed to for that tag.
-    candidate: Option<SessionId>,
+    /// The frame's five-tuple and its hash tag, when the prefetch stage computed them.
+    keyed: Option<(Tuple, u32)>,
+    /// The session (and which of its keys) the index pointed to for that tag.
+    candidate: Option<(SessionId, Side)>,
 }
 
 impl BurstHint {
     /// No hint: the frame takes the full pipeline.
     pub const NONE: BurstHint = BurstHint {
         fast: false,
-        tag: None,
+        keyed: None,
         candidate: None,
     };
     /// Nothing prefetched (the table is small enough to stay in cache), but the frame may
     /// take the fast path, which then hashes its key itself.
     pub(crate) const UNPREFETCHED: BurstHint = BurstHint {
         fast: true,
-        tag: None,
+        keyed: None,
         candidate: None,
     };
 
@@ -530,7 +530,7 @@ impl FullNat {
         };
         BurstHint {
             fast: true,
-            tag: Some(self.table.tag(&key)),
+            keyed: Some((key, self.table.tag(&key))),
             candidate: None,
         }
     }
@@ -539,7 +539,7 @@ impl FullNat {
     /// lookup of `hint`'s tag begins. Called for the whole burst in a loop of its own.
     #[inline]
     pub(crate) fn touch_index(&self, hint: &BurstHint) {
-        if let Some(tag) = hint.tag {
+        if let Some((_, tag)) = hint.keyed {
             self.table.prefetch_index(tag);
         }
     }
@@ -549,7 +549,7 @@ impl FullNat {
     /// an established packet needs, deadline included), and notes that session in `hint`.
     #[inline]
     pub(crate) fn prefetch_session(&self, hint: &mut BurstHint) {
-        let Some(tag) = hint.tag else {
+        let Some((_, tag)) = hint.keyed else {
             return;
         };
         hint.candidate = self.table.prefetch_session(tag);

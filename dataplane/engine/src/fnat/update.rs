@@ -1359,7 +1359,7 @@ mod tests {
         f.table.prefetch_index(0);
         f.touch_index(&crate::fnat::BurstHint {
             fast: true,
-            tag: Some(7),
+            keyed: Some((crate::packet::Tuple::default(), 7)),
             candidate: None,
         });
         assert_eq!(

@@ -494,7 +494,7 @@ impl SessionTable {
     /// next 4 entries if fewer), and returns its id. A hint only: the lookup itself checks the
     /// whole key.
     #[inline]
-    pub fn prefetch_session(&self, tag: u32) -> Option<SessionId> {
+    pub fn prefetch_session(&self, tag: u32) -> Option<(SessionId, Side)> {
         let len = self.index.len();
         let mut pos = self.home(tag);
         // The home line is loaded already (stage 1 touched it): reading to its end costs no
@@ -505,10 +505,11 @@ impl SessionTable {
                 return None;
             }
             if (e >> 32) as u32 == tag {
-                let id = (e as u32) >> 1;
-                let s = self.sessions.get(id as usize)?;
+                let r = e as u32;
+                let s = self.sessions.get((r >> 1) as usize)?;
                 (self.prefetch)((s as *const Session).cast());
-                return Some(id);
+                let side = if r & 1 == 0 { Side::Client } else { Side::Real };
+                return Some((r >> 1, side));
             }
             pos += 1;
             if pos == len {
@@ -516,6 +517,15 @@ impl SessionTable {
             }
         }
         None
+    }
+
+    /// The session a [`Self::prefetch_session`] candidate points to, when `key` is still its
+    /// key on that side (frames processed since the hint may have changed the table; keys
+    /// are unique in it, so a match is the lookup's answer).
+    #[inline(always)]
+    pub fn confirm(&self, (id, side): (SessionId, Side), key: &Tuple) -> Option<&Session> {
+        let s = self.sessions.get(id as usize)?;
+        (s.is_live() && s.matches(side == Side::Real, key)).then_some(s)
     }
 
     /// Starts loading session `id` (a hint, e.g. before ending a batch of expired sessions).
@@ -1098,10 +1108,36 @@ mod tests {
                 for (s, id) in &live {
                     assert_eq!(t.lookup(&s.client_key()), Some((*id, Side::Client)));
                     assert_eq!(t.lookup(&s.real_key()), Some((*id, Side::Real)));
-                    assert_eq!(t.prefetch_session(t.tag(&s.client_key())), Some(*id));
+                    assert_eq!(
+                        t.prefetch_session(t.tag(&s.client_key())),
+                        Some((*id, Side::Client))
+                    );
                 }
             }
         }
+    }
+
+    #[test]
+    fn confirm_takes_a_candidate_only_while_its_key_is_that_side_of_it() {
+        let mut t = SessionTable::new(64, 5);
+        let a = session(1);
+        let id = t.insert(a).unwrap();
+        let candidate = t.prefetch_session(t.tag(&a.real_key())).unwrap();
+        assert_eq!(candidate, (id, Side::Real));
+        assert_eq!(t.confirm(candidate, &a.real_key()), Some(&a));
+        // The other key of the same session, or the right key on the wrong side: no.
+        assert_eq!(t.confirm(candidate, &a.client_key()), None);
+        assert_eq!(t.confirm((id, Side::Client), &a.real_key()), None);
+        // The session ended and its slot went to another (the burst moved on since the
+        // hint): the old key no longer finds it there, the new one does.
+        t.remove(id).unwrap();
+        assert_eq!(t.confirm(candidate, &a.real_key()), None);
+        let b = session(2);
+        assert_eq!(t.insert(b), Ok(id));
+        assert_eq!(t.confirm(candidate, &a.real_key()), None);
+        assert_eq!(t.confirm(candidate, &b.real_key()), Some(&b));
+        // Past the arena: no.
+        assert_eq!(t.confirm((64, Side::Client), &b.client_key()), None);
     }
 
     #[test]
