@@ -15,3 +15,20 @@ pub fn prefetch0(addr: *const u8) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
 }
+
+/// Asks the CPU to start loading the cache line at `addr` into the nearest cache, keeping it
+/// out of the others where the CPU can (`PREFETCHNTA`, DPDK's `rte_prefetch_non_temporal`):
+/// for a line used once and not again before it would be evicted anyway, which then does not
+/// push out lines that are. A hint, as [`prefetch0`].
+#[inline(always)]
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // a prefetch never dereferences `addr`
+pub fn prefetch_non_temporal(addr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHNTA is a hint: it does not fault on any address and has no
+    // architectural effect; SSE (which provides it) is part of the x86-64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_NTA }>(addr.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}

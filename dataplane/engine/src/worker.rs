@@ -8,6 +8,7 @@ use crate::neigh::{Emit, NeighTable};
 use crate::packet::{self, ether, PacketV4};
 use crate::rules::{Mode, PortIndex, Rules};
 use crate::sched::load::LoadBoard;
+use crate::session::table::Prefetch;
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
 
@@ -74,8 +75,20 @@ impl Worker {
 
     /// Makes the burst's prefetch stages use `prefetch` to start loading cache lines (fnatd
     /// gives the CPU's prefetch instruction; see [`crate::session::table::Prefetch`]).
-    pub fn set_prefetch(&mut self, prefetch: crate::session::table::Prefetch) {
+    pub fn set_prefetch(&mut self, prefetch: Prefetch) {
         self.fnat.set_prefetch(prefetch);
+    }
+
+    /// Uses `prefetch` for bursts' lookup lines in a very large table (see
+    /// [`crate::fnat::STREAM_FROM_SESSIONS`]).
+    pub fn set_prefetch_streaming(&mut self, prefetch: Prefetch) {
+        self.fnat.set_prefetch_streaming(prefetch);
+    }
+
+    /// Streams bursts' lookup lines once `sessions` sessions live (see
+    /// [`crate::fnat::STREAM_FROM_SESSIONS`], the default).
+    pub fn set_stream_from(&mut self, sessions: usize) {
+        self.fnat.set_stream_from(sessions);
     }
 
     /// Prefetches bursts once `sessions` sessions live (see
@@ -254,7 +267,8 @@ impl Worker {
     /// (3) [`INDEX_AHEAD`] frames later, run it through the pipeline, whose first stage takes
     /// established flows, with its parse and hints. The table's cache misses then overlap
     /// instead of stalling each frame in turn; below [`crate::fnat::PREFETCH_FROM_SESSIONS`]
-    /// live sessions nothing is prefetched. Last, the reply keys of the burst's new full-NAT
+    /// live sessions nothing is prefetched, from [`crate::fnat::STREAM_FROM_SESSIONS`] on the
+    /// lookups' lines are streamed (kept out of the outer caches). Last, the reply keys of the burst's new full-NAT
     /// sessions go into the index (see `SessionTable::insert_with`): their lines loaded while
     /// the burst went on.
     pub fn process_burst<B: Frames + ?Sized>(
@@ -288,6 +302,7 @@ impl Worker {
             self.fnat.settle(&mut self.stats);
             return;
         }
+        let lookup = self.fnat.burst_prefetch();
         let mut start = 0;
         while start < n {
             let end = n.min(start + BURST_CHUNK);
@@ -303,19 +318,19 @@ impl Worker {
             // issued together, the walks overlap (one prefetch per frame was 52 % of a worker
             // with 10 M sessions; all of a chunk's at once queued behind each other).
             for k in 0..m.min(INDEX_AHEAD) {
-                self.stage_one(frames, start + k, &mut parsed[k], &mut hints[k]);
+                self.stage_one(frames, start + k, &mut parsed[k], &mut hints[k], lookup);
             }
             for h in &mut hints[..m.min(SESSION_AHEAD)] {
-                self.fnat.prefetch_session(h);
+                self.fnat.prefetch_session(h, lookup);
             }
             for j in 0..m {
                 if j % PREFETCH_GROUP == 0 {
                     for k in j + INDEX_AHEAD..m.min(j + INDEX_AHEAD + PREFETCH_GROUP) {
-                        self.stage_one(frames, start + k, &mut parsed[k], &mut hints[k]);
+                        self.stage_one(frames, start + k, &mut parsed[k], &mut hints[k], lookup);
                     }
                     let ahead = j + SESSION_AHEAD;
                     for h in hints[..m].iter_mut().skip(ahead).take(PREFETCH_GROUP) {
-                        self.fnat.prefetch_session(h);
+                        self.fnat.prefetch_session(h, lookup);
                     }
                     self.fnat.prefetch_deferred();
                 }
@@ -339,13 +354,14 @@ impl Worker {
         i: usize,
         parsed: &mut Result<PacketV4, DropReason>,
         hint: &mut BurstHint,
+        lookup: Prefetch,
     ) {
         *parsed = packet::parse(frames.data(i));
         *hint = self.fnat.burst_hint(parsed.as_ref().ok());
         if !self.fast_path {
             hint.no_fast_path();
         }
-        self.fnat.touch_index(hint);
+        self.fnat.touch_index(hint, lookup);
     }
 
     /// Stage 3 for frame `i` of `frames`: its port, the multi-segment check, the pipeline.

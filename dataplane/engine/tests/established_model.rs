@@ -513,6 +513,94 @@ fn fast_path_is_taken_with(prefetch_from: usize) {
     assert_eq!(w.fullnat().sessions().count(), sessions);
 }
 
+thread_local! {
+    static KEPT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static STREAMED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn count_kept(_: *const u8) {
+    KEPT.with(|c| c.set(c.get() + 1));
+}
+
+fn count_streamed(_: *const u8) {
+    STREAMED.with(|c| c.set(c.get() + 1));
+}
+
+/// (normal hints, streaming hints) given so far on this thread.
+fn hints() -> (usize, usize) {
+    (KEPT.with(|c| c.get()), STREAMED.with(|c| c.get()))
+}
+
+/// A burst's lookups in a table past `stream_from` live sessions load their index and
+/// session lines with the streaming hint, one of each per established frame; SYNs keep the
+/// normal hint (their lines are written); below the threshold everything keeps it.
+#[test]
+fn large_tables_stream_their_lookup_lines() {
+    let mut w = workers(1, rules(64, 2000, 2063)).remove(0);
+    w.set_prefetch_from(0);
+    w.set_stream_from(0);
+    w.set_prefetch(count_kept);
+    w.set_prefetch_streaming(count_streamed);
+    let vip = sa(VIP, 80);
+    let clients: Vec<SocketAddrV4> = (0..4).map(|i| sa(CLIENT, 41000 + i)).collect();
+    let run_burst = |w: &mut Worker, mut fs: Vec<Vec<u8>>| -> Vec<Vec<u8>> {
+        let mut v = vec![Verdict::Consumed; fs.len()];
+        let port = rx_port(&fs[0]);
+        w.process_burst(port, &mut fs[..], 20 * S, &mut v);
+        assert!(
+            v.iter().all(|v| matches!(v, Verdict::Transmit { .. })),
+            "{v:?}"
+        );
+        fs
+    };
+    let before = hints();
+    let syns = run_burst(
+        &mut w,
+        clients.iter().map(|&c| tcp(c, vip, "S", b"")).collect(),
+    );
+    let after = hints();
+    assert_eq!(after.1, before.1, "SYNs keep the normal hint");
+    assert!(after.0 >= before.0 + 4, "each SYN's index line is hinted");
+    let nat: Vec<_> = syns
+        .iter()
+        .map(|f| decode(f))
+        .map(|o| (o.src, o.dst))
+        .collect();
+    run_burst(
+        &mut w,
+        nat.iter()
+            .map(|&(lip, rs)| tcp(rs, lip, "SA", b""))
+            .collect(),
+    );
+    run_burst(
+        &mut w,
+        clients.iter().map(|&c| tcp(c, vip, "A", b"")).collect(),
+    );
+    let data = || {
+        clients
+            .iter()
+            .map(|&c| tcp(c, vip, "AP", b"data"))
+            .collect::<Vec<_>>()
+    };
+    let fast = w.stats().fast_path;
+    let before = hints();
+    run_burst(&mut w, data());
+    assert_eq!(w.stats().fast_path, fast + 4);
+    assert_eq!(
+        hints(),
+        (before.0, before.1 + 8),
+        "an index and a session line per established frame, streamed"
+    );
+    w.set_stream_from(usize::MAX);
+    let before = hints();
+    run_burst(&mut w, data());
+    assert_eq!(
+        hints(),
+        (before.0 + 8, before.1),
+        "below the threshold: kept"
+    );
+}
+
 /// A real server's reply is taken only from the port that leads to that server: the same
 /// frame sent in from the client side (a client spoofing the server to inject into a
 /// connection) is dropped as `wrong_ingress`, on the fast path and the full one, and leaves

@@ -514,6 +514,7 @@ fn launch_workers(cfg: &AppConfig, kind: RunKind, mut l: Launch<'_>) -> Result<R
         engine.set_announce(kind == RunKind::Live);
         engine.set_expire_budget(d.expire_budget as usize);
         engine.set_prefetch(dpdk_bindings::cpu::prefetch0);
+        engine.set_prefetch_streaming(dpdk_bindings::cpu::prefetch_non_temporal);
         let twins: Vec<PortIndex> = l
             .kernel
             .iter()

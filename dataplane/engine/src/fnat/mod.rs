@@ -65,6 +65,15 @@ const ADDR_STANDBY: u32 = 8;
 /// cost: 1k sessions forward 15 % faster without the session prefetch, 10k the same either
 /// way, and 100k 50 % faster with it (`fnatd bench`, perf/RESULTS.md).
 pub const PREFETCH_FROM_SESSIONS: usize = 8192;
+/// Live sessions from which a burst's lookups load their index and session lines with the
+/// streaming hint (`PREFETCHNTA` in fnatd), keeping them out of the outer caches. From there
+/// on, nearly every such line comes from memory and is not seen again before it would be
+/// evicted anyway, and loading it through L2 only pushes out what the rest of the packet path
+/// uses (mbufs, rings, rules, counters). Measured side by side (`fnatd bench`, alternating
+/// runs, perf/RESULTS.md "issue 12, session 11"): 10 M sessions +10 %, 3 M +5 %, 1 M -2 %,
+/// 100 k -6 %, new connections unchanged (creation and expiry keep the normal hint: the
+/// lines they load are written and read again, and streaming them cost 10 %).
+pub const STREAM_FROM_SESSIONS: usize = 2 << 20;
 /// TTL of the echo replies the balancer sends.
 pub const ECHO_REPLY_TTL: u8 = 64;
 /// Sessions expired per timer-wheel call inside housekeeping.
@@ -183,6 +192,9 @@ pub(crate) struct BurstHint {
     keyed: Option<(Tuple, u32)>,
     /// The session (and which of its keys) the index pointed to for that tag.
     candidate: Option<(SessionId, Side)>,
+    /// A TCP SYN: the lines its lookup loads are written soon (the session it creates is
+    /// indexed there) and keep the normal prefetch hint, never the burst's streaming one.
+    syn: bool,
 }
 
 impl BurstHint {
@@ -191,6 +203,7 @@ impl BurstHint {
         fast: false,
         keyed: None,
         candidate: None,
+        syn: false,
     };
     /// Nothing prefetched (the table is small enough to stay in cache), but the frame may
     /// take the fast path, which then hashes its key itself.
@@ -198,6 +211,7 @@ impl BurstHint {
         fast: true,
         keyed: None,
         candidate: None,
+        syn: false,
     };
 
     /// Keeps the prefetched hash and candidate but sends the frame through the later stages
@@ -246,6 +260,8 @@ pub struct FullNat {
     slot_info: Vec<SlotInfo>,
     /// Live sessions from which bursts are prefetched ([`PREFETCH_FROM_SESSIONS`]).
     prefetch_from: usize,
+    /// Live sessions from which bursts' lookups stream ([`STREAM_FROM_SESSIONS`]).
+    stream_from: usize,
     /// Updates from a previous snapshot whose edits did not reach back to it (so every
     /// service was compared with its previous self).
     full_compares: u64,
@@ -359,6 +375,7 @@ impl FullNat {
             templates: None,
             slot_info: Vec::new(),
             prefetch_from: PREFETCH_FROM_SESSIONS,
+            stream_from: STREAM_FROM_SESSIONS,
             full_compares: 0,
             twins: Vec::new(),
             nat_replies: false,
@@ -387,6 +404,26 @@ impl FullNat {
     /// [`crate::session::table::Prefetch`]; without it they only compute hints).
     pub fn set_prefetch(&mut self, prefetch: crate::session::table::Prefetch) {
         self.table.set_prefetch(prefetch);
+    }
+
+    /// Uses `prefetch` for the lines of bursts' lookups once the table holds
+    /// [`STREAM_FROM_SESSIONS`] live sessions (see there).
+    pub fn set_prefetch_streaming(&mut self, prefetch: crate::session::table::Prefetch) {
+        self.table.set_prefetch_streaming(prefetch);
+    }
+
+    /// Streams bursts' lookup lines from `sessions` live sessions on (default
+    /// [`STREAM_FROM_SESSIONS`]): for tests, and for tuning to another cache size.
+    pub fn set_stream_from(&mut self, sessions: usize) {
+        self.stream_from = sessions;
+    }
+
+    /// The prefetch hint of this burst's lookups (once per burst: see
+    /// [`STREAM_FROM_SESSIONS`]).
+    #[inline]
+    pub(crate) fn burst_prefetch(&self) -> crate::session::table::Prefetch {
+        self.table
+            .lookup_prefetch(self.table.len() >= self.stream_from)
     }
 
     /// Prefetches bursts from `sessions` live sessions on (default [`PREFETCH_FROM_SESSIONS`]):
@@ -532,15 +569,21 @@ impl FullNat {
             fast: true,
             keyed: Some((key, self.table.tag(&key))),
             candidate: None,
+            syn: pkt.tcp_flags().is_some_and(|f| f.syn()),
         }
     }
 
     /// Burst stage 1b (a hint, changes nothing): starts loading the index line where the
-    /// lookup of `hint`'s tag begins. Called for the whole burst in a loop of its own.
+    /// lookup of `hint`'s tag begins, with the burst's lookup hint `prefetch` (see
+    /// [`FullNat::burst_prefetch`]; a SYN's with the normal one).
     #[inline]
-    pub(crate) fn touch_index(&self, hint: &BurstHint) {
+    pub(crate) fn touch_index(&self, hint: &BurstHint, prefetch: crate::session::table::Prefetch) {
         if let Some((_, tag)) = hint.keyed {
-            self.table.prefetch_index(tag);
+            let prefetch = match hint.syn {
+                true => self.table.prefetch_hint(),
+                false => prefetch,
+            };
+            self.table.prefetch_lookup(tag, prefetch);
         }
     }
 
@@ -548,11 +591,15 @@ impl FullNat {
     /// starts loading the session the frame most likely belongs to (its one line holds all
     /// an established packet needs, deadline included), and notes that session in `hint`.
     #[inline]
-    pub(crate) fn prefetch_session(&self, hint: &mut BurstHint) {
+    pub(crate) fn prefetch_session(
+        &self,
+        hint: &mut BurstHint,
+        prefetch: crate::session::table::Prefetch,
+    ) {
         let Some((_, tag)) = hint.keyed else {
             return;
         };
-        hint.candidate = self.table.prefetch_session(tag);
+        hint.candidate = self.table.prefetch_session(tag, prefetch);
     }
 
     /// Decides what happens to one frame (rewritten in place), parsed once as `parsed`, with

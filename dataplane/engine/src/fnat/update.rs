@@ -1339,6 +1339,12 @@ mod tests {
         PREFETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    static STREAMED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn counting_streamed(_: *const u8) {
+        STREAMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     #[test]
     fn a_new_session_capacity_keeps_the_prefetch_hint() {
         let mut stats = WorkerStats::default();
@@ -1347,7 +1353,9 @@ mod tests {
             .push(service(1, 1, 80, SchedulerKind::Rr, &[(1, 1)]));
         let mut f = fullnat(&r, &mut stats);
         f.set_prefetch(counting_prefetch);
+        f.set_prefetch_streaming(counting_streamed);
         let prefetches = || PREFETCHES.load(std::sync::atomic::Ordering::Relaxed);
+        let streamed = || STREAMED.load(std::sync::atomic::Ordering::Relaxed);
         let before = prefetches();
         f.table.prefetch_index(0);
         assert_eq!(prefetches(), before + 1);
@@ -1357,15 +1365,26 @@ mod tests {
         assert_eq!(f.table.capacity(), r.session_capacity);
         let before = prefetches();
         f.table.prefetch_index(0);
-        f.touch_index(&crate::fnat::BurstHint {
-            fast: true,
-            keyed: Some((crate::packet::Tuple::default(), 7)),
-            candidate: None,
-        });
+        f.touch_index(
+            &crate::fnat::BurstHint {
+                fast: true,
+                keyed: Some((crate::packet::Tuple::default(), 7)),
+                candidate: None,
+                syn: false,
+            },
+            f.table.prefetch_hint(),
+        );
         assert_eq!(
             prefetches(),
             before + 2,
             "the new table lost the prefetch hint"
+        );
+        let before = streamed();
+        f.table.prefetch_lookup(0, f.table.lookup_prefetch(true));
+        assert_eq!(
+            streamed(),
+            before + 1,
+            "the new table lost the streaming hint"
         );
     }
 }

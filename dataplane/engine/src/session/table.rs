@@ -261,6 +261,8 @@ pub struct SessionTable {
     index: Index,
     seed: u64,
     prefetch: Prefetch,
+    /// The hint for lines a lookup reads once (see [`SessionTable::set_prefetch_streaming`]).
+    prefetch_streaming: Prefetch,
     /// Sessions whose real-server key is not in the index yet, with that key's tag (see
     /// [`SessionTable::insert_with`]'s `defer_real`); at most [`DEFERRED_MAX`].
     deferred: Vec<(SessionId, u32)>,
@@ -342,7 +344,8 @@ fn hash(seed: u64, t: &Tuple) -> u32 {
 /// How the engine asks the CPU to start loading the cache line at an address: a hint that
 /// never faults, whatever the address, and changes nothing. The engine has no `unsafe` and so
 /// no prefetch instruction of its own: fnatd hands it the CPU's
-/// (`dpdk_bindings::cpu::prefetch0`, DPDK's `rte_prefetch0`); tests and tools run without one
+/// (`dpdk_bindings::cpu::prefetch0`, DPDK's `rte_prefetch0`, and for lines a lookup of a very
+/// large table reads once, `prefetch_non_temporal`); tests and tools run without one
 /// ([`no_prefetch`]), which changes no decision, only how long lookups of large tables wait.
 pub type Prefetch = fn(*const u8);
 
@@ -355,10 +358,28 @@ impl SessionTable {
         self.prefetch = prefetch;
     }
 
+    /// Uses `prefetch` for the lines a burst's lookups read once, when the burst asks for it
+    /// ([`Self::lookup_prefetch`]): one that keeps them out of the outer caches, where the
+    /// table is so much larger than the last-level cache that a line is seldom seen again
+    /// before it would be evicted anyway (the default does nothing).
+    pub fn set_prefetch_streaming(&mut self, prefetch: Prefetch) {
+        self.prefetch_streaming = prefetch;
+    }
+
     /// The prefetch hint this table uses (for other per-worker structures to use the same).
     #[inline]
     pub fn prefetch_hint(&self) -> Prefetch {
         self.prefetch
+    }
+
+    /// The hint a burst's lookups use ([`Self::prefetch_lookup`], [`Self::prefetch_session`]):
+    /// the streaming one when `streaming`, else the one every other hint uses.
+    #[inline]
+    pub fn lookup_prefetch(&self, streaming: bool) -> Prefetch {
+        match streaming {
+            true => self.prefetch_streaming,
+            false => self.prefetch,
+        }
     }
 
     /// A table holding up to `capacity` sessions (clamped to [`MAX_CAPACITY`]). `seed` keys the
@@ -372,6 +393,7 @@ impl SessionTable {
             index: Index::new(index_len),
             seed,
             prefetch: no_prefetch,
+            prefetch_streaming: no_prefetch,
             deferred: Vec::with_capacity(DEFERRED_MAX),
             deferred_hinted: 0,
             deferred_clashes: 0,
@@ -382,9 +404,10 @@ impl SessionTable {
     /// prefetch hint (fnatd sets that once, at start: a rules update that changes the
     /// capacity must not lose it).
     pub fn renew(&mut self, capacity: usize, seed: u64) {
-        let prefetch = self.prefetch;
+        let (prefetch, streaming) = (self.prefetch, self.prefetch_streaming);
         *self = SessionTable::new(capacity, seed);
         self.prefetch = prefetch;
+        self.prefetch_streaming = streaming;
     }
 
     pub fn capacity(&self) -> usize {
@@ -484,17 +507,24 @@ impl SessionTable {
     /// A hint only: never faults, changes nothing.
     #[inline]
     pub fn prefetch_index(&self, tag: u32) {
+        self.prefetch_lookup(tag, self.prefetch);
+    }
+
+    /// [`Self::prefetch_index`] with the hint `prefetch` (from [`Self::lookup_prefetch`]), for a
+    /// burst's lookups.
+    #[inline]
+    pub fn prefetch_lookup(&self, tag: u32, prefetch: Prefetch) {
         if let Some(e) = self.index.get(self.home(tag)) {
-            (self.prefetch)((e as *const u64).cast());
+            prefetch((e as *const u64).cast());
         }
     }
 
     /// Starts loading the session a key with hash `tag` most likely finds (the first index
     /// entry from its home position with that tag, within the rest of the home line, or the
     /// next 4 entries if fewer), and returns its id. A hint only: the lookup itself checks the
-    /// whole key.
+    /// whole key. `prefetch` is the hint to use (see [`Self::lookup_prefetch`]).
     #[inline]
-    pub fn prefetch_session(&self, tag: u32) -> Option<(SessionId, Side)> {
+    pub fn prefetch_session(&self, tag: u32, prefetch: Prefetch) -> Option<(SessionId, Side)> {
         let len = self.index.len();
         let mut pos = self.home(tag);
         // The home line is loaded already (stage 1 touched it): reading to its end costs no
@@ -507,7 +537,7 @@ impl SessionTable {
             if (e >> 32) as u32 == tag {
                 let r = e as u32;
                 let s = self.sessions.get((r >> 1) as usize)?;
-                (self.prefetch)((s as *const Session).cast());
+                prefetch((s as *const Session).cast());
                 let side = if r & 1 == 0 { Side::Client } else { Side::Real };
                 return Some((r >> 1, side));
             }
@@ -1109,7 +1139,7 @@ mod tests {
                     assert_eq!(t.lookup(&s.client_key()), Some((*id, Side::Client)));
                     assert_eq!(t.lookup(&s.real_key()), Some((*id, Side::Real)));
                     assert_eq!(
-                        t.prefetch_session(t.tag(&s.client_key())),
+                        t.prefetch_session(t.tag(&s.client_key()), no_prefetch),
                         Some((*id, Side::Client))
                     );
                 }
@@ -1122,7 +1152,9 @@ mod tests {
         let mut t = SessionTable::new(64, 5);
         let a = session(1);
         let id = t.insert(a).unwrap();
-        let candidate = t.prefetch_session(t.tag(&a.real_key())).unwrap();
+        let candidate = t
+            .prefetch_session(t.tag(&a.real_key()), no_prefetch)
+            .unwrap();
         assert_eq!(candidate, (id, Side::Real));
         assert_eq!(t.confirm(candidate, &a.real_key()), Some(&a));
         // The other key of the same session, or the right key on the wrong side: no.
