@@ -265,6 +265,37 @@ fn keepalived_master_fnat_backup_then_kill_9_takes_over_within_master_down_inter
     );
 }
 
+/// A backup whose service thread was away past the master-down interval (the machine paused,
+/// the process stopped, a starved CPU) reads the adverts that queued meanwhile before its
+/// timers run: it stays backup, instead of taking over for a moment from a master that is
+/// alive (a flap: the VIP announced from two places).
+#[test]
+fn a_backup_back_from_a_pause_reads_the_queued_adverts_before_its_timers() {
+    let mut p = Pair::up("d");
+    p.keepalived(100, "BACKUP");
+    p.fnat(90, "BACKUP");
+    wait_for("keepalived owns the VIP", Duration::from_secs(15), || {
+        p.keepalived_has_vip()
+    });
+    wait_for("fnat hears keepalived", Duration::from_secs(5), || {
+        p.counter("advert_rcvd") >= 3 && p.fnat_state() == "BACKUP"
+    });
+    let masters = p.counter("become_master");
+    let heard = p.counter("advert_rcvd");
+    // 5 s: past Master_Down_Interval (3 × 1 s + (256 − 90)/256 s ≈ 3.65 s), while
+    // keepalived's adverts (one a second) queue in the socket.
+    std::fs::write(p.dir.join("pause"), "5").unwrap();
+    wait_for(
+        "the pause to end and the queued adverts to be read",
+        Duration::from_secs(10),
+        || !p.dir.join("pause").exists() && p.counter("advert_rcvd") >= heard + 5,
+    );
+    let status = p.fnat_status();
+    assert_eq!(p.counter("become_master"), masters, "{status}");
+    assert!(status.starts_with(&format!("BACKUP {NET}.2 ")), "{status}");
+    assert!(p.keepalived_has_vip());
+}
+
 #[test]
 fn fnat_master_keepalived_backup_then_clean_stop_and_preemption() {
     let mut p = Pair::up("b");

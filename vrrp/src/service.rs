@@ -164,6 +164,9 @@ fn resolve_weights(config: &mut InstanceConfig, scripts: &[VrrpScript]) {
 
 /// How soon a member held back by its group looks again.
 const GROUP_HOLD: Duration = Duration::from_millis(20);
+/// At most this many queued packets are read before a turn's timers run (bounded work; a
+/// second's adverts of every instance on a segment fit many times over).
+const DRAIN_MAX: usize = 256;
 
 impl SyncGroups {
     fn with<R>(&self, group: &str, f: impl FnOnce(&mut GroupState) -> R) -> Option<R> {
@@ -543,6 +546,7 @@ impl Service {
 
     /// Runs timers and reads adverts for at most `max`; returns after one event or `max`.
     pub fn turn(&mut self, max: Duration) {
+        self.drain();
         let now = self.now();
         self.track(now);
         self.follow_groups(now);
@@ -578,6 +582,27 @@ impl Service {
                 ) => {}
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
+    }
+
+    /// Reads what queued in the socket since the last turn, without waiting, before any
+    /// timer runs: after this thread was away (the machine paused, the process stopped, a
+    /// starved CPU) past a master-down interval, a backup would otherwise find its timer
+    /// expired and take over, for a moment, from a master whose adverts wait unread (keepalived
+    /// and this service both announcing the VIP).
+    fn drain(&mut self) {
+        if self.socket.set_nonblocking(true).is_err() {
+            return;
+        }
+        let mut buf = [0u8; 2048];
+        for _ in 0..DRAIN_MAX {
+            match (&self.socket).read(&mut buf) {
+                Ok(n) => self.received(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        // Back to blocking: the turn's read waits (up to its timeout) for the next advert.
+        let _ = self.socket.set_nonblocking(false);
     }
 
     /// One IPv4 packet as the raw socket delivers it (header included).

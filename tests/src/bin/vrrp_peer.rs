@@ -1,7 +1,9 @@
 //! fnat's VRRP service alone, for `tests/tests/lab_vrrp.rs`: run inside a lab namespace as
 //! `vrrp_peer DIR PRIMARY`, it runs `DIR/fnat-vrrp.conf`'s `vrrp_instance`s on interface `f16f`
 //! with PRIMARY as its address, rewrites `DIR/status` (`STATE MASTER counter=value…`) as the
-//! state changes, and stops cleanly (priority 0) once `DIR/stop` exists.
+//! state changes, and stops cleanly (priority 0) once `DIR/stop` exists. `DIR/pause` holding a
+//! number of seconds makes it sleep that long between two turns, once (then it removes the
+//! file): a service thread that was away, as when the machine pauses.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +47,11 @@ fn main() {
             service.stop();
             write(&service);
             return;
+        }
+        if let Ok(secs) = std::fs::read_to_string(dir.join("pause")) {
+            let secs: f64 = secs.trim().parse().expect("DIR/pause: seconds");
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            std::fs::remove_file(dir.join("pause")).unwrap();
         }
         service.turn(Duration::from_millis(50));
     }
