@@ -213,9 +213,9 @@ impl Drop for Pair {
     }
 }
 
-#[test]
-fn keepalived_master_fnat_backup_then_kill_9_takes_over_within_master_down_interval() {
-    let mut p = Pair::up("a");
+/// keepalived (priority 100) master and fnat (90) backup hearing it, both started as backup.
+fn keepalived_master_fnat_backup(tag: &str) -> Pair {
+    let mut p = Pair::up(tag);
     p.keepalived(100, "BACKUP");
     p.fnat(90, "BACKUP");
     wait_for("keepalived owns the VIP", Duration::from_secs(15), || {
@@ -224,6 +224,12 @@ fn keepalived_master_fnat_backup_then_kill_9_takes_over_within_master_down_inter
     wait_for("fnat hears keepalived", Duration::from_secs(5), || {
         p.counter("advert_rcvd") >= 3 && p.fnat_state() == "BACKUP"
     });
+    p
+}
+
+#[test]
+fn keepalived_master_fnat_backup_then_kill_9_takes_over_within_master_down_interval() {
+    let p = keepalived_master_fnat_backup("a");
     let status = p.fnat_status();
     assert!(status.starts_with(&format!("BACKUP {NET}.2 ")), "{status}");
     for bad in [
@@ -271,15 +277,7 @@ fn keepalived_master_fnat_backup_then_kill_9_takes_over_within_master_down_inter
 /// alive (a flap: the VIP announced from two places).
 #[test]
 fn a_backup_back_from_a_pause_reads_the_queued_adverts_before_its_timers() {
-    let mut p = Pair::up("d");
-    p.keepalived(100, "BACKUP");
-    p.fnat(90, "BACKUP");
-    wait_for("keepalived owns the VIP", Duration::from_secs(15), || {
-        p.keepalived_has_vip()
-    });
-    wait_for("fnat hears keepalived", Duration::from_secs(5), || {
-        p.counter("advert_rcvd") >= 3 && p.fnat_state() == "BACKUP"
-    });
+    let p = keepalived_master_fnat_backup("d");
     let masters = p.counter("become_master");
     let heard = p.counter("advert_rcvd");
     // 5 s: past Master_Down_Interval (3 × 1 s + (256 − 90)/256 s ≈ 3.65 s), while
