@@ -268,9 +268,9 @@ impl Worker {
     /// established flows, with its parse and hints. The table's cache misses then overlap
     /// instead of stalling each frame in turn; below [`crate::fnat::PREFETCH_FROM_SESSIONS`]
     /// live sessions nothing is prefetched, from [`crate::fnat::STREAM_FROM_SESSIONS`] on the
-    /// lookups' lines are streamed (kept out of the outer caches). Last, the reply keys of the burst's new full-NAT
-    /// sessions go into the index (see `SessionTable::insert_with`): their lines loaded while
-    /// the burst went on.
+    /// lookups' lines are streamed (kept out of the outer caches). Last, the reply keys of the
+    /// burst's new full-NAT sessions go into the index (see `SessionTable::insert_with`): their
+    /// lines loaded while the burst went on.
     pub fn process_burst<B: Frames + ?Sized>(
         &mut self,
         rx_port: PortIndex,

@@ -43,6 +43,7 @@ use crate::persist::Templates;
 use crate::rules::{Method, PortIndex, Rules, Timeouts};
 use crate::sched::load::{LoadBoard, RsLoad};
 use crate::sched::{RealSet, Scheduler};
+use crate::session::table::Prefetch;
 use crate::session::{ConnState, Session, SessionId, SessionTable, Side, TimerWheel};
 use crate::stats::WorkerStats;
 use crate::verdict::{DropReason, Verdict};
@@ -402,13 +403,13 @@ impl FullNat {
 
     /// Uses `prefetch` for the burst's prefetch stages and housekeeping's look-ahead (see
     /// [`crate::session::table::Prefetch`]; without it they only compute hints).
-    pub fn set_prefetch(&mut self, prefetch: crate::session::table::Prefetch) {
+    pub fn set_prefetch(&mut self, prefetch: Prefetch) {
         self.table.set_prefetch(prefetch);
     }
 
     /// Uses `prefetch` for the lines of bursts' lookups once the table holds
     /// [`STREAM_FROM_SESSIONS`] live sessions (see there).
-    pub fn set_prefetch_streaming(&mut self, prefetch: crate::session::table::Prefetch) {
+    pub fn set_prefetch_streaming(&mut self, prefetch: Prefetch) {
         self.table.set_prefetch_streaming(prefetch);
     }
 
@@ -421,7 +422,7 @@ impl FullNat {
     /// The prefetch hint of this burst's lookups (once per burst: see
     /// [`STREAM_FROM_SESSIONS`]).
     #[inline]
-    pub(crate) fn burst_prefetch(&self) -> crate::session::table::Prefetch {
+    pub(crate) fn burst_prefetch(&self) -> Prefetch {
         self.table
             .lookup_prefetch(self.table.len() >= self.stream_from)
     }
@@ -577,7 +578,7 @@ impl FullNat {
     /// lookup of `hint`'s tag begins, with the burst's lookup hint `prefetch` (see
     /// [`FullNat::burst_prefetch`]; a SYN's with the normal one).
     #[inline]
-    pub(crate) fn touch_index(&self, hint: &BurstHint, prefetch: crate::session::table::Prefetch) {
+    pub(crate) fn touch_index(&self, hint: &BurstHint, prefetch: Prefetch) {
         if let Some((_, tag)) = hint.keyed {
             let prefetch = match hint.syn {
                 true => self.table.prefetch_hint(),
@@ -591,11 +592,7 @@ impl FullNat {
     /// starts loading the session the frame most likely belongs to (its one line holds all
     /// an established packet needs, deadline included), and notes that session in `hint`.
     #[inline]
-    pub(crate) fn prefetch_session(
-        &self,
-        hint: &mut BurstHint,
-        prefetch: crate::session::table::Prefetch,
-    ) {
+    pub(crate) fn prefetch_session(&self, hint: &mut BurstHint, prefetch: Prefetch) {
         let Some((_, tag)) = hint.keyed else {
             return;
         };
